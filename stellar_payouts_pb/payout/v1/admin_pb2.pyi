@@ -1,0 +1,292 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from stellar_payouts_pb.payout.v1 import payout_pb2 as _payout_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class HealthLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HEALTH_LEVEL_UNSPECIFIED: _ClassVar[HealthLevel]
+    HEALTH_LEVEL_HEALTHY: _ClassVar[HealthLevel]
+    HEALTH_LEVEL_WARNING: _ClassVar[HealthLevel]
+    HEALTH_LEVEL_CRITICAL: _ClassVar[HealthLevel]
+
+class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_KIND_UNSPECIFIED: _ClassVar[AlertKind]
+    ALERT_KIND_FAILURE_RATE: _ClassVar[AlertKind]
+    ALERT_KIND_PENDING_THRESHOLD: _ClassVar[AlertKind]
+    ALERT_KIND_PROCESSING_DELAY: _ClassVar[AlertKind]
+    ALERT_KIND_AMOUNT_THRESHOLD: _ClassVar[AlertKind]
+    ALERT_KIND_SYSTEM_ERROR: _ClassVar[AlertKind]
+
+class AlertStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_STATUS_UNSPECIFIED: _ClassVar[AlertStatus]
+    ALERT_STATUS_ACTIVE: _ClassVar[AlertStatus]
+    ALERT_STATUS_ACKNOWLEDGED: _ClassVar[AlertStatus]
+    ALERT_STATUS_RESOLVED: _ClassVar[AlertStatus]
+
+class ScheduleFrequency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULE_FREQUENCY_UNSPECIFIED: _ClassVar[ScheduleFrequency]
+    SCHEDULE_FREQUENCY_DAILY: _ClassVar[ScheduleFrequency]
+    SCHEDULE_FREQUENCY_WEEKLY: _ClassVar[ScheduleFrequency]
+    SCHEDULE_FREQUENCY_MONTHLY: _ClassVar[ScheduleFrequency]
+HEALTH_LEVEL_UNSPECIFIED: HealthLevel
+HEALTH_LEVEL_HEALTHY: HealthLevel
+HEALTH_LEVEL_WARNING: HealthLevel
+HEALTH_LEVEL_CRITICAL: HealthLevel
+ALERT_KIND_UNSPECIFIED: AlertKind
+ALERT_KIND_FAILURE_RATE: AlertKind
+ALERT_KIND_PENDING_THRESHOLD: AlertKind
+ALERT_KIND_PROCESSING_DELAY: AlertKind
+ALERT_KIND_AMOUNT_THRESHOLD: AlertKind
+ALERT_KIND_SYSTEM_ERROR: AlertKind
+ALERT_STATUS_UNSPECIFIED: AlertStatus
+ALERT_STATUS_ACTIVE: AlertStatus
+ALERT_STATUS_ACKNOWLEDGED: AlertStatus
+ALERT_STATUS_RESOLVED: AlertStatus
+SCHEDULE_FREQUENCY_UNSPECIFIED: ScheduleFrequency
+SCHEDULE_FREQUENCY_DAILY: ScheduleFrequency
+SCHEDULE_FREQUENCY_WEEKLY: ScheduleFrequency
+SCHEDULE_FREQUENCY_MONTHLY: ScheduleFrequency
+
+class Alert(_message.Message):
+    __slots__ = ("alert_id", "kind", "severity", "status", "message", "raised_at", "acknowledged_at", "resolved_at", "acknowledged_by")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RAISED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    kind: AlertKind
+    severity: HealthLevel
+    status: AlertStatus
+    message: str
+    raised_at: _timestamp_pb2.Timestamp
+    acknowledged_at: _timestamp_pb2.Timestamp
+    resolved_at: _timestamp_pb2.Timestamp
+    acknowledged_by: str
+    def __init__(self, alert_id: _Optional[str] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[HealthLevel, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., message: _Optional[str] = ..., raised_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ...) -> None: ...
+
+class HealthMetrics(_message.Message):
+    __slots__ = ("failure_rate", "pending_count", "oldest_pending_age_seconds", "amount_last_24h", "system_errors_last_hour")
+    FAILURE_RATE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_LAST_24H_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_ERRORS_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    failure_rate: float
+    pending_count: int
+    oldest_pending_age_seconds: float
+    amount_last_24h: _payout_pb2.Amount
+    system_errors_last_hour: int
+    def __init__(self, failure_rate: _Optional[float] = ..., pending_count: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., amount_last_24h: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., system_errors_last_hour: _Optional[int] = ...) -> None: ...
+
+class GetSystemHealthRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSystemHealthResponse(_message.Message):
+    __slots__ = ("level", "metrics", "active_alerts")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_ALERTS_FIELD_NUMBER: _ClassVar[int]
+    level: HealthLevel
+    metrics: HealthMetrics
+    active_alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, level: _Optional[_Union[HealthLevel, str]] = ..., metrics: _Optional[_Union[HealthMetrics, _Mapping]] = ..., active_alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("statuses",)
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[AlertStatus]
+    def __init__(self, statuses: _Optional[_Iterable[_Union[AlertStatus, str]]] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class AcknowledgeAlertRequest(_message.Message):
+    __slots__ = ("alert_id",)
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    def __init__(self, alert_id: _Optional[str] = ...) -> None: ...
+
+class AcknowledgeAlertResponse(_message.Message):
+    __slots__ = ("alert",)
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    alert: Alert
+    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class ResolveAlertRequest(_message.Message):
+    __slots__ = ("alert_id",)
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    def __init__(self, alert_id: _Optional[str] = ...) -> None: ...
+
+class ResolveAlertResponse(_message.Message):
+    __slots__ = ("alert",)
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    alert: Alert
+    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class RecordEarningRequest(_message.Message):
+    __slots__ = ("destination", "amount", "asset", "earning_id")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    EARNING_ID_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    amount: str
+    asset: str
+    earning_id: str
+    def __init__(self, destination: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., earning_id: _Optional[str] = ...) -> None: ...
+
+class RecordEarningResponse(_message.Message):
+    __slots__ = ("balance",)
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    balance: _payout_pb2.Amount
+    def __init__(self, balance: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("enabled", "frequency", "day_of_week", "day_of_month", "hour", "minute", "timezone", "minimum_threshold", "next_run_at")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    DAY_OF_WEEK_FIELD_NUMBER: _ClassVar[int]
+    DAY_OF_MONTH_FIELD_NUMBER: _ClassVar[int]
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    frequency: ScheduleFrequency
+    day_of_week: int
+    day_of_month: int
+    hour: int
+    minute: int
+    timezone: str
+    minimum_threshold: _payout_pb2.Amount
+    next_run_at: _timestamp_pb2.Timestamp
+    def __init__(self, enabled: _Optional[bool] = ..., frequency: _Optional[_Union[ScheduleFrequency, str]] = ..., day_of_week: _Optional[int] = ..., day_of_month: _Optional[int] = ..., hour: _Optional[int] = ..., minute: _Optional[int] = ..., timezone: _Optional[str] = ..., minimum_threshold: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., next_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetScheduleRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetScheduleResponse(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: Schedule
+    def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class UpdateScheduleRequest(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: Schedule
+    def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class UpdateScheduleResponse(_message.Message):
+    __slots__ = ("schedule",)
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    schedule: Schedule
+    def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class TriggerScheduledRunRequest(_message.Message):
+    __slots__ = ("dry_run",)
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
+
+class RunError(_message.Message):
+    __slots__ = ("destination", "message")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    message: str
+    def __init__(self, destination: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Run(_message.Message):
+    __slots__ = ("run_id", "dry_run", "trigger", "payout_count", "skipped_below_threshold", "total", "started_at", "finished_at", "errors", "next_run_at", "correlation_id", "payouts")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    PAYOUT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_BELOW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    dry_run: bool
+    trigger: str
+    payout_count: int
+    skipped_below_threshold: int
+    total: _payout_pb2.Amount
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    errors: _containers.RepeatedCompositeFieldContainer[RunError]
+    next_run_at: _timestamp_pb2.Timestamp
+    correlation_id: str
+    payouts: _containers.RepeatedCompositeFieldContainer[_payout_pb2.Payout]
+    def __init__(self, run_id: _Optional[str] = ..., dry_run: _Optional[bool] = ..., trigger: _Optional[str] = ..., payout_count: _Optional[int] = ..., skipped_below_threshold: _Optional[int] = ..., total: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., next_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., correlation_id: _Optional[str] = ..., payouts: _Optional[_Iterable[_Union[_payout_pb2.Payout, _Mapping]]] = ...) -> None: ...
+
+class TriggerScheduledRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
+
+class ReconcileRequest(_message.Message):
+    __slots__ = ("lookback_hours",)
+    LOOKBACK_HOURS_FIELD_NUMBER: _ClassVar[int]
+    lookback_hours: int
+    def __init__(self, lookback_hours: _Optional[int] = ...) -> None: ...
+
+class Mismatch(_message.Message):
+    __slots__ = ("payout_id", "tx_hash", "problem")
+    PAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    payout_id: str
+    tx_hash: str
+    problem: str
+    def __init__(self, payout_id: _Optional[str] = ..., tx_hash: _Optional[str] = ..., problem: _Optional[str] = ...) -> None: ...
+
+class ReconcileResponse(_message.Message):
+    __slots__ = ("checked", "mismatches")
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    checked: int
+    mismatches: _containers.RepeatedCompositeFieldContainer[Mismatch]
+    def __init__(self, checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[Mismatch, _Mapping]]] = ...) -> None: ...

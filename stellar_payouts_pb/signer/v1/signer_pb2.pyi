@@ -1,0 +1,105 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class KeyBackend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KEY_BACKEND_UNSPECIFIED: _ClassVar[KeyBackend]
+    KEY_BACKEND_PKCS11: _ClassVar[KeyBackend]
+    KEY_BACKEND_HOT: _ClassVar[KeyBackend]
+KEY_BACKEND_UNSPECIFIED: KeyBackend
+KEY_BACKEND_PKCS11: KeyBackend
+KEY_BACKEND_HOT: KeyBackend
+
+class SigningContext(_message.Message):
+    __slots__ = ("payout_id", "attempt", "correlation_id")
+    PAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    payout_id: str
+    attempt: int
+    correlation_id: str
+    def __init__(self, payout_id: _Optional[str] = ..., attempt: _Optional[int] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+
+class Key(_message.Message):
+    __slots__ = ("key_id", "public_key", "backend")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    public_key: str
+    backend: KeyBackend
+    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[str] = ..., backend: _Optional[_Union[KeyBackend, str]] = ...) -> None: ...
+
+class SignTransactionRequest(_message.Message):
+    __slots__ = ("key_id", "envelope_xdr", "request_id", "context")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_XDR_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    envelope_xdr: str
+    request_id: str
+    context: SigningContext
+    def __init__(self, key_id: _Optional[str] = ..., envelope_xdr: _Optional[str] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ...) -> None: ...
+
+class SignTransactionResponse(_message.Message):
+    __slots__ = ("signed_envelope_xdr", "decorated_signature_xdr", "tx_hash", "public_key")
+    SIGNED_ENVELOPE_XDR_FIELD_NUMBER: _ClassVar[int]
+    DECORATED_SIGNATURE_XDR_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    signed_envelope_xdr: str
+    decorated_signature_xdr: str
+    tx_hash: str
+    public_key: str
+    def __init__(self, signed_envelope_xdr: _Optional[str] = ..., decorated_signature_xdr: _Optional[str] = ..., tx_hash: _Optional[str] = ..., public_key: _Optional[str] = ...) -> None: ...
+
+class SignAuthorizationEntryRequest(_message.Message):
+    __slots__ = ("key_id", "entry_xdr", "signature_expiration_ledger", "request_id", "context")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_XDR_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_EXPIRATION_LEDGER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    entry_xdr: str
+    signature_expiration_ledger: int
+    request_id: str
+    context: SigningContext
+    def __init__(self, key_id: _Optional[str] = ..., entry_xdr: _Optional[str] = ..., signature_expiration_ledger: _Optional[int] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ...) -> None: ...
+
+class SignAuthorizationEntryResponse(_message.Message):
+    __slots__ = ("signed_entry_xdr", "public_key")
+    SIGNED_ENTRY_XDR_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    signed_entry_xdr: str
+    public_key: str
+    def __init__(self, signed_entry_xdr: _Optional[str] = ..., public_key: _Optional[str] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[Key]
+    def __init__(self, keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ...) -> None: ...
+
+class GetPublicKeyRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class GetPublicKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: Key
+    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ...) -> None: ...
