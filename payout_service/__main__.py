@@ -1,0 +1,3 @@
+from payout_service.main import main
+
+main()

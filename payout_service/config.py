@@ -1,0 +1,166 @@
+"""Configuration from the environment (DESIGN.md section 7).
+
+Bad configuration fails at start-up with one line naming the variable (ConfigError).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from payout_service.core.amounts import AmountError, parse_amount
+from payout_service.core.validation import is_account_id, is_contract_id
+
+TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"  # noqa: S105 - public
+
+
+class ConfigError(Exception):
+    """One clear line naming the variable at fault."""
+
+
+@dataclass(frozen=True)
+class SignerClientConfig:
+    address: str
+    ca_cert: str
+    client_cert: str
+    client_key: str
+    key_id: str
+    # Name in the signer's server certificate, when it differs from the address host.
+    server_name: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    listen_addr: str
+    live_execution: bool
+    signing_mode: str  # "signer" | "external"
+    max_gas_stroops: int
+    max_attempts: int
+    confirm_poll_ms: int
+    confirm_max_polls: int
+    contract_id: str | None
+    method_name: str
+    source_account: str
+    network_passphrase: str
+    rpc_url: str | None
+    min_amount_stroops: int
+    max_amount_stroops: int
+    fee_bps: int
+    tx_window_seconds: int
+    batch_size: int
+    metrics_port: int | None
+    signer: SignerClientConfig | None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _amount(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_amount(raw)
+    except AmountError as err:
+        raise ConfigError(f"{name} {err}, got {raw!r}") from None
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is required")
+    return value
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    if env.get("PAYOUT_HOT_SIGNER_SECRET"):
+        # The payout process must never hold a key (DESIGN.md section 2).
+        raise ConfigError(
+            "PAYOUT_HOT_SIGNER_SECRET is set in payout-service's environment; it belongs to "
+            "signer-service only: remove it"
+        )
+    source = _required(env, "PAYOUT_SOURCE_ACCOUNT")
+    if not is_account_id(source):
+        raise ConfigError("PAYOUT_SOURCE_ACCOUNT must be a valid G... account id")
+    contract = env.get("PAYOUT_CONTRACT_ID", "").strip() or None
+    if contract is not None and not is_contract_id(contract):
+        raise ConfigError("PAYOUT_CONTRACT_ID must be a valid C... contract id")
+    live = _bool(env, "PAYOUTS_LIVE_EXECUTION", False)
+    rpc_url = env.get("SOROBAN_RPC_URL", "").strip() or None
+    if live and rpc_url is None:
+        raise ConfigError("SOROBAN_RPC_URL is required when PAYOUTS_LIVE_EXECUTION=true")
+    # Seed name kept: "hot key" signing now means automatic signing by the signer service,
+    # whose backend (HSM or hot key) is the signer's own business.
+    auto_sign = _bool(env, "PAYOUTS_SIGN_WITH_HOT_KEY", True)
+    signing_mode = env.get("PAYOUTS_SIGNING_MODE", "").strip() or (
+        "signer" if auto_sign else "external"
+    )
+    if signing_mode not in ("signer", "external"):
+        raise ConfigError("PAYOUTS_SIGNING_MODE must be 'signer' or 'external'")
+    signer = _signer_config(env) if live and signing_mode == "signer" else None
+    min_amount = _amount(env, "PAYOUTS_MIN_AMOUNT", 1)
+    max_amount = _amount(env, "PAYOUTS_MAX_AMOUNT", 2**63 - 1)
+    if min_amount > max_amount:
+        raise ConfigError("PAYOUTS_MIN_AMOUNT must not exceed PAYOUTS_MAX_AMOUNT")
+    fee_bps = _int(env, "PAYOUTS_FEE_BPS", 0)
+    if fee_bps >= 10_000:
+        raise ConfigError("PAYOUTS_FEE_BPS must be below 10000 (100%)")
+    metrics_port = _int(env, "PAYOUTS_METRICS_PORT", 0)
+    return Config(
+        database_url=_required(env, "DATABASE_URL"),
+        listen_addr=env.get("PAYOUTS_LISTEN_ADDR", "").strip() or "127.0.0.1:50051",
+        live_execution=live,
+        signing_mode=signing_mode,
+        max_gas_stroops=_int(env, "PAYOUTS_MAX_GAS_STROOPS", 2_000_000, minimum=100),
+        max_attempts=_int(env, "PAYOUTS_MAX_ATTEMPTS", 5, minimum=1),
+        confirm_poll_ms=_int(env, "PAYOUTS_CONFIRM_POLL_MS", 2500, minimum=10),
+        confirm_max_polls=_int(env, "PAYOUTS_CONFIRM_MAX_POLLS", 20, minimum=1),
+        contract_id=contract,
+        method_name=env.get("PAYOUT_METHOD_NAME", "").strip() or "distribute_winnings",
+        source_account=source,
+        network_passphrase=env.get("STELLAR_NETWORK_PASSPHRASE", "").strip() or TESTNET_PASSPHRASE,
+        rpc_url=rpc_url,
+        min_amount_stroops=min_amount,
+        max_amount_stroops=max_amount,
+        fee_bps=fee_bps,
+        tx_window_seconds=_int(env, "PAYOUTS_TX_WINDOW_SECONDS", 120, minimum=5),
+        batch_size=_int(env, "PAYOUTS_BATCH_SIZE", 25, minimum=1),
+        metrics_port=metrics_port or None,
+        signer=signer,
+    )
+
+
+def _signer_config(env: Mapping[str, str]) -> SignerClientConfig:
+    return SignerClientConfig(
+        address=_required(env, "PAYOUTS_SIGNER_ADDR"),
+        ca_cert=_required(env, "PAYOUTS_SIGNER_CA_CERT"),
+        client_cert=_required(env, "PAYOUTS_SIGNER_CLIENT_CERT"),
+        client_key=_required(env, "PAYOUTS_SIGNER_CLIENT_KEY"),
+        key_id=env.get("PAYOUTS_SIGNER_KEY_ID", "").strip() or "payout",
+        server_name=env.get("PAYOUTS_SIGNER_SERVER_NAME", "").strip() or None,
+    )

@@ -1,0 +1,1 @@
+"""The pure core: amounts, validation, states, fees, idempotency. No I/O here."""

@@ -1,0 +1,61 @@
+"""Domain records as the store hands them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from payout_service.core.states import PayoutState
+
+
+@dataclass(frozen=True)
+class Attempt:
+    payout_id: UUID
+    number: int
+    source_account: str
+    sequence: int
+    min_time: datetime
+    max_time: datetime
+    envelope_xdr: str
+    signed: bool
+    tx_hash: str
+    fee_stroops: int
+    status: str
+    result_code: str | None
+    ledger: int | None
+    submitted_at: datetime | None
+    send_count: int
+    poll_count: int
+    proof: str | None
+
+
+@dataclass(frozen=True)
+class Payout:
+    id: UUID
+    payout_id: str
+    idempotency_key: str
+    fingerprint: str
+    parameters: dict[str, Any]
+    destination: str
+    asset: str
+    gross_stroops: int
+    fee_stroops: int
+    net_stroops: int
+    state: PayoutState
+    mode: str
+    unsigned_envelope_xdr: str | None
+    attempt_count: int
+    failure_code: str | None
+    failure_message: str | None
+    metadata: dict[str, str]
+    reference: str
+    round_id: str | None
+    batch_id: str | None
+    correlation_id: str
+    network_fee_stroops: int | None
+    created_at: datetime
+    updated_at: datetime
+    confirmed_at: datetime | None
+    current_attempt: Attempt | None = field(default=None)

@@ -1,0 +1,95 @@
+"""A throwaway PostgreSQL cluster from the machine's own binaries, for local runs and tests.
+
+Used when DATABASE_URL is not set: `initdb` into a folder, start on a free loopback port with
+trust auth, drop it afterwards. PostgreSQL refuses to run as root, so as root the cluster runs
+as the `postgres` system user (created by Debian's postgresql package).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+class PostgresNotFound(RuntimeError):
+    pass
+
+
+def find_pg_bin() -> Path:
+    candidates = []
+    if os.environ.get("PAYOUTS_PG_BIN"):
+        candidates.append(os.environ["PAYOUTS_PG_BIN"])
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run(  # noqa: S603
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
+        )
+        candidates.append(out.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for folder in candidates:
+        if folder and (Path(folder) / "initdb").exists():
+            return Path(folder)
+    raise PostgresNotFound(
+        "no PostgreSQL server binaries found (install Debian's 'postgresql' or set "
+        "PAYOUTS_PG_BIN, or set DATABASE_URL)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedPostgres:
+    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
+        self._own_root = root is None
+        self.root = Path(root or tempfile.mkdtemp(prefix="payouts-pg-"))
+        self.data = self.root / "data"
+        self.port = port or free_port()
+        self.bin = find_pg_bin()
+        self._user = None
+        if os.geteuid() == 0:
+            self._user = pwd.getpwnam("postgres")
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        user = self._user
+        subprocess.run(  # noqa: S603
+            cmd, check=True, capture_output=True,
+            user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+            cwd=self.root,
+        )
+
+    def start(self) -> EmbeddedPostgres:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self._user:
+            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+        if not (self.data / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                      "--encoding=UTF8", "--no-instructions")
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
+                  "-w", "start")
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            if self._own_root:
+                shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,148 @@
+"""Domain errors -> gRPC status with google.rpc details. Never a stack trace to the caller."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from payout_service.core.states import IllegalTransition
+from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.ledger import LedgerUnavailable, SimulationFailed, SourceAccountMissing
+from payout_service.payouts import IdempotencyConflict, MaxGasExceeded
+from payout_service.store import InvalidPageToken
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "x-correlation-id"
+
+
+class NotFoundError(Exception):
+    pass
+
+
+class PreconditionFailed(Exception):
+    def __init__(self, subject: str, description: str, kind: str = "STATE") -> None:
+        super().__init__(description)
+        self.subject, self.description, self.kind = subject, description, kind
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def bad_request(code: int, message: str, violations: list[FieldViolation]) -> status_pb2.Status:
+    detail = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in violations
+        ]
+    )
+    return status_pb2.Status(code=code, message=message, details=[_pack(detail)])
+
+
+def precondition(kind: str, subject: str, description: str) -> status_pb2.Status:
+    detail = error_details_pb2.PreconditionFailure(
+        violations=[
+            error_details_pb2.PreconditionFailure.Violation(
+                type=kind, subject=subject, description=description
+            )
+        ]
+    )
+    return status_pb2.Status(
+        code=code_pb2.FAILED_PRECONDITION, message=description, details=[_pack(detail)]
+    )
+
+
+def status_for(err: Exception) -> status_pb2.Status | None:
+    """The status a known domain error maps to; None for unexpected errors."""
+    if isinstance(err, ValidationFailed):
+        return bad_request(code_pb2.INVALID_ARGUMENT, f"invalid request: {err}", err.violations)
+    if isinstance(err, IdempotencyConflict):
+        return bad_request(code_pb2.ALREADY_EXISTS, str(err), err.violations)
+    if isinstance(err, InvalidPageToken):
+        return bad_request(
+            code_pb2.INVALID_ARGUMENT, str(err), [FieldViolation("page_token", str(err))]
+        )
+    if isinstance(err, MaxGasExceeded):
+        return precondition("MAX_GAS", "PAYOUTS_MAX_GAS_STROOPS", str(err))
+    if isinstance(err, SimulationFailed):
+        return precondition("SIMULATION", "transaction", f"simulation failed: {err}")
+    if isinstance(err, SourceAccountMissing):
+        return precondition(
+            "SOURCE_ACCOUNT", "PAYOUT_SOURCE_ACCOUNT", "the payout source account does not exist"
+        )
+    if isinstance(err, IllegalTransition):
+        return precondition("STATE", "payout", str(err))
+    if isinstance(err, PreconditionFailed):
+        return precondition(err.kind, err.subject, err.description)
+    if isinstance(err, NotFoundError):
+        return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(err))
+    if isinstance(err, NotImplementedError):
+        return status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=str(err))
+    if isinstance(err, LedgerUnavailable):
+        return status_pb2.Status(
+            code=code_pb2.UNAVAILABLE, message="Stellar RPC is unavailable; retry later"
+        )
+    return None
+
+
+def correlation_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == CORRELATION_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+def handles_errors(method: Callable[..., Awaitable[Any]]) -> Any:
+    """Maps domain errors to statuses and echoes the correlation id in initial metadata."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        corr = correlation_id(context)
+        await context.send_initial_metadata(((CORRELATION_HEADER, corr),))
+        try:
+            return await method(self, request, context, corr)
+        except Exception as err:  # noqa: BLE001 - the boundary: nothing escapes unmapped
+            await _abort(context, err, corr, method.__name__)
+
+    return wrapper
+
+
+def streams_errors(method: Callable[..., AsyncIterator[Any]]) -> Any:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        corr = correlation_id(context)
+        await context.send_initial_metadata(((CORRELATION_HEADER, corr),))
+        try:
+            async for item in method(self, request, context, corr):
+                yield item
+        except Exception as err:  # noqa: BLE001
+            await _abort(context, err, corr, method.__name__)
+
+    return wrapper
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext, err: Exception, corr: str, method: str
+) -> None:
+    if isinstance(err, grpc.aio.AbortError):
+        raise err
+    status = status_for(err)
+    if status is None:
+        log.exception(
+            "unhandled error", extra={"correlation_id": corr, "rpc_method": method}
+        )
+        status = status_pb2.Status(
+            code=code_pb2.INTERNAL, message=f"internal error (correlation id {corr})"
+        )
+    await context.abort_with_status(rpc_status.to_status(status))

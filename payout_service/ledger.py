@@ -1,0 +1,171 @@
+"""Ledger gateway: wraps Stellar RPC and turns its answers into a few domain outcomes.
+
+The pipeline never parses JSON-RPC or result XDR itself; it sees Accepted, RetryLater,
+Rejected(code), Duplicate, Included(...), NotFound(...). stellar-sdk's SorobanServerAsync
+is the only client, so the same code runs against testnet, mainnet or the local sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from stellar_sdk.soroban_server_async import SorobanServerAsync
+from stellar_sdk.client.aiohttp_client import AiohttpClient
+from stellar_sdk.exceptions import (
+    AccountNotFoundException,
+    BaseRequestError,
+    PrepareTransactionException,
+    SorobanRpcErrorResponse,
+)
+from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+from stellar_sdk.xdr import TransactionResult
+
+
+class LedgerUnavailable(Exception):
+    """RPC unreachable, timing out or answering 5xx: retry later, nothing is known."""
+
+
+class SimulationFailed(Exception):
+    """The contract call would fail (bad contract, function, arguments or balance)."""
+
+
+class SourceAccountMissing(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Accepted:
+    latest_ledger: int
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    latest_ledger: int
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    code: str  # e.g. "txBAD_SEQ", "txBAD_AUTH", "txINSUFFICIENT_FEE"
+
+
+SendOutcome = Accepted | Duplicate | RetryLater | Rejected
+
+
+@dataclass(frozen=True)
+class Included:
+    successful: bool
+    ledger: int
+    result_code: str
+    fee_charged: int
+
+
+@dataclass(frozen=True)
+class NotFound:
+    latest_ledger: int
+    latest_ledger_close_time: int
+    oldest_ledger: int
+
+
+LookupOutcome = Included | NotFound
+
+
+@dataclass(frozen=True)
+class LedgerInfo:
+    sequence: int
+    close_time: int
+
+
+def result_code(result_xdr: str) -> tuple[str, int]:
+    """TransactionResult XDR -> ('txBAD_SEQ', fee_charged)."""
+    result = TransactionResult.from_xdr(result_xdr)
+    return result.result.code.name, result.fee_charged.int64
+
+
+class LedgerGateway:
+    def __init__(self, rpc_url: str, *, timeout_seconds: float = 10.0) -> None:
+        self._server = SorobanServerAsync(
+            rpc_url, client=AiohttpClient(request_timeout=timeout_seconds)
+        )
+        self._timeout = timeout_seconds
+
+    async def close(self) -> None:
+        await self._server.close()
+
+    async def account_sequence(self, account_id: str) -> int:
+        """The account's current sequence number (the next transaction uses this + 1)."""
+        try:
+            account = await asyncio.wait_for(
+                self._server.load_account(account_id), self._timeout
+            )
+        except AccountNotFoundException:
+            raise SourceAccountMissing(account_id) from None
+        except (BaseRequestError, TimeoutError, OSError) as err:
+            raise LedgerUnavailable(type(err).__name__) from None
+        return int(account.sequence)
+
+    async def latest_ledger(self) -> LedgerInfo:
+        try:
+            latest = await asyncio.wait_for(self._server.get_latest_ledger(), self._timeout)
+        except (BaseRequestError, TimeoutError, OSError) as err:
+            raise LedgerUnavailable(type(err).__name__) from None
+        close_time = int(getattr(latest, "close_time", 0) or 0)
+        return LedgerInfo(sequence=latest.sequence, close_time=close_time)
+
+    async def prepare(self, envelope: TransactionEnvelope) -> TransactionEnvelope:
+        """Simulate and assemble: footprint, auth and resource fee set from simulation."""
+        try:
+            return await asyncio.wait_for(self._server.prepare_transaction(envelope), self._timeout)
+        except PrepareTransactionException as err:
+            detail = err.simulate_transaction_response.error or "simulation failed"
+            raise SimulationFailed(detail[:500]) from None
+        except SorobanRpcErrorResponse as err:
+            raise SimulationFailed(f"rpc error {err.code}: {err.message}"[:500]) from None
+        except (BaseRequestError, TimeoutError, OSError) as err:
+            raise LedgerUnavailable(type(err).__name__) from None
+
+    async def send(self, envelope_xdr: str) -> SendOutcome:
+        envelope = TransactionEnvelope.from_xdr(envelope_xdr, "")
+        try:
+            response = await asyncio.wait_for(
+                self._server.send_transaction(envelope), self._timeout
+            )
+        except (BaseRequestError, TimeoutError, OSError) as err:
+            return RetryLater(type(err).__name__)
+        if response.status == SendTransactionStatus.PENDING:
+            return Accepted(response.latest_ledger)
+        if response.status == SendTransactionStatus.DUPLICATE:
+            return Duplicate(response.latest_ledger)
+        if response.status == SendTransactionStatus.TRY_AGAIN_LATER:
+            return RetryLater("TRY_AGAIN_LATER")
+        code = "txUNKNOWN"
+        if response.error_result_xdr:
+            code, _ = result_code(response.error_result_xdr)
+        return Rejected(code)
+
+    async def lookup(self, tx_hash: str) -> LookupOutcome:
+        try:
+            response = await asyncio.wait_for(
+                self._server.get_transaction(tx_hash), self._timeout
+            )
+        except (BaseRequestError, TimeoutError, OSError) as err:
+            raise LedgerUnavailable(type(err).__name__) from None
+        if response.status == GetTransactionStatus.NOT_FOUND:
+            return NotFound(
+                latest_ledger=response.latest_ledger,
+                latest_ledger_close_time=int(response.latest_ledger_close_time),
+                oldest_ledger=response.oldest_ledger,
+            )
+        code, fee = result_code(response.result_xdr) if response.result_xdr else ("txUNKNOWN", 0)
+        return Included(
+            successful=response.status == GetTransactionStatus.SUCCESS,
+            ledger=response.ledger or 0,
+            result_code=code,
+            fee_charged=fee,
+        )

@@ -1,0 +1,58 @@
+"""Fixtures that run the payout service for real: gRPC on loopback against PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from stellar_sdk import Keypair
+
+from payout_service.config import load_config
+from payout_service.main import RunningService, start_service
+from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+
+ServiceFactory = Callable[..., Awaitable[RunningService]]
+
+
+@pytest.fixture(scope="session")
+def source_account() -> str:
+    return Keypair.random().public_key
+
+
+@pytest.fixture
+async def payout_service_factory(
+    fresh_database: str, source_account: str
+) -> AsyncIterator[ServiceFactory]:
+    """Starts payout services against one fresh database; stops them all afterwards."""
+    started: list[RunningService] = []
+
+    async def start(**env: Any) -> RunningService:
+        settings = {
+            "DATABASE_URL": fresh_database,
+            "PAYOUT_SOURCE_ACCOUNT": source_account,
+            "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0",
+            "PAYOUTS_LIVE_EXECUTION": "false",
+        }
+        settings.update({k: str(v) for k, v in env.items()})
+        service = await start_service(load_config(settings))
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop(grace=0)
+
+
+@pytest.fixture
+async def payout_service(payout_service_factory: ServiceFactory) -> RunningService:
+    return await payout_service_factory()
+
+
+@pytest.fixture
+async def payout_stub(
+    payout_service: RunningService,
+) -> AsyncIterator[payout_pb2_grpc.PayoutServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{payout_service.port}") as channel:
+        yield payout_pb2_grpc.PayoutServiceStub(channel)
