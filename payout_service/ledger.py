@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from stellar_sdk.soroban_server_async import SorobanServerAsync
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.exceptions import (
     AccountNotFoundException,
@@ -19,6 +18,7 @@ from stellar_sdk.exceptions import (
     SorobanRpcErrorResponse,
 )
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
+from stellar_sdk.soroban_server_async import SorobanServerAsync
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 from stellar_sdk.xdr import TransactionResult
 

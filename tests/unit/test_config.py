@@ -1,0 +1,45 @@
+"""Bad configuration fails at start-up with one line naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from stellar_sdk import Keypair
+
+from payout_service.config import ConfigError, load_config
+
+BASE = {"DATABASE_URL": "postgresql://x/y", "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"PAYOUT_SOURCE_ACCOUNT": ""}, "PAYOUT_SOURCE_ACCOUNT"),
+        ({"PAYOUT_SOURCE_ACCOUNT": "GABC"}, "PAYOUT_SOURCE_ACCOUNT"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"PAYOUTS_MAX_GAS_STROOPS": "lots"}, "PAYOUTS_MAX_GAS_STROOPS"),
+        ({"PAYOUTS_MAX_ATTEMPTS": "0"}, "PAYOUTS_MAX_ATTEMPTS"),
+        ({"PAYOUTS_LIVE_EXECUTION": "maybe"}, "PAYOUTS_LIVE_EXECUTION"),
+        ({"PAYOUTS_LIVE_EXECUTION": "true"}, "SOROBAN_RPC_URL"),
+        ({"PAYOUT_CONTRACT_ID": "C123"}, "PAYOUT_CONTRACT_ID"),
+        ({"PAYOUTS_MIN_AMOUNT": "1.123456789"}, "PAYOUTS_MIN_AMOUNT"),
+        ({"PAYOUTS_FEE_BPS": "10000"}, "PAYOUTS_FEE_BPS"),
+        ({"PAYOUT_HOT_SIGNER_SECRET": "S-anything"}, "PAYOUT_HOT_SIGNER_SECRET"),
+        ({"PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc"}, "PAYOUTS_SIGNER_ADDR"),
+    ],
+)
+def test_bad_config_names_the_variable(overrides, variable):
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, **overrides})
+    message = str(caught.value)
+    assert variable in message
+    assert "\n" not in message
+    assert "S-anything" not in message, "a secret's value is never echoed"
+
+
+def test_defaults_follow_the_seeds():
+    config = load_config(BASE)
+    assert config.live_execution is False
+    assert config.max_gas_stroops == 2_000_000
+    assert config.max_attempts == 5
+    assert config.confirm_poll_ms == 2500 and config.confirm_max_polls == 20
+    assert config.method_name == "distribute_winnings"
