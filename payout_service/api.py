@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 
-from payout_service.convert import PB_TO_STATE, attempt_to_pb, payout_to_pb
+from payout_service.convert import PB_TO_STATE, STATE_TO_PB, attempt_to_pb, payout_to_pb, timestamp
+from payout_service.core.model import Payout
+from payout_service.core.states import TERMINAL, PayoutState
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
 from payout_service.payouts import PayoutDesk
@@ -16,6 +19,7 @@ from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+WATCH_POLL_SECONDS = 0.2
 
 
 def caller_identity(context: grpc.aio.ServicerContext) -> str:
@@ -88,9 +92,68 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
             payouts=[payout_to_pb(p) for p in payouts], next_page_token=token or ""
         )
 
+    async def _payout_or_404(self, ident: str) -> Payout:
+        if not ident:
+            raise ValidationFailed([FieldViolation("payout_id", "is required")])
+        payout = await self.desk.store.get_payout(ident)
+        if payout is None:
+            raise NotFoundError(f"payout {ident!r} not found")
+        return payout
+
+    @handles_errors
+    async def SubmitSignedTransaction(  # noqa: N802
+        self, request: pb.SubmitSignedTransactionRequest, context: grpc.aio.ServicerContext,
+        corr: str,
+    ) -> pb.SubmitSignedTransactionResponse:
+        payout = await self._payout_or_404(request.payout_id)
+        await self.desk.accept_signed(payout, request.signed_envelope_xdr,
+                                      actor=caller_identity(context))
+        fresh = await self._payout_or_404(request.payout_id)
+        return pb.SubmitSignedTransactionResponse(payout=payout_to_pb(fresh))
+
+    @handles_errors
+    async def RetryPayout(  # noqa: N802
+        self, request: pb.RetryPayoutRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> pb.RetryPayoutResponse:
+        payout = await self._payout_or_404(request.payout_id)
+        await self.desk.attempts.retry_failed(
+            payout.id, actor=caller_identity(context), reason=request.reason or "operator retry"
+        )
+        fresh = await self._payout_or_404(payout.payout_id)
+        return pb.RetryPayoutResponse(payout=payout_to_pb(fresh))
+
+    @handles_errors
+    async def CancelPayout(  # noqa: N802
+        self, request: pb.CancelPayoutRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> pb.CancelPayoutResponse:
+        payout = await self._payout_or_404(request.payout_id)
+        await self.desk.attempts.cancel(
+            payout.id, actor=caller_identity(context), reason=request.reason or "cancelled"
+        )
+        fresh = await self._payout_or_404(payout.payout_id)
+        return pb.CancelPayoutResponse(payout=payout_to_pb(fresh))
+
     @streams_errors
     async def WatchPayout(  # noqa: N802
         self, request: pb.WatchPayoutRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> AsyncIterator[pb.WatchPayoutResponse]:
-        raise NotImplementedError("WatchPayout arrives with live execution (issue 5)")
-        yield pb.WatchPayoutResponse()  # pragma: no cover - makes this an async generator
+        payout = await self._payout_or_404(request.payout_id)
+        last_event = 0
+        # Polls the audit trail, so a change made by any replica is seen.
+        while True:
+            events = await self.desk.store.events_after(payout.id, last_event)
+            for event in events:
+                last_event = event["id"]
+                reached = PayoutState(event["to_state"])
+                snapshot = payout_to_pb(await self._payout_or_404(payout.payout_id))
+                snapshot.state = STATE_TO_PB[reached]
+                previous = event["from_state"]
+                yield pb.WatchPayoutResponse(
+                    payout=snapshot,
+                    previous_state=STATE_TO_PB[PayoutState(previous)] if previous
+                    else pb.PAYOUT_STATE_UNSPECIFIED,
+                    changed_at=timestamp(event["at"]),
+                )
+                if reached in TERMINAL:
+                    return
+            await asyncio.sleep(WATCH_POLL_SECONDS)

@@ -20,6 +20,8 @@ from payout_service.ledger import LedgerGateway
 from payout_service.logs import configure_logging
 from payout_service.migrations import apply_migrations
 from payout_service.payouts import PayoutDesk, mode_for
+from payout_service.pipeline import Pipeline
+from payout_service.signer_client import SignerClient
 from payout_service.store import PayoutStore, create_pool
 from stellar_payouts_pb.payout.v1 import payout_pb2, payout_pb2_grpc
 
@@ -37,6 +39,8 @@ class RunningService:
     pool: asyncpg.Pool
     ledger: LedgerGateway | None
     health: health.aio.HealthServicer
+    pipeline: Pipeline | None = None
+    signer: SignerClient | None = None
     stopped: bool = False
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -45,6 +49,10 @@ class RunningService:
         self.stopped = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        if self.signer is not None:
+            await self.signer.close()
         if self.ledger is not None:
             await self.ledger.close()
         await self.pool.close()
@@ -70,8 +78,13 @@ async def start_service(config: Config) -> RunningService:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    pipeline, signer = None, None
+    if config.live_execution and ledger is not None:
+        signer = SignerClient(config.signer) if config.signer else None
+        pipeline = Pipeline(config, desk.attempts, ledger, signer)
+        pipeline.start()
     log.info("payout-service listening", extra={"port": port, "mode": mode_for(config)})
-    return RunningService(server, port, pool, ledger, health_servicer)
+    return RunningService(server, port, pool, ledger, health_servicer, pipeline, signer)
 
 
 async def _serve(config: Config) -> None:

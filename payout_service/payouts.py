@@ -6,11 +6,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from payout_service.attempt_store import AttemptStore
 from payout_service.config import Config
+from payout_service.core.envelopes import signed_envelope_problem
 from payout_service.core.fees import split_fee
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
 from payout_service.core.model import Payout
-from payout_service.core.states import PayoutState
+from payout_service.core.states import IllegalTransition, PayoutState
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 from payout_service.core.validation import (
     AmountLimits,
@@ -59,6 +61,7 @@ class PayoutDesk:
     ) -> None:
         self.config = config
         self.store = store
+        self.attempts = AttemptStore(store.pool)
         self.ledger = ledger
         self.limits = AmountLimits(config.min_amount_stroops, config.max_amount_stroops)
 
@@ -142,3 +145,18 @@ class PayoutDesk:
         if fee > cfg.max_gas_stroops:
             raise MaxGasExceeded(fee, cfg.max_gas_stroops)
         return prepared.to_xdr()
+
+    async def accept_signed(self, payout: Payout, signed_xdr: str, *, actor: str) -> None:
+        """External signing: the envelope must be exactly the one we built, signed by the
+        source account, for our network. Then it is queued like a signer-service signature."""
+        if payout.state != PayoutState.AWAITING_SIGNATURE or payout.current_attempt is None:
+            raise IllegalTransition(payout.state, PayoutState.QUEUED)
+        attempt = payout.current_attempt
+        problem = signed_envelope_problem(
+            signed_xdr, expected_hash=attempt.tx_hash, signer=attempt.source_account,
+            network_passphrase=self.config.network_passphrase,
+        )
+        if problem:
+            raise ValidationFailed([FieldViolation("signed_envelope_xdr", problem)])
+        if not await self.attempts.store_signed(payout.id, attempt.number, signed_xdr, actor=actor):
+            raise IllegalTransition(payout.state, PayoutState.QUEUED)

@@ -90,17 +90,19 @@ class PayoutStore:
                 """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
                        destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
                        unsigned_envelope_xdr, metadata, reference, correlation_id, round_id,
-                       batch_id)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)
+                       batch_id, needs_attempt)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,
+                           $19)
                    ON CONFLICT DO NOTHING
                    RETURNING *""",
                 uuid4(), new.payout_id, new.idempotency_key, new.fingerprint, new.parameters,
                 new.destination, new.asset, new.gross_stroops, new.fee_stroops,
                 new.net_stroops, new.state.value, new.mode, new.unsigned_envelope_xdr,
                 new.metadata, new.reference, new.correlation_id, new.round_id, new.batch_id,
+                new.state == PayoutState.ACCEPTED,
             )
             if row is not None:
-                await _record_event(
+                await record_event(
                     conn, row["id"], None, new.state, reason="created", actor=actor,
                     correlation_id=new.correlation_id,
                 )
@@ -171,15 +173,16 @@ class PayoutStore:
             next_token = encode_page_token(last.created_at, last.id)
         return payouts, next_token
 
-    async def events(self, payout_uuid: UUID) -> list[asyncpg.Record]:
+    async def events_after(self, payout_uuid: UUID, after_id: int) -> list[asyncpg.Record]:
         return list(
             await self.pool.fetch(
-                "SELECT * FROM payout_events WHERE payout_id = $1 ORDER BY id", payout_uuid
+                "SELECT * FROM payout_events WHERE payout_id = $1 AND id > $2 ORDER BY id",
+                payout_uuid, after_id,
             )
         )
 
 
-async def _record_event(
+async def record_event(
     conn: asyncpg.Connection,
     payout_uuid: UUID,
     from_state: PayoutState | None,

@@ -26,6 +26,7 @@ class Attempt:
     result_code: str | None
     ledger: int | None
     submitted_at: datetime | None
+    submitted_ledger: int | None
     send_count: int
     poll_count: int
     proof: str | None

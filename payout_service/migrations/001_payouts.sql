@@ -24,6 +24,8 @@ CREATE TABLE payouts (
     round_id         text,
     batch_id         text,
     correlation_id   text NOT NULL DEFAULT '',
+    -- Live modes: the preparer must build a (new) attempt once next_attempt_at has passed.
+    needs_attempt    boolean NOT NULL DEFAULT false,
     next_attempt_at  timestamptz,
     network_fee_stroops bigint,
     created_at       timestamptz NOT NULL DEFAULT now(),
@@ -32,7 +34,8 @@ CREATE TABLE payouts (
     CONSTRAINT gross_is_fee_plus_net CHECK (gross_stroops = fee_stroops + net_stroops)
 );
 
-CREATE INDEX payouts_state_idx ON payouts (state, next_attempt_at);
+CREATE INDEX payouts_state_idx ON payouts (state);
+CREATE INDEX payouts_needs_attempt_idx ON payouts (next_attempt_at) WHERE needs_attempt;
 CREATE INDEX payouts_destination_idx ON payouts (destination, created_at DESC);
 CREATE INDEX payouts_created_idx ON payouts (created_at DESC, id DESC);
 CREATE INDEX payouts_round_idx ON payouts (round_id) WHERE round_id IS NOT NULL;
@@ -50,23 +53,33 @@ CREATE TABLE payout_attempts (
     max_time        timestamptz NOT NULL,
     envelope_xdr    text NOT NULL,
     signed          boolean NOT NULL DEFAULT false,
-    tx_hash         text NOT NULL UNIQUE,
+    tx_hash         text NOT NULL,
     fee_stroops     bigint NOT NULL,
+    -- built -> signed -> sent -> included | failed_on_chain | dead (proven never to land);
+    -- rejected at submission (consumed nothing); superseded (never sent, re-sequenced).
     status          text NOT NULL CHECK (status IN ('built', 'signed', 'sent', 'included',
-                        'failed_on_chain', 'dead', 'rejected', 'cancelled')),
+                        'failed_on_chain', 'dead', 'rejected', 'superseded', 'cancelled')),
     result_code     text,
     ledger          integer,
     submitted_at    timestamptz,
+    -- Latest ledger seen when first sent: proof of death needs oldestLedger <= this.
+    submitted_ledger integer,
+    next_poll_at    timestamptz,
     send_count      integer NOT NULL DEFAULT 0,
     poll_count      integer NOT NULL DEFAULT 0,
     proof           text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (payout_id, number),
-    UNIQUE (source_account, sequence)
+    PRIMARY KEY (payout_id, number)
 );
 
-CREATE INDEX payout_attempts_status_idx ON payout_attempts (status);
+CREATE INDEX payout_attempts_status_idx ON payout_attempts (status, source_account, sequence);
+-- A sequence number belongs to one attempt unless that attempt provably consumed nothing.
+CREATE UNIQUE INDEX payout_attempts_live_sequence_idx ON payout_attempts (source_account, sequence)
+    WHERE status NOT IN ('rejected', 'superseded', 'dead', 'cancelled');
+-- A transaction that never left (refused, superseded) may be rebuilt byte for byte.
+CREATE UNIQUE INDEX payout_attempts_live_hash_idx ON payout_attempts (tx_hash)
+    WHERE status NOT IN ('rejected', 'superseded', 'dead', 'cancelled');
 
 -- Next sequence number to use per source account (DESIGN.md section 4), reserved in the
 -- SQL transaction that creates the attempt.

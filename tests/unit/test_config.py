@@ -24,7 +24,8 @@ BASE = {"DATABASE_URL": "postgresql://x/y", "PAYOUT_SOURCE_ACCOUNT": Keypair.ran
         ({"PAYOUTS_MIN_AMOUNT": "1.123456789"}, "PAYOUTS_MIN_AMOUNT"),
         ({"PAYOUTS_FEE_BPS": "10000"}, "PAYOUTS_FEE_BPS"),
         ({"PAYOUT_HOT_SIGNER_SECRET": "S-anything"}, "PAYOUT_HOT_SIGNER_SECRET"),
-        ({"PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc"}, "PAYOUTS_SIGNER_ADDR"),
+        ({"PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc"},
+         "PAYOUTS_SIGNER_ADDR"),
     ],
 )
 def test_bad_config_names_the_variable(overrides, variable):

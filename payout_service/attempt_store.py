@@ -1,0 +1,411 @@
+"""SQL of the live pipeline: reserving sequence numbers, attempts, claims and outcomes.
+
+Every state change is one SQL transaction together with the audit event it causes
+(invariant 4). Work queues are claimed with FOR UPDATE SKIP LOCKED, so replicas share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from payout_service.core.model import Attempt, Payout
+from payout_service.core.states import IllegalTransition, PayoutState, check_transition
+from payout_service.store import _attempt, _payout, record_event
+
+S = PayoutState
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    source_account: str
+    sequence: int
+    min_time: datetime
+    max_time: datetime
+    envelope_xdr: str
+    tx_hash: str
+    fee_stroops: int
+
+
+class AttemptBuilder:
+    """Callable that builds the envelope once the sequence number is reserved."""
+
+    source_account: str
+
+    def __call__(self, sequence: int) -> NewAttempt:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class AttemptStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # ---- sequence numbers -------------------------------------------------------------
+
+    async def ensure_source(self, account: str, chain_sequence: int) -> None:
+        await self.pool.execute(
+            """INSERT INTO source_accounts (account, next_sequence) VALUES ($1, $2)
+               ON CONFLICT (account) DO NOTHING""",
+            account, chain_sequence + 1,
+        )
+
+    async def has_source(self, account: str) -> bool:
+        return bool(
+            await self.pool.fetchval("SELECT 1 FROM source_accounts WHERE account = $1", account)
+        )
+
+    async def resync_source(self, account: str, chain_sequence: int) -> list[UUID]:
+        """After txBAD_SEQ: restart numbering after what the chain and our live attempts hold;
+        every built-but-unsent attempt of this source is superseded and its payout rebuilt."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM source_accounts WHERE account = $1 FOR UPDATE", account
+            )
+            rows = await conn.fetch(
+                """UPDATE payout_attempts SET status = 'superseded', updated_at = now()
+                   WHERE source_account = $1 AND status IN ('built', 'signed')
+                   RETURNING payout_id, number""",
+                account,
+            )
+            live_max = await conn.fetchval(
+                """SELECT max(sequence) FROM payout_attempts WHERE source_account = $1
+                   AND status IN ('sent', 'included', 'failed_on_chain')
+                   AND sequence > $2""",
+                account, chain_sequence,
+            )
+            next_seq = max(chain_sequence, live_max or 0) + 1
+            await conn.execute(
+                """UPDATE source_accounts SET next_sequence = $2, synced_at = now()
+                   WHERE account = $1""",
+                account, next_seq,
+            )
+            for row in rows:
+                await _requeue(conn, row["payout_id"], row["number"],
+                               "re-sequenced after txBAD_SEQ", delay=timedelta(0))
+            return [r["payout_id"] for r in rows]
+
+    # ---- preparing attempts -----------------------------------------------------------
+
+    async def payouts_needing_attempt(self, limit: int) -> list[Payout]:
+        rows = await self.pool.fetch(
+            """SELECT * FROM payouts WHERE needs_attempt
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+               ORDER BY created_at LIMIT $1""",
+            limit,
+        )
+        return [_payout(r) for r in rows]
+
+    async def create_attempt(
+        self, payout_uuid: UUID, build: AttemptBuilder, *, external: bool
+    ) -> tuple[Payout, Attempt] | None:
+        """Locks the payout, reserves the next sequence number, stores the built envelope:
+        one SQL transaction (DESIGN.md section 4). None if another worker got there first."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",
+                payout_uuid,
+            )
+            if row is None:
+                return None
+            payout = _payout(row)
+            sequence = await conn.fetchval(
+                """UPDATE source_accounts SET next_sequence = next_sequence + 1
+                   WHERE account = $1 RETURNING next_sequence - 1""",
+                build.source_account,
+            )
+            new = build(sequence)
+            number = payout.attempt_count + 1
+            arow = await conn.fetchrow(
+                """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
+                       min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'built') RETURNING *""",
+                payout.id, number, new.source_account, new.sequence, new.min_time,
+                new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
+            )
+            target = S.AWAITING_SIGNATURE if external else payout.state
+            if target != payout.state:
+                check_transition(payout.state, target)
+            prow = await conn.fetchrow(
+                """UPDATE payouts SET needs_attempt = false, attempt_count = $2, state = $3,
+                       unsigned_envelope_xdr = CASE WHEN $4 THEN $5 ELSE unsigned_envelope_xdr END,
+                       updated_at = now()
+                   WHERE id = $1 RETURNING *""",
+                payout.id, number, target.value, external, new.envelope_xdr,
+            )
+            if target != payout.state:
+                await record_event(conn, payout.id, payout.state, target, attempt=number,
+                                   reason="attempt built", actor="preparer",
+                                   correlation_id=payout.correlation_id)
+            attempt = _attempt(arow)
+            return _payout(prow, attempt), attempt
+
+    async def unsigned_attempts(self, limit: int) -> list[tuple[Payout, Attempt]]:
+        """Built but not signed (signer mode): crash recovery re-signs the same envelope."""
+        rows = await self.pool.fetch(
+            """SELECT a.* FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
+               WHERE a.status = 'built' AND p.mode = 'SIGNER_SERVICE'
+                 AND p.attempt_count = a.number
+               ORDER BY a.source_account, a.sequence LIMIT $1""",
+            limit,
+        )
+        out = []
+        for r in rows:
+            attempt = _attempt(r)
+            prow = await self.pool.fetchrow("SELECT * FROM payouts WHERE id = $1", r["payout_id"])
+            out.append((_payout(prow, attempt), attempt))
+        return out
+
+    async def store_signed(
+        self, payout_uuid: UUID, number: int, signed_xdr: str, *, actor: str
+    ) -> bool:
+        """Stores the signed envelope and queues the payout. False if no longer applicable."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM payouts WHERE id = $1 AND attempt_count = $2 FOR UPDATE",
+                payout_uuid, number,
+            )
+            if row is None:
+                return False
+            payout = _payout(row)
+            updated = await conn.execute(
+                """UPDATE payout_attempts SET envelope_xdr = $3, signed = true, status = 'signed',
+                       updated_at = now()
+                   WHERE payout_id = $1 AND number = $2 AND status = 'built'""",
+                payout_uuid, number, signed_xdr,
+            )
+            if updated != "UPDATE 1":
+                return False
+            await _move(conn, payout, S.QUEUED, number, "signed", actor)
+            return True
+
+    async def abandon_unsent(
+        self, payout_uuid: UUID, number: int, *, code: str, message: str, actor: str
+    ) -> None:
+        """Permanent refusal before sending (e.g. signer policy): the attempt never left us."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            payout = _payout(row)
+            arow = await conn.fetchrow(
+                """UPDATE payout_attempts SET status = 'rejected', result_code = $3,
+                       updated_at = now()
+                   WHERE payout_id = $1 AND number = $2 RETURNING source_account, sequence""",
+                payout_uuid, number, code,
+            )
+            await _release_sequence(conn, arow["source_account"], arow["sequence"])
+            await fail_payout(conn, payout, code, message, number, actor)
+
+    # ---- sending ------------------------------------------------------------------------
+
+    async def claim_for_sending(self, limit: int, submitted_ledger: int) -> list[Attempt]:
+        """Signed attempts, lowest sequence first per source, marked sent *before* the network
+        call: the envelope and hash are already stored (invariant 3)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT p.* FROM payouts p JOIN payout_attempts a
+                     ON a.payout_id = p.id AND a.number = p.attempt_count
+                   WHERE p.state = 'QUEUED' AND a.status = 'signed'
+                   ORDER BY a.source_account, a.sequence
+                   LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
+                limit,
+            )
+            claimed = []
+            for row in rows:
+                payout = _payout(row)
+                arow = await conn.fetchrow(
+                    """UPDATE payout_attempts SET status = 'sent', submitted_at = now(),
+                           submitted_ledger = $3, send_count = send_count + 1,
+                           next_poll_at = now(), updated_at = now()
+                       WHERE payout_id = $1 AND number = $2 RETURNING *""",
+                    payout.id, payout.attempt_count, submitted_ledger,
+                )
+                await _move(conn, payout, S.SUBMITTED, payout.attempt_count, "sent", "sender")
+                claimed.append(_attempt(arow))
+            return claimed
+
+    # ---- confirming ---------------------------------------------------------------------
+
+    async def claim_for_confirming(self, limit: int, poll_interval: timedelta) -> list[Attempt]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT a.* FROM payout_attempts a JOIN payouts p
+                     ON p.id = a.payout_id AND p.attempt_count = a.number
+                   WHERE a.status = 'sent' AND p.state = 'SUBMITTED'
+                     AND (a.next_poll_at IS NULL OR a.next_poll_at <= now())
+                   ORDER BY a.next_poll_at NULLS FIRST LIMIT $1
+                   FOR UPDATE OF a SKIP LOCKED""",
+                limit,
+            )
+            for r in rows:
+                await conn.execute(
+                    """UPDATE payout_attempts
+                       SET next_poll_at = now() + $3, poll_count = poll_count + 1
+                       WHERE payout_id = $1 AND number = $2""",
+                    r["payout_id"], r["number"], poll_interval,
+                )
+            return [_attempt(r) for r in rows]
+
+    async def record_resend(self, attempt: Attempt) -> None:
+        await self.pool.execute(
+            """UPDATE payout_attempts SET send_count = send_count + 1
+               WHERE payout_id = $1 AND number = $2""",
+            attempt.payout_id, attempt.number,
+        )
+
+    async def confirm(self, attempt: Attempt, *, ledger: int, fee_charged: int) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM payouts WHERE id = $1 FOR UPDATE", attempt.payout_id
+            )
+            payout = _payout(row)
+            if payout.state != S.SUBMITTED or payout.attempt_count != attempt.number:
+                return False
+            await conn.execute(
+                """UPDATE payout_attempts SET status = 'included', ledger = $3, fee_stroops = $4,
+                       result_code = 'txSUCCESS', updated_at = now()
+                   WHERE payout_id = $1 AND number = $2""",
+                attempt.payout_id, attempt.number, ledger, fee_charged,
+            )
+            await conn.execute(
+                """UPDATE payouts SET confirmed_at = now(), network_fee_stroops = $2
+                   WHERE id = $1""",
+                attempt.payout_id, fee_charged,
+            )
+            await _move(conn, payout, S.CONFIRMED, attempt.number, f"included in ledger {ledger}",
+                        "confirmer")
+            return True
+
+    async def attempt_dead(
+        self, attempt: Attempt, *, status: str, code: str, proof: str | None, ledger: int | None,
+        retry: bool, max_attempts: int, delay: timedelta, actor: str,
+    ) -> PayoutState:
+        """The attempt can never land (failed on chain, rejected, or proven expired): either a
+        new attempt is scheduled or the payout fails. Returns the payout's new state."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM payouts WHERE id = $1 FOR UPDATE", attempt.payout_id
+            )
+            payout = _payout(row)
+            await conn.execute(
+                """UPDATE payout_attempts SET status = $3, result_code = $4, proof = $5,
+                       ledger = COALESCE($6, ledger), updated_at = now()
+                   WHERE payout_id = $1 AND number = $2""",
+                attempt.payout_id, attempt.number, status, code, proof, ledger,
+            )
+            if status in ("dead", "rejected"):
+                await _release_sequence(conn, attempt.source_account, attempt.sequence)
+            tries = await conn.fetchval(
+                """SELECT count(*) FROM payout_attempts
+                   WHERE payout_id = $1 AND status <> 'superseded'""",
+                attempt.payout_id,
+            )
+            if retry and tries < max_attempts:
+                await _requeue(conn, payout.id, attempt.number, f"{code}: new attempt", delay)
+                return S.QUEUED
+            reason = code if not retry else "max_attempts"
+            await fail_payout(conn, payout, reason, f"attempt {attempt.number}: {code}",
+                        attempt.number, actor)
+            return S.FAILED
+
+    # ---- operator actions ---------------------------------------------------------------
+
+    async def retry_failed(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            payout = _payout(row)
+            if payout.state != S.FAILED:
+                raise IllegalTransition(payout.state, S.QUEUED)
+            prow = await conn.fetchrow(
+                """UPDATE payouts SET state = 'QUEUED', needs_attempt = true,
+                       next_attempt_at = NULL, failure_code = NULL, failure_message = NULL,
+                       updated_at = now()
+                   WHERE id = $1 RETURNING *""",
+                payout_uuid,
+            )
+            await record_event(conn, payout_uuid, S.FAILED, S.QUEUED, reason=reason or "retry",
+                               actor=actor, correlation_id=payout.correlation_id)
+            return _payout(prow)
+
+    async def cancel(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            payout = _payout(row)
+            check_transition(payout.state, S.CANCELLED)
+            await conn.execute(
+                """UPDATE payout_attempts SET status = 'cancelled', updated_at = now()
+                   WHERE payout_id = $1 AND status IN ('built', 'signed')""",
+                payout_uuid,
+            )
+            prow = await conn.fetchrow(
+                """UPDATE payouts SET state = 'CANCELLED', needs_attempt = false, updated_at = now()
+                   WHERE id = $1 RETURNING *""",
+                payout_uuid,
+            )
+            await record_event(conn, payout_uuid, payout.state, S.CANCELLED,
+                               reason=reason or "cancelled", actor=actor,
+                               correlation_id=payout.correlation_id)
+            return _payout(prow)
+
+    async def attempt(self, payout_uuid: UUID, number: int) -> Attempt | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+            payout_uuid, number,
+        )
+        return _attempt(row) if row else None
+
+
+async def _move(
+    conn: asyncpg.Connection, payout: Payout, target: PayoutState, attempt: int, reason: str,
+    actor: str,
+) -> None:
+    check_transition(payout.state, target)
+    await conn.execute(
+        "UPDATE payouts SET state = $2, updated_at = now() WHERE id = $1", payout.id, target.value
+    )
+    await record_event(conn, payout.id, payout.state, target, attempt=attempt, reason=reason,
+                       actor=actor, correlation_id=payout.correlation_id)
+
+
+async def fail_payout(
+    conn: asyncpg.Connection, payout: Payout, code: str, message: str, attempt: int, actor: str
+) -> None:
+    check_transition(payout.state, S.FAILED)
+    await conn.execute(
+        """UPDATE payouts SET state = 'FAILED', failure_code = $2, failure_message = $3,
+               needs_attempt = false, updated_at = now() WHERE id = $1""",
+        payout.id, code, message[:500],
+    )
+    await record_event(conn, payout.id, payout.state, S.FAILED, attempt=attempt, reason=code,
+                       actor=actor, correlation_id=payout.correlation_id)
+
+
+async def _requeue(
+    conn: asyncpg.Connection, payout_uuid: UUID, attempt: int, reason: str, delay: timedelta
+) -> None:
+    row = await conn.fetchrow(
+        "SELECT state, correlation_id FROM payouts WHERE id = $1", payout_uuid
+    )
+    current = PayoutState(row["state"])
+    target = S.QUEUED if current != S.ACCEPTED else S.ACCEPTED
+    if current != target:
+        check_transition(current, target)
+    await conn.execute(
+        """UPDATE payouts SET state = $2, needs_attempt = true,
+               next_attempt_at = $3, updated_at = now() WHERE id = $1""",
+        payout_uuid, target.value, datetime.now(UTC) + delay,
+    )
+    if current != target:
+        await record_event(conn, payout_uuid, current, target, attempt=attempt, reason=reason,
+                           actor="pipeline", correlation_id=row["correlation_id"])
+
+
+async def _release_sequence(conn: asyncpg.Connection, account: str, sequence: int) -> None:
+    """An attempt that consumed nothing gives its number back if nobody reserved after it;
+    otherwise the gap surfaces as txBAD_SEQ and resync_source renumbers."""
+    await conn.execute(
+        """UPDATE source_accounts SET next_sequence = $2
+           WHERE account = $1 AND next_sequence = $2 + 1""",
+        account, sequence,
+    )

@@ -1,0 +1,285 @@
+"""The live pipeline: prepare (build + sign), send, confirm: separate loops (seed 004).
+
+Sending never waits for confirmation. Each loop claims its work from PostgreSQL with
+SKIP LOCKED, so any number of replicas can run them against one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from stellar_sdk import Preconditions, TimeBounds
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+
+from payout_service.attempt_store import AttemptBuilder, AttemptStore, NewAttempt, fail_payout
+from payout_service.config import Config
+from payout_service.core.model import Attempt, Payout
+from payout_service.core.retry import (
+    backoff_seconds,
+    judge_on_chain_failure,
+    judge_rejection,
+    proof_of_death,
+)
+from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
+from payout_service.ledger import (
+    Accepted,
+    Duplicate,
+    Included,
+    LedgerGateway,
+    LedgerUnavailable,
+    NotFound,
+    Rejected,
+    RetryLater,
+    SimulationFailed,
+)
+from payout_service.signer_client import SignerClient, SignerUnavailable, SigningRefused
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[], Awaitable[int]]
+
+EXTERNAL_SIGNING_WINDOW_SECONDS = 3600
+
+
+@dataclass
+class _PreparedBuilder(AttemptBuilder):
+    template: TransactionEnvelope
+    source_account: str
+    passphrase: str
+    window_seconds: int
+    now: int
+
+    def __call__(self, sequence: int) -> NewAttempt:
+        now = self.now
+        tx = self.template.transaction
+        tx.sequence = sequence
+        # Invariant 2: every transaction carries a max_time, so "proven dead" is reachable.
+        tx.preconditions = Preconditions(time_bounds=TimeBounds(0, now + self.window_seconds))
+        envelope = TransactionEnvelope(tx, self.passphrase)
+        return NewAttempt(
+            source_account=self.source_account, sequence=sequence,
+            min_time=datetime.fromtimestamp(0, UTC),
+            max_time=datetime.fromtimestamp(now + self.window_seconds, UTC),
+            envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(), fee_stroops=tx.fee,
+        )
+
+
+class Pipeline:
+    def __init__(
+        self, config: Config, attempts: AttemptStore, ledger: LedgerGateway,
+        signer: SignerClient | None,
+    ) -> None:
+        self.config = config
+        self.attempts = attempts
+        self.ledger = ledger
+        self.signer = signer
+        self.external = config.signing_mode == "external"
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._poll = timedelta(milliseconds=config.confirm_poll_ms)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        interval = min(1.0, self.config.confirm_poll_ms / 1000)
+        for name, step in (("preparer", self.prepare_once), ("sender", self.send_once),
+                           ("confirmer", self.confirm_once)):
+            self._tasks.append(asyncio.create_task(self._loop(name, step, interval)))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _loop(self, name: str, step: StepFn, interval: float) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = await step()
+            except LedgerUnavailable as err:
+                log.warning("ledger unavailable", extra={"loop": name, "error": str(err)})
+                busy = 0
+            except Exception:
+                log.exception("pipeline step failed", extra={"loop": name})
+                busy = 0
+            if not busy:
+                try:
+                    await asyncio.wait_for(self._stop.wait(), interval)
+                except TimeoutError:
+                    pass
+
+    # ---- prepare: build, reserve the sequence, sign ---------------------------------------
+
+    async def prepare_once(self) -> int:
+        cfg = self.config
+        if not await self.attempts.has_source(cfg.source_account):
+            chain_seq = await self.ledger.account_sequence(cfg.source_account)
+            await self.attempts.ensure_source(cfg.source_account, chain_seq)
+        work = 0
+        if self.signer is not None:
+            for payout, attempt in await self.attempts.unsigned_attempts(cfg.batch_size):
+                await self._sign(payout, attempt)
+                work += 1
+        needing = await self.attempts.payouts_needing_attempt(cfg.batch_size)
+        if needing:
+            # Time bounds follow the later of our clock and the ledger's, so a rebuilt attempt
+            # is never born expired nor identical to the one that died.
+            latest = await self.ledger.latest_ledger()
+            now = max(int(time.time()), latest.close_time)
+            for payout in needing:
+                await self._prepare(payout, now)
+                work += 1
+        return work
+
+    async def _prepare(self, payout: Payout, now: int) -> None:
+        cfg = self.config
+        call = payout_call(payout.asset, cfg.network_passphrase, cfg.contract_id, cfg.method_name)
+        # Simulate before taking any lock; the sequence number and time bounds are set
+        # afterwards inside the reserving SQL transaction (they do not change the simulation).
+        draft = build_payout_transaction(
+            TxParams(cfg.source_account, 1, 0, now + cfg.tx_window_seconds,
+                     cfg.network_passphrase),
+            call, payer=cfg.source_account, destination=payout.destination,
+            amount_stroops=payout.net_stroops,
+        )
+        try:
+            prepared = await self.ledger.prepare(draft)
+        except SimulationFailed as err:
+            await self._refuse_before_build(payout, "simulation_failed", str(err))
+            return
+        if prepared.transaction.fee > cfg.max_gas_stroops:
+            await self._refuse_before_build(
+                payout, "max_gas",
+                f"prepared fee {prepared.transaction.fee} exceeds max gas {cfg.max_gas_stroops}",
+            )
+            return
+        window = EXTERNAL_SIGNING_WINDOW_SECONDS if self.external else cfg.tx_window_seconds
+        builder = _PreparedBuilder(
+            prepared, cfg.source_account, cfg.network_passphrase, window, now
+        )
+        created = await self.attempts.create_attempt(payout.id, builder, external=self.external)
+        if created is None or self.external:
+            return
+        built_payout, attempt = created
+        await self._sign(built_payout, attempt)
+
+    async def _refuse_before_build(self, payout: Payout, code: str, message: str) -> None:
+        async with self.attempts.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT state FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",
+                payout.id,
+            )
+            if row is None:
+                return
+            await fail_payout(conn, payout, code, message, payout.attempt_count, "preparer")
+
+    async def _sign(self, payout: Payout, attempt: Attempt) -> None:
+        assert self.signer is not None  # noqa: S101
+        try:
+            signed = await self.signer.sign_transaction(
+                attempt.envelope_xdr, payout_id=payout.payout_id, attempt=attempt.number,
+                correlation_id=payout.correlation_id,
+            )
+        except SignerUnavailable as err:
+            log.warning("signer unavailable", extra={"payout_id": payout.payout_id,
+                                                     "error": str(err)})
+            return  # the built attempt stays; the next pass signs the same envelope
+        except SigningRefused as err:
+            await self.attempts.abandon_unsent(
+                payout.id, attempt.number, code="signer_refused", message=str(err),
+                actor="preparer",
+            )
+            return
+        if signed.tx_hash != attempt.tx_hash:
+            await self.attempts.abandon_unsent(
+                payout.id, attempt.number, code="signer_hash_mismatch",
+                message="signer hashed a different transaction", actor="preparer",
+            )
+            return
+        await self.attempts.store_signed(payout.id, attempt.number, signed.envelope_xdr,
+                                         actor="preparer")
+
+    # ---- send ---------------------------------------------------------------------------
+
+    async def send_once(self) -> int:
+        latest = await self.ledger.latest_ledger()
+        claimed = await self.attempts.claim_for_sending(self.config.batch_size, latest.sequence)
+        await asyncio.gather(*(self._send(a) for a in claimed))
+        return len(claimed)
+
+    async def _send(self, attempt: Attempt) -> None:
+        outcome = await self.ledger.send(attempt.envelope_xdr)
+        log.info("sent", extra={"payout_uuid": str(attempt.payout_id), "attempt": attempt.number,
+                                "tx_hash": attempt.tx_hash, "outcome": type(outcome).__name__})
+        if isinstance(outcome, Rejected):
+            await self._rejected(attempt, outcome.code)
+
+    async def _rejected(self, attempt: Attempt, code: str) -> None:
+        # A re-sent transaction that already landed is also "rejected" (txBAD_SEQ): look the
+        # hash up before treating it as a failure.
+        found = await self.ledger.lookup(attempt.tx_hash)
+        if isinstance(found, Included):
+            await self._included(attempt, found)
+            return
+        verdict = judge_rejection(code)
+        await self.attempts.attempt_dead(
+            attempt, status="rejected", code=code, proof=f"rejected at submission: {code}",
+            ledger=None, retry=verdict.retry, max_attempts=self.config.max_attempts,
+            delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="sender",
+        )
+        if code == "txBAD_SEQ":
+            chain_seq = await self.ledger.account_sequence(attempt.source_account)
+            await self.attempts.resync_source(attempt.source_account, chain_seq)
+
+    # ---- confirm ------------------------------------------------------------------------
+
+    async def confirm_once(self) -> int:
+        claimed = await self.attempts.claim_for_confirming(self.config.batch_size, self._poll)
+        await asyncio.gather(*(self._confirm(a) for a in claimed))
+        return 0  # polling is paced by next_poll_at, not by a busy loop
+
+    async def _confirm(self, attempt: Attempt) -> None:
+        found = await self.ledger.lookup(attempt.tx_hash)
+        if isinstance(found, Included):
+            await self._included(attempt, found)
+            return
+        assert isinstance(found, NotFound)  # noqa: S101
+        proof = proof_of_death(
+            max_time=int(attempt.max_time.timestamp()), submitted_ledger=attempt.submitted_ledger,
+            latest_ledger=found.latest_ledger, latest_close_time=found.latest_ledger_close_time,
+            oldest_ledger=found.oldest_ledger,
+        )
+        if proof is not None:
+            await self.attempts.attempt_dead(
+                attempt, status="dead", code="expired", proof=proof.text, ledger=None,
+                retry=True, max_attempts=self.config.max_attempts,
+                delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
+            )
+            return
+        # Not found and not provably dead: re-send the very same envelope (same hash), which
+        # is harmless if the node already has it and recovers one it dropped.
+        outcome = await self.ledger.send(attempt.envelope_xdr)
+        await self.attempts.record_resend(attempt)
+        if isinstance(outcome, Rejected):
+            await self._rejected(attempt, outcome.code)
+        elif not isinstance(outcome, Accepted | Duplicate | RetryLater):
+            log.warning("unexpected send outcome", extra={"outcome": repr(outcome)})
+
+    async def _included(self, attempt: Attempt, found: Included) -> None:
+        if found.successful:
+            await self.attempts.confirm(attempt, ledger=found.ledger, fee_charged=found.fee_charged)
+            return
+        verdict = judge_on_chain_failure(found.result_code)
+        await self.attempts.attempt_dead(
+            attempt, status="failed_on_chain", code=found.result_code,
+            proof=f"failed on chain in ledger {found.ledger}", ledger=found.ledger,
+            retry=verdict.retry, max_attempts=self.config.max_attempts,
+            delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
+        )
+
+

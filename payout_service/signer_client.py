@@ -1,0 +1,72 @@
+"""Client of the isolated signer service (mTLS gRPC). The payout process holds no key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from payout_service.config import SignerClientConfig
+from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
+
+
+class SigningRefused(Exception):
+    """The signer's policy refused (PERMISSION_DENIED); the message names the rule."""
+
+
+class SignerUnavailable(Exception):
+    """Transient: unreachable, deadline, overloaded. Nothing was signed, or we retry safely."""
+
+
+@dataclass(frozen=True)
+class SignedEnvelope:
+    envelope_xdr: str
+    tx_hash: str
+
+
+class SignerClient:
+    def __init__(self, config: SignerClientConfig, *, timeout_seconds: float = 10.0) -> None:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(config.ca_cert).read_bytes(),
+            private_key=Path(config.client_key).read_bytes(),
+            certificate_chain=Path(config.client_cert).read_bytes(),
+        )
+        options = []
+        if config.server_name:
+            options.append(("grpc.ssl_target_name_override", config.server_name))
+        self._channel = grpc.aio.secure_channel(config.address, creds, options=options)
+        self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)
+        self._key_id = config.key_id
+        self._timeout = timeout_seconds
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def sign_transaction(
+        self, envelope_xdr: str, *, payout_id: str, attempt: int, correlation_id: str
+    ) -> SignedEnvelope:
+        request = signer_pb2.SignTransactionRequest(
+            key_id=self._key_id,
+            envelope_xdr=envelope_xdr,
+            request_id=uuid.uuid4().hex,
+            context=signer_pb2.SigningContext(
+                payout_id=payout_id, attempt=attempt, correlation_id=correlation_id
+            ),
+        )
+        try:
+            response = await self._stub.SignTransaction(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT,
+                              grpc.StatusCode.NOT_FOUND):
+                raise SigningRefused(f"{err.code().name}: {err.details()}") from None
+            raise SignerUnavailable(f"{err.code().name}: {err.details()}") from None
+        return SignedEnvelope(response.signed_envelope_xdr, response.tx_hash)
+
+    async def check(self) -> bool:
+        try:
+            await self._stub.ListKeys(signer_pb2.ListKeysRequest(), timeout=self._timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return True

@@ -1,0 +1,90 @@
+"""External-signature checks and the retry/proof-of-death rules: pure functions."""
+
+from __future__ import annotations
+
+import random
+
+from stellar_sdk import Keypair
+
+from payout_service.core.envelopes import signed_envelope_problem
+from payout_service.core.retry import backoff_seconds, judge_rejection, proof_of_death
+from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
+
+NET = "Test SDF Network ; September 2015"
+
+
+def unsigned(source: Keypair):
+    params = TxParams(source.public_key, 42, 0, 2_000_000_000, NET)
+    call = payout_call("XLM", NET, None, "distribute_winnings")
+    return build_payout_transaction(
+        params, call, payer=source.public_key, destination=Keypair.random().public_key,
+        amount_stroops=5,
+    )
+
+
+def test_a_correctly_signed_envelope_is_accepted():
+    source = Keypair.random()
+    envelope = unsigned(source)
+    expected = envelope.hash_hex()
+    envelope.sign(source)
+    assert signed_envelope_problem(
+        envelope.to_xdr(), expected_hash=expected, signer=source.public_key, network_passphrase=NET
+    ) is None
+
+
+def test_changed_contents_are_refused():
+    source = Keypair.random()
+    envelope = unsigned(source)
+    expected = envelope.hash_hex()
+    envelope.transaction.fee += 1
+    envelope.sign(source)
+    problem = signed_envelope_problem(
+        envelope.to_xdr(), expected_hash=expected, signer=source.public_key, network_passphrase=NET
+    )
+    assert problem and "hash differs" in problem
+
+
+def test_a_signature_by_another_key_is_refused():
+    source, stranger = Keypair.random(), Keypair.random()
+    envelope = unsigned(source)
+    expected = envelope.hash_hex()
+    envelope.sign(stranger)
+    problem = signed_envelope_problem(
+        envelope.to_xdr(), expected_hash=expected, signer=source.public_key, network_passphrase=NET
+    )
+    assert problem and "not signed by the source account" in problem
+
+
+def test_garbage_is_refused_without_a_traceback():
+    problem = signed_envelope_problem(
+        "bm9wZQ==", expected_hash="00", signer=Keypair.random().public_key, network_passphrase=NET
+    )
+    assert problem == "is not a base64 TransactionEnvelope XDR"
+
+
+def test_not_found_before_max_time_is_no_proof():
+    assert proof_of_death(max_time=100, submitted_ledger=10, latest_ledger=20,
+                          latest_close_time=100, oldest_ledger=1) is None
+
+
+def test_not_found_after_max_time_with_history_is_proof():
+    proof = proof_of_death(max_time=100, submitted_ledger=10, latest_ledger=20,
+                           latest_close_time=101, oldest_ledger=5)
+    assert proof is not None and "max_time 100" in proof.text
+
+
+def test_not_found_without_history_of_the_submission_is_no_proof():
+    assert proof_of_death(max_time=100, submitted_ledger=10, latest_ledger=20,
+                          latest_close_time=500, oldest_ledger=11) is None
+
+
+def test_bad_auth_is_permanent_and_bad_seq_is_retryable():
+    assert not judge_rejection("txBAD_AUTH").retry
+    assert judge_rejection("txBAD_SEQ").retry
+
+
+def test_backoff_grows_but_is_capped_and_jittered():
+    rng = random.Random(7)
+    samples = [backoff_seconds(n, base=1, cap=30, rng=rng) for n in range(1, 12)]
+    assert all(0 <= s <= 30 for s in samples)
+    assert max(backoff_seconds(1, base=1, cap=30, rng=random.Random(i)) for i in range(50)) <= 1

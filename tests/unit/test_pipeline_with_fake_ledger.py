@@ -1,0 +1,245 @@
+"""Pipeline decisions against real PostgreSQL, with the ledger and signer ports faked.
+
+The fakes model only what the pipeline relies on (seq == account seq + 1, inclusion at ledger
+close, NOT_FOUND with close times). The integration suite runs the same flows against the
+sandbox and the real signer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from stellar_sdk import Keypair
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+
+from payout_service.config import load_config
+from payout_service.core.states import PayoutState
+from payout_service.core.validation import AmountLimits, validate_payout_request
+from payout_service.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
+from payout_service.migrations import apply_migrations
+from payout_service.payouts import PayoutDesk
+from payout_service.pipeline import Pipeline
+from payout_service.signer_client import SignedEnvelope, SigningRefused
+from payout_service.store import PayoutStore, create_pool
+
+NET = "Test SDF Network ; September 2015"
+
+
+@dataclass
+class FakeLedger:
+    account_seq: int = 1000
+    ledger: int = 10
+    close_time: int = field(default_factory=lambda: int(time.time()))
+    pending: dict[str, TransactionEnvelope] = field(default_factory=dict)
+    included: dict[str, int] = field(default_factory=dict)
+    drop_next: int = 0
+    sends: int = 0
+
+    async def account_sequence(self, account_id: str) -> int:
+        return self.account_seq
+
+    async def latest_ledger(self) -> LedgerInfo:
+        return LedgerInfo(self.ledger, self.close_time)
+
+    async def prepare(self, envelope: TransactionEnvelope) -> TransactionEnvelope:
+        envelope.transaction.fee = 250
+        return envelope
+
+    async def send(self, envelope_xdr: str) -> Accepted | Rejected:
+        self.sends += 1
+        env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
+        tx_hash = env.hash_hex()
+        if tx_hash in self.included:
+            return Rejected("txBAD_SEQ")
+        if env.transaction.sequence != self.account_seq + 1 + len(self.pending):
+            return Rejected("txBAD_SEQ")
+        if self.drop_next:
+            self.drop_next -= 1
+            return Accepted(self.ledger)
+        self.pending[tx_hash] = env
+        return Accepted(self.ledger)
+
+    def close(self, seconds: int = 5) -> None:
+        self.ledger += 1
+        self.close_time += seconds
+        for tx_hash, env in sorted(self.pending.items(), key=lambda kv: kv[1].transaction.sequence):
+            if env.transaction.preconditions.time_bounds.max_time < self.close_time:
+                continue
+            self.account_seq = env.transaction.sequence
+            self.included[tx_hash] = self.ledger
+        self.pending.clear()
+
+    async def lookup(self, tx_hash: str) -> Included | NotFound:
+        if tx_hash in self.included:
+            return Included(True, self.included[tx_hash], "txSUCCESS", 250)
+        return NotFound(self.ledger, self.close_time, 1)
+
+
+@dataclass
+class FakeSigner:
+    key: Keypair
+    refuse: bool = False
+
+    async def sign_transaction(self, envelope_xdr: str, **_: object) -> SignedEnvelope:
+        if self.refuse:
+            raise SigningRefused("PERMISSION_DENIED: policy rule max_amount refused")
+        env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
+        env.sign(self.key)
+        return SignedEnvelope(env.to_xdr(), env.hash_hex())
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def world(fresh_database):
+    source = Keypair.random()
+    pool = await create_pool(fresh_database)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn)
+
+    def make(mode: str) -> tuple[PayoutDesk, Pipeline, FakeLedger, FakeSigner]:
+        env = {
+            "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
+            "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://fake",
+            "PAYOUTS_SIGNING_MODE": mode, "PAYOUTS_SIGNER_ADDR": "x", "PAYOUTS_SIGNER_CA_CERT": "x",
+            "PAYOUTS_SIGNER_CLIENT_CERT": "x", "PAYOUTS_SIGNER_CLIENT_KEY": "x",
+            "PAYOUTS_TX_WINDOW_SECONDS": "30",
+        }
+        config = load_config(env)
+        ledger, signer = FakeLedger(), FakeSigner(source)
+        desk = PayoutDesk(config, PayoutStore(pool), ledger)  # type: ignore[arg-type]
+        pipeline = Pipeline(config, desk.attempts, ledger,  # type: ignore[arg-type]
+                            signer if mode == "signer" else None)  # type: ignore[arg-type]
+        return desk, pipeline, ledger, signer
+
+    yield make, source
+    await pool.close()
+
+
+async def create(desk: PayoutDesk, n: int) -> None:
+    req = validate_payout_request(
+        payout_id=f"p{n}", destination=Keypair.random().public_key, amount="1", asset="XLM",
+        idempotency_key=f"k{n}", metadata={}, reference="", limits=AmountLimits(),
+    )
+    await desk.create(req, actor="test", correlation_id=f"c{n}")
+
+
+async def run_until_settled(pipeline: Pipeline, ledger: FakeLedger, rounds: int = 40) -> None:
+    for _ in range(rounds):
+        await pipeline.prepare_once()
+        await pipeline.send_once()
+        ledger.close()
+        await pipeline.attempts.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+        await pipeline.confirm_once()
+
+
+async def states(desk: PayoutDesk) -> dict[str, str]:
+    rows = await desk.store.pool.fetch("SELECT payout_id, state FROM payouts")
+    return {r["payout_id"]: r["state"] for r in rows}
+
+
+async def test_signed_payouts_are_confirmed_once_with_consecutive_sequences(world):
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    for n in range(5):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger)
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
+    assert len(ledger.included) == 5, "each payout landed exactly once"
+    seqs = await desk.store.pool.fetch("SELECT sequence FROM payout_attempts ORDER BY sequence")
+    assert [r["sequence"] for r in seqs] == list(range(1001, 1006))
+
+
+async def test_a_dropped_transaction_is_rebuilt_only_after_proof_of_death(world):
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    ledger.drop_next = 1
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    ledger.drop_next = 10**6  # keep dropping the re-sends until max_time has passed
+    for _ in range(3):
+        ledger.close(seconds=1)
+        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+        await pipeline.confirm_once()
+    attempts = await desk.store.pool.fetch("SELECT status FROM payout_attempts")
+    assert [a["status"] for a in attempts] == ["sent"], "no new attempt before proof"
+    ledger.drop_next = 0
+    ledger.close(seconds=60)  # a ledger closes after max_time
+    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+    await pipeline.confirm_once()
+    rows = await desk.store.pool.fetch("SELECT status, proof FROM payout_attempts ORDER BY number")
+    assert rows[0]["status"] == "dead" and "max_time" in rows[0]["proof"]
+    await desk.store.pool.execute("UPDATE payouts SET next_attempt_at = now()")
+    await run_until_settled(pipeline, ledger, rounds=5)
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    assert len(ledger.included) == 1
+
+
+async def test_a_signer_refusal_fails_the_payout_and_frees_the_sequence(world):
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    signer.refuse = True
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    row = await desk.store.pool.fetchrow("SELECT state, failure_code FROM payouts")
+    assert (row["state"], row["failure_code"]) == ("FAILED", "signer_refused")
+    nxt = await desk.store.pool.fetchval("SELECT next_sequence FROM source_accounts")
+    assert nxt == 1001
+
+
+async def test_external_signing_waits_then_queues_a_verified_signature(world):
+    make, source = world
+    desk, pipeline, ledger, _ = make("external")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    payout = await desk.store.get_payout("p1")
+    assert payout.state == PayoutState.AWAITING_SIGNATURE
+    env = TransactionEnvelope.from_xdr(payout.unsigned_envelope_xdr, NET)
+    env.sign(Keypair.random())
+    with pytest.raises(Exception, match="not signed by the source account"):
+        await desk.accept_signed(payout, env.to_xdr(), actor="ops")
+    env = TransactionEnvelope.from_xdr(payout.unsigned_envelope_xdr, NET)
+    env.sign(source)
+    await desk.accept_signed(payout, env.to_xdr(), actor="ops")
+    await run_until_settled(pipeline, ledger, rounds=3)
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+
+
+async def test_cancel_before_sending_and_retry_after_failure(world):
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    await create(desk, 1)
+    await create(desk, 2)
+    p1 = await desk.store.get_payout("p1")
+    await desk.attempts.cancel(p1.id, actor="ops", reason="duplicate winner")
+    signer.refuse = True
+    await pipeline.prepare_once()
+    p2 = await desk.store.get_payout("p2")
+    assert p2.state == PayoutState.FAILED
+    signer.refuse = False
+    await desk.attempts.retry_failed(p2.id, actor="ops", reason="policy fixed")
+    await run_until_settled(pipeline, ledger, rounds=4)
+    assert (await states(desk)) == {"p1": "CANCELLED", "p2": "CONFIRMED"}
+    events = await desk.store.pool.fetchval("SELECT count(*) FROM payout_events")
+    assert events >= 6, "every transition wrote an audit row"
+
+
+async def test_concurrent_pipelines_never_double_pay(world):
+    make, _ = world
+    desk, pipeline_a, ledger, signer = make("signer")
+    pipeline_b = Pipeline(pipeline_a.config, desk.attempts, ledger, signer)  # type: ignore[arg-type]
+    for n in range(8):
+        await create(desk, n)
+    for _ in range(20):
+        await asyncio.gather(pipeline_a.prepare_once(), pipeline_b.prepare_once())
+        await asyncio.gather(pipeline_a.send_once(), pipeline_b.send_once())
+        ledger.close()
+        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+        await asyncio.gather(pipeline_a.confirm_once(), pipeline_b.confirm_once())
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
+    assert len(ledger.included) == 8
