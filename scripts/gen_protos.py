@@ -53,7 +53,7 @@ def main() -> int:
         if args.check:
             stale = _differences(fresh, current)
             if stale:
-                print("stale generated stubs (run python scripts/gen_protos.py):", *stale, sep="\n  ")
+                print("stale stubs (run python scripts/gen_protos.py):", *stale, sep="\n  ")
                 return 1
             print("generated stubs are up to date")
             return 0
