@@ -87,23 +87,8 @@ class PayoutDesk:
         existing = await self.store.find_by_idempotency_key(request.idempotency_key)
         if existing is not None:
             return self._replay(existing, params, digest)
-        split = split_fee(request.amount_stroops, self.config.fee_bps)
-        if split.net <= 0:
-            raise ValidationFailed([FieldViolation("amount", "is too small to cover the fee")])
-        mode = mode_for(self.config)
-        unsigned_xdr = None
-        state = PayoutState.ACCEPTED
-        if mode == "BUILD_ONLY":
-            # Built before the row is written, so a refused build leaves no row behind.
-            unsigned_xdr = await self._build_unsigned(request.destination, split.net, request.asset)
-            state = PayoutState.BUILT
-        new = NewPayout(
-            payout_id=request.payout_id, idempotency_key=request.idempotency_key,
-            fingerprint=digest, parameters=params, destination=request.destination,
-            asset=request.asset, gross_stroops=split.gross, fee_stroops=split.fee,
-            net_stroops=split.net, state=state, mode=mode, unsigned_envelope_xdr=unsigned_xdr,
-            metadata=dict(request.metadata), reference=request.reference,
-            correlation_id=correlation_id, round_id=round_id, batch_id=batch_id,
+        new = await self.new_payout(
+            request, correlation_id=correlation_id, round_id=round_id, batch_id=batch_id
         )
         try:
             payout, created = await self.store.insert_payout(new, actor=actor)
@@ -115,6 +100,32 @@ class PayoutDesk:
         if not created:
             return self._replay(payout, params, digest)
         return CreateResult(payout, True)
+
+    async def new_payout(
+        self, request: PayoutRequest, *, correlation_id: str, round_id: str | None = None,
+        batch_id: str | None = None,
+    ) -> NewPayout:
+        """The row to insert: fee split and, in build-only mode, the built XDR. Writes nothing,
+        so callers can insert many in one SQL transaction (rounds) or one at a time."""
+        params = canonical_parameters(request)
+        split = split_fee(request.amount_stroops, self.config.fee_bps)
+        if split.net <= 0:
+            raise ValidationFailed([FieldViolation("amount", "is too small to cover the fee")])
+        mode = mode_for(self.config)
+        unsigned_xdr = None
+        state = PayoutState.ACCEPTED
+        if mode == "BUILD_ONLY":
+            # Built before the row is written, so a refused build leaves no row behind.
+            unsigned_xdr = await self._build_unsigned(request.destination, split.net, request.asset)
+            state = PayoutState.BUILT
+        return NewPayout(
+            payout_id=request.payout_id, idempotency_key=request.idempotency_key,
+            fingerprint=fingerprint(params), parameters=params, destination=request.destination,
+            asset=request.asset, gross_stroops=split.gross, fee_stroops=split.fee,
+            net_stroops=split.net, state=state, mode=mode, unsigned_envelope_xdr=unsigned_xdr,
+            metadata=dict(request.metadata), reference=request.reference,
+            correlation_id=correlation_id, round_id=round_id, batch_id=batch_id,
+        )
 
     @staticmethod
     def _replay(existing: Payout, params: dict[str, object], digest: str) -> CreateResult:

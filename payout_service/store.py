@@ -86,27 +86,9 @@ class PayoutStore:
         already used. Raises PayoutIdTaken if only the payout_id collides.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
-                       destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
-                       unsigned_envelope_xdr, metadata, reference, correlation_id, round_id,
-                       batch_id, needs_attempt)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,
-                           $19)
-                   ON CONFLICT DO NOTHING
-                   RETURNING *""",
-                uuid4(), new.payout_id, new.idempotency_key, new.fingerprint, new.parameters,
-                new.destination, new.asset, new.gross_stroops, new.fee_stroops,
-                new.net_stroops, new.state.value, new.mode, new.unsigned_envelope_xdr,
-                new.metadata, new.reference, new.correlation_id, new.round_id, new.batch_id,
-                new.state == PayoutState.ACCEPTED,
-            )
-            if row is not None:
-                await record_event(
-                    conn, row["id"], None, new.state, reason="created", actor=actor,
-                    correlation_id=new.correlation_id,
-                )
-                return _payout(row), True
+            created = await insert_payout_in(conn, new, actor=actor)
+            if created is not None:
+                return created, True
         existing = await self.find_by_idempotency_key(new.idempotency_key)
         if existing is None:
             raise PayoutIdTaken(new.payout_id)
@@ -114,23 +96,7 @@ class PayoutStore:
 
     async def get_payout(self, ident: str) -> Payout | None:
         """By server id (UUID) or by the caller's payout_id."""
-        try:
-            as_uuid: UUID | None = UUID(ident)
-        except ValueError:
-            as_uuid = None
-        row = await self.pool.fetchrow(
-            "SELECT * FROM payouts WHERE payout_id = $1 OR id = $2 LIMIT 1", ident, as_uuid
-        )
-        if row is None:
-            return None
-        attempt = None
-        if row["attempt_count"]:
-            arow = await self.pool.fetchrow(
-                "SELECT * FROM payout_attempts WHERE payout_id = $1 AND number = $2",
-                row["id"], row["attempt_count"],
-            )
-            attempt = _attempt(arow) if arow else None
-        return _payout(row, attempt)
+        return await get_payout_in(self.pool, ident)
 
     async def list_attempts(self, payout_uuid: UUID) -> list[Attempt]:
         rows = await self.pool.fetch(
@@ -216,3 +182,51 @@ def decode_page_token(token: str) -> tuple[datetime, UUID]:
         return datetime.fromisoformat(created), UUID(ident)
     except (ValueError, UnicodeDecodeError):
         raise InvalidPageToken("page_token is not a token this service issued") from None
+
+
+async def insert_payout_in(
+    conn: asyncpg.Connection, new: NewPayout, *, actor: str
+) -> Payout | None:
+    """Inserts the payout with its creation event on `conn` (the caller owns the SQL
+    transaction). None when the idempotency key or payout_id already exists."""
+    row = await conn.fetchrow(
+        """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
+               destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
+               unsigned_envelope_xdr, metadata, reference, correlation_id, round_id,
+               batch_id, needs_attempt)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)
+           ON CONFLICT DO NOTHING
+           RETURNING *""",
+        uuid4(), new.payout_id, new.idempotency_key, new.fingerprint, new.parameters,
+        new.destination, new.asset, new.gross_stroops, new.fee_stroops,
+        new.net_stroops, new.state.value, new.mode, new.unsigned_envelope_xdr,
+        new.metadata, new.reference, new.correlation_id, new.round_id, new.batch_id,
+        new.state == PayoutState.ACCEPTED,
+    )
+    if row is None:
+        return None
+    await record_event(
+        conn, row["id"], None, new.state, reason="created", actor=actor,
+        correlation_id=new.correlation_id,
+    )
+    return _payout(row)
+
+
+async def get_payout_in(db: asyncpg.Pool | asyncpg.Connection, ident: str) -> Payout | None:
+    try:
+        as_uuid: UUID | None = UUID(ident)
+    except ValueError:
+        as_uuid = None
+    row = await db.fetchrow(
+        "SELECT * FROM payouts WHERE payout_id = $1 OR id = $2 LIMIT 1", ident, as_uuid
+    )
+    if row is None:
+        return None
+    attempt = None
+    if row["attempt_count"]:
+        arow = await db.fetchrow(
+            "SELECT * FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+            row["id"], row["attempt_count"],
+        )
+        attempt = _attempt(arow) if arow else None
+    return _payout(row, attempt)
