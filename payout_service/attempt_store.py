@@ -366,6 +366,32 @@ async def _move(
     )
     await record_event(conn, payout.id, payout.state, target, attempt=attempt, reason=reason,
                        actor=actor, correlation_id=payout.correlation_id)
+    if target == S.CONFIRMED:
+        await _outbox(conn, payout.id, "payout.confirmed")
+
+
+async def _outbox(conn: asyncpg.Connection, payout_uuid: UUID, event_type: str) -> None:
+    """Queued in the state change's own SQL transaction, so an event exists if and only if
+    the payout reached that state (never before confirmation on chain)."""
+    row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_uuid)
+    attempt = await conn.fetchrow(
+        "SELECT tx_hash, ledger FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+        payout_uuid, row["attempt_count"],
+    )
+    payload = {
+        "type": event_type, "id": str(row["id"]), "payout_id": row["payout_id"],
+        "destination": row["destination"], "asset": row["asset"],
+        "gross_stroops": row["gross_stroops"], "fee_stroops": row["fee_stroops"],
+        "net_stroops": row["net_stroops"], "state": row["state"],
+        "tx_hash": attempt["tx_hash"] if attempt else None,
+        "ledger": attempt["ledger"] if attempt else None,
+        "failure_code": row["failure_code"], "correlation_id": row["correlation_id"],
+        "round_id": row["round_id"], "batch_id": row["batch_id"],
+    }
+    await conn.execute(
+        "INSERT INTO outbox_events (payout_id, event_type, payload) VALUES ($1, $2, $3)",
+        payout_uuid, event_type, payload,
+    )
 
 
 async def fail_payout(
@@ -379,6 +405,7 @@ async def fail_payout(
     )
     await record_event(conn, payout.id, payout.state, S.FAILED, attempt=attempt, reason=code,
                        actor=actor, correlation_id=payout.correlation_id)
+    await _outbox(conn, payout.id, "payout.failed")
 
 
 async def _requeue(

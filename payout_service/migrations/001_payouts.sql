@@ -103,3 +103,20 @@ CREATE TABLE payout_events (
 );
 
 CREATE INDEX payout_events_payout_idx ON payout_events (payout_id, id);
+
+-- Transactional outbox: payout.confirmed / payout.failed written in the same SQL transaction
+-- as the state change, delivered afterwards (at least once) by the outbox worker.
+CREATE TABLE outbox_events (
+    id              bigserial PRIMARY KEY,
+    payout_id       uuid NOT NULL REFERENCES payouts (id),
+    event_type      text NOT NULL CHECK (event_type IN ('payout.confirmed', 'payout.failed')),
+    payload         jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    delivered_at    timestamptz,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_error      text
+);
+
+CREATE INDEX outbox_events_pending_idx ON outbox_events (next_attempt_at)
+    WHERE delivered_at IS NULL;

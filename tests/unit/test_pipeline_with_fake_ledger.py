@@ -243,3 +243,25 @@ async def test_concurrent_pipelines_never_double_pay(world):
         await asyncio.gather(pipeline_a.confirm_once(), pipeline_b.confirm_once())
     assert set((await states(desk)).values()) == {"CONFIRMED"}
     assert len(ledger.included) == 8
+
+
+async def test_outbox_events_exist_only_for_confirmed_and_failed_payouts(world):
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    assert await desk.store.pool.fetchval("SELECT count(*) FROM outbox_events") == 0, (
+        "nothing is announced before on-chain confirmation"
+    )
+    await run_until_settled(pipeline, ledger, rounds=2)
+    signer.refuse = True
+    await create(desk, 2)
+    await pipeline.prepare_once()
+    rows = await desk.store.pool.fetch(
+        "SELECT event_type, payload FROM outbox_events ORDER BY id"
+    )
+    assert [(r["event_type"], r["payload"]["payout_id"]) for r in rows] == [
+        ("payout.confirmed", "p1"), ("payout.failed", "p2"),
+    ]
+    assert rows[0]["payload"]["tx_hash"] and rows[0]["payload"]["ledger"]
