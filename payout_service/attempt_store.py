@@ -254,14 +254,17 @@ class AttemptStore:
             attempt.payout_id, attempt.number,
         )
 
-    async def confirm(self, attempt: Attempt, *, ledger: int, fee_charged: int) -> bool:
+    async def confirm(
+        self, attempt: Attempt, *, ledger: int, fee_charged: int
+    ) -> Payout | None:
+        """Marks the payout CONFIRMED; returns it, or None if it was no longer SUBMITTED."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT * FROM payouts WHERE id = $1 FOR UPDATE", attempt.payout_id
             )
             payout = _payout(row)
             if payout.state != S.SUBMITTED or payout.attempt_count != attempt.number:
-                return False
+                return None
             await conn.execute(
                 """UPDATE payout_attempts SET status = 'included', ledger = $3, fee_stroops = $4,
                        result_code = 'txSUCCESS', updated_at = now()
@@ -275,7 +278,7 @@ class AttemptStore:
             )
             await _move(conn, payout, S.CONFIRMED, attempt.number, f"included in ledger {ledger}",
                         "confirmer")
-            return True
+            return payout
 
     async def attempt_dead(
         self, attempt: Attempt, *, status: str, code: str, proof: str | None, ledger: int | None,

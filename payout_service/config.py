@@ -31,6 +31,14 @@ class SignerClientConfig:
 
 
 @dataclass(frozen=True)
+class ServerTls:
+    cert: str
+    key: str
+    # When set, clients must present a certificate from this CA (mTLS).
+    client_ca: str | None
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str
     listen_addr: str
@@ -52,6 +60,9 @@ class Config:
     batch_size: int
     metrics_port: int | None
     signer: SignerClientConfig | None
+    tls: ServerTls | None = None
+    health_check_seconds: float = 5.0
+    admin_identities: frozenset[str] = frozenset()
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -152,7 +163,35 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         batch_size=_int(env, "PAYOUTS_BATCH_SIZE", 25, minimum=1),
         metrics_port=metrics_port or None,
         signer=signer,
+        tls=_server_tls(env),
+        health_check_seconds=float(_int(env, "PAYOUTS_HEALTH_CHECK_MS", 5000, minimum=50)) / 1000,
+        admin_identities=frozenset(
+            name.strip() for name in env.get("PAYOUTS_ADMIN_IDENTITIES", "").split(",")
+            if name.strip()
+        ),
     )
+
+
+def _server_tls(env: Mapping[str, str]) -> ServerTls | None:
+    cert = env.get("PAYOUTS_TLS_CERT", "").strip()
+    key = env.get("PAYOUTS_TLS_KEY", "").strip()
+    plaintext = _bool(env, "PAYOUTS_PLAINTEXT", False)
+    if not cert and not key:
+        if not plaintext:
+            raise ConfigError(
+                "PAYOUTS_TLS_CERT and PAYOUTS_TLS_KEY are required (or PAYOUTS_PLAINTEXT=true "
+                "for local use only)"
+            )
+        return None
+    if not cert or not key:
+        raise ConfigError("PAYOUTS_TLS_CERT and PAYOUTS_TLS_KEY must be set together")
+    for name, path in (("PAYOUTS_TLS_CERT", cert), ("PAYOUTS_TLS_KEY", key)):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{name} file {path} does not exist")
+    client_ca = env.get("PAYOUTS_TLS_CLIENT_CA", "").strip() or None
+    if client_ca and not os.path.isfile(client_ca):
+        raise ConfigError(f"PAYOUTS_TLS_CLIENT_CA file {client_ca} does not exist")
+    return ServerTls(cert=cert, key=key, client_ca=client_ca)
 
 
 def _signer_config(env: Mapping[str, str]) -> SignerClientConfig:

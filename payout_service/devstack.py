@@ -37,6 +37,7 @@ async def _run(port: int) -> None:
         **os.environ,
         "DATABASE_URL": database_url,
         "PAYOUTS_LISTEN_ADDR": f"127.0.0.1:{port}",
+        "PAYOUTS_PLAINTEXT": "true",
         "PAYOUT_SOURCE_ACCOUNT": os.environ.get("PAYOUT_SOURCE_ACCOUNT")
         or _dev_source_account(),
     }

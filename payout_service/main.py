@@ -7,16 +7,19 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from payout_service import metrics
 from payout_service.api import PayoutServicer
-from payout_service.config import Config, ConfigError, load_config
-from payout_service.ledger import LedgerGateway
+from payout_service.config import Config, ConfigError, ServerTls, load_config
+from payout_service.interceptors import ServiceInterceptor
+from payout_service.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.logs import configure_logging
 from payout_service.migrations import apply_migrations
 from payout_service.payouts import PayoutDesk, mode_for
@@ -41,14 +44,22 @@ class RunningService:
     health: health.aio.HealthServicer
     pipeline: Pipeline | None = None
     signer: SignerClient | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    halt: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics_endpoint: metrics.MetricsEndpoint | None = None
     stopped: bool = False
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Graceful: NOT_SERVING first, drain in-flight RPCs, then stop the loops."""
         if self.stopped:
             return
         self.stopped = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        self.halt.set()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.signer is not None:
@@ -58,20 +69,36 @@ class RunningService:
         await self.pool.close()
 
 
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    chain = Path(tls.cert).read_bytes()
+    key = Path(tls.key).read_bytes()
+    client_ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
 async def start_service(config: Config) -> RunningService:
     pool = await create_pool(config.database_url)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
     ledger = LedgerGateway(config.rpc_url) if config.rpc_url else None
     desk = PayoutDesk(config, PayoutStore(pool), ledger)
-    server = grpc.aio.server()
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(admin_identities=config.admin_identities,
+                                         plaintext=config.tls is None)],
+    )
     payout_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(desk), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(config.listen_addr)
+    if config.tls is None:
+        log.warning("serving PLAINTEXT (PAYOUTS_PLAINTEXT=true): local use only; admin RPCs open")
+        port = server.add_insecure_port(config.listen_addr)
+    else:
+        port = server.add_secure_port(config.listen_addr, server_credentials(config.tls))
     if port == 0:
         await pool.close()
         raise ConfigError(f"PAYOUTS_LISTEN_ADDR {config.listen_addr} cannot be bound")
@@ -83,8 +110,59 @@ async def start_service(config: Config) -> RunningService:
         signer = SignerClient(config.signer) if config.signer else None
         pipeline = Pipeline(config, desk.attempts, ledger, signer)
         pipeline.start()
-    log.info("payout-service listening", extra={"port": port, "mode": mode_for(config)})
-    return RunningService(server, port, pool, ledger, health_servicer, pipeline, signer)
+    service = RunningService(server, port, pool, ledger, health_servicer, pipeline, signer)
+    if config.metrics_port:
+        service.metrics_endpoint = metrics.MetricsEndpoint(config.metrics_port)
+    service.background += [
+        asyncio.create_task(metrics.gauge_loop(pool, service.halt)),
+        asyncio.create_task(
+            watch_dependencies(service, SERVICE_NAMES, config.health_check_seconds)
+        ),
+    ]
+    log.info("payout-service listening", extra={
+        "port": port, "mode": mode_for(config),
+        "metrics_port": service.metrics_endpoint.port if service.metrics_endpoint else None,
+    })
+    return service
+
+
+async def dependencies_reachable(service: RunningService) -> dict[str, bool]:
+    checks: dict[str, bool] = {}
+    try:
+        await asyncio.wait_for(service.pool.fetchval("SELECT 1"), 3)
+        checks["postgresql"] = True
+    except (asyncpg.PostgresError, OSError, TimeoutError):
+        checks["postgresql"] = False
+    if service.ledger is not None:
+        try:
+            await service.ledger.latest_ledger()
+            checks["stellar_rpc"] = True
+        except LedgerUnavailable:
+            checks["stellar_rpc"] = False
+    if service.signer is not None:
+        checks["signer"] = await service.signer.check()
+    return checks
+
+
+async def watch_dependencies(
+    service: RunningService, names: tuple[str, ...], interval: float = 5.0
+) -> None:
+    """grpc.health.v1 says NOT_SERVING while PostgreSQL, the RPC or the signer is unreachable."""
+    serving = True
+    while not service.halt.is_set():
+        checks = await dependencies_reachable(service)
+        healthy = all(checks.values())
+        if healthy != serving and not service.halt.is_set():
+            status = (health_pb2.HealthCheckResponse.SERVING if healthy
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            for name in ("", *names):
+                await service.health.set(name, status)
+            log.warning("health changed", extra={"serving": healthy, **checks})
+            serving = healthy
+        try:
+            await asyncio.wait_for(service.halt.wait(), interval)
+        except TimeoutError:
+            pass
 
 
 async def _serve(config: Config) -> None:

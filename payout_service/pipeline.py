@@ -12,10 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from stellar_sdk import Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
+from payout_service import metrics
 from payout_service.attempt_store import AttemptBuilder, AttemptStore, NewAttempt, fail_payout
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
@@ -25,6 +27,7 @@ from payout_service.core.retry import (
     judge_rejection,
     proof_of_death,
 )
+from payout_service.core.states import PayoutState
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 from payout_service.ledger import (
     Accepted,
@@ -102,9 +105,11 @@ class Pipeline:
             try:
                 busy = await step()
             except LedgerUnavailable as err:
+                metrics.RPC_ERRORS.labels(str(err) or "unavailable").inc()
                 log.warning("ledger unavailable", extra={"loop": name, "error": str(err)})
                 busy = 0
             except Exception:
+                metrics.SYSTEM_ERRORS.labels(name).inc()
                 log.exception("pipeline step failed", extra={"loop": name})
                 busy = 0
             if not busy:
@@ -168,6 +173,16 @@ class Pipeline:
         built_payout, attempt = created
         await self._sign(built_payout, attempt)
 
+    async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
+        state = await self.attempts.attempt_dead(attempt, **kwargs)
+        metrics.ATTEMPTS.labels(kwargs["status"]).inc()
+        log.warning("attempt dead", extra={"payout_uuid": str(attempt.payout_id),
+                                           "attempt": attempt.number, "tx_hash": attempt.tx_hash,
+                                           "status": kwargs["status"], "code": kwargs["code"],
+                                           "payout_state": state.value})
+        if state == PayoutState.FAILED:
+            metrics.PAYOUTS_TERMINAL.labels("failed").inc()
+
     async def _refuse_before_build(self, payout: Payout, code: str, message: str) -> None:
         async with self.attempts.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -186,6 +201,7 @@ class Pipeline:
                 correlation_id=payout.correlation_id,
             )
         except SignerUnavailable as err:
+            metrics.SYSTEM_ERRORS.labels("signer").inc()
             log.warning("signer unavailable", extra={"payout_id": payout.payout_id,
                                                      "error": str(err)})
             return  # the built attempt stays; the next pass signs the same envelope
@@ -216,6 +232,8 @@ class Pipeline:
         outcome = await self.ledger.send(attempt.envelope_xdr)
         log.info("sent", extra={"payout_uuid": str(attempt.payout_id), "attempt": attempt.number,
                                 "tx_hash": attempt.tx_hash, "outcome": type(outcome).__name__})
+        if isinstance(outcome, RetryLater):
+            metrics.RPC_ERRORS.labels(outcome.reason).inc()
         if isinstance(outcome, Rejected):
             await self._rejected(attempt, outcome.code)
 
@@ -227,7 +245,7 @@ class Pipeline:
             await self._included(attempt, found)
             return
         verdict = judge_rejection(code)
-        await self.attempts.attempt_dead(
+        await self._dead(
             attempt, status="rejected", code=code, proof=f"rejected at submission: {code}",
             ledger=None, retry=verdict.retry, max_attempts=self.config.max_attempts,
             delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="sender",
@@ -255,7 +273,7 @@ class Pipeline:
             oldest_ledger=found.oldest_ledger,
         )
         if proof is not None:
-            await self.attempts.attempt_dead(
+            await self._dead(
                 attempt, status="dead", code="expired", proof=proof.text, ledger=None,
                 retry=True, max_attempts=self.config.max_attempts,
                 delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
@@ -272,10 +290,24 @@ class Pipeline:
 
     async def _included(self, attempt: Attempt, found: Included) -> None:
         if found.successful:
-            await self.attempts.confirm(attempt, ledger=found.ledger, fee_charged=found.fee_charged)
+            payout = await self.attempts.confirm(
+                attempt, ledger=found.ledger, fee_charged=found.fee_charged
+            )
+            if payout is not None:
+                metrics.ATTEMPTS.labels("included").inc()
+                metrics.PAYOUTS_TERMINAL.labels("confirmed").inc()
+                metrics.AMOUNT.labels("confirmed").inc(payout.net_stroops)
+                metrics.FEES.inc(found.fee_charged)
+                metrics.CONFIRMATION_SECONDS.observe(
+                    (datetime.now(UTC) - payout.created_at).total_seconds()
+                )
+                log.info("confirmed", extra={"payout_id": payout.payout_id,
+                                             "attempt": attempt.number, "tx_hash": attempt.tx_hash,
+                                             "ledger": found.ledger,
+                                             "correlation_id": payout.correlation_id})
             return
         verdict = judge_on_chain_failure(found.result_code)
-        await self.attempts.attempt_dead(
+        await self._dead(
             attempt, status="failed_on_chain", code=found.result_code,
             proof=f"failed on chain in ledger {found.ledger}", ledger=found.ledger,
             retry=verdict.retry, max_attempts=self.config.max_attempts,

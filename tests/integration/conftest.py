@@ -34,6 +34,7 @@ async def payout_service_factory(
             "PAYOUT_SOURCE_ACCOUNT": source_account,
             "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0",
             "PAYOUTS_LIVE_EXECUTION": "false",
+            "PAYOUTS_PLAINTEXT": "true",
         }
         settings.update({k: str(v) for k, v in env.items()})
         service = await start_service(load_config(settings))

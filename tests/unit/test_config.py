@@ -7,7 +7,11 @@ from stellar_sdk import Keypair
 
 from payout_service.config import ConfigError, load_config
 
-BASE = {"DATABASE_URL": "postgresql://x/y", "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key}
+BASE = {
+    "DATABASE_URL": "postgresql://x/y",
+    "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
+    "PAYOUTS_PLAINTEXT": "true",
+}
 
 
 @pytest.mark.parametrize(
@@ -26,6 +30,10 @@ BASE = {"DATABASE_URL": "postgresql://x/y", "PAYOUT_SOURCE_ACCOUNT": Keypair.ran
         ({"PAYOUT_HOT_SIGNER_SECRET": "S-anything"}, "PAYOUT_HOT_SIGNER_SECRET"),
         ({"PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc"},
          "PAYOUTS_SIGNER_ADDR"),
+        ({"PAYOUTS_PLAINTEXT": ""}, "PAYOUTS_TLS_CERT"),
+        ({"PAYOUTS_TLS_CERT": "/nonexistent.pem"}, "PAYOUTS_TLS_KEY"),
+        ({"PAYOUTS_TLS_CERT": "/nonexistent.pem", "PAYOUTS_TLS_KEY": "/nonexistent.key"},
+         "PAYOUTS_TLS_CERT"),
     ],
 )
 def test_bad_config_names_the_variable(overrides, variable):

@@ -107,7 +107,7 @@ async def world(fresh_database):
             "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://fake",
             "PAYOUTS_SIGNING_MODE": mode, "PAYOUTS_SIGNER_ADDR": "x", "PAYOUTS_SIGNER_CA_CERT": "x",
             "PAYOUTS_SIGNER_CLIENT_CERT": "x", "PAYOUTS_SIGNER_CLIENT_KEY": "x",
-            "PAYOUTS_TX_WINDOW_SECONDS": "30",
+            "PAYOUTS_TX_WINDOW_SECONDS": "30", "PAYOUTS_PLAINTEXT": "true",
         }
         config = load_config(env)
         ledger, signer = FakeLedger(), FakeSigner(source)

@@ -1,0 +1,116 @@
+"""Server interceptors: per-method authorization and gRPC metrics, applied to every RPC."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any
+
+import grpc
+
+from payout_service import metrics
+
+# Operator actions (seed 001: "resolution admin-only"; seed 003: admin monitoring).
+ADMIN_METHODS = frozenset({
+    "/payout.v1.RoundService/ResolveRound",
+    "/payout.v1.PayoutService/RetryPayout",
+})
+ADMIN_SERVICES = frozenset({"payout.v1.PayoutAdminService"})
+
+
+def is_admin_method(method: str) -> bool:
+    service = method.lstrip("/").split("/", 1)[0]
+    return method in ADMIN_METHODS or service in ADMIN_SERVICES
+
+
+def peer_identities(context: grpc.aio.ServicerContext) -> set[str]:
+    """Client certificate CN and SANs (empty without mTLS)."""
+    auth = context.auth_context() or {}
+    names = list(auth.get("x509_common_name", [])) + list(
+        auth.get("x509_subject_alternative_name", [])
+    )
+    return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
+
+
+def _code_name(context: grpc.aio.ServicerContext, default: str) -> str:
+    code = context.code()
+    if code is None:
+        return default
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return str(status.name)
+    return default
+
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Checks admin identity before the handler runs, then records code and latency."""
+
+    def __init__(self, *, admin_identities: Collection[str], plaintext: bool) -> None:
+        self.admins = frozenset(admin_identities)
+        # Plaintext is only for explicit local use, where there is no identity to check.
+        self.open_admin = plaintext
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method: str = details.method
+        service, _, name = method.lstrip("/").partition("/")
+        needs_admin = is_admin_method(method) and not self.open_admin
+
+        async def authorize(context: grpc.aio.ServicerContext) -> None:
+            if needs_admin and not (peer_identities(context) & self.admins):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{method} needs an admin client identity",
+                )
+
+        def record(context: grpc.aio.ServicerContext, started: float, default: str) -> None:
+            metrics.GRPC_HANDLED.labels(service, name, _code_name(context, default)).inc()
+            metrics.GRPC_SECONDS.labels(service, name).observe(time.perf_counter() - started)
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started, outcome = time.perf_counter(), "OK"
+                try:
+                    await authorize(context)
+                    return await inner(request, context)
+                except BaseException:
+                    outcome = "UNKNOWN"
+                    raise
+                finally:
+                    record(context, started, outcome)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started, outcome = time.perf_counter(), "OK"
+                try:
+                    await authorize(context)
+                    async for item in inner_stream(request, context):
+                        yield item
+                except BaseException:
+                    outcome = "UNKNOWN"
+                    raise
+                finally:
+                    record(context, started, outcome)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler

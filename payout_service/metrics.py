@@ -1,0 +1,106 @@
+"""Prometheus metrics of the payout service (names listed in deploy/prometheus/METRICS.md).
+
+Counters count what this replica did; gauges describe the shared database and are refreshed
+by a small loop, so every replica reports the same values (aggregate them with max()).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+GRPC_HANDLED = Counter(
+    "grpc_server_handled", "gRPC requests completed, by method and status code",
+    ["grpc_service", "grpc_method", "grpc_code"], registry=REGISTRY,
+)
+GRPC_SECONDS = Histogram(
+    "grpc_server_handling_seconds", "gRPC request latency",
+    ["grpc_service", "grpc_method"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PAYOUTS_TERMINAL = Counter(
+    "payouts", "Payouts reaching a terminal state", ["state"], registry=REGISTRY
+)
+PAYOUTS_BY_STATE = Gauge("payouts_by_state", "Payouts per state", ["state"], registry=REGISTRY)
+QUEUE_DEPTH = Gauge("payouts_queue_depth", "Payouts QUEUED for sending", registry=REGISTRY)
+OLDEST_SUBMITTED = Gauge(
+    "payouts_oldest_submitted_age_seconds", "Age of the oldest SUBMITTED payout",
+    registry=REGISTRY,
+)
+OLDEST_PENDING = Gauge(
+    "payouts_oldest_pending_age_seconds", "Age of the oldest payout not yet terminal",
+    registry=REGISTRY,
+)
+CONFIRMATION_SECONDS = Histogram(
+    "payouts_confirmation_seconds", "Time from creation to on-chain confirmation",
+    registry=REGISTRY, buckets=(1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800),
+)
+FEES = Counter(
+    "payouts_fee_stroops", "Network fees charged for confirmed payouts (stroops)",
+    registry=REGISTRY,
+)
+AMOUNT = Counter(
+    "payouts_amount_stroops", "Net amounts of payouts reaching a terminal state (stroops)",
+    ["state"], registry=REGISTRY,
+)
+ATTEMPTS = Counter(
+    "payouts_attempts", "Submission attempts by outcome", ["outcome"], registry=REGISTRY
+)
+RPC_ERRORS = Counter(
+    "payouts_rpc_errors", "Stellar RPC failures by kind", ["kind"], registry=REGISTRY
+)
+SYSTEM_ERRORS = Counter(
+    "payouts_system_errors", "Unexpected errors by component", ["component"], registry=REGISTRY
+)
+
+ALL_STATES = ("ACCEPTED", "BUILT", "AWAITING_SIGNATURE", "QUEUED", "SUBMITTED", "CONFIRMED",
+              "FAILED", "CANCELLED")
+
+
+class MetricsEndpoint:
+    """`/metrics` on its own port, apart from the gRPC port."""
+
+    def __init__(self, port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scrape port
+        self._server, self._thread = start_http_server(port, addr=addr, registry=REGISTRY)
+        self.port = int(self._server.server_port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def refresh_gauges(pool: asyncpg.Pool) -> None:
+    rows = await pool.fetch("SELECT state, count(*) AS n FROM payouts GROUP BY state")
+    counts = {r["state"]: r["n"] for r in rows}
+    for state in ALL_STATES:
+        PAYOUTS_BY_STATE.labels(state.lower()).set(counts.get(state, 0))
+    QUEUE_DEPTH.set(counts.get("QUEUED", 0))
+    ages = await pool.fetchrow(
+        """SELECT
+             EXTRACT(EPOCH FROM now() - min(updated_at) FILTER (WHERE state = 'SUBMITTED'))
+                 AS submitted,
+             EXTRACT(EPOCH FROM now() - min(created_at)) AS pending
+           FROM payouts WHERE state IN ('ACCEPTED', 'AWAITING_SIGNATURE', 'QUEUED',
+                                        'SUBMITTED')"""
+    )
+    OLDEST_SUBMITTED.set(float(ages["submitted"] or 0))
+    OLDEST_PENDING.set(float(ages["pending"] or 0))
+
+
+async def gauge_loop(pool: asyncpg.Pool, stop: asyncio.Event, interval: float = 5.0) -> None:
+    while not stop.is_set():
+        try:
+            await refresh_gauges(pool)
+        except (asyncpg.PostgresError, OSError) as err:
+            log.warning("metrics refresh failed", extra={"error": type(err).__name__})
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass

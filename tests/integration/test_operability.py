@@ -1,0 +1,143 @@
+"""What on-call relies on: /metrics, TLS/mTLS with admin-only methods, health that tells."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from stellar_sdk import Keypair
+
+from payout_service.embedded_postgres import free_port
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+from tests.tls_certs import DevCA
+
+
+def create_request(n: int, amount: str = "1") -> pb.CreatePayoutRequest:
+    return pb.CreatePayoutRequest(
+        payout_id=f"m-{n}", destination=Keypair.random().public_key, amount=amount,
+        asset="XLM", idempotency_key=f"m-{n}",
+    )
+
+
+async def scrape(port: int) -> str:
+    async with aiohttp.ClientSession() as session, session.get(
+        f"http://127.0.0.1:{port}/metrics"
+    ) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+        if not labels and line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name}{{{want}}}")
+
+
+async def test_metrics_count_rpcs_by_method_and_code_and_payouts_by_state(payout_service_factory):
+    metrics_port = free_port()
+    service = await payout_service_factory(PAYOUTS_METRICS_PORT=metrics_port)
+    before = await scrape(metrics_port)
+    try:
+        ok_before = sample(before, "grpc_server_handled_total", grpc_method="CreatePayout",
+                           grpc_code="OK")
+    except AssertionError:
+        ok_before = 0.0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        await stub.CreatePayout(create_request(1))
+        await stub.CreatePayout(create_request(2))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.CreatePayout(create_request(3, amount="-5"))
+    from payout_service.metrics import refresh_gauges
+
+    await refresh_gauges(service.pool)
+    text = await scrape(metrics_port)
+    assert sample(text, "grpc_server_handled_total", grpc_method="CreatePayout",
+                  grpc_code="OK") - ok_before == 2
+    assert sample(text, "grpc_server_handled_total", grpc_method="CreatePayout",
+                  grpc_code="INVALID_ARGUMENT") >= 1
+    assert sample(text, "grpc_server_handling_seconds_count", grpc_method="CreatePayout") >= 3
+    assert sample(text, "payouts_by_state", state="built") == 2
+    assert sample(text, "payouts_queue_depth") == 0
+
+
+@pytest.fixture
+def pki(tmp_path):
+    ca = DevCA(tmp_path)
+    return {
+        "ca": ca,
+        "server": ca.issue("payouts.internal", server=True),
+        "caller": ca.issue("game-service"),
+        "admin": ca.issue("ops-admin"),
+        "expired": ca.issue("old-service", expired=True),
+    }
+
+
+def channel(port: int, ca, who=None) -> grpc.aio.Channel:
+    creds = grpc.ssl_channel_credentials(
+        ca.read_bytes(),
+        who.key.read_bytes() if who else None,
+        who.cert.read_bytes() if who else None,
+    )
+    return grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", creds, options=[("grpc.ssl_target_name_override", "localhost")]
+    )
+
+
+async def test_mtls_serves_known_callers_and_keeps_admin_methods_for_admins(
+    payout_service_factory, pki
+):
+    service = await payout_service_factory(
+        PAYOUTS_PLAINTEXT="", PAYOUTS_TLS_CERT=pki["server"].cert, PAYOUTS_TLS_KEY=pki["server"].key,
+        PAYOUTS_TLS_CLIENT_CA=pki["ca"].path, PAYOUTS_ADMIN_IDENTITIES="ops-admin",
+    )
+    async with channel(service.port, pki["ca"].path, pki["caller"]) as ch:
+        stub = payout_pb2_grpc.PayoutServiceStub(ch)
+        created = await stub.CreatePayout(create_request(1))
+        assert created.payout.state == pb.PAYOUT_STATE_BUILT
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await stub.RetryPayout(pb.RetryPayoutRequest(payout_id="m-1"))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with channel(service.port, pki["ca"].path, pki["admin"]) as ch:
+        stub = payout_pb2_grpc.PayoutServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RetryPayout(pb.RetryPayoutRequest(payout_id="m-1"))
+        # Past authorization: a BUILT payout cannot be retried.
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for who in (None, pki["expired"]):
+        async with channel(service.port, pki["ca"].path, who) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as handshake:
+                await payout_pb2_grpc.PayoutServiceStub(ch).GetPayout(
+                    pb.GetPayoutRequest(payout_id="m-1"), timeout=5
+                )
+            assert handshake.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_plaintext_needs_an_explicit_setting(payout_service_factory):
+    from payout_service.config import ConfigError
+
+    with pytest.raises(ConfigError, match="PAYOUTS_TLS_CERT"):
+        await payout_service_factory(PAYOUTS_PLAINTEXT="")
+
+
+async def test_health_turns_not_serving_when_the_rpc_is_unreachable(payout_service_factory):
+    dead_port = free_port()
+    service = await payout_service_factory(
+        SOROBAN_RPC_URL=f"http://127.0.0.1:{dead_port}", PAYOUTS_HEALTH_CHECK_MS=100
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        for _ in range(50):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+            if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
