@@ -23,7 +23,9 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _write(folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
+def _write(
+    folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> Issued:
     cert_path, key_path = folder / f"{stem}.pem", folder / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(

@@ -96,7 +96,8 @@ async def test_mtls_serves_known_callers_and_keeps_admin_methods_for_admins(
     payout_service_factory, pki
 ):
     service = await payout_service_factory(
-        PAYOUTS_PLAINTEXT="", PAYOUTS_TLS_CERT=pki["server"].cert, PAYOUTS_TLS_KEY=pki["server"].key,
+        PAYOUTS_PLAINTEXT="", PAYOUTS_TLS_CERT=pki["server"].cert,
+        PAYOUTS_TLS_KEY=pki["server"].key,
         PAYOUTS_TLS_CLIENT_CA=pki["ca"].path, PAYOUTS_ADMIN_IDENTITIES="ops-admin",
     )
     async with channel(service.port, pki["ca"].path, pki["caller"]) as ch:
