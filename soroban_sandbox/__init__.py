@@ -1,0 +1,15 @@
+"""soroban-sandbox: a local Stellar RPC look-alike for tests. A TEST HARNESS, NOT A NODE.
+
+It speaks enough of Stellar RPC's JSON-RPC 2.0 (getHealth, getNetwork, getLatestLedger,
+getLedgerEntries, getFeeStats, simulateTransaction, sendTransaction, getTransaction, getEvents)
+that stellar-sdk's ``SorobanServerAsync`` works against it unchanged. It closes ledgers on a
+timer, checks signatures, sequence numbers, fees and time bounds like stellar-core, applies
+Stellar Asset Contract ``transfer`` and one configured payout method, and injects faults on
+demand. It runs no WASM, keeps state in memory only, and must never hold real funds.
+
+Layout: ``ledger`` (pure state and ledger close), ``admission`` (checks at submission),
+``execution`` (auth and balance moves at apply time), ``simulation``, ``contracts``,
+``authority`` (signatures), ``xdr_build`` (XDR values), ``faults``; the edge is ``rpc``
+(JSON shapes), ``server`` (aiohttp, admin API, ledger clock) and ``main`` (CLI);
+``testing`` starts it as a subprocess for other components' tests. See README.md.
+"""

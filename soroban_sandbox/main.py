@@ -1,0 +1,120 @@
+"""``soroban-sandbox``: run the local Stellar RPC test harness (NOT a Stellar node).
+
+Example::
+
+    soroban-sandbox --port 8000 --ledger-interval 1 --seed 7 --fault drop_rate=0.1
+
+Once listening it prints one line ``SOROBAN_SANDBOX_READY http://HOST:PORT`` on stdout (with
+``--port 0`` the OS picks the port), which ``soroban_sandbox.testing.RunningSandbox`` waits for.
+JSON-RPC is served on ``POST /``; friendbot on ``GET /friendbot?addr=G...``; the admin API
+under ``/admin`` (see README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from stellar_sdk import Asset
+
+from .faults import FaultError, Faults, updated
+from .server import Sandbox, SandboxConfig
+
+READY_MARKER = "SOROBAN_SANDBOX_READY"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="soroban-sandbox",
+        description="Local Stellar RPC test harness (not a node; in-memory; no real funds).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="0 lets the OS choose")
+    parser.add_argument("--ledger-interval", type=float, default=5.0, help="seconds per ledger")
+    parser.add_argument("--network-passphrase", default="Standalone Network ; February 2017")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault random stream")
+    parser.add_argument("--payout-contract-id", default=None, help="C... id of the payout contract")
+    parser.add_argument("--payout-method", default="distribute_winnings")
+    parser.add_argument("--retention-ledgers", type=int, default=120_960)
+    parser.add_argument(
+        "--asset",
+        action="append",
+        default=[],
+        metavar="CODE:ISSUER",
+        help="deploy the Stellar Asset Contract of an issued asset (repeatable)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="initial fault setting, e.g. drop_rate=0.1 or stall_ledgers=true (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    if args.ledger_interval <= 0:
+        parser.error("--ledger-interval must be positive")
+    try:
+        args.faults = updated(Faults(), dict(_fault_pair(raw) for raw in args.fault))
+    except FaultError as exc:
+        parser.error(f"--fault: {exc}")
+    return args
+
+
+def _fault_pair(raw: str) -> tuple[str, Any]:
+    name, sep, value = raw.partition("=")
+    if not sep:
+        raise FaultError(f"expected NAME=VALUE, got {raw!r}")
+    try:
+        return name.strip(), json.loads(value)
+    except ValueError as exc:
+        raise FaultError(f"{name}: value {value!r} is not a number or true/false") from exc
+
+
+async def serve(args: argparse.Namespace) -> None:
+    config = SandboxConfig(
+        passphrase=args.network_passphrase,
+        ledger_interval=args.ledger_interval,
+        seed=args.seed,
+        payout_contract_id=args.payout_contract_id,
+        payout_method=args.payout_method,
+        retention_ledgers=args.retention_ledgers,
+    )
+    sandbox = Sandbox(config, args.faults)
+    for spec in args.asset:
+        code, _, issuer = spec.partition(":")
+        sandbox.ledger.registry.register_asset(Asset(code, issuer))
+    runner = web.AppRunner(sandbox.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://{args.host}:{port}"
+    sandbox.set_public_url(url)
+    print(f"{READY_MARKER} {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""The HTTP edge: JSON-RPC on ``POST /``, friendbot, the admin API and the ledger clock.
+
+Everything here is transport, timing and fault injection; all ledger rules live in the core.
+Handlers never await between reading and changing ledger state, so the single event loop is the
+only lock needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aiohttp import web
+from stellar_sdk import Asset, Network, StrKey
+
+from .contracts import ContractRegistry, asset_name, default_payout_contract_id
+from .faults import FaultDice, FaultError, Faults, updated
+from .ledger import AccountExists, InvalidEnvelope, Ledger
+from .rpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    RpcError,
+    StellarRpc,
+)
+
+log = logging.getLogger("soroban_sandbox")
+
+MAX_TIME_SLIP_SECONDS = 10  # like stellar-core's slip limit: close times never run far ahead
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    passphrase: str = Network.STANDALONE_NETWORK_PASSPHRASE
+    ledger_interval: float = 5.0
+    seed: int = 0
+    payout_contract_id: str | None = None
+    payout_method: str = "distribute_winnings"
+    retention_ledgers: int = 120_960
+    public_url: str = ""  # for friendbotUrl; filled in once the port is known
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig, faults: Faults | None = None) -> None:
+        self.config = config
+        registry = ContractRegistry(
+            passphrase=config.passphrase,
+            payout_contract_id=config.payout_contract_id
+            or default_payout_contract_id(config.passphrase),
+            payout_method=config.payout_method,
+        )
+        self.ledger = Ledger(
+            registry=registry,
+            start_time=int(time.time()),
+            retention_ledgers=config.retention_ledgers,
+        )
+        self.faults = faults or Faults()
+        self.dice = FaultDice(config.seed)
+        self.rpc = StellarRpc(self.ledger, friendbot_url="")
+        self._stall_until = 0.0
+        self._clock: asyncio.Task[None] | None = None
+        self._apply_stall(self.faults)
+
+    # -- ledger clock -------------------------------------------------------------------------
+
+    def close_ledger(self) -> dict[str, Any]:
+        closed = self.ledger.close(int(time.time()))
+        return {"sequence": closed.seq, "close_time": closed.close_time}
+
+    def stalled(self) -> bool:
+        return time.monotonic() < self._stall_until
+
+    def _apply_stall(self, faults: Faults) -> None:
+        stall = faults.stall_ledgers
+        if stall is True:
+            self._stall_until = math.inf
+        elif stall is False or stall == 0:
+            self._stall_until = 0.0
+        else:
+            self._stall_until = time.monotonic() + float(stall)
+
+    async def _run_clock(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ledger_interval)
+            if self.stalled():
+                continue
+            # Close times are whole seconds and strictly increasing; with sub-second ledgers
+            # they run ahead of the wall clock, so cap the lead instead of letting them drift.
+            if self.ledger.latest.close_time + 1 > time.time() + MAX_TIME_SLIP_SECONDS:
+                continue
+            self.close_ledger()
+
+    async def start_clock(self, _app: web.Application | None = None) -> None:
+        self._clock = asyncio.create_task(self._run_clock())
+
+    async def stop_clock(self, _app: web.Application | None = None) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock
+
+    # -- JSON-RPC ---------------------------------------------------------------------------
+
+    async def handle_rpc(self, request: web.Request) -> web.StreamResponse:
+        faults = self.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if self.dice.roll(faults.http_503_rate):
+            return web.Response(status=503, text="503 Service Unavailable (injected fault)")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _rpc_error(None, PARSE_ERROR, "parse error: body is not JSON")
+        answer = self._dispatch(body)
+        if self.dice.roll(faults.timeout_rate):
+            # The work is done (a submitted transaction may land); only the answer is lost.
+            await asyncio.sleep(faults.timeout_ms / 1000)
+        return answer
+
+    def _dispatch(self, body: Any) -> web.Response:
+        if not isinstance(body, dict):
+            return _rpc_error(None, INVALID_REQUEST, "invalid request: expected a JSON object")
+        request_id = body.get("id")
+        method = body.get("method")
+        params = body.get("params", {})
+        if body.get("jsonrpc") != "2.0" or not isinstance(method, str) or request_id is None:
+            return _rpc_error(
+                request_id, INVALID_REQUEST, "invalid request: need jsonrpc, id, method"
+            )
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            return _rpc_error(
+                request_id, INVALID_PARAMS, "invalid params: params must be an object (by name)"
+            )
+        try:
+            result = self._call(method, params)
+        except RpcError as exc:
+            return _rpc_error(request_id, exc.code, exc.message)
+        except Exception:  # noqa: BLE001 - a harness bug must still answer as JSON-RPC
+            log.exception("internal error in %s", method)
+            return _rpc_error(request_id, INTERNAL_ERROR, "internal error")
+        return web.json_response({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method != "sendTransaction":
+            return self.rpc.call(method, params)
+        faults = self.faults
+        if self.dice.roll(faults.try_again_later_rate):
+            # Answer like a congested node: the transaction is not queued.
+            try:
+                envelope = self.ledger.parse(str(params.get("transaction", "")))
+            except InvalidEnvelope as exc:
+                raise RpcError(INVALID_PARAMS, str(exc)) from exc
+            return self.rpc.submission_answer("TRY_AGAIN_LATER", envelope.hash_hex())
+        drop = self.dice.roll(faults.drop_rate)
+        fail = self.dice.roll(faults.fail_on_chain_rate)
+        return self.rpc.send_transaction(params, drop=drop, fail_on_chain=fail)
+
+    # -- friendbot and admin ------------------------------------------------------------------
+
+    async def friendbot(self, request: web.Request) -> web.Response:
+        addr = request.query.get("addr", "")
+        if not StrKey.is_valid_ed25519_public_key(addr):
+            return _problem(400, "addr: must be a G... account id")
+        try:
+            account = self.ledger.fund(addr)
+        except AccountExists:
+            return _problem(400, f"account {addr} already exists (op_already_exists)")
+        return web.json_response(_account_json(self, account.account_id))
+
+    async def account(self, request: web.Request) -> web.Response:
+        account_id = request.match_info["account_id"]
+        if account_id not in self.ledger.accounts:
+            return _problem(404, f"account {account_id} not found")
+        return web.json_response(_account_json(self, account_id))
+
+    async def transfers(self, request: web.Request) -> web.Response:
+        rows = []
+        for t in self.ledger.transfers:
+            row = asdict(t)
+            row["from"] = row.pop("from_")
+            row["amount_stroops"] = row.pop("amount")
+            rows.append(row)
+        return web.json_response(rows)
+
+    async def evictions(self, request: web.Request) -> web.Response:
+        return web.json_response([asdict(e) for e in self.ledger.evictions])
+
+    async def pending(self, request: web.Request) -> web.Response:
+        return web.json_response(self.ledger.pending_hashes())
+
+    async def close(self, request: web.Request) -> web.Response:
+        return web.json_response(self.close_ledger())
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults.as_json() | {"seed": self.dice.seed})
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise FaultError("body must be a JSON object of fault settings")
+            self.faults = updated(self.faults, changes)
+        except (FaultError, ValueError) as exc:
+            return _problem(400, str(exc))
+        if "stall_ledgers" in changes:
+            self._apply_stall(self.faults)
+        return web.json_response(self.faults.as_json() | {"seed": self.dice.seed})
+
+    async def deploy_asset(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            asset = Asset(str(body["code"]), str(body["issuer"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            return _problem(400, f"need {{code, issuer}} of a valid asset: {exc}")
+        return web.json_response({"contract_id": self.ledger.registry.register_asset(asset)})
+
+    async def config_json(self, request: web.Request) -> web.Response:
+        registry = self.ledger.registry
+        return web.json_response(
+            {
+                "passphrase": registry.passphrase,
+                "native_contract_id": registry.native_id,
+                "payout_contract_id": registry.payout_contract_id,
+                "payout_method": registry.payout_method,
+                "assets": {cid: asset_name(a) for cid, a in registry.assets.items()},
+                "ledger_interval": self.config.ledger_interval,
+                "seed": self.dice.seed,
+            }
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/", self.handle_rpc)
+        app.router.add_get("/friendbot", self.friendbot)
+        app.router.add_get("/admin/accounts/{account_id}", self.account)
+        app.router.add_get("/admin/transfers", self.transfers)
+        app.router.add_get("/admin/evictions", self.evictions)
+        app.router.add_get("/admin/pending", self.pending)
+        app.router.add_post("/admin/close-ledger", self.close)
+        app.router.add_get("/admin/faults", self.get_faults)
+        app.router.add_post("/admin/faults", self.set_faults)
+        app.router.add_post("/admin/assets", self.deploy_asset)
+        app.router.add_get("/admin/config", self.config_json)
+        app.on_startup.append(self.start_clock)
+        app.on_cleanup.append(self.stop_clock)
+        return app
+
+    def set_public_url(self, url: str) -> None:
+        self.rpc.friendbot_url = f"{url}/friendbot"
+
+
+def _account_json(sandbox: Sandbox, account_id: str) -> dict[str, Any]:
+    account = sandbox.ledger.accounts[account_id]
+    tokens = {
+        asset_name(sandbox.ledger.registry.assets[token]): held.amount
+        for (token, holder), held in sandbox.ledger.tokens.items()
+        if holder == account_id
+    }
+    return {
+        "account_id": account_id,
+        "balance_stroops": account.balance,
+        "sequence": account.seq,
+        "token_balances": tokens,
+    }
+
+
+def _rpc_error(request_id: Any, code: int, message: str) -> web.Response:
+    error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+    return web.json_response(error)
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

@@ -1,0 +1,233 @@
+"""Test helpers: run the sandbox (a TEST HARNESS, not a node) and talk to its admin API.
+
+Other components' integration tests use the subprocess variant::
+
+    async with RunningSandbox(ledger_interval=0.2, seed=7) as sandbox:
+        server = SorobanServerAsync(sandbox.rpc_url)
+        await sandbox.fund(keypair.public_key)
+        ...
+        assert [t["amount_stroops"] for t in await sandbox.transfers()] == [100]
+
+``InProcessSandbox`` has the same client API but serves from the current event loop (faster
+start, used by the sandbox's own tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from stellar_sdk import Network
+
+from .faults import Faults, updated
+from .main import READY_MARKER
+from .server import Sandbox, SandboxConfig
+
+STANDALONE_PASSPHRASE = Network.STANDALONE_NETWORK_PASSPHRASE
+
+
+class SandboxClient:
+    """Admin and friendbot calls against a running sandbox at ``base_url``."""
+
+    base_url: str
+    passphrase: str
+
+    @property
+    def rpc_url(self) -> str:
+        return f"{self.base_url}/"
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, f"{self.base_url}{path}", **kwargs) as resp:
+                body = await resp.json()
+                if resp.status == 404:
+                    return None
+                if resp.status >= 400:
+                    raise RuntimeError(f"{method} {path}: {resp.status} {body}")
+                return body
+
+    async def fund(self, address: str) -> dict[str, Any]:
+        """Friendbot: create ``address`` with 10,000 XLM."""
+        result: dict[str, Any] = await self._request("GET", "/friendbot", params={"addr": address})
+        return result
+
+    async def account(self, address: str) -> dict[str, Any] | None:
+        """``{account_id, balance_stroops, sequence, token_balances}`` or None if absent."""
+        result: dict[str, Any] | None = await self._request("GET", f"/admin/accounts/{address}")
+        return result
+
+    async def transfers(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request("GET", "/admin/transfers")
+        return result
+
+    async def evictions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._request("GET", "/admin/evictions")
+        return result
+
+    async def set_faults(self, **faults: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("POST", "/admin/faults", json=faults)
+        return result
+
+    async def reset_faults(self) -> dict[str, Any]:
+        return await self.set_faults(**Faults().as_json())
+
+    async def faults(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", "/admin/faults")
+        return result
+
+    async def close_ledger(self) -> dict[str, Any]:
+        """Close one ledger now: ``{sequence, close_time}``."""
+        result: dict[str, Any] = await self._request("POST", "/admin/close-ledger")
+        return result
+
+    async def deploy_asset(self, code: str, issuer: str) -> str:
+        """Deploy the SAC of ``code:issuer``; returns its contract id."""
+        body = await self._request("POST", "/admin/assets", json={"code": code, "issuer": issuer})
+        return str(body["contract_id"])
+
+    async def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", "/admin/config")
+        return result
+
+
+class RunningSandbox(SandboxClient):
+    """The sandbox as a subprocess on a free loopback port; stopped on exit."""
+
+    def __init__(
+        self,
+        *,
+        ledger_interval: float = 0.2,
+        seed: int = 0,
+        passphrase: str = STANDALONE_PASSPHRASE,
+        payout_contract_id: str | None = None,
+        payout_method: str = "distribute_winnings",
+        faults: dict[str, Any] | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.passphrase = passphrase
+        self.base_url = ""
+        self._args = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--ledger-interval",
+            str(ledger_interval),
+            "--seed",
+            str(seed),
+            "--network-passphrase",
+            passphrase,
+            "--payout-method",
+            payout_method,
+        ]
+        if payout_contract_id:
+            self._args += ["--payout-contract-id", payout_contract_id]
+        for name, value in (faults or {}).items():
+            self._args += ["--fault", f"{name}={_json_value(value)}"]
+        self._args += list(extra_args)
+        self._startup_timeout = startup_timeout
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "soroban_sandbox",
+            *self._args,
+            stdout=asyncio.subprocess.PIPE,
+            env=os.environ.copy(),
+        )
+        try:
+            self.base_url = await asyncio.wait_for(self._read_url(), self._startup_timeout)
+            await asyncio.wait_for(self._wait_healthy(), self._startup_timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _read_url(self) -> str:
+        assert self._process is not None and self._process.stdout is not None
+        while True:
+            line = await self._process.stdout.readline()
+            if not line:
+                raise RuntimeError(
+                    f"soroban-sandbox exited early (code {self._process.returncode})"
+                )
+            text = line.decode().strip()
+            if text.startswith(READY_MARKER):
+                return text.split()[1]
+
+    async def _wait_healthy(self) -> None:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "getHealth"}
+        async with aiohttp.ClientSession() as session:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.post(self.rpc_url, json=body) as resp:
+                        if resp.status == 200 and (await resp.json()).get("result"):
+                            return
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    async def __aenter__(self) -> RunningSandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class InProcessSandbox(SandboxClient):
+    """The same server in the current event loop; ``.sandbox`` exposes the core for asserts."""
+
+    def __init__(self, config: SandboxConfig | None = None, **faults: Any) -> None:
+        self.sandbox_config = config or SandboxConfig(ledger_interval=0.2)
+        self.passphrase = self.sandbox_config.passphrase
+        self.sandbox = Sandbox(self.sandbox_config, updated(Faults(), faults))
+        self.base_url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> InProcessSandbox:
+        self._runner = web.AppRunner(self.sandbox.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self.sandbox.set_public_url(self.base_url)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

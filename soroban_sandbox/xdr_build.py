@@ -1,0 +1,250 @@
+"""Builders for the XDR structures the sandbox hands out.
+
+Every base64 string the sandbox returns is a real XDR value built with stellar-sdk's generated
+classes, so clients that decode them (``TransactionResult.from_xdr`` and friends) see the same
+shapes a real Stellar RPC would give. Values that a test harness cannot know (bucket list hashes,
+SCP signatures) are zeroed, never invented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from stellar_sdk import Keypair, scval
+from stellar_sdk import xdr as x
+from stellar_sdk.address import Address
+
+ZERO_HASH = x.Hash(b"\x00" * 32)
+BASE_FEE = 100  # stroops per operation: the network minimum inclusion fee
+BASE_RESERVE = 5_000_000  # 0.5 XLM, the pubnet/testnet base reserve
+TOTAL_COINS = 1_000_000_000_000_000_000  # 100 billion XLM in stroops
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def error_result(code: x.TransactionResultCode, fee_charged: int = 0) -> x.TransactionResult:
+    """A TransactionResult for a transaction rejected before or instead of its operations."""
+    return x.TransactionResult(
+        fee_charged=x.Int64(fee_charged),
+        result=x.TransactionResultResult(code=code),
+        ext=x.TransactionResultExt(0),
+    )
+
+
+def invoke_result(
+    *, success: bool, fee_charged: int, success_hash: bytes = b"\x00" * 32
+) -> x.TransactionResult:
+    """txSUCCESS or txFAILED wrapping one InvokeHostFunction operation result.
+
+    On success the operation result carries sha256 of the return value and events, as the host
+    does; a failed host call is INVOKE_HOST_FUNCTION_TRAPPED (the contract panicked or an auth /
+    balance check failed inside the host).
+    """
+    if success:
+        op_inner = x.InvokeHostFunctionResult(
+            code=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_SUCCESS,
+            success=x.Hash(success_hash),
+        )
+        tx_code = x.TransactionResultCode.txSUCCESS
+    else:
+        op_inner = x.InvokeHostFunctionResult(
+            code=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
+        )
+        tx_code = x.TransactionResultCode.txFAILED
+    op_result = x.OperationResult(
+        code=x.OperationResultCode.opINNER,
+        tr=x.OperationResultTr(
+            type=x.OperationType.INVOKE_HOST_FUNCTION, invoke_host_function_result=op_inner
+        ),
+    )
+    return x.TransactionResult(
+        fee_charged=x.Int64(fee_charged),
+        result=x.TransactionResultResult(code=tx_code, results=[op_result]),
+        ext=x.TransactionResultExt(0),
+    )
+
+
+def account_key(account_id: str) -> x.LedgerKey:
+    return x.LedgerKey(
+        x.LedgerEntryType.ACCOUNT,
+        account=x.LedgerKeyAccount(Keypair.from_public_key(account_id).xdr_account_id()),
+    )
+
+
+def account_entry_data(account_id: str, balance: int, seq: int) -> x.LedgerEntryData:
+    """An AccountEntry with master weight 1 and thresholds 0: the shape friendbot creates."""
+    entry = x.AccountEntry(
+        account_id=Keypair.from_public_key(account_id).xdr_account_id(),
+        balance=x.Int64(balance),
+        seq_num=x.SequenceNumber(x.Int64(seq)),
+        num_sub_entries=x.Uint32(0),
+        inflation_dest=None,
+        flags=x.Uint32(0),
+        home_domain=x.String32(b""),
+        thresholds=x.Thresholds(b"\x01\x00\x00\x00"),
+        signers=[],
+        ext=x.AccountEntryExt(0),
+    )
+    return x.LedgerEntryData(x.LedgerEntryType.ACCOUNT, account=entry)
+
+
+def balance_key_val(holder: str) -> x.SCVal:
+    """The SAC storage key of a holder's balance: ``Vec[Symbol("Balance"), Address]``."""
+    return scval.to_vec([scval.to_symbol("Balance"), scval.to_address(holder)])
+
+
+def balance_key(contract_id: str, holder: str) -> x.LedgerKey:
+    return x.LedgerKey(
+        x.LedgerEntryType.CONTRACT_DATA,
+        contract_data=x.LedgerKeyContractData(
+            contract=Address(contract_id).to_xdr_sc_address(),
+            key=balance_key_val(holder),
+            durability=x.ContractDataDurability.PERSISTENT,
+        ),
+    )
+
+
+def balance_entry_data(contract_id: str, holder: str, amount: int) -> x.LedgerEntryData:
+    """SAC balance entry value ``{amount: i128, authorized: bool, clawback: bool}``."""
+    val = scval.to_map(
+        {
+            scval.to_symbol("amount"): scval.to_int128(amount),
+            scval.to_symbol("authorized"): scval.to_bool(True),
+            scval.to_symbol("clawback"): scval.to_bool(False),
+        }
+    )
+    return x.LedgerEntryData(
+        x.LedgerEntryType.CONTRACT_DATA,
+        contract_data=x.ContractDataEntry(
+            ext=x.ExtensionPoint(0),
+            contract=Address(contract_id).to_xdr_sc_address(),
+            key=balance_key_val(holder),
+            durability=x.ContractDataDurability.PERSISTENT,
+            val=val,
+        ),
+    )
+
+
+def instance_key(contract_id: str) -> x.LedgerKey:
+    return x.LedgerKey(
+        x.LedgerEntryType.CONTRACT_DATA,
+        contract_data=x.LedgerKeyContractData(
+            contract=Address(contract_id).to_xdr_sc_address(),
+            key=x.SCVal(x.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE),
+            durability=x.ContractDataDurability.PERSISTENT,
+        ),
+    )
+
+
+def nonce_key(address: str, nonce: int) -> x.LedgerKey:
+    """Address credentials consume a temporary nonce entry owned by the authorizing address."""
+    return x.LedgerKey(
+        x.LedgerEntryType.CONTRACT_DATA,
+        contract_data=x.LedgerKeyContractData(
+            contract=Address(address).to_xdr_sc_address(),
+            key=x.SCVal(x.SCValType.SCV_LEDGER_KEY_NONCE, nonce_key=x.SCNonceKey(x.Int64(nonce))),
+            durability=x.ContractDataDurability.TEMPORARY,
+        ),
+    )
+
+
+def soroban_data(
+    *, read_only: list[x.LedgerKey], read_write: list[x.LedgerKey], resource_fee: int
+) -> x.SorobanTransactionData:
+    resources = x.SorobanResources(
+        footprint=x.LedgerFootprint(read_only=read_only, read_write=read_write),
+        instructions=x.Uint32(3_000_000),
+        disk_read_bytes=x.Uint32(0),
+        write_bytes=x.Uint32(400 * len(read_write)),
+    )
+    return x.SorobanTransactionData(
+        ext=x.SorobanTransactionDataExt(0), resources=resources, resource_fee=x.Int64(resource_fee)
+    )
+
+
+def transfer_event(
+    contract_id: str, from_: str, to: str, amount: int, asset_name: str
+) -> x.ContractEvent:
+    """The SAC ``transfer`` event (CAP-46-6, CAP-67): topics [transfer, from, to, asset]."""
+    return x.ContractEvent(
+        ext=x.ExtensionPoint(0),
+        contract_id=x.ContractID(x.Hash(Address(contract_id).key)),
+        type=x.ContractEventType.CONTRACT,
+        body=x.ContractEventBody(
+            0,
+            v0=x.ContractEventV0(
+                topics=[
+                    scval.to_symbol("transfer"),
+                    scval.to_address(from_),
+                    scval.to_address(to),
+                    scval.to_string(asset_name),
+                ],
+                data=scval.to_int128(amount),
+            ),
+        ),
+    )
+
+
+def transaction_meta(events: list[x.ContractEvent], return_value: x.SCVal) -> x.TransactionMeta:
+    """TransactionMeta v3 with the Soroban events; ledger entry changes are not reported."""
+    empty = x.LedgerEntryChanges([])
+    return x.TransactionMeta(
+        3,
+        v3=x.TransactionMetaV3(
+            ext=x.ExtensionPoint(0),
+            tx_changes_before=empty,
+            operations=[x.OperationMeta(changes=x.LedgerEntryChanges([]))],
+            tx_changes_after=x.LedgerEntryChanges([]),
+            soroban_meta=x.SorobanTransactionMeta(
+                ext=x.SorobanTransactionMetaExt(0),
+                events=events,
+                return_value=return_value,
+                diagnostic_events=[],
+            ),
+        ),
+    )
+
+
+def ledger_header(
+    *, protocol: int, seq: int, close_time: int, previous_hash: bytes
+) -> x.LedgerHeader:
+    return x.LedgerHeader(
+        ledger_version=x.Uint32(protocol),
+        previous_ledger_hash=x.Hash(previous_hash),
+        scp_value=x.StellarValue(
+            tx_set_hash=ZERO_HASH,
+            close_time=x.TimePoint(x.Uint64(close_time)),
+            upgrades=[],
+            ext=x.StellarValueExt(x.StellarValueType.STELLAR_VALUE_BASIC),
+        ),
+        tx_set_result_hash=ZERO_HASH,
+        bucket_list_hash=ZERO_HASH,
+        ledger_seq=x.Uint32(seq),
+        total_coins=x.Int64(TOTAL_COINS),
+        fee_pool=x.Int64(0),
+        inflation_seq=x.Uint32(0),
+        id_pool=x.Uint64(0),
+        base_fee=x.Uint32(BASE_FEE),
+        base_reserve=x.Uint32(BASE_RESERVE),
+        max_tx_set_size=x.Uint32(1000),
+        skip_list=[ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH],
+        ext=x.LedgerHeaderExt(0),
+    )
+
+
+def close_meta(header: x.LedgerHeader, header_hash: bytes) -> x.LedgerCloseMeta:
+    """LedgerCloseMeta v0 with the header; per-transaction meta is served by getTransaction."""
+    return x.LedgerCloseMeta(
+        0,
+        v0=x.LedgerCloseMetaV0(
+            ledger_header=x.LedgerHeaderHistoryEntry(
+                hash=x.Hash(header_hash), header=header, ext=x.LedgerHeaderHistoryEntryExt(0)
+            ),
+            tx_set=x.TransactionSet(previous_ledger_hash=header.previous_ledger_hash, txs=[]),
+            tx_processing=[],
+            upgrades_processing=[],
+            scp_info=[],
+        ),
+    )
