@@ -120,10 +120,12 @@ class AttemptStore:
             number = payout.attempt_count + 1
             arow = await conn.fetchrow(
                 """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
-                       min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'built') RETURNING *""",
+                       min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status,
+                       trace_context)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'built',$10) RETURNING *""",
                 payout.id, number, new.source_account, new.sequence, new.min_time,
                 new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
+                payout.trace_context,
             )
             target = S.AWAITING_SIGNATURE if external else payout.state
             if target != payout.state:

@@ -26,6 +26,7 @@ from payout_service.payouts import PayoutDesk, mode_for
 from payout_service.pipeline import Pipeline
 from payout_service.signer_client import SignerClient
 from payout_service.store import PayoutStore, create_pool
+from payout_service.tracing import configure_tracing, server_interceptor
 from stellar_payouts_pb.payout.v1 import payout_pb2, payout_pb2_grpc
 
 log = logging.getLogger("payout_service")
@@ -85,8 +86,11 @@ async def start_service(config: Config) -> RunningService:
     ledger = LedgerGateway(config.rpc_url) if config.rpc_url else None
     desk = PayoutDesk(config, PayoutStore(pool), ledger)
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(admin_identities=config.admin_identities,
-                                         plaintext=config.tls is None)],
+        interceptors=[
+            server_interceptor(),
+            ServiceInterceptor(admin_identities=config.admin_identities,
+                               plaintext=config.tls is None),
+        ],
     )
     payout_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(desk), server)
     health_servicer = health.aio.HealthServicer()
@@ -178,6 +182,7 @@ async def _serve(config: Config) -> None:
 
 def main() -> None:
     configure_logging("payout-service", os.environ.get("PAYOUTS_LOG_LEVEL", "INFO"))
+    configure_tracing("payout-service")
     try:
         config = load_config()
         asyncio.run(_serve(config))

@@ -23,6 +23,7 @@ from payout_service.core.validation import (
 )
 from payout_service.ledger import LedgerGateway
 from payout_service.store import NewPayout, PayoutIdTaken, PayoutStore
+from payout_service.tracing import current_traceparent
 
 
 class IdempotencyConflict(Exception):
@@ -125,6 +126,7 @@ class PayoutDesk:
             net_stroops=split.net, state=state, mode=mode, unsigned_envelope_xdr=unsigned_xdr,
             metadata=dict(request.metadata), reference=request.reference,
             correlation_id=correlation_id, round_id=round_id, batch_id=batch_id,
+            trace_context=current_traceparent(),
         )
 
     @staticmethod

@@ -38,9 +38,11 @@ from payout_service.ledger import (
     NotFound,
     Rejected,
     RetryLater,
+    SendOutcome,
     SimulationFailed,
 )
 from payout_service.signer_client import SignerClient, SignerUnavailable, SigningRefused
+from payout_service.tracing import payout_span
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,9 @@ class Pipeline:
             latest = await self.ledger.latest_ledger()
             now = max(int(time.time()), latest.close_time)
             for payout in needing:
-                await self._prepare(payout, now)
+                with payout_span("payout.prepare", payout.trace_context,
+                                 payout_id=payout.payout_id):
+                    await self._prepare(payout, now)
                 work += 1
         return work
 
@@ -194,6 +198,11 @@ class Pipeline:
             await fail_payout(conn, payout, code, message, payout.attempt_count, "preparer")
 
     async def _sign(self, payout: Payout, attempt: Attempt) -> None:
+        with payout_span("payout.sign", payout.trace_context, payout_id=payout.payout_id,
+                         attempt=attempt.number, tx_hash=attempt.tx_hash):
+            await self._sign_in_span(payout, attempt)
+
+    async def _sign_in_span(self, payout: Payout, attempt: Attempt) -> None:
         assert self.signer is not None  # noqa: S101
         try:
             signed = await self.signer.sign_transaction(
@@ -229,7 +238,13 @@ class Pipeline:
         return len(claimed)
 
     async def _send(self, attempt: Attempt) -> None:
-        outcome = await self.ledger.send(attempt.envelope_xdr)
+        with payout_span("payout.send", attempt.trace_context, attempt=attempt.number,
+                         tx_hash=attempt.tx_hash) as span:
+            outcome = await self.ledger.send(attempt.envelope_xdr)
+            span.set_attribute("outcome", type(outcome).__name__)
+            await self._after_send(attempt, outcome)
+
+    async def _after_send(self, attempt: Attempt, outcome: SendOutcome) -> None:
         log.info("sent", extra={"payout_uuid": str(attempt.payout_id), "attempt": attempt.number,
                                 "tx_hash": attempt.tx_hash, "outcome": type(outcome).__name__})
         if isinstance(outcome, RetryLater):
@@ -262,6 +277,11 @@ class Pipeline:
         return 0  # polling is paced by next_poll_at, not by a busy loop
 
     async def _confirm(self, attempt: Attempt) -> None:
+        with payout_span("payout.confirm", attempt.trace_context, attempt=attempt.number,
+                         tx_hash=attempt.tx_hash):
+            await self._confirm_in_span(attempt)
+
+    async def _confirm_in_span(self, attempt: Attempt) -> None:
         found = await self.ledger.lookup(attempt.tx_hash)
         if isinstance(found, Included):
             await self._included(attempt, found)

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 
 from payout_service.config import SignerClientConfig
+from payout_service.tracing import client_interceptors
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
 
@@ -36,7 +37,10 @@ class SignerClient:
         options = []
         if config.server_name:
             options.append(("grpc.ssl_target_name_override", config.server_name))
-        self._channel = grpc.aio.secure_channel(config.address, creds, options=options)
+        # The tracing interceptors carry the payout's trace context across the signer hop.
+        self._channel = grpc.aio.secure_channel(
+            config.address, creds, options=options, interceptors=client_interceptors()
+        )
         self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)
         self._key_id = config.key_id
         self._timeout = timeout_seconds

@@ -35,6 +35,7 @@ class NewPayout:
     correlation_id: str
     round_id: str | None = None
     batch_id: str | None = None
+    trace_context: str = ""
 
 
 class PayoutIdTaken(Exception):
@@ -193,15 +194,15 @@ async def insert_payout_in(
         """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
                destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
                unsigned_envelope_xdr, metadata, reference, correlation_id, round_id,
-               batch_id, needs_attempt)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)
+               batch_id, needs_attempt, trace_context)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)
            ON CONFLICT DO NOTHING
            RETURNING *""",
         uuid4(), new.payout_id, new.idempotency_key, new.fingerprint, new.parameters,
         new.destination, new.asset, new.gross_stroops, new.fee_stroops,
         new.net_stroops, new.state.value, new.mode, new.unsigned_envelope_xdr,
         new.metadata, new.reference, new.correlation_id, new.round_id, new.batch_id,
-        new.state == PayoutState.ACCEPTED,
+        new.state == PayoutState.ACCEPTED, new.trace_context,
     )
     if row is None:
         return None

@@ -30,6 +30,7 @@ class Attempt:
     send_count: int
     poll_count: int
     proof: str | None
+    trace_context: str
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Payout:
     round_id: str | None
     batch_id: str | None
     correlation_id: str
+    trace_context: str
     network_fee_stroops: int | None
     created_at: datetime
     updated_at: datetime

@@ -24,6 +24,8 @@ CREATE TABLE payouts (
     round_id         text,
     batch_id         text,
     correlation_id   text NOT NULL DEFAULT '',
+    -- W3C traceparent of the CreatePayout span: the pipeline's spans continue that trace.
+    trace_context    text NOT NULL DEFAULT '',
     -- Live modes: the preparer must build a (new) attempt once next_attempt_at has passed.
     needs_attempt    boolean NOT NULL DEFAULT false,
     next_attempt_at  timestamptz,
@@ -68,6 +70,7 @@ CREATE TABLE payout_attempts (
     send_count      integer NOT NULL DEFAULT 0,
     poll_count      integer NOT NULL DEFAULT 0,
     proof           text,
+    trace_context   text NOT NULL DEFAULT '',
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (payout_id, number)

@@ -1,0 +1,65 @@
+"""OpenTelemetry tracing: off unless an OTLP endpoint is configured.
+
+One trace per payout: CreatePayout's span context is stored on the payout row (W3C
+traceparent), and the pipeline's prepare/sign/send/confirm spans continue it, so a payout is
+one trace across the loops and, through gRPC metadata, across the signer hop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+
+TRACER = trace.get_tracer("payout_service")
+
+
+def configure_tracing(service_name: str) -> bool:
+    """Installs an OTLP exporter when PAYOUTS_OTLP_ENDPOINT (or the standard
+    OTEL_EXPORTER_OTLP_ENDPOINT) is set. Returns whether tracing is exporting."""
+    endpoint = os.environ.get("PAYOUTS_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if not endpoint:
+        return False
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def server_interceptor() -> Any:
+    return aio_server_interceptor()  # type: ignore[no-untyped-call]
+
+
+def client_interceptors() -> list[Any]:
+    return list(aio_client_interceptors())  # type: ignore[no-untyped-call]
+
+
+def current_traceparent() -> str:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+@contextmanager
+def payout_span(name: str, traceparent: str | None, **attributes: Any) -> Iterator[trace.Span]:
+    """A span continuing the payout's trace (a child of its CreatePayout span)."""
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    token = otel_context.attach(parent) if parent is not None else None
+    try:
+        with TRACER.start_as_current_span(name, attributes=attributes) as span:
+            yield span
+    finally:
+        if token is not None:
+            otel_context.detach(token)
