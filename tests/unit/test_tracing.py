@@ -94,7 +94,8 @@ async def test_one_trace_spans_create_sign_send_and_confirm(fresh_database, sign
     pipeline = Pipeline(config, desk.attempts, ledger, signer)  # type: ignore[arg-type]
     EXPORTER.clear()
     try:
-        with trace.get_tracer("test").start_as_current_span("/payout.v1.PayoutService/CreatePayout"):
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("/payout.v1.PayoutService/CreatePayout"):
             await create(desk, 1)
         await run_until_settled(pipeline, ledger, rounds=3)
     finally:
