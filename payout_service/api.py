@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
@@ -16,6 +17,8 @@ from payout_service.payouts import PayoutDesk
 from payout_service.store import PayoutFilter
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -50,6 +53,10 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
         result = await self.desk.create(
             validated, actor=caller_identity(context), correlation_id=corr
         )
+        log.info("payout created" if result.created else "payout replayed", extra={
+            "payout_id": result.payout.payout_id, "correlation_id": corr,
+            "state": result.payout.state.value, "gross_stroops": result.payout.gross_stroops,
+        })
         return pb.CreatePayoutResponse(payout=payout_to_pb(result.payout), created=result.created)
 
     @handles_errors

@@ -52,6 +52,15 @@ async def _run(args: argparse.Namespace) -> int:
                 states=states, destination=args.destination or "", page_size=args.limit,
                 page_token=args.page_token or "",
             )))
+        elif args.command == "unsigned":
+            # External signing from a shell: print the envelope to sign, nothing else, so it
+            # pipes into the signing tool and back into `payoutctl submit-signed ID -`.
+            got = await stub.GetPayout(pb.GetPayoutRequest(payout_id=args.payout_id))
+            if got.payout.state != pb.PAYOUT_STATE_AWAITING_SIGNATURE:
+                state = pb.PayoutState.Name(got.payout.state)
+                print(f"payoutctl: payout is {state}, not AWAITING_SIGNATURE", file=sys.stderr)
+                return 1
+            print(got.payout.unsigned_envelope_xdr)
         elif args.command == "watch":
             async for event in stub.WatchPayout(pb.WatchPayoutRequest(payout_id=args.payout_id)):
                 _print(event)
@@ -94,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--page-token")
     w = sub.add_parser("watch", help="stream state changes until terminal")
     w.add_argument("payout_id")
+    u = sub.add_parser("unsigned", help="print the envelope awaiting an external signature")
+    u.add_argument("payout_id")
     s = sub.add_parser("submit-signed", help="bring an externally signed envelope")
     s.add_argument("payout_id")
     s.add_argument("xdr", help="signed envelope XDR, or - to read stdin")
