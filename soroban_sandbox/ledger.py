@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stellar_sdk import FeeBumpTransactionEnvelope, StrKey, TransactionEnvelope, scval
+from stellar_sdk import (
+    FeeBumpTransactionEnvelope,
+    StrKey,
+    TransactionBuilder,
+    TransactionEnvelope,
+    scval,
+)
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
-from stellar_sdk.helpers import parse_transaction_envelope_from_xdr
 from stellar_sdk.operation import InvokeHostFunction
 
 from . import xdr_build as b
@@ -79,7 +84,12 @@ class IncludedTx:
     ledger: int
     created_at: int
     application_order: int
-    successful: bool
+    failure: str | None  # why the invocation trapped; None on success
+
+
+    @property
+    def successful(self) -> bool:
+        return self.failure is None
 
 
 @dataclass(frozen=True)
@@ -199,7 +209,7 @@ class Ledger:
 
     def parse(self, envelope_xdr: str) -> TransactionEnvelope | FeeBumpTransactionEnvelope:
         try:
-            return parse_transaction_envelope_from_xdr(envelope_xdr, self.passphrase)
+            return TransactionBuilder.from_xdr(envelope_xdr, self.passphrase)
         except Exception as exc:  # noqa: BLE001 - any decode failure is the client's bad XDR
             raise InvalidEnvelope(f"invalid transaction XDR: {exc}") from exc
 
@@ -270,7 +280,7 @@ class Ledger:
             ledger=seq,
             created_at=close_time,
             application_order=order,
-            successful=run.error is None,
+            failure=run.error,
         )
 
     def _record_move(

@@ -191,6 +191,20 @@ class Sandbox:
             rows.append(row)
         return web.json_response(rows)
 
+    async def transaction(self, request: web.Request) -> web.Response:
+        tx = self.ledger.transaction(request.match_info["tx_hash"])
+        if tx is None:
+            return _problem(404, "transaction not included (pending, dropped, evicted or unknown)")
+        return web.json_response(
+            {
+                "tx_hash": tx.hash,
+                "ledger": tx.ledger,
+                "application_order": tx.application_order,
+                "successful": tx.successful,
+                "failure": tx.failure,
+            }
+        )
+
     async def evictions(self, request: web.Request) -> web.Response:
         return web.json_response([asdict(e) for e in self.ledger.evictions])
 
@@ -243,6 +257,7 @@ class Sandbox:
         app.router.add_get("/friendbot", self.friendbot)
         app.router.add_get("/admin/accounts/{account_id}", self.account)
         app.router.add_get("/admin/transfers", self.transfers)
+        app.router.add_get("/admin/transactions/{tx_hash}", self.transaction)
         app.router.add_get("/admin/evictions", self.evictions)
         app.router.add_get("/admin/pending", self.pending)
         app.router.add_post("/admin/close-ledger", self.close)

@@ -67,6 +67,11 @@ class SandboxClient:
         result: list[dict[str, Any]] = await self._request("GET", "/admin/transfers")
         return result
 
+    async def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        """``{tx_hash, ledger, application_order, successful, failure}`` of an included tx."""
+        result: dict[str, Any] | None = await self._request("GET", f"/admin/transactions/{tx_hash}")
+        return result
+
     async def evictions(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._request("GET", "/admin/evictions")
         return result
