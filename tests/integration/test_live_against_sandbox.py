@@ -1,0 +1,114 @@
+"""Live execution against the local Stellar RPC sandbox, over HTTP through stellar-sdk's client.
+
+External signing mode: the test plays the external signer (an HSM/KMS outside the service) and
+brings signatures back through SubmitSignedTransaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from stellar_sdk import Keypair, TransactionEnvelope
+
+from soroban_sandbox.testing import RunningSandbox
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+
+
+@pytest.fixture
+async def sandbox():
+    async with RunningSandbox(ledger_interval=0.2, seed=11) as running:
+        yield running
+
+
+@pytest.fixture
+async def funded_source(sandbox):
+    source = Keypair.random()
+    await sandbox.fund(source.public_key)
+    return source
+
+
+def request(n: int, dest: str, amount: str = "12.5") -> pb.CreatePayoutRequest:
+    return pb.CreatePayoutRequest(
+        payout_id=f"live-{n}", destination=dest, amount=amount, asset="XLM",
+        idempotency_key=f"live-{n}",
+    )
+
+
+async def wait_for_state(stub, payout_id: str, state: int, timeout: float = 20) -> pb.Payout:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        payout = (await stub.GetPayout(pb.GetPayoutRequest(payout_id=payout_id))).payout
+        if payout.state == state:
+            return payout
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{payout_id} stuck in {pb.PayoutState.Name(payout.state)}: "
+                                 f"{payout.failure}")
+        await asyncio.sleep(0.1)
+
+
+async def test_build_only_simulates_against_rpc_and_enforces_max_gas(
+    payout_service_factory, sandbox, funded_source
+):
+    dest = Keypair.random()
+    await sandbox.fund(dest.public_key)
+    env = dict(SOROBAN_RPC_URL=sandbox.rpc_url, STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase)
+    service = await payout_service_factory(PAYOUT_SOURCE_ACCOUNT=funded_source.public_key, **env)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        payout = (await stub.CreatePayout(request(1, dest.public_key))).payout
+    envelope = TransactionEnvelope.from_xdr(payout.unsigned_envelope_xdr, sandbox.passphrase)
+    tx = envelope.transaction
+    assert tx.soroban_data is not None, "simulated: footprint and resources are set"
+    assert tx.fee > 100, "resource fee from simulation added to the inclusion fee"
+    account = await sandbox.account(funded_source.public_key)
+    assert tx.sequence == int(account["sequence"]) + 1
+
+    strict = await payout_service_factory(
+        PAYOUT_SOURCE_ACCOUNT=funded_source.public_key, PAYOUTS_MAX_GAS_STROOPS="100", **env
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{strict.port}") as channel:
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CreatePayout(request(2, dest.public_key))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "exceeds max gas" in caught.value.details()
+    assert await strict.pool.fetchval("SELECT count(*) FROM payouts WHERE payout_id='live-2'") == 0
+
+
+async def test_external_signing_pays_exactly_once(payout_service_factory, sandbox, funded_source):
+    dests = [Keypair.random().public_key for _ in range(3)]
+    for d in dests:
+        await sandbox.fund(d)
+    service = await payout_service_factory(
+        PAYOUT_SOURCE_ACCOUNT=funded_source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+        STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+        PAYOUTS_SIGNING_MODE="external", PAYOUTS_CONFIRM_POLL_MS="100",
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        for n, d in enumerate(dests):
+            await stub.CreatePayout(request(n, d))
+        for n in range(len(dests)):
+            waiting = await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_AWAITING_SIGNATURE)
+            envelope = TransactionEnvelope.from_xdr(
+                waiting.unsigned_envelope_xdr, sandbox.passphrase
+            )
+            envelope.sign(funded_source)
+            await stub.SubmitSignedTransaction(pb.SubmitSignedTransactionRequest(
+                payout_id=f"live-{n}", signed_envelope_xdr=envelope.to_xdr()
+            ))
+        confirmed = [
+            await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED)
+            for n in range(len(dests))
+        ]
+    transfers = await sandbox.transfers()
+    paid = sorted((t["to"], t["amount_stroops"]) for t in transfers)
+    assert paid == sorted((d, 125_000_000) for d in dests), "each destination paid exactly once"
+    assert all(p.tx_hash and p.ledger for p in confirmed)
+    outbox = await service.pool.fetchval(
+        "SELECT count(*) FROM outbox_events WHERE event_type = 'payout.confirmed'"
+    )
+    assert outbox == len(dests)
