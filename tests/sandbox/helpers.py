@@ -30,7 +30,7 @@ async def transfer_tx(
     contract_id: str | None = None,
     function: str = "transfer",
     from_: str | None = None,
-    timeout: int = 30,
+    valid_for: int = 30,
     prepare: bool = True,
 ) -> TransactionEnvelope:
     """An assembled (simulated) but unsigned ``function(from, to, amount)`` invocation."""
@@ -46,7 +46,7 @@ async def transfer_tx(
                 scval.to_int128(amount),
             ],
         )
-        .set_timeout(timeout)
+        .set_timeout(valid_for)
         .build()
     )
     if prepare:
@@ -55,16 +55,16 @@ async def transfer_tx(
 
 
 async def wait_for(
-    server: SorobanServerAsync, tx_hash: str, timeout: float = 10.0
+    server: SorobanServerAsync, tx_hash: str, within: float = 10.0
 ) -> GetTransactionResponse:
     """Poll getTransaction until the transaction is no longer NOT_FOUND."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         found = await server.get_transaction(tx_hash)
         if found.status != GetTransactionStatus.NOT_FOUND:
             return found
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{tx_hash} still NOT_FOUND after {timeout}s")
+            raise AssertionError(f"{tx_hash} still NOT_FOUND after {within}s")
         await asyncio.sleep(0.05)
 
 

@@ -1,4 +1,4 @@
-"""The sandbox as stellar-sdk's SorobanServerAsync sees it: submission rules and on-chain effects."""
+"""The sandbox as stellar-sdk's SorobanServerAsync sees it: admission rules, on-chain effects."""
 
 from __future__ import annotations
 
