@@ -164,3 +164,21 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
                 if reached in TERMINAL:
                     return
             await asyncio.sleep(WATCH_POLL_SECONDS)
+
+    @handles_errors
+    async def CreatePayoutBatch(  # noqa: N802
+        self, request: pb.CreatePayoutBatchRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> pb.CreatePayoutBatchResponse:
+        from payout_service.programs.payout_api import create_batch
+
+        return await create_batch(
+            self.desk, request, actor=caller_identity(context), correlation_id=corr
+        )
+
+    @handles_errors
+    async def GetPayoutStats(  # noqa: N802
+        self, request: pb.GetPayoutStatsRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> pb.GetPayoutStatsResponse:
+        from payout_service.programs.payout_api import get_stats
+
+        return await get_stats(self.desk, request)

@@ -144,6 +144,18 @@ class AttemptStore:
             attempt = _attempt(arow)
             return _payout(prow, attempt), attempt
 
+    async def expired_awaiting_signature(self, ledger_close_time: int) -> list[Attempt]:
+        """External attempts whose window passed unsigned: a ledger closed after max_time, so
+        even a copy signed elsewhere can never land."""
+        rows = await self.pool.fetch(
+            """SELECT a.* FROM payout_attempts a JOIN payouts p
+                 ON p.id = a.payout_id AND p.attempt_count = a.number
+               WHERE p.state = 'AWAITING_SIGNATURE' AND a.status = 'built'
+                 AND a.max_time < to_timestamp($1)""",
+            ledger_close_time,
+        )
+        return [_attempt(r) for r in rows]
+
     async def unsigned_attempts(self, limit: int) -> list[tuple[Payout, Attempt]]:
         """Built but not signed (signer mode): crash recovery re-signs the same envelope."""
         rows = await self.pool.fetch(
@@ -438,6 +450,6 @@ async def _release_sequence(conn: asyncpg.Connection, account: str, sequence: in
     otherwise the gap surfaces as txBAD_SEQ and resync_source renumbers."""
     await conn.execute(
         """UPDATE source_accounts SET next_sequence = $2
-           WHERE account = $1 AND next_sequence = $2 + 1""",
+           WHERE account = $1 AND next_sequence = $2::bigint + 1""",
         account, sequence,
     )

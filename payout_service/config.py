@@ -57,11 +57,13 @@ class Config:
     max_amount_stroops: int
     fee_bps: int
     tx_window_seconds: int
+    external_window_seconds: int
     batch_size: int
     metrics_port: int | None
     signer: SignerClientConfig | None
     tls: ServerTls | None = None
     health_check_seconds: float = 5.0
+    rpc_timeout_seconds: float = 10.0
     admin_identities: frozenset[str] = frozenset()
 
 
@@ -160,10 +162,14 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_amount_stroops=max_amount,
         fee_bps=fee_bps,
         tx_window_seconds=_int(env, "PAYOUTS_TX_WINDOW_SECONDS", 120, minimum=5),
+        external_window_seconds=_int(
+            env, "PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS", 3600, minimum=5
+        ),
         batch_size=_int(env, "PAYOUTS_BATCH_SIZE", 25, minimum=1),
         metrics_port=metrics_port or None,
         signer=signer,
         tls=_server_tls(env),
+        rpc_timeout_seconds=_int(env, "PAYOUTS_RPC_TIMEOUT_MS", 10_000, minimum=100) / 1000,
         health_check_seconds=float(_int(env, "PAYOUTS_HEALTH_CHECK_MS", 5000, minimum=50)) / 1000,
         admin_identities=frozenset(
             name.strip() for name in env.get("PAYOUTS_ADMIN_IDENTITIES", "").split(",")

@@ -83,7 +83,10 @@ async def start_service(config: Config) -> RunningService:
     pool = await create_pool(config.database_url)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
-    ledger = LedgerGateway(config.rpc_url) if config.rpc_url else None
+    ledger = (
+        LedgerGateway(config.rpc_url, timeout_seconds=config.rpc_timeout_seconds)
+        if config.rpc_url else None
+    )
     desk = PayoutDesk(config, PayoutStore(pool), ledger)
     server = grpc.aio.server(
         interceptors=[

@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 
 StepFn = Callable[[], Awaitable[int]]
 
-EXTERNAL_SIGNING_WINDOW_SECONDS = 3600
-
 
 @dataclass
 class _PreparedBuilder(AttemptBuilder):
@@ -132,6 +130,17 @@ class Pipeline:
             for payout, attempt in await self.attempts.unsigned_attempts(cfg.batch_size):
                 await self._sign(payout, attempt)
                 work += 1
+        if self.external:
+            latest = await self.ledger.latest_ledger()
+            for expired in await self.attempts.expired_awaiting_signature(latest.close_time):
+                await self._dead(
+                    expired, status="dead", code="signature_window_expired",
+                    proof=f"unsigned; ledger {latest.sequence} closed {latest.close_time} "
+                    f"> max_time {int(expired.max_time.timestamp())}",
+                    ledger=None, retry=True, max_attempts=cfg.max_attempts,
+                    delay=timedelta(0), actor="preparer",
+                )
+                work += 1
         needing = await self.attempts.payouts_needing_attempt(cfg.batch_size)
         if needing:
             # Time bounds follow the later of our clock and the ledger's, so a rebuilt attempt
@@ -167,7 +176,8 @@ class Pipeline:
                 f"prepared fee {prepared.transaction.fee} exceeds max gas {cfg.max_gas_stroops}",
             )
             return
-        window = EXTERNAL_SIGNING_WINDOW_SECONDS if self.external else cfg.tx_window_seconds
+        # External signers take longer; the window bounds how long a sequence number is held.
+        window = cfg.external_window_seconds if self.external else cfg.tx_window_seconds
         builder = _PreparedBuilder(
             prepared, cfg.source_account, cfg.network_passphrase, window, now
         )

@@ -37,8 +37,8 @@ def request(n: int, dest: str, amount: str = "12.5") -> pb.CreatePayoutRequest:
     )
 
 
-async def wait_for_state(stub, payout_id: str, state: int, timeout: float = 20) -> pb.Payout:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for_state(stub, payout_id: str, state: int, within: float = 20) -> pb.Payout:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         payout = (await stub.GetPayout(pb.GetPayoutRequest(payout_id=payout_id))).payout
         if payout.state == state:
@@ -112,3 +112,66 @@ async def test_external_signing_pays_exactly_once(payout_service_factory, sandbo
         "SELECT count(*) FROM outbox_events WHERE event_type = 'payout.confirmed'"
     )
     assert outbox == len(dests)
+
+
+async def sign_whatever_awaits(stub, sandbox, source: Keypair, stop: asyncio.Event) -> int:
+    """The external signer: signs every payout AWAITING_SIGNATURE until told to stop."""
+    signed = 0
+    while not stop.is_set():
+        page = await stub.ListPayouts(pb.ListPayoutsRequest(
+            states=[pb.PAYOUT_STATE_AWAITING_SIGNATURE], page_size=100,
+        ))
+        for payout in page.payouts:
+            envelope = TransactionEnvelope.from_xdr(payout.unsigned_envelope_xdr,
+                                                    sandbox.passphrase)
+            envelope.sign(source)
+            try:
+                await stub.SubmitSignedTransaction(pb.SubmitSignedTransactionRequest(
+                    payout_id=payout.payout_id, signed_envelope_xdr=envelope.to_xdr()
+                ))
+                signed += 1
+            except grpc.aio.AioRpcError as err:
+                # Raced with the window expiring: the next listing has the new envelope.
+                assert err.code() in (grpc.StatusCode.FAILED_PRECONDITION,
+                                      grpc.StatusCode.INVALID_ARGUMENT), err
+        await asyncio.sleep(0.1)
+    return signed
+
+
+async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_factory, funded_source):
+    async with RunningSandbox(ledger_interval=0.25, seed=2026, faults={
+        "try_again_later_rate": 0.3, "http_503_rate": 0.15, "latency_ms": 10,
+        "drop_rate": 0.25, "timeout_rate": 0.03, "timeout_ms": 1500,
+    }) as faulty:
+        source = Keypair.random()
+        await faulty.fund(source.public_key)
+        dests = [Keypair.random().public_key for _ in range(6)]
+        for d in dests:
+            await faulty.fund(d)
+        service = await payout_service_factory(
+            PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=faulty.rpc_url,
+            STELLAR_NETWORK_PASSPHRASE=faulty.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+            PAYOUTS_SIGNING_MODE="external", PAYOUTS_CONFIRM_POLL_MS="150",
+            PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS="5", PAYOUTS_RPC_TIMEOUT_MS="800",
+            PAYOUTS_MAX_ATTEMPTS="10",
+        )
+        stop = asyncio.Event()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = payout_pb2_grpc.PayoutServiceStub(channel)
+            signer = asyncio.create_task(sign_whatever_awaits(stub, faulty, source, stop))
+            for n, d in enumerate(dests):
+                await stub.CreatePayout(request(n, d, amount="3"))
+            try:
+                for n in range(len(dests)):
+                    await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED, within=90)
+            finally:
+                stop.set()
+                await signer
+        transfers = await faulty.transfers()
+        await faulty.reset_faults()
+    paid = sorted(t["to"] for t in transfers)
+    assert paid == sorted(dests), "every payout landed, none twice"
+    proofs = await service.pool.fetch(
+        "SELECT status, proof FROM payout_attempts WHERE status = 'dead'"
+    )
+    assert all("max_time" in (p["proof"] or "") for p in proofs)

@@ -26,11 +26,13 @@ from payout_service.signer_client import SignedEnvelope, SigningRefused
 from payout_service.store import PayoutStore, create_pool
 
 NET = "Test SDF Network ; September 2015"
+# Real sequence numbers start at ledger << 32: far beyond int32, as in production.
+START_SEQ = 123 << 32
 
 
 @dataclass
 class FakeLedger:
-    account_seq: int = 1000
+    account_seq: int = START_SEQ
     ledger: int = 10
     close_time: int = field(default_factory=lambda: int(time.time()))
     pending: dict[str, TransactionEnvelope] = field(default_factory=dict)
@@ -151,7 +153,7 @@ async def test_signed_payouts_are_confirmed_once_with_consecutive_sequences(worl
     assert set((await states(desk)).values()) == {"CONFIRMED"}
     assert len(ledger.included) == 5, "each payout landed exactly once"
     seqs = await desk.store.pool.fetch("SELECT sequence FROM payout_attempts ORDER BY sequence")
-    assert [r["sequence"] for r in seqs] == list(range(1001, 1006))
+    assert [r["sequence"] for r in seqs] == list(range(START_SEQ + 1, START_SEQ + 6))
 
 
 async def test_a_dropped_transaction_is_rebuilt_only_after_proof_of_death(world):
@@ -189,7 +191,7 @@ async def test_a_signer_refusal_fails_the_payout_and_frees_the_sequence(world):
     row = await desk.store.pool.fetchrow("SELECT state, failure_code FROM payouts")
     assert (row["state"], row["failure_code"]) == ("FAILED", "signer_refused")
     nxt = await desk.store.pool.fetchval("SELECT next_sequence FROM source_accounts")
-    assert nxt == 1001
+    assert nxt == START_SEQ + 1
 
 
 async def test_external_signing_waits_then_queues_a_verified_signature(world):
