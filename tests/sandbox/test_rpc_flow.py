@@ -445,3 +445,52 @@ async def test_json_rpc_errors_use_standard_codes(
             answer = await resp.json()
     assert answer["error"]["code"] == code
     assert "result" not in answer
+
+
+async def test_address_v2_credentials_are_accepted_and_nonces_cannot_be_replayed(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    distributor, channel, winner = await funded(sandbox, 3)
+    tx = await transfer_tx(
+        server, sandbox.passphrase, channel, winner.public_key, 50, from_=distributor.public_key
+    )
+    op = tx.transaction.operations[0]
+    legacy = op.auth[0].credentials.address  # type: ignore[attr-defined]
+    upgraded = xdr.SorobanAuthorizationEntry(
+        credentials=xdr.SorobanCredentials(
+            xdr.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2, address_v2=legacy
+        ),
+        root_invocation=op.auth[0].root_invocation,  # type: ignore[attr-defined]
+    )
+    latest = (await server.get_latest_ledger()).sequence
+    signed = authorize_entry(upgraded, distributor, latest + 100, sandbox.passphrase)
+    op.auth = [signed]  # type: ignore[attr-defined]
+    _, first_hash, _ = await send_signed(server, tx, channel)
+    assert (await wait_for(server, first_hash)).status == GetTransactionStatus.SUCCESS
+    # The same signed entry (same nonce) in a fresh transaction must not pay twice.
+    replay = await transfer_tx(
+        server, sandbox.passphrase, channel, winner.public_key, 50, from_=distributor.public_key
+    )
+    replay.transaction.operations[0].auth = [signed]  # type: ignore[attr-defined]
+    _, replay_hash, _ = await send_signed(server, replay, channel)
+    assert (await wait_for(server, replay_hash)).status == GetTransactionStatus.FAILED
+    detail = await sandbox.transaction(replay_hash)
+    assert detail is not None and "nonce already used" in detail["failure"]
+    assert [t["tx_hash"] for t in await sandbox.transfers()] == [first_hash]
+
+
+async def test_expired_authorization_entry_fails_on_chain(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    distributor, channel, winner = await funded(sandbox, 3)
+    await sandbox.close_ledger()
+    tx = await transfer_tx(
+        server, sandbox.passphrase, channel, winner.public_key, 5, from_=distributor.public_key
+    )
+    op = tx.transaction.operations[0]
+    latest = (await server.get_latest_ledger()).sequence
+    op.auth = [authorize_entry(op.auth[0], distributor, latest - 1, sandbox.passphrase)]  # type: ignore[attr-defined]
+    _, tx_hash, _ = await send_signed(server, tx, channel)
+    assert (await wait_for(server, tx_hash)).status == GetTransactionStatus.FAILED
+    detail = await sandbox.transaction(tx_hash)
+    assert detail is not None and "expired" in detail["failure"]
