@@ -138,7 +138,7 @@ async def sign_whatever_awaits(stub, sandbox, source: Keypair, stop: asyncio.Eve
     return signed
 
 
-async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_factory, funded_source):
+async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_factory):
     async with RunningSandbox(ledger_interval=0.25, seed=2026, faults={
         "try_again_later_rate": 0.3, "http_503_rate": 0.15, "latency_ms": 10,
         "drop_rate": 0.25, "timeout_rate": 0.03, "timeout_ms": 1500,
