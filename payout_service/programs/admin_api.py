@@ -1,0 +1,209 @@
+"""gRPC servicer for payout.v1.PayoutAdminService. Authorization is the interceptor's job."""
+
+from __future__ import annotations
+
+import grpc
+
+from payout_service.api import caller_identity
+from payout_service.convert import amount, payout_to_pb, timestamp
+from payout_service.core.amounts import AmountError, parse_amount
+from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.grpc_errors import PreconditionFailed, handles_errors
+from payout_service.programs.alert_store import AlertRecord
+from payout_service.programs.health import AlertKind, Level
+from payout_service.programs.monitoring import Monitor
+from payout_service.programs.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
+from payout_service.programs.run_store import RunRecord
+from payout_service.programs.schedule import Frequency, Schedule
+from payout_service.programs.scheduled_runs import PlannedPayout, RunResult, ScheduledRuns
+from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
+from stellar_payouts_pb.payout.v1 import admin_pb2_grpc
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+
+LEVEL_TO_PB = {level: apb.HealthLevel.Value(f"HEALTH_LEVEL_{level.name}") for level in Level}
+KIND_TO_PB = {kind: apb.AlertKind.Value(f"ALERT_KIND_{kind.value}") for kind in AlertKind}
+STATUSES = ("ACTIVE", "ACKNOWLEDGED", "RESOLVED")
+STATUS_TO_PB = {s: apb.AlertStatus.Value(f"ALERT_STATUS_{s}") for s in STATUSES}
+PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
+FREQ_TO_PB = {f: apb.ScheduleFrequency.Value(f"SCHEDULE_FREQUENCY_{f.value}") for f in Frequency}
+PB_TO_FREQ = {v: k for k, v in FREQ_TO_PB.items()}
+DEFAULT_RUNS = 20
+MAX_RUNS = 200
+
+
+def alert_to_pb(a: AlertRecord) -> apb.Alert:
+    return apb.Alert(
+        alert_id=str(a.alert_id), kind=KIND_TO_PB[a.kind], severity=LEVEL_TO_PB[a.severity],
+        status=STATUS_TO_PB[a.status], message=a.message, raised_at=timestamp(a.raised_at),
+        acknowledged_at=timestamp(a.acknowledged_at), resolved_at=timestamp(a.resolved_at),
+        acknowledged_by=a.acknowledged_by,
+    )
+
+
+def schedule_to_pb(s: Schedule) -> apb.Schedule:
+    return apb.Schedule(
+        enabled=s.enabled, frequency=FREQ_TO_PB[s.frequency], day_of_week=s.day_of_week,
+        day_of_month=s.day_of_month, hour=s.hour, minute=s.minute, timezone=s.timezone,
+        minimum_threshold=amount(s.minimum_threshold_stroops),
+        next_run_at=timestamp(s.next_run_at),
+    )
+
+
+def schedule_from_pb(msg: apb.Schedule) -> Schedule:
+    violations = []
+    if msg.frequency not in PB_TO_FREQ:
+        violations.append(FieldViolation("schedule.frequency", "must be DAILY, WEEKLY or MONTHLY"))
+    threshold = msg.minimum_threshold
+    stroops = threshold.stroops
+    if threshold.decimal:
+        try:
+            stroops = parse_amount(threshold.decimal)
+        except AmountError as err:
+            violations.append(FieldViolation("schedule.minimum_threshold.decimal", str(err)))
+        if threshold.stroops and threshold.stroops != stroops:
+            violations.append(FieldViolation(
+                "schedule.minimum_threshold", "decimal and stroops disagree; give one of them"
+            ))
+    if violations:
+        raise ValidationFailed(violations)
+    return Schedule(
+        enabled=msg.enabled, frequency=PB_TO_FREQ[msg.frequency], day_of_week=msg.day_of_week,
+        day_of_month=msg.day_of_month, hour=msg.hour, minute=msg.minute,
+        timezone=msg.timezone, minimum_threshold_stroops=stroops,
+    )
+
+
+def planned_to_pb(p: PlannedPayout, run_id: str) -> pb.Payout:
+    r = p.request
+    return pb.Payout(
+        payout_id=r.payout_id, idempotency_key=r.idempotency_key, destination=r.destination,
+        asset=r.asset, gross=amount(p.gross_stroops), fee=amount(p.fee_stroops),
+        net=amount(p.net_stroops), metadata=dict(r.metadata), batch_id=run_id,
+    )
+
+
+def run_to_pb(r: RunRecord) -> apb.Run:
+    return apb.Run(
+        run_id=r.run_id, dry_run=r.dry_run, trigger=r.trigger, payout_count=r.payout_count,
+        skipped_below_threshold=r.skipped_below_threshold, total=amount(r.total_stroops),
+        started_at=timestamp(r.started_at), finished_at=timestamp(r.finished_at),
+        errors=[apb.RunError(destination=e.destination, message=e.message) for e in r.errors],
+        next_run_at=timestamp(r.next_run_at), correlation_id=r.correlation_id,
+    )
+
+
+def run_result_to_pb(result: RunResult) -> apb.Run:
+    msg = run_to_pb(result.record)
+    msg.payouts.extend(payout_to_pb(p) for p in result.payouts)
+    msg.payouts.extend(planned_to_pb(p, result.record.run_id) for p in result.planned)
+    return msg
+
+
+class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[misc]
+    def __init__(self, monitor: Monitor, runs: ScheduledRuns, lookup: Lookup | None) -> None:
+        self.monitor = monitor
+        self.runs = runs
+        self.lookup = lookup
+
+    @handles_errors
+    async def GetSystemHealth(  # noqa: N802 - gRPC method name
+        self, request: apb.GetSystemHealthRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.GetSystemHealthResponse:
+        h = await self.monitor.health()
+        m = h.metrics
+        return apb.GetSystemHealthResponse(
+            level=LEVEL_TO_PB[h.level],
+            metrics=apb.HealthMetrics(
+                failure_rate=m.failure_rate, pending_count=m.pending_count,
+                oldest_pending_age_seconds=m.oldest_pending_age_seconds,
+                amount_last_24h=amount(m.amount_last_24h_stroops),
+                system_errors_last_hour=m.system_errors_last_hour,
+            ),
+            active_alerts=[alert_to_pb(a) for a in h.active_alerts],
+        )
+
+    @handles_errors
+    async def ListAlerts(  # noqa: N802
+        self, request: apb.ListAlertsRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.ListAlertsResponse:
+        if any(s not in PB_TO_STATUS for s in request.statuses):
+            raise ValidationFailed([FieldViolation("statuses", "contains an unknown status")])
+        alerts = await self.monitor.alerts([PB_TO_STATUS[s] for s in request.statuses])
+        return apb.ListAlertsResponse(alerts=[alert_to_pb(a) for a in alerts])
+
+    @handles_errors
+    async def AcknowledgeAlert(  # noqa: N802
+        self, request: apb.AcknowledgeAlertRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.AcknowledgeAlertResponse:
+        alert = await self.monitor.acknowledge(request.alert_id, caller_identity(context))
+        return apb.AcknowledgeAlertResponse(alert=alert_to_pb(alert))
+
+    @handles_errors
+    async def ResolveAlert(  # noqa: N802
+        self, request: apb.ResolveAlertRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.ResolveAlertResponse:
+        return apb.ResolveAlertResponse(
+            alert=alert_to_pb(await self.monitor.resolve(request.alert_id))
+        )
+
+    @handles_errors
+    async def RecordEarning(  # noqa: N802
+        self, request: apb.RecordEarningRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.RecordEarningResponse:
+        balance = await self.runs.record_earning(
+            destination=request.destination, amount=request.amount, asset=request.asset,
+            earning_id=request.earning_id,
+        )
+        return apb.RecordEarningResponse(balance=amount(balance))
+
+    @handles_errors
+    async def GetSchedule(  # noqa: N802
+        self, request: apb.GetScheduleRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.GetScheduleResponse:
+        return apb.GetScheduleResponse(schedule=schedule_to_pb(await self.runs.schedule()))
+
+    @handles_errors
+    async def UpdateSchedule(  # noqa: N802
+        self, request: apb.UpdateScheduleRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.UpdateScheduleResponse:
+        if not request.HasField("schedule"):
+            raise ValidationFailed([FieldViolation("schedule", "is required")])
+        saved = await self.runs.update_schedule(schedule_from_pb(request.schedule))
+        return apb.UpdateScheduleResponse(schedule=schedule_to_pb(saved))
+
+    @handles_errors
+    async def TriggerScheduledRun(  # noqa: N802
+        self, request: apb.TriggerScheduledRunRequest, context: grpc.aio.ServicerContext,
+        corr: str,
+    ) -> apb.TriggerScheduledRunResponse:
+        result = await self.runs.trigger(dry_run=request.dry_run, trigger="manual",
+                                         correlation_id=corr)
+        return apb.TriggerScheduledRunResponse(run=run_result_to_pb(result))
+
+    @handles_errors
+    async def ListRuns(  # noqa: N802
+        self, request: apb.ListRunsRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.ListRunsResponse:
+        if request.limit > MAX_RUNS:
+            raise ValidationFailed([FieldViolation("limit", f"must be at most {MAX_RUNS}")])
+        runs = await self.runs.history(request.limit or DEFAULT_RUNS)
+        return apb.ListRunsResponse(runs=[run_to_pb(r) for r in runs])
+
+    @handles_errors
+    async def Reconcile(  # noqa: N802
+        self, request: apb.ReconcileRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.ReconcileResponse:
+        if self.lookup is None:
+            raise PreconditionFailed(
+                "SOROBAN_RPC_URL", "reconciliation needs a Stellar RPC (SOROBAN_RPC_URL)",
+                "LEDGER",
+            )
+        if request.lookback_hours > MAX_LOOKBACK_HOURS:
+            raise ValidationFailed([FieldViolation(
+                "lookback_hours", f"must be at most {MAX_LOOKBACK_HOURS} (RPC history)"
+            )])
+        result = await reconcile(self.runs.pool, self.lookup, request.lookback_hours or 24)
+        return apb.ReconcileResponse(checked=result.checked, mismatches=[
+            apb.Mismatch(payout_id=m.payout_id, tx_hash=m.tx_hash, problem=m.problem)
+            for m in result.mismatches
+        ])

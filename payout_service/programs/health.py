@@ -1,0 +1,82 @@
+"""Health levels and alert conditions (seed 003) from metrics and thresholds. Pure.
+
+Every comparison is "strictly above the threshold", as in the Prometheus alert rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+from payout_service.core.amounts import format_amount
+from payout_service.programs.settings import AlertThresholds
+
+
+class AlertKind(StrEnum):
+    FAILURE_RATE = "FAILURE_RATE"
+    PENDING_THRESHOLD = "PENDING_THRESHOLD"
+    PROCESSING_DELAY = "PROCESSING_DELAY"
+    AMOUNT_THRESHOLD = "AMOUNT_THRESHOLD"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+
+
+class Level(IntEnum):
+    HEALTHY = 1
+    WARNING = 2
+    CRITICAL = 3
+
+
+@dataclass(frozen=True)
+class HealthMetrics:
+    failure_rate: float
+    pending_count: int
+    oldest_pending_age_seconds: float
+    amount_last_24h_stroops: int
+    system_errors_last_hour: int
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: AlertKind
+    severity: Level
+    message: str
+
+
+def conditions(m: HealthMetrics, t: AlertThresholds) -> list[Condition]:
+    """The alert conditions that hold now, at most one per kind."""
+    found: list[Condition] = []
+    if m.failure_rate > t.failure_rate_warning:
+        severity = Level.CRITICAL if m.failure_rate > t.failure_rate_critical else Level.WARNING
+        found.append(Condition(
+            AlertKind.FAILURE_RATE, severity,
+            f"failure rate over the last hour is {m.failure_rate:.1%} "
+            f"(threshold {t.failure_rate_warning:.1%})",
+        ))
+    if m.pending_count > t.pending_count:
+        found.append(Condition(
+            AlertKind.PENDING_THRESHOLD, Level.WARNING,
+            f"{m.pending_count} payouts pending (threshold {t.pending_count})",
+        ))
+    if m.oldest_pending_age_seconds > t.delay_seconds_warning:
+        critical = m.oldest_pending_age_seconds > t.delay_seconds_critical
+        found.append(Condition(
+            AlertKind.PROCESSING_DELAY, Level.CRITICAL if critical else Level.WARNING,
+            f"oldest pending payout is {m.oldest_pending_age_seconds:.0f} s old "
+            f"(threshold {t.delay_seconds_warning:.0f} s)",
+        ))
+    if m.amount_last_24h_stroops > t.amount_24h_stroops:
+        found.append(Condition(
+            AlertKind.AMOUNT_THRESHOLD, Level.WARNING,
+            f"{format_amount(m.amount_last_24h_stroops)} paid out in 24 h "
+            f"(threshold {format_amount(t.amount_24h_stroops)})",
+        ))
+    if m.system_errors_last_hour > t.system_errors:
+        found.append(Condition(
+            AlertKind.SYSTEM_ERROR, Level.CRITICAL,
+            f"{m.system_errors_last_hour} system errors in the last hour",
+        ))
+    return found
+
+
+def level_of(found: list[Condition]) -> Level:
+    return max((c.severity for c in found), default=Level.HEALTHY)

@@ -1,0 +1,75 @@
+"""Reconciliation: re-checks CONFIRMED payouts against the chain and reports mismatches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from payout_service.ledger import Included, LookupOutcome, NotFound
+
+Lookup = Callable[[str], Awaitable[LookupOutcome]]
+MAX_LOOKBACK_HOURS = 24 * 7  # Stellar RPC keeps getTransaction history for about 7 days
+CONCURRENT_LOOKUPS = 8
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    payout_id: str
+    tx_hash: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    checked: int
+    mismatches: list[Mismatch]
+
+
+@dataclass(frozen=True)
+class ConfirmedPayout:
+    payout_id: str
+    tx_hash: str | None
+    ledger: int | None
+
+
+async def confirmed_since(pool: asyncpg.Pool, hours: int) -> list[ConfirmedPayout]:
+    rows = await pool.fetch(
+        """SELECT p.payout_id, a.tx_hash, a.ledger FROM payouts p
+           LEFT JOIN payout_attempts a ON a.payout_id = p.id AND a.number = p.attempt_count
+           WHERE p.state = 'CONFIRMED'
+             AND COALESCE(p.confirmed_at, p.updated_at) > now() - make_interval(hours => $1)
+           ORDER BY p.confirmed_at""",
+        hours,
+    )
+    return [ConfirmedPayout(r["payout_id"], r["tx_hash"], r["ledger"]) for r in rows]
+
+
+def problem_with(p: ConfirmedPayout, outcome: LookupOutcome) -> str | None:
+    """Pure: what is wrong between our record and the chain's answer, if anything."""
+    if isinstance(outcome, NotFound):
+        return "not found on chain"
+    assert isinstance(outcome, Included)
+    if not outcome.successful:
+        return f"failed on chain ({outcome.result_code})"
+    if p.ledger is not None and outcome.ledger != p.ledger:
+        return f"included in ledger {outcome.ledger}, recorded as ledger {p.ledger}"
+    return None
+
+
+async def reconcile(pool: asyncpg.Pool, lookup: Lookup, lookback_hours: int) -> Reconciliation:
+    payouts = await confirmed_since(pool, lookback_hours)
+    gate = asyncio.Semaphore(CONCURRENT_LOOKUPS)
+
+    async def check(p: ConfirmedPayout) -> Mismatch | None:
+        if not p.tx_hash:
+            return Mismatch(p.payout_id, "", "confirmed without a transaction hash")
+        async with gate:
+            outcome = await lookup(p.tx_hash)
+        problem = problem_with(p, outcome)
+        return Mismatch(p.payout_id, p.tx_hash, problem) if problem else None
+
+    found = await asyncio.gather(*(check(p) for p in payouts))
+    return Reconciliation(len(payouts), [m for m in found if m is not None])

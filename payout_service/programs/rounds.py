@@ -1,0 +1,168 @@
+"""Round use cases: create, close, resolve (all winners' payouts or none), settle."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from payout_service.core.idempotency import canonical_parameters, fingerprint
+from payout_service.core.model import Payout
+from payout_service.core.validation import (
+    FieldViolation,
+    PayoutRequest,
+    ValidationFailed,
+    asset_problem,
+    normalize_asset,
+)
+from payout_service.grpc_errors import NotFoundError, PreconditionFailed
+from payout_service.payouts import IdempotencyConflict, PayoutDesk
+from payout_service.programs import round_store
+from payout_service.programs.round_states import (
+    IllegalRoundTransition,
+    RoundState,
+    WinnerInput,
+    check_round_transition,
+    round_id_problem,
+    validate_winners,
+)
+from payout_service.programs.round_store import Round
+from payout_service.store import NewPayout, insert_payout_in
+
+
+def _precondition(err: IllegalRoundTransition) -> PreconditionFailed:
+    return PreconditionFailed(f"rounds/{err.round_id}", str(err), "STATE")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    round: Round
+    payouts: list[Payout]
+
+
+class RoundDesk:
+    def __init__(self, desk: PayoutDesk) -> None:
+        self.desk = desk
+        self.pool = desk.store.pool
+
+    async def create(self, round_id: str, asset: str) -> Round:
+        violations = []
+        if problem := round_id_problem(round_id):
+            violations.append(FieldViolation("round_id", problem))
+        asset = asset or "XLM"
+        if problem := asset_problem(asset):
+            violations.append(FieldViolation("asset", problem))
+        if violations:
+            raise ValidationFailed(violations)
+        asset = normalize_asset(asset)
+        created = await round_store.insert_round(self.pool, round_id, asset)
+        if created is not None:
+            return created
+        existing = await self.get(round_id)
+        if existing.asset != asset:
+            raise IdempotencyConflict([FieldViolation("asset", "differs from the existing round")])
+        return existing
+
+    async def get(self, round_id: str) -> Round:
+        if not round_id:
+            raise ValidationFailed([FieldViolation("round_id", "is required")])
+        # Settling on read too, so a caller never sees RESOLVED once every payout is confirmed.
+        await round_store.settle_resolved_rounds(self.pool, round_id)
+        found = await round_store.get_round(self.pool, round_id)
+        if found is None:
+            raise NotFoundError(f"round {round_id!r} not found")
+        return found
+
+    async def payouts(self, round_id: str) -> list[Payout]:
+        return await round_store.round_payouts(self.pool, round_id)
+
+    async def close(self, round_id: str) -> Round:
+        current = await self.get(round_id)
+        closed = await round_store.close_round(self.pool, round_id)
+        if closed is not None:
+            return closed
+        fresh = await self.get(round_id)
+        try:
+            check_round_transition(round_id, fresh.state, RoundState.CLOSED)
+        except IllegalRoundTransition as err:
+            raise _precondition(err) from None
+        raise PreconditionFailed(f"rounds/{round_id}", f"round changed from {current.state}")
+
+    async def resolve(
+        self, round_id: str, winners: Sequence[WinnerInput], *, actor: str, correlation_id: str
+    ) -> Resolution:
+        current = await self.get(round_id)
+        requests = validate_winners(round_id, current.asset, winners, self.desk.validate)
+        if current.state in (RoundState.RESOLVED, RoundState.SETTLED):
+            return await self._replay(current, requests)
+        try:
+            check_round_transition(round_id, current.state, RoundState.RESOLVED)
+        except IllegalRoundTransition as err:
+            raise _precondition(err) from None
+        news = [await self._new_payout(i, r, round_id, correlation_id)
+                for i, r in enumerate(requests)]
+        async with self.pool.acquire() as conn, conn.transaction():
+            locked = await round_store.get_round(conn, round_id, for_update=True)
+            assert locked is not None
+            if locked.state != RoundState.CLOSED:
+                raise PreconditionFailed(
+                    f"rounds/{round_id}", f"round {round_id!r} is {locked.state} now"
+                )
+            payouts = [await self._insert(conn, i, new, actor) for i, new in enumerate(news)]
+            resolved = await round_store.mark_resolved(
+                conn, round_id, winner_count=len(payouts),
+                total_stroops=sum(p.gross_stroops for p in payouts), actor=actor,
+            )
+        return Resolution(resolved, payouts)
+
+    async def _new_payout(
+        self, index: int, request: PayoutRequest, round_id: str, correlation_id: str
+    ) -> NewPayout:
+        try:
+            return await self.desk.new_payout(
+                request, correlation_id=correlation_id, round_id=round_id
+            )
+        except ValidationFailed as err:
+            raise ValidationFailed([
+                FieldViolation(f"winners[{index}].{v.field}", v.description)
+                for v in err.violations
+            ]) from None
+
+    @staticmethod
+    async def _insert(
+        conn: asyncpg.Connection, index: int, new: NewPayout, actor: str
+    ) -> Payout:
+        created = await insert_payout_in(conn, new, actor=actor)
+        if created is not None:
+            return created
+        # A payout under the derived key exists already (e.g. made through CreatePayout):
+        # acceptable only if it is exactly this winner's payout of this round.
+        existing = await round_store.payout_by_key(conn, new.idempotency_key)
+        if existing is None or existing.fingerprint != new.fingerprint \
+                or existing.round_id != new.round_id:
+            raise IdempotencyConflict([FieldViolation(
+                f"winners[{index}]",
+                f"payout_id {new.payout_id!r} or idempotency key {new.idempotency_key!r} "
+                "belongs to another payout",
+            )])
+        return existing
+
+    async def _replay(self, current: Round, requests: list[PayoutRequest]) -> Resolution:
+        """A repeated ResolveRound with the same winners returns the same payouts."""
+        payouts = {p.idempotency_key: p for p in await self.payouts(current.round_id)}
+        same = len(payouts) == len(requests) and all(
+            r.idempotency_key in payouts
+            and payouts[r.idempotency_key].fingerprint == fingerprint(canonical_parameters(r))
+            for r in requests
+        )
+        if not same:
+            raise PreconditionFailed(
+                f"rounds/{current.round_id}",
+                f"round {current.round_id!r} is {current.state} with other winners",
+            )
+        ordered = [payouts[r.idempotency_key] for r in requests]
+        return Resolution(current, ordered)
+
+    async def settle(self) -> list[str]:
+        return await round_store.settle_resolved_rounds(self.pool)

@@ -1,0 +1,84 @@
+"""Registers RoundService and PayoutAdminService and starts the programs' background loops.
+
+main.start_service calls start_programs(server, desk, ledger) before server.start(), adds
+Programs.service_names to reflection and health, and awaits Programs.stop() on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+
+from payout_service.ledger import LedgerGateway
+from payout_service.payouts import PayoutDesk
+from payout_service.programs.admin_api import AdminServicer
+from payout_service.programs.loops import run_every
+from payout_service.programs.monitoring import Monitor
+from payout_service.programs.outbox import OutboxDelivery
+from payout_service.programs.round_api import RoundServicer
+from payout_service.programs.rounds import RoundDesk
+from payout_service.programs.scheduled_runs import ScheduledRuns
+from payout_service.programs.settings import ProgramSettings, load_program_settings
+from stellar_payouts_pb.payout.v1 import admin_pb2, admin_pb2_grpc, rounds_pb2, rounds_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    rounds_pb2.DESCRIPTOR.services_by_name["RoundService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["PayoutAdminService"].full_name,
+)
+
+
+@dataclass
+class Programs:
+    settings: ProgramSettings
+    rounds: RoundDesk
+    runs: ScheduledRuns
+    monitor: Monitor
+    outbox: OutboxDelivery
+    service_names: tuple[str, ...] = SERVICE_NAMES
+    halt: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        """Stops the loops (each finishes its current step) and closes the HTTP client."""
+        self.halt.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        await self.outbox.close()
+
+
+async def start_programs(
+    server: grpc.aio.Server, desk: PayoutDesk, ledger: LedgerGateway | None, *,
+    env: Mapping[str, str] | None = None, loops: bool = True,
+) -> Programs:
+    """Raises payout_service.config.ConfigError for bad PAYOUTS_* program settings."""
+    settings = load_program_settings(env)
+    pool = desk.store.pool
+    programs = Programs(
+        settings=settings, rounds=RoundDesk(desk), runs=ScheduledRuns(desk),
+        monitor=Monitor(pool, settings.thresholds), outbox=OutboxDelivery(pool, settings.webhooks),
+    )
+    rounds_pb2_grpc.add_RoundServiceServicer_to_server(RoundServicer(programs.rounds), server)
+    admin_pb2_grpc.add_PayoutAdminServiceServicer_to_server(
+        AdminServicer(programs.monitor, programs.runs, ledger.lookup if ledger else None), server
+    )
+    if loops:
+        steps: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
+            ("settle_rounds", settings.settle_interval, programs.rounds.settle),
+            ("scheduler", settings.scheduler_interval, programs.runs.run_if_due),
+            ("alert_evaluation", settings.alert_interval, programs.monitor.evaluate),
+        ]
+        if settings.webhooks.urls:
+            steps.append(("outbox_delivery", settings.outbox_interval, programs.outbox.deliver_due))
+        else:
+            log.warning("PAYOUTS_WEBHOOK_URLS is empty: payout events stay in the outbox")
+        programs.tasks = [
+            asyncio.create_task(run_every(name, every, step, programs.halt, pool))
+            for name, every, step in steps
+        ]
+    return programs
