@@ -21,8 +21,17 @@ from stellar_sdk.operation import InvokeHostFunction
 
 from . import xdr_build as b
 from .admission import LedgerView, admission_error, fee_to_charge
-from .contracts import ContractError, ContractRegistry, TokenMove
+from .contracts import ContractRegistry
 from .execution import Execution, TokenBalance, execute
+from .records import (
+    Account,
+    ClosedLedger,
+    Event,
+    Eviction,
+    IncludedTx,
+    Submission,
+    Transfer,
+)
 
 FRIENDBOT_STARTING_BALANCE = 10_000 * 10_000_000  # 10,000 XLM in stroops
 PROTOCOL_VERSION = 23
@@ -34,87 +43,6 @@ class InvalidEnvelope(ValueError):
 
 class AccountExists(ValueError):
     pass
-
-
-@dataclass
-class Account:
-    account_id: str
-    balance: int  # stroops
-    seq: int
-    last_modified: int
-
-
-@dataclass(frozen=True)
-class Transfer:
-    tx_hash: str
-    ledger: int
-    contract_id: str
-    function: str
-    from_: str
-    to: str
-    amount: int
-    asset: str
-
-
-@dataclass(frozen=True)
-class Event:
-    ledger: int
-    close_time: int
-    contract_id: str
-    topics: list[str]
-    value: str
-    tx_hash: str
-    tx_index: int  # application order, 1-based
-    op_index: int
-    event_index: int
-
-    @property
-    def id(self) -> str:
-        # stellar-rpc event ids: TOID (ledger<<32 | tx<<12 | op) and the event's index.
-        toid = (self.ledger << 32) | (self.tx_index << 12) | self.op_index
-        return f"{toid:019d}-{self.event_index:010d}"
-
-
-@dataclass(frozen=True)
-class IncludedTx:
-    hash: str
-    envelope_xdr: str
-    result_xdr: str
-    meta_xdr: str
-    ledger: int
-    created_at: int
-    application_order: int
-    failure: str | None  # why the invocation trapped; None on success
-
-
-    @property
-    def successful(self) -> bool:
-        return self.failure is None
-
-
-@dataclass(frozen=True)
-class ClosedLedger:
-    seq: int
-    close_time: int
-    hash: bytes
-    header_xdr: str
-    meta_xdr: str
-
-
-@dataclass(frozen=True)
-class Submission:
-    status: str  # PENDING, DUPLICATE, TRY_AGAIN_LATER or ERROR
-    hash: str
-    error_result_xdr: str | None = None
-
-
-@dataclass(frozen=True)
-class Eviction:
-    """A queued transaction that left the queue without being included."""
-
-    hash: str
-    ledger: int
-    reason: str
 
 
 @dataclass
@@ -376,18 +304,3 @@ class Ledger:
         if held is None:
             return None
         return b.balance_entry_data(token_id, holder, held.amount), held.last_modified
-
-
-__all__ = [
-    "Account",
-    "AccountExists",
-    "ClosedLedger",
-    "ContractError",
-    "Event",
-    "IncludedTx",
-    "InvalidEnvelope",
-    "Ledger",
-    "Submission",
-    "TokenMove",
-    "Transfer",
-]

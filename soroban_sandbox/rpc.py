@@ -14,7 +14,8 @@ from typing import Any
 
 from stellar_sdk import xdr as x
 
-from .ledger import PROTOCOL_VERSION, Event, InvalidEnvelope, Ledger
+from .ledger import PROTOCOL_VERSION, InvalidEnvelope, Ledger
+from .records import Event
 from .simulation import simulate
 
 INVALID_REQUEST = -32600
@@ -238,6 +239,8 @@ class StellarRpc:
         elif start is not None:
             raise RpcError(INVALID_PARAMS, "startLedger and cursor cannot both be set")
         end = params.get("endLedger") or window["latestLedger"] + 1
+        if not isinstance(end, int):
+            raise RpcError(INVALID_PARAMS, "endLedger: must be a ledger sequence number")
         filters = params.get("filters") or []
         if not isinstance(filters, list) or len(filters) > 5:
             raise RpcError(INVALID_PARAMS, "filters: at most 5 filters")

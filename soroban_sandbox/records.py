@@ -1,0 +1,85 @@
+"""What the ledger stores and reports: accounts, included transactions, events, transfers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Account:
+    account_id: str
+    balance: int  # stroops
+    seq: int
+    last_modified: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    tx_hash: str
+    ledger: int
+    contract_id: str
+    function: str
+    from_: str
+    to: str
+    amount: int
+    asset: str
+
+
+@dataclass(frozen=True)
+class Event:
+    ledger: int
+    close_time: int
+    contract_id: str
+    topics: list[str]
+    value: str
+    tx_hash: str
+    tx_index: int  # application order, 1-based
+    op_index: int
+    event_index: int
+
+    @property
+    def id(self) -> str:
+        # stellar-rpc event ids: TOID (ledger<<32 | tx<<12 | op) and the event's index.
+        toid = (self.ledger << 32) | (self.tx_index << 12) | self.op_index
+        return f"{toid:019d}-{self.event_index:010d}"
+
+
+@dataclass(frozen=True)
+class IncludedTx:
+    hash: str
+    envelope_xdr: str
+    result_xdr: str
+    meta_xdr: str
+    ledger: int
+    created_at: int
+    application_order: int
+    failure: str | None  # why the invocation trapped; None on success
+
+    @property
+    def successful(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class ClosedLedger:
+    seq: int
+    close_time: int
+    hash: bytes
+    header_xdr: str
+    meta_xdr: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    status: str  # PENDING, DUPLICATE, TRY_AGAIN_LATER or ERROR
+    hash: str
+    error_result_xdr: str | None = None
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """A queued transaction that left the queue without being included."""
+
+    hash: str
+    ledger: int
+    reason: str
