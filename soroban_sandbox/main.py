@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
-from stellar_sdk import Asset
+from stellar_sdk import Asset, StrKey
 
 from .faults import FaultError, Faults, updated
 from .server import Sandbox, SandboxConfig
@@ -65,6 +65,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.faults = updated(Faults(), dict(_fault_pair(raw) for raw in args.fault))
     except FaultError as exc:
         parser.error(f"--fault: {exc}")
+    if args.payout_contract_id and not StrKey.is_valid_contract(args.payout_contract_id):
+        parser.error("--payout-contract-id must be a C... contract id")
+    try:
+        args.assets = [Asset(*spec.split(":", 1)) for spec in args.asset]
+    except (TypeError, ValueError) as exc:
+        parser.error(f"--asset must be CODE:ISSUER with a G... issuer: {exc}")
     return args
 
 
@@ -88,9 +94,8 @@ async def serve(args: argparse.Namespace) -> None:
         retention_ledgers=args.retention_ledgers,
     )
     sandbox = Sandbox(config, args.faults)
-    for spec in args.asset:
-        code, _, issuer = spec.partition(":")
-        sandbox.ledger.registry.register_asset(Asset(code, issuer))
+    for asset in args.assets:
+        sandbox.ledger.registry.register_asset(asset)
     runner = web.AppRunner(sandbox.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)

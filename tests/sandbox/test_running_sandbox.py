@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from stellar_sdk import Keypair, SorobanServerAsync
+from stellar_sdk import Asset, Keypair, SorobanServerAsync
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 
@@ -13,8 +13,20 @@ from .helpers import transfer_tx, wait_for
 
 
 async def test_subprocess_sandbox_serves_rpc_admin_and_stops_on_exit() -> None:
-    sandbox = RunningSandbox(ledger_interval=0.1, seed=3, faults={"latency_ms": 1})
+    issuer = Keypair.random().public_key
+    sandbox = RunningSandbox(
+        ledger_interval=0.1,
+        seed=3,
+        faults={"latency_ms": 1},
+        payout_method="pay_winner",
+        extra_args=["--asset", f"USDC:{issuer}"],
+    )
     async with sandbox:
+        config = await sandbox.config()
+        assert config["payout_method"] == "pay_winner"
+        assert config["assets"][Asset("USDC", issuer).contract_id(sandbox.passphrase)] == (
+            f"USDC:{issuer}"
+        )
         server = SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient())
         try:
             network = await server.get_network()
