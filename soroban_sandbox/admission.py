@@ -97,10 +97,18 @@ def admission_error(envelope: TransactionEnvelope, tx_hash: bytes, view: LedgerV
     if tx.sequence != view.source_seq + 1:
         return Code.txBAD_SEQ
     signatures = envelope.to_xdr_object().v1.signatures  # type: ignore[union-attr]
-    valid = count_valid_signatures(tx.source.account_id, tx_hash, signatures)
-    if valid == 0:
-        return Code.txBAD_AUTH
-    if valid < len(signatures):
+    # The transaction source and an operation's own source must each sign (master key,
+    # weight 1); a signature that matches neither is unused, which stellar-core rejects.
+    signers = dict.fromkeys(
+        [tx.source.account_id] + [op.source.account_id for op in tx.operations if op.source]
+    )
+    used = 0
+    for signer in signers:
+        valid = count_valid_signatures(signer, tx_hash, signatures)
+        if valid == 0:
+            return Code.txBAD_AUTH
+        used += valid
+    if used < len(signatures):
         return Code.txBAD_AUTH_EXTRA
     # The fee must be payable from the balance above the minimum reserve (2 base reserves).
     if view.source_balance - 2 * BASE_RESERVE < fee_to_charge(envelope):

@@ -12,6 +12,7 @@ from stellar_sdk import (
     MuxedAccount,
     Network,
     SorobanServerAsync,
+    TransactionBuilder,
     TransactionEnvelope,
     scval,
     xdr,
@@ -494,3 +495,35 @@ async def test_expired_authorization_entry_fails_on_chain(
     assert (await wait_for(server, tx_hash)).status == GetTransactionStatus.FAILED
     detail = await sandbox.transaction(tx_hash)
     assert detail is not None and "expired" in detail["failure"]
+
+
+async def test_operation_source_authorizes_with_source_credentials_when_both_sign(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    distributor, channel, winner = await funded(sandbox, 3)
+    account = await server.load_account(channel.public_key)
+    tx = (
+        TransactionBuilder(account, sandbox.passphrase, base_fee=100)
+        .append_invoke_contract_function_op(
+            native_id(sandbox.passphrase),
+            "transfer",
+            [
+                scval.to_address(distributor.public_key),
+                scval.to_address(winner.public_key),
+                scval.to_int128(31),
+            ],
+            source=distributor.public_key,
+        )
+        .set_timeout(30)
+        .build()
+    )
+    tx = await server.prepare_transaction(tx)
+    (entry,) = tx.transaction.operations[0].auth  # type: ignore[attr-defined]
+    assert entry.credentials.type == xdr.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT
+    only_channel = TransactionEnvelope.from_xdr(tx.to_xdr(), sandbox.passphrase)
+    status, _, error = await send_signed(server, only_channel, channel)
+    assert status == SendTransactionStatus.ERROR
+    assert result_code(error or "") == Code.txBAD_AUTH
+    _, tx_hash, _ = await send_signed(server, tx, channel, distributor)
+    assert (await wait_for(server, tx_hash)).status == GetTransactionStatus.SUCCESS
+    assert (await sandbox.transfers())[0]["from"] == distributor.public_key
