@@ -148,9 +148,9 @@ async def test_concurrent_resolves_create_the_payouts_once(stack):
     assert await payouts_in_db(stack, "round-7") == 3
 
 
-async def wait_for_state(stack, round_id: str, state: int, timeout: float = 5.0) -> rpb.Round:
+async def wait_for_state(stack, round_id: str, state: int, within: float = 5.0) -> rpb.Round:
     """Reads through SQL, not GetRound, so only the background loop can have settled it."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     names = {rpb.ROUND_STATE_SETTLED: "SETTLED", rpb.ROUND_STATE_RESOLVED: "RESOLVED"}
     while asyncio.get_running_loop().time() < deadline:
         current = await stack.pool.fetchval(

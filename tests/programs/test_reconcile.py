@@ -1,0 +1,69 @@
+"""Reconcile: CONFIRMED payouts re-checked against the chain with a lookup function."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from stellar_sdk import Keypair
+
+from payout_service.ledger import Included, NotFound
+from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+
+from .conftest import confirm
+
+
+class FakeLedger:
+    """Answers lookup(tx_hash) from a table, like LedgerGateway.lookup."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, object] = {}
+        self.asked: list[str] = []
+
+    async def lookup(self, tx_hash: str):
+        self.asked.append(tx_hash)
+        return self.answers.get(tx_hash, NotFound(2000, 0, 1))
+
+
+async def confirmed(stack, n: int, ledger: int = 1000) -> str:
+    await stack.payouts.CreatePayout(pb.CreatePayoutRequest(
+        payout_id=f"p-{n}", destination=Keypair.random().public_key, amount="1",
+        asset="XLM", idempotency_key=f"k-{n}",
+    ))
+    return await confirm(stack.pool, f"p-{n}", ledger=ledger)
+
+
+async def test_reconcile_reports_missing_failed_and_moved_transactions(stack_factory):
+    ledger = FakeLedger()
+    stack = await stack_factory(ledger=ledger)
+    ok = await confirmed(stack, 1)
+    missing = await confirmed(stack, 2)
+    failed = await confirmed(stack, 3)
+    moved = await confirmed(stack, 4)
+    old = await confirmed(stack, 5)
+    await stack.pool.execute(
+        "UPDATE payouts SET confirmed_at = now() - interval '48 hours' WHERE payout_id = 'p-5'"
+    )
+    ledger.answers = {
+        ok: Included(True, 1000, "txSUCCESS", 100),
+        failed: Included(False, 1000, "txFAILED", 100),
+        moved: Included(True, 1001, "txSUCCESS", 100),
+        old: NotFound(2000, 0, 1),
+    }
+    response = await stack.admin.Reconcile(apb.ReconcileRequest())
+    assert response.checked == 4 and old not in ledger.asked
+    problems = {m.payout_id: (m.tx_hash, m.problem) for m in response.mismatches}
+    assert problems == {
+        "p-2": (missing, "not found on chain"),
+        "p-3": (failed, "failed on chain (txFAILED)"),
+        "p-4": (moved, "included in ledger 1001, recorded as ledger 1000"),
+    }
+    wider = await stack.admin.Reconcile(apb.ReconcileRequest(lookback_hours=72))
+    assert wider.checked == 5 and len(wider.mismatches) == 4
+
+
+async def test_reconcile_without_a_ledger_is_failed_precondition(stack):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.admin.Reconcile(apb.ReconcileRequest())
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "SOROBAN_RPC_URL" in err.value.details()
