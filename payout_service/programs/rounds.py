@@ -31,6 +31,10 @@ from payout_service.programs.round_store import Round
 from payout_service.store import NewPayout, insert_payout_in
 
 
+class _ResolvedMeanwhile(Exception):
+    """Another resolution committed while this one waited for the round's row lock."""
+
+
 def _precondition(err: IllegalRoundTransition) -> PreconditionFailed:
     return PreconditionFailed(f"rounds/{err.round_id}", str(err), "STATE")
 
@@ -102,18 +106,19 @@ class RoundDesk:
             raise _precondition(err) from None
         news = [await self._new_payout(i, r, round_id, correlation_id)
                 for i, r in enumerate(requests)]
-        async with self.pool.acquire() as conn, conn.transaction():
-            locked = await round_store.get_round(conn, round_id, for_update=True)
-            assert locked is not None
-            if locked.state != RoundState.CLOSED:
-                raise PreconditionFailed(
-                    f"rounds/{round_id}", f"round {round_id!r} is {locked.state} now"
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                locked = await round_store.get_round(conn, round_id, for_update=True)
+                assert locked is not None
+                if locked.state != RoundState.CLOSED:
+                    raise _ResolvedMeanwhile
+                payouts = [await self._insert(conn, i, new, actor) for i, new in enumerate(news)]
+                resolved = await round_store.mark_resolved(
+                    conn, round_id, winner_count=len(payouts),
+                    total_stroops=sum(p.gross_stroops for p in payouts), actor=actor,
                 )
-            payouts = [await self._insert(conn, i, new, actor) for i, new in enumerate(news)]
-            resolved = await round_store.mark_resolved(
-                conn, round_id, winner_count=len(payouts),
-                total_stroops=sum(p.gross_stroops for p in payouts), actor=actor,
-            )
+        except _ResolvedMeanwhile:
+            return await self._replay(await self.get(round_id), requests)
         return Resolution(resolved, payouts)
 
     async def _new_payout(
