@@ -1,0 +1,3 @@
+from signer_service.main import main
+
+raise SystemExit(main())

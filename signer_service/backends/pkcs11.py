@@ -1,0 +1,129 @@
+"""PKCS#11 backend (python-pkcs11): Ed25519 keys that never leave the token (CKM_EDDSA).
+
+PKCS#11 calls block, so they run in a thread pool; each worker borrows one of a fixed set of
+open sessions from a queue, because a PKCS#11 session must not be used by two threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.exceptions import PKCS11Error
+
+from signer_service.backends import BackendError
+
+ED25519_OID = "1.3.101.112"
+
+
+def raw_public_key(ec_point: bytes) -> bytes:
+    """EC_POINT of an Ed25519 key is a DER OCTET STRING (0x04 0x20 + 32 bytes) on SoftHSM."""
+    if len(ec_point) == 34 and ec_point[:2] == b"\x04\x20":
+        return ec_point[2:]
+    if len(ec_point) == 32:  # some tokens return the bare point
+        return ec_point
+    raise BackendError(f"unexpected EC_POINT encoding ({len(ec_point)} bytes)")
+
+
+def open_token(module: str, token_label: str) -> Any:
+    try:
+        lib = pkcs11.lib(module)
+        return lib.get_token(token_label=token_label)
+    except PKCS11Error as err:
+        raise BackendError(f"token {token_label!r} not available: {type(err).__name__}") from None
+
+
+@dataclass
+class _Session:
+    session: Any
+    keys: dict[str, Any] = field(default_factory=dict)
+
+
+class Pkcs11Backend:
+    def __init__(
+        self, module: str, token_label: str, pin: str, labels: dict[str, str], sessions: int = 4
+    ) -> None:
+        token = open_token(module, token_label)
+        self._labels = labels
+        self._free: queue.SimpleQueue[_Session] = queue.SimpleQueue()
+        self._sessions: list[_Session] = []
+        try:
+            # Login state is shared by all sessions of the application: log in once, on the
+            # first session, and keep that one open for the backend's lifetime.
+            for i in range(sessions):
+                s = token.open(user_pin=pin) if i == 0 else token.open()
+                self._sessions.append(_Session(s))
+        except PKCS11Error as err:
+            self.close()
+            raise BackendError(f"cannot log in to token {token_label!r}: {type(err).__name__}") \
+                from None
+        self._public: dict[str, bytes] = {}
+        for key_id, label in labels.items():
+            self._public[key_id] = self._load_public(key_id, label)
+        for s in self._sessions:
+            for key_id, label in labels.items():
+                s.keys[key_id] = self._private(s.session, key_id, label)
+            self._free.put(s)
+        self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="pkcs11")
+
+    def _load_public(self, key_id: str, label: str) -> bytes:
+        session = self._sessions[0].session
+        try:
+            pub = session.get_key(
+                object_class=ObjectClass.PUBLIC_KEY, key_type=KeyType.EC_EDWARDS, label=label
+            )
+            return raw_public_key(bytes(pub[Attribute.EC_POINT]))
+        except PKCS11Error as err:
+            raise BackendError(
+                f"key {key_id!r}: no Ed25519 public key labelled {label!r} on the token "
+                f"({type(err).__name__})"
+            ) from None
+
+    @staticmethod
+    def _private(session: Any, key_id: str, label: str) -> Any:
+        try:
+            return session.get_key(
+                object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC_EDWARDS, label=label
+            )
+        except PKCS11Error as err:
+            raise BackendError(
+                f"key {key_id!r}: no Ed25519 private key labelled {label!r} on the token "
+                f"({type(err).__name__})"
+            ) from None
+
+    def public_key(self, key_id: str) -> bytes:
+        try:
+            return self._public[key_id]
+        except KeyError:
+            raise BackendError(f"no PKCS#11 key {key_id!r}") from None
+
+    def sign_blocking(self, key_id: str, data: bytes) -> bytes:
+        s = self._free.get()
+        try:
+            return bytes(s.keys[key_id].sign(data, mechanism=Mechanism.EDDSA))
+        except KeyError:
+            raise BackendError(f"no PKCS#11 key {key_id!r}") from None
+        except PKCS11Error as err:
+            raise BackendError(f"PKCS#11 sign failed: {type(err).__name__}") from None
+        finally:
+            self._free.put(s)
+
+    async def sign(self, key_id: str, data: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.sign_blocking, key_id, data)
+
+    def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for s in reversed(self._sessions):
+            try:
+                s.session.close()
+            except PKCS11Error:
+                pass
+        self._sessions.clear()

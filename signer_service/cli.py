@@ -1,0 +1,169 @@
+"""signerctl: token and key administration, dev certificates, audit verification.
+
+PINs and secret seeds are read from a file, an environment variable or a hidden prompt, never
+from the command line (argv is visible to every user of the host) and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from signer_service.audit import verify_log
+from signer_service.backends import BackendError
+from signer_service.certs import generate_dev_certs
+from signer_service.config import DEFAULT_PIN_ENV
+
+DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+MODULE_ENV = "PAYOUTS_SIGNER_PKCS11_MODULE"
+SO_PIN_ENV = "PAYOUTS_SIGNER_PKCS11_SO_PIN"
+
+
+class CliError(Exception):
+    pass
+
+
+def _read_secret(file: str | None, env_name: str, prompt: str, *, confirm: bool = False) -> str:
+    if file:
+        value = Path(file).read_text().strip() if file != "-" else sys.stdin.readline().strip()
+    elif os.environ.get(env_name):
+        value = os.environ[env_name]
+    elif sys.stdin.isatty():
+        value = getpass.getpass(f"{prompt}: ")
+        if confirm and getpass.getpass(f"{prompt} (again): ") != value:
+            raise CliError(f"{prompt}: the two entries differ")
+    else:
+        raise CliError(f"{prompt}: give a file, set {env_name}, or run on a terminal")
+    if not value:
+        raise CliError(f"{prompt} is empty")
+    return value
+
+
+def _module(args: argparse.Namespace) -> str:
+    return str(args.module or os.environ.get(MODULE_ENV) or DEFAULT_MODULE)
+
+
+def _user_pin(args: argparse.Namespace, *, confirm: bool = False) -> str:
+    return _read_secret(args.pin_file, DEFAULT_PIN_ENV, "user PIN", confirm=confirm)
+
+
+def cmd_token_init(args: argparse.Namespace) -> int:
+    from signer_service.backends.token_admin import init_token
+
+    so_pin = _read_secret(args.so_pin_file, SO_PIN_ENV, "SO PIN", confirm=True)
+    pin = _user_pin(args, confirm=True)
+    init_token(_module(args), args.token_label, so_pin, pin)
+    print(f"token {args.token_label} initialised")
+    return 0
+
+
+def cmd_key_generate(args: argparse.Namespace) -> int:
+    from signer_service.backends.token_admin import generate_key
+
+    key = generate_key(_module(args), args.token_label, _user_pin(args), args.label)
+    print(f"{key.label} {key.address}")
+    return 0
+
+
+def cmd_key_import(args: argparse.Namespace) -> int:
+    from stellar_sdk import StrKey
+
+    from signer_service.backends.token_admin import import_key
+
+    secret = _read_secret(args.secret_file, "PAYOUT_HOT_SIGNER_SECRET", "secret seed (S...)")
+    if not StrKey.is_valid_ed25519_secret_seed(secret):
+        raise CliError("the input is not a valid Stellar secret seed (S...)")
+    key = import_key(_module(args), args.token_label, _user_pin(args), args.label, secret)
+    print(f"{key.label} {key.address}")
+    return 0
+
+
+def cmd_key_show(args: argparse.Namespace) -> int:
+    from signer_service.backends.token_admin import show_key
+
+    key = show_key(_module(args), args.token_label, _user_pin(args), args.label)
+    print(f"{key.label} {key.address}")
+    return 0
+
+
+def cmd_certs_dev(args: argparse.Namespace) -> int:
+    certs = generate_dev_certs(Path(args.out), args.client, server_name=args.server_name)
+    print(f"ca_cert     {certs.ca_cert}")
+    print(f"server      {certs.server.cert} {certs.server.key}")
+    for name, pair in certs.clients.items():
+        print(f"client {name}  {pair.cert} {pair.key}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    result = verify_log(Path(args.log))
+    if result.ok:
+        print(f"ok: {result.records} records, last hash {result.last_hash}")
+        return 0
+    print(f"TAMPERED: line {result.first_bad_line}: {result.reason} "
+          f"({result.records} good records before it)")
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signerctl", description=__doc__)
+    sub = parser.add_subparsers(dest="group", required=True)
+
+    def token_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--module", help=f"PKCS#11 module (${MODULE_ENV}, {DEFAULT_MODULE})")
+        p.add_argument("--token-label", required=True)
+        p.add_argument("--pin-file", help=f"user PIN file ('-' = stdin; else ${DEFAULT_PIN_ENV}"
+                                           " or a prompt)")
+
+    token = sub.add_parser("token", help="PKCS#11 token").add_subparsers(dest="cmd", required=True)
+    p = token.add_parser("init", help="initialise a free SoftHSM slot as a token")
+    token_args(p)
+    p.add_argument("--so-pin-file", help=f"SO PIN file (else ${SO_PIN_ENV} or a prompt)")
+    p.set_defaults(func=cmd_token_init)
+
+    key = sub.add_parser("key", help="keys on the token").add_subparsers(dest="cmd", required=True)
+    p = key.add_parser("generate", help="generate a non-extractable Ed25519 key")
+    token_args(p)
+    p.add_argument("--label", required=True)
+    p.set_defaults(func=cmd_key_generate)
+    p = key.add_parser("import", help="move a hot key (S...) onto the token")
+    token_args(p)
+    p.add_argument("--label", required=True)
+    p.add_argument("--secret-file", help="file with the S... seed, '-' for stdin")
+    p.set_defaults(func=cmd_key_import)
+    p = key.add_parser("show", help="print a key's G... address")
+    token_args(p)
+    p.add_argument("--label", required=True)
+    p.set_defaults(func=cmd_key_show)
+
+    certs = sub.add_parser("certs", help="TLS material").add_subparsers(dest="cmd", required=True)
+    p = certs.add_parser("dev", help="dev CA, server cert and client certs (not for production)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--client", action="append", default=[], help="client CN (repeatable)")
+    p.add_argument("--server-name", default="signer-service")
+    p.set_defaults(func=cmd_certs_dev)
+
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="cmd", required=True)
+    p = audit.add_parser("verify", help="check the hash chain; exit 1 on tampering")
+    p.add_argument("--log", required=True)
+    p.set_defaults(func=cmd_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CliError, BackendError) as err:
+        print(f"signerctl: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"signerctl: {type(err).__name__}: {err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

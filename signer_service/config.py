@@ -1,0 +1,295 @@
+"""The signer's TOML configuration, owned by the security team. Validated whole at start-up."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stellar_sdk import StrKey
+
+from signer_service.policy import WILDCARD, KeyPolicy
+
+CONFIG_ENV = "PAYOUTS_SIGNER_CONFIG"
+DEFAULT_PIN_ENV = "PAYOUTS_SIGNER_PKCS11_PIN"
+DEFAULT_HOT_SECRET_ENV = "PAYOUT_HOT_SIGNER_SECRET"  # noqa: S105 - a variable name
+
+
+class ConfigError(Exception):
+    """One line naming the setting that is wrong. Never carries a secret value."""
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    client_ca: Path
+
+
+@dataclass(frozen=True)
+class Pkcs11Config:
+    module: Path
+    token_label: str
+    pin_env: str
+    pin_file: Path | None
+    sessions: int
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    key_id: str
+    backend: str  # "pkcs11" | "hot"
+    label: str | None  # pkcs11: label of the key pair on the token
+    secret_file: Path | None  # hot: file holding the S... seed
+    secret_env: str | None  # hot: env var holding the S... seed
+    allowed_clients: frozenset[str]
+    policy: KeyPolicy
+
+
+@dataclass(frozen=True)
+class SignerConfig:
+    listen_addr: str
+    metrics_port: int | None
+    metrics_addr: str
+    network_passphrase: str
+    tls: TlsConfig
+    audit_path: Path
+    pkcs11: Pkcs11Config | None
+    keys: tuple[KeyConfig, ...]
+
+
+def config_path_from(cli_value: str | None, env: Mapping[str, str]) -> Path:
+    value = cli_value or env.get(CONFIG_ENV, "").strip()
+    if not value:
+        raise ConfigError(f"no configuration: pass --config PATH or set {CONFIG_ENV}")
+    return Path(value)
+
+
+def load_config(path: Path) -> SignerConfig:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.__class__.__name__}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    return parse_config(raw)
+
+
+def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
+    server = _table(raw, "server")
+    passphrase = _str(server, "server.network_passphrase")
+    listen = _str(server, "server.listen_addr")
+    if ":" not in listen:
+        raise ConfigError(f"server.listen_addr must be HOST:PORT, got {listen!r}")
+    metrics_port = server.get("metrics_port")
+    if metrics_port is not None and (
+        not isinstance(metrics_port, int) or isinstance(metrics_port, bool)
+        or not 0 <= metrics_port <= 65535
+    ):
+        raise ConfigError("server.metrics_port must be a port number (0-65535)")
+    metrics_addr = server.get("metrics_addr", "0.0.0.0")  # noqa: S104 - scrape port, by design
+    if not isinstance(metrics_addr, str):
+        raise ConfigError("server.metrics_addr must be a string")
+
+    tls_t = _table(raw, "tls")
+    tls = TlsConfig(
+        cert=_existing_file(tls_t, "tls.cert"),
+        key=_existing_file(tls_t, "tls.key"),
+        client_ca=_existing_file(tls_t, "tls.client_ca"),
+    )
+    audit_t = _table(raw, "audit")
+    audit_path = Path(_str(audit_t, "audit.path"))
+    if not audit_path.parent.is_dir():
+        raise ConfigError(f"audit.path folder {audit_path.parent} does not exist")
+
+    pkcs11 = _pkcs11(raw["pkcs11"]) if "pkcs11" in raw else None
+    keys_raw = raw.get("keys")
+    if not isinstance(keys_raw, list) or not keys_raw:
+        raise ConfigError("keys: at least one [[keys]] entry is required")
+    keys = tuple(_key(i, k, pkcs11, passphrase) for i, k in enumerate(keys_raw))
+    ids = [k.key_id for k in keys]
+    for key_id in ids:
+        if ids.count(key_id) > 1:
+            raise ConfigError(f"keys: key id {key_id!r} is defined twice")
+    return SignerConfig(
+        listen_addr=listen,
+        metrics_port=metrics_port,
+        metrics_addr=metrics_addr,
+        network_passphrase=passphrase,
+        tls=tls,
+        audit_path=audit_path,
+        pkcs11=pkcs11,
+        keys=keys,
+    )
+
+
+def read_pin(config: Pkcs11Config, env: Mapping[str, str]) -> str:
+    """The user PIN, from the pin file when configured, else from the named env variable."""
+    if config.pin_file is not None:
+        try:
+            pin = config.pin_file.read_text().strip()
+        except OSError:
+            raise ConfigError(f"pkcs11.pin_file {config.pin_file} cannot be read") from None
+        if not pin:
+            raise ConfigError(f"pkcs11.pin_file {config.pin_file} is empty")
+        return pin
+    pin = env.get(config.pin_env, "")
+    if not pin:
+        raise ConfigError(f"{config.pin_env} is not set (the PKCS#11 user PIN, pkcs11.pin_env)")
+    return pin
+
+
+def read_hot_secret(key: KeyConfig, env: Mapping[str, str]) -> str:
+    """The hot key's S... seed; only the signer process reads it."""
+    if key.secret_file is not None:
+        try:
+            secret = key.secret_file.read_text().strip()
+        except OSError:
+            raise ConfigError(f"keys.{key.key_id}.secret_file cannot be read") from None
+        source = f"keys.{key.key_id}.secret_file"
+    else:
+        name = key.secret_env or DEFAULT_HOT_SECRET_ENV
+        secret = env.get(name, "").strip()
+        source = name
+    if not StrKey.is_valid_ed25519_secret_seed(secret):
+        # Never echo the value: it may be a real (mistyped) seed.
+        raise ConfigError(f"{source} does not hold a valid Stellar secret seed (S...)")
+    return secret
+
+
+def _pkcs11(value: Any) -> Pkcs11Config:
+    if not isinstance(value, dict):
+        raise ConfigError("pkcs11 must be a table")
+    module = _existing_file(value, "pkcs11.module")
+    pin_file = value.get("pin_file")
+    if pin_file is not None and not isinstance(pin_file, str):
+        raise ConfigError("pkcs11.pin_file must be a path string")
+    sessions = value.get("sessions", 4)
+    if not isinstance(sessions, int) or isinstance(sessions, bool) or not 1 <= sessions <= 64:
+        raise ConfigError("pkcs11.sessions must be an integer from 1 to 64")
+    pin_env = value.get("pin_env", DEFAULT_PIN_ENV)
+    if not isinstance(pin_env, str) or not pin_env:
+        raise ConfigError("pkcs11.pin_env must name an environment variable")
+    return Pkcs11Config(
+        module=module,
+        token_label=_str(value, "pkcs11.token_label"),
+        pin_env=pin_env,
+        pin_file=Path(pin_file) if pin_file else None,
+        sessions=sessions,
+    )
+
+
+def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -> KeyConfig:
+    if not isinstance(value, dict):
+        raise ConfigError(f"keys[{index}] must be a table")
+    key_id = _str(value, f"keys[{index}].id")
+    where = f"keys.{key_id}"
+    backend = value.get("backend", "pkcs11")
+    label = secret_file = secret_env = None
+    if backend == "pkcs11":
+        if pkcs11 is None:
+            raise ConfigError(f"{where}.backend is pkcs11 but there is no [pkcs11] table")
+        label = _str(value, f"{where}.label")
+    elif backend == "hot":
+        if "secret_file" in value:
+            secret_file = Path(_str(value, f"{where}.secret_file"))
+        else:
+            secret_env = value.get("secret_env", DEFAULT_HOT_SECRET_ENV)
+            if not isinstance(secret_env, str) or not secret_env:
+                raise ConfigError(f"{where}.secret_env must name an environment variable")
+    else:
+        raise ConfigError(f"{where}.backend must be 'pkcs11' or 'hot', got {backend!r}")
+    clients = _str_list(value, f"{where}.allowed_clients", allow_wildcard=False)
+    if not clients:
+        raise ConfigError(f"{where}.allowed_clients must name at least one client identity")
+    policy_t = value.get("policy")
+    if not isinstance(policy_t, dict):
+        raise ConfigError(f"{where}.policy table is required")
+    return KeyConfig(
+        key_id=key_id,
+        backend=backend,
+        label=label,
+        secret_file=secret_file,
+        secret_env=secret_env,
+        allowed_clients=frozenset(clients),
+        policy=_policy(policy_t, f"{where}.policy", passphrase),
+    )
+
+
+def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
+    pol_passphrase = _str(value, f"{where}.network_passphrase")
+    if pol_passphrase != passphrase:
+        raise ConfigError(
+            f"{where}.network_passphrase differs from server.network_passphrase"
+        )
+    sources = _str_list(value, f"{where}.source_accounts", allow_wildcard=True)
+    for account in sources:
+        if account != WILDCARD and not StrKey.is_valid_ed25519_public_key(account):
+            raise ConfigError(f"{where}.source_accounts: {account!r} is not a G... account")
+    contracts = _str_list(value, f"{where}.contract_ids", allow_wildcard=True)
+    for contract in contracts:
+        if contract != WILDCARD and not StrKey.is_valid_contract(contract):
+            raise ConfigError(f"{where}.contract_ids: {contract!r} is not a C... contract id")
+    return KeyPolicy(
+        network_passphrase=pol_passphrase,
+        source_accounts=frozenset(sources),
+        contract_ids=frozenset(contracts),
+        function_names=frozenset(
+            _str_list(value, f"{where}.function_names", allow_wildcard=True)
+        ),
+        max_fee_stroops=_positive_int(value, f"{where}.max_fee_stroops"),
+        max_amount_stroops_per_tx=_positive_int(value, f"{where}.max_amount_stroops_per_tx"),
+        max_amount_stroops_per_day=_positive_int(value, f"{where}.max_amount_stroops_per_day"),
+        max_time_window_seconds=_positive_int(value, f"{where}.max_time_window_seconds"),
+    )
+
+
+def _table(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name)
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] table is required")
+    return value
+
+
+def _leaf(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _str(table: Mapping[str, Any], name: str) -> str:
+    value = table.get(_leaf(name))
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} is required (a non-empty string)")
+    return value
+
+
+def _existing_file(table: Mapping[str, Any], name: str) -> Path:
+    path = Path(_str(table, name))
+    if not path.is_file():
+        raise ConfigError(f"{name} file {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{name} file {path} is not readable")
+    return path
+
+
+def _str_list(table: Mapping[str, Any], name: str, *, allow_wildcard: bool) -> list[str]:
+    value = table.get(_leaf(name))
+    if not isinstance(value, list) or not value or not all(
+        isinstance(v, str) and v for v in value
+    ):
+        hint = ' (use ["*"] to allow any)' if allow_wildcard else ""
+        raise ConfigError(f"{name} must be a non-empty list of strings{hint}")
+    if WILDCARD in value and (not allow_wildcard or len(value) > 1):
+        raise ConfigError(f"{name}: '*' must be the only entry, where it is allowed")
+    return list(value)
+
+
+def _positive_int(table: Mapping[str, Any], name: str) -> int:
+    value = table.get(_leaf(name))
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer")
+    return value

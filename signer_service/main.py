@@ -1,0 +1,93 @@
+"""signer-service: load the config, open the keys and the audit log, serve mTLS gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Mapping
+
+from signer_service import metrics
+from signer_service.audit import AuditError, AuditLog
+from signer_service.backends import BackendError, SigningBackend
+from signer_service.backends.hot import HotKeyBackend
+from signer_service.config import (
+    ConfigError,
+    SignerConfig,
+    config_path_from,
+    load_config,
+    read_hot_secret,
+    read_pin,
+)
+from signer_service.logs import log_event, setup_logging
+from signer_service.server import SignerServicer, build_server
+from signer_service.spending import SpentLedger
+
+
+def open_backends(config: SignerConfig, env: Mapping[str, str]) -> dict[str, SigningBackend]:
+    """One backend object per kind; each key maps to the backend holding it."""
+    by_key: dict[str, SigningBackend] = {}
+    hot = {k.key_id: read_hot_secret(k, env) for k in config.keys if k.backend == "hot"}
+    if hot:
+        hot_backend = HotKeyBackend(hot)
+        by_key.update(dict.fromkeys(hot, hot_backend))
+    labels = {k.key_id: k.label for k in config.keys if k.backend == "pkcs11" and k.label}
+    if labels and config.pkcs11 is not None:
+        # Imported here so a hot-key-only signer does not need the PKCS#11 module at all.
+        from signer_service.backends.pkcs11 import Pkcs11Backend
+
+        pkcs11_backend = Pkcs11Backend(
+            str(config.pkcs11.module), config.pkcs11.token_label, read_pin(config.pkcs11, env),
+            labels, sessions=config.pkcs11.sessions,
+        )
+        by_key.update(dict.fromkeys(labels, pkcs11_backend))
+    return by_key
+
+
+async def serve(config: SignerConfig, env: Mapping[str, str]) -> None:
+    audit = AuditLog(config.audit_path)
+    records = audit.open()
+    spent = SpentLedger.from_audit(records)
+    backends = open_backends(config, env)
+    try:
+        servicer = SignerServicer(config, backends, audit, spent)
+        server, port, _health = await build_server(servicer, config.listen_addr, config.tls)
+        metrics_port = None
+        if config.metrics_port is not None:
+            metrics_port = metrics.serve_metrics(config.metrics_port, config.metrics_addr)
+        log_event(
+            "signer-service started", port=port, metrics_port=metrics_port,
+            keys=servicer.public_keys(), audit_records=audit.seq, audit_last_hash=audit.last_hash,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log_event("signer-service stopping")
+        await server.stop(grace=5)
+    finally:
+        for backend in set(backends.values()):
+            backend.close()
+        audit.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="signer-service", description=__doc__)
+    parser.add_argument("--config", help="TOML config file (default: $PAYOUTS_SIGNER_CONFIG)")
+    parser.add_argument("--log-level", default=os.environ.get("PAYOUTS_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level.upper())
+    try:
+        config = load_config(config_path_from(args.config, os.environ))
+        asyncio.run(serve(config, os.environ))
+    except (ConfigError, BackendError, AuditError) as err:
+        # One line naming the setting; no traceback (it could only show our own code).
+        print(f"signer-service: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"signer-service: {type(err).__name__}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    return 0

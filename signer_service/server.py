@@ -1,0 +1,411 @@
+"""signer.v1.SignerService over grpc.aio, mutual TLS only, plus health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from stellar_sdk import DecoratedSignature, Keypair, TransactionEnvelope, scval
+from stellar_sdk import xdr as sx
+from stellar_sdk.auth import (
+    authorization_payload_hash,
+    authorize_entry,
+    build_authorization_preimage,
+)
+from stellar_sdk.exceptions import BadSignatureError
+
+from signer_service import metrics
+from signer_service.audit import AuditLog
+from signer_service.backends import BackendError, SigningBackend
+from signer_service.config import KeyConfig, SignerConfig, TlsConfig
+from signer_service.logs import log_event
+from signer_service.policy import Allow, Decision, Refuse, check_authorization, check_transaction
+from signer_service.spending import SpentLedger
+from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
+
+SERVICE_NAME = "signer.v1.SignerService"
+_BACKEND_ENUM = {"pkcs11": signer_pb2.KEY_BACKEND_PKCS11, "hot": signer_pb2.KEY_BACKEND_HOT}
+
+
+class RpcFailure(Exception):
+    """Ends an RPC with a status; `field` adds a google.rpc.BadRequest field violation."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+def bad_request(field: str, message: str) -> RpcFailure:
+    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field)
+
+
+def client_identities(context: grpc.aio.ServicerContext[Any, Any]) -> list[str]:
+    """Certificate CN first, then SAN entries; grpc has verified the chain against our CA."""
+    auth = context.auth_context()
+    names = list(auth.get("x509_common_name", [])) + list(
+        auth.get("x509_subject_alternative_name", [])
+    )
+    seen: list[str] = []
+    for raw in names:
+        name = raw.decode("utf-8", "replace")
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+R = TypeVar("R")
+Handler = Callable[[Any, Any, Any], Awaitable[R]]
+
+
+def rpc(method: str) -> Callable[[Handler[R]], Handler[R]]:
+    """Counts the call by status code and turns RpcFailure (or a bug) into a clean status."""
+
+    def wrap(fn: Handler[R]) -> Handler[R]:
+        @functools.wraps(fn)
+        async def run(self: Any, request: Any, context: Any) -> R:
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                return await fn(self, request, context)
+            except RpcFailure as failure:
+                code = failure.code
+                await _abort(context, failure)
+                raise AssertionError("unreachable") from None
+            except Exception as err:
+                code = grpc.StatusCode.INTERNAL
+                log_event("unexpected error", logging.ERROR, method=method,
+                          error=type(err).__name__)
+                # No stack trace or exception text crosses the wire.
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                raise AssertionError("unreachable") from None
+            finally:
+                metrics.GRPC_HANDLED.labels(SERVICE_NAME, method, code.name).inc()
+                metrics.GRPC_SECONDS.labels(SERVICE_NAME, method).observe(
+                    time.perf_counter() - start
+                )
+
+        return run
+
+    return wrap
+
+
+async def _abort(context: Any, failure: RpcFailure) -> None:
+    if failure.field is None:
+        await context.abort(failure.code, failure.message)
+        return
+    detail = error_details_pb2.BadRequest(field_violations=[
+        error_details_pb2.BadRequest.FieldViolation(
+            field=failure.field, description=failure.message
+        )
+    ])
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=failure.message)
+    status.details.add().Pack(detail)
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+@dataclass
+class KeyHandle:
+    config: KeyConfig
+    backend: SigningBackend
+    keypair: Keypair  # public half only
+    lock: asyncio.Lock
+
+
+class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        config: SignerConfig,
+        backends: dict[str, SigningBackend],
+        audit: AuditLog,
+        spent: SpentLedger,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._passphrase = config.network_passphrase
+        self._audit = audit
+        self._spent = spent
+        self._clock = clock
+        self._keys: dict[str, KeyHandle] = {}
+        for key in config.keys:
+            backend = backends[key.key_id]
+            public = Keypair.from_raw_ed25519_public_key(backend.public_key(key.key_id))
+            self._keys[key.key_id] = KeyHandle(key, backend, public, asyncio.Lock())
+
+    def public_keys(self) -> dict[str, str]:
+        return {k: h.keypair.public_key for k, h in self._keys.items()}
+
+    # ---------------------------------------------------------------- helpers
+
+    def _key_for(self, key_id: str) -> KeyHandle:
+        if not key_id:
+            raise bad_request("key_id", "is required")
+        handle = self._keys.get(key_id)
+        if handle is None:
+            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"key {key_id!r} is not configured")
+        return handle
+
+    @staticmethod
+    def _may_use(handle: KeyHandle, clients: list[str]) -> bool:
+        return any(c in handle.config.allowed_clients for c in clients)
+
+    async def _record(
+        self, *, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
+        ctx: signer_pb2.SigningContext, tx_hash: str, decision: str, rule: str,
+        detail: str = "", amount: int = 0,
+    ) -> None:
+        fields = {
+            "kind": kind,
+            "client": clients[0] if clients else "",
+            "key_id": handle.config.key_id,
+            "public_key": handle.keypair.public_key,
+            "tx_hash": tx_hash,
+            "decision": decision,
+            "rule": rule,
+            "detail": detail,
+            "amount_stroops": amount,
+            "request_id": request_id,
+            "payout_id": ctx.payout_id,
+            "attempt": ctx.attempt,
+            "correlation_id": ctx.correlation_id,
+        }
+        try:
+            await self._audit.append(fields)
+        except OSError as err:
+            log_event("audit write failed", logging.ERROR, error=type(err).__name__)
+            # Without its audit record a decision must not take effect.
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "audit log unavailable") from None
+        metrics.DECISIONS.labels(decision if decision != "allow" else "sign", rule).inc()
+        log_event(
+            "signing decision",
+            logging.INFO if decision == "allow" else logging.WARNING,
+            kind=kind, request_id=request_id, payout_id=ctx.payout_id, attempt=ctx.attempt,
+            correlation_id=ctx.correlation_id, key_id=handle.config.key_id,
+            client=fields["client"], tx_hash=tx_hash, decision=decision, rule=rule,
+            detail=detail, amount_stroops=amount,
+        )
+
+    async def _refuse_client(
+        self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
+        ctx: signer_pb2.SigningContext, tx_hash: str,
+    ) -> RpcFailure:
+        who = clients[0] if clients else "(no identity)"
+        detail = f"client {who} may not use key {handle.config.key_id}"
+        await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
+                           ctx=ctx, tx_hash=tx_hash, decision="refuse",
+                           rule="allowed_clients", detail=detail)
+        return RpcFailure(grpc.StatusCode.PERMISSION_DENIED, detail)
+
+    async def _decide_and_sign(
+        self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
+        ctx: signer_pb2.SigningContext, digest: bytes,
+        decide: Callable[[int, int], Decision],
+    ) -> bytes:
+        """Policy check and daily reservation under the key's lock, then sign, then audit."""
+        key_id, tx_hash = handle.config.key_id, digest.hex()
+        async with handle.lock:
+            now = self._clock()
+            decision = decide(self._spent.spent(key_id, now), int(now))
+            if isinstance(decision, Allow):
+                self._spent.add(key_id, now, decision.amount_stroops)
+        if isinstance(decision, Refuse):
+            await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
+                               ctx=ctx, tx_hash=tx_hash, decision="refuse", rule=decision.rule,
+                               detail=decision.detail)
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, decision.message)
+        try:
+            start = time.perf_counter()
+            signature = await handle.backend.sign(key_id, digest)
+            metrics.BACKEND_SIGN_SECONDS.observe(time.perf_counter() - start)
+            # A token that returns a wrong signature must not hand it out.
+            handle.keypair.verify(digest, signature)
+        except (BackendError, BadSignatureError) as err:
+            self._spent.remove(key_id, now, decision.amount_stroops)
+            await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
+                               ctx=ctx, tx_hash=tx_hash, decision="error", rule="backend",
+                               detail=type(err).__name__)
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "signing backend failed") from None
+        await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
+                           ctx=ctx, tx_hash=tx_hash, decision="allow", rule="none",
+                           amount=decision.amount_stroops)
+        return signature
+
+    # ---------------------------------------------------------------- RPCs
+
+    @rpc("SignTransaction")
+    async def SignTransaction(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.SignTransactionRequest, context: Any
+    ) -> signer_pb2.SignTransactionResponse:
+        clients = client_identities(context)
+        handle = self._key_for(request.key_id)
+        if not request.request_id:
+            raise bad_request("request_id", "is required")
+        if not request.envelope_xdr:
+            raise bad_request("envelope_xdr", "is required")
+        try:
+            envelope = TransactionEnvelope.from_xdr(request.envelope_xdr, self._passphrase)
+        except Exception:  # noqa: BLE001 - any decoding failure is the caller's bad input
+            raise bad_request("envelope_xdr", "is not a base64 TransactionEnvelope XDR") from None
+        if not envelope.transaction.v1:
+            raise bad_request("envelope_xdr", "only v1 transaction envelopes are signed")
+        digest = envelope.hash()
+        if not self._may_use(handle, clients):
+            raise await self._refuse_client("transaction", handle, clients, request.request_id,
+                                            request.context, digest.hex())
+        tx = envelope.transaction
+        signature = await self._decide_and_sign(
+            "transaction", handle, clients, request.request_id, request.context, digest,
+            lambda spent, now: check_transaction(
+                tx, handle.config.policy, network_passphrase=self._passphrase,
+                spent_last_24h=spent, now=now,
+            ),
+        )
+        decorated = DecoratedSignature(handle.keypair.signature_hint(), signature)
+        envelope.signatures.append(decorated)
+        return signer_pb2.SignTransactionResponse(
+            signed_envelope_xdr=envelope.to_xdr(),
+            decorated_signature_xdr=decorated.to_xdr_object().to_xdr(),
+            tx_hash=digest.hex(),
+            public_key=handle.keypair.public_key,
+        )
+
+    @rpc("SignAuthorizationEntry")
+    async def SignAuthorizationEntry(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.SignAuthorizationEntryRequest, context: Any
+    ) -> signer_pb2.SignAuthorizationEntryResponse:
+        clients = client_identities(context)
+        handle = self._key_for(request.key_id)
+        if not request.request_id:
+            raise bad_request("request_id", "is required")
+        if request.signature_expiration_ledger == 0:
+            raise bad_request("signature_expiration_ledger", "is required")
+        try:
+            entry = sx.SorobanAuthorizationEntry.from_xdr(request.entry_xdr)
+        except Exception:  # noqa: BLE001 - any decoding failure is the caller's bad input
+            raise bad_request("entry_xdr", "is not a base64 SorobanAuthorizationEntry XDR") \
+                from None
+        if entry.credentials.type != sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS:
+            raise bad_request("entry_xdr", "only address credentials can be signed")
+        expiration = request.signature_expiration_ledger
+        preimage = build_authorization_preimage(entry, expiration, self._passphrase)
+        digest = authorization_payload_hash(preimage)
+        if not self._may_use(handle, clients):
+            raise await self._refuse_client("authorization", handle, clients,
+                                            request.request_id, request.context, digest.hex())
+        signature = await self._decide_and_sign(
+            "authorization", handle, clients, request.request_id, request.context, digest,
+            lambda spent, _now: check_authorization(
+                entry, handle.config.policy, network_passphrase=self._passphrase,
+                signer_account=handle.keypair.public_key, spent_last_24h=spent,
+            ),
+        )
+        # The default Stellar account's signature shape: Vec<Map{public_key, signature}>.
+        signature_val = scval.to_vec([scval.to_map({
+            scval.to_symbol("public_key"): scval.to_bytes(handle.keypair.raw_public_key()),
+            scval.to_symbol("signature"): scval.to_bytes(signature),
+        })])
+
+        def signed_payload(seen: sx.HashIDPreimage) -> sx.SCVal:
+            if authorization_payload_hash(seen) != digest:
+                raise ValueError("authorization preimage changed while signing")
+            return signature_val
+
+        signed = authorize_entry(entry, signed_payload, expiration, self._passphrase)
+        return signer_pb2.SignAuthorizationEntryResponse(
+            signed_entry_xdr=signed.to_xdr(), public_key=handle.keypair.public_key
+        )
+
+    @rpc("ListKeys")
+    async def ListKeys(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.ListKeysRequest, context: Any
+    ) -> signer_pb2.ListKeysResponse:
+        clients = client_identities(context)
+        return signer_pb2.ListKeysResponse(keys=[
+            self._key_message(h) for h in self._keys.values() if self._may_use(h, clients)
+        ])
+
+    @rpc("GetPublicKey")
+    async def GetPublicKey(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.GetPublicKeyRequest, context: Any
+    ) -> signer_pb2.GetPublicKeyResponse:
+        clients = client_identities(context)
+        handle = self._key_for(request.key_id)
+        if not self._may_use(handle, clients):
+            who = clients[0] if clients else "(no identity)"
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED,
+                             f"client {who} may not use key {handle.config.key_id}")
+        return signer_pb2.GetPublicKeyResponse(key=self._key_message(handle))
+
+    @staticmethod
+    def _key_message(handle: KeyHandle) -> signer_pb2.Key:
+        return signer_pb2.Key(
+            key_id=handle.config.key_id, public_key=handle.keypair.public_key,
+            backend=_BACKEND_ENUM[handle.config.backend],
+        )
+
+
+class ReloadingTls:
+    """Certificate fetcher for grpc.dynamic_ssl_server_credentials: grpc calls it on every
+    handshake, so rotated cert/key/CA files take effect without a restart."""
+
+    def __init__(self, tls: TlsConfig) -> None:
+        self._tls = tls
+        self._stamp = self._mtimes()
+
+    def _mtimes(self) -> tuple[float, ...]:
+        return tuple(os.stat(p).st_mtime_ns for p in (self._tls.cert, self._tls.key,
+                                                      self._tls.client_ca))
+
+    def configuration(self) -> Any:
+        return grpc.ssl_server_certificate_configuration(
+            [(Path(self._tls.key).read_bytes(), Path(self._tls.cert).read_bytes())],
+            root_certificates=Path(self._tls.client_ca).read_bytes(),
+        )
+
+    def __call__(self) -> Any:
+        try:
+            stamp = self._mtimes()
+            if stamp == self._stamp:
+                return None
+            config = self.configuration()
+        except OSError:
+            # Mid-rotation (a file briefly missing): keep serving with the current material.
+            return None
+        self._stamp = stamp
+        log_event("tls material reloaded")
+        return config
+
+
+def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    fetcher = ReloadingTls(tls)
+    return grpc.dynamic_ssl_server_credentials(
+        fetcher.configuration(), fetcher, require_client_authentication=True
+    )
+
+
+async def build_server(
+    servicer: SignerServicer, listen_addr: str, tls: TlsConfig
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    server = grpc.aio.server()
+    signer_pb2_grpc.add_SignerServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_secure_port(listen_addr, server_credentials(tls))
+    if port == 0:
+        raise OSError(f"cannot listen on {listen_addr}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer

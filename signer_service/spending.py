@@ -1,0 +1,39 @@
+"""Rolling 24-hour amount signed per key. Rebuilt from the audit log, the source of truth."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+DAY_SECONDS = 86_400
+
+
+class SpentLedger:
+    def __init__(self) -> None:
+        self._entries: dict[str, deque[tuple[float, int]]] = {}
+
+    @classmethod
+    def from_audit(cls, records: Iterable[dict[str, Any]]) -> SpentLedger:
+        ledger = cls()
+        for r in records:
+            amount = r.get("amount_stroops")
+            if r.get("decision") == "allow" and isinstance(amount, int) and amount > 0:
+                ledger.add(str(r.get("key_id")), float(r.get("time", 0.0)), amount)
+        return ledger
+
+    def add(self, key_id: str, at: float, amount: int) -> None:
+        self._entries.setdefault(key_id, deque()).append((at, amount))
+
+    def remove(self, key_id: str, at: float, amount: int) -> None:
+        entries = self._entries.get(key_id)
+        if entries is not None and (at, amount) in entries:
+            entries.remove((at, amount))
+
+    def spent(self, key_id: str, now: float) -> int:
+        entries = self._entries.get(key_id)
+        if not entries:
+            return 0
+        while entries and entries[0][0] <= now - DAY_SECONDS:
+            entries.popleft()
+        return sum(amount for _, amount in entries)

@@ -1,0 +1,241 @@
+"""Test/dev helper: a real signer-service subprocess with a throwaway token, certs and config.
+
+    async with running_signer(tmp_path, network_passphrase=Network.TESTNET_NETWORK_PASSPHRASE)
+            as signer:
+        creds = signer.channel_credentials()
+        channel = grpc.aio.secure_channel(signer.address, creds)
+
+Everything (SoftHSM token dir and config, PINs, keys, certs) lives under `tmp_path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import sys
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from stellar_sdk import Keypair
+
+from signer_service.certs import CertPair, generate_dev_certs
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def default_policy(network_passphrase: str) -> dict[str, Any]:
+    """Allows any source, contract and function, with large limits; time bounds within 300 s."""
+    return {
+        "network_passphrase": network_passphrase,
+        "source_accounts": ["*"],
+        "contract_ids": ["*"],
+        "function_names": ["*"],
+        "max_fee_stroops": 1_000_000_000,
+        "max_amount_stroops_per_tx": 10**15,
+        "max_amount_stroops_per_day": 10**17,
+        "max_time_window_seconds": 300,
+    }
+
+
+@dataclass
+class SignerFixture:
+    address: str
+    ca_cert: Path
+    client_cert: Path
+    client_key: Path
+    key_id: str
+    public_key: str
+    audit_log: Path
+    config_path: Path
+    # Extras beyond the documented API.
+    clients: dict[str, CertPair] = field(default_factory=dict)
+    metrics_port: int | None = None
+    logs: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def channel_credentials(self, client: str | None = None) -> grpc.ChannelCredentials:
+        pair = self.clients[client] if client else CertPair(self.client_cert, self.client_key)
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_cert.read_bytes(),
+            private_key=pair.key.read_bytes(),
+            certificate_chain=pair.cert.read_bytes(),
+        )
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # JSON string escapes are valid TOML basic strings
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def render_config(tables: Mapping[str, Mapping[str, Any]], keys: list[dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in table.items() if v is not None]
+        lines.append("")
+    for key in keys:
+        lines.append("[[keys]]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in key.items() if k != "policy"]
+        lines.append("[keys.policy]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in key["policy"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def run_signerctl(env: Mapping[str, str], *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signer_service.cli", *args, env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"signerctl {' '.join(args[:2])} failed: {err.decode().strip()}")
+    return out.decode()
+
+
+async def make_softhsm_token(folder: Path, env: dict[str, str], token_label: str) -> None:
+    """A SoftHSM token of its own (own SOFTHSM2_CONF and token dir); PINs go into `env`."""
+    tokens = folder / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True)
+    conf = folder / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
+        "log.level = ERROR\nslots.removable = false\n"
+    )
+    env["SOFTHSM2_CONF"] = str(conf)
+    env.setdefault("PAYOUTS_SIGNER_PKCS11_PIN", secrets.token_hex(8))
+    env.setdefault("PAYOUTS_SIGNER_PKCS11_SO_PIN", secrets.token_hex(8))
+    await run_signerctl(env, "token", "init", "--module", SOFTHSM_MODULE,
+                        "--token-label", token_label)
+
+
+@contextlib.asynccontextmanager
+async def running_signer(
+    tmp_path: Path,
+    *,
+    network_passphrase: str,
+    backend: str = "pkcs11",
+    policy: dict[str, Any] | None = None,
+    client_names: list[str] | None = None,
+    key_id: str = "payout",
+    metrics_port: int | None = None,
+    hot_secret: str | None = None,
+    startup_timeout: float = 30.0,
+) -> AsyncIterator[SignerFixture]:
+    clients = list(client_names or ["payout-service"])
+    folder = tmp_path / f"signer-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    certs = generate_dev_certs(folder / "certs", clients)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYOUTS_SIGNER",
+                                                                     "PAYOUT_HOT"))}
+    key: dict[str, Any] = {"id": key_id, "backend": backend, "allowed_clients": clients}
+    tables: dict[str, dict[str, Any]] = {}
+    if backend == "pkcs11":
+        await make_softhsm_token(folder / "softhsm", env, "payouts")
+        out = await run_signerctl(env, "key", "generate", "--module", SOFTHSM_MODULE,
+                                  "--token-label", "payouts", "--label", f"{key_id}-key")
+        public_key = out.split()[1]
+        tables["pkcs11"] = {"module": SOFTHSM_MODULE, "token_label": "payouts",
+                            "pin_env": "PAYOUTS_SIGNER_PKCS11_PIN"}
+        key["label"] = f"{key_id}-key"
+    elif backend == "hot":
+        keypair = Keypair.from_secret(hot_secret) if hot_secret else Keypair.random()
+        secret_file = folder / "hot-secret"
+        secret_file.write_text(keypair.secret + "\n")
+        secret_file.chmod(0o600)
+        public_key = keypair.public_key
+        key["secret_file"] = secret_file
+    else:
+        raise ValueError(f"backend must be 'pkcs11' or 'hot', got {backend!r}")
+    key["policy"] = {**default_policy(network_passphrase), **(policy or {})}
+    audit_log = folder / "audit" / "audit.log"
+    audit_log.parent.mkdir()
+    config_path = folder / "signer.toml"
+    server = {"listen_addr": "127.0.0.1:0", "network_passphrase": network_passphrase,
+              "metrics_port": metrics_port, "metrics_addr": "127.0.0.1"}
+    config_path.write_text(render_config({
+        "server": server,
+        "tls": {"cert": certs.server.cert, "key": certs.server.key, "client_ca": certs.ca_cert},
+        "audit": {"path": audit_log},
+        **tables,
+    }, [key]))
+    fixture = SignerFixture(
+        address="", ca_cert=certs.ca_cert, client_cert=certs.clients[clients[0]].cert,
+        client_key=certs.clients[clients[0]].key, key_id=key_id, public_key=public_key,
+        audit_log=audit_log, config_path=config_path, clients=certs.clients, env=env,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signer_service", "--config", str(config_path), env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    drain: asyncio.Task[None] | None = None
+    try:
+        started = await asyncio.wait_for(_read_start(proc, fixture), startup_timeout)
+        fixture.address = f"127.0.0.1:{started['port']}"
+        fixture.metrics_port = started.get("metrics_port")
+        drain = asyncio.create_task(_drain(proc, fixture))
+        await asyncio.wait_for(_wait_serving(fixture), startup_timeout)
+        yield fixture
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if drain is not None:
+            await drain
+
+
+async def _read_start(proc: asyncio.subprocess.Process, fixture: SignerFixture) -> dict[str, Any]:
+    assert proc.stderr is not None
+    while True:
+        raw = await proc.stderr.readline()
+        if not raw:
+            await proc.wait()
+            raise RuntimeError(
+                f"signer-service exited ({proc.returncode}): {' | '.join(fixture.logs[-5:])}"
+            )
+        line = raw.decode(errors="replace").rstrip("\n")
+        fixture.logs.append(line)
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and event.get("msg") == "signer-service started":
+                return event
+
+
+async def _drain(proc: asyncio.subprocess.Process, fixture: SignerFixture) -> None:
+    assert proc.stderr is not None
+    async for raw in proc.stderr:
+        fixture.logs.append(raw.decode(errors="replace").rstrip("\n"))
+
+
+async def _wait_serving(fixture: SignerFixture) -> None:
+    async with grpc.aio.secure_channel(fixture.address, fixture.channel_credentials()) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.05)
