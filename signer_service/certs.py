@@ -44,6 +44,23 @@ class DevCA:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.key = ec.generate_private_key(ec.SECP256R1())
+        self._create(name, days)
+
+    @classmethod
+    def load(cls, folder: Path) -> DevCA:
+        """The CA written by an earlier DevCA(folder), to issue more certs (e.g. in tests)."""
+        ca = cls.__new__(cls)
+        ca.folder = folder
+        ca.cert_path, ca.key_path = folder / "ca.pem", folder / "ca.key"
+        ca.cert = x509.load_pem_x509_certificate(ca.cert_path.read_bytes())
+        key = serialization.load_pem_private_key(ca.key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{ca.key_path} is not an EC key")
+        ca.key = key
+        return ca
+
+    def _create(self, name: str, days: int) -> None:
+        folder = self.folder
         now = dt.datetime.now(dt.UTC)
         self.cert = (
             x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))

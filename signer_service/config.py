@@ -35,7 +35,6 @@ class Pkcs11Config:
     token_label: str
     pin_env: str
     pin_file: Path | None
-    sessions: int
 
 
 @dataclass(frozen=True)
@@ -169,9 +168,6 @@ def _pkcs11(value: Any) -> Pkcs11Config:
     pin_file = value.get("pin_file")
     if pin_file is not None and not isinstance(pin_file, str):
         raise ConfigError("pkcs11.pin_file must be a path string")
-    sessions = value.get("sessions", 4)
-    if not isinstance(sessions, int) or isinstance(sessions, bool) or not 1 <= sessions <= 64:
-        raise ConfigError("pkcs11.sessions must be an integer from 1 to 64")
     pin_env = value.get("pin_env", DEFAULT_PIN_ENV)
     if not isinstance(pin_env, str) or not pin_env:
         raise ConfigError("pkcs11.pin_env must name an environment variable")
@@ -180,7 +176,6 @@ def _pkcs11(value: Any) -> Pkcs11Config:
         token_label=_str(value, "pkcs11.token_label"),
         pin_env=pin_env,
         pin_file=Path(pin_file) if pin_file else None,
-        sessions=sessions,
     )
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
-import signal
-import sys
-from collections.abc import Mapping
 
-from signer_service import metrics
-from signer_service.audit import AuditError, AuditLog
-from signer_service.backends import BackendError, SigningBackend
-from signer_service.backends.hot import HotKeyBackend
-from signer_service.config import (
+# gRPC core writes its own glog-style lines (e.g. every failed mTLS handshake at INFO) to
+# stderr, which would break "one JSON object per line". It reads this before it starts.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+
+from signer_service import metrics  # noqa: E402
+from signer_service.audit import AuditError, AuditLog  # noqa: E402
+from signer_service.backends import BackendError, SigningBackend  # noqa: E402
+from signer_service.backends.hot import HotKeyBackend  # noqa: E402
+from signer_service.config import (  # noqa: E402
     ConfigError,
     SignerConfig,
     config_path_from,
@@ -21,9 +26,9 @@ from signer_service.config import (
     read_hot_secret,
     read_pin,
 )
-from signer_service.logs import log_event, setup_logging
-from signer_service.server import SignerServicer, build_server
-from signer_service.spending import SpentLedger
+from signer_service.logs import log_event, setup_logging  # noqa: E402
+from signer_service.server import SignerServicer, build_server  # noqa: E402
+from signer_service.spending import SpentLedger  # noqa: E402
 
 
 def open_backends(config: SignerConfig, env: Mapping[str, str]) -> dict[str, SigningBackend]:
@@ -40,7 +45,7 @@ def open_backends(config: SignerConfig, env: Mapping[str, str]) -> dict[str, Sig
 
         pkcs11_backend = Pkcs11Backend(
             str(config.pkcs11.module), config.pkcs11.token_label, read_pin(config.pkcs11, env),
-            labels, sessions=config.pkcs11.sessions,
+            labels,
         )
         by_key.update(dict.fromkeys(labels, pkcs11_backend))
     return by_key

@@ -136,6 +136,7 @@ async def running_signer(
     key_id: str = "payout",
     metrics_port: int | None = None,
     hot_secret: str | None = None,
+    allowed_clients: list[str] | None = None,
     startup_timeout: float = 30.0,
 ) -> AsyncIterator[SignerFixture]:
     clients = list(client_names or ["payout-service"])
@@ -144,12 +145,24 @@ async def running_signer(
     certs = generate_dev_certs(folder / "certs", clients)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYOUTS_SIGNER",
                                                                      "PAYOUT_HOT"))}
-    key: dict[str, Any] = {"id": key_id, "backend": backend, "allowed_clients": clients}
+    key: dict[str, Any] = {
+        "id": key_id, "backend": backend, "allowed_clients": allowed_clients or clients,
+    }
     tables: dict[str, dict[str, Any]] = {}
     if backend == "pkcs11":
         await make_softhsm_token(folder / "softhsm", env, "payouts")
-        out = await run_signerctl(env, "key", "generate", "--module", SOFTHSM_MODULE,
-                                  "--token-label", "payouts", "--label", f"{key_id}-key")
+        token_args = ("--module", SOFTHSM_MODULE, "--token-label", "payouts",
+                      "--label", f"{key_id}-key")
+        if hot_secret:
+            # Migration path: the given hot key is imported onto the token (signerctl key import).
+            secret_file = folder / "import-secret"
+            secret_file.write_text(hot_secret + "\n")
+            secret_file.chmod(0o600)
+            out = await run_signerctl(env, "key", "import", *token_args,
+                                      "--secret-file", str(secret_file))
+            secret_file.unlink()
+        else:
+            out = await run_signerctl(env, "key", "generate", *token_args)
         public_key = out.split()[1]
         tables["pkcs11"] = {"module": SOFTHSM_MODULE, "token_label": "payouts",
                             "pin_env": "PAYOUTS_SIGNER_PKCS11_PIN"}

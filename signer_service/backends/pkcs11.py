@@ -1,7 +1,9 @@
 """PKCS#11 backend (python-pkcs11): Ed25519 keys that never leave the token (CKM_EDDSA).
 
-PKCS#11 calls block, so they run in a thread pool; each worker borrows one of a fixed set of
-open sessions from a queue, because a PKCS#11 session must not be used by two threads at once.
+PKCS#11 calls block, so they run off the event loop, in ONE dedicated thread. python-pkcs11
+calls C_Initialize(NULL), which per the PKCS#11 spec promises the module no concurrent access;
+SoftHSM then disables its own locking and crashes when two sessions sign at once (seen here with
+a pool of sessions). One thread keeps every call serial; SoftHSM signs ~6,500/s on one core.
 """
 
 from __future__ import annotations
@@ -45,19 +47,13 @@ class _Session:
 
 
 class Pkcs11Backend:
-    def __init__(
-        self, module: str, token_label: str, pin: str, labels: dict[str, str], sessions: int = 4
-    ) -> None:
+    def __init__(self, module: str, token_label: str, pin: str, labels: dict[str, str]) -> None:
         token = open_token(module, token_label)
         self._labels = labels
         self._free: queue.SimpleQueue[_Session] = queue.SimpleQueue()
         self._sessions: list[_Session] = []
         try:
-            # Login state is shared by all sessions of the application: log in once, on the
-            # first session, and keep that one open for the backend's lifetime.
-            for i in range(sessions):
-                s = token.open(user_pin=pin) if i == 0 else token.open()
-                self._sessions.append(_Session(s))
+            self._sessions.append(_Session(token.open(user_pin=pin)))
         except PKCS11Error as err:
             self.close()
             raise BackendError(f"cannot log in to token {token_label!r}: {type(err).__name__}") \
@@ -69,7 +65,7 @@ class Pkcs11Backend:
             for key_id, label in labels.items():
                 s.keys[key_id] = self._private(s.session, key_id, label)
             self._free.put(s)
-        self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="pkcs11")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkcs11")
 
     def _load_public(self, key_id: str, label: str) -> bytes:
         session = self._sessions[0].session
