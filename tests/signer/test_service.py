@@ -20,10 +20,8 @@ from stellar_sdk.auth import authorization_payload_hash, build_authorization_pre
 from signer_service.audit import verify_log
 from signer_service.certs import DevCA
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
-from tests.signer.envelopes import PASSPHRASE, build_tx, now
+from tests.signer.envelopes import PASSPHRASE, build_tx
 from tests.signer.test_policy import auth_entry
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def request(signer, tx=None, *, key_id=None, payout_id="p-1", **tx_kwargs):
@@ -295,4 +293,3 @@ async def test_no_secret_or_envelope_appears_in_logs_or_audit(pkcs11_signer, stu
     assert req.envelope_xdr not in text
     for line in pkcs11_signer.logs:
         json.loads(line)  # every log line is one JSON object
-    assert now() > 0
