@@ -14,7 +14,7 @@ from stellar_sdk import Keypair, TransactionEnvelope
 from stellar_sdk.auth import authorize_entry
 
 from signer_service.certs import generate_dev_certs
-from signer_service.testing import running_signer
+from signer_service.testing import run_signerctl, running_signer
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 from tests.signer.envelopes import PASSPHRASE, build_tx
 from tests.signer.test_policy import auth_entry
@@ -73,14 +73,10 @@ async def test_an_imported_hot_key_signs_on_the_token_like_the_original(tmp_path
         assert not list(signer.config_path.parent.glob("import-secret"))
         await asyncio.sleep(0.2)
         assert keypair.secret not in "\n".join(signer.logs)
-        show = subprocess.run(
-            [sys.executable, "-m", "signer_service.cli", "key", "show", "--token-label",
-             "payouts", "--label", f"{signer.key_id}-key"],
-            env=signer.env, capture_output=True, text=True, check=False,
-        )
-        assert show.returncode == 0, show.stderr
-        assert show.stdout.split() == [f"{signer.key_id}-key", keypair.public_key]
-        assert signer.env["PAYOUTS_SIGNER_PKCS11_PIN"] not in show.stdout + show.stderr
+        show = await run_signerctl(signer.env, "key", "show", "--token-label", "payouts",
+                                   "--label", f"{signer.key_id}-key")
+        assert show.split() == [f"{signer.key_id}-key", keypair.public_key]
+        assert signer.env["PAYOUTS_SIGNER_PKCS11_PIN"] not in show
 
 
 async def test_the_daily_limit_survives_a_restart(tmp_path):
