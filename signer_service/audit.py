@@ -77,14 +77,17 @@ def verify_log(path: Path) -> VerifyResult:
 
 
 class AuditLog:
-    """The signer's writer. Records are fsync'd before the caller may return a signature."""
+    """The signer's writer. A record is fsync'd before `append` returns, so before the caller
+    may hand out a signature. Concurrent appends share one write + fsync (group commit)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = asyncio.Lock()
         self._prev = GENESIS
         self._seq = 0
         self._fd = -1
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._failed = False
 
     def open(self) -> list[dict[str, Any]]:
         """Verify the existing chain, open for appending, return the existing records."""
@@ -110,18 +113,37 @@ class AuditLog:
         return self._seq
 
     async def append(self, fields: dict[str, Any]) -> dict[str, Any]:
-        async with self._lock:
-            record = {**fields, "seq": self._seq + 1, "time": time.time(), "prev_hash": self._prev}
-            record["hash"] = record_hash(record)
-            line = canonical(record) + b"\n"
-            await asyncio.to_thread(self._write, line)
-            self._prev, self._seq = record["hash"], record["seq"]
-            return record
+        if self._failed:
+            # A record that never reached the disk sits in the chain: fail closed from now on.
+            raise OSError("audit log failed earlier; restart the signer")
+        # No await between chaining and queueing: queue order is chain order.
+        record = {**fields, "seq": self._seq + 1, "time": time.time(), "prev_hash": self._prev}
+        record["hash"] = record_hash(record)
+        self._prev, self._seq = record["hash"], record["seq"]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((canonical(record) + b"\n", done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._flush())
+        await done
+        return record
 
-    def _write(self, line: bytes) -> None:
-        written = os.write(self._fd, line)
-        if written != len(line):
-            raise OSError(f"short write to audit log ({written} of {len(line)} bytes)")
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._write, b"".join(line for line, _ in batch))
+            except OSError as err:
+                self._failed = True
+                for _, done in batch:
+                    done.set_exception(OSError(err.errno, "audit write failed"))
+                continue
+            for _, done in batch:
+                done.set_result(None)
+
+    def _write(self, data: bytes) -> None:
+        written = os.write(self._fd, data)
+        if written != len(data):
+            raise OSError(f"short write to audit log ({written} of {len(data)} bytes)")
         os.fsync(self._fd)
 
     def close(self) -> None:

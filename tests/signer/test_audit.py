@@ -128,3 +128,17 @@ def test_the_rolling_day_counts_only_allowed_amounts_of_the_last_24_hours():
     assert ledger.spent("b", t) == 11
     assert ledger.spent("a", t + DAY_SECONDS) == 0
     assert ledger.spent("unknown", t) == 0
+
+
+async def test_concurrent_appends_share_fsyncs_but_keep_one_valid_chain(tmp_path):
+    import asyncio
+
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    log.open()
+    records = await asyncio.gather(*(log.append({"key_id": "k", "n": i}) for i in range(200)))
+    log.close()
+    assert [r["seq"] for r in records] == list(range(1, 201))
+    result = verify_log(path)
+    assert result.ok and result.records == 200
+    assert [json.loads(line)["n"] for line in lines(path)] == list(range(200))
