@@ -106,7 +106,12 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
     if not audit_path.parent.is_dir():
         raise ConfigError(f"audit.path folder {audit_path.parent} does not exist")
 
-    pkcs11 = _pkcs11(raw["pkcs11"]) if "pkcs11" in raw else None
+    pkcs11_t = raw.get("pkcs11")
+    legacy = raw.get("backend")
+    if pkcs11_t is None and isinstance(legacy, dict) and legacy.get("kind") == "pkcs11":
+        # deploy/k8s/payout-signer/configmap.yaml spells the table [backend] kind = "pkcs11".
+        pkcs11_t = {k: v for k, v in legacy.items() if k != "kind"}
+    pkcs11 = _pkcs11(pkcs11_t) if pkcs11_t is not None else None
     keys_raw = raw.get("keys")
     if not isinstance(keys_raw, list) or not keys_raw:
         raise ConfigError("keys: at least one [[keys]] entry is required")

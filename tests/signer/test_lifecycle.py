@@ -213,3 +213,19 @@ def test_a_good_config_parses(tmp_path):
     parsed = load_config(config)
     assert parsed.keys[0].policy.max_amount_stroops_per_day == 100
     assert parsed.keys[0].allowed_clients == {"payout-service"}
+
+
+def test_the_deploy_example_spelling_backend_kind_pkcs11_is_accepted(tmp_path):
+    from signer_service.config import load_config
+
+    generate_dev_certs(tmp_path, ["payout-service"])
+    key = GOOD["key"].replace('backend = "hot"\nsecret_env = "TEST_HOT_SECRET"\n',
+                              'label = "payout-key"\n')
+    backend = ('[backend]\nkind = "pkcs11"\nmodule = "/usr/lib/softhsm/libsofthsm2.so"\n'
+               'token_label = "payouts"\npin_env = "PAYOUTS_SIGNER_PKCS11_PIN"\n')
+    config = tmp_path / "signer.toml"
+    config.write_text((GOOD["server"] + GOOD["tls"] + GOOD["audit"] + backend + key)
+                      .format(d=tmp_path, pp=PASSPHRASE))
+    parsed = load_config(config)
+    assert parsed.pkcs11 is not None and parsed.pkcs11.token_label == "payouts"
+    assert parsed.keys[0].backend == "pkcs11" and parsed.keys[0].label == "payout-key"
