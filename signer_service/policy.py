@@ -80,6 +80,12 @@ def check_transaction(
     decision = check_contract_call(fn.invoke_contract, policy, spent_last_24h=spent_last_24h)
     if isinstance(decision, Refuse):
         return decision
+    for entry in op.auth:
+        # Signing the transaction also signs its source-account auth entries: whatever they
+        # authorise must stay within the per-transaction amount too.
+        nested = nested_amount(entry.root_invocation, policy)
+        if isinstance(nested, Refuse):
+            return nested
     if tx.fee > policy.max_fee_stroops:
         return Refuse("max_fee_stroops", f"fee {tx.fee} > {policy.max_fee_stroops}")
     return _check_time_bounds(tx, policy, now) or decision
@@ -124,7 +130,35 @@ def check_authorization(
         or not fn.contract_fn
     ):
         return Refuse("operations", f"authorized function {fn.type.name} is not a contract call")
-    return check_contract_call(fn.contract_fn, policy, spent_last_24h=spent_last_24h)
+    decision = check_contract_call(fn.contract_fn, policy, spent_last_24h=spent_last_24h)
+    if isinstance(decision, Refuse):
+        return decision
+    nested = nested_amount(entry.root_invocation, policy)
+    return nested if isinstance(nested, Refuse) else decision
+
+
+def nested_amount(invocation: sx.SorobanAuthorizedInvocation, policy: KeyPolicy) -> int | Refuse:
+    """Largest transfer-shaped amount in an authorised call tree, checked against the per-tx
+    limit: a payout contract's nested SAC `transfer` moves the same money as its root call,
+    so nodes are bounded one by one rather than summed. Other call shapes are not decoded."""
+    largest, stack = 0, [invocation]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.sub_invocations)
+        call = node.function.contract_fn
+        if call is None:
+            continue
+        amount = transfer_amount(call.args)
+        if isinstance(amount, Refuse):
+            continue
+        if amount > policy.max_amount_stroops_per_tx:
+            name = call.function_name.sc_symbol.decode("utf-8", "replace")
+            return Refuse(
+                "max_amount_stroops_per_tx",
+                f"authorised call {name!r} amount {amount} > {policy.max_amount_stroops_per_tx}",
+            )
+        largest = max(largest, amount)
+    return largest
 
 
 def check_contract_call(

@@ -256,3 +256,28 @@ def test_authorization_entry_rules_follow_the_transaction_rules():
 def test_authorization_for_another_address_is_refused():
     d = decide_auth(auth_entry(DESTINATION))
     assert refused_by(d) == "credentials"
+
+
+def with_sub_invocation(entry: sx.SorobanAuthorizationEntry, amount: int):
+    sub = auth_entry(SOURCE, amount=amount).root_invocation
+    entry.root_invocation.sub_invocations.append(sub)
+    return entry
+
+
+def test_a_nested_authorised_transfer_over_the_limit_is_refused():
+    big = POLICY.max_amount_stroops_per_tx + 1
+    d = decide_auth(with_sub_invocation(auth_entry(SOURCE, amount=1), big))
+    assert refused_by(d) == "max_amount_stroops_per_tx"
+    assert "authorised call" in d.message  # type: ignore[union-attr]
+    assert decide_auth(with_sub_invocation(auth_entry(SOURCE, amount=5), 5)) == Allow(5)
+
+
+def test_a_transaction_whose_auth_entries_move_too_much_is_refused():
+    tx = build_tx(amount=1)
+    entry = auth_entry(SOURCE, amount=POLICY.max_amount_stroops_per_tx + 1)
+    tx.operations[0].auth = [entry]
+    d = check_transaction(tx, POLICY, network_passphrase=PASSPHRASE, spent_last_24h=0, now=now())
+    assert refused_by(d) == "max_amount_stroops_per_tx"
+    tx.operations[0].auth = [auth_entry(SOURCE, amount=1)]
+    assert check_transaction(tx, POLICY, network_passphrase=PASSPHRASE, spent_last_24h=0,
+                             now=now()) == Allow(1)
