@@ -194,7 +194,8 @@ def test_a_malformed_hot_secret_is_refused_without_echoing_it(tmp_path):
     generate_dev_certs(tmp_path, ["payout-service"])
     config = tmp_path / "signer.toml"
     config.write_text("".join(GOOD.values()).format(d=tmp_path, pp=PASSPHRASE))
-    almost = Keypair.random().secret[:-1] + "A"
+    secret = Keypair.random().secret
+    almost = secret[:-1] + ("A" if secret[-1] != "A" else "B")  # checksum no longer matches
     result = subprocess.run(
         [sys.executable, "-m", "signer_service", "--config", str(config)],
         env={"TEST_HOT_SECRET": almost}, capture_output=True, text=True, timeout=30, check=False,
