@@ -14,7 +14,7 @@ import asyncpg
 
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import IllegalTransition, PayoutState, check_transition
-from payout_service.store import _attempt, _payout, record_event
+from payout_service.store import _attempt, payout_from_row, record_event
 
 S = PayoutState
 
@@ -82,6 +82,22 @@ class AttemptStore:
                    WHERE account = $1""",
                 account, next_seq,
             )
+            # Free numbers are those above the chain and below the live attempts that nothing
+            # live holds: without them a hole would block the live attempts above it.
+            await conn.execute(
+                """DELETE FROM released_sequences
+                   WHERE account = $1 AND (sequence <= $2 OR sequence >= $3)""",
+                account, chain_sequence, next_seq,
+            )
+            await conn.execute(
+                """INSERT INTO released_sequences (account, sequence)
+                   SELECT $1, s FROM generate_series($2::bigint + 1, $3::bigint - 1) AS s
+                   WHERE NOT EXISTS (
+                       SELECT 1 FROM payout_attempts WHERE source_account = $1 AND sequence = s
+                         AND status IN ('sent', 'included', 'failed_on_chain'))
+                   ON CONFLICT DO NOTHING""",
+                account, chain_sequence, next_seq,
+            )
             for row in rows:
                 await _requeue(conn, row["payout_id"], row["number"],
                                "re-sequenced after txBAD_SEQ", delay=timedelta(0))
@@ -96,7 +112,7 @@ class AttemptStore:
                ORDER BY created_at LIMIT $1""",
             limit,
         )
-        return [_payout(r) for r in rows]
+        return [payout_from_row(r) for r in rows]
 
     async def create_attempt(
         self, payout_uuid: UUID, build: AttemptBuilder, *, external: bool
@@ -110,12 +126,8 @@ class AttemptStore:
             )
             if row is None:
                 return None
-            payout = _payout(row)
-            sequence = await conn.fetchval(
-                """UPDATE source_accounts SET next_sequence = next_sequence + 1
-                   WHERE account = $1 RETURNING next_sequence - 1""",
-                build.source_account,
-            )
+            payout = payout_from_row(row)
+            sequence = await _reserve_sequence(conn, build.source_account)
             new = build(sequence)
             number = payout.attempt_count + 1
             arow = await conn.fetchrow(
@@ -142,7 +154,7 @@ class AttemptStore:
                                    reason="attempt built", actor="preparer",
                                    correlation_id=payout.correlation_id)
             attempt = _attempt(arow)
-            return _payout(prow, attempt), attempt
+            return payout_from_row(prow, attempt), attempt
 
     async def expired_awaiting_signature(self, ledger_close_time: int) -> list[Attempt]:
         """External attempts whose window passed unsigned: a ledger closed after max_time, so
@@ -169,7 +181,7 @@ class AttemptStore:
         for r in rows:
             attempt = _attempt(r)
             prow = await self.pool.fetchrow("SELECT * FROM payouts WHERE id = $1", r["payout_id"])
-            out.append((_payout(prow, attempt), attempt))
+            out.append((payout_from_row(prow, attempt), attempt))
         return out
 
     async def store_signed(
@@ -183,7 +195,7 @@ class AttemptStore:
             )
             if row is None:
                 return False
-            payout = _payout(row)
+            payout = payout_from_row(row)
             updated = await conn.execute(
                 """UPDATE payout_attempts SET envelope_xdr = $3, signed = true, status = 'signed',
                        updated_at = now()
@@ -201,7 +213,7 @@ class AttemptStore:
         """Permanent refusal before sending (e.g. signer policy): the attempt never left us."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
-            payout = _payout(row)
+            payout = payout_from_row(row)
             arow = await conn.fetchrow(
                 """UPDATE payout_attempts SET status = 'rejected', result_code = $3,
                        updated_at = now()
@@ -227,7 +239,7 @@ class AttemptStore:
             )
             claimed = []
             for row in rows:
-                payout = _payout(row)
+                payout = payout_from_row(row)
                 arow = await conn.fetchrow(
                     """UPDATE payout_attempts SET status = 'sent', submitted_at = now(),
                            submitted_ledger = $3, send_count = send_count + 1,
@@ -261,6 +273,15 @@ class AttemptStore:
                 )
             return [_attempt(r) for r in rows]
 
+    async def note_rejection(self, attempt: Attempt, code: str) -> None:
+        """Remembers the latest rejection of a still-live attempt: it decides between a new
+        attempt and FAILED once the attempt is proven dead."""
+        await self.pool.execute(
+            """UPDATE payout_attempts SET result_code = $3, updated_at = now()
+               WHERE payout_id = $1 AND number = $2 AND status = 'sent'""",
+            attempt.payout_id, attempt.number, code,
+        )
+
     async def record_resend(self, attempt: Attempt) -> None:
         await self.pool.execute(
             """UPDATE payout_attempts SET send_count = send_count + 1
@@ -276,7 +297,7 @@ class AttemptStore:
             row = await conn.fetchrow(
                 "SELECT * FROM payouts WHERE id = $1 FOR UPDATE", attempt.payout_id
             )
-            payout = _payout(row)
+            payout = payout_from_row(row)
             if payout.state != S.SUBMITTED or payout.attempt_count != attempt.number:
                 return None
             await conn.execute(
@@ -304,7 +325,7 @@ class AttemptStore:
             row = await conn.fetchrow(
                 "SELECT * FROM payouts WHERE id = $1 FOR UPDATE", attempt.payout_id
             )
-            payout = _payout(row)
+            payout = payout_from_row(row)
             await conn.execute(
                 """UPDATE payout_attempts SET status = $3, result_code = $4, proof = $5,
                        ledger = COALESCE($6, ledger), updated_at = now()
@@ -331,7 +352,7 @@ class AttemptStore:
     async def retry_failed(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
-            payout = _payout(row)
+            payout = payout_from_row(row)
             if payout.state != S.FAILED:
                 raise IllegalTransition(payout.state, S.QUEUED)
             prow = await conn.fetchrow(
@@ -343,12 +364,12 @@ class AttemptStore:
             )
             await record_event(conn, payout_uuid, S.FAILED, S.QUEUED, reason=reason or "retry",
                                actor=actor, correlation_id=payout.correlation_id)
-            return _payout(prow)
+            return payout_from_row(prow)
 
     async def cancel(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
-            payout = _payout(row)
+            payout = payout_from_row(row)
             check_transition(payout.state, S.CANCELLED)
             await conn.execute(
                 """UPDATE payout_attempts SET status = 'cancelled', updated_at = now()
@@ -363,7 +384,7 @@ class AttemptStore:
             await record_event(conn, payout_uuid, payout.state, S.CANCELLED,
                                reason=reason or "cancelled", actor=actor,
                                correlation_id=payout.correlation_id)
-            return _payout(prow)
+            return payout_from_row(prow)
 
     async def attempt(self, payout_uuid: UUID, number: int) -> Attempt | None:
         row = await self.pool.fetchrow(
@@ -445,11 +466,40 @@ async def _requeue(
                            actor="pipeline", correlation_id=row["correlation_id"])
 
 
+async def _reserve_sequence(conn: asyncpg.Connection, account: str) -> int:
+    """The lowest released number, else the next one; the source row lock serialises
+    reservations across workers and replicas."""
+    await conn.execute("SELECT 1 FROM source_accounts WHERE account = $1 FOR UPDATE", account)
+    released: int | None = await conn.fetchval(
+        """DELETE FROM released_sequences WHERE account = $1 AND sequence =
+               (SELECT min(sequence) FROM released_sequences WHERE account = $1)
+           RETURNING sequence""",
+        account,
+    )
+    if released is not None:
+        return released
+    sequence: int = await conn.fetchval(
+        """UPDATE source_accounts SET next_sequence = next_sequence + 1
+           WHERE account = $1 RETURNING next_sequence - 1""",
+        account,
+    )
+    return sequence
+
+
 async def _release_sequence(conn: asyncpg.Connection, account: str, sequence: int) -> None:
-    """An attempt that consumed nothing gives its number back if nobody reserved after it;
-    otherwise the gap surfaces as txBAD_SEQ and resync_source renumbers."""
-    await conn.execute(
+    """An attempt proven never to land gives its number back: the top one lowers
+    next_sequence, one below live attempts is kept for the next reservation (else that gap
+    would hold every later transaction of the account)."""
+    lowered = await conn.execute(
         """UPDATE source_accounts SET next_sequence = $2
            WHERE account = $1 AND next_sequence = $2::bigint + 1""",
         account, sequence,
     )
+    if lowered == "UPDATE 0":
+        await conn.execute(
+            """INSERT INTO released_sequences (account, sequence)
+               SELECT $1, $2 FROM source_accounts
+               WHERE account = $1 AND next_sequence > $2::bigint
+               ON CONFLICT DO NOTHING""",
+            account, sequence,
+        )

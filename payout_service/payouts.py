@@ -21,6 +21,7 @@ from payout_service.core.validation import (
     ValidationFailed,
     validate_payout_request,
 )
+from payout_service.failpoints import failpoint
 from payout_service.ledger import LedgerGateway
 from payout_service.store import NewPayout, PayoutIdTaken, PayoutStore
 from payout_service.tracing import current_traceparent
@@ -173,3 +174,4 @@ class PayoutDesk:
             raise ValidationFailed([FieldViolation("signed_envelope_xdr", problem)])
         if not await self.attempts.store_signed(payout.id, attempt.number, signed_xdr, actor=actor):
             raise IllegalTransition(payout.state, PayoutState.QUEUED)
+        failpoint("after_sign")

@@ -22,13 +22,16 @@ from payout_service.attempt_store import AttemptBuilder, AttemptStore, NewAttemp
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.retry import (
+    PERMANENT_REJECTIONS,
     backoff_seconds,
     judge_on_chain_failure,
-    judge_rejection,
     proof_of_death,
+    sequence_consumed,
+    verdict_at_death,
 )
 from payout_service.core.states import PayoutState
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
+from payout_service.failpoints import failpoint
 from payout_service.ledger import (
     Accepted,
     Duplicate,
@@ -182,6 +185,7 @@ class Pipeline:
             prepared, cfg.source_account, cfg.network_passphrase, window, now
         )
         created = await self.attempts.create_attempt(payout.id, builder, external=self.external)
+        failpoint("after_reserve")
         if created is None or self.external:
             return
         built_payout, attempt = created
@@ -238,19 +242,30 @@ class Pipeline:
             return
         await self.attempts.store_signed(payout.id, attempt.number, signed.envelope_xdr,
                                          actor="preparer")
+        failpoint("after_sign")
 
     # ---- send ---------------------------------------------------------------------------
 
     async def send_once(self) -> int:
         latest = await self.ledger.latest_ledger()
         claimed = await self.attempts.claim_for_sending(self.config.batch_size, latest.sequence)
-        await asyncio.gather(*(self._send(a) for a in claimed))
+        # In sequence order within a source account (a node takes N+1 before N+2), sources
+        # side by side.
+        by_source: dict[str, list[Attempt]] = {}
+        for attempt in claimed:
+            by_source.setdefault(attempt.source_account, []).append(attempt)
+        await asyncio.gather(*(self._send_in_order(group) for group in by_source.values()))
         return len(claimed)
+
+    async def _send_in_order(self, attempts: list[Attempt]) -> None:
+        for attempt in sorted(attempts, key=lambda a: a.sequence):
+            await self._send(attempt)
 
     async def _send(self, attempt: Attempt) -> None:
         with payout_span("payout.send", attempt.trace_context, attempt=attempt.number,
                          tx_hash=attempt.tx_hash) as span:
             outcome = await self.ledger.send(attempt.envelope_xdr)
+            failpoint("after_send")
             span.set_attribute("outcome", type(outcome).__name__)
             await self._after_send(attempt, outcome)
 
@@ -264,20 +279,30 @@ class Pipeline:
 
     async def _rejected(self, attempt: Attempt, code: str) -> None:
         # A re-sent transaction that already landed is also "rejected" (txBAD_SEQ): look the
-        # hash up before treating it as a failure.
+        # hash up before anything else.
         found = await self.ledger.lookup(attempt.tx_hash)
         if isinstance(found, Included):
             await self._included(attempt, found)
             return
-        verdict = judge_rejection(code)
+        assert isinstance(found, NotFound)  # noqa: S101
+        chain_seq = await self.ledger.account_sequence(attempt.source_account)
+        submitted = attempt.submitted_ledger or found.latest_ledger
+        proof = sequence_consumed(
+            sequence=attempt.sequence, chain_sequence=chain_seq,
+            history_covers_submission=found.oldest_ledger <= submitted,
+        )
+        if proof is None:
+            # Not proven dead: a predecessor may still be pending (txBAD_SEQ "too early") or
+            # the node may take it later. Keep the envelope; the confirmer re-sends it and,
+            # once a ledger closes past max_time, proves it dead (then the code decides).
+            await self.attempts.note_rejection(attempt, code)
+            return
         await self._dead(
-            attempt, status="rejected", code=code, proof=f"rejected at submission: {code}",
-            ledger=None, retry=verdict.retry, max_attempts=self.config.max_attempts,
+            attempt, status="dead", code=code, proof=proof.text, ledger=None, retry=True,
+            max_attempts=self.config.max_attempts,
             delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="sender",
         )
-        if code == "txBAD_SEQ":
-            chain_seq = await self.ledger.account_sequence(attempt.source_account)
-            await self.attempts.resync_source(attempt.source_account, chain_seq)
+        await self.attempts.resync_source(attempt.source_account, chain_seq)
 
     # ---- confirm ------------------------------------------------------------------------
 
@@ -303,12 +328,15 @@ class Pipeline:
             oldest_ledger=found.oldest_ledger,
         )
         if proof is not None:
+            verdict = verdict_at_death(attempt.result_code)
             await self._dead(
-                attempt, status="dead", code="expired", proof=proof.text, ledger=None,
-                retry=True, max_attempts=self.config.max_attempts,
+                attempt, status="dead", code=verdict.code, proof=proof.text, ledger=None,
+                retry=verdict.retry, max_attempts=self.config.max_attempts,
                 delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
             )
             return
+        if attempt.result_code in PERMANENT_REJECTIONS:
+            return  # re-sending an envelope the node refuses for good only adds load
         # Not found and not provably dead: re-send the very same envelope (same hash), which
         # is harmless if the node already has it and recovers one it dropped.
         outcome = await self.ledger.send(attempt.envelope_xdr)
@@ -319,6 +347,7 @@ class Pipeline:
             log.warning("unexpected send outcome", extra={"outcome": repr(outcome)})
 
     async def _included(self, attempt: Attempt, found: Included) -> None:
+        failpoint("before_confirm")
         if found.successful:
             payout = await self.attempts.confirm(
                 attempt, ledger=found.ledger, fee_charged=found.fee_charged

@@ -66,7 +66,7 @@ def _attempt(row: asyncpg.Record) -> Attempt:
     return Attempt(**{name: row[name] for name in Attempt.__dataclass_fields__})
 
 
-def _payout(row: asyncpg.Record, attempt: Attempt | None = None) -> Payout:
+def payout_from_row(row: asyncpg.Record, attempt: Attempt | None = None) -> Payout:
     fields = {n: row[n] for n in Payout.__dataclass_fields__ if n != "current_attempt"}
     fields["state"] = PayoutState(fields["state"])
     return Payout(**fields, current_attempt=attempt)
@@ -78,7 +78,7 @@ class PayoutStore:
 
     async def find_by_idempotency_key(self, key: str) -> Payout | None:
         row = await self.pool.fetchrow("SELECT * FROM payouts WHERE idempotency_key = $1", key)
-        return _payout(row) if row else None
+        return payout_from_row(row) if row else None
 
     async def insert_payout(self, new: NewPayout, *, actor: str) -> tuple[Payout, bool]:
         """Inserts the payout and its first audit event atomically.
@@ -133,7 +133,7 @@ class PayoutStore:
             f"LIMIT {arg(page_size + 1)}"
         )
         rows = await self.pool.fetch(sql, *args)
-        payouts = [_payout(r) for r in rows[:page_size]]
+        payouts = [payout_from_row(r) for r in rows[:page_size]]
         next_token = None
         if len(rows) > page_size:
             last = payouts[-1]
@@ -210,7 +210,7 @@ async def insert_payout_in(
         conn, row["id"], None, new.state, reason="created", actor=actor,
         correlation_id=new.correlation_id,
     )
-    return _payout(row)
+    return payout_from_row(row)
 
 
 async def get_payout_in(db: asyncpg.Pool | asyncpg.Connection, ident: str) -> Payout | None:
@@ -230,4 +230,4 @@ async def get_payout_in(db: asyncpg.Pool | asyncpg.Connection, ident: str) -> Pa
             row["id"], row["attempt_count"],
         )
         attempt = _attempt(arow) if arow else None
-    return _payout(row, attempt)
+    return payout_from_row(row, attempt)

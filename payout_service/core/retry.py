@@ -5,12 +5,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-# Rejected at submission: nothing consumed, so a new attempt is safe. Retryable ones are
-# transient or fixed by rebuilding (fresh sequence, fresh fee, fresh time bounds).
+# Rejected at submission. A rejection alone proves nothing: the same signed envelope may
+# still be queued elsewhere or become valid later (its predecessor lands, fees drop), so it
+# is kept and re-sent until proven dead (see sequence_consumed / proof_of_death). These codes
+# then decide between a new attempt and FAILED. Retryable ones are transient or fixed by
+# rebuilding (fresh sequence, fresh fee, fresh time bounds).
 RETRYABLE_REJECTIONS = frozenset(
     {"txBAD_SEQ", "txINSUFFICIENT_FEE", "txTOO_LATE", "txTOO_EARLY", "txINTERNAL_ERROR"}
 )
-# Wrong signature or malformed envelope: rebuilding the same thing fails the same way.
+# Wrong signature or malformed envelope: rebuilding the same thing fails the same way, and
+# re-sending it is pointless.
 PERMANENT_REJECTIONS = frozenset(
     {"txBAD_AUTH", "txBAD_AUTH_EXTRA", "txMALFORMED", "txSOROBAN_INVALID", "txNO_ACCOUNT",
      "txINSUFFICIENT_BALANCE", "txNOT_SUPPORTED", "txUNKNOWN"}
@@ -62,3 +66,25 @@ def proof_of_death(
         f"NOT_FOUND at ledger {latest_ledger} closed {latest_close_time} > max_time {max_time}; "
         f"history from ledger {oldest_ledger} covers submission ledger {submitted_ledger}"
     )
+
+
+def sequence_consumed(
+    *, sequence: int, chain_sequence: int, history_covers_submission: bool
+) -> DeathProof | None:
+    """A rejected envelope is dead at once only when the account's sequence number has
+    reached its own and getTransaction (with history reaching back to the submission) does
+    not know it: another transaction used the number, so this one can never be included."""
+    if sequence > chain_sequence or not history_covers_submission:
+        return None
+    return DeathProof(
+        f"sequence {sequence} consumed by another transaction (account at {chain_sequence}); "
+        "NOT_FOUND with history covering the submission"
+    )
+
+
+def verdict_at_death(last_rejection: str | None) -> Verdict:
+    """An attempt proven dead after being rejected keeps that rejection's verdict; one that
+    simply expired (dropped, never included) is worth a new attempt."""
+    if last_rejection is None:
+        return Verdict(retry=True, code="expired")
+    return judge_rejection(last_rejection)

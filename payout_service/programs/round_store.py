@@ -12,7 +12,7 @@ import asyncpg
 
 from payout_service.core.model import Payout
 from payout_service.programs.round_states import RoundState
-from payout_service.store import InvalidPageToken, _payout
+from payout_service.store import InvalidPageToken, payout_from_row
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -80,14 +80,14 @@ async def mark_resolved(
 
 async def payout_by_key(db: Db, idempotency_key: str) -> Payout | None:
     row = await db.fetchrow("SELECT * FROM payouts WHERE idempotency_key = $1", idempotency_key)
-    return _payout(row) if row else None
+    return payout_from_row(row) if row else None
 
 
 async def round_payouts(db: Db, round_id: str) -> list[Payout]:
     rows = await db.fetch(
         "SELECT * FROM payouts WHERE round_id = $1 ORDER BY created_at, payout_id", round_id
     )
-    return [_payout(r) for r in rows]
+    return [payout_from_row(r) for r in rows]
 
 
 async def settle_resolved_rounds(db: Db, round_id: str | None = None) -> list[str]:

@@ -22,7 +22,7 @@ from payout_service.ledger import Accepted, Included, LedgerInfo, NotFound, Reje
 from payout_service.migrations import apply_migrations
 from payout_service.payouts import PayoutDesk
 from payout_service.pipeline import Pipeline
-from payout_service.signer_client import SignedEnvelope, SigningRefused
+from payout_service.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
 from payout_service.store import PayoutStore, create_pool
 
 NET = "Test SDF Network ; September 2015"
@@ -39,6 +39,9 @@ class FakeLedger:
     included: dict[str, int] = field(default_factory=dict)
     drop_next: int = 0
     sends: int = 0
+    # Like a real node's queue: one pending transaction per source, no chains.
+    one_pending: bool = False
+    reject_code: str | None = None
 
     async def account_sequence(self, account_id: str) -> int:
         return self.account_seq
@@ -54,7 +57,11 @@ class FakeLedger:
         self.sends += 1
         env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
         tx_hash = env.hash_hex()
+        if self.reject_code:
+            return Rejected(self.reject_code)
         if tx_hash in self.included:
+            return Rejected("txBAD_SEQ")
+        if self.one_pending and self.pending:
             return Rejected("txBAD_SEQ")
         if env.transaction.sequence != self.account_seq + 1 + len(self.pending):
             return Rejected("txBAD_SEQ")
@@ -84,8 +91,15 @@ class FakeLedger:
 class FakeSigner:
     key: Keypair
     refuse: bool = False
+    refuse_next: int = 0
+    unavailable: bool = False
 
     async def sign_transaction(self, envelope_xdr: str, **_: object) -> SignedEnvelope:
+        if self.unavailable:
+            raise SignerUnavailable("UNAVAILABLE: connection refused")
+        if self.refuse_next:
+            self.refuse_next -= 1
+            raise SigningRefused("PERMISSION_DENIED: policy rule max_amount refused")
         if self.refuse:
             raise SigningRefused("PERMISSION_DENIED: policy rule max_amount refused")
         env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
@@ -180,6 +194,98 @@ async def test_a_dropped_transaction_is_rebuilt_only_after_proof_of_death(world)
     await run_until_settled(pipeline, ledger, rounds=5)
     assert (await states(desk)) == {"p1": "CONFIRMED"}
     assert len(ledger.included) == 1
+
+
+async def attempts_by_payout(desk: PayoutDesk) -> dict[str, list[tuple[str, str | None]]]:
+    rows = await desk.store.pool.fetch(
+        """SELECT p.payout_id, a.status, a.proof FROM payout_attempts a
+           JOIN payouts p ON p.id = a.payout_id ORDER BY p.payout_id, a.number"""
+    )
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for r in rows:
+        out.setdefault(r["payout_id"], []).append((r["status"], r["proof"]))
+    return out
+
+
+async def test_a_too_early_rejection_keeps_the_envelope_until_its_predecessor_lands(world):
+    """txBAD_SEQ for N+2 while N+1 is pending proves nothing: rebuilding it would leave a
+    signed, still-valid envelope behind, a double payment once N+1 lands."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    ledger.one_pending = True
+    for n in range(3):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger, rounds=10)
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
+    assert len(ledger.included) == 3
+    attempts = await attempts_by_payout(desk)
+    assert all([status for status, _ in a] == ["included"] for a in attempts.values()), attempts
+
+
+async def test_a_sequence_used_by_another_transaction_proves_death_at_once(world):
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    ledger.account_seq += 5  # someone else used the source account meanwhile
+    await pipeline.send_once()
+    attempts = (await attempts_by_payout(desk))["p1"]
+    assert attempts[0][0] == "dead" and "consumed by another transaction" in attempts[0][1]
+    await desk.store.pool.execute("UPDATE payouts SET next_attempt_at = now()")
+    await run_until_settled(pipeline, ledger, rounds=3)
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    seq = await desk.store.pool.fetchval(
+        "SELECT sequence FROM payout_attempts WHERE status = 'included'"
+    )
+    assert seq == START_SEQ + 6, "re-synced past the foreign transaction"
+
+
+async def test_a_number_given_back_below_live_attempts_is_reused_first(world):
+    """p1's attempt dies after p2 and p3 reserved +2 and +3: its +1 must be reused, or the
+    account's later transactions could never land (txBAD_SEQ until they expire)."""
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    ledger.one_pending = True
+    for n in range(1, 4):
+        await create(desk, n)
+    signer.unavailable = True
+    await pipeline.prepare_once()  # +1, +2, +3 reserved and built, none signed
+    signer.unavailable, signer.refuse_next = False, 1
+    await pipeline.prepare_once()  # p1 refused after p2 and p3 hold +2 and +3
+    assert (await states(desk))["p1"] == "FAILED"
+    released = await desk.store.pool.fetch("SELECT sequence FROM released_sequences")
+    assert [r["sequence"] for r in released] == [START_SEQ + 1]
+    await create(desk, 4)
+    await run_until_settled(pipeline, ledger, rounds=8)
+    assert (await states(desk)) == {"p1": "FAILED", "p2": "CONFIRMED", "p3": "CONFIRMED",
+                                    "p4": "CONFIRMED"}
+    p4_seq = await desk.store.pool.fetchval(
+        """SELECT a.sequence FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
+           WHERE p.payout_id = 'p4'""")
+    assert p4_seq == START_SEQ + 1
+    attempts = await attempts_by_payout(desk)
+    assert all(len(a) == 1 for a in attempts.values()), "nobody needed a second attempt"
+
+
+async def test_a_permanent_rejection_fails_only_once_proven_dead_and_is_not_resent(world):
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    ledger.reject_code = "txBAD_AUTH"
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    for _ in range(3):  # within the 30 s window: not proven dead, so not FAILED yet
+        ledger.close(seconds=5)
+        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+        await pipeline.confirm_once()
+    assert (await states(desk)) == {"p1": "SUBMITTED"}
+    assert ledger.sends == 1, "an envelope refused for good is not re-sent"
+    ledger.close(seconds=60)
+    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+    await pipeline.confirm_once()
+    row = await desk.store.pool.fetchrow("SELECT state, failure_code FROM payouts")
+    assert (row["state"], row["failure_code"]) == ("FAILED", "txBAD_AUTH")
+    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["dead"]
 
 
 async def test_a_signer_refusal_fails_the_payout_and_frees_the_sequence(world):
