@@ -29,6 +29,7 @@ from signer_service.config import (  # noqa: E402
 from signer_service.logs import log_event, setup_logging  # noqa: E402
 from signer_service.server import SignerServicer, build_server  # noqa: E402
 from signer_service.spending import SpentLedger  # noqa: E402
+from signer_service.tracing import configure_tracing  # noqa: E402
 
 
 def open_backends(config: SignerConfig, env: Mapping[str, str]) -> dict[str, SigningBackend]:
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default=os.environ.get("PAYOUTS_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     setup_logging(args.log_level.upper())
+    configure_tracing()
     try:
         config = load_config(config_path_from(args.config, os.environ))
         asyncio.run(serve(config, os.environ))

@@ -33,6 +33,7 @@ from signer_service.config import KeyConfig, SignerConfig, TlsConfig
 from signer_service.logs import log_event
 from signer_service.policy import Allow, Decision, Refuse, check_authorization, check_transaction
 from signer_service.spending import SpentLedger
+from signer_service.tracing import current_trace_id, server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
 SERVICE_NAME = "signer.v1.SignerService"
@@ -177,6 +178,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "payout_id": ctx.payout_id,
             "attempt": ctx.attempt,
             "correlation_id": ctx.correlation_id,
+            "trace_id": current_trace_id(),
         }
         try:
             await self._audit.append(fields)
@@ -189,7 +191,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "signing decision",
             logging.INFO if decision == "allow" else logging.WARNING,
             kind=kind, request_id=request_id, payout_id=ctx.payout_id, attempt=ctx.attempt,
-            correlation_id=ctx.correlation_id, key_id=handle.config.key_id,
+            correlation_id=ctx.correlation_id, trace_id=fields["trace_id"],
+            key_id=handle.config.key_id,
             client=fields["client"], tx_hash=tx_hash, decision=decision, rule=rule,
             detail=detail, amount_stroops=amount,
         )
@@ -395,7 +398,7 @@ def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 async def build_server(
     servicer: SignerServicer, listen_addr: str, tls: TlsConfig
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[server_interceptor()])
     signer_pb2_grpc.add_SignerServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,0 +1,183 @@
+"""Automatic signing end to end: payout-service -> signer-service (real subprocess, real mTLS,
+SoftHSM2 token or hot key) -> the local Stellar RPC sandbox over HTTP.
+
+Nothing here is faked: the sandbox only includes a transaction whose signature verifies for
+the source account, so a confirmed payout proves the signer signed the right hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+
+import grpc
+import pytest
+from stellar_sdk import Asset, Keypair
+
+from payout_service.logs import JsonFormatter
+from signer_service.audit import read_records, verify_log
+from signer_service.testing import running_signer
+from soroban_sandbox.testing import RunningSandbox
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+from tests.integration.test_live_against_sandbox import wait_for_state
+
+XLM = 10_000_000
+
+
+@pytest.fixture
+async def sandbox():
+    async with RunningSandbox(ledger_interval=0.2, seed=5) as running:
+        yield running
+
+
+class LogLines(logging.Handler):
+    """Every log line the in-process payout service writes, formatted as in production."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def payout_logs():
+    handler, root = LogLines(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler.lines
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def signer_env(signer) -> dict[str, str]:
+    return {
+        "PAYOUTS_SIGNING_MODE": "signer", "PAYOUTS_SIGNER_ADDR": signer.address,
+        "PAYOUTS_SIGNER_CA_CERT": str(signer.ca_cert),
+        "PAYOUTS_SIGNER_CLIENT_CERT": str(signer.client_cert),
+        "PAYOUTS_SIGNER_CLIENT_KEY": str(signer.client_key),
+        "PAYOUTS_SIGNER_KEY_ID": signer.key_id, "PAYOUTS_TX_WINDOW_SECONDS": "60",
+    }
+
+
+def strict_policy(source: Keypair, passphrase: str) -> dict:
+    return {
+        "source_accounts": [source.public_key],
+        "contract_ids": [Asset.native().contract_id(passphrase)],
+        "function_names": ["transfer"],
+        "max_amount_stroops_per_tx": 100 * XLM,
+        # The sandbox's close time runs ahead of the wall clock (one second a ledger at five
+        # ledgers a second) and the signer judges max_time by its own clock: keep a margin
+        # over PAYOUTS_TX_WINDOW_SECONDS, as production should for clock skew.
+        "max_time_window_seconds": 600,
+    }
+
+
+def secret_forms(source: Keypair, signer) -> dict[str, str]:
+    """Every spelling of a secret that must never reach a log line."""
+    forms = {"stellar secret seed": source.secret,
+             "raw seed (hex)": source.raw_secret_key().hex()}
+    for name in ("PAYOUTS_SIGNER_PKCS11_PIN", "PAYOUTS_SIGNER_PKCS11_SO_PIN"):
+        if signer.env.get(name):
+            forms[name] = signer.env[name]
+    key_pem = signer.client_key.read_text().splitlines()
+    forms["mTLS client key"] = max(key_pem, key=len)  # a base64 line of the private key
+    return forms
+
+
+@pytest.mark.parametrize("backend", ["pkcs11", "hot"])
+async def test_signer_mode_pays_exactly_once_audits_and_leaks_nothing(
+    payout_service_factory, sandbox, tmp_path, payout_logs, backend
+):
+    source = Keypair.random()
+    await sandbox.fund(source.public_key)
+    dests = [Keypair.random().public_key for _ in range(4)]
+    for d in dests:
+        await sandbox.fund(d)
+    trace_id = secrets.token_hex(16)
+    async with running_signer(
+        tmp_path, network_passphrase=sandbox.passphrase, backend=backend,
+        hot_secret=source.secret, policy=strict_policy(source, sandbox.passphrase),
+    ) as signer:
+        assert signer.public_key == source.public_key
+        service = await payout_service_factory(
+            PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+            STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+            PAYOUTS_CONFIRM_POLL_MS="100", PAYOUTS_LOG_LEVEL="DEBUG", **signer_env(signer),
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = payout_pb2_grpc.PayoutServiceStub(channel)
+            for n, d in enumerate(dests):
+                # The caller's trace: it must reach the signer's audit record for payout 0.
+                metadata = (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),) \
+                    if n == 0 else None
+                await stub.CreatePayout(pb.CreatePayoutRequest(
+                    payout_id=f"auto-{n}", destination=d, amount="7.25", asset="XLM",
+                    idempotency_key=f"auto-{n}"), metadata=metadata)
+            confirmed = [await wait_for_state(stub, f"auto-{n}", pb.PAYOUT_STATE_CONFIRMED)
+                         for n in range(len(dests))]
+        await service.stop()
+        signer_logs = list(signer.logs)
+        forms = secret_forms(source, signer)
+    transfers = await sandbox.transfers()
+    assert sorted((t["to"], t["amount_stroops"]) for t in transfers) == \
+        sorted((d, 72_500_000) for d in dests), "each destination paid exactly once"
+    assert all(p.tx_hash and p.ledger for p in confirmed)
+
+    assert verify_log(signer.audit_log).ok
+    records = [r for _, r, _ in read_records(signer.audit_log) if r]
+    allowed = {r["payout_id"]: r for r in records if r["decision"] == "allow"}
+    assert set(allowed) == {f"auto-{n}" for n in range(len(dests))}
+    assert {p.tx_hash for p in confirmed} == {r["tx_hash"] for r in allowed.values()}
+    assert allowed["auto-0"]["trace_id"] == trace_id, "trace context crossed the signer hop"
+    assert allowed["auto-0"]["client"] == "payout-service"
+
+    lines = payout_logs + signer_logs
+    assert any("auto-0" in line for line in payout_logs), "the payout service did log the run"
+    assert any('"signing decision"' in line for line in signer_logs)
+    for what, secret in forms.items():
+        leaked = [line for line in lines if secret in line]
+        assert not leaked, f"{what} appears in a log line: {leaked[0][:80]}..."
+    for line in lines:
+        json.loads(line)  # one JSON object per line, so shipping never splits a record
+
+
+async def test_policy_refusal_fails_the_payout_once_and_pays_nothing(
+    payout_service_factory, sandbox, tmp_path
+):
+    source = Keypair.random()
+    await sandbox.fund(source.public_key)
+    dest = Keypair.random().public_key
+    await sandbox.fund(dest)
+    async with running_signer(
+        tmp_path, network_passphrase=sandbox.passphrase, backend="hot",
+        hot_secret=source.secret, policy=strict_policy(source, sandbox.passphrase),
+    ) as signer:
+        service = await payout_service_factory(
+            PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+            STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+            PAYOUTS_CONFIRM_POLL_MS="100", **signer_env(signer),
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = payout_pb2_grpc.PayoutServiceStub(channel)
+            for payout_id, amount in (("too-big", "150"), ("fine", "100")):
+                await stub.CreatePayout(pb.CreatePayoutRequest(
+                    payout_id=payout_id, destination=dest, amount=amount, asset="XLM",
+                    idempotency_key=payout_id))
+            failed = await wait_for_state(stub, "too-big", pb.PAYOUT_STATE_FAILED)
+            await wait_for_state(stub, "fine", pb.PAYOUT_STATE_CONFIRMED)
+            attempts = (await stub.GetPayout(pb.GetPayoutRequest(
+                payout_id="too-big", include_attempts=True))).attempts
+    assert "max_amount_stroops_per_tx" in failed.failure.message, failed.failure
+    assert len(attempts) == 1, "a policy refusal is permanent: no second attempt"
+    transfers = await sandbox.transfers()
+    assert [(t["to"], t["amount_stroops"]) for t in transfers] == [(dest, 100 * XLM)]
+    refused = [r for _, r, _ in read_records(signer.audit_log)
+               if r and r["decision"] != "allow"]
+    assert [(r["payout_id"], r["rule"]) for r in refused] == \
+        [("too-big", "max_amount_stroops_per_tx")]
