@@ -14,6 +14,8 @@ from payout_service.core.states import TERMINAL, PayoutState
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
 from payout_service.payouts import PayoutDesk
+from payout_service.programs.eligibility import create_eligible_payout
+from payout_service.programs.payout_api import create_batch, get_stats
 from payout_service.store import PayoutFilter
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
@@ -50,8 +52,10 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
                 "metadata": dict(request.metadata), "reference": request.reference,
             }
         )
-        result = await self.desk.create(
-            validated, actor=caller_identity(context), correlation_id=corr
+        # The eligibility check (a reference is paid at most once) runs in the insert's
+        # SQL transaction, so every creation path goes through it.
+        result = await create_eligible_payout(
+            self.desk, validated, actor=caller_identity(context), correlation_id=corr
         )
         log.info("payout created" if result.created else "payout replayed", extra={
             "payout_id": result.payout.payout_id, "correlation_id": corr,
@@ -169,8 +173,6 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
     async def CreatePayoutBatch(  # noqa: N802
         self, request: pb.CreatePayoutBatchRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.CreatePayoutBatchResponse:
-        from payout_service.programs.payout_api import create_batch
-
         return await create_batch(
             self.desk, request, actor=caller_identity(context), correlation_id=corr
         )
@@ -179,6 +181,4 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
     async def GetPayoutStats(  # noqa: N802
         self, request: pb.GetPayoutStatsRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.GetPayoutStatsResponse:
-        from payout_service.programs.payout_api import get_stats
-
         return await get_stats(self.desk, request)

@@ -24,6 +24,7 @@ from payout_service.logs import configure_logging
 from payout_service.migrations import apply_migrations
 from payout_service.payouts import PayoutDesk, mode_for
 from payout_service.pipeline import Pipeline
+from payout_service.programs.wiring import Programs, start_programs
 from payout_service.signer_client import SignerClient
 from payout_service.store import PayoutStore, create_pool
 from payout_service.tracing import configure_tracing, server_interceptor
@@ -45,6 +46,7 @@ class RunningService:
     health: health.aio.HealthServicer
     pipeline: Pipeline | None = None
     signer: SignerClient | None = None
+    programs: Programs | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     metrics_endpoint: metrics.MetricsEndpoint | None = None
@@ -63,6 +65,8 @@ class RunningService:
             self.metrics_endpoint.close()
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.programs is not None:
+            await self.programs.stop()
         if self.signer is not None:
             await self.signer.close()
         if self.ledger is not None:
@@ -96,10 +100,16 @@ async def start_service(config: Config) -> RunningService:
         ],
     )
     payout_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(desk), server)
+    try:
+        programs = await start_programs(server, desk, ledger)
+    except ConfigError:
+        await pool.close()
+        raise
+    names = (*SERVICE_NAMES, *programs.service_names)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     if config.tls is None:
         log.warning("serving PLAINTEXT (PAYOUTS_PLAINTEXT=true): local use only; admin RPCs open")
@@ -107,23 +117,25 @@ async def start_service(config: Config) -> RunningService:
     else:
         port = server.add_secure_port(config.listen_addr, server_credentials(config.tls))
     if port == 0:
+        await programs.stop()
         await pool.close()
         raise ConfigError(f"PAYOUTS_LISTEN_ADDR {config.listen_addr} cannot be bound")
     await server.start()
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     pipeline, signer = None, None
     if config.live_execution and ledger is not None:
         signer = SignerClient(config.signer) if config.signer else None
         pipeline = Pipeline(config, desk.attempts, ledger, signer)
         pipeline.start()
-    service = RunningService(server, port, pool, ledger, health_servicer, pipeline, signer)
+    service = RunningService(server, port, pool, ledger, health_servicer, pipeline, signer,
+                             programs)
     if config.metrics_port:
         service.metrics_endpoint = metrics.MetricsEndpoint(config.metrics_port)
     service.background += [
         asyncio.create_task(metrics.gauge_loop(pool, service.halt)),
         asyncio.create_task(
-            watch_dependencies(service, SERVICE_NAMES, config.health_check_seconds)
+            watch_dependencies(service, names, config.health_check_seconds)
         ),
     ]
     log.info("payout-service listening", extra={

@@ -59,6 +59,10 @@ RPC_ERRORS = Counter(
 SYSTEM_ERRORS = Counter(
     "payouts_system_errors", "Unexpected errors by component", ["component"], registry=REGISTRY
 )
+ROUNDS = Counter(
+    "payout_rounds", "Rounds reaching a state (open, closed, resolved, settled)", ["state"],
+    registry=REGISTRY,
+)
 
 ALL_STATES = ("ACCEPTED", "BUILT", "AWAITING_SIGNATURE", "QUEUED", "SUBMITTED", "CONFIRMED",
               "FAILED", "CANCELLED")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from payout_service import metrics
 from payout_service.core.idempotency import canonical_parameters, fingerprint
 from payout_service.core.model import Payout
 from payout_service.core.validation import (
@@ -62,6 +63,7 @@ class RoundDesk:
         asset = normalize_asset(asset)
         created = await round_store.insert_round(self.pool, round_id, asset)
         if created is not None:
+            metrics.ROUNDS.labels("open").inc()
             return created
         existing = await self.get(round_id)
         if existing.asset != asset:
@@ -72,7 +74,7 @@ class RoundDesk:
         if not round_id:
             raise ValidationFailed([FieldViolation("round_id", "is required")])
         # Settling on read too, so a caller never sees RESOLVED once every payout is confirmed.
-        await round_store.settle_resolved_rounds(self.pool, round_id)
+        await self._settle(round_id)
         found = await round_store.get_round(self.pool, round_id)
         if found is None:
             raise NotFoundError(f"round {round_id!r} not found")
@@ -85,6 +87,7 @@ class RoundDesk:
         current = await self.get(round_id)
         closed = await round_store.close_round(self.pool, round_id)
         if closed is not None:
+            metrics.ROUNDS.labels("closed").inc()
             return closed
         fresh = await self.get(round_id)
         try:
@@ -119,6 +122,7 @@ class RoundDesk:
                 )
         except _ResolvedMeanwhile:
             return await self._replay(await self.get(round_id), requests)
+        metrics.ROUNDS.labels("resolved").inc()
         return Resolution(resolved, payouts)
 
     async def _new_payout(
@@ -170,4 +174,10 @@ class RoundDesk:
         return Resolution(current, ordered)
 
     async def settle(self) -> list[str]:
-        return await round_store.settle_resolved_rounds(self.pool)
+        return await self._settle(None)
+
+    async def _settle(self, round_id: str | None) -> list[str]:
+        settled = await round_store.settle_resolved_rounds(self.pool, round_id)
+        if settled:
+            metrics.ROUNDS.labels("settled").inc(len(settled))
+        return settled
