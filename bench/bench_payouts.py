@@ -1,0 +1,207 @@
+"""Payouts per second, create latency and time to confirm: payout-service vs a plain loop.
+
+One run, one sandbox (fast ledger), two source accounts, measured in turn:
+- service: payout-service (automatic signing through signer-service over mTLS, PKCS#11 on a
+  SoftHSM token by default) takes N CreatePayout calls from C concurrent callers, then its
+  loops prepare, sign, send and confirm them.
+- baseline: a plain stellar-sdk loop that, for each payout in turn, loads the account,
+  simulates, signs in process, sends and polls getTransaction until it is included.
+
+Both face the same rule a real Stellar node applies: one pending transaction per source
+account, so neither can beat one payout per ledger per source. The ratio shows what the
+service's durability (PostgreSQL rows, audit, the signer hop) costs or saves against that.
+Not a test: nothing is asserted on timings. Needs DATABASE_URL or the machine's PostgreSQL
+binaries (an embedded cluster is started), and SoftHSM2 for --backend pkcs11.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import grpc
+from stellar_sdk import Asset, Keypair, SorobanServerAsync, TransactionBuilder, scval
+from stellar_sdk.client.aiohttp_client import AiohttpClient
+from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
+
+from payout_service.config import load_config
+from payout_service.embedded_postgres import EmbeddedPostgres
+from payout_service.main import start_service
+from signer_service.testing import running_signer
+from soroban_sandbox.testing import RunningSandbox
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+
+AMOUNT = "1.5"
+AMOUNT_STROOPS = 15_000_000
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def fresh_database(admin_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def run_service(
+    sandbox: RunningSandbox, database_url: str, tmp: Path, args: argparse.Namespace,
+    dests: list[str],
+) -> dict[str, float]:
+    source = Keypair.random()
+    await sandbox.fund(source.public_key)
+    # The fast sandbox's close time runs ahead of the signer's clock: a wide time-bound policy.
+    async with running_signer(tmp, network_passphrase=sandbox.passphrase, backend=args.backend,
+                              hot_secret=source.secret,
+                              policy={"max_time_window_seconds": 3600}) as signer:
+        service = await start_service(load_config({
+            "DATABASE_URL": database_url, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
+            "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
+            "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0", "PAYOUTS_PLAINTEXT": "true",
+            "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_SIGNING_MODE": "signer",
+            "PAYOUTS_SIGNER_ADDR": signer.address, "PAYOUTS_SIGNER_CA_CERT": str(signer.ca_cert),
+            "PAYOUTS_SIGNER_CLIENT_CERT": str(signer.client_cert),
+            "PAYOUTS_SIGNER_CLIENT_KEY": str(signer.client_key),
+            "PAYOUTS_SIGNER_KEY_ID": signer.key_id, "PAYOUTS_CONFIRM_POLL_MS": "50",
+            "PAYOUTS_TX_WINDOW_SECONDS": "60",
+        }))
+        try:
+            latencies: list[float] = []
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for n in range(len(dests)):
+                queue.put_nowait(n)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+                stub = payout_pb2_grpc.PayoutServiceStub(channel)
+
+                async def caller() -> None:
+                    while not queue.empty():
+                        n = queue.get_nowait()
+                        t0 = time.perf_counter()
+                        await stub.CreatePayout(pb.CreatePayoutRequest(
+                            payout_id=f"bench-{n}", destination=dests[n], amount=AMOUNT,
+                            asset="XLM", idempotency_key=f"bench-{n}"))
+                        latencies.append(time.perf_counter() - t0)
+
+                start = time.perf_counter()
+                await asyncio.gather(*(caller() for _ in range(args.concurrency)))
+                while await service.pool.fetchval(
+                    "SELECT count(*) FROM payouts WHERE state = 'CONFIRMED'"
+                ) < len(dests):
+                    failed = await service.pool.fetchval(
+                        "SELECT count(*) FROM payouts WHERE state = 'FAILED'")
+                    if failed:
+                        raise RuntimeError(f"{failed} payouts FAILED during the benchmark")
+                    await asyncio.sleep(0.02)
+                elapsed = time.perf_counter() - start
+            confirm = [float(row["s"]) for row in await service.pool.fetch(
+                "SELECT EXTRACT(EPOCH FROM confirmed_at - created_at) AS s FROM payouts"
+            )]
+        finally:
+            await service.stop(grace=1)
+    return {"elapsed": elapsed, "create_p50": percentile(latencies, 50),
+            "create_p99": percentile(latencies, 99), "confirm_p50": percentile(confirm, 50),
+            "confirm_p99": percentile(confirm, 99)}
+
+
+async def run_baseline(sandbox: RunningSandbox, dests: list[str]) -> dict[str, float]:
+    """The simplest correct client: one payout at a time, each waited for before the next."""
+    source = Keypair.random()
+    await sandbox.fund(source.public_key)
+    contract = Asset.native().contract_id(sandbox.passphrase)
+    confirm: list[float] = []
+    since_start: list[float] = []  # as if all N requests arrived together, as in the service run
+    async with SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient()) as server:
+        start = time.perf_counter()
+        for dest in dests:
+            t0 = time.perf_counter()
+            account = await server.load_account(source.public_key)
+            tx = (
+                TransactionBuilder(account, sandbox.passphrase, base_fee=100)
+                .append_invoke_contract_function_op(contract, "transfer", [
+                    scval.to_address(source.public_key), scval.to_address(dest),
+                    scval.to_int128(AMOUNT_STROOPS)])
+                .set_timeout(60)
+                .build()
+            )
+            tx = await server.prepare_transaction(tx)
+            tx.sign(source)
+            sent = await server.send_transaction(tx)
+            if sent.status != SendTransactionStatus.PENDING:
+                raise RuntimeError(f"baseline send: {sent.status}")
+            while True:
+                got = await server.get_transaction(sent.hash)
+                if got.status == GetTransactionStatus.SUCCESS:
+                    break
+                if got.status == GetTransactionStatus.FAILED:
+                    raise RuntimeError("baseline payout failed on chain")
+                await asyncio.sleep(0.05)
+            confirm.append(time.perf_counter() - t0)
+            since_start.append(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+    return {"elapsed": elapsed, "confirm_p50": percentile(confirm, 50),
+            "confirm_p99": percentile(confirm, 99), "queued_p50": percentile(since_start, 50),
+            "queued_p99": percentile(since_start, 99)}
+
+
+async def main(args: argparse.Namespace) -> None:
+    embedded = None
+    admin_url = os.environ.get("DATABASE_URL")
+    if not admin_url:
+        embedded = EmbeddedPostgres().start()
+        admin_url = embedded.dsn
+    try:
+        database_url = await fresh_database(admin_url)
+        with tempfile.TemporaryDirectory() as tmp:
+            async with RunningSandbox(ledger_interval=args.ledger_interval, seed=1) as sandbox:
+                dests = [Keypair.random().public_key for _ in range(args.payouts)]
+                for d in dests:
+                    await sandbox.fund(d)
+                baseline = await run_baseline(sandbox, dests)
+                service = await run_service(sandbox, database_url, Path(tmp), args, dests)
+                paid = await sandbox.transfers()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if len(paid) != 2 * args.payouts:
+        raise SystemExit(f"expected {2 * args.payouts} transfers on the ledger, saw {len(paid)}")
+    n = args.payouts
+    print(f"payouts={n} ledger_interval={args.ledger_interval}s backend={args.backend} "
+          f"concurrency={args.concurrency} (one source account each)")
+    print(f"ledger bound: {1 / args.ledger_interval:.1f} payouts/s per source account")
+    print("time-to-confirm counts from when all N requests were made (both queue behind the")
+    print("one-pending-transaction rule); the baseline's own per-payout round trip is shown too")
+    print(f"baseline loop : {n / baseline['elapsed']:6.2f} payouts/s  "
+          f"time-to-confirm p50 {baseline['queued_p50']:.3f}s p99 {baseline['queued_p99']:.3f}s  "
+          f"(one payout's round trip p50 {baseline['confirm_p50']:.3f}s "
+          f"p99 {baseline['confirm_p99']:.3f}s)")
+    print(f"payout-service: {n / service['elapsed']:6.2f} payouts/s  "
+          f"time-to-confirm p50 {service['confirm_p50']:.3f}s p99 {service['confirm_p99']:.3f}s  "
+          f"create p50 {service['create_p50'] * 1e3:.1f}ms p99 {service['create_p99'] * 1e3:.1f}ms")
+    print(f"ratio service/baseline throughput: {baseline['elapsed'] / service['elapsed']:.2f}")
+    print("rerun: " + shlex.join([sys.executable, *sys.argv]))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--payouts", type=int, default=20)
+    # Sub-second ledgers make the sandbox's whole-second close times run ahead of the clock
+    # until its slip limit holds them to one a second: 1 s keeps both runs on equal terms.
+    parser.add_argument("--ledger-interval", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--backend", choices=["pkcs11", "hot"], default="pkcs11")
+    asyncio.run(main(parser.parse_args()))
