@@ -253,7 +253,11 @@ class AttemptStore:
 
     # ---- confirming ---------------------------------------------------------------------
 
-    async def claim_for_confirming(self, limit: int, poll_interval: timedelta) -> list[Attempt]:
+    async def claim_for_confirming(
+        self, limit: int, poll_interval: timedelta, max_polls: int = 2**31 - 1
+    ) -> list[Attempt]:
+        """Sent attempts due for a poll. After `max_polls` polls an attempt is overdue and is
+        polled four times less often; only a proof of death ever leads to a new attempt."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT a.* FROM payout_attempts a JOIN payouts p
@@ -267,9 +271,11 @@ class AttemptStore:
             for r in rows:
                 await conn.execute(
                     """UPDATE payout_attempts
-                       SET next_poll_at = now() + $3, poll_count = poll_count + 1
+                       SET next_poll_at = now() + $3::interval * CASE WHEN poll_count + 1 >= $4
+                                                            THEN 4 ELSE 1 END,
+                           poll_count = poll_count + 1
                        WHERE payout_id = $1 AND number = $2""",
-                    r["payout_id"], r["number"], poll_interval,
+                    r["payout_id"], r["number"], poll_interval, max_polls,
                 )
             return [_attempt(r) for r in rows]
 

@@ -307,7 +307,9 @@ class Pipeline:
     # ---- confirm ------------------------------------------------------------------------
 
     async def confirm_once(self) -> int:
-        claimed = await self.attempts.claim_for_confirming(self.config.batch_size, self._poll)
+        claimed = await self.attempts.claim_for_confirming(
+            self.config.batch_size, self._poll, self.config.confirm_max_polls
+        )
         await asyncio.gather(*(self._confirm(a) for a in claimed))
         return 0  # polling is paced by next_poll_at, not by a busy loop
 
@@ -335,6 +337,14 @@ class Pipeline:
                 delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
             )
             return
+        if attempt.poll_count == self.config.confirm_max_polls:
+            # Overdue, but a new attempt now could pay twice: keep polling (slower) and wait
+            # for the proof (a ledger closed past max_time, or the sequence consumed).
+            log.warning("confirmation overdue", extra={
+                "payout_uuid": str(attempt.payout_id), "attempt": attempt.number,
+                "tx_hash": attempt.tx_hash, "polls": attempt.poll_count,
+                "max_time": attempt.max_time.isoformat(),
+            })
         if attempt.result_code in PERMANENT_REJECTIONS:
             return  # re-sending an envelope the node refuses for good only adds load
         # Not found and not provably dead: re-send the very same envelope (same hash), which

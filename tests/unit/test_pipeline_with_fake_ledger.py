@@ -117,13 +117,13 @@ async def world(fresh_database):
     async with pool.acquire() as conn:
         await apply_migrations(conn)
 
-    def make(mode: str) -> tuple[PayoutDesk, Pipeline, FakeLedger, FakeSigner]:
+    def make(mode: str, **extra: str) -> tuple[PayoutDesk, Pipeline, FakeLedger, FakeSigner]:
         env = {
             "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
             "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://fake",
             "PAYOUTS_SIGNING_MODE": mode, "PAYOUTS_SIGNER_ADDR": "x", "PAYOUTS_SIGNER_CA_CERT": "x",
             "PAYOUTS_SIGNER_CLIENT_CERT": "x", "PAYOUTS_SIGNER_CLIENT_KEY": "x",
-            "PAYOUTS_TX_WINDOW_SECONDS": "30", "PAYOUTS_PLAINTEXT": "true",
+            "PAYOUTS_TX_WINDOW_SECONDS": "30", "PAYOUTS_PLAINTEXT": "true", **extra,
         }
         config = load_config(env)
         ledger, signer = FakeLedger(), FakeSigner(source)
@@ -286,6 +286,26 @@ async def test_a_permanent_rejection_fails_only_once_proven_dead_and_is_not_rese
     row = await desk.store.pool.fetchrow("SELECT state, failure_code FROM payouts")
     assert (row["state"], row["failure_code"]) == ("FAILED", "txBAD_AUTH")
     assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["dead"]
+
+
+async def test_an_overdue_confirmation_polls_slower_and_never_rebuilds_without_proof(world):
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer", PAYOUTS_CONFIRM_MAX_POLLS="2",
+                                     PAYOUTS_CONFIRM_POLL_MS="1000")
+    ledger.drop_next = 10**6
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    gaps = []
+    for _ in range(3):
+        ledger.close(seconds=1)  # well within max_time
+        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+        await pipeline.confirm_once()
+        gaps.append(await desk.store.pool.fetchval(
+            "SELECT EXTRACT(EPOCH FROM next_poll_at - now()) FROM payout_attempts"))
+    assert gaps[0] < 1.5 and gaps[2] > 3.5, f"polls 1..3 spaced {gaps}"
+    statuses = await desk.store.pool.fetch("SELECT status FROM payout_attempts")
+    assert [r["status"] for r in statuses] == ["sent"], "no new attempt without a proof"
 
 
 async def test_a_signer_refusal_fails_the_payout_and_frees_the_sequence(world):
