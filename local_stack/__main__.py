@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stellar_sdk import Asset, Keypair
+from stellar_sdk import Asset
 
 from payout_service.config import load_config
 from payout_service.embedded_postgres import EmbeddedPostgres
@@ -34,6 +34,9 @@ from signer_service.testing import SOFTHSM_MODULE, running_signer
 from soroban_sandbox.testing import RunningSandbox
 
 XLM = 10_000_000
+# A fixed, funded destination so the README's grpcurl lines work as written. A public
+# address only (sha256 of a label): nobody holds its key, and none is needed to receive.
+DEMO_DESTINATION = "GBRS5V6BMZW7K4ZTO4DKG27UFCY4KSOHTU3UVCOSQZ6QVDFP7GAAJ7OM"
 
 
 def caller_env(certs_dir: Path, port: int, identity: str) -> dict[str, str]:
@@ -94,7 +97,7 @@ async def run(args: argparse.Namespace, state_dir: Path, backend: str) -> None:
         signer = await stack.enter_async_context(running_signer(
             tmp, network_passphrase=sandbox.passphrase, backend=backend, policy=policy))
         await sandbox.fund(signer.public_key)
-        demo_dest = Keypair.random().public_key
+        demo_dest = DEMO_DESTINATION
         await sandbox.fund(demo_dest)
 
         env = {

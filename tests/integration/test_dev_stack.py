@@ -18,6 +18,14 @@ from payout_service.embedded_postgres import free_port
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
+def readme_grpcurl_block() -> str:
+    """The bash block of the README's "Talking to it" section, failing on its first error."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Talking to it", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return "set -e\n" + block
+
+
 @pytest.fixture
 def grpcurl_installed() -> None:
     if not Path(GRPCURL).exists():
@@ -68,6 +76,13 @@ async def test_dev_stack_runs_the_whole_flow_as_the_banner_says(tmp_path, grpcur
         code, out = await run(payoutctl, tmp_path)
         assert code == 0, out
         assert "CONFIRMED" in out and "demo-1" in out
+
+        # The README's grpcurl block, as written (only the port differs).
+        block = readme_grpcurl_block().replace("localhost:50051", f"localhost:{port}")
+        code, out = await run(block, tmp_path, within=120)
+        assert code == 0, out
+        assert "grpc.health.v1.Health" in out and '"status": "SERVING"' in out
+        assert "PAYOUT_STATE_CONFIRMED" in out and '"tx_hash"' in out, out
 
         no_cert = shlex.join([GRPCURL, "-cacert", str(tmp_path / ".devstack/certs/ca.pem"),
                               f"localhost:{port}", "list"])
