@@ -31,11 +31,16 @@ class NewAttempt:
 
 
 class AttemptBuilder:
-    """Callable that builds the envelope once the sequence number is reserved."""
+    """Callable that builds the envelope once the source and sequence number are reserved.
+
+    With `channels`, the transaction's source is whichever channel account has nothing in
+    flight (leased in the reserving SQL transaction); else it is `source_account`.
+    """
 
     source_account: str
+    channels: tuple[str, ...] = ()
 
-    def __call__(self, sequence: int) -> NewAttempt:  # pragma: no cover - protocol
+    def __call__(self, source: str, sequence: int) -> NewAttempt:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -127,8 +132,14 @@ class AttemptStore:
             if row is None:
                 return None
             payout = payout_from_row(row)
-            sequence = await _reserve_sequence(conn, build.source_account)
-            new = build(sequence)
+            source = build.source_account
+            if build.channels:
+                leased = await _lease_channel(conn, build.channels)
+                if leased is None:
+                    return None  # every channel has a transaction in flight
+                source = leased
+            sequence = await _reserve_sequence(conn, source)
+            new = build(source, sequence)
             number = payout.attempt_count + 1
             arow = await conn.fetchrow(
                 """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
@@ -278,6 +289,18 @@ class AttemptStore:
                     r["payout_id"], r["number"], poll_interval, max_polls,
                 )
             return [_attempt(r) for r in rows]
+
+    async def free_channels(self, channels: tuple[str, ...]) -> int:
+        """How many channel accounts have no attempt in flight (an estimate: no locks)."""
+        free: int = await self.pool.fetchval(
+            """SELECT count(*) FROM source_accounts s
+               WHERE s.account = ANY($1::text[])
+                 AND NOT EXISTS (SELECT 1 FROM payout_attempts a
+                                 WHERE a.source_account = s.account
+                                   AND a.status = ANY($2::text[]))""",
+            list(channels), list(_IN_FLIGHT),
+        )
+        return free
 
     async def note_rejection(self, attempt: Attempt, code: str) -> None:
         """Remembers the latest rejection of a still-live attempt: it decides between a new
@@ -470,6 +493,25 @@ async def _requeue(
     if current != target:
         await record_event(conn, payout_uuid, current, target, attempt=attempt, reason=reason,
                            actor="pipeline", correlation_id=row["correlation_id"])
+
+
+# An attempt in one of these may still land: its source account is busy.
+_IN_FLIGHT = ("built", "signed", "sent")
+
+
+async def _lease_channel(conn: asyncpg.Connection, channels: tuple[str, ...]) -> str | None:
+    """A channel account with no attempt in flight, locked until the caller's transaction
+    ends (SKIP LOCKED: concurrent preparers and replicas take different channels)."""
+    leased: str | None = await conn.fetchval(
+        """SELECT s.account FROM source_accounts s
+           WHERE s.account = ANY($1::text[])
+             AND NOT EXISTS (SELECT 1 FROM payout_attempts a
+                             WHERE a.source_account = s.account AND a.status = ANY($2::text[]))
+           ORDER BY s.account LIMIT 1
+           FOR UPDATE OF s SKIP LOCKED""",
+        list(channels), list(_IN_FLIGHT),
+    )
+    return leased
 
 
 async def _reserve_sequence(conn: asyncpg.Connection, account: str) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.validation import is_account_id, is_contract_id
@@ -28,6 +28,8 @@ class SignerClientConfig:
     key_id: str
     # Name in the signer's server certificate, when it differs from the address host.
     server_name: str | None
+    # Channel account address -> the signer key id that holds its key.
+    channel_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,12 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     )
     if signing_mode not in ("signer", "external"):
         raise ConfigError("PAYOUTS_SIGNING_MODE must be 'signer' or 'external'")
-    signer = _signer_config(env) if live and signing_mode == "signer" else None
+    signer = _signer_config(env, source) if live and signing_mode == "signer" else None
+    if env.get("PAYOUTS_CHANNEL_ACCOUNTS", "").strip() and signer is None:
+        raise ConfigError(
+            "PAYOUTS_CHANNEL_ACCOUNTS needs PAYOUTS_LIVE_EXECUTION=true and "
+            "PAYOUTS_SIGNING_MODE=signer (every channel transaction needs two signatures)"
+        )
     min_amount = _amount(env, "PAYOUTS_MIN_AMOUNT", 1)
     max_amount = _amount(env, "PAYOUTS_MAX_AMOUNT", 2**63 - 1)
     if min_amount > max_amount:
@@ -200,7 +207,32 @@ def _server_tls(env: Mapping[str, str]) -> ServerTls | None:
     return ServerTls(cert=cert, key=key, client_ca=client_ca)
 
 
-def _signer_config(env: Mapping[str, str]) -> SignerClientConfig:
+def parse_channels(raw: str, source_account: str) -> dict[str, str]:
+    """PAYOUTS_CHANNEL_ACCOUNTS: `key_id=G...` entries, comma-separated -> {address: key_id}.
+
+    Channel accounts are the transactions' sources (one in flight each), while the money
+    still moves from PAYOUT_SOURCE_ACCOUNT as the operation's source: N channels give up to
+    N payouts per ledger instead of one.
+    """
+    channels: dict[str, str] = {}
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        key_id, sep, address = (part.strip() for part in entry.partition("="))
+        where = f"PAYOUTS_CHANNEL_ACCOUNTS entry {entry!r}"
+        if not sep or not key_id:
+            raise ConfigError(f"{where} must be key_id=G... (the signer key holding it)")
+        if not is_account_id(address):
+            raise ConfigError(f"{where}: {address!r} is not a valid G... account id")
+        if address == source_account:
+            raise ConfigError(f"{where}: the paying account cannot also be a channel")
+        if address in channels:
+            raise ConfigError(f"{where}: {address} is listed twice")
+        channels[address] = key_id
+    return channels
+
+
+def _signer_config(env: Mapping[str, str], source_account: str) -> SignerClientConfig:
     return SignerClientConfig(
         address=_required(env, "PAYOUTS_SIGNER_ADDR"),
         ca_cert=_required(env, "PAYOUTS_SIGNER_CA_CERT"),
@@ -208,4 +240,5 @@ def _signer_config(env: Mapping[str, str]) -> SignerClientConfig:
         client_key=_required(env, "PAYOUTS_SIGNER_CLIENT_KEY"),
         key_id=env.get("PAYOUTS_SIGNER_KEY_ID", "").strip() or "payout",
         server_name=env.get("PAYOUTS_SIGNER_SERVER_NAME", "").strip() or None,
+        channel_keys=parse_channels(env.get("PAYOUTS_CHANNEL_ACCOUNTS", ""), source_account),
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stellar_sdk import Preconditions, TimeBounds
+from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service import metrics
@@ -59,16 +59,18 @@ class _PreparedBuilder(AttemptBuilder):
     passphrase: str
     window_seconds: int
     now: int
+    channels: tuple[str, ...] = ()
 
-    def __call__(self, sequence: int) -> NewAttempt:
+    def __call__(self, source: str, sequence: int) -> NewAttempt:
         now = self.now
         tx = self.template.transaction
+        tx.source = MuxedAccount(source)
         tx.sequence = sequence
         # Invariant 2: every transaction carries a max_time, so "proven dead" is reachable.
         tx.preconditions = Preconditions(time_bounds=TimeBounds(0, now + self.window_seconds))
         envelope = TransactionEnvelope(tx, self.passphrase)
         return NewAttempt(
-            source_account=self.source_account, sequence=sequence,
+            source_account=source, sequence=sequence,
             min_time=datetime.fromtimestamp(0, UTC),
             max_time=datetime.fromtimestamp(now + self.window_seconds, UTC),
             envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(), fee_stroops=tx.fee,
@@ -85,6 +87,7 @@ class Pipeline:
         self.ledger = ledger
         self.signer = signer
         self.external = config.signing_mode == "external"
+        self.channels = tuple(config.signer.channel_keys) if config.signer else ()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._poll = timedelta(milliseconds=config.confirm_poll_ms)
@@ -125,9 +128,10 @@ class Pipeline:
 
     async def prepare_once(self) -> int:
         cfg = self.config
-        if not await self.attempts.has_source(cfg.source_account):
-            chain_seq = await self.ledger.account_sequence(cfg.source_account)
-            await self.attempts.ensure_source(cfg.source_account, chain_seq)
+        for source in (cfg.source_account, *self.channels):
+            if not await self.attempts.has_source(source):
+                chain_seq = await self.ledger.account_sequence(source)
+                await self.attempts.ensure_source(source, chain_seq)
         work = 0
         if self.signer is not None:
             for payout, attempt in await self.attempts.unsigned_attempts(cfg.batch_size):
@@ -144,7 +148,11 @@ class Pipeline:
                     delay=timedelta(0), actor="preparer",
                 )
                 work += 1
-        needing = await self.attempts.payouts_needing_attempt(cfg.batch_size)
+        room = cfg.batch_size
+        if self.channels:
+            # One transaction in flight per channel: simulate only what can be leased now.
+            room = min(room, await self.attempts.free_channels(self.channels))
+        needing = await self.attempts.payouts_needing_attempt(room) if room else []
         if needing:
             # Time bounds follow the later of our clock and the ledger's, so a rebuilt attempt
             # is never born expired nor identical to the one that died.
@@ -167,6 +175,7 @@ class Pipeline:
                      cfg.network_passphrase),
             call, payer=cfg.source_account, destination=payout.destination,
             amount_stroops=payout.net_stroops,
+            operation_source=cfg.source_account if self.channels else None,
         )
         try:
             prepared = await self.ledger.prepare(draft)
@@ -182,7 +191,7 @@ class Pipeline:
         # External signers take longer; the window bounds how long a sequence number is held.
         window = cfg.external_window_seconds if self.external else cfg.tx_window_seconds
         builder = _PreparedBuilder(
-            prepared, cfg.source_account, cfg.network_passphrase, window, now
+            prepared, cfg.source_account, cfg.network_passphrase, window, now, self.channels
         )
         created = await self.attempts.create_attempt(payout.id, builder, external=self.external)
         failpoint("after_reserve")
@@ -218,11 +227,17 @@ class Pipeline:
 
     async def _sign_in_span(self, payout: Payout, attempt: Attempt) -> None:
         assert self.signer is not None  # noqa: S101
+        # A channel transaction needs the channel's signature (transaction source) and the
+        # paying account's (operation source); otherwise the paying account's alone.
+        channel_key = self.signer.channel_key(attempt.source_account)
         try:
-            signed = await self.signer.sign_transaction(
-                attempt.envelope_xdr, payout_id=payout.payout_id, attempt=attempt.number,
-                correlation_id=payout.correlation_id,
-            )
+            envelope_xdr = attempt.envelope_xdr
+            for key_id in (channel_key, None) if channel_key else (None,):
+                signed = await self.signer.sign_transaction(
+                    envelope_xdr, payout_id=payout.payout_id, attempt=attempt.number,
+                    correlation_id=payout.correlation_id, key_id=key_id,
+                )
+                envelope_xdr = signed.envelope_xdr
         except SignerUnavailable as err:
             metrics.SYSTEM_ERRORS.labels("signer").inc()
             log.warning("signer unavailable", extra={"payout_id": payout.payout_id,

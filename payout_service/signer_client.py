@@ -43,16 +43,23 @@ class SignerClient:
         )
         self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)
         self._key_id = config.key_id
+        self._channel_keys = dict(config.channel_keys)
         self._timeout = timeout_seconds
 
     async def close(self) -> None:
         await self._channel.close()
 
+    def channel_key(self, source_account: str) -> str | None:
+        """The signer key id of a channel account, None for the paying account."""
+        return self._channel_keys.get(source_account)
+
     async def sign_transaction(
-        self, envelope_xdr: str, *, payout_id: str, attempt: int, correlation_id: str
+        self, envelope_xdr: str, *, payout_id: str, attempt: int, correlation_id: str,
+        key_id: str | None = None,
     ) -> SignedEnvelope:
+        """Adds the signature of `key_id` (default: the paying account's key)."""
         request = signer_pb2.SignTransactionRequest(
-            key_id=self._key_id,
+            key_id=key_id or self._key_id,
             envelope_xdr=envelope_xdr,
             request_id=uuid.uuid4().hex,
             context=signer_pb2.SigningContext(

@@ -138,7 +138,10 @@ async def running_signer(
     hot_secret: str | None = None,
     allowed_clients: list[str] | None = None,
     startup_timeout: float = 30.0,
+    extra_keys: Mapping[str, str] | None = None,
 ) -> AsyncIterator[SignerFixture]:
+    """`extra_keys` maps more key ids to secrets (e.g. channel accounts), held by the same
+    backend (imported onto the token for pkcs11) under the same policy."""
     clients = list(client_names or ["payout-service"])
     folder = tmp_path / f"signer-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
@@ -149,8 +152,18 @@ async def running_signer(
         "id": key_id, "backend": backend, "allowed_clients": allowed_clients or clients,
     }
     tables: dict[str, dict[str, Any]] = {}
+    more: list[dict[str, Any]] = []
     if backend == "pkcs11":
         await make_softhsm_token(folder / "softhsm", env, "payouts")
+        for extra_id, secret in (extra_keys or {}).items():
+            secret_file = folder / f"import-{extra_id}"
+            secret_file.write_text(secret + "\n")
+            secret_file.chmod(0o600)
+            await run_signerctl(env, "key", "import", "--module", SOFTHSM_MODULE,
+                                "--token-label", "payouts", "--label", f"{extra_id}-key",
+                                "--secret-file", str(secret_file))
+            secret_file.unlink()
+            more.append({**key, "id": extra_id, "label": f"{extra_id}-key"})
         token_args = ("--module", SOFTHSM_MODULE, "--token-label", "payouts",
                       "--label", f"{key_id}-key")
         if hot_secret:
@@ -174,9 +187,16 @@ async def running_signer(
         secret_file.chmod(0o600)
         public_key = keypair.public_key
         key["secret_file"] = secret_file
+        for extra_id, secret in (extra_keys or {}).items():
+            extra_file = folder / f"hot-secret-{extra_id}"
+            extra_file.write_text(secret + "\n")
+            extra_file.chmod(0o600)
+            more.append({**key, "id": extra_id, "secret_file": extra_file})
     else:
         raise ValueError(f"backend must be 'pkcs11' or 'hot', got {backend!r}")
     key["policy"] = {**default_policy(network_passphrase), **(policy or {})}
+    for extra in more:
+        extra["policy"] = key["policy"]
     audit_log = folder / "audit" / "audit.log"
     audit_log.parent.mkdir()
     config_path = folder / "signer.toml"
@@ -187,7 +207,7 @@ async def running_signer(
         "tls": {"cert": certs.server.cert, "key": certs.server.key, "client_ca": certs.ca_cert},
         "audit": {"path": audit_log},
         **tables,
-    }, [key]))
+    }, [key, *more]))
     fixture = SignerFixture(
         address="", ca_cert=certs.ca_cert, client_cert=certs.clients[clients[0]].cert,
         client_key=certs.clients[clients[0]].key, key_id=key_id, public_key=public_key,

@@ -45,9 +45,14 @@ class TxParams:
 
 
 def build_payout_transaction(
-    params: TxParams, call: PayoutCall, *, payer: str, destination: str, amount_stroops: int
+    params: TxParams, call: PayoutCall, *, payer: str, destination: str, amount_stroops: int,
+    operation_source: str | None = None,
 ) -> TransactionEnvelope:
-    """`call.function_name(from: Address, to: Address, amount: i128)`, unsigned, unprepared."""
+    """`call.function_name(from: Address, to: Address, amount: i128)`, unsigned, unprepared.
+
+    With `operation_source` (the payer, when a channel account is the transaction's source)
+    the payer's source-account authorisation follows the operation, not the transaction.
+    """
     if params.max_time <= 0:
         raise ValueError("every payout transaction needs a max_time (invariant 2)")
     # TransactionBuilder increments the account's sequence, so hand it seq - 1.
@@ -64,5 +69,6 @@ def build_payout_transaction(
             scval.to_address(destination),
             scval.to_int128(amount_stroops),
         ],
+        source=operation_source,
     )
     return builder.build()

@@ -181,3 +181,50 @@ async def test_policy_refusal_fails_the_payout_once_and_pays_nothing(
                if r and r["decision"] != "allow"]
     assert [(r["payout_id"], r["rule"]) for r in refused] == \
         [("too-big", "max_amount_stroops_per_tx")]
+
+
+async def test_channel_accounts_carry_several_payouts_per_ledger_exactly_once(
+    payout_service_factory, sandbox, tmp_path
+):
+    """Channels are the transactions' sources (one in flight each); the paying account is the
+    operation's source, so it pays while its own sequence number never moves."""
+    source = Keypair.random()
+    channels = {f"channel-{i}": Keypair.random() for i in range(3)}
+    for account in (source, *channels.values()):
+        await sandbox.fund(account.public_key)
+    dests = [Keypair.random().public_key for _ in range(6)]
+    for d in dests:
+        await sandbox.fund(d)
+    payer_seq = int((await sandbox.account(source.public_key))["sequence"])
+    policy = strict_policy(source, sandbox.passphrase)
+    policy["source_accounts"] = [source.public_key, *(c.public_key for c in channels.values())]
+    async with running_signer(
+        tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
+        extra_keys={key_id: kp.secret for key_id, kp in channels.items()}, policy=policy,
+    ) as signer:
+        service = await payout_service_factory(
+            PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+            STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+            PAYOUTS_CONFIRM_POLL_MS="100", **signer_env(signer),
+            PAYOUTS_CHANNEL_ACCOUNTS=",".join(
+                f"{key_id}={kp.public_key}" for key_id, kp in channels.items()),
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = payout_pb2_grpc.PayoutServiceStub(channel)
+            for n, d in enumerate(dests):
+                await stub.CreatePayout(pb.CreatePayoutRequest(
+                    payout_id=f"ch-{n}", destination=d, amount="2", asset="XLM",
+                    idempotency_key=f"ch-{n}"))
+            for n in range(len(dests)):
+                await wait_for_state(stub, f"ch-{n}", pb.PAYOUT_STATE_CONFIRMED)
+        sources = await service.pool.fetch(
+            "SELECT source_account, status FROM payout_attempts ORDER BY sequence")
+    transfers = await sandbox.transfers()
+    assert sorted((t["to"], t["amount_stroops"]) for t in transfers) == \
+        sorted((d, 2 * XLM) for d in dests), "each destination paid exactly once"
+    assert {t["from"] for t in transfers} == {source.public_key}
+    channel_addresses = {c.public_key for c in channels.values()}
+    used = {r["source_account"] for r in sources if r["status"] == "included"}
+    assert used <= channel_addresses and len(used) >= 2, used
+    assert int((await sandbox.account(source.public_key))["sequence"]) == payer_seq, \
+        "the paying account was never a transaction source"

@@ -52,3 +52,38 @@ def test_defaults_follow_the_seeds():
     assert config.max_attempts == 5
     assert config.confirm_poll_ms == 2500 and config.confirm_max_polls == 20
     assert config.method_name == "distribute_winnings"
+
+
+SIGNER_MODE = {
+    **BASE, "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc",
+    "PAYOUTS_SIGNER_ADDR": "signer:443", "PAYOUTS_SIGNER_CA_CERT": "ca.pem",
+    "PAYOUTS_SIGNER_CLIENT_CERT": "c.pem", "PAYOUTS_SIGNER_CLIENT_KEY": "c.key",
+}
+
+
+def test_channel_accounts_map_addresses_to_signer_keys():
+    a, b = Keypair.random().public_key, Keypair.random().public_key
+    config = load_config({**SIGNER_MODE, "PAYOUTS_CHANNEL_ACCOUNTS": f"ch-a={a}, ch-b={b}"})
+    assert config.signer is not None
+    assert dict(config.signer.channel_keys) == {a: "ch-a", b: "ch-b"}
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ("ch-a", "must be key_id=G..."),
+    ("=GABC", "must be key_id=G..."),
+    ("ch-a=GABC", "is not a valid G... account id"),
+    ("ch-a={source}", "the paying account cannot also be a channel"),
+    ("ch-a={one},ch-b={one}", "is listed twice"),
+])
+def test_bad_channel_accounts_are_refused_with_the_reason(raw, problem):
+    one = Keypair.random().public_key
+    raw = raw.format(source=SIGNER_MODE["PAYOUT_SOURCE_ACCOUNT"], one=one)
+    with pytest.raises(ConfigError, match="PAYOUTS_CHANNEL_ACCOUNTS") as caught:
+        load_config({**SIGNER_MODE, "PAYOUTS_CHANNEL_ACCOUNTS": raw})
+    assert problem in str(caught.value)
+
+
+def test_channel_accounts_need_signer_mode():
+    a = Keypair.random().public_key
+    with pytest.raises(ConfigError, match="PAYOUTS_CHANNEL_ACCOUNTS needs"):
+        load_config({**BASE, "PAYOUTS_CHANNEL_ACCOUNTS": f"ch-a={a}"})

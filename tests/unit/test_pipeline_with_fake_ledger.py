@@ -106,6 +106,9 @@ class FakeSigner:
         env.sign(self.key)
         return SignedEnvelope(env.to_xdr(), env.hash_hex())
 
+    def channel_key(self, source_account: str) -> str | None:
+        return None
+
     async def close(self) -> None:
         return None
 
