@@ -3,12 +3,13 @@
 One run, one sandbox (fast ledger), two source accounts, measured in turn:
 - service: payout-service (automatic signing through signer-service over mTLS, PKCS#11 on a
   SoftHSM token by default) takes N CreatePayout calls from C concurrent callers, then its
-  loops prepare, sign, send and confirm them.
+  loops prepare, sign, send and confirm them; once with the paying account as the only
+  transaction source, once with --channels channel accounts as sources.
 - baseline: a plain stellar-sdk loop that, for each payout in turn, loads the account,
   simulates, signs in process, sends and polls getTransaction until it is included.
 
-Both face the same rule a real Stellar node applies: one pending transaction per source
-account, so neither can beat one payout per ledger per source. The ratio shows what the
+All face the same rule a real Stellar node applies: one pending transaction per source
+account, so no run can beat one payout per ledger per source account. The ratio shows what the
 service's durability (PostgreSQL rows, audit, the signer hop) costs or saves against that.
 Not a test: nothing is asserted on timings. Needs DATABASE_URL or the machine's PostgreSQL
 binaries (an embedded cluster is started), and SoftHSM2 for --backend pkcs11.
@@ -61,15 +62,20 @@ async def fresh_database(admin_url: str) -> str:
 
 async def run_service(
     sandbox: RunningSandbox, database_url: str, tmp: Path, args: argparse.Namespace,
-    dests: list[str],
+    dests: list[str], channels: int,
 ) -> dict[str, float]:
     source = Keypair.random()
-    await sandbox.fund(source.public_key)
+    channel_keys = {f"channel-{i}": Keypair.random() for i in range(channels)}
+    for account in (source, *channel_keys.values()):
+        await sandbox.fund(account.public_key)
     # The fast sandbox's close time runs ahead of the signer's clock: a wide time-bound policy.
     async with running_signer(tmp, network_passphrase=sandbox.passphrase, backend=args.backend,
                               hot_secret=source.secret,
+                              extra_keys={k: kp.secret for k, kp in channel_keys.items()},
                               policy={"max_time_window_seconds": 3600}) as signer:
+        channel_setting = ",".join(f"{k}={kp.public_key}" for k, kp in channel_keys.items())
         service = await start_service(load_config({
+            "PAYOUTS_CHANNEL_ACCOUNTS": channel_setting,
             "DATABASE_URL": database_url, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
             "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
             "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0", "PAYOUTS_PLAINTEXT": "true",
@@ -93,14 +99,15 @@ async def run_service(
                         n = queue.get_nowait()
                         t0 = time.perf_counter()
                         await stub.CreatePayout(pb.CreatePayoutRequest(
-                            payout_id=f"bench-{n}", destination=dests[n], amount=AMOUNT,
-                            asset="XLM", idempotency_key=f"bench-{n}"))
+                            payout_id=f"bench-{channels}-{n}", destination=dests[n],
+                            amount=AMOUNT, asset="XLM", idempotency_key=f"bench-{channels}-{n}"))
                         latencies.append(time.perf_counter() - t0)
 
                 start = time.perf_counter()
                 await asyncio.gather(*(caller() for _ in range(args.concurrency)))
                 while await service.pool.fetchval(
-                    "SELECT count(*) FROM payouts WHERE state = 'CONFIRMED'"
+                    "SELECT count(*) FROM payouts WHERE state = 'CONFIRMED' AND payout_id LIKE $1",
+                    f"bench-{channels}-%",
                 ) < len(dests):
                     failed = await service.pool.fetchval(
                         "SELECT count(*) FROM payouts WHERE state = 'FAILED'")
@@ -109,7 +116,8 @@ async def run_service(
                     await asyncio.sleep(0.02)
                 elapsed = time.perf_counter() - start
             confirm = [float(row["s"]) for row in await service.pool.fetch(
-                "SELECT EXTRACT(EPOCH FROM confirmed_at - created_at) AS s FROM payouts"
+                """SELECT EXTRACT(EPOCH FROM confirmed_at - created_at) AS s FROM payouts
+                   WHERE payout_id LIKE $1""", f"bench-{channels}-%",
             )]
         finally:
             await service.stop(grace=1)
@@ -165,20 +173,23 @@ async def main(args: argparse.Namespace) -> None:
         embedded = EmbeddedPostgres().start()
         admin_url = embedded.dsn
     try:
-        database_url = await fresh_database(admin_url)
         with tempfile.TemporaryDirectory() as tmp:
             async with RunningSandbox(ledger_interval=args.ledger_interval, seed=1) as sandbox:
                 dests = [Keypair.random().public_key for _ in range(args.payouts)]
                 for d in dests:
                     await sandbox.fund(d)
                 baseline = await run_baseline(sandbox, dests)
-                service = await run_service(sandbox, database_url, Path(tmp), args, dests)
+                single = await run_service(sandbox, await fresh_database(admin_url),
+                                           Path(tmp) / "single", args, dests, channels=0)
+                pooled = await run_service(sandbox, await fresh_database(admin_url),
+                                           Path(tmp) / "channels", args, dests,
+                                           channels=args.channels)
                 paid = await sandbox.transfers()
     finally:
         if embedded is not None:
             embedded.stop()
-    if len(paid) != 2 * args.payouts:
-        raise SystemExit(f"expected {2 * args.payouts} transfers on the ledger, saw {len(paid)}")
+    if len(paid) != 3 * args.payouts:
+        raise SystemExit(f"expected {3 * args.payouts} transfers on the ledger, saw {len(paid)}")
     n = args.payouts
     print(f"payouts={n} ledger_interval={args.ledger_interval}s backend={args.backend} "
           f"concurrency={args.concurrency} (one source account each)")
@@ -189,10 +200,12 @@ async def main(args: argparse.Namespace) -> None:
           f"time-to-confirm p50 {baseline['queued_p50']:.3f}s p99 {baseline['queued_p99']:.3f}s  "
           f"(one payout's round trip p50 {baseline['confirm_p50']:.3f}s "
           f"p99 {baseline['confirm_p99']:.3f}s)")
-    print(f"payout-service: {n / service['elapsed']:6.2f} payouts/s  "
-          f"time-to-confirm p50 {service['confirm_p50']:.3f}s p99 {service['confirm_p99']:.3f}s  "
-          f"create p50 {service['create_p50'] * 1e3:.1f}ms p99 {service['create_p99'] * 1e3:.1f}ms")
-    print(f"ratio service/baseline throughput: {baseline['elapsed'] / service['elapsed']:.2f}")
+    for label, run in (("payout-service, 1 source", single),
+                       (f"payout-service, {args.channels} channels", pooled)):
+        print(f"{label}: {n / run['elapsed']:6.2f} payouts/s  "
+              f"time-to-confirm p50 {run['confirm_p50']:.3f}s p99 {run['confirm_p99']:.3f}s  "
+              f"create p50 {run['create_p50'] * 1e3:.1f}ms p99 {run['create_p99'] * 1e3:.1f}ms  "
+              f"throughput ratio vs baseline {baseline['elapsed'] / run['elapsed']:.2f}")
     print("rerun: " + shlex.join([sys.executable, *sys.argv]))
 
 
@@ -203,5 +216,7 @@ if __name__ == "__main__":
     # until its slip limit holds them to one a second: 1 s keeps both runs on equal terms.
     parser.add_argument("--ledger-interval", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--channels", type=int, default=4,
+                        help="channel accounts for the second service run")
     parser.add_argument("--backend", choices=["pkcs11", "hot"], default="pkcs11")
     asyncio.run(main(parser.parse_args()))
