@@ -142,3 +142,65 @@ async def test_health_turns_not_serving_when_the_rpc_is_unreachable(payout_servi
                 break
             await asyncio.sleep(0.1)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def health_status(port: int, service: str = "") -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        reply = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return reply.status
+
+
+async def wait_for_health(port: int, want: int, within: float = 15) -> int:
+    status = -1
+    for _ in range(int(within / 0.1)):
+        status = await health_status(port, "payout.v1.PayoutService")
+        if status == want:
+            break
+        await asyncio.sleep(0.1)
+    return status
+
+
+async def test_health_follows_postgresql_going_away_and_coming_back(
+    payout_service_factory, fresh_database, postgres_url
+):
+    import asyncpg
+
+    service = await payout_service_factory(PAYOUTS_HEALTH_CHECK_MS=100)
+    name = fresh_database.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        assert await wait_for_health(service.port, health_pb2.HealthCheckResponse.NOT_SERVING) \
+            == health_pb2.HealthCheckResponse.NOT_SERVING
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert await wait_for_health(service.port, health_pb2.HealthCheckResponse.SERVING) \
+            == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def test_health_turns_not_serving_when_the_signer_goes_away(
+    payout_service_factory, tmp_path
+):
+    from signer_service.testing import running_signer
+    from soroban_sandbox.testing import RunningSandbox
+    from tests.integration.test_live_with_signer import signer_env
+
+    async with RunningSandbox(ledger_interval=0.5, seed=3) as sandbox:
+        source = Keypair.random()
+        await sandbox.fund(source.public_key)
+        async with running_signer(tmp_path, network_passphrase=sandbox.passphrase,
+                                  backend="hot", hot_secret=source.secret) as signer:
+            service = await payout_service_factory(
+                PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+                STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+                PAYOUTS_HEALTH_CHECK_MS=100, **signer_env(signer),
+            )
+            assert await health_status(service.port) == health_pb2.HealthCheckResponse.SERVING
+        # The signer process is gone now.
+        assert await wait_for_health(service.port, health_pb2.HealthCheckResponse.NOT_SERVING) \
+            == health_pb2.HealthCheckResponse.NOT_SERVING
