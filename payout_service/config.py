@@ -67,6 +67,8 @@ class Config:
     health_check_seconds: float = 5.0
     rpc_timeout_seconds: float = 10.0
     admin_identities: frozenset[str] = frozenset()
+    # On SIGTERM: NOT_SERVING first, keep answering this long (load balancers catch up).
+    shutdown_delay_seconds: float = 0.0
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -178,6 +180,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         tls=_server_tls(env),
         rpc_timeout_seconds=_int(env, "PAYOUTS_RPC_TIMEOUT_MS", 10_000, minimum=100) / 1000,
         health_check_seconds=float(_int(env, "PAYOUTS_HEALTH_CHECK_MS", 5000, minimum=50)) / 1000,
+        shutdown_delay_seconds=_int(env, "PAYOUTS_SHUTDOWN_DELAY_MS", 0) / 1000,
         admin_identities=frozenset(
             name.strip() for name in env.get("PAYOUTS_ADMIN_IDENTITIES", "").split(",")
             if name.strip()

@@ -51,13 +51,17 @@ class RunningService:
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     metrics_endpoint: metrics.MetricsEndpoint | None = None
     stopped: bool = False
+    shutdown_delay: float = 0.0
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Graceful: NOT_SERVING first, drain in-flight RPCs, then stop the loops."""
+        """Graceful: NOT_SERVING first, keep serving for the shutdown delay while load
+        balancers notice, drain the calls in flight, then stop the loops."""
         if self.stopped:
             return
         self.stopped = True
         await self.health.enter_graceful_shutdown()
+        if self.shutdown_delay and grace:
+            await asyncio.sleep(self.shutdown_delay)
         await self.server.stop(grace)
         self.halt.set()
         await asyncio.gather(*self.background, return_exceptions=True)
@@ -129,7 +133,7 @@ async def start_service(config: Config) -> RunningService:
         pipeline = Pipeline(config, desk.attempts, ledger, signer)
         pipeline.start()
     service = RunningService(server, port, pool, ledger, health_servicer, pipeline, signer,
-                             programs)
+                             programs, shutdown_delay=config.shutdown_delay_seconds)
     if config.metrics_port:
         service.metrics_endpoint = metrics.MetricsEndpoint(config.metrics_port)
     service.background += [

@@ -60,3 +60,29 @@ async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(fresh_database, 
     started = {json.loads(line).get("payout_id") for line in log.splitlines()
                if '"payout created"' in line}
     assert started == answered, "no call the server had started was cut off"
+
+
+async def test_shutdown_delay_reports_not_serving_while_still_answering(fresh_database, tmp_path):
+    """PAYOUTS_SHUTDOWN_DELAY_MS: load balancers see NOT_SERVING before calls are refused."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    service = ServiceProcess({
+        "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
+        "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_SHUTDOWN_DELAY_MS": "3000",
+    }, tmp_path / "payout-service.log")
+    await service.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        service.proc.send_signal(signal.SIGTERM)
+        for _ in range(50):
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.02)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        late = await stub.CreatePayout(pb.CreatePayoutRequest(
+            payout_id="late", destination=Keypair.random().public_key, amount="1",
+            asset="XLM", idempotency_key="late"), timeout=2)
+        assert late.created, "still answering during the delay"
+    assert await asyncio.wait_for(service.proc.wait(), 20) == 0
