@@ -64,6 +64,12 @@ ROUNDS = Counter(
     registry=REGISTRY,
 )
 
+RECONCILE_MISMATCHES = Gauge(
+    "payouts_reconcile_mismatches",
+    "Confirmed payouts whose chain record disagreed, in this replica's last reconciliation",
+    registry=REGISTRY,
+)
+
 ALL_STATES = ("ACCEPTED", "BUILT", "AWAITING_SIGNATURE", "QUEUED", "SUBMITTED", "CONFIRMED",
               "FAILED", "CANCELLED")
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
 
+from payout_service import metrics
 from payout_service.ledger import Included, LookupOutcome, NotFound
+
+log = logging.getLogger(__name__)
 
 Lookup = Callable[[str], Awaitable[LookupOutcome]]
 MAX_LOOKBACK_HOURS = 24 * 7  # Stellar RPC keeps getTransaction history for about 7 days
@@ -73,3 +78,22 @@ async def reconcile(pool: asyncpg.Pool, lookup: Lookup, lookback_hours: int) -> 
 
     found = await asyncio.gather(*(check(p) for p in payouts))
     return Reconciliation(len(payouts), [m for m in found if m is not None])
+
+
+def job_lookback_hours(interval_seconds: float) -> int:
+    """Each periodic run looks back two intervals (so a missed run loses nothing), bounded
+    by what Stellar RPC keeps."""
+    return min(MAX_LOOKBACK_HOURS, max(1, math.ceil(2 * interval_seconds / 3600)))
+
+
+async def reconcile_job(pool: asyncpg.Pool, lookup: Lookup, interval_seconds: float) -> None:
+    """The periodic reconciliation: logs every mismatch and exports how many it found.
+
+    Every replica runs it (read-only lookups), so each one's gauge is current."""
+    result = await reconcile(pool, lookup, job_lookback_hours(interval_seconds))
+    metrics.RECONCILE_MISMATCHES.set(len(result.mismatches))
+    for m in result.mismatches:
+        log.error("reconciliation mismatch", extra={
+            "payout_id": m.payout_id, "tx_hash": m.tx_hash, "problem": m.problem})
+    log.info("reconciliation done", extra={
+        "checked": result.checked, "mismatches": len(result.mismatches)})

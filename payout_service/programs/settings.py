@@ -47,6 +47,7 @@ class ProgramSettings:
     settle_interval: float = 5.0
     alert_interval: float = 30.0
     outbox_interval: float = 1.0
+    reconcile_interval: float = 3600.0
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -141,4 +142,6 @@ def load_program_settings(env: Mapping[str, str] | None = None) -> ProgramSettin
         settle_interval=_number(env, "PAYOUTS_SETTLE_INTERVAL_SECONDS", 5.0, minimum=0.01),
         alert_interval=_number(env, "PAYOUTS_ALERT_INTERVAL_SECONDS", 30.0, minimum=0.01),
         outbox_interval=_number(env, "PAYOUTS_OUTBOX_INTERVAL_SECONDS", 1.0, minimum=0.01),
+        reconcile_interval=_number(env, "PAYOUTS_RECONCILE_INTERVAL_SECONDS", 3600.0,
+                                   minimum=0.01),
     )

@@ -19,6 +19,7 @@ from payout_service.programs.admin_api import AdminServicer
 from payout_service.programs.loops import run_every
 from payout_service.programs.monitoring import Monitor
 from payout_service.programs.outbox import OutboxDelivery
+from payout_service.programs.reconcile import reconcile_job
 from payout_service.programs.round_api import RoundServicer
 from payout_service.programs.rounds import RoundDesk
 from payout_service.programs.scheduled_runs import ScheduledRuns
@@ -73,6 +74,10 @@ async def start_programs(
             ("scheduler", settings.scheduler_interval, programs.runs.run_if_due),
             ("alert_evaluation", settings.alert_interval, programs.monitor.evaluate),
         ]
+        if ledger is not None:
+            lookup, every = ledger.lookup, settings.reconcile_interval
+            steps.append(("reconcile", every,
+                          lambda: reconcile_job(pool, lookup, every)))
         if settings.webhooks.urls:
             steps.append(("outbox_delivery", settings.outbox_interval, programs.outbox.deliver_due))
         else:

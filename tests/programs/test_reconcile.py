@@ -67,3 +67,24 @@ async def test_reconcile_without_a_ledger_is_failed_precondition(stack):
         await stack.admin.Reconcile(apb.ReconcileRequest())
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "SOROBAN_RPC_URL" in err.value.details()
+
+
+async def test_the_periodic_job_exports_and_logs_what_it_found(stack_factory, caplog):
+    from payout_service import metrics
+    from payout_service.programs.reconcile import job_lookback_hours, reconcile_job
+
+    ledger = FakeLedger()
+    stack = await stack_factory(ledger=ledger)
+    ok = await confirmed(stack, 1)
+    missing = await confirmed(stack, 2)
+    ledger.answers = {ok: Included(True, 1000, "txSUCCESS", 100)}
+    with caplog.at_level("INFO", logger="payout_service.programs.reconcile"):
+        await reconcile_job(stack.pool, ledger.lookup, interval_seconds=3600)
+    assert metrics.RECONCILE_MISMATCHES._value.get() == 1
+    errors = [r for r in caplog.records if r.msg == "reconciliation mismatch"]
+    assert [(r.payout_id, r.tx_hash) for r in errors] == [("p-2", missing)]
+    ledger.answers[missing] = Included(True, 1000, "txSUCCESS", 100)
+    await reconcile_job(stack.pool, ledger.lookup, interval_seconds=3600)
+    assert metrics.RECONCILE_MISMATCHES._value.get() == 0, "the gauge clears once fixed"
+    assert job_lookback_hours(3600) == 2 and job_lookback_hours(60) == 1
+    assert job_lookback_hours(10**9) == 24 * 7
