@@ -117,7 +117,7 @@ async def states(target: str) -> dict[str, int]:
     return {p.payout_id: p.state for p in page.payouts}
 
 
-@pytest.mark.parametrize("mode", ["signer", "external"])
+@pytest.mark.parametrize("mode", ["signer", "channels", "external"])
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
 async def test_sigkill_at_each_step_pays_exactly_once(fresh_database, tmp_path, crash_at, mode):
     seed = 100 + CRASH_POINTS.index(crash_at)  # fixed, so a failing run replays
@@ -134,16 +134,27 @@ async def test_sigkill_at_each_step_pays_exactly_once(fresh_database, tmp_path, 
         env = {
             "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
             "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
-            "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_SIGNING_MODE": mode,
+            "PAYOUTS_LIVE_EXECUTION": "true",
+            "PAYOUTS_SIGNING_MODE": "external" if mode == "external" else "signer",
             "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_CONFIRM_POLL_MS": "150",
             "PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS": "5", "PAYOUTS_TX_WINDOW_SECONDS": "5",
             "PAYOUTS_RPC_TIMEOUT_MS": "1000", "PAYOUTS_MAX_ATTEMPTS": "10",
             "PAYOUTS_LOG_LEVEL": "INFO",
         }
-        if mode == "signer":
+        if mode in ("signer", "channels"):
+            # "channels": two channel accounts as transaction sources, the payer as the
+            # operation source (two signatures per transaction).
+            channels = {f"channel-{i}": Keypair.random() for i in range(2 if mode == "channels"
+                                                                        else 0)}
+            for kp in channels.values():
+                await sandbox.fund(kp.public_key)
             signer = await stack.enter_async_context(running_signer(
-                tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret))
+                tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
+                extra_keys={key_id: kp.secret for key_id, kp in channels.items()}))
             env.update(signer_env(signer))
+            if channels:
+                env["PAYOUTS_CHANNEL_ACCOUNTS"] = ",".join(
+                    f"{key_id}={kp.public_key}" for key_id, kp in channels.items())
         external_signer = source if mode == "external" else None
         service = ServiceProcess(env, tmp_path / "payout-service.log")
         target = f"127.0.0.1:{service.port}"
