@@ -228,3 +228,48 @@ async def test_channel_accounts_carry_several_payouts_per_ledger_exactly_once(
     assert used <= channel_addresses and len(used) >= 2, used
     assert int((await sandbox.account(source.public_key))["sequence"]) == payer_seq, \
         "the paying account was never a transaction source"
+
+
+async def test_two_replicas_on_one_database_pay_each_payout_once(
+    payout_service_factory, sandbox, tmp_path
+):
+    """Replicas share nothing but PostgreSQL: claims (SKIP LOCKED), sequence reservation and
+    channel leases keep their loops off each other's work."""
+    source = Keypair.random()
+    channels = {f"channel-{i}": Keypair.random() for i in range(2)}
+    for account in (source, *channels.values()):
+        await sandbox.fund(account.public_key)
+    dests = [Keypair.random().public_key for _ in range(8)]
+    for d in dests:
+        await sandbox.fund(d)
+    policy = strict_policy(source, sandbox.passphrase)
+    policy["source_accounts"] = [source.public_key, *(c.public_key for c in channels.values())]
+    async with running_signer(
+        tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
+        extra_keys={key_id: kp.secret for key_id, kp in channels.items()}, policy=policy,
+    ) as signer:
+        settings = dict(
+            PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+            STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+            PAYOUTS_CONFIRM_POLL_MS="100", **signer_env(signer),
+            PAYOUTS_CHANNEL_ACCOUNTS=",".join(
+                f"{key_id}={kp.public_key}" for key_id, kp in channels.items()),
+        )
+        replicas = [await payout_service_factory(**settings) for _ in range(2)]
+        channels_open = [grpc.aio.insecure_channel(f"127.0.0.1:{r.port}") for r in replicas]
+        try:
+            stubs = [payout_pb2_grpc.PayoutServiceStub(c) for c in channels_open]
+            for n, d in enumerate(dests):
+                await stubs[n % 2].CreatePayout(pb.CreatePayoutRequest(
+                    payout_id=f"rep-{n}", destination=d, amount="1.5", asset="XLM",
+                    idempotency_key=f"rep-{n}"))
+            for n in range(len(dests)):
+                await wait_for_state(stubs[(n + 1) % 2], f"rep-{n}", pb.PAYOUT_STATE_CONFIRMED,
+                                     within=40)
+        finally:
+            for c in channels_open:
+                await c.close()
+        attempts = await replicas[0].pool.fetchval("SELECT count(*) FROM payout_attempts")
+    transfers = await sandbox.transfers()
+    assert sorted(t["to"] for t in transfers) == sorted(dests), "each paid exactly once"
+    assert attempts >= len(dests)
