@@ -14,7 +14,7 @@ import asyncpg
 
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import IllegalTransition, PayoutState, check_transition
-from payout_service.store import _attempt, payout_from_row, record_event
+from payout_service.store import PAYOUT_IDS, _attempt, payout_from_row, record_event
 
 S = PayoutState
 
@@ -164,17 +164,18 @@ class AttemptStore:
                 await record_event(conn, payout.id, payout.state, target, attempt=number,
                                    reason="attempt built", actor="preparer",
                                    correlation_id=payout.correlation_id)
-            attempt = _attempt(arow)
+            built = payout_from_row(prow)
+            attempt = _attempt(arow, built)
             return payout_from_row(prow, attempt), attempt
 
     async def expired_awaiting_signature(self, ledger_close_time: int) -> list[Attempt]:
         """External attempts whose window passed unsigned: a ledger closed after max_time, so
         even a copy signed elsewhere can never land."""
         rows = await self.pool.fetch(
-            """SELECT a.* FROM payout_attempts a JOIN payouts p
+            f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
                  ON p.id = a.payout_id AND p.attempt_count = a.number
                WHERE p.state = 'AWAITING_SIGNATURE' AND a.status = 'built'
-                 AND a.max_time < to_timestamp($1)""",
+                 AND a.max_time < to_timestamp($1)""",  # noqa: S608 - constant columns
             ledger_close_time,
         )
         return [_attempt(r) for r in rows]
@@ -190,8 +191,9 @@ class AttemptStore:
         )
         out = []
         for r in rows:
-            attempt = _attempt(r)
             prow = await self.pool.fetchrow("SELECT * FROM payouts WHERE id = $1", r["payout_id"])
+            payout = payout_from_row(prow)
+            attempt = _attempt(r, payout)
             out.append((payout_from_row(prow, attempt), attempt))
         return out
 
@@ -259,7 +261,7 @@ class AttemptStore:
                     payout.id, payout.attempt_count, submitted_ledger,
                 )
                 await _move(conn, payout, S.SUBMITTED, payout.attempt_count, "sent", "sender")
-                claimed.append(_attempt(arow))
+                claimed.append(_attempt(arow, payout))
             return claimed
 
     # ---- confirming ---------------------------------------------------------------------
@@ -271,12 +273,12 @@ class AttemptStore:
         polled four times less often; only a proof of death ever leads to a new attempt."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                """SELECT a.* FROM payout_attempts a JOIN payouts p
+                f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
                      ON p.id = a.payout_id AND p.attempt_count = a.number
                    WHERE a.status = 'sent' AND p.state = 'SUBMITTED'
                      AND (a.next_poll_at IS NULL OR a.next_poll_at <= now())
                    ORDER BY a.next_poll_at NULLS FIRST LIMIT $1
-                   FOR UPDATE OF a SKIP LOCKED""",
+                   FOR UPDATE OF a SKIP LOCKED""",  # noqa: S608 - constant columns
                 limit,
             )
             for r in rows:

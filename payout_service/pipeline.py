@@ -52,6 +52,13 @@ log = logging.getLogger(__name__)
 StepFn = Callable[[], Awaitable[int]]
 
 
+def attempt_ids(attempt: Attempt) -> dict[str, Any]:
+    """What on-call searches logs by: the payout's ids, the attempt and its hash."""
+    return {"payout_id": attempt.payout_ref, "payout_uuid": str(attempt.payout_id),
+            "correlation_id": attempt.correlation_id, "attempt": attempt.number,
+            "tx_hash": attempt.tx_hash}
+
+
 @dataclass
 class _PreparedBuilder(AttemptBuilder):
     template: TransactionEnvelope
@@ -203,10 +210,8 @@ class Pipeline:
     async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
         state = await self.attempts.attempt_dead(attempt, **kwargs)
         metrics.ATTEMPTS.labels(kwargs["status"]).inc()
-        log.warning("attempt dead", extra={"payout_uuid": str(attempt.payout_id),
-                                           "attempt": attempt.number, "tx_hash": attempt.tx_hash,
-                                           "status": kwargs["status"], "code": kwargs["code"],
-                                           "payout_state": state.value})
+        log.warning("attempt dead", extra={**attempt_ids(attempt), "status": kwargs["status"],
+                                           "code": kwargs["code"], "payout_state": state.value})
         if state == PayoutState.FAILED:
             metrics.PAYOUTS_TERMINAL.labels("failed").inc()
 
@@ -285,8 +290,7 @@ class Pipeline:
             await self._after_send(attempt, outcome)
 
     async def _after_send(self, attempt: Attempt, outcome: SendOutcome) -> None:
-        log.info("sent", extra={"payout_uuid": str(attempt.payout_id), "attempt": attempt.number,
-                                "tx_hash": attempt.tx_hash, "outcome": type(outcome).__name__})
+        log.info("sent", extra={**attempt_ids(attempt), "outcome": type(outcome).__name__})
         if isinstance(outcome, RetryLater):
             metrics.RPC_ERRORS.labels(outcome.reason).inc()
         if isinstance(outcome, Rejected):
@@ -356,8 +360,7 @@ class Pipeline:
             # Overdue, but a new attempt now could pay twice: keep polling (slower) and wait
             # for the proof (a ledger closed past max_time, or the sequence consumed).
             log.warning("confirmation overdue", extra={
-                "payout_uuid": str(attempt.payout_id), "attempt": attempt.number,
-                "tx_hash": attempt.tx_hash, "polls": attempt.poll_count,
+                **attempt_ids(attempt), "polls": attempt.poll_count,
                 "max_time": attempt.max_time.isoformat(),
             })
         if attempt.result_code in PERMANENT_REJECTIONS:
@@ -369,7 +372,8 @@ class Pipeline:
         if isinstance(outcome, Rejected):
             await self._rejected(attempt, outcome.code)
         elif not isinstance(outcome, Accepted | Duplicate | RetryLater):
-            log.warning("unexpected send outcome", extra={"outcome": repr(outcome)})
+            log.warning("unexpected send outcome",
+                        extra={**attempt_ids(attempt), "outcome": repr(outcome)})
 
     async def _included(self, attempt: Attempt, found: Included) -> None:
         failpoint("before_confirm")

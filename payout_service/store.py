@@ -62,8 +62,19 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return pool
 
 
-def _attempt(row: asyncpg.Record) -> Attempt:
-    return Attempt(**{name: row[name] for name in Attempt.__dataclass_fields__})
+_ATTEMPT_COLUMNS = [n for n in Attempt.__dataclass_fields__
+                    if n not in ("payout_ref", "correlation_id")]
+# Selected beside `a.*` where the payout's ids should travel with the attempt (log lines).
+PAYOUT_IDS = "p.payout_id AS payout_ref, p.correlation_id"
+
+
+def _attempt(row: asyncpg.Record, payout: Payout | None = None) -> Attempt:
+    fields = {name: row[name] for name in _ATTEMPT_COLUMNS}
+    if payout is not None:
+        fields.update(payout_ref=payout.payout_id, correlation_id=payout.correlation_id)
+    elif "payout_ref" in row.keys():
+        fields.update(payout_ref=row["payout_ref"], correlation_id=row["correlation_id"])
+    return Attempt(**fields)
 
 
 def payout_from_row(row: asyncpg.Record, attempt: Attempt | None = None) -> Payout:

@@ -31,6 +31,9 @@ class Attempt:
     poll_count: int
     proof: str | None
     trace_context: str
+    # The payout's caller-facing id and correlation id, for log lines (not attempt columns).
+    payout_ref: str = ""
+    correlation_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,10 @@ async def test_signer_mode_pays_exactly_once_audits_and_leaks_nothing(
         assert not leaked, f"{what} appears in a log line: {leaked[0][:80]}..."
     for line in lines:
         json.loads(line)  # one JSON object per line, so shipping never splits a record
+    sent = [json.loads(line) for line in payout_logs if '"msg":"sent"' in line]
+    assert sent and all(e["payout_id"].startswith("auto-") and e["correlation_id"]
+                        and e["tx_hash"] and e["attempt"] for e in sent), \
+        "pipeline lines carry the ids on-call searches by"
 
 
 async def test_policy_refusal_fails_the_payout_once_and_pays_nothing(
