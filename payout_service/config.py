@@ -50,6 +50,7 @@ class Config:
     max_attempts: int
     confirm_poll_ms: int
     confirm_max_polls: int
+    max_inclusion_fee_stroops: int
     contract_id: str | None
     method_name: str
     source_account: str
@@ -162,6 +163,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_attempts=_int(env, "PAYOUTS_MAX_ATTEMPTS", 5, minimum=1),
         confirm_poll_ms=_int(env, "PAYOUTS_CONFIRM_POLL_MS", 2500, minimum=10),
         confirm_max_polls=_int(env, "PAYOUTS_CONFIRM_MAX_POLLS", 20, minimum=1),
+        max_inclusion_fee_stroops=_int(env, "PAYOUTS_MAX_INCLUSION_FEE_STROOPS", 100_000,
+                                       minimum=100),
         contract_id=contract,
         method_name=env.get("PAYOUT_METHOD_NAME", "").strip() or "distribute_winnings",
         source_account=source,

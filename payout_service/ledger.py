@@ -118,6 +118,15 @@ class LedgerGateway:
         close_time = int(getattr(latest, "close_time", 0) or 0)
         return LedgerInfo(sequence=latest.sequence, close_time=close_time)
 
+    async def inclusion_fee_p90(self) -> int | None:
+        """The network's recent p90 Soroban inclusion fee; None when the RPC cannot say
+        (the bid then falls back to the protocol minimum)."""
+        try:
+            stats = await asyncio.wait_for(self._server.get_fee_stats(), self._timeout)
+            return int(stats.soroban_inclusion_fee.p90)
+        except (BaseRequestError, SorobanRpcErrorResponse, TimeoutError, OSError, ValueError):
+            return None
+
     async def prepare(self, envelope: TransactionEnvelope) -> TransactionEnvelope:
         """Simulate and assemble: footprint, auth and resource fee set from simulation."""
         try:

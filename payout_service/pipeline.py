@@ -30,7 +30,13 @@ from payout_service.core.retry import (
     verdict_at_death,
 )
 from payout_service.core.states import PayoutState
-from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
+from payout_service.core.transactions import (
+    BASE_INCLUSION_FEE,
+    TxParams,
+    build_payout_transaction,
+    inclusion_fee_bid,
+    payout_call,
+)
 from payout_service.failpoints import failpoint
 from payout_service.ledger import (
     Accepted,
@@ -165,15 +171,17 @@ class Pipeline:
             # is never born expired nor identical to the one that died.
             latest = await self.ledger.latest_ledger()
             now = max(int(time.time()), latest.close_time)
+            p90 = await self.ledger.inclusion_fee_p90()
             for payout in needing:
                 with payout_span("payout.prepare", payout.trace_context,
                                  payout_id=payout.payout_id):
-                    await self._prepare(payout, now)
+                    await self._prepare(payout, now, p90)
                 work += 1
         return work
 
-    async def _prepare(self, payout: Payout, now: int) -> None:
+    async def _prepare(self, payout: Payout, now: int, fee_p90: int | None) -> None:
         cfg = self.config
+        bid = inclusion_fee_bid(payout.attempt_count + 1, fee_p90, cfg.max_inclusion_fee_stroops)
         call = payout_call(payout.asset, cfg.network_passphrase, cfg.contract_id, cfg.method_name)
         # Simulate before taking any lock; the sequence number and time bounds are set
         # afterwards inside the reserving SQL transaction (they do not change the simulation).
@@ -183,18 +191,22 @@ class Pipeline:
             call, payer=cfg.source_account, destination=payout.destination,
             amount_stroops=payout.net_stroops,
             operation_source=cfg.source_account if self.channels else None,
+            inclusion_fee=bid,
         )
         try:
             prepared = await self.ledger.prepare(draft)
         except SimulationFailed as err:
             await self._refuse_before_build(payout, "simulation_failed", str(err))
             return
-        if prepared.transaction.fee > cfg.max_gas_stroops:
+        # Only the resource fee can make a payout too expensive: a bid that would push the
+        # total over max gas is lowered to fit, down to the protocol minimum.
+        if prepared.transaction.fee - bid + BASE_INCLUSION_FEE > cfg.max_gas_stroops:
             await self._refuse_before_build(
                 payout, "max_gas",
                 f"prepared fee {prepared.transaction.fee} exceeds max gas {cfg.max_gas_stroops}",
             )
             return
+        prepared.transaction.fee = min(prepared.transaction.fee, cfg.max_gas_stroops)
         # External signers take longer; the window bounds how long a sequence number is held.
         window = cfg.external_window_seconds if self.external else cfg.tx_window_seconds
         builder = _PreparedBuilder(

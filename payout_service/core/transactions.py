@@ -11,6 +11,14 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 BASE_INCLUSION_FEE = 100
 
 
+def inclusion_fee_bid(attempt_number: int, network_p90: int | None, cap: int) -> int:
+    """The inclusion fee an attempt bids: the network's recent p90 (surge pricing) or the
+    protocol minimum, doubled for every earlier attempt of the payout (one that died unseen
+    may have been outbid), never above `cap` nor below the minimum."""
+    base = max(BASE_INCLUSION_FEE, network_p90 or 0)
+    return max(BASE_INCLUSION_FEE, min(cap, base << max(0, attempt_number - 1)))
+
+
 @dataclass(frozen=True)
 class PayoutCall:
     """Which contract function moves the money: SAC transfer or the payout contract."""
@@ -46,7 +54,7 @@ class TxParams:
 
 def build_payout_transaction(
     params: TxParams, call: PayoutCall, *, payer: str, destination: str, amount_stroops: int,
-    operation_source: str | None = None,
+    operation_source: str | None = None, inclusion_fee: int = BASE_INCLUSION_FEE,
 ) -> TransactionEnvelope:
     """`call.function_name(from: Address, to: Address, amount: i128)`, unsigned, unprepared.
 
@@ -58,7 +66,7 @@ def build_payout_transaction(
     # TransactionBuilder increments the account's sequence, so hand it seq - 1.
     account = Account(params.source_account, params.sequence - 1)
     builder = TransactionBuilder(
-        account, network_passphrase=params.network_passphrase, base_fee=BASE_INCLUSION_FEE
+        account, network_passphrase=params.network_passphrase, base_fee=inclusion_fee
     )
     builder.add_time_bounds(params.min_time, params.max_time)
     builder.append_invoke_contract_function_op(

@@ -49,3 +49,13 @@ def test_fee_rounds_in_favour_of_the_payee():
 def test_fee_of_100_percent_is_refused():
     with pytest.raises(ValueError):
         split_fee(100, 10_000)
+
+
+def test_inclusion_fee_bid_starts_at_the_network_p90_doubles_per_attempt_and_is_capped():
+    from payout_service.core.transactions import BASE_INCLUSION_FEE, inclusion_fee_bid
+
+    assert inclusion_fee_bid(1, None, 10_000) == BASE_INCLUSION_FEE
+    assert inclusion_fee_bid(1, 50, 10_000) == BASE_INCLUSION_FEE, "never below the minimum"
+    assert [inclusion_fee_bid(n, 300, 10_000) for n in (1, 2, 3, 4)] == [300, 600, 1200, 2400]
+    assert inclusion_fee_bid(10, 300, 5_000) == 5_000
+    assert inclusion_fee_bid(3, None, 50) == BASE_INCLUSION_FEE, "a cap below it is ignored"

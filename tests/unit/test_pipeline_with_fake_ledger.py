@@ -28,6 +28,7 @@ from payout_service.store import PayoutStore, create_pool
 NET = "Test SDF Network ; September 2015"
 # Real sequence numbers start at ledger << 32: far beyond int32, as in production.
 START_SEQ = 123 << 32
+RESOURCE_FEE = 150
 
 
 @dataclass
@@ -49,8 +50,13 @@ class FakeLedger:
     async def latest_ledger(self) -> LedgerInfo:
         return LedgerInfo(self.ledger, self.close_time)
 
+    fee_p90: int | None = None
+
+    async def inclusion_fee_p90(self) -> int | None:
+        return self.fee_p90
+
     async def prepare(self, envelope: TransactionEnvelope) -> TransactionEnvelope:
-        envelope.transaction.fee = 250
+        envelope.transaction.fee += RESOURCE_FEE  # the builder's inclusion bid + resources
         return envelope
 
     async def send(self, envelope_xdr: str) -> Accepted | Rejected:
@@ -309,6 +315,29 @@ async def test_an_overdue_confirmation_polls_slower_and_never_rebuilds_without_p
     assert gaps[0] < 1.5 and gaps[2] > 3.5, f"polls 1..3 spaced {gaps}"
     statuses = await desk.store.pool.fetch("SELECT status FROM payout_attempts")
     assert [r["status"] for r in statuses] == ["sent"], "no new attempt without a proof"
+
+
+async def test_each_new_attempt_bids_more_and_never_past_max_gas(world):
+    """An attempt that died unseen may have been outbid: the next one doubles its inclusion
+    fee (from the network's p90), lowered to fit max gas instead of failing the payout."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer", PAYOUTS_MAX_GAS_STROOPS="1000")
+    ledger.fee_p90 = 300
+    await create(desk, 1)
+    fees = []
+    for _ in range(4):
+        await desk.store.pool.execute(
+            "UPDATE payouts SET next_attempt_at = now() WHERE payout_id = 'p1'")
+        await pipeline.prepare_once()
+        fees.append(await desk.store.pool.fetchval(
+            "SELECT fee_stroops FROM payout_attempts ORDER BY number DESC LIMIT 1"))
+        ledger.drop_next = 10**6
+        await pipeline.send_once()
+        ledger.close(seconds=60)  # past max_time: proven dead, a new attempt is due
+        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+        await pipeline.confirm_once()
+    assert fees == [300 + RESOURCE_FEE, 600 + RESOURCE_FEE, 1000, 1000], fees
+    assert (await states(desk))["p1"] != "FAILED"
 
 
 async def test_a_signer_refusal_fails_the_payout_and_frees_the_sequence(world):
