@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 
 import grpc
 import pytest
@@ -187,31 +188,53 @@ async def test_policy_refusal_fails_the_payout_once_and_pays_nothing(
         [("too-big", "max_amount_stroops_per_tx")]
 
 
+@dataclass
+class ChannelWorld:
+    """A funded paying account, funded channel accounts and destinations, with the signer
+    policy that lets the channels be transaction sources."""
+
+    source: Keypair
+    channels: dict[str, Keypair]
+    dests: list[str]
+    policy: dict
+
+    @property
+    def setting(self) -> str:
+        return ",".join(f"{key_id}={kp.public_key}" for key_id, kp in self.channels.items())
+
+    @property
+    def channel_secrets(self) -> dict[str, str]:
+        return {key_id: kp.secret for key_id, kp in self.channels.items()}
+
+
+async def channel_world(sandbox, channels: int, payouts: int) -> ChannelWorld:
+    source = Keypair.random()
+    keys = {f"channel-{i}": Keypair.random() for i in range(channels)}
+    dests = [Keypair.random().public_key for _ in range(payouts)]
+    for address in (source.public_key, *(k.public_key for k in keys.values()), *dests):
+        await sandbox.fund(address)
+    policy = strict_policy(source, sandbox.passphrase)
+    policy["source_accounts"] = [source.public_key, *(k.public_key for k in keys.values())]
+    return ChannelWorld(source, keys, dests, policy)
+
+
 async def test_channel_accounts_carry_several_payouts_per_ledger_exactly_once(
     payout_service_factory, sandbox, tmp_path
 ):
     """Channels are the transactions' sources (one in flight each); the paying account is the
     operation's source, so it pays while its own sequence number never moves."""
-    source = Keypair.random()
-    channels = {f"channel-{i}": Keypair.random() for i in range(3)}
-    for account in (source, *channels.values()):
-        await sandbox.fund(account.public_key)
-    dests = [Keypair.random().public_key for _ in range(6)]
-    for d in dests:
-        await sandbox.fund(d)
+    world = await channel_world(sandbox, channels=3, payouts=6)
+    source, channels, dests = world.source, world.channels, world.dests
     payer_seq = int((await sandbox.account(source.public_key))["sequence"])
-    policy = strict_policy(source, sandbox.passphrase)
-    policy["source_accounts"] = [source.public_key, *(c.public_key for c in channels.values())]
     async with running_signer(
         tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
-        extra_keys={key_id: kp.secret for key_id, kp in channels.items()}, policy=policy,
+        extra_keys=world.channel_secrets, policy=world.policy,
     ) as signer:
         service = await payout_service_factory(
             PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
             STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
             PAYOUTS_CONFIRM_POLL_MS="100", **signer_env(signer),
-            PAYOUTS_CHANNEL_ACCOUNTS=",".join(
-                f"{key_id}={kp.public_key}" for key_id, kp in channels.items()),
+            PAYOUTS_CHANNEL_ACCOUNTS=world.setting,
         )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
             stub = payout_pb2_grpc.PayoutServiceStub(channel)
@@ -239,25 +262,17 @@ async def test_two_replicas_on_one_database_pay_each_payout_once(
 ):
     """Replicas share nothing but PostgreSQL: claims (SKIP LOCKED), sequence reservation and
     channel leases keep their loops off each other's work."""
-    source = Keypair.random()
-    channels = {f"channel-{i}": Keypair.random() for i in range(2)}
-    for account in (source, *channels.values()):
-        await sandbox.fund(account.public_key)
-    dests = [Keypair.random().public_key for _ in range(8)]
-    for d in dests:
-        await sandbox.fund(d)
-    policy = strict_policy(source, sandbox.passphrase)
-    policy["source_accounts"] = [source.public_key, *(c.public_key for c in channels.values())]
+    world = await channel_world(sandbox, channels=2, payouts=8)
+    source, dests = world.source, world.dests
     async with running_signer(
         tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
-        extra_keys={key_id: kp.secret for key_id, kp in channels.items()}, policy=policy,
+        extra_keys=world.channel_secrets, policy=world.policy,
     ) as signer:
         settings = dict(
             PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
             STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
             PAYOUTS_CONFIRM_POLL_MS="100", **signer_env(signer),
-            PAYOUTS_CHANNEL_ACCOUNTS=",".join(
-                f"{key_id}={kp.public_key}" for key_id, kp in channels.items()),
+            PAYOUTS_CHANNEL_ACCOUNTS=world.setting,
         )
         replicas = [await payout_service_factory(**settings) for _ in range(2)]
         channels_open = [grpc.aio.insecure_channel(f"127.0.0.1:{r.port}") for r in replicas]
