@@ -17,12 +17,18 @@ from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 from tests.integration.test_crash_safety import ServiceProcess
 
 
-async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(fresh_database, tmp_path):
+async def started_build_only(database_url: str, tmp_path, **env: str) -> ServiceProcess:
+    """payout-service as a real process (build-only, plaintext), healthy."""
     service = ServiceProcess({
-        "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
-        "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_LOG_LEVEL": "INFO",
+        "DATABASE_URL": database_url, "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
+        "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_LOG_LEVEL": "INFO", **env,
     }, tmp_path / "payout-service.log")
     await service.start()
+    return service
+
+
+async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(fresh_database, tmp_path):
+    service = await started_build_only(fresh_database, tmp_path)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
         stub = payout_pb2_grpc.PayoutServiceStub(channel)
 
@@ -66,11 +72,8 @@ async def test_shutdown_delay_reports_not_serving_while_still_answering(fresh_da
     """PAYOUTS_SHUTDOWN_DELAY_MS: load balancers see NOT_SERVING before calls are refused."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    service = ServiceProcess({
-        "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
-        "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_SHUTDOWN_DELAY_MS": "3000",
-    }, tmp_path / "payout-service.log")
-    await service.start()
+    service = await started_build_only(fresh_database, tmp_path,
+                                       PAYOUTS_SHUTDOWN_DELAY_MS="3000")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         stub = payout_pb2_grpc.PayoutServiceStub(channel)
