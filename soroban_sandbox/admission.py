@@ -14,7 +14,7 @@ from stellar_sdk import xdr as x
 from stellar_sdk.memo import NoneMemo
 from stellar_sdk.operation import InvokeHostFunction
 
-from .authority import count_valid_signatures
+from .authority import first_valid_signature
 from .xdr_build import BASE_FEE, BASE_RESERVE
 
 Code = x.TransactionResultCode
@@ -29,6 +29,10 @@ class LedgerView:
     source_exists: bool
     source_seq: int
     source_balance: int
+    # stellar-core getUpperBoundCloseTimeOffset (src/transactions/TransactionUtils.cpp):
+    # EXPECTED_CLOSE_TIME_MULT (2) x the expected ledger close time in whole seconds, plus the
+    # time since the last close. A maxTime below close_time + this offset is txTOO_LATE.
+    upper_bound_offset: int = 0
 
 
 def resource_fee_of(envelope: TransactionEnvelope) -> int:
@@ -36,9 +40,18 @@ def resource_fee_of(envelope: TransactionEnvelope) -> int:
     return data.resource_fee.int64 if data is not None else 0
 
 
-def fee_to_charge(envelope: TransactionEnvelope) -> int:
-    """Inclusion fee at the base rate (no surge pricing in the sandbox) plus the resource fee."""
-    return min(envelope.transaction.fee, BASE_FEE + resource_fee_of(envelope))
+def inclusion_bid(envelope: TransactionEnvelope) -> int:
+    """What the transaction offers above its declared resource fee (stellar-core
+    getInclusionFee); surge pricing ranks Soroban transactions by it."""
+    return envelope.transaction.fee - resource_fee_of(envelope)
+
+
+def fee_to_charge(envelope: TransactionEnvelope, base_fee: int = BASE_FEE) -> int:
+    """stellar-core TransactionFrame::getFee while applying: the inclusion fee bid capped at
+    the ledger's (possibly surge-priced) base fee per operation, plus the declared resource
+    fee. The refundable part of the resource fee is returned after apply."""
+    ops = max(1, len(envelope.transaction.operations))
+    return min(inclusion_bid(envelope), base_fee * ops) + resource_fee_of(envelope)
 
 
 def structure_error(envelope: TransactionEnvelope) -> Code | None:
@@ -70,9 +83,11 @@ def time_bounds_error(envelope: TransactionEnvelope, view: LedgerView) -> Code |
         return None
     if cond.time_bounds is not None:
         min_time, max_time = cond.time_bounds.min_time, cond.time_bounds.max_time
-        if min_time and view.close_time < min_time:
+        # stellar-core TransactionFrame::isTooEarly / isTooLate (src/transactions/
+        # TransactionFrame.cpp): minTime > closeTime; maxTime < closeTime + upper bound offset.
+        if min_time and min_time > view.close_time:
             return Code.txTOO_EARLY
-        if max_time and view.close_time > max_time:
+        if max_time and max_time < view.close_time + view.upper_bound_offset:
             return Code.txTOO_LATE
     if cond.ledger_bounds is not None:
         next_seq = view.seq + 1
@@ -98,19 +113,22 @@ def admission_error(envelope: TransactionEnvelope, tx_hash: bytes, view: LedgerV
         return Code.txBAD_SEQ
     signatures = envelope.to_xdr_object().v1.signatures  # type: ignore[union-attr]
     # The transaction source and an operation's own source must each sign (master key,
-    # weight 1); a signature that matches neither is unused, which stellar-core rejects.
+    # weight 1). stellar-core's SignatureChecker uses each signature for at most one signer
+    # and a signer consumes one signature; any signature left unused (an extra key, or the
+    # same signature twice) fails checkAllSignaturesUsed: txBAD_AUTH_EXTRA.
     signers = dict.fromkeys(
         [tx.source.account_id] + [op.source.account_id for op in tx.operations if op.source]
     )
-    used = 0
+    used: set[int] = set()
     for signer in signers:
-        valid = count_valid_signatures(signer, tx_hash, signatures)
-        if valid == 0:
+        index = first_valid_signature(signer, tx_hash, signatures, used)
+        if index is None:
             return Code.txBAD_AUTH
-        used += valid
-    if used < len(signatures):
-        return Code.txBAD_AUTH_EXTRA
-    # The fee must be payable from the balance above the minimum reserve (2 base reserves).
-    if view.source_balance - 2 * BASE_RESERVE < fee_to_charge(envelope):
+        used.add(index)
+    # The full fee must be payable from the balance above the minimum reserve (2 base
+    # reserves): TransactionQueue::canAdd checks getAvailableBalance - getFullFee.
+    if view.source_balance - 2 * BASE_RESERVE < tx.fee:
         return Code.txINSUFFICIENT_BALANCE
+    if len(used) < len(signatures):
+        return Code.txBAD_AUTH_EXTRA
     return None

@@ -28,21 +28,27 @@ def _verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
-def count_valid_signatures(
-    account_id: str, tx_hash: bytes, signatures: Sequence[x.DecoratedSignature]
-) -> int:
-    """How many decorated signatures are the account's master key signing ``tx_hash``.
+def first_valid_signature(
+    account_id: str,
+    tx_hash: bytes,
+    signatures: Sequence[x.DecoratedSignature],
+    used: set[int],
+) -> int | None:
+    """Index of the first not-yet-used decorated signature that is the account's master key
+    signing ``tx_hash`` (stellar-core SignatureChecker: one signature per signer key).
 
     The hash covers the network id, so a transaction signed for another network has none.
     """
     keypair = Keypair.from_public_key(account_id)
     hint = keypair.signature_hint()
-    return sum(
-        1
-        for sig in signatures
-        if sig.hint.signature_hint == hint
-        and _verify(keypair.raw_public_key(), tx_hash, sig.signature.signature)
-    )
+    for index, sig in enumerate(signatures):
+        if (
+            index not in used
+            and sig.hint.signature_hint == hint
+            and _verify(keypair.raw_public_key(), tx_hash, sig.signature.signature)
+        ):
+            return index
+    return None
 
 
 def source_account_of(envelope_source: x.MuxedAccount) -> str:

@@ -20,7 +20,7 @@ from stellar_sdk.address import Address
 from stellar_sdk.operation import InvokeHostFunction
 
 from . import xdr_build as b
-from .admission import LedgerView, admission_error, fee_to_charge
+from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid
 from .contracts import ContractRegistry
 from .execution import Execution, TokenBalance, execute
 from .records import (
@@ -35,6 +35,48 @@ from .records import (
 
 FRIENDBOT_STARTING_BALANCE = 10_000 * 10_000_000  # 10,000 XLM in stroops
 PROTOCOL_VERSION = 23
+
+# stellar-core src/transactions/TransactionUtils.h: maxTime must outlast this many expected
+# ledger close times (plus the drift since the last close) to be accepted.
+EXPECTED_CLOSE_TIME_MULT = 2
+# stellar-core src/herder/HerderImpl.cpp: a queued transaction not included within this many
+# ledgers is dropped, and a dropped or refused one is banned (TRY_AGAIN_LATER) for
+# TRANSACTION_QUEUE_BAN_LEDGERS ledgers.
+TRANSACTION_QUEUE_TIMEOUT_LEDGERS = 4
+TRANSACTION_QUEUE_BAN_LEDGERS = 10
+
+# Resource fee schedule (a harness schedule, not metering; see README "not modelled").
+# Non-refundable: instructions, reads, writes, size. Refundable: events and rent.
+NON_REFUNDABLE_BASE_FEE = 15_000  # stroops per invocation
+WRITE_ENTRY_FEE = 5_000  # stroops per read-write footprint entry
+EVENT_FEE = 5_000  # refundable stroops per contract event emitted
+
+
+def non_refundable_fee(read_write_entries: int) -> int:
+    return NON_REFUNDABLE_BASE_FEE + WRITE_ENTRY_FEE * read_write_entries
+
+
+@dataclass(frozen=True)
+class LedgerLimits:
+    """Per-ledger and queue limits, defaults from the published testnet settings
+    (stellar-docs docs/networks/README.mdx: up to 2,000 smart contract transactions per
+    ledger); the queue holds SOROBAN_TRANSACTION_QUEUE_SIZE_MULTIPLIER (2, stellar-core
+    src/main/Config.cpp) ledgers' worth."""
+
+    soroban_txs_per_ledger: int = 2_000
+    queue_multiplier: int = 2
+    expected_close_seconds: int = 0  # whole seconds, truncated like stellar-core's duration_cast
+
+    @property
+    def queue_capacity(self) -> int:
+        return self.soroban_txs_per_ledger * self.queue_multiplier
+
+
+# What a ledger close keeps of each included transaction, for LedgerCloseMeta.
+Processed = tuple[x.TransactionEnvelope, x.TransactionResultPair, x.TransactionMeta]
+
+
+BEFORE_ALL_TXS = x.TransactionEventStage.TRANSACTION_EVENT_STAGE_BEFORE_ALL_TXS
 
 
 class InvalidEnvelope(ValueError):
@@ -51,6 +93,11 @@ class _Pending:
     envelope: TransactionEnvelope
     source: str
     fail_on_chain: bool
+    queued_at: int  # last closed ledger when it entered the queue
+
+    @property
+    def bid(self) -> int:
+        return inclusion_bid(self.envelope)
 
 
 @dataclass
@@ -58,6 +105,7 @@ class Ledger:
     registry: ContractRegistry
     start_time: int
     retention_ledgers: int = 120_960  # about 7 days of 5 s ledgers, like getTransaction history
+    limits: LedgerLimits = field(default_factory=LedgerLimits)
     accounts: dict[str, Account] = field(default_factory=dict)
     tokens: dict[tuple[str, str], TokenBalance] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
@@ -65,6 +113,8 @@ class Ledger:
     evictions: list[Eviction] = field(default_factory=list)
     used_nonces: set[tuple[str, int]] = field(default_factory=set)
     _pending: dict[str, _Pending] = field(default_factory=dict)
+    _banned: dict[str, int] = field(default_factory=dict)  # hash -> ledger the ban ends
+    _evicted_bid: int = 0  # highest bid evicted from a full queue since the last close
     _included: dict[str, IncludedTx] = field(default_factory=dict)
     _ledgers: dict[int, ClosedLedger] = field(default_factory=dict)
     _latest_seq: int = 0
@@ -105,35 +155,100 @@ class Ledger:
     # -- submission -------------------------------------------------------------------------
 
     def submit(
-        self, envelope_xdr: str, *, drop: bool = False, fail_on_chain: bool = False
+        self,
+        envelope_xdr: str,
+        *,
+        drop: bool = False,
+        fail_on_chain: bool = False,
+        now: int | None = None,
     ) -> Submission:
+        """stellar-core TransactionQueue::canAdd (src/herder/TransactionQueue.cpp), in order:
+        banned, duplicate, lower sequence than the queued one, one per source, queue limiter,
+        checkValid. ``now`` is the wall clock (for the close-time drift of txTOO_LATE)."""
         envelope = self.parse(envelope_xdr)
         if isinstance(envelope, FeeBumpTransactionEnvelope):
             code = x.TransactionResultCode.txNOT_SUPPORTED
             return Submission("ERROR", envelope.hash_hex(), b.error_result(code).to_xdr())
         tx_hash = envelope.hash()
         hex_hash = tx_hash.hex()
+        if self._banned.get(hex_hash, 0) > self._latest_seq:
+            return Submission("TRY_AGAIN_LATER", hex_hash)
         if hex_hash in self._pending:
             return Submission("DUPLICATE", hex_hash)
         source = envelope.transaction.source.account_id
-        if any(p.source == source for p in self._pending.values()):
-            # stellar-core (protocol 20+): at most one queued transaction per source account.
+        queued = next((p for p in self._pending.values() if p.source == source), None)
+        if queued is not None:
+            if envelope.transaction.sequence < queued.envelope.transaction.sequence:
+                # "Any transaction older than the current one is invalid": ERROR txBAD_SEQ.
+                code = x.TransactionResultCode.txBAD_SEQ
+                result = b.error_result(code, fee_to_charge(envelope))
+                return Submission("ERROR", hex_hash, result.to_xdr())
+            # Protocol 20+: at most one queued transaction per source account.
             return Submission("TRY_AGAIN_LATER", hex_hash)
+        refusal = self._queue_limit(envelope, hex_hash)
+        if refusal is not None:
+            return refusal
         account = self.accounts.get(source)
+        last_close = self.latest.close_time
+        drift = max(0, (now if now is not None else last_close) - last_close)
         view = LedgerView(
             seq=self._latest_seq,
-            close_time=self.latest.close_time,
+            close_time=last_close,
             source_exists=account is not None,
             source_seq=account.seq if account else 0,
             source_balance=account.balance if account else 0,
+            upper_bound_offset=EXPECTED_CLOSE_TIME_MULT * self.limits.expected_close_seconds
+            + drift,
         )
         rejection = admission_error(envelope, tx_hash, view)
         if rejection is not None:
             result = b.error_result(rejection, fee_to_charge(envelope))
             return Submission("ERROR", hex_hash, result.to_xdr())
+        self._make_room(envelope)
         if not drop:
-            self._pending[hex_hash] = _Pending(hex_hash, envelope, source, fail_on_chain)
+            self._pending[hex_hash] = _Pending(
+                hex_hash, envelope, source, fail_on_chain, self._latest_seq
+            )
         return Submission("PENDING", hex_hash)
+
+    def _lowest_queued(self) -> _Pending | None:
+        # Lowest bid first; among equal bids the newest goes first (arrival order keeps).
+        queued = list(self._pending.values())
+        if not queued:
+            return None
+        return min(reversed(queued), key=lambda p: p.bid)
+
+    def _queue_limit(self, envelope: TransactionEnvelope, hex_hash: str) -> Submission | None:
+        """TxQueueLimiter::canAddTx: a full queue takes a new transaction only if it outbids
+        (strictly) the lowest queued one and anything already evicted since the last ledger;
+        otherwise the newcomer is banned and told the minimum full fee (txINSUFFICIENT_FEE
+        with that fee in feeCharged)."""
+        bid = inclusion_bid(envelope)
+        floor = self._evicted_bid
+        if len(self._pending) >= self.limits.queue_capacity:
+            lowest = self._lowest_queued()
+            floor = max(floor, lowest.bid if lowest else 0)
+        elif floor == 0:
+            return None
+        if bid > floor:
+            return None
+        self._ban(hex_hash)
+        needed = floor + 1 + (envelope.transaction.fee - bid)
+        result = b.error_result(x.TransactionResultCode.txINSUFFICIENT_FEE, needed)
+        return Submission("ERROR", hex_hash, result.to_xdr())
+
+    def _make_room(self, envelope: TransactionEnvelope) -> None:
+        if len(self._pending) < self.limits.queue_capacity:
+            return
+        lowest = self._lowest_queued()
+        assert lowest is not None and lowest.bid < inclusion_bid(envelope)
+        del self._pending[lowest.hash]
+        self._evicted_bid = max(self._evicted_bid, lowest.bid)
+        self._ban(lowest.hash)
+        self.evictions.append(Eviction(lowest.hash, self._latest_seq + 1, "queue_full"))
+
+    def _ban(self, hex_hash: str) -> None:
+        self._banned[hex_hash] = self._latest_seq + TRANSACTION_QUEUE_BAN_LEDGERS
 
     def parse(self, envelope_xdr: str) -> TransactionEnvelope | FeeBumpTransactionEnvelope:
         try:
@@ -144,21 +259,48 @@ class Ledger:
     # -- ledger close -----------------------------------------------------------------------
 
     def close(self, close_time: int) -> ClosedLedger:
-        """Close the next ledger at ``close_time`` (forced strictly above the previous one)."""
+        """Close the next ledger at ``close_time`` (forced strictly above the previous one).
+
+        Surge pricing as stellar-core builds a Soroban tx set: the highest inclusion bids fit
+        up to ``soroban_txs_per_ledger``; when some are left out, every included transaction
+        pays the lowest included bid (the phase's base fee) instead of the 100-stroop
+        minimum. Left-out transactions stay queued for the next ledger, up to
+        TRANSACTION_QUEUE_TIMEOUT_LEDGERS, then are dropped and banned.
+        """
         seq = self._latest_seq + 1
         close_time = max(close_time, self.latest.close_time + 1)
-        order = 0
+        candidates: list[_Pending] = []
         for pending in list(self._pending.values()):
-            del self._pending[pending.hash]
             reason = self._expired(pending.envelope, seq, close_time)
             if reason is not None:
                 # Expired transactions are trimmed from the tx set: never included, nothing
                 # charged, seq not consumed. getTransaction stays NOT_FOUND for ever.
+                del self._pending[pending.hash]
                 self.evictions.append(Eviction(pending.hash, seq, reason))
                 continue
-            order += 1
-            self._apply(pending, seq, close_time, order)
-        ledger = self._record_ledger(seq, close_time)
+            candidates.append(pending)
+        limit = self.limits.soroban_txs_per_ledger
+        ranked = sorted(candidates, key=lambda p: -p.bid)  # stable: arrival order on ties
+        chosen = {p.hash for p in ranked[:limit]}
+        surge = len(candidates) > limit
+        base_fee = min(p.bid for p in ranked[:limit]) if surge else b.BASE_FEE
+        processed: list[Processed] = []
+        first_new_event = len(self.events)
+        for pending in candidates:
+            if pending.hash not in chosen:
+                continue
+            del self._pending[pending.hash]
+            processed.append(self._apply(pending, seq, close_time, len(processed) + 1, base_fee))
+        self._index_fee_events(seq, close_time, first_new_event)
+        for pending in candidates:
+            if pending.hash in self._pending and seq - pending.queued_at >= (
+                TRANSACTION_QUEUE_TIMEOUT_LEDGERS
+            ):
+                del self._pending[pending.hash]
+                self._ban(pending.hash)
+                self.evictions.append(Eviction(pending.hash, seq, "queue_timeout"))
+        self._evicted_bid = 0
+        ledger = self._record_ledger(seq, close_time, processed, base_fee if surge else None)
         self._prune()
         return ledger
 
@@ -180,12 +322,14 @@ class Ledger:
             return "txTOO_LATE"
         return None
 
-    def _apply(self, pending: _Pending, seq: int, close_time: int, order: int) -> None:
+    def _apply(
+        self, pending: _Pending, seq: int, close_time: int, order: int, base_fee: int
+    ) -> Processed:
         envelope = pending.envelope
         account = self.accounts[pending.source]
         # Fee and sequence number are consumed before the operation runs, success or not.
-        fee = min(fee_to_charge(envelope), account.balance)
-        account.balance -= fee
+        charged = min(fee_to_charge(envelope, base_fee), account.balance)
+        account.balance -= charged
         account.seq = envelope.transaction.sequence
         account.last_modified = seq
         op = envelope.transaction.operations[0]
@@ -195,11 +339,35 @@ class Ledger:
         if run.move is not None:
             self._record_move(run, pending.hash, seq, close_time, order)
         events = [b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in run.moves]
-        meta = b.transaction_meta(events, scval.to_void())
+        # Refundable resources (stellar-core RefundableFeeTracker): the declared resource fee
+        # minus the non-refundable part; what events consumed is kept, the rest is refunded
+        # after apply, and feeCharged in the result is lowered by the refund
+        # (MutableTransactionResult::finalizeFeeRefund). A failed call consumes none of it.
+        declared = envelope.transaction.soroban_data.resource_fee.int64  # type: ignore[union-attr]
+        written = len(envelope.transaction.soroban_data.resources.footprint.read_write)  # type: ignore[union-attr]
+        fixed = min(declared, non_refundable_fee(written))
+        consumed = min(declared - fixed, EVENT_FEE * len(events)) if run.error is None else 0
+        refund = min(declared - fixed - consumed, charged)
+        account.balance += refund
+        fee_source = pending.source
+        fee_events = [b.fee_event(self.registry.native_id, fee_source, charged, 0)]
+        if refund:
+            fee_events.append(b.fee_event(self.registry.native_id, fee_source, -refund, 1))
+        return_value = scval.to_void() if run.error is None else None
+        meta = b.transaction_meta(
+            events,
+            return_value,
+            fee_events,
+            non_refundable_fee=fixed,
+            refundable_fee=consumed,
+        )
         digest = b.sha256(
             scval.to_void().to_xdr_bytes() + b"".join(e.to_xdr_bytes() for e in events)
         )
-        result = b.invoke_result(success=run.error is None, fee_charged=fee, success_hash=digest)
+        fee_charged = charged - refund
+        result = b.invoke_result(
+            success=run.error is None, fee_charged=fee_charged, success_hash=digest
+        )
         self._included[pending.hash] = IncludedTx(
             hash=pending.hash,
             envelope_xdr=envelope.to_xdr(),
@@ -209,7 +377,44 @@ class Ledger:
             created_at=close_time,
             application_order=order,
             failure=run.error,
+            inclusion_fee_charged=fee_charged - fixed - consumed,
+            transaction_events=tuple(e.to_xdr() for e in fee_events),
+            contract_events=tuple(e.to_xdr() for e in events),
         )
+        pair = x.TransactionResultPair(x.Hash(bytes.fromhex(pending.hash)), result)
+        return envelope.to_xdr_object(), pair, meta
+
+    def _index_fee_events(self, seq: int, close_time: int, first_new_event: int) -> None:
+        """Serve the CAP-67 fee events through getEvents as stellar-rpc does (the stellar-docs
+        "All Events" example): the up-front charges at transaction index 0 of the ledger,
+        numbered in application order; refunds after each transaction's own events."""
+        contract_events = self.events[first_new_event:]
+        del self.events[first_new_event:]
+        charges: list[Event] = []
+        refunds: list[Event] = []
+        for tx_hash in (h for h in self._included if self._included[h].ledger == seq):
+            tx = self._included[tx_hash]
+            for raw in tx.transaction_events:
+                event = x.TransactionEvent.from_xdr(raw)
+                body = event.event.body.v0
+                assert body is not None
+                before_all = event.stage == BEFORE_ALL_TXS
+                target = charges if before_all else refunds
+                target.append(
+                    Event(
+                        ledger=seq,
+                        close_time=close_time,
+                        contract_id=self.registry.native_id,
+                        topics=[t.to_xdr() for t in body.topics],
+                        value=body.data.to_xdr(),
+                        tx_hash=tx_hash,
+                        tx_index=0 if before_all else tx.application_order,
+                        op_index=0,
+                        event_index=len(charges) if before_all else len(tx.contract_events),
+                        in_successful_call=tx.successful,
+                    )
+                )
+        self.events.extend(sorted(charges + contract_events + refunds, key=lambda e: e.position))
 
     def _record_move(
         self, run: Execution, tx_hash: str, seq: int, close_time: int, order: int
@@ -244,7 +449,14 @@ class Ledger:
                 )
             )
 
-    def _record_ledger(self, seq: int, close_time: int) -> ClosedLedger:
+    def _record_ledger(
+        self,
+        seq: int,
+        close_time: int,
+        processed: list[Processed] | None = None,
+        soroban_base_fee: int | None = None,
+    ) -> ClosedLedger:
+        processed = processed or []
         previous = self._ledgers[seq - 1].hash if seq - 1 in self._ledgers else b"\x00" * 32
         header = b.ledger_header(
             protocol=PROTOCOL_VERSION, seq=seq, close_time=close_time, previous_hash=previous
@@ -255,7 +467,8 @@ class Ledger:
             close_time=close_time,
             hash=header_hash,
             header_xdr=header.to_xdr(),
-            meta_xdr=b.close_meta(header, header_hash).to_xdr(),
+            meta_xdr=b.close_meta(header, header_hash, processed, soroban_base_fee).to_xdr(),
+            tx_hashes=tuple(pair.transaction_hash.hash.hex() for _, pair, _ in processed),
         )
         self._ledgers[seq] = ledger
         self._latest_seq = seq
@@ -277,6 +490,19 @@ class Ledger:
 
     def ledger_at(self, seq: int) -> ClosedLedger | None:
         return self._ledgers.get(seq)
+
+    def recent_inclusion_fees(self, ledgers: int) -> tuple[list[int], int]:
+        """Soroban inclusion fees charged in the last ``ledgers`` closed ledgers (stellar-rpc
+        feewindow: fee charged minus resource fee charged), and how many ledgers that is."""
+        floor = self._latest_seq - ledgers
+        window = [s for s in self._ledgers if s > floor]
+        fees = [
+            self._included[h].inclusion_fee_charged
+            for s in sorted(window)
+            for h in self._ledgers[s].tx_hashes
+            if h in self._included
+        ]
+        return fees, len(window)
 
     def ledger_entry(self, key: x.LedgerKey) -> tuple[x.LedgerEntryData, int] | None:
         """Account entries, and SAC balance entries of contract-held or issued-asset balances."""

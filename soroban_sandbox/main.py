@@ -45,6 +45,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--payout-method", default="distribute_winnings")
     parser.add_argument("--retention-ledgers", type=int, default=120_960)
     parser.add_argument(
+        "--soroban-txs-per-ledger",
+        type=int,
+        default=2_000,
+        help="Soroban transactions per ledger before surge pricing (testnet: 2,000)",
+    )
+    parser.add_argument(
+        "--max-healthy-ledger-latency",
+        type=float,
+        default=30.0,
+        help="seconds since the last close after which getHealth is unhealthy (stellar-rpc: 30)",
+    )
+    parser.add_argument(
         "--asset",
         action="append",
         default=[],
@@ -61,6 +73,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.ledger_interval <= 0:
         parser.error("--ledger-interval must be positive")
+    if args.soroban_txs_per_ledger < 1:
+        parser.error("--soroban-txs-per-ledger must be at least 1")
+    if args.max_healthy_ledger_latency <= 0:
+        parser.error("--max-healthy-ledger-latency must be positive")
     try:
         args.faults = updated(Faults(), dict(_fault_pair(raw) for raw in args.fault))
     except FaultError as exc:
@@ -92,6 +108,8 @@ async def serve(args: argparse.Namespace) -> None:
         payout_contract_id=args.payout_contract_id,
         payout_method=args.payout_method,
         retention_ledgers=args.retention_ledgers,
+        soroban_txs_per_ledger=args.soroban_txs_per_ledger,
+        max_healthy_latency=args.max_healthy_ledger_latency,
     )
     sandbox = Sandbox(config, args.faults)
     for asset in args.assets:

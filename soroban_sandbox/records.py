@@ -33,9 +33,14 @@ class Event:
     topics: list[str]
     value: str
     tx_hash: str
-    tx_index: int  # application order, 1-based
+    tx_index: int  # application order, 1-based; 0 for fee events charged before all txs
     op_index: int
     event_index: int
+    in_successful_call: bool = True
+
+    @property
+    def position(self) -> tuple[int, int, int, int]:
+        return self.ledger, self.tx_index, self.op_index, self.event_index
 
     @property
     def id(self) -> str:
@@ -54,6 +59,9 @@ class IncludedTx:
     created_at: int
     application_order: int
     failure: str | None  # why the invocation trapped; None on success
+    inclusion_fee_charged: int = 0  # what getFeeStats' sorobanInclusionFee counts
+    transaction_events: tuple[str, ...] = ()  # CAP-67 fee events (TransactionEvent XDR)
+    contract_events: tuple[str, ...] = ()  # ContractEvent XDR of the one operation
 
     @property
     def successful(self) -> bool:
@@ -67,6 +75,7 @@ class ClosedLedger:
     hash: bytes
     header_xdr: str
     meta_xdr: str
+    tx_hashes: tuple[str, ...] = ()  # included transactions in application order
 
 
 @dataclass(frozen=True)

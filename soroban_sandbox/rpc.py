@@ -1,48 +1,83 @@
 """Stellar RPC methods over the ledger core, answering with stellar-rpc's JSON shapes.
 
-Encoding follows stellar-rpc: 64-bit values and close times are decimal strings
-(``latestLedgerCloseTime``, ``minResourceFee``, fee percentiles), ledger sequences are JSON
-numbers, XDR is base64. Params are by name only.
+Encoding follows stellar-rpc (cmd/stellar-rpc/internal/methods/, protocols/rpc/): 64-bit values
+and close times are decimal strings where the real server sends strings (and numbers where it
+sends numbers, as getTransactions' ``createdAt``), ledger sequences are JSON numbers, XDR is
+base64. Params are by name only. History methods live in ``rpc_history``; parameter checks and
+their messages in ``rpc_params``.
 """
 
 from __future__ import annotations
 
-import re
+import base64
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from stellar_sdk import xdr as x
 
+from . import rpc_history
 from .ledger import PROTOCOL_VERSION, InvalidEnvelope, Ledger
-from .records import Event
-from .simulation import simulate
+from .rpc_params import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    Params,
+    RpcError,
+    check_format,
+    format_error,
+    go_duration,
+    list_param,
+    object_param,
+    str_param,
+)
+from .simulation import MAX_INSTRUCTION_LEEWAY, SimulationRefused, simulate
 
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-PARSE_ERROR = -32700
+MAX_LEDGER_KEYS = 200  # get_ledger_entries.go getLedgerEntriesMaxKeys
+MAX_HEALTHY_LEDGER_LATENCY = 30.0  # stellar-rpc --max-healthy-ledger-latency default (30s)
+SOROBAN_FEE_STATS_LEDGERS = 50  # --soroban-fee-stats-retention-window
+CLASSIC_FEE_STATS_LEDGERS = 10  # --classic-fee-stats-retention-window
+PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99)
 
-MAX_LEDGER_KEYS = 200  # stellar-rpc's getLedgerEntries limit
-MAX_EVENTS_LIMIT = 10_000
-DEFAULT_EVENTS_LIMIT = 100
-HASH_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-
-Params = dict[str, Any]
+__all__ = ["RpcError", "StellarRpc"]
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+def fee_distribution(fees: list[int], ledger_count: int) -> dict[str, Any]:
+    """feewindow.computeFeeDistribution (cmd/stellar-rpc/internal/feewindow/feewindow.go):
+    nearest-rank percentiles over the window; an empty window is all zeros, ledgerCount 0."""
+    if not fees:
+        zero: dict[str, Any] = {k: "0" for k in ("max", "min", "mode")}
+        zero |= {f"p{p}": "0" for p in PERCENTILES}
+        return zero | {"transactionCount": "0", "ledgerCount": 0}
+    ordered = sorted(fees)
+    counts: dict[int, int] = {}
+    for fee in ordered:
+        counts[fee] = counts.get(fee, 0) + 1
+    mode = max(counts, key=lambda fee: (counts[fee], -fee))  # first of the most repeated
+    dist: dict[str, Any] = {
+        "max": str(ordered[-1]),
+        "min": str(ordered[0]),
+        "mode": str(mode),
+    }
+    for p in PERCENTILES:
+        kth = (p * len(ordered) + 99) // 100
+        dist[f"p{p}"] = str(ordered[kth - 1])
+    return dist | {"transactionCount": str(len(ordered)), "ledgerCount": ledger_count}
 
 
 class StellarRpc:
-    def __init__(self, ledger: Ledger, friendbot_url: str) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        friendbot_url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_healthy_latency: float = MAX_HEALTHY_LEDGER_LATENCY,
+    ) -> None:
         self.ledger = ledger
         self.friendbot_url = friendbot_url
+        self.clock = clock
+        self.max_healthy_latency = max_healthy_latency
         self.methods: dict[str, Callable[[Params], dict[str, Any]]] = {
             "getHealth": self.get_health,
             "getNetwork": self.get_network,
@@ -53,7 +88,9 @@ class StellarRpc:
             "simulateTransaction": self.simulate_transaction,
             "sendTransaction": self.send_transaction,
             "getTransaction": self.get_transaction,
-            "getEvents": self.get_events,
+            "getTransactions": lambda p: rpc_history.get_transactions(self.ledger, p),
+            "getLedgers": lambda p: rpc_history.get_ledgers(self.ledger, p),
+            "getEvents": lambda p: rpc_history.get_events(self.ledger, p),
         }
 
     def call(self, method: str, params: Params) -> dict[str, Any]:
@@ -76,11 +113,17 @@ class StellarRpc:
     # -- methods ------------------------------------------------------------------------------
 
     def get_health(self, params: Params) -> dict[str, Any]:
-        return {
-            "status": "healthy",
-            "latestLedger": self.ledger.latest.seq,
-            "oldestLedger": self.ledger.oldest.seq,
-            "ledgerRetentionWindow": self.ledger.retention_ledgers,
+        """get_health.go: unhealthy (-32603) once the latest ledger closed longer ago than the
+        max healthy ledger latency (a stalled ledger clock, here)."""
+        latency = self.clock() - self.ledger.latest.close_time
+        if latency > self.max_healthy_latency:
+            raise RpcError(
+                INTERNAL_ERROR,
+                f"latency ({go_duration(latency)}) since last known ledger closed is too high "
+                f"(>{go_duration(self.max_healthy_latency)})",
+            )
+        return {"status": "healthy", **self._window()} | {
+            "ledgerRetentionWindow": self.ledger.retention_ledgers
         }
 
     def get_network(self, params: Params) -> dict[str, Any]:
@@ -111,18 +154,28 @@ class StellarRpc:
         }
 
     def get_ledger_entries(self, params: Params) -> dict[str, Any]:
-        keys = params.get("keys")
-        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
-            raise RpcError(INVALID_PARAMS, "keys: must be a non-empty list of base64 LedgerKey XDR")
+        """get_ledger_entries.go: no keys is an empty answer; TTL keys are refused."""
+        check_format(params)
+        keys = list_param(params, "keys")
         if len(keys) > MAX_LEDGER_KEYS:
-            raise RpcError(INVALID_PARAMS, f"keys: at most {MAX_LEDGER_KEYS} keys per request")
-        entries = []
-        latest = self.ledger.latest.seq
-        for raw in keys:
+            raise RpcError(
+                INVALID_PARAMS,
+                f"key count ({len(keys)}) exceeds maximum supported ({MAX_LEDGER_KEYS})",
+            )
+        decoded = []
+        for index, raw in enumerate(keys):
             try:
                 key = x.LedgerKey.from_xdr(raw)
-            except Exception as exc:  # noqa: BLE001 - any decode failure is bad input
-                raise RpcError(INVALID_PARAMS, f"keys: cannot decode LedgerKey: {exc}") from exc
+            except Exception:  # noqa: BLE001 - any decode failure is bad input
+                raise RpcError(
+                    INVALID_PARAMS, f"cannot unmarshal key value {raw} at index {index}"
+                ) from None
+            if key.type == x.LedgerEntryType.TTL:
+                raise RpcError(INVALID_PARAMS, "ledger ttl entries cannot be queried directly")
+            decoded.append((raw, key))
+        entries = []
+        latest = self.ledger.latest.seq
+        for raw, key in decoded:
             found = self.ledger.ledger_entry(key)
             if found is None:
                 continue
@@ -131,6 +184,7 @@ class StellarRpc:
                 "key": raw,
                 "xdr": data.to_xdr(),
                 "lastModifiedLedgerSeq": last_modified,
+                "extXdr": base64.b64encode(x.LedgerEntryExt(0).to_xdr_bytes()).decode(),
             }
             if key.type == x.LedgerEntryType.CONTRACT_DATA:
                 # Soroban entries have a TTL; persistent balances get a generous one.
@@ -139,44 +193,63 @@ class StellarRpc:
         return {"entries": entries, "latestLedger": latest}
 
     def get_fee_stats(self, params: Params) -> dict[str, Any]:
-        # No surge pricing in the sandbox: every inclusion fee charged is the base fee.
-        def distribution(count: int, ledgers: int) -> dict[str, Any]:
-            dist: dict[str, Any] = {k: "100" for k in ("max", "min", "mode")}
-            dist |= {f"p{p}": "100" for p in (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99)}
-            return dist | {"transactionCount": str(count), "ledgerCount": ledgers}
-
-        window = min(50, self.ledger.latest.seq)
-        floor = self.ledger.latest.seq - window
-        count = sum(1 for t in self.ledger.transfers if t.ledger > floor)
+        """Inclusion fees actually charged (fee charged minus resource fee charged) over the
+        last 50 ledgers for Soroban; the sandbox runs no classic transactions."""
+        fees, ledgers = self.ledger.recent_inclusion_fees(SOROBAN_FEE_STATS_LEDGERS)
         return {
-            "sorobanInclusionFee": distribution(count, window),
-            "inclusionFee": distribution(0, min(10, window)),
+            "sorobanInclusionFee": fee_distribution(fees, ledgers),
+            "inclusionFee": fee_distribution([], CLASSIC_FEE_STATS_LEDGERS),
             "latestLedger": self.ledger.latest.seq,
         }
 
     def simulate_transaction(self, params: Params) -> dict[str, Any]:
-        envelope = _required_str(params, "transaction")
+        """simulate_transaction.go: refusals are results with ``error``, not JSON-RPC errors
+        (except params of the wrong JSON type, which jrpc2 refuses before the method runs)."""
+        envelope = str_param(params, "transaction")
+        auth_mode = str_param(params, "authMode")
+        resource_config = object_param(params, "resourceConfig") or {}
+        leeway = resource_config.get("instructionLeeway", 0)
+        if isinstance(leeway, bool) or not isinstance(leeway, int) or not 0 <= leeway < 2**64:
+            raise RpcError(
+                INVALID_PARAMS,
+                "invalid parameters: json: cannot unmarshal into field "
+                "resourceConfig.instructionLeeway of type uint64",
+            )
+        problem = format_error(params)
+        if problem is None and params.get("authV2"):
+            problem = "authV2 is not modelled by soroban-sandbox (a test harness)"
+        if problem is None and leeway > MAX_INSTRUCTION_LEEWAY:
+            problem = "out of range integral type conversion attempted"
+        if problem is not None:
+            # Refused before the ledger is read, as IsValidFormat is: latestLedger 0.
+            return {"error": problem, "latestLedger": 0}
         try:
-            sim = simulate(self.ledger, envelope)
-        except InvalidEnvelope as exc:
-            raise RpcError(INVALID_PARAMS, str(exc)) from exc
+            sim = simulate(self.ledger, envelope, auth_mode=auth_mode, instruction_leeway=leeway)
+        except SimulationRefused as exc:
+            return {"error": str(exc), "latestLedger": 0}
         result: dict[str, Any] = {"latestLedger": sim.latest_ledger}
+        if sim.events:
+            result["events"] = sim.events
         if sim.error is not None:
             return result | {"error": sim.error}
         return result | {
             "minResourceFee": str(sim.min_resource_fee),
             "transactionData": sim.transaction_data,
             "results": [{"auth": sim.auth, "xdr": sim.result_xdr}],
+            "stateChanges": sim.state_changes,
         }
 
     def send_transaction(
         self, params: Params, *, drop: bool = False, fail_on_chain: bool = False
     ) -> dict[str, Any]:
-        envelope = _required_str(params, "transaction")
+        check_format(params)
+        envelope = str_param(params, "transaction")
         try:
-            sub = self.ledger.submit(envelope, drop=drop, fail_on_chain=fail_on_chain)
-        except InvalidEnvelope as exc:
-            raise RpcError(INVALID_PARAMS, str(exc)) from exc
+            sub = self.ledger.submit(
+                envelope, drop=drop, fail_on_chain=fail_on_chain, now=int(self.clock())
+            )
+        except InvalidEnvelope:
+            raise RpcError(INVALID_PARAMS, "invalid_xdr") from None
         return self.submission_answer(sub.status, sub.hash, sub.error_result_xdr)
 
     def submission_answer(
@@ -194,132 +267,27 @@ class StellarRpc:
         return answer
 
     def get_transaction(self, params: Params) -> dict[str, Any]:
-        tx_hash = _required_str(params, "hash")
-        if not HASH_RE.match(tx_hash):
-            raise RpcError(INVALID_PARAMS, "hash: must be 64 hex characters")
+        """get_transaction.go: NOT_FOUND still carries applicationOrder, feeBump, ledger,
+        createdAt (Go zero values) and an empty events object."""
+        check_format(params)
+        tx_hash = str_param(params, "hash")
+        if len(tx_hash) // 2 != 32:
+            raise RpcError(INVALID_PARAMS, f"unexpected hash length ({len(tx_hash)})")
+        bad = next((c for c in tx_hash if c not in "0123456789abcdefABCDEF"), None)
+        if bad is not None:
+            message = f"encoding/hex: invalid byte: U+{ord(bad):04X} {bad!r}"
+            raise RpcError(INVALID_PARAMS, f"incorrect hash: {message}")
         window = self._window()
         tx = self.ledger.transaction(tx_hash)
         if tx is None or tx.ledger < window["oldestLedger"]:
-            return {"status": "NOT_FOUND", "txHash": tx_hash.lower()} | window
-        contract_events = [_contract_event_xdrs(tx.meta_xdr)]  # one list per operation
-        return {
-            "status": "SUCCESS" if tx.successful else "FAILED",
-            "txHash": tx.hash,
-            **window,
-            "applicationOrder": tx.application_order,
-            "feeBump": False,
-            "envelopeXdr": tx.envelope_xdr,
-            "resultXdr": tx.result_xdr,
-            "resultMetaXdr": tx.meta_xdr,
-            "events": {"transactionEventsXdr": [], "contractEventsXdr": contract_events},
-            "ledger": tx.ledger,
-            "createdAt": str(tx.created_at),
-        }
-
-    def get_events(self, params: Params) -> dict[str, Any]:
-        window = self._window()
-        pagination = params.get("pagination") or {}
-        if not isinstance(pagination, dict):
-            raise RpcError(INVALID_PARAMS, "pagination: must be an object")
-        limit = pagination.get("limit") or DEFAULT_EVENTS_LIMIT
-        if not isinstance(limit, int) or not 0 < limit <= MAX_EVENTS_LIMIT:
-            raise RpcError(INVALID_PARAMS, f"pagination.limit: must be 1..{MAX_EVENTS_LIMIT}")
-        cursor = pagination.get("cursor")
-        start = params.get("startLedger")
-        if cursor is None:
-            if (
-                not isinstance(start, int)
-                or not window["oldestLedger"] <= start <= window["latestLedger"]
-            ):
-                raise RpcError(
-                    INVALID_PARAMS,
-                    "startLedger: must be between the oldest ledger stored "
-                    f"({window['oldestLedger']}) and the latest ledger ({window['latestLedger']})",
-                )
-        elif start is not None:
-            raise RpcError(INVALID_PARAMS, "startLedger and cursor cannot both be set")
-        end = params.get("endLedger") or window["latestLedger"] + 1
-        if not isinstance(end, int):
-            raise RpcError(INVALID_PARAMS, "endLedger: must be a ledger sequence number")
-        filters = params.get("filters") or []
-        if not isinstance(filters, list) or len(filters) > 5:
-            raise RpcError(INVALID_PARAMS, "filters: at most 5 filters")
-        selected: list[Event] = []
-        for event in self.ledger.events:
-            if cursor is not None and event.id <= cursor:
-                continue
-            if isinstance(start, int) and event.ledger < start:
-                continue
-            if event.ledger >= end:
-                break
-            if filters and not any(_matches(f, event) for f in filters):
-                continue
-            selected.append(event)
-            if len(selected) == limit:
-                break
-        next_cursor = (
-            selected[-1].id
-            if selected
-            else f"{(min(end, window['latestLedger'] + 1) << 32):019d}-{0:010d}"
-        )
-        return {
-            "events": [_event_json(e) for e in selected],
-            "cursor": next_cursor,
-            **window,
-        }
-
-
-def _contract_event_xdrs(meta_xdr: str) -> list[str]:
-    meta = x.TransactionMeta.from_xdr(meta_xdr)
-    soroban = meta.v3.soroban_meta if meta.v3 else None
-    return [e.to_xdr() for e in soroban.events] if soroban else []
-
-
-def _required_str(params: Params, name: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str) or not value:
-        raise RpcError(INVALID_PARAMS, f"{name}: required string parameter")
-    return value
-
-
-def _matches(event_filter: Any, event: Event) -> bool:
-    if not isinstance(event_filter, dict):
-        raise RpcError(INVALID_PARAMS, "filters: each filter must be an object")
-    kind = event_filter.get("type")
-    if kind not in (None, "contract"):
-        return False
-    ids = event_filter.get("contractIds")
-    if ids and event.contract_id not in ids:
-        return False
-    topic_filters = event_filter.get("topics")
-    if not topic_filters:
-        return True
-    return any(_topic_matches(segments, event.topics) for segments in topic_filters)
-
-
-def _topic_matches(segments: list[str], topics: list[str]) -> bool:
-    """``*`` matches one topic, a trailing ``**`` any remainder, anything else exact XDR."""
-    if segments and segments[-1] == "**":
-        segments = segments[:-1]
-        if len(topics) < len(segments):
-            return False
-    elif len(topics) != len(segments):
-        return False
-    return all(seg == "*" or seg == topic for seg, topic in zip(segments, topics, strict=False))
-
-
-def _event_json(event: Event) -> dict[str, Any]:
-    closed_at = datetime.fromtimestamp(event.close_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "type": "contract",
-        "ledger": event.ledger,
-        "ledgerClosedAt": closed_at,
-        "contractId": event.contract_id,
-        "id": event.id,
-        "operationIndex": event.op_index,
-        "transactionIndex": event.tx_index,
-        "txHash": event.tx_hash,
-        "inSuccessfulContractCall": True,
-        "topic": event.topics,
-        "value": event.value,
-    }
+            return window | {
+                "status": "NOT_FOUND",
+                "txHash": tx_hash,
+                "applicationOrder": 0,
+                "feeBump": False,
+                "events": {},
+                "ledger": 0,
+                "createdAt": "0",
+            }
+        details = rpc_history.transaction_details(tx) | {"txHash": tx_hash}
+        return window | details | {"createdAt": str(tx.created_at)}

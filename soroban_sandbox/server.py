@@ -21,14 +21,14 @@ from stellar_sdk import Asset, Network, StrKey
 
 from .contracts import ContractRegistry, asset_name, default_payout_contract_id
 from .faults import FaultDice, FaultError, Faults, updated
-from .ledger import AccountExists, InvalidEnvelope, Ledger
-from .rpc import (
+from .ledger import AccountExists, InvalidEnvelope, Ledger, LedgerLimits
+from .rpc import StellarRpc
+from .rpc_params import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
     RpcError,
-    StellarRpc,
 )
 
 log = logging.getLogger("soroban_sandbox")
@@ -45,6 +45,8 @@ class SandboxConfig:
     payout_method: str = "distribute_winnings"
     retention_ledgers: int = 120_960
     public_url: str = ""  # for friendbotUrl; filled in once the port is known
+    soroban_txs_per_ledger: int = LedgerLimits.soroban_txs_per_ledger
+    max_healthy_latency: float = 30.0  # seconds; stellar-rpc's --max-healthy-ledger-latency
 
 
 class Sandbox:
@@ -60,10 +62,17 @@ class Sandbox:
             registry=registry,
             start_time=int(time.time()),
             retention_ledgers=config.retention_ledgers,
+            limits=LedgerLimits(
+                soroban_txs_per_ledger=config.soroban_txs_per_ledger,
+                # stellar-core takes the expected close time in whole seconds.
+                expected_close_seconds=int(config.ledger_interval),
+            ),
         )
         self.faults = faults or Faults()
         self.dice = FaultDice(config.seed)
-        self.rpc = StellarRpc(self.ledger, friendbot_url="")
+        self.rpc = StellarRpc(
+            self.ledger, friendbot_url="", max_healthy_latency=config.max_healthy_latency
+        )
         self._stall_until = 0.0
         self._clock: asyncio.Task[None] | None = None
         self._apply_stall(self.faults)
@@ -157,8 +166,8 @@ class Sandbox:
             # Answer like a congested node: the transaction is not queued.
             try:
                 envelope = self.ledger.parse(str(params.get("transaction", "")))
-            except InvalidEnvelope as exc:
-                raise RpcError(INVALID_PARAMS, str(exc)) from exc
+            except InvalidEnvelope:
+                raise RpcError(INVALID_PARAMS, "invalid_xdr") from None
             return self.rpc.submission_answer("TRY_AGAIN_LATER", envelope.hash_hex())
         drop = self.dice.roll(faults.drop_rate)
         fail = self.dice.roll(faults.fail_on_chain_rate)
@@ -167,7 +176,12 @@ class Sandbox:
     # -- friendbot and admin ------------------------------------------------------------------
 
     async def friendbot(self, request: web.Request) -> web.Response:
+        """GET or POST ``?addr=G...`` (the JS SDK's requestAirdrop POSTs; friendbot takes
+        both). A POST may also carry ``addr`` as a form field."""
         addr = request.query.get("addr", "")
+        if not addr and request.method == "POST":
+            form = await request.post()
+            addr = str(form.get("addr", ""))
         if not StrKey.is_valid_ed25519_public_key(addr):
             return _problem(400, "addr: must be a G... account id")
         try:
@@ -255,6 +269,7 @@ class Sandbox:
         app = web.Application()
         app.router.add_post("/", self.handle_rpc)
         app.router.add_get("/friendbot", self.friendbot)
+        app.router.add_post("/friendbot", self.friendbot)
         app.router.add_get("/admin/accounts/{account_id}", self.account)
         app.router.add_get("/admin/transfers", self.transfers)
         app.router.add_get("/admin/transactions/{tx_hash}", self.transaction)

@@ -187,22 +187,63 @@ def transfer_event(
     )
 
 
-def transaction_meta(events: list[x.ContractEvent], return_value: x.SCVal) -> x.TransactionMeta:
-    """TransactionMeta v3 with the Soroban events; ledger entry changes are not reported."""
-    empty = x.LedgerEntryChanges([])
-    return x.TransactionMeta(
-        3,
-        v3=x.TransactionMetaV3(
-            ext=x.ExtensionPoint(0),
-            tx_changes_before=empty,
-            operations=[x.OperationMeta(changes=x.LedgerEntryChanges([]))],
-            tx_changes_after=x.LedgerEntryChanges([]),
-            soroban_meta=x.SorobanTransactionMeta(
-                ext=x.SorobanTransactionMetaExt(0),
-                events=events,
-                return_value=return_value,
-                diagnostic_events=[],
+def fee_event(native_id: str, fee_source: str, amount: int, stage: int) -> x.TransactionEvent:
+    """CAP-67 fee event of the native SAC: topics [fee, Address(source)], data i128.
+
+    Stage BEFORE_ALL_TXS carries the fee charged up front (inclusion + declared resource fee);
+    stage AFTER_TX the refund as a negative amount (as in the stellar-docs getTransaction
+    example, openrpc/src/stellar-rpc/examples/Transactions.json, protocol 23).
+    """
+    event = x.ContractEvent(
+        ext=x.ExtensionPoint(0),
+        contract_id=x.ContractID(x.Hash(Address(native_id).key)),
+        type=x.ContractEventType.CONTRACT,
+        body=x.ContractEventBody(
+            0,
+            v0=x.ContractEventV0(
+                topics=[scval.to_symbol("fee"), scval.to_address(fee_source)],
+                data=scval.to_int128(amount),
             ),
+        ),
+    )
+    return x.TransactionEvent(stage=x.TransactionEventStage(stage), event=event)
+
+
+def transaction_meta(
+    events: list[x.ContractEvent],
+    return_value: x.SCVal | None,
+    fee_events: list[x.TransactionEvent],
+    *,
+    non_refundable_fee: int,
+    refundable_fee: int,
+) -> x.TransactionMeta:
+    """TransactionMeta v4 (protocol 23): contract events per operation, fee events per
+    transaction, the resource fees charged; ledger entry changes are not reported."""
+    return x.TransactionMeta(
+        4,
+        v4=x.TransactionMetaV4(
+            ext=x.ExtensionPoint(0),
+            tx_changes_before=x.LedgerEntryChanges([]),
+            operations=[
+                x.OperationMetaV2(
+                    ext=x.ExtensionPoint(0), changes=x.LedgerEntryChanges([]), events=events
+                )
+            ],
+            tx_changes_after=x.LedgerEntryChanges([]),
+            soroban_meta=x.SorobanTransactionMetaV2(
+                ext=x.SorobanTransactionMetaExt(
+                    1,
+                    v1=x.SorobanTransactionMetaExtV1(
+                        ext=x.ExtensionPoint(0),
+                        total_non_refundable_resource_fee_charged=x.Int64(non_refundable_fee),
+                        total_refundable_resource_fee_charged=x.Int64(refundable_fee),
+                        rent_fee_charged=x.Int64(0),
+                    ),
+                ),
+                return_value=return_value,
+            ),
+            events=fee_events,
+            diagnostic_events=[],
         ),
     )
 
@@ -234,17 +275,55 @@ def ledger_header(
     )
 
 
-def close_meta(header: x.LedgerHeader, header_hash: bytes) -> x.LedgerCloseMeta:
-    """LedgerCloseMeta v0 with the header; per-transaction meta is served by getTransaction."""
+def close_meta(
+    header: x.LedgerHeader,
+    header_hash: bytes,
+    processed: list[tuple[x.TransactionEnvelope, x.TransactionResultPair, x.TransactionMeta]],
+    soroban_base_fee: int | None,
+) -> x.LedgerCloseMeta:
+    """LedgerCloseMeta v2 (protocol 23): an empty classic phase, a parallel Soroban phase
+    with the included envelopes (one cluster; ``base_fee`` set when surge pricing applied),
+    and each transaction's result and meta in application order."""
+    classic = x.TransactionPhase(0, v0_components=[])
+    soroban = x.TransactionPhase(
+        1,
+        parallel_txs_component=x.ParallelTxsComponent(
+            base_fee=None if soroban_base_fee is None else x.Int64(soroban_base_fee),
+            execution_stages=[
+                x.ParallelTxExecutionStage(
+                    [x.DependentTxCluster([envelope for envelope, _, _ in processed])]
+                )
+            ]
+            if processed
+            else [],
+        ),
+    )
     return x.LedgerCloseMeta(
-        0,
-        v0=x.LedgerCloseMetaV0(
+        2,
+        v2=x.LedgerCloseMetaV2(
+            ext=x.LedgerCloseMetaExt(0),
             ledger_header=x.LedgerHeaderHistoryEntry(
                 hash=x.Hash(header_hash), header=header, ext=x.LedgerHeaderHistoryEntryExt(0)
             ),
-            tx_set=x.TransactionSet(previous_ledger_hash=header.previous_ledger_hash, txs=[]),
-            tx_processing=[],
+            tx_set=x.GeneralizedTransactionSet(
+                1,
+                v1_tx_set=x.TransactionSetV1(
+                    previous_ledger_hash=header.previous_ledger_hash, phases=[classic, soroban]
+                ),
+            ),
+            tx_processing=[
+                x.TransactionResultMetaV1(
+                    ext=x.ExtensionPoint(0),
+                    result=pair,
+                    fee_processing=x.LedgerEntryChanges([]),
+                    tx_apply_processing=meta,
+                    post_tx_apply_fee_processing=x.LedgerEntryChanges([]),
+                )
+                for _, pair, meta in processed
+            ],
             upgrades_processing=[],
             scp_info=[],
+            total_byte_size_of_live_soroban_state=x.Uint64(0),
+            evicted_keys=[],
         ),
     )
