@@ -1,0 +1,217 @@
+"""stellar-core's queue and ledger rules in the sandbox core (no HTTP, no clock).
+
+Each rule cites where stellar-core (src/herder/TransactionQueue.cpp, TxQueueLimiter.cpp,
+src/transactions/TransactionFrame.cpp) or stellar-rpc decides it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from stellar_sdk import Account, Keypair, Network, TransactionBuilder, scval, xdr
+from stellar_sdk.operation import InvokeHostFunction
+
+from soroban_sandbox.contracts import ContractRegistry, default_payout_contract_id
+from soroban_sandbox.ledger import (
+    EVENT_FEE,
+    TRANSACTION_QUEUE_TIMEOUT_LEDGERS,
+    Ledger,
+    LedgerLimits,
+    non_refundable_fee,
+)
+from soroban_sandbox.rpc import StellarRpc
+from soroban_sandbox.rpc_params import INTERNAL_ERROR, RpcError
+from soroban_sandbox.simulation import REFUNDABLE_FEE_MARGIN, simulate
+
+PASSPHRASE = Network.STANDALONE_NETWORK_PASSPHRASE
+T0 = 1_800_000_000
+Code = xdr.TransactionResultCode
+
+
+def new_ledger(**limits: int) -> Ledger:
+    registry = ContractRegistry(PASSPHRASE, default_payout_contract_id(PASSPHRASE))
+    return Ledger(registry=registry, start_time=T0, limits=LedgerLimits(**limits))
+
+
+def funded(ledger: Ledger, count: int) -> list[Keypair]:
+    keys = [Keypair.random() for _ in range(count)]
+    for kp in keys:
+        ledger.fund(kp.public_key)
+    return keys
+
+
+def transfer(
+    ledger: Ledger,
+    source: Keypair,
+    *,
+    bid: int = 100,
+    seq_offset: int = 1,
+    max_time: int = 0,
+    signers: tuple[Keypair, ...] | None = None,
+) -> str:
+    """A simulated, assembled, signed XLM transfer of 1 stroop to the payout contract."""
+
+    def build(data: str | None = None) -> TransactionBuilder:
+        seq = ledger.accounts[source.public_key].seq + seq_offset - 1
+        builder = TransactionBuilder(Account(source.public_key, seq), PASSPHRASE, base_fee=bid)
+        builder.append_invoke_contract_function_op(
+            ledger.registry.native_id,
+            "transfer",
+            [
+                scval.to_address(source.public_key),
+                scval.to_address(ledger.registry.payout_contract_id),
+                scval.to_int128(1),
+            ],
+        )
+        builder.add_time_bounds(0, max_time)
+        if data:
+            builder.set_soroban_data(data)
+        return builder
+
+    sim = simulate(ledger, build().build().to_xdr())
+    assert sim.error is None and sim.transaction_data and sim.min_resource_fee
+    tx = build(sim.transaction_data).build()
+    tx.transaction.fee = bid + sim.min_resource_fee
+    op = tx.transaction.operations[0]
+    assert isinstance(op, InvokeHostFunction)
+    op.auth = [xdr.SorobanAuthorizationEntry.from_xdr(a) for a in sim.auth]
+    signed: set[str] = set()
+    for signer in signers or (source,):
+        if signer.public_key in signed:  # the same signature again (stellar-sdk won't sign twice)
+            tx.signatures.append(tx.signatures[-1])
+        else:
+            tx.sign(signer)
+            signed.add(signer.public_key)
+    return tx.to_xdr()
+
+
+def code_of(result_xdr: str | None) -> Code:
+    assert result_xdr is not None
+    return xdr.TransactionResult.from_xdr(result_xdr).result.code
+
+
+def fee_charged(ledger: Ledger, tx_hash: str) -> int:
+    included = ledger.transaction(tx_hash)
+    assert included is not None
+    return xdr.TransactionResult.from_xdr(included.result_xdr).fee_charged.int64
+
+
+def test_lower_sequence_than_the_queued_transaction_is_bad_seq_not_try_again_later() -> None:
+    ledger = new_ledger()
+    (alice,) = funded(ledger, 1)
+    assert ledger.submit(transfer(ledger, alice, seq_offset=1)).status == "PENDING"
+    lower = ledger.submit(transfer(ledger, alice, seq_offset=0))
+    assert (lower.status, code_of(lower.error_result_xdr)) == ("ERROR", Code.txBAD_SEQ)
+    higher = ledger.submit(transfer(ledger, alice, seq_offset=2))
+    assert higher.status == "TRY_AGAIN_LATER"  # one queued transaction per source account
+
+
+def test_max_time_must_outlast_two_expected_ledger_closes() -> None:
+    """isTooLate: maxTime < lastCloseTime + EXPECTED_CLOSE_TIME_MULT (2) x 5 s + drift."""
+    ledger = new_ledger(expected_close_seconds=5)
+    alice, bob = funded(ledger, 2)
+    close = ledger.latest.close_time
+    short = ledger.submit(transfer(ledger, alice, max_time=close + 9), now=close)
+    assert (short.status, code_of(short.error_result_xdr)) == ("ERROR", Code.txTOO_LATE)
+    assert ledger.submit(transfer(ledger, alice, max_time=close + 10), now=close).status == (
+        "PENDING"
+    )
+    # Three seconds after the last close, the bound moves with the wall clock.
+    drifted = ledger.submit(transfer(ledger, bob, max_time=close + 12), now=close + 3)
+    assert code_of(drifted.error_result_xdr) == Code.txTOO_LATE
+
+
+def test_duplicate_or_extra_signatures_are_bad_auth_extra() -> None:
+    ledger = new_ledger()
+    alice, bob, carol = funded(ledger, 3)
+    twice = ledger.submit(transfer(ledger, alice, signers=(alice, alice)))
+    assert (twice.status, code_of(twice.error_result_xdr)) == ("ERROR", Code.txBAD_AUTH_EXTRA)
+    extra = ledger.submit(transfer(ledger, bob, signers=(bob, carol)))
+    assert code_of(extra.error_result_xdr) == Code.txBAD_AUTH_EXTRA
+    assert ledger.submit(transfer(ledger, carol)).status == "PENDING"
+
+
+def test_refundable_fee_comes_back_and_a_failed_call_keeps_none_of_it() -> None:
+    ledger = new_ledger()
+    alice, bob = funded(ledger, 2)
+    ok = ledger.submit(transfer(ledger, alice, bid=100))
+    failing = ledger.submit(transfer(ledger, bob, bid=100), fail_on_chain=True)
+    ledger.close(T0 + 1)
+    fixed = non_refundable_fee(2)  # two balances written
+    assert fee_charged(ledger, ok.hash) == 100 + fixed + EVENT_FEE
+    assert fee_charged(ledger, failing.hash) == 100 + fixed
+    spent = 10_000 * 10_000_000 - ledger.accounts[bob.public_key].balance
+    assert spent == 100 + fixed  # the balance agrees with feeCharged
+
+
+def test_full_ledger_leaves_the_lowest_bids_for_the_next_and_surge_prices_the_rest() -> None:
+    """A Soroban tx set takes the highest bids up to the per-ledger limit; when bids are left
+    out, every included tx pays the lowest included bid (stellar-core surge pricing)."""
+    ledger = new_ledger(soroban_txs_per_ledger=1, queue_multiplier=3)
+    alice, bob, carol = funded(ledger, 3)
+    low = ledger.submit(transfer(ledger, alice, bid=100))
+    high = ledger.submit(transfer(ledger, bob, bid=300))
+    mid = ledger.submit(transfer(ledger, carol, bid=200))
+    fixed = non_refundable_fee(2) + EVENT_FEE
+    ledger.close(T0 + 1)
+    assert ledger.latest.tx_hashes == (high.hash,)
+    assert fee_charged(ledger, high.hash) == 300 + fixed
+    ledger.close(T0 + 2)
+    assert ledger.latest.tx_hashes == (mid.hash,)
+    assert fee_charged(ledger, mid.hash) == 200 + fixed
+    ledger.close(T0 + 3)
+    assert ledger.latest.tx_hashes == (low.hash,)
+    assert fee_charged(ledger, low.hash) == 100 + fixed  # no one left out: base fee
+    fees, _ = ledger.recent_inclusion_fees(50)
+    assert fees == [300, 200, 100]
+
+
+def test_full_queue_takes_only_a_higher_bid_evicts_the_lowest_and_bans_it() -> None:
+    ledger = new_ledger(soroban_txs_per_ledger=1, queue_multiplier=2)
+    alice, bob, carol, dave = funded(ledger, 4)
+    first = ledger.submit(transfer(ledger, alice, bid=150))
+    second = ledger.submit(transfer(ledger, bob, bid=100))
+    assert (first.status, second.status) == ("PENDING", "PENDING")
+    tie = ledger.submit(transfer(ledger, carol, bid=100))
+    assert code_of(tie.error_result_xdr) == Code.txINSUFFICIENT_FEE
+    assert tie.error_result_xdr is not None
+    needed = xdr.TransactionResult.from_xdr(tie.error_result_xdr).fee_charged.int64
+    resource = non_refundable_fee(2) + math.ceil(EVENT_FEE * REFUNDABLE_FEE_MARGIN)
+    assert needed == 101 + resource  # the minimum full fee that would get in
+    assert ledger.submit(transfer(ledger, carol, bid=100)).status == "TRY_AGAIN_LATER"  # banned
+    better = ledger.submit(transfer(ledger, dave, bid=120))
+    assert better.status == "PENDING"
+    assert second.hash not in ledger.pending_hashes()
+    assert [e.reason for e in ledger.evictions] == ["queue_full"]
+
+
+def test_a_transaction_left_out_for_four_ledgers_is_dropped() -> None:
+    ledger = new_ledger(soroban_txs_per_ledger=1, queue_multiplier=10)
+    keys = funded(ledger, TRANSACTION_QUEUE_TIMEOUT_LEDGERS + 1)
+    starved = ledger.submit(transfer(ledger, keys[0], bid=100))
+    for kp in keys[1:]:
+        ledger.submit(transfer(ledger, kp, bid=500))
+    for t in range(TRANSACTION_QUEUE_TIMEOUT_LEDGERS):
+        ledger.close(T0 + 1 + t)
+    assert starved.hash not in ledger.pending_hashes()
+    assert ledger.transaction(starved.hash) is None
+    assert ("queue_timeout", starved.hash) in {(e.reason, e.hash) for e in ledger.evictions}
+
+
+def test_get_health_is_unhealthy_once_the_latest_ledger_is_older_than_the_max_latency() -> None:
+    ledger = new_ledger()
+    now = float(T0)
+    rpc = StellarRpc(ledger, "", clock=lambda: now, max_healthy_latency=30.0)
+    healthy = rpc.get_health({})
+    assert healthy["status"] == "healthy"
+    assert healthy["latestLedgerCloseTime"] == str(T0)
+    now = T0 + 45.0
+    try:
+        rpc.get_health({})
+    except RpcError as err:
+        assert err.code == INTERNAL_ERROR
+        assert err.message == (
+            "latency (45s) since last known ledger closed is too high (>30s)"
+        )
+    else:
+        raise AssertionError("a stalled ledger must make getHealth unhealthy")
