@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from stellar_sdk import Asset, Network, StrKey
 
+from . import xdr_build as b
 from .contracts import ContractRegistry, asset_name, default_payout_contract_id
 from .faults import FaultDice, FaultError, Faults, updated
 from .ledger import AccountExists, InvalidEnvelope, Ledger, LedgerLimits
@@ -187,8 +188,20 @@ class Sandbox:
         try:
             account = self.ledger.fund(addr)
         except AccountExists:
-            return _problem(400, f"account {addr} already exists (op_already_exists)")
-        return web.json_response(_account_json(self, account.account_id))
+            # Friendbot's answer names the CreateAccount result code; the JS SDK's
+            # requestAirdrop treats a 400 whose detail has it as "already funded".
+            detail = f"createAccountAlreadyExist: account {addr} already exists"
+            return web.json_response({"error": detail, "detail": detail, "status": 400}, status=400)
+        # Horizon-style fields of the funding transaction (friendbot answers with them); the
+        # sandbox funds by fiat, so the hash names no transaction getTransaction knows.
+        meta = b.account_created_meta(addr, account.balance, account.seq, self.ledger.latest.seq)
+        funding = {
+            "hash": b.sha256(f"friendbot|{addr}".encode()).hex(),
+            "successful": True,
+            "ledger": self.ledger.latest.seq,
+            "result_meta_xdr": meta.to_xdr(),
+        }
+        return web.json_response(_account_json(self, account.account_id) | funding)
 
     async def account(self, request: web.Request) -> web.Response:
         account_id = request.match_info["account_id"]

@@ -90,6 +90,33 @@ def account_entry_data(account_id: str, balance: int, seq: int) -> x.LedgerEntry
     return x.LedgerEntryData(x.LedgerEntryType.ACCOUNT, account=entry)
 
 
+def account_created_meta(account_id: str, balance: int, seq: int, ledger: int) -> x.TransactionMeta:
+    """The meta of friendbot's CreateAccount: one created ACCOUNT entry (what the JS SDK's
+    requestAirdrop reads the new account's sequence number from)."""
+    created = x.LedgerEntry(
+        last_modified_ledger_seq=x.Uint32(ledger),
+        data=account_entry_data(account_id, balance, seq),
+        ext=x.LedgerEntryExt(0),
+    )
+    change = x.LedgerEntryChange(x.LedgerEntryChangeType.LEDGER_ENTRY_CREATED, created=created)
+    return x.TransactionMeta(
+        4,
+        v4=x.TransactionMetaV4(
+            ext=x.ExtensionPoint(0),
+            tx_changes_before=x.LedgerEntryChanges([]),
+            operations=[
+                x.OperationMetaV2(
+                    ext=x.ExtensionPoint(0), changes=x.LedgerEntryChanges([change]), events=[]
+                )
+            ],
+            tx_changes_after=x.LedgerEntryChanges([]),
+            soroban_meta=None,
+            events=[],
+            diagnostic_events=[],
+        ),
+    )
+
+
 def balance_key_val(holder: str) -> x.SCVal:
     """The SAC storage key of a holder's balance: ``Vec[Symbol("Balance"), Address]``."""
     return scval.to_vec([scval.to_symbol("Balance"), scval.to_address(holder)])

@@ -2,8 +2,9 @@
 
 Requirement: the JS rpc client cannot tell the sandbox from a real node for the calls a payout
 system makes. ``js/payout_flow.mjs`` makes those calls with ``rpc.Server`` (getHealth,
-getNetwork, getLatestLedger, getAccount, getFeeStats, prepareTransaction, sendTransaction,
-getTransaction, getEvents, and the DUPLICATE / ERROR answers of a re-send) and checks that the
+requestAirdrop, getNetwork, getLatestLedger, getAccount, getFeeStats, prepareTransaction,
+sendTransaction, getTransaction, getTransactions, getLedgers, getEvents, and the DUPLICATE /
+ERROR answers of a re-send) and checks that the
 SDK parses every answer; this test then checks the effect through the sandbox's own admin API.
 
 Needs Node.js >= 20 and npm (``scripts/test`` installs them); the pinned SDK is installed from
@@ -134,6 +135,7 @@ async def test_js_rpc_client_pays_out_through_the_sandbox(js_client: str) -> Non
         if code != 0:
             pytest.fail(f"payout_flow.mjs exited {code}:\n{err}\nstdout:\n{out}", pytrace=False)
         summary: dict[str, Any] = json.loads(out)
+        airdropped_row = await sandbox.account(summary["airdrop"]["account"])
         transfers = await sandbox.transfers()
         source_row = await sandbox.account(source.public_key)
         destination_row = await sandbox.account(destination.public_key)
@@ -141,6 +143,12 @@ async def test_js_rpc_client_pays_out_through_the_sandbox(js_client: str) -> Non
     pinned = json.loads((JS_DIR / "package.json").read_text())["dependencies"][SDK_PACKAGE]
     assert summary["sdkVersion"] == pinned
     assert summary["health"]["status"] == "healthy"
+    assert int(summary["health"]["latestLedgerCloseTime"]) > 0
+    assert airdropped_row is not None  # friendbot POST created it
+    assert summary["airdrop"]["sequence"] == str(airdropped_row["sequence"])
+    history = summary["history"]
+    assert history["ledgersCursor"] == str(summary["transaction"]["ledger"])
+    assert history["ledgerCloseMetaVersion"] == 2 and history["transactionsListed"] >= 1
     assert summary["network"]["passphrase"] == sandbox.passphrase
     assert summary["network"]["protocolVersion"] == summary["latestLedger"]["protocolVersion"]
     assert summary["prepared"]["contractId"] == native_id(sandbox.passphrase)

@@ -12,10 +12,12 @@
 //   PAYOUT_SOURCE_SECRET   the source account's secret seed: environment ONLY, never argv, so it
 //                          does not show up in process listings or test logs. Never printed.
 //
-// Calls, in a payout system's order: getHealth, getNetwork, getLatestLedger, getAccount
+// Calls, in a payout system's order: getHealth, requestAirdrop (friendbot POST), getNetwork,
+// getLatestLedger, getAccount
 // (getLedgerEntries), getFeeStats, prepareTransaction (simulateTransaction + assemble) of a
 // Stellar Asset Contract `transfer(from, to, amount: i128)` for native XLM, sendTransaction,
-// getTransaction until final, getEvents over the landing ledger; then the error paths a retrying
+// getTransaction until final, getTransactions and getLedgers from the landing ledger, getEvents
+// over the landing ledger; then the error paths a retrying
 // payout system meets: the same envelope again while pending (DUPLICATE) and after it landed
 // (ERROR, txBAD_SEQ), and a transaction whose sequence number skips ahead (ERROR, txBAD_SEQ).
 //
@@ -151,7 +153,24 @@ async function main() {
     Number.isInteger(health.ledgerRetentionWindow),
     "getHealth: ledgerRetentionWindow is not an integer",
   );
+  check(/^\d+$/.test(String(health.latestLedgerCloseTime)),
+    "getHealth: latestLedgerCloseTime is not a decimal string");
+  check(/^\d+$/.test(String(health.oldestLedgerCloseTime)),
+    "getHealth: oldestLedgerCloseTime is not a decimal string");
   summary.health = health;
+
+  // requestAirdrop POSTs to getNetwork's friendbotUrl and reads the new account's sequence
+  // number from the funding transaction's meta; a second call finds the account funded.
+  const airdropped = Keypair.random().publicKey();
+  const funded = await server.requestAirdrop(airdropped);
+  const fundedAgain = await server.requestAirdrop(airdropped);
+  const fetched = await server.getAccount(airdropped);
+  check(funded.accountId() === airdropped, "requestAirdrop: wrong account");
+  check(funded.sequenceNumber() === fetched.sequenceNumber(),
+    `requestAirdrop: sequence ${funded.sequenceNumber()} != getAccount ${fetched.sequenceNumber()}`);
+  check(fundedAgain.sequenceNumber() === fetched.sequenceNumber(),
+    "requestAirdrop again: not the existing account");
+  summary.airdrop = { account: airdropped, sequence: funded.sequenceNumber() };
 
   const network = await server.getNetwork();
   check(
@@ -333,6 +352,31 @@ async function main() {
   check(amountSeen === cfg.amount, `getEvents: amount ${amountSeen} != ${cfg.amount}`);
   check(typeof event.id === "string" && event.id.length > 0, "getEvents: no event id");
   check(typeof events.cursor === "string" && events.cursor.length > 0, "getEvents: no cursor");
+  // -- history: the payout in getTransactions and in getLedgers' close meta ------------------
+  const page = await server.getTransactions({ startLedger: landed.ledger, pagination: { limit: 10 } });
+  const listed = page.transactions.find((t) => t.txHash === hash);
+  check(listed !== undefined, "getTransactions: the payout is not listed from its ledger");
+  check(listed.status === "SUCCESS" && listed.ledger === landed.ledger,
+    `getTransactions: status ${listed.status}, ledger ${listed.ledger}`);
+  check(listed.resultMetaXdr instanceof xdr.TransactionMeta, "getTransactions: meta not parsed");
+  check(typeof page.cursor === "string" && /^\d+$/.test(page.cursor), "getTransactions: cursor");
+  const ledgers = await server.getLedgers({ startLedger: landed.ledger, pagination: { limit: 1 } });
+  check(ledgers.ledgers.length === 1 && ledgers.ledgers[0].sequence === landed.ledger,
+    "getLedgers: not the landing ledger");
+  const closeMeta = ledgers.ledgers[0].metadataXdr;
+  check(closeMeta instanceof xdr.LedgerCloseMeta, "getLedgers: metadataXdr not parsed");
+  const processed = closeMeta.value().txProcessing()
+    .map((p) => p.result().transactionHash().toString("hex"));
+  check(processed.includes(hash), "getLedgers: the payout is not in the ledger's close meta");
+  check(ledgers.cursor === String(landed.ledger), `getLedgers: cursor ${ledgers.cursor}`);
+  summary.history = {
+    transactionsListed: page.transactions.length,
+    transactionsCursor: page.cursor,
+    ledgerHash: ledgers.ledgers[0].hash,
+    ledgerCloseMetaVersion: closeMeta.switch(),
+    ledgersCursor: ledgers.cursor,
+  };
+
   summary.events = {
     count: events.events.length,
     id: event.id,
