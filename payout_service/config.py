@@ -13,6 +13,24 @@ from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.validation import is_account_id, is_contract_id
 
 TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"  # noqa: S105 - public
+# Networks with SDF's 5 s ledger close target (mainnet, testnet, futurenet).
+FIVE_SECOND_NETWORKS = frozenset({
+    "Public Global Stellar Network ; September 2015",
+    TESTNET_PASSPHRASE,
+    "Test SDF Future Network ; October 2022",
+})
+
+
+def min_tx_window_seconds(passphrase: str) -> int:
+    """The shortest time-bounds window a transaction may carry on this network.
+
+    stellar-core refuses (txTOO_LATE) a maxTime below the last close time plus
+    EXPECTED_CLOSE_TIME_MULT (2) x the expected ledger close time plus the time since that close
+    (TransactionFrame::isTooLate, getUpperBoundCloseTimeOffset): 10 s on 5 s networks, counted
+    from when the transaction reaches the node; one more ledger leaves time to sign and send.
+    Other networks (standalone, the sandbox) set their own close time: 5 s is the floor.
+    """
+    return 3 * 5 if passphrase in FIVE_SECOND_NETWORKS else 5
 
 
 class ConfigError(Exception):
@@ -107,6 +125,16 @@ def _amount(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} {err}, got {raw!r}") from None
 
 
+def _window(env: Mapping[str, str], name: str, default: int, floor: int) -> int:
+    value = _int(env, name, default)
+    if value < floor:
+        raise ConfigError(
+            f"{name} must be at least {floor} s on this network (stellar-core refuses a maxTime "
+            f"under 2 ledger closes ahead: txTOO_LATE), got {value}"
+        )
+    return value
+
+
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:
@@ -154,6 +182,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if fee_bps >= 10_000:
         raise ConfigError("PAYOUTS_FEE_BPS must be below 10000 (100%)")
     metrics_port = _int(env, "PAYOUTS_METRICS_PORT", 0)
+    passphrase = env.get("STELLAR_NETWORK_PASSPHRASE", "").strip() or TESTNET_PASSPHRASE
+    window_floor = min_tx_window_seconds(passphrase)
+    tx_window = _window(env, "PAYOUTS_TX_WINDOW_SECONDS", 120, window_floor)
+    external_window = _window(env, "PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS", 3600, window_floor)
     return Config(
         database_url=_required(env, "DATABASE_URL"),
         listen_addr=env.get("PAYOUTS_LISTEN_ADDR", "").strip() or "127.0.0.1:50051",
@@ -168,15 +200,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         contract_id=contract,
         method_name=env.get("PAYOUT_METHOD_NAME", "").strip() or "distribute_winnings",
         source_account=source,
-        network_passphrase=env.get("STELLAR_NETWORK_PASSPHRASE", "").strip() or TESTNET_PASSPHRASE,
+        network_passphrase=passphrase,
         rpc_url=rpc_url,
         min_amount_stroops=min_amount,
         max_amount_stroops=max_amount,
         fee_bps=fee_bps,
-        tx_window_seconds=_int(env, "PAYOUTS_TX_WINDOW_SECONDS", 120, minimum=5),
-        external_window_seconds=_int(
-            env, "PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS", 3600, minimum=5
-        ),
+        tx_window_seconds=tx_window,
+        external_window_seconds=external_window,
         batch_size=_int(env, "PAYOUTS_BATCH_SIZE", 25, minimum=1),
         metrics_port=metrics_port or None,
         signer=signer,

@@ -83,7 +83,11 @@ class LedgerInfo:
 
 
 def result_code(result_xdr: str) -> tuple[str, int]:
-    """TransactionResult XDR -> ('txBAD_SEQ', fee_charged)."""
+    """TransactionResult XDR -> ('txBAD_SEQ', fee_charged).
+
+    For an included Soroban transaction feeCharged is already net of the refunded part of
+    the resource fee (stellar-core MutableTransactionResult::finalizeFeeRefund; the CAP-67 fee
+    events show the charge and the refund), so it is what the source account paid."""
     result = TransactionResult.from_xdr(result_xdr)
     return result.result.code.name, result.fee_charged.int64
 
