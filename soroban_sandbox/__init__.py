@@ -1,8 +1,9 @@
 """soroban-sandbox: a local Stellar RPC look-alike for tests. A TEST HARNESS, NOT A NODE.
 
-It speaks enough of Stellar RPC's JSON-RPC 2.0 (getHealth, getNetwork, getLatestLedger,
-getLedgerEntries, getFeeStats, simulateTransaction, sendTransaction, getTransaction, getEvents)
-that stellar-sdk's ``SorobanServerAsync`` works against it unchanged. It closes ledgers on a
+It speaks Stellar RPC's JSON-RPC 2.0 as stellar-rpc answers it (getHealth, getNetwork,
+getVersionInfo, getLatestLedger, getLedgers, getLedgerEntries, getFeeStats, simulateTransaction,
+sendTransaction, getTransaction, getTransactions, getEvents), so stellar-sdk clients (Python and
+JavaScript) work against it unchanged; what it cannot model it refuses loudly (README). It closes ledgers on a
 timer, checks signatures, sequence numbers, fees and time bounds like stellar-core, applies
 Stellar Asset Contract ``transfer`` and one configured payout method, and injects faults on
 demand. It runs no WASM, keeps state in memory only, and must never hold real funds.
@@ -10,6 +11,7 @@ demand. It runs no WASM, keeps state in memory only, and must never hold real fu
 Layout: ``ledger`` (pure state and ledger close), ``admission`` (checks at submission),
 ``execution`` (auth and balance moves at apply time), ``simulation``, ``contracts``,
 ``authority`` (signatures), ``xdr_build`` (XDR values), ``faults``; the edge is ``rpc``
-(JSON shapes), ``server`` (aiohttp, admin API, ledger clock) and ``main`` (CLI);
+(JSON shapes; ``rpc_history`` for the paginated methods, ``rpc_params`` for parameter checks
+and the real error messages), ``server`` (aiohttp, admin API, ledger clock) and ``main`` (CLI);
 ``testing`` starts it as a subprocess for other components' tests. See README.md.
 """
