@@ -3,10 +3,11 @@
 It speaks Stellar RPC's JSON-RPC 2.0 as stellar-rpc answers it (getHealth, getNetwork,
 getVersionInfo, getLatestLedger, getLedgers, getLedgerEntries, getFeeStats, simulateTransaction,
 sendTransaction, getTransaction, getTransactions, getEvents), so stellar-sdk clients (Python and
-JavaScript) work against it unchanged; what it cannot model it refuses loudly (README). It closes ledgers on a
-timer, checks signatures, sequence numbers, fees and time bounds like stellar-core, applies
-Stellar Asset Contract ``transfer`` and one configured payout method, and injects faults on
-demand. It runs no WASM, keeps state in memory only, and must never hold real funds.
+JavaScript) work against it unchanged; what it cannot model it refuses loudly (README). It
+closes ledgers on a timer, checks signatures, sequence numbers, fees and time bounds like
+stellar-core, applies Stellar Asset Contract ``transfer`` and one configured payout method,
+and injects faults on demand. It runs no WASM, keeps state in memory only, and must never
+hold real funds.
 
 Layout: ``ledger`` (pure state and ledger close), ``admission`` (checks at submission),
 ``execution`` (auth and balance moves at apply time), ``simulation``, ``contracts``,
