@@ -132,7 +132,8 @@ class Ledger:
 
     @property
     def oldest(self) -> ClosedLedger:
-        return self._ledgers[min(self._ledgers)]
+        # History is contiguous: ledgers are added one by one and pruned from the bottom.
+        return self._ledgers[self._latest_seq - len(self._ledgers) + 1]
 
     def pending_hashes(self) -> list[str]:
         return list(self._pending)
@@ -291,7 +292,8 @@ class Ledger:
                 continue
             del self._pending[pending.hash]
             processed.append(self._apply(pending, seq, close_time, len(processed) + 1, base_fee))
-        self._index_fee_events(seq, close_time, first_new_event)
+        hashes = [pair.transaction_hash.hash.hex() for _, pair, _ in processed]
+        self._index_fee_events(seq, close_time, first_new_event, hashes)
         for pending in candidates:
             if pending.hash in self._pending and seq - pending.queued_at >= (
                 TRANSACTION_QUEUE_TIMEOUT_LEDGERS
@@ -384,7 +386,9 @@ class Ledger:
         pair = x.TransactionResultPair(x.Hash(bytes.fromhex(pending.hash)), result)
         return envelope.to_xdr_object(), pair, meta
 
-    def _index_fee_events(self, seq: int, close_time: int, first_new_event: int) -> None:
+    def _index_fee_events(
+        self, seq: int, close_time: int, first_new_event: int, hashes: list[str]
+    ) -> None:
         """Serve the CAP-67 fee events through getEvents as stellar-rpc does (the stellar-docs
         "All Events" example): the up-front charges at transaction index 0 of the ledger,
         numbered in application order; refunds after each transaction's own events."""
@@ -392,7 +396,7 @@ class Ledger:
         del self.events[first_new_event:]
         charges: list[Event] = []
         refunds: list[Event] = []
-        for tx_hash in (h for h in self._included if self._included[h].ledger == seq):
+        for tx_hash in hashes:
             tx = self._included[tx_hash]
             for raw in tx.transaction_events:
                 event = x.TransactionEvent.from_xdr(raw)
@@ -494,11 +498,11 @@ class Ledger:
     def recent_inclusion_fees(self, ledgers: int) -> tuple[list[int], int]:
         """Soroban inclusion fees charged in the last ``ledgers`` closed ledgers (stellar-rpc
         feewindow: fee charged minus resource fee charged), and how many ledgers that is."""
-        floor = self._latest_seq - ledgers
-        window = [s for s in self._ledgers if s > floor]
+        first = max(self._latest_seq - ledgers + 1, self.oldest.seq)
+        window = range(first, self._latest_seq + 1)
         fees = [
             self._included[h].inclusion_fee_charged
-            for s in sorted(window)
+            for s in window
             for h in self._ledgers[s].tx_hashes
             if h in self._included
         ]

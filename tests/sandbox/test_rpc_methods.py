@@ -82,6 +82,7 @@ async def test_get_transactions_pages_through_history_with_toid_cursors(
 
 
 async def test_get_transactions_refuses_like_the_real_server(sandbox: InProcessSandbox) -> None:
+    await sandbox.set_faults(stall_ledgers=True)  # the messages name the latest ledger
     latest = (await result(sandbox, "getLatestLedger", {}))["sequence"]
     assert await error(sandbox, "getTransactions", {"startLedger": latest + 5}) == (
         -32600,
@@ -114,9 +115,9 @@ async def test_get_ledgers_pages_with_sequence_cursors(
     assert meta.v2 is not None and meta.v2.ledger_header.header.ledger_seq.uint32 == 2
     after = await result(sandbox, "getLedgers", {"pagination": {"cursor": "2", "limit": 1}})
     assert [ledger["sequence"] for ledger in after["ledgers"]] == [3]
-    latest = after["latestLedger"]
-    code, message = await error(sandbox, "getLedgers", {"pagination": {"cursor": str(latest)}})
-    assert code == -32602 and message.startswith(f"cursor ('{latest}') must be between")
+    beyond = str(after["latestLedger"] + 1_000)
+    code, message = await error(sandbox, "getLedgers", {"pagination": {"cursor": beyond}})
+    assert code == -32602 and message.startswith(f"cursor ('{beyond}') must be between")
 
 
 async def test_transactions_appear_in_the_ledger_close_meta_of_get_ledgers(
@@ -195,6 +196,7 @@ async def test_get_ledger_entries_empty_keys_answer_empty_and_ttl_keys_are_refus
 async def test_get_events_validates_params_with_the_real_messages(
     sandbox: InProcessSandbox,
 ) -> None:
+    await sandbox.set_faults(stall_ledgers=True)  # a message names the latest ledger
     latest = (await result(sandbox, "getLatestLedger", {}))["sequence"]
     cases: list[tuple[dict[str, Any], tuple[int, str]]] = [
         ({}, (-32602, "startLedger must be positive")),
