@@ -302,6 +302,8 @@ class Ledger:
                 self._ban(pending.hash)
                 self.evictions.append(Eviction(pending.hash, seq, "queue_timeout"))
         self._evicted_bid = 0
+        if self._banned:
+            self._banned = {h: until for h, until in self._banned.items() if until > seq}
         ledger = self._record_ledger(seq, close_time, processed, base_fee if surge else None)
         self._prune()
         return ledger
