@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from stellar_sdk import Asset, MuxedAccount, StrKey
 from stellar_sdk import xdr as x
@@ -55,7 +56,7 @@ class ContractRegistry:
     def __post_init__(self) -> None:
         self.register_asset(Asset.native())
 
-    @property
+    @cached_property
     def native_id(self) -> str:
         return Asset.native().contract_id(self.passphrase)
 

@@ -292,8 +292,7 @@ class Ledger:
                 continue
             del self._pending[pending.hash]
             processed.append(self._apply(pending, seq, close_time, len(processed) + 1, base_fee))
-        hashes = [pair.transaction_hash.hash.hex() for _, pair, _ in processed]
-        self._index_fee_events(seq, close_time, first_new_event, hashes)
+        self._index_fee_events(seq, close_time, first_new_event, processed)
         for pending in candidates:
             if pending.hash in self._pending and seq - pending.queued_at >= (
                 TRANSACTION_QUEUE_TIMEOUT_LEDGERS
@@ -389,7 +388,7 @@ class Ledger:
         return envelope.to_xdr_object(), pair, meta
 
     def _index_fee_events(
-        self, seq: int, close_time: int, first_new_event: int, hashes: list[str]
+        self, seq: int, close_time: int, first_new_event: int, processed: list[Processed]
     ) -> None:
         """Serve the CAP-67 fee events through getEvents as stellar-rpc does (the stellar-docs
         "All Events" example): the up-front charges at transaction index 0 of the ledger,
@@ -398,10 +397,12 @@ class Ledger:
         del self.events[first_new_event:]
         charges: list[Event] = []
         refunds: list[Event] = []
-        for tx_hash in hashes:
+        native_id = self.registry.native_id
+        for _, pair, meta in processed:
+            tx_hash = pair.transaction_hash.hash.hex()
             tx = self._included[tx_hash]
-            for raw in tx.transaction_events:
-                event = x.TransactionEvent.from_xdr(raw)
+            assert meta.v4 is not None
+            for event in meta.v4.events:
                 body = event.event.body.v0
                 assert body is not None
                 before_all = event.stage == BEFORE_ALL_TXS
@@ -410,7 +411,7 @@ class Ledger:
                     Event(
                         ledger=seq,
                         close_time=close_time,
-                        contract_id=self.registry.native_id,
+                        contract_id=native_id,
                         topics=[t.to_xdr() for t in body.topics],
                         value=body.data.to_xdr(),
                         tx_hash=tx_hash,
