@@ -15,6 +15,7 @@ from stellar_sdk.memo import NoneMemo
 from stellar_sdk.operation import InvokeHostFunction
 
 from .authority import first_valid_signature
+from .fees import non_refundable_fee
 from .xdr_build import BASE_FEE, BASE_RESERVE
 
 Code = x.TransactionResultCode
@@ -72,6 +73,23 @@ def structure_error(envelope: TransactionEnvelope) -> Code | None:
     if tx.source.account_muxed_id is not None or (
         op.source is not None and op.source.account_muxed_id is not None
     ):
+        return Code.txSOROBAN_INVALID
+    return resource_fee_error(envelope)
+
+
+def resource_fee_error(envelope: TransactionEnvelope) -> Code | None:
+    """stellar-core TransactionFrame::commonValidPreSeqNum: the declared resource fee may not
+    exceed the full fee nor fall below the resources' fee, and a footprint key may appear once
+    (all txSOROBAN_INVALID, checked before time bounds and the inclusion fee)."""
+    tx = envelope.transaction
+    data = tx.soroban_data
+    assert data is not None
+    declared = data.resource_fee.int64
+    footprint = data.resources.footprint
+    if declared > tx.fee or declared < non_refundable_fee(len(footprint.read_write)):
+        return Code.txSOROBAN_INVALID
+    keys = [k.to_xdr_bytes() for k in [*footprint.read_only, *footprint.read_write]]
+    if len(set(keys)) != len(keys):
         return Code.txSOROBAN_INVALID
     return None
 

@@ -23,6 +23,7 @@ from . import xdr_build as b
 from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid
 from .contracts import ContractRegistry
 from .execution import Execution, TokenBalance, execute
+from .fees import EVENT_FEE, non_refundable_fee
 from .records import (
     Account,
     ClosedLedger,
@@ -44,16 +45,6 @@ EXPECTED_CLOSE_TIME_MULT = 2
 # TRANSACTION_QUEUE_BAN_LEDGERS ledgers.
 TRANSACTION_QUEUE_TIMEOUT_LEDGERS = 4
 TRANSACTION_QUEUE_BAN_LEDGERS = 10
-
-# Resource fee schedule (a harness schedule, not metering; see README "not modelled").
-# Non-refundable: instructions, reads, writes, size. Refundable: events and rent.
-NON_REFUNDABLE_BASE_FEE = 15_000  # stroops per invocation
-WRITE_ENTRY_FEE = 5_000  # stroops per read-write footprint entry
-EVENT_FEE = 5_000  # refundable stroops per contract event emitted
-
-
-def non_refundable_fee(read_write_entries: int) -> int:
-    return NON_REFUNDABLE_BASE_FEE + WRITE_ENTRY_FEE * read_write_entries
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from stellar_sdk.operation import ExtendFootprintTTL, InvokeHostFunction, Restor
 from . import xdr_build as b
 from .contracts import ContractError, TokenMove
 from .execution import check_move, contract_call, require_auth
-from .ledger import EVENT_FEE, InvalidEnvelope, Ledger, non_refundable_fee
+from .fees import EVENT_FEE, non_refundable_fee
+from .ledger import InvalidEnvelope, Ledger
 
 # soroban-simulation's default adjustment (used by stellar-rpc's preflight,
 # cmd/stellar-rpc/lib/preflight/src/shared.rs): the refundable fee gets a 15% margin, the

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from stellar_sdk import Keypair
 
-from soroban_sandbox.ledger import EVENT_FEE
+from soroban_sandbox.fees import EVENT_FEE
 from soroban_sandbox.simulation import REFUNDABLE_FEE_MARGIN
 from soroban_sandbox.testing import RunningSandbox
 

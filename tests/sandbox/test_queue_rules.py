@@ -7,18 +7,22 @@ src/transactions/TransactionFrame.cpp) or stellar-rpc decides it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from stellar_sdk import Account, Keypair, Network, TransactionBuilder, scval, xdr
+from stellar_sdk import (
+    Account,
+    Keypair,
+    Network,
+    TransactionBuilder,
+    TransactionEnvelope,
+    scval,
+    xdr,
+)
 from stellar_sdk.operation import InvokeHostFunction
 
 from soroban_sandbox.contracts import ContractRegistry, default_payout_contract_id
-from soroban_sandbox.ledger import (
-    EVENT_FEE,
-    TRANSACTION_QUEUE_TIMEOUT_LEDGERS,
-    Ledger,
-    LedgerLimits,
-    non_refundable_fee,
-)
+from soroban_sandbox.fees import EVENT_FEE, non_refundable_fee
+from soroban_sandbox.ledger import TRANSACTION_QUEUE_TIMEOUT_LEDGERS, Ledger, LedgerLimits
 from soroban_sandbox.rpc import StellarRpc
 from soroban_sandbox.rpc_params import INTERNAL_ERROR, RpcError
 from soroban_sandbox.simulation import REFUNDABLE_FEE_MARGIN, simulate
@@ -48,6 +52,7 @@ def transfer(
     seq_offset: int = 1,
     max_time: int = 0,
     signers: tuple[Keypair, ...] | None = None,
+    tamper: Callable[[TransactionEnvelope], None] | None = None,
 ) -> str:
     """A simulated, assembled, signed XLM transfer of 1 stroop to the payout contract."""
 
@@ -75,6 +80,8 @@ def transfer(
     op = tx.transaction.operations[0]
     assert isinstance(op, InvokeHostFunction)
     op.auth = [xdr.SorobanAuthorizationEntry.from_xdr(a) for a in sim.auth]
+    if tamper is not None:
+        tamper(tx)
     signed: set[str] = set()
     for signer in signers or (source,):
         if signer.public_key in signed:  # the same signature again (stellar-sdk won't sign twice)
@@ -129,6 +136,36 @@ def test_duplicate_or_extra_signatures_are_bad_auth_extra() -> None:
     extra = ledger.submit(transfer(ledger, bob, signers=(bob, carol)))
     assert code_of(extra.error_result_xdr) == Code.txBAD_AUTH_EXTRA
     assert ledger.submit(transfer(ledger, carol)).status == "PENDING"
+
+
+def test_resource_fee_below_the_resources_or_a_repeated_footprint_key_is_soroban_invalid() -> None:
+    """commonValidPreSeqNum: declared resourceFee < the resources' fee, or > the full fee, or
+    a footprint key twice: txSOROBAN_INVALID, before time bounds and the inclusion fee."""
+    ledger = new_ledger()
+    alice, bob, carol = funded(ledger, 3)
+
+    def underpay(tx: TransactionEnvelope) -> None:
+        data = tx.transaction.soroban_data
+        assert data is not None
+        data.resource_fee = xdr.Int64(non_refundable_fee(2) - 1)
+
+    def repeat_key(tx: TransactionEnvelope) -> None:
+        data = tx.transaction.soroban_data
+        assert data is not None
+        footprint = data.resources.footprint
+        footprint.read_only.append(footprint.read_write[0])
+
+    def overstate(tx: TransactionEnvelope) -> None:
+        data = tx.transaction.soroban_data
+        assert data is not None
+        data.resource_fee = xdr.Int64(tx.transaction.fee + 1)
+
+    for kp, tamper in ((alice, underpay), (bob, repeat_key), (carol, overstate)):
+        sent = ledger.submit(transfer(ledger, kp, tamper=tamper))
+        assert (sent.status, code_of(sent.error_result_xdr)) == (
+            "ERROR",
+            Code.txSOROBAN_INVALID,
+        ), tamper.__name__
 
 
 def test_refundable_fee_comes_back_and_a_failed_call_keeps_none_of_it() -> None:
