@@ -10,6 +10,7 @@ their messages in ``rpc_params``.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,7 +97,8 @@ class StellarRpc:
     def call(self, method: str, params: Params) -> dict[str, Any]:
         handler = self.methods.get(method)
         if handler is None:
-            raise RpcError(METHOD_NOT_FOUND, f"method {method!r} not found")
+            # jrpc2 (stellar-rpc's JSON-RPC server): Errorf(MethodNotFound, "no such method %q")
+            raise RpcError(METHOD_NOT_FOUND, f"no such method {json.dumps(method)}")
         return handler(params)
 
     # -- shared pieces ------------------------------------------------------------------------

@@ -337,6 +337,10 @@ async def test_simulate_reports_events_state_changes_and_honours_instruction_lee
     )
 
 
+async def test_unknown_method_is_jrpc2s_no_such_method(sandbox: InProcessSandbox) -> None:
+    assert await error(sandbox, "getFoo", {}) == (-32601, 'no such method "getFoo"')
+
+
 async def test_send_transaction_bad_xdr_is_invalid_xdr(sandbox: InProcessSandbox) -> None:
     assert await error(sandbox, "sendTransaction", {"transaction": "AAAA"}) == (
         -32602,
