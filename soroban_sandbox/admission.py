@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from stellar_sdk import TransactionEnvelope
 from stellar_sdk import xdr as x
 from stellar_sdk.memo import NoneMemo
-from stellar_sdk.operation import InvokeHostFunction
+from stellar_sdk.operation import InvokeHostFunction, Payment
 
 from .authority import first_valid_signature
 from .fees import non_refundable_fee
@@ -55,6 +55,14 @@ def fee_to_charge(envelope: TransactionEnvelope, base_fee: int = BASE_FEE) -> in
     return min(inclusion_bid(envelope), base_fee * ops) + resource_fee_of(envelope)
 
 
+def is_native_payment(op: object) -> bool:
+    return isinstance(op, Payment) and op.asset.is_native()
+
+
+def is_soroban(envelope: TransactionEnvelope) -> bool:
+    return envelope.transaction.soroban_data is not None
+
+
 def structure_error(envelope: TransactionEnvelope) -> Code | None:
     """Soroban shape rules (CAP-46-7): one InvokeHostFunction op, sorobanData, no memo, no mux."""
     tx = envelope.transaction
@@ -63,8 +71,11 @@ def structure_error(envelope: TransactionEnvelope) -> Code | None:
         return Code.txMISSING_OPERATION
     is_soroban = any(isinstance(op, InvokeHostFunction) for op in ops)
     if not is_soroban:
-        # Classic operations are out of scope for this harness.
-        return Code.txNOT_SUPPORTED
+        # Classic transactions: native XLM payments only (up to 100 operations); anything
+        # else classic is out of scope for this harness and refused loudly.
+        if not all(is_native_payment(op) for op in ops):
+            return Code.txNOT_SUPPORTED
+        return Code.txMALFORMED if tx.soroban_data is not None else None
     if len(ops) != 1 or tx.soroban_data is None:
         return Code.txMALFORMED
     if not isinstance(tx.memo, NoneMemo):

@@ -7,6 +7,7 @@ Time comes in as arguments (``close(close_time)``) and randomness as flags on ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from stellar_sdk import (
     FeeBumpTransactionEnvelope,
@@ -17,12 +18,13 @@ from stellar_sdk import (
 )
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
-from stellar_sdk.operation import InvokeHostFunction
+from stellar_sdk.operation import InvokeHostFunction, Payment
 
 from . import xdr_build as b
-from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid
-from .contracts import ContractRegistry
-from .execution import Execution, TokenBalance, execute
+from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid, is_soroban
+from .classic import apply_payments
+from .contracts import ContractRegistry, TokenMove
+from .execution import TokenBalance, execute
 from .fees import EVENT_FEE, non_refundable_fee
 from .records import (
     Account,
@@ -33,6 +35,7 @@ from .records import (
     Submission,
     Transfer,
 )
+from .txset import Candidate, choose, to_evict
 
 FRIENDBOT_STARTING_BALANCE = 10_000 * 10_000_000  # 10,000 XLM in stroops
 PROTOCOL_VERSION = 23
@@ -50,17 +53,21 @@ TRANSACTION_QUEUE_BAN_LEDGERS = 10
 @dataclass(frozen=True)
 class LedgerLimits:
     """Per-ledger and queue limits, defaults from the published testnet settings
-    (stellar-docs docs/networks/README.mdx: up to 2,000 smart contract transactions per
-    ledger); the queue holds SOROBAN_TRANSACTION_QUEUE_SIZE_MULTIPLIER (2, stellar-core
-    src/main/Config.cpp) ledgers' worth."""
+    (stellar-docs docs/networks/README.mdx: 200 operations and up to 2,000 smart contract
+    transactions per ledger); the queue holds TRANSACTION_QUEUE_SIZE_MULTIPLIER and
+    SOROBAN_TRANSACTION_QUEUE_SIZE_MULTIPLIER (both 2, stellar-core src/main/Config.cpp)
+    ledgers' worth of each lane."""
 
     soroban_txs_per_ledger: int = 2_000
+    classic_ops_per_ledger: int = 200
     queue_multiplier: int = 2
     expected_close_seconds: int = 0  # whole seconds, truncated like stellar-core's duration_cast
 
-    @property
-    def queue_capacity(self) -> int:
-        return self.soroban_txs_per_ledger * self.queue_multiplier
+    def per_ledger(self, soroban: bool) -> int:
+        return self.soroban_txs_per_ledger if soroban else self.classic_ops_per_ledger
+
+    def queue_capacity(self, soroban: bool) -> int:
+        return self.per_ledger(soroban) * self.queue_multiplier
 
 
 # What a ledger close keeps of each included transaction, for LedgerCloseMeta.
@@ -90,6 +97,15 @@ class _Pending:
     def bid(self) -> int:
         return inclusion_bid(self.envelope)
 
+    @property
+    def candidate(self) -> Candidate:
+        return candidate_of(self.hash, self.envelope)
+
+
+def candidate_of(tx_hash: str, envelope: TransactionEnvelope) -> Candidate:
+    ops = len(envelope.transaction.operations)
+    return Candidate(tx_hash, inclusion_bid(envelope), ops, is_soroban(envelope))
+
 
 @dataclass
 class Ledger:
@@ -105,7 +121,9 @@ class Ledger:
     used_nonces: set[tuple[str, int]] = field(default_factory=set)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _banned: dict[str, int] = field(default_factory=dict)  # hash -> ledger the ban ends
-    _evicted_bid: int = 0  # highest bid evicted from a full queue since the last close
+    # Highest fee per operation evicted from a full lane since the last close, per lane
+    # (True: Soroban): a newcomer must beat it (TxQueueLimiter mLaneEvictedInclusionFee).
+    _evicted_rate: dict[bool, Fraction] = field(default_factory=dict)
     _included: dict[str, IncludedTx] = field(default_factory=dict)
     _ledgers: dict[int, ClosedLedger] = field(default_factory=dict)
     _latest_seq: int = 0
@@ -196,48 +214,42 @@ class Ledger:
         if rejection is not None:
             result = b.error_result(rejection, fee_to_charge(envelope))
             return Submission("ERROR", hex_hash, result.to_xdr())
-        self._make_room(envelope)
+        self._make_room(envelope, hex_hash)
         if not drop:
             self._pending[hex_hash] = _Pending(
                 hex_hash, envelope, source, fail_on_chain, self._latest_seq
             )
         return Submission("PENDING", hex_hash)
 
-    def _lowest_queued(self) -> _Pending | None:
-        # Lowest bid first; among equal bids the newest goes first (arrival order keeps).
-        queued = list(self._pending.values())
-        if not queued:
-            return None
-        return min(reversed(queued), key=lambda p: p.bid)
+    def _lane(self, soroban: bool) -> list[Candidate]:
+        return [p.candidate for p in self._pending.values() if is_soroban(p.envelope) == soroban]
 
     def _queue_limit(self, envelope: TransactionEnvelope, hex_hash: str) -> Submission | None:
-        """TxQueueLimiter::canAddTx: a full queue takes a new transaction only if it outbids
-        (strictly) the lowest queued one and anything already evicted since the last ledger;
-        otherwise the newcomer is banned and told the minimum full fee (txINSUFFICIENT_FEE
-        with that fee in feeCharged)."""
-        bid = inclusion_bid(envelope)
-        floor = self._evicted_bid
-        if len(self._pending) >= self.limits.queue_capacity:
-            lowest = self._lowest_queued()
-            floor = max(floor, lowest.bid if lowest else 0)
-        elif floor == 0:
-            return None
-        if bid > floor:
+        """TxQueueLimiter::canAddTx: a full lane takes a new transaction only if its fee per
+        operation beats (strictly) what it would evict and anything evicted since the last
+        ledger; otherwise the newcomer is banned and told the minimum full fee
+        (txINSUFFICIENT_FEE with that fee in feeCharged)."""
+        new = candidate_of(hex_hash, envelope)
+        capacity = self.limits.queue_capacity(new.soroban)
+        _, beat = to_evict(self._lane(new.soroban), new, capacity)
+        floors = [f for f in (self._evicted_rate.get(new.soroban), beat) if f is not None]
+        if not floors or new.rate > max(floors):
             return None
         self._ban(hex_hash)
-        needed = floor + 1 + (envelope.transaction.fee - bid)
+        needed = (int(max(floors)) + 1) * new.ops + (envelope.transaction.fee - new.bid)
         result = b.error_result(x.TransactionResultCode.txINSUFFICIENT_FEE, needed)
         return Submission("ERROR", hex_hash, result.to_xdr())
 
-    def _make_room(self, envelope: TransactionEnvelope) -> None:
-        if len(self._pending) < self.limits.queue_capacity:
-            return
-        lowest = self._lowest_queued()
-        assert lowest is not None and lowest.bid < inclusion_bid(envelope)
-        del self._pending[lowest.hash]
-        self._evicted_bid = max(self._evicted_bid, lowest.bid)
-        self._ban(lowest.hash)
-        self.evictions.append(Eviction(lowest.hash, self._latest_seq + 1, "queue_full"))
+    def _make_room(self, envelope: TransactionEnvelope, hex_hash: str) -> None:
+        new = candidate_of(hex_hash, envelope)
+        capacity = self.limits.queue_capacity(new.soroban)
+        evicted, _ = to_evict(self._lane(new.soroban), new, capacity)
+        for out in evicted:
+            del self._pending[out.hash]
+            floor = self._evicted_rate.get(new.soroban, Fraction(0))
+            self._evicted_rate[new.soroban] = max(floor, out.rate)
+            self._ban(out.hash)
+            self.evictions.append(Eviction(out.hash, self._latest_seq + 1, "queue_full"))
 
     def _ban(self, hex_hash: str) -> None:
         self._banned[hex_hash] = self._latest_seq + TRANSACTION_QUEUE_BAN_LEDGERS
@@ -271,17 +283,21 @@ class Ledger:
                 self.evictions.append(Eviction(pending.hash, seq, reason))
                 continue
             candidates.append(pending)
-        limit = self.limits.soroban_txs_per_ledger
-        ranked = sorted(candidates, key=lambda p: -p.bid)  # stable: arrival order on ties
-        chosen = {p.hash for p in ranked[:limit]}
-        surge = len(candidates) > limit
-        base_fee = min(p.bid for p in ranked[:limit]) if surge else b.BASE_FEE
+        lanes = {
+            soroban: choose(
+                [p.candidate for p in candidates if is_soroban(p.envelope) == soroban],
+                self.limits.per_ledger(soroban),
+            )
+            for soroban in (True, False)
+        }
+        chosen = {h for lane in lanes.values() for h in lane.chosen}
         processed: list[Processed] = []
         first_new_event = len(self.events)
         for pending in candidates:
             if pending.hash not in chosen:
                 continue
             del self._pending[pending.hash]
+            base_fee = lanes[is_soroban(pending.envelope)].base_fee or b.BASE_FEE
             processed.append(self._apply(pending, seq, close_time, len(processed) + 1, base_fee))
         self._index_fee_events(seq, close_time, first_new_event, processed)
         for pending in candidates:
@@ -291,10 +307,12 @@ class Ledger:
                 del self._pending[pending.hash]
                 self._ban(pending.hash)
                 self.evictions.append(Eviction(pending.hash, seq, "queue_timeout"))
-        self._evicted_bid = 0
+        self._evicted_rate.clear()
         if self._banned:
             self._banned = {h: until for h, until in self._banned.items() if until > seq}
-        ledger = self._record_ledger(seq, close_time, processed, base_fee if surge else None)
+        ledger = self._record_ledger(
+            seq, close_time, processed, lanes[True].base_fee, lanes[False].base_fee
+        )
         self._prune()
         return ledger
 
@@ -321,32 +339,33 @@ class Ledger:
     ) -> Processed:
         envelope = pending.envelope
         account = self.accounts[pending.source]
-        # Fee and sequence number are consumed before the operation runs, success or not.
+        # Fee and sequence number are consumed before the operations run, success or not.
         charged = min(fee_to_charge(envelope, base_fee), account.balance)
         account.balance -= charged
         account.seq = envelope.transaction.sequence
         account.last_modified = seq
+        fee_events = [b.fee_event(self.registry.native_id, pending.source, charged, 0)]
+        if not is_soroban(envelope):
+            return self._apply_classic(pending, seq, close_time, order, charged, fee_events)
         op = envelope.transaction.operations[0]
         assert isinstance(op, InvokeHostFunction)
         op_source = op.source.account_id if op.source else pending.source
         run = execute(self, op, op_source, seq, fail_on_chain=pending.fail_on_chain)
-        if run.move is not None:
-            self._record_move(run, pending.hash, seq, close_time, order)
+        self._record_moves([(0, run.moves)], pending.hash, seq, close_time, order)
         events = [b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in run.moves]
         # Refundable resources (stellar-core RefundableFeeTracker): the declared resource fee
         # minus the non-refundable part; what events consumed is kept, the rest is refunded
         # after apply, and feeCharged in the result is lowered by the refund
         # (MutableTransactionResult::finalizeFeeRefund). A failed call consumes none of it.
-        declared = envelope.transaction.soroban_data.resource_fee.int64  # type: ignore[union-attr]
-        written = len(envelope.transaction.soroban_data.resources.footprint.read_write)  # type: ignore[union-attr]
-        fixed = min(declared, non_refundable_fee(written))
+        data = envelope.transaction.soroban_data
+        assert data is not None
+        declared = data.resource_fee.int64
+        fixed = min(declared, non_refundable_fee(len(data.resources.footprint.read_write)))
         consumed = min(declared - fixed, EVENT_FEE * len(events)) if run.error is None else 0
         refund = min(declared - fixed - consumed, charged)
         account.balance += refund
-        fee_source = pending.source
-        fee_events = [b.fee_event(self.registry.native_id, fee_source, charged, 0)]
         if refund:
-            fee_events.append(b.fee_event(self.registry.native_id, fee_source, -refund, 1))
+            fee_events.append(b.fee_event(self.registry.native_id, pending.source, -refund, 1))
         return_value = scval.to_void() if run.error is None else None
         meta = b.transaction_meta(
             events,
@@ -362,21 +381,78 @@ class Ledger:
         result = b.invoke_result(
             success=run.error is None, fee_charged=fee_charged, success_hash=digest
         )
+        return self._include(
+            pending, seq, close_time, order, result, meta, run.error,
+            inclusion_fee=fee_charged - fixed - consumed,
+            events=[[e.to_xdr() for e in events]],
+        )
+
+    def _apply_classic(
+        self,
+        pending: _Pending,
+        seq: int,
+        close_time: int,
+        order: int,
+        charged: int,
+        fee_events: list[x.TransactionEvent],
+    ) -> Processed:
+        payments = [op for op in pending.envelope.transaction.operations if isinstance(op, Payment)]
+        if pending.fail_on_chain:
+            run = apply_payments(self, pending.source, [], seq)
+            run.results = [b.payment_result(x.PaymentResultCode.PAYMENT_UNDERFUNDED)] * len(
+                payments
+            )
+            failure: str | None = "injected fault: fail_on_chain"
+        else:
+            run = apply_payments(self, pending.source, payments, seq)
+            failure = None if run.successful else "a payment failed (see the operation results)"
+        per_op: list[list[TokenMove]] = [[] for _ in payments]
+        for index, move in zip(run.op_indexes, run.moves, strict=True):
+            per_op[index].append(move)
+        self._record_moves(list(enumerate(per_op)), pending.hash, seq, close_time, order)
+        events = [
+            [b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in moves]
+            for moves in per_op
+        ]
+        meta = b.classic_transaction_meta(events, fee_events)
+        result = b.classic_result(success=failure is None, fee_charged=charged, results=run.results)
+        return self._include(
+            pending, seq, close_time, order, result, meta, failure,
+            # stellar-rpc's classic fee window counts the fee charged per operation.
+            inclusion_fee=charged // len(payments),
+            events=[[e.to_xdr() for e in op_events] for op_events in events],
+        )
+
+    def _include(
+        self,
+        pending: _Pending,
+        seq: int,
+        close_time: int,
+        order: int,
+        result: x.TransactionResult,
+        meta: x.TransactionMeta,
+        failure: str | None,
+        *,
+        inclusion_fee: int,
+        events: list[list[str]],
+    ) -> Processed:
+        assert meta.v4 is not None
         self._included[pending.hash] = IncludedTx(
             hash=pending.hash,
-            envelope_xdr=envelope.to_xdr(),
+            envelope_xdr=pending.envelope.to_xdr(),
             result_xdr=result.to_xdr(),
             meta_xdr=meta.to_xdr(),
             ledger=seq,
             created_at=close_time,
             application_order=order,
-            failure=run.error,
-            inclusion_fee_charged=fee_charged - fixed - consumed,
-            transaction_events=tuple(e.to_xdr() for e in fee_events),
-            contract_events=tuple(e.to_xdr() for e in events),
+            failure=failure,
+            inclusion_fee_charged=inclusion_fee,
+            transaction_events=tuple(e.to_xdr() for e in meta.v4.events),
+            contract_events=tuple(tuple(op) for op in events),
+            soroban=is_soroban(pending.envelope),
         )
         pair = x.TransactionResultPair(x.Hash(bytes.fromhex(pending.hash)), result)
-        return envelope.to_xdr_object(), pair, meta
+        return pending.envelope.to_xdr_object(), pair, meta
 
     def _index_fee_events(
         self, seq: int, close_time: int, first_new_event: int, processed: list[Processed]
@@ -408,44 +484,52 @@ class Ledger:
                         tx_hash=tx_hash,
                         tx_index=0 if before_all else tx.application_order,
                         op_index=0,
-                        event_index=len(charges) if before_all else len(tx.contract_events),
+                        event_index=len(charges) if before_all else len(tx.contract_events[0]),
                         in_successful_call=tx.successful,
                     )
                 )
         self.events.extend(sorted(charges + contract_events + refunds, key=lambda e: e.position))
 
-    def _record_move(
-        self, run: Execution, tx_hash: str, seq: int, close_time: int, order: int
+    def _record_moves(
+        self,
+        per_op: list[tuple[int, list[TokenMove]]],
+        tx_hash: str,
+        seq: int,
+        close_time: int,
+        order: int,
     ) -> None:
-        for index, move in enumerate(run.moves):
-            event = b.transfer_event(move.token_id, move.from_, move.to, move.amount, move.asset)
-            body = event.body.v0
-            assert body is not None
-            self.events.append(
-                Event(
-                    ledger=seq,
-                    close_time=close_time,
-                    contract_id=move.token_id,
-                    topics=[t.to_xdr() for t in body.topics],
-                    value=body.data.to_xdr(),
-                    tx_hash=tx_hash,
-                    tx_index=order,
-                    op_index=0,
-                    event_index=index,
+        for op_index, moves in per_op:
+            for index, move in enumerate(moves):
+                event = b.transfer_event(
+                    move.token_id, move.from_, move.to, move.amount, move.asset
                 )
-            )
-            self.transfers.append(
-                Transfer(
-                    tx_hash,
-                    seq,
-                    move.contract_id,
-                    move.function,
-                    move.from_,
-                    move.to,
-                    move.amount,
-                    move.asset,
+                body = event.body.v0
+                assert body is not None
+                self.events.append(
+                    Event(
+                        ledger=seq,
+                        close_time=close_time,
+                        contract_id=move.token_id,
+                        topics=[t.to_xdr() for t in body.topics],
+                        value=body.data.to_xdr(),
+                        tx_hash=tx_hash,
+                        tx_index=order,
+                        op_index=op_index,
+                        event_index=index,
+                    )
                 )
-            )
+                self.transfers.append(
+                    Transfer(
+                        tx_hash,
+                        seq,
+                        move.contract_id,
+                        move.function,
+                        move.from_,
+                        move.to,
+                        move.amount,
+                        move.asset,
+                    )
+                )
 
     def _record_ledger(
         self,
@@ -453,11 +537,16 @@ class Ledger:
         close_time: int,
         processed: list[Processed] | None = None,
         soroban_base_fee: int | None = None,
+        classic_base_fee: int | None = None,
     ) -> ClosedLedger:
         processed = processed or []
         previous = self._ledgers[seq - 1].hash if seq - 1 in self._ledgers else b"\x00" * 32
         header = b.ledger_header(
-            protocol=PROTOCOL_VERSION, seq=seq, close_time=close_time, previous_hash=previous
+            protocol=PROTOCOL_VERSION,
+            seq=seq,
+            close_time=close_time,
+            previous_hash=previous,
+            max_tx_set_size=self.limits.classic_ops_per_ledger,
         )
         header_hash = b.sha256(header.to_xdr_bytes())
         ledger = ClosedLedger(
@@ -465,7 +554,9 @@ class Ledger:
             close_time=close_time,
             hash=header_hash,
             header_xdr=header.to_xdr(),
-            meta_xdr=b.close_meta(header, header_hash, processed, soroban_base_fee).to_xdr(),
+            meta_xdr=b.close_meta(
+                header, header_hash, processed, soroban_base_fee, classic_base_fee
+            ).to_xdr(),
             tx_hashes=tuple(pair.transaction_hash.hash.hex() for _, pair, _ in processed),
         )
         self._ledgers[seq] = ledger
@@ -489,7 +580,7 @@ class Ledger:
     def ledger_at(self, seq: int) -> ClosedLedger | None:
         return self._ledgers.get(seq)
 
-    def recent_inclusion_fees(self, ledgers: int) -> tuple[list[int], int]:
+    def recent_inclusion_fees(self, ledgers: int, *, soroban: bool = True) -> tuple[list[int], int]:
         """Soroban inclusion fees charged in the last ``ledgers`` closed ledgers (stellar-rpc
         feewindow: fee charged minus resource fee charged), and how many ledgers that is."""
         first = max(self._latest_seq - ledgers + 1, self.oldest.seq)
@@ -498,7 +589,7 @@ class Ledger:
             self._included[h].inclusion_fee_charged
             for s in window
             for h in self._ledgers[s].tx_hashes
-            if h in self._included
+            if h in self._included and self._included[h].soroban == soroban
         ]
         return fees, len(window)
 

@@ -51,6 +51,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Soroban transactions per ledger before surge pricing (testnet: 2,000)",
     )
     parser.add_argument(
+        "--classic-ops-per-ledger",
+        type=int,
+        default=200,
+        help="classic operations per ledger before surge pricing (testnet: 200, mainnet: 1,000)",
+    )
+    parser.add_argument(
         "--max-healthy-ledger-latency",
         type=float,
         default=30.0,
@@ -75,6 +81,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--ledger-interval must be positive")
     if args.soroban_txs_per_ledger < 1:
         parser.error("--soroban-txs-per-ledger must be at least 1")
+    if args.classic_ops_per_ledger < 100:
+        parser.error("--classic-ops-per-ledger must be at least 100 (one full transaction)")
     if args.max_healthy_ledger_latency <= 0:
         parser.error("--max-healthy-ledger-latency must be positive")
     try:
@@ -109,6 +117,7 @@ async def serve(args: argparse.Namespace) -> None:
         payout_method=args.payout_method,
         retention_ledgers=args.retention_ledgers,
         soroban_txs_per_ledger=args.soroban_txs_per_ledger,
+        classic_ops_per_ledger=args.classic_ops_per_ledger,
         max_healthy_latency=args.max_healthy_ledger_latency,
     )
     sandbox = Sandbox(config, args.faults)

@@ -59,9 +59,10 @@ class IncludedTx:
     created_at: int
     application_order: int
     failure: str | None  # why the invocation trapped; None on success
-    inclusion_fee_charged: int = 0  # what getFeeStats' sorobanInclusionFee counts
+    inclusion_fee_charged: int = 0  # what getFeeStats counts (per operation for classic)
     transaction_events: tuple[str, ...] = ()  # CAP-67 fee events (TransactionEvent XDR)
-    contract_events: tuple[str, ...] = ()  # ContractEvent XDR of the one operation
+    contract_events: tuple[tuple[str, ...], ...] = ()  # ContractEvent XDR per operation
+    soroban: bool = True
 
     @property
     def successful(self) -> bool:

@@ -195,12 +195,16 @@ class StellarRpc:
         return {"entries": entries, "latestLedger": latest}
 
     def get_fee_stats(self, params: Params) -> dict[str, Any]:
-        """Inclusion fees actually charged (fee charged minus resource fee charged) over the
-        last 50 ledgers for Soroban; the sandbox runs no classic transactions."""
+        """Inclusion fees actually charged: for Soroban, fee charged minus resource fee
+        charged over the last 50 ledgers; for classic, fee charged per operation over the
+        last 10 (stellar-rpc feewindow.IngestFees)."""
         fees, ledgers = self.ledger.recent_inclusion_fees(SOROBAN_FEE_STATS_LEDGERS)
+        classic, classic_ledgers = self.ledger.recent_inclusion_fees(
+            CLASSIC_FEE_STATS_LEDGERS, soroban=False
+        )
         return {
             "sorobanInclusionFee": fee_distribution(fees, ledgers),
-            "inclusionFee": fee_distribution([], CLASSIC_FEE_STATS_LEDGERS),
+            "inclusionFee": fee_distribution(classic, classic_ledgers),
             "latestLedger": self.ledger.latest.seq,
         }
 

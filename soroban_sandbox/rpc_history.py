@@ -57,7 +57,7 @@ def transaction_details(tx: IncludedTx) -> dict[str, Any]:
     events: dict[str, Any] = {}
     if tx.transaction_events:
         events["transactionEventsXdr"] = list(tx.transaction_events)
-    events["contractEventsXdr"] = [list(tx.contract_events)]  # one list per operation
+    events["contractEventsXdr"] = [list(op) for op in tx.contract_events]  # one per operation
     return {
         "status": "SUCCESS" if tx.successful else "FAILED",
         "txHash": tx.hash,

@@ -47,6 +47,7 @@ class SandboxConfig:
     retention_ledgers: int = 120_960
     public_url: str = ""  # for friendbotUrl; filled in once the port is known
     soroban_txs_per_ledger: int = LedgerLimits.soroban_txs_per_ledger
+    classic_ops_per_ledger: int = LedgerLimits.classic_ops_per_ledger
     max_healthy_latency: float = 30.0  # seconds; stellar-rpc's --max-healthy-ledger-latency
 
 
@@ -65,6 +66,7 @@ class Sandbox:
             retention_ledgers=config.retention_ledgers,
             limits=LedgerLimits(
                 soroban_txs_per_ledger=config.soroban_txs_per_ledger,
+                classic_ops_per_ledger=config.classic_ops_per_ledger,
                 # stellar-core takes the expected close time in whole seconds.
                 expected_close_seconds=int(config.ledger_interval),
             ),

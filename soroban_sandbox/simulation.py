@@ -86,7 +86,7 @@ def simulate(
             "ExtendFootprintTtl and RestoreFootprint are not modelled by soroban-sandbox"
         )
     if not isinstance(op, InvokeHostFunction):
-        name = type(op).__name__
+        name = f"OperationType{type(op).__name__}"  # Go's xdr.OperationType String()
         raise SimulationRefused(f"Transaction contains unsupported operation type: {name}")
     mode = _auth_mode(auth_mode, has_auth=bool(op.auth))
     latest = ledger.latest.seq

@@ -66,6 +66,26 @@ def invoke_result(
     )
 
 
+def payment_result(code: x.PaymentResultCode) -> x.OperationResult:
+    return x.OperationResult(
+        code=x.OperationResultCode.opINNER,
+        tr=x.OperationResultTr(type=x.OperationType.PAYMENT, payment_result=x.PaymentResult(code)),
+    )
+
+
+def classic_result(
+    *, success: bool, fee_charged: int, results: list[x.OperationResult]
+) -> x.TransactionResult:
+    """txSUCCESS or txFAILED with every operation's own result (stellar-core applies them
+    all and rolls the transaction back when any failed)."""
+    code = x.TransactionResultCode.txSUCCESS if success else x.TransactionResultCode.txFAILED
+    return x.TransactionResult(
+        fee_charged=x.Int64(fee_charged),
+        result=x.TransactionResultResult(code=code, results=results),
+        ext=x.TransactionResultExt(0),
+    )
+
+
 def account_key(account_id: str) -> x.LedgerKey:
     return x.LedgerKey(
         x.LedgerEntryType.ACCOUNT,
@@ -275,8 +295,32 @@ def transaction_meta(
     )
 
 
+def classic_transaction_meta(
+    events_per_op: list[list[x.ContractEvent]], fee_events: list[x.TransactionEvent]
+) -> x.TransactionMeta:
+    """TransactionMeta v4 of a classic transaction: the SAC events of each operation (CAP-67)
+    and the fee event; no Soroban meta; ledger entry changes are not reported."""
+    return x.TransactionMeta(
+        4,
+        v4=x.TransactionMetaV4(
+            ext=x.ExtensionPoint(0),
+            tx_changes_before=x.LedgerEntryChanges([]),
+            operations=[
+                x.OperationMetaV2(
+                    ext=x.ExtensionPoint(0), changes=x.LedgerEntryChanges([]), events=events
+                )
+                for events in events_per_op
+            ],
+            tx_changes_after=x.LedgerEntryChanges([]),
+            soroban_meta=None,
+            events=fee_events,
+            diagnostic_events=[],
+        ),
+    )
+
+
 def ledger_header(
-    *, protocol: int, seq: int, close_time: int, previous_hash: bytes
+    *, protocol: int, seq: int, close_time: int, previous_hash: bytes, max_tx_set_size: int = 1000
 ) -> x.LedgerHeader:
     return x.LedgerHeader(
         ledger_version=x.Uint32(protocol),
@@ -296,7 +340,7 @@ def ledger_header(
         id_pool=x.Uint64(0),
         base_fee=x.Uint32(BASE_FEE),
         base_reserve=x.Uint32(BASE_RESERVE),
-        max_tx_set_size=x.Uint32(1000),
+        max_tx_set_size=x.Uint32(max_tx_set_size),
         skip_list=[ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH],
         ext=x.LedgerHeaderExt(0),
     )
@@ -307,21 +351,33 @@ def close_meta(
     header_hash: bytes,
     processed: list[tuple[x.TransactionEnvelope, x.TransactionResultPair, x.TransactionMeta]],
     soroban_base_fee: int | None,
+    classic_base_fee: int | None = None,
 ) -> x.LedgerCloseMeta:
-    """LedgerCloseMeta v2 (protocol 23): an empty classic phase, a parallel Soroban phase
-    with the included envelopes (one cluster; ``base_fee`` set when surge pricing applied),
-    and each transaction's result and meta in application order."""
-    classic = x.TransactionPhase(0, v0_components=[])
+    """LedgerCloseMeta v2 (protocol 23): a classic phase (one component), a parallel Soroban
+    phase (one cluster), each with its envelopes and a ``base_fee`` when surge pricing
+    applied, and each transaction's result and meta in application order."""
+    classic_txs = [e for e, _, m in processed if m.v4 is not None and m.v4.soroban_meta is None]
+    soroban_txs = [e for e, _, m in processed if m.v4 is not None and m.v4.soroban_meta]
+    classic = x.TransactionPhase(
+        0,
+        v0_components=[
+            x.TxSetComponent(
+                x.TxSetComponentType.TXSET_COMP_TXS_MAYBE_DISCOUNTED_FEE,
+                txs_maybe_discounted_fee=x.TxSetComponentTxsMaybeDiscountedFee(
+                    base_fee=None if classic_base_fee is None else x.Int64(classic_base_fee),
+                    txs=classic_txs,
+                ),
+            )
+        ]
+        if classic_txs
+        else [],
+    )
     soroban = x.TransactionPhase(
         1,
         parallel_txs_component=x.ParallelTxsComponent(
             base_fee=None if soroban_base_fee is None else x.Int64(soroban_base_fee),
-            execution_stages=[
-                x.ParallelTxExecutionStage(
-                    [x.DependentTxCluster([envelope for envelope, _, _ in processed])]
-                )
-            ]
-            if processed
+            execution_stages=[x.ParallelTxExecutionStage([x.DependentTxCluster(soroban_txs)])]
+            if soroban_txs
             else [],
         ),
     )

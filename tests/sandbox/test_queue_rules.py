@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from stellar_sdk import (
     Account,
+    Asset,
     Keypair,
     Network,
     TransactionBuilder,
@@ -252,3 +253,91 @@ def test_get_health_is_unhealthy_once_the_latest_ledger_is_older_than_the_max_la
         )
     else:
         raise AssertionError("a stalled ledger must make getHealth unhealthy")
+
+
+def payments(
+    ledger: Ledger, source: Keypair, to: list[str], *, bid_per_op: int = 100, amount: str = "1"
+) -> str:
+    """A classic transaction of native XLM payments, one per destination, signed."""
+    seq = ledger.accounts[source.public_key].seq
+    builder = TransactionBuilder(Account(source.public_key, seq), PASSPHRASE, base_fee=bid_per_op)
+    for destination in to:
+        builder.append_payment_op(destination, Asset.native(), amount)
+    tx = builder.add_time_bounds(0, 0).add_text_memo("batch").build()
+    tx.sign(source)
+    return tx.to_xdr()
+
+
+def test_classic_payments_batch_applies_every_operation_with_its_own_result_and_event() -> None:
+    ledger = new_ledger()
+    alice, bob, carol, dave = funded(ledger, 4)
+    start = {k.public_key: ledger.accounts[k.public_key].balance for k in (alice, bob, carol)}
+    to = [bob.public_key, carol.public_key, dave.public_key]
+    sent = ledger.submit(payments(ledger, alice, to))
+    assert sent.status == "PENDING"
+    ledger.close(T0 + 1)
+    landed = ledger.transaction(sent.hash)
+    assert landed is not None and landed.successful
+    result = xdr.TransactionResult.from_xdr(landed.result_xdr)
+    assert result.fee_charged.int64 == 300  # 100 per operation
+    codes = [r.tr.payment_result.code for r in result.result.results]  # type: ignore[union-attr]
+    assert codes == [xdr.PaymentResultCode.PAYMENT_SUCCESS] * 3
+    assert ledger.accounts[alice.public_key].balance == start[alice.public_key] - 300 - 3 * 10**7
+    assert ledger.accounts[bob.public_key].balance == start[bob.public_key] + 10**7
+    ours = [e for e in ledger.events if e.tx_hash == sent.hash and e.tx_index > 0]
+    assert [e.op_index for e in ours] == [0, 1, 2]  # the SAC transfer event of each payment
+    meta = xdr.TransactionMeta.from_xdr(landed.meta_xdr)
+    assert meta.v4 is not None and meta.v4.soroban_meta is None
+    assert [len(op.events) for op in meta.v4.operations] == [1, 1, 1]
+
+
+def test_one_failing_payment_fails_the_batch_and_moves_nothing_but_the_fee() -> None:
+    ledger = new_ledger()
+    alice, bob = funded(ledger, 2)
+    nobody = Keypair.random().public_key
+    before = ledger.accounts[bob.public_key].balance
+    sent = ledger.submit(payments(ledger, alice, [bob.public_key, nobody]))
+    ledger.close(T0 + 1)
+    landed = ledger.transaction(sent.hash)
+    assert landed is not None and not landed.successful
+    result = xdr.TransactionResult.from_xdr(landed.result_xdr)
+    assert result.result.code == Code.txFAILED and result.fee_charged.int64 == 200
+    codes = [r.tr.payment_result.code for r in result.result.results]  # type: ignore[union-attr]
+    assert codes == [
+        xdr.PaymentResultCode.PAYMENT_SUCCESS,
+        xdr.PaymentResultCode.PAYMENT_NO_DESTINATION,
+    ]
+    assert ledger.accounts[bob.public_key].balance == before
+    assert ledger.accounts[alice.public_key].seq == xdr.TransactionEnvelope.from_xdr(
+        landed.envelope_xdr
+    ).v1.tx.seq_num.sequence_number.int64  # type: ignore[union-attr]
+
+
+def test_classic_lane_holds_its_operation_limit_and_surge_prices_per_operation() -> None:
+    ledger = new_ledger(classic_ops_per_ledger=4, queue_multiplier=3)
+    alice, bob, sink = funded(ledger, 3)
+    cheap = ledger.submit(payments(ledger, alice, [sink.public_key] * 3, bid_per_op=100))
+    dear = ledger.submit(payments(ledger, bob, [sink.public_key] * 3, bid_per_op=250))
+    ledger.close(T0 + 1)
+    assert ledger.latest.tx_hashes == (dear.hash,)  # 3 + 3 operations exceed 4
+    assert fee_charged(ledger, dear.hash) == 3 * 250  # surge: the lowest included rate
+    ledger.close(T0 + 2)
+    assert ledger.latest.tx_hashes == (cheap.hash,)
+    assert fee_charged(ledger, cheap.hash) == 3 * 100
+    fees, _ = ledger.recent_inclusion_fees(10, soroban=False)
+    assert fees == [250, 100]  # per operation, as stellar-rpc's classic fee window
+
+
+def test_classic_other_than_native_payments_is_refused_loudly() -> None:
+    ledger = new_ledger()
+    alice, bob = funded(ledger, 2)
+    seq = ledger.accounts[alice.public_key].seq
+    tx = (
+        TransactionBuilder(Account(alice.public_key, seq), PASSPHRASE, base_fee=100)
+        .append_payment_op(bob.public_key, Asset("USD", bob.public_key), "1")
+        .add_time_bounds(0, 0)
+        .build()
+    )
+    tx.sign(alice)
+    sent = ledger.submit(tx.to_xdr())
+    assert (sent.status, code_of(sent.error_result_xdr)) == ("ERROR", Code.txNOT_SUPPORTED)

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from stellar_sdk import Keypair, SorobanServerAsync, scval, xdr
+from stellar_sdk import Asset, Keypair, SorobanServerAsync, TransactionBuilder, scval, xdr
 from stellar_sdk.memo import TextMemo
 
 from soroban_sandbox.rpc_params import JSON_FORMAT_NOT_MODELLED
@@ -335,6 +335,34 @@ async def test_simulate_reports_events_state_changes_and_honours_instruction_lee
         "invalid parameters: json: cannot unmarshal into field "
         "resourceConfig.instructionLeeway of type uint64",
     )
+
+
+async def test_classic_payment_batch_lands_and_moves_the_classic_fee_stats(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    alice, bob = Keypair.random(), Keypair.random()
+    await sandbox.fund(alice.public_key)
+    await sandbox.fund(bob.public_key)
+    account = await server.load_account(alice.public_key)
+    batch = (
+        TransactionBuilder(account, sandbox.passphrase, base_fee=150)
+        .append_payment_op(bob.public_key, Asset.native(), "2")
+        .append_payment_op(bob.public_key, Asset.native(), "3")
+        .set_timeout(30)
+        .build()
+    )
+    batch.sign(alice)
+    assert (await server.send_transaction(batch)).status.value == "PENDING"
+    landed = await wait_for(server, batch.hash_hex())
+    assert landed.status.value == "SUCCESS"
+    assert xdr.TransactionResult.from_xdr(landed.result_xdr or "").fee_charged.int64 == 200
+    stats = await result(sandbox, "getFeeStats", {})
+    assert stats["inclusionFee"]["transactionCount"] == "1"
+    assert stats["inclusionFee"]["p50"] == "100"  # charged per operation, not the 150 bid
+    row = await sandbox.account(bob.public_key)
+    assert row is not None and row["balance_stroops"] == 10_000 * 10**7 + 5 * 10**7
+    simulated = await result(sandbox, "simulateTransaction", {"transaction": batch.to_xdr()})
+    assert simulated["error"] == "Transaction contains more than one operation"
 
 
 async def test_unknown_method_is_jrpc2s_no_such_method(sandbox: InProcessSandbox) -> None:
