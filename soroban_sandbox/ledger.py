@@ -231,6 +231,8 @@ class Ledger:
         (txINSUFFICIENT_FEE with that fee in feeCharged)."""
         new = candidate_of(hex_hash, envelope)
         capacity = self.limits.queue_capacity(new.soroban)
+        if new.soroban not in self._evicted_rate and self._room(new.soroban) >= new.units:
+            return None  # the common case: the lane has room and nothing was evicted
         _, beat = to_evict(self._lane(new.soroban), new, capacity)
         floors = [f for f in (self._evicted_rate.get(new.soroban), beat) if f is not None]
         if not floors or new.rate > max(floors):
@@ -240,8 +242,18 @@ class Ledger:
         result = b.error_result(x.TransactionResultCode.txINSUFFICIENT_FEE, needed)
         return Submission("ERROR", hex_hash, result.to_xdr())
 
+    def _room(self, soroban: bool) -> int:
+        used = sum(
+            1 if soroban else len(p.envelope.transaction.operations)
+            for p in self._pending.values()
+            if is_soroban(p.envelope) == soroban
+        )
+        return self.limits.queue_capacity(soroban) - used
+
     def _make_room(self, envelope: TransactionEnvelope, hex_hash: str) -> None:
         new = candidate_of(hex_hash, envelope)
+        if self._room(new.soroban) >= new.units:
+            return
         capacity = self.limits.queue_capacity(new.soroban)
         evicted, _ = to_evict(self._lane(new.soroban), new, capacity)
         for out in evicted:
