@@ -1,7 +1,8 @@
-"""SQL of the live pipeline: reserving sequence numbers, attempts, claims and outcomes.
+"""Attempt use cases in PostgreSQL: build, sign, confirm, die, give up, cancel, retry.
 
-Every state change is one SQL transaction together with the audit event it causes
-(invariant 4). Work queues are claimed with FOR UPDATE SKIP LOCKED, so replicas share them.
+Every state change goes through payout_service/transitions.py inside one SQL transaction
+with its audit (and outbox) rows (invariant 4), taking locks in the documented order: the
+payout row, then its attempts, then source_accounts / released_sequences.
 """
 
 from __future__ import annotations
@@ -13,9 +14,23 @@ from uuid import UUID
 import asyncpg
 
 from payout_service.core.model import Attempt, Payout
-from payout_service.core.states import IllegalTransition, PayoutState, check_transition
-from payout_service.store import PAYOUT_IDS, _attempt, payout_from_row, record_event
+from payout_service.core.states import (
+    AttemptMayStillLand,
+    AttemptStatus,
+    PayoutState,
+    given_up,
+)
+from payout_service.sequences import (
+    lease_channel,
+    lock_source,
+    release_sequence,
+    renumber_from_chain,
+    reserve_sequence,
+)
+from payout_service.store import _attempt, payout_from_row
+from payout_service.transitions import NOW, move_attempt, move_payout, requeue
 
+A = AttemptStatus
 S = PayoutState
 
 
@@ -28,6 +43,9 @@ class NewAttempt:
     envelope_xdr: str
     tx_hash: str
     fee_stroops: int
+    # Set when the envelope is handed out unsigned (external signing): its holder could
+    # submit it from this ledger on, so proofs of death need history back to it.
+    handed_out_at_ledger: int | None = None
 
 
 class AttemptBuilder:
@@ -48,82 +66,14 @@ class AttemptStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    # ---- sequence numbers -------------------------------------------------------------
-
-    async def ensure_source(self, account: str, chain_sequence: int) -> None:
-        await self.pool.execute(
-            """INSERT INTO source_accounts (account, next_sequence) VALUES ($1, $2)
-               ON CONFLICT (account) DO NOTHING""",
-            account, chain_sequence + 1,
-        )
-
-    async def has_source(self, account: str) -> bool:
-        return bool(
-            await self.pool.fetchval("SELECT 1 FROM source_accounts WHERE account = $1", account)
-        )
-
-    async def resync_source(self, account: str, chain_sequence: int) -> list[UUID]:
-        """After txBAD_SEQ: restart numbering after what the chain and our live attempts hold;
-        every built-but-unsent attempt of this source is superseded and its payout rebuilt."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT 1 FROM source_accounts WHERE account = $1 FOR UPDATE", account
-            )
-            rows = await conn.fetch(
-                """UPDATE payout_attempts SET status = 'superseded', updated_at = now()
-                   WHERE source_account = $1 AND status IN ('built', 'signed')
-                   RETURNING payout_id, number""",
-                account,
-            )
-            live_max = await conn.fetchval(
-                """SELECT max(sequence) FROM payout_attempts WHERE source_account = $1
-                   AND status IN ('sent', 'included', 'failed_on_chain')
-                   AND sequence > $2""",
-                account, chain_sequence,
-            )
-            next_seq = max(chain_sequence, live_max or 0) + 1
-            await conn.execute(
-                """UPDATE source_accounts SET next_sequence = $2, synced_at = now()
-                   WHERE account = $1""",
-                account, next_seq,
-            )
-            # Free numbers are those above the chain and below the live attempts that nothing
-            # live holds: without them a hole would block the live attempts above it.
-            await conn.execute(
-                """DELETE FROM released_sequences
-                   WHERE account = $1 AND (sequence <= $2 OR sequence >= $3)""",
-                account, chain_sequence, next_seq,
-            )
-            await conn.execute(
-                """INSERT INTO released_sequences (account, sequence)
-                   SELECT $1, s FROM generate_series($2::bigint + 1, $3::bigint - 1) AS s
-                   WHERE NOT EXISTS (
-                       SELECT 1 FROM payout_attempts WHERE source_account = $1 AND sequence = s
-                         AND status IN ('sent', 'included', 'failed_on_chain'))
-                   ON CONFLICT DO NOTHING""",
-                account, chain_sequence, next_seq,
-            )
-            for row in rows:
-                await _requeue(conn, row["payout_id"], row["number"],
-                               "re-sequenced after txBAD_SEQ", delay=timedelta(0))
-            return [r["payout_id"] for r in rows]
-
     # ---- preparing attempts -----------------------------------------------------------
-
-    async def payouts_needing_attempt(self, limit: int) -> list[Payout]:
-        rows = await self.pool.fetch(
-            """SELECT * FROM payouts WHERE needs_attempt
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-               ORDER BY created_at LIMIT $1""",
-            limit,
-        )
-        return [payout_from_row(r) for r in rows]
 
     async def create_attempt(
         self, payout_uuid: UUID, build: AttemptBuilder, *, external: bool
     ) -> tuple[Payout, Attempt] | None:
         """Locks the payout, reserves the next sequence number, stores the built envelope:
-        one SQL transaction (DESIGN.md section 4). None if another worker got there first."""
+        one SQL transaction (DESIGN.md section 4). None if another worker got there first,
+        or no source can take a transaction now."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT * FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",
@@ -134,175 +84,206 @@ class AttemptStore:
             payout = payout_from_row(row)
             source = build.source_account
             if build.channels:
-                leased = await _lease_channel(conn, build.channels)
+                leased = await lease_channel(conn, build.channels)
                 if leased is None:
                     return None  # every channel has a transaction in flight
                 source = leased
-            sequence = await _reserve_sequence(conn, source)
+            if external and await _awaits_signature(conn, source):
+                # One envelope per source waits for an outside signature at a time, so an
+                # unsigned number never sits below a signed one: a signature that never comes
+                # delays later payouts by one signing window at most, not for ever.
+                return None
+            sequence = await reserve_sequence(conn, source)
             new = build(source, sequence)
             number = payout.attempt_count + 1
             arow = await conn.fetchrow(
                 """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
                        min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status,
-                       trace_context)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'built',$10) RETURNING *""",
+                       trace_context, submitted_ledger)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'built',$10,$11) RETURNING *""",
                 payout.id, number, new.source_account, new.sequence, new.min_time,
                 new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
-                payout.trace_context,
+                payout.trace_context, new.handed_out_at_ledger,
             )
-            target = S.AWAITING_SIGNATURE if external else payout.state
-            if target != payout.state:
-                check_transition(payout.state, target)
-            prow = await conn.fetchrow(
-                """UPDATE payouts SET needs_attempt = false, attempt_count = $2, state = $3,
-                       unsigned_envelope_xdr = CASE WHEN $4 THEN $5 ELSE unsigned_envelope_xdr END,
-                       updated_at = now()
-                   WHERE id = $1 RETURNING *""",
-                payout.id, number, target.value, external, new.envelope_xdr,
+            sets: dict[str, object] = {"needs_attempt": False, "attempt_count": number}
+            if external:
+                sets["unsigned_envelope_xdr"] = new.envelope_xdr
+            built = await move_payout(
+                conn, payout.id, S.AWAITING_SIGNATURE if external else payout.state,
+                reason="attempt built", actor="preparer", attempt=number,
+                only_from=frozenset({payout.state}), sets=sets,
             )
-            if target != payout.state:
-                await record_event(conn, payout.id, payout.state, target, attempt=number,
-                                   reason="attempt built", actor="preparer",
-                                   correlation_id=payout.correlation_id)
-            built = payout_from_row(prow)
             attempt = _attempt(arow, built)
-            return payout_from_row(prow, attempt), attempt
-
-    async def expired_awaiting_signature(self, ledger_close_time: int) -> list[Attempt]:
-        """External attempts whose window passed unsigned: a ledger closed after max_time, so
-        even a copy signed elsewhere can never land."""
-        rows = await self.pool.fetch(
-            f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
-                 ON p.id = a.payout_id AND p.attempt_count = a.number
-               WHERE p.state = 'AWAITING_SIGNATURE' AND a.status = 'built'
-                 AND a.max_time < to_timestamp($1)""",  # noqa: S608 - constant columns
-            ledger_close_time,
-        )
-        return [_attempt(r) for r in rows]
-
-    async def unsigned_attempts(self, limit: int) -> list[tuple[Payout, Attempt]]:
-        """Built but not signed (signer mode): crash recovery re-signs the same envelope."""
-        rows = await self.pool.fetch(
-            """SELECT a.* FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
-               WHERE a.status = 'built' AND p.mode = 'SIGNER_SERVICE'
-                 AND p.attempt_count = a.number
-               ORDER BY a.source_account, a.sequence LIMIT $1""",
-            limit,
-        )
-        out = []
-        for r in rows:
-            prow = await self.pool.fetchrow("SELECT * FROM payouts WHERE id = $1", r["payout_id"])
-            payout = payout_from_row(prow)
-            attempt = _attempt(r, payout)
-            out.append((payout_from_row(prow, attempt), attempt))
-        return out
+            return payout_from_row_with(built, attempt), attempt
 
     async def store_signed(
         self, payout_uuid: UUID, number: int, signed_xdr: str, *, actor: str
     ) -> bool:
         """Stores the signed envelope and queues the payout. False if no longer applicable."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM payouts WHERE id = $1 AND attempt_count = $2 FOR UPDATE",
+            current = await conn.fetchval(
+                "SELECT attempt_count FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid
+            )
+            if current != number:
+                return False
+            status = await conn.fetchval(
+                "SELECT status FROM payout_attempts WHERE payout_id = $1 AND number = $2",
                 payout_uuid, number,
+            )
+            if status != A.BUILT:
+                return False
+            await move_attempt(conn, payout_uuid, number, A.SIGNED,
+                               sets={"envelope_xdr": signed_xdr, "signed": True})
+            await move_payout(conn, payout_uuid, S.QUEUED, reason="signed", actor=actor,
+                              attempt=number)
+            return True
+
+    async def refuse_unsent(
+        self, payout_uuid: UUID, number: int, *, code: str, message: str, actor: str
+    ) -> None:
+        """Permanent refusal before sending (e.g. signer policy): the attempt never left us,
+        so its number is free at once."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            attempt = await move_attempt(conn, payout_uuid, number, A.REJECTED,
+                                         only_from=frozenset({A.BUILT}),
+                                         sets={"result_code": code})
+            await release_sequence(conn, attempt.source_account, attempt.sequence)
+            await _fail(conn, payout_uuid, code, message, number, actor)
+
+    async def fail_before_build(self, payout: Payout, code: str, message: str) -> bool:
+        """Simulation failed or too expensive: no attempt, no number. False if another worker
+        holds the payout."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT 1 FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",
+                payout.id,
             )
             if row is None:
                 return False
-            payout = payout_from_row(row)
-            updated = await conn.execute(
-                """UPDATE payout_attempts SET envelope_xdr = $3, signed = true, status = 'signed',
-                       updated_at = now()
-                   WHERE payout_id = $1 AND number = $2 AND status = 'built'""",
-                payout_uuid, number, signed_xdr,
-            )
-            if updated != "UPDATE 1":
-                return False
-            await _move(conn, payout, S.QUEUED, number, "signed", actor)
+            await _fail(conn, payout.id, code, message, payout.attempt_count, "preparer")
             return True
 
-    async def abandon_unsent(
-        self, payout_uuid: UUID, number: int, *, code: str, message: str, actor: str
-    ) -> None:
-        """Permanent refusal before sending (e.g. signer policy): the attempt never left us."""
+    # ---- outcomes -----------------------------------------------------------------------
+
+    async def confirm(self, attempt: Attempt, *, ledger: int, fee_charged: int) -> Payout | None:
+        """Marks the payout CONFIRMED; returns it, or None if it was no longer SUBMITTED."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
-            payout = payout_from_row(row)
-            arow = await conn.fetchrow(
-                """UPDATE payout_attempts SET status = 'rejected', result_code = $3,
-                       updated_at = now()
-                   WHERE payout_id = $1 AND number = $2 RETURNING source_account, sequence""",
-                payout_uuid, number, code,
+            row = await conn.fetchrow(
+                "SELECT state, attempt_count FROM payouts WHERE id = $1 FOR UPDATE",
+                attempt.payout_id,
             )
-            await _release_sequence(conn, arow["source_account"], arow["sequence"])
-            await fail_payout(conn, payout, code, message, number, actor)
+            if row["state"] != S.SUBMITTED or row["attempt_count"] != attempt.number:
+                return None
+            await move_attempt(conn, attempt.payout_id, attempt.number, A.INCLUDED,
+                               only_from=frozenset({A.SENT}), sets={
+                                   "ledger": ledger, "fee_stroops": fee_charged,
+                                   "result_code": "txSUCCESS"})
+            return await move_payout(
+                conn, attempt.payout_id, S.CONFIRMED, reason=f"included in ledger {ledger}",
+                actor="confirmer", attempt=attempt.number, only_from=frozenset({S.SUBMITTED}),
+                sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
+            )
 
-    # ---- sending ------------------------------------------------------------------------
-
-    async def claim_for_sending(self, limit: int, submitted_ledger: int) -> list[Attempt]:
-        """Signed attempts, lowest sequence first per source, marked sent *before* the network
-        call: the envelope and hash are already stored (invariant 3)."""
+    async def attempt_dead(
+        self, attempt: Attempt, *, status: AttemptStatus, code: str, proof: str | None,
+        ledger: int | None, retry: bool, max_attempts: int, delay: timedelta, actor: str,
+    ) -> PayoutState:
+        """The attempt can never land (failed on chain, or proven dead): either a new attempt
+        is scheduled or the payout fails. Returns the payout's new state."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            sets: dict[str, object] = {"result_code": code, "proof": proof}
+            if ledger is not None:
+                sets["ledger"] = ledger
+            await move_attempt(conn, attempt.payout_id, attempt.number, status, sets=sets)
+            if status == A.DEAD:
+                await release_sequence(conn, attempt.source_account, attempt.sequence)
+            tries = await conn.fetchval(
+                """SELECT count(*) FROM payout_attempts
+                   WHERE payout_id = $1 AND status <> 'superseded'""",
+                attempt.payout_id,
+            )
+            if retry and tries < max_attempts:
+                await requeue(conn, attempt.payout_id, attempt=attempt.number,
+                              reason=f"{code}: new attempt", actor=actor,
+                              not_before=datetime.now(UTC) + delay)
+                return S.QUEUED
+            reason = code if not retry else "max_attempts"
+            await _fail(conn, attempt.payout_id, reason, f"attempt {attempt.number}: {code}",
+                        attempt.number, actor)
+            return S.FAILED
+
+    async def abandon_sent(self, attempt: Attempt, *, code: str, actor: str) -> None:
+        """A rejection that can never become valid (txBAD_AUTH_EXTRA, txMALFORMED, …): the
+        payout fails now instead of holding its number until max_time. The envelope is
+        ABANDONED, not dead (a node may keep a copy), and its number goes to the next
+        reservation: that replacement kills it by construction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            await move_attempt(conn, attempt.payout_id, attempt.number, A.ABANDONED,
+                               only_from=frozenset({A.SENT}),
+                               sets={"result_code": code, "next_poll_at": NOW})
+            await release_sequence(conn, attempt.source_account, attempt.sequence)
+            await _fail(conn, attempt.payout_id, code, f"attempt {attempt.number}: {code}",
+                        attempt.number, actor)
+
+    async def abandoned_landed(
+        self, attempt: Attempt, *, successful: bool, ledger: int, code: str, fee_charged: int,
+    ) -> Payout | None:
+        """An ABANDONED envelope was included after all. Successful: the payout was paid, and
+        the record says so (FAILED/CANCELLED -> CONFIRMED)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            target = A.INCLUDED if successful else A.FAILED_ON_CHAIN
+            await move_attempt(conn, attempt.payout_id, attempt.number, target,
+                               only_from=frozenset({A.ABANDONED}),
+                               sets={"ledger": ledger, "result_code": code,
+                                     "fee_stroops": fee_charged})
+            if not successful:
+                return None
+            return await move_payout(
+                conn, attempt.payout_id, S.CONFIRMED, actor="confirmer", attempt=attempt.number,
+                reason=f"abandoned attempt {attempt.number} landed in ledger {ledger}",
+                only_from=frozenset({S.FAILED, S.CANCELLED}),
+                sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
+            )
+
+    async def abandoned_dead(self, attempt: Attempt, proof: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            await move_attempt(conn, attempt.payout_id, attempt.number, A.DEAD,
+                               only_from=frozenset({A.ABANDONED}), sets={"proof": proof})
+
+    async def resync_source(self, account: str, chain_sequence: int) -> list[UUID]:
+        """After txBAD_SEQ: every attempt of this source that never left us is superseded and
+        its payout rebuilt; numbering restarts from the chain around what may still land
+        (sequences.renumber_from_chain has the safety argument)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Payout rows first (lock order); SKIP LOCKED: a payout another worker holds keeps
+            # its attempt, which then simply counts as holding its number.
             rows = await conn.fetch(
-                """SELECT p.* FROM payouts p JOIN payout_attempts a
+                """SELECT a.payout_id, a.number FROM payouts p JOIN payout_attempts a
                      ON a.payout_id = p.id AND a.number = p.attempt_count
-                   WHERE p.state = 'QUEUED' AND a.status = 'signed'
-                   ORDER BY a.source_account, a.sequence
-                   LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
-                limit,
+                   WHERE a.source_account = $1 AND a.status IN ('built', 'signed')
+                     AND p.mode = 'SIGNER_SERVICE'
+                   ORDER BY p.id FOR UPDATE OF p SKIP LOCKED""",
+                account,
             )
-            claimed = []
             for row in rows:
-                payout = payout_from_row(row)
-                arow = await conn.fetchrow(
-                    """UPDATE payout_attempts SET status = 'sent', submitted_at = now(),
-                           submitted_ledger = $3, send_count = send_count + 1,
-                           next_poll_at = now(), updated_at = now()
-                       WHERE payout_id = $1 AND number = $2 RETURNING *""",
-                    payout.id, payout.attempt_count, submitted_ledger,
-                )
-                await _move(conn, payout, S.SUBMITTED, payout.attempt_count, "sent", "sender")
-                claimed.append(_attempt(arow, payout))
-            return claimed
+                await move_attempt(conn, row["payout_id"], row["number"], A.SUPERSEDED,
+                                   only_from=frozenset({A.BUILT, A.SIGNED}))
+                await requeue(conn, row["payout_id"], attempt=row["number"],
+                              reason="re-sequenced after txBAD_SEQ", actor="sequencer",
+                              not_before=datetime.now(UTC))
+            await renumber_from_chain(conn, account, chain_sequence)
+            return [r["payout_id"] for r in rows]
 
-    # ---- confirming ---------------------------------------------------------------------
-
-    async def claim_for_confirming(
-        self, limit: int, poll_interval: timedelta, max_polls: int = 2**31 - 1
-    ) -> list[Attempt]:
-        """Sent attempts due for a poll. After `max_polls` polls an attempt is overdue and is
-        polled four times less often; only a proof of death ever leads to a new attempt."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
-                     ON p.id = a.payout_id AND p.attempt_count = a.number
-                   WHERE a.status = 'sent' AND p.state = 'SUBMITTED'
-                     AND (a.next_poll_at IS NULL OR a.next_poll_at <= now())
-                   ORDER BY a.next_poll_at NULLS FIRST LIMIT $1
-                   FOR UPDATE OF a SKIP LOCKED""",  # noqa: S608 - constant columns
-                limit,
-            )
-            for r in rows:
-                await conn.execute(
-                    """UPDATE payout_attempts
-                       SET next_poll_at = now() + $3::interval * CASE WHEN poll_count + 1 >= $4
-                                                            THEN 4 ELSE 1 END,
-                           poll_count = poll_count + 1
-                       WHERE payout_id = $1 AND number = $2""",
-                    r["payout_id"], r["number"], poll_interval, max_polls,
-                )
-            return [_attempt(r) for r in rows]
-
-    async def free_channels(self, channels: tuple[str, ...]) -> int:
-        """How many channel accounts have no attempt in flight (an estimate: no locks)."""
-        free: int = await self.pool.fetchval(
-            """SELECT count(*) FROM source_accounts s
-               WHERE s.account = ANY($1::text[])
-                 AND NOT EXISTS (SELECT 1 FROM payout_attempts a
-                                 WHERE a.source_account = s.account
-                                   AND a.status = ANY($2::text[]))""",
-            list(channels), list(_IN_FLIGHT),
-        )
-        return free
+    # ---- bookkeeping that is not a state change ------------------------------------------
 
     async def note_rejection(self, attempt: Attempt, code: str) -> None:
         """Remembers the latest rejection of a still-live attempt: it decides between a new
@@ -320,103 +301,6 @@ class AttemptStore:
             attempt.payout_id, attempt.number,
         )
 
-    async def confirm(
-        self, attempt: Attempt, *, ledger: int, fee_charged: int
-    ) -> Payout | None:
-        """Marks the payout CONFIRMED; returns it, or None if it was no longer SUBMITTED."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM payouts WHERE id = $1 FOR UPDATE", attempt.payout_id
-            )
-            payout = payout_from_row(row)
-            if payout.state != S.SUBMITTED or payout.attempt_count != attempt.number:
-                return None
-            await conn.execute(
-                """UPDATE payout_attempts SET status = 'included', ledger = $3, fee_stroops = $4,
-                       result_code = 'txSUCCESS', updated_at = now()
-                   WHERE payout_id = $1 AND number = $2""",
-                attempt.payout_id, attempt.number, ledger, fee_charged,
-            )
-            await conn.execute(
-                """UPDATE payouts SET confirmed_at = now(), network_fee_stroops = $2
-                   WHERE id = $1""",
-                attempt.payout_id, fee_charged,
-            )
-            await _move(conn, payout, S.CONFIRMED, attempt.number, f"included in ledger {ledger}",
-                        "confirmer")
-            return payout
-
-    async def attempt_dead(
-        self, attempt: Attempt, *, status: str, code: str, proof: str | None, ledger: int | None,
-        retry: bool, max_attempts: int, delay: timedelta, actor: str,
-    ) -> PayoutState:
-        """The attempt can never land (failed on chain, rejected, or proven expired): either a
-        new attempt is scheduled or the payout fails. Returns the payout's new state."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM payouts WHERE id = $1 FOR UPDATE", attempt.payout_id
-            )
-            payout = payout_from_row(row)
-            await conn.execute(
-                """UPDATE payout_attempts SET status = $3, result_code = $4, proof = $5,
-                       ledger = COALESCE($6, ledger), updated_at = now()
-                   WHERE payout_id = $1 AND number = $2""",
-                attempt.payout_id, attempt.number, status, code, proof, ledger,
-            )
-            if status in ("dead", "rejected"):
-                await _release_sequence(conn, attempt.source_account, attempt.sequence)
-            tries = await conn.fetchval(
-                """SELECT count(*) FROM payout_attempts
-                   WHERE payout_id = $1 AND status <> 'superseded'""",
-                attempt.payout_id,
-            )
-            if retry and tries < max_attempts:
-                await _requeue(conn, payout.id, attempt.number, f"{code}: new attempt", delay)
-                return S.QUEUED
-            reason = code if not retry else "max_attempts"
-            await fail_payout(conn, payout, reason, f"attempt {attempt.number}: {code}",
-                        attempt.number, actor)
-            return S.FAILED
-
-    # ---- operator actions ---------------------------------------------------------------
-
-    async def retry_failed(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
-            payout = payout_from_row(row)
-            if payout.state != S.FAILED:
-                raise IllegalTransition(payout.state, S.QUEUED)
-            prow = await conn.fetchrow(
-                """UPDATE payouts SET state = 'QUEUED', needs_attempt = true,
-                       next_attempt_at = NULL, failure_code = NULL, failure_message = NULL,
-                       updated_at = now()
-                   WHERE id = $1 RETURNING *""",
-                payout_uuid,
-            )
-            await record_event(conn, payout_uuid, S.FAILED, S.QUEUED, reason=reason or "retry",
-                               actor=actor, correlation_id=payout.correlation_id)
-            return payout_from_row(prow)
-
-    async def cancel(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
-            payout = payout_from_row(row)
-            check_transition(payout.state, S.CANCELLED)
-            await conn.execute(
-                """UPDATE payout_attempts SET status = 'cancelled', updated_at = now()
-                   WHERE payout_id = $1 AND status IN ('built', 'signed')""",
-                payout_uuid,
-            )
-            prow = await conn.fetchrow(
-                """UPDATE payouts SET state = 'CANCELLED', needs_attempt = false, updated_at = now()
-                   WHERE id = $1 RETURNING *""",
-                payout_uuid,
-            )
-            await record_event(conn, payout_uuid, payout.state, S.CANCELLED,
-                               reason=reason or "cancelled", actor=actor,
-                               correlation_id=payout.correlation_id)
-            return payout_from_row(prow)
-
     async def attempt(self, payout_uuid: UUID, number: int) -> Attempt | None:
         row = await self.pool.fetchrow(
             "SELECT * FROM payout_attempts WHERE payout_id = $1 AND number = $2",
@@ -424,132 +308,68 @@ class AttemptStore:
         )
         return _attempt(row) if row else None
 
+    # ---- operator actions ---------------------------------------------------------------
 
-async def _move(
-    conn: asyncpg.Connection, payout: Payout, target: PayoutState, attempt: int, reason: str,
+    async def retry_failed(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            abandoned = await conn.fetchval(
+                """SELECT number FROM payout_attempts WHERE payout_id = $1
+                   AND status = 'abandoned' LIMIT 1""",
+                payout_uuid,
+            )
+            if abandoned is not None:
+                raise AttemptMayStillLand(abandoned)
+            return await move_payout(
+                conn, payout_uuid, S.QUEUED, reason=reason or "retry", actor=actor,
+                only_from=frozenset({S.FAILED}),
+                sets={"needs_attempt": True, "next_attempt_at": None, "failure_code": None,
+                      "failure_message": None},
+            )
+
+    async def cancel(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
+        """Cancels a payout that has no attempt on the network. Its current attempt, if any,
+        gives its number back: at once if the envelope never left us (CANCELLED), through a
+        replacement at the same number if it was handed to an external signer (ABANDONED)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT mode, attempt_count FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid
+            )
+            cancelled = await move_payout(
+                conn, payout_uuid, S.CANCELLED, reason=reason or "cancelled", actor=actor,
+                sets={"needs_attempt": False},
+            )
+            attempt = await conn.fetchrow(
+                """SELECT status, source_account, sequence FROM payout_attempts
+                   WHERE payout_id = $1 AND number = $2 AND status IN ('built', 'signed')""",
+                payout_uuid, row["attempt_count"],
+            )
+            if attempt is not None:
+                target = given_up(A(attempt["status"]), handed_out=row["mode"] == "EXTERNAL")
+                await move_attempt(conn, payout_uuid, row["attempt_count"], target,
+                                   sets={"next_poll_at": NOW} if target == A.ABANDONED else {})
+                await release_sequence(conn, attempt["source_account"], attempt["sequence"])
+            return cancelled
+
+
+async def _awaits_signature(conn: asyncpg.Connection, source: str) -> bool:
+    await lock_source(conn, source)
+    return bool(await conn.fetchval(
+        """SELECT 1 FROM payout_attempts WHERE source_account = $1
+           AND status IN ('built', 'signed') LIMIT 1""",
+        source,
+    ))
+
+
+async def _fail(
+    conn: asyncpg.Connection, payout_uuid: UUID, code: str, message: str, attempt: int,
     actor: str,
-) -> None:
-    check_transition(payout.state, target)
-    await conn.execute(
-        "UPDATE payouts SET state = $2, updated_at = now() WHERE id = $1", payout.id, target.value
-    )
-    await record_event(conn, payout.id, payout.state, target, attempt=attempt, reason=reason,
-                       actor=actor, correlation_id=payout.correlation_id)
-    if target == S.CONFIRMED:
-        await _outbox(conn, payout.id, "payout.confirmed")
-
-
-async def _outbox(conn: asyncpg.Connection, payout_uuid: UUID, event_type: str) -> None:
-    """Queued in the state change's own SQL transaction, so an event exists if and only if
-    the payout reached that state (never before confirmation on chain)."""
-    row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_uuid)
-    attempt = await conn.fetchrow(
-        "SELECT tx_hash, ledger FROM payout_attempts WHERE payout_id = $1 AND number = $2",
-        payout_uuid, row["attempt_count"],
-    )
-    payload = {
-        "type": event_type, "id": str(row["id"]), "payout_id": row["payout_id"],
-        "destination": row["destination"], "asset": row["asset"],
-        "gross_stroops": row["gross_stroops"], "fee_stroops": row["fee_stroops"],
-        "net_stroops": row["net_stroops"], "state": row["state"],
-        "tx_hash": attempt["tx_hash"] if attempt else None,
-        "ledger": attempt["ledger"] if attempt else None,
-        "failure_code": row["failure_code"], "correlation_id": row["correlation_id"],
-        "round_id": row["round_id"], "batch_id": row["batch_id"],
-    }
-    await conn.execute(
-        "INSERT INTO outbox_events (payout_id, event_type, payload) VALUES ($1, $2, $3)",
-        payout_uuid, event_type, payload,
+) -> Payout:
+    return await move_payout(
+        conn, payout_uuid, S.FAILED, reason=code, actor=actor, attempt=attempt,
+        sets={"failure_code": code, "failure_message": message[:500], "needs_attempt": False},
     )
 
 
-async def fail_payout(
-    conn: asyncpg.Connection, payout: Payout, code: str, message: str, attempt: int, actor: str
-) -> None:
-    check_transition(payout.state, S.FAILED)
-    await conn.execute(
-        """UPDATE payouts SET state = 'FAILED', failure_code = $2, failure_message = $3,
-               needs_attempt = false, updated_at = now() WHERE id = $1""",
-        payout.id, code, message[:500],
-    )
-    await record_event(conn, payout.id, payout.state, S.FAILED, attempt=attempt, reason=code,
-                       actor=actor, correlation_id=payout.correlation_id)
-    await _outbox(conn, payout.id, "payout.failed")
-
-
-async def _requeue(
-    conn: asyncpg.Connection, payout_uuid: UUID, attempt: int, reason: str, delay: timedelta
-) -> None:
-    row = await conn.fetchrow(
-        "SELECT state, correlation_id FROM payouts WHERE id = $1", payout_uuid
-    )
-    current = PayoutState(row["state"])
-    target = S.QUEUED if current != S.ACCEPTED else S.ACCEPTED
-    if current != target:
-        check_transition(current, target)
-    await conn.execute(
-        """UPDATE payouts SET state = $2, needs_attempt = true,
-               next_attempt_at = $3, updated_at = now() WHERE id = $1""",
-        payout_uuid, target.value, datetime.now(UTC) + delay,
-    )
-    if current != target:
-        await record_event(conn, payout_uuid, current, target, attempt=attempt, reason=reason,
-                           actor="pipeline", correlation_id=row["correlation_id"])
-
-
-# An attempt in one of these may still land: its source account is busy.
-_IN_FLIGHT = ("built", "signed", "sent")
-
-
-async def _lease_channel(conn: asyncpg.Connection, channels: tuple[str, ...]) -> str | None:
-    """A channel account with no attempt in flight, locked until the caller's transaction
-    ends (SKIP LOCKED: concurrent preparers and replicas take different channels)."""
-    leased: str | None = await conn.fetchval(
-        """SELECT s.account FROM source_accounts s
-           WHERE s.account = ANY($1::text[])
-             AND NOT EXISTS (SELECT 1 FROM payout_attempts a
-                             WHERE a.source_account = s.account AND a.status = ANY($2::text[]))
-           ORDER BY s.account LIMIT 1
-           FOR UPDATE OF s SKIP LOCKED""",
-        list(channels), list(_IN_FLIGHT),
-    )
-    return leased
-
-
-async def _reserve_sequence(conn: asyncpg.Connection, account: str) -> int:
-    """The lowest released number, else the next one; the source row lock serialises
-    reservations across workers and replicas."""
-    await conn.execute("SELECT 1 FROM source_accounts WHERE account = $1 FOR UPDATE", account)
-    released: int | None = await conn.fetchval(
-        """DELETE FROM released_sequences WHERE account = $1 AND sequence =
-               (SELECT min(sequence) FROM released_sequences WHERE account = $1)
-           RETURNING sequence""",
-        account,
-    )
-    if released is not None:
-        return released
-    sequence: int = await conn.fetchval(
-        """UPDATE source_accounts SET next_sequence = next_sequence + 1
-           WHERE account = $1 RETURNING next_sequence - 1""",
-        account,
-    )
-    return sequence
-
-
-async def _release_sequence(conn: asyncpg.Connection, account: str, sequence: int) -> None:
-    """An attempt proven never to land gives its number back: the top one lowers
-    next_sequence, one below live attempts is kept for the next reservation (else that gap
-    would hold every later transaction of the account)."""
-    lowered = await conn.execute(
-        """UPDATE source_accounts SET next_sequence = $2
-           WHERE account = $1 AND next_sequence = $2::bigint + 1""",
-        account, sequence,
-    )
-    if lowered == "UPDATE 0":
-        await conn.execute(
-            """INSERT INTO released_sequences (account, sequence)
-               SELECT $1, $2 FROM source_accounts
-               WHERE account = $1 AND next_sequence > $2::bigint
-               ON CONFLICT DO NOTHING""",
-            account, sequence,
-        )
+def payout_from_row_with(payout: Payout, attempt: Attempt) -> Payout:
+    return Payout(**{**payout.__dict__, "current_attempt": attempt})

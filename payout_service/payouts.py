@@ -161,13 +161,14 @@ class PayoutDesk:
         return prepared.to_xdr()
 
     async def accept_signed(self, payout: Payout, signed_xdr: str, *, actor: str) -> None:
-        """External signing: the envelope must be exactly the one we built, signed by the
-        source account, for our network. Then it is queued like a signer-service signature."""
+        """External signing: the envelope must be exactly the one we built, for our network,
+        with exactly the signatures it needs (core/envelopes.py). Then it is queued like a
+        signer-service signature."""
         if payout.state != PayoutState.AWAITING_SIGNATURE or payout.current_attempt is None:
             raise IllegalTransition(payout.state, PayoutState.QUEUED)
         attempt = payout.current_attempt
         problem = signed_envelope_problem(
-            signed_xdr, expected_hash=attempt.tx_hash, signer=attempt.source_account,
+            signed_xdr, expected_hash=attempt.tx_hash,
             network_passphrase=self.config.network_passphrase,
         )
         if problem:

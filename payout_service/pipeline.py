@@ -18,7 +18,7 @@ from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service import metrics
-from payout_service.attempt_store import AttemptBuilder, AttemptStore, NewAttempt, fail_payout
+from payout_service.attempt_store import AttemptBuilder, AttemptStore, NewAttempt
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.retry import (
@@ -29,7 +29,7 @@ from payout_service.core.retry import (
     sequence_consumed,
     verdict_at_death,
 )
-from payout_service.core.states import PayoutState
+from payout_service.core.states import AttemptStatus
 from payout_service.core.transactions import (
     BASE_INCLUSION_FEE,
     TxParams,
@@ -50,8 +50,10 @@ from payout_service.ledger import (
     SendOutcome,
     SimulationFailed,
 )
+from payout_service.sequences import Sequences
 from payout_service.signer_client import SignerClient, SignerUnavailable, SigningRefused
 from payout_service.tracing import payout_span
+from payout_service.work_queues import WorkQueues
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class _PreparedBuilder(AttemptBuilder):
     window_seconds: int
     now: int
     channels: tuple[str, ...] = ()
+    handed_out_at_ledger: int | None = None
 
     def __call__(self, source: str, sequence: int) -> NewAttempt:
         now = self.now
@@ -87,6 +90,7 @@ class _PreparedBuilder(AttemptBuilder):
             min_time=datetime.fromtimestamp(0, UTC),
             max_time=datetime.fromtimestamp(now + self.window_seconds, UTC),
             envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(), fee_stroops=tx.fee,
+            handed_out_at_ledger=self.handed_out_at_ledger,
         )
 
 
@@ -97,6 +101,8 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.attempts = attempts
+        self.queues = WorkQueues(attempts.pool)
+        self.sequences = Sequences(attempts.pool)
         self.ledger = ledger
         self.signer = signer
         self.external = config.signing_mode == "external"
@@ -142,19 +148,19 @@ class Pipeline:
     async def prepare_once(self) -> int:
         cfg = self.config
         for source in (cfg.source_account, *self.channels):
-            if not await self.attempts.has_source(source):
+            if not await self.sequences.has_source(source):
                 chain_seq = await self.ledger.account_sequence(source)
-                await self.attempts.ensure_source(source, chain_seq)
+                await self.sequences.ensure_source(source, chain_seq)
         work = 0
         if self.signer is not None:
-            for payout, attempt in await self.attempts.unsigned_attempts(cfg.batch_size):
+            for payout, attempt in await self.queues.unsigned_attempts(cfg.batch_size):
                 await self._sign(payout, attempt)
                 work += 1
         if self.external:
             latest = await self.ledger.latest_ledger()
-            for expired in await self.attempts.expired_awaiting_signature(latest.close_time):
+            for expired in await self.queues.expired_awaiting_signature(latest.close_time):
                 await self._dead(
-                    expired, status="dead", code="signature_window_expired",
+                    expired, status=AttemptStatus.DEAD, code="signature_window_expired",
                     proof=f"unsigned; ledger {latest.sequence} closed {latest.close_time} "
                     f"> max_time {int(expired.max_time.timestamp())}",
                     ledger=None, retry=True, max_attempts=cfg.max_attempts,
@@ -164,8 +170,8 @@ class Pipeline:
         room = cfg.batch_size
         if self.channels:
             # One transaction in flight per channel: simulate only what can be leased now.
-            room = min(room, await self.attempts.free_channels(self.channels))
-        needing = await self.attempts.payouts_needing_attempt(room) if room else []
+            room = min(room, await self.sequences.free_channels(self.channels))
+        needing = await self.queues.payouts_needing_attempt(room) if room else []
         if needing:
             # Time bounds follow the later of our clock and the ledger's, so a rebuilt attempt
             # is never born expired nor identical to the one that died.
@@ -175,11 +181,13 @@ class Pipeline:
             for payout in needing:
                 with payout_span("payout.prepare", payout.trace_context,
                                  payout_id=payout.payout_id):
-                    await self._prepare(payout, now, p90)
+                    await self._prepare(payout, now, p90, latest.sequence)
                 work += 1
         return work
 
-    async def _prepare(self, payout: Payout, now: int, fee_p90: int | None) -> None:
+    async def _prepare(
+        self, payout: Payout, now: int, fee_p90: int | None, ledger: int
+    ) -> None:
         cfg = self.config
         bid = inclusion_fee_bid(payout.attempt_count + 1, fee_p90, cfg.max_inclusion_fee_stroops)
         call = payout_call(payout.asset, cfg.network_passphrase, cfg.contract_id, cfg.method_name)
@@ -210,7 +218,9 @@ class Pipeline:
         # External signers take longer; the window bounds how long a sequence number is held.
         window = cfg.external_window_seconds if self.external else cfg.tx_window_seconds
         builder = _PreparedBuilder(
-            prepared, cfg.source_account, cfg.network_passphrase, window, now, self.channels
+            prepared, cfg.source_account, cfg.network_passphrase, window, now, self.channels,
+            # Handed out unsigned: its holder could submit it from this ledger on.
+            handed_out_at_ledger=ledger if self.external else None,
         )
         created = await self.attempts.create_attempt(payout.id, builder, external=self.external)
         failpoint("after_reserve")
@@ -224,18 +234,9 @@ class Pipeline:
         metrics.ATTEMPTS.labels(kwargs["status"]).inc()
         log.warning("attempt dead", extra={**attempt_ids(attempt), "status": kwargs["status"],
                                            "code": kwargs["code"], "payout_state": state.value})
-        if state == PayoutState.FAILED:
-            metrics.PAYOUTS_TERMINAL.labels("failed").inc()
 
     async def _refuse_before_build(self, payout: Payout, code: str, message: str) -> None:
-        async with self.attempts.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT state FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",
-                payout.id,
-            )
-            if row is None:
-                return
-            await fail_payout(conn, payout, code, message, payout.attempt_count, "preparer")
+        await self.attempts.fail_before_build(payout, code, message)
 
     async def _sign(self, payout: Payout, attempt: Attempt) -> None:
         with payout_span("payout.sign", payout.trace_context, payout_id=payout.payout_id,
@@ -261,13 +262,13 @@ class Pipeline:
                                                      "error": str(err)})
             return  # the built attempt stays; the next pass signs the same envelope
         except SigningRefused as err:
-            await self.attempts.abandon_unsent(
+            await self.attempts.refuse_unsent(
                 payout.id, attempt.number, code="signer_refused", message=str(err),
                 actor="preparer",
             )
             return
         if signed.tx_hash != attempt.tx_hash:
-            await self.attempts.abandon_unsent(
+            await self.attempts.refuse_unsent(
                 payout.id, attempt.number, code="signer_hash_mismatch",
                 message="signer hashed a different transaction", actor="preparer",
             )
@@ -280,7 +281,7 @@ class Pipeline:
 
     async def send_once(self) -> int:
         latest = await self.ledger.latest_ledger()
-        claimed = await self.attempts.claim_for_sending(self.config.batch_size, latest.sequence)
+        claimed = await self.queues.claim_for_sending(self.config.batch_size, latest.sequence)
         # In sequence order within a source account (a node takes N+1 before N+2), sources
         # side by side.
         by_source: dict[str, list[Attempt]] = {}
@@ -322,27 +323,72 @@ class Pipeline:
             sequence=attempt.sequence, chain_sequence=chain_seq,
             history_covers_submission=found.oldest_ledger <= submitted,
         )
-        if proof is None:
-            # Not proven dead: a predecessor may still be pending (txBAD_SEQ "too early") or
-            # the node may take it later. Keep the envelope; the confirmer re-sends it and,
-            # once a ledger closes past max_time, proves it dead (then the code decides).
-            await self.attempts.note_rejection(attempt, code)
+        if proof is not None:
+            await self._dead(
+                attempt, status=AttemptStatus.DEAD, code=code, proof=proof.text, ledger=None,
+                retry=True, max_attempts=self.config.max_attempts,
+                delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="sender",
+            )
+            await self.attempts.resync_source(attempt.source_account, chain_seq)
             return
-        await self._dead(
-            attempt, status="dead", code=code, proof=proof.text, ledger=None, retry=True,
-            max_attempts=self.config.max_attempts,
-            delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="sender",
-        )
-        await self.attempts.resync_source(attempt.source_account, chain_seq)
+        if code in PERMANENT_REJECTIONS:
+            # Can never become valid: fail the payout now and give the number to the next
+            # reservation, whose transaction replaces this one (abandon_sent says why).
+            await self.attempts.abandon_sent(attempt, code=code, actor="sender")
+            metrics.ATTEMPTS.labels(AttemptStatus.ABANDONED).inc()
+            log.warning("attempt abandoned", extra={**attempt_ids(attempt), "code": code})
+            return
+        # Not proven dead: a predecessor may still be pending (txBAD_SEQ "too early") or the
+        # node may take it later. Keep the envelope; the confirmer re-sends it and, once a
+        # ledger closes past max_time, proves it dead (then the code decides).
+        await self.attempts.note_rejection(attempt, code)
+        if code == "txBAD_SEQ":
+            # Too early: some number between the chain's and ours is not on its way. Re-sync
+            # so that a hole nobody holds is free for the next reservation (see
+            # sequences.renumber_from_chain for why this never rebuilds a live envelope).
+            await self.attempts.resync_source(attempt.source_account, chain_seq)
 
     # ---- confirm ------------------------------------------------------------------------
 
     async def confirm_once(self) -> int:
-        claimed = await self.attempts.claim_for_confirming(
+        claimed = await self.queues.claim_for_confirming(
             self.config.batch_size, self._poll, self.config.confirm_max_polls
         )
         await asyncio.gather(*(self._confirm(a) for a in claimed))
+        abandoned = await self.queues.claim_abandoned(self.config.batch_size, self._poll)
+        for attempt in abandoned:
+            await self._watch_abandoned(attempt)
         return 0  # polling is paced by next_poll_at, not by a busy loop
+
+    async def _watch_abandoned(self, attempt: Attempt) -> None:
+        """An ABANDONED envelope is watched until it lands (then its payout was paid after
+        all) or is proven dead: its number consumed by another transaction (usually its
+        replacement) or a ledger closed past its max_time."""
+        found = await self.ledger.lookup(attempt.tx_hash)
+        if isinstance(found, Included):
+            payout = await self.attempts.abandoned_landed(
+                attempt, successful=found.successful, ledger=found.ledger,
+                code=found.result_code, fee_charged=found.fee_charged,
+            )
+            log.error("abandoned attempt landed", extra={
+                **attempt_ids(attempt), "ledger": found.ledger,
+                "payout_state": payout.state.value if payout else None})
+            return
+        assert isinstance(found, NotFound)  # noqa: S101
+        covered = attempt.submitted_ledger is not None and \
+            found.oldest_ledger <= attempt.submitted_ledger
+        chain_seq = await self.ledger.account_sequence(attempt.source_account)
+        proof = sequence_consumed(
+            sequence=attempt.sequence, chain_sequence=chain_seq, history_covers_submission=covered,
+        ) or proof_of_death(
+            max_time=int(attempt.max_time.timestamp()), submitted_ledger=attempt.submitted_ledger,
+            latest_ledger=found.latest_ledger, latest_close_time=found.latest_ledger_close_time,
+            oldest_ledger=found.oldest_ledger,
+        )
+        if proof is not None:
+            await self.attempts.abandoned_dead(attempt, proof.text)
+            log.info("abandoned attempt dead", extra={**attempt_ids(attempt),
+                                                      "proof": proof.text})
 
     async def _confirm(self, attempt: Attempt) -> None:
         with payout_span("payout.confirm", attempt.trace_context, attempt=attempt.number,
@@ -363,8 +409,8 @@ class Pipeline:
         if proof is not None:
             verdict = verdict_at_death(attempt.result_code)
             await self._dead(
-                attempt, status="dead", code=verdict.code, proof=proof.text, ledger=None,
-                retry=verdict.retry, max_attempts=self.config.max_attempts,
+                attempt, status=AttemptStatus.DEAD, code=verdict.code, proof=proof.text,
+                ledger=None, retry=verdict.retry, max_attempts=self.config.max_attempts,
                 delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
             )
             return
@@ -395,7 +441,6 @@ class Pipeline:
             )
             if payout is not None:
                 metrics.ATTEMPTS.labels("included").inc()
-                metrics.PAYOUTS_TERMINAL.labels("confirmed").inc()
                 metrics.AMOUNT.labels("confirmed").inc(payout.net_stroops)
                 metrics.FEES.inc(found.fee_charged)
                 metrics.CONFIRMATION_SECONDS.observe(
@@ -408,7 +453,7 @@ class Pipeline:
             return
         verdict = judge_on_chain_failure(found.result_code)
         await self._dead(
-            attempt, status="failed_on_chain", code=found.result_code,
+            attempt, status=AttemptStatus.FAILED_ON_CHAIN, code=found.result_code,
             proof=f"failed on chain in ledger {found.ledger}", ledger=found.ledger,
             retry=verdict.retry, max_attempts=self.config.max_attempts,
             delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",

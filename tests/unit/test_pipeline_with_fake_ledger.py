@@ -16,7 +16,7 @@ from stellar_sdk import Keypair
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.config import load_config
-from payout_service.core.states import PayoutState
+from payout_service.core.states import IllegalTransition, PayoutState
 from payout_service.core.validation import AmountLimits, validate_payout_request
 from payout_service.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
 from payout_service.migrations import apply_migrations
@@ -276,25 +276,101 @@ async def test_a_number_given_back_below_live_attempts_is_reused_first(world):
     assert all(len(a) == 1 for a in attempts.values()), "nobody needed a second attempt"
 
 
-async def test_a_permanent_rejection_fails_only_once_proven_dead_and_is_not_resent(world):
+async def test_a_never_valid_rejection_fails_at_once_and_its_number_is_replaced(world):
+    """txBAD_AUTH can never become valid: the payout fails now (not at max_time), the envelope
+    is ABANDONED and its number goes to the next payout, whose transaction replaces it; once
+    that lands the abandoned envelope is dead by construction."""
     make, _ = world
     desk, pipeline, ledger, _ = make("signer")
     ledger.reject_code = "txBAD_AUTH"
     await create(desk, 1)
     await pipeline.prepare_once()
     await pipeline.send_once()
-    for _ in range(3):  # within the 30 s window: not proven dead, so not FAILED yet
-        ledger.close(seconds=5)
-        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-        await pipeline.confirm_once()
-    assert (await states(desk)) == {"p1": "SUBMITTED"}
-    assert ledger.sends == 1, "an envelope refused for good is not re-sent"
-    ledger.close(seconds=60)
-    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-    await pipeline.confirm_once()
     row = await desk.store.pool.fetchrow("SELECT state, failure_code FROM payouts")
     assert (row["state"], row["failure_code"]) == ("FAILED", "txBAD_AUTH")
-    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["dead"]
+    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["abandoned"]
+    with pytest.raises(IllegalTransition, match="may still land"):
+        p1 = await desk.store.get_payout("p1")
+        await desk.attempts.retry_failed(p1.id, actor="ops", reason="too soon")
+    ledger.reject_code = None
+    for n in range(2, 7):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger, rounds=8)
+    assert {k: v for k, v in (await states(desk)).items() if k != "p1"} == \
+        {f"p{n}": "CONFIRMED" for n in range(2, 7)}
+    assert ledger.sends == 6, "the refused envelope was never re-sent"
+    seqs = await desk.store.pool.fetch(
+        "SELECT sequence FROM payout_attempts WHERE status = 'included' ORDER BY sequence")
+    assert [r["sequence"] for r in seqs] == list(range(START_SEQ + 1, START_SEQ + 6)), \
+        "the next payout took the abandoned number"
+    p1_attempts = (await attempts_by_payout(desk))["p1"]
+    assert p1_attempts[0][0] == "dead" and "consumed by another transaction" in p1_attempts[0][1]
+    await desk.attempts.retry_failed(p1.id, actor="ops", reason="now it is dead")
+    await run_until_settled(pipeline, ledger, rounds=3)
+    assert (await states(desk))["p1"] == "CONFIRMED"
+
+
+async def test_cancelling_a_signed_payout_gives_its_number_to_the_next_one(world):
+    """The issue's first finding: B signed and queued, cancelled; C must not wait behind B's
+    number."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    ledger.one_pending = True
+    await create(desk, 1)
+    await run_until_settled(pipeline, ledger, rounds=2)
+    await create(desk, 2)
+    await pipeline.prepare_once()  # p2 signed and QUEUED at +2
+    p2 = await desk.store.get_payout("p2")
+    assert p2.state == PayoutState.QUEUED
+    await desk.attempts.cancel(p2.id, actor="ops", reason="changed my mind")
+    for n in range(3, 8):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger, rounds=8)
+    current = await states(desk)
+    assert current.pop("p2") == "CANCELLED"
+    assert set(current.values()) == {"CONFIRMED"}, current
+    assert len(ledger.included) == 6
+    assert [s for s, _ in (await attempts_by_payout(desk))["p2"]] == ["cancelled"]
+
+
+async def test_an_unsent_attempt_above_a_freed_number_is_resequenced(world):
+    """p1 refused after p2 was signed at +2: p2 never left us, so it is rebuilt at +1 instead
+    of waiting behind a hole."""
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    for n in (1, 2):
+        await create(desk, n)
+    signer.unavailable = True
+    await pipeline.prepare_once()  # +1 and +2 built, unsigned
+    signer.unavailable = False
+    p1 = await desk.store.get_payout("p1")
+    await desk.attempts.cancel(p1.id, actor="ops", reason="no")
+    await run_until_settled(pipeline, ledger, rounds=4)
+    assert (await states(desk)) == {"p1": "CANCELLED", "p2": "CONFIRMED"}
+    p2 = (await attempts_by_payout(desk))["p2"]
+    assert [s for s, _ in p2] == ["superseded", "included"], p2
+    seq = await desk.store.pool.fetchval(
+        "SELECT sequence FROM payout_attempts WHERE status = 'included'")
+    assert seq == START_SEQ + 1
+
+
+async def test_a_hole_found_on_bad_seq_is_filled_by_the_next_payout(world):
+    """A number lost without a trace (e.g. a row restored from backup): txBAD_SEQ too early
+    re-syncs from the chain and the next reservation fills the hole."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    await create(desk, 0)
+    await run_until_settled(pipeline, ledger, rounds=2)
+    await desk.store.pool.execute("UPDATE source_accounts SET next_sequence = next_sequence + 1")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()  # +3 while the chain is at +1: too early
+    free = await desk.store.pool.fetch("SELECT sequence FROM released_sequences")
+    assert [r["sequence"] for r in free] == [START_SEQ + 2]
+    await create(desk, 2)
+    await run_until_settled(pipeline, ledger, rounds=6)
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
+    assert len(ledger.included) == 3
 
 
 async def test_an_overdue_confirmation_polls_slower_and_never_rebuilds_without_proof(world):
