@@ -26,7 +26,7 @@ from payout_service.payouts import PayoutDesk, mode_for
 from payout_service.pipeline import Pipeline
 from payout_service.programs.wiring import Programs, start_programs
 from payout_service.signer_client import SignerClient
-from payout_service.store import PayoutStore, create_pool
+from payout_service.store import PayoutStore, create_pool_waiting
 from payout_service.tracing import configure_tracing, server_interceptor
 from stellar_payouts_pb.payout.v1 import payout_pb2, payout_pb2_grpc
 
@@ -88,7 +88,7 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 
 async def start_service(config: Config) -> RunningService:
-    pool = await create_pool(config.database_url)
+    pool = await create_pool_waiting(config.database_url)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
     ledger = (

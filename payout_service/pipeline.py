@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,21 +42,19 @@ from payout_service.ledger import (
     Duplicate,
     Included,
     LedgerGateway,
-    LedgerUnavailable,
     NotFound,
     Rejected,
     RetryLater,
     SendOutcome,
     SimulationFailed,
 )
+from payout_service.loops import run_loop
 from payout_service.sequences import Sequences
 from payout_service.signer_client import SignerClient, SignerUnavailable, SigningRefused
 from payout_service.tracing import payout_span
 from payout_service.work_queues import WorkQueues
 
 log = logging.getLogger(__name__)
-
-StepFn = Callable[[], Awaitable[int]]
 
 
 def attempt_ids(attempt: Attempt) -> dict[str, Any]:
@@ -117,31 +114,14 @@ class Pipeline:
         interval = min(1.0, self.config.confirm_poll_ms / 1000)
         for name, step in (("preparer", self.prepare_once), ("sender", self.send_once),
                            ("confirmer", self.confirm_once)):
-            self._tasks.append(asyncio.create_task(self._loop(name, step, interval)))
+            self._tasks.append(asyncio.create_task(run_loop(
+                name, step, interval=interval, halt=self._stop, pool=self.attempts.pool)))
 
     async def stop(self) -> None:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _loop(self, name: str, step: StepFn, interval: float) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = await step()
-            except LedgerUnavailable as err:
-                metrics.RPC_ERRORS.labels(str(err) or "unavailable").inc()
-                log.warning("ledger unavailable", extra={"loop": name, "error": str(err)})
-                busy = 0
-            except Exception:
-                metrics.SYSTEM_ERRORS.labels(name).inc()
-                log.exception("pipeline step failed", extra={"loop": name})
-                busy = 0
-            if not busy:
-                try:
-                    await asyncio.wait_for(self._stop.wait(), interval)
-                except TimeoutError:
-                    pass
 
     # ---- prepare: build, reserve the sequence, sign ---------------------------------------
 
@@ -256,11 +236,10 @@ class Pipeline:
                     correlation_id=payout.correlation_id, key_id=key_id,
                 )
                 envelope_xdr = signed.envelope_xdr
-        except SignerUnavailable as err:
-            metrics.SYSTEM_ERRORS.labels("signer").inc()
-            log.warning("signer unavailable", extra={"payout_id": payout.payout_id,
-                                                     "error": str(err)})
-            return  # the built attempt stays; the next pass signs the same envelope
+        except SignerUnavailable:
+            # The built attempt stays; a later pass signs the same envelope. Raised to the
+            # loop runner, which backs off instead of retrying every payout at once.
+            raise
         except SigningRefused as err:
             await self.attempts.refuse_unsent(
                 payout.id, attempt.number, code="signer_refused", message=str(err),

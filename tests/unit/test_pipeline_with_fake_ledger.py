@@ -19,6 +19,7 @@ from payout_service.config import load_config
 from payout_service.core.states import IllegalTransition, PayoutState
 from payout_service.core.validation import AmountLimits, validate_payout_request
 from payout_service.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
+from payout_service.loops import backoff_after
 from payout_service.migrations import apply_migrations
 from payout_service.payouts import PayoutDesk
 from payout_service.pipeline import Pipeline
@@ -249,33 +250,6 @@ async def test_a_sequence_used_by_another_transaction_proves_death_at_once(world
     assert seq == START_SEQ + 6, "re-synced past the foreign transaction"
 
 
-async def test_a_number_given_back_below_live_attempts_is_reused_first(world):
-    """p1's attempt dies after p2 and p3 reserved +2 and +3: its +1 must be reused, or the
-    account's later transactions could never land (txBAD_SEQ until they expire)."""
-    make, _ = world
-    desk, pipeline, ledger, signer = make("signer")
-    ledger.one_pending = True
-    for n in range(1, 4):
-        await create(desk, n)
-    signer.unavailable = True
-    await pipeline.prepare_once()  # +1, +2, +3 reserved and built, none signed
-    signer.unavailable, signer.refuse_next = False, 1
-    await pipeline.prepare_once()  # p1 refused after p2 and p3 hold +2 and +3
-    assert (await states(desk))["p1"] == "FAILED"
-    released = await desk.store.pool.fetch("SELECT sequence FROM released_sequences")
-    assert [r["sequence"] for r in released] == [START_SEQ + 1]
-    await create(desk, 4)
-    await run_until_settled(pipeline, ledger, rounds=8)
-    assert (await states(desk)) == {"p1": "FAILED", "p2": "CONFIRMED", "p3": "CONFIRMED",
-                                    "p4": "CONFIRMED"}
-    p4_seq = await desk.store.pool.fetchval(
-        """SELECT a.sequence FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
-           WHERE p.payout_id = 'p4'""")
-    assert p4_seq == START_SEQ + 1
-    attempts = await attempts_by_payout(desk)
-    assert all(len(a) == 1 for a in attempts.values()), "nobody needed a second attempt"
-
-
 async def test_a_never_valid_rejection_fails_at_once_and_its_number_is_replaced(world):
     """txBAD_AUTH can never become valid: the payout fails now (not at max_time), the envelope
     is ABANDONED and its number goes to the next payout, whose transaction replaces it; once
@@ -334,15 +308,13 @@ async def test_cancelling_a_signed_payout_gives_its_number_to_the_next_one(world
 
 
 async def test_an_unsent_attempt_above_a_freed_number_is_resequenced(world):
-    """p1 refused after p2 was signed at +2: p2 never left us, so it is rebuilt at +1 instead
-    of waiting behind a hole."""
+    """p1 cancelled after p2 was signed at +2: p2 never left us, so it is rebuilt at +1
+    instead of waiting behind a hole."""
     make, _ = world
-    desk, pipeline, ledger, signer = make("signer")
+    desk, pipeline, ledger, _ = make("signer")
     for n in (1, 2):
         await create(desk, n)
-    signer.unavailable = True
-    await pipeline.prepare_once()  # +1 and +2 built, unsigned
-    signer.unavailable = False
+    await pipeline.prepare_once()  # +1 and +2 signed, not sent
     p1 = await desk.store.get_payout("p1")
     await desk.attempts.cancel(p1.id, actor="ops", reason="no")
     await run_until_settled(pipeline, ledger, rounds=4)
@@ -479,6 +451,34 @@ async def test_concurrent_pipelines_never_double_pay(world):
         await asyncio.gather(pipeline_a.confirm_once(), pipeline_b.confirm_once())
     assert set((await states(desk)).values()) == {"CONFIRMED"}
     assert len(ledger.included) == 8
+
+
+async def test_a_signer_outage_backs_off_instead_of_spinning(world):
+    """The preparer raises to the loop runner on the first unavailable signature, so one pass
+    makes one signing call, and the runner waits longer after each failure."""
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    for n in range(3):
+        await create(desk, n)
+    signer.unavailable = True
+    calls = 0
+    real = signer.sign_transaction
+
+    async def counting(envelope_xdr: str, **kw: object) -> SignedEnvelope:
+        nonlocal calls
+        calls += 1
+        return await real(envelope_xdr, **kw)
+
+    signer.sign_transaction = counting  # type: ignore[method-assign]
+    with pytest.raises(SignerUnavailable):
+        await pipeline.prepare_once()
+    assert calls == 1
+    built = await desk.store.pool.fetchval("SELECT count(*) FROM payout_attempts")
+    assert built == 1, "no numbers reserved for payouts that cannot be signed now"
+    assert [backoff_after(n, 0.2) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 16, 30]
+    signer.unavailable = False
+    await run_until_settled(pipeline, ledger, rounds=6)
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
 
 
 async def test_outbox_events_exist_only_for_confirmed_and_failed_payouts(world):
