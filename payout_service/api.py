@@ -14,7 +14,6 @@ from payout_service.core.states import TERMINAL, PayoutState
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
 from payout_service.payouts import PayoutDesk
-from payout_service.programs.eligibility import create_eligible_payout
 from payout_service.programs.payout_api import create_batch, get_stats
 from payout_service.store import PayoutFilter
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -52,10 +51,8 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
                 "metadata": dict(request.metadata), "reference": request.reference,
             }
         )
-        # The eligibility check (a reference is paid at most once) runs in the insert's
-        # SQL transaction, so every creation path goes through it.
-        result = await create_eligible_payout(
-            self.desk, validated, actor=caller_identity(context), correlation_id=corr
+        result = await self.desk.create(
+            validated, actor=caller_identity(context), correlation_id=corr
         )
         log.info("payout created" if result.created else "payout replayed", extra={
             "payout_id": result.payout.payout_id, "correlation_id": corr,

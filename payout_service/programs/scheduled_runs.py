@@ -31,7 +31,6 @@ from payout_service.payouts import IdempotencyConflict, MaxGasExceeded, PayoutDe
 from payout_service.programs import run_store
 from payout_service.programs.run_store import Balance, Earning, RunError, RunRecord
 from payout_service.programs.schedule import Schedule, next_run_after, validate_schedule
-from payout_service.store import insert_payout_in
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +185,10 @@ class ScheduledRuns:
     ) -> Payout:
         new = await self.desk.new_payout(request, correlation_id=corr, batch_id=run_id)
         async with self.pool.acquire() as conn, conn.transaction():
-            payout = await insert_payout_in(conn, new, actor="scheduler")
-            if payout is None:
+            (result,) = await self.desk.insert_many(conn, [request], [new], actor="scheduler")
+            if not result.created:
                 raise RunStepFailed(f"payout {new.payout_id} already exists")
+            payout = result.payout
             marked = await run_store.mark_earnings_paid(
                 conn, balance.earning_ids, run_id, payout.payout_id
             )
