@@ -78,11 +78,6 @@ async def mark_resolved(
     return _round(row)
 
 
-async def payout_by_key(db: Db, idempotency_key: str) -> Payout | None:
-    row = await db.fetchrow("SELECT * FROM payouts WHERE idempotency_key = $1", idempotency_key)
-    return payout_from_row(row) if row else None
-
-
 async def round_payouts(db: Db, round_id: str) -> list[Payout]:
     rows = await db.fetch(
         "SELECT * FROM payouts WHERE round_id = $1 ORDER BY created_at, payout_id", round_id
