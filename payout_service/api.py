@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from payout_service.adapters.payout_store import PayoutFilter
+from payout_service.app.desk import PayoutDesk
 from payout_service.convert import PB_TO_STATE, STATE_TO_PB, attempt_to_pb, payout_to_pb, timestamp
 from payout_service.core.model import Payout
 from payout_service.core.states import TERMINAL, PayoutState
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
-from payout_service.payouts import PayoutDesk
 from payout_service.programs.payout_api import create_batch, get_stats
-from payout_service.store import PayoutFilter
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 

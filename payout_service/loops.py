@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from payout_service import metrics
-from payout_service.ledger import LedgerUnavailable
+from payout_service.adapters.ledger import LedgerUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Payout and attempt lifecycles as tables of allowed transitions (DESIGN.md section 3).
 
-Pure: the store applies these with one guarded UPDATE each (payout_service/transitions.py),
+Pure: the store applies these with one guarded UPDATE each (payout_service/adapters/transitions.py),
 so no state change can skip the table.
 """
 

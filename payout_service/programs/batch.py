@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from payout_service.app.desk import PayoutDesk
 from payout_service.core.model import Payout
 from payout_service.core.validation import IDENTIFIER, FieldViolation, ValidationFailed
-from payout_service.payouts import PayoutDesk
 
 
 class Outcome(StrEnum):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from payout_service import metrics
-from payout_service.ledger import Included, LedgerUnavailable, LookupOutcome, NotFound
+from payout_service.adapters.ledger import Included, LedgerUnavailable, LookupOutcome, NotFound
 
 log = logging.getLogger(__name__)
 

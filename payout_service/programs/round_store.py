@@ -10,9 +10,9 @@ from typing import TypeAlias
 
 import asyncpg
 
+from payout_service.adapters.payout_store import InvalidPageToken, payout_from_row
 from payout_service.core.model import Payout
 from payout_service.programs.round_states import RoundState
-from payout_service.store import InvalidPageToken, payout_from_row
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

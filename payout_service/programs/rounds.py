@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from payout_service import metrics
+from payout_service.adapters.payout_store import NewPayout
+from payout_service.app.desk import IdempotencyConflict, PayoutDesk
 from payout_service.core.idempotency import canonical_parameters, fingerprint
 from payout_service.core.model import Payout
 from payout_service.core.validation import (
@@ -16,7 +18,6 @@ from payout_service.core.validation import (
     normalize_asset,
 )
 from payout_service.grpc_errors import NotFoundError, PreconditionFailed
-from payout_service.payouts import IdempotencyConflict, PayoutDesk
 from payout_service.programs import round_store
 from payout_service.programs.round_states import (
     IllegalRoundTransition,
@@ -27,7 +28,6 @@ from payout_service.programs.round_states import (
     validate_winners,
 )
 from payout_service.programs.round_store import Round
-from payout_service.store import NewPayout
 
 
 class _ResolvedMeanwhile(Exception):

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
+from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded, PayoutDesk
 from payout_service.core.amounts import AmountError, format_amount, parse_amount
 from payout_service.core.fees import split_fee
 from payout_service.core.model import Payout
@@ -26,8 +28,6 @@ from payout_service.core.validation import (
     normalize_asset,
 )
 from payout_service.grpc_errors import PreconditionFailed
-from payout_service.ledger import SimulationFailed, SourceAccountMissing
-from payout_service.payouts import IdempotencyConflict, MaxGasExceeded, PayoutDesk
 from payout_service.programs import run_store
 from payout_service.programs.run_store import Balance, Earning, RunError, RunRecord
 from payout_service.programs.schedule import Schedule, next_run_after, validate_schedule

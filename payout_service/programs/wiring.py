@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from payout_service.ledger import LedgerGateway
+from payout_service.adapters.ledger import LedgerGateway
+from payout_service.app.desk import PayoutDesk
 from payout_service.loops import run_loop
-from payout_service.payouts import PayoutDesk
 from payout_service.programs.admin_api import AdminServicer
 from payout_service.programs.monitoring import Monitor
 from payout_service.programs.outbox import OutboxDelivery

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.ledger import Included, LedgerUnavailable, NotFound
+from payout_service.adapters.ledger import Included, LedgerUnavailable, NotFound
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 

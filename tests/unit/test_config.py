@@ -90,7 +90,7 @@ def test_channel_accounts_need_signer_mode():
 
 
 def test_a_logged_database_url_never_shows_its_password():
-    from payout_service.store import redacted_dsn
+    from payout_service.adapters.payout_store import redacted_dsn
 
     assert redacted_dsn("postgresql://payouts:s3cr3t@db:5432/payouts") == \
         "postgresql://payouts:***@db:5432/payouts"

@@ -1,7 +1,7 @@
 """Invariant 7: payout states and attempt statuses are written in one place only.
 
 Greps the service's source for any statement that sets `payouts.state` or
-`payout_attempts.status`; only payout_service/transitions.py may (through its guarded
+`payout_attempts.status`; only payout_service/adapters/transitions.py may (through its guarded
 UPDATE … WHERE state = ANY(allowed)). INSERTs create rows in their first state and are not
 transitions.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import payout_service
 
 PACKAGE = Path(payout_service.__file__).parent
-WRITER = PACKAGE / "transitions.py"
+WRITER = PACKAGE / "adapters" / "transitions.py"
 STATE_WRITE = re.compile(
     r"UPDATE\s+(payouts|payout_attempts)\b(?:(?!UPDATE\b|INSERT\b|SELECT\b).)*?"
     r"\bSET\b(?:(?!WHERE\b).)*?\b(state|status)\s*=",
@@ -36,7 +36,7 @@ def test_the_grep_sees_a_state_write():
     assert not state_writes("UPDATE rounds SET state = 'CLOSED'")
 
 
-def test_only_transitions_py_writes_a_payout_state_or_attempt_status():
+def test_only_adapters_transitions_py_writes_a_payout_state_or_attempt_status():
     offenders = {}
     for path in PACKAGE.rglob("*.py"):
         if path == WRITER:
@@ -44,5 +44,5 @@ def test_only_transitions_py_writes_a_payout_state_or_attempt_status():
         found = state_writes(path.read_text())
         if found:
             offenders[str(path.relative_to(PACKAGE))] = found
-    assert offenders == {}, f"state written outside transitions.py: {offenders}"
+    assert offenders == {}, f"state written outside adapters/transitions.py: {offenders}"
     assert state_writes(WRITER.read_text()), "the one writer is where the test expects it"

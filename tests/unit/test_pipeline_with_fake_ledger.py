@@ -15,16 +15,16 @@ import pytest
 from stellar_sdk import Keypair
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
+from payout_service.adapters.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
+from payout_service.adapters.payout_store import PayoutStore, create_pool
+from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
+from payout_service.app.desk import PayoutDesk
+from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
 from payout_service.core.states import IllegalTransition, PayoutState
 from payout_service.core.validation import AmountLimits, validate_payout_request
-from payout_service.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
 from payout_service.loops import backoff_after
 from payout_service.migrations import apply_migrations
-from payout_service.payouts import PayoutDesk
-from payout_service.pipeline import Pipeline
-from payout_service.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
-from payout_service.store import PayoutStore, create_pool
 
 NET = "Test SDF Network ; September 2015"
 # Real sequence numbers start at ledger << 32: far beyond int32, as in production.
@@ -416,6 +416,37 @@ async def test_external_signing_waits_then_queues_a_verified_signature(world):
     await desk.accept_signed(payout, env.to_xdr(), actor="ops")
     await run_until_settled(pipeline, ledger, rounds=3)
     assert (await states(desk)) == {"p1": "CONFIRMED"}
+
+
+async def test_a_cancelled_external_envelope_that_lands_anyway_is_recorded_once(world):
+    """The holder of a handed-out envelope submits it after the cancel. It lands: the payout
+    is recorded CONFIRMED (paid once), and its number is taken back out of the free ones so
+    the next payout is built above it."""
+    make, source = world
+    desk, pipeline, ledger, _ = make("external")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    held = await desk.store.get_payout("p1")
+    await desk.attempts.cancel(held.id, actor="ops", reason="no")
+    env = TransactionEnvelope.from_xdr(held.unsigned_envelope_xdr, NET)
+    env.sign(source)
+    ledger.pending[env.hash_hex()] = env  # submitted by its holder, not by us
+    ledger.close()
+    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+    await pipeline.confirm_once()
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["included"]
+    await create(desk, 2)
+    for _ in range(4):
+        await pipeline.prepare_once()
+        p2 = await desk.store.get_payout("p2")
+        if p2.state == PayoutState.AWAITING_SIGNATURE:
+            env = TransactionEnvelope.from_xdr(p2.unsigned_envelope_xdr, NET)
+            env.sign(source)
+            await desk.accept_signed(p2, env.to_xdr(), actor="ops")
+        await run_until_settled(pipeline, ledger, rounds=1)
+    assert (await states(desk)) == {"p1": "CONFIRMED", "p2": "CONFIRMED"}
+    assert len(ledger.included) == 2
 
 
 async def test_cancel_before_sending_and_retry_after_failure(world):

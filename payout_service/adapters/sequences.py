@@ -107,6 +107,21 @@ async def release_sequence(conn: asyncpg.Connection, account: str, sequence: int
         )
 
 
+async def consumed_through(conn: asyncpg.Connection, account: str, sequence: int) -> None:
+    """A transaction at `sequence` was included: the chain consumed every number up to it, so
+    none of them may be handed out again (a stale free number would only collide)."""
+    await lock_source(conn, account)
+    await conn.execute(
+        "DELETE FROM released_sequences WHERE account = $1 AND sequence <= $2",
+        account, sequence,
+    )
+    await conn.execute(
+        """UPDATE source_accounts SET next_sequence = $2::bigint + 1
+           WHERE account = $1 AND next_sequence <= $2::bigint""",
+        account, sequence,
+    )
+
+
 async def lowest_free(conn: asyncpg.Connection, account: str) -> int | None:
     found: int | None = await conn.fetchval(
         "SELECT min(sequence) FROM released_sequences WHERE account = $1", account

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from payout_service.attempt_store import AttemptStore
+from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.ledger import LedgerGateway
+from payout_service.adapters.payout_store import (
+    NewPayout,
+    PayoutStore,
+    insert_payouts_in,
+    payouts_by_keys,
+)
 from payout_service.config import Config
 from payout_service.core.envelopes import signed_envelope_problem
 from payout_service.core.fees import split_fee
@@ -24,9 +31,7 @@ from payout_service.core.validation import (
     validate_payout_request,
 )
 from payout_service.failpoints import failpoint
-from payout_service.ledger import LedgerGateway
 from payout_service.programs.eligibility import lock_references, reference_problems
-from payout_service.store import NewPayout, PayoutStore, insert_payouts_in, payouts_by_keys
 from payout_service.tracing import current_traceparent
 
 

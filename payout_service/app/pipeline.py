@@ -17,7 +17,21 @@ from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service import metrics
-from payout_service.attempt_store import AttemptBuilder, AttemptStore, NewAttempt
+from payout_service.adapters.attempt_store import AttemptBuilder, AttemptStore, NewAttempt
+from payout_service.adapters.ledger import (
+    Accepted,
+    Duplicate,
+    Included,
+    LedgerGateway,
+    NotFound,
+    Rejected,
+    RetryLater,
+    SendOutcome,
+    SimulationFailed,
+)
+from payout_service.adapters.sequences import Sequences
+from payout_service.adapters.signer_client import SignerClient, SignerUnavailable, SigningRefused
+from payout_service.adapters.work_queues import WorkQueues
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.retry import (
@@ -37,22 +51,8 @@ from payout_service.core.transactions import (
     payout_call,
 )
 from payout_service.failpoints import failpoint
-from payout_service.ledger import (
-    Accepted,
-    Duplicate,
-    Included,
-    LedgerGateway,
-    NotFound,
-    Rejected,
-    RetryLater,
-    SendOutcome,
-    SimulationFailed,
-)
 from payout_service.loops import run_loop
-from payout_service.sequences import Sequences
-from payout_service.signer_client import SignerClient, SignerUnavailable, SigningRefused
 from payout_service.tracing import payout_span
-from payout_service.work_queues import WorkQueues
 
 log = logging.getLogger(__name__)
 

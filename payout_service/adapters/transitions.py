@@ -19,6 +19,7 @@ from uuid import UUID
 import asyncpg
 
 from payout_service import metrics
+from payout_service.adapters.payout_store import _attempt, payout_from_row, record_event
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import (
     AttemptStatus,
@@ -28,7 +29,6 @@ from payout_service.core.states import (
     payout_sources,
     requeue_target,
 )
-from payout_service.store import _attempt, payout_from_row, record_event
 
 S = PayoutState
 

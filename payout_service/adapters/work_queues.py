@@ -11,12 +11,12 @@ from uuid import UUID
 
 import asyncpg
 
+from payout_service.adapters.payout_store import PAYOUT_IDS, _attempt, payout_from_row
+from payout_service.adapters.sequences import lowest_free, release_sequence
+from payout_service.adapters.transitions import INCREMENT, NOW, move_attempt, move_payout, requeue
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.sequences import must_resequence
 from payout_service.core.states import AttemptStatus, PayoutState
-from payout_service.sequences import lowest_free, release_sequence
-from payout_service.store import PAYOUT_IDS, _attempt, payout_from_row
-from payout_service.transitions import INCREMENT, NOW, move_attempt, move_payout, requeue
 
 A = AttemptStatus
 S = PayoutState

@@ -1,6 +1,6 @@
 """Attempt use cases in PostgreSQL: build, sign, confirm, die, give up, cancel, retry.
 
-Every state change goes through payout_service/transitions.py inside one SQL transaction
+Every state change goes through payout_service/adapters/transitions.py inside one SQL transaction
 with its audit (and outbox) rows (invariant 4), taking locks in the documented order: the
 payout row, then its attempts, then source_accounts / released_sequences.
 """
@@ -13,6 +13,16 @@ from uuid import UUID
 
 import asyncpg
 
+from payout_service.adapters.payout_store import _attempt, payout_from_row
+from payout_service.adapters.sequences import (
+    consumed_through,
+    lease_channel,
+    lock_source,
+    release_sequence,
+    renumber_from_chain,
+    reserve_sequence,
+)
+from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import (
     AttemptMayStillLand,
@@ -20,15 +30,6 @@ from payout_service.core.states import (
     PayoutState,
     given_up,
 )
-from payout_service.sequences import (
-    lease_channel,
-    lock_source,
-    release_sequence,
-    renumber_from_chain,
-    reserve_sequence,
-)
-from payout_service.store import _attempt, payout_from_row
-from payout_service.transitions import NOW, move_attempt, move_payout, requeue
 
 A = AttemptStatus
 S = PayoutState
@@ -179,6 +180,7 @@ class AttemptStore:
                                only_from=frozenset({A.SENT}), sets={
                                    "ledger": ledger, "fee_stroops": fee_charged,
                                    "result_code": "txSUCCESS"})
+            await consumed_through(conn, attempt.source_account, attempt.sequence)
             return await move_payout(
                 conn, attempt.payout_id, S.CONFIRMED, reason=f"included in ledger {ledger}",
                 actor="confirmer", attempt=attempt.number, only_from=frozenset({S.SUBMITTED}),
@@ -200,6 +202,8 @@ class AttemptStore:
             await move_attempt(conn, attempt.payout_id, attempt.number, status, sets=sets)
             if status == A.DEAD:
                 await release_sequence(conn, attempt.source_account, attempt.sequence)
+            else:  # failed on chain: the number and the fee were consumed
+                await consumed_through(conn, attempt.source_account, attempt.sequence)
             tries = await conn.fetchval(
                 """SELECT count(*) FROM payout_attempts
                    WHERE payout_id = $1 AND status <> 'superseded'""",
@@ -243,6 +247,8 @@ class AttemptStore:
                                only_from=frozenset({A.ABANDONED}),
                                sets={"ledger": ledger, "result_code": code,
                                      "fee_stroops": fee_charged})
+            # Its number was given to a replacement: take it back out of the free ones.
+            await consumed_through(conn, attempt.source_account, attempt.sequence)
             if not successful:
                 return None
             return await move_payout(

@@ -1,0 +1,3 @@
+"""Use cases: create (and accept an external signature, cancel, retry) in desk.py; prepare,
+send and confirm in pipeline.py. They call the pure core for decisions and the adapters for
+I/O; the gRPC edge and the programs call them."""
