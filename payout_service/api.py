@@ -124,8 +124,8 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
         self, request: pb.RetryPayoutRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.RetryPayoutResponse:
         payout = await self._payout_or_404(request.payout_id)
-        await self.desk.attempts.retry_failed(
-            payout.id, actor=caller_identity(context), reason=request.reason or "operator retry"
+        await self.desk.retry(
+            payout, actor=caller_identity(context), reason=request.reason or "operator retry"
         )
         fresh = await self._payout_or_404(payout.payout_id)
         return pb.RetryPayoutResponse(payout=payout_to_pb(fresh))
@@ -135,8 +135,8 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
         self, request: pb.CancelPayoutRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.CancelPayoutResponse:
         payout = await self._payout_or_404(request.payout_id)
-        await self.desk.attempts.cancel(
-            payout.id, actor=caller_identity(context), reason=request.reason or "cancelled"
+        await self.desk.cancel(
+            payout, actor=caller_identity(context), reason=request.reason or "cancelled"
         )
         fresh = await self._payout_or_404(payout.payout_id)
         return pb.CancelPayoutResponse(payout=payout_to_pb(fresh))

@@ -245,3 +245,13 @@ class PayoutDesk:
         if not await self.attempts.store_signed(payout.id, attempt.number, signed_xdr, actor=actor):
             raise IllegalTransition(payout.state, PayoutState.QUEUED)
         failpoint("after_sign")
+
+    async def cancel(self, payout: Payout, *, actor: str, reason: str) -> Payout:
+        """CancelPayout: allowed while no attempt can be on the network; the current
+        attempt's sequence number is given back (AttemptStore.cancel)."""
+        return await self.attempts.cancel(payout.id, actor=actor, reason=reason)
+
+    async def retry(self, payout: Payout, *, actor: str, reason: str) -> Payout:
+        """RetryPayout: FAILED back to QUEUED for a new attempt, once no earlier attempt of
+        the payout may still land."""
+        return await self.attempts.retry_failed(payout.id, actor=actor, reason=reason)

@@ -265,7 +265,7 @@ async def test_a_never_valid_rejection_fails_at_once_and_its_number_is_replaced(
     assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["abandoned"]
     with pytest.raises(IllegalTransition, match="may still land"):
         p1 = await desk.store.get_payout("p1")
-        await desk.attempts.retry_failed(p1.id, actor="ops", reason="too soon")
+        await desk.retry(p1, actor="ops", reason="too soon")
     ledger.reject_code = None
     for n in range(2, 7):
         await create(desk, n)
@@ -279,7 +279,7 @@ async def test_a_never_valid_rejection_fails_at_once_and_its_number_is_replaced(
         "the next payout took the abandoned number"
     p1_attempts = (await attempts_by_payout(desk))["p1"]
     assert p1_attempts[0][0] == "dead" and "consumed by another transaction" in p1_attempts[0][1]
-    await desk.attempts.retry_failed(p1.id, actor="ops", reason="now it is dead")
+    await desk.retry(p1, actor="ops", reason="now it is dead")
     await run_until_settled(pipeline, ledger, rounds=3)
     assert (await states(desk))["p1"] == "CONFIRMED"
 
@@ -296,7 +296,7 @@ async def test_cancelling_a_signed_payout_gives_its_number_to_the_next_one(world
     await pipeline.prepare_once()  # p2 signed and QUEUED at +2
     p2 = await desk.store.get_payout("p2")
     assert p2.state == PayoutState.QUEUED
-    await desk.attempts.cancel(p2.id, actor="ops", reason="changed my mind")
+    await desk.cancel(p2, actor="ops", reason="changed my mind")
     for n in range(3, 8):
         await create(desk, n)
     await run_until_settled(pipeline, ledger, rounds=8)
@@ -316,7 +316,7 @@ async def test_an_unsent_attempt_above_a_freed_number_is_resequenced(world):
         await create(desk, n)
     await pipeline.prepare_once()  # +1 and +2 signed, not sent
     p1 = await desk.store.get_payout("p1")
-    await desk.attempts.cancel(p1.id, actor="ops", reason="no")
+    await desk.cancel(p1, actor="ops", reason="no")
     await run_until_settled(pipeline, ledger, rounds=4)
     assert (await states(desk)) == {"p1": "CANCELLED", "p2": "CONFIRMED"}
     p2 = (await attempts_by_payout(desk))["p2"]
@@ -427,7 +427,7 @@ async def test_a_cancelled_external_envelope_that_lands_anyway_is_recorded_once(
     await create(desk, 1)
     await pipeline.prepare_once()
     held = await desk.store.get_payout("p1")
-    await desk.attempts.cancel(held.id, actor="ops", reason="no")
+    await desk.cancel(held, actor="ops", reason="no")
     env = TransactionEnvelope.from_xdr(held.unsigned_envelope_xdr, NET)
     env.sign(source)
     ledger.pending[env.hash_hex()] = env  # submitted by its holder, not by us
@@ -456,14 +456,14 @@ async def test_cancel_before_sending_and_retry_after_failure(world):
     await create(desk, 2)
     p1 = await desk.store.get_payout("p1")
     cancelled_before = metrics.PAYOUTS_TERMINAL.labels("cancelled")._value.get()
-    await desk.attempts.cancel(p1.id, actor="ops", reason="duplicate winner")
+    await desk.cancel(p1, actor="ops", reason="duplicate winner")
     assert metrics.PAYOUTS_TERMINAL.labels("cancelled")._value.get() == cancelled_before + 1
     signer.refuse = True
     await pipeline.prepare_once()
     p2 = await desk.store.get_payout("p2")
     assert p2.state == PayoutState.FAILED
     signer.refuse = False
-    await desk.attempts.retry_failed(p2.id, actor="ops", reason="policy fixed")
+    await desk.retry(p2, actor="ops", reason="policy fixed")
     await run_until_settled(pipeline, ledger, rounds=4)
     assert (await states(desk)) == {"p1": "CANCELLED", "p2": "CONFIRMED"}
     events = await desk.store.pool.fetchval("SELECT count(*) FROM payout_events")
