@@ -8,15 +8,14 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from payout_service.adapters.payout_store import PayoutFilter
+from payout_service.app.desk import PayoutDesk
 from payout_service.convert import PB_TO_STATE, STATE_TO_PB, attempt_to_pb, payout_to_pb, timestamp
 from payout_service.core.model import Payout
 from payout_service.core.states import TERMINAL, PayoutState
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
-from payout_service.payouts import PayoutDesk
-from payout_service.programs.eligibility import create_eligible_payout
 from payout_service.programs.payout_api import create_batch, get_stats
-from payout_service.store import PayoutFilter
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 
@@ -52,10 +51,8 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
                 "metadata": dict(request.metadata), "reference": request.reference,
             }
         )
-        # The eligibility check (a reference is paid at most once) runs in the insert's
-        # SQL transaction, so every creation path goes through it.
-        result = await create_eligible_payout(
-            self.desk, validated, actor=caller_identity(context), correlation_id=corr
+        result = await self.desk.create(
+            validated, actor=caller_identity(context), correlation_id=corr
         )
         log.info("payout created" if result.created else "payout replayed", extra={
             "payout_id": result.payout.payout_id, "correlation_id": corr,
@@ -127,8 +124,8 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
         self, request: pb.RetryPayoutRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.RetryPayoutResponse:
         payout = await self._payout_or_404(request.payout_id)
-        await self.desk.attempts.retry_failed(
-            payout.id, actor=caller_identity(context), reason=request.reason or "operator retry"
+        await self.desk.retry(
+            payout, actor=caller_identity(context), reason=request.reason or "operator retry"
         )
         fresh = await self._payout_or_404(payout.payout_id)
         return pb.RetryPayoutResponse(payout=payout_to_pb(fresh))
@@ -138,8 +135,8 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
         self, request: pb.CancelPayoutRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.CancelPayoutResponse:
         payout = await self._payout_or_404(request.payout_id)
-        await self.desk.attempts.cancel(
-            payout.id, actor=caller_identity(context), reason=request.reason or "cancelled"
+        await self.desk.cancel(
+            payout, actor=caller_identity(context), reason=request.reason or "cancelled"
         )
         fresh = await self._payout_or_404(payout.payout_id)
         return pb.CancelPayoutResponse(payout=payout_to_pb(fresh))

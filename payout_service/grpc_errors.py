@@ -13,11 +13,11 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from payout_service.adapters.ledger import LedgerUnavailable, SimulationFailed, SourceAccountMissing
+from payout_service.adapters.payout_store import InvalidPageToken
+from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded
 from payout_service.core.states import IllegalTransition
 from payout_service.core.validation import FieldViolation, ValidationFailed
-from payout_service.ledger import LedgerUnavailable, SimulationFailed, SourceAccountMissing
-from payout_service.payouts import IdempotencyConflict, MaxGasExceeded
-from payout_service.store import InvalidPageToken
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from payout_service import metrics
+from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
+from payout_service.adapters.payout_store import PayoutStore, create_pool_waiting
+from payout_service.adapters.signer_client import SignerClient
 from payout_service.api import PayoutServicer
+from payout_service.app.desk import PayoutDesk, mode_for
+from payout_service.app.pipeline import Pipeline
 from payout_service.config import Config, ConfigError, ServerTls, load_config
 from payout_service.interceptors import ServiceInterceptor
-from payout_service.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.logs import configure_logging
 from payout_service.migrations import apply_migrations
-from payout_service.payouts import PayoutDesk, mode_for
-from payout_service.pipeline import Pipeline
 from payout_service.programs.wiring import Programs, start_programs
-from payout_service.signer_client import SignerClient
-from payout_service.store import PayoutStore, create_pool
 from payout_service.tracing import configure_tracing, server_interceptor
 from stellar_payouts_pb.payout.v1 import payout_pb2, payout_pb2_grpc
 
@@ -88,7 +88,7 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 
 async def start_service(config: Config) -> RunningService:
-    pool = await create_pool(config.database_url)
+    pool = await create_pool_waiting(config.database_url)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
     ledger = (

@@ -1,4 +1,4 @@
-"""CreatePayoutBatch (seed 002 executeBulkPayments): each item succeeds or fails on its own."""
+"""CreatePayoutBatch (seed 002 executeBulkPayments): one SQL transaction, all or nothing."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from payout_service.app.desk import PayoutDesk
 from payout_service.core.model import Payout
 from payout_service.core.validation import IDENTIFIER, FieldViolation, ValidationFailed
-from payout_service.ledger import SimulationFailed, SourceAccountMissing
-from payout_service.payouts import IdempotencyConflict, MaxGasExceeded, PayoutDesk
-from payout_service.programs.eligibility import create_eligible_payout
 
 
 class Outcome(StrEnum):
@@ -51,28 +49,23 @@ async def create_payout_batch(
     desk: PayoutDesk, items: Sequence[Mapping[str, object]], batch_id: str, *, actor: str,
     correlation_id: str, max_items: int,
 ) -> tuple[str, list[ItemResult]]:
-    """Items are taken in order, so a later item repeating an earlier key is a DUPLICATE and a
-    later item repeating an earlier reference is INVALID."""
+    """All or nothing, in one SQL transaction (PayoutDesk.create_many): any invalid,
+    ineligible or conflicting item rejects the whole batch with every problem named as
+    `items[i].field`. An item repeating an earlier key (in the batch or before) is a
+    DUPLICATE of that payout."""
     batch_id = check_batch(len(items), batch_id, max_items)
-    results = []
+    requests, violations = [], []
     for index, fields in enumerate(items):
-        results.append(await _one(desk, index, fields, batch_id, actor, correlation_id))
-    return batch_id, results
-
-
-async def _one(
-    desk: PayoutDesk, index: int, fields: Mapping[str, object], batch_id: str, actor: str,
-    correlation_id: str,
-) -> ItemResult:
-    try:
-        request = desk.validate(fields)
-        result = await create_eligible_payout(
-            desk, request, actor=actor, correlation_id=correlation_id, batch_id=batch_id
-        )
-    except (ValidationFailed, IdempotencyConflict) as err:
-        return ItemResult(index, Outcome.INVALID, errors=list(err.violations))
-    except (MaxGasExceeded, SimulationFailed, SourceAccountMissing) as err:
-        problem = FieldViolation("transaction", str(err) or type(err).__name__)
-        return ItemResult(index, Outcome.INVALID, errors=[problem])
-    outcome = Outcome.ACCEPTED if result.created else Outcome.DUPLICATE
-    return ItemResult(index, outcome, result.payout)
+        try:
+            requests.append(desk.validate(fields))
+        except ValidationFailed as err:
+            violations += [FieldViolation(f"items[{index}].{v.field}", v.description)
+                           for v in err.violations]
+    if violations:
+        raise ValidationFailed(violations)
+    created = await desk.create_many(requests, actor=actor, correlation_id=correlation_id,
+                                     batch_id=batch_id, item_field="items")
+    return batch_id, [
+        ItemResult(index, Outcome.ACCEPTED if r.created else Outcome.DUPLICATE, r.payout)
+        for index, r in enumerate(created)
+    ]

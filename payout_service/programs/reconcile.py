@@ -11,13 +11,15 @@ from dataclasses import dataclass
 import asyncpg
 
 from payout_service import metrics
-from payout_service.ledger import Included, LookupOutcome, NotFound
+from payout_service.adapters.ledger import Included, LedgerUnavailable, LookupOutcome, NotFound
 
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[str], Awaitable[LookupOutcome]]
 MAX_LOOKBACK_HOURS = 24 * 7  # Stellar RPC keeps getTransaction history for about 7 days
 CONCURRENT_LOOKUPS = 8
+LOOKUP_TRIES = 4
+LOOKUP_BACKOFF_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,25 @@ async def reconcile(pool: asyncpg.Pool, lookup: Lookup, lookback_hours: int) -> 
         if not p.tx_hash:
             return Mismatch(p.payout_id, "", "confirmed without a transaction hash")
         async with gate:
-            outcome = await lookup(p.tx_hash)
+            outcome = await lookup_retrying(lookup, p.tx_hash)
         problem = problem_with(p, outcome)
         return Mismatch(p.payout_id, p.tx_hash, problem) if problem else None
 
     found = await asyncio.gather(*(check(p) for p in payouts))
     return Reconciliation(len(payouts), [m for m in found if m is not None])
+
+
+async def lookup_retrying(lookup: Lookup, tx_hash: str) -> LookupOutcome:
+    """A transient RPC error (503, timeout) is retried with backoff; only a lasting outage
+    aborts the run (the loop runner records it and tries again later)."""
+    for attempt in range(1, LOOKUP_TRIES + 1):
+        try:
+            return await lookup(tx_hash)
+        except LedgerUnavailable:
+            if attempt == LOOKUP_TRIES:
+                raise
+            await asyncio.sleep(LOOKUP_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def job_lookback_hours(interval_seconds: float) -> int:

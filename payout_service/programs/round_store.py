@@ -10,9 +10,9 @@ from typing import TypeAlias
 
 import asyncpg
 
+from payout_service.adapters.payout_store import InvalidPageToken, payout_from_row
 from payout_service.core.model import Payout
 from payout_service.programs.round_states import RoundState
-from payout_service.store import InvalidPageToken, payout_from_row
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -76,11 +76,6 @@ async def mark_resolved(
     if row is None:
         raise RuntimeError(f"round {round_id} left CLOSED while locked")
     return _round(row)
-
-
-async def payout_by_key(db: Db, idempotency_key: str) -> Payout | None:
-    row = await db.fetchrow("SELECT * FROM payouts WHERE idempotency_key = $1", idempotency_key)
-    return payout_from_row(row) if row else None
 
 
 async def round_payouts(db: Db, round_id: str) -> list[Payout]:

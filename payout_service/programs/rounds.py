@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from payout_service import metrics
+from payout_service.adapters.payout_store import NewPayout
+from payout_service.app.desk import IdempotencyConflict, PayoutDesk
 from payout_service.core.idempotency import canonical_parameters, fingerprint
 from payout_service.core.model import Payout
 from payout_service.core.validation import (
@@ -18,7 +18,6 @@ from payout_service.core.validation import (
     normalize_asset,
 )
 from payout_service.grpc_errors import NotFoundError, PreconditionFailed
-from payout_service.payouts import IdempotencyConflict, PayoutDesk
 from payout_service.programs import round_store
 from payout_service.programs.round_states import (
     IllegalRoundTransition,
@@ -29,7 +28,6 @@ from payout_service.programs.round_states import (
     validate_winners,
 )
 from payout_service.programs.round_store import Round
-from payout_service.store import NewPayout, insert_payout_in
 
 
 class _ResolvedMeanwhile(Exception):
@@ -115,7 +113,9 @@ class RoundDesk:
                 assert locked is not None
                 if locked.state != RoundState.CLOSED:
                     raise _ResolvedMeanwhile
-                payouts = [await self._insert(conn, i, new, actor) for i, new in enumerate(news)]
+                created = await self.desk.insert_many(conn, requests, news, actor=actor,
+                                                      item_field="winners")
+                payouts = [self._own(i, r.payout, round_id) for i, r in enumerate(created)]
                 resolved = await round_store.mark_resolved(
                     conn, round_id, winner_count=len(payouts),
                     total_stroops=sum(p.gross_stroops for p in payouts), actor=actor,
@@ -139,23 +139,16 @@ class RoundDesk:
             ]) from None
 
     @staticmethod
-    async def _insert(
-        conn: asyncpg.Connection, index: int, new: NewPayout, actor: str
-    ) -> Payout:
-        created = await insert_payout_in(conn, new, actor=actor)
-        if created is not None:
-            return created
-        # A payout under the derived key exists already (e.g. made through CreatePayout):
-        # acceptable only if it is exactly this winner's payout of this round.
-        existing = await round_store.payout_by_key(conn, new.idempotency_key)
-        if existing is None or existing.fingerprint != new.fingerprint \
-                or existing.round_id != new.round_id:
+    def _own(index: int, payout: Payout, round_id: str) -> Payout:
+        """A payout under the derived key may exist already (e.g. made through CreatePayout,
+        with the same parameters): acceptable only if it is this round's."""
+        if payout.round_id != round_id:
             raise IdempotencyConflict([FieldViolation(
                 f"winners[{index}]",
-                f"payout_id {new.payout_id!r} or idempotency key {new.idempotency_key!r} "
-                "belongs to another payout",
+                f"payout_id {payout.payout_id!r} or idempotency key "
+                f"{payout.idempotency_key!r} belongs to another payout",
             )])
-        return existing
+        return payout
 
     async def _replay(self, current: Round, requests: list[PayoutRequest]) -> Resolution:
         """A repeated ResolveRound with the same winners returns the same payouts."""

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
+from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded, PayoutDesk
 from payout_service.core.amounts import AmountError, format_amount, parse_amount
 from payout_service.core.fees import split_fee
 from payout_service.core.model import Payout
@@ -26,12 +28,9 @@ from payout_service.core.validation import (
     normalize_asset,
 )
 from payout_service.grpc_errors import PreconditionFailed
-from payout_service.ledger import SimulationFailed, SourceAccountMissing
-from payout_service.payouts import IdempotencyConflict, MaxGasExceeded, PayoutDesk
 from payout_service.programs import run_store
 from payout_service.programs.run_store import Balance, Earning, RunError, RunRecord
 from payout_service.programs.schedule import Schedule, next_run_after, validate_schedule
-from payout_service.store import insert_payout_in
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +185,10 @@ class ScheduledRuns:
     ) -> Payout:
         new = await self.desk.new_payout(request, correlation_id=corr, batch_id=run_id)
         async with self.pool.acquire() as conn, conn.transaction():
-            payout = await insert_payout_in(conn, new, actor="scheduler")
-            if payout is None:
+            (result,) = await self.desk.insert_many(conn, [request], [new], actor="scheduler")
+            if not result.created:
                 raise RunStepFailed(f"payout {new.payout_id} already exists")
+            payout = result.payout
             marked = await run_store.mark_earnings_paid(
                 conn, balance.earning_ids, run_id, payout.payout_id
             )

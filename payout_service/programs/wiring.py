@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from payout_service.ledger import LedgerGateway
-from payout_service.payouts import PayoutDesk
+from payout_service.adapters.ledger import LedgerGateway
+from payout_service.app.desk import PayoutDesk
+from payout_service.loops import run_loop
 from payout_service.programs.admin_api import AdminServicer
-from payout_service.programs.loops import run_every
 from payout_service.programs.monitoring import Monitor
 from payout_service.programs.outbox import OutboxDelivery
 from payout_service.programs.reconcile import reconcile_job
@@ -83,7 +83,8 @@ async def start_programs(
         else:
             log.warning("PAYOUTS_WEBHOOK_URLS is empty: payout events stay in the outbox")
         programs.tasks = [
-            asyncio.create_task(run_every(name, every, step, programs.halt, pool))
+            asyncio.create_task(
+                run_loop(name, step, interval=every, halt=programs.halt, pool=pool))
             for name, every, step in steps
         ]
     return programs

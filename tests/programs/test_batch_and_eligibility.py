@@ -30,32 +30,51 @@ def item(n: int, **overrides: object) -> pb.CreatePayoutRequest:
     return pb.CreatePayoutRequest(**fields)  # type: ignore[arg-type]
 
 
-async def test_valid_items_are_created_while_others_are_invalid_or_duplicate(stack):
+async def test_a_batch_is_created_whole_with_its_duplicates_replayed(stack):
     await stack.payouts.CreatePayout(item(0))
     response = await stack.payouts.CreatePayoutBatch(pb.CreatePayoutBatchRequest(
         batch_id="weekly-42",
         items=[
             item(1),
-            item(2, destination="GBROKEN", amount="-3"),
             item(0),  # same key, same parameters as the payout made before
-            item(3, idempotency_key="k-0"),  # same key, other parameters
             item(4, destination=B, amount="2.5"),
             item(1),  # repeats item 0 of this batch
         ],
     ))
     assert response.batch_id == "weekly-42"
     outcomes = [(r.index, r.outcome) for r in response.results]
-    assert outcomes == [(0, ACCEPTED), (1, INVALID), (2, DUPLICATE), (3, INVALID),
-                        (4, ACCEPTED), (5, DUPLICATE)]
+    assert outcomes == [(0, ACCEPTED), (1, DUPLICATE), (2, ACCEPTED), (3, DUPLICATE)]
     r = response.results
-    assert {e.field for e in r[1].errors} == {"destination", "amount"}
-    assert "payout_id" in {e.field for e in r[3].errors}
     assert r[0].payout.batch_id == "weekly-42" and r[0].payout.state == pb.PAYOUT_STATE_BUILT
-    assert r[2].payout.payout_id == "p-0" and r[2].payout.batch_id == ""
-    assert r[5].payout.id == r[0].payout.id
-    assert not r[1].HasField("payout")
+    assert r[1].payout.payout_id == "p-0" and r[1].payout.batch_id == ""
+    assert r[3].payout.id == r[0].payout.id
     listed = await stack.payouts.ListPayouts(pb.ListPayoutsRequest(batch_id="weekly-42"))
     assert {p.payout_id for p in listed.payouts} == {"p-1", "p-4"}
+
+
+async def test_one_invalid_item_rejects_the_whole_batch_naming_every_problem(stack):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.payouts.CreatePayoutBatch(pb.CreatePayoutBatchRequest(items=[
+            item(1),
+            item(2, destination="GBROKEN", amount="-3"),
+            item(3),
+            item(5, amount="abc"),
+        ]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(err.value)) == \
+        {"items[1].destination", "items[1].amount", "items[3].amount"}
+    assert await stack.pool.fetchval("SELECT count(*) FROM payouts") == 0, "all or nothing"
+
+
+async def test_a_key_reused_with_other_parameters_rejects_the_whole_batch(stack):
+    await stack.payouts.CreatePayout(item(0))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.payouts.CreatePayoutBatch(pb.CreatePayoutBatchRequest(items=[
+            item(1), item(3, idempotency_key="k-0"),
+        ]))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "items[1].payout_id" in field_violations(err.value)
+    assert await stack.pool.fetchval("SELECT count(*) FROM payouts") == 1
 
 
 async def test_batch_id_is_generated_when_empty(stack):
@@ -88,15 +107,20 @@ async def test_default_limit_is_500(stack):
     assert "at most 500" in field_violations(err.value)["items"]
 
 
-async def test_a_reference_already_paid_makes_the_item_invalid(stack):
+async def test_a_reference_paid_twice_in_a_batch_rejects_it(stack):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.payouts.CreatePayoutBatch(pb.CreatePayoutBatchRequest(items=[
+            item(1, reference="task-789"),
+            item(2, reference="task-789", destination=B),
+        ]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problems = field_violations(err.value)
+    assert list(problems) == ["items[1].reference"] and "p-1" in problems["items[1].reference"]
     response = await stack.payouts.CreatePayoutBatch(pb.CreatePayoutBatchRequest(items=[
         item(1, reference="task-789"),
-        item(2, reference="task-789", destination=B),
         item(1, reference="task-789"),  # the same payout again is a duplicate, not a 2nd pay
     ]))
-    assert [r.outcome for r in response.results] == [ACCEPTED, INVALID, DUPLICATE]
-    (error,) = response.results[1].errors
-    assert error.field == "reference" and "p-1" in error.description
+    assert [r.outcome for r in response.results] == [ACCEPTED, DUPLICATE]
 
 
 async def test_a_failed_payout_frees_its_reference(stack):
@@ -125,6 +149,11 @@ async def test_concurrent_batches_pay_a_reference_once(stack):
     batches = [
         pb.CreatePayoutBatchRequest(items=[item(n, reference="task-x")]) for n in range(6)
     ]
-    await asyncio.gather(*(stack.payouts.CreatePayoutBatch(b) for b in batches))
+    answers = await asyncio.gather(*(stack.payouts.CreatePayoutBatch(b) for b in batches),
+                                   return_exceptions=True)
+    refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+    assert len(refused) == len(batches) - 1
+    assert all(a.code() == grpc.StatusCode.INVALID_ARGUMENT
+               and "items[0].reference" in field_violations(a) for a in refused)
     paid = await stack.pool.fetchval("SELECT count(*) FROM payouts WHERE reference = 'task-x'")
     assert paid == 1

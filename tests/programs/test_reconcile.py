@@ -6,7 +6,7 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.ledger import Included, NotFound
+from payout_service.adapters.ledger import Included, LedgerUnavailable, NotFound
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
@@ -88,3 +88,28 @@ async def test_the_periodic_job_exports_and_logs_what_it_found(stack_factory, ca
     assert metrics.RECONCILE_MISMATCHES._value.get() == 0, "the gauge clears once fixed"
     assert job_lookback_hours(3600) == 2 and job_lookback_hours(60) == 1
     assert job_lookback_hours(10**9) == 24 * 7
+
+
+class FlakyLedger(FakeLedger):
+    """Answers HTTP 503 (LedgerUnavailable) `failures` times before answering."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def lookup(self, tx_hash: str):
+        if self.failures:
+            self.failures -= 1
+            raise LedgerUnavailable("HTTP 503")
+        return await super().lookup(tx_hash)
+
+
+async def test_a_transient_rpc_error_does_not_abort_a_run(stack_factory):
+    ledger = FlakyLedger()
+    stack = await stack_factory(ledger=ledger)
+    tx_hash = await confirmed(stack, 1)
+    ledger.answers = {tx_hash: Included(True, 1000, "txSUCCESS", 100)}
+    ledger.failures = 1
+    response = await stack.admin.Reconcile(apb.ReconcileRequest())
+    assert response.checked == 1 and not response.mismatches
+    assert ledger.asked == [tx_hash] and ledger.failures == 0

@@ -119,7 +119,7 @@ async def test_a_conflict_found_inside_the_transaction_rolls_back_every_payout(s
             rpb.ResolveRoundRequest(round_id="round-7", winners=WINNERS)
         )
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert "winners[1]" in field_violations(err.value)
+    assert "winners[1].payout_id" in field_violations(err.value)
     assert await payouts_in_db(stack, "round-7") == 0
     got = await stack.rounds.GetRound(rpb.GetRoundRequest(round_id="round-7"))
     assert got.round.state == rpb.ROUND_STATE_CLOSED

@@ -87,3 +87,12 @@ def test_channel_accounts_need_signer_mode():
     a = Keypair.random().public_key
     with pytest.raises(ConfigError, match="PAYOUTS_CHANNEL_ACCOUNTS needs"):
         load_config({**BASE, "PAYOUTS_CHANNEL_ACCOUNTS": f"ch-a={a}"})
+
+
+def test_a_logged_database_url_never_shows_its_password():
+    from payout_service.adapters.payout_store import redacted_dsn
+
+    assert redacted_dsn("postgresql://payouts:s3cr3t@db:5432/payouts") == \
+        "postgresql://payouts:***@db:5432/payouts"
+    assert redacted_dsn("postgresql://postgres@127.0.0.1:5432/postgres") == \
+        "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -28,7 +28,7 @@ def test_a_correctly_signed_envelope_is_accepted():
     expected = envelope.hash_hex()
     envelope.sign(source)
     assert signed_envelope_problem(
-        envelope.to_xdr(), expected_hash=expected, signer=source.public_key, network_passphrase=NET
+        envelope.to_xdr(), expected_hash=expected, network_passphrase=NET
     ) is None
 
 
@@ -39,7 +39,7 @@ def test_changed_contents_are_refused():
     envelope.transaction.fee += 1
     envelope.sign(source)
     problem = signed_envelope_problem(
-        envelope.to_xdr(), expected_hash=expected, signer=source.public_key, network_passphrase=NET
+        envelope.to_xdr(), expected_hash=expected, network_passphrase=NET
     )
     assert problem and "hash differs" in problem
 
@@ -50,14 +50,66 @@ def test_a_signature_by_another_key_is_refused():
     expected = envelope.hash_hex()
     envelope.sign(stranger)
     problem = signed_envelope_problem(
-        envelope.to_xdr(), expected_hash=expected, signer=source.public_key, network_passphrase=NET
+        envelope.to_xdr(), expected_hash=expected, network_passphrase=NET
     )
     assert problem and "not signed by the source account" in problem
 
 
+def test_an_extra_signature_is_refused_naming_it():
+    source = Keypair.random()
+    envelope = unsigned(source)
+    expected = envelope.hash_hex()
+    envelope.sign(source)
+    envelope.sign(Keypair.random())
+    problem = signed_envelope_problem(envelope.to_xdr(), expected_hash=expected,
+                                      network_passphrase=NET)
+    assert problem and "signature 1" in problem and "txBAD_AUTH_EXTRA" in problem
+
+
+def test_a_duplicate_signature_is_refused():
+    source = Keypair.random()
+    envelope = unsigned(source)
+    expected = envelope.hash_hex()
+    envelope.sign(source)
+    envelope.signatures.append(envelope.signatures[0])  # the SDK refuses to add it twice
+    problem = signed_envelope_problem(envelope.to_xdr(), expected_hash=expected,
+                                      network_passphrase=NET)
+    assert problem and "signature 1 repeats" in problem
+
+
+def test_a_channel_transaction_needs_both_the_channel_and_the_payer():
+    payer, channel = Keypair.random(), Keypair.random()
+    params = TxParams(channel.public_key, 42, 0, 2_000_000_000, NET)
+    call = payout_call("XLM", NET, None, "transfer")
+    envelope = build_payout_transaction(
+        params, call, payer=payer.public_key, destination=Keypair.random().public_key,
+        amount_stroops=5, operation_source=payer.public_key,
+    )
+    expected = envelope.hash_hex()
+    envelope.sign(channel)
+    problem = signed_envelope_problem(envelope.to_xdr(), expected_hash=expected,
+                                      network_passphrase=NET)
+    assert problem == f"is not signed by the source account {payer.public_key}"
+    envelope.sign(payer)
+    assert signed_envelope_problem(envelope.to_xdr(), expected_hash=expected,
+                                   network_passphrase=NET) is None
+
+
+def test_a_tampered_signature_with_the_right_hint_is_refused():
+    source = Keypair.random()
+    envelope = unsigned(source)
+    expected = envelope.hash_hex()
+    envelope.sign(source)
+    sig = envelope.signatures[0]
+    sig.signature = bytes(64)
+    problem = signed_envelope_problem(envelope.to_xdr(), expected_hash=expected,
+                                      network_passphrase=NET)
+    assert problem and "does not verify" in problem
+
+
 def test_garbage_is_refused_without_a_traceback():
     problem = signed_envelope_problem(
-        "bm9wZQ==", expected_hash="00", signer=Keypair.random().public_key, network_passphrase=NET
+        "bm9wZQ==", expected_hash="00", network_passphrase=NET
     )
     assert problem == "is not a base64 TransactionEnvelope XDR"
 

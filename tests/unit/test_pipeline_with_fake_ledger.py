@@ -15,15 +15,16 @@ import pytest
 from stellar_sdk import Keypair
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
+from payout_service import metrics
+from payout_service.adapters.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
+from payout_service.adapters.payout_store import PayoutStore, create_pool
+from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
+from payout_service.app.desk import PayoutDesk
+from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
-from payout_service.core.states import PayoutState
+from payout_service.core.states import IllegalTransition, PayoutState
 from payout_service.core.validation import AmountLimits, validate_payout_request
-from payout_service.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
 from payout_service.migrations import apply_migrations
-from payout_service.payouts import PayoutDesk
-from payout_service.pipeline import Pipeline
-from payout_service.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
-from payout_service.store import PayoutStore, create_pool
 
 NET = "Test SDF Network ; September 2015"
 # Real sequence numbers start at ledger << 32: far beyond int32, as in production.
@@ -249,52 +250,99 @@ async def test_a_sequence_used_by_another_transaction_proves_death_at_once(world
     assert seq == START_SEQ + 6, "re-synced past the foreign transaction"
 
 
-async def test_a_number_given_back_below_live_attempts_is_reused_first(world):
-    """p1's attempt dies after p2 and p3 reserved +2 and +3: its +1 must be reused, or the
-    account's later transactions could never land (txBAD_SEQ until they expire)."""
-    make, _ = world
-    desk, pipeline, ledger, signer = make("signer")
-    ledger.one_pending = True
-    for n in range(1, 4):
-        await create(desk, n)
-    signer.unavailable = True
-    await pipeline.prepare_once()  # +1, +2, +3 reserved and built, none signed
-    signer.unavailable, signer.refuse_next = False, 1
-    await pipeline.prepare_once()  # p1 refused after p2 and p3 hold +2 and +3
-    assert (await states(desk))["p1"] == "FAILED"
-    released = await desk.store.pool.fetch("SELECT sequence FROM released_sequences")
-    assert [r["sequence"] for r in released] == [START_SEQ + 1]
-    await create(desk, 4)
-    await run_until_settled(pipeline, ledger, rounds=8)
-    assert (await states(desk)) == {"p1": "FAILED", "p2": "CONFIRMED", "p3": "CONFIRMED",
-                                    "p4": "CONFIRMED"}
-    p4_seq = await desk.store.pool.fetchval(
-        """SELECT a.sequence FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
-           WHERE p.payout_id = 'p4'""")
-    assert p4_seq == START_SEQ + 1
-    attempts = await attempts_by_payout(desk)
-    assert all(len(a) == 1 for a in attempts.values()), "nobody needed a second attempt"
-
-
-async def test_a_permanent_rejection_fails_only_once_proven_dead_and_is_not_resent(world):
+async def test_a_never_valid_rejection_fails_at_once_and_its_number_is_replaced(world):
+    """txBAD_AUTH can never become valid: the payout fails now (not at max_time), the envelope
+    is ABANDONED and its number goes to the next payout, whose transaction replaces it; once
+    that lands the abandoned envelope is dead by construction."""
     make, _ = world
     desk, pipeline, ledger, _ = make("signer")
     ledger.reject_code = "txBAD_AUTH"
     await create(desk, 1)
     await pipeline.prepare_once()
     await pipeline.send_once()
-    for _ in range(3):  # within the 30 s window: not proven dead, so not FAILED yet
-        ledger.close(seconds=5)
-        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-        await pipeline.confirm_once()
-    assert (await states(desk)) == {"p1": "SUBMITTED"}
-    assert ledger.sends == 1, "an envelope refused for good is not re-sent"
-    ledger.close(seconds=60)
-    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-    await pipeline.confirm_once()
     row = await desk.store.pool.fetchrow("SELECT state, failure_code FROM payouts")
     assert (row["state"], row["failure_code"]) == ("FAILED", "txBAD_AUTH")
-    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["dead"]
+    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["abandoned"]
+    with pytest.raises(IllegalTransition, match="may still land"):
+        p1 = await desk.store.get_payout("p1")
+        await desk.retry(p1, actor="ops", reason="too soon")
+    ledger.reject_code = None
+    for n in range(2, 7):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger, rounds=8)
+    assert {k: v for k, v in (await states(desk)).items() if k != "p1"} == \
+        {f"p{n}": "CONFIRMED" for n in range(2, 7)}
+    assert ledger.sends == 6, "the refused envelope was never re-sent"
+    seqs = await desk.store.pool.fetch(
+        "SELECT sequence FROM payout_attempts WHERE status = 'included' ORDER BY sequence")
+    assert [r["sequence"] for r in seqs] == list(range(START_SEQ + 1, START_SEQ + 6)), \
+        "the next payout took the abandoned number"
+    p1_attempts = (await attempts_by_payout(desk))["p1"]
+    assert p1_attempts[0][0] == "dead" and "consumed by another transaction" in p1_attempts[0][1]
+    await desk.retry(p1, actor="ops", reason="now it is dead")
+    await run_until_settled(pipeline, ledger, rounds=3)
+    assert (await states(desk))["p1"] == "CONFIRMED"
+
+
+async def test_cancelling_a_signed_payout_gives_its_number_to_the_next_one(world):
+    """The issue's first finding: B signed and queued, cancelled; C must not wait behind B's
+    number."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    ledger.one_pending = True
+    await create(desk, 1)
+    await run_until_settled(pipeline, ledger, rounds=2)
+    await create(desk, 2)
+    await pipeline.prepare_once()  # p2 signed and QUEUED at +2
+    p2 = await desk.store.get_payout("p2")
+    assert p2.state == PayoutState.QUEUED
+    await desk.cancel(p2, actor="ops", reason="changed my mind")
+    for n in range(3, 8):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger, rounds=8)
+    current = await states(desk)
+    assert current.pop("p2") == "CANCELLED"
+    assert set(current.values()) == {"CONFIRMED"}, current
+    assert len(ledger.included) == 6
+    assert [s for s, _ in (await attempts_by_payout(desk))["p2"]] == ["cancelled"]
+
+
+async def test_an_unsent_attempt_above_a_freed_number_is_resequenced(world):
+    """p1 cancelled after p2 was signed at +2: p2 never left us, so it is rebuilt at +1
+    instead of waiting behind a hole."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    for n in (1, 2):
+        await create(desk, n)
+    await pipeline.prepare_once()  # +1 and +2 signed, not sent
+    p1 = await desk.store.get_payout("p1")
+    await desk.cancel(p1, actor="ops", reason="no")
+    await run_until_settled(pipeline, ledger, rounds=4)
+    assert (await states(desk)) == {"p1": "CANCELLED", "p2": "CONFIRMED"}
+    p2 = (await attempts_by_payout(desk))["p2"]
+    assert [s for s, _ in p2] == ["superseded", "included"], p2
+    seq = await desk.store.pool.fetchval(
+        "SELECT sequence FROM payout_attempts WHERE status = 'included'")
+    assert seq == START_SEQ + 1
+
+
+async def test_a_hole_found_on_bad_seq_is_filled_by_the_next_payout(world):
+    """A number lost without a trace (e.g. a row restored from backup): txBAD_SEQ too early
+    re-syncs from the chain and the next reservation fills the hole."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    await create(desk, 0)
+    await run_until_settled(pipeline, ledger, rounds=2)
+    await desk.store.pool.execute("UPDATE source_accounts SET next_sequence = next_sequence + 1")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()  # +3 while the chain is at +1: too early
+    free = await desk.store.pool.fetch("SELECT sequence FROM released_sequences")
+    assert [r["sequence"] for r in free] == [START_SEQ + 2]
+    await create(desk, 2)
+    await run_until_settled(pipeline, ledger, rounds=6)
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
+    assert len(ledger.included) == 3
 
 
 async def test_an_overdue_confirmation_polls_slower_and_never_rebuilds_without_proof(world):
@@ -370,19 +418,52 @@ async def test_external_signing_waits_then_queues_a_verified_signature(world):
     assert (await states(desk)) == {"p1": "CONFIRMED"}
 
 
+async def test_a_cancelled_external_envelope_that_lands_anyway_is_recorded_once(world):
+    """The holder of a handed-out envelope submits it after the cancel. It lands: the payout
+    is recorded CONFIRMED (paid once), and its number is taken back out of the free ones so
+    the next payout is built above it."""
+    make, source = world
+    desk, pipeline, ledger, _ = make("external")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    held = await desk.store.get_payout("p1")
+    await desk.cancel(held, actor="ops", reason="no")
+    env = TransactionEnvelope.from_xdr(held.unsigned_envelope_xdr, NET)
+    env.sign(source)
+    ledger.pending[env.hash_hex()] = env  # submitted by its holder, not by us
+    ledger.close()
+    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+    await pipeline.confirm_once()
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["included"]
+    await create(desk, 2)
+    for _ in range(4):
+        await pipeline.prepare_once()
+        p2 = await desk.store.get_payout("p2")
+        if p2.state == PayoutState.AWAITING_SIGNATURE:
+            env = TransactionEnvelope.from_xdr(p2.unsigned_envelope_xdr, NET)
+            env.sign(source)
+            await desk.accept_signed(p2, env.to_xdr(), actor="ops")
+        await run_until_settled(pipeline, ledger, rounds=1)
+    assert (await states(desk)) == {"p1": "CONFIRMED", "p2": "CONFIRMED"}
+    assert len(ledger.included) == 2
+
+
 async def test_cancel_before_sending_and_retry_after_failure(world):
     make, _ = world
     desk, pipeline, ledger, signer = make("signer")
     await create(desk, 1)
     await create(desk, 2)
     p1 = await desk.store.get_payout("p1")
-    await desk.attempts.cancel(p1.id, actor="ops", reason="duplicate winner")
+    cancelled_before = metrics.PAYOUTS_TERMINAL.labels("cancelled")._value.get()
+    await desk.cancel(p1, actor="ops", reason="duplicate winner")
+    assert metrics.PAYOUTS_TERMINAL.labels("cancelled")._value.get() == cancelled_before + 1
     signer.refuse = True
     await pipeline.prepare_once()
     p2 = await desk.store.get_payout("p2")
     assert p2.state == PayoutState.FAILED
     signer.refuse = False
-    await desk.attempts.retry_failed(p2.id, actor="ops", reason="policy fixed")
+    await desk.retry(p2, actor="ops", reason="policy fixed")
     await run_until_settled(pipeline, ledger, rounds=4)
     assert (await states(desk)) == {"p1": "CANCELLED", "p2": "CONFIRMED"}
     events = await desk.store.pool.fetchval("SELECT count(*) FROM payout_events")
@@ -403,6 +484,33 @@ async def test_concurrent_pipelines_never_double_pay(world):
         await asyncio.gather(pipeline_a.confirm_once(), pipeline_b.confirm_once())
     assert set((await states(desk)).values()) == {"CONFIRMED"}
     assert len(ledger.included) == 8
+
+
+async def test_a_signer_outage_backs_off_instead_of_spinning(world):
+    """The preparer raises to the loop runner on the first unavailable signature, so one pass
+    makes one signing call, and the runner waits longer after each failure."""
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    for n in range(3):
+        await create(desk, n)
+    signer.unavailable = True
+    calls = 0
+    real = signer.sign_transaction
+
+    async def counting(envelope_xdr: str, **kw: object) -> SignedEnvelope:
+        nonlocal calls
+        calls += 1
+        return await real(envelope_xdr, **kw)
+
+    signer.sign_transaction = counting  # type: ignore[method-assign]
+    with pytest.raises(SignerUnavailable):
+        await pipeline.prepare_once()
+    assert calls == 1
+    built = await desk.store.pool.fetchval("SELECT count(*) FROM payout_attempts")
+    assert built == 1, "no numbers reserved for payouts that cannot be signed now"
+    signer.unavailable = False
+    await run_until_settled(pipeline, ledger, rounds=6)
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
 
 
 async def test_outbox_events_exist_only_for_confirmed_and_failed_payouts(world):

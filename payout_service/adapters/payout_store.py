@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import PayoutState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,6 @@ class NewPayout:
     trace_context: str = ""
 
 
-class PayoutIdTaken(Exception):
-    """The caller's payout_id already belongs to a payout with another idempotency key."""
-
-
 @dataclass(frozen=True)
 class PayoutFilter:
     states: Sequence[PayoutState] = ()
@@ -60,6 +61,38 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     )
     assert pool is not None  # noqa: S101 - asyncpg types the pool as Optional
     return pool
+
+
+# Reasons to wait rather than exit: the server is not (yet) reachable or not accepting.
+_TRANSIENT_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.CannotConnectNowError,
+                             asyncpg.TooManyConnectionsError)
+
+
+def redacted_dsn(dsn: str) -> str:
+    """The DSN as it may be logged: any password replaced by ***."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def create_pool_waiting(dsn: str, *, max_backoff: float = 30.0) -> asyncpg.Pool:
+    """create_pool, waiting with exponential backoff while PostgreSQL is unreachable (a
+    replica started before its database keeps trying instead of exiting). One log line per
+    try, naming DATABASE_URL without its password; other errors (bad credentials, unknown
+    database) are raised at once."""
+    failures = 0
+    while True:
+        try:
+            return await create_pool(dsn)
+        except _TRANSIENT_CONNECT_ERRORS as err:
+            failures += 1
+            wait = min(max_backoff, 0.5 * 2 ** (failures - 1))
+            log.warning("PostgreSQL unreachable; waiting", extra={
+                "database_url": redacted_dsn(dsn), "error": f"{type(err).__name__}: {err}"[:200],
+                "tries": failures, "retry_in_seconds": wait})
+            await asyncio.sleep(wait)
 
 
 _ATTEMPT_COLUMNS = [n for n in Attempt.__dataclass_fields__
@@ -90,21 +123,6 @@ class PayoutStore:
     async def find_by_idempotency_key(self, key: str) -> Payout | None:
         row = await self.pool.fetchrow("SELECT * FROM payouts WHERE idempotency_key = $1", key)
         return payout_from_row(row) if row else None
-
-    async def insert_payout(self, new: NewPayout, *, actor: str) -> tuple[Payout, bool]:
-        """Inserts the payout and its first audit event atomically.
-
-        Returns (payout, True) when created, (existing, False) when the idempotency key was
-        already used. Raises PayoutIdTaken if only the payout_id collides.
-        """
-        async with self.pool.acquire() as conn, conn.transaction():
-            created = await insert_payout_in(conn, new, actor=actor)
-            if created is not None:
-                return created, True
-        existing = await self.find_by_idempotency_key(new.idempotency_key)
-        if existing is None:
-            raise PayoutIdTaken(new.payout_id)
-        return existing, False
 
     async def get_payout(self, ident: str) -> Payout | None:
         """By server id (UUID) or by the caller's payout_id."""
@@ -196,32 +214,61 @@ def decode_page_token(token: str) -> tuple[datetime, UUID]:
         raise InvalidPageToken("page_token is not a token this service issued") from None
 
 
-async def insert_payout_in(
-    conn: asyncpg.Connection, new: NewPayout, *, actor: str
-) -> Payout | None:
-    """Inserts the payout with its creation event on `conn` (the caller owns the SQL
-    transaction). None when the idempotency key or payout_id already exists."""
-    row = await conn.fetchrow(
-        """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
-               destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
-               unsigned_envelope_xdr, metadata, reference, correlation_id, round_id,
-               batch_id, needs_attempt, trace_context)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)
-           ON CONFLICT DO NOTHING
-           RETURNING *""",
-        uuid4(), new.payout_id, new.idempotency_key, new.fingerprint, new.parameters,
-        new.destination, new.asset, new.gross_stroops, new.fee_stroops,
-        new.net_stroops, new.state.value, new.mode, new.unsigned_envelope_xdr,
-        new.metadata, new.reference, new.correlation_id, new.round_id, new.batch_id,
-        new.state == PayoutState.ACCEPTED, new.trace_context,
+_INSERT_COLUMNS = (
+    ("id", "uuid"), ("payout_id", "text"), ("idempotency_key", "text"),
+    ("fingerprint", "text"), ("parameters", "jsonb"), ("destination", "text"),
+    ("asset", "text"), ("gross_stroops", "bigint"), ("fee_stroops", "bigint"),
+    ("net_stroops", "bigint"), ("state", "text"), ("mode", "text"),
+    ("unsigned_envelope_xdr", "text"), ("metadata", "jsonb"), ("reference", "text"),
+    ("correlation_id", "text"), ("round_id", "text"), ("batch_id", "text"),
+    ("needs_attempt", "boolean"), ("trace_context", "text"),
+)
+_INSERT_SQL = (
+    f"INSERT INTO payouts ({', '.join(c for c, _ in _INSERT_COLUMNS)}) "  # noqa: S608
+    "SELECT * FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, (_, t) in enumerate(_INSERT_COLUMNS, start=1))
+    + ") ON CONFLICT DO NOTHING RETURNING *"
+)
+
+
+async def insert_payouts_in(
+    conn: asyncpg.Connection, news: Sequence[NewPayout], *, actor: str
+) -> list[Payout | None]:
+    """Inserts the payouts and their creation events with two statements, on `conn` (the
+    caller owns the SQL transaction). In input order: the new payout, or None where the
+    idempotency key or payout_id exists already (or repeats an earlier item)."""
+    if not news:
+        return []
+    values = [
+        (uuid4(), n.payout_id, n.idempotency_key, n.fingerprint, n.parameters, n.destination,
+         n.asset, n.gross_stroops, n.fee_stroops, n.net_stroops, n.state.value, n.mode,
+         n.unsigned_envelope_xdr, n.metadata, n.reference, n.correlation_id, n.round_id,
+         n.batch_id, n.state == PayoutState.ACCEPTED, n.trace_context)
+        for n in news
+    ]
+    rows = await conn.fetch(_INSERT_SQL, *(list(column) for column in zip(*values, strict=True)))
+    await conn.execute(
+        """INSERT INTO payout_events (payout_id, from_state, to_state, reason, actor,
+               correlation_id)
+           SELECT id, NULL, state, 'created', $2, corr
+           FROM unnest($1::uuid[], $3::text[], $4::text[]) AS t(id, state, corr)""",
+        [r["id"] for r in rows], actor, [r["state"] for r in rows],
+        [r["correlation_id"] for r in rows],
     )
-    if row is None:
-        return None
-    await record_event(
-        conn, row["id"], None, new.state, reason="created", actor=actor,
-        correlation_id=new.correlation_id,
+    by_key = {r["idempotency_key"]: r for r in rows}
+    out: list[Payout | None] = []
+    for n in news:
+        row = by_key.pop(n.idempotency_key, None)
+        out.append(payout_from_row(row) if row is not None else None)
+    return out
+
+
+async def payouts_by_keys(db: asyncpg.Pool | asyncpg.Connection, keys: Sequence[str],
+                          ) -> dict[str, Payout]:
+    rows = await db.fetch(
+        "SELECT * FROM payouts WHERE idempotency_key = ANY($1::text[])", list(set(keys))
     )
-    return payout_from_row(row)
+    return {r["idempotency_key"]: payout_from_row(r) for r in rows}
 
 
 async def get_payout_in(db: asyncpg.Pool | asyncpg.Connection, ident: str) -> Payout | None:

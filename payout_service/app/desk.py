@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from payout_service.attempt_store import AttemptStore
+import asyncpg
+
+from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.ledger import LedgerGateway
+from payout_service.adapters.payout_store import (
+    NewPayout,
+    PayoutStore,
+    insert_payouts_in,
+    payouts_by_keys,
+)
 from payout_service.config import Config
 from payout_service.core.envelopes import signed_envelope_problem
 from payout_service.core.fees import split_fee
@@ -22,8 +31,7 @@ from payout_service.core.validation import (
     validate_payout_request,
 )
 from payout_service.failpoints import failpoint
-from payout_service.ledger import LedgerGateway
-from payout_service.store import NewPayout, PayoutIdTaken, PayoutStore
+from payout_service.programs.eligibility import lock_references, reference_problems
 from payout_service.tracing import current_traceparent
 
 
@@ -47,6 +55,28 @@ class MaxGasExceeded(Exception):
 class CreateResult:
     payout: Payout
     created: bool
+
+
+def replay(existing: Payout | None, request: PayoutRequest) -> CreateResult:
+    """The same idempotency key again: the stored payout if the parameters match, else a
+    conflict naming the fields that differ (invariant 5). None: the key is free but the
+    payout_id belongs to another key."""
+    if existing is None:
+        raise IdempotencyConflict([FieldViolation(
+            "payout_id", "already used by a payout with another idempotency key")])
+    params = canonical_parameters(request)
+    if existing.fingerprint != fingerprint(params):
+        raise IdempotencyConflict(differing_fields(existing.parameters, params))
+    return CreateResult(existing, False)
+
+
+def _item_fields(
+    item_field: str, index: int, violations: Sequence[FieldViolation]
+) -> list[FieldViolation]:
+    if not item_field:
+        return list(violations)
+    return [FieldViolation(f"{item_field}[{index}].{v.field}", v.description)
+            for v in violations]
 
 
 def mode_for(config: Config) -> str:
@@ -84,24 +114,69 @@ class PayoutDesk:
         self, request: PayoutRequest, *, actor: str, correlation_id: str,
         round_id: str | None = None, batch_id: str | None = None,
     ) -> CreateResult:
-        params = canonical_parameters(request)
-        digest = fingerprint(params)
-        existing = await self.store.find_by_idempotency_key(request.idempotency_key)
-        if existing is not None:
-            return self._replay(existing, params, digest)
-        new = await self.new_payout(
-            request, correlation_id=correlation_id, round_id=round_id, batch_id=batch_id
+        """The one way a payout is created (CreatePayout); see create_many."""
+        (result,) = await self.create_many(
+            [request], actor=actor, correlation_id=correlation_id, round_id=round_id,
+            batch_id=batch_id,
         )
-        try:
-            payout, created = await self.store.insert_payout(new, actor=actor)
-        except PayoutIdTaken:
-            taken = FieldViolation(
-                "payout_id", "already used by a payout with another idempotency key"
-            )
-            raise IdempotencyConflict([taken]) from None
-        if not created:
-            return self._replay(payout, params, digest)
-        return CreateResult(payout, True)
+        return result
+
+    async def create_many(
+        self, requests: Sequence[PayoutRequest], *, actor: str, correlation_id: str,
+        round_id: str | None = None, batch_id: str | None = None, item_field: str = "",
+    ) -> list[CreateResult]:
+        """Creates (or replays) every request in ONE SQL transaction: all or nothing.
+        Violations name the item as `{item_field}[i].field` when item_field is given."""
+        known = await payouts_by_keys(self.store.pool, [r.idempotency_key for r in requests])
+        news: list[NewPayout | None] = []
+        violations: list[FieldViolation] = []
+        for index, request in enumerate(requests):
+            if request.idempotency_key in known:
+                news.append(None)  # a replay: nothing to build
+                continue
+            try:
+                news.append(await self.new_payout(
+                    request, correlation_id=correlation_id, round_id=round_id,
+                    batch_id=batch_id))
+            except ValidationFailed as err:
+                violations += _item_fields(item_field, index, err.violations)
+        if violations:
+            raise ValidationFailed(violations)
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            return await self.insert_many(conn, requests, news, actor=actor,
+                                          item_field=item_field)
+
+    async def insert_many(
+        self, conn: asyncpg.Connection, requests: Sequence[PayoutRequest],
+        news: Sequence[NewPayout | None], *, actor: str, item_field: str = "",
+    ) -> list[CreateResult]:
+        """Inside the caller's SQL transaction (batches, rounds, scheduled runs): eligibility
+        under reference locks, one bulk insert, idempotent replays. Raises (so the caller's
+        transaction rolls back) if any item is not eligible or conflicts with a stored
+        payout."""
+        await lock_references(conn, [r.reference for r in requests])
+        problems = await reference_problems(
+            conn, [(r.reference, r.idempotency_key, r.payout_id) for r in requests])
+        if problems:
+            raise ValidationFailed([v for i, p in sorted(problems.items())
+                                    for v in _item_fields(item_field, i, [p])])
+        inserted = await insert_payouts_in(conn, [n for n in news if n is not None], actor=actor)
+        created = iter(inserted)
+        rows = [next(created) if n is not None else None for n in news]
+        existing = await payouts_by_keys(
+            conn, [r.idempotency_key for r, row in zip(requests, rows, strict=True) if row is None])
+        results, conflicts = [], []
+        for index, (request, row) in enumerate(zip(requests, rows, strict=True)):
+            if row is not None:
+                results.append(CreateResult(row, True))
+                continue
+            try:
+                results.append(replay(existing.get(request.idempotency_key), request))
+            except IdempotencyConflict as err:
+                conflicts += _item_fields(item_field, index, err.violations)
+        if conflicts:
+            raise IdempotencyConflict(conflicts)
+        return results
 
     async def new_payout(
         self, request: PayoutRequest, *, correlation_id: str, round_id: str | None = None,
@@ -130,12 +205,6 @@ class PayoutDesk:
             trace_context=current_traceparent(),
         )
 
-    @staticmethod
-    def _replay(existing: Payout, params: dict[str, object], digest: str) -> CreateResult:
-        if existing.fingerprint != digest:
-            raise IdempotencyConflict(differing_fields(existing.parameters, params))
-        return CreateResult(existing, False)
-
     async def _build_unsigned(self, destination: str, amount: int, asset: str) -> str:
         cfg = self.config
         sequence = 1
@@ -161,13 +230,14 @@ class PayoutDesk:
         return prepared.to_xdr()
 
     async def accept_signed(self, payout: Payout, signed_xdr: str, *, actor: str) -> None:
-        """External signing: the envelope must be exactly the one we built, signed by the
-        source account, for our network. Then it is queued like a signer-service signature."""
+        """External signing: the envelope must be exactly the one we built, for our network,
+        with exactly the signatures it needs (core/envelopes.py). Then it is queued like a
+        signer-service signature."""
         if payout.state != PayoutState.AWAITING_SIGNATURE or payout.current_attempt is None:
             raise IllegalTransition(payout.state, PayoutState.QUEUED)
         attempt = payout.current_attempt
         problem = signed_envelope_problem(
-            signed_xdr, expected_hash=attempt.tx_hash, signer=attempt.source_account,
+            signed_xdr, expected_hash=attempt.tx_hash,
             network_passphrase=self.config.network_passphrase,
         )
         if problem:
@@ -175,3 +245,13 @@ class PayoutDesk:
         if not await self.attempts.store_signed(payout.id, attempt.number, signed_xdr, actor=actor):
             raise IllegalTransition(payout.state, PayoutState.QUEUED)
         failpoint("after_sign")
+
+    async def cancel(self, payout: Payout, *, actor: str, reason: str) -> Payout:
+        """CancelPayout: allowed while no attempt can be on the network; the current
+        attempt's sequence number is given back (AttemptStore.cancel)."""
+        return await self.attempts.cancel(payout.id, actor=actor, reason=reason)
+
+    async def retry(self, payout: Payout, *, actor: str, reason: str) -> Payout:
+        """RetryPayout: FAILED back to QUEUED for a new attempt, once no earlier attempt of
+        the payout may still land."""
+        return await self.attempts.retry_failed(payout.id, actor=actor, reason=reason)

@@ -1,0 +1,381 @@
+"""Attempt use cases in PostgreSQL: build, sign, confirm, die, give up, cancel, retry.
+
+Every state change goes through payout_service/adapters/transitions.py inside one SQL transaction
+with its audit (and outbox) rows (invariant 4), taking locks in the documented order: the
+payout row, then its attempts, then source_accounts / released_sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from payout_service.adapters.payout_store import _attempt, payout_from_row
+from payout_service.adapters.sequences import (
+    consumed_through,
+    lease_channel,
+    lock_source,
+    release_sequence,
+    renumber_from_chain,
+    reserve_sequence,
+)
+from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
+from payout_service.core.model import Attempt, Payout
+from payout_service.core.states import (
+    AttemptMayStillLand,
+    AttemptStatus,
+    PayoutState,
+    given_up,
+)
+
+A = AttemptStatus
+S = PayoutState
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    source_account: str
+    sequence: int
+    min_time: datetime
+    max_time: datetime
+    envelope_xdr: str
+    tx_hash: str
+    fee_stroops: int
+    # Set when the envelope is handed out unsigned (external signing): its holder could
+    # submit it from this ledger on, so proofs of death need history back to it.
+    handed_out_at_ledger: int | None = None
+
+
+class AttemptBuilder:
+    """Callable that builds the envelope once the source and sequence number are reserved.
+
+    With `channels`, the transaction's source is whichever channel account has nothing in
+    flight (leased in the reserving SQL transaction); else it is `source_account`.
+    """
+
+    source_account: str
+    channels: tuple[str, ...] = ()
+
+    def __call__(self, source: str, sequence: int) -> NewAttempt:  # pragma: no cover
+        raise NotImplementedError
+
+
+class AttemptStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # ---- preparing attempts -----------------------------------------------------------
+
+    async def create_attempt(
+        self, payout_uuid: UUID, build: AttemptBuilder, *, external: bool
+    ) -> tuple[Payout, Attempt] | None:
+        """Locks the payout, reserves the next sequence number, stores the built envelope:
+        one SQL transaction (DESIGN.md section 4). None if another worker got there first,
+        or no source can take a transaction now."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",
+                payout_uuid,
+            )
+            if row is None:
+                return None
+            payout = payout_from_row(row)
+            source = build.source_account
+            if build.channels:
+                leased = await lease_channel(conn, build.channels)
+                if leased is None:
+                    return None  # every channel has a transaction in flight
+                source = leased
+            if external and await _awaits_signature(conn, source):
+                # One envelope per source waits for an outside signature at a time, so an
+                # unsigned number never sits below a signed one: a signature that never comes
+                # delays later payouts by one signing window at most, not for ever.
+                return None
+            sequence = await reserve_sequence(conn, source)
+            new = build(source, sequence)
+            number = payout.attempt_count + 1
+            arow = await conn.fetchrow(
+                """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
+                       min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status,
+                       trace_context, submitted_ledger)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'built',$10,$11) RETURNING *""",
+                payout.id, number, new.source_account, new.sequence, new.min_time,
+                new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
+                payout.trace_context, new.handed_out_at_ledger,
+            )
+            sets: dict[str, object] = {"needs_attempt": False, "attempt_count": number}
+            if external:
+                sets["unsigned_envelope_xdr"] = new.envelope_xdr
+            built = await move_payout(
+                conn, payout.id, S.AWAITING_SIGNATURE if external else payout.state,
+                reason="attempt built", actor="preparer", attempt=number,
+                only_from=frozenset({payout.state}), sets=sets,
+            )
+            attempt = _attempt(arow, built)
+            return payout_from_row_with(built, attempt), attempt
+
+    async def store_signed(
+        self, payout_uuid: UUID, number: int, signed_xdr: str, *, actor: str
+    ) -> bool:
+        """Stores the signed envelope and queues the payout. False if no longer applicable."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchval(
+                "SELECT attempt_count FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid
+            )
+            if current != number:
+                return False
+            status = await conn.fetchval(
+                "SELECT status FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+                payout_uuid, number,
+            )
+            if status != A.BUILT:
+                return False
+            await move_attempt(conn, payout_uuid, number, A.SIGNED,
+                               sets={"envelope_xdr": signed_xdr, "signed": True})
+            await move_payout(conn, payout_uuid, S.QUEUED, reason="signed", actor=actor,
+                              attempt=number)
+            return True
+
+    async def refuse_unsent(
+        self, payout_uuid: UUID, number: int, *, code: str, message: str, actor: str
+    ) -> None:
+        """Permanent refusal before sending (e.g. signer policy): the attempt never left us,
+        so its number is free at once."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            attempt = await move_attempt(conn, payout_uuid, number, A.REJECTED,
+                                         only_from=frozenset({A.BUILT}),
+                                         sets={"result_code": code})
+            await release_sequence(conn, attempt.source_account, attempt.sequence)
+            await _fail(conn, payout_uuid, code, message, number, actor)
+
+    async def fail_before_build(self, payout: Payout, code: str, message: str) -> bool:
+        """Simulation failed or too expensive: no attempt, no number. False if another worker
+        holds the payout."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT 1 FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",
+                payout.id,
+            )
+            if row is None:
+                return False
+            await _fail(conn, payout.id, code, message, payout.attempt_count, "preparer")
+            return True
+
+    # ---- outcomes -----------------------------------------------------------------------
+
+    async def confirm(self, attempt: Attempt, *, ledger: int, fee_charged: int) -> Payout | None:
+        """Marks the payout CONFIRMED; returns it, or None if it was no longer SUBMITTED."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT state, attempt_count FROM payouts WHERE id = $1 FOR UPDATE",
+                attempt.payout_id,
+            )
+            if row["state"] != S.SUBMITTED or row["attempt_count"] != attempt.number:
+                return None
+            await move_attempt(conn, attempt.payout_id, attempt.number, A.INCLUDED,
+                               only_from=frozenset({A.SENT}), sets={
+                                   "ledger": ledger, "fee_stroops": fee_charged,
+                                   "result_code": "txSUCCESS"})
+            await consumed_through(conn, attempt.source_account, attempt.sequence)
+            return await move_payout(
+                conn, attempt.payout_id, S.CONFIRMED, reason=f"included in ledger {ledger}",
+                actor="confirmer", attempt=attempt.number, only_from=frozenset({S.SUBMITTED}),
+                sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
+            )
+
+    async def attempt_dead(
+        self, attempt: Attempt, *, status: AttemptStatus, code: str, proof: str | None,
+        ledger: int | None, retry: bool, max_attempts: int, delay: timedelta, actor: str,
+    ) -> PayoutState:
+        """The attempt can never land (failed on chain, or proven dead): either a new attempt
+        is scheduled or the payout fails. Returns the payout's new state."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            sets: dict[str, object] = {"result_code": code, "proof": proof}
+            if ledger is not None:
+                sets["ledger"] = ledger
+            await move_attempt(conn, attempt.payout_id, attempt.number, status, sets=sets)
+            if status == A.DEAD:
+                await release_sequence(conn, attempt.source_account, attempt.sequence)
+            else:  # failed on chain: the number and the fee were consumed
+                await consumed_through(conn, attempt.source_account, attempt.sequence)
+            tries = await conn.fetchval(
+                """SELECT count(*) FROM payout_attempts
+                   WHERE payout_id = $1 AND status <> 'superseded'""",
+                attempt.payout_id,
+            )
+            if retry and tries < max_attempts:
+                await requeue(conn, attempt.payout_id, attempt=attempt.number,
+                              reason=f"{code}: new attempt", actor=actor,
+                              not_before=datetime.now(UTC) + delay)
+                return S.QUEUED
+            reason = code if not retry else "max_attempts"
+            await _fail(conn, attempt.payout_id, reason, f"attempt {attempt.number}: {code}",
+                        attempt.number, actor)
+            return S.FAILED
+
+    async def abandon_sent(self, attempt: Attempt, *, code: str, actor: str) -> None:
+        """A rejection that can never become valid (txBAD_AUTH_EXTRA, txMALFORMED, …): the
+        payout fails now instead of holding its number until max_time. The envelope is
+        ABANDONED, not dead (a node may keep a copy), and its number goes to the next
+        reservation: that replacement kills it by construction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            await move_attempt(conn, attempt.payout_id, attempt.number, A.ABANDONED,
+                               only_from=frozenset({A.SENT}),
+                               sets={"result_code": code, "next_poll_at": NOW})
+            await release_sequence(conn, attempt.source_account, attempt.sequence)
+            await _fail(conn, attempt.payout_id, code, f"attempt {attempt.number}: {code}",
+                        attempt.number, actor)
+
+    async def abandoned_landed(
+        self, attempt: Attempt, *, successful: bool, ledger: int, code: str, fee_charged: int,
+    ) -> Payout | None:
+        """An ABANDONED envelope was included after all. Successful: the payout was paid, and
+        the record says so (FAILED/CANCELLED -> CONFIRMED)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            target = A.INCLUDED if successful else A.FAILED_ON_CHAIN
+            await move_attempt(conn, attempt.payout_id, attempt.number, target,
+                               only_from=frozenset({A.ABANDONED}),
+                               sets={"ledger": ledger, "result_code": code,
+                                     "fee_stroops": fee_charged})
+            # Its number was given to a replacement: take it back out of the free ones.
+            await consumed_through(conn, attempt.source_account, attempt.sequence)
+            if not successful:
+                return None
+            return await move_payout(
+                conn, attempt.payout_id, S.CONFIRMED, actor="confirmer", attempt=attempt.number,
+                reason=f"abandoned attempt {attempt.number} landed in ledger {ledger}",
+                only_from=frozenset({S.FAILED, S.CANCELLED}),
+                sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
+            )
+
+    async def abandoned_dead(self, attempt: Attempt, proof: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE",
+                               attempt.payout_id)
+            await move_attempt(conn, attempt.payout_id, attempt.number, A.DEAD,
+                               only_from=frozenset({A.ABANDONED}), sets={"proof": proof})
+
+    async def resync_source(self, account: str, chain_sequence: int) -> list[UUID]:
+        """After txBAD_SEQ: every attempt of this source that never left us is superseded and
+        its payout rebuilt; numbering restarts from the chain around what may still land
+        (sequences.renumber_from_chain has the safety argument)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Payout rows first (lock order); SKIP LOCKED: a payout another worker holds keeps
+            # its attempt, which then simply counts as holding its number.
+            rows = await conn.fetch(
+                """SELECT a.payout_id, a.number FROM payouts p JOIN payout_attempts a
+                     ON a.payout_id = p.id AND a.number = p.attempt_count
+                   WHERE a.source_account = $1 AND a.status IN ('built', 'signed')
+                     AND p.mode = 'SIGNER_SERVICE'
+                   ORDER BY p.id FOR UPDATE OF p SKIP LOCKED""",
+                account,
+            )
+            for row in rows:
+                await move_attempt(conn, row["payout_id"], row["number"], A.SUPERSEDED,
+                                   only_from=frozenset({A.BUILT, A.SIGNED}))
+                await requeue(conn, row["payout_id"], attempt=row["number"],
+                              reason="re-sequenced after txBAD_SEQ", actor="sequencer",
+                              not_before=datetime.now(UTC))
+            await renumber_from_chain(conn, account, chain_sequence)
+            return [r["payout_id"] for r in rows]
+
+    # ---- bookkeeping that is not a state change ------------------------------------------
+
+    async def note_rejection(self, attempt: Attempt, code: str) -> None:
+        """Remembers the latest rejection of a still-live attempt: it decides between a new
+        attempt and FAILED once the attempt is proven dead."""
+        await self.pool.execute(
+            """UPDATE payout_attempts SET result_code = $3, updated_at = now()
+               WHERE payout_id = $1 AND number = $2 AND status = 'sent'""",
+            attempt.payout_id, attempt.number, code,
+        )
+
+    async def record_resend(self, attempt: Attempt) -> None:
+        await self.pool.execute(
+            """UPDATE payout_attempts SET send_count = send_count + 1
+               WHERE payout_id = $1 AND number = $2""",
+            attempt.payout_id, attempt.number,
+        )
+
+    async def attempt(self, payout_uuid: UUID, number: int) -> Attempt | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+            payout_uuid, number,
+        )
+        return _attempt(row) if row else None
+
+    # ---- operator actions ---------------------------------------------------------------
+
+    async def retry_failed(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            abandoned = await conn.fetchval(
+                """SELECT number FROM payout_attempts WHERE payout_id = $1
+                   AND status = 'abandoned' LIMIT 1""",
+                payout_uuid,
+            )
+            if abandoned is not None:
+                raise AttemptMayStillLand(abandoned)
+            return await move_payout(
+                conn, payout_uuid, S.QUEUED, reason=reason or "retry", actor=actor,
+                only_from=frozenset({S.FAILED}),
+                sets={"needs_attempt": True, "next_attempt_at": None, "failure_code": None,
+                      "failure_message": None},
+            )
+
+    async def cancel(self, payout_uuid: UUID, *, actor: str, reason: str) -> Payout:
+        """Cancels a payout that has no attempt on the network. Its current attempt, if any,
+        gives its number back: at once if the envelope never left us (CANCELLED), through a
+        replacement at the same number if it was handed to an external signer (ABANDONED)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT mode, attempt_count FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid
+            )
+            cancelled = await move_payout(
+                conn, payout_uuid, S.CANCELLED, reason=reason or "cancelled", actor=actor,
+                sets={"needs_attempt": False},
+            )
+            attempt = await conn.fetchrow(
+                """SELECT status, source_account, sequence FROM payout_attempts
+                   WHERE payout_id = $1 AND number = $2 AND status IN ('built', 'signed')""",
+                payout_uuid, row["attempt_count"],
+            )
+            if attempt is not None:
+                target = given_up(A(attempt["status"]), handed_out=row["mode"] == "EXTERNAL")
+                await move_attempt(conn, payout_uuid, row["attempt_count"], target,
+                                   sets={"next_poll_at": NOW} if target == A.ABANDONED else {})
+                await release_sequence(conn, attempt["source_account"], attempt["sequence"])
+            return cancelled
+
+
+async def _awaits_signature(conn: asyncpg.Connection, source: str) -> bool:
+    await lock_source(conn, source)
+    return bool(await conn.fetchval(
+        """SELECT 1 FROM payout_attempts WHERE source_account = $1
+           AND status IN ('built', 'signed') LIMIT 1""",
+        source,
+    ))
+
+
+async def _fail(
+    conn: asyncpg.Connection, payout_uuid: UUID, code: str, message: str, attempt: int,
+    actor: str,
+) -> Payout:
+    return await move_payout(
+        conn, payout_uuid, S.FAILED, reason=code, actor=actor, attempt=attempt,
+        sets={"failure_code": code, "failure_message": message[:500], "needs_attempt": False},
+    )
+
+
+def payout_from_row_with(payout: Payout, attempt: Attempt) -> Payout:
+    return Payout(**{**payout.__dict__, "current_attempt": attempt})

@@ -1,0 +1,158 @@
+"""Sequence numbers and channel accounts in PostgreSQL (DESIGN.md section 4).
+
+`source_accounts.next_sequence` is the next fresh number of a source; `released_sequences`
+holds the free numbers below it (given back by attempts we gave up on, or holes found on
+re-sync). A reservation takes the lowest free number first, so the invariant of
+core/sequences.py holds: no abandoned number stops the account. Callers hold the payout row
+lock already (lock order: payout, attempt, then these rows).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from payout_service.core.sequences import resync
+from payout_service.core.states import HOLDS_SEQUENCE, IN_FLIGHT
+
+_IN_FLIGHT = [s.value for s in IN_FLIGHT]
+_HOLDING = [s.value for s in HOLDS_SEQUENCE]
+
+
+class Sequences:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def ensure_source(self, account: str, chain_sequence: int) -> None:
+        await self.pool.execute(
+            """INSERT INTO source_accounts (account, next_sequence) VALUES ($1, $2)
+               ON CONFLICT (account) DO NOTHING""",
+            account, chain_sequence + 1,
+        )
+
+    async def has_source(self, account: str) -> bool:
+        return bool(
+            await self.pool.fetchval("SELECT 1 FROM source_accounts WHERE account = $1", account)
+        )
+
+    async def free_channels(self, channels: tuple[str, ...]) -> int:
+        """How many channel accounts have no attempt in flight (an estimate: no locks)."""
+        free: int = await self.pool.fetchval(
+            """SELECT count(*) FROM source_accounts s
+               WHERE s.account = ANY($1::text[])
+                 AND NOT EXISTS (SELECT 1 FROM payout_attempts a
+                                 WHERE a.source_account = s.account
+                                   AND a.status = ANY($2::text[]))""",
+            list(channels), _IN_FLIGHT,
+        )
+        return free
+
+
+async def lease_channel(conn: asyncpg.Connection, channels: tuple[str, ...]) -> str | None:
+    """A channel account with no attempt in flight, locked until the caller's transaction
+    ends (SKIP LOCKED: concurrent preparers and replicas take different channels)."""
+    leased: str | None = await conn.fetchval(
+        """SELECT s.account FROM source_accounts s
+           WHERE s.account = ANY($1::text[])
+             AND NOT EXISTS (SELECT 1 FROM payout_attempts a
+                             WHERE a.source_account = s.account AND a.status = ANY($2::text[]))
+           ORDER BY s.account LIMIT 1
+           FOR UPDATE OF s SKIP LOCKED""",
+        list(channels), _IN_FLIGHT,
+    )
+    return leased
+
+
+async def lock_source(conn: asyncpg.Connection, account: str) -> None:
+    """Serialises reservations, releases and re-syncs of one source across replicas."""
+    await conn.execute("SELECT 1 FROM source_accounts WHERE account = $1 FOR UPDATE", account)
+
+
+async def reserve_sequence(conn: asyncpg.Connection, account: str) -> int:
+    """The lowest free number, else the next fresh one."""
+    await lock_source(conn, account)
+    released: int | None = await conn.fetchval(
+        """DELETE FROM released_sequences WHERE account = $1 AND sequence =
+               (SELECT min(sequence) FROM released_sequences WHERE account = $1)
+           RETURNING sequence""",
+        account,
+    )
+    if released is not None:
+        return released
+    sequence: int = await conn.fetchval(
+        """UPDATE source_accounts SET next_sequence = next_sequence + 1
+           WHERE account = $1 RETURNING next_sequence - 1""",
+        account,
+    )
+    return sequence
+
+
+async def release_sequence(conn: asyncpg.Connection, account: str, sequence: int) -> None:
+    """An attempt we gave up on frees its number: the top one lowers next_sequence, one below
+    is kept for the next reservation (else that hole would hold every later transaction of
+    the account at txBAD_SEQ). For an ABANDONED attempt the next reservation is its
+    replacement: whichever of the two lands first consumes the number, the other never can."""
+    await lock_source(conn, account)
+    lowered = await conn.execute(
+        """UPDATE source_accounts SET next_sequence = $2
+           WHERE account = $1 AND next_sequence = $2::bigint + 1""",
+        account, sequence,
+    )
+    if lowered == "UPDATE 0":
+        await conn.execute(
+            """INSERT INTO released_sequences (account, sequence)
+               SELECT $1, $2 FROM source_accounts
+               WHERE account = $1 AND next_sequence > $2::bigint
+               ON CONFLICT DO NOTHING""",
+            account, sequence,
+        )
+
+
+async def consumed_through(conn: asyncpg.Connection, account: str, sequence: int) -> None:
+    """A transaction at `sequence` was included: the chain consumed every number up to it, so
+    none of them may be handed out again (a stale free number would only collide)."""
+    await lock_source(conn, account)
+    await conn.execute(
+        "DELETE FROM released_sequences WHERE account = $1 AND sequence <= $2",
+        account, sequence,
+    )
+    await conn.execute(
+        """UPDATE source_accounts SET next_sequence = $2::bigint + 1
+           WHERE account = $1 AND next_sequence <= $2::bigint""",
+        account, sequence,
+    )
+
+
+async def lowest_free(conn: asyncpg.Connection, account: str) -> int | None:
+    found: int | None = await conn.fetchval(
+        "SELECT min(sequence) FROM released_sequences WHERE account = $1", account
+    )
+    return found
+
+
+async def renumber_from_chain(conn: asyncpg.Connection, account: str, chain_sequence: int) -> int:
+    """After txBAD_SEQ, with the attempts that never left us already superseded by the caller:
+    restart numbering from the chain. Returns the new next_sequence.
+
+    Safety: nothing here rebuilds an envelope. Every attempt that may still land (sent,
+    handed out, or reserved meanwhile by another preparer) keeps its number (`held`); only
+    numbers nobody holds become free, and numbers at or below the chain's are dropped (the
+    chain consumed them). A free number reused by a new attempt while an ABANDONED envelope
+    sits at it is safe: one source and sequence number is included at most once."""
+    await lock_source(conn, account)
+    held = [r["sequence"] for r in await conn.fetch(
+        """SELECT sequence FROM payout_attempts
+           WHERE source_account = $1 AND status = ANY($2::text[]) AND sequence > $3""",
+        account, _HOLDING, chain_sequence,
+    )]
+    plan = resync(chain_sequence, held)
+    await conn.execute(
+        "UPDATE source_accounts SET next_sequence = $2, synced_at = now() WHERE account = $1",
+        account, plan.next_sequence,
+    )
+    await conn.execute("DELETE FROM released_sequences WHERE account = $1", account)
+    await conn.execute(
+        """INSERT INTO released_sequences (account, sequence)
+           SELECT $1, s FROM unnest($2::bigint[]) AS s""",
+        account, plan.free,
+    )
+    return plan.next_sequence

@@ -1,0 +1,161 @@
+"""The pipeline's work queues in PostgreSQL: what each loop should do next.
+
+Claims use FOR UPDATE SKIP LOCKED on the payout row first (the documented lock order), so
+any number of replicas share the queues without waiting on each other.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from payout_service.adapters.payout_store import PAYOUT_IDS, _attempt, payout_from_row
+from payout_service.adapters.sequences import lowest_free, release_sequence
+from payout_service.adapters.transitions import INCREMENT, NOW, move_attempt, move_payout, requeue
+from payout_service.core.model import Attempt, Payout
+from payout_service.core.sequences import must_resequence
+from payout_service.core.states import AttemptStatus, PayoutState
+
+A = AttemptStatus
+S = PayoutState
+
+
+class WorkQueues:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def payouts_needing_attempt(self, limit: int) -> list[Payout]:
+        """Oldest due first; a requeued payout counts from when it became due, so one whose
+        external signature never came does not jump ahead of those waiting behind it. A
+        payout with an ABANDONED attempt that may still land gets none (invariant 1)."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM payouts p WHERE needs_attempt
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                 AND NOT EXISTS (SELECT 1 FROM payout_attempts a
+                                 WHERE a.payout_id = p.id AND a.status = 'abandoned')
+               ORDER BY COALESCE(next_attempt_at, created_at) LIMIT $1""",
+            limit,
+        )
+        return [payout_from_row(r) for r in rows]
+
+    async def expired_awaiting_signature(self, ledger_close_time: int) -> list[Attempt]:
+        """External attempts whose window passed unsigned: a ledger closed after max_time, so
+        even a copy signed elsewhere can never land."""
+        rows = await self.pool.fetch(
+            f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
+                 ON p.id = a.payout_id AND p.attempt_count = a.number
+               WHERE p.state = 'AWAITING_SIGNATURE' AND a.status = 'built'
+                 AND a.max_time < to_timestamp($1)""",  # noqa: S608 - constant columns
+            ledger_close_time,
+        )
+        return [_attempt(r) for r in rows]
+
+    async def unsigned_attempts(self, limit: int) -> list[tuple[Payout, Attempt]]:
+        """Built but not signed (signer mode): crash recovery re-signs the same envelope."""
+        rows = await self.pool.fetch(
+            """SELECT a.* FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
+               WHERE a.status = 'built' AND p.mode = 'SIGNER_SERVICE'
+                 AND p.attempt_count = a.number
+               ORDER BY a.source_account, a.sequence LIMIT $1""",
+            limit,
+        )
+        out = []
+        for r in rows:
+            prow = await self.pool.fetchrow("SELECT * FROM payouts WHERE id = $1", r["payout_id"])
+            payout = payout_from_row(prow)
+            attempt = _attempt(r, payout)
+            out.append((payout_from_row(prow, attempt), attempt))
+        return out
+
+    async def claim_for_sending(self, limit: int, submitted_ledger: int) -> list[Attempt]:
+        """Signed attempts, lowest sequence first per source, marked sent *before* the network
+        call: the envelope and hash are already stored (invariant 3). One that never left us
+        and sits above a free number is re-sequenced instead (core/sequences.py)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT p.*, a.source_account AS a_source, a.sequence AS a_sequence,
+                          a.submitted_ledger AS a_submitted
+                   FROM payouts p JOIN payout_attempts a
+                     ON a.payout_id = p.id AND a.number = p.attempt_count
+                   WHERE p.state = 'QUEUED' AND a.status = 'signed'
+                   ORDER BY a.source_account, a.sequence
+                   LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
+                limit,
+            )
+            claimed = []
+            for row in rows:
+                payout = payout_from_row(row)
+                number = payout.attempt_count
+                free = await lowest_free(conn, row["a_source"])
+                if must_resequence(row["a_sequence"], free, left_us=payout.mode == "EXTERNAL"):
+                    await resequence(conn, payout.id, number, row["a_source"], row["a_sequence"])
+                    continue
+                attempt = await move_attempt(
+                    conn, payout.id, number, A.SENT, sets={
+                        "submitted_at": NOW, "send_count": INCREMENT, "next_poll_at": NOW,
+                        # A handed-out envelope keeps the earlier ledger it could be sent from.
+                        "submitted_ledger": row["a_submitted"] or submitted_ledger,
+                    },
+                )
+                await move_payout(conn, payout.id, S.SUBMITTED, reason="sent", actor="sender",
+                                  attempt=number)
+                claimed.append(_with_ids(attempt, payout))
+            return claimed
+
+    async def claim_for_confirming(
+        self, limit: int, poll_interval: timedelta, max_polls: int = 2**31 - 1
+    ) -> list[Attempt]:
+        """Sent attempts due for a poll. After `max_polls` polls an attempt is overdue and is
+        polled four times less often; only a proof of death ever leads to a new attempt."""
+        return await self._claim_polls(
+            "a.status = 'sent' AND p.state = 'SUBMITTED' AND p.attempt_count = a.number",
+            limit, poll_interval, max_polls,
+        )
+
+    async def claim_abandoned(self, limit: int, poll_interval: timedelta) -> list[Attempt]:
+        """ABANDONED attempts due for a look: each is watched until it lands or is proven dead."""
+        return await self._claim_polls("a.status = 'abandoned'", limit, poll_interval, 2**31 - 1)
+
+    async def _claim_polls(
+        self, where: str, limit: int, poll_interval: timedelta, max_polls: int
+    ) -> list[Attempt]:
+        # Only the poll schedule changes here, not a status: locking the attempt alone is
+        # enough (no payout row is written).
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
+                     ON p.id = a.payout_id
+                   WHERE {where} AND (a.next_poll_at IS NULL OR a.next_poll_at <= now())
+                   ORDER BY a.next_poll_at NULLS FIRST LIMIT $1
+                   FOR UPDATE OF a SKIP LOCKED""",  # noqa: S608 - constant clauses
+                limit,
+            )
+            for r in rows:
+                await conn.execute(
+                    """UPDATE payout_attempts
+                       SET next_poll_at = now() + $3::interval * CASE WHEN poll_count + 1 >= $4
+                                                            THEN 4 ELSE 1 END,
+                           poll_count = poll_count + 1
+                       WHERE payout_id = $1 AND number = $2""",
+                    r["payout_id"], r["number"], poll_interval, max_polls,
+                )
+            return [_attempt(r) for r in rows]
+
+
+async def resequence(
+    conn: asyncpg.Connection, payout_uuid: UUID, number: int,
+    source: str, sequence: int,
+) -> None:
+    """An attempt that never left us gives up its number and its payout is rebuilt at once."""
+    await move_attempt(conn, payout_uuid, number, A.SUPERSEDED,
+                       only_from=frozenset({A.BUILT, A.SIGNED}))
+    await release_sequence(conn, source, sequence)
+    await requeue(conn, payout_uuid, attempt=number, reason="re-sequenced", actor="sequencer",
+                  not_before=datetime.now(UTC))
+
+
+def _with_ids(attempt: Attempt, payout: Payout) -> Attempt:
+    return Attempt(**{**attempt.__dict__, "payout_ref": payout.payout_id,
+                      "correlation_id": payout.correlation_id})

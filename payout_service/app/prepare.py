@@ -1,0 +1,181 @@
+"""Prepare: simulate, reserve a sequence number and build the attempt, then sign it (or hand
+it out for an external signature)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+
+from payout_service.adapters.attempt_store import AttemptBuilder, NewAttempt
+from payout_service.adapters.ledger import SimulationFailed
+from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
+from payout_service.app.stage import Stage
+from payout_service.core.model import Attempt, Payout
+from payout_service.core.states import AttemptStatus
+from payout_service.core.transactions import (
+    BASE_INCLUSION_FEE,
+    TxParams,
+    build_payout_transaction,
+    inclusion_fee_bid,
+    payout_call,
+)
+from payout_service.failpoints import failpoint
+from payout_service.tracing import payout_span
+
+
+@dataclass
+class _PreparedBuilder(AttemptBuilder):
+    template: TransactionEnvelope
+    source_account: str
+    passphrase: str
+    window_seconds: int
+    now: int
+    channels: tuple[str, ...] = ()
+    handed_out_at_ledger: int | None = None
+
+    def __call__(self, source: str, sequence: int) -> NewAttempt:
+        now = self.now
+        tx = self.template.transaction
+        tx.source = MuxedAccount(source)
+        tx.sequence = sequence
+        # Invariant 2: every transaction carries a max_time, so "proven dead" is reachable.
+        tx.preconditions = Preconditions(time_bounds=TimeBounds(0, now + self.window_seconds))
+        envelope = TransactionEnvelope(tx, self.passphrase)
+        return NewAttempt(
+            source_account=source, sequence=sequence,
+            min_time=datetime.fromtimestamp(0, UTC),
+            max_time=datetime.fromtimestamp(now + self.window_seconds, UTC),
+            envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(), fee_stroops=tx.fee,
+            handed_out_at_ledger=self.handed_out_at_ledger,
+        )
+
+
+class Preparing(Stage):
+    async def prepare_once(self) -> int:
+        cfg = self.config
+        for source in (cfg.source_account, *self.channels):
+            if not await self.sequences.has_source(source):
+                chain_seq = await self.ledger.account_sequence(source)
+                await self.sequences.ensure_source(source, chain_seq)
+        work = 0
+        if self.signer is not None:
+            for payout, attempt in await self.queues.unsigned_attempts(cfg.batch_size):
+                await self._sign(payout, attempt)
+                work += 1
+        if self.external:
+            latest = await self.ledger.latest_ledger()
+            for expired in await self.queues.expired_awaiting_signature(latest.close_time):
+                await self._dead(
+                    expired, status=AttemptStatus.DEAD, code="signature_window_expired",
+                    proof=f"unsigned; ledger {latest.sequence} closed {latest.close_time} "
+                    f"> max_time {int(expired.max_time.timestamp())}",
+                    ledger=None, retry=True, max_attempts=cfg.max_attempts,
+                    delay=timedelta(0), actor="preparer",
+                )
+                work += 1
+        room = cfg.batch_size
+        if self.channels:
+            # One transaction in flight per channel: simulate only what can be leased now.
+            room = min(room, await self.sequences.free_channels(self.channels))
+        needing = await self.queues.payouts_needing_attempt(room) if room else []
+        if needing:
+            # Time bounds follow the later of our clock and the ledger's, so a rebuilt attempt
+            # is never born expired nor identical to the one that died.
+            latest = await self.ledger.latest_ledger()
+            now = max(int(time.time()), latest.close_time)
+            p90 = await self.ledger.inclusion_fee_p90()
+            for payout in needing:
+                with payout_span("payout.prepare", payout.trace_context,
+                                 payout_id=payout.payout_id):
+                    await self._prepare(payout, now, p90, latest.sequence)
+                work += 1
+        return work
+
+    async def _prepare(
+        self, payout: Payout, now: int, fee_p90: int | None, ledger: int
+    ) -> None:
+        cfg = self.config
+        bid = inclusion_fee_bid(payout.attempt_count + 1, fee_p90, cfg.max_inclusion_fee_stroops)
+        call = payout_call(payout.asset, cfg.network_passphrase, cfg.contract_id, cfg.method_name)
+        # Simulate before taking any lock; the sequence number and time bounds are set
+        # afterwards inside the reserving SQL transaction (they do not change the simulation).
+        draft = build_payout_transaction(
+            TxParams(cfg.source_account, 1, 0, now + cfg.tx_window_seconds,
+                     cfg.network_passphrase),
+            call, payer=cfg.source_account, destination=payout.destination,
+            amount_stroops=payout.net_stroops,
+            operation_source=cfg.source_account if self.channels else None,
+            inclusion_fee=bid,
+        )
+        try:
+            prepared = await self.ledger.prepare(draft)
+        except SimulationFailed as err:
+            await self._refuse_before_build(payout, "simulation_failed", str(err))
+            return
+        # Only the resource fee can make a payout too expensive: a bid that would push the
+        # total over max gas is lowered to fit, down to the protocol minimum.
+        if prepared.transaction.fee - bid + BASE_INCLUSION_FEE > cfg.max_gas_stroops:
+            await self._refuse_before_build(
+                payout, "max_gas",
+                f"prepared fee {prepared.transaction.fee} exceeds max gas {cfg.max_gas_stroops}",
+            )
+            return
+        prepared.transaction.fee = min(prepared.transaction.fee, cfg.max_gas_stroops)
+        # External signers take longer; the window bounds how long a sequence number is held.
+        window = cfg.external_window_seconds if self.external else cfg.tx_window_seconds
+        builder = _PreparedBuilder(
+            prepared, cfg.source_account, cfg.network_passphrase, window, now, self.channels,
+            # Handed out unsigned: its holder could submit it from this ledger on.
+            handed_out_at_ledger=ledger if self.external else None,
+        )
+        created = await self.attempts.create_attempt(payout.id, builder, external=self.external)
+        failpoint("after_reserve")
+        if created is None or self.external:
+            return
+        built_payout, attempt = created
+        await self._sign(built_payout, attempt)
+
+    async def _refuse_before_build(self, payout: Payout, code: str, message: str) -> None:
+        await self.attempts.fail_before_build(payout, code, message)
+
+    async def _sign(self, payout: Payout, attempt: Attempt) -> None:
+        with payout_span("payout.sign", payout.trace_context, payout_id=payout.payout_id,
+                         attempt=attempt.number, tx_hash=attempt.tx_hash):
+            await self._sign_in_span(payout, attempt)
+
+    async def _sign_in_span(self, payout: Payout, attempt: Attempt) -> None:
+        assert self.signer is not None  # noqa: S101
+        # A channel transaction needs the channel's signature (transaction source) and the
+        # paying account's (operation source); otherwise the paying account's alone.
+        channel_key = self.signer.channel_key(attempt.source_account)
+        try:
+            envelope_xdr = attempt.envelope_xdr
+            for key_id in (channel_key, None) if channel_key else (None,):
+                signed = await self.signer.sign_transaction(
+                    envelope_xdr, payout_id=payout.payout_id, attempt=attempt.number,
+                    correlation_id=payout.correlation_id, key_id=key_id,
+                )
+                envelope_xdr = signed.envelope_xdr
+        except SignerUnavailable:
+            # The built attempt stays; a later pass signs the same envelope. Raised to the
+            # loop runner, which backs off instead of retrying every payout at once.
+            raise
+        except SigningRefused as err:
+            await self.attempts.refuse_unsent(
+                payout.id, attempt.number, code="signer_refused", message=str(err),
+                actor="preparer",
+            )
+            return
+        if signed.tx_hash != attempt.tx_hash:
+            await self.attempts.refuse_unsent(
+                payout.id, attempt.number, code="signer_hash_mismatch",
+                message="signer hashed a different transaction", actor="preparer",
+            )
+            return
+        await self.attempts.store_signed(payout.id, attempt.number, signed.envelope_xdr,
+                                         actor="preparer")
+        failpoint("after_sign")

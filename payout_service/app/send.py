@@ -1,0 +1,96 @@
+"""Send: claimed signed attempts go to the network in sequence order per source, without
+waiting for confirmation; a rejection is judged here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from payout_service import metrics
+from payout_service.adapters.ledger import (
+    Included,
+    NotFound,
+    Rejected,
+    RetryLater,
+    SendOutcome,
+)
+from payout_service.app.stage import Stage, attempt_ids
+from payout_service.core.model import Attempt
+from payout_service.core.retry import PERMANENT_REJECTIONS, backoff_seconds, sequence_consumed
+from payout_service.core.states import AttemptStatus
+from payout_service.failpoints import failpoint
+from payout_service.tracing import payout_span
+
+log = logging.getLogger(__name__)
+
+
+class Sending(Stage):
+    async def send_once(self) -> int:
+        latest = await self.ledger.latest_ledger()
+        claimed = await self.queues.claim_for_sending(self.config.batch_size, latest.sequence)
+        # In sequence order within a source account (a node takes N+1 before N+2), sources
+        # side by side.
+        by_source: dict[str, list[Attempt]] = {}
+        for attempt in claimed:
+            by_source.setdefault(attempt.source_account, []).append(attempt)
+        await asyncio.gather(*(self._send_in_order(group) for group in by_source.values()))
+        return len(claimed)
+
+    async def _send_in_order(self, attempts: list[Attempt]) -> None:
+        for attempt in sorted(attempts, key=lambda a: a.sequence):
+            await self._send(attempt)
+
+    async def _send(self, attempt: Attempt) -> None:
+        with payout_span("payout.send", attempt.trace_context, attempt=attempt.number,
+                         tx_hash=attempt.tx_hash) as span:
+            outcome = await self.ledger.send(attempt.envelope_xdr)
+            failpoint("after_send")
+            span.set_attribute("outcome", type(outcome).__name__)
+            await self._after_send(attempt, outcome)
+
+    async def _after_send(self, attempt: Attempt, outcome: SendOutcome) -> None:
+        log.info("sent", extra={**attempt_ids(attempt), "outcome": type(outcome).__name__})
+        if isinstance(outcome, RetryLater):
+            metrics.RPC_ERRORS.labels(outcome.reason).inc()
+        if isinstance(outcome, Rejected):
+            await self._rejected(attempt, outcome.code)
+
+    async def _rejected(self, attempt: Attempt, code: str) -> None:
+        # A re-sent transaction that already landed is also "rejected" (txBAD_SEQ): look the
+        # hash up before anything else.
+        found = await self.ledger.lookup(attempt.tx_hash)
+        if isinstance(found, Included):
+            await self._included(attempt, found)
+            return
+        assert isinstance(found, NotFound)  # noqa: S101
+        chain_seq = await self.ledger.account_sequence(attempt.source_account)
+        submitted = attempt.submitted_ledger or found.latest_ledger
+        proof = sequence_consumed(
+            sequence=attempt.sequence, chain_sequence=chain_seq,
+            history_covers_submission=found.oldest_ledger <= submitted,
+        )
+        if proof is not None:
+            await self._dead(
+                attempt, status=AttemptStatus.DEAD, code=code, proof=proof.text, ledger=None,
+                retry=True, max_attempts=self.config.max_attempts,
+                delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="sender",
+            )
+            await self.attempts.resync_source(attempt.source_account, chain_seq)
+            return
+        if code in PERMANENT_REJECTIONS:
+            # Can never become valid: fail the payout now and give the number to the next
+            # reservation, whose transaction replaces this one (abandon_sent says why).
+            await self.attempts.abandon_sent(attempt, code=code, actor="sender")
+            metrics.ATTEMPTS.labels(AttemptStatus.ABANDONED).inc()
+            log.warning("attempt abandoned", extra={**attempt_ids(attempt), "code": code})
+            return
+        # Not proven dead: a predecessor may still be pending (txBAD_SEQ "too early") or the
+        # node may take it later. Keep the envelope; the confirmer re-sends it and, once a
+        # ledger closes past max_time, proves it dead (then the code decides).
+        await self.attempts.note_rejection(attempt, code)
+        if code == "txBAD_SEQ":
+            # Too early: some number between the chain's and ours is not on its way. Re-sync
+            # so that a hole nobody holds is free for the next reservation (see
+            # sequences.renumber_from_chain for why this never rebuilds a live envelope).
+            await self.attempts.resync_source(attempt.source_account, chain_seq)

@@ -1,0 +1,52 @@
+"""What the pipeline's steps share: configuration, stores, the ledger and signer ports, and
+the one way an attempt is declared dead."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from payout_service import metrics
+from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.ledger import Included, LedgerGateway
+from payout_service.adapters.sequences import Sequences
+from payout_service.adapters.signer_client import SignerClient
+from payout_service.adapters.work_queues import WorkQueues
+from payout_service.config import Config
+from payout_service.core.model import Attempt
+
+log = logging.getLogger(__name__)
+
+
+def attempt_ids(attempt: Attempt) -> dict[str, Any]:
+    """What on-call searches logs by: the payout's ids, the attempt and its hash."""
+    return {"payout_id": attempt.payout_ref, "payout_uuid": str(attempt.payout_id),
+            "correlation_id": attempt.correlation_id, "attempt": attempt.number,
+            "tx_hash": attempt.tx_hash}
+
+
+class Stage:
+    """Base of the prepare, send and confirm steps (composed by Pipeline)."""
+
+    config: Config
+    attempts: AttemptStore
+    queues: WorkQueues
+    sequences: Sequences
+    ledger: LedgerGateway
+    signer: SignerClient | None
+    external: bool
+    channels: tuple[str, ...]
+    _poll: timedelta
+
+    async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
+        state = await self.attempts.attempt_dead(attempt, **kwargs)
+        metrics.ATTEMPTS.labels(kwargs["status"]).inc()
+        log.warning("attempt dead", extra={**attempt_ids(attempt), "status": kwargs["status"],
+                                           "code": kwargs["code"], "payout_state": state.value})
+
+    async def _included(self, attempt: Attempt, found: Included) -> None:
+        raise NotImplementedError  # Confirming
+
+    async def _rejected(self, attempt: Attempt, code: str) -> None:
+        raise NotImplementedError  # Sending
