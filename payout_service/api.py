@@ -11,7 +11,7 @@ import grpc
 from payout_service.convert import PB_TO_STATE, STATE_TO_PB, attempt_to_pb, payout_to_pb, timestamp
 from payout_service.core.model import Payout
 from payout_service.core.states import TERMINAL, PayoutState
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.validation import FieldViolation, ValidationFailed, quote
 from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
 from payout_service.payouts import PayoutDesk
 from payout_service.programs.eligibility import create_eligible_payout
@@ -71,7 +71,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
             raise ValidationFailed([FieldViolation("payout_id", "is required")])
         payout = await self.desk.store.get_payout(request.payout_id)
         if payout is None:
-            raise NotFoundError(f"payout {request.payout_id!r} not found")
+            raise NotFoundError(f"payout {quote(request.payout_id)} not found")
         response = pb.GetPayoutResponse(payout=payout_to_pb(payout))
         if request.include_attempts:
             attempts = await self.desk.store.list_attempts(payout.id)
@@ -108,7 +108,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
             raise ValidationFailed([FieldViolation("payout_id", "is required")])
         payout = await self.desk.store.get_payout(ident)
         if payout is None:
-            raise NotFoundError(f"payout {ident!r} not found")
+            raise NotFoundError(f"payout {quote(ident)} not found")
         return payout
 
     @handles_errors

@@ -16,6 +16,7 @@ from payout_service.core.validation import (
     ValidationFailed,
     asset_problem,
     normalize_asset,
+    quote,
 )
 from payout_service.grpc_errors import NotFoundError, PreconditionFailed
 from payout_service.payouts import IdempotencyConflict, PayoutDesk
@@ -77,7 +78,7 @@ class RoundDesk:
         await self._settle(round_id)
         found = await round_store.get_round(self.pool, round_id)
         if found is None:
-            raise NotFoundError(f"round {round_id!r} not found")
+            raise NotFoundError(f"round {quote(round_id)} not found")
         return found
 
     async def payouts(self, round_id: str) -> list[Payout]:
