@@ -52,7 +52,7 @@ async def health_metrics(db: Db) -> HealthMetrics:
              (SELECT count(*) FROM payouts WHERE state = ANY($1::text[])) AS pending,
              (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
                 FROM payouts WHERE state = ANY($1::text[])) AS oldest,
-             (SELECT COALESCE(sum(gross_stroops), 0)::bigint FROM payouts
+             (SELECT COALESCE(sum(gross_stroops), 0)::numeric FROM payouts
                 WHERE created_at > now() - interval '24 hours'
                   AND state NOT IN ('FAILED', 'CANCELLED')) AS amount_24h,
              (SELECT count(*) FROM payouts WHERE state = 'FAILED'
@@ -67,7 +67,8 @@ async def health_metrics(db: Db) -> HealthMetrics:
     return HealthMetrics(
         failure_rate=row["failed"] / settled if settled else 0.0,
         pending_count=row["pending"], oldest_pending_age_seconds=max(row["oldest"], 0.0),
-        amount_last_24h_stroops=row["amount_24h"], system_errors_last_hour=row["system_errors"],
+        amount_last_24h_stroops=int(row["amount_24h"]),
+        system_errors_last_hour=row["system_errors"],
     )
 
 

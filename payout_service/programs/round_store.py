@@ -34,6 +34,7 @@ class Round:
 def _round(row: asyncpg.Record) -> Round:
     fields = {n: row[n] for n in Round.__dataclass_fields__}
     fields["state"] = RoundState(fields["state"])
+    fields["total_stroops"] = int(fields["total_stroops"])  # numeric: a sum may pass int64
     return Round(**fields)
 
 

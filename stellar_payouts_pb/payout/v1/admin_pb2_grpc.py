@@ -120,6 +120,8 @@ class PayoutAdminServiceServicer:
 
     def RecordEarning(self, request, context):
         """Accrues an earning for a destination, paid by the next scheduled run over the threshold.
+        An unpaid balance is paid as one payout, so an earning that would lift it past the largest
+        payout amount (PAYOUTS_MAX_AMOUNT, at most int64 stroops) is INVALID_ARGUMENT, unstored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
