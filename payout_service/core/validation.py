@@ -150,7 +150,7 @@ def validate_payout_request(
         if not amount:
             check("amount", "is required")
         elif stroops <= 0:
-            check("amount", "must be greater than 0")
+            check("amount", "must be positive (greater than 0)")
         elif stroops < limits.min_stroops:
             check("amount", f"is below the minimum of {limits.min_stroops} stroops")
         elif stroops > limits.max_stroops:

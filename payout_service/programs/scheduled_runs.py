@@ -264,7 +264,7 @@ def validate_earning(destination: str, amount: str, asset: str, earning_id: str)
     try:
         stroops = parse_amount(amount)
         if stroops <= 0:
-            violations.append(FieldViolation("amount", "must be greater than 0"))
+            violations.append(FieldViolation("amount", "must be positive (greater than 0)"))
     except AmountError as err:
         violations.append(FieldViolation("amount", str(err)))
     if violations:

@@ -65,3 +65,76 @@ async def test_grpcurl_create_payout_and_invalid_argument(payout_service):
     assert code != 0
     assert "InvalidArgument" in err and "amount" in err
     assert "Traceback" not in err
+
+
+PAYOUTCTL = str(Path(sys.executable).parent / "payoutctl")
+
+
+async def payoutctl(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUTCTL_")}
+    proc = await asyncio.create_subprocess_exec(
+        PAYOUTCTL, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**clean, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_payoutctl_help_explains_the_connection_on_every_command():
+    commands = ["", "create", "get", "list", "watch", "unsigned", "submit-signed", "retry",
+                "cancel"]
+    for command in commands:
+        code, out, err = await payoutctl(*([command] if command else []), "--help")
+        assert code == 0, err
+        for needed in ("--target", "PAYOUTCTL_TARGET", "--ca-cert", "PAYOUTCTL_CA_CERT",
+                       "PAYOUTCTL_CLIENT_CERT", "PAYOUTCTL_CLIENT_KEY", "operator.env",
+                       "--output"):
+            assert needed in out, (command, needed)
+
+
+async def test_payoutctl_refuses_bad_arguments_cleanly():
+    code, out, err = await payoutctl("list", "--state", "bogus")
+    assert code == 2 and "Traceback" not in err
+    assert "unknown state 'bogus'" in err and "submitted" in err
+    code, out, err = await payoutctl("create", "p", "G", "1", "--meta", "novalue")
+    assert code == 2 and "not key=value" in err and "Traceback" not in err
+    code, out, err = await payoutctl("get", "p", "--ca-cert", "/nonexistent/ca.pem")
+    assert code == 2 and "cannot read the CA certificate" in err and "Traceback" not in err
+
+
+async def test_payoutctl_without_settings_says_what_to_set_not_socket_closed(
+    payout_service_factory, tmp_path
+):
+    from tests.tls_certs import DevCA
+
+    ca = DevCA(tmp_path)
+    server = ca.issue("localhost", server=True)
+    service = await payout_service_factory(
+        PAYOUTS_PLAINTEXT="", PAYOUTS_TLS_CERT=server.cert, PAYOUTS_TLS_KEY=server.key,
+        PAYOUTS_TLS_CLIENT_CA=ca.path)
+    code, out, err = await payoutctl("get", "x",
+                                     env={"PAYOUTCTL_TARGET": f"127.0.0.1:{service.port}"})
+    assert code == 1 and "Traceback" not in err
+    assert "UNAVAILABLE" in err and "PAYOUTCTL_CA_CERT" in err and "operator.env" in err
+
+
+async def test_payoutctl_tables_and_field_errors(payout_service):
+    target = {"PAYOUTCTL_TARGET": f"127.0.0.1:{payout_service.port}"}
+    dest = Keypair.random().public_key
+    code, out, err = await payoutctl("create", "t-1", dest, "-1", env=target)
+    assert code == 1 and "INVALID_ARGUMENT" in err
+    assert "amount: must be positive" in err
+    code, out, err = await payoutctl("create", "t-1", dest, "2.5", env=target)
+    assert code == 0, err
+    assert json.loads(out)["payout"]["state"] == "PAYOUT_STATE_BUILT"
+    code, out, err = await payoutctl("create", "t-1", dest, "2.6", env=target)
+    assert code == 1 and "ALREADY_EXISTS" in err and "  amount: differs" in err
+    code, out, err = await payoutctl("-o", "table", "list", "--state", "built", env=target)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["PAYOUT_ID", "STATE", "GROSS", "NET"]
+    assert row.split()[:3] == ["t-1", "BUILT", "2.5000000"]
+    code, out, err = await payoutctl("get", "t-1", "--output", "table", env=target)
+    assert code == 0 and "state:" in out and "BUILT" in out
