@@ -148,25 +148,32 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
     async def WatchPayout(  # noqa: N802
         self, request: pb.WatchPayoutRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> AsyncIterator[pb.WatchPayoutResponse]:
+        """Each message is the payout as it is at that moment (its state always agrees with
+        its attempt, hash and failure) with the event that brought it there: first the payout
+        as it is now, then each change until a terminal state. A state held for less than one
+        poll may be skipped. Polls the audit trail, so a change made by any replica is seen."""
         payout = await self._payout_or_404(request.payout_id)
         last_event = 0
-        # Polls the audit trail, so a change made by any replica is seen.
         while True:
             events = await self.desk.store.events_after(payout.id, last_event)
-            for event in events:
-                last_event = event["id"]
-                reached = PayoutState(event["to_state"])
-                snapshot = payout_to_pb(await self._payout_or_404(payout.payout_id))
-                snapshot.state = STATE_TO_PB[reached]
-                previous = event["from_state"]
-                yield pb.WatchPayoutResponse(
-                    payout=snapshot,
-                    previous_state=STATE_TO_PB[PayoutState(previous)] if previous
-                    else pb.PAYOUT_STATE_UNSPECIFIED,
-                    changed_at=timestamp(event["at"]),
+            if events:
+                last_event = events[-1]["id"]
+                fresh = await self._payout_or_404(payout.payout_id)
+                # The event that led to the state just read; none when a newer event landed
+                # between the two reads (the next poll has it).
+                reached = next(
+                    (e for e in reversed(events) if e["to_state"] == fresh.state.value), None
                 )
-                if reached in TERMINAL:
-                    return
+                if reached is not None:
+                    previous = reached["from_state"]
+                    yield pb.WatchPayoutResponse(
+                        payout=payout_to_pb(fresh),
+                        previous_state=STATE_TO_PB[PayoutState(previous)] if previous
+                        else pb.PAYOUT_STATE_UNSPECIFIED,
+                        changed_at=timestamp(reached["at"]),
+                    )
+                    if fresh.state in TERMINAL:
+                        return
             await asyncio.sleep(WATCH_POLL_SECONDS)
 
     @handles_errors
