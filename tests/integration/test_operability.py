@@ -67,6 +67,10 @@ async def test_metrics_count_rpcs_by_method_and_code_and_payouts_by_state(payout
     assert sample(text, "grpc_server_handling_seconds_count", grpc_method="CreatePayout") >= 3
     assert sample(text, "payouts_by_state", state="built") == 2
     assert sample(text, "payouts_queue_depth") == 0
+    # No `_created` series (`payouts_created` read as a count), every family under payouts_.
+    assert "_created" not in text
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert not {f for f in families if f.startswith("payout_")}, families
 
 
 @pytest.fixture
