@@ -122,6 +122,10 @@ def explain(err: grpc.aio.AioRpcError, args: argparse.Namespace) -> str:
             lines.append("  If the server uses TLS, give its CA and your client certificate "
                          "(see payoutctl --help);\n  against the dev stack: "
                          ". .devstack/operator.env")
+        elif not args.client_cert:
+            lines.append("  If the server wants mutual TLS, give your client certificate: "
+                         "--client-cert/--client-key\n  (PAYOUTCTL_CLIENT_CERT, "
+                         "PAYOUTCTL_CLIENT_KEY)")
     if err.code() == grpc.StatusCode.PERMISSION_DENIED:
         lines.append("  this command needs an admin client certificate "
                      "(dev stack: . .devstack/admin.env)")

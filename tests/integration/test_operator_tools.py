@@ -138,3 +138,29 @@ async def test_payoutctl_tables_and_field_errors(payout_service):
     assert row.split()[:3] == ["t-1", "BUILT", "2.5000000"]
     code, out, err = await payoutctl("get", "t-1", "--output", "table", env=target)
     assert code == 0 and "state:" in out and "BUILT" in out
+
+
+async def test_reflection_is_served_as_v1_and_v1alpha(payout_service):
+    import grpc
+    from grpc_reflection.v1alpha import reflection_pb2 as wire
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{payout_service.port}") as channel:
+        for version in ("v1", "v1alpha"):
+            call = channel.stream_stream(
+                f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+                request_serializer=wire.ServerReflectionRequest.SerializeToString,
+                response_deserializer=wire.ServerReflectionResponse.FromString,
+            )
+            replies = [r async for r in call(iter([
+                wire.ServerReflectionRequest(list_services=""),
+                wire.ServerReflectionRequest(
+                    file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+            ]))]
+            names = {s.name for s in replies[0].list_services_response.service}
+            assert {"payout.v1.PayoutService", "grpc.reflection.v1.ServerReflection",
+                    "grpc.reflection.v1alpha.ServerReflection"} <= names, version
+            assert replies[1].file_descriptor_response.file_descriptor_proto, version
+    code, out, err = await grpcurl("-plaintext", f"127.0.0.1:{payout_service.port}",
+                                   "describe", "grpc.reflection.v1.ServerReflection")
+    assert code == 0, err
+    assert "ServerReflectionInfo" in out
