@@ -12,6 +12,7 @@ from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.model import Payout
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import PreconditionFailed, handles_errors
+from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.alert_store import AlertRecord
 from payout_service.programs.health import AlertKind, Level
 from payout_service.programs.monitoring import Monitor
@@ -19,6 +20,7 @@ from payout_service.programs.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconc
 from payout_service.programs.run_store import RunRecord
 from payout_service.programs.schedule import Frequency, Schedule
 from payout_service.programs.scheduled_runs import ScheduledRuns
+from payout_service.programs.settings import AlertThresholds
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -52,27 +54,62 @@ def schedule_to_pb(s: Schedule) -> apb.Schedule:
     )
 
 
+def amount_from_pb(msg: pb.Amount, name: str, violations: list[FieldViolation]) -> int:
+    """An input Amount: its decimal or its stroops (both only if they agree)."""
+    stroops = int(msg.stroops)
+    if msg.decimal:
+        try:
+            stroops = parse_amount(msg.decimal)
+        except AmountError as err:
+            violations.append(FieldViolation(f"{name}.decimal", str(err)))
+        if msg.stroops and msg.stroops != stroops:
+            violations.append(FieldViolation(name, "decimal and stroops disagree; give one"))
+    elif stroops < 0:
+        violations.append(FieldViolation(f"{name}.stroops", "must not be negative"))
+    return stroops
+
+
 def schedule_from_pb(msg: apb.Schedule) -> Schedule:
-    violations = []
+    violations: list[FieldViolation] = []
     if msg.frequency not in PB_TO_FREQ:
         violations.append(FieldViolation("schedule.frequency", "must be DAILY, WEEKLY or MONTHLY"))
-    threshold = msg.minimum_threshold
-    stroops = threshold.stroops
-    if threshold.decimal:
-        try:
-            stroops = parse_amount(threshold.decimal)
-        except AmountError as err:
-            violations.append(FieldViolation("schedule.minimum_threshold.decimal", str(err)))
-        if threshold.stroops and threshold.stroops != stroops:
-            violations.append(FieldViolation(
-                "schedule.minimum_threshold", "decimal and stroops disagree; give one of them"
-            ))
+    stroops = amount_from_pb(msg.minimum_threshold, "schedule.minimum_threshold", violations)
     if violations:
         raise ValidationFailed(violations)
     return Schedule(
         enabled=msg.enabled, frequency=PB_TO_FREQ[msg.frequency], day_of_week=msg.day_of_week,
         day_of_month=msg.day_of_month, hour=msg.hour, minute=msg.minute,
         timezone=msg.timezone, minimum_threshold_stroops=stroops,
+    )
+
+
+def alert_config_to_pb(c: AlertConfig) -> apb.AlertConfig:
+    t = c.thresholds
+    return apb.AlertConfig(
+        enabled=c.enabled, failure_rate_warning=t.failure_rate_warning,
+        failure_rate_critical=t.failure_rate_critical, pending_count=t.pending_count,
+        processing_delay_seconds_warning=t.delay_seconds_warning,
+        processing_delay_seconds_critical=t.delay_seconds_critical,
+        amount_24h=amount(t.amount_24h_stroops), system_errors=t.system_errors,
+        webhook_urls=list(c.webhook_urls), version=c.version,
+        updated_at=timestamp(c.updated_at), updated_by=c.updated_by,
+    )
+
+
+def alert_config_from_pb(msg: apb.AlertConfig) -> AlertConfig:
+    violations: list[FieldViolation] = []
+    stroops = amount_from_pb(msg.amount_24h, "config.amount_24h", violations)
+    if violations:
+        raise ValidationFailed(violations)
+    return AlertConfig(
+        enabled=msg.enabled, webhook_urls=tuple(msg.webhook_urls),
+        thresholds=AlertThresholds(
+            failure_rate_warning=msg.failure_rate_warning,
+            failure_rate_critical=msg.failure_rate_critical, pending_count=msg.pending_count,
+            delay_seconds_warning=msg.processing_delay_seconds_warning,
+            delay_seconds_critical=msg.processing_delay_seconds_critical,
+            amount_24h_stroops=stroops, system_errors=msg.system_errors,
+        ),
     )
 
 
@@ -212,3 +249,22 @@ class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[
             apb.Mismatch(payout_id=m.payout_id, tx_hash=m.tx_hash, problem=m.problem)
             for m in result.mismatches
         ])
+
+    @handles_errors
+    async def GetAlertConfig(  # noqa: N802
+        self, request: apb.GetAlertConfigRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.GetAlertConfigResponse:
+        return apb.GetAlertConfigResponse(config=alert_config_to_pb(await self.monitor.config()))
+
+    @handles_errors
+    async def UpdateAlertConfig(  # noqa: N802
+        self, request: apb.UpdateAlertConfigRequest, context: grpc.aio.ServicerContext,
+        corr: str,
+    ) -> apb.UpdateAlertConfigResponse:
+        if not request.HasField("config"):
+            raise ValidationFailed([FieldViolation("config", "is required")])
+        saved = await self.monitor.update_config(
+            alert_config_from_pb(request.config), based_on=request.config.version,
+            actor=caller_identity(context), correlation_id=corr,
+        )
+        return apb.UpdateAlertConfigResponse(config=alert_config_to_pb(saved))

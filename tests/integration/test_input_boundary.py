@@ -173,6 +173,10 @@ def minimal_requests() -> dict[str, object]:
             frequency=apb.SCHEDULE_FREQUENCY_DAILY, timezone="UTC")),
         "PayoutAdminService/TriggerScheduledRun": apb.TriggerScheduledRunRequest(dry_run=True),
         "PayoutAdminService/ListRuns": apb.ListRunsRequest(),
+        "PayoutAdminService/GetAlertConfig": apb.GetAlertConfigRequest(),
+        "PayoutAdminService/UpdateAlertConfig": apb.UpdateAlertConfigRequest(
+            config=apb.AlertConfig(enabled=True, failure_rate_warning=0.1,
+                                   failure_rate_critical=0.2)),
     }
 
 
