@@ -159,3 +159,71 @@ async def test_dev_stack_external_signing_pays_through_the_printed_pipeline(
         code = await asyncio.wait_for(proc.wait(), 60)
     assert code == 0
     assert not secret.exists(), "the paying key is removed on Ctrl-C"
+
+
+class Collector:
+    """An OTLP/gRPC trace receiver: records (service.name, trace id) of every span."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, bytes]] = []
+
+    async def Export(self, request, context):  # noqa: N802 - gRPC method name
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        for resource_spans in request.resource_spans:
+            names = [a.value.string_value for a in resource_spans.resource.attributes
+                     if a.key == "service.name"]
+            for scope in resource_spans.scope_spans:
+                self.spans += [(names[0] if names else "", s.trace_id) for s in scope.spans]
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+async def test_dev_stack_passes_tracing_settings_to_both_services(tmp_path, grpcurl_installed):
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    collector = Collector()
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    otlp_port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"PAYOUTS_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+                "PAYOUTS_SIGNER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+                "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "local_stack", "--port", str(port), "--metrics-port", "0",
+        "--ledger-interval", "0.5", "--state-dir", str(tmp_path / ".devstack"), "--hot-key",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        cwd=tmp_path,
+    )
+    try:
+        banner = ""
+        while "Ctrl-C" not in banner:
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            assert line, f"dev stack exited early: {banner}"
+            banner += line.decode()
+        create, watch = [ln.strip() for ln in banner.splitlines()
+                         if ln.strip().startswith("grpcurl") and "PayoutService" in ln]
+        assert (await run(create, tmp_path))[0] == 0
+        code, out = await run(watch, tmp_path, within=90)
+        assert code == 0 and "PAYOUT_STATE_CONFIRMED" in out, out
+
+        def one_trace_across_both() -> bool:
+            by_service: dict[str, set[bytes]] = {}
+            for service, trace_id in collector.spans:
+                by_service.setdefault(service, set()).add(trace_id)
+            return bool(by_service.get("payout-service", set())
+                        & by_service.get("signer-service", set()))
+
+        for _ in range(100):
+            if one_trace_across_both():
+                break
+            await asyncio.sleep(0.1)
+        assert one_trace_across_both(), {s for s, _ in collector.spans}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 60)
+        await server.stop(0)
+    assert code == 0
