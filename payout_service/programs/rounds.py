@@ -153,7 +153,8 @@ class RoundDesk:
                 or existing.round_id != new.round_id:
             raise IdempotencyConflict([FieldViolation(
                 f"winners[{index}]",
-                f"payout_id {new.payout_id!r} or idempotency key {new.idempotency_key!r} "
+                f"payout_id {quote(new.payout_id)} or idempotency key "
+                f"{quote(new.idempotency_key)} "
                 "belongs to another payout",
             )])
         return existing
@@ -169,7 +170,7 @@ class RoundDesk:
         if not same:
             raise PreconditionFailed(
                 f"rounds/{current.round_id}",
-                f"round {current.round_id!r} is {current.state} with other winners",
+                f"round {quote(current.round_id)} is {current.state} with other winners",
             )
         ordered = [payouts[r.idempotency_key] for r in requests]
         return Resolution(current, ordered)
