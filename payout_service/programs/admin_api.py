@@ -196,7 +196,7 @@ class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[
             destination=request.destination, amount=request.amount, asset=request.asset,
             earning_id=request.earning_id,
         )
-        return apb.RecordEarningResponse(balance=amount(balance))
+        return apb.RecordEarningResponse(balance=total(balance))  # a sum of earnings
 
     @handles_errors
     async def GetSchedule(  # noqa: N802

@@ -87,6 +87,10 @@ async def test_balances_over_int64_from_before_the_cap_leave_every_run_finished(
     unfinished = await stack.pool.fetchval(
         "SELECT count(*) FROM scheduled_runs WHERE finished_at IS NULL")
     assert unfinished == 0
+    # A replayed earning reports that balance exactly, not INTERNAL.
+    replay = await stack.admin.RecordEarning(apb.RecordEarningRequest(
+        destination=dest, amount=LARGEST, earning_id="old-1"))
+    assert replay.balance.decimal == format_amount(2 * INT64_MAX)
 
 
 async def test_list_runs_shows_each_runs_payouts(stack):
