@@ -117,3 +117,26 @@ async def test_an_abandoned_run_is_closed_by_the_next_one(stack):
     row = await stack.pool.fetchrow("SELECT * FROM scheduled_runs WHERE run_id = 'run-cut'")
     assert row["finished_at"] is not None
     assert "abandoned" in row["errors"][-1]["message"]
+
+
+async def test_concurrent_earnings_never_pass_the_cap_together(stack):
+    import asyncio
+
+    dest = Keypair.random().public_key
+    await stack.admin.RecordEarning(apb.RecordEarningRequest(
+        destination=dest, amount=format_amount(INT64_MAX - 10), earning_id="base"))
+
+    async def one(n: int) -> bool:
+        try:
+            await stack.admin.RecordEarning(apb.RecordEarningRequest(
+                destination=dest, amount="0.0000001", earning_id=f"tip-{n}"))
+            return True
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+            return False
+
+    accepted = await asyncio.gather(*(one(n) for n in range(30)))
+    assert sum(accepted) == 10
+    balance = await stack.pool.fetchval(
+        "SELECT sum(amount_stroops) FROM earnings WHERE destination = $1", dest)
+    assert balance == INT64_MAX
