@@ -3,8 +3,6 @@ of a later state), first the payout as it is now, then each change until a termi
 
 from __future__ import annotations
 
-import asyncio
-
 from stellar_sdk import Keypair
 
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -41,7 +39,6 @@ async def test_changes_stream_and_no_message_mixes_states(stack):
     stream = stack.payouts.WatchPayout(pb.WatchPayoutRequest(payout_id="w-2"), timeout=10)
     first = await stream.read()
     assert first.payout.state == pb.PAYOUT_STATE_QUEUED and not first.payout.tx_hash
-    await asyncio.sleep(0.3)
     tx_hash = await confirm(stack.pool, "w-2")
     second = await stream.read()
     assert second.payout.state == pb.PAYOUT_STATE_CONFIRMED
