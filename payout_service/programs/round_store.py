@@ -11,8 +11,8 @@ from typing import TypeAlias
 import asyncpg
 
 from payout_service.core.model import Payout
-from payout_service.programs.round_states import RoundState
-from payout_service.store import InvalidPageToken, payout_from_row
+from payout_service.programs.round_states import RoundState, round_id_problem
+from payout_service.store import InvalidPageToken, payout_from_row, token_time
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -120,7 +120,9 @@ def encode_token(created_at: datetime, round_id: str) -> str:
 def decode_token(token: str) -> tuple[datetime, str]:
     try:
         created, round_id = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), round_id
+        if round_id_problem(round_id):
+            raise ValueError("not a round id")
+        return token_time(created), round_id
     except (ValueError, UnicodeDecodeError):
         raise InvalidPageToken("page_token is not a token this service issued") from None
 

@@ -14,6 +14,7 @@ fast.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -67,7 +68,14 @@ PLAUSIBLE: dict[str, list[str]] = {
     "asset": ["XLM", "native", f"USD:{ISSUER}"],
     "timezone": ["UTC", "Europe/Paris"],
     "alert_id": IDS[-1:],
-    "page_token": [""],
+    "page_token": [""] + [
+        # Shaped like the tokens the service issues, with contents it never issues.
+        base64.urlsafe_b64encode(text.encode()).decode() for text in (
+            "2020-01-01T00:00:00+00:00|\x00", "0001-01-01T00:00:00+01:00|r-1",
+            "9999-12-31T23:59:59-14:00|00000000-0000-0000-0000-000000000001",
+            "2020-01-01|r-1", "2020-01-01T00:00:00+00:00|" + "x" * 300, "|", "a|b|c",
+        )
+    ],
 }
 # Printable values no field accepts, or only some do.
 ODD = ["", "-1", "0", "1e5", "1.12345678", "922337203686", "USD", "Mars/Olympus", " 1",

@@ -201,3 +201,26 @@ async def test_postgresql_unreachable_is_unavailable_on_every_rpc(
             assert err.code() == grpc.StatusCode.UNAVAILABLE, (r.name, err.code(), err.details())
     untested = {r.name for r in all_rpcs()} - set(requests) - {"PayoutAdminService/Reconcile"}
     assert not untested
+
+
+@pytest.mark.parametrize(("content", "bad_time"), [
+    ("2020-01-01T00:00:00+00:00|\x00", False), ("0001-01-01T00:00:00+01:00|r-1", True),
+    ("9999-12-31T23:59:59-14:00|r-1", True), ("2020-01-01|r-1", True),
+    ("2020-01-01T00:00:00+00:00|" + "x" * 300, False),
+])
+async def test_page_tokens_the_service_never_issued_are_invalid_argument(
+    channel, content, bad_time
+):
+    import base64
+    import uuid
+
+    when = content.split("|")[0]
+    calls = [("RoundService/ListRounds", rpb.ListRoundsRequest(
+        page_token=base64.urlsafe_b64encode(content.encode()).decode()))]
+    if bad_time:
+        calls.append(("PayoutService/ListPayouts", pb.ListPayoutsRequest(
+            page_token=base64.urlsafe_b64encode(f"{when}|{uuid.uuid4()}".encode()).decode())))
+    for name, request_ in calls:
+        err = await refused(rpc(name).call(channel, request_, deadline=TIMEOUT))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, err.details())
+        assert [f for f, _ in status_details(err)] == ["page_token"]
