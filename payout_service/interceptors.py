@@ -92,7 +92,9 @@ async def check_input(request: Any, context: grpc.aio.ServicerContext) -> None:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Checks admin identity before the handler runs, then records code and latency."""
+    """Before the handler runs: checks the admin identity, then the input boundary (bytes
+    that decode, strings within their limits and free of control characters); afterwards
+    records code and latency."""
 
     def __init__(self, *, admin_identities: Collection[str], plaintext: bool) -> None:
         self.admins = frozenset(admin_identities)

@@ -63,8 +63,7 @@ def _strings(message: Message, prefix: str = "") -> Iterator[tuple[str, str, int
                     yield from _strings(item, f"{shown}.")
             continue
         limit = FIELD_LIMITS.get(field.name, DEFAULT_LIMIT)
-        repeated = field.is_repeated
-        items = list(enumerate(value)) if repeated else [(None, value)]
+        items = list(enumerate(value)) if field.is_repeated else [(None, value)]
         for index, item in items:
             where = path if index is None else f"{path}[{index}]"
             if field.type == FieldDescriptor.TYPE_STRING:
