@@ -1,5 +1,6 @@
 """payoutctl: run the payout flow from a shell (create, get, list, watch, cancel, retry, and
-external signing with unsigned / submit-signed)."""
+external signing with unsigned / submit-signed), and see health and set the alert
+configuration (health, alert-config)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
+from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
-from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 CALL_TIMEOUT = 30.0
@@ -102,7 +104,41 @@ def render(message: Message, output: str) -> str:
     payout = getattr(message, "payout", None)
     if isinstance(payout, pb.Payout):
         return payout_block(payout)
+    if isinstance(message, apb.AlertConfig):
+        return alert_config_block(message)
+    if isinstance(message, apb.GetSystemHealthResponse):
+        return health_block(message)
     return json.dumps(as_dict(message), indent=2)
+
+
+def alert_config_block(c: apb.AlertConfig) -> str:
+    fields = [
+        ("enabled", str(c.enabled).lower()),
+        ("failure rate", f"{c.failure_rate_warning:g} / {c.failure_rate_critical:g} critical"),
+        ("pending count", str(c.pending_count)),
+        ("delay seconds", f"{c.processing_delay_seconds_warning:g} / "
+                          f"{c.processing_delay_seconds_critical:g} critical"),
+        ("amount 24h", c.amount_24h.decimal), ("system errors", str(c.system_errors)),
+        ("webhooks", ", ".join(c.webhook_urls) or "-"),
+        ("version", f"{c.version} by {c.updated_by or '-'}"),
+    ]
+    return "\n".join(f"{name + ':':16}{value}" for name, value in fields)
+
+
+def health_block(h: apb.GetSystemHealthResponse) -> str:
+    m = h.metrics
+    lines = [f"{'level:':16}{apb.HealthLevel.Name(h.level).removeprefix('HEALTH_LEVEL_')}",
+             f"{'failure rate:':16}{m.failure_rate:.1%}", f"{'pending:':16}{m.pending_count}",
+             f"{'oldest pending:':16}{m.oldest_pending_age_seconds:.0f} s",
+             f"{'amount 24h:':16}{m.amount_last_24h.decimal}"]
+    if h.active_alerts:
+        rows = [["ALERT_ID", "KIND", "SEVERITY", "STATUS", "MESSAGE"]] + [
+            [a.alert_id, apb.AlertKind.Name(a.kind).removeprefix("ALERT_KIND_"),
+             apb.HealthLevel.Name(a.severity).removeprefix("HEALTH_LEVEL_"),
+             apb.AlertStatus.Name(a.status).removeprefix("ALERT_STATUS_"), a.message]
+            for a in h.active_alerts]
+        lines += ["", table(rows)]
+    return "\n".join(lines)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -208,11 +244,50 @@ SIMPLE: dict[str, Command] = {
     "submit-signed": _submit_signed,
 }
 
+# alert-config flag -> AlertConfig field
+ALERT_FLAGS = {
+    "failure_rate": "failure_rate_warning", "failure_rate_critical": "failure_rate_critical",
+    "pending_count": "pending_count", "delay_seconds": "processing_delay_seconds_warning",
+    "delay_seconds_critical": "processing_delay_seconds_critical",
+    "system_errors": "system_errors",
+}
+
+
+async def _admin(channel: grpc.aio.Channel, args: argparse.Namespace) -> Message:
+    """health and alert-config (PayoutAdminService: the admin identity)."""
+    admin = admin_pb2_grpc.PayoutAdminServiceStub(channel)
+    if args.command == "health":
+        reply: Message = await admin.GetSystemHealth(apb.GetSystemHealthRequest(),
+                                                     timeout=CALL_TIMEOUT)
+        return reply
+    current = (await admin.GetAlertConfig(apb.GetAlertConfigRequest(),
+                                          timeout=CALL_TIMEOUT)).config
+    changed = apb.AlertConfig()
+    changed.CopyFrom(current)
+    for flag, name in ALERT_FLAGS.items():
+        if getattr(args, flag) is not None:
+            setattr(changed, name, getattr(args, flag))
+    if args.amount_24h is not None:
+        changed.amount_24h.CopyFrom(pb.Amount(decimal=args.amount_24h))
+    if args.enabled is not None:
+        changed.enabled = args.enabled
+    if args.webhook is not None:
+        del changed.webhook_urls[:]
+        changed.webhook_urls.extend(u for u in args.webhook if u)
+    if changed == current:
+        return current
+    # Based on the version read: a concurrent change makes this FAILED_PRECONDITION.
+    saved = await admin.UpdateAlertConfig(apb.UpdateAlertConfigRequest(config=changed),
+                                          timeout=CALL_TIMEOUT)
+    return saved.config
+
 
 async def _run(args: argparse.Namespace) -> int:
     async with _channel(args) as channel:
         stub = payout_pb2_grpc.PayoutServiceStub(channel)
-        if args.command in SIMPLE:
+        if args.command in ("health", "alert-config"):
+            print(render(await _admin(channel, args), args.output))
+        elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
             # External signing from a shell: print the envelope to sign, nothing else, so it
@@ -327,6 +402,25 @@ def parser() -> argparse.ArgumentParser:
     x = command("cancel", "cancel a payout while no attempt of it can land")
     x.add_argument("payout_id")
     x.add_argument("--reason", help="recorded in the payout's audit trail")
+    command("health", "health level, metrics and active alerts (admin identity)")
+    a = command("alert-config", "show the alert configuration, or change it with the flags "
+                "below (admin identity); unset flags keep their value")
+    toggle = a.add_mutually_exclusive_group()
+    toggle.add_argument("--enable", dest="enabled", action="store_const", const=True,
+                        help="raise and notify alerts")
+    toggle.add_argument("--disable", dest="enabled", action="store_const", const=False,
+                        help="raise and notify nothing (health still reports the level)")
+    a.add_argument("--failure-rate", type=float, metavar="0..1", help="warning threshold")
+    a.add_argument("--failure-rate-critical", type=float, metavar="0..1")
+    a.add_argument("--pending-count", type=int, metavar="N")
+    a.add_argument("--delay-seconds", type=float, metavar="S",
+                   help="oldest pending payout's age, warning")
+    a.add_argument("--delay-seconds-critical", type=float, metavar="S")
+    a.add_argument("--amount-24h", metavar="DECIMAL", help="amount paid out in 24 h, e.g. 10000")
+    a.add_argument("--system-errors", type=int, metavar="N")
+    a.add_argument("--webhook", action="append", metavar="URL",
+                   help="notification target, repeatable; replaces the list "
+                        "(--webhook '' clears it)")
     return p
 
 

@@ -84,7 +84,7 @@ async def payoutctl(*args: str, env: dict[str, str] | None = None) -> tuple[int,
 
 async def test_payoutctl_help_explains_the_connection_on_every_command():
     commands = ["", "create", "get", "list", "watch", "unsigned", "submit-signed", "retry",
-                "cancel"]
+                "cancel", "health", "alert-config"]
     for command in commands:
         code, out, err = await payoutctl(*([command] if command else []), "--help")
         assert code == 0, err
@@ -164,3 +164,19 @@ async def test_reflection_is_served_as_v1_and_v1alpha(payout_service):
                                    "describe", "grpc.reflection.v1.ServerReflection")
     assert code == 0, err
     assert "ServerReflectionInfo" in out
+
+
+async def test_payoutctl_shows_health_and_changes_the_alert_configuration(payout_service):
+    target = {"PAYOUTCTL_TARGET": f"127.0.0.1:{payout_service.port}"}
+    code, out, err = await payoutctl("alert-config", env=target)
+    assert code == 0, err
+    assert json.loads(out)["version"] == "1"
+    code, out, err = await payoutctl("-o", "table", "alert-config", "--pending-count", "3",
+                                     "--disable", env=target)
+    assert code == 0, err
+    assert "pending count:  3" in out and "enabled:        false" in out
+    assert "version:        2" in out
+    code, out, err = await payoutctl("alert-config", "--failure-rate", "2", env=target)
+    assert code == 1 and "config.failure_rate_warning: must be between 0 and 1" in err
+    code, out, err = await payoutctl("health", "-o", "table", env=target)
+    assert code == 0 and "level:" in out and "HEALTHY" in out
