@@ -13,7 +13,7 @@ from payout_service.app.desk import PayoutDesk
 from payout_service.convert import PB_TO_STATE, STATE_TO_PB, attempt_to_pb, payout_to_pb, timestamp
 from payout_service.core.model import Payout
 from payout_service.core.states import TERMINAL, PayoutState
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.validation import FieldViolation, ValidationFailed, quote
 from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
 from payout_service.programs.payout_api import create_batch, get_stats
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -68,7 +68,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
             raise ValidationFailed([FieldViolation("payout_id", "is required")])
         payout = await self.desk.store.get_payout(request.payout_id)
         if payout is None:
-            raise NotFoundError(f"payout {request.payout_id!r} not found")
+            raise NotFoundError(f"payout {quote(request.payout_id)} not found")
         response = pb.GetPayoutResponse(payout=payout_to_pb(payout))
         if request.include_attempts:
             attempts = await self.desk.store.list_attempts(payout.id)
@@ -105,7 +105,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
             raise ValidationFailed([FieldViolation("payout_id", "is required")])
         payout = await self.desk.store.get_payout(ident)
         if payout is None:
-            raise NotFoundError(f"payout {ident!r} not found")
+            raise NotFoundError(f"payout {quote(ident)} not found")
         return payout
 
     @handles_errors
@@ -145,25 +145,32 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
     async def WatchPayout(  # noqa: N802
         self, request: pb.WatchPayoutRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> AsyncIterator[pb.WatchPayoutResponse]:
+        """Each message is the payout as it is at that moment (its state always agrees with
+        its attempt, hash and failure) with the event that brought it there: first the payout
+        as it is now, then each change until a terminal state. A state held for less than one
+        poll may be skipped. Polls the audit trail, so a change made by any replica is seen."""
         payout = await self._payout_or_404(request.payout_id)
         last_event = 0
-        # Polls the audit trail, so a change made by any replica is seen.
         while True:
             events = await self.desk.store.events_after(payout.id, last_event)
-            for event in events:
-                last_event = event["id"]
-                reached = PayoutState(event["to_state"])
-                snapshot = payout_to_pb(await self._payout_or_404(payout.payout_id))
-                snapshot.state = STATE_TO_PB[reached]
-                previous = event["from_state"]
-                yield pb.WatchPayoutResponse(
-                    payout=snapshot,
-                    previous_state=STATE_TO_PB[PayoutState(previous)] if previous
-                    else pb.PAYOUT_STATE_UNSPECIFIED,
-                    changed_at=timestamp(event["at"]),
+            if events:
+                last_event = events[-1]["id"]
+                fresh = await self._payout_or_404(payout.payout_id)
+                # The event that led to the state just read; none when a newer event landed
+                # between the two reads (the next poll has it).
+                reached = next(
+                    (e for e in reversed(events) if e["to_state"] == fresh.state.value), None
                 )
-                if reached in TERMINAL:
-                    return
+                if reached is not None:
+                    previous = reached["from_state"]
+                    yield pb.WatchPayoutResponse(
+                        payout=payout_to_pb(fresh),
+                        previous_state=STATE_TO_PB[PayoutState(previous)] if previous
+                        else pb.PAYOUT_STATE_UNSPECIFIED,
+                        changed_at=timestamp(reached["at"]),
+                    )
+                    if fresh.state in TERMINAL:
+                        return
             await asyncio.sleep(WATCH_POLL_SECONDS)
 
     @handles_errors

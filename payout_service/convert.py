@@ -6,7 +6,7 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from payout_service.core.amounts import format_amount
+from payout_service.core.amounts import INT64_MAX, format_amount
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import PayoutState
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -30,6 +30,12 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 
 def amount(stroops: int) -> pb.Amount:
     return pb.Amount(decimal=format_amount(stroops), stroops=stroops)
+
+
+def total(stroops: int) -> pb.Amount:
+    """A sum of amounts: the decimal is exact, stroops saturates at the int64 maximum (a sum
+    of int64 amounts can pass it; the proto field cannot)."""
+    return pb.Amount(decimal=format_amount(stroops), stroops=min(stroops, INT64_MAX))
 
 
 def attempt_to_pb(a: Attempt) -> pb.Attempt:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -22,6 +25,37 @@ from payout_service.core.validation import FieldViolation, ValidationFailed
 log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = "x-correlation-id"
+# Status messages and field descriptions are cut to these lengths, so no input echoed in them
+# can push the answer past the caller's metadata limit (that would turn into
+# RESOURCE_EXHAUSTED on the client and hide the real answer).
+MAX_MESSAGE_CHARS = 1024
+MAX_DESCRIPTION_CHARS = 256
+
+
+NETWORK_ERRNOS = frozenset({
+    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED, errno.ECONNRESET,
+    errno.ETIMEDOUT, errno.ENETDOWN, errno.EHOSTDOWN, errno.EPIPE, errno.ECONNABORTED,
+})
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def database_unavailable(err: BaseException) -> bool:
+    """PostgreSQL cannot be reached right now: the call changed nothing and may be retried."""
+    if isinstance(err, asyncpg.InterfaceError):
+        # Raised by a pool shutting down or a connection lost mid-call.
+        return "pool is clos" in str(err) or "connection is closed" in str(err)
+    if isinstance(err, OSError) and not isinstance(err, TimeoutError):
+        # Refused, reset, unreachable, unknown host: not a file error of ours.
+        return isinstance(err, (ConnectionError, socket.gaierror)) or err.errno in NETWORK_ERRNOS
+    return isinstance(err, (
+        TimeoutError,  # connecting or acquiring a connection timed out
+        asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+        asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+        asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
+    ))
 
 
 class NotFoundError(Exception):
@@ -93,7 +127,25 @@ def status_for(err: Exception) -> status_pb2.Status | None:
         return status_pb2.Status(
             code=code_pb2.UNAVAILABLE, message="Stellar RPC is unavailable; retry later"
         )
+    if database_unavailable(err):
+        return status_pb2.Status(
+            code=code_pb2.UNAVAILABLE, message="the database is unavailable; retry later"
+        )
     return None
+
+
+def bounded(status: status_pb2.Status) -> status_pb2.Status:
+    """The same status with its message and BadRequest descriptions cut to a safe size."""
+    status.message = _short(status.message, MAX_MESSAGE_CHARS)
+    for packed in status.details:
+        if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            detail = error_details_pb2.BadRequest()
+            packed.Unpack(detail)
+            for v in detail.field_violations:
+                v.field = _short(v.field, MAX_DESCRIPTION_CHARS)
+                v.description = _short(v.description, MAX_DESCRIPTION_CHARS)
+            packed.Pack(detail)
+    return status
 
 
 def correlation_id(context: grpc.aio.ServicerContext) -> str:
@@ -145,4 +197,8 @@ async def _abort(
         status = status_pb2.Status(
             code=code_pb2.INTERNAL, message=f"internal error (correlation id {corr})"
         )
-    await context.abort_with_status(rpc_status.to_status(status))
+    elif status.code == code_pb2.UNAVAILABLE:
+        log.warning("dependency unavailable", extra={
+            "correlation_id": corr, "rpc_method": method, "error": type(err).__name__,
+        })
+    await context.abort_with_status(rpc_status.to_status(bounded(status)))

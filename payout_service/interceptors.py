@@ -1,4 +1,5 @@
-"""Server interceptors: per-method authorization and gRPC metrics, applied to every RPC."""
+"""Server interceptors: the input boundary, per-method authorization and gRPC metrics,
+applied to every RPC of every service."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2
+from grpc_status import rpc_status
 
 from payout_service import metrics
+from payout_service.core.validation import FieldViolation
+from payout_service.grpc_errors import bad_request, bounded
+from payout_service.request_limits import string_violations
 
 # Operator actions (seed 001: "resolution admin-only"; seed 003: admin monitoring).
 ADMIN_METHODS = frozenset({
@@ -47,8 +54,47 @@ def _code_name(context: grpc.aio.ServicerContext, default: str) -> str:
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
+class Undecodable:
+    """Stands in for a request whose bytes are not the method's message."""
+
+
+UNDECODABLE = Undecodable()
+
+
+def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The method's deserializer, answering UNDECODABLE instead of raising: gRPC core would
+    log a traceback and answer UNKNOWN naming the parser's class; the boundary answers
+    INVALID_ARGUMENT instead."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except (DecodeError, ValueError, TypeError, RuntimeError):
+            return UNDECODABLE
+
+    return parse
+
+
+async def check_input(request: Any, context: grpc.aio.ServicerContext) -> None:
+    """Aborts with INVALID_ARGUMENT (BadRequest naming the fields) at the boundary."""
+    if request is UNDECODABLE:
+        violations = [FieldViolation("request", "is not a valid message of this method")]
+    else:
+        violations = string_violations(request)
+    if violations:
+        await context.abort_with_status(rpc_status.to_status(bounded(bad_request(
+            code_pb2.INVALID_ARGUMENT,
+            "invalid request: " + "; ".join(f"{v.field}: {v.description}" for v in violations),
+            violations,
+        ))))
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Checks admin identity before the handler runs, then records code and latency."""
+    """Before the handler runs: checks the admin identity, then the input boundary (bytes
+    that decode, strings within their limits and free of control characters); afterwards
+    records code and latency."""
 
     def __init__(self, *, admin_identities: Collection[str], plaintext: bool) -> None:
         self.admins = frozenset(admin_identities)
@@ -85,6 +131,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 started, outcome = time.perf_counter(), "OK"
                 try:
                     await authorize(context)
+                    await check_input(request, context)
                     return await inner(request, context)
                 except BaseException:
                     outcome = "UNKNOWN"
@@ -93,7 +140,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     record(context, started, outcome)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
+                unary, tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream:
             inner_stream = handler.unary_stream
@@ -102,6 +149,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 started, outcome = time.perf_counter(), "OK"
                 try:
                     await authorize(context)
+                    await check_input(request, context)
                     async for item in inner_stream(request, context):
                         yield item
                 except BaseException:
@@ -111,6 +159,6 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     record(context, started, outcome)
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
+                stream, tolerant(handler.request_deserializer), handler.response_serializer
             )
         return handler

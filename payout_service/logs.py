@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,15 @@ class ServiceField(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         return True
+
+
+def quiet_grpc_core() -> None:
+    """gRPC core (C++, absl logging) writes plain-text lines such as "I1129 ... Handshake
+    failed" straight to stderr, into the JSON stream. Off unless GRPC_VERBOSITY is set (set
+    it to ERROR or DEBUG to debug gRPC itself); the outcome of every call is logged and
+    counted here anyway. gRPC reads it when it is first imported: payout_service/__init__
+    calls this before any module imports grpc."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from payout_service import metrics
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
@@ -27,6 +26,7 @@ from payout_service.interceptors import ServiceInterceptor
 from payout_service.logs import configure_logging
 from payout_service.migrations import apply_migrations
 from payout_service.programs.wiring import Programs, start_programs
+from payout_service.reflection import enable_reflection
 from payout_service.tracing import configure_tracing, server_interceptor
 from stellar_payouts_pb.payout.v1 import payout_pb2, payout_pb2_grpc
 
@@ -112,9 +112,7 @@ async def start_service(config: Config) -> RunningService:
     names = (*SERVICE_NAMES, *programs.service_names)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection(server, (*names, health.SERVICE_NAME))
     if config.tls is None:
         log.warning("serving PLAINTEXT (PAYOUTS_PLAINTEXT=true): local use only; admin RPCs open")
         port = server.add_insecure_port(config.listen_addr)

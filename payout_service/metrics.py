@@ -10,9 +10,20 @@ import asyncio
 import logging
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 log = logging.getLogger(__name__)
+
+# prometheus_client adds a `<name>_created` timestamp series to every counter: for the
+# `payouts` counter that is `payouts_created`, which reads as a count of created payouts.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -60,7 +71,7 @@ SYSTEM_ERRORS = Counter(
     "payouts_system_errors", "Unexpected errors by component", ["component"], registry=REGISTRY
 )
 ROUNDS = Counter(
-    "payout_rounds", "Rounds reaching a state (open, closed, resolved, settled)", ["state"],
+    "payouts_rounds", "Rounds reaching a state (open, closed, resolved, settled)", ["state"],
     registry=REGISTRY,
 )
 

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
@@ -206,10 +206,22 @@ def encode_page_token(created_at: datetime, payout_uuid: UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
+# Tokens this service issues carry a row's timestamptz: aware, and in PostgreSQL's range once
+# converted to UTC (a crafted year-1 or year-9999 time with an offset is not).
+TOKEN_TIMES = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
+
+
+def token_time(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None or not TOKEN_TIMES[0] <= when <= TOKEN_TIMES[1]:
+        raise ValueError("not a time this service issues")
+    return when
+
+
 def decode_page_token(token: str) -> tuple[datetime, UUID]:
     try:
         created, ident = base64.urlsafe_b64decode(token.encode()).decode().split("|")
-        return datetime.fromisoformat(created), UUID(ident)
+        return token_time(created), UUID(ident)
     except (ValueError, UnicodeDecodeError):
         raise InvalidPageToken("page_token is not a token this service issued") from None
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +14,8 @@ import grpc
 from payout_service.config import SignerClientConfig
 from payout_service.tracing import client_interceptors
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 class SigningRefused(Exception):
@@ -27,8 +32,29 @@ class SignedEnvelope:
     tx_hash: str
 
 
+def _tls_stamp(config: SignerClientConfig) -> tuple[tuple[int, int], ...]:
+    """Changes when any of the TLS files is replaced or rewritten."""
+    stats = (os.stat(p) for p in (config.ca_cert, config.client_cert, config.client_key))
+    return tuple((s.st_mtime_ns, s.st_size) for s in stats)
+
+
 class SignerClient:
+    """Reloads its CA and client certificate when the files change (checked before each
+    call), like the signer does with its own, so a rotated certificate needs no restart;
+    calls already running finish on the old channel."""
+
     def __init__(self, config: SignerClientConfig, *, timeout_seconds: float = 10.0) -> None:
+        self._config = config
+        self._stamp = _tls_stamp(config)
+        self._channel = self._open_channel()
+        self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)
+        self._key_id = config.key_id
+        self._channel_keys = dict(config.channel_keys)
+        self._timeout = timeout_seconds
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        config = self._config
         creds = grpc.ssl_channel_credentials(
             root_certificates=Path(config.ca_cert).read_bytes(),
             private_key=Path(config.client_key).read_bytes(),
@@ -38,16 +64,31 @@ class SignerClient:
         if config.server_name:
             options.append(("grpc.ssl_target_name_override", config.server_name))
         # The tracing interceptors carry the payout's trace context across the signer hop.
-        self._channel = grpc.aio.secure_channel(
+        return grpc.aio.secure_channel(
             config.address, creds, options=options, interceptors=client_interceptors()
         )
-        self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)
-        self._key_id = config.key_id
-        self._channel_keys = dict(config.channel_keys)
-        self._timeout = timeout_seconds
+
+    def _reload_if_changed(self) -> None:
+        try:
+            stamp = _tls_stamp(self._config)
+            if stamp == self._stamp:
+                return
+            channel = self._open_channel()
+        except OSError as err:
+            # Mid-rotation (a file briefly missing): keep the working channel, retry next call.
+            log.warning("signer TLS files unreadable; keeping the current ones",
+                        extra={"error": type(err).__name__})
+            return
+        old, self._channel, self._stamp = self._channel, channel, stamp
+        self._stub = signer_pb2_grpc.SignerServiceStub(channel)
+        retire = asyncio.get_running_loop().create_task(old.close(grace=self._timeout))
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+        log.info("signer client certificate reloaded")
 
     async def close(self) -> None:
         await self._channel.close()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     def channel_key(self, source_account: str) -> str | None:
         """The signer key id of a channel account, None for the paying account."""
@@ -66,6 +107,7 @@ class SignerClient:
                 payout_id=payout_id, attempt=attempt, correlation_id=correlation_id
             ),
         )
+        self._reload_if_changed()
         try:
             response = await self._stub.SignTransaction(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as err:
@@ -76,6 +118,7 @@ class SignerClient:
         return SignedEnvelope(response.signed_envelope_xdr, response.tx_hash)
 
     async def check(self) -> bool:
+        self._reload_if_changed()
         try:
             await self._stub.ListKeys(signer_pb2.ListKeysRequest(), timeout=self._timeout)
         except grpc.aio.AioRpcError:

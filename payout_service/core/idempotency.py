@@ -11,6 +11,8 @@ from payout_service.core.validation import FieldViolation, PayoutRequest
 FINGERPRINT_FIELDS = (
     "payout_id", "destination", "amount_stroops", "asset", "metadata", "reference",
 )
+# A conflict names the field as the request does (CreatePayoutRequest.amount), not as stored.
+REQUEST_FIELD = {"amount_stroops": "amount"}
 
 
 def canonical_parameters(request: PayoutRequest) -> dict[str, Any]:
@@ -33,7 +35,7 @@ def differing_fields(stored: dict[str, Any], incoming: dict[str, Any]) -> list[F
     """Explains an idempotency conflict field by field, without echoing stored values."""
     return [
         FieldViolation(
-            name,
+            REQUEST_FIELD.get(name, name),
             "differs from the payout already created with this idempotency key",
         )
         for name in FINGERPRINT_FIELDS

@@ -18,6 +18,17 @@ MAX_METADATA_VALUE = 512
 MAX_REFERENCE = 256
 
 
+# Inputs are quoted in errors by at most this many characters, so an answer stays small
+# whatever the caller sent.
+QUOTE_CHARS = 40
+
+
+def quote(value: str) -> str:
+    """A short, printable rendering of caller input for an error message."""
+    text = repr(value[:QUOTE_CHARS])
+    return text[:-1] + "…" + text[-1] if len(value) > QUOTE_CHARS else text
+
+
 @dataclass(frozen=True)
 class FieldViolation:
     field: str
@@ -139,7 +150,7 @@ def validate_payout_request(
         if not amount:
             check("amount", "is required")
         elif stroops <= 0:
-            check("amount", "must be greater than 0")
+            check("amount", "must be positive (greater than 0)")
         elif stroops < limits.min_stroops:
             check("amount", f"is below the minimum of {limits.min_stroops} stroops")
         elif stroops > limits.max_stroops:

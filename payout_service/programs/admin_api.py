@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from payout_service.api import caller_identity
-from payout_service.convert import amount, payout_to_pb, timestamp
+from payout_service.convert import amount, payout_to_pb, timestamp, total
 from payout_service.core.amounts import AmountError, parse_amount
+from payout_service.core.model import Payout
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import PreconditionFailed, handles_errors
+from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.alert_store import AlertRecord
 from payout_service.programs.health import AlertKind, Level
 from payout_service.programs.monitoring import Monitor
 from payout_service.programs.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
 from payout_service.programs.run_store import RunRecord
 from payout_service.programs.schedule import Frequency, Schedule
-from payout_service.programs.scheduled_runs import PlannedPayout, RunResult, ScheduledRuns
+from payout_service.programs.scheduled_runs import ScheduledRuns
+from payout_service.programs.settings import AlertThresholds
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -49,21 +54,26 @@ def schedule_to_pb(s: Schedule) -> apb.Schedule:
     )
 
 
+def amount_from_pb(msg: pb.Amount, name: str, violations: list[FieldViolation]) -> int:
+    """An input Amount: its decimal or its stroops (both only if they agree)."""
+    stroops = int(msg.stroops)
+    if msg.decimal:
+        try:
+            stroops = parse_amount(msg.decimal)
+        except AmountError as err:
+            violations.append(FieldViolation(f"{name}.decimal", str(err)))
+        if msg.stroops and msg.stroops != stroops:
+            violations.append(FieldViolation(name, "decimal and stroops disagree; give one"))
+    elif stroops < 0:
+        violations.append(FieldViolation(f"{name}.stroops", "must not be negative"))
+    return stroops
+
+
 def schedule_from_pb(msg: apb.Schedule) -> Schedule:
-    violations = []
+    violations: list[FieldViolation] = []
     if msg.frequency not in PB_TO_FREQ:
         violations.append(FieldViolation("schedule.frequency", "must be DAILY, WEEKLY or MONTHLY"))
-    threshold = msg.minimum_threshold
-    stroops = threshold.stroops
-    if threshold.decimal:
-        try:
-            stroops = parse_amount(threshold.decimal)
-        except AmountError as err:
-            violations.append(FieldViolation("schedule.minimum_threshold.decimal", str(err)))
-        if threshold.stroops and threshold.stroops != stroops:
-            violations.append(FieldViolation(
-                "schedule.minimum_threshold", "decimal and stroops disagree; give one of them"
-            ))
+    stroops = amount_from_pb(msg.minimum_threshold, "schedule.minimum_threshold", violations)
     if violations:
         raise ValidationFailed(violations)
     return Schedule(
@@ -73,30 +83,62 @@ def schedule_from_pb(msg: apb.Schedule) -> Schedule:
     )
 
 
-def planned_to_pb(p: PlannedPayout, run_id: str) -> pb.Payout:
-    r = p.request
-    return pb.Payout(
-        payout_id=r.payout_id, idempotency_key=r.idempotency_key, destination=r.destination,
-        asset=r.asset, gross=amount(p.gross_stroops), fee=amount(p.fee_stroops),
-        net=amount(p.net_stroops), metadata=dict(r.metadata), batch_id=run_id,
+def alert_config_to_pb(c: AlertConfig) -> apb.AlertConfig:
+    t = c.thresholds
+    return apb.AlertConfig(
+        enabled=c.enabled, failure_rate_warning=t.failure_rate_warning,
+        failure_rate_critical=t.failure_rate_critical, pending_count=t.pending_count,
+        processing_delay_seconds_warning=t.delay_seconds_warning,
+        processing_delay_seconds_critical=t.delay_seconds_critical,
+        amount_24h=amount(t.amount_24h_stroops), system_errors=t.system_errors,
+        webhook_urls=list(c.webhook_urls), version=c.version,
+        updated_at=timestamp(c.updated_at), updated_by=c.updated_by,
     )
 
 
-def run_to_pb(r: RunRecord) -> apb.Run:
+def alert_config_from_pb(msg: apb.AlertConfig) -> AlertConfig:
+    violations: list[FieldViolation] = []
+    stroops = amount_from_pb(msg.amount_24h, "config.amount_24h", violations)
+    if violations:
+        raise ValidationFailed(violations)
+    return AlertConfig(
+        enabled=msg.enabled, webhook_urls=tuple(msg.webhook_urls),
+        thresholds=AlertThresholds(
+            failure_rate_warning=msg.failure_rate_warning,
+            failure_rate_critical=msg.failure_rate_critical, pending_count=msg.pending_count,
+            delay_seconds_warning=msg.processing_delay_seconds_warning,
+            delay_seconds_critical=msg.processing_delay_seconds_critical,
+            amount_24h_stroops=stroops, system_errors=msg.system_errors,
+        ),
+    )
+
+
+def planned_to_pb(p: dict[str, Any], run_id: str) -> pb.Payout:
+    """A dry run's would-be payout: no id, no state, never stored as a payout."""
+    return pb.Payout(
+        payout_id=p["payout_id"], idempotency_key=p["idempotency_key"],
+        destination=p["destination"], asset=p["asset"], gross=amount(p["gross_stroops"]),
+        fee=amount(p["fee_stroops"]), net=amount(p["net_stroops"]), metadata=p["metadata"],
+        batch_id=run_id,
+    )
+
+
+def run_to_pb(r: RunRecord, payouts: list[Payout]) -> apb.Run:
+    """The run with the payouts it created, or, for a dry run, those it would have."""
+    msg = _run_fields(r)
+    msg.payouts.extend(payout_to_pb(p) for p in payouts)
+    msg.payouts.extend(planned_to_pb(p, r.run_id) for p in r.planned)
+    return msg
+
+
+def _run_fields(r: RunRecord) -> apb.Run:
     return apb.Run(
         run_id=r.run_id, dry_run=r.dry_run, trigger=r.trigger, payout_count=r.payout_count,
-        skipped_below_threshold=r.skipped_below_threshold, total=amount(r.total_stroops),
+        skipped_below_threshold=r.skipped_below_threshold, total=total(r.total_stroops),
         started_at=timestamp(r.started_at), finished_at=timestamp(r.finished_at),
         errors=[apb.RunError(destination=e.destination, message=e.message) for e in r.errors],
         next_run_at=timestamp(r.next_run_at), correlation_id=r.correlation_id,
     )
-
-
-def run_result_to_pb(result: RunResult) -> apb.Run:
-    msg = run_to_pb(result.record)
-    msg.payouts.extend(payout_to_pb(p) for p in result.payouts)
-    msg.payouts.extend(planned_to_pb(p, result.record.run_id) for p in result.planned)
-    return msg
 
 
 class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[misc]
@@ -116,7 +158,7 @@ class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[
             metrics=apb.HealthMetrics(
                 failure_rate=m.failure_rate, pending_count=m.pending_count,
                 oldest_pending_age_seconds=m.oldest_pending_age_seconds,
-                amount_last_24h=amount(m.amount_last_24h_stroops),
+                amount_last_24h=total(m.amount_last_24h_stroops),
                 system_errors_last_hour=m.system_errors_last_hour,
             ),
             active_alerts=[alert_to_pb(a) for a in h.active_alerts],
@@ -154,7 +196,7 @@ class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[
             destination=request.destination, amount=request.amount, asset=request.asset,
             earning_id=request.earning_id,
         )
-        return apb.RecordEarningResponse(balance=amount(balance))
+        return apb.RecordEarningResponse(balance=total(balance))  # a sum of earnings
 
     @handles_errors
     async def GetSchedule(  # noqa: N802
@@ -178,7 +220,7 @@ class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[
     ) -> apb.TriggerScheduledRunResponse:
         result = await self.runs.trigger(dry_run=request.dry_run, trigger="manual",
                                          correlation_id=corr)
-        return apb.TriggerScheduledRunResponse(run=run_result_to_pb(result))
+        return apb.TriggerScheduledRunResponse(run=run_to_pb(result.record, result.payouts))
 
     @handles_errors
     async def ListRuns(  # noqa: N802
@@ -186,8 +228,8 @@ class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[
     ) -> apb.ListRunsResponse:
         if request.limit > MAX_RUNS:
             raise ValidationFailed([FieldViolation("limit", f"must be at most {MAX_RUNS}")])
-        runs = await self.runs.history(request.limit or DEFAULT_RUNS)
-        return apb.ListRunsResponse(runs=[run_to_pb(r) for r in runs])
+        runs, payouts = await self.runs.history(request.limit or DEFAULT_RUNS)
+        return apb.ListRunsResponse(runs=[run_to_pb(r, payouts[r.run_id]) for r in runs])
 
     @handles_errors
     async def Reconcile(  # noqa: N802
@@ -207,3 +249,22 @@ class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[
             apb.Mismatch(payout_id=m.payout_id, tx_hash=m.tx_hash, problem=m.problem)
             for m in result.mismatches
         ])
+
+    @handles_errors
+    async def GetAlertConfig(  # noqa: N802
+        self, request: apb.GetAlertConfigRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> apb.GetAlertConfigResponse:
+        return apb.GetAlertConfigResponse(config=alert_config_to_pb(await self.monitor.config()))
+
+    @handles_errors
+    async def UpdateAlertConfig(  # noqa: N802
+        self, request: apb.UpdateAlertConfigRequest, context: grpc.aio.ServicerContext,
+        corr: str,
+    ) -> apb.UpdateAlertConfigResponse:
+        if not request.HasField("config"):
+            raise ValidationFailed([FieldViolation("config", "is required")])
+        saved = await self.monitor.update_config(
+            alert_config_from_pb(request.config), based_on=request.config.version,
+            actor=caller_identity(context), correlation_id=corr,
+        )
+        return apb.UpdateAlertConfigResponse(config=alert_config_to_pb(saved))

@@ -9,7 +9,9 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.health import AlertKind, Condition, HealthMetrics, Level
+from payout_service.programs.settings import AlertThresholds
 from payout_service.programs.stats import PENDING_STATES
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
@@ -52,7 +54,7 @@ async def health_metrics(db: Db) -> HealthMetrics:
              (SELECT count(*) FROM payouts WHERE state = ANY($1::text[])) AS pending,
              (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
                 FROM payouts WHERE state = ANY($1::text[])) AS oldest,
-             (SELECT COALESCE(sum(gross_stroops), 0)::bigint FROM payouts
+             (SELECT COALESCE(sum(gross_stroops), 0)::numeric FROM payouts
                 WHERE created_at > now() - interval '24 hours'
                   AND state NOT IN ('FAILED', 'CANCELLED')) AS amount_24h,
              (SELECT count(*) FROM payouts WHERE state = 'FAILED'
@@ -67,21 +69,23 @@ async def health_metrics(db: Db) -> HealthMetrics:
     return HealthMetrics(
         failure_rate=row["failed"] / settled if settled else 0.0,
         pending_count=row["pending"], oldest_pending_age_seconds=max(row["oldest"], 0.0),
-        amount_last_24h_stroops=row["amount_24h"], system_errors_last_hour=row["system_errors"],
+        amount_last_24h_stroops=int(row["amount_24h"]),
+        system_errors_last_hour=row["system_errors"],
     )
 
 
-async def raise_or_refresh(db: Db, c: Condition) -> AlertRecord:
-    """Opens an alert of this kind, or updates the open one (never a second open alert)."""
+async def raise_or_refresh(db: Db, c: Condition) -> tuple[AlertRecord, bool]:
+    """Opens an alert of this kind, or updates the open one (never a second open alert);
+    says whether it was opened now."""
     row = await db.fetchrow(
         """INSERT INTO alerts (alert_id, kind, severity, message) VALUES ($1, $2, $3, $4)
            ON CONFLICT (kind) WHERE status <> 'RESOLVED'
            DO UPDATE SET severity = EXCLUDED.severity, message = EXCLUDED.message
-           RETURNING *""",
+           RETURNING *, (xmax = 0) AS opened_now""",
         uuid4(), c.kind.value, c.severity.name, c.message,
     )
     assert row is not None
-    return _alert(row)
+    return _alert(row), bool(row["opened_now"])
 
 
 async def resolve_cleared(db: Db, holding: list[AlertKind]) -> list[AlertRecord]:
@@ -125,3 +129,108 @@ async def resolve(db: Db, alert_id: UUID) -> AlertRecord | None:
 async def get_alert(db: Db, alert_id: UUID) -> AlertRecord | None:
     row = await db.fetchrow("SELECT * FROM alerts WHERE alert_id = $1", alert_id)
     return _alert(row) if row else None
+
+
+# ---- alert configuration and notifications -----------------------------------------------
+
+class StaleAlertConfig(Exception):
+    """The update was based on a version that is no longer the current one."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the alert configuration is at version {current}")
+        self.current = current
+
+
+def _config(row: asyncpg.Record) -> AlertConfig:
+    return AlertConfig(
+        enabled=row["enabled"],
+        thresholds=AlertThresholds(
+            failure_rate_warning=row["failure_rate_warning"],
+            failure_rate_critical=row["failure_rate_critical"],
+            pending_count=row["pending_count"],
+            delay_seconds_warning=row["delay_seconds_warning"],
+            delay_seconds_critical=row["delay_seconds_critical"],
+            amount_24h_stroops=row["amount_24h_stroops"], system_errors=row["system_errors"],
+        ),
+        webhook_urls=tuple(row["webhook_urls"]), version=row["version"],
+        updated_at=row["updated_at"], updated_by=row["updated_by"],
+    )
+
+
+def _config_values(c: AlertConfig) -> tuple[object, ...]:
+    t = c.thresholds
+    return (c.enabled, t.failure_rate_warning, t.failure_rate_critical, t.pending_count,
+            t.delay_seconds_warning, t.delay_seconds_critical, t.amount_24h_stroops,
+            t.system_errors, list(c.webhook_urls))
+
+
+async def alert_config(db: Db, seed: AlertConfig) -> AlertConfig:
+    """The configuration in force; the first read stores `seed` (from PAYOUTS_ALERT_*)."""
+    row = await db.fetchrow("SELECT * FROM alert_config WHERE id = 1")
+    if row is None:
+        await db.execute(
+            """INSERT INTO alert_config (id, enabled, failure_rate_warning,
+                   failure_rate_critical, pending_count, delay_seconds_warning,
+                   delay_seconds_critical, amount_24h_stroops, system_errors, webhook_urls,
+                   updated_by)
+               VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'environment')
+               ON CONFLICT (id) DO NOTHING""",
+            *_config_values(seed),
+        )
+        row = await db.fetchrow("SELECT * FROM alert_config WHERE id = 1")
+    assert row is not None
+    return _config(row)
+
+
+async def save_alert_config(
+    pool: asyncpg.Pool, wanted: AlertConfig, seed: AlertConfig, *, based_on: int, actor: str,
+    correlation_id: str,
+) -> AlertConfig:
+    """Replaces the configuration and writes its audit row in one SQL transaction.
+    based_on: the version the change was made from (0: whatever is current)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await alert_config(conn, seed)
+        row = await conn.fetchrow("SELECT * FROM alert_config WHERE id = 1 FOR UPDATE")
+        assert row is not None
+        previous = _config(row)
+        if based_on and based_on != previous.version:
+            raise StaleAlertConfig(previous.version)
+        row = await conn.fetchrow(
+            """UPDATE alert_config SET enabled = $1, failure_rate_warning = $2,
+                   failure_rate_critical = $3, pending_count = $4, delay_seconds_warning = $5,
+                   delay_seconds_critical = $6, amount_24h_stroops = $7, system_errors = $8,
+                   webhook_urls = $9, version = version + 1, updated_at = now(),
+                   updated_by = $10
+               WHERE id = 1 RETURNING *""",
+            *_config_values(wanted), actor,
+        )
+        assert row is not None
+        saved = _config(row)
+        await conn.execute(
+            """INSERT INTO alert_config_audit (version, actor, correlation_id, previous, config)
+               VALUES ($1, $2, $3, $4, $5)""",
+            saved.version, actor, correlation_id, previous.as_document(), saved.as_document(),
+        )
+    return saved
+
+
+def notification_payload(alert: AlertRecord) -> dict[str, object]:
+    def at(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "alert_id": str(alert.alert_id), "kind": alert.kind.value,
+        "severity": alert.severity.name, "status": alert.status, "message": alert.message,
+        "raised_at": at(alert.raised_at), "acknowledged_at": at(alert.acknowledged_at),
+        "acknowledged_by": alert.acknowledged_by, "resolved_at": at(alert.resolved_at),
+    }
+
+
+async def notify(db: Db, alert: AlertRecord, event_type: str, urls: tuple[str, ...]) -> None:
+    """Queues a notification in the caller's SQL transaction (nothing when no URL is set)."""
+    if urls:
+        await db.execute(
+            """INSERT INTO alert_notifications (alert_id, event_type, payload, urls)
+               VALUES ($1, $2, $3, $4)""",
+            alert.alert_id, event_type, notification_payload(alert), list(urls),
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from payout_service.app.desk import PayoutDesk
-from payout_service.convert import amount, payout_to_pb
+from payout_service.convert import payout_to_pb, total
 from payout_service.core.validation import FieldViolation, ValidationFailed, destination_problem
 from payout_service.programs.batch import Outcome, create_payout_batch
 from payout_service.programs.settings import max_batch_items
@@ -50,7 +50,7 @@ async def get_stats(
     s = await payout_stats(desk.store.pool, request.destination)
     return pb.GetPayoutStatsResponse(stats=pb.PayoutStats(
         count=s.count, confirmed_count=s.confirmed_count, failed_count=s.failed_count,
-        pending_count=s.pending_count, total_gross=amount(s.total_gross_stroops),
-        total_fees=amount(s.total_fees_stroops),
-        total_net_confirmed=amount(s.total_net_confirmed_stroops), success_rate=s.success_rate,
+        pending_count=s.pending_count, total_gross=total(s.total_gross_stroops),
+        total_fees=total(s.total_fees_stroops),
+        total_net_confirmed=total(s.total_net_confirmed_stroops), success_rate=s.success_rate,
     ))

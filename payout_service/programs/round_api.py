@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from payout_service.api import caller_identity
-from payout_service.convert import amount, payout_to_pb, timestamp
+from payout_service.convert import payout_to_pb, timestamp, total
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import handles_errors
 from payout_service.programs import round_store
@@ -24,7 +24,7 @@ MAX_PAGE_SIZE = 500
 def round_to_pb(r: Round) -> rpb.Round:
     return rpb.Round(
         round_id=r.round_id, state=STATE_TO_PB[r.state], asset=r.asset,
-        winner_count=r.winner_count, total=amount(r.total_stroops),
+        winner_count=r.winner_count, total=total(r.total_stroops),
         created_at=timestamp(r.created_at), closed_at=timestamp(r.closed_at),
         resolved_at=timestamp(r.resolved_at), settled_at=timestamp(r.settled_at),
         resolved_by=r.resolved_by,

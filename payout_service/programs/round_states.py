@@ -7,7 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from payout_service.core.validation import FieldViolation, PayoutRequest, ValidationFailed
+from payout_service.core.validation import (
+    FieldViolation,
+    PayoutRequest,
+    ValidationFailed,
+    quote,
+)
 
 # A payout_id is "{round_id}-winner-{rank}" and must stay within 128 characters.
 ROUND_ID = re.compile(r"^[A-Za-z0-9:_.\-]{1,96}$")
@@ -34,7 +39,7 @@ TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
 
 class IllegalRoundTransition(Exception):
     def __init__(self, round_id: str, current: RoundState, target: RoundState) -> None:
-        super().__init__(f"round {round_id!r} is {current}; it cannot become {target}")
+        super().__init__(f"round {quote(round_id)} is {current}; it cannot become {target}")
         self.round_id, self.current, self.target = round_id, current, target
 
 

@@ -10,9 +10,9 @@ from typing import TypeAlias
 
 import asyncpg
 
-from payout_service.adapters.payout_store import InvalidPageToken, payout_from_row
+from payout_service.adapters.payout_store import InvalidPageToken, payout_from_row, token_time
 from payout_service.core.model import Payout
-from payout_service.programs.round_states import RoundState
+from payout_service.programs.round_states import RoundState, round_id_problem
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -34,6 +34,7 @@ class Round:
 def _round(row: asyncpg.Record) -> Round:
     fields = {n: row[n] for n in Round.__dataclass_fields__}
     fields["state"] = RoundState(fields["state"])
+    fields["total_stroops"] = int(fields["total_stroops"])  # numeric: a sum may pass int64
     return Round(**fields)
 
 
@@ -114,7 +115,9 @@ def encode_token(created_at: datetime, round_id: str) -> str:
 def decode_token(token: str) -> tuple[datetime, str]:
     try:
         created, round_id = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), round_id
+        if round_id_problem(round_id):
+            raise ValueError("not a round id")
+        return token_time(created), round_id
     except (ValueError, UnicodeDecodeError):
         raise InvalidPageToken("page_token is not a token this service issued") from None
 

@@ -16,6 +16,7 @@ from payout_service.core.validation import (
     ValidationFailed,
     asset_problem,
     normalize_asset,
+    quote,
 )
 from payout_service.grpc_errors import NotFoundError, PreconditionFailed
 from payout_service.programs import round_store
@@ -75,7 +76,7 @@ class RoundDesk:
         await self._settle(round_id)
         found = await round_store.get_round(self.pool, round_id)
         if found is None:
-            raise NotFoundError(f"round {round_id!r} not found")
+            raise NotFoundError(f"round {quote(round_id)} not found")
         return found
 
     async def payouts(self, round_id: str) -> list[Payout]:
@@ -145,8 +146,8 @@ class RoundDesk:
         if payout.round_id != round_id:
             raise IdempotencyConflict([FieldViolation(
                 f"winners[{index}]",
-                f"payout_id {payout.payout_id!r} or idempotency key "
-                f"{payout.idempotency_key!r} belongs to another payout",
+                f"payout_id {quote(payout.payout_id)} or idempotency key "
+                f"{quote(payout.idempotency_key)} belongs to another payout",
             )])
         return payout
 
@@ -161,7 +162,7 @@ class RoundDesk:
         if not same:
             raise PreconditionFailed(
                 f"rounds/{current.round_id}",
-                f"round {current.round_id!r} is {current.state} with other winners",
+                f"round {quote(current.round_id)} is {current.state} with other winners",
             )
         ordered = [payouts[r.idempotency_key] for r in requests]
         return Resolution(current, ordered)

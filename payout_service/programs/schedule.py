@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.validation import FieldViolation, ValidationFailed, quote
 
 
 class Frequency(StrEnum):
@@ -40,7 +40,7 @@ def zone_problem(name: str) -> str | None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return f"{name!r} is not an IANA timezone name"
+        return f"{quote(name)} is not an IANA timezone name"
     return None
 
 

@@ -12,6 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
 from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded, PayoutDesk
@@ -29,7 +30,13 @@ from payout_service.core.validation import (
 )
 from payout_service.grpc_errors import PreconditionFailed
 from payout_service.programs import run_store
-from payout_service.programs.run_store import Balance, Earning, RunError, RunRecord
+from payout_service.programs.run_store import (
+    Balance,
+    Earning,
+    RunError,
+    RunRecord,
+    RunSummary,
+)
 from payout_service.programs.schedule import Schedule, next_run_after, validate_schedule
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,11 @@ log = logging.getLogger(__name__)
 # Shared by every replica: "PAYRUN".
 RUN_LOCK_ID = 0x5041595255
 RUN_IN_PROGRESS = "a run is already in progress"
+
+
+# Request field -> Earning attribute, for idempotency conflicts.
+EARNING_FIELDS = (("destination", "destination"), ("asset", "asset"),
+                  ("amount", "amount_stroops"))
 
 
 class RunStepFailed(Exception):
@@ -53,21 +65,20 @@ def new_run_id(now: datetime) -> str:
     return f"run-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-@dataclass(frozen=True)
-class PlannedPayout:
-    """A payout a dry run would create."""
-
-    request: PayoutRequest
-    gross_stroops: int
-    fee_stroops: int
-    net_stroops: int
+def planned_payout(request: PayoutRequest, gross: int, fee: int, net: int) -> dict[str, Any]:
+    """A payout a dry run would create, as stored in its run's row."""
+    return {
+        "payout_id": request.payout_id, "idempotency_key": request.idempotency_key,
+        "destination": request.destination, "asset": request.asset,
+        "metadata": dict(request.metadata), "gross_stroops": gross, "fee_stroops": fee,
+        "net_stroops": net,
+    }
 
 
 @dataclass(frozen=True)
 class RunResult:
     record: RunRecord
     payouts: list[Payout] = field(default_factory=list)
-    planned: list[PlannedPayout] = field(default_factory=list)
 
 
 class ScheduledRuns:
@@ -78,19 +89,36 @@ class ScheduledRuns:
     async def record_earning(
         self, *, destination: str, amount: str, asset: str, earning_id: str
     ) -> int:
-        """Records the earning once per earning_id; returns the unpaid balance after it."""
+        """Records the earning once per earning_id; returns the unpaid balance after it.
+
+        A balance is paid as one payout, so it may not pass the largest payout amount
+        (PAYOUTS_MAX_AMOUNT, at most int64 stroops): past it the earning is refused, unstored.
+        """
         earning = validate_earning(destination, amount, asset, earning_id)
-        stored = await run_store.insert_earning(self.pool, earning)
+        cap = self.desk.limits.max_stroops
+        try:
+            recorded = await run_store.insert_earning(self.pool, earning, cap)
+        except run_store.BalanceOverCap as err:
+            raise ValidationFailed([FieldViolation("amount", (
+                f"would bring the unpaid balance to more than {format_amount(cap)}, the "
+                f"largest payout (unpaid now: {format_amount(err.balance_stroops)})"
+            ))]) from None
+        stored = recorded.earning
         if stored != earning:
+            # Named as the request names them (amount, not the stored amount_stroops).
             raise IdempotencyConflict([
                 FieldViolation(name, "differs from the earning already recorded with this id")
-                for name in ("destination", "asset", "amount_stroops")
-                if getattr(stored, name) != getattr(earning, name)
+                for name, attr in EARNING_FIELDS
+                if getattr(stored, attr) != getattr(earning, attr)
             ])
-        return await run_store.unpaid_balance(self.pool, earning.destination, earning.asset)
+        return recorded.balance_stroops
 
-    async def history(self, limit: int) -> list[RunRecord]:
-        return await run_store.list_runs(self.pool, limit)
+    async def history(self, limit: int) -> tuple[list[RunRecord], dict[str, list[Payout]]]:
+        """The latest runs, and the payouts each real run created."""
+        runs = await run_store.list_runs(self.pool, limit)
+        real = [r.run_id for r in runs if not r.dry_run]
+        payouts = await run_store.run_payouts(self.pool, real)
+        return runs, {r.run_id: payouts.get(r.run_id, []) for r in runs}
 
     async def schedule(self) -> Schedule:
         return await run_store.get_schedule(self.pool)
@@ -126,6 +154,8 @@ class ScheduledRuns:
             if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", RUN_LOCK_ID):
                 raise PreconditionFailed("scheduled_run", RUN_IN_PROGRESS, "RUN_IN_PROGRESS")
             try:
+                if closed := await run_store.close_abandoned_runs(self.pool):
+                    log.warning("closed abandoned scheduled runs", extra={"runs": closed})
                 now = datetime.now(UTC)
                 s = await self.schedule()
                 if due_only and (not s.enabled or s.next_run_at is None or s.next_run_at > now):
@@ -137,40 +167,62 @@ class ScheduledRuns:
     async def _run(
         self, s: Schedule, now: datetime, *, dry_run: bool, trigger: str, corr: str
     ) -> RunResult:
-        run_id = new_run_id(now)
-        await run_store.insert_run(self.pool, run_id, dry_run=dry_run, trigger=trigger, corr=corr)
+        """One run. Its row is finished whatever happens: a dry run writes its whole row at
+        the end (nothing before), a real run inserts it first (its payouts point at it) and
+        finishes it even when a step breaks, recording why before the error goes on."""
+        run = RunSummary(new_run_id(now), dry_run, trigger, corr)
+        if not dry_run:
+            await run_store.insert_run(self.pool, run.run_id, dry_run=False, trigger=trigger,
+                                       corr=corr)
+        payouts: list[Payout] = []
+        try:
+            run = await self._pay_balances(run, s, payouts)
+        except Exception as err:
+            if not dry_run:
+                stopped = RunError("", f"run stopped: {type(err).__name__}")
+                await self._finish(replace(run, payout_count=len(payouts),
+                                           errors=[*run.errors, stopped]), s, now)
+            raise
+        record = await self._finish(run, s, now)
+        log.info("scheduled run finished", extra={
+            "run_id": run.run_id, "dry_run": dry_run, "payouts": record.payout_count,
+            "skipped": run.skipped, "errors": len(run.errors), "correlation_id": corr,
+        })
+        return RunResult(record, payouts)
+
+    async def _pay_balances(
+        self, run: RunSummary, s: Schedule, payouts: list[Payout]
+    ) -> RunSummary:
         skipped, total = 0, 0
         errors: list[RunError] = []
-        payouts: list[Payout] = []
-        planned: list[PlannedPayout] = []
+        planned: list[dict[str, Any]] = []
         for balance in await run_store.unpaid_balances(self.pool):
             if balance.amount_stroops < s.minimum_threshold_stroops:
                 skipped += 1  # carried over to the next run
                 continue
             try:
-                request = self._request(run_id, balance)
-                if dry_run:
+                request = self._request(run.run_id, balance)
+                if run.dry_run:
                     split = split_fee(request.amount_stroops, self.desk.config.fee_bps)
-                    planned.append(PlannedPayout(request, split.gross, split.fee, split.net))
+                    planned.append(planned_payout(request, split.gross, split.fee, split.net))
                 else:
-                    payouts.append(await self._pay(run_id, balance, request, corr))
+                    payouts.append(
+                        await self._pay(run.run_id, balance, request, run.correlation_id)
+                    )
                 total += balance.amount_stroops
             except (ValidationFailed, IdempotencyConflict) as err:
                 errors.append(RunError(balance.destination, str(err)))
             except (RunStepFailed, MaxGasExceeded, SimulationFailed, SourceAccountMissing) as err:
                 errors.append(RunError(balance.destination, str(err) or type(err).__name__))
-        if trigger == "schedule":
+        return replace(run, payout_count=len(payouts) + len(planned), skipped=skipped,
+                       total_stroops=total, errors=errors, planned=planned)
+
+    async def _finish(self, run: RunSummary, s: Schedule, now: datetime) -> RunRecord:
+        if run.trigger == "schedule":
             await run_store.set_next_run(self.pool, next_run_after(s, now) if s.enabled else None)
-        record = await run_store.finish_run(
-            self.pool, run_id, payout_count=len(payouts) + len(planned), skipped=skipped,
-            total_stroops=total, errors=errors,
-            next_run_at=(await self.schedule()).next_run_at,
+        return await run_store.finish_run(
+            self.pool, run, next_run_at=(await self.schedule()).next_run_at
         )
-        log.info("scheduled run finished", extra={
-            "run_id": run_id, "dry_run": dry_run, "payouts": record.payout_count,
-            "skipped": skipped, "errors": len(errors), "correlation_id": corr,
-        })
-        return RunResult(record, payouts, planned)
 
     def _request(self, run_id: str, balance: Balance) -> PayoutRequest:
         key = run_payout_key(run_id, balance.destination, balance.asset)
@@ -212,7 +264,7 @@ def validate_earning(destination: str, amount: str, asset: str, earning_id: str)
     try:
         stroops = parse_amount(amount)
         if stroops <= 0:
-            violations.append(FieldViolation("amount", "must be greater than 0"))
+            violations.append(FieldViolation("amount", "must be positive (greater than 0)"))
     except AmountError as err:
         violations.append(FieldViolation("amount", str(err)))
     if violations:

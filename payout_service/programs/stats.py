@@ -5,6 +5,7 @@ Money stays integer stroops; only the success rate is a float.
 - total_gross / total_fees: every payout that is not FAILED or CANCELLED (paid or on its way);
 - total_net_confirmed: what destinations actually received (CONFIRMED only).
 Amounts of different assets are added as stroops; ask per destination for a single asset.
+Sums are numeric in SQL (many int64 amounts can pass int64) and Python ints here.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ async def payout_stats(db: asyncpg.Pool | asyncpg.Connection, destination: str =
                   count(*) FILTER (WHERE state = 'FAILED') AS failed,
                   count(*) FILTER (WHERE state = ANY($2::text[])) AS pending,
                   COALESCE(sum(gross_stroops) FILTER (
-                      WHERE state NOT IN ('FAILED', 'CANCELLED')), 0)::bigint AS gross,
+                      WHERE state NOT IN ('FAILED', 'CANCELLED')), 0)::numeric AS gross,
                   COALESCE(sum(fee_stroops) FILTER (
-                      WHERE state NOT IN ('FAILED', 'CANCELLED')), 0)::bigint AS fees,
-                  COALESCE(sum(net_stroops) FILTER (WHERE state = 'CONFIRMED'), 0)::bigint
+                      WHERE state NOT IN ('FAILED', 'CANCELLED')), 0)::numeric AS fees,
+                  COALESCE(sum(net_stroops) FILTER (WHERE state = 'CONFIRMED'), 0)::numeric
                       AS net_confirmed
            FROM payouts WHERE ($1 = '' OR destination = $1)""",
         destination, list(PENDING_STATES),
@@ -52,6 +53,7 @@ async def payout_stats(db: asyncpg.Pool | asyncpg.Connection, destination: str =
     assert row is not None
     return PayoutStats(
         count=row["count"], confirmed_count=row["confirmed"], failed_count=row["failed"],
-        pending_count=row["pending"], total_gross_stroops=row["gross"],
-        total_fees_stroops=row["fees"], total_net_confirmed_stroops=row["net_confirmed"],
+        pending_count=row["pending"], total_gross_stroops=int(row["gross"]),
+        total_fees_stroops=int(row["fees"]),
+        total_net_confirmed_stroops=int(row["net_confirmed"]),
     )

@@ -12,9 +12,18 @@ import json
 import random
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 SIGNATURE_HEADER = "X-Payout-Signature"
 EVENT_ID_HEADER = "X-Payout-Event-Id"
+
+
+def redacted(url: str) -> str:
+    """scheme://host[:port]/path: no credentials or query string in logs and rows."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -26,7 +35,7 @@ def verify(body: bytes, secret: str, header: str) -> bool:
 
 
 def event_body(
-    event_id: int, event_type: str, created_at: datetime, payload: dict[str, Any]
+    event_id: int | str, event_type: str, created_at: datetime, payload: dict[str, Any]
 ) -> bytes:
     """The exact bytes that are signed and sent (compact, keys sorted: stable on retries)."""
     document = {

@@ -18,7 +18,7 @@ from payout_service.app.desk import PayoutDesk
 from payout_service.loops import run_loop
 from payout_service.programs.admin_api import AdminServicer
 from payout_service.programs.monitoring import Monitor
-from payout_service.programs.outbox import OutboxDelivery
+from payout_service.programs.outbox import ALERT_NOTIFICATIONS, OutboxDelivery
 from payout_service.programs.reconcile import reconcile_job
 from payout_service.programs.round_api import RoundServicer
 from payout_service.programs.rounds import RoundDesk
@@ -41,6 +41,7 @@ class Programs:
     runs: ScheduledRuns
     monitor: Monitor
     outbox: OutboxDelivery
+    alert_outbox: OutboxDelivery
     service_names: tuple[str, ...] = SERVICE_NAMES
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -51,6 +52,7 @@ class Programs:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
         await self.outbox.close()
+        await self.alert_outbox.close()
 
 
 async def start_programs(
@@ -62,7 +64,9 @@ async def start_programs(
     pool = desk.store.pool
     programs = Programs(
         settings=settings, rounds=RoundDesk(desk), runs=ScheduledRuns(desk),
-        monitor=Monitor(pool, settings.thresholds), outbox=OutboxDelivery(pool, settings.webhooks),
+        monitor=Monitor(pool, settings.thresholds, can_sign=bool(settings.webhooks.secret)),
+        outbox=OutboxDelivery(pool, settings.webhooks),
+        alert_outbox=OutboxDelivery(pool, settings.webhooks, ALERT_NOTIFICATIONS),
     )
     rounds_pb2_grpc.add_RoundServiceServicer_to_server(RoundServicer(programs.rounds), server)
     admin_pb2_grpc.add_PayoutAdminServiceServicer_to_server(
@@ -73,6 +77,8 @@ async def start_programs(
             ("settle_rounds", settings.settle_interval, programs.rounds.settle),
             ("scheduler", settings.scheduler_interval, programs.runs.run_if_due),
             ("alert_evaluation", settings.alert_interval, programs.monitor.evaluate),
+            # Alert notifications carry their own URLs (the alert configuration's).
+            ("alert_notifications", settings.outbox_interval, programs.alert_outbox.deliver_due),
         ]
         if ledger is not None:
             lookup, every = ledger.lookup, settings.reconcile_interval

@@ -45,7 +45,7 @@ CONTRACT_METRICS = [
     "payouts_confirmation_seconds", "payouts_fee_stroops_total", "payouts_amount_stroops_total",
     "payouts_attempts_total", "payouts_rpc_errors_total", "payouts_system_errors_total",
     "grpc_server_handled_total", "grpc_server_handling_seconds", "signer_decisions_total",
-    "signer_backend_sign_seconds", "payout_rounds_total",
+    "signer_backend_sign_seconds", "payouts_rounds_total",
 ]
 REQUIRED_ALERTS = [
     "PayoutFailureRateHigh", "PayoutPendingHigh", "PayoutProcessingDelay", "PayoutAmountHigh",

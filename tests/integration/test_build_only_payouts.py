@@ -154,7 +154,7 @@ async def test_same_key_different_parameters_is_already_exists_with_fields(payou
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await payout_stub.CreatePayout(request(amount="100.6", destination=ISSUER))
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert set(violations(caught.value)) == {"amount_stroops", "destination"}
+    assert set(violations(caught.value)) == {"amount", "destination"}
 
 
 async def test_payout_id_reused_with_another_key_is_already_exists(payout_stub):

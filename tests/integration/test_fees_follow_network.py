@@ -25,8 +25,8 @@ from stellar_sdk import (
 )
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 
+from payout_service.adapters.ledger import Accepted, Included, LedgerGateway
 from payout_service.core.transactions import inclusion_fee_bid
-from payout_service.ledger import Accepted, Included, LedgerGateway
 from soroban_sandbox.testing import RunningSandbox
 
 CAP = 100_000

@@ -67,6 +67,10 @@ async def test_metrics_count_rpcs_by_method_and_code_and_payouts_by_state(payout
     assert sample(text, "grpc_server_handling_seconds_count", grpc_method="CreatePayout") >= 3
     assert sample(text, "payouts_by_state", state="built") == 2
     assert sample(text, "payouts_queue_depth") == 0
+    # No `_created` series (`payouts_created` read as a count), every family under payouts_.
+    assert "_created" not in text
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert not {f for f in families if f.startswith("payout_")}, families
 
 
 @pytest.fixture
@@ -204,3 +208,44 @@ async def test_health_turns_not_serving_when_the_signer_goes_away(
         # The signer process is gone now.
         assert await wait_for_health(service.port, health_pb2.HealthCheckResponse.NOT_SERVING) \
             == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_every_log_line_is_json_even_when_grpc_core_refuses_a_handshake(
+    fresh_database, pki, tmp_path
+):
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    port = free_port()
+    env.update({
+        "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
+        "PAYOUTS_LISTEN_ADDR": f"127.0.0.1:{port}", "PAYOUTS_TLS_CERT": str(pki["server"].cert),
+        "PAYOUTS_TLS_KEY": str(pki["server"].key), "PAYOUTS_TLS_CLIENT_CA": str(pki["ca"].path),
+    })
+    log_path = tmp_path / "payout-service.log"
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "payout_service", env=env, stderr=log)
+    try:
+        for _ in range(300):
+            if "payout-service listening" in log_path.read_text():
+                break
+            await asyncio.sleep(0.1)
+        # A plaintext caller, then a TLS caller without a client certificate: both refused
+        # in the handshake, which gRPC core used to log as plain text.
+        payoutctl = str(Path(sys.executable).parent / "payoutctl")
+        for extra in ([], ["--ca-cert", str(pki["ca"].path)]):
+            client = await asyncio.create_subprocess_exec(
+                payoutctl, "--target", f"127.0.0.1:{port}", *extra, "get", "x",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            assert await asyncio.wait_for(client.wait(), 30) == 1
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    lines = log_path.read_text().splitlines()
+    assert any("payout-service listening" in line for line in lines)
+    for line in filter(str.strip, lines):
+        json.loads(line)

@@ -59,3 +59,17 @@ def test_inclusion_fee_bid_starts_at_the_network_p90_doubles_per_attempt_and_is_
     assert [inclusion_fee_bid(n, 300, 10_000) for n in (1, 2, 3, 4)] == [300, 600, 1200, 2400]
     assert inclusion_fee_bid(10, 300, 5_000) == 5_000
     assert inclusion_fee_bid(3, None, 50) == BASE_INCLUSION_FEE, "a cap below it is ignored"
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("-1", "must be positive"),
+    ("+5", "must be positive"),
+    ("1.12345678", "more than 7 decimal places"),
+    ("9223372036854", "exceeds the largest Stellar amount"),
+    ("922337203685.4775808", "exceeds the largest Stellar amount"),
+    ("1e5", "decimal string like '100.5'"),
+])
+def test_refused_amounts_say_what_is_wrong(text, says):
+    with pytest.raises(AmountError) as caught:
+        parse_amount(text)
+    assert says in str(caught.value)

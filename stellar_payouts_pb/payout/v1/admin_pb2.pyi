@@ -267,6 +267,56 @@ class ListRunsResponse(_message.Message):
     runs: _containers.RepeatedCompositeFieldContainer[Run]
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
+class AlertConfig(_message.Message):
+    __slots__ = ("enabled", "failure_rate_warning", "failure_rate_critical", "pending_count", "processing_delay_seconds_warning", "processing_delay_seconds_critical", "amount_24h", "system_errors", "webhook_urls", "version", "updated_at", "updated_by")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_RATE_WARNING_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_RATE_CRITICAL_FIELD_NUMBER: _ClassVar[int]
+    PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_DELAY_SECONDS_WARNING_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_DELAY_SECONDS_CRITICAL_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_24H_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URLS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    failure_rate_warning: float
+    failure_rate_critical: float
+    pending_count: int
+    processing_delay_seconds_warning: float
+    processing_delay_seconds_critical: float
+    amount_24h: _payout_pb2.Amount
+    system_errors: int
+    webhook_urls: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    updated_at: _timestamp_pb2.Timestamp
+    updated_by: str
+    def __init__(self, enabled: _Optional[bool] = ..., failure_rate_warning: _Optional[float] = ..., failure_rate_critical: _Optional[float] = ..., pending_count: _Optional[int] = ..., processing_delay_seconds_warning: _Optional[float] = ..., processing_delay_seconds_critical: _Optional[float] = ..., amount_24h: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., system_errors: _Optional[int] = ..., webhook_urls: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
+
+class GetAlertConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetAlertConfigResponse(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: AlertConfig
+    def __init__(self, config: _Optional[_Union[AlertConfig, _Mapping]] = ...) -> None: ...
+
+class UpdateAlertConfigRequest(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: AlertConfig
+    def __init__(self, config: _Optional[_Union[AlertConfig, _Mapping]] = ...) -> None: ...
+
+class UpdateAlertConfigResponse(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: AlertConfig
+    def __init__(self, config: _Optional[_Union[AlertConfig, _Mapping]] = ...) -> None: ...
+
 class ReconcileRequest(_message.Message):
     __slots__ = ("lookback_hours",)
     LOOKBACK_HOURS_FIELD_NUMBER: _ClassVar[int]

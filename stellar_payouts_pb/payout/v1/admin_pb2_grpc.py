@@ -86,6 +86,16 @@ class PayoutAdminServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ReconcileRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ReconcileResponse.FromString,
                 _registered_method=True)
+        self.GetAlertConfig = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/GetAlertConfig',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetAlertConfigRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetAlertConfigResponse.FromString,
+                _registered_method=True)
+        self.UpdateAlertConfig = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/UpdateAlertConfig',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutAdminServiceServicer:
@@ -120,6 +130,8 @@ class PayoutAdminServiceServicer:
 
     def RecordEarning(self, request, context):
         """Accrues an earning for a destination, paid by the next scheduled run over the threshold.
+        An unpaid balance is paid as one payout, so an earning that would lift it past the largest
+        payout amount (PAYOUTS_MAX_AMOUNT, at most int64 stroops) is INVALID_ARGUMENT, unstored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +164,22 @@ class PayoutAdminServiceServicer:
 
     def Reconcile(self, request, context):
         """Re-checks confirmed payouts against the chain and reports mismatches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlertConfig(self, request, context):
+        """The alert configuration in force: thresholds, enabled flag and notification targets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAlertConfig(self, request, context):
+        """Replaces the alert configuration: validated (INVALID_ARGUMENT naming the field),
+        persisted, audited (who, when, before and after), in force at the next evaluation.
+        With `config.version` set, FAILED_PRECONDITION unless it is still the current version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +237,16 @@ def add_PayoutAdminServiceServicer_to_server(servicer, server):
                     servicer.Reconcile,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ReconcileRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ReconcileResponse.SerializeToString,
+            ),
+            'GetAlertConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlertConfig,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetAlertConfigRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetAlertConfigResponse.SerializeToString,
+            ),
+            'UpdateAlertConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAlertConfig,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +521,60 @@ class PayoutAdminService:
             '/payout.v1.PayoutAdminService/Reconcile',
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ReconcileRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ReconcileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlertConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/GetAlertConfig',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetAlertConfigRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetAlertConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAlertConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/UpdateAlertConfig',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,11 @@ class PayoutServiceStub:
     """PayoutService takes payout requests from internal services and pays each exactly once
     through a Soroban contract call. Amounts are decimal strings with at most 7 places
     (1 XLM = 10,000,000 stroops) on input; every stored amount is an integer of stroops.
+    Input boundary (all three services): every string field of a request, nested, repeated and
+    map entries included, has at most 256 characters unless its comment states another limit,
+    and no control character (U+0000-U+001F, U+007F-U+009F). A request breaking either, or
+    bytes that do not decode, is refused with INVALID_ARGUMENT and a BadRequest naming the field
+    before anything is read or written. Error messages quote at most 40 characters of any input.
     """
 
     def __init__(self, channel):
@@ -88,6 +93,11 @@ class PayoutServiceServicer:
     """PayoutService takes payout requests from internal services and pays each exactly once
     through a Soroban contract call. Amounts are decimal strings with at most 7 places
     (1 XLM = 10,000,000 stroops) on input; every stored amount is an integer of stroops.
+    Input boundary (all three services): every string field of a request, nested, repeated and
+    map entries included, has at most 256 characters unless its comment states another limit,
+    and no control character (U+0000-U+001F, U+007F-U+009F). A request breaking either, or
+    bytes that do not decode, is refused with INVALID_ARGUMENT and a BadRequest naming the field
+    before anything is read or written. Error messages quote at most 40 characters of any input.
     """
 
     def CreatePayout(self, request, context):
@@ -213,6 +223,11 @@ class PayoutService:
     """PayoutService takes payout requests from internal services and pays each exactly once
     through a Soroban contract call. Amounts are decimal strings with at most 7 places
     (1 XLM = 10,000,000 stroops) on input; every stored amount is an integer of stroops.
+    Input boundary (all three services): every string field of a request, nested, repeated and
+    map entries included, has at most 256 characters unless its comment states another limit,
+    and no control character (U+0000-U+001F, U+007F-U+009F). A request breaking either, or
+    bytes that do not decode, is refused with INVALID_ARGUMENT and a BadRequest naming the field
+    before anything is read or written. Error messages quote at most 40 characters of any input.
     """
 
     @staticmethod
