@@ -91,13 +91,20 @@ class Preparing(Stage):
             for payout in needing:
                 with payout_span("payout.prepare", payout.trace_context,
                                  payout_id=payout.payout_id):
-                    await self._prepare(payout, now, p90, latest.sequence)
+                    progressed = await self._prepare(payout, now, p90, latest.sequence)
+                if not progressed:
+                    # No source can take a transaction now (every channel in flight, or an
+                    # envelope already awaits an outside signature): stop here, so a later
+                    # payout never overtakes this one, and report no work, so the loop
+                    # sleeps instead of re-simulating the same payouts in a tight loop.
+                    break
                 work += 1
         return work
 
     async def _prepare(
         self, payout: Payout, now: int, fee_p90: int | None, ledger: int
-    ) -> None:
+    ) -> bool:
+        """True when the payout moved on (an attempt was built, or it was refused)."""
         cfg = self.config
         bid = inclusion_fee_bid(payout.attempt_count + 1, fee_p90, cfg.max_inclusion_fee_stroops)
         call = payout_call(payout.asset, cfg.network_passphrase, cfg.contract_id, cfg.method_name)
@@ -115,7 +122,7 @@ class Preparing(Stage):
             prepared = await self.ledger.prepare(draft)
         except SimulationFailed as err:
             await self._refuse_before_build(payout, "simulation_failed", str(err))
-            return
+            return True
         # Only the resource fee can make a payout too expensive: a bid that would push the
         # total over max gas is lowered to fit, down to the protocol minimum.
         if prepared.transaction.fee - bid + BASE_INCLUSION_FEE > cfg.max_gas_stroops:
@@ -123,7 +130,7 @@ class Preparing(Stage):
                 payout, "max_gas",
                 f"prepared fee {prepared.transaction.fee} exceeds max gas {cfg.max_gas_stroops}",
             )
-            return
+            return True
         prepared.transaction.fee = min(prepared.transaction.fee, cfg.max_gas_stroops)
         # External signers take longer; the window bounds how long a sequence number is held.
         window = cfg.external_window_seconds if self.external else cfg.tx_window_seconds
@@ -134,10 +141,12 @@ class Preparing(Stage):
         )
         created = await self.attempts.create_attempt(payout.id, builder, external=self.external)
         failpoint("after_reserve")
-        if created is None or self.external:
-            return
-        built_payout, attempt = created
-        await self._sign(built_payout, attempt)
+        if created is None:
+            return False
+        if not self.external:
+            built_payout, attempt = created
+            await self._sign(built_payout, attempt)
+        return True
 
     async def _refuse_before_build(self, payout: Payout, code: str, message: str) -> None:
         await self.attempts.fail_before_build(payout, code, message)
