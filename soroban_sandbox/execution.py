@@ -20,7 +20,13 @@ from .xdr_build import BASE_RESERVE
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-MIN_BALANCE = 2 * BASE_RESERVE  # an account with no sub-entries must keep 1 XLM
+
+def min_balance(num_sub_entries: int) -> int:
+    """stellar-core getMinBalance: (2 + sub-entries) base reserves; with none, 1 XLM."""
+    return (2 + num_sub_entries) * BASE_RESERVE
+
+
+MIN_BALANCE = min_balance(0)  # an account with no sub-entries must keep 1 XLM
 
 
 @dataclass
@@ -112,7 +118,7 @@ def _spendable(ledger: Ledger, token_id: str, holder: str) -> int | None:
         return None
     if asset.is_native() and holder.startswith("G"):
         account = ledger.accounts.get(holder)
-        return account.balance - MIN_BALANCE if account else 0
+        return account.balance - min_balance(account.num_sub_entries) if account else 0
     return ledger.token_balance(token_id, holder)
 
 

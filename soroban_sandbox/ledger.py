@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from stellar_sdk import (
+    Asset,
     FeeBumpTransactionEnvelope,
     StrKey,
     TransactionBuilder,
@@ -18,13 +19,13 @@ from stellar_sdk import (
 )
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
-from stellar_sdk.operation import InvokeHostFunction, Payment
+from stellar_sdk.operation import InvokeHostFunction
 
 from . import xdr_build as b
 from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid, is_soroban
-from .classic import apply_payments
-from .contracts import ContractRegistry, TokenMove
-from .execution import TokenBalance, execute
+from .classic import apply_classic
+from .contracts import ContractRegistry, TokenMove, asset_name
+from .execution import TokenBalance, execute, min_balance
 from .fees import EVENT_FEE, non_refundable_fee
 from .records import (
     Account,
@@ -34,6 +35,7 @@ from .records import (
     IncludedTx,
     Submission,
     Transfer,
+    Trustline,
 )
 from .txset import Candidate, choose, to_evict
 
@@ -102,6 +104,12 @@ class _Pending:
         return candidate_of(self.hash, self.envelope)
 
 
+def _underfunded(op_type: x.OperationType) -> x.OperationResult:
+    if op_type == x.OperationType.CREATE_ACCOUNT:
+        return b.create_account_result(x.CreateAccountResultCode.CREATE_ACCOUNT_UNDERFUNDED)
+    return b.payment_result(x.PaymentResultCode.PAYMENT_UNDERFUNDED)
+
+
 def candidate_of(tx_hash: str, envelope: TransactionEnvelope) -> Candidate:
     ops = len(envelope.transaction.operations)
     return Candidate(tx_hash, inclusion_bid(envelope), ops, is_soroban(envelope))
@@ -115,6 +123,8 @@ class Ledger:
     limits: LedgerLimits = field(default_factory=LedgerLimits)
     accounts: dict[str, Account] = field(default_factory=dict)
     tokens: dict[tuple[str, str], TokenBalance] = field(default_factory=dict)
+    # Classic trustlines by (holder G..., "CODE:ISSUER").
+    trustlines: dict[tuple[str, str], Trustline] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     evictions: list[Eviction] = field(default_factory=list)
@@ -207,12 +217,13 @@ class Ledger:
             source_exists=account is not None,
             source_seq=account.seq if account else 0,
             source_balance=account.balance if account else 0,
+            source_min_balance=min_balance(account.num_sub_entries if account else 0),
             upper_bound_offset=EXPECTED_CLOSE_TIME_MULT * self.limits.expected_close_seconds
             + drift,
         )
         rejection = admission_error(envelope, tx_hash, view)
         if rejection is not None:
-            result = b.error_result(rejection, fee_to_charge(envelope))
+            result = b.error_result(rejection.code, fee_to_charge(envelope), rejection.op_results)
             return Submission("ERROR", hex_hash, result.to_xdr())
         self._make_room(envelope, hex_hash)
         if not drop:
@@ -394,7 +405,13 @@ class Ledger:
             success=run.error is None, fee_charged=fee_charged, success_hash=digest
         )
         return self._include(
-            pending, seq, close_time, order, result, meta, run.error,
+            pending,
+            seq,
+            close_time,
+            order,
+            result,
+            meta,
+            run.error,
             inclusion_fee=fee_charged - fixed - consumed,
             events=[[e.to_xdr() for e in events]],
         )
@@ -408,17 +425,15 @@ class Ledger:
         charged: int,
         fee_events: list[x.TransactionEvent],
     ) -> Processed:
-        payments = [op for op in pending.envelope.transaction.operations if isinstance(op, Payment)]
+        ops = pending.envelope.transaction.operations
         if pending.fail_on_chain:
-            run = apply_payments(self, pending.source, [], seq)
-            run.results = [b.payment_result(x.PaymentResultCode.PAYMENT_UNDERFUNDED)] * len(
-                payments
-            )
+            run = apply_classic(self, pending.source, [], seq)
+            run.results = [_underfunded(op.to_xdr_object().body.type) for op in ops]
             failure: str | None = "injected fault: fail_on_chain"
         else:
-            run = apply_payments(self, pending.source, payments, seq)
-            failure = None if run.successful else "a payment failed (see the operation results)"
-        per_op: list[list[TokenMove]] = [[] for _ in payments]
+            run = apply_classic(self, pending.source, ops, seq)
+            failure = None if run.successful else "an operation failed (see the operation results)"
+        per_op: list[list[TokenMove]] = [[] for _ in ops]
         for index, move in zip(run.op_indexes, run.moves, strict=True):
             per_op[index].append(move)
         self._record_moves(list(enumerate(per_op)), pending.hash, seq, close_time, order)
@@ -429,9 +444,15 @@ class Ledger:
         meta = b.classic_transaction_meta(events, fee_events)
         result = b.classic_result(success=failure is None, fee_charged=charged, results=run.results)
         return self._include(
-            pending, seq, close_time, order, result, meta, failure,
+            pending,
+            seq,
+            close_time,
+            order,
+            result,
+            meta,
+            failure,
             # stellar-rpc's classic fee window counts the fee charged per operation.
-            inclusion_fee=charged // len(payments),
+            inclusion_fee=charged // len(ops),
             events=[[e.to_xdr() for e in op_events] for op_events in events],
         )
 
@@ -615,11 +636,27 @@ class Ledger:
             if account is None:
                 return None
             return b.account_entry_data(
-                account_id, account.balance, account.seq
+                account_id, account.balance, account.seq, account.num_sub_entries
             ), account.last_modified
+        if key.type == x.LedgerEntryType.TRUSTLINE and key.trust_line is not None:
+            return self._trustline_entry(key.trust_line)
         if key.type == x.LedgerEntryType.CONTRACT_DATA and key.contract_data is not None:
             return self._balance_entry(key.contract_data)
         return None
+
+    def _trustline_entry(self, key: x.LedgerKeyTrustLine) -> tuple[x.LedgerEntryData, int] | None:
+        raw_key = key.account_id.account_id.ed25519
+        assert raw_key is not None
+        holder = StrKey.encode_ed25519_public_key(raw_key.uint256)
+        try:
+            asset = Asset.from_xdr_object(key.asset)
+        except (ValueError, AttributeError):
+            return None  # pool shares are not modelled
+        line = self.trustlines.get((holder, asset_name(asset)))
+        if line is None:
+            return None
+        data = b.trustline_entry_data(holder, asset, line.balance, line.limit, line.authorized)
+        return data, line.last_modified
 
     def _balance_entry(self, key: x.LedgerKeyContractData) -> tuple[x.LedgerEntryData, int] | None:
         token_id = Address.from_xdr_sc_address(key.contract).address
