@@ -17,6 +17,7 @@ from stellar_sdk.operation import CreateAccount, InvokeHostFunction, Operation, 
 from . import xdr_build as b
 from .authority import first_valid_signature
 from .fees import non_refundable_fee
+from .resources import PUBLISHED_TX_LIMITS, TxLimits, limit_error
 from .xdr_build import BASE_FEE, BASE_RESERVE
 
 Code = x.TransactionResultCode
@@ -36,6 +37,7 @@ class LedgerView:
     # EXPECTED_CLOSE_TIME_MULT (2) x the expected ledger close time in whole seconds, plus the
     # time since the last close. A maxTime below close_time + this offset is txTOO_LATE.
     upper_bound_offset: int = 0
+    tx_limits: TxLimits = PUBLISHED_TX_LIMITS
 
 
 def resource_fee_of(envelope: TransactionEnvelope) -> int:
@@ -73,7 +75,9 @@ def is_soroban(envelope: TransactionEnvelope) -> bool:
     return envelope.transaction.soroban_data is not None
 
 
-def structure_error(envelope: TransactionEnvelope) -> Code | None:
+def structure_error(
+    envelope: TransactionEnvelope, limits: TxLimits = PUBLISHED_TX_LIMITS
+) -> Code | None:
     """Soroban shape rules (CAP-46-7): one InvokeHostFunction op, sorobanData, no memo, no mux."""
     tx = envelope.transaction
     ops = tx.operations
@@ -94,6 +98,11 @@ def structure_error(envelope: TransactionEnvelope) -> Code | None:
     if tx.source.account_muxed_id is not None or (
         op.source is not None and op.source.account_muxed_id is not None
     ):
+        return Code.txSOROBAN_INVALID
+    # TransactionFrame::checkSorobanResources, before the resource fee checks.
+    data = tx.soroban_data
+    size = len(envelope.to_xdr_object().to_xdr_bytes())
+    if limit_error(data.resources, size, limits) is not None:
         return Code.txSOROBAN_INVALID
     return resource_fee_error(envelope)
 
@@ -142,7 +151,7 @@ def admission_error(
 ) -> Rejection | None:
     """The first rule the transaction breaks, in stellar-core's order, or None."""
     tx = envelope.transaction
-    code = structure_error(envelope) or time_bounds_error(envelope, view)
+    code = structure_error(envelope, view.tx_limits) or time_bounds_error(envelope, view)
     if code is not None:
         return Rejection(code)
     # Inclusion fee (fee minus declared resource fee) must reach the base fee per operation.

@@ -21,7 +21,12 @@ from stellar_sdk import Asset, Network, StrKey
 
 from . import xdr_build as b
 from .classic import INT64_MAX
-from .contracts import ContractRegistry, asset_name, default_payout_contract_id
+from .contracts import (
+    DEFAULT_PAYOUT_BATCH_METHOD,
+    ContractRegistry,
+    asset_name,
+    default_payout_contract_id,
+)
 from .execution import min_balance
 from .faults import FaultDice, FaultError, Faults, updated
 from .issued import (
@@ -32,6 +37,7 @@ from .issued import (
     parse_asset,
 )
 from .ledger import AccountExists, InvalidEnvelope, Ledger, LedgerLimits
+from .resources import PUBLISHED_TX_LIMITS, TxLimits
 from .rpc import StellarRpc
 from .rpc_params import (
     INTERNAL_ERROR,
@@ -58,6 +64,13 @@ class SandboxConfig:
     soroban_txs_per_ledger: int = LedgerLimits.soroban_txs_per_ledger
     classic_ops_per_ledger: int = LedgerLimits.classic_ops_per_ledger
     max_healthy_latency: float = 30.0  # seconds; stellar-rpc's --max-healthy-ledger-latency
+    payout_batch_method: str = DEFAULT_PAYOUT_BATCH_METHOD
+    tx_limits: TxLimits = PUBLISHED_TX_LIMITS
+    ledger_instructions: int = LedgerLimits.ledger_instructions
+    ledger_write_entries: int = LedgerLimits.ledger_write_entries
+    ledger_disk_read_entries: int = LedgerLimits.ledger_disk_read_entries
+    ledger_write_bytes: int = LedgerLimits.ledger_write_bytes
+    ledger_tx_size_bytes: int = LedgerLimits.ledger_tx_size_bytes
 
 
 class Sandbox:
@@ -68,6 +81,7 @@ class Sandbox:
             payout_contract_id=config.payout_contract_id
             or default_payout_contract_id(config.passphrase),
             payout_method=config.payout_method,
+            payout_batch_method=config.payout_batch_method,
         )
         self.ledger = Ledger(
             registry=registry,
@@ -78,7 +92,13 @@ class Sandbox:
                 classic_ops_per_ledger=config.classic_ops_per_ledger,
                 # stellar-core takes the expected close time in whole seconds.
                 expected_close_seconds=int(config.ledger_interval),
+                ledger_instructions=config.ledger_instructions,
+                ledger_write_entries=config.ledger_write_entries,
+                ledger_disk_read_entries=config.ledger_disk_read_entries,
+                ledger_write_bytes=config.ledger_write_bytes,
+                ledger_tx_size_bytes=config.ledger_tx_size_bytes,
             ),
+            tx_limits=config.tx_limits,
         )
         self.faults = faults or Faults()
         self.dice = FaultDice(config.seed)
@@ -345,6 +365,9 @@ class Sandbox:
                 "native_contract_id": registry.native_id,
                 "payout_contract_id": registry.payout_contract_id,
                 "payout_method": registry.payout_method,
+                "payout_batch_method": registry.payout_batch_method,
+                "tx_limits": asdict(self.ledger.tx_limits),
+                "ledger_limits": asdict(self.ledger.limits),
                 "assets": {cid: asset_name(a) for cid, a in registry.assets.items()},
                 "ledger_interval": self.config.ledger_interval,
                 "seed": self.dice.seed,

@@ -151,6 +151,7 @@ class RunningSandbox(SandboxClient):
         passphrase: str = STANDALONE_PASSPHRASE,
         payout_contract_id: str | None = None,
         payout_method: str = "distribute_winnings",
+        payout_batch_method: str = "distribute_batch",
         faults: dict[str, Any] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
@@ -170,6 +171,8 @@ class RunningSandbox(SandboxClient):
             passphrase,
             "--payout-method",
             payout_method,
+            "--payout-batch-method",
+            payout_batch_method,
         ]
         if payout_contract_id:
             self._args += ["--payout-contract-id", payout_contract_id]

@@ -39,7 +39,13 @@ def error_result(
 
 
 def invoke_result(
-    *, success: bool, fee_charged: int, success_hash: bytes = b"\x00" * 32
+    *,
+    success: bool,
+    fee_charged: int,
+    success_hash: bytes = b"\x00" * 32,
+    failure: x.InvokeHostFunctionResultCode = (
+        x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
+    ),
 ) -> x.TransactionResult:
     """txSUCCESS or txFAILED wrapping one InvokeHostFunction operation result.
 
@@ -54,9 +60,7 @@ def invoke_result(
         )
         tx_code = x.TransactionResultCode.txSUCCESS
     else:
-        op_inner = x.InvokeHostFunctionResult(
-            code=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
-        )
+        op_inner = x.InvokeHostFunctionResult(code=failure)
         tx_code = x.TransactionResultCode.txFAILED
     op_result = x.OperationResult(
         code=x.OperationResultCode.opINNER,
@@ -263,13 +267,18 @@ def nonce_key(address: str, nonce: int) -> x.LedgerKey:
 
 
 def soroban_data(
-    *, read_only: list[x.LedgerKey], read_write: list[x.LedgerKey], resource_fee: int
+    *,
+    read_only: list[x.LedgerKey],
+    read_write: list[x.LedgerKey],
+    resource_fee: int,
+    instructions: int = 3_000_000,
+    write_bytes: int | None = None,
 ) -> x.SorobanTransactionData:
     resources = x.SorobanResources(
         footprint=x.LedgerFootprint(read_only=read_only, read_write=read_write),
-        instructions=x.Uint32(3_000_000),
+        instructions=x.Uint32(instructions),
         disk_read_bytes=x.Uint32(0),
-        write_bytes=x.Uint32(400 * len(read_write)),
+        write_bytes=x.Uint32(400 * len(read_write) if write_bytes is None else write_bytes),
     )
     return x.SorobanTransactionData(
         ext=x.SorobanTransactionDataExt(0), resources=resources, resource_fee=x.Int64(resource_fee)
