@@ -56,7 +56,10 @@ class FakeLedger:
     async def inclusion_fee_p90(self) -> int | None:
         return self.fee_p90
 
+    simulations: int = 0
+
     async def prepare(self, envelope: TransactionEnvelope) -> TransactionEnvelope:
+        self.simulations += 1
         envelope.transaction.fee += RESOURCE_FEE  # the builder's inclusion bid + resources
         return envelope
 
@@ -416,6 +419,28 @@ async def test_external_signing_waits_then_queues_a_verified_signature(world):
     await desk.accept_signed(payout, env.to_xdr(), actor="ops")
     await run_until_settled(pipeline, ledger, rounds=3)
     assert (await states(desk)) == {"p1": "CONFIRMED"}
+
+
+async def test_external_envelopes_are_handed_out_in_order_and_a_blocked_pass_is_idle(world):
+    """One envelope per source awaits a signature at a time. While it does, a pass prepares
+    nothing (and says so, so the loop sleeps instead of re-simulating), and once it is
+    signed the next payout in creation order gets the next envelope: none overtakes."""
+    make, source = world
+    desk, pipeline, ledger, _ = make("external")
+    for n in range(1, 4):
+        await create(desk, n)
+    assert await pipeline.prepare_once() == 1
+    simulations = ledger.simulations
+    assert await pipeline.prepare_once() == 0, "a blocked pass reports no work"
+    assert ledger.simulations - simulations <= 1, "a blocked pass stops at the first payout"
+    for n in range(1, 4):
+        payout = await desk.store.get_payout(f"p{n}")
+        assert payout.state == PayoutState.AWAITING_SIGNATURE, (n, await states(desk))
+        env = TransactionEnvelope.from_xdr(payout.unsigned_envelope_xdr, NET)
+        env.sign(source)
+        await desk.accept_signed(payout, env.to_xdr(), actor="ops")
+        await run_until_settled(pipeline, ledger, rounds=2)
+    assert (await states(desk)) == {f"p{n}": "CONFIRMED" for n in range(1, 4)}
 
 
 async def test_a_cancelled_external_envelope_that_lands_anyway_is_recorded_once(world):
