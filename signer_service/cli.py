@@ -15,7 +15,7 @@ from pathlib import Path
 from signer_service.audit import verify_log
 from signer_service.backends import BackendError
 from signer_service.certs import generate_dev_certs
-from signer_service.config import DEFAULT_PIN_ENV
+from signer_service.config import DEFAULT_PIN_ENV, ConfigError
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 MODULE_ENV = "PAYOUTS_SIGNER_PKCS11_MODULE"
@@ -108,6 +108,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from signer_service.policy_check import explain
+
+    xdr = sys.stdin.read().strip() if args.xdr == "-" else args.xdr
+    lines, allowed = explain(Path(args.config), xdr, key_id=args.key,
+                             current_ledger=args.current_ledger,
+                             expiration_ledger=args.expiration_ledger, spent=args.spent)
+    print("\n".join(lines))
+    return 0 if allowed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signerctl", description=__doc__)
     sub = parser.add_subparsers(dest="group", required=True)
@@ -146,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-name", default="signer-service")
     p.set_defaults(func=cmd_certs_dev)
 
+    policy = sub.add_parser("policy", help="signing policy").add_subparsers(dest="cmd",
+                                                                            required=True)
+    p = policy.add_parser("check", help="explain the decision on a transaction envelope or "
+                                        "authorization entry, node by node; exit 1 if refused")
+    p.add_argument("config", help="the signer's TOML config (its [keys.policy] tables)")
+    p.add_argument("xdr", help="base64 TransactionEnvelope or SorobanAuthorizationEntry "
+                                 "('-' = stdin)")
+    p.add_argument("--key", help="key id (default: the only key)")
+    p.add_argument("--spent", type=int, default=0, help="stroops already spent in 24 h")
+    p.add_argument("--current-ledger", type=int, default=0, help="auth entries: current ledger")
+    p.add_argument("--expiration-ledger", type=int, default=0,
+                   help="auth entries: signature expiration ledger")
+    p.set_defaults(func=cmd_policy_check)
+
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="cmd", required=True)
     p = audit.add_parser("verify", help="check the hash chain; exit 1 on tampering")
     p.add_argument("--log", required=True)
@@ -157,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CliError, BackendError) as err:
+    except (CliError, BackendError, ConfigError) as err:
         print(f"signerctl: {err}", file=sys.stderr)
         return 2
     except OSError as err:

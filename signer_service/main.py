@@ -28,7 +28,7 @@ from signer_service.config import (  # noqa: E402
 )
 from signer_service.logs import log_event, setup_logging  # noqa: E402
 from signer_service.server import SignerServicer, build_server  # noqa: E402
-from signer_service.spending import SpentLedger  # noqa: E402
+from signer_service.spending import SpentLedger, ledger_watermark  # noqa: E402
 from signer_service.tracing import configure_tracing  # noqa: E402
 
 
@@ -58,7 +58,8 @@ async def serve(config: SignerConfig, env: Mapping[str, str]) -> None:
     spent = SpentLedger.from_audit(records)
     backends = open_backends(config, env)
     try:
-        servicer = SignerServicer(config, backends, audit, spent)
+        servicer = SignerServicer(config, backends, audit, spent,
+                                  ledger_watermark=ledger_watermark(records))
         server, port, _health = await build_server(servicer, config.listen_addr, config.tls)
         metrics_port = None
         if config.metrics_port is not None:

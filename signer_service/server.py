@@ -31,7 +31,15 @@ from signer_service.audit import AuditLog
 from signer_service.backends import BackendError, SigningBackend
 from signer_service.config import KeyConfig, SignerConfig, TlsConfig
 from signer_service.logs import log_event
-from signer_service.policy import Allow, Decision, Refuse, check_authorization, check_transaction
+from signer_service.policy import (
+    Allow,
+    Decision,
+    LedgerClaim,
+    Refuse,
+    check_authorization,
+    check_transaction,
+    ledger_ceiling,
+)
 from signer_service.spending import SpentLedger
 from signer_service.tracing import current_trace_id, server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
@@ -131,11 +139,14 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         audit: AuditLog,
         spent: SpentLedger,
         clock: Callable[[], float] = time.time,
+        ledger_watermark: tuple[int, float] | None = None,
     ) -> None:
         self._passphrase = config.network_passphrase
         self._audit = audit
         self._spent = spent
         self._clock = clock
+        # Highest current_ledger claim accepted so far and when (see policy.ledger_ceiling).
+        self._ledger_watermark = ledger_watermark
         self._keys: dict[str, KeyHandle] = {}
         for key in config.keys:
             backend = backends[key.key_id]
@@ -162,9 +173,9 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     async def _record(
         self, *, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
         ctx: signer_pb2.SigningContext, tx_hash: str, decision: str, rule: str,
-        detail: str = "", amount: int = 0,
+        detail: str = "", amount: int = 0, extra: dict[str, Any] | None = None,
     ) -> None:
-        fields = {
+        fields: dict[str, Any] = {
             "kind": kind,
             "client": clients[0] if clients else "",
             "key_id": handle.config.key_id,
@@ -179,6 +190,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "attempt": ctx.attempt,
             "correlation_id": ctx.correlation_id,
             "trace_id": current_trace_id(),
+            **(extra or {}),
         }
         try:
             await self._audit.append(fields)
@@ -211,19 +223,20 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     async def _decide_and_sign(
         self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
         ctx: signer_pb2.SigningContext, digest: bytes,
-        decide: Callable[[int, int], Decision],
+        decide: Callable[[int, float], Decision],
+        extra: dict[str, Any] | None = None,
     ) -> bytes:
         """Policy check and daily reservation under the key's lock, then sign, then audit."""
         key_id, tx_hash = handle.config.key_id, digest.hex()
         async with handle.lock:
             now = self._clock()
-            decision = decide(self._spent.spent(key_id, now), int(now))
+            decision = decide(self._spent.spent(key_id, now), now)
             if isinstance(decision, Allow):
                 self._spent.add(key_id, now, decision.amount_stroops)
         if isinstance(decision, Refuse):
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="refuse", rule=decision.rule,
-                               detail=decision.detail)
+                               detail=decision.detail, extra=extra)
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, decision.message)
         try:
             start = time.perf_counter()
@@ -239,7 +252,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "signing backend failed") from None
         await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                            ctx=ctx, tx_hash=tx_hash, decision="allow", rule="none",
-                           amount=decision.amount_stroops)
+                           amount=decision.amount_stroops, extra=extra)
         return signature
 
     # ---------------------------------------------------------------- RPCs
@@ -269,7 +282,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "transaction", handle, clients, request.request_id, request.context, digest,
             lambda spent, now: check_transaction(
                 tx, handle.config.policy, network_passphrase=self._passphrase,
-                spent_last_24h=spent, now=now,
+                spent_last_24h=spent, now=int(now),
             ),
         )
         decorated = DecoratedSignature(handle.keypair.signature_hint(), signature)
@@ -291,6 +304,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise bad_request("request_id", "is required")
         if request.signature_expiration_ledger == 0:
             raise bad_request("signature_expiration_ledger", "is required")
+        if request.current_ledger == 0:
+            raise bad_request("current_ledger", "is required (the network's latest ledger)")
         try:
             entry = sx.SorobanAuthorizationEntry.from_xdr(request.entry_xdr)
         except Exception:  # noqa: BLE001 - any decoding failure is the caller's bad input
@@ -304,12 +319,23 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         if not self._may_use(handle, clients):
             raise await self._refuse_client("authorization", handle, clients,
                                             request.request_id, request.context, digest.hex())
+        current = request.current_ledger
+
+        def decide(spent: int, now: float) -> Decision:
+            claim = LedgerClaim(current, expiration, ledger_ceiling(now, self._ledger_watermark))
+            decision = check_authorization(
+                entry, handle.config.policy, network_passphrase=self._passphrase,
+                signer_account=handle.keypair.public_key, spent_last_24h=spent, ledgers=claim,
+            )
+            if isinstance(decision, Allow) and (
+                self._ledger_watermark is None or current > self._ledger_watermark[0]
+            ):
+                self._ledger_watermark = (current, now)
+            return decision
+
         signature = await self._decide_and_sign(
             "authorization", handle, clients, request.request_id, request.context, digest,
-            lambda spent, _now: check_authorization(
-                entry, handle.config.policy, network_passphrase=self._passphrase,
-                signer_account=handle.keypair.public_key, spent_last_24h=spent,
-            ),
+            decide, extra={"current_ledger": current, "expiration_ledger": expiration},
         )
         # The default Stellar account's signature shape: Vec<Map{public_key, signature}>.
         signature_val = scval.to_vec([scval.to_map({

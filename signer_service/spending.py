@@ -37,3 +37,16 @@ class SpentLedger:
         while entries and entries[0][0] <= now - DAY_SECONDS:
             entries.popleft()
         return sum(amount for _, amount in entries)
+
+
+def ledger_watermark(records: Iterable[dict[str, Any]]) -> tuple[int, float] | None:
+    """The highest current_ledger an allowed authorization claimed, and when: the signer's
+    only knowledge of the network's ledger, rebuilt from the verified log like the spending."""
+    best: tuple[int, float] | None = None
+    for r in records:
+        ledger = r.get("current_ledger")
+        if r.get("decision") == "allow" and isinstance(ledger, int) and (
+            best is None or ledger > best[0]
+        ):
+            best = (ledger, float(r.get("time", 0.0)))
+    return best

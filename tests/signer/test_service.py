@@ -232,7 +232,7 @@ async def test_authorization_entry_signature_verifies(pkcs11_signer, stub):
     entry = auth_entry(pkcs11_signer.public_key, amount=500)
     reply = await stub.SignAuthorizationEntry(signer_pb2.SignAuthorizationEntryRequest(
         key_id=pkcs11_signer.key_id, entry_xdr=entry.to_xdr(), signature_expiration_ledger=1234,
-        request_id=uuid.uuid4().hex,
+        current_ledger=1200, request_id=uuid.uuid4().hex,
     ))
     signed = sx.SorobanAuthorizationEntry.from_xdr(reply.signed_entry_xdr)
     creds = signed.credentials.address
@@ -251,7 +251,7 @@ async def test_authorization_entry_over_the_amount_limit_is_refused(pkcs11_signe
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.SignAuthorizationEntry(signer_pb2.SignAuthorizationEntryRequest(
             key_id=pkcs11_signer.key_id, entry_xdr=entry.to_xdr(),
-            signature_expiration_ledger=10, request_id="auth-big",
+            signature_expiration_ledger=10, current_ledger=5, request_id="auth-big",
         ))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "max_amount_stroops_per_tx" in err.value.details()

@@ -57,6 +57,11 @@ class SignerServiceStub:
                 request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyResponse.FromString,
                 _registered_method=True)
+        self.GetAuditCheckpoint = channel.unary_unary(
+                '/signer.v1.SignerService/GetAuditCheckpoint',
+                request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class SignerServiceServicer:
@@ -94,6 +99,14 @@ class SignerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAuditCheckpoint(self, request, context):
+        """Returns the audit log's head checkpoint (record count, head hash, MAC), so a monitor outside
+        the signer's disk can keep it and later prove truncation or rewriting of the log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +129,11 @@ def add_SignerServiceServicer_to_server(servicer, server):
                     servicer.GetPublicKey,
                     request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyResponse.SerializeToString,
+            ),
+            'GetAuditCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditCheckpoint,
+                    request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +247,33 @@ class SignerService:
             '/signer.v1.SignerService/GetPublicKey',
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyRequest.SerializeToString,
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.SignerService/GetAuditCheckpoint',
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.SerializeToString,
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,
