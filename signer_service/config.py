@@ -16,6 +16,7 @@ from signer_service.policy import ARG_TYPES, TRANSFER_ARGS, WILDCARD, ArgSpec, C
 CONFIG_ENV = "PAYOUTS_SIGNER_CONFIG"
 DEFAULT_PIN_ENV = "PAYOUTS_SIGNER_PKCS11_PIN"
 DEFAULT_HOT_SECRET_ENV = "PAYOUT_HOT_SIGNER_SECRET"  # noqa: S105 - a variable name
+DEFAULT_AUDIT_LABEL = "signer-audit-hmac"
 
 
 class ConfigError(Exception):
@@ -56,6 +57,8 @@ class SignerConfig:
     network_passphrase: str
     tls: TlsConfig
     audit_path: Path
+    audit_key_id: str  # the key whose backend keys the audit chain
+    audit_hmac_label: str  # pkcs11: label of the token's audit HMAC key
     pkcs11: Pkcs11Config | None
     keys: tuple[KeyConfig, ...]
 
@@ -120,6 +123,12 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
     for key_id in ids:
         if ids.count(key_id) > 1:
             raise ConfigError(f"keys: key id {key_id!r} is defined twice")
+    audit_key_id = audit_t.get("key_id", keys[0].key_id)
+    if audit_key_id not in ids:
+        raise ConfigError(f"audit.key_id {str(audit_key_id)[:64]!r} is not a configured key id")
+    audit_hmac_label = audit_t.get("hmac_label", DEFAULT_AUDIT_LABEL)
+    if not isinstance(audit_hmac_label, str) or not audit_hmac_label:
+        raise ConfigError("audit.hmac_label must be a non-empty string")
     return SignerConfig(
         listen_addr=listen,
         metrics_port=metrics_port,
@@ -127,6 +136,8 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
         network_passphrase=passphrase,
         tls=tls,
         audit_path=audit_path,
+        audit_key_id=audit_key_id,
+        audit_hmac_label=audit_hmac_label,
         pkcs11=pkcs11,
         keys=keys,
     )

@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,7 +135,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     def __init__(
         self,
         config: SignerConfig,
-        backends: dict[str, SigningBackend],
+        backends: Mapping[str, SigningBackend],
         audit: AuditLog,
         spent: SpentLedger,
         clock: Callable[[], float] = time.time,
@@ -250,9 +250,14 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
                                ctx=ctx, tx_hash=tx_hash, decision="error", rule="backend",
                                detail=type(err).__name__)
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "signing backend failed") from None
-        await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
-                           ctx=ctx, tx_hash=tx_hash, decision="allow", rule="none",
-                           amount=decision.amount_stroops, extra=extra)
+        try:
+            await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
+                               ctx=ctx, tx_hash=tx_hash, decision="allow", rule="none",
+                               amount=decision.amount_stroops, extra=extra)
+        except RpcFailure:
+            # Not recorded, so not handed out: the amount was never spent.
+            self._spent.remove(key_id, now, decision.amount_stroops)
+            raise
         return signature
 
     # ---------------------------------------------------------------- RPCs
@@ -373,6 +378,17 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED,
                              f"client {who} may not use key {handle.config.key_id}")
         return signer_pb2.GetPublicKeyResponse(key=self._key_message(handle))
+
+    @rpc("GetAuditCheckpoint")
+    async def GetAuditCheckpoint(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.GetAuditCheckpointRequest, context: Any
+    ) -> signer_pb2.GetAuditCheckpointResponse:
+        # Any client with a certificate from our CA may read it: counts and a MAC, no secret.
+        cp = self._audit.checkpoint
+        return signer_pb2.GetAuditCheckpointResponse(
+            records=cp.records, head_hash=cp.head, checkpoint_mac=cp.mac(self._audit.key),
+            audit_key_id=self._audit.key.key_id,
+        )
 
     @staticmethod
     def _key_message(handle: KeyHandle) -> signer_pb2.Key:

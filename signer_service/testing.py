@@ -127,6 +127,8 @@ async def make_softhsm_token(folder: Path, env: dict[str, str], token_label: str
     env.setdefault("PAYOUTS_SIGNER_PKCS11_SO_PIN", secrets.token_hex(8))
     await run_signerctl(env, "token", "init", "--module", SOFTHSM_MODULE,
                         "--token-label", token_label)
+    await run_signerctl(env, "audit", "key-generate", "--module", SOFTHSM_MODULE,
+                        "--token-label", token_label)
 
 
 @contextlib.asynccontextmanager

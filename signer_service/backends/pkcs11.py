@@ -21,6 +21,11 @@ from pkcs11.exceptions import PKCS11Error
 from signer_service.backends import BackendError
 
 ED25519_OID = "1.3.101.112"
+CHAIN_KEY_CONTEXT = b"stellar-payouts signer audit chain v1"
+
+
+def checkpoint_label(audit_label: str) -> str:
+    return f"{audit_label}-checkpoint"
 
 
 def raw_public_key(ec_point: bytes) -> bytes:
@@ -47,13 +52,16 @@ class _Session:
 
 
 class Pkcs11Backend:
-    def __init__(self, module: str, token_label: str, pin: str, labels: dict[str, str]) -> None:
+    def __init__(self, module: str, token_label: str, pin: str, labels: dict[str, str],
+                 audit_label: str = "signer-audit-hmac") -> None:
         token = open_token(module, token_label)
         self._labels = labels
+        self._audit_label = audit_label
         self._free: queue.SimpleQueue[_Session] = queue.SimpleQueue()
         self._sessions: list[_Session] = []
         try:
-            self._sessions.append(_Session(token.open(user_pin=pin)))
+            # Read-write: the audit checkpoint is a token object the signer rewrites.
+            self._sessions.append(_Session(token.open(user_pin=pin, rw=True)))
         except PKCS11Error as err:
             self.close()
             raise BackendError(f"cannot log in to token {token_label!r}: {type(err).__name__}") \
@@ -112,6 +120,54 @@ class Pkcs11Backend:
     async def sign(self, key_id: str, data: bytes) -> bytes:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.sign_blocking, key_id, data)
+
+    def audit_chain_key(self, key_id: str) -> bytes:
+        """HMAC-SHA256 (CKM_SHA256_HMAC) of a fixed context under the token's non-extractable
+        audit key: the chain key exists only in this process's memory and on no disk."""
+        session = self._sessions[0].session
+        try:
+            key = session.get_key(key_type=KeyType.GENERIC_SECRET, label=self._audit_label)
+            return bytes(key.sign(CHAIN_KEY_CONTEXT, mechanism=Mechanism.SHA256_HMAC))
+        except PKCS11Error as err:
+            raise BackendError(
+                f"no audit HMAC key labelled {self._audit_label!r} on the token "
+                f"({type(err).__name__}); create it with signerctl audit key-generate"
+            ) from None
+
+    def _checkpoint_objects(self) -> list[Any]:
+        session = self._sessions[0].session
+        return list(session.get_objects({Attribute.CLASS: ObjectClass.DATA,
+                                         Attribute.LABEL: checkpoint_label(self._audit_label)}))
+
+    def load_checkpoint(self) -> tuple[int, str] | None:
+        best: tuple[int, str] | None = None
+        for obj in self._checkpoint_objects():
+            records, _, head = bytes(obj[Attribute.VALUE]).decode().partition("|")
+            if best is None or int(records) > best[0]:
+                best = (int(records), head)
+        return best
+
+    def store_checkpoint_blocking(self, records: int, head: str) -> None:
+        # SoftHSM keeps CKA_VALUE of data objects read-only: write the new one, then drop the
+        # old ones, so a crash in between leaves two (the higher wins), never none.
+        old = self._checkpoint_objects()
+        self._sessions[0].session.create_object({
+            Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True, Attribute.PRIVATE: True,
+            Attribute.LABEL: checkpoint_label(self._audit_label),
+            Attribute.VALUE: f"{records}|{head}".encode(),
+        })
+        for obj in old:
+            obj.destroy()
+
+    async def store_checkpoint(self, records: int, head: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self.store_checkpoint_blocking, records, head)
+
+    def clear_checkpoint_blocking(self) -> int:
+        objects = self._checkpoint_objects()
+        for obj in objects:
+            obj.destroy()
+        return len(objects)
 
     def close(self) -> None:
         pool = getattr(self, "_pool", None)
