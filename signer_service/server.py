@@ -60,6 +60,41 @@ def bad_request(field: str, message: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field)
 
 
+# Longest accepted value of each request field, in UTF-8 bytes; any other string field gets
+# DEFAULT_FIELD_MAX_BYTES. Ids match payout-service's (1-128 characters). A Soroban
+# transaction is at most 132,096 bytes on mainnet (tx_max_size_bytes), ~176 KiB in base64.
+FIELD_MAX_BYTES = {
+    "key_id": 64, "request_id": 128, "payout_id": 128, "correlation_id": 128,
+    "envelope_xdr": 256 * 1024, "entry_xdr": 64 * 1024,
+}
+DEFAULT_FIELD_MAX_BYTES = 256
+ECHO_CHARS = 32  # no error message repeats more of an input than this
+
+
+def echo(value: str) -> str:
+    """A short, printable prefix of caller input, for error messages."""
+    short = value[:ECHO_CHARS] + ("..." if len(value) > ECHO_CHARS else "")
+    return repr(short)
+
+
+def oversized_field(message: Any, prefix: str = "") -> tuple[str, int] | None:
+    """The first string field (at any depth) longer than its limit, as (path, limit)."""
+    for field, value in message.ListFields():
+        path = prefix + field.name
+        values = value if field.is_repeated else [value]
+        for item in values:
+            if isinstance(item, str | bytes):
+                size = len(item.encode()) if isinstance(item, str) else len(item)
+                limit = FIELD_MAX_BYTES.get(field.name, DEFAULT_FIELD_MAX_BYTES)
+                if size > limit:
+                    return path, limit
+            elif field.message_type is not None:
+                found = oversized_field(item, path + ".")
+                if found:
+                    return found
+    return None
+
+
 def client_identities(context: grpc.aio.ServicerContext[Any, Any]) -> list[str]:
     """Certificate CN first, then SAN entries; grpc has verified the chain against our CA."""
     auth = context.auth_context()
@@ -86,6 +121,9 @@ def rpc(method: str) -> Callable[[Handler[R]], Handler[R]]:
         async def run(self: Any, request: Any, context: Any) -> R:
             start, code = time.perf_counter(), grpc.StatusCode.OK
             try:
+                too_long = oversized_field(request)
+                if too_long is not None:
+                    raise bad_request(too_long[0], f"is longer than {too_long[1]} bytes")
                 return await fn(self, request, context)
             except RpcFailure as failure:
                 code = failure.code
@@ -163,7 +201,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise bad_request("key_id", "is required")
         handle = self._keys.get(key_id)
         if handle is None:
-            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"key {key_id!r} is not configured")
+            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"key {echo(key_id)} is not configured")
         return handle
 
     @staticmethod
@@ -213,7 +251,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
         ctx: signer_pb2.SigningContext, tx_hash: str,
     ) -> RpcFailure:
-        who = clients[0] if clients else "(no identity)"
+        who = echo(clients[0]) if clients else "(no identity)"
         detail = f"client {who} may not use key {handle.config.key_id}"
         await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                            ctx=ctx, tx_hash=tx_hash, decision="refuse",
@@ -374,7 +412,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         clients = client_identities(context)
         handle = self._key_for(request.key_id)
         if not self._may_use(handle, clients):
-            who = clients[0] if clients else "(no identity)"
+            who = echo(clients[0]) if clients else "(no identity)"
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED,
                              f"client {who} may not use key {handle.config.key_id}")
         return signer_pb2.GetPublicKeyResponse(key=self._key_message(handle))
