@@ -7,8 +7,9 @@ key's seed), never from anything on the audit disk: whoever can write the file c
 a valid chain, so edits, rechaining, deleted first records and forged appends all show.
 
 Truncation cannot be seen in a chain, so the head is checkpointed outside the log:
-- a checkpoint file beside it (`<log>.checkpoint`: records, head, MAC), rewritten after every
-  flushed batch; a log shorter than its checkpoint, or different at the checkpoint, is refused;
+- a checkpoint file beside it (`<log>.checkpoint`: records, head, MAC), rewritten after a
+  flushed batch at most every 0.1 s and on close; a log shorter than its checkpoint, or
+  different at the checkpoint, is refused;
 - for PKCS#11, the same checkpoint on the token every few seconds (survives deleting both files);
 - published: the `signer_audit_records` / `signer_audit_head_prefix` metrics and the
   GetAuditCheckpoint RPC (with its MAC), for a monitor to keep and compare later.
@@ -25,6 +26,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +34,10 @@ from pathlib import Path
 from typing import Any
 
 GENESIS = "0" * 64
+# The checkpoint file is rewritten (write, fsync, rename) at most this often; between two
+# writes it lags the log by less than this, which weakens no check: a log may be longer than
+# its checkpoint, never shorter.
+CHECKPOINT_EVERY_SECONDS = 0.1
 CHAIN_KEY_CONTEXT = b"stellar-payouts signer audit chain v1"
 
 
@@ -214,6 +220,8 @@ class AuditLog:
         self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.repairs: list[str] = []
+        self._checkpoint_at = 0.0
+        self._checkpoint_lock = threading.Lock()
 
     def open(self, anchor: Checkpoint | None = None) -> list[dict[str, Any]]:
         """Verify the existing log against its checkpoints (file, and `anchor` from the HSM),
@@ -257,6 +265,7 @@ class AuditLog:
     def _write_now(self, fields: dict[str, Any]) -> dict[str, Any]:
         record = self._chain(fields, self._seq + 1, self._prev)
         self._write_batch([record])
+        self._store_checkpoint()
         return record
 
     async def append(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -280,6 +289,10 @@ class AuditLog:
             for (_, done), record in zip(batch, records, strict=True):
                 if not done.done():
                     done.set_result(record)
+            self._publish()
+            if time.monotonic() - self._checkpoint_at >= CHECKPOINT_EVERY_SECONDS:
+                # After the callers have their records: the checkpoint may lag, never lead.
+                await asyncio.to_thread(self._store_checkpoint)
 
     def _chain_and_write(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         records, seq, prev = [], self._seq, self._prev
@@ -309,14 +322,14 @@ class AuditLog:
             raise
         self._size += len(data)
         self._seq, self._prev = records[-1]["seq"], records[-1]["hash"]
-        self._store_checkpoint()
-        self._publish()
 
     def _store_checkpoint(self) -> None:
-        # Best effort: a checkpoint that lags the log is still a sound lower bound.
+        # Best effort: a checkpoint that lags the log is still a sound lower bound. One writer
+        # at a time (the flush task's thread and close() may meet).
+        self._checkpoint_at = time.monotonic()
         target = checkpoint_path(self.path)
         tmp = target.with_name(target.name + ".tmp")
-        with contextlib.suppress(OSError):
+        with self._checkpoint_lock, contextlib.suppress(OSError):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
             try:
                 os.write(fd, self.checkpoint.to_json(self.key))
@@ -330,6 +343,8 @@ class AuditLog:
             self._on_checkpoint(self.checkpoint)
 
     def close(self) -> None:
+        if self._fd >= 0 and self._seq:
+            self._store_checkpoint()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

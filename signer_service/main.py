@@ -85,7 +85,7 @@ async def keep_hsm_checkpoint(anchor: AuditAnchor, audit: AuditLog, every: float
             await anchor.store_checkpoint(cp.records, cp.head)
 
 
-async def serve(config: SignerConfig, env: Mapping[str, str]) -> None:
+async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool = False) -> None:
     backends = open_backends(config, env)
     audit: AuditLog | None = None
     try:
@@ -101,7 +101,8 @@ async def serve(config: SignerConfig, env: Mapping[str, str]) -> None:
         spent = SpentLedger.from_audit(records)
         servicer = SignerServicer(config, backends, audit, spent,
                                   ledger_watermark=ledger_watermark(records))
-        server, port, _health = await build_server(servicer, config.listen_addr, config.tls)
+        server, port, _health = await build_server(servicer, config.listen_addr, config.tls,
+                                                   trace_export=trace_export)
         anchor_task = asyncio.create_task(keep_hsm_checkpoint(
             backends[config.audit_key_id], audit, HSM_CHECKPOINT_SECONDS))
         metrics_port = None
@@ -135,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default=os.environ.get("PAYOUTS_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     setup_logging(args.log_level.upper())
-    configure_tracing()
+    trace_export = configure_tracing()
     try:
         config = load_config(config_path_from(args.config, os.environ))
-        asyncio.run(serve(config, os.environ))
+        asyncio.run(serve(config, os.environ, trace_export))
     except AuditError as err:
         # Fail closed: no decision may rest on a log that does not verify.
         print(f"signer-service: {err}; signing stopped (see the signer README, 'When the audit "

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from stellar_sdk import Address, Transaction
+from stellar_sdk import Address, StrKey
 from stellar_sdk import xdr as sx
-from stellar_sdk.operation import InvokeHostFunction
 
 WILDCARD = "*"
 
@@ -217,7 +216,15 @@ def _credentials_refusal(entry: sx.SorobanAuthorizationEntry, where: str) -> Ref
                                  "accepts")
 
 
-def transaction_walk(tx: Transaction, policy: KeyPolicy) -> TreeWalk | Refuse:
+def account_id(account: sx.MuxedAccount) -> tuple[str, bool]:
+    """(G... address, whether it was muxed) of an XDR MuxedAccount."""
+    if account.type == sx.CryptoKeyType.KEY_TYPE_MUXED_ED25519 and account.med25519 is not None:
+        return StrKey.encode_ed25519_public_key(account.med25519.ed25519.uint256), True
+    assert account.ed25519 is not None
+    return StrKey.encode_ed25519_public_key(account.ed25519.uint256), False
+
+
+def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse:
     """Every node of the transaction's one InvokeHostFunction: its root call and its auth trees.
 
     Counting: the root call and an auth entry whose root invocation is that exact call (same
@@ -227,11 +234,15 @@ def transaction_walk(tx: Transaction, policy: KeyPolicy) -> TreeWalk | Refuse:
     """
     if len(tx.operations) != 1:
         return Refuse("operations", f"{len(tx.operations)} operations, exactly 1 allowed")
-    op = tx.operations[0]
-    if not isinstance(op, InvokeHostFunction):
-        return Refuse("operations", f"operation {type(op).__name__} is not InvokeHostFunction")
-    if op.source is not None and not _allowed(policy.source_accounts, op.source.account_id):
-        return Refuse("source_accounts", f"operation source {op.source.account_id} is not allowed")
+    body = tx.operations[0].body
+    op = body.invoke_host_function_op
+    if body.type != sx.OperationType.INVOKE_HOST_FUNCTION or op is None:
+        return Refuse("operations", f"operation {body.type.name} is not INVOKE_HOST_FUNCTION")
+    op_source = tx.operations[0].source_account
+    if op_source is not None:
+        address, _ = account_id(op_source)
+        if not _allowed(policy.source_accounts, address):
+            return Refuse("source_accounts", f"operation source {address} is not allowed")
     fn = op.host_function
     if fn.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT or not fn.invoke_contract:
         return Refuse("operations", f"host function {fn.type.name} is not INVOKE_CONTRACT")
@@ -277,7 +288,7 @@ def _limits(amount: int, policy: KeyPolicy, spent_last_24h: int) -> Decision:
 
 
 def check_transaction(
-    tx: Transaction,
+    tx: sx.Transaction,
     policy: KeyPolicy,
     *,
     network_passphrase: str,
@@ -287,8 +298,8 @@ def check_transaction(
     """Decide on a transaction whose hash was computed for `network_passphrase`."""
     if network_passphrase != policy.network_passphrase:
         return Refuse("network_passphrase", "the signer's network is not this key's network")
-    source = tx.source.account_id
-    if tx.source.account_muxed_id is not None:
+    source, muxed = account_id(tx.source_account)
+    if muxed:
         # Soroban transactions may not have a muxed source (txSOROBAN_INVALID).
         return Refuse("source_accounts", "muxed transaction source is not allowed")
     if not _allowed(policy.source_accounts, source):
@@ -301,23 +312,32 @@ def check_transaction(
     decision = _limits(tree_amount(walk), policy, spent_last_24h)
     if isinstance(decision, Refuse):
         return decision
-    if tx.fee > policy.max_fee_stroops:
-        return Refuse("max_fee_stroops", f"fee {tx.fee} > {policy.max_fee_stroops}")
+    fee = tx.fee.uint32
+    if fee > policy.max_fee_stroops:
+        return Refuse("max_fee_stroops", f"fee {fee} > {policy.max_fee_stroops}")
     return _check_time_bounds(tx, policy, now) or decision
 
 
-def _check_time_bounds(tx: Transaction, policy: KeyPolicy, now: int) -> Refuse | None:
+def _max_time(cond: sx.Preconditions) -> int:
+    """The transaction's max_time, 0 when it has none (PRECOND_NONE or unbounded)."""
+    bounds = cond.time_bounds
+    if cond.type == sx.PreconditionType.PRECOND_V2 and cond.v2 is not None:
+        bounds = cond.v2.time_bounds
+    return bounds.max_time.time_point.uint64 if bounds is not None else 0
+
+
+def _check_time_bounds(tx: sx.Transaction, policy: KeyPolicy, now: int) -> Refuse | None:
     # DESIGN.md §3 invariant 2: a bounded max_time is what lets the payout service prove an
     # attempt dead, so the signer never signs an unbounded transaction.
-    bounds = tx.preconditions.time_bounds if tx.preconditions else None
-    if bounds is None or bounds.max_time == 0:
+    max_time = _max_time(tx.cond)
+    if max_time == 0:
         return Refuse("time_bounds", "time bounds with a max_time are required")
-    if bounds.max_time <= now:
-        return Refuse("time_bounds", f"max_time {bounds.max_time} has passed (now {now})")
-    if bounds.max_time - now > policy.max_time_window_seconds:
+    if max_time <= now:
+        return Refuse("time_bounds", f"max_time {max_time} has passed (now {now})")
+    if max_time - now > policy.max_time_window_seconds:
         return Refuse(
             "max_time_window_seconds",
-            f"max_time is {bounds.max_time - now}s ahead > {policy.max_time_window_seconds}s",
+            f"max_time is {max_time - now}s ahead > {policy.max_time_window_seconds}s",
         )
     return None
 

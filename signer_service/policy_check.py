@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from stellar_sdk import Address, TransactionEnvelope
+from stellar_sdk import Address
 from stellar_sdk import xdr as sx
 
 from signer_service.config import ConfigError, KeyConfig, load_config
+from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
 from signer_service.policy import (
     Allow,
     LedgerClaim,
@@ -43,13 +44,13 @@ def explain(
     key = _key(config.keys, key_id)
     policy, passphrase, now = key.policy, config.network_passphrase, time.time()
     try:
-        envelope = TransactionEnvelope.from_xdr(xdr, passphrase)
-    except Exception:  # noqa: BLE001 - not an envelope: try an authorization entry
+        envelope: ParsedEnvelope | None = parse_envelope(xdr)
+    except EnvelopeProblem:  # not an envelope the signer takes: try an authorization entry
         envelope = None
     if envelope is not None:
-        tx = envelope.transaction
+        tx = envelope.tx
         walk = transaction_walk(tx, policy)
-        lines = [f"transaction {envelope.hash_hex()} for key {key.key_id}"]
+        lines = [f"transaction {envelope.hash(passphrase).hex()} for key {key.key_id}"]
         if isinstance(walk, TreeWalk):
             lines += list(iter_nodes(walk))
         decision = check_transaction(tx, policy, network_passphrase=passphrase,

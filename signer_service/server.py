@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextvars
 import functools
 import logging
 import os
@@ -17,19 +19,19 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
-from stellar_sdk import DecoratedSignature, Keypair, TransactionEnvelope, scval
+from stellar_sdk import Keypair, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.auth import (
     authorization_payload_hash,
     authorize_entry,
     build_authorization_preimage,
 )
-from stellar_sdk.exceptions import BadSignatureError
 
 from signer_service import metrics
 from signer_service.audit import AuditLog
 from signer_service.backends import BackendError, SigningBackend
 from signer_service.config import KeyConfig, SignerConfig, TlsConfig
+from signer_service.envelope import EnvelopeProblem, parse_envelope
 from signer_service.logs import log_event
 from signer_service.policy import (
     Allow,
@@ -41,7 +43,7 @@ from signer_service.policy import (
     ledger_ceiling,
 )
 from signer_service.spending import SpentLedger
-from signer_service.tracing import current_trace_id, server_interceptor
+from signer_service.tracing import request_trace_id, server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
 SERVICE_NAME = "signer.v1.SignerService"
@@ -69,6 +71,7 @@ FIELD_MAX_BYTES = {
 }
 DEFAULT_FIELD_MAX_BYTES = 256
 ECHO_CHARS = 32  # no error message repeats more of an input than this
+MAX_BATCH = 100  # SignTransactions requests per call
 
 
 def echo(value: str) -> str:
@@ -109,6 +112,8 @@ def client_identities(context: grpc.aio.ServicerContext[Any, Any]) -> list[str]:
     return seen
 
 
+# The caller's trace id, for the audit record and the decision log of this call.
+TRACE_ID: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 R = TypeVar("R")
 Handler = Callable[[Any, Any, Any], Awaitable[R]]
 
@@ -121,6 +126,7 @@ def rpc(method: str) -> Callable[[Handler[R]], Handler[R]]:
         async def run(self: Any, request: Any, context: Any) -> R:
             start, code = time.perf_counter(), grpc.StatusCode.OK
             try:
+                TRACE_ID.set(request_trace_id(context))
                 too_long = oversized_field(request)
                 if too_long is not None:
                     raise bad_request(too_long[0], f"is longer than {too_long[1]} bytes")
@@ -167,6 +173,12 @@ class KeyHandle:
     backend: SigningBackend
     keypair: Keypair  # public half only
     lock: asyncio.Lock
+    address: str = ""  # G..., computed once (StrKey encoding is not free)
+    hint: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.address = self.keypair.public_key
+        self.hint = self.keypair.signature_hint()
 
 
 class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[misc]
@@ -192,7 +204,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             self._keys[key.key_id] = KeyHandle(key, backend, public, asyncio.Lock())
 
     def public_keys(self) -> dict[str, str]:
-        return {k: h.keypair.public_key for k, h in self._keys.items()}
+        return {k: h.address for k, h in self._keys.items()}
 
     # ---------------------------------------------------------------- helpers
 
@@ -217,7 +229,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "kind": kind,
             "client": clients[0] if clients else "",
             "key_id": handle.config.key_id,
-            "public_key": handle.keypair.public_key,
+            "public_key": handle.address,
             "tx_hash": tx_hash,
             "decision": decision,
             "rule": rule,
@@ -227,7 +239,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "payout_id": ctx.payout_id,
             "attempt": ctx.attempt,
             "correlation_id": ctx.correlation_id,
-            "trace_id": current_trace_id(),
+            "trace_id": TRACE_ID.get(),
             **(extra or {}),
         }
         try:
@@ -278,11 +290,11 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, decision.message)
         try:
             start = time.perf_counter()
+            # The backend verifies the token's signature before returning it (a token that
+            # returns a wrong signature must not hand it out), off the event loop.
             signature = await handle.backend.sign(key_id, digest)
             metrics.BACKEND_SIGN_SECONDS.observe(time.perf_counter() - start)
-            # A token that returns a wrong signature must not hand it out.
-            handle.keypair.verify(digest, signature)
-        except (BackendError, BadSignatureError) as err:
+        except BackendError as err:
             self._spent.remove(key_id, now, decision.amount_stroops)
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="error", rule="backend",
@@ -304,37 +316,60 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     async def SignTransaction(  # noqa: N802 - gRPC method name
         self, request: signer_pb2.SignTransactionRequest, context: Any
     ) -> signer_pb2.SignTransactionResponse:
+        return await self._sign_transaction(request, client_identities(context))
+
+    @rpc("SignTransactions")
+    async def SignTransactions(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.SignTransactionsRequest, context: Any
+    ) -> signer_pb2.SignTransactionsResponse:
+        if not request.requests:
+            raise bad_request("requests", "is required (1 to 100 requests)")
+        if len(request.requests) > MAX_BATCH:
+            raise bad_request("requests", f"{len(request.requests)} requests, at most {MAX_BATCH}")
         clients = client_identities(context)
+
+        async def one(item: signer_pb2.SignTransactionRequest) -> signer_pb2.SignTransactionResult:
+            try:
+                return signer_pb2.SignTransactionResult(
+                    signed=await self._sign_transaction(item, clients))
+            except RpcFailure as failure:
+                return signer_pb2.SignTransactionResult(error=signer_pb2.SigningError(
+                    code=failure.code.value[0], message=failure.message,
+                    field=failure.field or ""))
+
+        # Concurrently: the batch shares the PKCS#11 thread's pass and the audit log's fsync.
+        results = await asyncio.gather(*(one(item) for item in request.requests))
+        return signer_pb2.SignTransactionsResponse(results=results)
+
+    async def _sign_transaction(
+        self, request: signer_pb2.SignTransactionRequest, clients: list[str]
+    ) -> signer_pb2.SignTransactionResponse:
         handle = self._key_for(request.key_id)
         if not request.request_id:
             raise bad_request("request_id", "is required")
         if not request.envelope_xdr:
             raise bad_request("envelope_xdr", "is required")
         try:
-            envelope = TransactionEnvelope.from_xdr(request.envelope_xdr, self._passphrase)
-        except Exception:  # noqa: BLE001 - any decoding failure is the caller's bad input
-            raise bad_request("envelope_xdr", "is not a base64 TransactionEnvelope XDR") from None
-        if not envelope.transaction.v1:
-            raise bad_request("envelope_xdr", "only v1 transaction envelopes are signed")
-        digest = envelope.hash()
+            envelope = parse_envelope(request.envelope_xdr)
+        except EnvelopeProblem as problem:
+            raise bad_request("envelope_xdr", str(problem)) from None
+        digest = envelope.hash(self._passphrase)
         if not self._may_use(handle, clients):
             raise await self._refuse_client("transaction", handle, clients, request.request_id,
                                             request.context, digest.hex())
-        tx = envelope.transaction
         signature = await self._decide_and_sign(
             "transaction", handle, clients, request.request_id, request.context, digest,
             lambda spent, now: check_transaction(
-                tx, handle.config.policy, network_passphrase=self._passphrase,
+                envelope.tx, handle.config.policy, network_passphrase=self._passphrase,
                 spent_last_24h=spent, now=int(now),
             ),
         )
-        decorated = DecoratedSignature(handle.keypair.signature_hint(), signature)
-        envelope.signatures.append(decorated)
+        decorated = sx.DecoratedSignature(sx.SignatureHint(handle.hint), sx.Signature(signature))
         return signer_pb2.SignTransactionResponse(
-            signed_envelope_xdr=envelope.to_xdr(),
-            decorated_signature_xdr=decorated.to_xdr_object().to_xdr(),
+            signed_envelope_xdr=base64.b64encode(envelope.with_signature(decorated)).decode(),
+            decorated_signature_xdr=decorated.to_xdr(),
             tx_hash=digest.hex(),
-            public_key=handle.keypair.public_key,
+            public_key=handle.address,
         )
 
     @rpc("SignAuthorizationEntry")
@@ -368,7 +403,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             claim = LedgerClaim(current, expiration, ledger_ceiling(now, self._ledger_watermark))
             decision = check_authorization(
                 entry, handle.config.policy, network_passphrase=self._passphrase,
-                signer_account=handle.keypair.public_key, spent_last_24h=spent, ledgers=claim,
+                signer_account=handle.address, spent_last_24h=spent, ledgers=claim,
             )
             if isinstance(decision, Allow) and (
                 self._ledger_watermark is None or current > self._ledger_watermark[0]
@@ -393,7 +428,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
 
         signed = authorize_entry(entry, signed_payload, expiration, self._passphrase)
         return signer_pb2.SignAuthorizationEntryResponse(
-            signed_entry_xdr=signed.to_xdr(), public_key=handle.keypair.public_key
+            signed_entry_xdr=signed.to_xdr(), public_key=handle.address
         )
 
     @rpc("ListKeys")
@@ -431,7 +466,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     @staticmethod
     def _key_message(handle: KeyHandle) -> signer_pb2.Key:
         return signer_pb2.Key(
-            key_id=handle.config.key_id, public_key=handle.keypair.public_key,
+            key_id=handle.config.key_id, public_key=handle.address,
             backend=_BACKEND_ENUM[handle.config.backend],
         )
 
@@ -476,9 +511,9 @@ def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 
 
 async def build_server(
-    servicer: SignerServicer, listen_addr: str, tls: TlsConfig
+    servicer: SignerServicer, listen_addr: str, tls: TlsConfig, *, trace_export: bool = False
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    server = grpc.aio.server(interceptors=[server_interceptor()])
+    server = grpc.aio.server(interceptors=[server_interceptor()] if trace_export else [])
     signer_pb2_grpc.add_SignerServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import PKCS11Error
 
@@ -35,6 +38,16 @@ def raw_public_key(ec_point: bytes) -> bytes:
     if len(ec_point) == 32:  # some tokens return the bare point
         return ec_point
     raise BackendError(f"unexpected EC_POINT encoding ({len(ec_point)} bytes)")
+
+
+def _deliver(results: list[tuple[asyncio.Future[bytes], bytes | BackendError]]) -> None:
+    for done, outcome in results:
+        if done.done():
+            continue  # the caller went away (cancelled RPC)
+        if isinstance(outcome, BackendError):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
 
 
 def open_token(module: str, token_label: str) -> Any:
@@ -69,11 +82,15 @@ class Pkcs11Backend:
         self._public: dict[str, bytes] = {}
         for key_id, label in labels.items():
             self._public[key_id] = self._load_public(key_id, label)
+        self._verifiers = {k: VerifyKey(raw) for k, raw in self._public.items()}
         for s in self._sessions:
             for key_id, label in labels.items():
                 s.keys[key_id] = self._private(s.session, key_id, label)
             self._free.put(s)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkcs11")
+        self._queue: list[tuple[str, bytes, asyncio.Future[bytes]]] = []
+        self._queue_lock = threading.Lock()
+        self._draining = False
 
     def _load_public(self, key_id: str, label: str) -> bytes:
         session = self._sessions[0].session
@@ -117,9 +134,43 @@ class Pkcs11Backend:
         finally:
             self._free.put(s)
 
+    def sign_verified(self, key_id: str, data: bytes) -> bytes:
+        """sign_blocking, then check the token's answer against the key's public half: a token
+        that returns a wrong signature must not have it handed out."""
+        signature = self.sign_blocking(key_id, data)
+        try:
+            self._verifiers[key_id].verify(data, signature)
+        except BadSignatureError:
+            raise BackendError("the token returned a signature that does not verify") from None
+        return signature
+
     async def sign(self, key_id: str, data: bytes) -> bytes:
+        """Queued for the one PKCS#11 thread, which signs everything queued in one pass and
+        hands the results back in one loop callback: per signature, no thread hand-off."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.sign_blocking, key_id, data)
+        done: asyncio.Future[bytes] = loop.create_future()
+        with self._queue_lock:
+            self._queue.append((key_id, data, done))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._pool.submit(self._drain, loop)
+        return await done
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._draining = False
+                    return
+            results: list[tuple[asyncio.Future[bytes], bytes | BackendError]] = []
+            for key_id, data, done in batch:
+                try:
+                    results.append((done, self.sign_verified(key_id, data)))
+                except BackendError as err:
+                    results.append((done, err))
+            loop.call_soon_threadsafe(_deliver, results)
 
     def audit_chain_key(self, key_id: str) -> bytes:
         """HMAC-SHA256 (CKM_SHA256_HMAC) of a fixed context under the token's non-extractable

@@ -127,8 +127,8 @@ def tx_with(root: sx.InvokeContractArgs, *entries: sx.SorobanAuthorizationEntry)
 
 
 def decide_tx(tx, policy: KeyPolicy = POLICY, spent: int = 0) -> Allow | Refuse:  # noqa: ANN001
-    return check_transaction(tx, policy, network_passphrase=PASSPHRASE, spent_last_24h=spent,
-                             now=now())
+    return check_transaction(tx.to_xdr_object(), policy, network_passphrase=PASSPHRASE,
+                             spent_last_24h=spent, now=now())
 
 
 def decide_entry(entry: sx.SorobanAuthorizationEntry, *, spent: int = 0,
@@ -406,8 +406,8 @@ def test_random_auth_trees_are_signed_exactly_when_the_specification_allows(
         return
     root_call = to_invocation(Node(root.contract, root.function, root.args)).function.contract_fn
     tx = tx_with(root_call, *(source_entry(to_invocation(e)) for e in entries))
-    decision = check_transaction(tx, PROPERTY_POLICY, network_passphrase=PASSPHRASE,
-                                 spent_last_24h=0, now=now())
+    decision = check_transaction(tx.to_xdr_object(), PROPERTY_POLICY,
+                                 network_passphrase=PASSPHRASE, spent_last_24h=0, now=now())
     if expected is None:
         assert isinstance(decision, Refuse), (root, entries, decision)
     else:

@@ -295,3 +295,48 @@ async def test_no_secret_or_envelope_appears_in_logs_or_audit(pkcs11_signer, stu
     assert req.envelope_xdr not in text
     for line in pkcs11_signer.logs:
         json.loads(line)  # every log line is one JSON object
+
+
+async def test_a_batch_signs_each_request_on_its_own_with_its_own_answer(pkcs11_signer, stub):
+    good, refused, garbage = (request(pkcs11_signer, sequence=500), request(
+        pkcs11_signer, fee=5_000_000), request(pkcs11_signer))
+    garbage.envelope_xdr = "AAAA-not-xdr"
+    reply = await stub.SignTransactions(signer_pb2.SignTransactionsRequest(
+        requests=[good, refused, garbage]))
+    signed, no, bad = reply.results
+    envelope = TransactionEnvelope.from_xdr(signed.signed.signed_envelope_xdr, PASSPHRASE)
+    Keypair.from_public_key(pkcs11_signer.public_key).verify(
+        envelope.hash(), envelope.signatures[-1].signature)
+    assert (no.error.code, no.error.message) == (
+        grpc.StatusCode.PERMISSION_DENIED.value[0],
+        "policy rule max_fee_stroops refused: fee 5000000 > 2000000")
+    assert (bad.error.code, bad.error.field) == (grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                                 "envelope_xdr")
+    records = {r["request_id"]: r for r in audit_records(pkcs11_signer)}
+    assert records[good.request_id]["decision"] == "allow"
+    assert records[refused.request_id]["rule"] == "max_fee_stroops"
+    assert garbage.request_id not in records
+
+
+@pytest.mark.parametrize("count", [0, 101])
+async def test_a_batch_needs_1_to_100_requests(pkcs11_signer, stub, count):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.SignTransactions(signer_pb2.SignTransactionsRequest(
+            requests=[request(pkcs11_signer) for _ in range(count)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(err.value) == ["requests"]
+
+
+@pytest.mark.parametrize("traceparent, expected", [
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+     "0af7651916cd43dd8448eb211c80319c"),
+    ("00-" + "0" * 32 + "-b7ad6b7169203331-01", ""),
+    ("garbage", ""),
+])
+async def test_the_callers_trace_id_reaches_the_audit_record_without_an_exporter(
+    pkcs11_signer, stub, traceparent, expected
+):
+    req = request(pkcs11_signer)
+    await stub.SignTransaction(req, metadata=(("traceparent", traceparent),))
+    record = next(r for r in audit_records(pkcs11_signer) if r["request_id"] == req.request_id)
+    assert record["trace_id"] == expected

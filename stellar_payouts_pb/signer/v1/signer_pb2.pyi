@@ -60,6 +60,36 @@ class SignTransactionResponse(_message.Message):
     public_key: str
     def __init__(self, signed_envelope_xdr: _Optional[str] = ..., decorated_signature_xdr: _Optional[str] = ..., tx_hash: _Optional[str] = ..., public_key: _Optional[str] = ...) -> None: ...
 
+class SignTransactionsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SignTransactionRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SignTransactionRequest, _Mapping]]] = ...) -> None: ...
+
+class SigningError(_message.Message):
+    __slots__ = ("code", "message", "field")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    field: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class SignTransactionResult(_message.Message):
+    __slots__ = ("signed", "error")
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    signed: SignTransactionResponse
+    error: SigningError
+    def __init__(self, signed: _Optional[_Union[SignTransactionResponse, _Mapping]] = ..., error: _Optional[_Union[SigningError, _Mapping]] = ...) -> None: ...
+
+class SignTransactionsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SignTransactionResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SignTransactionResult, _Mapping]]] = ...) -> None: ...
+
 class SignAuthorizationEntryRequest(_message.Message):
     __slots__ = ("key_id", "entry_xdr", "signature_expiration_ledger", "request_id", "context", "current_ledger")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
