@@ -92,8 +92,8 @@ async def drive(calls: list[Callable[[], Awaitable[object]]], concurrency: int,
 
 
 async def grpc_runs(tmp: Path, total: int, concurrency: int, batch: int,
-                    batches_in_flight: int) -> tuple[Run, Run]:
-    async with running_signer(tmp, network_passphrase=PASSPHRASE, backend="pkcs11") as signer:
+                    batches_in_flight: int, backend: str) -> tuple[Run, Run]:
+    async with running_signer(tmp, network_passphrase=PASSPHRASE, backend=backend) as signer:
         pid = int(next(line for line in signer.logs if "signer-service started" in line)
                   .split('"pid":')[1].split(",")[0])
         xdrs = envelopes(2 * total)
@@ -149,14 +149,17 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="signatures in flight")
     parser.add_argument("--batch", type=int, default=50, help="requests per SignTransactions")
     parser.add_argument("--batches-in-flight", type=int, default=4)
+    parser.add_argument("--backend", choices=["pkcs11", "hot"], default="pkcs11",
+                        help="signer-service backend (hot: to see the ceiling without the HSM)")
     args = parser.parse_args()
     print("rerun: " + shlex.join([sys.executable, *sys.argv]), flush=True)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         local = await in_process_rate(Path(tmp) / "local", args.total)
         unary, batch = await grpc_runs(Path(tmp) / "grpc", args.total, args.concurrency,
-                                       args.batch, args.batches_in_flight)
+                                       args.batch, args.batches_in_flight, args.backend)
     print(f"in-process PKCS#11 sign   : {local:8.0f} signatures/s (one thread, C_Sign loop)")
+    print(f"signer-service backend    : {args.backend}")
     report(f"SignTransaction x{args.concurrency}", unary, local)
     report(f"SignTransactions({args.batch}) x{args.batches_in_flight}", batch, local)
     print(f"ratio grpc / in-process   : unary {unary.rate / local:.3f}, "
