@@ -281,10 +281,11 @@ class AuditLog:
             try:
                 records = await asyncio.to_thread(self._chain_and_write,
                                                   [f for f, _ in batch])
-            except OSError as err:
+            except Exception as err:  # noqa: BLE001 - no caller may wait forever
+                errno = err.errno if isinstance(err, OSError) else None
                 for _, done in batch:
                     if not done.done():
-                        done.set_exception(OSError(err.errno, "audit write failed"))
+                        done.set_exception(OSError(errno, "audit write failed"))
                 continue
             for (_, done), record in zip(batch, records, strict=True):
                 if not done.done():

@@ -170,6 +170,8 @@ class Pkcs11Backend:
                     results.append((done, self.sign_verified(key_id, data)))
                 except BackendError as err:
                     results.append((done, err))
+                except Exception as err:  # noqa: BLE001 - a stuck drain would hang every call
+                    results.append((done, BackendError(f"signing failed: {type(err).__name__}")))
             loop.call_soon_threadsafe(_deliver, results)
 
     def audit_chain_key(self, key_id: str) -> bytes:
