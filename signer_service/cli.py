@@ -12,10 +12,17 @@ import os
 import sys
 from pathlib import Path
 
-from signer_service.audit import verify_log
-from signer_service.backends import BackendError
+from signer_service.audit import AuditError, Checkpoint, verify_log
+from signer_service.backends import Backend, BackendError
 from signer_service.certs import generate_dev_certs
-from signer_service.config import DEFAULT_PIN_ENV
+from signer_service.config import (
+    DEFAULT_AUDIT_LABEL,
+    DEFAULT_PIN_ENV,
+    ConfigError,
+    SignerConfig,
+    config_path_from,
+    load_config,
+)
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 MODULE_ENV = "PAYOUTS_SIGNER_PKCS11_MODULE"
@@ -98,14 +105,82 @@ def cmd_certs_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_backends(args: argparse.Namespace) -> tuple[SignerConfig, dict[str, Backend]]:
+    from signer_service.main import open_backends
+
+    config = load_config(config_path_from(args.config, os.environ))
+    return config, open_backends(config, os.environ, only={config.audit_key_id})
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    result = verify_log(Path(args.log))
-    if result.ok:
-        print(f"ok: {result.records} records, last hash {result.last_hash}")
-        return 0
-    print(f"TAMPERED: line {result.first_bad_line}: {result.reason} "
-          f"({result.records} good records before it)")
-    return 1
+    """Chain MACs under the audit key, the checkpoint file, the HSM checkpoint, and (when
+    given) a checkpoint published earlier (GetAuditCheckpoint / metrics)."""
+    from signer_service.main import audit_key, hsm_checkpoint
+
+    config, backends = _audit_backends(args)
+    try:
+        key = audit_key(config, backends)
+        anchors = [cp for cp in [hsm_checkpoint(config, backends)] if cp]
+    finally:
+        for backend in set(backends.values()):
+            backend.close()
+    if (args.expect_records is None) != (args.expect_head is None):
+        raise CliError("--expect-records and --expect-head go together")
+    if args.expect_records is not None:
+        anchors.append(Checkpoint(args.expect_records, args.expect_head))
+    path = Path(args.log) if args.log else config.audit_path
+    try:
+        result = verify_log(path, key, anchors)
+    except AuditError as err:
+        print(f"TAMPERED: {err}")
+        return 1
+    if not result.ok:
+        print(f"TAMPERED: line {result.first_bad_line}: {result.reason} "
+              f"({result.records} good records before it)")
+        return 1
+    print(f"ok: {result.records} records, head {result.last_hash}, audit key {key.key_id}")
+    for cp in anchors:
+        print(f"  matches checkpoint at record {cp.records}")
+    if result.torn_tail:
+        print(f"  note: a torn final record ({len(result.torn_tail)} bytes without newline); "
+              "the signer moves it aside at start")
+    return 0
+
+
+def cmd_audit_key_generate(args: argparse.Namespace) -> int:
+    from signer_service.backends.token_admin import generate_audit_key
+
+    generate_audit_key(_module(args), args.token_label, _user_pin(args), args.label)
+    print(f"audit HMAC key {args.label} created on token {args.token_label}")
+    return 0
+
+
+def cmd_audit_reset_checkpoint(args: argparse.Namespace) -> int:
+    """Operator procedure only: forget the HSM's checkpoint before starting a new log."""
+    from signer_service.backends.pkcs11 import Pkcs11Backend
+
+    config, backends = _audit_backends(args)
+    try:
+        backend = backends[config.audit_key_id]
+        if not isinstance(backend, Pkcs11Backend):
+            raise CliError("the audit key is a hot key: there is no HSM checkpoint to reset")
+        removed = backend.clear_checkpoint_blocking()
+    finally:
+        for b in set(backends.values()):
+            b.close()
+    print(f"removed {removed} HSM checkpoint object(s)")
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from signer_service.policy_check import explain
+
+    xdr = sys.stdin.read().strip() if args.xdr == "-" else args.xdr
+    lines, allowed = explain(Path(args.config), xdr, key_id=args.key,
+                             current_ledger=args.current_ledger,
+                             expiration_ledger=args.expiration_ledger, spent=args.spent)
+    print("\n".join(lines))
+    return 0 if allowed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,10 +221,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-name", default="signer-service")
     p.set_defaults(func=cmd_certs_dev)
 
+    policy = sub.add_parser("policy", help="signing policy").add_subparsers(dest="cmd",
+                                                                            required=True)
+    p = policy.add_parser("check", help="explain the decision on a transaction envelope or "
+                                        "authorization entry, node by node; exit 1 if refused")
+    p.add_argument("config", help="the signer's TOML config (its [keys.policy] tables)")
+    p.add_argument("xdr", help="base64 TransactionEnvelope or SorobanAuthorizationEntry "
+                                 "('-' = stdin)")
+    p.add_argument("--key", help="key id (default: the only key)")
+    p.add_argument("--spent", type=int, default=0, help="stroops already spent in 24 h")
+    p.add_argument("--current-ledger", type=int, default=0, help="auth entries: current ledger")
+    p.add_argument("--expiration-ledger", type=int, default=0,
+                   help="auth entries: signature expiration ledger")
+    p.set_defaults(func=cmd_policy_check)
+
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="cmd", required=True)
-    p = audit.add_parser("verify", help="check the hash chain; exit 1 on tampering")
-    p.add_argument("--log", required=True)
+    p = audit.add_parser("verify", help="check the keyed chain and the checkpoints; exit 1 "
+                                        "on tampering (needs the audit key: PIN or hot secret)")
+    p.add_argument("--config", help="signer TOML config (default: $PAYOUTS_SIGNER_CONFIG)")
+    p.add_argument("--log", help="audit log (default: the config's audit.path)")
+    p.add_argument("--expect-records", type=int,
+                   help="a published checkpoint's record count (GetAuditCheckpoint, metrics)")
+    p.add_argument("--expect-head", help="that checkpoint's head hash (hex)")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("key-generate", help="create the audit HMAC key on the token")
+    token_args(p)
+    p.add_argument("--label", default=DEFAULT_AUDIT_LABEL)
+    p.set_defaults(func=cmd_audit_key_generate)
+    p = audit.add_parser("reset-checkpoint", help="operator procedure: drop the HSM's audit "
+                                                  "checkpoint before starting a new log")
+    p.add_argument("--config", help="signer TOML config (default: $PAYOUTS_SIGNER_CONFIG)")
+    p.set_defaults(func=cmd_audit_reset_checkpoint)
     return parser
 
 
@@ -157,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CliError, BackendError) as err:
+    except (CliError, BackendError, ConfigError) as err:
         print(f"signerctl: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -11,11 +11,12 @@ from typing import Any
 
 from stellar_sdk import StrKey
 
-from signer_service.policy import WILDCARD, KeyPolicy
+from signer_service.policy import ARG_TYPES, TRANSFER_ARGS, WILDCARD, ArgSpec, CallRule, KeyPolicy
 
 CONFIG_ENV = "PAYOUTS_SIGNER_CONFIG"
 DEFAULT_PIN_ENV = "PAYOUTS_SIGNER_PKCS11_PIN"
 DEFAULT_HOT_SECRET_ENV = "PAYOUT_HOT_SIGNER_SECRET"  # noqa: S105 - a variable name
+DEFAULT_AUDIT_LABEL = "signer-audit-hmac"
 
 
 class ConfigError(Exception):
@@ -56,6 +57,8 @@ class SignerConfig:
     network_passphrase: str
     tls: TlsConfig
     audit_path: Path
+    audit_key_id: str  # the key whose backend keys the audit chain
+    audit_hmac_label: str  # pkcs11: label of the token's audit HMAC key
     pkcs11: Pkcs11Config | None
     keys: tuple[KeyConfig, ...]
 
@@ -120,6 +123,12 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
     for key_id in ids:
         if ids.count(key_id) > 1:
             raise ConfigError(f"keys: key id {key_id!r} is defined twice")
+    audit_key_id = audit_t.get("key_id", keys[0].key_id)
+    if audit_key_id not in ids:
+        raise ConfigError(f"audit.key_id {str(audit_key_id)[:64]!r} is not a configured key id")
+    audit_hmac_label = audit_t.get("hmac_label", DEFAULT_AUDIT_LABEL)
+    if not isinstance(audit_hmac_label, str) or not audit_hmac_label:
+        raise ConfigError("audit.hmac_label must be a non-empty string")
     return SignerConfig(
         listen_addr=listen,
         metrics_port=metrics_port,
@@ -127,6 +136,8 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
         network_passphrase=passphrase,
         tls=tls,
         audit_path=audit_path,
+        audit_key_id=audit_key_id,
+        audit_hmac_label=audit_hmac_label,
         pkcs11=pkcs11,
         keys=keys,
     )
@@ -221,7 +232,18 @@ def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -
     )
 
 
+POLICY_SETTINGS = frozenset({
+    "network_passphrase", "source_accounts", "contract_ids", "function_names", "calls",
+    "max_fee_stroops", "max_amount_stroops_per_tx", "max_amount_stroops_per_day",
+    "max_time_window_seconds", "max_signature_expiration_ledgers",
+})
+
+
 def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
+    unknown = sorted(set(value) - POLICY_SETTINGS)
+    if unknown:
+        # A misspelt limit must not silently fall back to a default.
+        raise ConfigError(f"{where}: unknown setting {unknown[0][:64]!r}")
     pol_passphrase = _str(value, f"{where}.network_passphrase")
     if pol_passphrase != passphrase:
         raise ConfigError(
@@ -231,22 +253,75 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
     for account in sources:
         if account != WILDCARD and not StrKey.is_valid_ed25519_public_key(account):
             raise ConfigError(f"{where}.source_accounts: {account!r} is not a G... account")
-    contracts = _str_list(value, f"{where}.contract_ids", allow_wildcard=True)
-    for contract in contracts:
-        if contract != WILDCARD and not StrKey.is_valid_contract(contract):
-            raise ConfigError(f"{where}.contract_ids: {contract!r} is not a C... contract id")
     return KeyPolicy(
         network_passphrase=pol_passphrase,
         source_accounts=frozenset(sources),
-        contract_ids=frozenset(contracts),
-        function_names=frozenset(
-            _str_list(value, f"{where}.function_names", allow_wildcard=True)
-        ),
+        calls=_calls(value, where),
         max_fee_stroops=_positive_int(value, f"{where}.max_fee_stroops"),
         max_amount_stroops_per_tx=_positive_int(value, f"{where}.max_amount_stroops_per_tx"),
         max_amount_stroops_per_day=_positive_int(value, f"{where}.max_amount_stroops_per_day"),
         max_time_window_seconds=_positive_int(value, f"{where}.max_time_window_seconds"),
+        max_signature_expiration_ledgers=_positive_int(
+            {"max_signature_expiration_ledgers": 120, **value},
+            f"{where}.max_signature_expiration_ledgers"),
     )
+
+
+def _contract_ids(table: Mapping[str, Any], name: str) -> frozenset[str]:
+    contracts = _str_list(table, name, allow_wildcard=True)
+    for contract in contracts:
+        if contract != WILDCARD and not StrKey.is_valid_contract(contract):
+            raise ConfigError(f"{name}: {contract!r} is not a C... contract id")
+    return frozenset(contracts)
+
+
+def _calls(value: Mapping[str, Any], where: str) -> tuple[CallRule, ...]:
+    """`calls` (each: contract_ids, function, args) plus the shorthand `contract_ids` x
+    `function_names`, which gives each listed function the schema (from, to, amount)."""
+    rules: list[CallRule] = []
+    if "contract_ids" in value or "function_names" in value:
+        contracts = _contract_ids(value, f"{where}.contract_ids")
+        names = _str_list(value, f"{where}.function_names", allow_wildcard=False)
+        rules += [CallRule(contracts, name, TRANSFER_ARGS) for name in names]
+    raw = value.get("calls", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}.calls must be a list of tables")
+    for i, call in enumerate(raw):
+        at = f"{where}.calls[{i}]"
+        if not isinstance(call, dict):
+            raise ConfigError(f"{at} must be a table (contract_ids, function, args)")
+        unknown = set(call) - {"contract_ids", "function", "args"}
+        if unknown:
+            raise ConfigError(f"{at}: unknown setting {sorted(unknown)[0]!r}")
+        args = [_arg_spec(a, f"{at}.args") for a in _str_list_or_empty(call, f"{at}.args")]
+        rules.append(CallRule(_contract_ids(call, f"{at}.contract_ids"),
+                              _str(call, f"{at}.function"), tuple(args)))
+    if not rules:
+        raise ConfigError(f"{where}: no call is allowed; list calls or contract_ids and "
+                          "function_names (deny by default)")
+    for i, a in enumerate(rules):
+        for b in rules[i + 1:]:
+            overlap = WILDCARD in a.contract_ids or WILDCARD in b.contract_ids or \
+                a.contract_ids & b.contract_ids
+            if a.function == b.function and overlap:
+                raise ConfigError(f"{where}: function {a.function!r} has two schemas for the "
+                                  "same contract")
+    return tuple(rules)
+
+
+def _arg_spec(text: str, where: str) -> ArgSpec:
+    name, sep, kind = (p.strip() for p in text.partition(":"))
+    if not sep or not name or kind not in ARG_TYPES:
+        raise ConfigError(f"{where}: {text[:40]!r} must be 'name: type' with type one of "
+                          f"{', '.join(ARG_TYPES)}")
+    return ArgSpec(name, kind)
+
+
+def _str_list_or_empty(table: Mapping[str, Any], name: str) -> list[str]:
+    value = table.get(_leaf(name), [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a list of strings")
+    return list(value)
 
 
 def _table(raw: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -10,13 +10,15 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 
 from signer_service import metrics  # noqa: E402
-from signer_service.audit import AuditError, AuditLog  # noqa: E402
-from signer_service.backends import BackendError, SigningBackend  # noqa: E402
+from signer_service.audit import AuditError, AuditLog, ChainKey, Checkpoint  # noqa: E402
+from signer_service.backends import AuditAnchor, Backend, BackendError  # noqa: E402
 from signer_service.backends.hot import HotKeyBackend  # noqa: E402
 from signer_service.config import (  # noqa: E402
     ConfigError,
@@ -28,44 +30,88 @@ from signer_service.config import (  # noqa: E402
 )
 from signer_service.logs import log_event, setup_logging  # noqa: E402
 from signer_service.server import SignerServicer, build_server  # noqa: E402
-from signer_service.spending import SpentLedger  # noqa: E402
+from signer_service.spending import SpentLedger, ledger_watermark  # noqa: E402
 from signer_service.tracing import configure_tracing  # noqa: E402
 
+HSM_CHECKPOINT_SECONDS = 5.0
 
-def open_backends(config: SignerConfig, env: Mapping[str, str]) -> dict[str, SigningBackend]:
+
+def open_backends(
+    config: SignerConfig, env: Mapping[str, str], only: set[str] | None = None
+) -> dict[str, Backend]:
     """One backend object per kind; each key maps to the backend holding it."""
-    by_key: dict[str, SigningBackend] = {}
-    hot = {k.key_id: read_hot_secret(k, env) for k in config.keys if k.backend == "hot"}
+    keys = [k for k in config.keys if only is None or k.key_id in only]
+    by_key: dict[str, Backend] = {}
+    hot = {k.key_id: read_hot_secret(k, env) for k in keys if k.backend == "hot"}
     if hot:
         hot_backend = HotKeyBackend(hot)
         by_key.update(dict.fromkeys(hot, hot_backend))
-    labels = {k.key_id: k.label for k in config.keys if k.backend == "pkcs11" and k.label}
+    labels = {k.key_id: k.label for k in keys if k.backend == "pkcs11" and k.label}
     if labels and config.pkcs11 is not None:
         # Imported here so a hot-key-only signer does not need the PKCS#11 module at all.
         from signer_service.backends.pkcs11 import Pkcs11Backend
 
         pkcs11_backend = Pkcs11Backend(
             str(config.pkcs11.module), config.pkcs11.token_label, read_pin(config.pkcs11, env),
-            labels,
+            labels, audit_label=config.audit_hmac_label,
         )
         by_key.update(dict.fromkeys(labels, pkcs11_backend))
     return by_key
 
 
-async def serve(config: SignerConfig, env: Mapping[str, str]) -> None:
-    audit = AuditLog(config.audit_path)
-    records = audit.open()
-    spent = SpentLedger.from_audit(records)
-    backends = open_backends(config, env)
+def audit_key(config: SignerConfig, backends: Mapping[str, Backend]) -> ChainKey:
+    return ChainKey(backends[config.audit_key_id].audit_chain_key(config.audit_key_id))
+
+
+def hsm_checkpoint(config: SignerConfig, backends: Mapping[str, Backend]) -> Checkpoint | None:
+    stored = backends[config.audit_key_id].load_checkpoint()
+    return Checkpoint(*stored) if stored else None
+
+
+async def keep_hsm_checkpoint(anchor: AuditAnchor, audit: AuditLog, every: float) -> None:
+    """Copies the head checkpoint to the HSM every few seconds when it moved (and once more on
+    stop): deleting or rolling back the log *and* its checkpoint file then still shows."""
+    stored = -1
     try:
-        servicer = SignerServicer(config, backends, audit, spent)
-        server, port, _health = await build_server(servicer, config.listen_addr, config.tls)
+        while True:
+            await asyncio.sleep(every)
+            cp = audit.checkpoint
+            if cp.records != stored:
+                await anchor.store_checkpoint(cp.records, cp.head)
+                stored = cp.records
+    finally:
+        cp = audit.checkpoint
+        if cp.records != stored:
+            await anchor.store_checkpoint(cp.records, cp.head)
+
+
+async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool = False) -> None:
+    backends = open_backends(config, env)
+    audit: AuditLog | None = None
+    try:
+        key = audit_key(config, backends)
+        audit = AuditLog(config.audit_path, key,
+                         on_checkpoint=lambda cp: metrics.publish_audit_checkpoint(
+                             cp.records, cp.head))
+        # The daily limits and the ledger watermark come only from records that verified.
+        records = audit.open(hsm_checkpoint(config, backends))
+        for aside in audit.repairs:
+            log_event("audit log repaired: torn final record moved aside", logging.WARNING,
+                      moved_to=aside)
+        spent = SpentLedger.from_audit(records)
+        servicer = SignerServicer(config, backends, audit, spent,
+                                  ledger_watermark=ledger_watermark(records))
+        server, port, _health = await build_server(servicer, config.listen_addr, config.tls,
+                                                   trace_export=trace_export)
+        anchor_task = asyncio.create_task(keep_hsm_checkpoint(
+            backends[config.audit_key_id], audit, HSM_CHECKPOINT_SECONDS))
         metrics_port = None
         if config.metrics_port is not None:
             metrics_port = metrics.serve_metrics(config.metrics_port, config.metrics_addr)
         log_event(
-            "signer-service started", port=port, metrics_port=metrics_port,
+            "signer-service started", port=port, metrics_port=metrics_port, pid=os.getpid(),
             keys=servicer.public_keys(), audit_records=audit.seq, audit_last_hash=audit.last_hash,
+            audit_key_id=key.key_id,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -74,10 +120,14 @@ async def serve(config: SignerConfig, env: Mapping[str, str]) -> None:
         await stop.wait()
         log_event("signer-service stopping")
         await server.stop(grace=5)
+        anchor_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await anchor_task
     finally:
         for backend in set(backends.values()):
             backend.close()
-        audit.close()
+        if audit is not None:
+            audit.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,11 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default=os.environ.get("PAYOUTS_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     setup_logging(args.log_level.upper())
-    configure_tracing()
+    trace_export = configure_tracing()
     try:
         config = load_config(config_path_from(args.config, os.environ))
-        asyncio.run(serve(config, os.environ))
-    except (ConfigError, BackendError, AuditError) as err:
+        asyncio.run(serve(config, os.environ, trace_export))
+    except AuditError as err:
+        # Fail closed: no decision may rest on a log that does not verify.
+        print(f"signer-service: {err}; signing stopped (see the signer README, 'When the audit "
+              "log does not verify')", file=sys.stderr)
+        return 3
+    except (ConfigError, BackendError) as err:
         # One line naming the setting; no traceback (it could only show our own code).
         print(f"signer-service: {err}", file=sys.stderr)
         return 2

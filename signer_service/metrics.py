@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
 
@@ -23,6 +23,22 @@ GRPC_SECONDS = Histogram(
     "grpc_server_handling_seconds", "gRPC request latency",
     ["grpc_service", "grpc_method"], registry=REGISTRY,
 )
+
+
+AUDIT_RECORDS = Gauge(
+    "signer_audit_records", "Records in the audit log (head checkpoint count); never decreases",
+    registry=REGISTRY,
+)
+AUDIT_HEAD_PREFIX = Gauge(
+    "signer_audit_head_prefix",
+    "First 48 bits of the audit log's head hash, as an integer (the checkpoint's head)",
+    registry=REGISTRY,
+)
+
+
+def publish_audit_checkpoint(records: int, head: str) -> None:
+    AUDIT_RECORDS.set(records)
+    AUDIT_HEAD_PREFIX.set(int(head[:12], 16))
 
 
 def serve_metrics(port: int, addr: str) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextvars
 import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,23 +19,31 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
-from stellar_sdk import DecoratedSignature, Keypair, TransactionEnvelope, scval
+from stellar_sdk import Keypair, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.auth import (
     authorization_payload_hash,
     authorize_entry,
     build_authorization_preimage,
 )
-from stellar_sdk.exceptions import BadSignatureError
 
 from signer_service import metrics
 from signer_service.audit import AuditLog
 from signer_service.backends import BackendError, SigningBackend
 from signer_service.config import KeyConfig, SignerConfig, TlsConfig
+from signer_service.envelope import EnvelopeProblem, parse_envelope
 from signer_service.logs import log_event
-from signer_service.policy import Allow, Decision, Refuse, check_authorization, check_transaction
+from signer_service.policy import (
+    Allow,
+    Decision,
+    LedgerClaim,
+    Refuse,
+    check_authorization,
+    check_transaction,
+    ledger_ceiling,
+)
 from signer_service.spending import SpentLedger
-from signer_service.tracing import current_trace_id, server_interceptor
+from signer_service.tracing import request_trace_id, server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
 SERVICE_NAME = "signer.v1.SignerService"
@@ -52,6 +62,42 @@ def bad_request(field: str, message: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field)
 
 
+# Longest accepted value of each request field, in UTF-8 bytes; any other string field gets
+# DEFAULT_FIELD_MAX_BYTES. Ids match payout-service's (1-128 characters). A Soroban
+# transaction is at most 132,096 bytes on mainnet (tx_max_size_bytes), ~176 KiB in base64.
+FIELD_MAX_BYTES = {
+    "key_id": 64, "request_id": 128, "payout_id": 128, "correlation_id": 128,
+    "envelope_xdr": 256 * 1024, "entry_xdr": 64 * 1024,
+}
+DEFAULT_FIELD_MAX_BYTES = 256
+ECHO_CHARS = 32  # no error message repeats more of an input than this
+MAX_BATCH = 100  # SignTransactions requests per call
+
+
+def echo(value: str) -> str:
+    """A short, printable prefix of caller input, for error messages."""
+    short = value[:ECHO_CHARS] + ("..." if len(value) > ECHO_CHARS else "")
+    return repr(short)
+
+
+def oversized_field(message: Any, prefix: str = "") -> tuple[str, int] | None:
+    """The first string field (at any depth) longer than its limit, as (path, limit)."""
+    for field, value in message.ListFields():
+        path = prefix + field.name
+        values = value if field.is_repeated else [value]
+        for item in values:
+            if isinstance(item, str | bytes):
+                size = len(item.encode()) if isinstance(item, str) else len(item)
+                limit = FIELD_MAX_BYTES.get(field.name, DEFAULT_FIELD_MAX_BYTES)
+                if size > limit:
+                    return path, limit
+            elif field.message_type is not None:
+                found = oversized_field(item, path + ".")
+                if found:
+                    return found
+    return None
+
+
 def client_identities(context: grpc.aio.ServicerContext[Any, Any]) -> list[str]:
     """Certificate CN first, then SAN entries; grpc has verified the chain against our CA."""
     auth = context.auth_context()
@@ -66,6 +112,8 @@ def client_identities(context: grpc.aio.ServicerContext[Any, Any]) -> list[str]:
     return seen
 
 
+# The caller's trace id, for the audit record and the decision log of this call.
+TRACE_ID: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 R = TypeVar("R")
 Handler = Callable[[Any, Any, Any], Awaitable[R]]
 
@@ -78,6 +126,10 @@ def rpc(method: str) -> Callable[[Handler[R]], Handler[R]]:
         async def run(self: Any, request: Any, context: Any) -> R:
             start, code = time.perf_counter(), grpc.StatusCode.OK
             try:
+                TRACE_ID.set(request_trace_id(context))
+                too_long = oversized_field(request)
+                if too_long is not None:
+                    raise bad_request(too_long[0], f"is longer than {too_long[1]} bytes")
                 return await fn(self, request, context)
             except RpcFailure as failure:
                 code = failure.code
@@ -121,21 +173,30 @@ class KeyHandle:
     backend: SigningBackend
     keypair: Keypair  # public half only
     lock: asyncio.Lock
+    address: str = ""  # G..., computed once (StrKey encoding is not free)
+    hint: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.address = self.keypair.public_key
+        self.hint = self.keypair.signature_hint()
 
 
 class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[misc]
     def __init__(
         self,
         config: SignerConfig,
-        backends: dict[str, SigningBackend],
+        backends: Mapping[str, SigningBackend],
         audit: AuditLog,
         spent: SpentLedger,
         clock: Callable[[], float] = time.time,
+        ledger_watermark: tuple[int, float] | None = None,
     ) -> None:
         self._passphrase = config.network_passphrase
         self._audit = audit
         self._spent = spent
         self._clock = clock
+        # Highest current_ledger claim accepted so far and when (see policy.ledger_ceiling).
+        self._ledger_watermark = ledger_watermark
         self._keys: dict[str, KeyHandle] = {}
         for key in config.keys:
             backend = backends[key.key_id]
@@ -143,7 +204,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             self._keys[key.key_id] = KeyHandle(key, backend, public, asyncio.Lock())
 
     def public_keys(self) -> dict[str, str]:
-        return {k: h.keypair.public_key for k, h in self._keys.items()}
+        return {k: h.address for k, h in self._keys.items()}
 
     # ---------------------------------------------------------------- helpers
 
@@ -152,7 +213,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise bad_request("key_id", "is required")
         handle = self._keys.get(key_id)
         if handle is None:
-            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"key {key_id!r} is not configured")
+            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"key {echo(key_id)} is not configured")
         return handle
 
     @staticmethod
@@ -162,13 +223,13 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     async def _record(
         self, *, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
         ctx: signer_pb2.SigningContext, tx_hash: str, decision: str, rule: str,
-        detail: str = "", amount: int = 0,
+        detail: str = "", amount: int = 0, extra: dict[str, Any] | None = None,
     ) -> None:
-        fields = {
+        fields: dict[str, Any] = {
             "kind": kind,
             "client": clients[0] if clients else "",
             "key_id": handle.config.key_id,
-            "public_key": handle.keypair.public_key,
+            "public_key": handle.address,
             "tx_hash": tx_hash,
             "decision": decision,
             "rule": rule,
@@ -178,7 +239,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "payout_id": ctx.payout_id,
             "attempt": ctx.attempt,
             "correlation_id": ctx.correlation_id,
-            "trace_id": current_trace_id(),
+            "trace_id": TRACE_ID.get(),
+            **(extra or {}),
         }
         try:
             await self._audit.append(fields)
@@ -201,7 +263,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
         ctx: signer_pb2.SigningContext, tx_hash: str,
     ) -> RpcFailure:
-        who = clients[0] if clients else "(no identity)"
+        who = echo(clients[0]) if clients else "(no identity)"
         detail = f"client {who} may not use key {handle.config.key_id}"
         await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                            ctx=ctx, tx_hash=tx_hash, decision="refuse",
@@ -211,35 +273,41 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     async def _decide_and_sign(
         self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
         ctx: signer_pb2.SigningContext, digest: bytes,
-        decide: Callable[[int, int], Decision],
+        decide: Callable[[int, float], Decision],
+        extra: dict[str, Any] | None = None,
     ) -> bytes:
         """Policy check and daily reservation under the key's lock, then sign, then audit."""
         key_id, tx_hash = handle.config.key_id, digest.hex()
         async with handle.lock:
             now = self._clock()
-            decision = decide(self._spent.spent(key_id, now), int(now))
+            decision = decide(self._spent.spent(key_id, now), now)
             if isinstance(decision, Allow):
                 self._spent.add(key_id, now, decision.amount_stroops)
         if isinstance(decision, Refuse):
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="refuse", rule=decision.rule,
-                               detail=decision.detail)
+                               detail=decision.detail, extra=extra)
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, decision.message)
         try:
             start = time.perf_counter()
+            # The backend verifies the token's signature before returning it (a token that
+            # returns a wrong signature must not hand it out), off the event loop.
             signature = await handle.backend.sign(key_id, digest)
             metrics.BACKEND_SIGN_SECONDS.observe(time.perf_counter() - start)
-            # A token that returns a wrong signature must not hand it out.
-            handle.keypair.verify(digest, signature)
-        except (BackendError, BadSignatureError) as err:
+        except BackendError as err:
             self._spent.remove(key_id, now, decision.amount_stroops)
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="error", rule="backend",
                                detail=type(err).__name__)
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "signing backend failed") from None
-        await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
-                           ctx=ctx, tx_hash=tx_hash, decision="allow", rule="none",
-                           amount=decision.amount_stroops)
+        try:
+            await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
+                               ctx=ctx, tx_hash=tx_hash, decision="allow", rule="none",
+                               amount=decision.amount_stroops, extra=extra)
+        except RpcFailure:
+            # Not recorded, so not handed out: the amount was never spent.
+            self._spent.remove(key_id, now, decision.amount_stroops)
+            raise
         return signature
 
     # ---------------------------------------------------------------- RPCs
@@ -248,37 +316,60 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     async def SignTransaction(  # noqa: N802 - gRPC method name
         self, request: signer_pb2.SignTransactionRequest, context: Any
     ) -> signer_pb2.SignTransactionResponse:
+        return await self._sign_transaction(request, client_identities(context))
+
+    @rpc("SignTransactions")
+    async def SignTransactions(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.SignTransactionsRequest, context: Any
+    ) -> signer_pb2.SignTransactionsResponse:
+        if not request.requests:
+            raise bad_request("requests", "is required (1 to 100 requests)")
+        if len(request.requests) > MAX_BATCH:
+            raise bad_request("requests", f"{len(request.requests)} requests, at most {MAX_BATCH}")
         clients = client_identities(context)
+
+        async def one(item: signer_pb2.SignTransactionRequest) -> signer_pb2.SignTransactionResult:
+            try:
+                return signer_pb2.SignTransactionResult(
+                    signed=await self._sign_transaction(item, clients))
+            except RpcFailure as failure:
+                return signer_pb2.SignTransactionResult(error=signer_pb2.SigningError(
+                    code=failure.code.value[0], message=failure.message,
+                    field=failure.field or ""))
+
+        # Concurrently: the batch shares the PKCS#11 thread's pass and the audit log's fsync.
+        results = await asyncio.gather(*(one(item) for item in request.requests))
+        return signer_pb2.SignTransactionsResponse(results=results)
+
+    async def _sign_transaction(
+        self, request: signer_pb2.SignTransactionRequest, clients: list[str]
+    ) -> signer_pb2.SignTransactionResponse:
         handle = self._key_for(request.key_id)
         if not request.request_id:
             raise bad_request("request_id", "is required")
         if not request.envelope_xdr:
             raise bad_request("envelope_xdr", "is required")
         try:
-            envelope = TransactionEnvelope.from_xdr(request.envelope_xdr, self._passphrase)
-        except Exception:  # noqa: BLE001 - any decoding failure is the caller's bad input
-            raise bad_request("envelope_xdr", "is not a base64 TransactionEnvelope XDR") from None
-        if not envelope.transaction.v1:
-            raise bad_request("envelope_xdr", "only v1 transaction envelopes are signed")
-        digest = envelope.hash()
+            envelope = parse_envelope(request.envelope_xdr)
+        except EnvelopeProblem as problem:
+            raise bad_request("envelope_xdr", str(problem)) from None
+        digest = envelope.hash(self._passphrase)
         if not self._may_use(handle, clients):
             raise await self._refuse_client("transaction", handle, clients, request.request_id,
                                             request.context, digest.hex())
-        tx = envelope.transaction
         signature = await self._decide_and_sign(
             "transaction", handle, clients, request.request_id, request.context, digest,
             lambda spent, now: check_transaction(
-                tx, handle.config.policy, network_passphrase=self._passphrase,
-                spent_last_24h=spent, now=now,
+                envelope.tx, handle.config.policy, network_passphrase=self._passphrase,
+                spent_last_24h=spent, now=int(now),
             ),
         )
-        decorated = DecoratedSignature(handle.keypair.signature_hint(), signature)
-        envelope.signatures.append(decorated)
+        decorated = sx.DecoratedSignature(sx.SignatureHint(handle.hint), sx.Signature(signature))
         return signer_pb2.SignTransactionResponse(
-            signed_envelope_xdr=envelope.to_xdr(),
-            decorated_signature_xdr=decorated.to_xdr_object().to_xdr(),
+            signed_envelope_xdr=base64.b64encode(envelope.with_signature(decorated)).decode(),
+            decorated_signature_xdr=decorated.to_xdr(),
             tx_hash=digest.hex(),
-            public_key=handle.keypair.public_key,
+            public_key=handle.address,
         )
 
     @rpc("SignAuthorizationEntry")
@@ -291,6 +382,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise bad_request("request_id", "is required")
         if request.signature_expiration_ledger == 0:
             raise bad_request("signature_expiration_ledger", "is required")
+        if request.current_ledger == 0:
+            raise bad_request("current_ledger", "is required (the network's latest ledger)")
         try:
             entry = sx.SorobanAuthorizationEntry.from_xdr(request.entry_xdr)
         except Exception:  # noqa: BLE001 - any decoding failure is the caller's bad input
@@ -304,12 +397,23 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         if not self._may_use(handle, clients):
             raise await self._refuse_client("authorization", handle, clients,
                                             request.request_id, request.context, digest.hex())
+        current = request.current_ledger
+
+        def decide(spent: int, now: float) -> Decision:
+            claim = LedgerClaim(current, expiration, ledger_ceiling(now, self._ledger_watermark))
+            decision = check_authorization(
+                entry, handle.config.policy, network_passphrase=self._passphrase,
+                signer_account=handle.address, spent_last_24h=spent, ledgers=claim,
+            )
+            if isinstance(decision, Allow) and (
+                self._ledger_watermark is None or current > self._ledger_watermark[0]
+            ):
+                self._ledger_watermark = (current, now)
+            return decision
+
         signature = await self._decide_and_sign(
             "authorization", handle, clients, request.request_id, request.context, digest,
-            lambda spent, _now: check_authorization(
-                entry, handle.config.policy, network_passphrase=self._passphrase,
-                signer_account=handle.keypair.public_key, spent_last_24h=spent,
-            ),
+            decide, extra={"current_ledger": current, "expiration_ledger": expiration},
         )
         # The default Stellar account's signature shape: Vec<Map{public_key, signature}>.
         signature_val = scval.to_vec([scval.to_map({
@@ -324,7 +428,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
 
         signed = authorize_entry(entry, signed_payload, expiration, self._passphrase)
         return signer_pb2.SignAuthorizationEntryResponse(
-            signed_entry_xdr=signed.to_xdr(), public_key=handle.keypair.public_key
+            signed_entry_xdr=signed.to_xdr(), public_key=handle.address
         )
 
     @rpc("ListKeys")
@@ -343,15 +447,26 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         clients = client_identities(context)
         handle = self._key_for(request.key_id)
         if not self._may_use(handle, clients):
-            who = clients[0] if clients else "(no identity)"
+            who = echo(clients[0]) if clients else "(no identity)"
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED,
                              f"client {who} may not use key {handle.config.key_id}")
         return signer_pb2.GetPublicKeyResponse(key=self._key_message(handle))
 
+    @rpc("GetAuditCheckpoint")
+    async def GetAuditCheckpoint(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.GetAuditCheckpointRequest, context: Any
+    ) -> signer_pb2.GetAuditCheckpointResponse:
+        # Any client with a certificate from our CA may read it: counts and a MAC, no secret.
+        cp = self._audit.checkpoint
+        return signer_pb2.GetAuditCheckpointResponse(
+            records=cp.records, head_hash=cp.head, checkpoint_mac=cp.mac(self._audit.key),
+            audit_key_id=self._audit.key.key_id,
+        )
+
     @staticmethod
     def _key_message(handle: KeyHandle) -> signer_pb2.Key:
         return signer_pb2.Key(
-            key_id=handle.config.key_id, public_key=handle.keypair.public_key,
+            key_id=handle.config.key_id, public_key=handle.address,
             backend=_BACKEND_ENUM[handle.config.backend],
         )
 
@@ -396,9 +511,9 @@ def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 
 
 async def build_server(
-    servicer: SignerServicer, listen_addr: str, tls: TlsConfig
+    servicer: SignerServicer, listen_addr: str, tls: TlsConfig, *, trace_export: bool = False
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    server = grpc.aio.server(interceptors=[server_interceptor()])
+    server = grpc.aio.server(interceptors=[server_interceptor()] if trace_export else [])
     signer_pb2_grpc.add_SignerServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

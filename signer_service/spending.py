@@ -10,8 +10,12 @@ DAY_SECONDS = 86_400
 
 
 class SpentLedger:
+    """Per key: the (time, amount) entries of the last 24 h and their running total, so a
+    decision costs O(expired entries), not O(entries in the day)."""
+
     def __init__(self) -> None:
         self._entries: dict[str, deque[tuple[float, int]]] = {}
+        self._totals: dict[str, int] = {}
 
     @classmethod
     def from_audit(cls, records: Iterable[dict[str, Any]]) -> SpentLedger:
@@ -24,16 +28,31 @@ class SpentLedger:
 
     def add(self, key_id: str, at: float, amount: int) -> None:
         self._entries.setdefault(key_id, deque()).append((at, amount))
+        self._totals[key_id] = self._totals.get(key_id, 0) + amount
 
     def remove(self, key_id: str, at: float, amount: int) -> None:
         entries = self._entries.get(key_id)
         if entries is not None and (at, amount) in entries:
             entries.remove((at, amount))
+            self._totals[key_id] -= amount
 
     def spent(self, key_id: str, now: float) -> int:
         entries = self._entries.get(key_id)
         if not entries:
             return 0
         while entries and entries[0][0] <= now - DAY_SECONDS:
-            entries.popleft()
-        return sum(amount for _, amount in entries)
+            self._totals[key_id] -= entries.popleft()[1]
+        return self._totals[key_id]
+
+
+def ledger_watermark(records: Iterable[dict[str, Any]]) -> tuple[int, float] | None:
+    """The highest current_ledger an allowed authorization claimed, and when: the signer's
+    only knowledge of the network's ledger, rebuilt from the verified log like the spending."""
+    best: tuple[int, float] | None = None
+    for r in records:
+        ledger = r.get("current_ledger")
+        if r.get("decision") == "allow" and isinstance(ledger, int) and (
+            best is None or ledger > best[0]
+        ):
+            best = (ledger, float(r.get("time", 0.0)))
+    return best

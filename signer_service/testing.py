@@ -32,12 +32,14 @@ SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 def default_policy(network_passphrase: str) -> dict[str, Any]:
-    """Allows any source, contract and function, with large limits; time bounds within 300 s."""
+    """Allows any source and contract, the functions payout-service calls (SAC `transfer`, the
+    payout contract's default `distribute_winnings`, each (from, to, amount)), large limits,
+    time bounds within 300 s."""
     return {
         "network_passphrase": network_passphrase,
         "source_accounts": ["*"],
         "contract_ids": ["*"],
-        "function_names": ["*"],
+        "function_names": ["transfer", "distribute_winnings"],
         "max_fee_stroops": 1_000_000_000,
         "max_amount_stroops_per_tx": 10**15,
         "max_amount_stroops_per_day": 10**17,
@@ -79,6 +81,8 @@ def toml_value(value: Any) -> str:
         return json.dumps(str(value))  # JSON string escapes are valid TOML basic strings
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
@@ -122,6 +126,8 @@ async def make_softhsm_token(folder: Path, env: dict[str, str], token_label: str
     env.setdefault("PAYOUTS_SIGNER_PKCS11_PIN", secrets.token_hex(8))
     env.setdefault("PAYOUTS_SIGNER_PKCS11_SO_PIN", secrets.token_hex(8))
     await run_signerctl(env, "token", "init", "--module", SOFTHSM_MODULE,
+                        "--token-label", token_label)
+    await run_signerctl(env, "audit", "key-generate", "--module", SOFTHSM_MODULE,
                         "--token-label", token_label)
 
 

@@ -19,3 +19,22 @@ class SigningBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class AuditAnchor(Protocol):
+    """What keys the audit log: a chain key the audit disk never holds, and (on an HSM) a copy
+    of the log's head checkpoint that no file edit can roll back."""
+
+    def audit_chain_key(self, key_id: str) -> bytes:
+        """32+ secret bytes, derived from key material of `key_id`'s backend."""
+        ...
+
+    def load_checkpoint(self) -> tuple[int, str] | None:
+        """(records, head hash) last stored, or None when the backend keeps none."""
+        ...
+
+    async def store_checkpoint(self, records: int, head: str) -> None: ...
+
+
+class Backend(SigningBackend, AuditAnchor, Protocol):
+    """Every backend signs and keys the audit log."""

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import PKCS11Error
 
 from signer_service.backends import BackendError
 
 ED25519_OID = "1.3.101.112"
+CHAIN_KEY_CONTEXT = b"stellar-payouts signer audit chain v1"
+
+
+def checkpoint_label(audit_label: str) -> str:
+    return f"{audit_label}-checkpoint"
 
 
 def raw_public_key(ec_point: bytes) -> bytes:
@@ -30,6 +38,16 @@ def raw_public_key(ec_point: bytes) -> bytes:
     if len(ec_point) == 32:  # some tokens return the bare point
         return ec_point
     raise BackendError(f"unexpected EC_POINT encoding ({len(ec_point)} bytes)")
+
+
+def _deliver(results: list[tuple[asyncio.Future[bytes], bytes | BackendError]]) -> None:
+    for done, outcome in results:
+        if done.done():
+            continue  # the caller went away (cancelled RPC)
+        if isinstance(outcome, BackendError):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
 
 
 def open_token(module: str, token_label: str) -> Any:
@@ -47,13 +65,16 @@ class _Session:
 
 
 class Pkcs11Backend:
-    def __init__(self, module: str, token_label: str, pin: str, labels: dict[str, str]) -> None:
+    def __init__(self, module: str, token_label: str, pin: str, labels: dict[str, str],
+                 audit_label: str = "signer-audit-hmac") -> None:
         token = open_token(module, token_label)
         self._labels = labels
+        self._audit_label = audit_label
         self._free: queue.SimpleQueue[_Session] = queue.SimpleQueue()
         self._sessions: list[_Session] = []
         try:
-            self._sessions.append(_Session(token.open(user_pin=pin)))
+            # Read-write: the audit checkpoint is a token object the signer rewrites.
+            self._sessions.append(_Session(token.open(user_pin=pin, rw=True)))
         except PKCS11Error as err:
             self.close()
             raise BackendError(f"cannot log in to token {token_label!r}: {type(err).__name__}") \
@@ -61,11 +82,15 @@ class Pkcs11Backend:
         self._public: dict[str, bytes] = {}
         for key_id, label in labels.items():
             self._public[key_id] = self._load_public(key_id, label)
+        self._verifiers = {k: VerifyKey(raw) for k, raw in self._public.items()}
         for s in self._sessions:
             for key_id, label in labels.items():
                 s.keys[key_id] = self._private(s.session, key_id, label)
             self._free.put(s)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkcs11")
+        self._queue: list[tuple[str, bytes, asyncio.Future[bytes]]] = []
+        self._queue_lock = threading.Lock()
+        self._draining = False
 
     def _load_public(self, key_id: str, label: str) -> bytes:
         session = self._sessions[0].session
@@ -109,9 +134,93 @@ class Pkcs11Backend:
         finally:
             self._free.put(s)
 
+    def sign_verified(self, key_id: str, data: bytes) -> bytes:
+        """sign_blocking, then check the token's answer against the key's public half: a token
+        that returns a wrong signature must not have it handed out."""
+        signature = self.sign_blocking(key_id, data)
+        try:
+            self._verifiers[key_id].verify(data, signature)
+        except BadSignatureError:
+            raise BackendError("the token returned a signature that does not verify") from None
+        return signature
+
     async def sign(self, key_id: str, data: bytes) -> bytes:
+        """Queued for the one PKCS#11 thread, which signs everything queued in one pass and
+        hands the results back in one loop callback: per signature, no thread hand-off."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.sign_blocking, key_id, data)
+        done: asyncio.Future[bytes] = loop.create_future()
+        with self._queue_lock:
+            self._queue.append((key_id, data, done))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._pool.submit(self._drain, loop)
+        return await done
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._draining = False
+                    return
+            results: list[tuple[asyncio.Future[bytes], bytes | BackendError]] = []
+            for key_id, data, done in batch:
+                try:
+                    results.append((done, self.sign_verified(key_id, data)))
+                except BackendError as err:
+                    results.append((done, err))
+                except Exception as err:  # noqa: BLE001 - a stuck drain would hang every call
+                    results.append((done, BackendError(f"signing failed: {type(err).__name__}")))
+            loop.call_soon_threadsafe(_deliver, results)
+
+    def audit_chain_key(self, key_id: str) -> bytes:
+        """HMAC-SHA256 (CKM_SHA256_HMAC) of a fixed context under the token's non-extractable
+        audit key: the chain key exists only in this process's memory and on no disk."""
+        session = self._sessions[0].session
+        try:
+            key = session.get_key(key_type=KeyType.GENERIC_SECRET, label=self._audit_label)
+            return bytes(key.sign(CHAIN_KEY_CONTEXT, mechanism=Mechanism.SHA256_HMAC))
+        except PKCS11Error as err:
+            raise BackendError(
+                f"no audit HMAC key labelled {self._audit_label!r} on the token "
+                f"({type(err).__name__}); create it with signerctl audit key-generate"
+            ) from None
+
+    def _checkpoint_objects(self) -> list[Any]:
+        session = self._sessions[0].session
+        return list(session.get_objects({Attribute.CLASS: ObjectClass.DATA,
+                                         Attribute.LABEL: checkpoint_label(self._audit_label)}))
+
+    def load_checkpoint(self) -> tuple[int, str] | None:
+        best: tuple[int, str] | None = None
+        for obj in self._checkpoint_objects():
+            records, _, head = bytes(obj[Attribute.VALUE]).decode().partition("|")
+            if best is None or int(records) > best[0]:
+                best = (int(records), head)
+        return best
+
+    def store_checkpoint_blocking(self, records: int, head: str) -> None:
+        # SoftHSM keeps CKA_VALUE of data objects read-only: write the new one, then drop the
+        # old ones, so a crash in between leaves two (the higher wins), never none.
+        old = self._checkpoint_objects()
+        self._sessions[0].session.create_object({
+            Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True, Attribute.PRIVATE: True,
+            Attribute.LABEL: checkpoint_label(self._audit_label),
+            Attribute.VALUE: f"{records}|{head}".encode(),
+        })
+        for obj in old:
+            obj.destroy()
+
+    async def store_checkpoint(self, records: int, head: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self.store_checkpoint_blocking, records, head)
+
+    def clear_checkpoint_blocking(self) -> int:
+        objects = self._checkpoint_objects()
+        for obj in objects:
+            obj.destroy()
+        return len(objects)
 
     def close(self) -> None:
         pool = getattr(self, "_pool", None)

@@ -146,3 +146,18 @@ def show_key(module: str, token_label: str, pin: str, label: str) -> TokenKey:
             raise BackendError(f"no public key labelled {label!r} on the token") from None
         raw = raw_public_key(bytes(pub[Attribute.EC_POINT]))
     return TokenKey(label, Keypair.from_raw_ed25519_public_key(raw).public_key)
+
+
+def generate_audit_key(module: str, token_label: str, pin: str, label: str) -> None:
+    """The audit log's HMAC key: a 256-bit generic secret, sensitive and non-extractable,
+    usable only for CKM_SHA256_HMAC on the token."""
+    with _session(module, token_label, pin) as session:
+        try:
+            session.get_key(key_type=KeyType.GENERIC_SECRET, label=label)
+        except NoSuchKey:
+            session.generate_key(KeyType.GENERIC_SECRET, 256, label=label, store=True, template={
+                Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
+                Attribute.VERIFY: True,
+            })
+            return
+        raise BackendError(f"an audit key labelled {label!r} already exists on the token")

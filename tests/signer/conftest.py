@@ -9,9 +9,11 @@ import pytest_asyncio
 
 from signer_service.testing import SignerFixture, running_signer
 from stellar_payouts_pb.signer.v1 import signer_pb2_grpc
-from tests.signer.envelopes import PASSPHRASE
+from tests.signer.envelopes import PASSPHRASE, XLM_SAC
 
-SESSION_POLICY = {"max_fee_stroops": 2_000_000, "max_amount_stroops_per_tx": 10_000_000_000}
+SESSION_POLICY = {"max_fee_stroops": 2_000_000, "max_amount_stroops_per_tx": 10_000_000_000,
+                  "contract_ids": [XLM_SAC], "function_names": ["transfer"],
+                  "max_signature_expiration_ledgers": 100}
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -49,7 +49,7 @@ async def test_hot_key_signs_exactly_like_stellar_sdk(tmp_path):
             entry = auth_entry(keypair.public_key, amount=9)
             auth = await stub.SignAuthorizationEntry(signer_pb2.SignAuthorizationEntryRequest(
                 key_id=signer.key_id, entry_xdr=entry.to_xdr(), signature_expiration_ledger=777,
-                request_id="hot-auth",
+                current_ledger=700, request_id="hot-auth",
             ))
             assert auth.signed_entry_xdr == authorize_entry(
                 entry, keypair, 777, PASSPHRASE).to_xdr()

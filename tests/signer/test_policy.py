@@ -11,8 +11,11 @@ from stellar_sdk import Address, Keypair, Network, scval
 from stellar_sdk import xdr as sx
 
 from signer_service.policy import (
+    TRANSFER_ARGS,
     Allow,
+    CallRule,
     KeyPolicy,
+    LedgerClaim,
     Refuse,
     check_authorization,
     check_transaction,
@@ -32,8 +35,8 @@ from tests.signer.envelopes import (
 POLICY = KeyPolicy(
     network_passphrase=PASSPHRASE,
     source_accounts=frozenset({SOURCE}),
-    contract_ids=frozenset({XLM_SAC}),
-    function_names=frozenset({"transfer", "distribute_winnings"}),
+    calls=(CallRule(frozenset({XLM_SAC}), "transfer", TRANSFER_ARGS),
+           CallRule(frozenset({XLM_SAC}), "distribute_winnings", TRANSFER_ARGS)),
     max_fee_stroops=2_000_000,
     max_amount_stroops_per_tx=10_000_000_000,
     max_amount_stroops_per_day=50_000_000_000,
@@ -44,9 +47,15 @@ POLICY = KeyPolicy(
 def decide(spent: int = 0, policy: KeyPolicy = POLICY, at: int | None = None,
            passphrase: str = PASSPHRASE, **tx: object) -> Allow | Refuse:
     return check_transaction(
-        build_tx(**tx), policy, network_passphrase=passphrase,  # type: ignore[arg-type]
+        build_tx(**tx).to_xdr_object(), policy,  # type: ignore[arg-type]
+        network_passphrase=passphrase,
         spent_last_24h=spent, now=at if at is not None else now(),
     )
+
+
+def decide_sdk_tx(tx) -> Allow | Refuse:  # noqa: ANN001 - a stellar_sdk Transaction
+    return check_transaction(tx.to_xdr_object(), POLICY, network_passphrase=PASSPHRASE,
+                             spent_last_24h=0, now=now())
 
 
 def refused_by(decision: Allow | Refuse) -> str:
@@ -76,7 +85,7 @@ def test_an_unlisted_source_account_is_refused():
 def test_an_unlisted_operation_source_is_refused():
     tx = build_tx()
     tx.operations[0].source = sx_muxed(Keypair.random().public_key)
-    d = check_transaction(tx, POLICY, network_passphrase=PASSPHRASE, spent_last_24h=0, now=now())
+    d = decide_sdk_tx(tx)
     assert refused_by(d) == "source_accounts"
 
 
@@ -93,7 +102,7 @@ def test_two_operations_are_refused():
 def test_a_payment_operation_is_refused():
     d = decide(payment_only=True)
     assert refused_by(d) == "operations"
-    assert "Payment" in d.message  # type: ignore[union-attr]
+    assert "PAYMENT" in d.message  # type: ignore[union-attr]
 
 
 def test_an_upload_wasm_host_function_is_refused():
@@ -101,7 +110,7 @@ def test_an_upload_wasm_host_function_is_refused():
     tx.operations[0].host_function = sx.HostFunction(
         sx.HostFunctionType.HOST_FUNCTION_TYPE_UPLOAD_CONTRACT_WASM, wasm=b"\0asm"
     )
-    d = check_transaction(tx, POLICY, network_passphrase=PASSPHRASE, spent_last_24h=0, now=now())
+    d = decide_sdk_tx(tx)
     assert refused_by(d) == "operations"
 
 
@@ -168,13 +177,15 @@ def test_max_time_beyond_the_window_is_refused():
     assert refused_by(decide(max_time=t + 301, at=t)) == "max_time_window_seconds"
 
 
-def test_wildcards_allow_any_source_contract_and_function():
+def test_wildcards_allow_any_source_and_contract_but_only_the_listed_functions():
     open_policy = dataclasses.replace(
-        POLICY, source_accounts=frozenset("*"), contract_ids=frozenset("*"),
-        function_names=frozenset("*"),
+        POLICY, source_accounts=frozenset("*"),
+        calls=(CallRule(frozenset("*"), "transfer", TRANSFER_ARGS),),
     )
     assert decide(policy=open_policy, source=Keypair.random().public_key,
-                  contract=OTHER_CONTRACT, function="anything", amount=7) == Allow(7)
+                  contract=OTHER_CONTRACT, amount=7) == Allow(7)
+    assert refused_by(decide(policy=open_policy, contract=OTHER_CONTRACT,
+                             function="anything")) == "function_names"
 
 
 @given(st.integers(min_value=-(2**127), max_value=2**127 - 1))
@@ -238,9 +249,13 @@ def auth_entry(address: str, *, contract: str = XLM_SAC, function: str = "transf
     return sx.SorobanAuthorizationEntry(credentials=credentials, root_invocation=invocation)
 
 
-def decide_auth(entry: sx.SorobanAuthorizationEntry, spent: int = 0) -> Allow | Refuse:
+LEDGERS = LedgerClaim(current=1_000, expiration=1_050, ceiling=2_000)
+
+
+def decide_auth(entry: sx.SorobanAuthorizationEntry, spent: int = 0,
+                ledgers: LedgerClaim = LEDGERS) -> Allow | Refuse:
     return check_authorization(entry, POLICY, network_passphrase=PASSPHRASE,
-                               signer_account=SOURCE, spent_last_24h=spent)
+                               signer_account=SOURCE, spent_last_24h=spent, ledgers=ledgers)
 
 
 def test_authorization_entry_rules_follow_the_transaction_rules():
@@ -268,16 +283,15 @@ def test_a_nested_authorised_transfer_over_the_limit_is_refused():
     big = POLICY.max_amount_stroops_per_tx + 1
     d = decide_auth(with_sub_invocation(auth_entry(SOURCE, amount=1), big))
     assert refused_by(d) == "max_amount_stroops_per_tx"
-    assert "authorised call" in d.message  # type: ignore[union-attr]
-    assert decide_auth(with_sub_invocation(auth_entry(SOURCE, amount=5), 5)) == Allow(5)
+    # Every amount in the tree counts: root 5 + nested 5.
+    assert decide_auth(with_sub_invocation(auth_entry(SOURCE, amount=5), 5)) == Allow(10)
 
 
 def test_a_transaction_whose_auth_entries_move_too_much_is_refused():
     tx = build_tx(amount=1)
     entry = auth_entry(SOURCE, amount=POLICY.max_amount_stroops_per_tx + 1)
     tx.operations[0].auth = [entry]
-    d = check_transaction(tx, POLICY, network_passphrase=PASSPHRASE, spent_last_24h=0, now=now())
+    d = decide_sdk_tx(tx)
     assert refused_by(d) == "max_amount_stroops_per_tx"
     tx.operations[0].auth = [auth_entry(SOURCE, amount=1)]
-    assert check_transaction(tx, POLICY, network_passphrase=PASSPHRASE, spent_last_24h=0,
-                             now=now()) == Allow(1)
+    assert decide_sdk_tx(tx) == Allow(1)

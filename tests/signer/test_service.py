@@ -17,8 +17,8 @@ from stellar_sdk import DecoratedSignature, Keypair, Network, TransactionEnvelop
 from stellar_sdk import xdr as sx
 from stellar_sdk.auth import authorization_payload_hash, build_authorization_preimage
 
-from signer_service.audit import verify_log
 from signer_service.certs import DevCA
+from signer_service.testing import run_signerctl
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 from tests.signer.envelopes import PASSPHRASE, build_tx
 from tests.signer.test_policy import auth_entry
@@ -232,7 +232,7 @@ async def test_authorization_entry_signature_verifies(pkcs11_signer, stub):
     entry = auth_entry(pkcs11_signer.public_key, amount=500)
     reply = await stub.SignAuthorizationEntry(signer_pb2.SignAuthorizationEntryRequest(
         key_id=pkcs11_signer.key_id, entry_xdr=entry.to_xdr(), signature_expiration_ledger=1234,
-        request_id=uuid.uuid4().hex,
+        current_ledger=1200, request_id=uuid.uuid4().hex,
     ))
     signed = sx.SorobanAuthorizationEntry.from_xdr(reply.signed_entry_xdr)
     creds = signed.credentials.address
@@ -251,7 +251,7 @@ async def test_authorization_entry_over_the_amount_limit_is_refused(pkcs11_signe
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.SignAuthorizationEntry(signer_pb2.SignAuthorizationEntryRequest(
             key_id=pkcs11_signer.key_id, entry_xdr=entry.to_xdr(),
-            signature_expiration_ledger=10, request_id="auth-big",
+            signature_expiration_ledger=10, current_ledger=5, request_id="auth-big",
         ))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "max_amount_stroops_per_tx" in err.value.details()
@@ -264,7 +264,9 @@ async def test_concurrent_requests_all_verify_and_the_audit_chain_holds(pkcs11_s
     for reply in replies:
         env = TransactionEnvelope.from_xdr(reply.signed_envelope_xdr, PASSPHRASE)
         key.verify(env.hash(), env.signatures[-1].signature)
-    assert verify_log(pkcs11_signer.audit_log).ok
+    out = await run_signerctl(pkcs11_signer.env, "audit", "verify", "--config",
+                              str(pkcs11_signer.config_path))
+    assert out.startswith("ok: ")
 
 
 async def test_metrics_count_decisions_by_rule_and_grpc_codes(pkcs11_signer, stub):
@@ -293,3 +295,48 @@ async def test_no_secret_or_envelope_appears_in_logs_or_audit(pkcs11_signer, stu
     assert req.envelope_xdr not in text
     for line in pkcs11_signer.logs:
         json.loads(line)  # every log line is one JSON object
+
+
+async def test_a_batch_signs_each_request_on_its_own_with_its_own_answer(pkcs11_signer, stub):
+    good, refused, garbage = (request(pkcs11_signer, sequence=500), request(
+        pkcs11_signer, fee=5_000_000), request(pkcs11_signer))
+    garbage.envelope_xdr = "AAAA-not-xdr"
+    reply = await stub.SignTransactions(signer_pb2.SignTransactionsRequest(
+        requests=[good, refused, garbage]))
+    signed, no, bad = reply.results
+    envelope = TransactionEnvelope.from_xdr(signed.signed.signed_envelope_xdr, PASSPHRASE)
+    Keypair.from_public_key(pkcs11_signer.public_key).verify(
+        envelope.hash(), envelope.signatures[-1].signature)
+    assert (no.error.code, no.error.message) == (
+        grpc.StatusCode.PERMISSION_DENIED.value[0],
+        "policy rule max_fee_stroops refused: fee 5000000 > 2000000")
+    assert (bad.error.code, bad.error.field) == (grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                                 "envelope_xdr")
+    records = {r["request_id"]: r for r in audit_records(pkcs11_signer)}
+    assert records[good.request_id]["decision"] == "allow"
+    assert records[refused.request_id]["rule"] == "max_fee_stroops"
+    assert garbage.request_id not in records
+
+
+@pytest.mark.parametrize("count", [0, 101])
+async def test_a_batch_needs_1_to_100_requests(pkcs11_signer, stub, count):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.SignTransactions(signer_pb2.SignTransactionsRequest(
+            requests=[request(pkcs11_signer) for _ in range(count)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(err.value) == ["requests"]
+
+
+@pytest.mark.parametrize("traceparent, expected", [
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+     "0af7651916cd43dd8448eb211c80319c"),
+    ("00-" + "0" * 32 + "-b7ad6b7169203331-01", ""),
+    ("garbage", ""),
+])
+async def test_the_callers_trace_id_reaches_the_audit_record_without_an_exporter(
+    pkcs11_signer, stub, traceparent, expected
+):
+    req = request(pkcs11_signer)
+    await stub.SignTransaction(req, metadata=(("traceparent", traceparent),))
+    record = next(r for r in audit_records(pkcs11_signer) if r["request_id"] == req.request_id)
+    assert record["trace_id"] == expected

@@ -60,19 +60,51 @@ class SignTransactionResponse(_message.Message):
     public_key: str
     def __init__(self, signed_envelope_xdr: _Optional[str] = ..., decorated_signature_xdr: _Optional[str] = ..., tx_hash: _Optional[str] = ..., public_key: _Optional[str] = ...) -> None: ...
 
+class SignTransactionsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SignTransactionRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SignTransactionRequest, _Mapping]]] = ...) -> None: ...
+
+class SigningError(_message.Message):
+    __slots__ = ("code", "message", "field")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    field: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class SignTransactionResult(_message.Message):
+    __slots__ = ("signed", "error")
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    signed: SignTransactionResponse
+    error: SigningError
+    def __init__(self, signed: _Optional[_Union[SignTransactionResponse, _Mapping]] = ..., error: _Optional[_Union[SigningError, _Mapping]] = ...) -> None: ...
+
+class SignTransactionsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SignTransactionResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SignTransactionResult, _Mapping]]] = ...) -> None: ...
+
 class SignAuthorizationEntryRequest(_message.Message):
-    __slots__ = ("key_id", "entry_xdr", "signature_expiration_ledger", "request_id", "context")
+    __slots__ = ("key_id", "entry_xdr", "signature_expiration_ledger", "request_id", "context", "current_ledger")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_XDR_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_EXPIRATION_LEDGER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_LEDGER_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     entry_xdr: str
     signature_expiration_ledger: int
     request_id: str
     context: SigningContext
-    def __init__(self, key_id: _Optional[str] = ..., entry_xdr: _Optional[str] = ..., signature_expiration_ledger: _Optional[int] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ...) -> None: ...
+    current_ledger: int
+    def __init__(self, key_id: _Optional[str] = ..., entry_xdr: _Optional[str] = ..., signature_expiration_ledger: _Optional[int] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ..., current_ledger: _Optional[int] = ...) -> None: ...
 
 class SignAuthorizationEntryResponse(_message.Message):
     __slots__ = ("signed_entry_xdr", "public_key")
@@ -103,3 +135,19 @@ class GetPublicKeyResponse(_message.Message):
     KEY_FIELD_NUMBER: _ClassVar[int]
     key: Key
     def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ...) -> None: ...
+
+class GetAuditCheckpointRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetAuditCheckpointResponse(_message.Message):
+    __slots__ = ("records", "head_hash", "checkpoint_mac", "audit_key_id")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_MAC_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    head_hash: str
+    checkpoint_mac: str
+    audit_key_id: str
+    def __init__(self, records: _Optional[int] = ..., head_hash: _Optional[str] = ..., checkpoint_mac: _Optional[str] = ..., audit_key_id: _Optional[str] = ...) -> None: ...

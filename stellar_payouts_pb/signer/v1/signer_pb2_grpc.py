@@ -42,6 +42,11 @@ class SignerServiceStub:
                 request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionResponse.FromString,
                 _registered_method=True)
+        self.SignTransactions = channel.unary_unary(
+                '/signer.v1.SignerService/SignTransactions',
+                request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionsResponse.FromString,
+                _registered_method=True)
         self.SignAuthorizationEntry = channel.unary_unary(
                 '/signer.v1.SignerService/SignAuthorizationEntry',
                 request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignAuthorizationEntryRequest.SerializeToString,
@@ -57,6 +62,11 @@ class SignerServiceStub:
                 request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyResponse.FromString,
                 _registered_method=True)
+        self.GetAuditCheckpoint = channel.unary_unary(
+                '/signer.v1.SignerService/GetAuditCheckpoint',
+                request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class SignerServiceServicer:
@@ -68,6 +78,15 @@ class SignerServiceServicer:
     def SignTransaction(self, request, context):
         """Signs a transaction envelope after parsing it and recomputing its hash for the signer's own
         network passphrase. A policy refusal is PERMISSION_DENIED naming the rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignTransactions(self, request, context):
+        """Signs up to 100 transaction envelopes in one call: each is judged, signed and audited exactly
+        as by SignTransaction, on its own; results come back in request order. One call amortises
+        the per-call cost of gRPC and TLS (see bench/bench_signer.py).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +113,14 @@ class SignerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAuditCheckpoint(self, request, context):
+        """Returns the audit log's head checkpoint (record count, head hash, MAC), so a monitor outside
+        the signer's disk can keep it and later prove truncation or rewriting of the log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -101,6 +128,11 @@ def add_SignerServiceServicer_to_server(servicer, server):
                     servicer.SignTransaction,
                     request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionResponse.SerializeToString,
+            ),
+            'SignTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignTransactions,
+                    request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionsResponse.SerializeToString,
             ),
             'SignAuthorizationEntry': grpc.unary_unary_rpc_method_handler(
                     servicer.SignAuthorizationEntry,
@@ -116,6 +148,11 @@ def add_SignerServiceServicer_to_server(servicer, server):
                     servicer.GetPublicKey,
                     request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyResponse.SerializeToString,
+            ),
+            'GetAuditCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditCheckpoint,
+                    request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -148,6 +185,33 @@ class SignerService:
             '/signer.v1.SignerService/SignTransaction',
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionRequest.SerializeToString,
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.SignerService/SignTransactions',
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionsRequest.SerializeToString,
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.SignTransactionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -229,6 +293,33 @@ class SignerService:
             '/signer.v1.SignerService/GetPublicKey',
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyRequest.SerializeToString,
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.SignerService/GetAuditCheckpoint',
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.SerializeToString,
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

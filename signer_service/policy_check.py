@@ -1,0 +1,80 @@
+"""`signerctl policy check`: the policy's decision on one XDR, explained node by node."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from stellar_sdk import Address
+from stellar_sdk import xdr as sx
+
+from signer_service.config import ConfigError, KeyConfig, load_config
+from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
+from signer_service.policy import (
+    Allow,
+    LedgerClaim,
+    TreeWalk,
+    authorization_walk,
+    check_authorization,
+    check_transaction,
+    iter_nodes,
+    ledger_ceiling,
+    transaction_walk,
+)
+
+
+def _key(keys: tuple[KeyConfig, ...], key_id: str | None) -> KeyConfig:
+    if key_id is None:
+        if len(keys) != 1:
+            raise ConfigError(f"the config has {len(keys)} keys: pass --key")
+        return keys[0]
+    for key in keys:
+        if key.key_id == key_id:
+            return key
+    raise ConfigError(f"no key {key_id[:64]!r} in the config")
+
+
+def explain(
+    config_path: Path, xdr: str, *, key_id: str | None, current_ledger: int,
+    expiration_ledger: int, spent: int,
+) -> tuple[list[str], bool]:
+    """Lines to print, and whether the signer would sign. The decision is the signer's own
+    (check_transaction / check_authorization); the node lines come from the same walk."""
+    config = load_config(config_path)
+    key = _key(config.keys, key_id)
+    policy, passphrase, now = key.policy, config.network_passphrase, time.time()
+    try:
+        envelope: ParsedEnvelope | None = parse_envelope(xdr)
+    except EnvelopeProblem:  # not an envelope the signer takes: try an authorization entry
+        envelope = None
+    if envelope is not None:
+        tx = envelope.tx
+        walk = transaction_walk(tx, policy)
+        lines = [f"transaction {envelope.hash(passphrase).hex()} for key {key.key_id}"]
+        if isinstance(walk, TreeWalk):
+            lines += list(iter_nodes(walk))
+        decision = check_transaction(tx, policy, network_passphrase=passphrase,
+                                     spent_last_24h=spent, now=int(now))
+    else:
+        try:
+            entry = sx.SorobanAuthorizationEntry.from_xdr(xdr)
+        except Exception:  # noqa: BLE001 - neither shape
+            raise ConfigError("the XDR is neither a TransactionEnvelope nor a "
+                              "SorobanAuthorizationEntry") from None
+        lines = [f"authorization entry for key {key.key_id}"]
+        lines += list(iter_nodes(authorization_walk(entry, policy)))
+        creds = entry.credentials.address
+        address = ""
+        if creds is not None:
+            address = Address.from_xdr_sc_address(creds.address).address
+        claim = LedgerClaim(current_ledger, expiration_ledger, ledger_ceiling(now, None))
+        decision = check_authorization(entry, policy, network_passphrase=passphrase,
+                                       signer_account=address, spent_last_24h=spent,
+                                       ledgers=claim)
+        lines.append("(the entry's address is taken as the key's account; the signer checks it "
+                     "against the key's public key)")
+    if isinstance(decision, Allow):
+        lines.append(f"ALLOW: amount {decision.amount_stroops} stroops counts toward the limits")
+        return lines, True
+    lines.append(f"REFUSE: {decision.message}")
+    return lines, False
