@@ -361,3 +361,34 @@ async def test_a_channel_added_while_the_service_runs_is_used_and_a_retired_one_
         "the added channel carries the later payouts; the retired one takes none"
     assert await service.pool.fetchval("SELECT count(*) FROM channel_accounts") == 2
 
+
+
+# ---- payoutctl channels ----------------------------------------------------------------------
+
+async def test_payoutctl_channels_help_plan_and_clear_errors(payout_service):
+    from tests.integration.test_operator_tools import payoutctl
+
+    for action in ("list", "add", "create", "top-up", "retire", "plan"):
+        code, out, err = await payoutctl("channels", action, "--help")
+        assert code == 0, err
+        for needed in ("--target", "PAYOUTCTL_TARGET", "--output", "operator.env"):
+            assert needed in out, (action, needed)
+    target = {"PAYOUTCTL_TARGET": f"127.0.0.1:{payout_service.port}"}
+    code, out, err = await payoutctl("channels", "plan", "-o", "table",
+                                     "--queued-per-ledger", "50", "--close-time-ms", "5000",
+                                     env=target)
+    assert code == 0, err
+    assert "needed:       100" in out and "600 payouts/min" in out
+    assert "create 100" in out, "an empty pool must create them all"
+    code, out, err = await payoutctl("channels", "plan", "--payouts-per-tx", "101", env=target)
+    assert code == 1 and "INVALID_ARGUMENT" in err and "payouts_per_transaction" in err
+    code, out, err = await payoutctl("channels", "list", "-o", "json", env=target)
+    assert code == 0 and '"channels"' not in out  # an empty pool: no channels listed
+    # Build-only mode: the lifecycle needs a ledger and the signer; said in one line.
+    code, out, err = await payoutctl("channels", "add", f"k1={g()}", env=target)
+    assert code == 1 and "FAILED_PRECONDITION" in err and "live execution" in err
+    assert "Traceback" not in err
+    code, out, err = await payoutctl("channels", "create", "--starting-balance", "2", env=target)
+    assert code == 2 and "name at least one channel key" in err
+    code, out, err = await payoutctl("channels", "retire", "GNOPE", env=target)
+    assert code == 1 and "INVALID_ARGUMENT" in err and "not a channel" in err
