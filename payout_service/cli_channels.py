@@ -153,13 +153,14 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def channel_rows(channels: Any) -> list[list[str]]:
-    rows = [["ACCOUNT", "KEY_ID", "STATE", "BALANCE", "IN_FLIGHT", "TOP_UP", "MERGE", "ORIGIN"]]
+    rows = [["ACCOUNT", "KEY_ID", "STATE", "BALANCE", "IN_FLIGHT", "TOP_UP", "MERGE", "ORIGIN",
+             "HELD"]]
     for c in channels:
         rows.append([
             c.account, c.key_id, apb.ChannelState.Name(c.state).removeprefix("CHANNEL_STATE_"),
             c.balance.decimal if c.HasField("balance") else "-",
             "yes" if c.in_flight else "", c.top_up.decimal if c.HasField("top_up") else "",
-            "yes" if c.merge_requested else "", c.origin,
+            "yes" if c.merge_requested else "", c.origin, c.held_reason[:60],
         ])
     return rows
 

@@ -56,6 +56,7 @@ class Channel:
     merge_requested: bool
     top_up_stroops: int | None
     updated_at: datetime
+    held_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def _channel(row: asyncpg.Record) -> Channel:
         origin=row["origin"], balance_stroops=row["balance_stroops"],
         in_flight=bool(row["in_flight"]), merge_requested=row["merge_requested"],
         top_up_stroops=row["top_up_stroops"], updated_at=row["updated_at"],
+        held_reason=row["held_reason"],
     )
 
 
@@ -183,6 +185,13 @@ class ChannelRegistry:
         for account, key_id in keys:
             new += await self._insert(account, key_id, S.PENDING, "created", actor=actor,
                                       starting_balance=starting_balance)
+        # Asked again: a pending channel held after a permanent failure is retried.
+        await self.pool.execute(
+            """UPDATE channel_accounts SET held_reason = NULL, starting_balance_stroops = $2,
+                   updated_at = now()
+               WHERE account = ANY($1::text[]) AND state = 'pending'""",
+            [a for a, _ in keys], starting_balance,
+        )
         return new
 
     async def key_of(self, account: str) -> str | None:
@@ -323,7 +332,7 @@ def _operation(row: asyncpg.Record, items: list[asyncpg.Record]) -> Operation:
 _CANDIDATES = {
     OperationKind.CREATE: """SELECT account, starting_balance_stroops AS amount
                              FROM channel_accounts WHERE state = 'pending'
-                               AND live_operation IS NULL
+                               AND live_operation IS NULL AND held_reason IS NULL
                              ORDER BY created_at, account LIMIT $1 FOR UPDATE SKIP LOCKED""",
     OperationKind.TOP_UP: """SELECT account, top_up_stroops AS amount FROM channel_accounts
                              WHERE top_up_stroops IS NOT NULL AND live_operation IS NULL
@@ -455,11 +464,14 @@ class ChannelOperations:
     async def finish(
         self, op: Operation, status: OperationStatus, *, ledger: int | None = None,
         result_code: str | None = None, proof: str | None = None,
-        chain_sequence: int | None = None, actor: str = "channel_pool",
+        chain_sequence: int | None = None, give_up: str | None = None,
+        actor: str = "channel_pool",
     ) -> bool:
         """Ends a live operation in one SQL transaction: its status, its channels' states,
         and the source's sequence bookkeeping (included or failed on chain: the number is
-        consumed; dead or refused before sending: it is free again)."""
+        consumed; dead or refused before sending: it is free again). With `give_up` (a
+        permanent failure) its channels are held: not created or merged again until an
+        operator asks again."""
         if status in LIVE:
             raise ValueError(f"{status} is not an end state")
         succeeded = status is OperationStatus.INCLUDED
@@ -509,6 +521,12 @@ class ChannelOperations:
                     """UPDATE channel_accounts SET balance_stroops = 0, merge_requested = false
                        WHERE account = ANY($1::text[])""",
                     accounts,
+                )
+            if give_up is not None and op.kind is not OperationKind.TOP_UP:
+                await conn.execute(
+                    """UPDATE channel_accounts SET held_reason = $2, merge_requested = false
+                       WHERE live_operation = $1""",
+                    op.id, give_up[:500],
                 )
             await conn.execute(
                 """UPDATE channel_accounts SET live_operation = NULL, updated_at = now()

@@ -56,7 +56,7 @@ from payout_service.core.channels import (
     build_lifecycle_transaction,
     top_up_amount,
 )
-from payout_service.core.retry import proof_of_death
+from payout_service.core.retry import judge_on_chain_failure, proof_of_death, verdict_at_death
 from payout_service.core.validation import FieldViolation, ValidationFailed, is_account_id
 from payout_service.grpc_errors import PreconditionFailed
 
@@ -368,12 +368,14 @@ class ChannelPool:
             log.warning("channel operation refused by the signer", extra={
                 "operation": str(op.id), "kind": op.kind.value, "error": str(err)[:200]})
             await self.operations.finish(op, OperationStatus.REJECTED,
-                                         result_code="signer_refused", proof=str(err)[:500])
+                                         result_code="signer_refused", proof=str(err)[:500],
+                                         give_up=f"signer refused: {err}")
             return 1
         if signed.tx_hash != op.tx_hash:
             await self.operations.finish(op, OperationStatus.REJECTED,
                                          result_code="signer_hash_mismatch",
-                                         proof="the signer hashed a different transaction")
+                                         proof="the signer hashed a different transaction",
+                                         give_up="the signer hashed a different transaction")
             return 1
         await self.operations.store_signed(op, signed.envelope_xdr)
         return 1
@@ -397,8 +399,11 @@ class ChannelPool:
         if isinstance(found, Included):
             status = OperationStatus.INCLUDED if found.successful else \
                 OperationStatus.FAILED_ON_CHAIN
+            give_up = None
+            if not found.successful and not judge_on_chain_failure(found.result_code).retry:
+                give_up = f"{op.kind.value} failed on chain: {found.result_code}"
             await self.operations.finish(op, status, ledger=found.ledger,
-                                         result_code=found.result_code)
+                                         result_code=found.result_code, give_up=give_up)
             log.info("channel operation landed", extra={
                 "operation": str(op.id), "kind": op.kind.value, "tx_hash": op.tx_hash,
                 "result": found.result_code, "ledger": found.ledger})
@@ -415,9 +420,12 @@ class ChannelPool:
         chain_sequence = None
         if op.last_rejection == "txBAD_SEQ":
             chain_sequence = await self.ledger.account_sequence(op.source_account)
-        await self.operations.finish(op, OperationStatus.DEAD, proof=proof.text,
-                                     result_code=op.last_rejection or "expired",
-                                     chain_sequence=chain_sequence)
+        verdict = verdict_at_death(op.last_rejection)
+        await self.operations.finish(
+            op, OperationStatus.DEAD, proof=proof.text, result_code=verdict.code,
+            chain_sequence=chain_sequence,
+            give_up=None if verdict.retry else f"{op.kind.value} rejected: {verdict.code}",
+        )
         log.info("channel operation proven dead", extra={
             "operation": str(op.id), "tx_hash": op.tx_hash, "proof": proof.text})
         return 1

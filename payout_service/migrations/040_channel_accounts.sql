@@ -13,6 +13,9 @@ CREATE TABLE channel_accounts (
     top_up_stroops           bigint CHECK (top_up_stroops > 0),
     -- A retired channel with this flag is merged into the funding account.
     merge_requested          boolean NOT NULL DEFAULT false,
+    -- Why the pool stopped retrying this channel's create or merge (a permanent failure);
+    -- cleared when an operator asks again.
+    held_reason              text,
     balance_stroops          bigint CHECK (balance_stroops >= 0),
     balance_read_at          timestamptz,
     live_operation           uuid,

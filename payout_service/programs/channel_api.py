@@ -29,7 +29,7 @@ def channel_to_pb(c: Channel) -> apb.Channel:
         balance=amount(c.balance_stroops) if c.balance_stroops is not None else None,
         in_flight=c.in_flight, merge_requested=c.merge_requested,
         top_up=amount(c.top_up_stroops) if c.top_up_stroops else None,
-        updated_at=timestamp(c.updated_at), origin=c.origin,
+        updated_at=timestamp(c.updated_at), origin=c.origin, held_reason=c.held_reason or "",
     )
 
 

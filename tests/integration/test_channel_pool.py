@@ -251,15 +251,54 @@ async def test_the_sandbox_cannot_apply_create_account_yet(pool, sandbox):
     lifecycle = channel_pool(pool, sandbox, funding.public_key, signer, window=5)
     await lifecycle.create([ChannelKey("new", new.public_key)], 5 * XLM, actor="test")
     assert await states(pool, [new.public_key]) == ["pending"]
-
-    async def back_to_pending() -> bool:
-        return await pool.fetchval(
-            "SELECT count(*) FROM channel_operations WHERE status = 'dead'") == 1
-    await run_until(lifecycle, back_to_pending, within=30)
+    await run_until(lifecycle, lambda: one_dead(pool), within=30)
     op = await pool.fetchrow("SELECT * FROM channel_operations")
     assert op["last_rejection"] == "txNOT_SUPPORTED"
     assert await states(pool, [new.public_key]) == ["pending"]
     assert await sandbox.account(new.public_key) is None
+    # A permanent rejection: the channel is held, not re-created on every pass...
+    (held,) = await lifecycle.registry.get([new.public_key])
+    assert held.held_reason == "create rejected: txNOT_SUPPORTED"
+    await lifecycle.step()
+    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1
+    # ...until an operator asks again.
+    await lifecycle.create([ChannelKey("new", new.public_key)], 5 * XLM, actor="test")
+    await lifecycle.step()
+    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 2
+    await lifecycle.ledger.close()  # type: ignore[union-attr]
+
+
+async def one_dead(pool) -> bool:
+    return await pool.fetchval(
+        "SELECT count(*) FROM channel_operations WHERE status = 'dead'") == 1
+
+
+async def test_a_retired_channel_to_merge_is_built_an_account_merge_signed_by_its_own_key(
+    pool, sandbox
+):
+    """Retire with merge: drained, retired, then an AccountMerge with the channel as source,
+    signed by the channel's key. The sandbox refuses AccountMerge (txNOT_SUPPORTED, reported):
+    once proven dead the channel is retired again and held (a permanent rejection)."""
+    funding, channel = Keypair.random(), Keypair.random()
+    for kp in (funding, channel):
+        await sandbox.fund(kp.public_key)
+    signer = KeySigningPort(sandbox.passphrase, {"funding": funding, "ch": channel})
+    lifecycle = channel_pool(pool, sandbox, funding.public_key, signer, window=5)
+    await lifecycle.add([ChannelKey("ch", channel.public_key)], actor="test")
+    await lifecycle.retire([channel.public_key], merge=True, actor="test")
+    await lifecycle.step()  # drained (nothing in flight) -> retired -> merge built
+    op = await pool.fetchrow("SELECT * FROM channel_operations")
+    assert op["kind"] == "merge" and op["source_account"] == channel.public_key
+    assert await states(pool, [channel.public_key]) == ["merging"]
+    await run_until(lifecycle, lambda: one_dead(pool), within=30)
+    assert signer.requests[0] == "ch", "a merge is signed by the channel's own key"
+    op = await pool.fetchrow("SELECT * FROM channel_operations WHERE status = 'dead'")
+    assert op["last_rejection"] == "txNOT_SUPPORTED"
+    row = await pool.fetchrow("SELECT state, merge_requested, held_reason FROM channel_accounts")
+    assert (row["state"], row["merge_requested"], row["held_reason"]) == \
+        ("retired", False, "merge rejected: txNOT_SUPPORTED")
+    await lifecycle.step()
+    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1
     await lifecycle.ledger.close()  # type: ignore[union-attr]
 
 
@@ -292,6 +331,8 @@ async def test_mains_signer_refuses_create_account_and_nothing_is_held(pool, san
     assert op["status"] == "rejected" and op["result_code"] == "signer_refused"
     assert "operations" in op["proof"]
     assert await states(pool, [new.public_key]) == ["pending"]
+    held = await pool.fetchval("SELECT held_reason FROM channel_accounts")
+    assert held.startswith("signer refused: PERMISSION_DENIED")
     seq = int((await sandbox.account(funding.public_key))["sequence"])
     assert await pool.fetchval(
         "SELECT next_sequence FROM source_accounts WHERE account = $1",

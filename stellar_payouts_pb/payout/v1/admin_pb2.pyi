@@ -361,7 +361,7 @@ class ReconcileResponse(_message.Message):
     def __init__(self, checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[Mismatch, _Mapping]]] = ...) -> None: ...
 
 class Channel(_message.Message):
-    __slots__ = ("account", "key_id", "state", "balance", "in_flight", "merge_requested", "top_up", "updated_at", "origin")
+    __slots__ = ("account", "key_id", "state", "balance", "in_flight", "merge_requested", "top_up", "updated_at", "origin", "held_reason")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +371,7 @@ class Channel(_message.Message):
     TOP_UP_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    HELD_REASON_FIELD_NUMBER: _ClassVar[int]
     account: str
     key_id: str
     state: ChannelState
@@ -380,7 +381,8 @@ class Channel(_message.Message):
     top_up: _payout_pb2.Amount
     updated_at: _timestamp_pb2.Timestamp
     origin: str
-    def __init__(self, account: _Optional[str] = ..., key_id: _Optional[str] = ..., state: _Optional[_Union[ChannelState, str]] = ..., balance: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., in_flight: _Optional[bool] = ..., merge_requested: _Optional[bool] = ..., top_up: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ...) -> None: ...
+    held_reason: str
+    def __init__(self, account: _Optional[str] = ..., key_id: _Optional[str] = ..., state: _Optional[_Union[ChannelState, str]] = ..., balance: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., in_flight: _Optional[bool] = ..., merge_requested: _Optional[bool] = ..., top_up: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., held_reason: _Optional[str] = ...) -> None: ...
 
 class ChannelKey(_message.Message):
     __slots__ = ("key_id", "public_key")
