@@ -127,6 +127,36 @@ async def test_the_database_refuses_two_live_lifecycle_transactions_on_one_sourc
                VALUES ('not-an-account', 'k2', 'active', 'added')""")
 
 
+async def test_autosize_drains_down_to_the_minimum_and_brings_spare_channels_back_under_load(
+    pool
+):
+    """The sizing loop within [min, max] on the real registry. The queue length is given
+    here (how payouts queue is the pipeline's business): 0, then 3 payouts per ledger."""
+    accounts = [g() for _ in range(4)]
+    registry = ChannelRegistry(pool)
+    await registry.seed({a: f"ch-{n}" for n, a in enumerate(accounts)})
+    lifecycle = ChannelPool(
+        ChannelPoolConfig(funding_account=g(), funding_key_id="funding", minimum=1, maximum=4,
+                          close_time_ms=1000, drain_seconds=1),
+        pool, network_passphrase="x", tx_window_seconds=30, ledger=None, signer=None,
+    )
+    queue = {"payouts": 0}
+
+    async def queued() -> int:
+        return queue["payouts"]
+    lifecycle.queued_payouts = queued  # type: ignore[method-assign]
+    await lifecycle.step()  # idle: drain to the minimum
+    await lifecycle.step()  # nothing in flight: the drained ones retire
+    counts = await registry.counts()
+    assert (counts[S.ACTIVE], counts[S.RETIRED]) == (1, 3)
+    queue["payouts"] = 3  # 3 per ledger, 1 per tx, 2 ledgers a cycle: 6 needed, max 4
+    await lifecycle.step()
+    counts = await registry.counts()
+    assert (counts[S.ACTIVE], counts[S.RETIRED]) == (4, 0)
+    plan, _, _ = await lifecycle.plan()
+    assert (plan.needed, plan.target, plan.limited_by) == (6, 4, "maximum")
+
+
 # ---- lifecycle transactions: sandbox + signer ---------------------------------------------
 
 class KeySigningPort:
