@@ -151,11 +151,12 @@ class ChannelRegistry:
                 raise ChannelConflict("key_id", f"key id {key_id} already belongs to channel "
                                       f"{existing['account']}")
             try:
-                await conn.execute(
-                    """INSERT INTO channel_accounts (account, key_id, state, origin,
-                           starting_balance_stroops) VALUES ($1, $2, $3, $4, $5)""",
-                    account, key_id, state.value, origin, starting_balance,
-                )
+                async with conn.transaction():  # a savepoint: a clash leaves nothing behind
+                    await conn.execute(
+                        """INSERT INTO channel_accounts (account, key_id, state, origin,
+                               starting_balance_stroops) VALUES ($1, $2, $3, $4, $5)""",
+                        account, key_id, state.value, origin, starting_balance,
+                    )
             except asyncpg.UniqueViolationError:
                 if clash_ok:
                     return False  # another replica seeded it at the same time

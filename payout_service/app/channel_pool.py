@@ -355,6 +355,13 @@ class ChannelPool:
 
     async def _sign(self, op: Operation) -> int:
         assert self.signer is not None  # noqa: S101
+        if op.max_time.timestamp() <= time.time():
+            # Built, never signed, and its window is over (the signer was away): it never
+            # left us, so its number is free and its channels are built again, not held.
+            await self.operations.finish(op, OperationStatus.REJECTED,
+                                         result_code="expired_unsigned",
+                                         proof="max_time passed before it was signed")
+            return 1
         key_id = self.config.funding_key_id
         if op.kind is OperationKind.MERGE:
             key_id = await self.registry.key_of(op.source_account) or ""

@@ -25,7 +25,7 @@ from payout_service.adapters.sequences import Sequences, lease_channel
 from payout_service.adapters.signer_client import SignedEnvelope, SignerClient, SigningRefused
 from payout_service.app.channel_pool import ChannelKey, ChannelPool
 from payout_service.config import ChannelPoolConfig, SignerClientConfig
-from payout_service.core.channels import ChannelState
+from payout_service.core.channels import ChannelState, OperationKind
 from payout_service.migrations import apply_migrations
 from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
@@ -268,6 +268,32 @@ async def test_a_dropped_top_up_is_rebuilt_only_after_it_is_proven_dead(pool, sa
     assert second["sequence"] == op["sequence"], "the dead transaction's number was reused"
     balance = (await sandbox.account(channel.public_key))["balance_stroops"]
     assert balance == 10_005 * XLM, "paid once"
+    await lifecycle.ledger.close()  # type: ignore[union-attr]
+
+
+async def test_a_build_whose_window_ended_before_signing_is_dropped_not_held(pool, sandbox):
+    """The signer was away until the envelope's max_time passed: it never left us, so its
+    number is given back and the top-up is built anew (no hold, nothing sent)."""
+    funding, channel = Keypair.random(), Keypair.random()
+    for kp in (funding, channel):
+        await sandbox.fund(kp.public_key)
+    signer = KeySigningPort(sandbox.passphrase, {"funding": funding, "ch": channel})
+    lifecycle = channel_pool(pool, sandbox, funding.public_key, signer)
+    await lifecycle.add([ChannelKey("ch", channel.public_key)], actor="test")
+    await lifecycle.top_up(below=10_001 * XLM, to=10_002 * XLM)
+    first = await lifecycle._build(OperationKind.TOP_UP, 100)
+    assert first is not None
+    # Time passes while the signer is away (moved back rather than waited for).
+    await pool.execute("UPDATE channel_operations SET max_time = now() - interval '1 second'")
+    (expired,) = await lifecycle.operations.live()
+    await lifecycle._advance(expired)
+    row = await pool.fetchrow("SELECT status, result_code FROM channel_operations")
+    assert (row["status"], row["result_code"]) == ("rejected", "expired_unsigned")
+    assert signer.requests == [], "an expired envelope is never signed"
+    assert await pool.fetchval("SELECT held_reason FROM channel_accounts") is None
+    assert await pool.fetchval(
+        "SELECT next_sequence FROM source_accounts WHERE account = $1",
+        funding.public_key) == first.sequence, "its number (the top one) is free again"
     await lifecycle.ledger.close()  # type: ignore[union-attr]
 
 
