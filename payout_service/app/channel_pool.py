@@ -19,13 +19,8 @@ from typing import Protocol
 
 import asyncpg
 
-from payout_service.adapters.channel_store import (
-    Channel,
-    ChannelConflict,
-    ChannelOperations,
-    ChannelRegistry,
-    Operation,
-)
+from payout_service.adapters.channel_operations import ChannelOperations, Operation
+from payout_service.adapters.channel_store import Channel, ChannelConflict, ChannelRegistry
 from payout_service.adapters.ledger import (
     Included,
     LedgerInfo,
