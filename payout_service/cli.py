@@ -1,6 +1,6 @@
 """payoutctl: run the payout flow from a shell (create, get, list, watch, cancel, retry, and
-external signing with unsigned / submit-signed), and see health and set the alert
-configuration (health, alert-config)."""
+external signing with unsigned / submit-signed), see health and set the alert
+configuration (health, alert-config), and run the channel pool (channels ...)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from payout_service import cli_channels
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -287,6 +288,8 @@ async def _run(args: argparse.Namespace) -> int:
         stub = payout_pb2_grpc.PayoutServiceStub(channel)
         if args.command in ("health", "alert-config"):
             print(render(await _admin(channel, args), args.output))
+        elif args.command == "channels":
+            print(cli_channels.render(await cli_channels.run(channel, args), args.output))
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -421,6 +424,21 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--webhook", action="append", metavar="URL",
                    help="notification target, repeatable; replaces the list "
                         "(--webhook '' clears it)")
+    channels = sub.add_parser(
+        "channels", help="the channel pool: list, add, create, top-up, retire, plan "
+        "(admin identity)", description=cli_channels.__doc__, epilog=CONNECTION_HELP,
+        formatter_class=formatter)
+
+    def channel_command(
+        parent: argparse._SubParsersAction[Any], name: str, help_text: str
+    ) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = parent.add_parser(
+            name, help=help_text, description=help_text, epilog=CONNECTION_HELP,
+            formatter_class=formatter)
+        _connection_flags(c, defaults=False)
+        return c
+
+    cli_channels.add_parsers(channels, channel_command)
     return p
 
 
@@ -428,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         sys.exit(asyncio.run(_run(args)))
-    except UsageError as err:
+    except (UsageError, cli_channels.ChannelUsageError) as err:
         print(f"payoutctl: {err}", file=sys.stderr)
         sys.exit(2)
     except grpc.aio.AioRpcError as err:

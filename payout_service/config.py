@@ -51,6 +51,25 @@ class SignerClientConfig:
 
 
 @dataclass(frozen=True)
+class ChannelPoolConfig:
+    """The channel pool's lifecycle (create, top-up, merge) and its size plan."""
+
+    # Pays CreateAccount and top-ups, receives merges; its key in the signer.
+    funding_account: str
+    funding_key_id: str
+    # Automatic sizing within [minimum, maximum] when maximum > 0.
+    minimum: int = 0
+    maximum: int = 0
+    # Automatic top-up of channels below `top_up_below_stroops` to `top_up_to_stroops` (0: off).
+    top_up_below_stroops: int = 0
+    top_up_to_stroops: int = 0
+    payouts_per_transaction: int = 1
+    close_time_ms: int = 5000
+    drain_seconds: int = 60
+    interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class ServerTls:
     cert: str
     key: str
@@ -88,6 +107,7 @@ class Config:
     admin_identities: frozenset[str] = frozenset()
     # On SIGTERM: NOT_SERVING first, keep answering this long (load balancers catch up).
     shutdown_delay_seconds: float = 0.0
+    channel_pool: ChannelPoolConfig | None = None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -218,6 +238,35 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             name.strip() for name in env.get("PAYOUTS_ADMIN_IDENTITIES", "").split(",")
             if name.strip()
         ),
+        channel_pool=_channel_pool(env, source, signer),
+    )
+
+
+def _channel_pool(
+    env: Mapping[str, str], source_account: str, signer: SignerClientConfig | None
+) -> ChannelPoolConfig:
+    funding = env.get("PAYOUTS_CHANNEL_FUNDING_ACCOUNT", "").strip() or source_account
+    if not is_account_id(funding):
+        raise ConfigError(f"PAYOUTS_CHANNEL_FUNDING_ACCOUNT {funding!r} is not a G... account id")
+    if signer is not None and funding in signer.channel_keys:
+        raise ConfigError("PAYOUTS_CHANNEL_FUNDING_ACCOUNT cannot also be a channel")
+    minimum = _int(env, "PAYOUTS_CHANNEL_POOL_MIN", 0)
+    maximum = _int(env, "PAYOUTS_CHANNEL_POOL_MAX", 0)
+    if maximum and maximum < minimum:
+        raise ConfigError("PAYOUTS_CHANNEL_POOL_MAX must not be below PAYOUTS_CHANNEL_POOL_MIN")
+    below = _amount(env, "PAYOUTS_CHANNEL_TOP_UP_BELOW", 0)
+    to = _amount(env, "PAYOUTS_CHANNEL_TOP_UP_TO", 0)
+    if below and to <= below:
+        raise ConfigError("PAYOUTS_CHANNEL_TOP_UP_TO must be above PAYOUTS_CHANNEL_TOP_UP_BELOW")
+    return ChannelPoolConfig(
+        funding_account=funding,
+        funding_key_id=(env.get("PAYOUTS_CHANNEL_FUNDING_KEY_ID", "").strip()
+                        or (signer.key_id if signer else "payout")),
+        minimum=minimum, maximum=maximum, top_up_below_stroops=below, top_up_to_stroops=to,
+        payouts_per_transaction=_int(env, "PAYOUTS_CHANNEL_PLAN_PAYOUTS_PER_TX", 1, minimum=1),
+        close_time_ms=_int(env, "PAYOUTS_CHANNEL_PLAN_CLOSE_TIME_MS", 5000, minimum=1),
+        drain_seconds=_int(env, "PAYOUTS_CHANNEL_PLAN_DRAIN_SECONDS", 60, minimum=1),
+        interval_seconds=_int(env, "PAYOUTS_CHANNEL_POOL_INTERVAL_MS", 1000, minimum=10) / 1000,
     )
 
 

@@ -15,15 +15,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from payout_service import metrics
+from payout_service.adapters.channel_store import ChannelConflict, ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.adapters.payout_store import PayoutStore, create_pool_waiting
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.api import PayoutServicer
+from payout_service.app.channel_pool import ChannelPool
 from payout_service.app.desk import PayoutDesk, mode_for
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import Config, ConfigError, ServerTls, load_config
 from payout_service.interceptors import ServiceInterceptor
 from payout_service.logs import configure_logging
+from payout_service.loops import run_loop
 from payout_service.migrations import apply_migrations
 from payout_service.programs.wiring import Programs, start_programs
 from payout_service.reflection import enable_reflection
@@ -91,6 +94,13 @@ async def start_service(config: Config) -> RunningService:
     pool = await create_pool_waiting(config.database_url)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
+    registry = ChannelRegistry(pool)
+    if config.signer is not None and config.signer.channel_keys:
+        try:
+            await registry.seed(config.signer.channel_keys)
+        except ChannelConflict as err:
+            await pool.close()
+            raise ConfigError(f"PAYOUTS_CHANNEL_ACCOUNTS: {err}") from None
     ledger = (
         LedgerGateway(config.rpc_url, timeout_seconds=config.rpc_timeout_seconds)
         if config.rpc_url else None
@@ -127,11 +137,22 @@ async def start_service(config: Config) -> RunningService:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     pipeline, signer = None, None
     if config.live_execution and ledger is not None:
-        signer = SignerClient(config.signer) if config.signer else None
+        signer = SignerClient(config.signer, channel_registry=registry.key_of) \
+            if config.signer else None
         pipeline = Pipeline(config, desk.attempts, ledger, signer)
         pipeline.start()
     service = RunningService(server, port, pool, ledger, health_servicer, pipeline, signer,
                              programs, shutdown_delay=config.shutdown_delay_seconds)
+    if config.channel_pool is not None and programs.admin is not None:
+        channels = ChannelPool(
+            config.channel_pool, pool, network_passphrase=config.network_passphrase,
+            tx_window_seconds=config.tx_window_seconds,
+            ledger=ledger if pipeline else None, signer=signer,
+        )
+        programs.admin.channels = channels
+        service.background.append(asyncio.create_task(run_loop(
+            "channel_pool", channels.step, interval=config.channel_pool.interval_seconds,
+            halt=service.halt, pool=pool)))
     if config.metrics_port:
         service.metrics_endpoint = metrics.MetricsEndpoint(config.metrics_port)
     service.background += [

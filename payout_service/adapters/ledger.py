@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.exceptions import (
     AccountNotFoundException,
@@ -21,6 +22,9 @@ from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 from stellar_sdk.soroban_server_async import SorobanServerAsync
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 from stellar_sdk.xdr import TransactionResult
+
+# stellar-rpc getLedgerEntries accepts at most 200 keys per request.
+MAX_LEDGER_KEYS = 200
 
 
 class LedgerUnavailable(Exception):
@@ -113,6 +117,31 @@ class LedgerGateway:
         except (BaseRequestError, TimeoutError, OSError) as err:
             raise LedgerUnavailable(type(err).__name__) from None
         return int(account.sequence)
+
+    async def account_balances(self, account_ids: list[str]) -> dict[str, int | None]:
+        """Native balances in stroops (None: no such account), read with getLedgerEntries
+        in pages of MAX_LEDGER_KEYS (stellar-rpc's limit per call)."""
+        found: dict[str, int | None] = dict.fromkeys(account_ids)
+        for start in range(0, len(account_ids), MAX_LEDGER_KEYS):
+            keys = [
+                stellar_xdr.LedgerKey(
+                    stellar_xdr.LedgerEntryType.ACCOUNT,
+                    account=stellar_xdr.LedgerKeyAccount(stellar_xdr.AccountID.from_json_dict(a)),
+                )
+                for a in account_ids[start:start + MAX_LEDGER_KEYS]
+            ]
+            try:
+                response = await asyncio.wait_for(
+                    self._server.get_ledger_entries(keys), self._timeout
+                )
+            except (BaseRequestError, SorobanRpcErrorResponse, TimeoutError, OSError) as err:
+                raise LedgerUnavailable(type(err).__name__) from None
+            for entry in response.entries or []:
+                data = stellar_xdr.LedgerEntryData.from_xdr(entry.xdr)
+                if data.account is not None:
+                    account = data.account
+                    found[account.account_id.to_json_dict()] = account.balance.int64
+        return found
 
     async def latest_ledger(self) -> LedgerInfo:
         try:

@@ -35,29 +35,38 @@ class Sequences:
         )
 
     async def free_channels(self, channels: tuple[str, ...]) -> int:
-        """How many channel accounts have no attempt in flight (an estimate: no locks)."""
+        """How many active channels have no attempt in flight (an estimate: no locks). The
+        registry (channel_accounts) decides which channels exist; `channels`, the start-up
+        seed, only switches channel mode on."""
         free: int = await self.pool.fetchval(
-            """SELECT count(*) FROM source_accounts s
-               WHERE s.account = ANY($1::text[])
+            """SELECT count(*) FROM channel_accounts c
+               JOIN source_accounts s ON s.account = c.account
+               WHERE c.state = 'active'
                  AND NOT EXISTS (SELECT 1 FROM payout_attempts a
-                                 WHERE a.source_account = s.account
-                                   AND a.status = ANY($2::text[]))""",
-            list(channels), _IN_FLIGHT,
+                                 WHERE a.source_account = c.account
+                                   AND a.status = ANY($1::text[]))""",
+            _IN_FLIGHT,
         )
         return free
 
 
 async def lease_channel(conn: asyncpg.Connection, channels: tuple[str, ...]) -> str | None:
-    """A channel account with no attempt in flight, locked until the caller's transaction
-    ends (SKIP LOCKED: concurrent preparers and replicas take different channels)."""
+    """An active channel account with no attempt in flight, locked until the caller's
+    transaction ends (SKIP LOCKED: concurrent preparers and replicas take different channels).
+
+    Reads the registry, so a channel added or retired while the service runs is used or left
+    at the next lease, no restart. The channel row stays locked until the attempt is
+    committed, so the registry's drain check (which locks it first) sees that attempt.
+    `channels` (the start-up seed) only switches channel mode on."""
     leased: str | None = await conn.fetchval(
-        """SELECT s.account FROM source_accounts s
-           WHERE s.account = ANY($1::text[])
+        """SELECT c.account FROM channel_accounts c
+           JOIN source_accounts s ON s.account = c.account
+           WHERE c.state = 'active'
              AND NOT EXISTS (SELECT 1 FROM payout_attempts a
-                             WHERE a.source_account = s.account AND a.status = ANY($2::text[]))
-           ORDER BY s.account LIMIT 1
-           FOR UPDATE OF s SKIP LOCKED""",
-        list(channels), _IN_FLIGHT,
+                             WHERE a.source_account = c.account AND a.status = ANY($1::text[]))
+           ORDER BY c.account LIMIT 1
+           FOR UPDATE OF c, s SKIP LOCKED""",
+        _IN_FLIGHT,
     )
     return leased
 

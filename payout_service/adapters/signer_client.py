@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,13 +44,19 @@ class SignerClient:
     call), like the signer does with its own, so a rotated certificate needs no restart;
     calls already running finish on the old channel."""
 
-    def __init__(self, config: SignerClientConfig, *, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self, config: SignerClientConfig, *, timeout_seconds: float = 10.0,
+        channel_registry: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
         self._config = config
         self._stamp = _tls_stamp(config)
         self._channel = self._open_channel()
         self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)
         self._key_id = config.key_id
         self._channel_keys = dict(config.channel_keys)
+        # Channels added while the service runs are read from the registry (a key id never
+        # changes for an account, so a hit is kept).
+        self._channel_registry = channel_registry
         self._timeout = timeout_seconds
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -90,9 +97,28 @@ class SignerClient:
         await self._channel.close()
         await asyncio.gather(*self._retiring, return_exceptions=True)
 
-    def channel_key(self, source_account: str) -> str | None:
+    async def channel_key(self, source_account: str) -> str | None:
         """The signer key id of a channel account, None for the paying account."""
-        return self._channel_keys.get(source_account)
+        known = self._channel_keys.get(source_account)
+        if known is None and self._channel_registry is not None:
+            known = await self._channel_registry(source_account)
+            if known is not None:
+                self._channel_keys[source_account] = known
+        return known
+
+    async def public_key(self, key_id: str) -> str:
+        """The G... address of a key the signer holds (GetPublicKey)."""
+        self._reload_if_changed()
+        try:
+            response = await self._stub.GetPublicKey(
+                signer_pb2.GetPublicKeyRequest(key_id=key_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND,
+                              grpc.StatusCode.INVALID_ARGUMENT):
+                raise SigningRefused(f"{err.code().name}: {err.details()}") from None
+            raise SignerUnavailable(f"{err.code().name}: {err.details()}") from None
+        return str(response.key.public_key)
 
     async def sign_transaction(
         self, envelope_xdr: str, *, payout_id: str, attempt: int, correlation_id: str,

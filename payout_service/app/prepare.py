@@ -160,7 +160,7 @@ class Preparing(Stage):
         assert self.signer is not None  # noqa: S101
         # A channel transaction needs the channel's signature (transaction source) and the
         # paying account's (operation source); otherwise the paying account's alone.
-        channel_key = self.signer.channel_key(attempt.source_account)
+        channel_key = await self.signer.channel_key(attempt.source_account)
         try:
             envelope_xdr = attempt.envelope_xdr
             for key_id in (channel_key, None) if channel_key else (None,):

@@ -14,6 +14,7 @@ from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import PreconditionFailed, handles_errors
 from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.alert_store import AlertRecord
+from payout_service.programs.channel_api import ChannelAdmin
 from payout_service.programs.health import AlertKind, Level
 from payout_service.programs.monitoring import Monitor
 from payout_service.programs.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
@@ -141,7 +142,7 @@ def _run_fields(r: RunRecord) -> apb.Run:
     )
 
 
-class AdminServicer(admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[misc]
+class AdminServicer(ChannelAdmin, admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[misc]
     def __init__(self, monitor: Monitor, runs: ScheduledRuns, lookup: Lookup | None) -> None:
         self.monitor = monitor
         self.runs = runs

@@ -42,6 +42,7 @@ class Programs:
     monitor: Monitor
     outbox: OutboxDelivery
     alert_outbox: OutboxDelivery
+    admin: AdminServicer | None = None
     service_names: tuple[str, ...] = SERVICE_NAMES
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -69,9 +70,9 @@ async def start_programs(
         alert_outbox=OutboxDelivery(pool, settings.webhooks, ALERT_NOTIFICATIONS),
     )
     rounds_pb2_grpc.add_RoundServiceServicer_to_server(RoundServicer(programs.rounds), server)
-    admin_pb2_grpc.add_PayoutAdminServiceServicer_to_server(
-        AdminServicer(programs.monitor, programs.runs, ledger.lookup if ledger else None), server
-    )
+    programs.admin = AdminServicer(programs.monitor, programs.runs,
+                                   ledger.lookup if ledger else None)
+    admin_pb2_grpc.add_PayoutAdminServiceServicer_to_server(programs.admin, server)
     if loops:
         steps: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
             ("settle_rounds", settings.settle_interval, programs.rounds.settle),

@@ -116,7 +116,7 @@ class FakeSigner:
         env.sign(self.key)
         return SignedEnvelope(env.to_xdr(), env.hash_hex())
 
-    def channel_key(self, source_account: str) -> str | None:
+    async def channel_key(self, source_account: str) -> str | None:
         return None
 
     async def close(self) -> None:

@@ -40,6 +40,17 @@ class ScheduleFrequency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCHEDULE_FREQUENCY_DAILY: _ClassVar[ScheduleFrequency]
     SCHEDULE_FREQUENCY_WEEKLY: _ClassVar[ScheduleFrequency]
     SCHEDULE_FREQUENCY_MONTHLY: _ClassVar[ScheduleFrequency]
+
+class ChannelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANNEL_STATE_UNSPECIFIED: _ClassVar[ChannelState]
+    CHANNEL_STATE_PENDING: _ClassVar[ChannelState]
+    CHANNEL_STATE_FUNDING: _ClassVar[ChannelState]
+    CHANNEL_STATE_ACTIVE: _ClassVar[ChannelState]
+    CHANNEL_STATE_DRAINING: _ClassVar[ChannelState]
+    CHANNEL_STATE_RETIRED: _ClassVar[ChannelState]
+    CHANNEL_STATE_MERGING: _ClassVar[ChannelState]
+    CHANNEL_STATE_MERGED: _ClassVar[ChannelState]
 HEALTH_LEVEL_UNSPECIFIED: HealthLevel
 HEALTH_LEVEL_HEALTHY: HealthLevel
 HEALTH_LEVEL_WARNING: HealthLevel
@@ -58,6 +69,14 @@ SCHEDULE_FREQUENCY_UNSPECIFIED: ScheduleFrequency
 SCHEDULE_FREQUENCY_DAILY: ScheduleFrequency
 SCHEDULE_FREQUENCY_WEEKLY: ScheduleFrequency
 SCHEDULE_FREQUENCY_MONTHLY: ScheduleFrequency
+CHANNEL_STATE_UNSPECIFIED: ChannelState
+CHANNEL_STATE_PENDING: ChannelState
+CHANNEL_STATE_FUNDING: ChannelState
+CHANNEL_STATE_ACTIVE: ChannelState
+CHANNEL_STATE_DRAINING: ChannelState
+CHANNEL_STATE_RETIRED: ChannelState
+CHANNEL_STATE_MERGING: ChannelState
+CHANNEL_STATE_MERGED: ChannelState
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "kind", "severity", "status", "message", "raised_at", "acknowledged_at", "resolved_at", "acknowledged_by")
@@ -340,3 +359,163 @@ class ReconcileResponse(_message.Message):
     checked: int
     mismatches: _containers.RepeatedCompositeFieldContainer[Mismatch]
     def __init__(self, checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[Mismatch, _Mapping]]] = ...) -> None: ...
+
+class Channel(_message.Message):
+    __slots__ = ("account", "key_id", "state", "balance", "in_flight", "merge_requested", "top_up", "updated_at", "origin", "held_reason")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    TOP_UP_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    HELD_REASON_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    key_id: str
+    state: ChannelState
+    balance: _payout_pb2.Amount
+    in_flight: bool
+    merge_requested: bool
+    top_up: _payout_pb2.Amount
+    updated_at: _timestamp_pb2.Timestamp
+    origin: str
+    held_reason: str
+    def __init__(self, account: _Optional[str] = ..., key_id: _Optional[str] = ..., state: _Optional[_Union[ChannelState, str]] = ..., balance: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., in_flight: _Optional[bool] = ..., merge_requested: _Optional[bool] = ..., top_up: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., held_reason: _Optional[str] = ...) -> None: ...
+
+class ChannelKey(_message.Message):
+    __slots__ = ("key_id", "public_key")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    public_key: str
+    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[str] = ...) -> None: ...
+
+class ChannelOperation(_message.Message):
+    __slots__ = ("operation_id", "kind", "status", "tx_hash", "channels", "total", "result_code", "created_at")
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_CODE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    operation_id: str
+    kind: str
+    status: str
+    tx_hash: str
+    channels: int
+    total: _payout_pb2.Amount
+    result_code: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, operation_id: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., tx_hash: _Optional[str] = ..., channels: _Optional[int] = ..., total: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., result_code: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListChannelsRequest(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[ChannelState]
+    def __init__(self, states: _Optional[_Iterable[_Union[ChannelState, str]]] = ...) -> None: ...
+
+class ListChannelsResponse(_message.Message):
+    __slots__ = ("channels", "operations")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[Channel]
+    operations: _containers.RepeatedCompositeFieldContainer[ChannelOperation]
+    def __init__(self, channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ..., operations: _Optional[_Iterable[_Union[ChannelOperation, _Mapping]]] = ...) -> None: ...
+
+class AddChannelsRequest(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[ChannelKey]
+    def __init__(self, channels: _Optional[_Iterable[_Union[ChannelKey, _Mapping]]] = ...) -> None: ...
+
+class AddChannelsResponse(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[Channel]
+    def __init__(self, channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ...) -> None: ...
+
+class CreateChannelsRequest(_message.Message):
+    __slots__ = ("channels", "starting_balance")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    STARTING_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[ChannelKey]
+    starting_balance: _payout_pb2.Amount
+    def __init__(self, channels: _Optional[_Iterable[_Union[ChannelKey, _Mapping]]] = ..., starting_balance: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ...) -> None: ...
+
+class CreateChannelsResponse(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[Channel]
+    def __init__(self, channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ...) -> None: ...
+
+class TopUpChannelsRequest(_message.Message):
+    __slots__ = ("below", "to")
+    BELOW_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    below: _payout_pb2.Amount
+    to: _payout_pb2.Amount
+    def __init__(self, below: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., to: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ...) -> None: ...
+
+class TopUpChannelsResponse(_message.Message):
+    __slots__ = ("channels", "total")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[Channel]
+    total: _payout_pb2.Amount
+    def __init__(self, channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ..., total: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ...) -> None: ...
+
+class RetireChannelsRequest(_message.Message):
+    __slots__ = ("accounts", "merge")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    MERGE_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    merge: bool
+    def __init__(self, accounts: _Optional[_Iterable[str]] = ..., merge: _Optional[bool] = ...) -> None: ...
+
+class RetireChannelsResponse(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[Channel]
+    def __init__(self, channels: _Optional[_Iterable[_Union[Channel, _Mapping]]] = ...) -> None: ...
+
+class PlanChannelsRequest(_message.Message):
+    __slots__ = ("queued_payouts_per_ledger", "payouts_per_transaction", "close_time_ms")
+    QUEUED_PAYOUTS_PER_LEDGER_FIELD_NUMBER: _ClassVar[int]
+    PAYOUTS_PER_TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    queued_payouts_per_ledger: int
+    payouts_per_transaction: int
+    close_time_ms: int
+    def __init__(self, queued_payouts_per_ledger: _Optional[int] = ..., payouts_per_transaction: _Optional[int] = ..., close_time_ms: _Optional[int] = ...) -> None: ...
+
+class PlanChannelsResponse(_message.Message):
+    __slots__ = ("needed", "target", "queued_payouts_per_ledger", "transactions_per_ledger", "ceiling_payouts_per_minute", "limited_by", "queued_payouts", "active", "spare", "reactivate", "drain", "create")
+    NEEDED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_PAYOUTS_PER_LEDGER_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_PER_LEDGER_FIELD_NUMBER: _ClassVar[int]
+    CEILING_PAYOUTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    LIMITED_BY_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    SPARE_FIELD_NUMBER: _ClassVar[int]
+    REACTIVATE_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    needed: int
+    target: int
+    queued_payouts_per_ledger: int
+    transactions_per_ledger: int
+    ceiling_payouts_per_minute: int
+    limited_by: str
+    queued_payouts: int
+    active: int
+    spare: int
+    reactivate: int
+    drain: int
+    create: int
+    def __init__(self, needed: _Optional[int] = ..., target: _Optional[int] = ..., queued_payouts_per_ledger: _Optional[int] = ..., transactions_per_ledger: _Optional[int] = ..., ceiling_payouts_per_minute: _Optional[int] = ..., limited_by: _Optional[str] = ..., queued_payouts: _Optional[int] = ..., active: _Optional[int] = ..., spare: _Optional[int] = ..., reactivate: _Optional[int] = ..., drain: _Optional[int] = ..., create: _Optional[int] = ...) -> None: ...

@@ -96,6 +96,36 @@ class PayoutAdminServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigResponse.FromString,
                 _registered_method=True)
+        self.ListChannels = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/ListChannels',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListChannelsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListChannelsResponse.FromString,
+                _registered_method=True)
+        self.AddChannels = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/AddChannels',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddChannelsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddChannelsResponse.FromString,
+                _registered_method=True)
+        self.CreateChannels = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/CreateChannels',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.CreateChannelsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.CreateChannelsResponse.FromString,
+                _registered_method=True)
+        self.TopUpChannels = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/TopUpChannels',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.TopUpChannelsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.TopUpChannelsResponse.FromString,
+                _registered_method=True)
+        self.RetireChannels = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/RetireChannels',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RetireChannelsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RetireChannelsResponse.FromString,
+                _registered_method=True)
+        self.PlanChannels = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/PlanChannels',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutAdminServiceServicer:
@@ -185,6 +215,54 @@ class PayoutAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChannels(self, request, context):
+        """The channel pool: channel accounts are the sources of payout transactions, one in flight
+        each. The registry is read at every lease, so changes here need no restart.
+        The channels (all, or those in `states`) and the latest lifecycle transactions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddChannels(self, request, context):
+        """Registers accounts already on chain whose keys the signer holds (checked with the signer's
+        GetPublicKey): active at once. A retired channel named again is re-activated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateChannels(self, request, context):
+        """Registers new channels (keys generated in the signer) as PENDING; the service funds them
+        with CreateAccount from the funding account, up to 100 per transaction, then they are
+        ACTIVE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopUpChannels(self, request, context):
+        """Reads the channels' balances; those below `below` get a native Payment up to `to`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireChannels(self, request, context):
+        """Active channels take no new work (DRAINING) and are RETIRED once nothing is in flight; with
+        `merge`, a retired channel is then merged into the funding account (AccountMerge).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanChannels(self, request, context):
+        """How many channels the load needs: the queue as it stands, or the given load.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +325,36 @@ def add_PayoutAdminServiceServicer_to_server(servicer, server):
                     servicer.UpdateAlertConfig,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigResponse.SerializeToString,
+            ),
+            'ListChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChannels,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListChannelsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListChannelsResponse.SerializeToString,
+            ),
+            'AddChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddChannels,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddChannelsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddChannelsResponse.SerializeToString,
+            ),
+            'CreateChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateChannels,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.CreateChannelsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.CreateChannelsResponse.SerializeToString,
+            ),
+            'TopUpChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopUpChannels,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.TopUpChannelsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.TopUpChannelsResponse.SerializeToString,
+            ),
+            'RetireChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireChannels,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RetireChannelsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RetireChannelsResponse.SerializeToString,
+            ),
+            'PlanChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanChannels,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +683,168 @@ class PayoutAdminService:
             '/payout.v1.PayoutAdminService/UpdateAlertConfig',
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.UpdateAlertConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/ListChannels',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListChannelsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/AddChannels',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddChannelsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/CreateChannels',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.CreateChannelsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.CreateChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopUpChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/TopUpChannels',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.TopUpChannelsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.TopUpChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/RetireChannels',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RetireChannelsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RetireChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/PlanChannels',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
