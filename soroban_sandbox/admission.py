@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from stellar_sdk import TransactionEnvelope
 from stellar_sdk import xdr as x
 from stellar_sdk.memo import NoneMemo
-from stellar_sdk.operation import InvokeHostFunction, Payment
+from stellar_sdk.operation import CreateAccount, InvokeHostFunction, Operation, Payment
 
+from . import xdr_build as b
 from .authority import first_valid_signature
 from .fees import non_refundable_fee
+from .resources import PUBLISHED_TX_LIMITS, TxLimits, limit_error
 from .xdr_build import BASE_FEE, BASE_RESERVE
 
 Code = x.TransactionResultCode
@@ -30,10 +32,12 @@ class LedgerView:
     source_exists: bool
     source_seq: int
     source_balance: int
+    source_min_balance: int = 2 * BASE_RESERVE  # getMinBalance of the source's sub-entries
     # stellar-core getUpperBoundCloseTimeOffset (src/transactions/TransactionUtils.cpp):
     # EXPECTED_CLOSE_TIME_MULT (2) x the expected ledger close time in whole seconds, plus the
     # time since the last close. A maxTime below close_time + this offset is txTOO_LATE.
     upper_bound_offset: int = 0
+    tx_limits: TxLimits = PUBLISHED_TX_LIMITS
 
 
 def resource_fee_of(envelope: TransactionEnvelope) -> int:
@@ -55,15 +59,25 @@ def fee_to_charge(envelope: TransactionEnvelope, base_fee: int = BASE_FEE) -> in
     return min(inclusion_bid(envelope), base_fee * ops) + resource_fee_of(envelope)
 
 
-def is_native_payment(op: object) -> bool:
-    return isinstance(op, Payment) and op.asset.is_native()
+@dataclass(frozen=True)
+class Rejection:
+    """A sendTransaction ERROR: the code, and for txFAILED each operation's result."""
+
+    code: Code
+    op_results: list[x.OperationResult] | None = None
+
+
+def is_classic_supported(op: object) -> bool:
+    return isinstance(op, Payment | CreateAccount)
 
 
 def is_soroban(envelope: TransactionEnvelope) -> bool:
     return envelope.transaction.soroban_data is not None
 
 
-def structure_error(envelope: TransactionEnvelope) -> Code | None:
+def structure_error(
+    envelope: TransactionEnvelope, limits: TxLimits = PUBLISHED_TX_LIMITS
+) -> Code | None:
     """Soroban shape rules (CAP-46-7): one InvokeHostFunction op, sorobanData, no memo, no mux."""
     tx = envelope.transaction
     ops = tx.operations
@@ -71,9 +85,9 @@ def structure_error(envelope: TransactionEnvelope) -> Code | None:
         return Code.txMISSING_OPERATION
     is_soroban = any(isinstance(op, InvokeHostFunction) for op in ops)
     if not is_soroban:
-        # Classic transactions: native XLM payments only (up to 100 operations); anything
-        # else classic is out of scope for this harness and refused loudly.
-        if not all(is_native_payment(op) for op in ops):
+        # Classic transactions: Payment and CreateAccount (up to 100 operations, the XDR's
+        # MAX_OPS_PER_TX); any other classic operation is out of scope and refused loudly.
+        if not all(is_classic_supported(op) for op in ops):
             return Code.txNOT_SUPPORTED
         return Code.txMALFORMED if tx.soroban_data is not None else None
     if len(ops) != 1 or tx.soroban_data is None:
@@ -84,6 +98,11 @@ def structure_error(envelope: TransactionEnvelope) -> Code | None:
     if tx.source.account_muxed_id is not None or (
         op.source is not None and op.source.account_muxed_id is not None
     ):
+        return Code.txSOROBAN_INVALID
+    # TransactionFrame::checkSorobanResources, before the resource fee checks.
+    data = tx.soroban_data
+    size = len(envelope.to_xdr_object().to_xdr_bytes())
+    if limit_error(data.resources, size, limits) is not None:
         return Code.txSOROBAN_INVALID
     return resource_fee_error(envelope)
 
@@ -127,37 +146,80 @@ def time_bounds_error(envelope: TransactionEnvelope, view: LedgerView) -> Code |
     return None
 
 
-def admission_error(envelope: TransactionEnvelope, tx_hash: bytes, view: LedgerView) -> Code | None:
+def admission_error(
+    envelope: TransactionEnvelope, tx_hash: bytes, view: LedgerView
+) -> Rejection | None:
     """The first rule the transaction breaks, in stellar-core's order, or None."""
     tx = envelope.transaction
-    code = structure_error(envelope) or time_bounds_error(envelope, view)
+    code = structure_error(envelope, view.tx_limits) or time_bounds_error(envelope, view)
     if code is not None:
-        return code
+        return Rejection(code)
     # Inclusion fee (fee minus declared resource fee) must reach the base fee per operation.
     if tx.fee - resource_fee_of(envelope) < BASE_FEE * len(tx.operations):
-        return Code.txINSUFFICIENT_FEE
+        return Rejection(Code.txINSUFFICIENT_FEE)
     if not view.source_exists:
-        return Code.txNO_ACCOUNT
+        return Rejection(Code.txNO_ACCOUNT)
     if tx.sequence != view.source_seq + 1:
-        return Code.txBAD_SEQ
+        return Rejection(Code.txBAD_SEQ)
     signatures = envelope.to_xdr_object().v1.signatures  # type: ignore[union-attr]
-    # The transaction source and an operation's own source must each sign (master key,
-    # weight 1). stellar-core's SignatureChecker uses each signature for at most one signer
-    # and a signer consumes one signature; any signature left unused (an extra key, or the
-    # same signature twice) fails checkAllSignaturesUsed: txBAD_AUTH_EXTRA.
-    signers = dict.fromkeys(
-        [tx.source.account_id] + [op.source.account_id for op in tx.operations if op.source]
-    )
+    # Master keys of weight 1 only. stellar-core's SignatureChecker uses each signature for at
+    # most one signer; any signature left unused (an extra key, or the same signature twice)
+    # fails checkAllSignaturesUsed: txBAD_AUTH_EXTRA, checked last.
     used: set[int] = set()
-    for signer in signers:
-        index = first_valid_signature(signer, tx_hash, signatures, used)
-        if index is None:
-            return Code.txBAD_AUTH
-        used.add(index)
-    # The full fee must be payable from the balance above the minimum reserve (2 base
-    # reserves): TransactionQueue::canAdd checks getAvailableBalance - getFullFee.
-    if view.source_balance - 2 * BASE_RESERVE < tx.fee:
-        return Code.txINSUFFICIENT_BALANCE
+    signed: set[str] = set()
+    source = tx.source.account_id
+    index = first_valid_signature(source, tx_hash, signatures, used)
+    if index is None:
+        return Rejection(Code.txBAD_AUTH)  # TransactionFrame::commonValid, the tx source
+    used.add(index)
+    signed.add(source)
+    # The full fee must be payable from the balance above the minimum reserve:
+    # TransactionQueue::canAdd checks getAvailableBalance - getFullFee.
+    if view.source_balance - view.source_min_balance < tx.fee:
+        return Rejection(Code.txINSUFFICIENT_BALANCE)
+    failed = _operation_error(tx.operations, source, tx_hash, signatures, used, signed)
+    if failed is not None:
+        return failed
     if len(used) < len(signatures):
-        return Code.txBAD_AUTH_EXTRA
+        return Rejection(Code.txBAD_AUTH_EXTRA)
+    return None
+
+
+def _operation_error(
+    ops: list[Operation],
+    tx_source: str,
+    tx_hash: bytes,
+    signatures: list[x.DecoratedSignature],
+    used: set[int],
+    signed: set[str],
+) -> Rejection | None:
+    """TransactionFrame::checkValid's loop over OperationFrame::checkValid (not for apply):
+    each operation's source must have signed (opBAD_AUTH, whether or not that account exists:
+    checkSignatureNoAccount), then the operation's own doCheckValid (MALFORMED). The first
+    failure stops the loop: txFAILED, the operations not reached keep their zero result."""
+    results = [b.unchecked_op_result(op.to_xdr_object().body.type) for op in ops]
+    for position, op in enumerate(ops):
+        source = op.source.account_id if op.source else tx_source
+        if source not in signed:
+            index = first_valid_signature(source, tx_hash, signatures, used)
+            if index is None:
+                results[position] = b.op_code_result(x.OperationResultCode.opBAD_AUTH)
+                return Rejection(Code.txFAILED, results)
+            used.add(index)
+            signed.add(source)
+        malformed = _malformed(op, source)
+        if malformed is not None:
+            results[position] = malformed
+            return Rejection(Code.txFAILED, results)
+    return None
+
+
+def _malformed(op: Operation, source: str) -> x.OperationResult | None:
+    """PaymentOpFrame / CreateAccountOpFrame::doCheckValid."""
+    body = op.to_xdr_object().body
+    if body.payment_op is not None and body.payment_op.amount.int64 <= 0:
+        return b.payment_result(x.PaymentResultCode.PAYMENT_MALFORMED)
+    if isinstance(op, CreateAccount) and body.create_account_op is not None:
+        if body.create_account_op.starting_balance.int64 < 0 or op.destination == source:
+            return b.create_account_result(x.CreateAccountResultCode.CREATE_ACCOUNT_MALFORMED)
     return None

@@ -1,10 +1,29 @@
-"""Classic native XLM payments (up to 100 per transaction), as stellar-core applies them.
+"""Classic operations as stellar-core applies them: ``Payment`` (XLM, and issued assets through
+trustlines) and ``CreateAccount`` (up to 100 operations per transaction).
 
-Every operation of the transaction is applied in order against a scratch view; each gets its
-own PaymentResult; if any fails the transaction is txFAILED and nothing moves (the fee and the
-sequence number are consumed by the caller either way). Since protocol 23 (CAP-67) a native
-payment emits the XLM SAC ``transfer`` event. Anything but native payments is refused at
-submission (txNOT_SUPPORTED).
+stellar-core TransactionFrame::applyOperations applies every operation in order inside one
+nested LedgerTxn, each operation seeing what the earlier ones did, records each operation's own
+result, and rolls the whole transaction back when any failed (txFAILED with the full results
+array; the fee and the sequence number stay consumed). Here the nested LedgerTxn is a scratch
+view committed only when every operation succeeded.
+
+- Payment (src/transactions/PaymentOpFrame.cpp): XLM to oneself succeeds at once; otherwise it
+  is a PathPaymentStrictReceive with an empty path (PathPaymentStrictReceiveOpFrame.cpp,
+  PathPaymentOpFrameBase.cpp): the destination must exist (unless it is the asset's issuer,
+  shouldBypassIssuerCheck) → NO_DESTINATION; the destination is credited first (XLM over
+  INT64_MAX, or a trustline over its limit → LINE_FULL; no trustline → NO_TRUST; not
+  authorised → NOT_AUTHORIZED); then the source is debited (XLM above its minimum balance, else
+  UNDERFUNDED; no trustline → SRC_NO_TRUST; not authorised → SRC_NOT_AUTHORIZED; trustline
+  balance short → UNDERFUNDED). The issuer mints and burns: it needs no trustline.
+- CreateAccount (src/transactions/CreateAccountOpFrame.cpp, protocol 14+): the destination
+  exists → ALREADY_EXIST; a starting balance below the new account's minimum balance
+  (2 base reserves) → LOW_RESERVE; the source's available balance short → UNDERFUNDED; the new
+  account starts at sequence number ledger << 32 (getStartingSequenceNumber).
+- An operation whose source account does not exist at apply time: opNO_ACCOUNT
+  (OperationFrame::checkValid with forApply).
+
+Since protocol 23 (CAP-67) each payment and account creation emits the asset's SAC
+``transfer`` event.
 """
 
 from __future__ import annotations
@@ -12,17 +31,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from stellar_sdk import Asset
 from stellar_sdk import xdr as x
-from stellar_sdk.operation import Payment
+from stellar_sdk.operation import CreateAccount, Operation, Payment
 
 from . import xdr_build as b
-from .contracts import TokenMove
-from .execution import MIN_BALANCE
+from .contracts import TokenMove, asset_name
+from .execution import min_balance
+from .records import Account, Trustline
 
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-Code = x.PaymentResultCode
+Pay = x.PaymentResultCode
+Create = x.CreateAccountResultCode
+INT64_MAX = 2**63 - 1
+NEW_ACCOUNT_MIN_BALANCE = min_balance(0)
 
 
 @dataclass
@@ -30,56 +54,168 @@ class ClassicRun:
     results: list[x.OperationResult] = field(default_factory=list)
     moves: list[TokenMove] = field(default_factory=list)  # successful ones, in order
     op_indexes: list[int] = field(default_factory=list)  # the operation of each move
-
-    @property
-    def successful(self) -> bool:
-        return all(
-            r.tr is not None
-            and r.tr.payment_result is not None
-            and r.tr.payment_result.code == Code.PAYMENT_SUCCESS
-            for r in self.results
-        )
+    successful: bool = True
 
 
-def apply_payments(
-    ledger: Ledger, tx_source: str, payments: list[Payment], seq: int
-) -> ClassicRun:
+@dataclass
+class _Scratch:
+    """The nested LedgerTxn: what the transaction's operations changed so far."""
+
+    ledger: Ledger
+    balances: dict[str, int] = field(default_factory=dict)
+    lines: dict[tuple[str, str], int] = field(default_factory=dict)
+    created: set[str] = field(default_factory=set)
+
+    def exists(self, account_id: str) -> bool:
+        return account_id in self.ledger.accounts or account_id in self.created
+
+    def native(self, account_id: str) -> int:
+        if account_id not in self.balances:
+            self.balances[account_id] = self.ledger.accounts[account_id].balance
+        return self.balances[account_id]
+
+    def available(self, account_id: str) -> int:
+        """stellar-core getAvailableBalance: balance minus the minimum balance."""
+        account = self.ledger.accounts.get(account_id)
+        subentries = account.num_sub_entries if account is not None else 0
+        return self.native(account_id) - min_balance(subentries)
+
+    def line(self, account_id: str, asset: str) -> Trustline | None:
+        return self.ledger.trustlines.get((account_id, asset))
+
+    def line_balance(self, account_id: str, asset: str, line: Trustline) -> int:
+        return self.lines.get((account_id, asset), line.balance)
+
+
+def apply_classic(ledger: Ledger, tx_source: str, ops: list[Operation], seq: int) -> ClassicRun:
     run = ClassicRun()
-    native = ledger.registry.native_id
-    balances: dict[str, int] = {}
-
-    def balance(account_id: str) -> int:
-        if account_id not in balances:
-            balances[account_id] = ledger.accounts[account_id].balance
-        return balances[account_id]
-
-    for index, op in enumerate(payments):
+    scratch = _Scratch(ledger)
+    for index, op in enumerate(ops):
         source = op.source.account_id if op.source else tx_source
-        destination = op.destination.account_id
-        amount = _stroops(str(op.amount))
-        code = Code.PAYMENT_SUCCESS
-        if destination not in ledger.accounts:
-            code = Code.PAYMENT_NO_DESTINATION
-        elif source not in ledger.accounts or balance(source) - MIN_BALANCE < amount:
-            code = Code.PAYMENT_UNDERFUNDED
+        moves: list[TokenMove] = []
+        if not scratch.exists(source):
+            result = b.op_code_result(x.OperationResultCode.opNO_ACCOUNT)
+            ok = False
+        elif isinstance(op, CreateAccount):
+            code = _create_account(scratch, source, op, seq, moves)
+            result, ok = b.create_account_result(code), code == Create.CREATE_ACCOUNT_SUCCESS
         else:
-            balances[source] = balance(source) - amount
-            balances[destination] = balance(destination) + amount
-            run.moves.append(
-                TokenMove(native, "payment", native, "native", source, destination, amount)
-            )
-            run.op_indexes.append(index)
-        run.results.append(b.payment_result(code))
+            assert isinstance(op, Payment)
+            pay_code = _payment(scratch, source, op, moves)
+            result, ok = b.payment_result(pay_code), pay_code == Pay.PAYMENT_SUCCESS
+        run.results.append(result)
+        run.successful = run.successful and ok
+        run.moves.extend(moves)
+        run.op_indexes.extend([index] * len(moves))
     if run.successful:
-        for account_id, value in balances.items():
-            ledger.accounts[account_id].balance = value
-            ledger.accounts[account_id].last_modified = seq
+        _commit(scratch, seq)
     else:
         run.moves, run.op_indexes = [], []
     return run
 
 
-def _stroops(amount: str) -> int:
-    """stellar-sdk's 7-decimal amount string ("1.5") in stroops, without floats."""
-    whole, _, fraction = amount.partition(".")
-    return int(whole) * 10_000_000 + int((fraction + "0000000")[:7])
+def _payment(scratch: _Scratch, source: str, op: Payment, moves: list[TokenMove]) -> Pay:
+    destination = op.destination.account_id
+    body = op.to_xdr_object().body.payment_op
+    assert body is not None
+    amount = body.amount.int64
+    asset = op.asset
+    move = _move(scratch.ledger, asset, "payment", source, destination, amount)
+    if asset.is_native():
+        if destination == source:
+            moves.append(move)  # PaymentOpFrame: instant success
+            return Pay.PAYMENT_SUCCESS
+        if not scratch.exists(destination):
+            return Pay.PAYMENT_NO_DESTINATION
+        if scratch.native(destination) > INT64_MAX - amount:
+            return Pay.PAYMENT_LINE_FULL
+        if amount > scratch.available(source):
+            return Pay.PAYMENT_UNDERFUNDED
+        scratch.balances[destination] = scratch.native(destination) + amount
+        scratch.balances[source] = scratch.native(source) - amount
+        moves.append(move)
+        return Pay.PAYMENT_SUCCESS
+    name = asset_name(asset)
+    issuer = asset.issuer
+    if destination != issuer:  # shouldBypassIssuerCheck: paying the issuer back
+        if not scratch.exists(destination):
+            return Pay.PAYMENT_NO_DESTINATION
+        code = _credit_line(scratch, destination, name, amount)
+        if code is not None:
+            return code
+    if source != issuer:
+        code = _debit_line(scratch, source, name, amount)
+        if code is not None:
+            return code
+    moves.append(move)
+    return Pay.PAYMENT_SUCCESS
+
+
+def _credit_line(scratch: _Scratch, holder: str, name: str, amount: int) -> Pay | None:
+    line = scratch.line(holder, name)
+    if line is None:
+        return Pay.PAYMENT_NO_TRUST
+    if not line.authorized:
+        return Pay.PAYMENT_NOT_AUTHORIZED
+    held = scratch.line_balance(holder, name, line)
+    if held > line.limit - amount:
+        return Pay.PAYMENT_LINE_FULL
+    scratch.lines[(holder, name)] = held + amount
+    return None
+
+
+def _debit_line(scratch: _Scratch, holder: str, name: str, amount: int) -> Pay | None:
+    line = scratch.line(holder, name)
+    if line is None:
+        return Pay.PAYMENT_SRC_NO_TRUST
+    if not line.authorized:
+        return Pay.PAYMENT_SRC_NOT_AUTHORIZED
+    held = scratch.line_balance(holder, name, line)
+    if held < amount:
+        return Pay.PAYMENT_UNDERFUNDED
+    scratch.lines[(holder, name)] = held - amount
+    return None
+
+
+def _create_account(
+    scratch: _Scratch, source: str, op: CreateAccount, seq: int, moves: list[TokenMove]
+) -> Create:
+    destination = op.destination
+    body = op.to_xdr_object().body.create_account_op
+    assert body is not None
+    starting = body.starting_balance.int64
+    if scratch.exists(destination):
+        return Create.CREATE_ACCOUNT_ALREADY_EXIST
+    if starting < NEW_ACCOUNT_MIN_BALANCE:
+        return Create.CREATE_ACCOUNT_LOW_RESERVE
+    if scratch.available(source) < starting:
+        return Create.CREATE_ACCOUNT_UNDERFUNDED
+    scratch.balances[source] = scratch.native(source) - starting
+    scratch.created.add(destination)
+    scratch.balances[destination] = starting
+    moves.append(
+        _move(scratch.ledger, Asset.native(), "create_account", source, destination, starting)
+    )
+    return Create.CREATE_ACCOUNT_SUCCESS
+
+
+def _move(
+    ledger: Ledger, asset: Asset, function: str, source: str, destination: str, amount: int
+) -> TokenMove:
+    token_id = (
+        ledger.registry.native_id if asset.is_native() else asset.contract_id(ledger.passphrase)
+    )
+    return TokenMove(token_id, function, token_id, asset_name(asset), source, destination, amount)
+
+
+def _commit(scratch: _Scratch, seq: int) -> None:
+    ledger = scratch.ledger
+    for account_id in scratch.created:
+        # getStartingSequenceNumber: the ledger being closed, shifted 32 bits.
+        ledger.accounts[account_id] = Account(account_id, 0, seq << 32, seq)
+    for account_id, value in scratch.balances.items():
+        ledger.accounts[account_id].balance = value
+        ledger.accounts[account_id].last_modified = seq
+    for key, value in scratch.lines.items():
+        ledger.trustlines[key].balance = value
+        ledger.trustlines[key].last_modified = seq

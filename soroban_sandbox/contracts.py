@@ -1,7 +1,10 @@
 """The contracts the sandbox knows: Stellar Asset Contracts and one payout contract.
 
 Both are modelled by their effect only: ``fn(from: Address, to: Address, amount: i128)`` moves
-``amount`` of one asset from ``from`` to ``to``. There is no WASM here; anything else a client
+``amount`` of one asset from ``from`` to ``to``; the payout contract's batch method
+``distribute_batch(from: Address, payouts: Vec<(Address, i128)>)`` (a Soroban tuple is an
+``SCV_VEC``) moves each amount of XLM from ``from`` to each destination, atomically
+(/work/notes/BATCH_INTERFACE.md, issue 14). There is no WASM here; anything else a client
 invokes is an unknown contract or function and traps on chain, as a missing contract would.
 """
 
@@ -11,12 +14,13 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from stellar_sdk import Asset, MuxedAccount, StrKey
+from stellar_sdk import Asset, MuxedAccount, StrKey, scval
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address, AddressType
 
 SAC_TRANSFER = "transfer"
 DEFAULT_PAYOUT_METHOD = "distribute_winnings"
+DEFAULT_PAYOUT_BATCH_METHOD = "distribute_batch"
 
 
 class ContractError(Exception):
@@ -36,6 +40,21 @@ class TokenMove:
     amount: int
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """What one contract call does: ``from_`` authorises, every move leaves ``from_``."""
+
+    contract_id: str
+    function: str
+    token_id: str
+    from_: str
+    moves: tuple[TokenMove, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(m.amount for m in self.moves)
+
+
 def asset_name(asset: Asset) -> str:
     return "native" if asset.is_native() else f"{asset.code}:{asset.issuer}"
 
@@ -51,6 +70,7 @@ class ContractRegistry:
     passphrase: str
     payout_contract_id: str
     payout_method: str = DEFAULT_PAYOUT_METHOD
+    payout_batch_method: str = DEFAULT_PAYOUT_BATCH_METHOD
     assets: dict[str, Asset] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,7 +86,7 @@ class ContractRegistry:
         self.assets[contract_id] = asset
         return contract_id
 
-    def interpret(self, call: x.InvokeContractArgs) -> TokenMove:
+    def interpret(self, call: x.InvokeContractArgs) -> Invocation:
         contract_id = Address.from_xdr_sc_address(call.contract_address).address
         function = call.function_name.sc_symbol.decode()
         if contract_id in self.assets:
@@ -74,21 +94,42 @@ class ContractRegistry:
                 raise ContractError(f"function {function!r} not supported on SAC {contract_id}")
             token_id = contract_id
         elif contract_id == self.payout_contract_id:
-            if function != self.payout_method:
+            if function not in (self.payout_method, self.payout_batch_method):
                 raise ContractError(f"payout contract has no function {function!r}")
             token_id = self.native_id
         else:
             raise ContractError(f"contract {contract_id} does not exist")
-        from_, to, amount = _transfer_args(call.args)
-        return TokenMove(
-            contract_id=contract_id,
-            function=function,
-            token_id=token_id,
-            asset=asset_name(self.assets[token_id]),
-            from_=from_,
-            to=to,
-            amount=amount,
+        if contract_id == self.payout_contract_id and function == self.payout_batch_method:
+            from_, payouts = _batch_args(call.args)
+        else:
+            from_, to, amount = _transfer_args(call.args)
+            payouts = [(to, amount)]
+        asset = asset_name(self.assets[token_id])
+        moves = tuple(
+            TokenMove(contract_id, function, token_id, asset, from_, to, amount)
+            for to, amount in payouts
         )
+        return Invocation(contract_id, function, token_id, from_, moves)
+
+
+def _batch_args(args: list[x.SCVal]) -> tuple[str, list[tuple[str, int]]]:
+    """``(from: Address, payouts: Vec<(Address, i128)>)``; the host refuses any other shape
+    (a trap), and the contract traps on a negative amount."""
+    if len(args) != 2:
+        raise ContractError(
+            f"expected (from: Address, payouts: Vec<(Address, i128)>), got {len(args)} args"
+        )
+    from_val, payouts_val = args
+    if payouts_val.type != x.SCValType.SCV_VEC or payouts_val.vec is None:
+        raise ContractError("payouts must be a Vec<(Address, i128)>")
+    payouts = []
+    for item in payouts_val.vec.sc_vec:
+        if item.type != x.SCValType.SCV_VEC or item.vec is None or len(item.vec.sc_vec) != 2:
+            raise ContractError("each payout must be a tuple (Address, i128)")
+        _, to, amount = _transfer_args([from_val, *item.vec.sc_vec])
+        payouts.append((to, amount))
+    from_, _, _ = _transfer_args([from_val, from_val, scval.to_int128(0)])
+    return from_, payouts
 
 
 def _transfer_args(args: list[x.SCVal]) -> tuple[str, str, int]:

@@ -13,14 +13,22 @@ from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
 from stellar_sdk.operation import InvokeHostFunction
 
+from . import xdr_build as b
 from .authority import address_credentials, check_address_entry, invocation_matches
-from .contracts import ContractError, TokenMove
+from .contracts import ContractError, Invocation, TokenMove
+from .resources import entry_size, instructions_needed
 from .xdr_build import BASE_RESERVE
 
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-MIN_BALANCE = 2 * BASE_RESERVE  # an account with no sub-entries must keep 1 XLM
+
+def min_balance(num_sub_entries: int) -> int:
+    """stellar-core getMinBalance: (2 + sub-entries) base reserves; with none, 1 XLM."""
+    return (2 + num_sub_entries) * BASE_RESERVE
+
+
+MIN_BALANCE = min_balance(0)  # an account with no sub-entries must keep 1 XLM
 
 
 @dataclass
@@ -35,6 +43,8 @@ class TokenBalance:
 class Execution:
     error: str | None = None
     moves: list[TokenMove] = field(default_factory=list)
+    # The host used more than the transaction declared: RESOURCE_LIMIT_EXCEEDED, not TRAPPED.
+    resource_limit_exceeded: bool = False
 
     @property
     def move(self) -> TokenMove | None:
@@ -52,21 +62,102 @@ def contract_call(op: InvokeHostFunction) -> x.InvokeContractArgs:
 
 
 def execute(
-    ledger: Ledger, op: InvokeHostFunction, op_source: str, seq: int, *, fail_on_chain: bool
+    ledger: Ledger,
+    op: InvokeHostFunction,
+    op_source: str,
+    seq: int,
+    resources: x.SorobanResources,
+    *,
+    fail_on_chain: bool,
 ) -> Execution:
     if fail_on_chain:
         return Execution(error="injected fault: fail_on_chain")
     try:
         call = contract_call(op)
-        move = ledger.registry.interpret(call)
-        nonce = require_auth(ledger, move.from_, call, op.auth, op_source, seq)
-        check_move(ledger, move)
+        invocation = ledger.registry.interpret(call)
+        nonce = require_auth(ledger, invocation.from_, call, op.auth, op_source, seq)
+        check_invocation(ledger, invocation)
+        written = written_entries(ledger, invocation)
+        exceeded = _beyond_declared(resources, invocation, written)
+        if exceeded is not None:
+            return Execution(error=exceeded, resource_limit_exceeded=True)
+        _within_footprint(resources.footprint, written, nonce, invocation.from_)
     except ContractError as exc:
         return Execution(error=str(exc))
-    apply_move(ledger, move, seq)
+    for move in invocation.moves:
+        apply_move(ledger, move, seq)
     if nonce is not None:
-        ledger.used_nonces.add((move.from_, nonce))
-    return Execution(moves=[move])
+        ledger.used_nonces.add((invocation.from_, nonce))
+    return Execution(moves=list(invocation.moves))
+
+
+@dataclass(frozen=True)
+class WrittenEntry:
+    holder: str
+    key: x.LedgerKey
+    after: x.LedgerEntryData
+
+
+def _holders(ledger: Ledger, invocation: Invocation) -> list[str]:
+    """Whose balance entries the invocation writes: ``from`` and each destination, once; the
+    issuer of an issued asset mints and burns, so it has none."""
+    asset = ledger.registry.assets[invocation.token_id]
+    holders = dict.fromkeys([invocation.from_, *(m.to for m in invocation.moves)])
+    return [h for h in holders if asset.is_native() or h != asset.issuer]
+
+
+def written_entries(ledger: Ledger, invocation: Invocation) -> list[WrittenEntry]:
+    """Native XLM of G accounts lives in account entries; everything else in SAC storage."""
+    asset = ledger.registry.assets[invocation.token_id]
+    deltas: dict[str, int] = {}
+    for move in invocation.moves:
+        deltas[move.from_] = deltas.get(move.from_, 0) - move.amount
+        deltas[move.to] = deltas.get(move.to, 0) + move.amount
+    written = []
+    for holder in _holders(ledger, invocation):
+        delta = deltas.get(holder, 0)
+        if asset.is_native() and holder.startswith("G"):
+            account = ledger.accounts[holder]  # check_invocation refused missing accounts
+            key = b.account_key(holder)
+            after = b.account_entry_data(
+                holder, account.balance + delta, account.seq, account.num_sub_entries
+            )
+        else:
+            key = b.balance_key(invocation.token_id, holder)
+            held = ledger.token_balance(invocation.token_id, holder)
+            after = b.balance_entry_data(invocation.token_id, holder, held + delta)
+        written.append(WrittenEntry(holder, key, after))
+    return written
+
+
+def _beyond_declared(
+    resources: x.SorobanResources, invocation: Invocation, written: list[WrittenEntry]
+) -> str | None:
+    """The host stops when it needs more than declared (InvokeHostFunctionOpFrame:
+    INVOKE_HOST_FUNCTION_RESOURCE_LIMIT_EXCEEDED)."""
+    needed = instructions_needed(len(invocation.moves))
+    if needed > resources.instructions.uint32:
+        return f"Error(Budget, ExceededLimit): {needed} instructions needed, declared less"
+    write_bytes = sum(entry_size(w.after) for w in written)
+    if write_bytes > resources.write_bytes.uint32:
+        return f"write bytes {write_bytes} exceed the declared {resources.write_bytes.uint32}"
+    return None
+
+
+def _within_footprint(
+    footprint: x.LedgerFootprint, written: list[WrittenEntry], nonce: int | None, from_: str
+) -> None:
+    """Writing a key the footprint does not declare read-write traps in the host."""
+    declared = {k.to_xdr_bytes() for k in footprint.read_write}
+    keys = [w.key for w in written]
+    if nonce is not None:
+        keys.append(b.nonce_key(from_, nonce))
+    for key in keys:
+        if key.to_xdr_bytes() not in declared:
+            raise ContractError(
+                "Error(Storage, ExceededLimit): trying to access a ledger entry outside of the "
+                "read-write footprint"
+            )
 
 
 def require_auth(
@@ -112,22 +203,29 @@ def _spendable(ledger: Ledger, token_id: str, holder: str) -> int | None:
         return None
     if asset.is_native() and holder.startswith("G"):
         account = ledger.accounts.get(holder)
-        return account.balance - MIN_BALANCE if account else 0
+        return account.balance - min_balance(account.num_sub_entries) if account else 0
     return ledger.token_balance(token_id, holder)
 
 
-def check_move(ledger: Ledger, move: TokenMove) -> None:
-    spendable = _spendable(ledger, move.token_id, move.from_)
-    if spendable is not None and spendable < move.amount:
+def check_invocation(ledger: Ledger, invocation: Invocation) -> None:
+    """The whole call or nothing: ``from`` must cover the sum of its moves (a batch traps when
+    it is underfunded for the sum), and every destination must be able to receive."""
+    spendable = _spendable(ledger, invocation.token_id, invocation.from_)
+    if spendable is not None and spendable < invocation.total:
         # SAC: "balance is not sufficient to spend" (Error(Contract, #10)).
         raise ContractError("Error(Contract, #10): balance is not sufficient to spend")
-    asset = ledger.registry.assets[move.token_id]
-    if asset.is_native() and move.to.startswith("G") and move.to not in ledger.accounts:
-        # Native XLM lives in the account entry; the SAC cannot create accounts.
-        raise ContractError("Error(Storage, MissingValue): destination account does not exist")
-    for holder in (move.from_, move.to):
-        if holder.startswith("G") and not asset.is_native() and holder not in ledger.accounts:
-            raise ContractError(f"Error(Storage, MissingValue): account {holder} does not exist")
+    asset = ledger.registry.assets[invocation.token_id]
+    for move in invocation.moves:
+        if asset.is_native() and move.to.startswith("G") and move.to not in ledger.accounts:
+            # Native XLM lives in the account entry; the SAC cannot create accounts.
+            raise ContractError(
+                f"Error(Storage, MissingValue): destination account {move.to} does not exist"
+            )
+        for holder in (move.from_, move.to):
+            if holder.startswith("G") and not asset.is_native() and holder not in ledger.accounts:
+                raise ContractError(
+                    f"Error(Storage, MissingValue): account {holder} does not exist"
+                )
 
 
 def _credit(ledger: Ledger, token_id: str, holder: str, delta: int, seq: int) -> None:

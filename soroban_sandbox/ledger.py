@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 
 from stellar_sdk import (
+    Asset,
     FeeBumpTransactionEnvelope,
     StrKey,
     TransactionBuilder,
@@ -18,13 +20,13 @@ from stellar_sdk import (
 )
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
-from stellar_sdk.operation import InvokeHostFunction, Payment
+from stellar_sdk.operation import InvokeHostFunction
 
 from . import xdr_build as b
 from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid, is_soroban
-from .classic import apply_payments
-from .contracts import ContractRegistry, TokenMove
-from .execution import TokenBalance, execute
+from .classic import apply_classic
+from .contracts import ContractRegistry, TokenMove, asset_name
+from .execution import TokenBalance, execute, min_balance
 from .fees import EVENT_FEE, non_refundable_fee
 from .records import (
     Account,
@@ -34,8 +36,10 @@ from .records import (
     IncludedTx,
     Submission,
     Transfer,
+    Trustline,
 )
-from .txset import Candidate, choose, to_evict
+from .resources import TxLimits, disk_read_entries
+from .txset import Candidate, Resources, choose, fits, plus, to_evict
 
 FRIENDBOT_STARTING_BALANCE = 10_000 * 10_000_000  # 10,000 XLM in stroops
 PROTOCOL_VERSION = 23
@@ -62,12 +66,32 @@ class LedgerLimits:
     classic_ops_per_ledger: int = 200
     queue_multiplier: int = 2
     expected_close_seconds: int = 0  # whole seconds, truncated like stellar-core's duration_cast
+    # Ledger-wide Soroban limits, stellar-docs "Resource Limits & Fees" (ledger-wide limits,
+    # https://developers.stellar.org/docs/networks/resource-limits-fees): 600 million
+    # instructions, disk reads 1,000 entries, disk writes 500 entries / 143 KB, transactions
+    # 133 KB ("KB" as the network's KiB settings: 140 KiB and 130 KiB, as stellar-docs
+    # PR 1730 listed them).
+    ledger_instructions: int = 600_000_000
+    ledger_write_entries: int = 500
+    ledger_disk_read_entries: int = 1_000
+    ledger_write_bytes: int = 140 * 1024
+    ledger_tx_size_bytes: int = 130 * 1024
 
-    def per_ledger(self, soroban: bool) -> int:
-        return self.soroban_txs_per_ledger if soroban else self.classic_ops_per_ledger
+    def per_ledger(self, soroban: bool) -> Resources:
+        """A lane's capacity in the units of txset.Candidate.units."""
+        if not soroban:
+            return (self.classic_ops_per_ledger,)
+        return (
+            self.soroban_txs_per_ledger,
+            self.ledger_instructions,
+            self.ledger_write_entries,
+            self.ledger_disk_read_entries,
+            self.ledger_write_bytes,
+            self.ledger_tx_size_bytes,
+        )
 
-    def queue_capacity(self, soroban: bool) -> int:
-        return self.per_ledger(soroban) * self.queue_multiplier
+    def queue_capacity(self, soroban: bool) -> Resources:
+        return tuple(limit * self.queue_multiplier for limit in self.per_ledger(soroban))
 
 
 # What a ledger close keeps of each included transaction, for LedgerCloseMeta.
@@ -97,14 +121,32 @@ class _Pending:
     def bid(self) -> int:
         return inclusion_bid(self.envelope)
 
-    @property
+    @cached_property
     def candidate(self) -> Candidate:
         return candidate_of(self.hash, self.envelope)
 
 
+def _underfunded(op_type: x.OperationType) -> x.OperationResult:
+    if op_type == x.OperationType.CREATE_ACCOUNT:
+        return b.create_account_result(x.CreateAccountResultCode.CREATE_ACCOUNT_UNDERFUNDED)
+    return b.payment_result(x.PaymentResultCode.PAYMENT_UNDERFUNDED)
+
+
 def candidate_of(tx_hash: str, envelope: TransactionEnvelope) -> Candidate:
     ops = len(envelope.transaction.operations)
-    return Candidate(tx_hash, inclusion_bid(envelope), ops, is_soroban(envelope))
+    data = envelope.transaction.soroban_data
+    if data is None:
+        return Candidate(tx_hash, inclusion_bid(envelope), ops, False, (ops,))
+    resources = data.resources
+    units = (
+        1,
+        resources.instructions.uint32,
+        len(resources.footprint.read_write),
+        disk_read_entries(resources.footprint),
+        resources.write_bytes.uint32,
+        len(envelope.to_xdr_object().to_xdr_bytes()),
+    )
+    return Candidate(tx_hash, inclusion_bid(envelope), ops, True, units)
 
 
 @dataclass
@@ -113,8 +155,11 @@ class Ledger:
     start_time: int
     retention_ledgers: int = 120_960  # about 7 days of 5 s ledgers, like getTransaction history
     limits: LedgerLimits = field(default_factory=LedgerLimits)
+    tx_limits: TxLimits = field(default_factory=TxLimits)
     accounts: dict[str, Account] = field(default_factory=dict)
     tokens: dict[tuple[str, str], TokenBalance] = field(default_factory=dict)
+    # Classic trustlines by (holder G..., "CODE:ISSUER").
+    trustlines: dict[tuple[str, str], Trustline] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     evictions: list[Eviction] = field(default_factory=list)
@@ -207,12 +252,14 @@ class Ledger:
             source_exists=account is not None,
             source_seq=account.seq if account else 0,
             source_balance=account.balance if account else 0,
+            source_min_balance=min_balance(account.num_sub_entries if account else 0),
+            tx_limits=self.tx_limits,
             upper_bound_offset=EXPECTED_CLOSE_TIME_MULT * self.limits.expected_close_seconds
             + drift,
         )
         rejection = admission_error(envelope, tx_hash, view)
         if rejection is not None:
-            result = b.error_result(rejection, fee_to_charge(envelope))
+            result = b.error_result(rejection.code, fee_to_charge(envelope), rejection.op_results)
             return Submission("ERROR", hex_hash, result.to_xdr())
         self._make_room(envelope, hex_hash)
         if not drop:
@@ -231,7 +278,7 @@ class Ledger:
         (txINSUFFICIENT_FEE with that fee in feeCharged)."""
         new = candidate_of(hex_hash, envelope)
         capacity = self.limits.queue_capacity(new.soroban)
-        if new.soroban not in self._evicted_rate and self._room(new.soroban) >= new.units:
+        if new.soroban not in self._evicted_rate and self._has_room(new):
             return None  # the common case: the lane has room and nothing was evicted
         _, beat = to_evict(self._lane(new.soroban), new, capacity)
         floors = [f for f in (self._evicted_rate.get(new.soroban), beat) if f is not None]
@@ -242,17 +289,16 @@ class Ledger:
         result = b.error_result(x.TransactionResultCode.txINSUFFICIENT_FEE, needed)
         return Submission("ERROR", hex_hash, result.to_xdr())
 
-    def _room(self, soroban: bool) -> int:
-        used = sum(
-            1 if soroban else len(p.envelope.transaction.operations)
-            for p in self._pending.values()
-            if is_soroban(p.envelope) == soroban
-        )
-        return self.limits.queue_capacity(soroban) - used
+    def _has_room(self, new: Candidate) -> bool:
+        used = tuple(0 for _ in new.units)
+        for pending in self._pending.values():
+            if pending.candidate.soroban == new.soroban:
+                used = plus(used, pending.candidate.units)
+        return fits(used, new.units, self.limits.queue_capacity(new.soroban))
 
     def _make_room(self, envelope: TransactionEnvelope, hex_hash: str) -> None:
         new = candidate_of(hex_hash, envelope)
-        if self._room(new.soroban) >= new.units:
+        if self._has_room(new):
             return
         capacity = self.limits.queue_capacity(new.soroban)
         evicted, _ = to_evict(self._lane(new.soroban), new, capacity)
@@ -362,15 +408,17 @@ class Ledger:
         op = envelope.transaction.operations[0]
         assert isinstance(op, InvokeHostFunction)
         op_source = op.source.account_id if op.source else pending.source
-        run = execute(self, op, op_source, seq, fail_on_chain=pending.fail_on_chain)
+        data = envelope.transaction.soroban_data
+        assert data is not None
+        run = execute(
+            self, op, op_source, seq, data.resources, fail_on_chain=pending.fail_on_chain
+        )
         self._record_moves([(0, run.moves)], pending.hash, seq, close_time, order)
         events = [b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in run.moves]
         # Refundable resources (stellar-core RefundableFeeTracker): the declared resource fee
         # minus the non-refundable part; what events consumed is kept, the rest is refunded
         # after apply, and feeCharged in the result is lowered by the refund
         # (MutableTransactionResult::finalizeFeeRefund). A failed call consumes none of it.
-        data = envelope.transaction.soroban_data
-        assert data is not None
         declared = data.resource_fee.int64
         fixed = min(declared, non_refundable_fee(len(data.resources.footprint.read_write)))
         consumed = min(declared - fixed, EVENT_FEE * len(events)) if run.error is None else 0
@@ -391,10 +439,21 @@ class Ledger:
         )
         fee_charged = charged - refund
         result = b.invoke_result(
-            success=run.error is None, fee_charged=fee_charged, success_hash=digest
+            success=run.error is None,
+            fee_charged=fee_charged,
+            success_hash=digest,
+            failure=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_RESOURCE_LIMIT_EXCEEDED
+            if run.resource_limit_exceeded
+            else x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED,
         )
         return self._include(
-            pending, seq, close_time, order, result, meta, run.error,
+            pending,
+            seq,
+            close_time,
+            order,
+            result,
+            meta,
+            run.error,
             inclusion_fee=fee_charged - fixed - consumed,
             events=[[e.to_xdr() for e in events]],
         )
@@ -408,17 +467,15 @@ class Ledger:
         charged: int,
         fee_events: list[x.TransactionEvent],
     ) -> Processed:
-        payments = [op for op in pending.envelope.transaction.operations if isinstance(op, Payment)]
+        ops = pending.envelope.transaction.operations
         if pending.fail_on_chain:
-            run = apply_payments(self, pending.source, [], seq)
-            run.results = [b.payment_result(x.PaymentResultCode.PAYMENT_UNDERFUNDED)] * len(
-                payments
-            )
+            run = apply_classic(self, pending.source, [], seq)
+            run.results = [_underfunded(op.to_xdr_object().body.type) for op in ops]
             failure: str | None = "injected fault: fail_on_chain"
         else:
-            run = apply_payments(self, pending.source, payments, seq)
-            failure = None if run.successful else "a payment failed (see the operation results)"
-        per_op: list[list[TokenMove]] = [[] for _ in payments]
+            run = apply_classic(self, pending.source, ops, seq)
+            failure = None if run.successful else "an operation failed (see the operation results)"
+        per_op: list[list[TokenMove]] = [[] for _ in ops]
         for index, move in zip(run.op_indexes, run.moves, strict=True):
             per_op[index].append(move)
         self._record_moves(list(enumerate(per_op)), pending.hash, seq, close_time, order)
@@ -429,9 +486,15 @@ class Ledger:
         meta = b.classic_transaction_meta(events, fee_events)
         result = b.classic_result(success=failure is None, fee_charged=charged, results=run.results)
         return self._include(
-            pending, seq, close_time, order, result, meta, failure,
+            pending,
+            seq,
+            close_time,
+            order,
+            result,
+            meta,
+            failure,
             # stellar-rpc's classic fee window counts the fee charged per operation.
-            inclusion_fee=charged // len(payments),
+            inclusion_fee=charged // len(ops),
             events=[[e.to_xdr() for e in op_events] for op_events in events],
         )
 
@@ -615,11 +678,27 @@ class Ledger:
             if account is None:
                 return None
             return b.account_entry_data(
-                account_id, account.balance, account.seq
+                account_id, account.balance, account.seq, account.num_sub_entries
             ), account.last_modified
+        if key.type == x.LedgerEntryType.TRUSTLINE and key.trust_line is not None:
+            return self._trustline_entry(key.trust_line)
         if key.type == x.LedgerEntryType.CONTRACT_DATA and key.contract_data is not None:
             return self._balance_entry(key.contract_data)
         return None
+
+    def _trustline_entry(self, key: x.LedgerKeyTrustLine) -> tuple[x.LedgerEntryData, int] | None:
+        raw_key = key.account_id.account_id.ed25519
+        assert raw_key is not None
+        holder = StrKey.encode_ed25519_public_key(raw_key.uint256)
+        try:
+            asset = Asset.from_xdr_object(key.asset)
+        except (ValueError, AttributeError):
+            return None  # pool shares are not modelled
+        line = self.trustlines.get((holder, asset_name(asset)))
+        if line is None:
+            return None
+        data = b.trustline_entry_data(holder, asset, line.balance, line.limit, line.authorized)
+        return data, line.last_modified
 
     def _balance_entry(self, key: x.LedgerKeyContractData) -> tuple[x.LedgerEntryData, int] | None:
         token_id = Address.from_xdr_sc_address(key.contract).address

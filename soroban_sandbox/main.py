@@ -20,12 +20,15 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from aiohttp import web
 from stellar_sdk import Asset, StrKey
 
 from .faults import FaultError, Faults, updated
+from .ledger import LedgerLimits
+from .resources import PUBLISHED_TX_LIMITS, TxLimits
 from .server import Sandbox, SandboxConfig
 
 READY_MARKER = "SOROBAN_SANDBOX_READY"
@@ -43,6 +46,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault random stream")
     parser.add_argument("--payout-contract-id", default=None, help="C... id of the payout contract")
     parser.add_argument("--payout-method", default="distribute_winnings")
+    parser.add_argument(
+        "--payout-batch-method",
+        default="distribute_batch",
+        help="the payout contract's batch method (from: Address, payouts: Vec<(Address, i128)>)",
+    )
     parser.add_argument("--retention-ledgers", type=int, default=120_960)
     parser.add_argument(
         "--soroban-txs-per-ledger",
@@ -76,6 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="initial fault setting, e.g. drop_rate=0.1 or stall_ledgers=true (repeatable)",
     )
+    _add_limit_flags(parser)
     args = parser.parse_args(argv)
     if args.ledger_interval <= 0:
         parser.error("--ledger-interval must be positive")
@@ -85,6 +94,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--classic-ops-per-ledger must be at least 100 (one full transaction)")
     if args.max_healthy_ledger_latency <= 0:
         parser.error("--max-healthy-ledger-latency must be positive")
+    args.tx_limits = TxLimits(**{f: getattr(args, f"tx_max_{f}") for f in TX_LIMIT_FIELDS})
+    for limit, tx_field in LEDGER_OVER_TX.items():
+        if getattr(args, limit) < getattr(args.tx_limits, tx_field):
+            parser.error(f"--{limit.replace('_', '-')} must be at least the per-transaction limit")
     try:
         args.faults = updated(Faults(), dict(_fault_pair(raw) for raw in args.fault))
     except FaultError as exc:
@@ -96,6 +109,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     except (TypeError, ValueError) as exc:
         parser.error(f"--asset must be CODE:ISSUER with a G... issuer: {exc}")
     return args
+
+
+TX_LIMIT_FIELDS = [f.name for f in fields(TxLimits)]
+# Each ledger-wide limit and the per-transaction limit it must hold (stellar-core refuses a
+# network configuration whose ledger limit is below the transaction limit).
+LEDGER_OVER_TX = {
+    "ledger_instructions": "instructions",
+    "ledger_write_entries": "write_entries",
+    "ledger_disk_read_entries": "disk_read_entries",
+    "ledger_write_bytes": "write_bytes",
+    "ledger_tx_size_bytes": "size_bytes",
+}
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """Soroban resource limits, defaults from stellar-docs "Resource Limits & Fees"."""
+    for name in TX_LIMIT_FIELDS:
+        parser.add_argument(
+            f"--tx-max-{name.replace('_', '-')}",
+            dest=f"tx_max_{name}",
+            type=_positive_int,
+            default=getattr(PUBLISHED_TX_LIMITS, name),
+            help=f"per-transaction Soroban limit ({getattr(PUBLISHED_TX_LIMITS, name):,})",
+        )
+    for name in LEDGER_OVER_TX:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=_positive_int,
+            default=getattr(LedgerLimits, name),
+            help=f"ledger-wide Soroban limit ({getattr(LedgerLimits, name):,})",
+        )
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
 
 
 def _fault_pair(raw: str) -> tuple[str, Any]:
@@ -115,6 +166,9 @@ async def serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         payout_contract_id=args.payout_contract_id,
         payout_method=args.payout_method,
+        payout_batch_method=args.payout_batch_method,
+        tx_limits=args.tx_limits,
+        **{name: getattr(args, name) for name in LEDGER_OVER_TX},
         retention_ledgers=args.retention_ledgers,
         soroban_txs_per_ledger=args.soroban_txs_per_ledger,
         classic_ops_per_ledger=args.classic_ops_per_ledger,

@@ -11,6 +11,18 @@ class Account:
     balance: int  # stroops
     seq: int
     last_modified: int
+    num_sub_entries: int = 0  # trustlines; each raises the minimum balance by a base reserve
+
+
+@dataclass
+class Trustline:
+    """A classic trustline (stellar-core TrustLineEntry): balance, limit and the issuer's
+    AUTHORIZED_FLAG. The issuer itself holds no trustline (it mints and burns)."""
+
+    balance: int
+    limit: int
+    authorized: bool
+    last_modified: int
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,24 @@ from aiohttp import web
 from stellar_sdk import Asset, Network, StrKey
 
 from . import xdr_build as b
-from .contracts import ContractRegistry, asset_name, default_payout_contract_id
+from .classic import INT64_MAX
+from .contracts import (
+    DEFAULT_PAYOUT_BATCH_METHOD,
+    ContractRegistry,
+    asset_name,
+    default_payout_contract_id,
+)
+from .execution import min_balance
 from .faults import FaultDice, FaultError, Faults, updated
+from .issued import (
+    IssuedAssetError,
+    authorize_trustline,
+    issue,
+    open_trustline,
+    parse_asset,
+)
 from .ledger import AccountExists, InvalidEnvelope, Ledger, LedgerLimits
+from .resources import PUBLISHED_TX_LIMITS, TxLimits
 from .rpc import StellarRpc
 from .rpc_params import (
     INTERNAL_ERROR,
@@ -49,6 +64,13 @@ class SandboxConfig:
     soroban_txs_per_ledger: int = LedgerLimits.soroban_txs_per_ledger
     classic_ops_per_ledger: int = LedgerLimits.classic_ops_per_ledger
     max_healthy_latency: float = 30.0  # seconds; stellar-rpc's --max-healthy-ledger-latency
+    payout_batch_method: str = DEFAULT_PAYOUT_BATCH_METHOD
+    tx_limits: TxLimits = PUBLISHED_TX_LIMITS
+    ledger_instructions: int = LedgerLimits.ledger_instructions
+    ledger_write_entries: int = LedgerLimits.ledger_write_entries
+    ledger_disk_read_entries: int = LedgerLimits.ledger_disk_read_entries
+    ledger_write_bytes: int = LedgerLimits.ledger_write_bytes
+    ledger_tx_size_bytes: int = LedgerLimits.ledger_tx_size_bytes
 
 
 class Sandbox:
@@ -59,6 +81,7 @@ class Sandbox:
             payout_contract_id=config.payout_contract_id
             or default_payout_contract_id(config.passphrase),
             payout_method=config.payout_method,
+            payout_batch_method=config.payout_batch_method,
         )
         self.ledger = Ledger(
             registry=registry,
@@ -69,7 +92,13 @@ class Sandbox:
                 classic_ops_per_ledger=config.classic_ops_per_ledger,
                 # stellar-core takes the expected close time in whole seconds.
                 expected_close_seconds=int(config.ledger_interval),
+                ledger_instructions=config.ledger_instructions,
+                ledger_write_entries=config.ledger_write_entries,
+                ledger_disk_read_entries=config.ledger_disk_read_entries,
+                ledger_write_bytes=config.ledger_write_bytes,
+                ledger_tx_size_bytes=config.ledger_tx_size_bytes,
             ),
+            tx_limits=config.tx_limits,
         )
         self.faults = faults or Faults()
         self.dice = FaultDice(config.seed)
@@ -266,6 +295,68 @@ class Sandbox:
             return _problem(400, f"need {{code, issuer}} of a valid asset: {exc}")
         return web.json_response({"contract_id": self.ledger.registry.register_asset(asset)})
 
+    async def open_trustline(self, request: web.Request) -> web.Response:
+        """``{account, asset: "CODE:ISSUER", limit?: stroops, authorized?: true}``."""
+        try:
+            body = await _json_object(request)
+            asset = parse_asset(str(body.get("asset", "")))
+            limit = body.get("limit", INT64_MAX)
+            if not isinstance(limit, int) or isinstance(limit, bool):
+                raise IssuedAssetError("limit: an integer number of stroops")
+            authorized = bool(body.get("authorized", True))
+            open_trustline(
+                self.ledger, str(body.get("account", "")), asset, limit, authorized=authorized
+            )
+        except IssuedAssetError as exc:
+            return _problem(400, str(exc))
+        return web.json_response(_account_json(self, str(body["account"])))
+
+    async def authorize_trustline(self, request: web.Request) -> web.Response:
+        """``{account, asset, authorized: bool}``: the issuer sets or clears AUTHORIZED_FLAG."""
+        try:
+            body = await _json_object(request)
+            asset = parse_asset(str(body.get("asset", "")))
+            authorize_trustline(
+                self.ledger,
+                str(body.get("account", "")),
+                asset,
+                authorized=bool(body.get("authorized", True)),
+            )
+        except IssuedAssetError as exc:
+            return _problem(400, str(exc))
+        return web.json_response(_account_json(self, str(body["account"])))
+
+    async def issue(self, request: web.Request) -> web.Response:
+        """``{asset, to, amount_stroops}``: the issuer pays a holder under the Payment rules."""
+        try:
+            body = await _json_object(request)
+            asset = parse_asset(str(body.get("asset", "")))
+            amount = body.get("amount_stroops")
+            if not isinstance(amount, int) or isinstance(amount, bool):
+                raise IssuedAssetError("amount_stroops: an integer number of stroops")
+            issue(self.ledger, asset, str(body.get("to", "")), amount)
+        except IssuedAssetError as exc:
+            return _problem(400, str(exc))
+        return web.json_response(_account_json(self, str(body["to"])))
+
+    async def set_balance(self, request: web.Request) -> web.Response:
+        """``{balance_stroops}``: set an account's XLM balance by fiat (e.g. an underfunded
+        payer)."""
+        account_id = request.match_info["account_id"]
+        account = self.ledger.accounts.get(account_id)
+        if account is None:
+            return _problem(404, f"account {account_id} not found")
+        try:
+            body = await _json_object(request)
+        except IssuedAssetError as exc:
+            return _problem(400, str(exc))
+        value = body.get("balance_stroops")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
+            return _problem(400, "balance_stroops: an integer number of stroops, 0..INT64_MAX")
+        account.balance = value
+        account.last_modified = self.ledger.latest.seq
+        return web.json_response(_account_json(self, account_id))
+
     async def config_json(self, request: web.Request) -> web.Response:
         registry = self.ledger.registry
         return web.json_response(
@@ -274,6 +365,9 @@ class Sandbox:
                 "native_contract_id": registry.native_id,
                 "payout_contract_id": registry.payout_contract_id,
                 "payout_method": registry.payout_method,
+                "payout_batch_method": registry.payout_batch_method,
+                "tx_limits": asdict(self.ledger.tx_limits),
+                "ledger_limits": asdict(self.ledger.limits),
                 "assets": {cid: asset_name(a) for cid, a in registry.assets.items()},
                 "ledger_interval": self.config.ledger_interval,
                 "seed": self.dice.seed,
@@ -294,6 +388,10 @@ class Sandbox:
         app.router.add_get("/admin/faults", self.get_faults)
         app.router.add_post("/admin/faults", self.set_faults)
         app.router.add_post("/admin/assets", self.deploy_asset)
+        app.router.add_post("/admin/trustlines", self.open_trustline)
+        app.router.add_post("/admin/trustlines/authorize", self.authorize_trustline)
+        app.router.add_post("/admin/issue", self.issue)
+        app.router.add_post("/admin/accounts/{account_id}/balance", self.set_balance)
         app.router.add_get("/admin/config", self.config_json)
         app.on_startup.append(self.start_clock)
         app.on_cleanup.append(self.stop_clock)
@@ -310,12 +408,34 @@ def _account_json(sandbox: Sandbox, account_id: str) -> dict[str, Any]:
         for (token, holder), held in sandbox.ledger.tokens.items()
         if holder == account_id
     }
+    lines = {
+        name: {"balance": line.balance, "limit": line.limit, "authorized": line.authorized}
+        for (holder, name), line in sandbox.ledger.trustlines.items()
+        if holder == account_id
+    }
     return {
         "account_id": account_id,
         "balance_stroops": account.balance,
         "sequence": account.seq,
+        "num_sub_entries": account.num_sub_entries,
+        "min_balance_stroops": min_balance(account.num_sub_entries),
         "token_balances": tokens,
+        "trustlines": lines,
+        # One balance per asset: XLM, then classic trustlines (the issued balances a classic
+        # Payment moves), in stroops.
+        "balances": {"native": account.balance}
+        | {name: line["balance"] for name, line in lines.items()},
     }
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise IssuedAssetError("body: must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise IssuedAssetError("body: must be a JSON object")
+    return body
 
 
 def _rpc_error(request_id: Any, code: int, message: str) -> web.Response:

@@ -13,23 +13,29 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from stellar_sdk import FeeBumpTransactionEnvelope, scval
+from stellar_sdk import FeeBumpTransactionEnvelope, TransactionEnvelope, scval
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
 from stellar_sdk.memo import NoneMemo
 from stellar_sdk.operation import ExtendFootprintTTL, InvokeHostFunction, RestoreFootprint
 
 from . import xdr_build as b
-from .contracts import ContractError, TokenMove
-from .execution import check_move, contract_call, require_auth
+from .contracts import ContractError
+from .execution import (
+    WrittenEntry,
+    check_invocation,
+    contract_call,
+    require_auth,
+    written_entries,
+)
 from .fees import EVENT_FEE, non_refundable_fee
 from .ledger import InvalidEnvelope, Ledger
+from .resources import entry_size, instructions_needed, limit_error
 
 # soroban-simulation's default adjustment (used by stellar-rpc's preflight,
 # cmd/stellar-rpc/lib/preflight/src/shared.rs): the refundable fee gets a 15% margin, the
 # instructions a 50,000 additive floor that resourceConfig.instructionLeeway can raise.
 REFUNDABLE_FEE_MARGIN = 1.15
-BASE_INSTRUCTIONS = 3_000_000
 INSTRUCTIONS_ADDITIVE = 50_000
 MAX_INSTRUCTION_LEEWAY = 2**32 - 1  # u32::try_from(instruction_leeway) in preflight
 
@@ -93,10 +99,10 @@ def simulate(
     source = op.source.account_id if op.source else tx.source.account_id
     try:
         call = contract_call(op)
-        move = ledger.registry.interpret(call)
+        invocation = ledger.registry.interpret(call)
         if mode == "enforce":
-            require_auth(ledger, move.from_, call, op.auth, source, latest + 1)
-        check_move(ledger, move)
+            require_auth(ledger, invocation.from_, call, op.auth, source, latest + 1)
+        check_invocation(ledger, invocation)
     except ContractError as exc:
         return Simulation(
             latest_ledger=latest,
@@ -107,24 +113,42 @@ def simulate(
         nonce = None
         entries = list(op.auth)
     else:
-        nonce = None if move.from_ == source else _nonce(envelope_xdr, latest)
-        entries = [_auth_entry(call, move.from_, nonce)]
-    read_write = _written_keys(ledger, move)
+        nonce = None if invocation.from_ == source else _nonce(envelope_xdr, latest)
+        entries = [_auth_entry(call, invocation.from_, nonce)]
+    written = written_entries(ledger, invocation)
+    read_write = [w.key for w in written]
     if nonce is not None:
-        read_write.append(b.nonce_key(move.from_, nonce))
-    read_only = [b.instance_key(move.contract_id)]
-    if move.token_id != move.contract_id:
-        read_only.append(b.instance_key(move.token_id))
-    transfer = b.transfer_event(move.token_id, move.from_, move.to, move.amount, move.asset)
-    refundable = math.ceil(EVENT_FEE * 1 * REFUNDABLE_FEE_MARGIN)
+        read_write.append(b.nonce_key(invocation.from_, nonce))
+    read_only = [b.instance_key(invocation.contract_id)]
+    if invocation.token_id != invocation.contract_id:
+        read_only.append(b.instance_key(invocation.token_id))
+    transfers = [
+        b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in invocation.moves
+    ]
+    refundable = math.ceil(EVENT_FEE * len(transfers) * REFUNDABLE_FEE_MARGIN)
     fee = non_refundable_fee(len(read_write)) + refundable
-    data = b.soroban_data(read_only=read_only, read_write=read_write, resource_fee=fee)
-    data.resources.instructions = x.Uint32(
-        BASE_INSTRUCTIONS + max(INSTRUCTIONS_ADDITIVE, instruction_leeway)
+    data = b.soroban_data(
+        read_only=read_only,
+        read_write=read_write,
+        resource_fee=fee,
+        instructions=instructions_needed(len(invocation.moves))
+        + max(INSTRUCTIONS_ADDITIVE, instruction_leeway),
+        write_bytes=sum(entry_size(w.after) for w in written),
     )
+    exceeded = limit_error(
+        data.resources, _assembled_size(envelope, data, entries), ledger.tx_limits
+    )
+    if exceeded is not None:
+        # The transaction could never be accepted (stellar-core checkSorobanResources); the
+        # answer names the limit as stellar-core's diagnostic event does.
+        return Simulation(
+            latest_ledger=latest,
+            error=f"HostError: Error(Budget, ExceededLimit): {exceeded}",
+            events=[_fn_call_event(op).to_xdr()],
+        )
     events = [
         _fn_call_event(op),
-        x.DiagnosticEvent(in_successful_contract_call=True, event=transfer),
+        *(x.DiagnosticEvent(in_successful_contract_call=True, event=t) for t in transfers),
         _fn_return_event(call),
     ]
     return Simulation(
@@ -132,10 +156,28 @@ def simulate(
         transaction_data=data.to_xdr(),
         min_resource_fee=fee,
         auth=[e.to_xdr() for e in entries],
-        result_xdr=scval.to_void().to_xdr(),  # SAC transfer returns ()
+        result_xdr=scval.to_void().to_xdr(),  # SAC transfer and the payout methods return ()
         events=[e.to_xdr() for e in events],
-        state_changes=_state_changes(ledger, move, nonce),
+        state_changes=_state_changes(ledger, written, invocation.from_, nonce),
     )
+
+
+def _assembled_size(
+    envelope: TransactionEnvelope,
+    data: x.SorobanTransactionData,
+    entries: list[x.SorobanAuthorizationEntry],
+) -> int:
+    """The envelope's size once assembled: the simulated transaction data and auth entries in
+    place of what it carried, plus one decorated signature (72 bytes) for its source."""
+    tx = envelope.to_xdr_object()
+    assert tx.v1 is not None
+    size = len(tx.to_xdr_bytes())
+    if envelope.transaction.soroban_data is None:
+        size += len(data.to_xdr_bytes())
+    op = tx.v1.tx.operations[0].body.invoke_host_function_op
+    carried = sum(len(e.to_xdr_bytes()) for e in op.auth) if op is not None else 0
+    size += sum(len(e.to_xdr_bytes()) for e in entries) - carried
+    return size + 72 * max(0, 1 - len(tx.v1.signatures))
 
 
 def _auth_mode(requested: str, *, has_auth: bool) -> str:
@@ -184,50 +226,24 @@ def _auth_entry(
     return x.SorobanAuthorizationEntry(credentials=creds, root_invocation=invocation)
 
 
-def _holders(ledger: Ledger, move: TokenMove) -> list[str]:
-    asset = ledger.registry.assets[move.token_id]
-    return [
-        h
-        for h in dict.fromkeys((move.from_, move.to))
-        if asset.is_native() or h != asset.issuer
-    ]
-
-
-def _written_keys(ledger: Ledger, move: TokenMove) -> list[x.LedgerKey]:
-    """Native XLM of G accounts lives in account entries; everything else in SAC storage."""
-    asset = ledger.registry.assets[move.token_id]
-    return [
-        b.account_key(h)
-        if asset.is_native() and h.startswith("G")
-        else b.balance_key(move.token_id, h)
-        for h in _holders(ledger, move)
-    ]
-
-
-def _state_changes(ledger: Ledger, move: TokenMove, nonce: int | None) -> list[dict[str, Any]]:
+def _state_changes(
+    ledger: Ledger, written: list[WrittenEntry], from_: str, nonce: int | None
+) -> list[dict[str, Any]]:
     """stellar-rpc LedgerEntryChange: {type, key, before, after}, LedgerEntry XDR."""
     changes: list[dict[str, Any]] = []
-    deltas = {move.from_: -move.amount}
-    deltas[move.to] = deltas.get(move.to, 0) + move.amount
     next_seq = ledger.latest.seq + 1
-    for holder, key in zip(_holders(ledger, move), _written_keys(ledger, move), strict=True):
-        found = ledger.ledger_entry(key)
-        if key.type == x.LedgerEntryType.ACCOUNT:
-            account = ledger.accounts[holder]  # check_move refused missing accounts
-            after = b.account_entry_data(holder, account.balance + deltas[holder], account.seq)
-        else:
-            held = ledger.token_balance(move.token_id, holder)
-            after = b.balance_entry_data(move.token_id, holder, held + deltas[holder])
+    for entry in written:
+        found = ledger.ledger_entry(entry.key)
         changes.append(
             {
                 "type": "updated" if found else "created",
-                "key": key.to_xdr(),
+                "key": entry.key.to_xdr(),
                 "before": _entry(*found) if found else None,
-                "after": _entry(after, next_seq),
+                "after": _entry(entry.after, next_seq),
             }
         )
     if nonce is not None:
-        key = b.nonce_key(move.from_, nonce)
+        key = b.nonce_key(from_, nonce)
         assert key.contract_data is not None
         nonce_data = x.LedgerEntryData(
             x.LedgerEntryType.CONTRACT_DATA,

@@ -97,6 +97,44 @@ class SandboxClient:
         body = await self._request("POST", "/admin/assets", json={"code": code, "issuer": issuer})
         return str(body["contract_id"])
 
+    async def open_trustline(
+        self, account: str, asset: str, *, limit: int | None = None, authorized: bool = True
+    ) -> dict[str, Any]:
+        """Open ``account``'s trustline to ``asset`` ("CODE:ISSUER"; the issuer must exist),
+        with ``limit`` stroops (default INT64_MAX); returns the account."""
+        body: dict[str, Any] = {"account": account, "asset": asset, "authorized": authorized}
+        if limit is not None:
+            body["limit"] = limit
+        result: dict[str, Any] = await self._request("POST", "/admin/trustlines", json=body)
+        return result
+
+    async def authorize_trustline(
+        self, account: str, asset: str, *, authorized: bool = True
+    ) -> dict[str, Any]:
+        body = {"account": account, "asset": asset, "authorized": authorized}
+        result: dict[str, Any] = await self._request(
+            "POST", "/admin/trustlines/authorize", json=body
+        )
+        return result
+
+    async def issue(self, asset: str, to: str, amount_stroops: int) -> dict[str, Any]:
+        """The issuer of ``asset`` pays ``to`` (Payment rules: trustline, authorised, limit)."""
+        body = {"asset": asset, "to": to, "amount_stroops": amount_stroops}
+        result: dict[str, Any] = await self._request("POST", "/admin/issue", json=body)
+        return result
+
+    async def set_balance(self, account: str, balance_stroops: int) -> dict[str, Any]:
+        """Set ``account``'s XLM balance (stroops) by fiat."""
+        result: dict[str, Any] = await self._request(
+            "POST", f"/admin/accounts/{account}/balance", json={"balance_stroops": balance_stroops}
+        )
+        return result
+
+    async def balances(self, account: str) -> dict[str, int]:
+        """``{"native": stroops, "CODE:ISSUER": stroops, ...}``; {} if the account is absent."""
+        found = await self.account(account)
+        return dict(found["balances"]) if found else {}
+
     async def config(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/admin/config")
         return result
@@ -113,6 +151,7 @@ class RunningSandbox(SandboxClient):
         passphrase: str = STANDALONE_PASSPHRASE,
         payout_contract_id: str | None = None,
         payout_method: str = "distribute_winnings",
+        payout_batch_method: str = "distribute_batch",
         faults: dict[str, Any] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
@@ -132,6 +171,8 @@ class RunningSandbox(SandboxClient):
             passphrase,
             "--payout-method",
             payout_method,
+            "--payout-batch-method",
+            payout_batch_method,
         ]
         if payout_contract_id:
             self._args += ["--payout-contract-id", payout_contract_id]

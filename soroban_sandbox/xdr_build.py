@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from stellar_sdk import Keypair, scval
+from stellar_sdk import Asset, Keypair, scval
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
 
@@ -24,17 +24,28 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def error_result(code: x.TransactionResultCode, fee_charged: int = 0) -> x.TransactionResult:
-    """A TransactionResult for a transaction rejected before or instead of its operations."""
+def error_result(
+    code: x.TransactionResultCode,
+    fee_charged: int = 0,
+    results: list[x.OperationResult] | None = None,
+) -> x.TransactionResult:
+    """A TransactionResult for a transaction rejected before or instead of its operations;
+    txFAILED carries the operation results (``results``)."""
     return x.TransactionResult(
         fee_charged=x.Int64(fee_charged),
-        result=x.TransactionResultResult(code=code),
+        result=x.TransactionResultResult(code=code, results=results),
         ext=x.TransactionResultExt(0),
     )
 
 
 def invoke_result(
-    *, success: bool, fee_charged: int, success_hash: bytes = b"\x00" * 32
+    *,
+    success: bool,
+    fee_charged: int,
+    success_hash: bytes = b"\x00" * 32,
+    failure: x.InvokeHostFunctionResultCode = (
+        x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
+    ),
 ) -> x.TransactionResult:
     """txSUCCESS or txFAILED wrapping one InvokeHostFunction operation result.
 
@@ -49,9 +60,7 @@ def invoke_result(
         )
         tx_code = x.TransactionResultCode.txSUCCESS
     else:
-        op_inner = x.InvokeHostFunctionResult(
-            code=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
-        )
+        op_inner = x.InvokeHostFunctionResult(code=failure)
         tx_code = x.TransactionResultCode.txFAILED
     op_result = x.OperationResult(
         code=x.OperationResultCode.opINNER,
@@ -71,6 +80,37 @@ def payment_result(code: x.PaymentResultCode) -> x.OperationResult:
         code=x.OperationResultCode.opINNER,
         tr=x.OperationResultTr(type=x.OperationType.PAYMENT, payment_result=x.PaymentResult(code)),
     )
+
+
+def create_account_result(code: x.CreateAccountResultCode) -> x.OperationResult:
+    return x.OperationResult(
+        code=x.OperationResultCode.opINNER,
+        tr=x.OperationResultTr(
+            type=x.OperationType.CREATE_ACCOUNT, create_account_result=x.CreateAccountResult(code)
+        ),
+    )
+
+
+def op_code_result(code: x.OperationResultCode) -> x.OperationResult:
+    """An operation that failed before running (opBAD_AUTH, opNO_ACCOUNT): no inner result."""
+    return x.OperationResult(code=code)
+
+
+def unchecked_op_result(op_type: x.OperationType) -> x.OperationResult:
+    """What stellar-core leaves in the results array for an operation it did not reach: the
+    operation's type with the zero (success) code."""
+    if op_type == x.OperationType.CREATE_ACCOUNT:
+        return create_account_result(x.CreateAccountResultCode.CREATE_ACCOUNT_SUCCESS)
+    if op_type == x.OperationType.INVOKE_HOST_FUNCTION:
+        inner = x.InvokeHostFunctionResult(
+            code=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_SUCCESS,
+            success=x.Hash(b"\x00" * 32),
+        )
+        return x.OperationResult(
+            code=x.OperationResultCode.opINNER,
+            tr=x.OperationResultTr(type=op_type, invoke_host_function_result=inner),
+        )
+    return payment_result(x.PaymentResultCode.PAYMENT_SUCCESS)
 
 
 def classic_result(
@@ -93,13 +133,15 @@ def account_key(account_id: str) -> x.LedgerKey:
     )
 
 
-def account_entry_data(account_id: str, balance: int, seq: int) -> x.LedgerEntryData:
+def account_entry_data(
+    account_id: str, balance: int, seq: int, num_sub_entries: int = 0
+) -> x.LedgerEntryData:
     """An AccountEntry with master weight 1 and thresholds 0: the shape friendbot creates."""
     entry = x.AccountEntry(
         account_id=Keypair.from_public_key(account_id).xdr_account_id(),
         balance=x.Int64(balance),
         seq_num=x.SequenceNumber(x.Int64(seq)),
-        num_sub_entries=x.Uint32(0),
+        num_sub_entries=x.Uint32(num_sub_entries),
         inflation_dest=None,
         flags=x.Uint32(0),
         home_domain=x.String32(b""),
@@ -133,6 +175,33 @@ def account_created_meta(account_id: str, balance: int, seq: int, ledger: int) -
             soroban_meta=None,
             events=[],
             diagnostic_events=[],
+        ),
+    )
+
+
+def trustline_key(account_id: str, asset: Asset) -> x.LedgerKey:
+    return x.LedgerKey(
+        x.LedgerEntryType.TRUSTLINE,
+        trust_line=x.LedgerKeyTrustLine(
+            account_id=Keypair.from_public_key(account_id).xdr_account_id(),
+            asset=asset.to_trust_line_asset_xdr_object(),
+        ),
+    )
+
+
+def trustline_entry_data(
+    account_id: str, asset: Asset, balance: int, limit: int, authorized: bool
+) -> x.LedgerEntryData:
+    """A TrustLineEntry; flags carry AUTHORIZED_FLAG (1) when the issuer authorised it."""
+    return x.LedgerEntryData(
+        x.LedgerEntryType.TRUSTLINE,
+        trust_line=x.TrustLineEntry(
+            account_id=Keypair.from_public_key(account_id).xdr_account_id(),
+            asset=asset.to_trust_line_asset_xdr_object(),
+            balance=x.Int64(balance),
+            limit=x.Int64(limit),
+            flags=x.Uint32(1 if authorized else 0),
+            ext=x.TrustLineEntryExt(0),
         ),
     )
 
@@ -198,13 +267,18 @@ def nonce_key(address: str, nonce: int) -> x.LedgerKey:
 
 
 def soroban_data(
-    *, read_only: list[x.LedgerKey], read_write: list[x.LedgerKey], resource_fee: int
+    *,
+    read_only: list[x.LedgerKey],
+    read_write: list[x.LedgerKey],
+    resource_fee: int,
+    instructions: int = 3_000_000,
+    write_bytes: int | None = None,
 ) -> x.SorobanTransactionData:
     resources = x.SorobanResources(
         footprint=x.LedgerFootprint(read_only=read_only, read_write=read_write),
-        instructions=x.Uint32(3_000_000),
+        instructions=x.Uint32(instructions),
         disk_read_bytes=x.Uint32(0),
-        write_bytes=x.Uint32(400 * len(read_write)),
+        write_bytes=x.Uint32(400 * len(read_write) if write_bytes is None else write_bytes),
     )
     return x.SorobanTransactionData(
         ext=x.SorobanTransactionDataExt(0), resources=resources, resource_fee=x.Int64(resource_fee)

@@ -118,7 +118,7 @@ def test_contract_calls_with_wrong_shapes_trap() -> None:
     registry = ContractRegistry(PASSPHRASE, default_payout_contract_id(PASSPHRASE))
     a, b = Keypair.random().public_key, Keypair.random().public_key
     good = [scval.to_address(a), scval.to_address(b), scval.to_int128(5)]
-    assert registry.interpret(_call(registry.native_id, "transfer", good)).amount == 5
+    assert registry.interpret(_call(registry.native_id, "transfer", good)).total == 5
     payout = registry.interpret(_call(registry.payout_contract_id, "distribute_winnings", good))
     assert payout.token_id == registry.native_id
     cases = [

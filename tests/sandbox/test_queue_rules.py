@@ -328,13 +328,13 @@ def test_classic_lane_holds_its_operation_limit_and_surge_prices_per_operation()
     assert fees == [250, 100]  # per operation, as stellar-rpc's classic fee window
 
 
-def test_classic_other_than_native_payments_is_refused_loudly() -> None:
+def test_classic_other_than_payments_and_create_account_is_refused_loudly() -> None:
     ledger = new_ledger()
     alice, bob = funded(ledger, 2)
     seq = ledger.accounts[alice.public_key].seq
     tx = (
         TransactionBuilder(Account(alice.public_key, seq), PASSPHRASE, base_fee=100)
-        .append_payment_op(bob.public_key, Asset("USD", bob.public_key), "1")
+        .append_change_trust_op(Asset("USD", bob.public_key))
         .add_time_bounds(0, 0)
         .build()
     )

@@ -532,7 +532,10 @@ async def test_operation_source_authorizes_with_source_credentials_when_both_sig
     only_channel = TransactionEnvelope.from_xdr(tx.to_xdr(), sandbox.passphrase)
     status, _, error = await send_signed(server, only_channel, channel)
     assert status == SendTransactionStatus.ERROR
-    assert result_code(error or "") == Code.txBAD_AUTH
+    # OperationFrame::checkSignature at submission: txFAILED with opBAD_AUTH for the operation.
+    assert result_code(error or "") == Code.txFAILED
+    (op_result,) = xdr.TransactionResult.from_xdr(error or "").result.results or []
+    assert op_result.code == xdr.OperationResultCode.opBAD_AUTH
     _, tx_hash, _ = await send_signed(server, tx, channel, distributor)
     assert (await wait_for(server, tx_hash)).status == GetTransactionStatus.SUCCESS
     assert (await sandbox.transfers())[0]["from"] == distributor.public_key
