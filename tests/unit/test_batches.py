@@ -137,3 +137,38 @@ def test_a_failure_no_operation_explains_is_a_counted_retry_for_everyone() -> No
     assert not verdict.fail and verdict.counts_as_attempt and verdict.code == "opNO_ACCOUNT"
     verdict = judge_batch_member([], 0, "txTOO_LATE")
     assert not verdict.fail and verdict.code == "txTOO_LATE"
+
+
+CONFIG = {"DATABASE_URL": "postgresql://x/y", "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
+          "PAYOUTS_PLAINTEXT": "true"}
+CONTRACT = "CDLZFC3SYJYDZT7K67VZ75HPJVIEUVNIXF47ZG2FB2RMQQVU2HHGCYSC"
+
+
+@pytest.mark.parametrize(("overrides", "variable"), [
+    ({"PAYOUTS_BATCH_MODE": "sometimes"}, "PAYOUTS_BATCH_MODE"),
+    ({"PAYOUTS_BATCH_MODE": "classic", "PAYOUTS_MAX_PAYOUTS_PER_TX": "101"},
+     "PAYOUTS_MAX_PAYOUTS_PER_TX"),
+    ({"PAYOUTS_BATCH_MODE": "classic", "PAYOUTS_MAX_PAYOUTS_PER_TX": "0"},
+     "PAYOUTS_MAX_PAYOUTS_PER_TX"),
+    ({"PAYOUTS_BATCH_MODE": "contract"}, "PAYOUT_CONTRACT_ID"),
+    ({"PAYOUTS_BATCH_MODE": "classic", "PAYOUTS_SIGNING_MODE": "external"},
+     "PAYOUTS_BATCH_MODE"),
+])
+def test_bad_batch_config_names_the_variable(overrides: dict[str, str], variable: str) -> None:
+    from payout_service.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=variable):
+        load_config({**CONFIG, **overrides})
+
+
+def test_batch_size_defaults_and_the_contract_cap() -> None:
+    from payout_service.config import load_config
+
+    assert load_config(CONFIG).max_payouts_per_tx == 1
+    assert load_config({**CONFIG, "PAYOUTS_BATCH_MODE": "classic"}).max_payouts_per_tx == 100
+    contract = load_config({**CONFIG, "PAYOUTS_BATCH_MODE": "contract",
+                            "PAYOUT_CONTRACT_ID": CONTRACT})
+    assert contract.max_payouts_per_tx == 49 and contract.batch_method_name == "distribute_batch"
+    small = load_config({**CONFIG, "PAYOUTS_BATCH_MODE": "contract", "PAYOUT_CONTRACT_ID": CONTRACT,
+                         "PAYOUTS_TX_MAX_WRITE_ENTRIES": "11", "PAYOUTS_MAX_PAYOUTS_PER_TX": "40"})
+    assert small.max_payouts_per_tx == 10
