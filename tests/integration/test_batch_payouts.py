@@ -210,3 +210,40 @@ async def test_cancelling_a_payout_of_a_built_batch_rebuilds_the_batch_without_i
         "cancelled": 1, "included": 2, "superseded": 2}
     await pipeline.ledger.close()
     await desk.store.pool.close()
+
+
+async def test_contract_batches_pay_through_one_call_and_isolate_a_failing_payout(
+    fresh_database: str, sandbox: InProcessSandbox
+) -> None:
+    payer = Keypair.random()
+    await sandbox.fund(payer.public_key)
+    contract = (await sandbox.config())["payout_contract_id"]
+    # A written-entry limit of 4 per transaction: the payer + 3 destinations per batch.
+    desk, pipeline, signer = await make_pipeline(
+        fresh_database, sandbox, payer, PAYOUTS_BATCH_MODE="contract",
+        PAYOUT_CONTRACT_ID=contract, PAYOUTS_TX_MAX_WRITE_ENTRIES="4")
+    assert pipeline.config.max_payouts_per_tx == 3
+    dests = [Keypair.random() for _ in range(4)]
+    for dest in dests:
+        await sandbox.fund(dest.public_key)
+    before = [(await sandbox.balances(d.public_key))["native"] for d in dests]
+    for n, dest in enumerate(dests):
+        await create(desk, f"ok{n}", dest.public_key, str(n + 1), "XLM")
+    missing = Keypair.random().public_key
+    await create(desk, "missing", missing, "1", "XLM")
+
+    rows = await settle(desk, pipeline)
+
+    assert {k: (r["state"], r["failure_code"]) for k, r in rows.items()} == {
+        **{f"ok{n}": ("CONFIRMED", None) for n in range(4)},
+        "missing": ("FAILED", "simulation_failed")}
+    after = [(await sandbox.balances(d.public_key))["native"] for d in dests]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [
+        (n + 1) * XLM for n in range(4)]
+    assert await sandbox.balances(missing) == {}
+    sizes = await desk.store.pool.fetch(
+        """SELECT count(*) AS n FROM payout_attempts WHERE status = 'included'
+           GROUP BY tx_hash ORDER BY n DESC""")
+    assert [s["n"] for s in sizes] == [3, 1]
+    await pipeline.ledger.close()
+    await desk.store.pool.close()
