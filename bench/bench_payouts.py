@@ -359,8 +359,8 @@ if __name__ == "__main__":
                         help="classic: issue 14's benchmark (payouts in classic batches)")
     parser.add_argument("--max-per-tx", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2, help="pipeline processes (batch)")
-    parser.add_argument("--request-items", type=int, default=1000,
-                        help="payouts per CreatePayoutBatch request (batch)")
+    parser.add_argument("--request-items", type=int, default=500,
+                        help="payouts per CreatePayoutBatch (PAYOUTS_MAX_BATCH_ITEMS caps it)")
     parser.add_argument("--baseline-payouts", type=int, default=15,
                         help="payouts of the plain loop in batch mode")
     parsed = parser.parse_args()
