@@ -25,9 +25,10 @@ from payout_service.adapters.sequences import (
     reserve_sequence,
 )
 from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
+from payout_service.adapters.work_queues import supersede_member, supersede_rest
 from payout_service.core.batches import REBATCHED, judge_batch_member
 from payout_service.core.model import Attempt, Payout
-from payout_service.core.states import AttemptStatus, PayoutState
+from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
 
 A = AttemptStatus
 S = PayoutState
@@ -99,8 +100,15 @@ class BatchStore:
         is no longer built (cancelled, superseded meanwhile)."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            statuses = {await _status(conn, m) for m in members}
-            if statuses != {A.BUILT}:
+            statuses = {m: await _status(conn, m) for m in members}
+            if set(statuses.values()) != {A.BUILT}:
+                if A.BUILT in statuses.values() and not IN_FLIGHT & {
+                        s for s in statuses.values() if s != A.BUILT}:
+                    # Part of the batch was given up meanwhile (re-sync skipped rows another
+                    # worker held): the rest never left us and is re-batched, never signed.
+                    # Those members still held the number (re-sync counted them): free it.
+                    await supersede_rest(conn, [
+                        (m.payout_uuid, m.number) for m, st in statuses.items() if st == A.BUILT])
                 return False
             for m in members:
                 await move_attempt(conn, m.payout_uuid, m.number, A.SIGNED,
@@ -227,11 +235,7 @@ async def rebuild_without(conn: asyncpg.Connection, batch_id: UUID, cancelled: U
     for m in await _lock_members(conn, batch_id):
         if m.payout_uuid == cancelled:
             continue
-        await move_attempt(conn, m.payout_uuid, m.number, A.SUPERSEDED,
-                           only_from=frozenset({A.BUILT, A.SIGNED}))
-        await requeue(conn, m.payout_uuid, attempt=m.number,
-                      reason="batch rebuilt without a cancelled payout", actor="canceller",
-                      not_before=datetime.now(UTC))
+        await supersede_member(conn, m.payout_uuid, m.number)
 
 
 async def _lock_members(conn: asyncpg.Connection, batch_id: UUID) -> list[Member]:

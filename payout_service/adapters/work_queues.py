@@ -85,6 +85,7 @@ class WorkQueues:
                 limit,
             )
             unsendable = await _incomplete_batches(conn, rows)
+            broken: dict[UUID, list[tuple[UUID, int]]] = {}
             resequenced: set[UUID] = set()
             claimed = []
             for row in rows:
@@ -93,7 +94,7 @@ class WorkQueues:
                 batch = row["a_batch"]
                 if batch in unsendable:
                     if unsendable[batch]:  # a member was cancelled or superseded: rebuild
-                        await supersede_member(conn, payout.id, number)
+                        broken.setdefault(batch, []).append((payout.id, number))
                     continue
                 if batch is not None and batch in resequenced:
                     await supersede_member(conn, payout.id, number)
@@ -114,6 +115,8 @@ class WorkQueues:
                 await move_payout(conn, payout.id, S.SUBMITTED, reason="sent", actor="sender",
                                   attempt=number)
                 claimed.append(_with_ids(attempt, payout))
+            for members in broken.values():
+                await supersede_rest(conn, members)
             return claimed
 
     async def claim_for_confirming(
@@ -178,6 +181,21 @@ async def supersede_member(conn: asyncpg.Connection, payout_uuid: UUID, number: 
                        only_from=frozenset({A.BUILT, A.SIGNED}))
     await requeue(conn, payout_uuid, attempt=number, reason="batch rebuilt", actor="sequencer",
                   not_before=datetime.now(UTC))
+
+
+async def supersede_rest(conn: asyncpg.Connection, members: list[tuple[UUID, int]]) -> None:
+    """The live members left of a batch that was partly given up (re-sync skipped payouts
+    another worker held): superseded and re-batched. They were the last to hold the batch's
+    number (re-sync counted them as holding it), so it is freed here, once."""
+    if not members:
+        return
+    row = await conn.fetchrow(
+        "SELECT source_account, sequence FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+        *members[0],
+    )
+    for payout_uuid, number in members:
+        await supersede_member(conn, payout_uuid, number)
+    await release_sequence(conn, row["source_account"], row["sequence"])
 
 
 async def _incomplete_batches(

@@ -17,7 +17,7 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import PayoutStore, create_pool
-from payout_service.adapters.signer_client import SignedEnvelope
+from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable
 from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
@@ -34,8 +34,11 @@ class LocalSigner:
 
     def __init__(self, key: Keypair, passphrase: str) -> None:
         self.key, self.passphrase, self.signed = key, passphrase, 0
+        self.unavailable = False
 
     async def sign_transaction(self, envelope_xdr: str, **_: object) -> SignedEnvelope:
+        if self.unavailable:
+            raise SignerUnavailable("UNAVAILABLE: connection refused")
         envelope = TransactionEnvelope.from_xdr(envelope_xdr, self.passphrase)
         envelope.sign(self.key)
         self.signed += 1
@@ -245,5 +248,38 @@ async def test_contract_batches_pay_through_one_call_and_isolate_a_failing_payou
         """SELECT count(*) AS n FROM payout_attempts WHERE status = 'included'
            GROUP BY tx_hash ORDER BY n DESC""")
     assert [s["n"] for s in sizes] == [3, 1]
+    await pipeline.ledger.close()
+    await desk.store.pool.close()
+
+
+async def test_a_batch_broken_up_before_signing_is_rebuilt_never_signed_as_built(
+    fresh_database: str, sandbox: InProcessSandbox
+) -> None:
+    """Re-sync after txBAD_SEQ may supersede only some members of a built batch (it skips
+    payouts another worker holds). The rest must never be signed and sent as built: that
+    envelope would pay the superseded payout too, which is re-batched elsewhere."""
+    from payout_service.adapters.work_queues import supersede_member
+
+    payer = Keypair.random()
+    await sandbox.fund(payer.public_key)
+    desk, pipeline, signer = await make_pipeline(fresh_database, sandbox, payer)
+    dests = [Keypair.random().public_key for _ in range(3)]
+    for n, dest in enumerate(dests):
+        await create(desk, f"p{n}", dest, "2", "XLM")
+    signer.unavailable = True
+    with pytest.raises(SignerUnavailable):
+        await pipeline.prepare_once()  # one batch of three, built, not signed
+    signer.unavailable = False
+    async with desk.store.pool.acquire() as conn, conn.transaction():
+        member = await conn.fetchrow(
+            "SELECT payout_id, number FROM payout_attempts WHERE op_index = 1")
+        await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", member["payout_id"])
+        await supersede_member(conn, member["payout_id"], member["number"])
+    rows = await settle(desk, pipeline)
+    assert {k: r["state"] for k, r in rows.items()} == {f"p{n}": "CONFIRMED" for n in range(3)}
+    assert [await sandbox.balances(d) for d in dests] == [{"native": 2 * XLM}] * 3
+    first = await desk.store.pool.fetch(
+        "SELECT status FROM payout_attempts WHERE number = 1 ORDER BY op_index")
+    assert [r["status"] for r in first] == ["superseded"] * 3, "the broken batch never left"
     await pipeline.ledger.close()
     await desk.store.pool.close()
