@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shlex
 import sys
 import tempfile
@@ -32,6 +33,7 @@ import grpc
 from stellar_sdk import Asset, Keypair, SorobanServerAsync, TransactionBuilder, scval
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
+from stellar_sdk.xdr import TransactionResult
 
 from payout_service.config import load_config
 from payout_service.embedded_postgres import EmbeddedPostgres
@@ -43,6 +45,7 @@ from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 
 AMOUNT = "1.5"
 AMOUNT_STROOPS = 15_000_000
+CLASSIC_OPS_PER_LEDGER = 200  # soroban_sandbox LedgerLimits default (published testnet)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -132,6 +135,7 @@ async def run_baseline(sandbox: RunningSandbox, dests: list[str]) -> dict[str, f
     await sandbox.fund(source.public_key)
     contract = Asset.native().contract_id(sandbox.passphrase)
     confirm: list[float] = []
+    fees = 0
     since_start: list[float] = []  # as if all N requests arrived together, as in the service run
     async with SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient()) as server:
         start = time.perf_counter()
@@ -158,12 +162,144 @@ async def run_baseline(sandbox: RunningSandbox, dests: list[str]) -> dict[str, f
                 if got.status == GetTransactionStatus.FAILED:
                     raise RuntimeError("baseline payout failed on chain")
                 await asyncio.sleep(0.05)
+            fees += TransactionResult.from_xdr(got.result_xdr).fee_charged.int64
             confirm.append(time.perf_counter() - t0)
             since_start.append(time.perf_counter() - start)
         elapsed = time.perf_counter() - start
     return {"elapsed": elapsed, "confirm_p50": percentile(confirm, 50),
             "confirm_p99": percentile(confirm, 99), "queued_p50": percentile(since_start, 50),
-            "queued_p99": percentile(since_start, 99)}
+            "queued_p99": percentile(since_start, 99), "fee_per_payout": fees / len(dests)}
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_batched(sandbox: RunningSandbox, database_url: str, args: argparse.Namespace,
+                      ) -> dict[str, float]:
+    """Issue 14's benchmark: N payouts through CreatePayoutBatch (gRPC), paid in classic
+    batches by `--workers` pipeline processes over `--channels` channel accounts.
+
+    The pipeline processes are tests/integration/batch_worker.py: the signer service refuses
+    classic batches until its batch rules land (branch signer14), so they sign with keys
+    generated here; the signer hop is NOT in these figures. The API process serves only
+    CreatePayoutBatch (its own pipeline is stopped), as a replica dedicated to the API would."""
+    source = Keypair.random()
+    channel_keys = {f"channel-{i}": Keypair.random() for i in range(args.channels)}
+    for account in (source, *channel_keys.values()):
+        await sandbox.fund(account.public_key)
+    await sandbox.set_balance(source.public_key, (args.payouts * AMOUNT_STROOPS) * 2 + 10**11)
+    # New accounts: every payout is a CreateAccount (1.5 XLM covers the 1 XLM reserve).
+    dests = [Keypair.random().public_key for _ in range(args.payouts)]
+    unused = Path(tempfile.mkdtemp()) / "unused.pem"  # the API process never calls the signer
+    unused.write_text("")
+    env = {
+        "DATABASE_URL": database_url, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
+        "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
+        "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0", "PAYOUTS_PLAINTEXT": "true",
+        "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_SIGNING_MODE": "signer",
+        "PAYOUTS_SIGNER_ADDR": "127.0.0.1:9", "PAYOUTS_SIGNER_CA_CERT": str(unused),
+        "PAYOUTS_SIGNER_CLIENT_CERT": str(unused), "PAYOUTS_SIGNER_CLIENT_KEY": str(unused),
+        "PAYOUTS_CONFIRM_POLL_MS": "250", "PAYOUTS_TX_WINDOW_SECONDS": "60",
+        "PAYOUTS_BATCH_MODE": "classic", "PAYOUTS_MAX_PAYOUTS_PER_TX": str(args.max_per_tx),
+        "PAYOUTS_CHANNEL_ACCOUNTS": ",".join(
+            f"{k}={kp.public_key}" for k, kp in channel_keys.items()),
+    }
+    service = await start_service(load_config(env))
+    assert service.pipeline is not None
+    await service.pipeline.stop()
+    workers: list[asyncio.subprocess.Process] = []
+    cpu_children = cpu_seconds(resource.RUSAGE_CHILDREN)
+    cpu_self = cpu_seconds(resource.RUSAGE_SELF)
+    try:
+        worker_env = {**os.environ, **env, "BATCH_WORKER_KEYS": ",".join(
+            [f"payer={source.secret}"] + [f"{k}={kp.secret}" for k, kp in channel_keys.items()])}
+        for _ in range(args.workers):
+            workers.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.integration.batch_worker", env=worker_env,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
+        latencies: list[float] = []
+        start = time.perf_counter()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = payout_pb2_grpc.PayoutServiceStub(channel)
+            for first in range(0, len(dests), args.request_items):
+                items = [pb.CreatePayoutRequest(
+                    payout_id=f"b-{n}", destination=dests[n], amount=AMOUNT, asset="XLM",
+                    idempotency_key=f"b-{n}")
+                    for n in range(first, min(len(dests), first + args.request_items))]
+                t0 = time.perf_counter()
+                await stub.CreatePayoutBatch(pb.CreatePayoutBatchRequest(items=items))
+                latencies.append(time.perf_counter() - t0)
+        created = time.perf_counter() - start
+        while True:
+            counts = {r["state"]: r["n"] for r in await service.pool.fetch(
+                "SELECT state, count(*) AS n FROM payouts GROUP BY state")}
+            if counts.get("FAILED"):
+                raise RuntimeError(f"{counts['FAILED']} payouts FAILED during the benchmark")
+            if counts.get("CONFIRMED", 0) == len(dests):
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        fees = await service.pool.fetchrow(
+            """SELECT sum(network_fee_stroops) AS fees, count(DISTINCT a.tx_hash) AS txs
+               FROM payouts p JOIN payout_attempts a ON a.payout_id = p.id
+               AND a.status = 'included'""")
+    finally:
+        for worker in workers:
+            worker.kill()
+            await worker.wait()
+        cpu_children = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_children
+        cpu_self = cpu_seconds(resource.RUSAGE_SELF) - cpu_self
+        await service.stop(grace=1)
+    sample = [(await sandbox.balances(d)).get("native") for d in dests[:50]]
+    if sample != [AMOUNT_STROOPS] * len(sample):
+        raise RuntimeError("a sampled destination was not paid exactly its amount")
+    return {"elapsed": elapsed, "create_seconds": created,
+            "request_p99": percentile(latencies, 99), "fees": float(fees["fees"]),
+            "txs": float(fees["txs"]), "cpu_workers": cpu_children, "cpu_api": cpu_self}
+
+
+async def main_batched(args: argparse.Namespace) -> None:
+    admin_url = os.environ.get("DATABASE_URL")
+    if not admin_url:
+        raise SystemExit("--batch classic needs DATABASE_URL (a running PostgreSQL)")
+    async with RunningSandbox(ledger_interval=args.ledger_interval, seed=1) as sandbox:
+        baseline_dests = [Keypair.random().public_key for _ in range(args.baseline_payouts)]
+        for d in baseline_dests:
+            await sandbox.fund(d)
+        baseline = await run_baseline(sandbox, baseline_dests)
+        run = await run_batched(sandbox, await fresh_database(admin_url), args)
+    n = args.payouts
+    rate = n / run["elapsed"]
+    # Classic lane: 200 operations per ledger (sandbox default, the published testnet setting).
+    per_ledger = min(args.channels * args.max_per_tx, CLASSIC_OPS_PER_LEDGER)
+    ceiling = per_ledger / args.ledger_interval
+    baseline_rate = args.baseline_payouts / baseline["elapsed"]
+    cpu = run["cpu_workers"] + run["cpu_api"]
+    print(f"payouts={n} ledger_interval={args.ledger_interval}s channels={args.channels} "
+          f"payouts/tx<={args.max_per_tx} workers={args.workers} (classic batches, ledger "
+          f"limits on: {CLASSIC_OPS_PER_LEDGER} classic operations per ledger)")
+    print(f"confirmed end to end : {rate:8.2f} payouts/s ({run['elapsed']:.1f}s from the first "
+          f"CreatePayoutBatch to the last confirmation)")
+    print(f"ceiling              : {ceiling:8.2f} payouts/s = min({args.channels} channels x "
+          f"{args.max_per_tx}, {CLASSIC_OPS_PER_LEDGER} ops/ledger) / {args.ledger_interval}s;"
+          f" ratio {rate / ceiling:.2f}")
+    print(f"plain stellar-sdk loop: {baseline_rate:8.2f} payouts/s over "
+          f"{args.baseline_payouts} payouts (one SAC transfer per transaction, each awaited); "
+          f"ratio {rate / baseline_rate:.1f}x")
+    print(f"fees                 : {run['fees'] / n:.0f} stroops/payout in {run['txs']:.0f} "
+          f"transactions ({n / run['txs']:.1f} payouts/tx) vs {baseline['fee_per_payout']:.0f} "
+          f"stroops/payout one payout per transaction (the loop's SAC transfers)")
+    print(f"CreatePayoutBatch    : {n / run['create_seconds']:8.0f} payouts/s "
+          f"({args.request_items} items/request, request p99 {run['request_p99'] * 1e3:.0f}ms, "
+          "while the pipeline ran)")
+    print(f"CPU per confirmed payout: {cpu / n * 1e3:.2f} ms (pipeline processes "
+          f"{run['cpu_workers']:.1f}s + API process {run['cpu_api']:.1f}s; PostgreSQL and the "
+          "sandbox not counted)")
+    print("signer hop: NOT measured (local keys; the signer service refuses batches until its "
+          "batch rules are merged)")
+    print("rerun: " + shlex.join([sys.executable, *sys.argv]))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -219,4 +355,13 @@ if __name__ == "__main__":
     parser.add_argument("--channels", type=int, default=4,
                         help="channel accounts for the second service run")
     parser.add_argument("--backend", choices=["pkcs11", "hot"], default="pkcs11")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--batch", choices=["off", "classic"], default="off",
+                        help="classic: issue 14's benchmark (payouts in classic batches)")
+    parser.add_argument("--max-per-tx", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2, help="pipeline processes (batch)")
+    parser.add_argument("--request-items", type=int, default=500,
+                        help="payouts per CreatePayoutBatch (PAYOUTS_MAX_BATCH_ITEMS caps it)")
+    parser.add_argument("--baseline-payouts", type=int, default=15,
+                        help="payouts of the plain loop in batch mode")
+    parsed = parser.parse_args()
+    asyncio.run(main_batched(parsed) if parsed.batch == "classic" else main(parsed))

@@ -8,8 +8,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from payout_service.core.amounts import AmountError, parse_amount
+from payout_service.core.batches import (
+    MAX_OPERATIONS_PER_TX,
+    PUBLISHED_TX_WRITE_ENTRIES,
+    contract_batch_capacity,
+)
 from payout_service.core.validation import is_account_id, is_contract_id
 
 TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"  # noqa: S105 - public
@@ -108,6 +114,11 @@ class Config:
     # On SIGTERM: NOT_SERVING first, keep answering this long (load balancers catch up).
     shutdown_delay_seconds: float = 0.0
     channel_pool: ChannelPoolConfig | None = None
+    # Issue 14: "off" (one payout per transaction), "classic" (Payment/CreateAccount
+    # operations) or "contract" (the payout contract's batch method).
+    batch_mode: str = "off"
+    max_payouts_per_tx: int = 1
+    batch_method_name: str = "distribute_batch"
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -239,6 +250,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             if name.strip()
         ),
         channel_pool=_channel_pool(env, source, signer),
+        **_batching(env, contract, signing_mode),
     )
 
 
@@ -268,6 +280,32 @@ def _channel_pool(
         drain_seconds=_int(env, "PAYOUTS_CHANNEL_PLAN_DRAIN_SECONDS", 60, minimum=1),
         interval_seconds=_int(env, "PAYOUTS_CHANNEL_POOL_INTERVAL_MS", 1000, minimum=10) / 1000,
     )
+
+
+def _batching(env: Mapping[str, str], contract: str | None, signing_mode: str) -> dict[str, Any]:
+    """PAYOUTS_BATCH_MODE, PAYOUTS_MAX_PAYOUTS_PER_TX, PAYOUTS_TX_MAX_WRITE_ENTRIES,
+    PAYOUT_BATCH_METHOD_NAME (issue 14)."""
+    mode = env.get("PAYOUTS_BATCH_MODE", "").strip().lower() or "off"
+    if mode not in ("off", "classic", "contract"):
+        raise ConfigError(f"PAYOUTS_BATCH_MODE must be off, classic or contract, got {mode!r}")
+    if mode == "off":
+        return {"batch_mode": mode, "max_payouts_per_tx": 1}
+    if signing_mode == "external":
+        raise ConfigError("PAYOUTS_BATCH_MODE needs PAYOUTS_SIGNING_MODE=signer (external "
+                          "signing of batches is not supported yet)")
+    if mode == "contract" and not contract:
+        raise ConfigError("PAYOUTS_BATCH_MODE=contract needs PAYOUT_CONTRACT_ID")
+    wanted = _int(env, "PAYOUTS_MAX_PAYOUTS_PER_TX", MAX_OPERATIONS_PER_TX, minimum=1)
+    if wanted > MAX_OPERATIONS_PER_TX:
+        raise ConfigError(f"PAYOUTS_MAX_PAYOUTS_PER_TX must be at most "
+                          f"{MAX_OPERATIONS_PER_TX} (stellar-core MAX_OPS_PER_TX), got {wanted}")
+    if mode == "contract":
+        write_entries = _int(env, "PAYOUTS_TX_MAX_WRITE_ENTRIES",
+                             PUBLISHED_TX_WRITE_ENTRIES, minimum=2)
+        wanted = min(wanted, contract_batch_capacity(write_entries))
+    return {"batch_mode": mode, "max_payouts_per_tx": wanted,
+            "batch_method_name": env.get("PAYOUT_BATCH_METHOD_NAME", "").strip()
+            or "distribute_batch"}
 
 
 def _server_tls(env: Mapping[str, str]) -> ServerTls | None:

@@ -296,8 +296,8 @@ class AttemptStore:
         attempt and FAILED once the attempt is proven dead."""
         await self.pool.execute(
             """UPDATE payout_attempts SET result_code = $3, updated_at = now()
-               WHERE payout_id = $1 AND number = $2 AND status = 'sent'""",
-            attempt.payout_id, attempt.number, code,
+               WHERE ((payout_id = $1 AND number = $2) OR batch_id = $4) AND status = 'sent'""",
+            attempt.payout_id, attempt.number, code, attempt.batch_id,
         )
 
     async def record_resend(self, attempt: Attempt) -> None:
@@ -346,7 +346,7 @@ class AttemptStore:
                 sets={"needs_attempt": False},
             )
             attempt = await conn.fetchrow(
-                """SELECT status, source_account, sequence FROM payout_attempts
+                """SELECT status, source_account, sequence, batch_id FROM payout_attempts
                    WHERE payout_id = $1 AND number = $2 AND status IN ('built', 'signed')""",
                 payout_uuid, row["attempt_count"],
             )
@@ -354,6 +354,10 @@ class AttemptStore:
                 target = given_up(A(attempt["status"]), handed_out=row["mode"] == "EXTERNAL")
                 await move_attempt(conn, payout_uuid, row["attempt_count"], target,
                                    sets={"next_poll_at": NOW} if target == A.ABANDONED else {})
+                if attempt["batch_id"] is not None:
+                    # Local import: batch_store builds on this module.
+                    from payout_service.adapters.batch_store import rebuild_without
+                    await rebuild_without(conn, attempt["batch_id"], payout_uuid)
                 await release_sequence(conn, attempt["source_account"], attempt["sequence"])
             return cancelled
 

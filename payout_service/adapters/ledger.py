@@ -8,8 +8,10 @@ is the only client, so the same code runs against testnet, mainnet or the local 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stellar_sdk import StrKey
 from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.exceptions import (
@@ -21,7 +23,17 @@ from stellar_sdk.exceptions import (
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 from stellar_sdk.soroban_server_async import SorobanServerAsync
 from stellar_sdk.transaction_envelope import TransactionEnvelope
-from stellar_sdk.xdr import TransactionResult
+from stellar_sdk.xdr import (
+    AccountID,
+    LedgerEntryData,
+    LedgerEntryType,
+    LedgerKey,
+    LedgerKeyAccount,
+    PublicKey,
+    PublicKeyType,
+    TransactionResult,
+    Uint256,
+)
 
 # stellar-rpc getLedgerEntries accepts at most 200 keys per request.
 MAX_LEDGER_KEYS = 200
@@ -68,6 +80,8 @@ class Included:
     ledger: int
     result_code: str
     fee_charged: int
+    # Each operation's own result code, in order (a batch blames its payouts by these).
+    op_codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,26 @@ def result_code(result_xdr: str) -> tuple[str, int]:
     events show the charge and the refund), so it is what the source account paid."""
     result = TransactionResult.from_xdr(result_xdr)
     return result.result.code.name, result.fee_charged.int64
+
+
+def operation_codes(result_xdr: str) -> tuple[str, ...]:
+    """Each operation's result code name: PAYMENT_NO_TRUST, CREATE_ACCOUNT_SUCCESS, … or the
+    operation-level code (opNO_ACCOUNT, opBAD_AUTH) when the operation never ran."""
+    result = TransactionResult.from_xdr(result_xdr).result
+    codes = []
+    for op in result.results or []:
+        tr = op.tr
+        if tr is None:
+            codes.append(op.code.name)
+        elif tr.payment_result is not None:
+            codes.append(tr.payment_result.code.name)
+        elif tr.create_account_result is not None:
+            codes.append(tr.create_account_result.code.name)
+        elif tr.invoke_host_function_result is not None:
+            codes.append(tr.invoke_host_function_result.code.name)
+        else:
+            codes.append(tr.type.name)
+    return tuple(codes)
 
 
 class LedgerGateway:
@@ -189,6 +223,12 @@ class LedgerGateway:
         code = "txUNKNOWN"
         if response.error_result_xdr:
             code, _ = result_code(response.error_result_xdr)
+            if code == "txFAILED":
+                # Refused at submission with an operation at fault: stellar-core checks each
+                # operation source's signatures there (opBAD_AUTH) and its existence
+                # (opNO_ACCOUNT); the operation's code says why.
+                code = next((c for c in operation_codes(response.error_result_xdr)
+                             if c.startswith("op") and c != "opINNER"), code)
         return Rejected(code)
 
     async def lookup(self, tx_hash: str) -> LookupOutcome:
@@ -210,4 +250,26 @@ class LedgerGateway:
             ledger=response.ledger or 0,
             result_code=code,
             fee_charged=fee,
+            op_codes=operation_codes(response.result_xdr) if response.result_xdr else (),
         )
+
+    async def existing_accounts(self, accounts: Sequence[str]) -> set[str]:
+        """Which of these G… accounts exist: one getLedgerEntries call for the whole batch."""
+        unique = list(dict.fromkeys(accounts))
+        if not unique:
+            return set()
+        keys = [LedgerKey(LedgerEntryType.ACCOUNT, account=LedgerKeyAccount(AccountID(PublicKey(
+            PublicKeyType.PUBLIC_KEY_TYPE_ED25519,
+            ed25519=Uint256(StrKey.decode_ed25519_public_key(a)))))) for a in unique]
+        try:
+            response = await asyncio.wait_for(self._server.get_ledger_entries(keys),
+                                              self._timeout)
+        except (BaseRequestError, SorobanRpcErrorResponse, TimeoutError, OSError) as err:
+            raise LedgerUnavailable(type(err).__name__) from None
+        found = set()
+        for entry in response.entries or []:
+            data = LedgerEntryData.from_xdr(entry.xdr)
+            key = data.account.account_id.account_id.ed25519 if data.account else None
+            if key is not None:
+                found.add(StrKey.encode_ed25519_public_key(key.uint256))
+        return found

@@ -76,21 +76,34 @@ class WorkQueues:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT p.*, a.source_account AS a_source, a.sequence AS a_sequence,
-                          a.submitted_ledger AS a_submitted
+                          a.submitted_ledger AS a_submitted, a.batch_id AS a_batch
                    FROM payouts p JOIN payout_attempts a
                      ON a.payout_id = p.id AND a.number = p.attempt_count
                    WHERE p.state = 'QUEUED' AND a.status = 'signed'
-                   ORDER BY a.source_account, a.sequence
+                   ORDER BY a.source_account, a.sequence, a.op_index
                    LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
                 limit,
             )
+            unsendable = await _incomplete_batches(conn, rows)
+            broken: dict[UUID, list[tuple[UUID, int]]] = {}
+            resequenced: set[UUID] = set()
             claimed = []
             for row in rows:
                 payout = payout_from_row(row)
                 number = payout.attempt_count
+                batch = row["a_batch"]
+                if batch in unsendable:
+                    if unsendable[batch]:  # a member was cancelled or superseded: rebuild
+                        broken.setdefault(batch, []).append((payout.id, number))
+                    continue
+                if batch is not None and batch in resequenced:
+                    await supersede_member(conn, payout.id, number)
+                    continue
                 free = await lowest_free(conn, row["a_source"])
                 if must_resequence(row["a_sequence"], free, left_us=payout.mode == "EXTERNAL"):
                     await resequence(conn, payout.id, number, row["a_source"], row["a_sequence"])
+                    if batch is not None:
+                        resequenced.add(batch)
                     continue
                 attempt = await move_attempt(
                     conn, payout.id, number, A.SENT, sets={
@@ -102,6 +115,8 @@ class WorkQueues:
                 await move_payout(conn, payout.id, S.SUBMITTED, reason="sent", actor="sender",
                                   attempt=number)
                 claimed.append(_with_ids(attempt, payout))
+            for members in broken.values():
+                await supersede_rest(conn, members)
             return claimed
 
     async def claim_for_confirming(
@@ -109,8 +124,10 @@ class WorkQueues:
     ) -> list[Attempt]:
         """Sent attempts due for a poll. After `max_polls` polls an attempt is overdue and is
         polled four times less often; only a proof of death ever leads to a new attempt."""
+        # A batch is polled through its lead (op_index 0): its members move with it.
         return await self._claim_polls(
-            "a.status = 'sent' AND p.state = 'SUBMITTED' AND p.attempt_count = a.number",
+            "a.status = 'sent' AND p.state = 'SUBMITTED' AND p.attempt_count = a.number"
+            " AND COALESCE(a.op_index, 0) = 0",
             limit, poll_interval, max_polls,
         )
 
@@ -154,6 +171,55 @@ async def resequence(
     await release_sequence(conn, source, sequence)
     await requeue(conn, payout_uuid, attempt=number, reason="re-sequenced", actor="sequencer",
                   not_before=datetime.now(UTC))
+
+
+async def supersede_member(conn: asyncpg.Connection, payout_uuid: UUID, number: int) -> None:
+    """A member of a batch that will never be sent as built (a member was cancelled or
+    re-sequenced): superseded and re-batched. Its number was already handled by whoever
+    broke the batch up (released on cancel, released on re-sequence, renumbered on resync)."""
+    await move_attempt(conn, payout_uuid, number, A.SUPERSEDED,
+                       only_from=frozenset({A.BUILT, A.SIGNED}))
+    await requeue(conn, payout_uuid, attempt=number, reason="batch rebuilt", actor="sequencer",
+                  not_before=datetime.now(UTC))
+
+
+async def supersede_rest(conn: asyncpg.Connection, members: list[tuple[UUID, int]]) -> None:
+    """The live members left of a batch that was partly given up (re-sync skipped payouts
+    another worker held): superseded and re-batched. They were the last to hold the batch's
+    number (re-sync counted them as holding it), so it is freed here, once."""
+    if not members:
+        return
+    row = await conn.fetchrow(
+        "SELECT source_account, sequence FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+        *members[0],
+    )
+    for payout_uuid, number in members:
+        await supersede_member(conn, payout_uuid, number)
+    await release_sequence(conn, row["source_account"], row["sequence"])
+
+
+async def _incomplete_batches(
+    conn: asyncpg.Connection, rows: list[asyncpg.Record]
+) -> dict[UUID, bool]:
+    """Batches among `rows` that may not be sent now: not every member is signed and claimed
+    here (False: wait, another worker holds some), or a member was given up (True: the rest
+    must be rebuilt; sending would pay a payout that is re-queued elsewhere)."""
+    claimed: dict[UUID, int] = {}
+    for row in rows:
+        if row["a_batch"] is not None:
+            claimed[row["a_batch"]] = claimed.get(row["a_batch"], 0) + 1
+    out: dict[UUID, bool] = {}
+    for batch, count in claimed.items():
+        counts = await conn.fetchrow(
+            """SELECT count(*) AS members, count(*) FILTER (WHERE status = 'signed') AS signed
+               FROM payout_attempts WHERE batch_id = $1""",
+            batch,
+        )
+        if counts["signed"] != counts["members"]:
+            out[batch] = True
+        elif count != counts["members"]:
+            out[batch] = False
+    return out
 
 
 def _with_ids(attempt: Attempt, payout: Payout) -> Attempt:

@@ -119,6 +119,9 @@ class Confirming(Stage):
 
     async def _included(self, attempt: Attempt, found: Included) -> None:
         failpoint("before_confirm")
+        if attempt.batch_id is not None:
+            await self._batch_included(attempt, found)
+            return
         if found.successful:
             payout = await self.attempts.confirm(
                 attempt, ledger=found.ledger, fee_charged=found.fee_charged
@@ -142,3 +145,29 @@ class Confirming(Stage):
             retry=verdict.retry, max_attempts=self.config.max_attempts,
             delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
         )
+
+    async def _batch_included(self, lead: Attempt, found: Included) -> None:
+        """A batch landed: every payout confirmed, or (failed) each judged by its own
+        operation's result; the innocent are re-batched (core/batches.judge_batch_member)."""
+        assert lead.batch_id is not None  # noqa: S101
+        if found.successful:
+            confirmed = await self.batches.confirm(lead.batch_id, ledger=found.ledger,
+                                                   fee_charged=found.fee_charged)
+            metrics.ATTEMPTS.labels("included").inc(len(confirmed))
+            metrics.FEES.inc(found.fee_charged)
+            now = datetime.now(UTC)
+            for payout in confirmed:
+                metrics.AMOUNT.labels("confirmed").inc(payout.net_stroops)
+                metrics.CONFIRMATION_SECONDS.observe((now - payout.created_at).total_seconds())
+            log.info("batch confirmed", extra={**attempt_ids(lead), "ledger": found.ledger,
+                                               "payouts": len(confirmed)})
+            return
+        outcome = await self.batches.failed_on_chain(
+            lead.batch_id, ledger=found.ledger, tx_code=found.result_code,
+            op_codes=found.op_codes, max_attempts=self.config.max_attempts,
+            delay=timedelta(seconds=backoff_seconds(lead.number)),
+        )
+        metrics.ATTEMPTS.labels(AttemptStatus.FAILED_ON_CHAIN).inc(len(outcome))
+        log.warning("batch failed on chain", extra={
+            **attempt_ids(lead), "ledger": found.ledger, "op_codes": list(found.op_codes),
+            "failed": sum(1 for s in outcome.values() if s == "FAILED")})

@@ -10,6 +10,7 @@ import asyncio
 from datetime import timedelta
 
 from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.batch_store import BatchStore
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.signer_client import SignerClient
@@ -30,6 +31,7 @@ class Pipeline(Preparing, Sending, Confirming):
     ) -> None:
         self.config = config
         self.attempts = attempts
+        self.batches = BatchStore(attempts.pool)
         self.queues = WorkQueues(attempts.pool)
         self.sequences = Sequences(attempts.pool)
         self.ledger = ledger

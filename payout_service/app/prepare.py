@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
@@ -13,7 +14,7 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 from payout_service.adapters.attempt_store import AttemptBuilder, NewAttempt
 from payout_service.adapters.ledger import SimulationFailed
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
-from payout_service.app.stage import Stage
+from payout_service.app.prepare_batch import PreparingBatches
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import AttemptStatus
 from payout_service.core.transactions import (
@@ -54,7 +55,7 @@ class _PreparedBuilder(AttemptBuilder):
         )
 
 
-class Preparing(Stage):
+class Preparing(PreparingBatches):
     async def prepare_once(self) -> int:
         cfg = self.config
         for source in (cfg.source_account, *self.channels):
@@ -63,8 +64,14 @@ class Preparing(Stage):
                 await self.sequences.ensure_source(source, chain_seq)
         work = 0
         if self.signer is not None:
+            batches_signed: set[UUID] = set()
             for payout, attempt in await self.queues.unsigned_attempts(cfg.batch_size):
-                await self._sign(payout, attempt)
+                if attempt.batch_id is None:
+                    await self._sign(payout, attempt)
+                elif attempt.batch_id not in batches_signed:
+                    # Crash recovery: the whole batch signed once, with its stored envelope.
+                    batches_signed.add(attempt.batch_id)
+                    await self._sign_batch(attempt)
                 work += 1
         if self.external:
             latest = await self.ledger.latest_ledger()
@@ -81,8 +88,16 @@ class Preparing(Stage):
         if self.channels:
             # One transaction in flight per channel: simulate only what can be leased now.
             room = min(room, await self.sequences.free_channels(self.channels))
+        batching = cfg.batch_mode != "off"
+        if batching:
+            room *= cfg.max_payouts_per_tx
         needing = await self.queues.payouts_needing_attempt(room) if room else []
-        if needing:
+        if needing and batching:
+            latest = await self.ledger.latest_ledger()
+            now = max(int(time.time()), latest.close_time)
+            p90 = await self.ledger.inclusion_fee_p90()
+            work += await self._prepare_batches(needing, now, p90)
+        elif needing:
             # Time bounds follow the later of our clock and the ledger's, so a rebuilt attempt
             # is never born expired nor identical to the one that died.
             latest = await self.ledger.latest_ledger()

@@ -28,11 +28,14 @@ log = logging.getLogger(__name__)
 class Sending(Stage):
     async def send_once(self) -> int:
         latest = await self.ledger.latest_ledger()
-        claimed = await self.queues.claim_for_sending(self.config.batch_size, latest.sequence)
+        claimed = await self.queues.claim_for_sending(
+            self.config.batch_size * self.config.max_payouts_per_tx, latest.sequence)
         # In sequence order within a source account (a node takes N+1 before N+2), sources
-        # side by side.
+        # side by side; a batch's transaction is sent once, through its lead member.
         by_source: dict[str, list[Attempt]] = {}
         for attempt in claimed:
+            if attempt.op_index:
+                continue
             by_source.setdefault(attempt.source_account, []).append(attempt)
         await asyncio.gather(*(self._send_in_order(group) for group in by_source.values()))
         return len(claimed)
@@ -81,7 +84,10 @@ class Sending(Stage):
         if code in PERMANENT_REJECTIONS:
             # Can never become valid: fail the payout now and give the number to the next
             # reservation, whose transaction replaces this one (abandon_sent says why).
-            await self.attempts.abandon_sent(attempt, code=code, actor="sender")
+            if attempt.batch_id is not None:
+                await self.batches.abandon_sent(attempt.batch_id, code=code)
+            else:
+                await self.attempts.abandon_sent(attempt, code=code, actor="sender")
             metrics.ATTEMPTS.labels(AttemptStatus.ABANDONED).inc()
             log.warning("attempt abandoned", extra={**attempt_ids(attempt), "code": code})
             return

@@ -9,12 +9,13 @@ from typing import Any
 
 from payout_service import metrics
 from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.batch_store import BatchStore
 from payout_service.adapters.ledger import Included, LedgerGateway
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.adapters.work_queues import WorkQueues
 from payout_service.config import Config
-from payout_service.core.model import Attempt
+from payout_service.core.model import Attempt, Payout
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Stage:
 
     config: Config
     attempts: AttemptStore
+    batches: BatchStore
     queues: WorkQueues
     sequences: Sequences
     ledger: LedgerGateway
@@ -40,6 +42,15 @@ class Stage:
     _poll: timedelta
 
     async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
+        if attempt.batch_id is not None:
+            # The proof is about the transaction, so it holds for every payout in it.
+            await self.batches.dead(attempt.batch_id, code=kwargs["code"], proof=kwargs["proof"],
+                                    retry=kwargs["retry"], max_attempts=kwargs["max_attempts"],
+                                    delay=kwargs["delay"], actor=kwargs["actor"])
+            metrics.ATTEMPTS.labels(kwargs["status"]).inc()
+            log.warning("batch dead", extra={**attempt_ids(attempt), "code": kwargs["code"],
+                                             "batch_id": str(attempt.batch_id)})
+            return
         state = await self.attempts.attempt_dead(attempt, **kwargs)
         metrics.ATTEMPTS.labels(kwargs["status"]).inc()
         log.warning("attempt dead", extra={**attempt_ids(attempt), "status": kwargs["status"],
@@ -50,3 +61,7 @@ class Stage:
 
     async def _rejected(self, attempt: Attempt, code: str) -> None:
         raise NotImplementedError  # Sending
+
+    async def _prepare(self, payout: Payout, now: int, fee_p90: int | None, ledger: int
+                       ) -> bool:
+        raise NotImplementedError  # Preparing

@@ -17,7 +17,10 @@ RETRYABLE_REJECTIONS = frozenset(
 # re-sending it is pointless.
 PERMANENT_REJECTIONS = frozenset(
     {"txBAD_AUTH", "txBAD_AUTH_EXTRA", "txMALFORMED", "txSOROBAN_INVALID", "txNO_ACCOUNT",
-     "txINSUFFICIENT_BALANCE", "txNOT_SUPPORTED", "txUNKNOWN"}
+     "txINSUFFICIENT_BALANCE", "txNOT_SUPPORTED", "txUNKNOWN",
+     # An operation source's signature missing or wrong, or the account missing (txFAILED
+     # at submission, named by the operation's result).
+     "opBAD_AUTH", "opNO_ACCOUNT"}
 )
 # Included but failed on chain. txFAILED covers contract errors such as an insufficient
 # balance: permanent until an operator tops up and calls RetryPayout.

@@ -1,0 +1,228 @@
+"""Prepare in batch mode (issue 14): plan, reserve ONE sequence number for many payouts,
+build their shared transaction, sign it once.
+
+Classic: a Payment (or CreateAccount) per payout; destinations are checked with one
+getLedgerEntries call per batch, and a payout that cannot be paid fails before batching.
+Contract: the payout contract's batch method with a vector; a simulation failure is split in
+halves until the payouts that make it fail are alone (each then fails with the simulation's
+error), so one bad payout never holds the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from uuid import UUID
+
+from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+
+from payout_service import metrics
+from payout_service.adapters.attempt_store import NewAttempt
+from payout_service.adapters.ledger import SimulationFailed
+from payout_service.adapters.signer_client import SigningRefused
+from payout_service.app.stage import Stage
+from payout_service.core.batches import (
+    BatchItem,
+    PlannedOp,
+    build_classic_batch,
+    build_contract_batch,
+    is_classic_destination,
+    plan_classic_batch,
+)
+from payout_service.core.model import Attempt, Payout
+from payout_service.core.transactions import BASE_INCLUSION_FEE, TxParams, inclusion_fee_bid
+from payout_service.failpoints import failpoint
+
+log = logging.getLogger(__name__)
+
+
+class BatchChanged(Exception):
+    """Some planned payouts were taken by another worker meanwhile: a simulated contract
+    batch no longer matches, so it is not stored (the rest are planned again next pass)."""
+
+
+def _item(payout: Payout) -> BatchItem:
+    return BatchItem(payout.id, payout.destination, payout.asset, payout.net_stroops)
+
+
+def _stamp(tx_envelope: TransactionEnvelope, source: str, sequence: int, now: int,
+           window: int, passphrase: str) -> NewAttempt:
+    """Source, sequence number and time bounds, set inside the reserving SQL transaction."""
+    tx = tx_envelope.transaction
+    tx.source = MuxedAccount(source)
+    tx.sequence = sequence
+    # Invariant 2: every transaction carries a max_time, so "proven dead" is reachable.
+    tx.preconditions = Preconditions(time_bounds=TimeBounds(0, now + window))
+    envelope = TransactionEnvelope(tx, passphrase)
+    return NewAttempt(
+        source_account=source, sequence=sequence, min_time=datetime.fromtimestamp(0, UTC),
+        max_time=datetime.fromtimestamp(now + window, UTC), envelope_xdr=envelope.to_xdr(),
+        tx_hash=envelope.hash_hex(), fee_stroops=tx.fee,
+    )
+
+
+class PreparingBatches(Stage):
+    async def _prepare_batches(self, needing: list[Payout], now: int, fee_p90: int | None
+                               ) -> int:
+        """Batches as many of `needing` as free sources allow; returns the payouts handled."""
+        if self.config.batch_mode == "classic":
+            singles = [p for p in needing if not is_classic_destination(p.destination)]
+            # C… destinations keep the single-payout Soroban transfer path.
+            moved = [await self._prepare(payout, now, fee_p90, 0) for payout in singles]
+            return sum(moved) + await self._classic_batches(
+                [p for p in needing if is_classic_destination(p.destination)], now)
+        return await self._contract_batches(needing, now, fee_p90)
+
+    async def _classic_batches(self, payouts: list[Payout], now: int) -> int:
+        cfg = self.config
+        done = 0
+        remaining = payouts
+        while remaining:
+            head = remaining[: cfg.max_payouts_per_tx]
+            existing = await self.ledger.existing_accounts([p.destination for p in head])
+            plan = plan_classic_batch([_item(p) for p in head], existing, cfg.max_payouts_per_tx)
+            by_id = {p.id: p for p in head}
+            for refusal in plan.refused:
+                await self.attempts.fail_before_build(by_id[refusal.item.payout_uuid],
+                                                      refusal.code, refusal.message)
+                done += 1
+            deferred = {i.payout_uuid for i in plan.deferred}
+            remaining = [p for p in head if p.id in deferred] + remaining[len(head):]
+            if not plan.operations:
+                if len(deferred) == len(head):
+                    break  # nothing plannable now; they wait for the next pass
+                continue
+            created = await self._store_classic(plan.operations, by_id, now)
+            if not created:
+                break  # no free source now
+            done += len(created)
+            if len(deferred) == len(head):
+                break
+        return done
+
+    async def _store_classic(self, operations: list[PlannedOp], by_id: dict[UUID, Payout],
+                             now: int) -> list[tuple[Payout, Attempt]]:
+        cfg = self.config
+        ops = {op.item.payout_uuid: op for op in operations}
+        bid = inclusion_fee_bid(
+            max(by_id[u].attempt_count for u in ops) + 1, None, cfg.max_inclusion_fee_stroops)
+
+        def build(locked: list[Payout], source: str, sequence: int) -> NewAttempt:
+            envelope = build_classic_batch(
+                TxParams(source, sequence, 0, now + cfg.tx_window_seconds,
+                         cfg.network_passphrase),
+                [ops[p.id] for p in locked],
+                operation_source=cfg.source_account if source != cfg.source_account else None,
+                inclusion_fee=bid,
+            )
+            return _stamp(envelope, source, sequence, now, cfg.tx_window_seconds,
+                          cfg.network_passphrase)
+
+        created = await self.batches.create_batch(
+            list(ops), build, source_account=cfg.source_account, channels=self.channels)
+        await self._after_batch_built(created)
+        return created
+
+    async def _contract_batches(self, payouts: list[Payout], now: int, fee_p90: int | None
+                                ) -> int:
+        cfg = self.config
+        done = 0
+        for start in range(0, len(payouts), cfg.max_payouts_per_tx):
+            chunk = payouts[start:start + cfg.max_payouts_per_tx]
+            for group, prepared in await self._simulated_groups(chunk, now, fee_p90):
+                created = await self._store_contract(group, prepared, now)
+                if not created and self.channels:
+                    return done  # no free channel now
+                done += len(created)
+        return done
+
+    def _contract_draft(self, items: list[Payout], now: int, bid: int) -> TransactionEnvelope:
+        cfg = self.config
+        assert cfg.contract_id is not None  # noqa: S101 - config requires it in contract mode
+        return build_contract_batch(
+            TxParams(cfg.source_account, 1, 0, now + cfg.tx_window_seconds,
+                     cfg.network_passphrase),
+            contract_id=cfg.contract_id, method_name=cfg.batch_method_name,
+            payer=cfg.source_account, items=[_item(p) for p in items],
+            operation_source=cfg.source_account if self.channels else None,
+            inclusion_fee=bid,
+        )
+
+    async def _simulated_groups(
+        self, payouts: list[Payout], now: int, fee_p90: int | None
+    ) -> list[tuple[list[Payout], TransactionEnvelope]]:
+        """Simulates the batch; on failure splits it in halves until each failing payout is
+        alone, and fails those with the simulation's error (log2(N) extra simulations per
+        guilty payout). A batch over the max gas is split too."""
+        cfg = self.config
+        bid = inclusion_fee_bid(max(p.attempt_count for p in payouts) + 1, fee_p90,
+                                cfg.max_inclusion_fee_stroops)
+        try:
+            prepared = await self.ledger.prepare(self._contract_draft(payouts, now, bid))
+            problem = None
+            if prepared.transaction.fee - bid + BASE_INCLUSION_FEE > cfg.max_gas_stroops:
+                problem = ("max_gas", f"prepared fee {prepared.transaction.fee} exceeds max gas "
+                           f"{cfg.max_gas_stroops}")
+        except SimulationFailed as err:
+            problem = ("simulation_failed", str(err))
+        if problem is None:
+            prepared.transaction.fee = min(prepared.transaction.fee, cfg.max_gas_stroops)
+            return [(payouts, prepared)]
+        if len(payouts) == 1:
+            await self.attempts.fail_before_build(payouts[0], *problem)
+            return []
+        half = len(payouts) // 2
+        return [*await self._simulated_groups(payouts[:half], now, fee_p90),
+                *await self._simulated_groups(payouts[half:], now, fee_p90)]
+
+    async def _store_contract(self, group: list[Payout], prepared: TransactionEnvelope,
+                              now: int) -> list[tuple[Payout, Attempt]]:
+        cfg = self.config
+        planned = [p.id for p in group]
+
+        def build(locked: list[Payout], source: str, sequence: int) -> NewAttempt:
+            if [p.id for p in locked] != planned:
+                raise BatchChanged
+            return _stamp(prepared, source, sequence, now, cfg.tx_window_seconds,
+                          cfg.network_passphrase)
+
+        try:
+            created = await self.batches.create_batch(
+                planned, build, source_account=cfg.source_account, channels=self.channels)
+        except BatchChanged:
+            return []
+        await self._after_batch_built(created)
+        return created
+
+    async def _after_batch_built(self, created: list[tuple[Payout, Attempt]]) -> None:
+        if not created:
+            return
+        metrics.ATTEMPTS.labels("batch_built").inc()
+        log.info("batch built", extra={"batch_id": str(created[0][1].batch_id),
+                                       "payouts": len(created), "tx_hash": created[0][1].tx_hash})
+        failpoint("after_reserve")
+        await self._sign_batch(created[0][1])
+
+    async def _sign_batch(self, lead: Attempt) -> None:
+        """One signature pass for the whole batch (channel key, then the payer's)."""
+        assert self.signer is not None and lead.batch_id is not None  # noqa: S101
+        channel_key = await self.signer.channel_key(lead.source_account)
+        try:
+            envelope_xdr = lead.envelope_xdr
+            for key_id in (channel_key, None) if channel_key else (None,):
+                signed = await self.signer.sign_transaction(
+                    envelope_xdr, payout_id=f"batch:{lead.batch_id}", attempt=lead.number,
+                    correlation_id=str(lead.batch_id), key_id=key_id,
+                )
+                envelope_xdr = signed.envelope_xdr
+        except SigningRefused as err:
+            await self.batches.refuse_unsent(lead.batch_id, code="signer_refused",
+                                             message=str(err))
+            return
+        if signed.tx_hash != lead.tx_hash:
+            await self.batches.refuse_unsent(lead.batch_id, code="signer_hash_mismatch",
+                                             message="signer hashed a different transaction")
+            return
+        await self.batches.store_signed(lead.batch_id, signed.envelope_xdr, actor="preparer")
+        failpoint("after_sign")

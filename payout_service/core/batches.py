@@ -1,0 +1,254 @@
+"""Many payouts in one transaction (issue 14; DESIGN.md section 4). Pure: no I/O.
+
+Plans a classic batch (one `Payment` or `CreateAccount` operation per payout), builds its
+transaction, and judges a failed batch from its per-operation results: which payouts caused
+the failure (they fail with their reason) and which are innocent (they are re-batched).
+A Stellar transaction is atomic (stellar-core TransactionFrame::applyOperations: every
+operation is applied and gets its own result; if any fails, the transaction is txFAILED and
+nothing moves), so one guilty payout must never take the others down with it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+from stellar_sdk import Account, Asset, StrKey, TransactionBuilder, scval
+from stellar_sdk.operation import CreateAccount, Payment
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+
+from payout_service.core.transactions import BASE_INCLUSION_FEE, TxParams
+
+# stellar-core: at most 100 operations per transaction (MAX_OPS_PER_TX).
+MAX_OPERATIONS_PER_TX = 100
+# A new account needs a starting balance of at least 2 base reserves (CreateAccountOpFrame:
+# CREATE_ACCOUNT_LOW_RESERVE below it); the base reserve is 0.5 XLM on testnet and mainnet.
+BASE_RESERVE_STROOPS = 5_000_000
+MIN_STARTING_BALANCE_STROOPS = 2 * BASE_RESERVE_STROOPS
+STROOPS_PER_UNIT = 10_000_000
+
+
+class BatchMode(StrEnum):
+    OFF = "off"  # one payout per transaction (the Soroban transfer / payout-contract call)
+    CLASSIC = "classic"  # Payment / CreateAccount operations, up to 100 per transaction
+    CONTRACT = "contract"  # the payout contract's batch method, once per transaction
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    payout_uuid: UUID
+    destination: str
+    asset: str  # "XLM" or "CODE:ISSUER"
+    amount_stroops: int
+
+
+class OpKind(StrEnum):
+    PAYMENT = "payment"
+    CREATE_ACCOUNT = "create_account"
+
+
+@dataclass(frozen=True)
+class PlannedOp:
+    item: BatchItem
+    kind: OpKind
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A payout that cannot be paid by a classic batch: it fails before any batch is built."""
+
+    item: BatchItem
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ClassicPlan:
+    operations: list[PlannedOp] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    # Left for a later batch: a second payout to an account this batch creates would be
+    # blamed (PAYMENT_NO_DESTINATION) if the CreateAccount before it failed.
+    deferred: list[BatchItem] = field(default_factory=list)
+
+
+def is_classic_destination(destination: str) -> bool:
+    """Classic operations pay G… accounts; C… (contract) destinations need a Soroban call."""
+    return StrKey.is_valid_ed25519_public_key(destination)
+
+
+def plan_classic_batch(
+    items: Iterable[BatchItem], existing: set[str], max_payouts: int
+) -> ClassicPlan:
+    """One operation per payout, in the given order, at most `max_payouts` of them.
+
+    `existing` holds the destinations found on the ledger (one getLedgerEntries call per
+    batch). A missing destination gets CreateAccount when it is paid in XLM and the amount
+    covers the reserve; otherwise the payout is refused with the reason, before batching."""
+    if not 1 <= max_payouts <= MAX_OPERATIONS_PER_TX:
+        raise ValueError(f"a classic batch holds 1..{MAX_OPERATIONS_PER_TX} payouts")
+    plan = ClassicPlan()
+    created: set[str] = set()
+    for item in items:
+        if len(plan.operations) == max_payouts:
+            plan.deferred.append(item)
+            continue
+        if not is_classic_destination(item.destination):
+            plan.refused.append(Refusal(item, "CLASSIC_NEEDS_ACCOUNT",
+                                        f"{item.destination} is not a G… account"))
+        elif item.destination in existing:
+            plan.operations.append(PlannedOp(item, OpKind.PAYMENT))
+        elif item.destination in created:
+            plan.deferred.append(item)
+        elif item.asset != "XLM":
+            plan.refused.append(Refusal(
+                item, "DESTINATION_MISSING",
+                f"{item.destination} does not exist; an account paid in {item.asset} must "
+                "exist and trust the asset"))
+        elif item.amount_stroops < MIN_STARTING_BALANCE_STROOPS:
+            plan.refused.append(Refusal(
+                item, "DESTINATION_BELOW_RESERVE",
+                f"{item.destination} does not exist and {item.amount_stroops} stroops do not "
+                f"cover the {MIN_STARTING_BALANCE_STROOPS} stroops a new account needs"))
+        else:
+            created.add(item.destination)
+            plan.operations.append(PlannedOp(item, OpKind.CREATE_ACCOUNT))
+    return plan
+
+
+def stroops_to_amount(stroops: int) -> str:
+    """Integer stroops -> the SDK's decimal string, without floating point."""
+    if stroops <= 0:
+        raise ValueError("amounts are positive")
+    return f"{stroops // STROOPS_PER_UNIT}.{stroops % STROOPS_PER_UNIT:07d}"
+
+
+def _asset(asset: str) -> Asset:
+    if asset == "XLM":
+        return Asset.native()
+    code, _, issuer = asset.partition(":")
+    return Asset(code, issuer)
+
+
+def build_classic_batch(
+    params: TxParams, operations: Sequence[PlannedOp], *, operation_source: str | None,
+    inclusion_fee: int = BASE_INCLUSION_FEE,
+) -> TransactionEnvelope:
+    """The batch transaction, unsigned: operation i pays operations[i]. With a channel as the
+    transaction's source, each operation's source is the paying account (BATCH_INTERFACE.md).
+    The fee is the inclusion bid per operation (stellar-core charges per operation)."""
+    if params.max_time <= 0:
+        raise ValueError("every payout transaction needs a max_time (invariant 2)")
+    if not 1 <= len(operations) <= MAX_OPERATIONS_PER_TX:
+        raise ValueError(f"a classic batch holds 1..{MAX_OPERATIONS_PER_TX} operations")
+    builder = TransactionBuilder(
+        Account(params.source_account, params.sequence - 1),
+        network_passphrase=params.network_passphrase, base_fee=inclusion_fee,
+    )
+    builder.add_time_bounds(params.min_time, params.max_time)
+    for op in operations:
+        amount = stroops_to_amount(op.item.amount_stroops)
+        if op.kind == OpKind.CREATE_ACCOUNT:
+            builder.append_operation(CreateAccount(op.item.destination, amount,
+                                                   source=operation_source))
+        else:
+            builder.append_operation(Payment(op.item.destination, _asset(op.item.asset), amount,
+                                             source=operation_source))
+    return builder.build()
+
+
+# Per-operation results that blame the payout itself: its destination cannot receive it.
+DESTINATION_FAULTS = frozenset({
+    "PAYMENT_NO_DESTINATION", "PAYMENT_NO_TRUST", "PAYMENT_LINE_FULL",
+    "PAYMENT_NOT_AUTHORIZED", "PAYMENT_NO_ISSUER", "CREATE_ACCOUNT_LOW_RESERVE",
+})
+# The payer could not cover this operation when it was applied (operations apply in order, so
+# the ones that still fit succeed). Not the destination's fault, but a retry cannot succeed
+# until an operator tops the payer up: the payout fails with the reason, like the single
+# path's insufficient balance (core/retry.py), and RetryPayout brings it back. Retrying it
+# automatically would only re-fail every batch it joins and hold the innocent ones.
+PAYER_FAULTS = frozenset({
+    "PAYMENT_UNDERFUNDED", "PAYMENT_SRC_NO_TRUST", "PAYMENT_SRC_NOT_AUTHORIZED",
+    "CREATE_ACCOUNT_UNDERFUNDED",
+})
+SUCCESS_CODES = frozenset({"PAYMENT_SUCCESS", "CREATE_ACCOUNT_SUCCESS"})
+# The result code stored on an innocent member's attempt: it does not count toward
+# PAYOUTS_MAX_ATTEMPTS.
+REBATCHED = "REBATCHED"
+
+
+@dataclass(frozen=True)
+class MemberVerdict:
+    """What one payout of a failed batch gets: FAILED with `code`, or a new attempt."""
+
+    fail: bool
+    code: str
+    counts_as_attempt: bool  # innocent payouts re-batched do not spend their attempts
+
+
+def judge_batch_member(op_codes: Sequence[str], op_index: int, tx_code: str) -> MemberVerdict:
+    """The verdict for the payout at `op_index` of a batch included as failed.
+
+    Guilty payouts fail with their operation's code. Innocent ones (their operation would
+    have succeeded, or it was the account created meanwhile: CREATE_ACCOUNT_ALREADY_EXIST, next
+    time a Payment) are re-batched without spending an attempt: every failed batch fails at
+    least one guilty payout, so re-batching ends. A failure no operation explains (the
+    operation source missing, a transaction-level code) is a retry for all, within
+    max_attempts."""
+    code = op_codes[op_index] if op_index < len(op_codes) else tx_code
+    if code in DESTINATION_FAULTS or code in PAYER_FAULTS:
+        return MemberVerdict(fail=True, code=code, counts_as_attempt=True)
+    blamed = any(c in DESTINATION_FAULTS or c in PAYER_FAULTS for c in op_codes)
+    if blamed and (code in SUCCESS_CODES or code == "CREATE_ACCOUNT_ALREADY_EXIST"):
+        return MemberVerdict(fail=False, code=REBATCHED, counts_as_attempt=False)
+    return MemberVerdict(fail=False, code=code, counts_as_attempt=True)
+
+
+# Contract batch (BATCH_INTERFACE.md): `distribute_batch(from, Vec<(Address, i128)>)` writes the
+# payer's balance entry and one entry per destination, so a transaction pays at most
+# (txMaxWriteLedgerEntries - 1) payouts. Published per-transaction limit, stellar-docs
+# "Resource Limits & Fees" (https://developers.stellar.org/docs/networks/resource-limits-fees):
+# 50 written ledger entries, 100 footprint entries, 100 disk-read entries per transaction.
+PUBLISHED_TX_WRITE_ENTRIES = 50
+PUBLISHED_TX_FOOTPRINT_ENTRIES = 100
+PUBLISHED_TX_DISK_READ_ENTRIES = 100
+
+
+def contract_batch_capacity(
+    write_entries: int = PUBLISHED_TX_WRITE_ENTRIES,
+    footprint_entries: int = PUBLISHED_TX_FOOTPRINT_ENTRIES,
+    disk_read_entries: int = PUBLISHED_TX_DISK_READ_ENTRIES,
+) -> int:
+    """Payouts per contract batch: the payer's entry plus one per destination must fit the
+    written entries; the footprint also holds the contract instance and code; every G…
+    destination's account is a disk read, as is the payer's."""
+    return max(1, min(write_entries - 1, footprint_entries - 3, disk_read_entries - 1))
+
+
+def build_contract_batch(
+    params: TxParams, *, contract_id: str, method_name: str, payer: str,
+    items: Sequence[BatchItem], operation_source: str | None,
+    inclusion_fee: int = BASE_INCLUSION_FEE,
+) -> TransactionEnvelope:
+    """`method_name(from, payouts: Vec<(Address, i128)>)`, unsigned and unprepared: a Soroban
+    tuple is an ScVal vector, so each item is SCV_VEC[SCV_ADDRESS, SCV_I128]. Item i pays
+    items[i] (its op_index)."""
+    if params.max_time <= 0:
+        raise ValueError("every payout transaction needs a max_time (invariant 2)")
+    if not items:
+        raise ValueError("a contract batch pays at least one payout")
+    builder = TransactionBuilder(
+        Account(params.source_account, params.sequence - 1),
+        network_passphrase=params.network_passphrase, base_fee=inclusion_fee,
+    )
+    builder.add_time_bounds(params.min_time, params.max_time)
+    payouts = scval.to_vec([
+        scval.to_vec([scval.to_address(i.destination), scval.to_int128(i.amount_stroops)])
+        for i in items
+    ])
+    builder.append_invoke_contract_function_op(
+        contract_id=contract_id, function_name=method_name,
+        parameters=[scval.to_address(payer), payouts], source=operation_source,
+    )
+    return builder.build()

@@ -1,0 +1,285 @@
+"""Many payouts in one transaction (issue 14), judged by the sandbox's ledger.
+
+Real PostgreSQL, the real pipeline and ledger gateway, the sandbox over HTTP through
+stellar-sdk. The signature comes from a key held by the test (`LocalSigner`): the signer
+service's policy refuses classic Payment operations until its batch rules land (branch
+signer14); once they do, these flows run against the real signer like test_live_with_signer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from stellar_sdk import Keypair
+from stellar_sdk.transaction_envelope import TransactionEnvelope
+
+from payout_service.adapters.ledger import LedgerGateway
+from payout_service.adapters.payout_store import PayoutStore, create_pool
+from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable
+from payout_service.app.desk import PayoutDesk
+from payout_service.app.pipeline import Pipeline
+from payout_service.config import load_config
+from payout_service.core.validation import AmountLimits, validate_payout_request
+from payout_service.migrations import apply_migrations
+from soroban_sandbox.server import SandboxConfig
+from soroban_sandbox.testing import InProcessSandbox
+
+XLM = 10_000_000
+
+
+class LocalSigner:
+    """Stands in for the signer service (see the module docstring); counts its signatures."""
+
+    def __init__(self, key: Keypair, passphrase: str) -> None:
+        self.key, self.passphrase, self.signed = key, passphrase, 0
+        self.unavailable = False
+
+    async def sign_transaction(self, envelope_xdr: str, **_: object) -> SignedEnvelope:
+        if self.unavailable:
+            raise SignerUnavailable("UNAVAILABLE: connection refused")
+        envelope = TransactionEnvelope.from_xdr(envelope_xdr, self.passphrase)
+        envelope.sign(self.key)
+        self.signed += 1
+        return SignedEnvelope(envelope.to_xdr(), envelope.hash_hex())
+
+    def channel_key(self, source_account: str) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[InProcessSandbox]:
+    async with InProcessSandbox(SandboxConfig(ledger_interval=0.3)) as running:
+        yield running
+
+
+async def make_pipeline(
+    database: str, sandbox: InProcessSandbox, payer: Keypair, **extra: str
+) -> tuple[PayoutDesk, Pipeline, LocalSigner]:
+    env = {
+        "DATABASE_URL": database, "PAYOUT_SOURCE_ACCOUNT": payer.public_key,
+        "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": sandbox.rpc_url,
+        "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase, "PAYOUTS_SIGNING_MODE": "signer",
+        "PAYOUTS_SIGNER_ADDR": "unused", "PAYOUTS_SIGNER_CA_CERT": "unused",
+        "PAYOUTS_SIGNER_CLIENT_CERT": "unused", "PAYOUTS_SIGNER_CLIENT_KEY": "unused",
+        "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_CONFIRM_POLL_MS": "50",
+        "PAYOUTS_BATCH_MODE": "classic", **extra,
+    }
+    config = load_config(env)
+    pool = await create_pool(database)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn)
+    ledger = LedgerGateway(sandbox.rpc_url)
+    desk = PayoutDesk(config, PayoutStore(pool), ledger)
+    signer = LocalSigner(payer, sandbox.passphrase)
+    return desk, Pipeline(config, desk.attempts, ledger, signer), signer  # type: ignore[arg-type]
+
+
+async def create(desk: PayoutDesk, key: str, destination: str, amount: str, asset: str) -> None:
+    request = validate_payout_request(
+        payout_id=key, destination=destination, amount=amount, asset=asset,
+        idempotency_key=key, metadata={}, reference="", limits=AmountLimits(),
+    )
+    await desk.create(request, actor="test", correlation_id=key)
+
+
+async def settle(desk: PayoutDesk, pipeline: Pipeline, rounds: int = 60) -> dict[str, Any]:
+    """Runs the three loops until no payout is in flight; returns {payout_id: row}."""
+    import asyncio
+
+    for _ in range(rounds):
+        await pipeline.prepare_once()
+        await pipeline.send_once()
+        await asyncio.sleep(0.35)  # a ledger closes
+        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+        await desk.store.pool.execute(
+            "UPDATE payouts SET next_attempt_at = now() WHERE needs_attempt")
+        await pipeline.confirm_once()
+        rows = await desk.store.pool.fetch(
+            "SELECT payout_id, state, failure_code, attempt_count FROM payouts")
+        if all(r["state"] in ("CONFIRMED", "FAILED", "CANCELLED") for r in rows):
+            return {r["payout_id"]: r for r in rows}
+    raise AssertionError(f"payouts not settled: {[dict(r) for r in rows]}")
+
+
+async def test_a_batch_pays_the_innocent_once_and_fails_the_guilty_with_their_reason(
+    fresh_database: str, sandbox: InProcessSandbox
+) -> None:
+    issuer, payer, usd_holder, no_trust, existing = (Keypair.random() for _ in range(5))
+    for kp in (issuer, payer, usd_holder, no_trust, existing):
+        await sandbox.fund(kp.public_key)
+    usd = f"USD:{issuer.public_key}"
+    await sandbox.open_trustline(payer.public_key, usd)
+    await sandbox.issue(usd, payer.public_key, 100 * XLM)
+    await sandbox.open_trustline(usd_holder.public_key, usd)
+    new_account, too_small, missing_usd = (Keypair.random().public_key for _ in range(3))
+    desk, pipeline, signer = await make_pipeline(fresh_database, sandbox, payer)
+    await create(desk, "xlm-existing", existing.public_key, "3", "XLM")
+    await create(desk, "xlm-new-account", new_account, "5", "XLM")
+    await create(desk, "xlm-below-reserve", too_small, "0.5", "XLM")
+    await create(desk, "usd-missing-destination", missing_usd, "1", usd)
+    await create(desk, "usd-no-trustline", no_trust.public_key, "1", usd)
+    await create(desk, "usd-payer-underfunded", usd_holder.public_key, "150", usd)
+    await create(desk, "usd-ok", usd_holder.public_key, "10", usd)
+    before = await sandbox.balances(existing.public_key)
+
+    rows = await settle(desk, pipeline)
+
+    assert {k: (r["state"], r["failure_code"]) for k, r in rows.items()} == {
+        "xlm-existing": ("CONFIRMED", None),
+        "xlm-new-account": ("CONFIRMED", None),
+        "xlm-below-reserve": ("FAILED", "DESTINATION_BELOW_RESERVE"),
+        "usd-missing-destination": ("FAILED", "DESTINATION_MISSING"),
+        "usd-no-trustline": ("FAILED", "PAYMENT_NO_TRUST"),
+        "usd-payer-underfunded": ("FAILED", "PAYMENT_UNDERFUNDED"),
+        "usd-ok": ("CONFIRMED", None),
+    }
+    # The ledger: each innocent payout paid exactly once, nothing to the guilty.
+    assert (await sandbox.balances(existing.public_key))["native"] == before["native"] + 3 * XLM
+    assert (await sandbox.balances(new_account))["native"] == 5 * XLM
+    assert (await sandbox.balances(usd_holder.public_key))[usd] == 10 * XLM
+    assert (await sandbox.balances(no_trust.public_key)).get(usd) is None
+    assert await sandbox.balances(too_small) == {} and await sandbox.balances(missing_usd) == {}
+    # Two transactions: the first batch failed on chain (atomic), the innocent were
+    # re-batched together without spending an attempt of their own.
+    batches = await desk.store.pool.fetch(
+        """SELECT batch_id, count(*) AS payouts, min(status) AS status, min(result_code) AS code
+           FROM payout_attempts GROUP BY batch_id ORDER BY min(created_at)""")
+    assert [(b["payouts"], b["status"]) for b in batches] == [
+        (5, "failed_on_chain"), (3, "included")]
+    assert signer.signed == 2
+    confirmed_tx = await desk.store.pool.fetch(
+        "SELECT DISTINCT tx_hash FROM payout_attempts WHERE status = 'included'")
+    assert len(confirmed_tx) == 1
+    landed = await sandbox.transaction(confirmed_tx[0]["tx_hash"])
+    assert landed is not None
+    await pipeline.ledger.close()
+    await desk.store.pool.close()
+
+
+async def test_the_database_refuses_a_payout_in_two_live_batches(
+    fresh_database: str, sandbox: InProcessSandbox
+) -> None:
+    import asyncpg
+
+    payer = Keypair.random()
+    await sandbox.fund(payer.public_key)
+    desk, pipeline, _ = await make_pipeline(fresh_database, sandbox, payer)
+    destination = Keypair.random()
+    await sandbox.fund(destination.public_key)
+    await create(desk, "one", destination.public_key, "1", "XLM")
+    await pipeline.prepare_once()
+    row = await desk.store.pool.fetchrow(
+        "SELECT * FROM payout_attempts WHERE status = 'signed'")
+    assert row is not None and row["batch_id"] is not None
+    with pytest.raises(asyncpg.UniqueViolationError, match="one_live_per_payout"):
+        await desk.store.pool.execute(
+            """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
+                   min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status, batch_id,
+                   op_index)
+               SELECT payout_id, number + 1, source_account, sequence + 1, min_time, max_time,
+                      envelope_xdr, 'other', fee_stroops, 'built', gen_random_uuid(), 0
+               FROM payout_attempts WHERE payout_id = $1""",
+            row["payout_id"],
+        )
+    await pipeline.ledger.close()
+    await desk.store.pool.close()
+
+
+async def test_cancelling_a_payout_of_a_built_batch_rebuilds_the_batch_without_it(
+    fresh_database: str, sandbox: InProcessSandbox
+) -> None:
+    payer = Keypair.random()
+    await sandbox.fund(payer.public_key)
+    desk, pipeline, _ = await make_pipeline(fresh_database, sandbox, payer)
+    dests = [Keypair.random().public_key for _ in range(3)]
+    for n, dest in enumerate(dests):
+        await create(desk, f"p{n}", dest, "2", "XLM")
+    await pipeline.prepare_once()  # one batch of three, signed, not sent
+    cancelled = await desk.store.pool.fetchval("SELECT id FROM payouts WHERE payout_id = 'p1'")
+    await desk.attempts.cancel(cancelled, actor="test", reason="changed my mind")
+    rows = await settle(desk, pipeline)
+    assert {k: r["state"] for k, r in rows.items()} == {
+        "p0": "CONFIRMED", "p1": "CANCELLED", "p2": "CONFIRMED"}
+    assert [await sandbox.balances(d) for d in dests] == [
+        {"native": 2 * XLM}, {}, {"native": 2 * XLM}]
+    statuses = await desk.store.pool.fetch(
+        "SELECT status, count(*) AS n FROM payout_attempts GROUP BY status ORDER BY status")
+    assert {r["status"]: r["n"] for r in statuses} == {
+        "cancelled": 1, "included": 2, "superseded": 2}
+    await pipeline.ledger.close()
+    await desk.store.pool.close()
+
+
+async def test_contract_batches_pay_through_one_call_and_isolate_a_failing_payout(
+    fresh_database: str, sandbox: InProcessSandbox
+) -> None:
+    payer = Keypair.random()
+    await sandbox.fund(payer.public_key)
+    contract = (await sandbox.config())["payout_contract_id"]
+    # A written-entry limit of 4 per transaction: the payer + 3 destinations per batch.
+    desk, pipeline, signer = await make_pipeline(
+        fresh_database, sandbox, payer, PAYOUTS_BATCH_MODE="contract",
+        PAYOUT_CONTRACT_ID=contract, PAYOUTS_TX_MAX_WRITE_ENTRIES="4")
+    assert pipeline.config.max_payouts_per_tx == 3
+    dests = [Keypair.random() for _ in range(4)]
+    for dest in dests:
+        await sandbox.fund(dest.public_key)
+    before = [(await sandbox.balances(d.public_key))["native"] for d in dests]
+    for n, dest in enumerate(dests):
+        await create(desk, f"ok{n}", dest.public_key, str(n + 1), "XLM")
+    missing = Keypair.random().public_key
+    await create(desk, "missing", missing, "1", "XLM")
+
+    rows = await settle(desk, pipeline)
+
+    assert {k: (r["state"], r["failure_code"]) for k, r in rows.items()} == {
+        **{f"ok{n}": ("CONFIRMED", None) for n in range(4)},
+        "missing": ("FAILED", "simulation_failed")}
+    after = [(await sandbox.balances(d.public_key))["native"] for d in dests]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [
+        (n + 1) * XLM for n in range(4)]
+    assert await sandbox.balances(missing) == {}
+    sizes = await desk.store.pool.fetch(
+        """SELECT count(*) AS n FROM payout_attempts WHERE status = 'included'
+           GROUP BY tx_hash ORDER BY n DESC""")
+    assert [s["n"] for s in sizes] == [3, 1]
+    await pipeline.ledger.close()
+    await desk.store.pool.close()
+
+
+async def test_a_batch_broken_up_before_signing_is_rebuilt_never_signed_as_built(
+    fresh_database: str, sandbox: InProcessSandbox
+) -> None:
+    """Re-sync after txBAD_SEQ may supersede only some members of a built batch (it skips
+    payouts another worker holds). The rest must never be signed and sent as built: that
+    envelope would pay the superseded payout too, which is re-batched elsewhere."""
+    from payout_service.adapters.work_queues import supersede_member
+
+    payer = Keypair.random()
+    await sandbox.fund(payer.public_key)
+    desk, pipeline, signer = await make_pipeline(fresh_database, sandbox, payer)
+    dests = [Keypair.random().public_key for _ in range(3)]
+    for n, dest in enumerate(dests):
+        await create(desk, f"p{n}", dest, "2", "XLM")
+    signer.unavailable = True
+    with pytest.raises(SignerUnavailable):
+        await pipeline.prepare_once()  # one batch of three, built, not signed
+    signer.unavailable = False
+    async with desk.store.pool.acquire() as conn, conn.transaction():
+        member = await conn.fetchrow(
+            "SELECT payout_id, number FROM payout_attempts WHERE op_index = 1")
+        await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", member["payout_id"])
+        await supersede_member(conn, member["payout_id"], member["number"])
+    rows = await settle(desk, pipeline)
+    assert {k: r["state"] for k, r in rows.items()} == {f"p{n}": "CONFIRMED" for n in range(3)}
+    assert [await sandbox.balances(d) for d in dests] == [{"native": 2 * XLM}] * 3
+    first = await desk.store.pool.fetch(
+        "SELECT status FROM payout_attempts WHERE number = 1 ORDER BY op_index")
+    assert [r["status"] for r in first] == ["superseded"] * 3, "the broken batch never left"
+    await pipeline.ledger.close()
+    await desk.store.pool.close()
