@@ -38,7 +38,7 @@ class LocalSigner:
         self.signed += 1
         return SignedEnvelope(envelope.to_xdr(), envelope.hash_hex())
 
-    def channel_key(self, source_account: str) -> str | None:
+    async def channel_key(self, source_account: str) -> str | None:
         return self.channels.get(source_account)
 
     async def close(self) -> None:
