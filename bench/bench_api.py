@@ -192,6 +192,12 @@ def serve_service(profile: str, out: Path) -> None:
         profiler.dump_stats(str(out.with_suffix(".prof")))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc), to split where a call's time goes."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def round_trips(service: subprocess.Popen[bytes], log_file: Path) -> int:
     trips = log_file.with_suffix(".trips")
     trips.unlink(missing_ok=True)
@@ -237,7 +243,7 @@ def profile_summary(prof: Path) -> list[str]:
     stats = pstats.Stats(str(prof))
     raw = stats.stats  # type: ignore[attr-defined]
     lines = []
-    ranked = sorted(raw.items(), key=lambda kv: kv[1][2], reverse=True)[:25]
+    ranked = sorted(raw.items(), key=lambda kv: kv[1][2], reverse=True)[:45]
     total = sum(v[2] for v in raw.values()) or 1.0
     for (filename, line, name), (_, ncalls, tottime, cumtime, _) in ranked:
         short = "/".join(filename.split("/")[-2:])
@@ -277,11 +283,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    embedded = None
-    admin_url = os.environ.get("DATABASE_URL")
-    if not admin_url:
-        embedded = EmbeddedPostgres().start()
-        admin_url = embedded.dsn
+    given_url = os.environ.get("DATABASE_URL")
+    embedded = None if given_url else EmbeddedPostgres().start()
+    admin_url = given_url or embedded.dsn  # type: ignore[union-attr]
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
     try:
         database_url = asyncio.run(fresh(admin_url))
@@ -292,9 +296,13 @@ def main() -> None:
         try:
             wait_for_port(f"127.0.0.1:{noop_port}", noop)
             wait_for_port(f"127.0.0.1:{service_port}", service)
+            noop_cpu_before = cpu_seconds(noop.pid)
             base = run_client(f"127.0.0.1:{noop_port}", args.calls, args.concurrency, 0)
+            noop_cpu = cpu_seconds(noop.pid) - noop_cpu_before
             trips_before = round_trips(service, tmp / "service.log")
+            cpu_before = cpu_seconds(service.pid)
             single = run_client(f"127.0.0.1:{service_port}", args.calls, args.concurrency, 0)
+            service_cpu = cpu_seconds(service.pid) - cpu_before
             trips = round_trips(service, tmp / "service.log") - trips_before
             paced = {name: run_client(target, args.calls, args.concurrency, 0, args.rate)
                      for name, target in (("no-op", f"127.0.0.1:{noop_port}"),
@@ -318,6 +326,9 @@ def main() -> None:
             print(f"open loop at {args.rate:,.0f}/s offered, {name:8s}: "
                   f"{r['rate']:8,.0f}/s done  p50 {r['p50_ms']:6.1f} ms  "
                   f"p99 {r['p99_ms']:6.1f} ms  failures {r['failures']:.0f}")
+        print(f"server CPU per CreatePayout: payout-service "
+              f"{service_cpu / args.calls * 1e3:.2f} ms, no-op server "
+              f"{noop_cpu / args.calls * 1e3:.2f} ms (all threads)")
         print(f"SQL round trips per CreatePayout (background loops included): "
               f"{trips / (args.calls + 1):.2f}")
         if batch is not None:

@@ -180,3 +180,7 @@ CREATE INDEX payouts_batch_created_idx ON payouts (batch_id, created_at DESC, id
 CREATE INDEX payouts_pending_created_idx ON payouts (created_at)
     WHERE state IN ('ACCEPTED', 'AWAITING_SIGNATURE', 'QUEUED', 'SUBMITTED');
 CREATE INDEX payouts_submitted_updated_idx ON payouts (updated_at) WHERE state = 'SUBMITTED';
+-- Reconciliation re-checks the payouts confirmed in its window: read through this index, the
+-- window's rows only, not every CONFIRMED payout ever.
+CREATE INDEX payouts_confirmed_at_idx ON payouts ((COALESCE(confirmed_at, updated_at)))
+    WHERE state = 'CONFIRMED';
