@@ -100,6 +100,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.admins = frozenset(admin_identities)
         # Plaintext is only for explicit local use, where there is no identity to check.
         self.open_admin = plaintext
+        # Per method: (the handler it wrapped, the wrapper). Bounded by the number of methods.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -109,7 +111,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return handler
-        method: str = details.method
+        # The wrapper depends on the method and its registered handler only: built once per
+        # method, not on every call (this runs on every RPC's hot path).
+        cached = self._wrapped.get(details.method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[details.method] = (handler, self._wrap(details.method, handler))
+        return cached[1]
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         service, _, name = method.lstrip("/").partition("/")
         needs_admin = is_admin_method(method) and not self.open_admin
 

@@ -144,7 +144,10 @@ class PayoutStore:
             args.append(value)
             return f"${len(args)}"
 
-        if filt.states:
+        if len(filt.states) == 1:
+            # Equality, so the (state, created_at, id) index yields rows in page order.
+            clauses.append(f"state = {arg(filt.states[0].value)}")
+        elif filt.states:
             clauses.append(f"state = ANY({arg([s.value for s in filt.states])}::text[])")
         if filt.destination:
             clauses.append(f"destination = {arg(filt.destination)}")
@@ -235,22 +238,38 @@ _INSERT_COLUMNS = (
     ("correlation_id", "text"), ("round_id", "text"), ("batch_id", "text"),
     ("needs_attempt", "boolean"), ("trace_context", "text"),
 )
-_INSERT_SQL = (
-    f"INSERT INTO payouts ({', '.join(c for c, _ in _INSERT_COLUMNS)}) "  # noqa: S608
-    "SELECT * FROM unnest("
-    + ", ".join(f"${i}::{t}[]" for i, (_, t) in enumerate(_INSERT_COLUMNS, start=1))
-    + ") ON CONFLICT DO NOTHING RETURNING *"
-)
+# One statement, one round trip: the payouts and, for each row actually inserted, its
+# creation event (the aggregates follow by trigger, migration 030).
+_INSERT_NAMES = ", ".join(c for c, _ in _INSERT_COLUMNS)
+_INSERT_ARRAYS = ", ".join(
+    f"${i}::{t}[]" for i, (_, t) in enumerate(_INSERT_COLUMNS, start=1))
+_ACTORS_ARG = f"${len(_INSERT_COLUMNS) + 1}"
+# Fixed names and placeholders only; every value is a bound parameter.
+_INSERT_SQL = f"""
+    WITH inserted AS (
+        INSERT INTO payouts ({_INSERT_NAMES}) SELECT * FROM unnest({_INSERT_ARRAYS})
+        ON CONFLICT DO NOTHING RETURNING *),
+    events AS (
+        INSERT INTO payout_events (payout_id, from_state, to_state, reason, actor,
+                                   correlation_id)
+        SELECT inserted.id, NULL, inserted.state, 'created', a.actor, inserted.correlation_id
+        FROM inserted JOIN unnest($1::uuid[], {_ACTORS_ARG}::text[]) AS a(id, actor)
+            ON a.id = inserted.id)
+    SELECT * FROM inserted"""  # noqa: S608
 
 
 async def insert_payouts_in(
-    conn: asyncpg.Connection, news: Sequence[NewPayout], *, actor: str
+    db: asyncpg.Connection | asyncpg.Pool, news: Sequence[NewPayout], *,
+    actor: str | Sequence[str],
 ) -> list[Payout | None]:
-    """Inserts the payouts and their creation events with two statements, on `conn` (the
-    caller owns the SQL transaction). In input order: the new payout, or None where the
-    idempotency key or payout_id exists already (or repeats an earlier item)."""
+    """Inserts the payouts and their creation events in one statement, on `db` (a
+    connection whose SQL transaction the caller owns, or the pool: the statement is atomic by
+    itself). `actor` is one caller for all, or one per item. In input order: the new payout,
+    or None where the idempotency key or payout_id exists already (or repeats an earlier
+    item)."""
     if not news:
         return []
+    actors = [actor] * len(news) if isinstance(actor, str) else list(actor)
     values = [
         (uuid4(), n.payout_id, n.idempotency_key, n.fingerprint, n.parameters, n.destination,
          n.asset, n.gross_stroops, n.fee_stroops, n.net_stroops, n.state.value, n.mode,
@@ -258,15 +277,8 @@ async def insert_payouts_in(
          n.batch_id, n.state == PayoutState.ACCEPTED, n.trace_context)
         for n in news
     ]
-    rows = await conn.fetch(_INSERT_SQL, *(list(column) for column in zip(*values, strict=True)))
-    await conn.execute(
-        """INSERT INTO payout_events (payout_id, from_state, to_state, reason, actor,
-               correlation_id)
-           SELECT id, NULL, state, 'created', $2, corr
-           FROM unnest($1::uuid[], $3::text[], $4::text[]) AS t(id, state, corr)""",
-        [r["id"] for r in rows], actor, [r["state"] for r in rows],
-        [r["correlation_id"] for r in rows],
-    )
+    rows = await db.fetch(_INSERT_SQL, *(list(column) for column in zip(*values, strict=True)),
+                          actors)
     by_key = {r["idempotency_key"]: r for r in rows}
     out: list[Payout | None] = []
     for n in news:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class PayoutDesk:
         self.attempts = AttemptStore(store.pool)
         self.ledger = ledger
         self.limits = AmountLimits(config.min_amount_stroops, config.max_amount_stroops)
+        self.group = GroupCommit(self)
 
     def validate(self, fields: Mapping[str, object]) -> PayoutRequest:
         return validate_payout_request(
@@ -114,11 +116,28 @@ class PayoutDesk:
         self, request: PayoutRequest, *, actor: str, correlation_id: str,
         round_id: str | None = None, batch_id: str | None = None,
     ) -> CreateResult:
-        """The one way a payout is created (CreatePayout); see create_many."""
+        """The one way a payout is created (CreatePayout). In live modes, concurrent calls
+        are committed together (GroupCommit: one statement for many calls, each with its own
+        result); build-only mode builds the envelope through RPC first, see create_many."""
+        if mode_for(self.config) != "BUILD_ONLY":
+            try:
+                new = await self.new_payout(request, correlation_id=correlation_id,
+                                            round_id=round_id, batch_id=batch_id)
+            except ValidationFailed:
+                new = None  # maybe a replay of a payout stored under other settings
+            if new is not None:
+                return await self.group.create(request, new, actor)
         (result,) = await self.create_many(
             [request], actor=actor, correlation_id=correlation_id, round_id=round_id,
             batch_id=batch_id,
         )
+        return result
+
+    async def create_alone(self, request: PayoutRequest, new: NewPayout, actor: str,
+                           ) -> CreateResult:
+        """One call in its own SQL transaction, exactly as insert_many decides."""
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            (result,) = await self.insert_many(conn, [request], [new], actor=actor)
         return result
 
     async def create_many(
@@ -148,7 +167,7 @@ class PayoutDesk:
 
     async def insert_many(
         self, conn: asyncpg.Connection, requests: Sequence[PayoutRequest],
-        news: Sequence[NewPayout | None], *, actor: str, item_field: str = "",
+        news: Sequence[NewPayout | None], *, actor: str | Sequence[str], item_field: str = "",
     ) -> list[CreateResult]:
         """Inside the caller's SQL transaction (batches, rounds, scheduled runs): eligibility
         under reference locks, one bulk insert, idempotent replays. Raises (so the caller's
@@ -160,11 +179,14 @@ class PayoutDesk:
         if problems:
             raise ValidationFailed([v for i, p in sorted(problems.items())
                                     for v in _item_fields(item_field, i, [p])])
-        inserted = await insert_payouts_in(conn, [n for n in news if n is not None], actor=actor)
+        actors = [actor] * len(news) if isinstance(actor, str) else list(actor)
+        inserted = await insert_payouts_in(
+            conn, [n for n in news if n is not None],
+            actor=[a for a, n in zip(actors, news, strict=True) if n is not None])
         created = iter(inserted)
         rows = [next(created) if n is not None else None for n in news]
-        existing = await payouts_by_keys(
-            conn, [r.idempotency_key for r, row in zip(requests, rows, strict=True) if row is None])
+        replays = [r.idempotency_key for r, row in zip(requests, rows, strict=True) if row is None]
+        existing = await payouts_by_keys(conn, replays) if replays else {}
         results, conflicts = [], []
         for index, (request, row) in enumerate(zip(requests, rows, strict=True)):
             if row is not None:
@@ -255,3 +277,115 @@ class PayoutDesk:
         """RetryPayout: FAILED back to QUEUED for a new attempt, once no earlier attempt of
         the payout may still land."""
         return await self.attempts.retry_failed(payout.id, actor=actor, reason=reason)
+
+
+@dataclass
+class _Waiting:
+    request: PayoutRequest
+    new: NewPayout
+    actor: str
+    done: asyncio.Future[CreateResult]
+
+
+class GroupCommit:
+    """Gathers concurrent CreatePayout calls and commits them together: while one group is
+    being written, the calls that arrive queue up and form the next group (no timer: a call
+    that finds nothing in flight goes at once).
+
+    Each call keeps exactly the outcome it would have had alone, in arrival order:
+    - without references, the group is ONE statement (insert ... ON CONFLICT DO NOTHING with
+      the creation events, adapters/payout_store.py): a call whose key or payout_id is
+      already taken inserted nothing and is answered as a replay or a conflict on its own;
+      the other calls are unaffected, as they would be one after the other;
+    - with references, eligibility needs the reference locks, so the group runs in one SQL
+      transaction (insert_many); if any call in it is refused, the transaction rolls back and
+      each call runs alone (create_alone), so no call is refused or accepted because of
+      another call's fate;
+    - if the database fails, each call runs alone and gets its own error.
+    """
+
+    MAX_GROUP = 500
+
+    def __init__(self, desk: PayoutDesk) -> None:
+        self.desk = desk
+        self.queue: list[_Waiting] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.largest_group = 0  # seen so far: shows (in tests) that calls were grouped
+
+    async def create(self, request: PayoutRequest, new: NewPayout, actor: str) -> CreateResult:
+        waiting = _Waiting(request, new, actor, asyncio.get_running_loop().create_future())
+        self.queue.append(waiting)
+        if self.writer is None:
+            self.writer = asyncio.create_task(self._write())
+        return await asyncio.shield(waiting.done)
+
+    async def _write(self) -> None:
+        try:
+            while self.queue:
+                group, self.queue = self.queue[:self.MAX_GROUP], self.queue[self.MAX_GROUP:]
+                self.largest_group = max(self.largest_group, len(group))
+                await self._commit(group)
+        finally:
+            self.writer = None
+
+    async def _commit(self, group: list[_Waiting]) -> None:
+        try:
+            if any(w.request.reference for w in group):
+                outcomes = await self._in_transaction(group)
+            else:
+                outcomes = await self._one_statement(group)
+        except Exception:  # noqa: BLE001 - each call then learns its own outcome alone
+            outcomes = None
+        if outcomes is None:
+            await asyncio.gather(*(self._alone(w) for w in group))
+            return
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                waiting.done.set_exception(outcome)
+            else:
+                waiting.done.set_result(outcome)
+
+    async def _alone(self, waiting: _Waiting) -> None:
+        try:
+            waiting.done.set_result(
+                await self.desk.create_alone(waiting.request, waiting.new, waiting.actor))
+        except Exception as err:  # noqa: BLE001 - handed to the caller, mapped at the API
+            waiting.done.set_exception(err)
+
+    async def _one_statement(self, group: list[_Waiting]) -> list[CreateResult | Exception]:
+        pool = self.desk.store.pool
+        rows = await insert_payouts_in(pool, [w.new for w in group],
+                                       actor=[w.actor for w in group])
+        replays = [w.request.idempotency_key for w, row in zip(group, rows, strict=True)
+                   if row is None]
+        stored: dict[str, Payout] | Exception
+        try:
+            stored = await payouts_by_keys(pool, replays) if replays else {}
+        except (asyncpg.PostgresError, OSError) as err:
+            stored = err  # the inserted calls are done; only the replays learn of it
+        outcomes: list[CreateResult | Exception] = []
+        for waiting, row in zip(group, rows, strict=True):
+            if row is not None:
+                outcomes.append(CreateResult(row, True))
+                continue
+            if isinstance(stored, Exception):
+                outcomes.append(stored)
+                continue
+            try:
+                outcomes.append(replay(stored.get(waiting.request.idempotency_key),
+                                       waiting.request))
+            except IdempotencyConflict as err:
+                outcomes.append(err)
+        return outcomes
+
+    async def _in_transaction(self, group: list[_Waiting]) -> list[CreateResult | Exception] | None:
+        """None (after a rollback) if any call of the group is refused."""
+        async with self.desk.store.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    results = await self.desk.insert_many(
+                        conn, [w.request for w in group], [w.new for w in group],
+                        actor=[w.actor for w in group])
+            except (ValidationFailed, IdempotencyConflict):
+                return None
+        return list(results)

@@ -12,7 +12,7 @@ import asyncpg
 from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.health import AlertKind, Condition, HealthMetrics, Level
 from payout_service.programs.settings import AlertThresholds
-from payout_service.programs.stats import PENDING_STATES
+from payout_service.programs.stats import PENDING_STATES, state_totals
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -45,33 +45,48 @@ def _alert(row: asyncpg.Record) -> AlertRecord:
 
 
 async def health_metrics(db: Db) -> HealthMetrics:
+    """From the aggregates (migration 030) and partial indexes, never a scan of payouts: the
+    pending count from the per-state totals, the oldest pending payout as the first entry of
+    payouts_pending_created_idx, the windows from per-minute buckets. A window ("last hour",
+    "24 hours") is counted in whole minutes: it may include up to one minute more."""
+    pending = await state_totals(db)
     row = await db.fetchrow(
         """SELECT
-             (SELECT count(*) FROM payouts WHERE state = 'FAILED'
-                AND updated_at > now() - interval '1 hour') AS failed,
-             (SELECT count(*) FROM payouts WHERE state = 'CONFIRMED'
-                AND COALESCE(confirmed_at, updated_at) > now() - interval '1 hour') AS confirmed,
-             (SELECT count(*) FROM payouts WHERE state = ANY($1::text[])) AS pending,
              (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-                FROM payouts WHERE state = ANY($1::text[])) AS oldest,
-             (SELECT COALESCE(sum(gross_stroops), 0)::numeric FROM payouts
-                WHERE created_at > now() - interval '24 hours'
-                  AND state NOT IN ('FAILED', 'CANCELLED')) AS amount_24h,
-             (SELECT count(*) FROM payouts WHERE state = 'FAILED'
-                AND failure_code = ANY($2::text[])
-                AND updated_at > now() - interval '1 hour')
+                FROM payouts WHERE state IN ('ACCEPTED', 'AWAITING_SIGNATURE', 'QUEUED',
+                                             'SUBMITTED')) AS oldest,
+             (SELECT COALESCE(sum(count) FILTER (WHERE kind = 'failed'), 0)::bigint
+                FROM payout_minutes WHERE kind IN ('failed', 'confirmed')
+                  AND minute >= date_trunc('minute', now() - interval '1 hour')) AS failed,
+             (SELECT COALESCE(sum(count) FILTER (WHERE kind = 'confirmed'), 0)::bigint
+                FROM payout_minutes WHERE kind IN ('failed', 'confirmed')
+                  AND minute >= date_trunc('minute', now() - interval '1 hour')) AS confirmed,
+             (SELECT COALESCE(sum(gross), 0)::numeric FROM payout_minutes
+                WHERE kind = 'live'
+                  AND minute >= date_trunc('minute', now() - interval '24 hours'))
+               AS amount_24h,
+             (SELECT COALESCE(sum(count), 0)::bigint FROM payout_minutes
+                WHERE kind = 'failed' AND code = ANY($1::text[])
+                  AND minute >= date_trunc('minute', now() - interval '1 hour'))
              + (SELECT count(*) FROM system_errors WHERE at > now() - interval '1 hour')
                AS system_errors""",
-        list(PENDING_STATES), list(SYSTEM_FAILURE_CODES),
+        list(SYSTEM_FAILURE_CODES),
     )
     assert row is not None
     settled = row["failed"] + row["confirmed"]
     return HealthMetrics(
         failure_rate=row["failed"] / settled if settled else 0.0,
-        pending_count=row["pending"], oldest_pending_age_seconds=max(row["oldest"], 0.0),
+        pending_count=sum(int(pending[s]["count"]) for s in PENDING_STATES if s in pending),
+        oldest_pending_age_seconds=max(row["oldest"], 0.0),
         amount_last_24h_stroops=int(row["amount_24h"]),
         system_errors_last_hour=row["system_errors"],
     )
+
+
+async def drop_old_minutes(db: Db) -> None:
+    """Per-minute buckets older than the longest window (24 h) plus an hour are not read."""
+    await db.execute(
+        "DELETE FROM payout_minutes WHERE minute < now() - interval '25 hours'")
 
 
 async def raise_or_refresh(db: Db, c: Condition) -> tuple[AlertRecord, bool]:

@@ -79,6 +79,7 @@ class Monitor:
         config = await self.config()
         if not config.enabled:
             return []
+        await alert_store.drop_old_minutes(self.pool)
         found = conditions(await alert_store.health_metrics(self.pool), config.thresholds)
         urls = config.webhook_urls
         async with self.pool.acquire() as conn, conn.transaction():

@@ -37,6 +37,7 @@ from stellar_sdk import Keypair
 
 from payout_service.core.amounts import INT64_MAX, format_amount
 from payout_service.embedded_postgres import free_port
+from tests.aggregate_recount import aggregate_differences
 from tests.conftest import _with_database
 from tests.integration.rpcs import Rpc, all_rpcs, status_details
 
@@ -309,7 +310,8 @@ def test_after_the_fuzzing_the_database_holds_its_invariants(service: Service) -
     async def check() -> dict[str, int]:
         conn = await asyncpg.connect(service.database_url)
         try:
-            return dict(await conn.fetchrow("""SELECT
+            found = await aggregate_differences(conn)
+            return found | dict(await conn.fetchrow("""SELECT
               (SELECT count(*) FROM payouts p WHERE NOT EXISTS (
                   SELECT 1 FROM payout_events e WHERE e.payout_id = p.id
                     AND e.from_state IS NULL)) AS without_creation_event,
@@ -337,6 +339,7 @@ def test_after_the_fuzzing_the_database_holds_its_invariants(service: Service) -
         "without_creation_event": 0, "state_not_last_event": 0, "gross_not_fee_plus_net": 0,
         "duplicate_keys": 0, "duplicate_ids": 0, "unfinished_runs": 0, "balances_over_cap": 0,
         "rounds_without_all_payouts": 0,
+        "totals_differ_from_recount": 0, "minutes_differ_from_recount": 0,
     }
     log = service.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[log.find("Traceback") - 2000:][:6000]
