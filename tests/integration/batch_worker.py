@@ -12,10 +12,12 @@ import asyncio
 import logging
 import os
 
+import asyncpg
 from stellar_sdk import Keypair
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.channel_store import ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import create_pool
 from payout_service.adapters.signer_client import SignedEnvelope
@@ -56,6 +58,12 @@ async def main() -> None:
     keys = keys_from(os.environ.pop("BATCH_WORKER_KEYS"))
     channels = dict(config.signer.channel_keys) if config.signer else {}
     pool = await create_pool(config.database_url)
+    # As payout-service's start-up does: the lease reads the channel registry, which
+    # PAYOUTS_CHANNEL_ACCOUNTS seeds (a worker racing another to the same row lets it win).
+    try:
+        await ChannelRegistry(pool).seed(channels)
+    except asyncpg.UniqueViolationError:
+        pass
     ledger = LedgerGateway(config.rpc_url or "", timeout_seconds=config.rpc_timeout_seconds)
     signer = LocalSigner(keys, channels, config.network_passphrase)
     pipeline = Pipeline(config, AttemptStore(pool), ledger, signer)  # type: ignore[arg-type]

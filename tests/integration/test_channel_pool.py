@@ -297,30 +297,29 @@ async def test_a_build_whose_window_ended_before_signing_is_dropped_not_held(poo
     await lifecycle.ledger.close()  # type: ignore[union-attr]
 
 
-async def test_the_sandbox_cannot_apply_create_account_yet(pool, sandbox):
-    """Documents the sandbox gap (reported): CreateAccount is refused txNOT_SUPPORTED, so a
-    create is never included there; the refusal is kept until the transaction is proven
-    dead, and the channels then go back to pending."""
+async def test_a_create_lands_once_and_the_new_channel_becomes_active(pool, sandbox):
+    """CreateAccount from the funding account (the sandbox applies it as stellar-core does):
+    included once, the new account holds exactly its starting balance, the funding account's
+    number is consumed and the channel leaves `pending` for the pool."""
     funding, new = Keypair.random(), Keypair.random()
     await sandbox.fund(funding.public_key)
     signer = KeySigningPort(sandbox.passphrase, {"funding": funding, "new": new})
     lifecycle = channel_pool(pool, sandbox, funding.public_key, signer, window=5)
     await lifecycle.create([ChannelKey("new", new.public_key)], 5 * XLM, actor="test")
     assert await states(pool, [new.public_key]) == ["pending"]
-    await run_until(lifecycle, lambda: one_dead(pool), within=30)
+
+    async def included() -> bool:
+        return await pool.fetchval(
+            "SELECT count(*) FROM channel_operations WHERE status = 'included'") == 1
+    await run_until(lifecycle, included, within=30)
+    created = await sandbox.account(new.public_key)
+    assert created is not None and created["balance_stroops"] == 5 * XLM
     op = await pool.fetchrow("SELECT * FROM channel_operations")
-    assert op["last_rejection"] == "txNOT_SUPPORTED"
-    assert await states(pool, [new.public_key]) == ["pending"]
-    assert await sandbox.account(new.public_key) is None
-    # A permanent rejection: the channel is held, not re-created on every pass...
-    (held,) = await lifecycle.registry.get([new.public_key])
-    assert held.held_reason == "create rejected: txNOT_SUPPORTED"
-    await lifecycle.step()
-    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1
-    # ...until an operator asks again.
-    await lifecycle.create([ChannelKey("new", new.public_key)], 5 * XLM, actor="test")
-    await lifecycle.step()
-    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 2
+    assert op["kind"] == "create" and op["total_stroops"] == 5 * XLM
+    for _ in range(3):
+        await lifecycle.step()
+    assert await states(pool, [new.public_key]) != ["pending"]
+    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1, "created once"
     await lifecycle.ledger.close()  # type: ignore[union-attr]
 
 

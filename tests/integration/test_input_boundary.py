@@ -177,7 +177,22 @@ def minimal_requests() -> dict[str, object]:
         "PayoutAdminService/UpdateAlertConfig": apb.UpdateAlertConfigRequest(
             config=apb.AlertConfig(enabled=True, failure_rate_warning=0.1,
                                    failure_rate_critical=0.2)),
+        "PayoutAdminService/ListChannels": apb.ListChannelsRequest(),
+        "PayoutAdminService/AddChannels": apb.AddChannelsRequest(
+            channels=[apb.ChannelKey(key_id="ch-1", public_key=dest)]),
+        "PayoutAdminService/CreateChannels": apb.CreateChannelsRequest(
+            channels=[apb.ChannelKey(key_id="ch-1", public_key=dest)],
+            starting_balance=pb.Amount(decimal="5")),
+        "PayoutAdminService/TopUpChannels": apb.TopUpChannelsRequest(
+            below=pb.Amount(decimal="1"), to=pb.Amount(decimal="2")),
+        "PayoutAdminService/RetireChannels": apb.RetireChannelsRequest(accounts=[dest]),
+        "PayoutAdminService/PlanChannels": apb.PlanChannelsRequest(
+            queued_payouts_per_ledger=10, payouts_per_transaction=1, close_time_ms=5000),
     }
+
+
+# Channel lifecycle RPCs answer FAILED_PRECONDITION at once when the service has no signer.
+LIFECYCLE_NEEDS_SIGNER = {f"PayoutAdminService/{m}Channels" for m in ("Add", "Create", "TopUp")}
 
 
 async def test_postgresql_unreachable_is_unavailable_on_every_rpc(
@@ -198,6 +213,10 @@ async def test_postgresql_unreachable_is_unavailable_on_every_rpc(
                 continue
             err = await refused(r.call(channel, requests[r.name], deadline=TIMEOUT))
             # Reconcile needs no database to say it has no Stellar RPC configured.
+            if r.name in LIFECYCLE_NEEDS_SIGNER:
+                # Refused before any database work: this service runs without the signer.
+                assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, (r.name, err.details())
+                continue
             assert err.code() == grpc.StatusCode.UNAVAILABLE, (r.name, err.code(), err.details())
     untested = {r.name for r in all_rpcs()} - set(requests) - {"PayoutAdminService/Reconcile"}
     assert not untested
