@@ -178,7 +178,8 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     xdr = sys.stdin.read().strip() if args.xdr == "-" else args.xdr
     lines, allowed = explain(Path(args.config), xdr, key_id=args.key,
                              current_ledger=args.current_ledger,
-                             expiration_ledger=args.expiration_ledger, spent=args.spent)
+                             expiration_ledger=args.expiration_ledger, spent=args.spent,
+                             account=args.account)
     print("\n".join(lines))
     return 0 if allowed else 1
 
@@ -229,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("xdr", help="base64 TransactionEnvelope or SorobanAuthorizationEntry "
                                  "('-' = stdin)")
     p.add_argument("--key", help="key id (default: the only key)")
-    p.add_argument("--spent", type=int, default=0, help="stroops already spent in 24 h")
+    p.add_argument("--spent", type=int, default=0,
+                   help="stroops already spent in 24 h (in the batch's asset)")
+    p.add_argument("--account", default=None,
+                   help="the key's G... account, payer of classic batches (default: the "
+                        "policy's one source account)")
     p.add_argument("--current-ledger", type=int, default=0, help="auth entries: current ledger")
     p.add_argument("--expiration-ledger", type=int, default=0,
                    help="auth entries: signature expiration ledger")

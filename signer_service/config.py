@@ -11,7 +11,16 @@ from typing import Any
 
 from stellar_sdk import StrKey
 
-from signer_service.policy import ARG_TYPES, TRANSFER_ARGS, WILDCARD, ArgSpec, CallRule, KeyPolicy
+from signer_service.policy import (
+    ARG_TYPES,
+    NATIVE,
+    TRANSFER_ARGS,
+    WILDCARD,
+    ArgSpec,
+    AssetLimits,
+    CallRule,
+    KeyPolicy,
+)
 
 CONFIG_ENV = "PAYOUTS_SIGNER_CONFIG"
 DEFAULT_PIN_ENV = "PAYOUTS_SIGNER_PKCS11_PIN"
@@ -235,8 +244,12 @@ def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -
 POLICY_SETTINGS = frozenset({
     "network_passphrase", "source_accounts", "contract_ids", "function_names", "calls",
     "max_fee_stroops", "max_amount_stroops_per_tx", "max_amount_stroops_per_day",
-    "max_time_window_seconds", "max_signature_expiration_ledgers",
+    "max_time_window_seconds", "max_signature_expiration_ledgers", "max_amount_stroops_per_op",
+    "payments",
 })
+PAYMENT_SETTINGS = frozenset({"assets", "allow_muxed_destinations", "allow_memo", "limits"})
+LIMIT_SETTINGS = ("max_amount_stroops_per_op", "max_amount_stroops_per_tx",
+                  "max_amount_stroops_per_day")
 
 
 def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
@@ -253,10 +266,16 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
     for account in sources:
         if account != WILDCARD and not StrKey.is_valid_ed25519_public_key(account):
             raise ConfigError(f"{where}.source_accounts: {account!r} is not a G... account")
+    per_op = None
+    if "max_amount_stroops_per_op" in value:
+        per_op = _positive_int(value, f"{where}.max_amount_stroops_per_op")
+    payments = value.get("payments", {})
+    if not isinstance(payments, dict):
+        raise ConfigError(f"{where}.payments must be a table")
     return KeyPolicy(
         network_passphrase=pol_passphrase,
         source_accounts=frozenset(sources),
-        calls=_calls(value, where),
+        calls=_calls(value, where, required=not payments),
         max_fee_stroops=_positive_int(value, f"{where}.max_fee_stroops"),
         max_amount_stroops_per_tx=_positive_int(value, f"{where}.max_amount_stroops_per_tx"),
         max_amount_stroops_per_day=_positive_int(value, f"{where}.max_amount_stroops_per_day"),
@@ -264,7 +283,58 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
         max_signature_expiration_ledgers=_positive_int(
             {"max_signature_expiration_ledgers": 120, **value},
             f"{where}.max_signature_expiration_ledgers"),
+        max_amount_stroops_per_op=per_op,
+        payment_assets=_payment_assets(payments, f"{where}.payments", AssetLimits(
+            per_op or value["max_amount_stroops_per_tx"], value["max_amount_stroops_per_tx"],
+            value["max_amount_stroops_per_day"])),
+        allow_muxed_destinations=_bool(payments, f"{where}.payments.allow_muxed_destinations"),
+        allow_memo=_bool(payments, f"{where}.payments.allow_memo"),
     )
+
+
+def _payment_assets(
+    value: dict[str, Any], where: str, native: AssetLimits
+) -> dict[str, AssetLimits]:
+    """Classic batches: each allowed asset with its limits. Native counts toward the key's own
+    limits; a CODE:ISSUER asset needs its own `limits` table (stroops of that asset), since
+    its units are not XLM's: no limits, no signature (deny by default)."""
+    if not value:
+        return {}
+    unknown = sorted(set(value) - PAYMENT_SETTINGS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0][:64]!r}")
+    limits_t = value.get("limits", {})
+    if not isinstance(limits_t, dict):
+        raise ConfigError(f"{where}.limits must be a table of assets")
+    assets: dict[str, AssetLimits] = {}
+    for asset in _str_list(value, f"{where}.assets", allow_wildcard=False):
+        if asset == NATIVE:
+            assets[NATIVE] = native  # the key's own limits (KeyPolicy.native_limits)
+            continue
+        code, _, issuer = asset.partition(":")
+        if not 1 <= len(code) <= 12 or not code.isalnum() or \
+                not StrKey.is_valid_ed25519_public_key(issuer):
+            raise ConfigError(f"{where}.assets: {asset[:64]!r} is not 'native' or CODE:ISSUER")
+        table = limits_t.get(asset)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}.limits.{code}: asset {code} has no limits table "
+                              "(max_amount_stroops_per_op, _per_tx, _per_day)")
+        at = f"{where}.limits.{code}"
+        unknown = sorted(set(table) - set(LIMIT_SETTINGS))
+        if unknown:
+            raise ConfigError(f"{at}: unknown setting {unknown[0][:64]!r}")
+        assets[asset] = AssetLimits(*(_positive_int(table, f"{at}.{n}") for n in LIMIT_SETTINGS))
+    extra = sorted(set(limits_t) - set(assets) | ({NATIVE} & set(limits_t)))
+    if extra:
+        raise ConfigError(f"{where}.limits: {extra[0][:64]!r} is not in assets")
+    return assets
+
+
+def _bool(table: Mapping[str, Any], name: str) -> bool:
+    value = table.get(_leaf(name), False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false")
+    return value
 
 
 def _contract_ids(table: Mapping[str, Any], name: str) -> frozenset[str]:
@@ -275,7 +345,7 @@ def _contract_ids(table: Mapping[str, Any], name: str) -> frozenset[str]:
     return frozenset(contracts)
 
 
-def _calls(value: Mapping[str, Any], where: str) -> tuple[CallRule, ...]:
+def _calls(value: Mapping[str, Any], where: str, *, required: bool) -> tuple[CallRule, ...]:
     """`calls` (each: contract_ids, function, args) plus the shorthand `contract_ids` x
     `function_names`, which gives each listed function the schema (from, to, amount)."""
     rules: list[CallRule] = []
@@ -296,7 +366,7 @@ def _calls(value: Mapping[str, Any], where: str) -> tuple[CallRule, ...]:
         args = [_arg_spec(a, f"{at}.args") for a in _str_list_or_empty(call, f"{at}.args")]
         rules.append(CallRule(_contract_ids(call, f"{at}.contract_ids"),
                               _str(call, f"{at}.function"), tuple(args)))
-    if not rules:
+    if not rules and required:
         raise ConfigError(f"{where}: no call is allowed; list calls or contract_ids and "
                           "function_names (deny by default)")
     for i, a in enumerate(rules):

@@ -5,13 +5,18 @@ every auth entry (sub-invocations at any depth) and every SignAuthorizationEntry
 allowed (contract, function) whose arguments decode by that function's schema in the policy.
 Every `amount` argument anywhere counts toward the per-transaction and daily limits.
 
+Classic payment batches (issue 14) are the other shape a key may sign: 1..100 `Payment` /
+`CreateAccount` operations paid by the key's own account in one allowed asset, nothing else.
+Every operation's amount counts toward the per-operation, per-transaction and daily limits of
+that asset.
+
 Every refusal names the rule (the policy setting) that refused it, so operators can match a
 `PERMISSION_DENIED` to one line of the signer's configuration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from stellar_sdk import Address, StrKey
@@ -22,6 +27,12 @@ WILDCARD = "*"
 # Stellar's first ledger closed on 2015-09-30; close times rise by at least one second a
 # ledger (stellar-core), so no network's ledger number can exceed the seconds since then.
 STELLAR_EPOCH = 1_443_571_200
+
+# stellar-core MAX_OPS_PER_TX: a transaction carries at most 100 operations.
+MAX_OPERATIONS = 100
+
+NATIVE = "native"
+CLASSIC_PAYMENTS = frozenset({sx.OperationType.PAYMENT, sx.OperationType.CREATE_ACCOUNT})
 
 
 @dataclass(frozen=True)
@@ -40,16 +51,40 @@ def _i128(v: sx.SCVal) -> int | None:
     return i128_value(v.i128)
 
 
-def _typed(kind: sx.SCValType) -> Callable[[sx.SCVal], bool]:
-    return lambda v: v.type == kind
+def _typed(kind: sx.SCValType) -> Callable[[sx.SCVal], tuple[int, ...] | None]:
+    return lambda v: () if v.type == kind else None
 
 
-# Argument types a schema may name: a predicate on the SCVal. `amount` is special: an i128
-# (the SEP-41 token amount type) that must be positive and counts toward the limits. New
-# shapes (e.g. a batch `vec<(address, amount)>`) are added here as one more entry.
-ARG_TYPES: dict[str, Callable[[sx.SCVal], bool]] = {
-    "address": _is_address,
-    "amount": lambda v: _i128(v) is not None,
+def _amount(v: sx.SCVal) -> tuple[int, ...] | None:
+    amount = _i128(v)
+    return None if amount is None else (amount,)
+
+
+def _payouts(v: sx.SCVal) -> tuple[int, ...] | None:
+    """`Vec<(Address, i128)>`: a Soroban tuple is an ScVal::Vec, so SCV_VEC of 2-element
+    SCV_VEC [SCV_ADDRESS, SCV_I128] (BATCH_INTERFACE.md). Empty is not a batch."""
+    if v.type != sx.SCValType.SCV_VEC or v.vec is None or not v.vec.sc_vec:
+        return None
+    amounts: list[int] = []
+    for item in v.vec.sc_vec:
+        if item.type != sx.SCValType.SCV_VEC or item.vec is None or len(item.vec.sc_vec) != 2:
+            return None
+        to, amount = item.vec.sc_vec
+        value = _i128(amount)
+        if not _is_address(to) or value is None:
+            return None
+        amounts.append(value)
+    return tuple(amounts)
+
+
+# Argument types a schema may name: a decoder from the SCVal to the amounts it carries (None
+# when the value has another shape; () when it carries no money). Every amount must be
+# positive and counts toward the limits: `amount` is an i128 (the SEP-41 token amount type),
+# `payouts` a batch `vec<(address, amount)>` whose every item counts as one operation.
+ARG_TYPES: dict[str, Callable[[sx.SCVal], tuple[int, ...] | None]] = {
+    "address": lambda v: () if _is_address(v) else None,
+    "amount": _amount,
+    "payouts": _payouts,
     "u32": _typed(sx.SCValType.SCV_U32),
     "u64": _typed(sx.SCValType.SCV_U64),
     "i64": _typed(sx.SCValType.SCV_I64),
@@ -75,6 +110,16 @@ class CallRule:
 
 
 @dataclass(frozen=True)
+class AssetLimits:
+    """Limits in stroops of one asset (1e-7 of a unit, as every classic asset): each operation
+    (or contract batch item), each transaction's sum, and the rolling 24 h."""
+
+    per_op: int
+    per_tx: int
+    per_day: int
+
+
+@dataclass(frozen=True)
 class KeyPolicy:
     network_passphrase: str
     source_accounts: frozenset[str]
@@ -85,12 +130,25 @@ class KeyPolicy:
     max_time_window_seconds: int
     # Address credentials: signature_expiration_ledger - current ledger may not exceed this.
     max_signature_expiration_ledgers: int = 120
+    # Optional: the most one amount (a payment, a batch item, a transfer) may move; native.
+    max_amount_stroops_per_op: int | None = None
+    # Classic payment batches: asset ("native" or "CODE:ISSUER") -> its limits. Empty: no
+    # classic operation is signed (deny by default). Native's limits are the key's own.
+    payment_assets: Mapping[str, AssetLimits] = field(default_factory=dict)
+    allow_muxed_destinations: bool = False
+    allow_memo: bool = False
+
+    def native_limits(self) -> AssetLimits:
+        per_op = self.max_amount_stroops_per_op or self.max_amount_stroops_per_tx
+        return AssetLimits(per_op, self.max_amount_stroops_per_tx,
+                           self.max_amount_stroops_per_day)
 
 
 @dataclass(frozen=True)
 class Allow:
-    # Amount this signature moves; it counts against the rolling daily limit.
+    # Amount this signature moves; it counts against the rolling daily limit of `asset`.
     amount_stroops: int
+    asset: str = NATIVE
 
 
 @dataclass(frozen=True)
@@ -119,6 +177,7 @@ class NodeVerdict:
 @dataclass
 class TreeWalk:
     verdicts: list[NodeVerdict] = field(default_factory=list)
+    asset: str = NATIVE  # whose limits the amounts count toward
 
     @property
     def refusal(self) -> Refuse | None:
@@ -160,17 +219,26 @@ def decode_args(args: list[sx.SCVal], rule: CallRule) -> tuple[int, ...] | Refus
                                    f"expected ({expected})")
     amounts: list[int] = []
     for value, spec in zip(args, rule.args, strict=True):
-        if not ARG_TYPES[spec.type](value):
+        carried = ARG_TYPES[spec.type](value)
+        if carried is None:
             return Refuse("arguments", f"{rule.function} argument {spec.name} must be "
-                                       f"{spec.type}, got {value.type.name}")
-        if spec.type == "amount":
-            amount = _i128(value)
-            assert amount is not None  # ARG_TYPES["amount"] checked it
+                                       f"{spec.type}, got {_shape(value)}")
+        for amount in carried:
             if amount <= 0:
                 return Refuse("arguments", f"{rule.function} {spec.name} {amount} must be "
                                            "positive")
-            amounts.append(amount)
+        amounts += carried
     return tuple(amounts)
+
+
+def _shape(value: sx.SCVal, depth: int = 0) -> str:
+    """SCVal type, with a vector's item types (first 3), for a refusal that says what came."""
+    name = value.type.name
+    if value.type != sx.SCValType.SCV_VEC or value.vec is None or depth > 1:
+        return name
+    items = value.vec.sc_vec
+    inner = ", ".join(_shape(i, depth + 1) for i in items[:3])
+    return f"{name}[{inner}{', ...' if len(items) > 3 else ''}]"
 
 
 def _call_name(call: sx.InvokeContractArgs) -> str:
@@ -224,6 +292,102 @@ def account_id(account: sx.MuxedAccount) -> tuple[str, bool]:
     return StrKey.encode_ed25519_public_key(account.ed25519.uint256), False
 
 
+def account_key(account: sx.AccountID) -> str:
+    """G... of an XDR AccountID (its only arm is an ed25519 key)."""
+    key = account.account_id.ed25519
+    assert key is not None
+    return StrKey.encode_ed25519_public_key(key.uint256)
+
+
+def asset_name(asset: sx.Asset) -> str:
+    """"native" or "CODE:ISSUER", the spelling of the policy's asset allow-list."""
+    if asset.type == sx.AssetType.ASSET_TYPE_NATIVE:
+        return NATIVE
+    alpha = asset.alpha_num4 or asset.alpha_num12
+    assert alpha is not None
+    code = alpha.asset_code
+    raw = code.asset_code4 if isinstance(code, sx.AssetCode4) else code.asset_code12
+    issuer = account_key(alpha.issuer)
+    text = raw.rstrip(b"\0").decode("ascii", "replace")
+    return f"{text}:{issuer}"
+
+
+def _is_soroban(tx: sx.Transaction) -> bool:
+    return len(tx.operations) == 1 and \
+        tx.operations[0].body.type == sx.OperationType.INVOKE_HOST_FUNCTION
+
+
+def _classic_operation(
+    op: sx.Operation, where: str, policy: KeyPolicy, payer: str
+) -> tuple[str, str, int] | Refuse:
+    """(description, asset, amount) of one Payment / CreateAccount the payer may sign, or the
+    rule it breaks. The only place a classic operation is judged."""
+    if op.source_account is not None:
+        source, muxed = account_id(op.source_account)
+        if muxed or source != payer:
+            return Refuse("source_accounts", f"{where} source {source} is not the key's "
+                                             f"account {payer}")
+    body = op.body
+    if body.type == sx.OperationType.PAYMENT and body.payment_op is not None:
+        destination, muxed = account_id(body.payment_op.destination)
+        asset, amount = asset_name(body.payment_op.asset), body.payment_op.amount.int64
+        kind = "PAYMENT"
+    elif body.type == sx.OperationType.CREATE_ACCOUNT and body.create_account_op is not None:
+        destination = account_key(body.create_account_op.destination)
+        muxed, asset = False, NATIVE
+        amount, kind = body.create_account_op.starting_balance.int64, "CREATE_ACCOUNT"
+    else:  # classic_walk lets only CLASSIC_PAYMENTS through
+        return Refuse("operations", f"{where} {body.type.name} is not allowed")
+    if muxed and not policy.allow_muxed_destinations:
+        return Refuse("destinations", f"{where} muxed destination {destination} is not allowed")
+    if asset not in policy.payment_assets:
+        return Refuse("assets", f"{where} asset {_short(asset)} is not allowed")
+    if amount <= 0:
+        return Refuse("operations", f"{where} amount {amount} must be positive")
+    return f"{kind} {amount} {_short(asset, 16)} to {destination}", asset, amount
+
+
+def classic_walk(tx: sx.Transaction, policy: KeyPolicy, payer: str) -> TreeWalk | Refuse:
+    """Every operation of a classic payment batch, one verdict each. `payer` is the key's
+    account: the source of every operation (explicit, or the transaction's when absent)."""
+    if not policy.payment_assets:
+        kinds = ", ".join(sorted({op.body.type.name for op in tx.operations}))
+        return Refuse("operations", f"operations {kinds}: this key signs only one "
+                                    "INVOKE_HOST_FUNCTION (no payment assets configured)")
+    if not 1 <= len(tx.operations) <= MAX_OPERATIONS:
+        return Refuse("operations", f"{len(tx.operations)} operations, at most "
+                                    f"{MAX_OPERATIONS} allowed")
+    if tx.memo.type != sx.MemoType.MEMO_NONE and not policy.allow_memo:
+        return Refuse("memo", f"{tx.memo.type.name} is not allowed")
+    walk, first_asset = TreeWalk(), ""
+    for i, op in enumerate(tx.operations):
+        where = f"op[{i}]"
+        if op.body.type not in CLASSIC_PAYMENTS:
+            walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=Refuse(
+                "operations", f"{where} {op.body.type.name} is not allowed (only PAYMENT and "
+                              "CREATE_ACCOUNT batches, or one INVOKE_HOST_FUNCTION)")))
+            continue
+        if op.source_account is None:
+            source, _ = account_id(tx.source_account)
+            if source != payer:
+                walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=Refuse(
+                    "source_accounts", f"{where} has no source and the transaction source "
+                                       f"{source} is not the key's account {payer}")))
+                continue
+        judged = _classic_operation(op, where, policy, payer)
+        if isinstance(judged, Refuse):
+            walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=judged))
+            continue
+        description, asset, amount = judged
+        first_asset = first_asset or asset
+        refusal = None if asset == first_asset else Refuse(
+            "assets", f"{where} pays {_short(asset)}, op[0] {_short(first_asset)}: a batch "
+                      "pays in one asset")
+        walk.verdicts.append(NodeVerdict(where, description, (amount,), refusal))
+    walk.asset = first_asset or NATIVE
+    return walk
+
+
 def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse:
     """Every node of the transaction's one InvokeHostFunction: its root call and its auth trees.
 
@@ -270,21 +434,28 @@ def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse
     return walk
 
 
-def tree_amount(walk: TreeWalk) -> int:
-    return sum(sum(v.amounts) for v in walk.verdicts)
-
-
-def _limits(amount: int, policy: KeyPolicy, spent_last_24h: int) -> Decision:
-    if amount > policy.max_amount_stroops_per_tx:
+def _limits(amounts: list[int], limits: AssetLimits, spent_last_24h: int,
+            asset: str = NATIVE) -> Decision:
+    """Per transaction (the sum), per operation (each amount), rolling day (spent + sum),
+    in stroops of `asset`; the refusal names the key's setting (per asset when not native)."""
+    of = "" if asset == NATIVE else f" ({_short(asset, 16)})"
+    biggest, amount = max(amounts, default=0), sum(amounts)
+    if amount > limits.per_tx:
         return Refuse("max_amount_stroops_per_tx",
-                      f"amount {amount} > {policy.max_amount_stroops_per_tx}")
-    if spent_last_24h + amount > policy.max_amount_stroops_per_day:
+                      f"amount {amount} > {limits.per_tx}{of}")
+    if biggest > limits.per_op:
+        return Refuse("max_amount_stroops_per_op",
+                      f"one amount {biggest} > {limits.per_op}{of}")
+    if spent_last_24h + amount > limits.per_day:
         return Refuse(
             "max_amount_stroops_per_day",
-            f"{spent_last_24h} spent in 24h + amount {amount}"
-            f" > {policy.max_amount_stroops_per_day}",
+            f"{spent_last_24h} spent in 24h + amount {amount} > {limits.per_day}{of}",
         )
-    return Allow(amount)
+    return Allow(amount, asset)
+
+
+def walk_amounts(walk: TreeWalk) -> list[int]:
+    return [a for v in walk.verdicts for a in v.amounts]
 
 
 def check_transaction(
@@ -294,8 +465,14 @@ def check_transaction(
     network_passphrase: str,
     spent_last_24h: int,
     now: int,
+    signer_account: str | None = None,
+    spent_of_asset: Callable[[str], int] | None = None,
 ) -> Decision:
-    """Decide on a transaction whose hash was computed for `network_passphrase`."""
+    """Decide on a transaction whose hash was computed for `network_passphrase`.
+
+    `signer_account` is the key's G... account, the only payer of classic operations (None:
+    the policy's single listed source account). `spent_of_asset(asset)` is what the key
+    signed in that asset in the last 24 h (default: `spent_last_24h` for any asset)."""
     if network_passphrase != policy.network_passphrase:
         return Refuse("network_passphrase", "the signer's network is not this key's network")
     source, muxed = account_id(tx.source_account)
@@ -304,18 +481,36 @@ def check_transaction(
         return Refuse("source_accounts", "muxed transaction source is not allowed")
     if not _allowed(policy.source_accounts, source):
         return Refuse("source_accounts", f"transaction source {source} is not allowed")
-    walk = transaction_walk(tx, policy)
+    walk = operations_walk(tx, policy, signer_account)
     if isinstance(walk, Refuse):
         return walk
     if walk.refusal is not None:
         return walk.refusal
-    decision = _limits(tree_amount(walk), policy, spent_last_24h)
+    limits = policy.native_limits() if walk.asset == NATIVE else policy.payment_assets[walk.asset]
+    spent = spent_of_asset(walk.asset) if spent_of_asset is not None else spent_last_24h
+    decision = _limits(walk_amounts(walk), limits, spent, walk.asset)
     if isinstance(decision, Refuse):
         return decision
     fee = tx.fee.uint32
     if fee > policy.max_fee_stroops:
         return Refuse("max_fee_stroops", f"fee {fee} > {policy.max_fee_stroops}")
     return _check_time_bounds(tx, policy, now) or decision
+
+
+def operations_walk(
+    tx: sx.Transaction, policy: KeyPolicy, signer_account: str | None
+) -> TreeWalk | Refuse:
+    """The verdict on every node: one InvokeHostFunction's tree, or a classic batch."""
+    if _is_soroban(tx):
+        return transaction_walk(tx, policy)
+    return classic_walk(tx, policy, signer_account or _single_source(policy))
+
+
+def _single_source(policy: KeyPolicy) -> str:
+    """Without the key's account (policy check), the one listed source account; with "*" or
+    several, no account matches, so classic operations are refused."""
+    listed = [a for a in policy.source_accounts if a != WILDCARD]
+    return listed[0] if len(listed) == 1 else "(the key's account)"
 
 
 def _max_time(cond: sx.Preconditions) -> int:
@@ -407,7 +602,7 @@ def check_authorization(
     walk = authorization_walk(entry, policy)
     if walk.refusal is not None:
         return walk.refusal
-    return _limits(tree_amount(walk), policy, spent_last_24h)
+    return _limits(walk_amounts(walk), policy.native_limits(), spent_last_24h)
 
 
 def iter_nodes(walk: TreeWalk) -> Iterator[str]:

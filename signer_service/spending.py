@@ -9,6 +9,12 @@ from typing import Any
 DAY_SECONDS = 86_400
 
 
+def spending_bucket(key_id: str, asset: str) -> str:
+    """Where a key's spending in one asset is summed: native under the key id (as before
+    classic batches existed), another asset under `key_id asset` (its own daily limit)."""
+    return key_id if asset == "native" else f"{key_id} {asset}"
+
+
 class SpentLedger:
     """Per key: the (time, amount) entries of the last 24 h and their running total, so a
     decision costs O(expired entries), not O(entries in the day)."""
@@ -23,7 +29,8 @@ class SpentLedger:
         for r in records:
             amount = r.get("amount_stroops")
             if r.get("decision") == "allow" and isinstance(amount, int) and amount > 0:
-                ledger.add(str(r.get("key_id")), float(r.get("time", 0.0)), amount)
+                bucket = spending_bucket(str(r.get("key_id")), str(r.get("asset", "native")))
+                ledger.add(bucket, float(r.get("time", 0.0)), amount)
         return ledger
 
     def add(self, key_id: str, at: float, amount: int) -> None:

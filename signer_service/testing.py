@@ -72,6 +72,11 @@ class SignerFixture:
         )
 
 
+def toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else quoted (e.g. an asset "USDC:G...")."""
+    return key if key.replace("-", "_").isidentifier() else json.dumps(key)
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -82,7 +87,7 @@ def toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
