@@ -6,9 +6,9 @@ allowed (contract, function) whose arguments decode by that function's schema in
 Every `amount` argument anywhere counts toward the per-transaction and daily limits.
 
 Classic payment batches (issue 14) are the other shape a key may sign: 1..100 `Payment` /
-`CreateAccount` operations paid by the key's own account in one allowed asset, nothing else.
+`CreateAccount` operations paid by the key's own account in allowed assets, nothing else.
 Every operation's amount counts toward the per-operation, per-transaction and daily limits of
-that asset.
+its asset (each asset its own sums: stroops of different assets are not added up).
 
 Every refusal names the rule (the policy setting) that refused it, so operators can match a
 `PERMISSION_DENIED` to one line of the signer's configuration.
@@ -146,9 +146,10 @@ class KeyPolicy:
 
 @dataclass(frozen=True)
 class Allow:
-    # Amount this signature moves; it counts against the rolling daily limit of `asset`.
+    # Native amount this signature moves; it counts against the key's rolling daily limit.
     amount_stroops: int
-    asset: str = NATIVE
+    # Classic batches in issued assets: (CODE:ISSUER, sum), each against its own daily limit.
+    asset_amounts: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,12 +173,12 @@ class NodeVerdict:
     call: str
     amounts: tuple[int, ...] = ()
     refusal: Refuse | None = None
+    asset: str = NATIVE  # whose limits the amounts count toward
 
 
 @dataclass
 class TreeWalk:
     verdicts: list[NodeVerdict] = field(default_factory=list)
-    asset: str = NATIVE  # whose limits the amounts count toward
 
     @property
     def refusal(self) -> Refuse | None:
@@ -359,7 +360,7 @@ def classic_walk(tx: sx.Transaction, policy: KeyPolicy, payer: str) -> TreeWalk 
                                     f"{MAX_OPERATIONS} allowed")
     if tx.memo.type != sx.MemoType.MEMO_NONE and not policy.allow_memo:
         return Refuse("memo", f"{tx.memo.type.name} is not allowed")
-    walk, first_asset = TreeWalk(), ""
+    walk = TreeWalk()
     for i, op in enumerate(tx.operations):
         where = f"op[{i}]"
         if op.body.type not in CLASSIC_PAYMENTS:
@@ -379,12 +380,7 @@ def classic_walk(tx: sx.Transaction, policy: KeyPolicy, payer: str) -> TreeWalk 
             walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=judged))
             continue
         description, asset, amount = judged
-        first_asset = first_asset or asset
-        refusal = None if asset == first_asset else Refuse(
-            "assets", f"{where} pays {_short(asset)}, op[0] {_short(first_asset)}: a batch "
-                      "pays in one asset")
-        walk.verdicts.append(NodeVerdict(where, description, (amount,), refusal))
-    walk.asset = first_asset or NATIVE
+        walk.verdicts.append(NodeVerdict(where, description, (amount,), asset=asset))
     return walk
 
 
@@ -451,11 +447,19 @@ def _limits(amounts: list[int], limits: AssetLimits, spent_last_24h: int,
             "max_amount_stroops_per_day",
             f"{spent_last_24h} spent in 24h + amount {amount} > {limits.per_day}{of}",
         )
-    return Allow(amount, asset)
+    return Allow(amount)
 
 
 def walk_amounts(walk: TreeWalk) -> list[int]:
     return [a for v in walk.verdicts for a in v.amounts]
+
+
+def amounts_by_asset(walk: TreeWalk) -> dict[str, list[int]]:
+    """Each asset's amounts, native first (the key's own limits are checked first)."""
+    by_asset: dict[str, list[int]] = {NATIVE: []}
+    for v in walk.verdicts:
+        by_asset.setdefault(v.asset, []).extend(v.amounts)
+    return by_asset
 
 
 def check_transaction(
@@ -486,11 +490,16 @@ def check_transaction(
         return walk
     if walk.refusal is not None:
         return walk.refusal
-    limits = policy.native_limits() if walk.asset == NATIVE else policy.payment_assets[walk.asset]
-    spent = spent_of_asset(walk.asset) if spent_of_asset is not None else spent_last_24h
-    decision = _limits(walk_amounts(walk), limits, spent, walk.asset)
-    if isinstance(decision, Refuse):
-        return decision
+    totals: dict[str, int] = {}
+    for asset, amounts in amounts_by_asset(walk).items():
+        limits = policy.native_limits() if asset == NATIVE else policy.payment_assets[asset]
+        spent = spent_of_asset(asset) if spent_of_asset is not None else spent_last_24h
+        judged = _limits(amounts, limits, spent, asset)
+        if isinstance(judged, Refuse):
+            return judged
+        totals[asset] = judged.amount_stroops
+    native = totals.pop(NATIVE)
+    decision = Allow(native, tuple((a, n) for a, n in sorted(totals.items()) if n))
     fee = tx.fee.uint32
     if fee > policy.max_fee_stroops:
         return Refuse("max_fee_stroops", f"fee {fee} > {policy.max_fee_stroops}")

@@ -11,7 +11,6 @@ from stellar_sdk import xdr as sx
 from signer_service.config import ConfigError, KeyConfig, load_config
 from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
 from signer_service.policy import (
-    NATIVE,
     Allow,
     LedgerClaim,
     TreeWalk,
@@ -78,9 +77,9 @@ def explain(
         lines.append("(the entry's address is taken as the key's account; the signer checks it "
                      "against the key's public key)")
     if isinstance(decision, Allow):
-        of = "" if decision.asset == NATIVE else f" of {decision.asset}"
-        lines.append(f"ALLOW: amount {decision.amount_stroops} stroops{of} counts toward the "
-                     "limits")
+        others = "".join(f", {n} stroops of {a}" for a, n in decision.asset_amounts)
+        lines.append(f"ALLOW: amount {decision.amount_stroops} stroops{others} counts toward "
+                     "the limits")
         return lines, True
     lines.append(f"REFUSE: {decision.message}")
     return lines, False

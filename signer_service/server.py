@@ -43,7 +43,7 @@ from signer_service.policy import (
     check_transaction,
     ledger_ceiling,
 )
-from signer_service.spending import SpentLedger, spending_bucket
+from signer_service.spending import SpentLedger, spending_bucket, spent_amounts
 from signer_service.tracing import request_trace_id, server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
@@ -285,10 +285,12 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             decision = decide(lambda asset: self._spent.spent(spending_bucket(key_id, asset),
                                                               now), now)
             if isinstance(decision, Allow):
-                bucket = spending_bucket(key_id, decision.asset)
-                self._spent.add(bucket, now, decision.amount_stroops)
-                if decision.asset != NATIVE:
-                    extra = {**(extra or {}), "asset": decision.asset}
+                spends = spent_amounts(key_id, decision.amount_stroops,
+                                       decision.asset_amounts)
+                for bucket, amount in spends:
+                    self._spent.add(bucket, now, amount)
+                if decision.asset_amounts:
+                    extra = {**(extra or {}), "asset_amounts": dict(decision.asset_amounts)}
         if isinstance(decision, Refuse):
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="refuse", rule=decision.rule,
@@ -301,7 +303,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             signature = await handle.backend.sign(key_id, digest)
             metrics.BACKEND_SIGN_SECONDS.observe(time.perf_counter() - start)
         except BackendError as err:
-            self._spent.remove(bucket, now, decision.amount_stroops)
+            for bucket, amount in spends:
+                self._spent.remove(bucket, now, amount)
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="error", rule="backend",
                                detail=type(err).__name__)
@@ -312,7 +315,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
                                amount=decision.amount_stroops, extra=extra)
         except RpcFailure:
             # Not recorded, so not handed out: the amount was never spent.
-            self._spent.remove(bucket, now, decision.amount_stroops)
+            for bucket, amount in spends:
+                self._spent.remove(bucket, now, amount)
             raise
         return signature
 

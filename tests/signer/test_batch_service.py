@@ -67,14 +67,14 @@ async def test_a_payment_batch_is_signed_by_the_key_and_audited_with_its_sum(bat
         signed.hash(), signed.signatures[0].signature)
     record = audited(batch_signer, request.request_id)
     assert (record["decision"], record["amount_stroops"]) == ("allow", sum(range(7, 57)))
-    assert "asset" not in record  # native counts with the key's own daily total
+    assert "asset_amounts" not in record  # native counts with the key's own daily total
 
 
 async def test_an_issued_asset_batch_counts_toward_its_own_daily_limit(batch_signer, stub):
     per_tx = BATCH_ASSET_LIMITS["max_amount_stroops_per_tx"]
     full = batch_envelope(batch_signer.public_key, [(USDC, per_tx // 4)] * 4)
     request, _ = await sign(stub, batch_signer, full)
-    assert audited(batch_signer, request.request_id)["asset"] == BATCH_ASSET
+    assert audited(batch_signer, request.request_id)["asset_amounts"] == {BATCH_ASSET: per_tx}
     # 20 of USDC's 30 (x 1e6 stroops) a day are spent: a second full batch exceeds the day.
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await sign(stub, batch_signer, full)
