@@ -56,6 +56,7 @@ class KeyConfig:
     secret_env: str | None  # hot: env var holding the S... seed
     allowed_clients: frozenset[str]
     policy: KeyPolicy
+    role: str = "payout"  # "payout" | "funding" | "channel" (ListKeys reports it)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,11 @@ def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -
     policy_t = value.get("policy")
     if not isinstance(policy_t, dict):
         raise ConfigError(f"{where}.policy table is required")
+    role = value.get("role", "payout")
+    if role not in ("payout", "funding", "channel"):
+        raise ConfigError(f"{where}.role must be 'payout', 'funding' or 'channel'")
+    if role == "channel" and "merge_into" not in policy_t:
+        raise ConfigError(f"{where}: a channel key needs policy.merge_into (the funding account)")
     return KeyConfig(
         key_id=key_id,
         backend=backend,
@@ -238,6 +244,7 @@ def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -
         secret_env=secret_env,
         allowed_clients=frozenset(clients),
         policy=_policy(policy_t, f"{where}.policy", passphrase),
+        role=role,
     )
 
 
@@ -245,7 +252,7 @@ POLICY_SETTINGS = frozenset({
     "network_passphrase", "source_accounts", "contract_ids", "function_names", "calls",
     "max_fee_stroops", "max_amount_stroops_per_tx", "max_amount_stroops_per_day",
     "max_time_window_seconds", "max_signature_expiration_ledgers", "max_amount_stroops_per_op",
-    "payments",
+    "payments", "merge_into",
 })
 PAYMENT_SETTINGS = frozenset({"assets", "allow_muxed_destinations", "allow_memo", "limits"})
 LIMIT_SETTINGS = ("max_amount_stroops_per_op", "max_amount_stroops_per_tx",
@@ -272,10 +279,14 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
     payments = value.get("payments", {})
     if not isinstance(payments, dict):
         raise ConfigError(f"{where}.payments must be a table")
+    merge_into = value.get("merge_into")
+    if merge_into is not None and (not isinstance(merge_into, str)
+                                   or not StrKey.is_valid_ed25519_public_key(merge_into)):
+        raise ConfigError(f"{where}.merge_into must be a G... account")
     return KeyPolicy(
         network_passphrase=pol_passphrase,
         source_accounts=frozenset(sources),
-        calls=_calls(value, where, required=not payments),
+        calls=_calls(value, where, required=not payments and merge_into is None),
         max_fee_stroops=_positive_int(value, f"{where}.max_fee_stroops"),
         max_amount_stroops_per_tx=_positive_int(value, f"{where}.max_amount_stroops_per_tx"),
         max_amount_stroops_per_day=_positive_int(value, f"{where}.max_amount_stroops_per_day"),
@@ -289,6 +300,7 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
             value["max_amount_stroops_per_day"])),
         allow_muxed_destinations=_bool(payments, f"{where}.payments.allow_muxed_destinations"),
         allow_memo=_bool(payments, f"{where}.payments.allow_memo"),
+        merge_into=merge_into,
     )
 
 

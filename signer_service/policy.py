@@ -137,6 +137,8 @@ class KeyPolicy:
     payment_assets: Mapping[str, AssetLimits] = field(default_factory=dict)
     allow_muxed_destinations: bool = False
     allow_memo: bool = False
+    # A channel key: the one account its AccountMerge may pay into (the funding account).
+    merge_into: str | None = None
 
     def native_limits(self) -> AssetLimits:
         per_op = self.max_amount_stroops_per_op or self.max_amount_stroops_per_tx
@@ -384,6 +386,26 @@ def classic_walk(tx: sx.Transaction, policy: KeyPolicy, payer: str) -> TreeWalk 
     return walk
 
 
+def merge_walk(tx: sx.Transaction, merge_into: str, account: str) -> TreeWalk:
+    """A channel retired: its one AccountMerge, from the key's own account (the transaction
+    source, no other operation source), into the configured funding account only. It moves
+    the channel's own balance home, so it counts no amount."""
+    op, where = tx.operations[0], "op[0]"
+    walk = TreeWalk()
+    source, _ = account_id(op.source_account or tx.source_account)
+    destination, muxed = account_id(op.body.destination) if op.body.destination else ("", False)
+    refusal = None
+    if source != account:
+        refusal = Refuse("source_accounts", f"{where} merges {source}, not the key's account "
+                                            f"{account}")
+    elif muxed or destination != merge_into:
+        refusal = Refuse("merge_destination", f"{where} merges into {destination}, only "
+                                              f"{merge_into} is allowed")
+    walk.verdicts.append(NodeVerdict(where, f"ACCOUNT_MERGE {source} into {destination}",
+                                     refusal=refusal))
+    return walk
+
+
 def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse:
     """Every node of the transaction's one InvokeHostFunction: its root call and its auth trees.
 
@@ -512,6 +534,9 @@ def operations_walk(
     """The verdict on every node: one InvokeHostFunction's tree, or a classic batch."""
     if _is_soroban(tx):
         return transaction_walk(tx, policy)
+    if len(tx.operations) == 1 and tx.operations[0].body.type == sx.OperationType.ACCOUNT_MERGE \
+            and policy.merge_into is not None:
+        return merge_walk(tx, policy.merge_into, signer_account or _single_source(policy))
     return classic_walk(tx, policy, signer_account or _single_source(policy))
 
 

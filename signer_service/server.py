@@ -49,6 +49,8 @@ from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
 SERVICE_NAME = "signer.v1.SignerService"
 _BACKEND_ENUM = {"pkcs11": signer_pb2.KEY_BACKEND_PKCS11, "hot": signer_pb2.KEY_BACKEND_HOT}
+_ROLE_ENUM = {"payout": signer_pb2.KEY_ROLE_PAYOUT, "funding": signer_pb2.KEY_ROLE_FUNDING,
+              "channel": signer_pb2.KEY_ROLE_CHANNEL}
 
 
 class RpcFailure(Exception):
@@ -478,7 +480,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     def _key_message(handle: KeyHandle) -> signer_pb2.Key:
         return signer_pb2.Key(
             key_id=handle.config.key_id, public_key=handle.address,
-            backend=_BACKEND_ENUM[handle.config.backend],
+            backend=_BACKEND_ENUM[handle.config.backend], role=_ROLE_ENUM[handle.config.role],
         )
 
 

@@ -379,3 +379,50 @@ def test_spending_is_rebuilt_from_the_audit_log_per_asset():
     ledger = SpentLedger.from_audit(records)
     assert ledger.spent(spending_bucket("k", NATIVE), 200.0) == 7
     assert ledger.spent(spending_bucket("k", USDC_NAME), 200.0) == 5
+
+
+# ------------------------------------------------------------------ channel retirement (merge)
+
+FUNDING = OTHER
+CHANNEL_POLICY = dataclasses.replace(POLICY, merge_into=FUNDING, payment_assets={})
+
+
+def merge(into: str | MuxedAccount = FUNDING, *, source: str = SOURCE,
+          op_source: str | None = None, extra: bool = False) -> sx.Transaction:
+    builder = TransactionBuilder(Account(source, 1), PASSPHRASE, base_fee=100)
+    builder.append_account_merge_op(into, source=op_source)
+    if extra:
+        builder.append_account_merge_op(into)
+    return builder.set_timeout(60).build().transaction.to_xdr_object()
+
+
+def test_a_channel_key_merges_into_the_funding_account_only():
+    assert decide(merge(), policy=CHANNEL_POLICY) == Allow(0)
+    assert DESTINATION in refused(decide(merge(DESTINATION), policy=CHANNEL_POLICY),
+                                  "merge_destination")
+    refused(decide(merge(MuxedAccount(FUNDING, 1)), policy=CHANNEL_POLICY), "merge_destination")
+
+
+def test_a_merge_of_another_account_or_two_merges_are_refused():
+    refused(decide(merge(op_source=DESTINATION), policy=CHANNEL_POLICY), "source_accounts")
+    refused(decide(merge(extra=True), policy=CHANNEL_POLICY), "operations")
+
+
+def test_a_key_without_merge_into_signs_no_merge():
+    refused(decide(merge()), "operations")
+
+
+def test_a_channel_key_role_needs_merge_into(tmp_path):
+    config = config_with({}, tmp_path)
+    key = config["keys"][0]
+    key["policy"]["calls"] = [{"contract_ids": [XLM_SAC], "function": "transfer",
+                               "args": ["from: address", "to: address", "amount: amount"]}]
+    key["role"] = "channel"
+    with pytest.raises(ConfigError, match="needs policy.merge_into"):
+        parse_config(config)
+    key["policy"]["merge_into"] = FUNDING
+    parsed = parse_config(config).keys[0]
+    assert (parsed.role, parsed.policy.merge_into) == ("channel", FUNDING)
+    key["role"] = "boss"
+    with pytest.raises(ConfigError, match="role must be"):
+        parse_config(config)

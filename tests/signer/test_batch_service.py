@@ -99,3 +99,8 @@ async def test_a_refused_batch_is_permission_denied_naming_the_rule(
         await sign(stub, batch_signer, envelope)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert err.value.details().startswith(f"policy rule {rule} refused: ")
+
+
+async def test_list_keys_reports_each_keys_role(stub):  # noqa: ANN001
+    listed = await stub.ListKeys(signer_pb2.ListKeysRequest())
+    assert [k.role for k in listed.keys] == [signer_pb2.KEY_ROLE_PAYOUT]
