@@ -19,6 +19,7 @@ from signer_service.policy import (
     ArgSpec,
     AssetLimits,
     CallRule,
+    ChannelFunding,
     KeyPolicy,
 )
 
@@ -236,6 +237,8 @@ def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -
         raise ConfigError(f"{where}.role must be 'payout', 'funding' or 'channel'")
     if role == "channel" and "merge_into" not in policy_t:
         raise ConfigError(f"{where}: a channel key needs policy.merge_into (the funding account)")
+    if role == "funding" and "channel_funding" not in policy_t:
+        raise ConfigError(f"{where}: a funding key needs policy.channel_funding")
     return KeyConfig(
         key_id=key_id,
         backend=backend,
@@ -252,7 +255,7 @@ POLICY_SETTINGS = frozenset({
     "network_passphrase", "source_accounts", "contract_ids", "function_names", "calls",
     "max_fee_stroops", "max_amount_stroops_per_tx", "max_amount_stroops_per_day",
     "max_time_window_seconds", "max_signature_expiration_ledgers", "max_amount_stroops_per_op",
-    "payments", "merge_into",
+    "payments", "merge_into", "channel_funding",
 })
 PAYMENT_SETTINGS = frozenset({"assets", "allow_muxed_destinations", "allow_memo", "limits"})
 LIMIT_SETTINGS = ("max_amount_stroops_per_op", "max_amount_stroops_per_tx",
@@ -301,6 +304,7 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
         allow_muxed_destinations=_bool(payments, f"{where}.payments.allow_muxed_destinations"),
         allow_memo=_bool(payments, f"{where}.payments.allow_memo"),
         merge_into=merge_into,
+        channel_funding=_channel_funding(value, f"{where}.channel_funding"),
     )
 
 
@@ -340,6 +344,24 @@ def _payment_assets(
     if extra:
         raise ConfigError(f"{where}.limits: {extra[0][:64]!r} is not in assets")
     return assets
+
+
+def _channel_funding(value: Mapping[str, Any], where: str) -> ChannelFunding | None:
+    """A funding key: only native payments to this signer's channel keys, each bounded."""
+    table = value.get("channel_funding")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    settings = ("max_starting_balance_stroops", "max_top_up_stroops")
+    unknown = sorted(set(table) - set(settings))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0][:64]!r}")
+    payments = value.get("payments", {})
+    if not isinstance(payments, dict) or payments.get("assets") != ["native"]:
+        raise ConfigError(f"{where} needs payments.assets = [\"native\"] (channels are "
+                          "funded in XLM only)")
+    return ChannelFunding(*(_positive_int(table, f"{where}.{n}") for n in settings))
 
 
 def _bool(table: Mapping[str, Any], name: str) -> bool:

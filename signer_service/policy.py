@@ -120,6 +120,15 @@ class AssetLimits:
 
 
 @dataclass(frozen=True)
+class ChannelFunding:
+    """A funding key: native CreateAccount / Payment batches to this signer's own channel keys
+    only, each bounded (CHANNELS_SIGNER_NEEDS.md)."""
+
+    max_starting_balance_stroops: int
+    max_top_up_stroops: int
+
+
+@dataclass(frozen=True)
 class KeyPolicy:
     network_passphrase: str
     source_accounts: frozenset[str]
@@ -139,6 +148,7 @@ class KeyPolicy:
     allow_memo: bool = False
     # A channel key: the one account its AccountMerge may pay into (the funding account).
     merge_into: str | None = None
+    channel_funding: ChannelFunding | None = None
 
     def native_limits(self) -> AssetLimits:
         per_op = self.max_amount_stroops_per_op or self.max_amount_stroops_per_tx
@@ -320,8 +330,22 @@ def _is_soroban(tx: sx.Transaction) -> bool:
         tx.operations[0].body.type == sx.OperationType.INVOKE_HOST_FUNCTION
 
 
+def _channel_funding_refusal(
+    funding: ChannelFunding, kind: str, destination: str, amount: int, where: str,
+    channels: frozenset[str],
+) -> Refuse | None:
+    if destination not in channels:
+        return Refuse("channel_destinations", f"{where} pays {destination}, not one of this "
+                                              "signer's channel keys")
+    bound = funding.max_starting_balance_stroops if kind == "CREATE_ACCOUNT" else \
+        funding.max_top_up_stroops
+    if amount > bound:
+        return Refuse("channel_funding", f"{where} {kind} {amount} > {bound}")
+    return None
+
+
 def _classic_operation(
-    op: sx.Operation, where: str, policy: KeyPolicy, payer: str
+    op: sx.Operation, where: str, policy: KeyPolicy, payer: str, channels: frozenset[str],
 ) -> tuple[str, str, int] | Refuse:
     """(description, asset, amount) of one Payment / CreateAccount the payer may sign, or the
     rule it breaks. The only place a classic operation is judged."""
@@ -347,10 +371,17 @@ def _classic_operation(
         return Refuse("assets", f"{where} asset {_short(asset)} is not allowed")
     if amount <= 0:
         return Refuse("operations", f"{where} amount {amount} must be positive")
+    if policy.channel_funding is not None:
+        refusal = _channel_funding_refusal(policy.channel_funding, kind, destination, amount,
+                                           where, channels)
+        if refusal is not None:
+            return refusal
     return f"{kind} {amount} {_short(asset, 16)} to {destination}", asset, amount
 
 
-def classic_walk(tx: sx.Transaction, policy: KeyPolicy, payer: str) -> TreeWalk | Refuse:
+def classic_walk(
+    tx: sx.Transaction, policy: KeyPolicy, payer: str, channels: frozenset[str] = frozenset(),
+) -> TreeWalk | Refuse:
     """Every operation of a classic payment batch, one verdict each. `payer` is the key's
     account: the source of every operation (explicit, or the transaction's when absent)."""
     if not policy.payment_assets:
@@ -362,6 +393,9 @@ def classic_walk(tx: sx.Transaction, policy: KeyPolicy, payer: str) -> TreeWalk 
                                     f"{MAX_OPERATIONS} allowed")
     if tx.memo.type != sx.MemoType.MEMO_NONE and not policy.allow_memo:
         return Refuse("memo", f"{tx.memo.type.name} is not allowed")
+    if policy.channel_funding is not None and len({op.body.type for op in tx.operations}) > 1:
+        return Refuse("channel_funding", "a funding transaction is all CREATE_ACCOUNT or all "
+                                         "PAYMENT")
     walk = TreeWalk()
     for i, op in enumerate(tx.operations):
         where = f"op[{i}]"
@@ -377,7 +411,7 @@ def classic_walk(tx: sx.Transaction, policy: KeyPolicy, payer: str) -> TreeWalk 
                     "source_accounts", f"{where} has no source and the transaction source "
                                        f"{source} is not the key's account {payer}")))
                 continue
-        judged = _classic_operation(op, where, policy, payer)
+        judged = _classic_operation(op, where, policy, payer, channels)
         if isinstance(judged, Refuse):
             walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=judged))
             continue
@@ -493,12 +527,14 @@ def check_transaction(
     now: int,
     signer_account: str | None = None,
     spent_of_asset: Callable[[str], int] | None = None,
+    channel_accounts: frozenset[str] = frozenset(),
 ) -> Decision:
     """Decide on a transaction whose hash was computed for `network_passphrase`.
 
     `signer_account` is the key's G... account, the only payer of classic operations (None:
     the policy's single listed source account). `spent_of_asset(asset)` is what the key
-    signed in that asset in the last 24 h (default: `spent_last_24h` for any asset)."""
+    signed in that asset in the last 24 h (default: `spent_last_24h` for any asset).
+    `channel_accounts` are this signer's channel keys, a funding key's only destinations."""
     if network_passphrase != policy.network_passphrase:
         return Refuse("network_passphrase", "the signer's network is not this key's network")
     source, muxed = account_id(tx.source_account)
@@ -507,7 +543,7 @@ def check_transaction(
         return Refuse("source_accounts", "muxed transaction source is not allowed")
     if not _allowed(policy.source_accounts, source):
         return Refuse("source_accounts", f"transaction source {source} is not allowed")
-    walk = operations_walk(tx, policy, signer_account)
+    walk = operations_walk(tx, policy, signer_account, channel_accounts)
     if isinstance(walk, Refuse):
         return walk
     if walk.refusal is not None:
@@ -529,7 +565,8 @@ def check_transaction(
 
 
 def operations_walk(
-    tx: sx.Transaction, policy: KeyPolicy, signer_account: str | None
+    tx: sx.Transaction, policy: KeyPolicy, signer_account: str | None,
+    channel_accounts: frozenset[str] = frozenset(),
 ) -> TreeWalk | Refuse:
     """The verdict on every node: one InvokeHostFunction's tree, or a classic batch."""
     if _is_soroban(tx):
@@ -537,7 +574,7 @@ def operations_walk(
     if len(tx.operations) == 1 and tx.operations[0].body.type == sx.OperationType.ACCOUNT_MERGE \
             and policy.merge_into is not None:
         return merge_walk(tx, policy.merge_into, signer_account or _single_source(policy))
-    return classic_walk(tx, policy, signer_account or _single_source(policy))
+    return classic_walk(tx, policy, signer_account or _single_source(policy), channel_accounts)
 
 
 def _single_source(policy: KeyPolicy) -> str:

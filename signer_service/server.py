@@ -205,6 +205,9 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             backend = backends[key.key_id]
             public = Keypair.from_raw_ed25519_public_key(backend.public_key(key.key_id))
             self._keys[key.key_id] = KeyHandle(key, backend, public, asyncio.Lock())
+        # A funding key's only destinations: the accounts of this signer's channel keys.
+        self._channel_accounts = frozenset(
+            h.address for h in self._keys.values() if h.config.role == "channel")
 
     def public_keys(self) -> dict[str, str]:
         return {k: h.address for k, h in self._keys.items()}
@@ -374,7 +377,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             lambda spent, now: check_transaction(
                 envelope.tx, handle.config.policy, network_passphrase=self._passphrase,
                 spent_last_24h=spent(NATIVE), now=int(now), signer_account=handle.address,
-                spent_of_asset=spent,
+                spent_of_asset=spent, channel_accounts=self._channel_accounts,
             ),
         )
         decorated = sx.DecoratedSignature(sx.SignatureHint(handle.hint), sx.Signature(signature))

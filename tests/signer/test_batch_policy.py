@@ -19,6 +19,7 @@ from signer_service.policy import (
     ArgSpec,
     AssetLimits,
     CallRule,
+    ChannelFunding,
     KeyPolicy,
     Refuse,
     check_transaction,
@@ -425,4 +426,68 @@ def test_a_channel_key_role_needs_merge_into(tmp_path):
     assert (parsed.role, parsed.policy.merge_into) == ("channel", FUNDING)
     key["role"] = "boss"
     with pytest.raises(ConfigError, match="role must be"):
+        parse_config(config)
+
+
+# ------------------------------------------------------------------ the funding key
+
+CHANNEL_A = Keypair.from_raw_ed25519_seed(bytes(range(4, 36))).public_key
+CHANNEL_B = Keypair.from_raw_ed25519_seed(bytes(range(5, 37))).public_key
+FUNDING_POLICY = dataclasses.replace(
+    POLICY, payment_assets={NATIVE: NATIVE_LIMITS},
+    channel_funding=ChannelFunding(max_starting_balance_stroops=50_000_000,
+                                   max_top_up_stroops=20_000_000))
+
+
+def fund(ops: list[tuple[str, str, int]]) -> sx.Transaction:
+    builder = TransactionBuilder(Account(SOURCE, 1), PASSPHRASE, base_fee=100)
+    for kind, to, amount in ops:
+        if kind == "create":
+            builder.append_create_account_op(to, units(amount))
+        else:
+            builder.append_payment_op(to, XLM, units(amount))
+    return builder.set_timeout(60).build().transaction.to_xdr_object()
+
+
+def decide_funding(tx: sx.Transaction, spent: int = 0) -> Allow | Refuse:
+    return check_transaction(tx, FUNDING_POLICY, network_passphrase=PASSPHRASE,
+                             spent_last_24h=spent, now=now(), signer_account=SOURCE,
+                             channel_accounts=frozenset({CHANNEL_A, CHANNEL_B}))
+
+
+def test_the_funding_key_creates_and_tops_up_this_signers_channels_within_bounds():
+    assert decide_funding(fund([("create", CHANNEL_A, 50_000_000),
+                                ("create", CHANNEL_B, 1)])) == Allow(50_000_001)
+    assert decide_funding(fund([("pay", CHANNEL_A, 20_000_000)])) == Allow(20_000_000)
+
+
+def test_the_funding_key_refuses_other_destinations_and_amounts_over_the_bounds():
+    assert DESTINATION in refused(
+        decide_funding(fund([("create", CHANNEL_A, 5), ("create", DESTINATION, 5)])),
+        "channel_destinations")
+    refused(decide_funding(fund([("create", CHANNEL_A, 50_000_001)])), "channel_funding")
+    refused(decide_funding(fund([("pay", CHANNEL_A, 20_000_001)])), "channel_funding")
+    refused(decide_funding(fund([("create", CHANNEL_A, 5), ("pay", CHANNEL_B, 5)])),
+            "channel_funding")
+
+
+def test_channel_funding_counts_toward_the_daily_limit():
+    refused(decide_funding(fund([("pay", CHANNEL_A, 1_000)] * 2),
+                           spent=NATIVE_LIMITS.per_day - 1_999), "max_amount_stroops_per_day")
+
+
+def test_a_funding_key_needs_channel_funding_in_xlm_only(tmp_path):
+    config = config_with({"assets": ["native"]}, tmp_path)
+    key = config["keys"][0]
+    key["role"] = "funding"
+    with pytest.raises(ConfigError, match="needs policy.channel_funding"):
+        parse_config(config)
+    key["policy"]["channel_funding"] = {"max_starting_balance_stroops": 5,
+                                        "max_top_up_stroops": 3}
+    assert parse_config(config).keys[0].policy.channel_funding == ChannelFunding(5, 3)
+    key["policy"]["payments"] = {"assets": ["native", USDC_NAME],
+                                 "limits": {USDC_NAME: {"max_amount_stroops_per_op": 1,
+                                                        "max_amount_stroops_per_tx": 1,
+                                                        "max_amount_stroops_per_day": 1}}}
+    with pytest.raises(ConfigError, match="channels are funded in XLM only"):
         parse_config(config)

@@ -104,3 +104,59 @@ async def test_a_refused_batch_is_permission_denied_naming_the_rule(
 async def test_list_keys_reports_each_keys_role(stub):  # noqa: ANN001
     listed = await stub.ListKeys(signer_pb2.ListKeysRequest())
     assert [k.role for k in listed.keys] == [signer_pb2.KEY_ROLE_PAYOUT]
+
+
+MERGE_HOME = Keypair.random().public_key  # the funding account a channel merges into
+CHANNEL = Keypair.random()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pool_signer(tmp_path_factory) -> AsyncIterator[SignerFixture]:  # noqa: ANN001
+    """A funding key ("payout") and one channel key, as the channel pool configures them."""
+    async with running_signer(
+        tmp_path_factory.mktemp("pool-signer"), network_passphrase=PASSPHRASE,
+        backend="pkcs11", policy=SESSION_POLICY, extra_keys={"channel-1": CHANNEL.secret},
+        key_settings={
+            "payout": {"role": "funding", "policy": {
+                "payments": {"assets": ["native"]},
+                "channel_funding": {"max_starting_balance_stroops": 50_000_000,
+                                    "max_top_up_stroops": 20_000_000}}},
+            "channel-1": {"role": "channel", "policy": {"merge_into": MERGE_HOME}},
+        },
+    ) as signer:
+        yield signer
+
+
+async def test_the_pool_keys_sign_funding_and_merge_and_nothing_else(pool_signer):  # noqa: ANN001
+    async with grpc.aio.secure_channel(pool_signer.address,
+                                       pool_signer.channel_credentials()) as channel:
+        pool = signer_pb2_grpc.SignerServiceStub(channel)
+        listed = await pool.ListKeys(signer_pb2.ListKeysRequest())
+        assert {k.key_id: k.role for k in listed.keys} == {
+            "payout": signer_pb2.KEY_ROLE_FUNDING, "channel-1": signer_pb2.KEY_ROLE_CHANNEL}
+
+        def lifecycle(source: str, op: str, to: str) -> str:
+            builder = TransactionBuilder(Account(source, 9), PASSPHRASE, base_fee=100)
+            if op == "create":
+                builder.append_create_account_op(to, "5")
+            else:
+                builder.append_account_merge_op(to)
+            return builder.set_timeout(60).build().to_xdr()
+
+        async def sign_as(key_id: str, xdr: str) -> signer_pb2.SignTransactionResponse:
+            return await pool.SignTransaction(signer_pb2.SignTransactionRequest(
+                key_id=key_id, envelope_xdr=xdr, request_id=uuid.uuid4().hex))
+
+        funding = pool_signer.public_key
+        await sign_as("payout", lifecycle(funding, "create", CHANNEL.public_key))
+        await sign_as("channel-1", lifecycle(CHANNEL.public_key, "merge", MERGE_HOME))
+        for key_id, xdr, rule in [
+            ("payout", lifecycle(funding, "create", DESTINATION), "channel_destinations"),
+            ("channel-1", lifecycle(CHANNEL.public_key, "merge", DESTINATION),
+             "merge_destination"),
+            ("channel-1", lifecycle(CHANNEL.public_key, "create", DESTINATION), "operations"),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await sign_as(key_id, xdr)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert err.value.details().startswith(f"policy rule {rule} refused: ")
