@@ -75,6 +75,21 @@ def cmd_key_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_channel_keys_generate(args: argparse.Namespace) -> int:
+    import json
+
+    from signer_service.backends.token_admin import generate_channel_keys
+
+    if not 1 <= args.count <= 10_000:
+        raise CliError("--count must be 1..10000")
+    keys = generate_channel_keys(_module(args), args.token_label, _user_pin(args),
+                                 args.label_prefix, args.count)
+    for key in keys:  # key_id == label, as payoutctl channels create --from-file reads it
+        print(json.dumps({"key_id": key.label, "public_key": key.address})
+              if args.output == "json" else f"{key.label} {key.address}")
+    return 0
+
+
 def cmd_key_import(args: argparse.Namespace) -> int:
     from stellar_sdk import StrKey
 
@@ -210,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True)
     p.add_argument("--secret-file", help="file with the S... seed, '-' for stdin")
     p.set_defaults(func=cmd_key_import)
+    channel_keys = sub.add_parser("channel-keys", help="channel account keys on the token"
+                                  ).add_subparsers(dest="cmd", required=True)
+    p = channel_keys.add_parser("generate", help="generate N non-extractable Ed25519 keys "
+                                "labelled <prefix><n> after the highest existing n")
+    token_args(p)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--label-prefix", default="channel-")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_channel_keys_generate)
     p = key.add_parser("show", help="print a key's G... address")
     token_args(p)
     p.add_argument("--label", required=True)
