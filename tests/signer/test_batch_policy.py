@@ -491,3 +491,48 @@ def test_a_funding_key_needs_channel_funding_in_xlm_only(tmp_path):
                                                         "max_amount_stroops_per_day": 1}}}
     with pytest.raises(ConfigError, match="channels are funded in XLM only"):
         parse_config(config)
+
+
+# ------------------------------------------------------------------ random contract batches
+
+ITEM_SHAPES = st.sampled_from(["ok", "ok", "ok", "3-element", "u128", "swapped"])
+ITEMS = st.lists(st.tuples(ITEM_SHAPES, st.integers(-5, 2 * NATIVE_LIMITS.per_op)),
+                 min_size=0, max_size=30)
+
+
+def random_item(shape: str, amount: int) -> sx.SCVal:
+    to, value = scval.to_address(DESTINATION), scval.to_int128(amount)
+    if shape == "3-element":
+        return scval.to_vec([to, value, value])
+    if shape == "u128":
+        return scval.to_vec([to, scval.to_uint128(abs(amount))])
+    if shape == "swapped":
+        return scval.to_vec([value, to])
+    return scval.to_vec([to, value])
+
+
+def contract_oracle(items: list[tuple[str, int]], spent: int) -> str:
+    """distribute_batch's schema and limits, written out independently of the policy."""
+    if not items or any(shape != "ok" for shape, _ in items):
+        return "arguments"
+    if any(amount <= 0 for _, amount in items):
+        return "arguments"
+    total = sum(amount for _, amount in items)
+    if total > NATIVE_LIMITS.per_tx:
+        return "max_amount_stroops_per_tx"
+    if any(amount > NATIVE_LIMITS.per_op for _, amount in items):
+        return "max_amount_stroops_per_op"
+    if spent + total > NATIVE_LIMITS.per_day:
+        return "max_amount_stroops_per_day"
+    return "allow"
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=ITEMS, spent=st.integers(0, NATIVE_LIMITS.per_day))
+def test_random_contract_batches_are_decided_as_the_oracle_says(items, spent):  # noqa: ANN001
+    decision = decide(contract_batch([random_item(s, a) for s, a in items]), spent=spent)
+    expected = contract_oracle(items, spent)
+    if expected == "allow":
+        assert decision == Allow(sum(a for _, a in items))
+    else:
+        assert isinstance(decision, Refuse) and decision.rule == expected, (expected, decision)
