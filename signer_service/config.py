@@ -13,6 +13,7 @@ from stellar_sdk import StrKey
 
 from signer_service.policy import (
     ARG_TYPES,
+    CHANNEL_KEYS,
     NATIVE,
     TRANSFER_ARGS,
     WILDCARD,
@@ -274,7 +275,8 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
         )
     sources = _str_list(value, f"{where}.source_accounts", allow_wildcard=True)
     for account in sources:
-        if account != WILDCARD and not StrKey.is_valid_ed25519_public_key(account):
+        if account not in (WILDCARD, CHANNEL_KEYS) and \
+                not StrKey.is_valid_ed25519_public_key(account):
             raise ConfigError(f"{where}.source_accounts: {account!r} is not a G... account")
     per_op = None
     if "max_amount_stroops_per_op" in value:

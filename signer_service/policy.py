@@ -23,6 +23,9 @@ from stellar_sdk import Address, StrKey
 from stellar_sdk import xdr as sx
 
 WILDCARD = "*"
+# In source_accounts: any account of this signer's role = "channel" keys, so a channel added
+# to the signer needs no edit of the paying key's policy.
+CHANNEL_KEYS = "@channel_keys"
 
 # Stellar's first ledger closed on 2015-09-30; close times rise by at least one second a
 # ledger (stellar-core), so no network's ledger number can exceed the seconds since then.
@@ -541,7 +544,9 @@ def check_transaction(
     if muxed:
         # Soroban transactions may not have a muxed source (txSOROBAN_INVALID).
         return Refuse("source_accounts", "muxed transaction source is not allowed")
-    if not _allowed(policy.source_accounts, source):
+    if not _allowed(policy.source_accounts, source) and not (
+        CHANNEL_KEYS in policy.source_accounts and source in channel_accounts
+    ):
         return Refuse("source_accounts", f"transaction source {source} is not allowed")
     walk = operations_walk(tx, policy, signer_account, channel_accounts)
     if isinstance(walk, Refuse):
@@ -580,7 +585,7 @@ def operations_walk(
 def _single_source(policy: KeyPolicy) -> str:
     """Without the key's account (policy check), the one listed source account; with "*" or
     several, no account matches, so classic operations are refused."""
-    listed = [a for a in policy.source_accounts if a != WILDCARD]
+    listed = [a for a in policy.source_accounts if a not in (WILDCARD, CHANNEL_KEYS)]
     return listed[0] if len(listed) == 1 else "(the key's account)"
 
 

@@ -536,3 +536,27 @@ def test_random_contract_batches_are_decided_as_the_oracle_says(items, spent):  
         assert decision == Allow(sum(a for _, a in items))
     else:
         assert isinstance(decision, Refuse) and decision.rule == expected, (expected, decision)
+
+
+def test_channel_keys_token_allows_this_signers_channels_as_transaction_source():
+    policy = dataclasses.replace(POLICY, source_accounts=frozenset({SOURCE, "@channel_keys"}))
+    tx = batch([("pay", XLM, 5)], source=CHANNEL_A, op_source=SOURCE)
+
+    def with_channels(channels: frozenset[str]) -> Allow | Refuse:
+        return check_transaction(tx, policy, network_passphrase=PASSPHRASE, spent_last_24h=0,
+                                 now=now(), signer_account=SOURCE, channel_accounts=channels)
+
+    assert with_channels(frozenset({CHANNEL_A})) == Allow(5)
+    assert CHANNEL_A in refused(with_channels(frozenset({CHANNEL_B})), "source_accounts")
+    refused(decide(tx), "source_accounts")  # not listed, no channels
+
+
+def test_source_accounts_accepts_the_channel_keys_token(tmp_path):
+    config = config_with({}, tmp_path)
+    policy_t = config["keys"][0]["policy"]
+    policy_t["source_accounts"] = [SOURCE, "@channel_keys"]
+    policy_t["payments"] = {"assets": ["native"]}
+    assert parse_config(config).keys[0].policy.source_accounts == {SOURCE, "@channel_keys"}
+    policy_t["source_accounts"] = ["@channel"]
+    with pytest.raises(ConfigError, match="is not a G... account"):
+        parse_config(config)
