@@ -75,6 +75,21 @@ def cmd_key_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_channel_keys_generate(args: argparse.Namespace) -> int:
+    import json
+
+    from signer_service.backends.token_admin import generate_channel_keys
+
+    if not 1 <= args.count <= 10_000:
+        raise CliError("--count must be 1..10000")
+    keys = generate_channel_keys(_module(args), args.token_label, _user_pin(args),
+                                 args.label_prefix, args.count)
+    for key in keys:  # key_id == label, as payoutctl channels create --from-file reads it
+        print(json.dumps({"key_id": key.label, "public_key": key.address})
+              if args.output == "json" else f"{key.label} {key.address}")
+    return 0
+
+
 def cmd_key_import(args: argparse.Namespace) -> int:
     from stellar_sdk import StrKey
 
@@ -178,7 +193,8 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     xdr = sys.stdin.read().strip() if args.xdr == "-" else args.xdr
     lines, allowed = explain(Path(args.config), xdr, key_id=args.key,
                              current_ledger=args.current_ledger,
-                             expiration_ledger=args.expiration_ledger, spent=args.spent)
+                             expiration_ledger=args.expiration_ledger, spent=args.spent,
+                             account=args.account)
     print("\n".join(lines))
     return 0 if allowed else 1
 
@@ -209,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True)
     p.add_argument("--secret-file", help="file with the S... seed, '-' for stdin")
     p.set_defaults(func=cmd_key_import)
+    channel_keys = sub.add_parser("channel-keys", help="channel account keys on the token"
+                                  ).add_subparsers(dest="cmd", required=True)
+    p = channel_keys.add_parser("generate", help="generate N non-extractable Ed25519 keys "
+                                "labelled <prefix><n> after the highest existing n")
+    token_args(p)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--label-prefix", default="channel-")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_channel_keys_generate)
     p = key.add_parser("show", help="print a key's G... address")
     token_args(p)
     p.add_argument("--label", required=True)
@@ -229,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("xdr", help="base64 TransactionEnvelope or SorobanAuthorizationEntry "
                                  "('-' = stdin)")
     p.add_argument("--key", help="key id (default: the only key)")
-    p.add_argument("--spent", type=int, default=0, help="stroops already spent in 24 h")
+    p.add_argument("--spent", type=int, default=0,
+                   help="stroops already spent in 24 h (in the batch's asset)")
+    p.add_argument("--account", default=None,
+                   help="the key's G... account, payer of classic batches (default: the "
+                        "policy's one source account)")
     p.add_argument("--current-ledger", type=int, default=0, help="auth entries: current ledger")
     p.add_argument("--expiration-ledger", type=int, default=0,
                    help="auth entries: signature expiration ledger")

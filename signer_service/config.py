@@ -11,7 +11,18 @@ from typing import Any
 
 from stellar_sdk import StrKey
 
-from signer_service.policy import ARG_TYPES, TRANSFER_ARGS, WILDCARD, ArgSpec, CallRule, KeyPolicy
+from signer_service.policy import (
+    ARG_TYPES,
+    CHANNEL_KEYS,
+    NATIVE,
+    TRANSFER_ARGS,
+    WILDCARD,
+    ArgSpec,
+    AssetLimits,
+    CallRule,
+    ChannelFunding,
+    KeyPolicy,
+)
 
 CONFIG_ENV = "PAYOUTS_SIGNER_CONFIG"
 DEFAULT_PIN_ENV = "PAYOUTS_SIGNER_PKCS11_PIN"
@@ -47,6 +58,7 @@ class KeyConfig:
     secret_env: str | None  # hot: env var holding the S... seed
     allowed_clients: frozenset[str]
     policy: KeyPolicy
+    role: str = "payout"  # "payout" | "funding" | "channel" (ListKeys reports it)
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,13 @@ def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -
     policy_t = value.get("policy")
     if not isinstance(policy_t, dict):
         raise ConfigError(f"{where}.policy table is required")
+    role = value.get("role", "payout")
+    if role not in ("payout", "funding", "channel"):
+        raise ConfigError(f"{where}.role must be 'payout', 'funding' or 'channel'")
+    if role == "channel" and "merge_into" not in policy_t:
+        raise ConfigError(f"{where}: a channel key needs policy.merge_into (the funding account)")
+    if role == "funding" and "channel_funding" not in policy_t:
+        raise ConfigError(f"{where}: a funding key needs policy.channel_funding")
     return KeyConfig(
         key_id=key_id,
         backend=backend,
@@ -229,14 +248,19 @@ def _key(index: int, value: Any, pkcs11: Pkcs11Config | None, passphrase: str) -
         secret_env=secret_env,
         allowed_clients=frozenset(clients),
         policy=_policy(policy_t, f"{where}.policy", passphrase),
+        role=role,
     )
 
 
 POLICY_SETTINGS = frozenset({
     "network_passphrase", "source_accounts", "contract_ids", "function_names", "calls",
     "max_fee_stroops", "max_amount_stroops_per_tx", "max_amount_stroops_per_day",
-    "max_time_window_seconds", "max_signature_expiration_ledgers",
+    "max_time_window_seconds", "max_signature_expiration_ledgers", "max_amount_stroops_per_op",
+    "payments", "merge_into", "channel_funding",
 })
+PAYMENT_SETTINGS = frozenset({"assets", "allow_muxed_destinations", "allow_memo", "limits"})
+LIMIT_SETTINGS = ("max_amount_stroops_per_op", "max_amount_stroops_per_tx",
+                  "max_amount_stroops_per_day")
 
 
 def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
@@ -251,12 +275,23 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
         )
     sources = _str_list(value, f"{where}.source_accounts", allow_wildcard=True)
     for account in sources:
-        if account != WILDCARD and not StrKey.is_valid_ed25519_public_key(account):
+        if account not in (WILDCARD, CHANNEL_KEYS) and \
+                not StrKey.is_valid_ed25519_public_key(account):
             raise ConfigError(f"{where}.source_accounts: {account!r} is not a G... account")
+    per_op = None
+    if "max_amount_stroops_per_op" in value:
+        per_op = _positive_int(value, f"{where}.max_amount_stroops_per_op")
+    payments = value.get("payments", {})
+    if not isinstance(payments, dict):
+        raise ConfigError(f"{where}.payments must be a table")
+    merge_into = value.get("merge_into")
+    if merge_into is not None and (not isinstance(merge_into, str)
+                                   or not StrKey.is_valid_ed25519_public_key(merge_into)):
+        raise ConfigError(f"{where}.merge_into must be a G... account")
     return KeyPolicy(
         network_passphrase=pol_passphrase,
         source_accounts=frozenset(sources),
-        calls=_calls(value, where),
+        calls=_calls(value, where, required=not payments and merge_into is None),
         max_fee_stroops=_positive_int(value, f"{where}.max_fee_stroops"),
         max_amount_stroops_per_tx=_positive_int(value, f"{where}.max_amount_stroops_per_tx"),
         max_amount_stroops_per_day=_positive_int(value, f"{where}.max_amount_stroops_per_day"),
@@ -264,7 +299,78 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
         max_signature_expiration_ledgers=_positive_int(
             {"max_signature_expiration_ledgers": 120, **value},
             f"{where}.max_signature_expiration_ledgers"),
+        max_amount_stroops_per_op=per_op,
+        payment_assets=_payment_assets(payments, f"{where}.payments", AssetLimits(
+            per_op or value["max_amount_stroops_per_tx"], value["max_amount_stroops_per_tx"],
+            value["max_amount_stroops_per_day"])),
+        allow_muxed_destinations=_bool(payments, f"{where}.payments.allow_muxed_destinations"),
+        allow_memo=_bool(payments, f"{where}.payments.allow_memo"),
+        merge_into=merge_into,
+        channel_funding=_channel_funding(value, f"{where}.channel_funding"),
     )
+
+
+def _payment_assets(
+    value: dict[str, Any], where: str, native: AssetLimits
+) -> dict[str, AssetLimits]:
+    """Classic batches: each allowed asset with its limits. Native counts toward the key's own
+    limits; a CODE:ISSUER asset needs its own `limits` table (stroops of that asset), since
+    its units are not XLM's: no limits, no signature (deny by default)."""
+    if not value:
+        return {}
+    unknown = sorted(set(value) - PAYMENT_SETTINGS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0][:64]!r}")
+    limits_t = value.get("limits", {})
+    if not isinstance(limits_t, dict):
+        raise ConfigError(f"{where}.limits must be a table of assets")
+    assets: dict[str, AssetLimits] = {}
+    for asset in _str_list(value, f"{where}.assets", allow_wildcard=False):
+        if asset == NATIVE:
+            assets[NATIVE] = native  # the key's own limits (KeyPolicy.native_limits)
+            continue
+        code, _, issuer = asset.partition(":")
+        if not 1 <= len(code) <= 12 or not code.isalnum() or \
+                not StrKey.is_valid_ed25519_public_key(issuer):
+            raise ConfigError(f"{where}.assets: {asset[:64]!r} is not 'native' or CODE:ISSUER")
+        table = limits_t.get(asset)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}.limits.{code}: asset {code} has no limits table "
+                              "(max_amount_stroops_per_op, _per_tx, _per_day)")
+        at = f"{where}.limits.{code}"
+        unknown = sorted(set(table) - set(LIMIT_SETTINGS))
+        if unknown:
+            raise ConfigError(f"{at}: unknown setting {unknown[0][:64]!r}")
+        assets[asset] = AssetLimits(*(_positive_int(table, f"{at}.{n}") for n in LIMIT_SETTINGS))
+    extra = sorted(set(limits_t) - set(assets) | ({NATIVE} & set(limits_t)))
+    if extra:
+        raise ConfigError(f"{where}.limits: {extra[0][:64]!r} is not in assets")
+    return assets
+
+
+def _channel_funding(value: Mapping[str, Any], where: str) -> ChannelFunding | None:
+    """A funding key: only native payments to this signer's channel keys, each bounded."""
+    table = value.get("channel_funding")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    settings = ("max_starting_balance_stroops", "max_top_up_stroops")
+    unknown = sorted(set(table) - set(settings))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0][:64]!r}")
+    payments = value.get("payments", {})
+    if not isinstance(payments, dict) or payments.get("assets") != ["native"]:
+        raise ConfigError(f"{where} needs payments.assets = [\"native\"] (channels are "
+                          "funded in XLM only)")
+    return ChannelFunding(*(_positive_int(table, f"{where}.{n}") for n in settings))
+
+
+def _bool(table: Mapping[str, Any], name: str) -> bool:
+    value = table.get(_leaf(name), False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false")
+    return value
 
 
 def _contract_ids(table: Mapping[str, Any], name: str) -> frozenset[str]:
@@ -275,7 +381,7 @@ def _contract_ids(table: Mapping[str, Any], name: str) -> frozenset[str]:
     return frozenset(contracts)
 
 
-def _calls(value: Mapping[str, Any], where: str) -> tuple[CallRule, ...]:
+def _calls(value: Mapping[str, Any], where: str, *, required: bool) -> tuple[CallRule, ...]:
     """`calls` (each: contract_ids, function, args) plus the shorthand `contract_ids` x
     `function_names`, which gives each listed function the schema (from, to, amount)."""
     rules: list[CallRule] = []
@@ -296,7 +402,7 @@ def _calls(value: Mapping[str, Any], where: str) -> tuple[CallRule, ...]:
         args = [_arg_spec(a, f"{at}.args") for a in _str_list_or_empty(call, f"{at}.args")]
         rules.append(CallRule(_contract_ids(call, f"{at}.contract_ids"),
                               _str(call, f"{at}.function"), tuple(args)))
-    if not rules:
+    if not rules and required:
         raise ConfigError(f"{where}: no call is allowed; list calls or contract_ids and "
                           "function_names (deny by default)")
     for i, a in enumerate(rules):

@@ -5,23 +5,37 @@ every auth entry (sub-invocations at any depth) and every SignAuthorizationEntry
 allowed (contract, function) whose arguments decode by that function's schema in the policy.
 Every `amount` argument anywhere counts toward the per-transaction and daily limits.
 
+Classic payment batches (issue 14) are the other shape a key may sign: 1..100 `Payment` /
+`CreateAccount` operations paid by the key's own account in allowed assets, nothing else.
+Every operation's amount counts toward the per-operation, per-transaction and daily limits of
+its asset (each asset its own sums: stroops of different assets are not added up).
+
 Every refusal names the rule (the policy setting) that refused it, so operators can match a
 `PERMISSION_DENIED` to one line of the signer's configuration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from stellar_sdk import Address, StrKey
 from stellar_sdk import xdr as sx
 
 WILDCARD = "*"
+# In source_accounts: any account of this signer's role = "channel" keys, so a channel added
+# to the signer needs no edit of the paying key's policy.
+CHANNEL_KEYS = "@channel_keys"
 
 # Stellar's first ledger closed on 2015-09-30; close times rise by at least one second a
 # ledger (stellar-core), so no network's ledger number can exceed the seconds since then.
 STELLAR_EPOCH = 1_443_571_200
+
+# stellar-core MAX_OPS_PER_TX: a transaction carries at most 100 operations.
+MAX_OPERATIONS = 100
+
+NATIVE = "native"
+CLASSIC_PAYMENTS = frozenset({sx.OperationType.PAYMENT, sx.OperationType.CREATE_ACCOUNT})
 
 
 @dataclass(frozen=True)
@@ -40,16 +54,40 @@ def _i128(v: sx.SCVal) -> int | None:
     return i128_value(v.i128)
 
 
-def _typed(kind: sx.SCValType) -> Callable[[sx.SCVal], bool]:
-    return lambda v: v.type == kind
+def _typed(kind: sx.SCValType) -> Callable[[sx.SCVal], tuple[int, ...] | None]:
+    return lambda v: () if v.type == kind else None
 
 
-# Argument types a schema may name: a predicate on the SCVal. `amount` is special: an i128
-# (the SEP-41 token amount type) that must be positive and counts toward the limits. New
-# shapes (e.g. a batch `vec<(address, amount)>`) are added here as one more entry.
-ARG_TYPES: dict[str, Callable[[sx.SCVal], bool]] = {
-    "address": _is_address,
-    "amount": lambda v: _i128(v) is not None,
+def _amount(v: sx.SCVal) -> tuple[int, ...] | None:
+    amount = _i128(v)
+    return None if amount is None else (amount,)
+
+
+def _payouts(v: sx.SCVal) -> tuple[int, ...] | None:
+    """`Vec<(Address, i128)>`: a Soroban tuple is an ScVal::Vec, so SCV_VEC of 2-element
+    SCV_VEC [SCV_ADDRESS, SCV_I128] (BATCH_INTERFACE.md). Empty is not a batch."""
+    if v.type != sx.SCValType.SCV_VEC or v.vec is None or not v.vec.sc_vec:
+        return None
+    amounts: list[int] = []
+    for item in v.vec.sc_vec:
+        if item.type != sx.SCValType.SCV_VEC or item.vec is None or len(item.vec.sc_vec) != 2:
+            return None
+        to, amount = item.vec.sc_vec
+        value = _i128(amount)
+        if not _is_address(to) or value is None:
+            return None
+        amounts.append(value)
+    return tuple(amounts)
+
+
+# Argument types a schema may name: a decoder from the SCVal to the amounts it carries (None
+# when the value has another shape; () when it carries no money). Every amount must be
+# positive and counts toward the limits: `amount` is an i128 (the SEP-41 token amount type),
+# `payouts` a batch `vec<(address, amount)>` whose every item counts as one operation.
+ARG_TYPES: dict[str, Callable[[sx.SCVal], tuple[int, ...] | None]] = {
+    "address": lambda v: () if _is_address(v) else None,
+    "amount": _amount,
+    "payouts": _payouts,
     "u32": _typed(sx.SCValType.SCV_U32),
     "u64": _typed(sx.SCValType.SCV_U64),
     "i64": _typed(sx.SCValType.SCV_I64),
@@ -75,6 +113,25 @@ class CallRule:
 
 
 @dataclass(frozen=True)
+class AssetLimits:
+    """Limits in stroops of one asset (1e-7 of a unit, as every classic asset): each operation
+    (or contract batch item), each transaction's sum, and the rolling 24 h."""
+
+    per_op: int
+    per_tx: int
+    per_day: int
+
+
+@dataclass(frozen=True)
+class ChannelFunding:
+    """A funding key: native CreateAccount / Payment batches to this signer's own channel keys
+    only, each bounded (CHANNELS_SIGNER_NEEDS.md)."""
+
+    max_starting_balance_stroops: int
+    max_top_up_stroops: int
+
+
+@dataclass(frozen=True)
 class KeyPolicy:
     network_passphrase: str
     source_accounts: frozenset[str]
@@ -85,12 +142,29 @@ class KeyPolicy:
     max_time_window_seconds: int
     # Address credentials: signature_expiration_ledger - current ledger may not exceed this.
     max_signature_expiration_ledgers: int = 120
+    # Optional: the most one amount (a payment, a batch item, a transfer) may move; native.
+    max_amount_stroops_per_op: int | None = None
+    # Classic payment batches: asset ("native" or "CODE:ISSUER") -> its limits. Empty: no
+    # classic operation is signed (deny by default). Native's limits are the key's own.
+    payment_assets: Mapping[str, AssetLimits] = field(default_factory=dict)
+    allow_muxed_destinations: bool = False
+    allow_memo: bool = False
+    # A channel key: the one account its AccountMerge may pay into (the funding account).
+    merge_into: str | None = None
+    channel_funding: ChannelFunding | None = None
+
+    def native_limits(self) -> AssetLimits:
+        per_op = self.max_amount_stroops_per_op or self.max_amount_stroops_per_tx
+        return AssetLimits(per_op, self.max_amount_stroops_per_tx,
+                           self.max_amount_stroops_per_day)
 
 
 @dataclass(frozen=True)
 class Allow:
-    # Amount this signature moves; it counts against the rolling daily limit.
+    # Native amount this signature moves; it counts against the key's rolling daily limit.
     amount_stroops: int
+    # Classic batches in issued assets: (CODE:ISSUER, sum), each against its own daily limit.
+    asset_amounts: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +188,7 @@ class NodeVerdict:
     call: str
     amounts: tuple[int, ...] = ()
     refusal: Refuse | None = None
+    asset: str = NATIVE  # whose limits the amounts count toward
 
 
 @dataclass
@@ -160,17 +235,26 @@ def decode_args(args: list[sx.SCVal], rule: CallRule) -> tuple[int, ...] | Refus
                                    f"expected ({expected})")
     amounts: list[int] = []
     for value, spec in zip(args, rule.args, strict=True):
-        if not ARG_TYPES[spec.type](value):
+        carried = ARG_TYPES[spec.type](value)
+        if carried is None:
             return Refuse("arguments", f"{rule.function} argument {spec.name} must be "
-                                       f"{spec.type}, got {value.type.name}")
-        if spec.type == "amount":
-            amount = _i128(value)
-            assert amount is not None  # ARG_TYPES["amount"] checked it
+                                       f"{spec.type}, got {_shape(value)}")
+        for amount in carried:
             if amount <= 0:
                 return Refuse("arguments", f"{rule.function} {spec.name} {amount} must be "
                                            "positive")
-            amounts.append(amount)
+        amounts += carried
     return tuple(amounts)
+
+
+def _shape(value: sx.SCVal, depth: int = 0) -> str:
+    """SCVal type, with a vector's item types (first 3), for a refusal that says what came."""
+    name = value.type.name
+    if value.type != sx.SCValType.SCV_VEC or value.vec is None or depth > 1:
+        return name
+    items = value.vec.sc_vec
+    inner = ", ".join(_shape(i, depth + 1) for i in items[:3])
+    return f"{name}[{inner}{', ...' if len(items) > 3 else ''}]"
 
 
 def _call_name(call: sx.InvokeContractArgs) -> str:
@@ -224,6 +308,141 @@ def account_id(account: sx.MuxedAccount) -> tuple[str, bool]:
     return StrKey.encode_ed25519_public_key(account.ed25519.uint256), False
 
 
+def account_key(account: sx.AccountID) -> str:
+    """G... of an XDR AccountID (its only arm is an ed25519 key)."""
+    key = account.account_id.ed25519
+    assert key is not None
+    return StrKey.encode_ed25519_public_key(key.uint256)
+
+
+def asset_name(asset: sx.Asset) -> str:
+    """"native" or "CODE:ISSUER", the spelling of the policy's asset allow-list."""
+    if asset.type == sx.AssetType.ASSET_TYPE_NATIVE:
+        return NATIVE
+    alpha = asset.alpha_num4 or asset.alpha_num12
+    assert alpha is not None
+    code = alpha.asset_code
+    raw = code.asset_code4 if isinstance(code, sx.AssetCode4) else code.asset_code12
+    issuer = account_key(alpha.issuer)
+    text = raw.rstrip(b"\0").decode("ascii", "replace")
+    return f"{text}:{issuer}"
+
+
+def _is_soroban(tx: sx.Transaction) -> bool:
+    return len(tx.operations) == 1 and \
+        tx.operations[0].body.type == sx.OperationType.INVOKE_HOST_FUNCTION
+
+
+def _channel_funding_refusal(
+    funding: ChannelFunding, kind: str, destination: str, amount: int, where: str,
+    channels: frozenset[str],
+) -> Refuse | None:
+    if destination not in channels:
+        return Refuse("channel_destinations", f"{where} pays {destination}, not one of this "
+                                              "signer's channel keys")
+    bound = funding.max_starting_balance_stroops if kind == "CREATE_ACCOUNT" else \
+        funding.max_top_up_stroops
+    if amount > bound:
+        return Refuse("channel_funding", f"{where} {kind} {amount} > {bound}")
+    return None
+
+
+def _classic_operation(
+    op: sx.Operation, where: str, policy: KeyPolicy, payer: str, channels: frozenset[str],
+) -> tuple[str, str, int] | Refuse:
+    """(description, asset, amount) of one Payment / CreateAccount the payer may sign, or the
+    rule it breaks. The only place a classic operation is judged."""
+    if op.source_account is not None:
+        source, muxed = account_id(op.source_account)
+        if muxed or source != payer:
+            return Refuse("source_accounts", f"{where} source {source} is not the key's "
+                                             f"account {payer}")
+    body = op.body
+    if body.type == sx.OperationType.PAYMENT and body.payment_op is not None:
+        destination, muxed = account_id(body.payment_op.destination)
+        asset, amount = asset_name(body.payment_op.asset), body.payment_op.amount.int64
+        kind = "PAYMENT"
+    elif body.type == sx.OperationType.CREATE_ACCOUNT and body.create_account_op is not None:
+        destination = account_key(body.create_account_op.destination)
+        muxed, asset = False, NATIVE
+        amount, kind = body.create_account_op.starting_balance.int64, "CREATE_ACCOUNT"
+    else:  # classic_walk lets only CLASSIC_PAYMENTS through
+        return Refuse("operations", f"{where} {body.type.name} is not allowed")
+    if muxed and not policy.allow_muxed_destinations:
+        return Refuse("destinations", f"{where} muxed destination {destination} is not allowed")
+    if asset not in policy.payment_assets:
+        return Refuse("assets", f"{where} asset {_short(asset)} is not allowed")
+    if amount <= 0:
+        return Refuse("operations", f"{where} amount {amount} must be positive")
+    if policy.channel_funding is not None:
+        refusal = _channel_funding_refusal(policy.channel_funding, kind, destination, amount,
+                                           where, channels)
+        if refusal is not None:
+            return refusal
+    return f"{kind} {amount} {_short(asset, 16)} to {destination}", asset, amount
+
+
+def classic_walk(
+    tx: sx.Transaction, policy: KeyPolicy, payer: str, channels: frozenset[str] = frozenset(),
+) -> TreeWalk | Refuse:
+    """Every operation of a classic payment batch, one verdict each. `payer` is the key's
+    account: the source of every operation (explicit, or the transaction's when absent)."""
+    if not policy.payment_assets:
+        kinds = ", ".join(sorted({op.body.type.name for op in tx.operations}))
+        return Refuse("operations", f"operations {kinds}: this key signs only one "
+                                    "INVOKE_HOST_FUNCTION (no payment assets configured)")
+    if not 1 <= len(tx.operations) <= MAX_OPERATIONS:
+        return Refuse("operations", f"{len(tx.operations)} operations, at most "
+                                    f"{MAX_OPERATIONS} allowed")
+    if tx.memo.type != sx.MemoType.MEMO_NONE and not policy.allow_memo:
+        return Refuse("memo", f"{tx.memo.type.name} is not allowed")
+    if policy.channel_funding is not None and len({op.body.type for op in tx.operations}) > 1:
+        return Refuse("channel_funding", "a funding transaction is all CREATE_ACCOUNT or all "
+                                         "PAYMENT")
+    walk = TreeWalk()
+    for i, op in enumerate(tx.operations):
+        where = f"op[{i}]"
+        if op.body.type not in CLASSIC_PAYMENTS:
+            walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=Refuse(
+                "operations", f"{where} {op.body.type.name} is not allowed (only PAYMENT and "
+                              "CREATE_ACCOUNT batches, or one INVOKE_HOST_FUNCTION)")))
+            continue
+        if op.source_account is None:
+            source, _ = account_id(tx.source_account)
+            if source != payer:
+                walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=Refuse(
+                    "source_accounts", f"{where} has no source and the transaction source "
+                                       f"{source} is not the key's account {payer}")))
+                continue
+        judged = _classic_operation(op, where, policy, payer, channels)
+        if isinstance(judged, Refuse):
+            walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=judged))
+            continue
+        description, asset, amount = judged
+        walk.verdicts.append(NodeVerdict(where, description, (amount,), asset=asset))
+    return walk
+
+
+def merge_walk(tx: sx.Transaction, merge_into: str, account: str) -> TreeWalk:
+    """A channel retired: its one AccountMerge, from the key's own account (the transaction
+    source, no other operation source), into the configured funding account only. It moves
+    the channel's own balance home, so it counts no amount."""
+    op, where = tx.operations[0], "op[0]"
+    walk = TreeWalk()
+    source, _ = account_id(op.source_account or tx.source_account)
+    destination, muxed = account_id(op.body.destination) if op.body.destination else ("", False)
+    refusal = None
+    if source != account:
+        refusal = Refuse("source_accounts", f"{where} merges {source}, not the key's account "
+                                            f"{account}")
+    elif muxed or destination != merge_into:
+        refusal = Refuse("merge_destination", f"{where} merges into {destination}, only "
+                                              f"{merge_into} is allowed")
+    walk.verdicts.append(NodeVerdict(where, f"ACCOUNT_MERGE {source} into {destination}",
+                                     refusal=refusal))
+    return walk
+
+
 def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse:
     """Every node of the transaction's one InvokeHostFunction: its root call and its auth trees.
 
@@ -270,21 +489,36 @@ def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse
     return walk
 
 
-def tree_amount(walk: TreeWalk) -> int:
-    return sum(sum(v.amounts) for v in walk.verdicts)
-
-
-def _limits(amount: int, policy: KeyPolicy, spent_last_24h: int) -> Decision:
-    if amount > policy.max_amount_stroops_per_tx:
+def _limits(amounts: list[int], limits: AssetLimits, spent_last_24h: int,
+            asset: str = NATIVE) -> Decision:
+    """Per transaction (the sum), per operation (each amount), rolling day (spent + sum),
+    in stroops of `asset`; the refusal names the key's setting (per asset when not native)."""
+    of = "" if asset == NATIVE else f" ({_short(asset, 16)})"
+    biggest, amount = max(amounts, default=0), sum(amounts)
+    if amount > limits.per_tx:
         return Refuse("max_amount_stroops_per_tx",
-                      f"amount {amount} > {policy.max_amount_stroops_per_tx}")
-    if spent_last_24h + amount > policy.max_amount_stroops_per_day:
+                      f"amount {amount} > {limits.per_tx}{of}")
+    if biggest > limits.per_op:
+        return Refuse("max_amount_stroops_per_op",
+                      f"one amount {biggest} > {limits.per_op}{of}")
+    if spent_last_24h + amount > limits.per_day:
         return Refuse(
             "max_amount_stroops_per_day",
-            f"{spent_last_24h} spent in 24h + amount {amount}"
-            f" > {policy.max_amount_stroops_per_day}",
+            f"{spent_last_24h} spent in 24h + amount {amount} > {limits.per_day}{of}",
         )
     return Allow(amount)
+
+
+def walk_amounts(walk: TreeWalk) -> list[int]:
+    return [a for v in walk.verdicts for a in v.amounts]
+
+
+def amounts_by_asset(walk: TreeWalk) -> dict[str, list[int]]:
+    """Each asset's amounts, native first (the key's own limits are checked first)."""
+    by_asset: dict[str, list[int]] = {NATIVE: []}
+    for v in walk.verdicts:
+        by_asset.setdefault(v.asset, []).extend(v.amounts)
+    return by_asset
 
 
 def check_transaction(
@@ -294,28 +528,65 @@ def check_transaction(
     network_passphrase: str,
     spent_last_24h: int,
     now: int,
+    signer_account: str | None = None,
+    spent_of_asset: Callable[[str], int] | None = None,
+    channel_accounts: frozenset[str] = frozenset(),
 ) -> Decision:
-    """Decide on a transaction whose hash was computed for `network_passphrase`."""
+    """Decide on a transaction whose hash was computed for `network_passphrase`.
+
+    `signer_account` is the key's G... account, the only payer of classic operations (None:
+    the policy's single listed source account). `spent_of_asset(asset)` is what the key
+    signed in that asset in the last 24 h (default: `spent_last_24h` for any asset).
+    `channel_accounts` are this signer's channel keys, a funding key's only destinations."""
     if network_passphrase != policy.network_passphrase:
         return Refuse("network_passphrase", "the signer's network is not this key's network")
     source, muxed = account_id(tx.source_account)
     if muxed:
         # Soroban transactions may not have a muxed source (txSOROBAN_INVALID).
         return Refuse("source_accounts", "muxed transaction source is not allowed")
-    if not _allowed(policy.source_accounts, source):
+    if not _allowed(policy.source_accounts, source) and not (
+        CHANNEL_KEYS in policy.source_accounts and source in channel_accounts
+    ):
         return Refuse("source_accounts", f"transaction source {source} is not allowed")
-    walk = transaction_walk(tx, policy)
+    walk = operations_walk(tx, policy, signer_account, channel_accounts)
     if isinstance(walk, Refuse):
         return walk
     if walk.refusal is not None:
         return walk.refusal
-    decision = _limits(tree_amount(walk), policy, spent_last_24h)
-    if isinstance(decision, Refuse):
-        return decision
+    totals: dict[str, int] = {}
+    for asset, amounts in amounts_by_asset(walk).items():
+        limits = policy.native_limits() if asset == NATIVE else policy.payment_assets[asset]
+        spent = spent_of_asset(asset) if spent_of_asset is not None else spent_last_24h
+        judged = _limits(amounts, limits, spent, asset)
+        if isinstance(judged, Refuse):
+            return judged
+        totals[asset] = judged.amount_stroops
+    native = totals.pop(NATIVE)
+    decision = Allow(native, tuple((a, n) for a, n in sorted(totals.items()) if n))
     fee = tx.fee.uint32
     if fee > policy.max_fee_stroops:
         return Refuse("max_fee_stroops", f"fee {fee} > {policy.max_fee_stroops}")
     return _check_time_bounds(tx, policy, now) or decision
+
+
+def operations_walk(
+    tx: sx.Transaction, policy: KeyPolicy, signer_account: str | None,
+    channel_accounts: frozenset[str] = frozenset(),
+) -> TreeWalk | Refuse:
+    """The verdict on every node: one InvokeHostFunction's tree, or a classic batch."""
+    if _is_soroban(tx):
+        return transaction_walk(tx, policy)
+    if len(tx.operations) == 1 and tx.operations[0].body.type == sx.OperationType.ACCOUNT_MERGE \
+            and policy.merge_into is not None:
+        return merge_walk(tx, policy.merge_into, signer_account or _single_source(policy))
+    return classic_walk(tx, policy, signer_account or _single_source(policy), channel_accounts)
+
+
+def _single_source(policy: KeyPolicy) -> str:
+    """Without the key's account (policy check), the one listed source account; with "*" or
+    several, no account matches, so classic operations are refused."""
+    listed = [a for a in policy.source_accounts if a not in (WILDCARD, CHANNEL_KEYS)]
+    return listed[0] if len(listed) == 1 else "(the key's account)"
 
 
 def _max_time(cond: sx.Preconditions) -> int:
@@ -407,7 +678,7 @@ def check_authorization(
     walk = authorization_walk(entry, policy)
     if walk.refusal is not None:
         return walk.refusal
-    return _limits(tree_amount(walk), policy, spent_last_24h)
+    return _limits(walk_amounts(walk), policy.native_limits(), spent_last_24h)
 
 
 def iter_nodes(walk: TreeWalk) -> Iterator[str]:

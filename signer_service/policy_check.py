@@ -19,7 +19,7 @@ from signer_service.policy import (
     check_transaction,
     iter_nodes,
     ledger_ceiling,
-    transaction_walk,
+    operations_walk,
 )
 
 
@@ -36,10 +36,12 @@ def _key(keys: tuple[KeyConfig, ...], key_id: str | None) -> KeyConfig:
 
 def explain(
     config_path: Path, xdr: str, *, key_id: str | None, current_ledger: int,
-    expiration_ledger: int, spent: int,
+    expiration_ledger: int, spent: int, account: str | None = None,
 ) -> tuple[list[str], bool]:
     """Lines to print, and whether the signer would sign. The decision is the signer's own
-    (check_transaction / check_authorization); the node lines come from the same walk."""
+    (check_transaction / check_authorization); the node lines come from the same walk.
+    `account` is the key's G... account, the payer of classic batches (default: the policy's
+    one listed source account); `spent` counts in the batch's asset."""
     config = load_config(config_path)
     key = _key(config.keys, key_id)
     policy, passphrase, now = key.policy, config.network_passphrase, time.time()
@@ -49,12 +51,13 @@ def explain(
         envelope = None
     if envelope is not None:
         tx = envelope.tx
-        walk = transaction_walk(tx, policy)
+        walk = operations_walk(tx, policy, account)
         lines = [f"transaction {envelope.hash(passphrase).hex()} for key {key.key_id}"]
         if isinstance(walk, TreeWalk):
             lines += list(iter_nodes(walk))
         decision = check_transaction(tx, policy, network_passphrase=passphrase,
-                                     spent_last_24h=spent, now=int(now))
+                                     spent_last_24h=spent, now=int(now),
+                                     signer_account=account)
     else:
         try:
             entry = sx.SorobanAuthorizationEntry.from_xdr(xdr)
@@ -74,7 +77,9 @@ def explain(
         lines.append("(the entry's address is taken as the key's account; the signer checks it "
                      "against the key's public key)")
     if isinstance(decision, Allow):
-        lines.append(f"ALLOW: amount {decision.amount_stroops} stroops counts toward the limits")
+        others = "".join(f", {n} stroops of {a}" for a, n in decision.asset_amounts)
+        lines.append(f"ALLOW: amount {decision.amount_stroops} stroops{others} counts toward "
+                     "the limits")
         return lines, True
     lines.append(f"REFUSE: {decision.message}")
     return lines, False

@@ -34,6 +34,7 @@ from signer_service.config import KeyConfig, SignerConfig, TlsConfig
 from signer_service.envelope import EnvelopeProblem, parse_envelope
 from signer_service.logs import log_event
 from signer_service.policy import (
+    NATIVE,
     Allow,
     Decision,
     LedgerClaim,
@@ -42,12 +43,14 @@ from signer_service.policy import (
     check_transaction,
     ledger_ceiling,
 )
-from signer_service.spending import SpentLedger
+from signer_service.spending import SpentLedger, spending_bucket, spent_amounts
 from signer_service.tracing import request_trace_id, server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
 SERVICE_NAME = "signer.v1.SignerService"
 _BACKEND_ENUM = {"pkcs11": signer_pb2.KEY_BACKEND_PKCS11, "hot": signer_pb2.KEY_BACKEND_HOT}
+_ROLE_ENUM = {"payout": signer_pb2.KEY_ROLE_PAYOUT, "funding": signer_pb2.KEY_ROLE_FUNDING,
+              "channel": signer_pb2.KEY_ROLE_CHANNEL}
 
 
 class RpcFailure(Exception):
@@ -202,6 +205,9 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             backend = backends[key.key_id]
             public = Keypair.from_raw_ed25519_public_key(backend.public_key(key.key_id))
             self._keys[key.key_id] = KeyHandle(key, backend, public, asyncio.Lock())
+        # A funding key's only destinations: the accounts of this signer's channel keys.
+        self._channel_accounts = frozenset(
+            h.address for h in self._keys.values() if h.config.role == "channel")
 
     def public_keys(self) -> dict[str, str]:
         return {k: h.address for k, h in self._keys.items()}
@@ -273,16 +279,23 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     async def _decide_and_sign(
         self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
         ctx: signer_pb2.SigningContext, digest: bytes,
-        decide: Callable[[int, float], Decision],
+        decide: Callable[[Callable[[str], int], float], Decision],
         extra: dict[str, Any] | None = None,
     ) -> bytes:
-        """Policy check and daily reservation under the key's lock, then sign, then audit."""
+        """Policy check and daily reservation under the key's lock, then sign, then audit.
+        `decide` gets what the key spent in the last 24 h, per asset, and the time."""
         key_id, tx_hash = handle.config.key_id, digest.hex()
         async with handle.lock:
             now = self._clock()
-            decision = decide(self._spent.spent(key_id, now), now)
+            decision = decide(lambda asset: self._spent.spent(spending_bucket(key_id, asset),
+                                                              now), now)
             if isinstance(decision, Allow):
-                self._spent.add(key_id, now, decision.amount_stroops)
+                spends = spent_amounts(key_id, decision.amount_stroops,
+                                       decision.asset_amounts)
+                for bucket, amount in spends:
+                    self._spent.add(bucket, now, amount)
+                if decision.asset_amounts:
+                    extra = {**(extra or {}), "asset_amounts": dict(decision.asset_amounts)}
         if isinstance(decision, Refuse):
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="refuse", rule=decision.rule,
@@ -295,7 +308,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             signature = await handle.backend.sign(key_id, digest)
             metrics.BACKEND_SIGN_SECONDS.observe(time.perf_counter() - start)
         except BackendError as err:
-            self._spent.remove(key_id, now, decision.amount_stroops)
+            for bucket, amount in spends:
+                self._spent.remove(bucket, now, amount)
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="error", rule="backend",
                                detail=type(err).__name__)
@@ -306,7 +320,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
                                amount=decision.amount_stroops, extra=extra)
         except RpcFailure:
             # Not recorded, so not handed out: the amount was never spent.
-            self._spent.remove(key_id, now, decision.amount_stroops)
+            for bucket, amount in spends:
+                self._spent.remove(bucket, now, amount)
             raise
         return signature
 
@@ -361,7 +376,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             "transaction", handle, clients, request.request_id, request.context, digest,
             lambda spent, now: check_transaction(
                 envelope.tx, handle.config.policy, network_passphrase=self._passphrase,
-                spent_last_24h=spent, now=int(now),
+                spent_last_24h=spent(NATIVE), now=int(now), signer_account=handle.address,
+                spent_of_asset=spent, channel_accounts=self._channel_accounts,
             ),
         )
         decorated = sx.DecoratedSignature(sx.SignatureHint(handle.hint), sx.Signature(signature))
@@ -399,11 +415,11 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
                                             request.request_id, request.context, digest.hex())
         current = request.current_ledger
 
-        def decide(spent: int, now: float) -> Decision:
+        def decide(spent: Callable[[str], int], now: float) -> Decision:
             claim = LedgerClaim(current, expiration, ledger_ceiling(now, self._ledger_watermark))
             decision = check_authorization(
                 entry, handle.config.policy, network_passphrase=self._passphrase,
-                signer_account=handle.address, spent_last_24h=spent, ledgers=claim,
+                signer_account=handle.address, spent_last_24h=spent(NATIVE), ledgers=claim,
             )
             if isinstance(decision, Allow) and (
                 self._ledger_watermark is None or current > self._ledger_watermark[0]
@@ -467,7 +483,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     def _key_message(handle: KeyHandle) -> signer_pb2.Key:
         return signer_pb2.Key(
             key_id=handle.config.key_id, public_key=handle.address,
-            backend=_BACKEND_ENUM[handle.config.backend],
+            backend=_BACKEND_ENUM[handle.config.backend], role=_ROLE_ENUM[handle.config.role],
         )
 
 

@@ -9,6 +9,18 @@ from typing import Any
 DAY_SECONDS = 86_400
 
 
+def spending_bucket(key_id: str, asset: str) -> str:
+    """Where a key's spending in one asset is summed: native under the key id (as before
+    classic batches existed), another asset under `key_id asset` (its own daily limit)."""
+    return key_id if asset == "native" else f"{key_id} {asset}"
+
+
+def spent_amounts(key_id: str, native: int, asset_amounts: Iterable[tuple[str, int]]
+                  ) -> list[tuple[str, int]]:
+    """(bucket, amount) pairs one allowed decision spends: native, then each issued asset."""
+    return [(key_id, native)] + [(spending_bucket(key_id, a), n) for a, n in asset_amounts]
+
+
 class SpentLedger:
     """Per key: the (time, amount) entries of the last 24 h and their running total, so a
     decision costs O(expired entries), not O(entries in the day)."""
@@ -22,8 +34,15 @@ class SpentLedger:
         ledger = cls()
         for r in records:
             amount = r.get("amount_stroops")
-            if r.get("decision") == "allow" and isinstance(amount, int) and amount > 0:
-                ledger.add(str(r.get("key_id")), float(r.get("time", 0.0)), amount)
+            if r.get("decision") != "allow":
+                continue
+            key_id, at = str(r.get("key_id")), float(r.get("time", 0.0))
+            if isinstance(amount, int) and amount > 0:
+                ledger.add(key_id, at, amount)
+            assets = r.get("asset_amounts")
+            for asset, value in (assets.items() if isinstance(assets, dict) else ()):
+                if isinstance(value, int) and value > 0:
+                    ledger.add(spending_bucket(key_id, str(asset)), at, value)
         return ledger
 
     def add(self, key_id: str, at: float, amount: int) -> None:

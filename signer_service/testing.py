@@ -72,6 +72,11 @@ class SignerFixture:
         )
 
 
+def toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else quoted (e.g. an asset "USDC:G...")."""
+    return key if key.replace("-", "_").isidentifier() else json.dumps(key)
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -82,7 +87,7 @@ def toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
@@ -145,9 +150,11 @@ async def running_signer(
     allowed_clients: list[str] | None = None,
     startup_timeout: float = 30.0,
     extra_keys: Mapping[str, str] | None = None,
+    key_settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AsyncIterator[SignerFixture]:
     """`extra_keys` maps more key ids to secrets (e.g. channel accounts), held by the same
-    backend (imported onto the token for pkcs11) under the same policy."""
+    backend (imported onto the token for pkcs11) under the same policy. `key_settings` adds
+    [[keys]] settings per key id (e.g. role), its "policy" entry merged into the policy."""
     clients = list(client_names or ["payout-service"])
     folder = tmp_path / f"signer-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
@@ -203,6 +210,10 @@ async def running_signer(
     key["policy"] = {**default_policy(network_passphrase), **(policy or {})}
     for extra in more:
         extra["policy"] = key["policy"]
+    for entry in [key, *more]:
+        settings = dict((key_settings or {}).get(entry["id"], {}))
+        entry["policy"] = {**entry["policy"], **settings.pop("policy", {})}
+        entry.update(settings)
     audit_log = folder / "audit" / "audit.log"
     audit_log.parent.mkdir()
     config_path = folder / "signer.toml"

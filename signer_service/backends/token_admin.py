@@ -99,17 +99,40 @@ def _label_free(session: Any, label: str) -> None:
     raise BackendError(f"a key labelled {label!r} already exists on the token")
 
 
-def generate_key(module: str, token_label: str, pin: str, label: str) -> TokenKey:
-    params = encode_named_curve_parameters(ED25519_OID)
-    with _session(module, token_label, pin) as session:
-        _label_free(session, label)
-        pub, _priv = session.generate_keypair(
-            KeyType.EC_EDWARDS, store=True, label=label,
-            public_template={Attribute.EC_PARAMS: params},
-            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
-        )
-        raw = raw_public_key(bytes(pub[Attribute.EC_POINT]))
+def _generate(session: Any, label: str) -> TokenKey:
+    """A non-extractable Ed25519 key pair labelled `label` on the open session's token."""
+    _label_free(session, label)
+    pub, _priv = session.generate_keypair(
+        KeyType.EC_EDWARDS, store=True, label=label,
+        public_template={Attribute.EC_PARAMS: encode_named_curve_parameters(ED25519_OID)},
+        private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+    )
+    raw = raw_public_key(bytes(pub[Attribute.EC_POINT]))
     return TokenKey(label, Keypair.from_raw_ed25519_public_key(raw).public_key)
+
+
+def generate_key(module: str, token_label: str, pin: str, label: str) -> TokenKey:
+    with _session(module, token_label, pin) as session:
+        return _generate(session, label)
+
+
+def next_numbers(labels: list[str], prefix: str, count: int) -> range:
+    """The `count` numbers after the highest `<prefix><n>` already used (a re-run never
+    reuses a label)."""
+    used = [int(label[len(prefix):]) for label in labels
+            if label.startswith(prefix) and label[len(prefix):].isdigit()]
+    start = max(used, default=0) + 1
+    return range(start, start + count)
+
+
+def generate_channel_keys(
+    module: str, token_label: str, pin: str, prefix: str, count: int
+) -> list[TokenKey]:
+    """`count` new channel keys labelled `<prefix><n>` in one session."""
+    with _session(module, token_label, pin) as session:
+        labels = [str(key[Attribute.LABEL])
+                  for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})]
+        return [_generate(session, f"{prefix}{n}") for n in next_numbers(labels, prefix, count)]
 
 
 def import_key(module: str, token_label: str, pin: str, label: str, secret: str) -> TokenKey:

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from stellar_sdk import TransactionEnvelope
+from stellar_sdk import Asset, TransactionEnvelope
+from stellar_sdk import xdr as sx
 
 from signer_service.certs import generate_dev_certs
 from signer_service.config import ConfigError
-from tests.signer.envelopes import PASSPHRASE, XLM_SAC
+from tests.signer.envelopes import PASSPHRASE, SOURCE, XLM_SAC
 from tests.signer.test_auth_tree import (
     APPROVE,
     address_entry,
@@ -19,6 +20,7 @@ from tests.signer.test_auth_tree import (
     transfer,
     tx_with,
 )
+from tests.signer.test_batch_policy import batch
 
 CONFIG = """
 [server]
@@ -46,6 +48,8 @@ max_signature_expiration_ledgers = 50
 contract_ids = ["{sac}"]
 function = "transfer"
 args = ["from: address", "to: address", "amount: amount"]
+[keys.policy.payments]
+assets = ["native"]
 """
 
 
@@ -127,3 +131,27 @@ def test_the_calls_table_parses_into_one_rule_per_function(tmp_path):
 def test_policy_mistakes_fail_at_start_naming_the_setting(tmp_path, edit, message):
     with pytest.raises(ConfigError, match=message.replace("*", r"\*").replace("(", r"\(")):
         load(tmp_path, edit)
+
+
+def xdr_envelope(tx: sx.Transaction) -> str:
+    return sx.TransactionEnvelope(sx.EnvelopeType.ENVELOPE_TYPE_TX,
+                                  v1=sx.TransactionV1Envelope(tx, [])).to_xdr()
+
+
+def test_a_classic_batch_is_explained_operation_by_operation(tmp_path):
+    ops = [("pay", Asset.native(), 100), ("create", Asset.native(), 200)]
+    out = check(tmp_path, xdr_envelope(batch(ops)), "--account", SOURCE)
+    assert out.returncode == 0, out.stderr
+    assert "op[0]" in out.stdout and "CREATE_ACCOUNT 200 native" in out.stdout
+    assert out.stdout.strip().endswith("ALLOW: amount 300 stroops counts toward the limits")
+
+
+def test_a_refused_batch_names_the_operation_and_the_rule(tmp_path):
+    tx = batch([("pay", Asset.native(), 5)] * 3 + [("pay", Asset("EURT", SOURCE), 5)])
+    out = check(tmp_path, xdr_envelope(tx), "--account", SOURCE)
+    assert out.returncode == 1
+    assert "op[3]" in out.stdout and "REFUSED policy rule assets" in out.stdout
+    over = check(tmp_path, xdr_envelope(batch([("pay", Asset.native(), 600)] * 2)),
+                 "--account", SOURCE)
+    assert "REFUSE: policy rule max_amount_stroops_per_tx refused: amount 1200 > 1000" in \
+        over.stdout

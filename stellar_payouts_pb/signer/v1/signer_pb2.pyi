@@ -12,9 +12,20 @@ class KeyBackend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_BACKEND_UNSPECIFIED: _ClassVar[KeyBackend]
     KEY_BACKEND_PKCS11: _ClassVar[KeyBackend]
     KEY_BACKEND_HOT: _ClassVar[KeyBackend]
+
+class KeyRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KEY_ROLE_UNSPECIFIED: _ClassVar[KeyRole]
+    KEY_ROLE_FUNDING: _ClassVar[KeyRole]
+    KEY_ROLE_CHANNEL: _ClassVar[KeyRole]
+    KEY_ROLE_PAYOUT: _ClassVar[KeyRole]
 KEY_BACKEND_UNSPECIFIED: KeyBackend
 KEY_BACKEND_PKCS11: KeyBackend
 KEY_BACKEND_HOT: KeyBackend
+KEY_ROLE_UNSPECIFIED: KeyRole
+KEY_ROLE_FUNDING: KeyRole
+KEY_ROLE_CHANNEL: KeyRole
+KEY_ROLE_PAYOUT: KeyRole
 
 class SigningContext(_message.Message):
     __slots__ = ("payout_id", "attempt", "correlation_id")
@@ -27,14 +38,16 @@ class SigningContext(_message.Message):
     def __init__(self, payout_id: _Optional[str] = ..., attempt: _Optional[int] = ..., correlation_id: _Optional[str] = ...) -> None: ...
 
 class Key(_message.Message):
-    __slots__ = ("key_id", "public_key", "backend")
+    __slots__ = ("key_id", "public_key", "backend", "role")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     public_key: str
     backend: KeyBackend
-    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[str] = ..., backend: _Optional[_Union[KeyBackend, str]] = ...) -> None: ...
+    role: KeyRole
+    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[str] = ..., backend: _Optional[_Union[KeyBackend, str]] = ..., role: _Optional[_Union[KeyRole, str]] = ...) -> None: ...
 
 class SignTransactionRequest(_message.Message):
     __slots__ = ("key_id", "envelope_xdr", "request_id", "context")
