@@ -2,9 +2,10 @@
 
 The members of a batch share its source, sequence number, envelope and hash, and move
 together: every function here locks all the batch's payout rows (in id order: the documented
-lock order, payouts first), moves each member through adapters/transitions.py, and touches
-the sequence number once, in one SQL transaction. The database refuses a payout in two live
-batches (migration 020: one live attempt per payout).
+lock order, payouts first), moves all members with one set-based statement per target
+state (adapters/transitions.py), and touches the sequence number once, in one SQL
+transaction: a constant number of statements per batch, not per payout. The database
+refuses a payout in two live batches (migration 020: one live attempt per payout).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from payout_service.adapters.attempt_store import NewAttempt, _fail
+from payout_service.adapters.attempt_store import NewAttempt
 from payout_service.adapters.payout_store import _attempt, payout_from_row
 from payout_service.adapters.sequences import (
     consumed_through,
@@ -24,8 +25,15 @@ from payout_service.adapters.sequences import (
     release_sequence,
     reserve_sequence,
 )
-from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
-from payout_service.adapters.work_queues import supersede_member, supersede_rest
+from payout_service.adapters.transitions import (
+    NOW,
+    AttemptMove,
+    PayoutMove,
+    move_attempts,
+    move_payouts,
+    requeue_many,
+)
+from payout_service.adapters.work_queues import supersede_members, supersede_rest
 from payout_service.core.batches import REBATCHED, judge_batch_member
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
@@ -43,6 +51,7 @@ class Member:
     payout_uuid: UUID
     number: int
     op_index: int
+    status: AttemptStatus
 
 
 class BatchStore:
@@ -75,60 +84,65 @@ class BatchStore:
             sequence = await reserve_sequence(conn, source)
             new = build(payouts, source, sequence)
             batch_id = uuid4()
-            created = []
-            for index, payout in enumerate(payouts):
-                number = payout.attempt_count + 1
-                arow = await conn.fetchrow(
-                    """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
-                           min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status,
-                           trace_context, batch_id, op_index)
-                       VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'built',$10,$11,$12) RETURNING *""",
-                    payout.id, number, new.source_account, new.sequence, new.min_time,
-                    new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
-                    payout.trace_context, batch_id, index,
-                )
-                built = await move_payout(
-                    conn, payout.id, payout.state, reason=f"batch {batch_id} op {index} built",
-                    actor="preparer", attempt=number, only_from=frozenset({payout.state}),
-                    sets={"needs_attempt": False, "attempt_count": number},
-                )
-                created.append((built, _attempt(arow, built)))
-            return created
+            numbers = [p.attempt_count + 1 for p in payouts]
+            arows = await conn.fetch(
+                """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
+                       min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status,
+                       trace_context, batch_id, op_index)
+                   SELECT payout_id, number, $3, $4, $5, $6, $7, $8, $9, 'built',
+                          trace_context, $10, op_index
+                   FROM unnest($1::uuid[], $2::integer[], $11::text[], $12::integer[])
+                     AS t(payout_id, number, trace_context, op_index)
+                   RETURNING *""",
+                [p.id for p in payouts], numbers, new.source_account, new.sequence,
+                new.min_time, new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
+                batch_id, [p.trace_context for p in payouts], list(range(len(payouts))),
+            )
+            attempts = {r["payout_id"]: r for r in arows}
+            built: dict[UUID, Payout] = {}
+            # Each payout stays in its state (ACCEPTED or QUEUED), now with an attempt.
+            by_state: dict[PayoutState, list[PayoutMove]] = {}
+            for index, (payout, number) in enumerate(zip(payouts, numbers, strict=True)):
+                by_state.setdefault(payout.state, []).append(PayoutMove(
+                    payout.id, f"batch {batch_id} op {index} built", number,
+                    {"attempt_count": number}))
+            for state, moves in by_state.items():
+                for payout in await move_payouts(conn, state, moves, actor="preparer",
+                                                 only_from=frozenset({state}),
+                                                 sets={"needs_attempt": False}):
+                    built[payout.id] = payout
+            return [(built[p.id], _attempt(attempts[p.id], built[p.id])) for p in payouts]
 
     async def store_signed(self, batch_id: UUID, signed_xdr: str, *, actor: str) -> bool:
         """The signed envelope for every member; the payouts are QUEUED. False if the batch
         is no longer built (cancelled, superseded meanwhile)."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            statuses = {m: await _status(conn, m) for m in members}
-            if set(statuses.values()) != {A.BUILT}:
-                if A.BUILT in statuses.values() and not IN_FLIGHT & {
-                        s for s in statuses.values() if s != A.BUILT}:
+            statuses = {m.status for m in members}
+            if statuses != {A.BUILT}:
+                if A.BUILT in statuses and not IN_FLIGHT & (statuses - {A.BUILT}):
                     # Part of the batch was given up meanwhile (re-sync skipped rows another
                     # worker held): the rest never left us and is re-batched, never signed.
                     # Those members still held the number (re-sync counted them): free it.
                     await supersede_rest(conn, [
-                        (m.payout_uuid, m.number) for m, st in statuses.items() if st == A.BUILT])
+                        (m.payout_uuid, m.number) for m in members if m.status == A.BUILT])
                 return False
-            for m in members:
-                await move_attempt(conn, m.payout_uuid, m.number, A.SIGNED,
-                                   sets={"envelope_xdr": signed_xdr, "signed": True})
-                await move_payout(conn, m.payout_uuid, S.QUEUED, reason="signed", actor=actor,
-                                  attempt=m.number)
+            await move_attempts(conn, A.SIGNED, _attempt_moves(members),
+                                sets={"envelope_xdr": signed_xdr, "signed": True})
+            await move_payouts(conn, S.QUEUED, [
+                PayoutMove(m.payout_uuid, "signed", m.number) for m in members], actor=actor)
             return True
 
     async def refuse_unsent(self, batch_id: UUID, *, code: str, message: str) -> None:
         """The signer refused the batch: nothing left us, the number is free at once."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            lead = None
-            for m in members:
-                lead = await move_attempt(conn, m.payout_uuid, m.number, A.REJECTED,
-                                          only_from=frozenset({A.BUILT}),
-                                          sets={"result_code": code})
-                await _fail(conn, m.payout_uuid, code, message, m.number, "preparer")
-            if lead is not None:
-                await release_sequence(conn, lead.source_account, lead.sequence)
+            moved = await move_attempts(conn, A.REJECTED, _attempt_moves(members),
+                                        only_from=frozenset({A.BUILT}),
+                                        sets={"result_code": code})
+            await _fail_members(conn, members, code, [message] * len(members), "preparer")
+            if moved:
+                await release_sequence(conn, moved[0].source_account, moved[0].sequence)
 
     async def confirm(self, batch_id: UUID, *, ledger: int, fee_charged: int) -> list[Payout]:
         """The batch landed: every member's payout CONFIRMED, the fee shared out in stroops
@@ -136,21 +150,19 @@ class BatchStore:
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
             share, rest = divmod(fee_charged, max(1, len(members)))
-            confirmed = []
-            lead = None
-            for m in members:
-                fee = share + (rest if m.op_index == 0 else 0)
-                lead = await move_attempt(conn, m.payout_uuid, m.number, A.INCLUDED,
-                                          only_from=frozenset({A.SENT}), sets={
-                                              "ledger": ledger, "fee_stroops": fee,
-                                              "result_code": "txSUCCESS"})
-                confirmed.append(await move_payout(
-                    conn, m.payout_uuid, S.CONFIRMED, reason=f"included in ledger {ledger}",
-                    actor="confirmer", attempt=m.number, only_from=frozenset({S.SUBMITTED}),
-                    sets={"confirmed_at": NOW, "network_fee_stroops": fee},
-                ))
-            if lead is not None:
-                await consumed_through(conn, lead.source_account, lead.sequence)
+            fees = [share + (rest if m.op_index == 0 else 0) for m in members]
+            moved = await move_attempts(
+                conn, A.INCLUDED, _attempt_moves(members, fee_stroops=fees),
+                only_from=frozenset({A.SENT}),
+                sets={"ledger": ledger, "result_code": "txSUCCESS"})
+            confirmed = await move_payouts(conn, S.CONFIRMED, [
+                PayoutMove(m.payout_uuid, f"included in ledger {ledger}", m.number,
+                           {"network_fee_stroops": fee})
+                for m, fee in zip(members, fees, strict=True)
+            ], actor="confirmer", only_from=frozenset({S.SUBMITTED}),
+                sets={"confirmed_at": NOW})
+            if moved:
+                await consumed_through(conn, moved[0].source_account, moved[0].sequence)
             return confirmed
 
     async def failed_on_chain(
@@ -162,31 +174,32 @@ class BatchStore:
         fail with their reason, the innocent get a new attempt (re-batched)."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            outcome: dict[UUID, PayoutState] = {}
-            lead = None
-            for m in members:
-                verdict = judge_batch_member(op_codes, m.op_index, tx_code)
-                lead = await move_attempt(
-                    conn, m.payout_uuid, m.number, A.FAILED_ON_CHAIN,
-                    sets={"result_code": verdict.code, "ledger": ledger,
-                          "proof": f"batch failed on chain in ledger {ledger}: {tx_code}"},
-                )
-                tries = await _tries(conn, m.payout_uuid) if verdict.counts_as_attempt else 0
-                if not verdict.fail and tries < max_attempts:
-                    await requeue(conn, m.payout_uuid, attempt=m.number,
-                                  reason=f"{verdict.code}: re-batched", actor="confirmer",
-                                  not_before=datetime.now(UTC) + (
-                                      delay if verdict.counts_as_attempt else timedelta(0)))
-                    outcome[m.payout_uuid] = S.QUEUED
+            verdicts = [judge_batch_member(op_codes, m.op_index, tx_code) for m in members]
+            moved = await move_attempts(
+                conn, A.FAILED_ON_CHAIN,
+                _attempt_moves(members, result_code=[v.code for v in verdicts]),
+                sets={"ledger": ledger,
+                      "proof": f"batch failed on chain in ledger {ledger}: {tx_code}"})
+            tries = await _tries(conn, members)
+            now = datetime.now(UTC)
+            again, fail, messages, codes = [], [], [], []
+            for m, verdict in zip(members, verdicts, strict=True):
+                counted = tries[m.payout_uuid] if verdict.counts_as_attempt else 0
+                if not verdict.fail and counted < max_attempts:
+                    again.append(PayoutMove(
+                        m.payout_uuid, f"{verdict.code}: re-batched", m.number,
+                        {"next_attempt_at": now + (
+                            delay if verdict.counts_as_attempt else timedelta(0))}))
                 else:
-                    code = verdict.code if verdict.fail else "max_attempts"
-                    await _fail(conn, m.payout_uuid, code,
-                                f"attempt {m.number} (batch op {m.op_index}): {verdict.code}",
-                                m.number, "confirmer")
-                    outcome[m.payout_uuid] = S.FAILED
-            if lead is not None:
-                await consumed_through(conn, lead.source_account, lead.sequence)
-            return outcome
+                    fail.append(m)
+                    codes.append(verdict.code if verdict.fail else "max_attempts")
+                    messages.append(f"attempt {m.number} (batch op {m.op_index}): {verdict.code}")
+            await requeue_many(conn, again, actor="confirmer")
+            await _fail_members(conn, fail, codes, messages, "confirmer")
+            if moved:
+                await consumed_through(conn, moved[0].source_account, moved[0].sequence)
+            return {**{m.payout_uuid: S.QUEUED for m in again},
+                    **{m.payout_uuid: S.FAILED for m in fail}}
 
     async def dead(
         self, batch_id: UUID, *, code: str, proof: str, retry: bool, max_attempts: int,
@@ -197,19 +210,18 @@ class BatchStore:
         max_attempts, or with a permanent code)."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            lead = None
-            for m in members:
-                lead = await move_attempt(conn, m.payout_uuid, m.number, A.DEAD,
-                                          sets={"result_code": code, "proof": proof})
-                if retry and await _tries(conn, m.payout_uuid) < max_attempts:
-                    await requeue(conn, m.payout_uuid, attempt=m.number,
-                                  reason=f"{code}: new attempt", actor=actor,
-                                  not_before=datetime.now(UTC) + delay)
-                else:
-                    await _fail(conn, m.payout_uuid, code if not retry else "max_attempts",
-                                f"attempt {m.number}: {code}", m.number, actor)
-            if lead is not None:
-                await release_sequence(conn, lead.source_account, lead.sequence)
+            moved = await move_attempts(conn, A.DEAD, _attempt_moves(members),
+                                        sets={"result_code": code, "proof": proof})
+            tries = await _tries(conn, members)
+            again = [m for m in members if retry and tries[m.payout_uuid] < max_attempts]
+            fail = [m for m in members if m not in again]
+            await requeue_many(conn, [
+                PayoutMove(m.payout_uuid, f"{code}: new attempt", m.number) for m in again
+            ], actor=actor, not_before=datetime.now(UTC) + delay)
+            await _fail_members(conn, fail, code if not retry else "max_attempts",
+                                [f"attempt {m.number}: {code}" for m in fail], actor)
+            if moved:
+                await release_sequence(conn, moved[0].source_account, moved[0].sequence)
 
     async def abandon_sent(self, batch_id: UUID, *, code: str) -> None:
         """A rejection that can never become valid: every member ABANDONED (watched until it
@@ -217,47 +229,57 @@ class BatchStore:
         reservation (see AttemptStore.abandon_sent)."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            lead = None
-            for m in members:
-                lead = await move_attempt(conn, m.payout_uuid, m.number, A.ABANDONED,
-                                          only_from=frozenset({A.SENT}),
-                                          sets={"result_code": code, "next_poll_at": NOW})
-                await _fail(conn, m.payout_uuid, code, f"attempt {m.number}: {code}",
-                            m.number, "sender")
-            if lead is not None:
-                await release_sequence(conn, lead.source_account, lead.sequence)
+            moved = await move_attempts(conn, A.ABANDONED, _attempt_moves(members),
+                                        only_from=frozenset({A.SENT}),
+                                        sets={"result_code": code, "next_poll_at": NOW})
+            await _fail_members(conn, members, code,
+                                [f"attempt {m.number}: {code}" for m in members], "sender")
+            if moved:
+                await release_sequence(conn, moved[0].source_account, moved[0].sequence)
 
 
 async def rebuild_without(conn: asyncpg.Connection, batch_id: UUID, cancelled: UUID) -> None:
     """A payout of a built-but-unsent batch was cancelled (its own attempt already moved by
     the caller): the other members never left us either, so they are superseded and re-queued
     to be re-batched without it. The caller releases the shared number once."""
-    for m in await _lock_members(conn, batch_id):
-        if m.payout_uuid == cancelled:
-            continue
-        await supersede_member(conn, m.payout_uuid, m.number)
+    await supersede_members(conn, [(m.payout_uuid, m.number)
+                                   for m in await _lock_members(conn, batch_id)
+                                   if m.payout_uuid != cancelled])
 
 
 async def _lock_members(conn: asyncpg.Connection, batch_id: UUID) -> list[Member]:
     rows = await conn.fetch(
-        """SELECT p.id, a.number, a.op_index FROM payouts p JOIN payout_attempts a
+        """SELECT p.id, a.number, a.op_index, a.status FROM payouts p JOIN payout_attempts a
              ON a.payout_id = p.id WHERE a.batch_id = $1 ORDER BY p.id FOR UPDATE OF p""",
         batch_id,
     )
-    return [Member(r["id"], r["number"], r["op_index"]) for r in rows]
+    return [Member(r["id"], r["number"], r["op_index"], A(r["status"])) for r in rows]
 
 
-async def _status(conn: asyncpg.Connection, member: Member) -> AttemptStatus:
-    return A(await conn.fetchval(
-        "SELECT status FROM payout_attempts WHERE payout_id = $1 AND number = $2",
-        member.payout_uuid, member.number,
-    ))
+def _attempt_moves(members: Sequence[Member], **per_row: Sequence[object]) -> list[AttemptMove]:
+    return [AttemptMove(m.payout_uuid, m.number, {c: v[i] for c, v in per_row.items()})
+            for i, m in enumerate(members)]
 
 
-async def _tries(conn: asyncpg.Connection, payout_uuid: UUID) -> int:
-    tries: int = await conn.fetchval(
-        """SELECT count(*) FROM payout_attempts WHERE payout_id = $1
-           AND status <> 'superseded' AND result_code IS DISTINCT FROM $2""",
-        payout_uuid, REBATCHED,
+async def _fail_members(conn: asyncpg.Connection, members: Sequence[Member],
+                        codes: str | Sequence[str], messages: Sequence[str], actor: str) -> None:
+    """FAILED, each with its code (reason and failure_code) and message."""
+    each = [codes] * len(members) if isinstance(codes, str) else list(codes)
+    await move_payouts(conn, S.FAILED, [
+        PayoutMove(m.payout_uuid, code, m.number,
+                   {"failure_code": code, "failure_message": message[:500]})
+        for m, code, message in zip(members, each, messages, strict=True)
+    ], actor=actor, sets={"needs_attempt": False})
+
+
+async def _tries(conn: asyncpg.Connection, members: Sequence[Member]) -> dict[UUID, int]:
+    """Attempts that count towards max_attempts, per member payout (superseded and
+    re-batched ones do not)."""
+    rows = await conn.fetch(
+        """SELECT payout_id, count(*) AS tries FROM payout_attempts
+           WHERE payout_id = ANY($1::uuid[]) AND status <> 'superseded'
+             AND result_code IS DISTINCT FROM $2 GROUP BY payout_id""",
+        [m.payout_uuid for m in members], REBATCHED,
     )
-    return tries
+    tries = {r["payout_id"]: int(r["tries"]) for r in rows}
+    return {m.payout_uuid: tries.get(m.payout_uuid, 0) for m in members}

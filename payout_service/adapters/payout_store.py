@@ -181,25 +181,6 @@ class PayoutStore:
         )
 
 
-async def record_event(
-    conn: asyncpg.Connection,
-    payout_uuid: UUID,
-    from_state: PayoutState | None,
-    to_state: PayoutState,
-    *,
-    reason: str,
-    actor: str,
-    correlation_id: str = "",
-    attempt: int | None = None,
-) -> None:
-    await conn.execute(
-        """INSERT INTO payout_events (payout_id, from_state, to_state, attempt, reason, actor,
-               correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        payout_uuid, from_state.value if from_state else None, to_state.value, attempt,
-        reason, actor, correlation_id,
-    )
-
-
 class InvalidPageToken(ValueError):
     pass
 

@@ -13,7 +13,17 @@ import asyncpg
 
 from payout_service.adapters.payout_store import PAYOUT_IDS, _attempt, payout_from_row
 from payout_service.adapters.sequences import lowest_free, release_sequence
-from payout_service.adapters.transitions import INCREMENT, NOW, move_attempt, move_payout, requeue
+from payout_service.adapters.transitions import (
+    INCREMENT,
+    NOW,
+    AttemptMove,
+    PayoutMove,
+    move_attempt,
+    move_attempts,
+    move_payouts,
+    requeue,
+    requeue_many,
+)
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.sequences import must_resequence
 from payout_service.core.states import AttemptStatus, PayoutState
@@ -72,7 +82,8 @@ class WorkQueues:
     async def claim_for_sending(self, limit: int, submitted_ledger: int) -> list[Attempt]:
         """Signed attempts, lowest sequence first per source, marked sent *before* the network
         call: the envelope and hash are already stored (invariant 3). One that never left us
-        and sits above a free number is re-sequenced instead (core/sequences.py)."""
+        and sits above a free number is re-sequenced instead (core/sequences.py). A batch
+        moves as one: one check of its number, one statement per target for its members."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT p.*, a.source_account AS a_source, a.sequence AS a_sequence,
@@ -85,38 +96,35 @@ class WorkQueues:
                 limit,
             )
             unsendable = await _incomplete_batches(conn, rows)
-            broken: dict[UUID, list[tuple[UUID, int]]] = {}
-            resequenced: set[UUID] = set()
-            claimed = []
+            # One transaction per group (a batch's members, or a single payout), in the
+            # order claimed: sequence order within a source.
+            groups: dict[UUID, list[asyncpg.Record]] = {}
             for row in rows:
-                payout = payout_from_row(row)
-                number = payout.attempt_count
-                batch = row["a_batch"]
-                if batch in unsendable:
-                    if unsendable[batch]:  # a member was cancelled or superseded: rebuild
-                        broken.setdefault(batch, []).append((payout.id, number))
+                groups.setdefault(row["a_batch"] or row["id"], []).append(row)
+            claimed = []
+            for key, group in groups.items():
+                members = [(r["id"], r["attempt_count"]) for r in group]
+                if key in unsendable:
+                    if unsendable[key]:  # a member was cancelled or superseded: rebuild
+                        await supersede_rest(conn, members)
                     continue
-                if batch is not None and batch in resequenced:
-                    await supersede_member(conn, payout.id, number)
+                lead = group[0]
+                free = await lowest_free(conn, lead["a_source"])
+                if must_resequence(lead["a_sequence"], free, left_us=lead["mode"] == "EXTERNAL"):
+                    await resequence(conn, lead["id"], lead["attempt_count"], lead["a_source"],
+                                     lead["a_sequence"])
+                    await supersede_members(conn, members[1:])
                     continue
-                free = await lowest_free(conn, row["a_source"])
-                if must_resequence(row["a_sequence"], free, left_us=payout.mode == "EXTERNAL"):
-                    await resequence(conn, payout.id, number, row["a_source"], row["a_sequence"])
-                    if batch is not None:
-                        resequenced.add(batch)
-                    continue
-                attempt = await move_attempt(
-                    conn, payout.id, number, A.SENT, sets={
-                        "submitted_at": NOW, "send_count": INCREMENT, "next_poll_at": NOW,
-                        # A handed-out envelope keeps the earlier ledger it could be sent from.
-                        "submitted_ledger": row["a_submitted"] or submitted_ledger,
-                    },
-                )
-                await move_payout(conn, payout.id, S.SUBMITTED, reason="sent", actor="sender",
-                                  attempt=number)
-                claimed.append(_with_ids(attempt, payout))
-            for members in broken.values():
-                await supersede_rest(conn, members)
+                attempts = await move_attempts(conn, A.SENT, [
+                    # A handed-out envelope keeps the earlier ledger it could be sent from.
+                    AttemptMove(r["id"], r["attempt_count"],
+                                {"submitted_ledger": r["a_submitted"] or submitted_ledger})
+                    for r in group
+                ], sets={"submitted_at": NOW, "send_count": INCREMENT, "next_poll_at": NOW})
+                payouts = await move_payouts(conn, S.SUBMITTED, [
+                    PayoutMove(r["id"], "sent", r["attempt_count"]) for r in group
+                ], actor="sender")
+                claimed += [_with_ids(a, p) for a, p in zip(attempts, payouts, strict=True)]
             return claimed
 
     async def claim_for_confirming(
@@ -173,14 +181,19 @@ async def resequence(
                   not_before=datetime.now(UTC))
 
 
-async def supersede_member(conn: asyncpg.Connection, payout_uuid: UUID, number: int) -> None:
-    """A member of a batch that will never be sent as built (a member was cancelled or
-    re-sequenced): superseded and re-batched. Its number was already handled by whoever
+async def supersede_members(conn: asyncpg.Connection,
+                            members: list[tuple[UUID, int]]) -> None:
+    """Members of a batch that will never be sent as built (a member was cancelled or
+    re-sequenced): superseded and re-batched. Their number was already handled by whoever
     broke the batch up (released on cancel, released on re-sequence, renumbered on resync)."""
-    await move_attempt(conn, payout_uuid, number, A.SUPERSEDED,
-                       only_from=frozenset({A.BUILT, A.SIGNED}))
-    await requeue(conn, payout_uuid, attempt=number, reason="batch rebuilt", actor="sequencer",
-                  not_before=datetime.now(UTC))
+    await move_attempts(conn, A.SUPERSEDED, [AttemptMove(*m) for m in members],
+                        only_from=frozenset({A.BUILT, A.SIGNED}))
+    await requeue_many(conn, [PayoutMove(u, "batch rebuilt", n) for u, n in members],
+                       actor="sequencer", not_before=datetime.now(UTC))
+
+
+async def supersede_member(conn: asyncpg.Connection, payout_uuid: UUID, number: int) -> None:
+    await supersede_members(conn, [(payout_uuid, number)])
 
 
 async def supersede_rest(conn: asyncpg.Connection, members: list[tuple[UUID, int]]) -> None:
@@ -193,8 +206,7 @@ async def supersede_rest(conn: asyncpg.Connection, members: list[tuple[UUID, int
         "SELECT source_account, sequence FROM payout_attempts WHERE payout_id = $1 AND number = $2",
         *members[0],
     )
-    for payout_uuid, number in members:
-        await supersede_member(conn, payout_uuid, number)
+    await supersede_members(conn, members)
     await release_sequence(conn, row["source_account"], row["sequence"])
 
 

@@ -21,7 +21,7 @@ from payout_service.adapters.payout_store import (
     get_payout_in,
     payouts_by_keys,
 )
-from payout_service.adapters.transitions import move_payout
+from payout_service.adapters.transitions import PayoutMove, move_payout, move_payouts
 from payout_service.core.states import IllegalTransition, PayoutState, payout_sources
 from payout_service.programs import alert_store
 from payout_service.programs.reconcile import confirmed_since
@@ -81,6 +81,9 @@ async def random_moves(pool: asyncpg.Pool, rng: random.Random, rounds: int) -> i
         local = random.Random(seed)
         for _ in range(rounds):
             chosen = local.sample(ids, k=min(3, len(ids)))
+            if local.random() < 0.4:
+                moved += await _set_move(pool, local, chosen)
+                continue
             async with pool.acquire() as conn, conn.transaction():
                 for ident in sorted(chosen):
                     state = PayoutState(await conn.fetchval(
@@ -101,6 +104,20 @@ async def random_moves(pool: asyncpg.Pool, rng: random.Random, rounds: int) -> i
 
     await asyncio.gather(*(worker(rng.randrange(1 << 30)) for _ in range(6)))
     return moved
+
+
+async def _set_move(pool: asyncpg.Pool, rng: random.Random, chosen: list[Any]) -> int:
+    """One multi-row statement (move_payouts) for every chosen payout that may reach a
+    random target: the aggregate triggers see several rows change in one statement."""
+    async with pool.acquire() as conn, conn.transaction():
+        states = {r["id"]: PayoutState(r["state"]) for r in await conn.fetch(
+            "SELECT id, state FROM payouts WHERE id = ANY($1) ORDER BY id FOR UPDATE", chosen)}
+        target = rng.choice(list(PayoutState))
+        able = [i for i in sorted(chosen) if states[i] in payout_sources(target)]
+        values = {"failure_code": "tx_failed"} if target == PayoutState.FAILED else {}
+        await move_payouts(conn, target, [PayoutMove(i, "set test", None, values)
+                                          for i in able], actor="test")
+        return len(able)
 
 
 async def test_aggregates_equal_a_full_recount_after_a_random_workload(stack_factory):
