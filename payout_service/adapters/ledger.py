@@ -185,12 +185,14 @@ class LedgerGateway:
         close_time = int(getattr(latest, "close_time", 0) or 0)
         return LedgerInfo(sequence=latest.sequence, close_time=close_time)
 
-    async def inclusion_fee_p90(self) -> int | None:
-        """The network's recent p90 Soroban inclusion fee; None when the RPC cannot say
-        (the bid then falls back to the protocol minimum)."""
+    async def inclusion_fee_p90(self, lane: str = "soroban") -> int | None:
+        """The network's recent p90 inclusion fee in a lane ("soroban", or "classic": per
+        operation, surge priced on its own); None when the RPC cannot say (the bid then
+        falls back to the protocol minimum)."""
         try:
             stats = await asyncio.wait_for(self._server.get_fee_stats(), self._timeout)
-            return int(stats.soroban_inclusion_fee.p90)
+            fees = stats.inclusion_fee if lane == "classic" else stats.soroban_inclusion_fee
+            return int(fees.p90)
         except (BaseRequestError, SorobanRpcErrorResponse, TimeoutError, OSError, ValueError):
             return None
 

@@ -78,6 +78,8 @@ class PreparingBatches(Stage):
         cfg = self.config
         done = 0
         remaining = payouts
+        # Classic operations are surge priced in their own lane, per operation.
+        lane_p90 = await self.ledger.inclusion_fee_p90(lane="classic") if payouts else None
         while remaining:
             head = remaining[: cfg.max_payouts_per_tx]
             existing = await self.ledger.existing_accounts([p.destination for p in head])
@@ -93,7 +95,7 @@ class PreparingBatches(Stage):
                 if len(deferred) == len(head):
                     break  # nothing plannable now; they wait for the next pass
                 continue
-            created = await self._store_classic(plan.operations, by_id, now)
+            created = await self._store_classic(plan.operations, by_id, now, lane_p90)
             if not created:
                 break  # no free source now
             done += len(created)
@@ -102,11 +104,11 @@ class PreparingBatches(Stage):
         return done
 
     async def _store_classic(self, operations: list[PlannedOp], by_id: dict[UUID, Payout],
-                             now: int) -> list[tuple[Payout, Attempt]]:
+                             now: int, lane_p90: int | None) -> list[tuple[Payout, Attempt]]:
         cfg = self.config
         ops = {op.item.payout_uuid: op for op in operations}
-        bid = inclusion_fee_bid(
-            max(by_id[u].attempt_count for u in ops) + 1, None, cfg.max_inclusion_fee_stroops)
+        bid = inclusion_fee_bid(max(by_id[u].attempt_count for u in ops) + 1, lane_p90,
+                                cfg.max_inclusion_fee_stroops)
 
         def build(locked: list[Payout], source: str, sequence: int) -> NewAttempt:
             envelope = build_classic_batch(

@@ -13,6 +13,7 @@ SorobanServerAsync underneath), with one Soroban transaction per ledger so three
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from stellar_sdk import (
     Asset,
@@ -103,6 +104,47 @@ async def test_fee_bid_follows_surge_priced_fees_and_recorded_fees_are_net_of_re
                 charge, refund = fee_events[0], -fee_events[1]
                 assert refund > 0
                 assert landed.fee_charged == charge - refund < tx.transaction.fee
+        finally:
+            await server.close()
+            await gateway.close()
+
+
+def classic_payments(account: Any, passphrase: str, source: Keypair, to: str, ops: int,
+                     bid: int) -> TransactionEnvelope:
+    builder = TransactionBuilder(account, passphrase, base_fee=bid).set_timeout(60)
+    for _ in range(ops):
+        builder.append_payment_op(to, Asset.native(), "0.0000001")
+    tx = builder.build()
+    tx.sign(source)
+    return tx
+
+
+async def test_classic_batches_bid_the_classic_lanes_surge_price() -> None:
+    """The classic lane is surge priced on its own (operations per ledger): a classic batch
+    bids that lane's p90 per operation, not the Soroban lane's."""
+    async with RunningSandbox(ledger_interval=0.2,
+                              extra_args=["--classic-ops-per-ledger", "100"]) as sandbox:
+        gateway = LedgerGateway(sandbox.rpc_url)
+        server = SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient())
+        try:
+            assert await gateway.inclusion_fee_p90(lane="classic") == 0
+            payers = [Keypair.random() for _ in range(2)]
+            sink = Keypair.random()
+            for kp in [*payers, sink]:
+                await sandbox.fund(kp.public_key)
+            await sandbox.set_faults(stall_ledgers=True)
+            # 60 operations each, 100 per ledger: one transaction per ledger, the higher
+            # bid first, paying its own bid (the lowest its full ledger took).
+            txs = [classic_payments(await server.load_account(kp.public_key),
+                                    sandbox.passphrase, kp, sink.public_key, 60, bid)
+                   for kp, bid in zip(payers, (100, 300), strict=True)]
+            for tx in txs:
+                assert isinstance(await gateway.send(tx.to_xdr()), Accepted)
+            await sandbox.set_faults(stall_ledgers=False)
+            found = [await included(gateway, tx.hash_hex()) for tx in txs]
+            assert found[1].ledger < found[0].ledger
+            assert await gateway.inclusion_fee_p90(lane="classic") == 300
+            assert await gateway.inclusion_fee_p90() == 0, "the Soroban lane saw no surge"
         finally:
             await server.close()
             await gateway.close()

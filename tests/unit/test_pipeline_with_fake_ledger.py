@@ -53,7 +53,7 @@ class FakeLedger:
 
     fee_p90: int | None = None
 
-    async def inclusion_fee_p90(self) -> int | None:
+    async def inclusion_fee_p90(self, lane: str = "soroban") -> int | None:
         return self.fee_p90
 
     simulations: int = 0
