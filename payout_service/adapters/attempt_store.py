@@ -337,29 +337,52 @@ class AttemptStore:
         """Cancels a payout that has no attempt on the network. Its current attempt, if any,
         gives its number back: at once if the envelope never left us (CANCELLED), through a
         replacement at the same number if it was handed to an external signer (ABANDONED)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT mode, attempt_count FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid
-            )
-            cancelled = await move_payout(
-                conn, payout_uuid, S.CANCELLED, reason=reason or "cancelled", actor=actor,
-                sets={"needs_attempt": False},
-            )
-            attempt = await conn.fetchrow(
-                """SELECT status, source_account, sequence, batch_id FROM payout_attempts
-                   WHERE payout_id = $1 AND number = $2 AND status IN ('built', 'signed')""",
-                payout_uuid, row["attempt_count"],
-            )
-            if attempt is not None:
-                target = given_up(A(attempt["status"]), handed_out=row["mode"] == "EXTERNAL")
-                await move_attempt(conn, payout_uuid, row["attempt_count"], target,
-                                   sets={"next_poll_at": NOW} if target == A.ABANDONED else {})
-                if attempt["batch_id"] is not None:
-                    # Local import: batch_store builds on this module.
-                    from payout_service.adapters.batch_store import rebuild_without
-                    await rebuild_without(conn, attempt["batch_id"], payout_uuid)
-                await release_sequence(conn, attempt["source_account"], attempt["sequence"])
-            return cancelled
+        while True:  # again only if its batch changed meanwhile (it got a new attempt)
+            async with self.pool.acquire() as conn, conn.transaction():
+                if await _lock_with_batch(conn, payout_uuid):
+                    return await self._cancel_locked(conn, payout_uuid, actor, reason)
+
+    async def _cancel_locked(self, conn: asyncpg.Connection, payout_uuid: UUID, actor: str,
+                             reason: str) -> Payout:
+        row = await conn.fetchrow(
+            "SELECT mode, attempt_count FROM payouts WHERE id = $1", payout_uuid
+        )
+        cancelled = await move_payout(
+            conn, payout_uuid, S.CANCELLED, reason=reason or "cancelled", actor=actor,
+            sets={"needs_attempt": False},
+        )
+        attempt = await conn.fetchrow(
+            """SELECT status, source_account, sequence, batch_id FROM payout_attempts
+               WHERE payout_id = $1 AND number = $2 AND status IN ('built', 'signed')""",
+            payout_uuid, row["attempt_count"],
+        )
+        if attempt is not None:
+            target = given_up(A(attempt["status"]), handed_out=row["mode"] == "EXTERNAL")
+            await move_attempt(conn, payout_uuid, row["attempt_count"], target,
+                               sets={"next_poll_at": NOW} if target == A.ABANDONED else {})
+            if attempt["batch_id"] is not None:
+                # Local import: batch_store builds on this module.
+                from payout_service.adapters.batch_store import rebuild_without
+                await rebuild_without(conn, attempt["batch_id"], payout_uuid)
+            await release_sequence(conn, attempt["source_account"], attempt["sequence"])
+        return cancelled
+
+
+async def _lock_with_batch(conn: asyncpg.Connection, payout_uuid: UUID) -> bool:
+    """Locks the payout and, when its current attempt is a batch's, every member of that
+    batch, all in id order (the lock order): a cancel locking its own row first and then the
+    lower ids would deadlock against a batch step locking them all in id order. False if
+    the payout's batch changed between the look and the locks (the caller starts again)."""
+    query = """SELECT a.batch_id FROM payouts p JOIN payout_attempts a
+                 ON a.payout_id = p.id AND a.number = p.attempt_count WHERE p.id = $1"""
+    batch = await conn.fetchval(query, payout_uuid)
+    await conn.execute(
+        """SELECT 1 FROM payouts WHERE id = $1 OR id IN (
+               SELECT payout_id FROM payout_attempts WHERE batch_id = $2)
+           ORDER BY id FOR UPDATE""",
+        payout_uuid, batch,
+    )
+    return bool(await conn.fetchval(query, payout_uuid) == batch)
 
 
 async def _awaits_signature(conn: asyncpg.Connection, source: str) -> bool:

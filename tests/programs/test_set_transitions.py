@@ -4,6 +4,7 @@ and a batch that costs a constant number of SQL statements whatever its size."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -13,7 +14,7 @@ import pytest
 from stellar_sdk import Keypair
 
 from payout_service import metrics
-from payout_service.adapters.attempt_store import NewAttempt
+from payout_service.adapters.attempt_store import AttemptStore, NewAttempt
 from payout_service.adapters.batch_store import BatchStore
 from payout_service.adapters.payout_store import create_pool
 from payout_service.adapters.sequences import Sequences
@@ -161,3 +162,39 @@ async def test_a_batch_costs_the_same_statements_for_3_payouts_as_for_60(
     large = await _batch_statements(fresh_database, await _accepted(stack, 60, "large"), "bb")
     assert small == large, (small, large)
     assert sum(small.values()) < 60, small  # was about 8 per payout and step
+
+
+async def test_cancelling_a_batch_member_takes_the_batch_locks_in_id_order(stack_factory):
+    """A batch step locks all members in id order. A cancel of the member with the highest
+    id used to lock its own row first and then the lower ids: the two waited on each other
+    (PostgreSQL's deadlock detector killed one). Now the cancel queues behind the first
+    lock, and both finish."""
+    stack = await stack_factory(**LIVE)
+    await Sequences(stack.pool).ensure_source(SOURCE, 100)
+    ids = await _accepted(stack, 4, "lock")
+    created = await BatchStore(stack.pool).create_batch(ids, _builder("cc"),
+                                                        source_account=SOURCE)
+    batch_id = created[0][1].batch_id
+    lowest, highest = min(ids), max(ids)
+    step = await stack.pool.acquire()
+    try:
+        tx = step.transaction()
+        await tx.start()
+        await step.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", lowest)
+        cancel = asyncio.create_task(
+            AttemptStore(stack.pool).cancel(highest, actor="test", reason="test"))
+        await asyncio.sleep(0.3)  # the cancel is now waiting for a lock
+        assert not cancel.done()
+        # The batch step goes on to the highest id, as _lock_members does.
+        await step.execute("""SELECT 1 FROM payouts p JOIN payout_attempts a
+                              ON a.payout_id = p.id WHERE a.batch_id = $1
+                              ORDER BY p.id FOR UPDATE OF p""", batch_id)
+        await tx.commit()
+    finally:
+        await stack.pool.release(step)
+    cancelled = await asyncio.wait_for(cancel, 10)
+    assert cancelled.state == S.CANCELLED
+    states = dict(await stack.pool.fetch(
+        "SELECT id, state FROM payouts WHERE id = ANY($1)", ids))
+    assert states.pop(highest) == "CANCELLED"
+    assert set(states.values()) == {"ACCEPTED"}, "the others wait to be re-batched"
