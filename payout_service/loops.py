@@ -45,10 +45,14 @@ def backoff_after(failures: int, interval: float) -> float:
 
 async def run_loop(
     name: str, step: Step, *, interval: float, halt: asyncio.Event, pool: asyncpg.Pool,
+    nudge: asyncio.Event | None = None,
 ) -> None:
-    """Runs `step` until `halt` is set."""
+    """Runs `step` until `halt` is set. An idle wait ends early when `nudge` is set (work
+    for this loop just appeared in this process); failures back off regardless."""
     failures = 0
     while not halt.is_set():
+        if nudge is not None:
+            nudge.clear()
         busy: object = 0
         try:
             busy = await step()
@@ -72,11 +76,14 @@ async def run_loop(
             await _sleep(halt, wait)
             continue
         if not busy:
-            await _sleep(halt, interval)
+            await _sleep(halt, interval, nudge)
 
 
-async def _sleep(halt: asyncio.Event, seconds: float) -> None:
+async def _sleep(halt: asyncio.Event, seconds: float, nudge: asyncio.Event | None = None,
+                 ) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in (halt, nudge) if e is not None]
     try:
-        await asyncio.wait_for(halt.wait(), seconds)
-    except TimeoutError:
-        pass
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

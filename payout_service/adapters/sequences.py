@@ -34,6 +34,12 @@ class Sequences:
             await self.pool.fetchval("SELECT 1 FROM source_accounts WHERE account = $1", account)
         )
 
+    async def unknown_sources(self, accounts: tuple[str, ...]) -> list[str]:
+        """Those of `accounts` with no sequence row yet (one query, however many channels)."""
+        known = {r["account"] for r in await self.pool.fetch(
+            "SELECT account FROM source_accounts WHERE account = ANY($1::text[])", list(accounts))}
+        return [a for a in accounts if a not in known]
+
     async def free_channels(self, channels: tuple[str, ...]) -> int:
         """How many active channels have no attempt in flight (an estimate: no locks). The
         registry (channel_accounts) decides which channels exist; `channels`, the start-up

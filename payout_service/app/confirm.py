@@ -83,6 +83,7 @@ class Confirming(Stage):
         found = await self.ledger.lookup(attempt.tx_hash)
         if isinstance(found, Included):
             await self._included(attempt, found)
+            self._nudge("preparer")  # its source (or channel) is free for the next one
             return
         assert isinstance(found, NotFound)  # noqa: S101
         proof = proof_of_death(

@@ -41,6 +41,7 @@ class Pipeline(Preparing, Sending, Confirming):
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._poll = timedelta(milliseconds=config.confirm_poll_ms)
+        self._nudges = {name: asyncio.Event() for name in ("preparer", "sender", "confirmer")}
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -49,7 +50,8 @@ class Pipeline(Preparing, Sending, Confirming):
         for name, step in (("preparer", self.prepare_once), ("sender", self.send_once),
                            ("confirmer", self.confirm_once)):
             self._tasks.append(asyncio.create_task(run_loop(
-                name, step, interval=interval, halt=self._stop, pool=self.attempts.pool)))
+                name, step, interval=interval, halt=self._stop, pool=self.attempts.pool,
+                nudge=self._nudges[name])))
 
     async def stop(self) -> None:
         self._stop.set()

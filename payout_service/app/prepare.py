@@ -58,10 +58,9 @@ class _PreparedBuilder(AttemptBuilder):
 class Preparing(PreparingBatches):
     async def prepare_once(self) -> int:
         cfg = self.config
-        for source in (cfg.source_account, *self.channels):
-            if not await self.sequences.has_source(source):
-                chain_seq = await self.ledger.account_sequence(source)
-                await self.sequences.ensure_source(source, chain_seq)
+        for source in await self.sequences.unknown_sources((cfg.source_account, *self.channels)):
+            chain_seq = await self.ledger.account_sequence(source)
+            await self.sequences.ensure_source(source, chain_seq)
         work = 0
         if self.signer is not None:
             batches_signed: set[UUID] = set()
@@ -202,4 +201,5 @@ class Preparing(PreparingBatches):
             return
         await self.attempts.store_signed(payout.id, attempt.number, signed.envelope_xdr,
                                          actor="preparer")
+        self._nudge("sender")
         failpoint("after_sign")

@@ -3,6 +3,7 @@ the one way an attempt is declared dead."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
@@ -40,6 +41,15 @@ class Stage:
     external: bool
     channels: tuple[str, ...]
     _poll: timedelta
+    # Loop name -> its wake-up: set when this process just made work for that loop (a
+    # signed envelope for the sender, a freed source or channel for the preparer), so the
+    # next step does not wait out the idle interval. Other replicas poll as before.
+    _nudges: dict[str, asyncio.Event]
+
+    def _nudge(self, loop: str) -> None:
+        event = getattr(self, "_nudges", {}).get(loop)
+        if event is not None:
+            event.set()
 
     async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
         if attempt.batch_id is not None:
@@ -47,11 +57,13 @@ class Stage:
             await self.batches.dead(attempt.batch_id, code=kwargs["code"], proof=kwargs["proof"],
                                     retry=kwargs["retry"], max_attempts=kwargs["max_attempts"],
                                     delay=kwargs["delay"], actor=kwargs["actor"])
+            self._nudge("preparer")
             metrics.ATTEMPTS.labels(kwargs["status"]).inc()
             log.warning("batch dead", extra={**attempt_ids(attempt), "code": kwargs["code"],
                                              "batch_id": str(attempt.batch_id)})
             return
         state = await self.attempts.attempt_dead(attempt, **kwargs)
+        self._nudge("preparer")
         metrics.ATTEMPTS.labels(kwargs["status"]).inc()
         log.warning("attempt dead", extra={**attempt_ids(attempt), "status": kwargs["status"],
                                            "code": kwargs["code"], "payout_state": state.value})

@@ -46,3 +46,28 @@ async def test_failures_back_off_are_counted_and_recorded(fresh_database):
     assert [r["source"] for r in recorded] == ["test-loop"] * 3
     assert "signer unavailable" in recorded[0]["message"]
     await pool.close()
+
+
+async def test_a_nudge_ends_the_idle_wait_and_one_during_a_step_is_not_lost():
+    """The idle interval here is an hour: only nudges can make the step run again."""
+    halt, nudge = asyncio.Event(), asyncio.Event()
+    calls = 0
+    second_started = asyncio.Event()
+
+    async def step() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            nudge.set()  # work appears while this step runs: the next one must not wait
+            second_started.set()
+        if calls == 3:
+            halt.set()
+        return 0
+
+    runner = asyncio.create_task(
+        run_loop("nudged", step, interval=3600, halt=halt, pool=None, nudge=nudge))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert calls == 1, "idle: waits for the interval or a nudge"
+    nudge.set()
+    await asyncio.wait_for(runner, 5)
+    assert second_started.is_set() and calls == 3
