@@ -60,16 +60,22 @@ class BatchStore:
 
     async def create_batch(
         self, payout_uuids: Sequence[UUID], build: BatchBuilder, *, source_account: str,
-        channels: tuple[str, ...] = (),
+        channels: tuple[str, ...] = (), limit: int | None = None,
     ) -> list[tuple[Payout, Attempt]]:
         """Locks the payouts that still need an attempt (SKIP LOCKED: another worker's are
-        left out), reserves ONE sequence number, stores one attempt per payout sharing the
-        envelope. Empty if none could be locked or no channel is free."""
+        left out; at most `limit`, the first in the planned order), reserves ONE sequence
+        number, stores one attempt per payout sharing the envelope. Empty if none could be
+        locked or no channel is free."""
         async with self.pool.acquire() as conn, conn.transaction():
+            # The planned order picks which ones; SKIP LOCKED never waits, so taking them in
+            # that order cannot deadlock against the id order everyone else waits in.
             rows = await conn.fetch(
-                """SELECT * FROM payouts WHERE id = ANY($1::uuid[]) AND needs_attempt
-                   ORDER BY id FOR UPDATE SKIP LOCKED""",
-                list(payout_uuids),
+                """SELECT * FROM payouts WHERE id IN (
+                       SELECT p.id FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, position)
+                       JOIN payouts p ON p.id = t.id WHERE p.needs_attempt
+                       ORDER BY t.position FOR UPDATE OF p SKIP LOCKED LIMIT $2)
+                   ORDER BY id FOR UPDATE""",
+                list(payout_uuids), limit,
             )
             by_id = {r["id"]: payout_from_row(r) for r in rows}
             payouts = [by_id[u] for u in payout_uuids if u in by_id]  # the planned order

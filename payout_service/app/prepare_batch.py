@@ -80,10 +80,12 @@ class PreparingBatches(Stage):
         remaining = payouts
         # Classic operations are surge priced in their own lane, per operation.
         lane_p90 = await self.ledger.inclusion_fee_p90(lane="classic") if payouts else None
+        size = cfg.max_payouts_per_tx
         while remaining:
-            head = remaining[: cfg.max_payouts_per_tx]
+            # Twice a batch of candidates: another worker planning the same head locks some.
+            head = remaining[: 2 * size]
             existing = await self.ledger.existing_accounts([p.destination for p in head])
-            plan = plan_classic_batch([_item(p) for p in head], existing, cfg.max_payouts_per_tx)
+            plan = plan_classic_batch([_item(p) for p in head], existing, size, spare=size)
             by_id = {p.id: p for p in head}
             for refusal in plan.refused:
                 await self.attempts.fail_before_build(by_id[refusal.item.payout_uuid],
@@ -99,7 +101,13 @@ class PreparingBatches(Stage):
             if not created:
                 break  # no free source now
             done += len(created)
-            if len(deferred) == len(head):
+            if len(created) == size:
+                # Planned candidates the full batch left out go first next time (those that
+                # another worker holds drop out: that worker batches them).
+                taken = {p.id for p, _ in created}
+                remaining = [by_id[op.item.payout_uuid] for op in plan.operations
+                             if op.item.payout_uuid not in taken] + remaining
+            elif len(deferred) == len(head):
                 break
         return done
 
@@ -122,7 +130,8 @@ class PreparingBatches(Stage):
                           cfg.network_passphrase)
 
         created = await self.batches.create_batch(
-            list(ops), build, source_account=cfg.source_account, channels=self.channels)
+            list(ops), build, source_account=cfg.source_account, channels=self.channels,
+            limit=cfg.max_payouts_per_tx)
         await self._after_batch_built(created)
         return created
 
@@ -227,4 +236,5 @@ class PreparingBatches(Stage):
                                              message="signer hashed a different transaction")
             return
         await self.batches.store_signed(lead.batch_id, signed.envelope_xdr, actor="preparer")
+        self._nudge("sender")
         failpoint("after_sign")

@@ -79,9 +79,11 @@ def is_classic_destination(destination: str) -> bool:
 
 
 def plan_classic_batch(
-    items: Iterable[BatchItem], existing: set[str], max_payouts: int
+    items: Iterable[BatchItem], existing: set[str], max_payouts: int, *, spare: int = 0,
 ) -> ClassicPlan:
-    """One operation per payout, in the given order, at most `max_payouts` of them.
+    """One operation per payout, in the given order, at most `max_payouts` of them, plus
+    `spare` more candidates (the batch takes the first `max_payouts` it can lock: with
+    several workers planning the same head, each still fills its transaction).
 
     `existing` holds the destinations found on the ledger (one getLedgerEntries call per
     batch). A missing destination gets CreateAccount when it is paid in XLM and the amount
@@ -91,7 +93,7 @@ def plan_classic_batch(
     plan = ClassicPlan()
     created: set[str] = set()
     for item in items:
-        if len(plan.operations) == max_payouts:
+        if len(plan.operations) == max_payouts + spare:
             plan.deferred.append(item)
             continue
         if not is_classic_destination(item.destination):

@@ -198,3 +198,23 @@ async def test_cancelling_a_batch_member_takes_the_batch_locks_in_id_order(stack
         "SELECT id, state FROM payouts WHERE id = ANY($1)", ids))
     assert states.pop(highest) == "CANCELLED"
     assert set(states.values()) == {"ACCEPTED"}, "the others wait to be re-batched"
+
+
+async def test_a_batch_takes_at_most_its_limit_in_planned_order_skipping_locked_rows(
+        stack_factory):
+    stack = await stack_factory(**LIVE)
+    await Sequences(stack.pool).ensure_source(SOURCE, 100)
+    ids = await _accepted(stack, 6, "limit")
+    planned = ids[::-1]
+    other = await stack.pool.acquire()
+    try:
+        async with other.transaction():  # another worker holds the first planned payout
+            await other.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", planned[0])
+            created = await BatchStore(stack.pool).create_batch(
+                planned, _builder("dd"), source_account=SOURCE, limit=3)
+    finally:
+        await stack.pool.release(other)
+    assert [p.id for p, _ in created] == planned[1:4]
+    assert [a.op_index for _, a in created] == [0, 1, 2]
+    waiting = await stack.pool.fetch("SELECT id FROM payouts WHERE needs_attempt")
+    assert {r["id"] for r in waiting} == {planned[0], *planned[4:]}

@@ -64,6 +64,9 @@ def test_the_batch_holds_at_most_max_payouts_and_defers_the_rest() -> None:
     assert plan.deferred == items[3:]
     with pytest.raises(ValueError):
         plan_classic_batch(items, set(), 101)
+    spared = plan_classic_batch(items, {i.destination for i in items}, 2, spare=2)
+    assert [op.item for op in spared.operations] == items[:4], "spare candidates planned too"
+    assert spared.deferred == items[4:]
 
 
 def test_classic_batch_transaction_pays_operation_i_to_payout_i() -> None:
