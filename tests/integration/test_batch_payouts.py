@@ -7,10 +7,12 @@ stellar-sdk, and the real signer-service over mTLS with the payer's key on a Sof
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from stellar_sdk import Keypair
 
@@ -84,8 +86,6 @@ async def create(desk: PayoutDesk, key: str, destination: str, amount: str, asse
 
 async def settle(desk: PayoutDesk, pipeline: Pipeline, rounds: int = 60) -> dict[str, Any]:
     """Runs the three loops until no payout is in flight; returns {payout_id: row}."""
-    import asyncio
-
     for _ in range(rounds):
         await pipeline.prepare_once()
         await pipeline.send_once()
@@ -160,8 +160,6 @@ async def test_a_batch_pays_the_innocent_once_and_fails_the_guilty_with_their_re
 async def test_the_database_refuses_a_payout_in_two_live_batches(
     fresh_database: str, sandbox: InProcessSandbox, batch_signer: BatchSigner
 ) -> None:
-    import asyncpg
-
     desk, pipeline = await make_pipeline(fresh_database, sandbox, batch_signer)
     destination = Keypair.random()
     await sandbox.fund(destination.public_key)
@@ -311,3 +309,55 @@ async def test_channel_batches_carry_the_channel_key_and_the_payer_signatures(
     for row in included:  # the channel's key, then the payer's
         assert by_tx[row["tx_hash"]] == [key_of[row["source_account"]], "payout"]
     await shut(desk, pipeline)
+
+
+async def lock_waiters(pool: Any, at_least: int) -> None:
+    """Returns once `at_least` sessions of this database wait for a row lock."""
+    while True:
+        waiting = await pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'""")
+        if waiting >= at_least:
+            return
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=asyncpg.exceptions.DeadlockDetectedError,
+    reason="known bug: cancel locks its own payout, then the batch's members in id order, so "
+           "two cancels in one batch can each hold what the other waits for (batch_store "
+           "rewrite pending); remove this mark when it passes")
+async def test_two_cancels_inside_one_batch_both_cancel_and_the_third_is_paid(
+    fresh_database: str, sandbox: InProcessSandbox, batch_signer: BatchSigner
+) -> None:
+    """Two callers cancel two members of one signed, unsent batch at once. The interleaving
+    is forced (a third session holds the middle member until both cancels wait), so the
+    outcome does not depend on timing."""
+    desk, pipeline = await make_pipeline(fresh_database, sandbox, batch_signer)
+    dests = [Keypair.random().public_key for _ in range(3)]
+    for n, dest in enumerate(dests):
+        await create(desk, f"p{n}", dest, "2", "XLM")
+    await pipeline.prepare_once()  # one batch of three, signed, not sent
+    pool = desk.store.pool
+    rows = await pool.fetch("SELECT id, payout_id FROM payouts ORDER BY id")
+    low, middle, high = (r["payout_id"] for r in rows)
+    low_id, middle_id, high_id = (r["id"] for r in rows)
+    dest_of = {f"p{n}": dest for n, dest in enumerate(dests)}
+    try:
+        async with pool.acquire() as holder:
+            held = holder.transaction()
+            await held.start()
+            await holder.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", middle_id)
+            first = asyncio.create_task(desk.attempts.cancel(low_id, actor="a", reason="a"))
+            await lock_waiters(pool, 1)  # holds `low`, waits for `middle`
+            second = asyncio.create_task(desk.attempts.cancel(high_id, actor="b", reason="b"))
+            await lock_waiters(pool, 2)  # holds `high`, waits for `low`
+            await held.rollback()
+        await asyncio.gather(first, second)
+        settled = await settle(desk, pipeline)
+    finally:
+        await shut(desk, pipeline)
+    assert {k: r["state"] for k, r in settled.items()} == {
+        low: "CANCELLED", middle: "CONFIRMED", high: "CANCELLED"}
+    assert [await sandbox.balances(dest_of[k]) for k in (low, middle, high)] == [
+        {}, {"native": 2 * XLM}, {}]
