@@ -347,14 +347,27 @@ def _channel_funding_refusal(
     return None
 
 
+def _operation_payers(tx: sx.Transaction, policy: KeyPolicy, payer: str,
+                      channels: frozenset[str]) -> frozenset[str]:
+    """Whose operations this key may sign in a classic batch: its own account's; a channel
+    key that is the transaction's source also the accounts its policy lists by name (the
+    paying account). The channel's signature covers the sequence number and the fee; each
+    such operation still needs its own source's signature, and its amount counts here too."""
+    source, _ = account_id(tx.source_account)
+    if payer not in channels or source != payer:
+        return frozenset({payer})
+    return frozenset({payer}) | (policy.source_accounts - {WILDCARD, CHANNEL_KEYS})
+
+
 def _classic_operation(
     op: sx.Operation, where: str, policy: KeyPolicy, payer: str, channels: frozenset[str],
+    payers: frozenset[str],
 ) -> tuple[str, str, int] | Refuse:
     """(description, asset, amount) of one Payment / CreateAccount the payer may sign, or the
     rule it breaks. The only place a classic operation is judged."""
     if op.source_account is not None:
         source, muxed = account_id(op.source_account)
-        if muxed or source != payer:
+        if muxed or source not in payers:
             return Refuse("source_accounts", f"{where} source {source} is not the key's "
                                              f"account {payer}")
     body = op.body
@@ -386,7 +399,8 @@ def classic_walk(
     tx: sx.Transaction, policy: KeyPolicy, payer: str, channels: frozenset[str] = frozenset(),
 ) -> TreeWalk | Refuse:
     """Every operation of a classic payment batch, one verdict each. `payer` is the key's
-    account: the source of every operation (explicit, or the transaction's when absent)."""
+    account: the source of every operation (explicit, or the transaction's when absent), or
+    for a channel key that is the transaction source an account its policy lists by name."""
     if not policy.payment_assets:
         kinds = ", ".join(sorted({op.body.type.name for op in tx.operations}))
         return Refuse("operations", f"operations {kinds}: this key signs only one "
@@ -400,6 +414,7 @@ def classic_walk(
         return Refuse("channel_funding", "a funding transaction is all CREATE_ACCOUNT or all "
                                          "PAYMENT")
     walk = TreeWalk()
+    payers = _operation_payers(tx, policy, payer, channels)
     for i, op in enumerate(tx.operations):
         where = f"op[{i}]"
         if op.body.type not in CLASSIC_PAYMENTS:
@@ -414,7 +429,7 @@ def classic_walk(
                     "source_accounts", f"{where} has no source and the transaction source "
                                        f"{source} is not the key's account {payer}")))
                 continue
-        judged = _classic_operation(op, where, policy, payer, channels)
+        judged = _classic_operation(op, where, policy, payer, channels, payers)
         if isinstance(judged, Refuse):
             walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=judged))
             continue

@@ -101,7 +101,8 @@ def render_config(tables: Mapping[str, Mapping[str, Any]], keys: list[dict[str, 
         lines.append("[[keys]]")
         lines += [f"{k} = {toml_value(v)}" for k, v in key.items() if k != "policy"]
         lines.append("[keys.policy]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in key["policy"].items()]
+        # None drops a setting (e.g. a default of running_signer's policy).
+        lines += [f"{k} = {toml_value(v)}" for k, v in key["policy"].items() if v is not None]
         lines.append("")
     return "\n".join(lines)
 

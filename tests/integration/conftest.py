@@ -7,11 +7,13 @@ from typing import Any
 
 import grpc
 import pytest
+import pytest_asyncio
 from stellar_sdk import Keypair
 
 from payout_service.config import load_config
 from payout_service.main import RunningService, start_service
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+from tests.integration.batch_signing import BatchSigner, running_batch_signer
 
 ServiceFactory = Callable[..., Awaitable[RunningService]]
 
@@ -57,3 +59,10 @@ async def payout_stub(
 ) -> AsyncIterator[payout_pb2_grpc.PayoutServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{payout_service.port}") as channel:
         yield payout_pb2_grpc.PayoutServiceStub(channel)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def batch_signer(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BatchSigner]:
+    """The real signer for batches (SoftHSM2 token, mTLS), one per test module."""
+    async with running_batch_signer(tmp_path_factory.mktemp("batch-signer")) as running:
+        yield running

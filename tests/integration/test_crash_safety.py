@@ -21,6 +21,12 @@ from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+from tests.integration.batch_worker import (
+    batch_worker_env,
+    batch_world,
+    create_batch_payouts,
+    settled_states,
+)
 from tests.integration.test_live_with_signer import signer_env
 
 PAYOUTS = 4
@@ -187,12 +193,9 @@ async def test_sigkill_at_each_step_pays_exactly_once(fresh_database, tmp_path, 
     assert sorted(t["to"] for t in transfers) == sorted(dests), "each paid exactly once"
 
 
-class BatchWorkerProcess:
-    """The pipeline in batch mode as a real process (tests/integration/batch_worker.py)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
-        self.proc: asyncio.subprocess.Process | None = None
+class BatchWorkerProcess(ServiceProcess):
+    """The pipeline in batch mode as a real process (tests/integration/batch_worker.py); it
+    serves no RPC, so it is started without waiting for health."""
 
     async def start(self, failpoint: str | None = None) -> None:
         env = {**os.environ, **self.env}
@@ -205,132 +208,39 @@ class BatchWorkerProcess:
                 stdout=asyncio.subprocess.DEVNULL, stderr=log,
             )
 
-    async def died_by_sigkill(self, within: float) -> bool:
-        assert self.proc is not None
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), within)
-        except TimeoutError:
-            return False
-        return code == -signal.SIGKILL
 
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
+BATCH_MODES = ["classic-single-source", "classic-channels", "contract-channels"]
 
 
-BATCH_PAYOUTS = 9
-
-
-async def batch_world(sandbox: RunningSandbox, channels: int) -> dict[str, object]:
-    """A payer holding USD, BATCH_PAYOUTS - 1 XLM destinations (one of them new) and one USD
-    destination without a trustline (guilty: PAYMENT_NO_TRUST)."""
-    source, issuer, no_trust = Keypair.random(), Keypair.random(), Keypair.random()
-    channel_keys = {f"channel-{i}": Keypair.random() for i in range(channels)}
-    for kp in (source, issuer, no_trust, *channel_keys.values()):
-        await sandbox.fund(kp.public_key)
-    usd = f"USD:{issuer.public_key}"
-    await sandbox.open_trustline(source.public_key, usd)
-    await sandbox.issue(usd, source.public_key, 100 * 10_000_000)
-    dests = [Keypair.random().public_key for _ in range(BATCH_PAYOUTS - 1)]
-    for d in dests[1:]:
-        await sandbox.fund(d)  # dests[0] does not exist yet: CreateAccount
-    return {"source": source, "usd": usd, "no_trust": no_trust.public_key, "dests": dests,
-            "channels": channel_keys}
-
-
-async def create_batch_payouts(env: dict[str, str], world: dict[str, object]) -> None:
-    """CreatePayoutBatch's own path (PayoutDesk.create_many), all in one SQL transaction."""
-    from payout_service.adapters.payout_store import PayoutStore, create_pool
-    from payout_service.app.desk import PayoutDesk
-    from payout_service.config import load_config
-    from payout_service.core.validation import AmountLimits, validate_payout_request
-    from payout_service.migrations import apply_migrations
-
-    pool = await create_pool(env["DATABASE_URL"])
-    try:
-        async with pool.acquire() as conn:
-            await apply_migrations(conn)
-        config = load_config(env)
-        desk = PayoutDesk(config, PayoutStore(pool), None)  # type: ignore[arg-type]
-        items = [(f"batch-{n}", d, "2", "XLM") for n, d in enumerate(world["dests"])]  # type: ignore[call-overload]
-        items.append(("batch-no-trust", world["no_trust"], "1", world["usd"]))
-        requests = [validate_payout_request(
-            payout_id=key, destination=dest, amount=amount, asset=asset, idempotency_key=key,
-            metadata={}, reference="", limits=AmountLimits()) for key, dest, amount, asset in items]
-        await desk.create_many(requests, actor="test", correlation_id="batch-crash")
-    finally:
-        await pool.close()
-
-
-async def batch_states(database: str) -> dict[str, tuple[str, str | None]]:
-    import asyncpg
-
-    conn = await asyncpg.connect(database)
-    try:
-        rows = await conn.fetch("SELECT payout_id, state, failure_code FROM payouts")
-    finally:
-        await conn.close()
-    return {r["payout_id"]: (r["state"], r["failure_code"]) for r in rows}
-
-
-@pytest.mark.parametrize("mode", ["single-source", "channels"])
+@pytest.mark.parametrize("mode", BATCH_MODES)
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
 async def test_sigkill_at_each_step_in_batch_mode_pays_each_payout_once(
-    fresh_database, tmp_path, crash_at, mode
+    fresh_database, tmp_path, batch_signer, crash_at, mode
 ):
-    """Classic batches (PAYOUTS_BATCH_MODE=classic), one guilty payout among them, the
-    pipeline SIGKILLed at `crash_at` and restarted: the ledger shows every innocent payout paid
-    exactly once and the guilty one failed with its operation's reason."""
-    seed = 200 + CRASH_POINTS.index(crash_at)
+    """Batches signed by the real signer (SoftHSM2, mTLS), the guilty payouts among them, the
+    pipeline SIGKILLed at `crash_at` and restarted: the ledger shows every innocent payout
+    paid exactly once and each guilty one failed with its reason, nothing paid to it."""
+    seed = 200 + CRASH_POINTS.index(crash_at) + 10 * BATCH_MODES.index(mode)
+    batch_mode, sources = mode.split("-", 1)
     async with RunningSandbox(
         ledger_interval=0.25, seed=seed,
         faults={"try_again_later_rate": 0.2, "drop_rate": 0.15, "http_503_rate": 0.05},
     ) as sandbox:
-        world = await batch_world(sandbox, channels=2 if mode == "channels" else 0)
-        source, channels = world["source"], world["channels"]
-        assert isinstance(source, Keypair) and isinstance(channels, dict)
-        dests = world["dests"]
-        assert isinstance(dests, list)
-        before = {d: (await sandbox.balances(d)).get("native", 0) for d in dests}
-        env = {
-            "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
-            "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
-            "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_SIGNING_MODE": "signer",
-            "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_CONFIRM_POLL_MS": "150",
-            "PAYOUTS_TX_WINDOW_SECONDS": "5", "PAYOUTS_RPC_TIMEOUT_MS": "1000",
-            "PAYOUTS_MAX_ATTEMPTS": "10", "PAYOUTS_BATCH_MODE": "classic",
-            # Two batches per round at least, so channels carry batches side by side.
-            "PAYOUTS_MAX_PAYOUTS_PER_TX": "5",
-            "PAYOUTS_SIGNER_ADDR": "unused", "PAYOUTS_SIGNER_CA_CERT": "unused",
-            "PAYOUTS_SIGNER_CLIENT_CERT": "unused", "PAYOUTS_SIGNER_CLIENT_KEY": "unused",
-            "BATCH_WORKER_KEYS": ",".join(
-                [f"payer={source.secret}"]
-                + [f"{key_id}={kp.secret}" for key_id, kp in channels.items()]),
-        }
-        if channels:
-            env["PAYOUTS_CHANNEL_ACCOUNTS"] = ",".join(
-                f"{key_id}={kp.public_key}" for key_id, kp in channels.items())
+        world = await batch_world(sandbox, batch_signer, mode=batch_mode,
+                                  channels=sources == "channels")
+        await world.snapshot(sandbox)
+        # Two batches per round at least, so channels carry batches side by side.
+        env = batch_worker_env(fresh_database, sandbox, batch_signer, world,
+                               PAYOUTS_MAX_PAYOUTS_PER_TX="5")
         await create_batch_payouts(env, world)
         worker = BatchWorkerProcess(env, tmp_path / "batch-worker.log")
         try:
             await worker.start(failpoint=crash_at)
             assert await worker.died_by_sigkill(within=60), f"never reached {crash_at}"
             await worker.start()
-            final = {"CONFIRMED", "FAILED"}
-            for _ in range(600):
-                current = await batch_states(fresh_database)
-                if {s for s, _ in current.values()} <= final:
-                    break
-                await asyncio.sleep(0.1)
+            current = await settled_states(fresh_database)
             log = worker.log_path.read_text()[-4000:]
         finally:
             await worker.stop()
-        assert current == {
-            **{f"batch-{n}": ("CONFIRMED", None) for n in range(len(dests))},
-            "batch-no-trust": ("FAILED", "PAYMENT_NO_TRUST"),
-        }, log
-        after = {d: (await sandbox.balances(d)).get("native", 0) for d in dests}
-        assert {d: after[d] - before[d] for d in dests} == {d: 2 * 10_000_000 for d in dests}, (
-            "each paid exactly once")
-        assert (await sandbox.balances(str(world["no_trust"]))).get(str(world["usd"])) is None
+        assert current == {p.payout_id: p.expected for p in world.payouts}, log
+        assert await world.deltas(sandbox) == world.owed(current), "each paid exactly once"

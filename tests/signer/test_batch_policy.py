@@ -560,3 +560,27 @@ def test_source_accounts_accepts_the_channel_keys_token(tmp_path):
     policy_t["source_accounts"] = ["@channel"]
     with pytest.raises(ConfigError, match="is not a G... account"):
         parse_config(config)
+
+
+def test_a_channel_key_signs_the_batch_it_is_the_transaction_source_of_paid_by_a_listed_account():
+    """The channel's signature covers its sequence number and the fee; the payer's own
+    signature is still needed for the operations (payout-service asks for both)."""
+    policy = dataclasses.replace(POLICY, source_accounts=frozenset({SOURCE, "@channel_keys"}))
+    tx = batch([("pay", XLM, 5), ("pay", USDC, 7)], source=CHANNEL_A, op_source=SOURCE)
+
+    def as_channel(tx: sx.Transaction, *, key: str = CHANNEL_A,
+                   channels: frozenset[str] = frozenset({CHANNEL_A}),
+                   policy: KeyPolicy = policy) -> Allow | Refuse:
+        return check_transaction(tx, policy, network_passphrase=PASSPHRASE, spent_last_24h=0,
+                                 now=now(), signer_account=key, channel_accounts=channels)
+
+    assert as_channel(tx) == Allow(5, ((USDC_NAME, 7),))
+    # Deny by default around it: an operation source the policy does not name, a key that
+    # is not a channel key, a channel key that is not the transaction source.
+    assert OTHER in refused(as_channel(batch([("pay", XLM, 5)], source=CHANNEL_A,
+                                             op_source=OTHER)), "source_accounts")
+    refused(as_channel(tx, channels=frozenset()), "source_accounts")
+    refused(as_channel(tx, key=CHANNEL_B, channels=frozenset({CHANNEL_A, CHANNEL_B})),
+            "source_accounts")
+    wildcard = dataclasses.replace(POLICY, source_accounts=frozenset({"*"}))
+    refused(as_channel(tx, policy=wildcard), "source_accounts")
