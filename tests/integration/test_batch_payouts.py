@@ -322,11 +322,6 @@ async def lock_waiters(pool: Any, at_least: int) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=asyncpg.exceptions.DeadlockDetectedError,
-    reason="known bug: cancel locks its own payout, then the batch's members in id order, so "
-           "two cancels in one batch can each hold what the other waits for (batch_store "
-           "rewrite pending); remove this mark when it passes")
 async def test_two_cancels_inside_one_batch_both_cancel_and_the_third_is_paid(
     fresh_database: str, sandbox: InProcessSandbox, batch_signer: BatchSigner
 ) -> None:
