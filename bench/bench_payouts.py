@@ -38,10 +38,15 @@ from stellar_sdk.xdr import TransactionResult
 from payout_service.config import load_config
 from payout_service.embedded_postgres import EmbeddedPostgres
 from payout_service.main import start_service
-from signer_service.testing import running_signer
+from signer_service.testing import SignerFixture, running_signer
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+
+# The batch run's pipeline processes and signer policy live with the tests (repository root).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.integration.batch_signing import batch_policy  # noqa: E402
+from tests.integration.test_live_with_signer import signer_env  # noqa: E402
 
 AMOUNT = "1.5"
 AMOUNT_STROOPS = 15_000_000
@@ -183,13 +188,14 @@ def cpu_seconds(who: int) -> float:
 
 async def run_batched(sandbox: RunningSandbox, database_url: str, args: argparse.Namespace,
                       ) -> dict[str, float]:
-    """Issue 14's benchmark: N payouts through CreatePayoutBatch (gRPC), paid in classic
-    batches by `--workers` pipeline processes over `--channels` channel accounts.
+    """Issue 14's benchmark: N payouts through CreatePayout and CreatePayoutBatch (gRPC), paid
+    in classic batches by `--workers` pipeline processes over `--channels` channel accounts,
+    every batch signed by signer-service over mTLS (its channel key, then the payer's, on a
+    SoftHSM2 token with --backend pkcs11) under a policy that allows these batches only.
 
-    The pipeline processes are tests/integration/batch_worker.py: the signer service refuses
-    classic batches until its batch rules land (branch signer14), so they sign with keys
-    generated here; the signer hop is NOT in these figures. The API process serves only
-    CreatePayoutBatch (its own pipeline is stopped), as a replica dedicated to the API would."""
+    The pipeline processes are tests/integration/batch_worker.py (payout-service's pipeline
+    with the real signer client). The API process serves the create calls only (its own
+    pipeline is stopped), as a replica dedicated to the API would."""
     source = Keypair.random()
     channel_keys = {f"channel-{i}": Keypair.random() for i in range(args.channels)}
     for account in (source, *channel_keys.values()):
@@ -197,15 +203,29 @@ async def run_batched(sandbox: RunningSandbox, database_url: str, args: argparse
     await sandbox.set_balance(source.public_key, (args.payouts * AMOUNT_STROOPS) * 2 + 10**11)
     # New accounts: every payout is a CreateAccount (1.5 XLM covers the 1 XLM reserve).
     dests = [Keypair.random().public_key for _ in range(args.payouts)]
-    unused = Path(tempfile.mkdtemp()) / "unused.pem"  # the API process never calls the signer
-    unused.write_text("")
+    policy = batch_policy(source.public_key, f"USD:{Keypair.random().public_key}",
+                          sandbox.passphrase)
+    policy["max_amount_stroops_per_day"] = args.payouts * AMOUNT_STROOPS * 2
+    async with running_signer(
+        Path(tempfile.mkdtemp()), network_passphrase=sandbox.passphrase, backend=args.backend,
+        hot_secret=source.secret, policy=policy,
+        extra_keys={key_id: kp.secret for key_id, kp in channel_keys.items()},
+        key_settings={key_id: {"role": "channel", "policy": {"merge_into": source.public_key}}
+                      for key_id in channel_keys},
+    ) as signer:
+        return await _run_batched(sandbox, database_url, args, signer, source, channel_keys,
+                                  dests)
+
+
+async def _run_batched(sandbox: RunningSandbox, database_url: str, args: argparse.Namespace,
+                       signer: SignerFixture, source: Keypair, channel_keys: dict[str, Keypair],
+                       dests: list[str]) -> dict[str, float]:
     env = {
+        **signer_env(signer),
         "DATABASE_URL": database_url, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
         "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
         "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0", "PAYOUTS_PLAINTEXT": "true",
-        "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_SIGNING_MODE": "signer",
-        "PAYOUTS_SIGNER_ADDR": "127.0.0.1:9", "PAYOUTS_SIGNER_CA_CERT": str(unused),
-        "PAYOUTS_SIGNER_CLIENT_CERT": str(unused), "PAYOUTS_SIGNER_CLIENT_KEY": str(unused),
+        "PAYOUTS_LIVE_EXECUTION": "true",
         "PAYOUTS_CONFIRM_POLL_MS": "250", "PAYOUTS_TX_WINDOW_SECONDS": "60",
         "PAYOUTS_BATCH_MODE": "classic", "PAYOUTS_MAX_PAYOUTS_PER_TX": str(args.max_per_tx),
         "PAYOUTS_CHANNEL_ACCOUNTS": ",".join(
@@ -218,8 +238,7 @@ async def run_batched(sandbox: RunningSandbox, database_url: str, args: argparse
     cpu_children = cpu_seconds(resource.RUSAGE_CHILDREN)
     cpu_self = cpu_seconds(resource.RUSAGE_SELF)
     try:
-        worker_env = {**os.environ, **env, "BATCH_WORKER_KEYS": ",".join(
-            [f"payer={source.secret}"] + [f"{k}={kp.secret}" for k, kp in channel_keys.items()])}
+        worker_env = {**os.environ, **env}
         for _ in range(args.workers):
             workers.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tests.integration.batch_worker", env=worker_env,
@@ -337,8 +356,8 @@ async def main_batched(args: argparse.Namespace) -> None:
     print(f"CPU per confirmed payout: {cpu / n * 1e3:.2f} ms (pipeline processes "
           f"{run['cpu_workers']:.1f}s + API process {run['cpu_api']:.1f}s; PostgreSQL and the "
           "sandbox not counted)")
-    print("signer hop: NOT measured (local keys; the signer service refuses batches until its "
-          "batch rules are merged)")
+    print(f"signer hop           : every batch signed by signer-service over mTLS "
+          f"(--backend {args.backend}: channel key, then the payer's; its CPU not counted above)")
     print("rerun: " + shlex.join([sys.executable, *sys.argv]))
 
 
