@@ -314,7 +314,8 @@ async def main_batched(args: argparse.Namespace) -> None:
     admin_url = os.environ.get("DATABASE_URL")
     if not admin_url:
         raise SystemExit("--batch classic needs DATABASE_URL (a running PostgreSQL)")
-    async with RunningSandbox(ledger_interval=args.ledger_interval, seed=1) as sandbox:
+    async with RunningSandbox(ledger_interval=args.ledger_interval, seed=1, extra_args=[
+            "--classic-ops-per-ledger", str(args.classic_ops_per_ledger)]) as sandbox:
         baseline_dests = [Keypair.random().public_key for _ in range(args.baseline_payouts)]
         for d in baseline_dests:
             await sandbox.fund(d)
@@ -323,17 +324,17 @@ async def main_batched(args: argparse.Namespace) -> None:
     n = args.payouts
     rate = n / run["elapsed"]
     # Classic lane: 200 operations per ledger (sandbox default, the published testnet setting).
-    per_ledger = min(args.channels * args.max_per_tx, CLASSIC_OPS_PER_LEDGER)
+    per_ledger = min(args.channels * args.max_per_tx, args.classic_ops_per_ledger)
     ceiling = per_ledger / args.ledger_interval
     baseline_rate = args.baseline_payouts / baseline["elapsed"]
     cpu = run["cpu_workers"] + run["cpu_api"]
     print(f"payouts={n} ledger_interval={args.ledger_interval}s channels={args.channels} "
           f"payouts/tx<={args.max_per_tx} workers={args.workers} (classic batches, ledger "
-          f"limits on: {CLASSIC_OPS_PER_LEDGER} classic operations per ledger)")
+          f"limits on: {args.classic_ops_per_ledger} classic operations per ledger)")
     print(f"confirmed end to end : {rate:8.2f} payouts/s ({run['elapsed']:.1f}s from the first "
           f"CreatePayoutBatch to the last confirmation)")
     print(f"ceiling              : {ceiling:8.2f} payouts/s = min({args.channels} channels x "
-          f"{args.max_per_tx}, {CLASSIC_OPS_PER_LEDGER} ops/ledger) / {args.ledger_interval}s;"
+          f"{args.max_per_tx}, {args.classic_ops_per_ledger} ops/ledger) / {args.ledger_interval}s;"
           f" ratio {rate / ceiling:.2f}")
     # The sandbox closes late when the machine is busy: the ceiling at the close time it
     # actually kept during the run says how full the ledgers were.
@@ -420,6 +421,8 @@ if __name__ == "__main__":
     parser.add_argument("--batch", choices=["off", "classic"], default="off",
                         help="classic: issue 14's benchmark (payouts in classic batches)")
     parser.add_argument("--max-per-tx", type=int, default=100)
+    parser.add_argument("--classic-ops-per-ledger", type=int, default=CLASSIC_OPS_PER_LEDGER,
+                        help="the sandbox's classic lane limit (testnet 200 by default)")
     parser.add_argument("--workers", type=int, default=2, help="pipeline processes (batch)")
     parser.add_argument("--request-items", type=int, default=500,
                         help="payouts per CreatePayoutBatch (PAYOUTS_MAX_BATCH_ITEMS caps it)")
