@@ -254,12 +254,20 @@ async def rebuild_without(conn: asyncpg.Connection, batch_id: UUID, cancelled: U
 
 
 async def _lock_members(conn: asyncpg.Connection, batch_id: UUID) -> list[Member]:
-    rows = await conn.fetch(
-        """SELECT p.id, a.number, a.op_index, a.status FROM payouts p JOIN payout_attempts a
-             ON a.payout_id = p.id WHERE a.batch_id = $1 ORDER BY p.id FOR UPDATE OF p""",
+    """Locks the members' payout rows in id order, then reads their attempts: a second
+    statement, because under READ COMMITTED the locking statement keeps the attempt rows as
+    they were before it waited (a cancel or another signer committed meanwhile)."""
+    await conn.execute(
+        """SELECT 1 FROM payouts p JOIN payout_attempts a ON a.payout_id = p.id
+           WHERE a.batch_id = $1 ORDER BY p.id FOR UPDATE OF p""",
         batch_id,
     )
-    return [Member(r["id"], r["number"], r["op_index"], A(r["status"])) for r in rows]
+    rows = await conn.fetch(
+        """SELECT payout_id, number, op_index, status FROM payout_attempts
+           WHERE batch_id = $1 ORDER BY payout_id""",
+        batch_id,
+    )
+    return [Member(r["payout_id"], r["number"], r["op_index"], A(r["status"])) for r in rows]
 
 
 def _attempt_moves(members: Sequence[Member], **per_row: Sequence[object]) -> list[AttemptMove]:

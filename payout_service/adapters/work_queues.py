@@ -95,6 +95,16 @@ class WorkQueues:
                    LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
                 limit,
             )
+            # Under READ COMMITTED the locking statement re-reads the payout rows it waited
+            # for, not their attempts: keep only those whose attempt is still signed now.
+            still_signed = {(r["payout_id"], r["number"]) for r in await conn.fetch(
+                """SELECT a.payout_id, a.number FROM payout_attempts a
+                   JOIN unnest($1::uuid[], $2::integer[]) AS k(payout_id, number)
+                     ON a.payout_id = k.payout_id AND a.number = k.number
+                   WHERE a.status = 'signed'""",
+                [r["id"] for r in rows], [r["attempt_count"] for r in rows],
+            )}
+            rows = [r for r in rows if (r["id"], r["attempt_count"]) in still_signed]
             unsendable = await _incomplete_batches(conn, rows)
             # One transaction per group (a batch's members, or a single payout), in the
             # order claimed: sequence order within a source.

@@ -102,23 +102,23 @@ class PreparingBatches(Stage):
                 break  # no free source now
             done += len(created)
             if len(created) == size:
-                # Planned candidates the full batch left out go first next time (those that
-                # another worker holds drop out: that worker batches them).
+                # Planned candidates the full batch left out go first next time (one another
+                # worker holds is skipped again by create_batch's SKIP LOCKED).
                 taken = {p.id for p, _ in created}
                 remaining = [by_id[op.item.payout_uuid] for op in plan.operations
                              if op.item.payout_uuid not in taken] + remaining
-            elif len(deferred) == len(head):
-                break
+            # Ends: each turn removes at least the planned operations it did not put back.
         return done
 
     async def _store_classic(self, operations: list[PlannedOp], by_id: dict[UUID, Payout],
                              now: int, lane_p90: int | None) -> list[tuple[Payout, Attempt]]:
         cfg = self.config
         ops = {op.item.payout_uuid: op for op in operations}
-        bid = inclusion_fee_bid(max(by_id[u].attempt_count for u in ops) + 1, lane_p90,
-                                cfg.max_inclusion_fee_stroops)
 
         def build(locked: list[Payout], source: str, sequence: int) -> NewAttempt:
+            # The bid of the payouts actually in the batch (not the spare candidates).
+            bid = inclusion_fee_bid(max(p.attempt_count for p in locked) + 1, lane_p90,
+                                    cfg.max_inclusion_fee_stroops)
             envelope = build_classic_batch(
                 TxParams(source, sequence, 0, now + cfg.tx_window_seconds,
                          cfg.network_passphrase),

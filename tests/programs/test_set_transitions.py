@@ -218,3 +218,56 @@ async def test_a_batch_takes_at_most_its_limit_in_planned_order_skipping_locked_
     assert [a.op_index for _, a in created] == [0, 1, 2]
     waiting = await stack.pool.fetch("SELECT id FROM payouts WHERE needs_attempt")
     assert {r["id"] for r in waiting} == {planned[0], *planned[4:]}
+
+
+async def _built_batch(stack: Any, prefix: str) -> tuple[list[UUID], UUID]:
+    await Sequences(stack.pool).ensure_source(SOURCE, 100)
+    ids = await _accepted(stack, 3, prefix)
+    created = await BatchStore(stack.pool).create_batch(ids, _builder(prefix),
+                                                        source_account=SOURCE)
+    batch_id = created[0][1].batch_id
+    assert batch_id is not None
+    return ids, batch_id
+
+
+async def _behind_a_lock(stack: Any, lowest: UUID, *calls: Any) -> list[Any]:
+    """Starts `calls` one after another while a third transaction holds the lowest payout
+    row, so every call's locking statement takes its snapshot before any of them commits."""
+    blocker = await stack.pool.acquire()
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", lowest)
+        tasks = []
+        for call in calls:
+            tasks.append(asyncio.create_task(call()))
+            await asyncio.sleep(0.3)
+        await tx.commit()
+    finally:
+        await stack.pool.release(blocker)
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_two_workers_storing_the_same_signed_batch_one_gets_false(stack_factory):
+    """Under READ COMMITTED a statement that waits for a lock re-reads only the rows it
+    locks: batch steps decide on attempt statuses read after the locks (review finding)."""
+    stack = await stack_factory(**LIVE)
+    ids, batch_id = await _built_batch(stack, "two")
+    store = BatchStore(stack.pool)
+    results = await _behind_a_lock(
+        stack, min(ids),
+        lambda: store.store_signed(batch_id, "AAAA", actor="w1"),
+        lambda: store.store_signed(batch_id, "AAAA", actor="w2"))
+    assert sorted(map(repr, results)) == ["False", "True"], results
+
+
+async def test_store_signed_behind_a_cancel_returns_false(stack_factory):
+    stack = await stack_factory(**LIVE)
+    ids, batch_id = await _built_batch(stack, "cxl")
+    cancel, signed = await _behind_a_lock(
+        stack, min(ids),
+        lambda: AttemptStore(stack.pool).cancel(max(ids), actor="t", reason="t"),
+        lambda: BatchStore(stack.pool).store_signed(batch_id, "AAAA", actor="w"))
+    assert not isinstance(cancel, BaseException), cancel
+    assert signed is False, signed
+
