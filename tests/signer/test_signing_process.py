@@ -95,6 +95,31 @@ async def test_concurrent_signatures_come_back_to_their_callers_and_verify(tmp_p
         backend.close()
 
 
+async def test_a_killed_signing_process_fails_pending_and_later_signatures(tmp_path):
+    env = await token_with_key(tmp_path)
+    backend = open_process(env)
+    try:
+        verify = VerifyKey(backend.public_key("pay"))
+        digests = [os.urandom(32) for _ in range(2000)]
+        pending = [asyncio.ensure_future(backend.sign("pay", d)) for d in digests]
+        await asyncio.sleep(0)  # the first frame is on its way
+        os.kill(backend._proc.pid, signal.SIGKILL)
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        assert failed
+        assert all(isinstance(o, BackendError) for o in failed)
+        for digest, outcome in zip(digests, outcomes, strict=True):
+            if isinstance(outcome, bytes):
+                verify.verify(digest, outcome)
+        await asyncio.wait_for(backend.exited.wait(), 30)
+        with pytest.raises(BackendError, match="the signing process exited"):
+            await backend.sign("pay", digests[0])
+        with pytest.raises(BackendError, match="the signing process exited"):
+            await backend.store_checkpoint(1, "0" * 64)
+    finally:
+        backend.close()
+
+
 async def test_refresh_keys_picks_up_a_key_generated_on_the_token_after_start(tmp_path):
     env = await token_with_key(tmp_path)
     backend = open_process(env)
@@ -145,7 +170,9 @@ async def test_a_lost_signing_process_fails_closed_and_stops_the_signer(tmp_path
             lost = sign_request(signer.key_id, sequence=2)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.SignTransaction(lost)
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            # UNAVAILABLE from the backend, or CANCELLED when the signer is already stopping.
+            assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE,
+                                            grpc.StatusCode.CANCELLED)
         # The signer stops on its own (its supervisor restarts it with the PIN).
         stopped = "signer-service: the PKCS#11 signing process exited; signing stopped"
         await asyncio.to_thread(wait_for_line, signer.logs, stopped)
