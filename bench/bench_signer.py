@@ -154,7 +154,8 @@ async def in_process_token(tmp: Path) -> AsyncIterator[Callable[[int], float]]:
 def report(name: str, run: Run, local: float) -> None:
     print(f"{name:<26}: {run.rate:8.0f} signatures/s, ratio {run.rate / local:5.3f}, "
           f"per call p50 {run.percentile(0.5):6.1f} ms p99 {run.percentile(0.99):6.1f} ms, "
-          f"CPU signer {run.server_cpu:4.2f} + client {run.client_cpu:4.2f} cores")
+          f"CPU signer {run.server_cpu:4.2f} + client {run.client_cpu:4.2f} cores, "
+          f"signer {run.server_cpu / run.rate * 1000:4.2f} ms CPU per signature")
 
 
 async def main() -> None:
