@@ -1,17 +1,19 @@
 """Signatures per second: signer-service over mTLS gRPC vs in-process PKCS#11 signing.
 
-Same run, same machine: first the token's raw rate (one thread calling C_Sign in a loop, as
-fast as SoftHSM goes), then signer-service (PKCS#11 backend, full policy, keyed audit log with
+Same run, same machine, in rounds (--repeat, default 3): the token's raw rate (one thread
+calling C_Sign in a loop, as fast as SoftHSM goes) before and after, and between them
+signer-service (PKCS#11 backend in its signing process, full policy, keyed audit log with
 fsync) driven over mTLS by concurrent in-flight calls, unary SignTransaction and batched
 SignTransactions. Prints rates, the ratio to the in-process rate, per-call p50/p99, and the CPU
-each side used: on a 2-core machine the client's own CPU comes out of the same budget.
-Not a test: nothing is asserted on timings.
+each side used (the signer's includes its signing process): on a 2-core machine the client's
+own CPU comes out of the same budget. Not a test: nothing is asserted on timings.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import shlex
@@ -19,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +65,13 @@ class Run:
 
 
 def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of `pid` and its live children (the PKCS#11 signing process)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0.0
+    for one in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def own_cpu() -> float:
@@ -116,7 +123,10 @@ async def grpc_runs(tmp: Path, total: int, concurrency: int, batch: int,
     return unary_run, batch_run
 
 
-async def in_process_rate(tmp: Path, total: int) -> float:
+@contextlib.asynccontextmanager
+async def in_process_token(tmp: Path) -> AsyncIterator[Callable[[int], float]]:
+    """A token of the bench's own, opened in this process; yields `rate(n)`: n signatures by
+    one thread calling C_Sign in a loop, in signatures per second."""
     env = dict(os.environ)
     await make_softhsm_token(tmp / "softhsm", env, "bench")
     await run_signerctl(env, "key", "generate", "--module", SOFTHSM_MODULE,
@@ -128,11 +138,15 @@ async def in_process_rate(tmp: Path, total: int) -> float:
     backend = Pkcs11Backend(SOFTHSM_MODULE, "bench", env["PAYOUTS_SIGNER_PKCS11_PIN"],
                             {"k": "bench-key"})
     hashes = [TransactionEnvelope.from_xdr(x, PASSPHRASE).hash() for x in envelopes(200)]
-    try:
+
+    def rate(total: int) -> float:
         start = time.perf_counter()
         for i in range(total):
             backend.sign_blocking("k", hashes[i % len(hashes)])
         return total / (time.perf_counter() - start)
+
+    try:
+        yield rate
     finally:
         backend.close()
 
@@ -140,7 +154,8 @@ async def in_process_rate(tmp: Path, total: int) -> float:
 def report(name: str, run: Run, local: float) -> None:
     print(f"{name:<26}: {run.rate:8.0f} signatures/s, ratio {run.rate / local:5.3f}, "
           f"per call p50 {run.percentile(0.5):6.1f} ms p99 {run.percentile(0.99):6.1f} ms, "
-          f"CPU signer {run.server_cpu:4.2f} + client {run.client_cpu:4.2f} cores")
+          f"CPU signer {run.server_cpu:4.2f} + client {run.client_cpu:4.2f} cores, "
+          f"signer {run.server_cpu / run.rate * 1000:4.2f} ms CPU per signature")
 
 
 async def main() -> None:
@@ -151,19 +166,35 @@ async def main() -> None:
     parser.add_argument("--batches-in-flight", type=int, default=4)
     parser.add_argument("--backend", choices=["pkcs11", "hot"], default="pkcs11",
                         help="signer-service backend (hot: to see the ceiling without the HSM)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (each with its baseline)")
     args = parser.parse_args()
     print("rerun: " + shlex.join([sys.executable, *sys.argv]), flush=True)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    ratios: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        local = await in_process_rate(Path(tmp) / "local", args.total)
-        unary, batch = await grpc_runs(Path(tmp) / "grpc", args.total, args.concurrency,
-                                       args.batch, args.batches_in_flight, args.backend)
-    print(f"in-process PKCS#11 sign   : {local:8.0f} signatures/s (one thread, C_Sign loop)")
-    print(f"signer-service backend    : {args.backend}")
-    report(f"SignTransaction x{args.concurrency}", unary, local)
-    report(f"SignTransactions({args.batch}) x{args.batches_in_flight}", batch, local)
-    print(f"ratio grpc / in-process   : unary {unary.rate / local:.3f}, "
-          f"batched {batch.rate / local:.3f} (target >= 0.5)")
+        async with in_process_token(Path(tmp) / "local") as local_rate:
+            for round_ in range(1, args.repeat + 1):
+                print(f"-- round {round_}/{args.repeat}: {os.cpu_count()} cores, load average "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)
+                # The baseline before and after the service runs, averaged: the machine's load
+                # moves during a round.
+                before = local_rate(args.total)
+                unary, batch = await grpc_runs(Path(tmp) / f"grpc{round_}", args.total,
+                                               args.concurrency, args.batch,
+                                               args.batches_in_flight, args.backend)
+                after = local_rate(args.total)
+                local = (before + after) / 2
+                print(f"in-process PKCS#11 sign   : {local:8.0f} signatures/s (one thread, "
+                      f"C_Sign loop; {before:.0f} before, {after:.0f} after)")
+                print(f"signer-service backend    : {args.backend}")
+                report(f"SignTransaction x{args.concurrency}", unary, local)
+                report(f"SignTransactions({args.batch}) x{args.batches_in_flight}", batch, local)
+                print(f"ratio grpc / in-process   : unary {unary.rate / local:.3f}, "
+                      f"batched {batch.rate / local:.3f} (target >= 0.5)", flush=True)
+                ratios.append((unary.rate / local, batch.rate / local))
+    print(f"-- {len(ratios)} rounds: unary ratio "
+          + ", ".join(f"{u:.3f}" for u, _ in ratios) + "; batched ratio "
+          + ", ".join(f"{b:.3f}" for _, b in ratios)
+          + f"; load average now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

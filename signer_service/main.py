@@ -21,6 +21,7 @@ from signer_service.audit import AuditError, AuditLog, ChainKey, Checkpoint  # n
 from signer_service.backends import AuditAnchor, Backend, BackendError  # noqa: E402
 from signer_service.backends.hot import HotKeyBackend  # noqa: E402
 from signer_service.config import (  # noqa: E402
+    DEFAULT_HOT_SECRET_ENV,
     ConfigError,
     SignerConfig,
     config_path_from,
@@ -37,9 +38,12 @@ HSM_CHECKPOINT_SECONDS = 5.0
 
 
 def open_backends(
-    config: SignerConfig, env: Mapping[str, str], only: set[str] | None = None
+    config: SignerConfig, env: Mapping[str, str], only: set[str] | None = None,
+    signing_process: bool = False,
 ) -> dict[str, Backend]:
-    """One backend object per kind; each key maps to the backend holding it."""
+    """One backend object per kind; each key maps to the backend holding it. With
+    `signing_process` (signer-service), the PKCS#11 session lives in a process of its own
+    (backends/pkcs11_process.py); signerctl opens the token in its own process."""
     keys = [k for k in config.keys if only is None or k.key_id in only]
     by_key: dict[str, Backend] = {}
     hot = {k.key_id: read_hot_secret(k, env) for k in keys if k.backend == "hot"}
@@ -48,13 +52,24 @@ def open_backends(
         by_key.update(dict.fromkeys(hot, hot_backend))
     labels = {k.key_id: k.label for k in keys if k.backend == "pkcs11" and k.label}
     if labels and config.pkcs11 is not None:
-        # Imported here so a hot-key-only signer does not need the PKCS#11 module at all.
-        from signer_service.backends.pkcs11 import Pkcs11Backend
+        pkcs11_backend: Backend
+        if signing_process:
+            from signer_service.backends.pkcs11_process import Pkcs11Process
 
-        pkcs11_backend = Pkcs11Backend(
-            str(config.pkcs11.module), config.pkcs11.token_label, read_pin(config.pkcs11, env),
-            labels, audit_label=config.audit_hmac_label,
-        )
+            secret_env = {config.pkcs11.pin_env, DEFAULT_HOT_SECRET_ENV} | {
+                k.secret_env for k in config.keys if k.secret_env}
+            pkcs11_backend = Pkcs11Process(
+                str(config.pkcs11.module), config.pkcs11.token_label,
+                read_pin(config.pkcs11, env), labels, config.audit_hmac_label, env, secret_env,
+            )
+        else:
+            # Imported here so a hot-key-only signer does not need the PKCS#11 module at all.
+            from signer_service.backends.pkcs11 import Pkcs11Backend
+
+            pkcs11_backend = Pkcs11Backend(
+                str(config.pkcs11.module), config.pkcs11.token_label,
+                read_pin(config.pkcs11, env), labels, audit_label=config.audit_hmac_label,
+            )
         by_key.update(dict.fromkeys(labels, pkcs11_backend))
     return by_key
 
@@ -86,7 +101,7 @@ async def keep_hsm_checkpoint(anchor: AuditAnchor, audit: AuditLog, every: float
 
 
 async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool = False) -> None:
-    backends = open_backends(config, env)
+    backends = open_backends(config, env, signing_process=True)
     audit: AuditLog | None = None
     try:
         key = audit_key(config, backends)
@@ -117,12 +132,23 @@ async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log_event("signer-service stopping")
+        # A lost PKCS#11 signing process stops the signer too (fail closed; the supervisor
+        # restarts it with the PIN, which this process no longer holds).
+        lost = [event for b in set(backends.values())
+                if isinstance(event := getattr(b, "exited", None), asyncio.Event)]
+        waiting = [asyncio.create_task(stop.wait()), *(asyncio.create_task(e.wait()) for e in lost)]
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        for task in waiting:
+            task.cancel()
+        backend_lost = waiting[0] not in done
+        log_event("signer-service stopping", logging.ERROR if backend_lost else logging.INFO,
+                  reason="signing process lost" if backend_lost else "signal")
         await server.stop(grace=5)
         anchor_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, BackendError):
             await anchor_task
+        if backend_lost:
+            raise BackendError("the PKCS#11 signing process exited; signing stopped")
     finally:
         for backend in set(backends.values()):
             backend.close()

@@ -16,6 +16,7 @@ Every refusal names the rule (the policy setting) that refused it, so operators 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -212,7 +213,7 @@ def check_call(call: sx.InvokeContractArgs, policy: KeyPolicy) -> tuple[int, ...
     """The amounts of one contract call, or the rule it breaks. The only place a node of any
     tree (root call, auth entry, sub-invocation) is judged."""
     try:
-        contract = Address.from_xdr_sc_address(call.contract_address).address
+        contract = address_text(call.contract_address)
     except ValueError:
         return Refuse("contract_ids", "the called address is not a contract")
     function = call.function_name.sc_symbol.decode("utf-8", "replace")
@@ -259,7 +260,7 @@ def _shape(value: sx.SCVal, depth: int = 0) -> str:
 
 def _call_name(call: sx.InvokeContractArgs) -> str:
     try:
-        contract = Address.from_xdr_sc_address(call.contract_address).address
+        contract = address_text(call.contract_address)
     except ValueError:
         contract = "(not an address)"
     return f"{contract}.{_short(call.function_name.sc_symbol.decode('utf-8', 'replace'))}"
@@ -300,19 +301,42 @@ def _credentials_refusal(entry: sx.SorobanAuthorizationEntry, where: str) -> Ref
                                  "accepts")
 
 
+# StrKey text of raw keys, memoised: base32 with its checksum was most of a decision's CPU
+# (a transfer names the same few accounts and contracts over and over). Bounded.
+@functools.lru_cache(maxsize=4096)
+def _account_text(raw: bytes) -> str:
+    return StrKey.encode_ed25519_public_key(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _contract_text(raw: bytes) -> str:
+    return StrKey.encode_contract(raw)
+
+
+def address_text(address: sx.SCAddress) -> str:
+    """G.../C... (or another StrKey) of an SCAddress; ValueError when it has none."""
+    if address.type == sx.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT and \
+            address.account_id is not None and address.account_id.account_id.ed25519 is not None:
+        return _account_text(address.account_id.account_id.ed25519.uint256)
+    if address.type == sx.SCAddressType.SC_ADDRESS_TYPE_CONTRACT and \
+            address.contract_id is not None:
+        return _contract_text(address.contract_id.contract_id.hash)
+    return Address.from_xdr_sc_address(address).address
+
+
 def account_id(account: sx.MuxedAccount) -> tuple[str, bool]:
     """(G... address, whether it was muxed) of an XDR MuxedAccount."""
     if account.type == sx.CryptoKeyType.KEY_TYPE_MUXED_ED25519 and account.med25519 is not None:
-        return StrKey.encode_ed25519_public_key(account.med25519.ed25519.uint256), True
+        return _account_text(account.med25519.ed25519.uint256), True
     assert account.ed25519 is not None
-    return StrKey.encode_ed25519_public_key(account.ed25519.uint256), False
+    return _account_text(account.ed25519.uint256), False
 
 
 def account_key(account: sx.AccountID) -> str:
     """G... of an XDR AccountID (its only arm is an ed25519 key)."""
     key = account.account_id.ed25519
     assert key is not None
-    return StrKey.encode_ed25519_public_key(key.uint256)
+    return _account_text(key.uint256)
 
 
 def asset_name(asset: sx.Asset) -> str:
@@ -684,7 +708,7 @@ def check_authorization(
     creds = entry.credentials.address
     if entry.credentials.type != sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS or not creds:
         return Refuse("credentials", "only SOROBAN_CREDENTIALS_ADDRESS entries are signed")
-    address = Address.from_xdr_sc_address(creds.address).address
+    address = address_text(creds.address)
     if address != signer_account:
         return Refuse("credentials", f"entry address {address} is not this key's account")
     expiry = check_expiration(ledgers, policy)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,7 @@ class Pkcs11Backend:
     def __init__(self, module: str, token_label: str, pin: str, labels: dict[str, str],
                  audit_label: str = "signer-audit-hmac") -> None:
         token = open_token(module, token_label)
-        self._labels = labels
+        self._labels = dict(labels)
         self._audit_label = audit_label
         self._free: queue.SimpleQueue[_Session] = queue.SimpleQueue()
         self._sessions: list[_Session] = []
@@ -80,17 +81,29 @@ class Pkcs11Backend:
             raise BackendError(f"cannot log in to token {token_label!r}: {type(err).__name__}") \
                 from None
         self._public: dict[str, bytes] = {}
-        for key_id, label in labels.items():
-            self._public[key_id] = self._load_public(key_id, label)
-        self._verifiers = {k: VerifyKey(raw) for k, raw in self._public.items()}
+        self._verifiers: dict[str, VerifyKey] = {}
+        self.refresh_keys(labels)
         for s in self._sessions:
-            for key_id, label in labels.items():
-                s.keys[key_id] = self._private(s.session, key_id, label)
             self._free.put(s)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkcs11")
         self._queue: list[tuple[str, bytes, asyncio.Future[bytes]]] = []
         self._queue_lock = threading.Lock()
         self._draining = False
+
+    def refresh_keys(self, labels: Mapping[str, str]) -> dict[str, bytes]:
+        """(Re)load the key pairs `labels` names (key id -> token label) and return the raw
+        public key of every key this backend now holds: the one call a key registry makes to
+        pick up keys generated on the token since start. A label missing on the token is a
+        BackendError and changes nothing."""
+        public = {key_id: self._load_public(key_id, label) for key_id, label in labels.items()}
+        private = [{key_id: self._private(s.session, key_id, label)
+                    for key_id, label in labels.items()} for s in self._sessions]
+        for s, found in zip(self._sessions, private, strict=True):
+            s.keys.update(found)
+        self._verifiers.update({k: VerifyKey(raw) for k, raw in public.items()})
+        self._public.update(public)
+        self._labels.update(labels)
+        return dict(self._public)
 
     def _load_public(self, key_id: str, label: str) -> bytes:
         session = self._sessions[0].session
