@@ -328,15 +328,17 @@ async def one_dead(pool) -> bool:
         "SELECT count(*) FROM channel_operations WHERE status = 'dead'") == 1
 
 
-async def test_a_retired_channel_to_merge_is_built_an_account_merge_signed_by_its_own_key(
+async def test_a_retired_channel_is_merged_once_into_the_funding_account_by_its_own_key(
     pool, sandbox
 ):
     """Retire with merge: drained, retired, then an AccountMerge with the channel as source,
-    signed by the channel's key. The sandbox refuses AccountMerge (txNOT_SUPPORTED, reported):
-    once proven dead the channel is retired again and held (a permanent rejection)."""
+    signed by the channel's key. The sandbox applies it as stellar-core does (MergeOpFrame):
+    the channel account is deleted, its whole balance lands in the funding account, and the
+    registry records the channel merged, with one operation only."""
     funding, channel = Keypair.random(), Keypair.random()
     for kp in (funding, channel):
         await sandbox.fund(kp.public_key)
+    before = (await sandbox.balances(funding.public_key))["native"]
     signer = KeySigningPort(sandbox.passphrase, {"funding": funding, "ch": channel})
     lifecycle = channel_pool(pool, sandbox, funding.public_key, signer, window=5)
     await lifecycle.add([ChannelKey("ch", channel.public_key)], actor="test")
@@ -345,15 +347,19 @@ async def test_a_retired_channel_to_merge_is_built_an_account_merge_signed_by_it
     op = await pool.fetchrow("SELECT * FROM channel_operations")
     assert op["kind"] == "merge" and op["source_account"] == channel.public_key
     assert await states(pool, [channel.public_key]) == ["merging"]
-    await run_until(lifecycle, lambda: one_dead(pool), within=30)
+
+    async def merged() -> bool:
+        return await states(pool, [channel.public_key]) == ["merged"]
+    await run_until(lifecycle, merged, within=30)
     assert signer.requests[0] == "ch", "a merge is signed by the channel's own key"
-    op = await pool.fetchrow("SELECT * FROM channel_operations WHERE status = 'dead'")
-    assert op["last_rejection"] == "txNOT_SUPPORTED"
-    row = await pool.fetchrow("SELECT state, merge_requested, held_reason FROM channel_accounts")
-    assert (row["state"], row["merge_requested"], row["held_reason"]) == \
-        ("retired", False, "merge rejected: txNOT_SUPPORTED")
+    op = await pool.fetchrow("SELECT * FROM channel_operations")
+    assert op["status"] == "included"
+    assert await sandbox.account(channel.public_key) is None, "the channel account is gone"
+    # The channel paid the merge's fee (100) out of its balance, the rest moved.
+    after = (await sandbox.balances(funding.public_key))["native"]
+    assert after - before == 10_000 * XLM - 100
     await lifecycle.step()
-    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1
+    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1, "merged once"
     await lifecycle.ledger.close()  # type: ignore[union-attr]
 
 
