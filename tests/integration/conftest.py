@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 from stellar_sdk import Keypair
 
 from payout_service.config import load_config
 from payout_service.main import RunningService, start_service
+from payout_service.migrations import apply_migrations
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 
 ServiceFactory = Callable[..., Awaitable[RunningService]]
@@ -57,3 +59,13 @@ async def payout_stub(
 ) -> AsyncIterator[payout_pb2_grpc.PayoutServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{payout_service.port}") as channel:
         yield payout_pb2_grpc.PayoutServiceStub(channel)
+
+
+@pytest.fixture
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on a fresh, migrated database (store-level tests)."""
+    db = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)
+    async with db.acquire() as conn:
+        await apply_migrations(conn)
+    yield db
+    await db.close()
