@@ -12,10 +12,12 @@ import grpc
 import pytest
 from stellar_sdk import Account, Keypair, TransactionBuilder, TransactionEnvelope
 
+from signer_service.config import ConfigError, parse_config
 from signer_service.testing import SOFTHSM_MODULE, run_signerctl, running_signer
 from stellar_payouts_pb.signer.v1 import signer_pb2 as pb
 from stellar_payouts_pb.signer.v1 import signer_pb2_grpc
 from tests.signer.envelopes import PASSPHRASE
+from tests.signer.test_batch_policy import config_with
 
 TOKEN = ("--module", SOFTHSM_MODULE, "--token-label", "payouts")
 
@@ -85,3 +87,48 @@ async def test_a_channel_key_label_outside_the_prefix_cannot_be_destroyed(tmp_pa
                                 "--label", "payout-key")
         shown = await run_signerctl(signer.env, "key", "show", *TOKEN, "--label", "payout-key")
         assert shown.split()[1] == signer.public_key
+
+
+def channel_keys_config(tmp_path, table: dict, *, pkcs11: bool = True) -> dict:  # noqa: ANN001
+    raw = config_with({"assets": ["native"]}, tmp_path)
+    if pkcs11:
+        raw["pkcs11"] = {"module": str(tmp_path / "c"), "token_label": "payouts"}
+    raw["channel_keys"] = table
+    return raw
+
+
+def test_channel_keys_take_the_template_policy_with_the_label_as_key_id(tmp_path):
+    funding = Keypair.random().public_key
+    base = config_with({"assets": ["native"]}, tmp_path)["keys"][0]["policy"]
+    config = parse_config(channel_keys_config(tmp_path, {
+        "label_prefix": "channel-", "allowed_clients": ["payout-service"],
+        "policy": {**base, "merge_into": funding}}))
+    assert config.channel_keys is not None
+    key = config.channel_keys.key("channel-12")
+    assert (key.key_id, key.label, key.role, key.backend) == \
+        ("channel-12", "channel-12", "channel", "pkcs11")
+    assert key.policy.merge_into == funding
+    assert key.allowed_clients == frozenset({"payout-service"})
+    assert config.channel_keys.refresh_seconds == 10
+
+
+VALID = "a valid channel key policy"
+
+
+@pytest.mark.parametrize(("table", "pkcs11", "message"), [
+    ({"label_prefix": "channel-", "allowed_clients": ["p"], "policy": VALID}, False,
+     "needs a \\[pkcs11\\] table"),
+    ({"label_prefix": "channel-", "allowed_clients": ["p"], "policy": {"max_fee_stroops": 1}},
+     True, "channel_keys: .*merge_into"),
+    ({"label_prefix": "k", "allowed_clients": ["p"], "policy": VALID}, True,
+     "key id 'k' starts with channel_keys.label_prefix"),
+    ({"label_prefix": "channel-", "allowed_clients": ["p"], "policy": VALID,
+      "refresh_seconds": 0}, True, "refresh_seconds"),
+    ({"label_prefix": "channel-", "prefix": "x"}, True, "unknown setting 'prefix'"),
+])
+def test_channel_keys_mistakes_fail_at_start(tmp_path, table, pkcs11, message):  # noqa: ANN001
+    if table.get("policy") == VALID:
+        base = config_with({"assets": ["native"]}, tmp_path)["keys"][0]["policy"]
+        table = {**table, "policy": {**base, "merge_into": Keypair.random().public_key}}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(channel_keys_config(tmp_path, table, pkcs11=pkcs11))
