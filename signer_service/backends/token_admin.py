@@ -128,11 +128,20 @@ def next_numbers(labels: list[str], prefix: str, count: int) -> range:
 def generate_channel_keys(
     module: str, token_label: str, pin: str, prefix: str, count: int
 ) -> list[TokenKey]:
-    """`count` new channel keys labelled `<prefix><n>` in one session."""
+    """`count` new channel keys labelled `<prefix><n>` in one session. A token error part way
+    names the keys already made (they stay; a re-run continues after them)."""
+    made: list[TokenKey] = []
     with _session(module, token_label, pin) as session:
         labels = [str(key[Attribute.LABEL])
                   for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})]
-        return [_generate(session, f"{prefix}{n}") for n in next_numbers(labels, prefix, count)]
+        for n in next_numbers(labels, prefix, count):
+            try:
+                made.append(_generate(session, f"{prefix}{n}"))
+            except PKCS11Error as err:
+                done = ", ".join(f"{k.label} {k.address}" for k in made) or "none"
+                raise BackendError(f"generating {prefix}{n} failed ({type(err).__name__}); "
+                                   f"made before it: {done}; run again for the rest") from None
+    return made
 
 
 def destroy_channel_key(module: str, token_label: str, pin: str, prefix: str, label: str) -> str:
