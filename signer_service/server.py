@@ -173,6 +173,7 @@ async def _abort(context: Any, failure: RpcFailure) -> None:
 # One token listing per second at most, whatever asks for a refresh of the channel keys.
 MIN_REFRESH_SECONDS = 1.0
 
+
 @dataclass
 class KeyHandle:
     config: KeyConfig
@@ -238,6 +239,10 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
                 await asyncio.sleep(early)
             try:
                 found = await source.scan_channel_keys(config.label_prefix)
+            except BackendError as err:
+                # The registry stays as it was; the next refresh tries again.
+                log_event("channel key refresh failed", logging.WARNING, error=str(err))
+                return
             finally:
                 self._refreshed_at = time.monotonic()
             keys = {k: h for k, h in self._keys.items() if k not in self._found}
@@ -263,10 +268,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             return
         while True:
             await asyncio.sleep(self._channel_config.refresh_seconds)
-            try:
-                await self.refresh_keys()
-            except BackendError as err:
-                log_event("channel key refresh failed", logging.WARNING, error=str(err))
+            await self.refresh_keys()
 
     def public_keys(self) -> dict[str, str]:
         return {k: h.address for k, h in self._keys.items()}

@@ -232,11 +232,15 @@ class Pkcs11Backend:
         session = self._sessions[0].session
         fixed = set(self._labels.values())
         labels = set()
-        for obj in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
-                                        Attribute.KEY_TYPE: KeyType.EC_EDWARDS}):
-            label = str(obj[Attribute.LABEL])
-            if label.startswith(prefix) and label not in fixed:
-                labels.add(label)
+        try:
+            for obj in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                            Attribute.KEY_TYPE: KeyType.EC_EDWARDS}):
+                label = str(obj[Attribute.LABEL])
+                if label.startswith(prefix) and label not in fixed:
+                    labels.add(label)
+        except PKCS11Error as err:
+            raise BackendError(f"listing the token's keys failed: {type(err).__name__}") \
+                from None
         public, verifiers = dict(self._public), dict(self._verifiers)
         for gone in set(public) - set(self._labels) - labels:
             del public[gone], verifiers[gone]
