@@ -360,18 +360,26 @@ async def test_admin_refuses_a_trustline_to_an_asset_whose_issuer_does_not_exist
             assert "NO_ISSUER" in (await resp.json())["error"]
 
 
+async def merge(
+    server: SorobanServerAsync, sandbox: InProcessSandbox, channel: Keypair, into: str
+) -> TransactionEnvelope:
+    """One AccountMerge of `channel` into `into`, signed by the channel."""
+    tx: TransactionEnvelope = (
+        (await builder(server, sandbox, channel.public_key))
+        .append_account_merge_op(into)
+        .build()
+    )
+    tx.sign(channel)
+    return tx
+
+
 async def test_account_merge_moves_the_whole_balance_and_deletes_the_account(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
     """MergeOpFrame::doApplyFromV16: the source's balance (after the fee) goes to the
     destination, the result carries it, and the account is gone; a SAC transfer is emitted."""
     channel, funding = await funded(sandbox, 2)
-    tx = (
-        (await builder(server, sandbox, channel.public_key))
-        .append_account_merge_op(funding.public_key)
-        .build()
-    )
-    tx.sign(channel)
+    tx = await merge(server, sandbox, channel, funding.public_key)
     landed = await land(server, tx)
     assert landed.status.value == "SUCCESS", op_codes(landed.result_xdr)
     (result,) = x.TransactionResult.from_xdr(landed.result_xdr).result.results or []
@@ -430,12 +438,7 @@ async def test_account_merge_into_a_balance_that_would_overflow_is_dest_full(
     channel, whale = await funded(sandbox, 2)
     # No public way holds that much XLM: set the balance in the in-process ledger.
     sandbox.sandbox.ledger.accounts[whale.public_key].balance = 2**63 - 1 - FRIENDBOT // 2
-    tx = (
-        (await builder(server, sandbox, channel.public_key))
-        .append_account_merge_op(whale.public_key)
-        .build()
-    )
-    tx.sign(channel)
+    tx = await merge(server, sandbox, channel, whale.public_key)
     landed = await land(server, tx)
     assert op_codes(landed.result_xdr) == ["ACCOUNT_MERGE_DEST_FULL"]
     assert await sandbox.account(channel.public_key) is not None
@@ -445,12 +448,7 @@ async def test_account_merge_into_oneself_is_malformed_at_submission(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
     (channel,) = await funded(sandbox, 1)
-    tx = (
-        (await builder(server, sandbox, channel.public_key))
-        .append_account_merge_op(channel.public_key)
-        .build()
-    )
-    tx.sign(channel)
+    tx = await merge(server, sandbox, channel, channel.public_key)
     sent = await server.send_transaction(tx)
     assert sent.status.value == "ERROR"
     assert op_codes(sent.error_result_xdr) == ["ACCOUNT_MERGE_MALFORMED"]
