@@ -438,6 +438,29 @@ async def test_the_real_signer_vouches_for_key_roles_and_its_policy_refusal_hold
     await lifecycle.ledger.close()  # type: ignore[union-attr]
 
 
+# ---- start-up: key roles -------------------------------------------------------------------
+
+async def test_the_service_refuses_to_start_with_a_channel_key_of_another_role(
+    payout_service_factory, sandbox, tmp_path
+):
+    """PAYOUTS_CHANNEL_ACCOUNTS names a key the signer holds as a paying key (role payout):
+    the service stops at start-up with one configuration error naming the key."""
+    from payout_service.config import ConfigError
+    from tests.integration.test_live_with_signer import channel_world, signer_env
+
+    world = await channel_world(sandbox, channels=1, payouts=0)
+    async with running_signer(
+        tmp_path, network_passphrase=sandbox.passphrase, hot_secret=world.source.secret,
+        extra_keys=world.channel_secrets, policy=world.policy,  # no role: payout
+    ) as signer:
+        with pytest.raises(ConfigError, match="channel-0 has role 'payout', a channel key"):
+            await payout_service_factory(
+                PAYOUT_SOURCE_ACCOUNT=world.source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+                STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+                **signer_env(signer), PAYOUTS_CHANNEL_ACCOUNTS=world.setting,
+            )
+
+
 # ---- the running service: add and retire without a restart ---------------------------------
 
 async def test_a_channel_added_while_the_service_runs_is_used_and_a_retired_one_drains(
