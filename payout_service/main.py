@@ -20,7 +20,7 @@ from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.adapters.payout_store import PayoutStore, create_pool_waiting
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.api import PayoutServicer
-from payout_service.app.channel_pool import ChannelPool
+from payout_service.app.channel_pool import ChannelPool, KeyRoleMismatch
 from payout_service.app.desk import PayoutDesk, mode_for
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import Config, ConfigError, ServerTls, load_config
@@ -150,6 +150,15 @@ async def start_service(config: Config) -> RunningService:
             ledger=ledger if pipeline else None, signer=signer,
         )
         programs.admin.channels = channels
+        pool_config = config.channel_pool
+        try:
+            # The pool funds channels by itself only with a minimum size or automatic top-ups;
+            # otherwise the funding key is checked when an operator creates or tops up.
+            await channels.check_key_roles(
+                funding=pool_config.minimum > 0 or pool_config.top_up_below_stroops > 0)
+        except KeyRoleMismatch as err:
+            await service.stop(grace=0)
+            raise ConfigError(f"signer key roles: {err}") from None
         service.background.append(asyncio.create_task(run_loop(
             "channel_pool", channels.step, interval=config.channel_pool.interval_seconds,
             halt=service.halt, pool=pool)))

@@ -90,6 +90,15 @@ def cmd_channel_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_channel_keys_destroy(args: argparse.Namespace) -> int:
+    from signer_service.backends.token_admin import destroy_channel_key
+
+    address = destroy_channel_key(_module(args), args.token_label, _user_pin(args),
+                                  args.label_prefix, args.label)
+    print(f"{args.label} {address} destroyed")
+    return 0
+
+
 def cmd_key_import(args: argparse.Namespace) -> int:
     from stellar_sdk import StrKey
 
@@ -234,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-prefix", default="channel-")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_channel_keys_generate)
+    p = channel_keys.add_parser("destroy", help="destroy a retired channel's key pair (merge "
+                                "its account home first); a running signer drops it")
+    token_args(p)
+    p.add_argument("--label", required=True)
+    p.add_argument("--label-prefix", default="channel-")
+    p.set_defaults(func=cmd_channel_keys_destroy)
     p = key.add_parser("show", help="print a key's G... address")
     token_args(p)
     p.add_argument("--label", required=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,22 @@ class KeyConfig:
 
 
 @dataclass(frozen=True)
+class ChannelKeysConfig:
+    """[channel_keys]: every Ed25519 key pair on the token whose label starts with
+    `label_prefix` (what `signerctl channel-keys generate` makes) is a channel key, its key id
+    the label, under `template`'s clients and policy (role channel). The signer re-lists the
+    token every `refresh_seconds` and on an unknown key id, so a key generated or destroyed
+    while it runs is picked up or dropped without a restart."""
+
+    label_prefix: str
+    template: KeyConfig
+    refresh_seconds: float = 10.0
+
+    def key(self, label: str) -> KeyConfig:
+        return replace(self.template, key_id=label, label=label)
+
+
+@dataclass(frozen=True)
 class SignerConfig:
     listen_addr: str
     metrics_port: int | None
@@ -73,6 +89,7 @@ class SignerConfig:
     audit_hmac_label: str  # pkcs11: label of the token's audit HMAC key
     pkcs11: Pkcs11Config | None
     keys: tuple[KeyConfig, ...]
+    channel_keys: ChannelKeysConfig | None = None
 
 
 def config_path_from(cli_value: str | None, env: Mapping[str, str]) -> Path:
@@ -135,6 +152,12 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
     for key_id in ids:
         if ids.count(key_id) > 1:
             raise ConfigError(f"keys: key id {key_id!r} is defined twice")
+    channel_keys = _channel_keys(raw.get("channel_keys"), pkcs11, passphrase)
+    if channel_keys is not None:
+        clash = [k for k in ids if k.startswith(channel_keys.label_prefix)]
+        if clash:
+            raise ConfigError(f"keys: key id {clash[0][:64]!r} starts with channel_keys."
+                              "label_prefix (those ids belong to the token's channel keys)")
     audit_key_id = audit_t.get("key_id", keys[0].key_id)
     if audit_key_id not in ids:
         raise ConfigError(f"audit.key_id {str(audit_key_id)[:64]!r} is not a configured key id")
@@ -152,7 +175,36 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
         audit_hmac_label=audit_hmac_label,
         pkcs11=pkcs11,
         keys=keys,
+        channel_keys=channel_keys,
     )
+
+
+def _channel_keys(
+    value: Any, pkcs11: Pkcs11Config | None, passphrase: str
+) -> ChannelKeysConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError("channel_keys must be a table")
+    unknown = sorted(set(value) - {"label_prefix", "allowed_clients", "policy",
+                                   "refresh_seconds"})
+    if unknown:
+        raise ConfigError(f"channel_keys: unknown setting {unknown[0][:64]!r}")
+    if pkcs11 is None:
+        raise ConfigError("channel_keys needs a [pkcs11] table (channel keys live on the token)")
+    prefix = _str(value, "channel_keys.label_prefix")
+    refresh = value.get("refresh_seconds", 10)
+    if isinstance(refresh, bool) or not isinstance(refresh, int | float) \
+            or not 1 <= refresh <= 3600:
+        raise ConfigError("channel_keys.refresh_seconds must be a number from 1 to 3600")
+    # The template is checked like a [[keys]] entry of role channel (merge_into required).
+    try:
+        template = _key(0, {"id": prefix, "backend": "pkcs11", "label": prefix,
+                            "role": "channel", "allowed_clients": value.get("allowed_clients"),
+                            "policy": value.get("policy")}, pkcs11, passphrase)
+    except ConfigError as err:
+        raise ConfigError(f"channel_keys: {err}") from None
+    return ChannelKeysConfig(prefix, template, float(refresh))
 
 
 def read_pin(config: Pkcs11Config, env: Mapping[str, str]) -> str:

@@ -35,6 +35,9 @@ from signer_service.spending import SpentLedger, ledger_watermark  # noqa: E402
 from signer_service.tracing import configure_tracing  # noqa: E402
 
 HSM_CHECKPOINT_SECONDS = 5.0
+# Where open_backends puts the backend that finds [channel_keys] on the token (no key id has
+# this form: ids are TOML strings of 1+ characters, this one is reserved).
+CHANNEL_KEYS_BACKEND = "[channel_keys]"
 
 
 def open_backends(
@@ -51,7 +54,7 @@ def open_backends(
         hot_backend = HotKeyBackend(hot)
         by_key.update(dict.fromkeys(hot, hot_backend))
     labels = {k.key_id: k.label for k in keys if k.backend == "pkcs11" and k.label}
-    if labels and config.pkcs11 is not None:
+    if (labels or (config.channel_keys and only is None)) and config.pkcs11 is not None:
         pkcs11_backend: Backend
         if signing_process:
             from signer_service.backends.pkcs11_process import Pkcs11Process
@@ -71,6 +74,8 @@ def open_backends(
                 read_pin(config.pkcs11, env), labels, audit_label=config.audit_hmac_label,
             )
         by_key.update(dict.fromkeys(labels, pkcs11_backend))
+        if config.channel_keys is not None and only is None:
+            by_key[CHANNEL_KEYS_BACKEND] = pkcs11_backend
     return by_key
 
 
@@ -114,8 +119,12 @@ async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool
             log_event("audit log repaired: torn final record moved aside", logging.WARNING,
                       moved_to=aside)
         spent = SpentLedger.from_audit(records)
+        channel_source = backends.get(CHANNEL_KEYS_BACKEND)
         servicer = SignerServicer(config, backends, audit, spent,
-                                  ledger_watermark=ledger_watermark(records))
+                                  ledger_watermark=ledger_watermark(records),
+                                  channel_source=channel_source)  # type: ignore[arg-type]
+        await servicer.refresh_keys()
+        keys_task = asyncio.create_task(servicer.keep_keys_fresh())
         server, port, _health = await build_server(servicer, config.listen_addr, config.tls,
                                                    trace_export=trace_export)
         anchor_task = asyncio.create_task(keep_hsm_checkpoint(
@@ -145,8 +154,11 @@ async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool
                   reason="signing process lost" if backend_lost else "signal")
         await server.stop(grace=5)
         anchor_task.cancel()
+        keys_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, BackendError):
             await anchor_task
+        with contextlib.suppress(asyncio.CancelledError):
+            await keys_task
         if backend_lost:
             raise BackendError("the PKCS#11 signing process exited; signing stopped")
     finally:

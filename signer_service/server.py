@@ -29,7 +29,7 @@ from stellar_sdk.auth import (
 
 from signer_service import metrics
 from signer_service.audit import AuditLog
-from signer_service.backends import BackendError, SigningBackend
+from signer_service.backends import BackendError, ChannelKeySource, SigningBackend
 from signer_service.config import KeyConfig, SignerConfig, TlsConfig
 from signer_service.envelope import EnvelopeProblem, parse_envelope
 from signer_service.logs import log_event
@@ -170,6 +170,10 @@ async def _abort(context: Any, failure: RpcFailure) -> None:
     await context.abort_with_status(rpc_status.to_status(status))
 
 
+# One token listing per second at most, whatever asks for a refresh of the channel keys.
+MIN_REFRESH_SECONDS = 1.0
+
+
 @dataclass
 class KeyHandle:
     config: KeyConfig
@@ -193,6 +197,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         spent: SpentLedger,
         clock: Callable[[], float] = time.time,
         ledger_watermark: tuple[int, float] | None = None,
+        channel_source: ChannelKeySource | None = None,
     ) -> None:
         self._passphrase = config.network_passphrase
         self._audit = audit
@@ -208,6 +213,62 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         # A funding key's only destinations: the accounts of this signer's channel keys.
         self._channel_accounts = frozenset(
             h.address for h in self._keys.values() if h.config.role == "channel")
+        # [channel_keys]: the token's channel keys, re-listed by refresh_keys().
+        self._channel_config = config.channel_keys
+        self._channel_source = channel_source
+        self._found: frozenset[str] = frozenset()  # key ids refresh_keys() manages
+        self._refresh_lock = asyncio.Lock()
+        self._refreshed_at = float("-inf")
+
+    async def refresh_keys(self, *, wait: bool = False) -> None:
+        """The key registry follows the token: a channel key generated on it (`signerctl
+        channel-keys generate`) signs from the next refresh on, one destroyed on it stops
+        signing (its handle leaves the registry; the backend has dropped it). Called by the
+        periodic refresh, ListKeys and a GetPublicKey of an unknown key id; one token listing
+        per second at most, whoever asks (`wait`: list once that second has passed, for a
+        caller that must see a key generated just now). Configured [[keys]] are never
+        touched."""
+        config, source = self._channel_config, self._channel_source
+        if config is None or source is None:
+            return
+        async with self._refresh_lock:
+            early = MIN_REFRESH_SECONDS - (time.monotonic() - self._refreshed_at)
+            if early > 0 and not wait:
+                return
+            if early > 0:
+                await asyncio.sleep(early)
+            try:
+                found = await source.scan_channel_keys(config.label_prefix)
+            except BackendError as err:
+                # The registry stays as it was; the next refresh tries again.
+                log_event("channel key refresh failed", logging.WARNING, error=str(err))
+                return
+            finally:
+                self._refreshed_at = time.monotonic()
+            keys = {k: h for k, h in self._keys.items() if k not in self._found}
+            for key_id, raw in sorted(found.items()):
+                handle = self._keys.get(key_id)
+                if handle is None or key_id not in self._found or \
+                        handle.keypair.raw_public_key() != raw:
+                    public = Keypair.from_raw_ed25519_public_key(raw)
+                    handle = KeyHandle(config.key(key_id), source, public, asyncio.Lock())
+                keys[key_id] = handle
+            added, removed = set(found) - self._found, self._found - set(found)
+            # Swapped whole: a call already holding a handle finishes with it.
+            self._keys, self._found = keys, frozenset(found)
+            self._channel_accounts = frozenset(
+                h.address for h in keys.values() if h.config.role == "channel")
+        if added or removed:
+            log_event("channel keys refreshed", added=sorted(added)[:50],
+                      removed=sorted(removed)[:50], channel_keys=len(found))
+
+    async def keep_keys_fresh(self) -> None:
+        """The periodic refresh: catches keys destroyed on the token (no call names them)."""
+        if self._channel_config is None:
+            return
+        while True:
+            await asyncio.sleep(self._channel_config.refresh_seconds)
+            await self.refresh_keys()
 
     def public_keys(self) -> dict[str, str]:
         return {k: h.address for k, h in self._keys.items()}
@@ -452,6 +513,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         self, request: signer_pb2.ListKeysRequest, context: Any
     ) -> signer_pb2.ListKeysResponse:
         clients = client_identities(context)
+        await self.refresh_keys()
         return signer_pb2.ListKeysResponse(keys=[
             self._key_message(h) for h in self._keys.values() if self._may_use(h, clients)
         ])
@@ -461,6 +523,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         self, request: signer_pb2.GetPublicKeyRequest, context: Any
     ) -> signer_pb2.GetPublicKeyResponse:
         clients = client_identities(context)
+        if request.key_id not in self._keys:
+            await self.refresh_keys(wait=True)  # a channel key generated since the last one
         handle = self._key_for(request.key_id)
         if not self._may_use(handle, clients):
             who = echo(clients[0]) if clients else "(no identity)"

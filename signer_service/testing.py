@@ -152,10 +152,13 @@ async def running_signer(
     startup_timeout: float = 30.0,
     extra_keys: Mapping[str, str] | None = None,
     key_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    channel_keys: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[SignerFixture]:
     """`extra_keys` maps more key ids to secrets (e.g. channel accounts), held by the same
     backend (imported onto the token for pkcs11) under the same policy. `key_settings` adds
-    [[keys]] settings per key id (e.g. role), its "policy" entry merged into the policy."""
+    [[keys]] settings per key id (e.g. role), its "policy" entry merged into the policy.
+    `channel_keys` writes a [channel_keys] table (pkcs11: the token's channel keys found by
+    label prefix), its "policy" entry merged into the policy."""
     clients = list(client_names or ["payout-service"])
     folder = tmp_path / f"signer-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
@@ -211,6 +214,11 @@ async def running_signer(
     key["policy"] = {**default_policy(network_passphrase), **(policy or {})}
     for extra in more:
         extra["policy"] = key["policy"]
+    if channel_keys is not None:
+        tables["channel_keys"] = {
+            "allowed_clients": allowed_clients or clients, **channel_keys,
+            "policy": {**key["policy"], **channel_keys.get("policy", {})},
+        }
     for entry in [key, *more]:
         settings = dict((key_settings or {}).get(entry["id"], {}))
         entry["policy"] = {**entry["policy"], **settings.pop("policy", {})}

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from stellar_sdk import TransactionEnvelope
 from stellar_sdk import xdr as x
 from stellar_sdk.memo import NoneMemo
-from stellar_sdk.operation import CreateAccount, InvokeHostFunction, Operation, Payment
+from stellar_sdk.operation import (
+    AccountMerge,
+    CreateAccount,
+    InvokeHostFunction,
+    Operation,
+    Payment,
+)
 
 from . import xdr_build as b
 from .authority import first_valid_signature
@@ -68,7 +74,7 @@ class Rejection:
 
 
 def is_classic_supported(op: object) -> bool:
-    return isinstance(op, Payment | CreateAccount)
+    return isinstance(op, Payment | CreateAccount | AccountMerge)
 
 
 def is_soroban(envelope: TransactionEnvelope) -> bool:
@@ -85,8 +91,8 @@ def structure_error(
         return Code.txMISSING_OPERATION
     is_soroban = any(isinstance(op, InvokeHostFunction) for op in ops)
     if not is_soroban:
-        # Classic transactions: Payment and CreateAccount (up to 100 operations, the XDR's
-        # MAX_OPS_PER_TX); any other classic operation is out of scope and refused loudly.
+        # Classic transactions: Payment, CreateAccount and AccountMerge (up to 100 operations,
+        # the XDR's MAX_OPS_PER_TX); any other classic operation is refused loudly.
         if not all(is_classic_supported(op) for op in ops):
             return Code.txNOT_SUPPORTED
         return Code.txMALFORMED if tx.soroban_data is not None else None
@@ -215,11 +221,13 @@ def _operation_error(
 
 
 def _malformed(op: Operation, source: str) -> x.OperationResult | None:
-    """PaymentOpFrame / CreateAccountOpFrame::doCheckValid."""
+    """PaymentOpFrame / CreateAccountOpFrame / MergeOpFrame::doCheckValid."""
     body = op.to_xdr_object().body
     if body.payment_op is not None and body.payment_op.amount.int64 <= 0:
         return b.payment_result(x.PaymentResultCode.PAYMENT_MALFORMED)
     if isinstance(op, CreateAccount) and body.create_account_op is not None:
         if body.create_account_op.starting_balance.int64 < 0 or op.destination == source:
             return b.create_account_result(x.CreateAccountResultCode.CREATE_ACCOUNT_MALFORMED)
+    if isinstance(op, AccountMerge) and op.destination.account_id == source:
+        return b.account_merge_result(x.AccountMergeResultCode.ACCOUNT_MERGE_MALFORMED)
     return None

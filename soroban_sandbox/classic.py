@@ -1,5 +1,5 @@
 """Classic operations as stellar-core applies them: ``Payment`` (XLM, and issued assets through
-trustlines) and ``CreateAccount`` (up to 100 operations per transaction).
+trustlines), ``CreateAccount`` and ``AccountMerge`` (up to 100 operations per transaction).
 
 stellar-core TransactionFrame::applyOperations applies every operation in order inside one
 nested LedgerTxn, each operation seeing what the earlier ones did, records each operation's own
@@ -19,6 +19,16 @@ view committed only when every operation succeeded.
   exists → ALREADY_EXIST; a starting balance below the new account's minimum balance
   (2 base reserves) → LOW_RESERVE; the source's available balance short → UNDERFUNDED; the new
   account starts at sequence number ledger << 32 (getStartingSequenceNumber).
+- AccountMerge (src/transactions/MergeOpFrame.cpp, doApplyFromV16; merging into oneself is
+  MALFORMED at submission, doCheckValid): the destination does not exist → NO_ACCOUNT; the
+  source holds sub-entries other than signers (here: trustlines) → HAS_SUB_ENTRIES; the
+  source's sequence number is at or above the ledger's starting sequence number (ledger << 32,
+  isSeqnumTooFar: re-creating the account would make its sequence go backwards) →
+  SEQNUM_TOO_FAR; the destination's balance would pass INT64_MAX → DEST_FULL. Then the whole
+  balance moves to the destination and the source account is deleted; later operations of the
+  transaction with it as source fail opNO_ACCOUNT, payments to it NO_DESTINATION.
+  IMMUTABLE_SET (AUTH_IMMUTABLE flag) and IS_SPONSOR (sponsorships) never happen here: the
+  sandbox models neither account flags nor sponsorship.
 - An operation whose source account does not exist at apply time: opNO_ACCOUNT
   (OperationFrame::checkValid with forApply).
 
@@ -33,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from stellar_sdk import Asset
 from stellar_sdk import xdr as x
-from stellar_sdk.operation import CreateAccount, Operation, Payment
+from stellar_sdk.operation import AccountMerge, CreateAccount, Operation, Payment
 
 from . import xdr_build as b
 from .contracts import TokenMove, asset_name
@@ -45,6 +55,7 @@ if TYPE_CHECKING:
 
 Pay = x.PaymentResultCode
 Create = x.CreateAccountResultCode
+Merge = x.AccountMergeResultCode
 INT64_MAX = 2**63 - 1
 NEW_ACCOUNT_MIN_BALANCE = min_balance(0)
 
@@ -65,20 +76,32 @@ class _Scratch:
     balances: dict[str, int] = field(default_factory=dict)
     lines: dict[tuple[str, str], int] = field(default_factory=dict)
     created: set[str] = field(default_factory=set)
+    merged: set[str] = field(default_factory=set)  # deleted by an AccountMerge
 
     def exists(self, account_id: str) -> bool:
-        return account_id in self.ledger.accounts or account_id in self.created
+        if account_id in self.created:
+            return True
+        return account_id in self.ledger.accounts and account_id not in self.merged
+
+    def sequence(self, account_id: str, seq: int) -> int:
+        if account_id in self.created:
+            return seq << 32  # created by this transaction: getStartingSequenceNumber
+        return self.ledger.accounts[account_id].seq
 
     def native(self, account_id: str) -> int:
         if account_id not in self.balances:
             self.balances[account_id] = self.ledger.accounts[account_id].balance
         return self.balances[account_id]
 
+    def sub_entries(self, account_id: str) -> int:
+        account = self.ledger.accounts.get(account_id)
+        if account is None or account_id in self.created:
+            return 0
+        return account.num_sub_entries
+
     def available(self, account_id: str) -> int:
         """stellar-core getAvailableBalance: balance minus the minimum balance."""
-        account = self.ledger.accounts.get(account_id)
-        subentries = account.num_sub_entries if account is not None else 0
-        return self.native(account_id) - min_balance(subentries)
+        return self.native(account_id) - min_balance(self.sub_entries(account_id))
 
     def line(self, account_id: str, asset: str) -> Trustline | None:
         return self.ledger.trustlines.get((account_id, asset))
@@ -99,6 +122,10 @@ def apply_classic(ledger: Ledger, tx_source: str, ops: list[Operation], seq: int
         elif isinstance(op, CreateAccount):
             code = _create_account(scratch, source, op, seq, moves)
             result, ok = b.create_account_result(code), code == Create.CREATE_ACCOUNT_SUCCESS
+        elif isinstance(op, AccountMerge):
+            merge_code, moved = _account_merge(scratch, source, op, seq, moves)
+            result = b.account_merge_result(merge_code, moved)
+            ok = merge_code == Merge.ACCOUNT_MERGE_SUCCESS
         else:
             assert isinstance(op, Payment)
             pay_code = _payment(scratch, source, op, moves)
@@ -191,12 +218,38 @@ def _create_account(
     if scratch.available(source) < starting:
         return Create.CREATE_ACCOUNT_UNDERFUNDED
     scratch.balances[source] = scratch.native(source) - starting
+    scratch.merged.discard(destination)  # merged earlier in this transaction, now re-created
     scratch.created.add(destination)
     scratch.balances[destination] = starting
     moves.append(
         _move(scratch.ledger, Asset.native(), "create_account", source, destination, starting)
     )
     return Create.CREATE_ACCOUNT_SUCCESS
+
+
+def _account_merge(
+    scratch: _Scratch, source: str, op: AccountMerge, seq: int, moves: list[TokenMove]
+) -> tuple[Merge, int]:
+    """MergeOpFrame::doApplyFromV16, in its order of checks. Returns the code and, on
+    success, the balance moved (the result's sourceAccountBalance)."""
+    destination = op.destination.account_id
+    if not scratch.exists(destination):
+        return Merge.ACCOUNT_MERGE_NO_ACCOUNT, 0
+    if scratch.sub_entries(source) != 0:  # numSubEntries != signers.size(); no signers here
+        return Merge.ACCOUNT_MERGE_HAS_SUB_ENTRIES, 0
+    if scratch.sequence(source, seq) >= seq << 32:
+        return Merge.ACCOUNT_MERGE_SEQNUM_TOO_FAR, 0
+    balance = scratch.native(source)
+    if scratch.native(destination) > INT64_MAX - balance:
+        return Merge.ACCOUNT_MERGE_DEST_FULL, 0
+    scratch.balances[destination] = scratch.native(destination) + balance
+    del scratch.balances[source]
+    scratch.created.discard(source)
+    scratch.merged.add(source)
+    moves.append(
+        _move(scratch.ledger, Asset.native(), "account_merge", source, destination, balance)
+    )
+    return Merge.ACCOUNT_MERGE_SUCCESS, balance
 
 
 def _move(
@@ -210,6 +263,8 @@ def _move(
 
 def _commit(scratch: _Scratch, seq: int) -> None:
     ledger = scratch.ledger
+    for account_id in scratch.merged:
+        del ledger.accounts[account_id]
     for account_id in scratch.created:
         # getStartingSequenceNumber: the ledger being closed, shifted 32 bits.
         ledger.accounts[account_id] = Account(account_id, 0, seq << 32, seq)

@@ -129,6 +129,8 @@ class _Pending:
 def _underfunded(op_type: x.OperationType) -> x.OperationResult:
     if op_type == x.OperationType.CREATE_ACCOUNT:
         return b.create_account_result(x.CreateAccountResultCode.CREATE_ACCOUNT_UNDERFUNDED)
+    if op_type == x.OperationType.ACCOUNT_MERGE:  # has no UNDERFUNDED: the nearest failure
+        return b.account_merge_result(x.AccountMergeResultCode.ACCOUNT_MERGE_NO_ACCOUNT)
     return b.payment_result(x.PaymentResultCode.PAYMENT_UNDERFUNDED)
 
 

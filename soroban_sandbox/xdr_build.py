@@ -91,6 +91,20 @@ def create_account_result(code: x.CreateAccountResultCode) -> x.OperationResult:
     )
 
 
+def account_merge_result(code: x.AccountMergeResultCode, moved: int = 0) -> x.OperationResult:
+    """ACCOUNT_MERGE_SUCCESS carries the balance moved (sourceAccountBalance)."""
+    success = code == x.AccountMergeResultCode.ACCOUNT_MERGE_SUCCESS
+    return x.OperationResult(
+        code=x.OperationResultCode.opINNER,
+        tr=x.OperationResultTr(
+            type=x.OperationType.ACCOUNT_MERGE,
+            account_merge_result=x.AccountMergeResult(
+                code, source_account_balance=x.Int64(moved) if success else None
+            ),
+        ),
+    )
+
+
 def op_code_result(code: x.OperationResultCode) -> x.OperationResult:
     """An operation that failed before running (opBAD_AUTH, opNO_ACCOUNT): no inner result."""
     return x.OperationResult(code=code)
@@ -101,6 +115,8 @@ def unchecked_op_result(op_type: x.OperationType) -> x.OperationResult:
     operation's type with the zero (success) code."""
     if op_type == x.OperationType.CREATE_ACCOUNT:
         return create_account_result(x.CreateAccountResultCode.CREATE_ACCOUNT_SUCCESS)
+    if op_type == x.OperationType.ACCOUNT_MERGE:
+        return account_merge_result(x.AccountMergeResultCode.ACCOUNT_MERGE_SUCCESS)
     if op_type == x.OperationType.INVOKE_HOST_FUNCTION:
         inner = x.InvokeHostFunctionResult(
             code=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_SUCCESS,

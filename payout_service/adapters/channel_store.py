@@ -19,10 +19,8 @@ from payout_service.core.channels import (
     ChannelState,
     sources_of,
 )
-from payout_service.core.states import IN_FLIGHT
 
 S = ChannelState
-_IN_FLIGHT = [s.value for s in IN_FLIGHT]
 
 
 class ChannelConflict(Exception):
@@ -82,10 +80,8 @@ async def move_channels(
     return [r["account"] for r in rows]
 
 
-_LIST = """SELECT c.*, EXISTS (SELECT 1 FROM payout_attempts a
-                               WHERE a.source_account = c.account
-                                 AND a.status = ANY($1::text[])) AS in_flight
-           FROM channel_accounts c"""
+# in_flight_attempts: kept by the triggers of migration 050 on payout_attempts.
+_LIST = "SELECT c.*, c.in_flight_attempts > 0 AS in_flight FROM channel_accounts c"
 
 
 class ChannelRegistry:
@@ -170,16 +166,14 @@ class ChannelRegistry:
 
     async def get(self, accounts: Sequence[str]) -> list[Channel]:
         rows = await self.pool.fetch(
-            _LIST + " WHERE c.account = ANY($2::text[]) ORDER BY c.account",
-            _IN_FLIGHT, list(accounts),
+            _LIST + " WHERE c.account = ANY($1::text[]) ORDER BY c.account", list(accounts)
         )
         return [_channel(r) for r in rows]
 
     async def in_states(self, states: Sequence[ChannelState] = ()) -> list[Channel]:
         wanted = [s.value for s in (states or tuple(ChannelState))]
         rows = await self.pool.fetch(
-            _LIST + " WHERE c.state = ANY($2::text[]) ORDER BY c.created_at, c.account",
-            _IN_FLIGHT, wanted,
+            _LIST + " WHERE c.state = ANY($1::text[]) ORDER BY c.created_at, c.account", wanted
         )
         return [_channel(r) for r in rows]
 
@@ -236,30 +230,23 @@ class ChannelRegistry:
 
     async def retire_drained(self, *, actor: str = "channel_pool") -> list[str]:
         """Draining channels with nothing in flight become retired. Each channel row is
-        locked first (a preparer that leased it holds that lock until its attempt is
-        committed), then checked in a new statement, which sees that attempt."""
+        locked first (a preparer that leased it holds that lock until its attempt, and the
+        row's in-flight count, are committed); the locked row is its latest version."""
         retired: list[str] = []
         draining = await self.pool.fetch(
             "SELECT account FROM channel_accounts WHERE state = 'draining'"
         )
         for row in draining:
             async with self.pool.acquire() as conn, conn.transaction():
-                locked = await conn.fetchval(
-                    """SELECT account FROM channel_accounts
+                busy = await conn.fetchval(
+                    """SELECT in_flight_attempts FROM channel_accounts
                        WHERE account = $1 AND state = 'draining' FOR UPDATE""",
                     row["account"],
                 )
-                if locked is None:
+                if busy is None or busy > 0:
                     continue
-                busy = await conn.fetchval(
-                    """SELECT 1 FROM payout_attempts
-                       WHERE source_account = $1 AND status = ANY($2::text[]) LIMIT 1""",
-                    locked, _IN_FLIGHT,
-                )
-                if busy:
-                    continue
-                retired += await move_channels(conn, [locked], S.RETIRED, actor=actor,
-                                       reason="drained: nothing in flight")
+                retired += await move_channels(conn, [row["account"]], S.RETIRED, actor=actor,
+                                               reason="drained: nothing in flight")
         return retired
 
     async def request_top_ups(self, amounts: Mapping[str, int]) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 
 from payout_service.config import SignerClientConfig
+from payout_service.core.channels import KeyRole
 from payout_service.tracing import client_interceptors
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
@@ -31,6 +32,20 @@ class SignerUnavailable(Exception):
 class SignedEnvelope:
     envelope_xdr: str
     tx_hash: str
+
+
+@dataclass(frozen=True)
+class SignerKey:
+    key_id: str
+    public_key: str
+    role: KeyRole
+
+
+def _signer_key(key: signer_pb2.Key) -> SignerKey:
+    # KEY_ROLE_CHANNEL -> "channel"; a role this client does not know yet reads unspecified.
+    name = signer_pb2.KeyRole.Name(key.role).removeprefix("KEY_ROLE_").lower() \
+        if key.role in signer_pb2.KeyRole.values() else "unspecified"
+    return SignerKey(key.key_id, key.public_key, KeyRole(name))
 
 
 def _tls_stamp(config: SignerClientConfig) -> tuple[tuple[int, int], ...]:
@@ -106,8 +121,8 @@ class SignerClient:
                 self._channel_keys[source_account] = known
         return known
 
-    async def public_key(self, key_id: str) -> str:
-        """The G... address of a key the signer holds (GetPublicKey)."""
+    async def key(self, key_id: str) -> SignerKey:
+        """A key the signer holds: its G... address and role (GetPublicKey)."""
         self._reload_if_changed()
         try:
             response = await self._stub.GetPublicKey(
@@ -118,7 +133,17 @@ class SignerClient:
                               grpc.StatusCode.INVALID_ARGUMENT):
                 raise SigningRefused(f"{err.code().name}: {err.details()}") from None
             raise SignerUnavailable(f"{err.code().name}: {err.details()}") from None
-        return str(response.key.public_key)
+        return _signer_key(response.key)
+
+    async def list_keys(self) -> list[SignerKey]:
+        """Every key the signer offers, with its role (ListKeys)."""
+        self._reload_if_changed()
+        try:
+            response = await self._stub.ListKeys(
+                signer_pb2.ListKeysRequest(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            raise SignerUnavailable(f"{err.code().name}: {err.details()}") from None
+        return [_signer_key(k) for k in response.keys]
 
     async def sign_transaction(
         self, envelope_xdr: str, *, payout_id: str, attempt: int, correlation_id: str,

@@ -31,7 +31,12 @@ from payout_service.adapters.ledger import (
     SourceAccountMissing,
 )
 from payout_service.adapters.sequences import Sequences
-from payout_service.adapters.signer_client import SignedEnvelope, SigningRefused
+from payout_service.adapters.signer_client import (
+    SignedEnvelope,
+    SignerKey,
+    SignerUnavailable,
+    SigningRefused,
+)
 from payout_service.config import ChannelPoolConfig
 from payout_service.core.channel_plan import (
     MAX_PAYOUTS_PER_LEDGER,
@@ -45,10 +50,13 @@ from payout_service.core.channels import (
     MAX_OPS_PER_TX,
     MIN_STARTING_BALANCE_STROOPS,
     ChannelState,
+    KeyRole,
     LifecycleTx,
     OperationKind,
     OperationStatus,
     build_lifecycle_transaction,
+    role_fault,
+    role_faults,
     top_up_amount,
 )
 from payout_service.core.retry import judge_on_chain_failure, proof_of_death, verdict_at_death
@@ -67,7 +75,8 @@ class LifecycleSigner(Protocol):
         key_id: str | None = None,
     ) -> SignedEnvelope: ...
 
-    async def public_key(self, key_id: str) -> str: ...
+    async def key(self, key_id: str) -> SignerKey: ...
+    async def list_keys(self) -> list[SignerKey]: ...
 
 
 class LifecycleLedger(Protocol):
@@ -76,6 +85,10 @@ class LifecycleLedger(Protocol):
     async def lookup(self, tx_hash: str) -> LookupOutcome: ...
     async def account_sequence(self, account_id: str) -> int: ...
     async def account_balances(self, account_ids: list[str]) -> dict[str, int | None]: ...
+
+
+class KeyRoleMismatch(Exception):
+    """A key the pool signs with holds another role in the signer: refused at start-up."""
 
 
 @dataclass(frozen=True)
@@ -142,16 +155,61 @@ class ChannelPool:
         _, signer = self._live()
         for n, key in enumerate(keys):
             try:
-                address = await signer.public_key(key.key_id)
+                held = await signer.key(key.key_id)
             except SigningRefused as err:
                 raise ValidationFailed([FieldViolation(
                     f"channels[{n}].key_id", f"the signer does not offer this key: {err}"[:200]
                 )]) from None
-            if address != key.account:
+            if held.public_key != key.account:
                 raise ValidationFailed([FieldViolation(
                     f"channels[{n}].public_key",
-                    f"the signer's key {key.key_id[:40]} is {address}, not this account",
+                    f"the signer's key {key.key_id[:40]} is {held.public_key}, not this account",
                 )])
+            fault = role_fault(key.key_id, held.role, KeyRole.CHANNEL)
+            if fault is not None:
+                raise ValidationFailed([FieldViolation(f"channels[{n}].key_id", fault)])
+
+    async def _verify_funding_key(self) -> None:
+        """Creating or topping up channels signs with the funding key: it must be the funding
+        account's key, of role funding."""
+        _, signer = self._live()
+        key_id = self.config.funding_key_id
+        try:
+            held = await signer.key(key_id)
+        except SigningRefused as err:
+            raise PreconditionFailed("PAYOUTS_CHANNEL_FUNDING_KEY_ID",
+                                     f"the signer does not offer the funding key: {err}"[:200],
+                                     "FUNDING_KEY") from None
+        if held.public_key != self.config.funding_account:
+            raise PreconditionFailed(
+                "PAYOUTS_CHANNEL_FUNDING_KEY_ID",
+                f"the signer's key {key_id[:40]} is {held.public_key}, not the funding account "
+                f"{self.config.funding_account}", "FUNDING_KEY")
+        fault = role_fault(key_id, held.role, KeyRole.FUNDING)
+        if fault is not None:
+            raise PreconditionFailed("PAYOUTS_CHANNEL_FUNDING_KEY_ID", fault, "FUNDING_KEY")
+
+    async def check_key_roles(self, *, funding: bool) -> None:
+        """At start-up, one ListKeys: every registered channel that still signs (not merged)
+        must hold role channel, and with `funding` (the pool funds channels by itself) the
+        funding key role funding. An unreachable signer is not a fault here: the roles are
+        checked again when a channel is added, created or topped up."""
+        if self.signer is None:
+            return
+        try:
+            held = {k.key_id: k.role for k in await self.signer.list_keys()}
+        except SignerUnavailable as err:
+            log.warning("key roles not checked at start-up: signer unavailable",
+                        extra={"error": str(err)})
+            return
+        live = [c for c in await self.registry.in_states() if c.state is not ChannelState.MERGED]
+        wanted = {c.key_id: KeyRole.CHANNEL for c in live}
+        if funding:
+            wanted[self.config.funding_key_id] = KeyRole.FUNDING
+        faults = role_faults(wanted, held)
+        if faults:
+            raise KeyRoleMismatch("; ".join(faults[:5]) + (
+                f" (and {len(faults) - 5} more)" if len(faults) > 5 else ""))
 
     async def add(self, keys: Sequence[ChannelKey], *, actor: str) -> list[Channel]:
         """Accounts already on chain (funded elsewhere) join the pool at once."""
@@ -186,6 +244,7 @@ class ChannelPool:
                 "starting_balance", "must cover the minimum balance of 1 XLM (2 base reserves)"
             )])
         self._live()
+        await self._verify_funding_key()
         await self._verify_keys(keys)
         try:
             await self.registry.add_pending(
@@ -200,6 +259,7 @@ class ChannelPool:
         if below <= 0 or to <= below:
             raise ValidationFailed([FieldViolation("to", "must be above `below`, both > 0")])
         ledger, _ = self._live()
+        await self._verify_funding_key()
         channels = await self.registry.in_states(
             (ChannelState.ACTIVE, ChannelState.DRAINING, ChannelState.RETIRED))
         balances = await ledger.account_balances([c.account for c in channels])

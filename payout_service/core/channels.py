@@ -12,6 +12,7 @@ A channel account is the source of payout transactions, one in flight at a time
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -66,6 +67,41 @@ def sources_of(target: ChannelState) -> frozenset[ChannelState]:
 def check_transition(account: str, current: ChannelState, target: ChannelState) -> None:
     if target not in TRANSITIONS[current]:
         raise IllegalChannelTransition(account, current, target)
+
+
+class KeyRole(StrEnum):
+    """A key's role in the signer (signer.proto KeyRole; ListKeys reports it). The signer's
+    policy gives each role its own rules: a channel key may be a transaction source and merge
+    into the funding account (merge_into), a funding key may create and top up channels
+    (channel_funding). A key of another role would sign under the wrong rules or be refused
+    on every lifecycle transaction."""
+
+    UNSPECIFIED = "unspecified"
+    PAYOUT = "payout"
+    FUNDING = "funding"
+    CHANNEL = "channel"
+
+
+def role_fault(key_id: str, held: KeyRole, wanted: KeyRole) -> str | None:
+    """Why a key may not serve as `wanted`, or None."""
+    if held is wanted:
+        return None
+    how = ("signerctl channel-keys generate" if wanted is KeyRole.CHANNEL
+           else "a key of role 'funding' with channel_funding rules")
+    return (f"the signer's key {key_id[:40]} has role '{held}', a {wanted} key needs role "
+            f"'{wanted}' ({how})")
+
+
+def role_faults(wanted: Mapping[str, KeyRole], held: Mapping[str, KeyRole]) -> list[str]:
+    """Each wanted key the signer lists under another role; keys it does not list are not
+    judged here (the signer may be one key behind; signing will say NOT_FOUND)."""
+    faults = []
+    for key_id, role in sorted(wanted.items()):
+        if key_id in held:
+            fault = role_fault(key_id, held[key_id], role)
+            if fault is not None:
+                faults.append(fault)
+    return faults
 
 
 class OperationKind(StrEnum):

@@ -36,5 +36,14 @@ class AuditAnchor(Protocol):
     async def store_checkpoint(self, records: int, head: str) -> None: ...
 
 
+class ChannelKeySource(SigningBackend, Protocol):
+    """A backend that finds channel keys while the signer runs (PKCS#11: by label prefix)."""
+
+    async def scan_channel_keys(self, prefix: str) -> dict[str, bytes]:
+        """key id (= label) -> raw public key of every key pair labelled `prefix`…; keys gone
+        from the token can no longer sign."""
+        ...
+
+
 class Backend(SigningBackend, AuditAnchor, Protocol):
     """Every backend signs and keys the audit log."""

@@ -235,6 +235,46 @@ class Pkcs11Backend:
             obj.destroy()
         return len(objects)
 
+    # ---- channel keys generated or destroyed while the signer runs ([channel_keys]) ------
+
+    def scan_channel_keys_blocking(self, prefix: str) -> dict[str, bytes]:
+        """On the PKCS#11 thread (serial with signing): loads each key pair labelled prefix…
+        not yet loaded and unloads the ones no longer on the token. Configured [[keys]]
+        are never touched. A pair half written (private key without its public half) is
+        skipped until the next scan."""
+        session = self._sessions[0].session
+        fixed = set(self._labels.values())
+        labels = set()
+        try:
+            for obj in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                            Attribute.KEY_TYPE: KeyType.EC_EDWARDS}):
+                label = str(obj[Attribute.LABEL])
+                if label.startswith(prefix) and label not in fixed:
+                    labels.add(label)
+        except PKCS11Error as err:
+            raise BackendError(f"listing the token's keys failed: {type(err).__name__}") \
+                from None
+        public, verifiers = dict(self._public), dict(self._verifiers)
+        for gone in set(public) - set(self._labels) - labels:
+            del public[gone], verifiers[gone]
+            for s in self._sessions:
+                s.keys.pop(gone, None)
+        for label in sorted(labels - set(public)):
+            try:
+                raw = self._load_public(label, label)
+                for s in self._sessions:
+                    s.keys[label] = self._private(s.session, label, label)
+            except BackendError:
+                continue
+            public[label], verifiers[label] = raw, VerifyKey(raw)
+        # Swapped whole: public_key() reads them from the event loop's thread.
+        self._public, self._verifiers = public, verifiers
+        return {k: public[k] for k in labels if k in public}
+
+    async def scan_channel_keys(self, prefix: str) -> dict[str, bytes]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.scan_channel_keys_blocking, prefix)
+
     def close(self) -> None:
         pool = getattr(self, "_pool", None)
         if pool is not None:

@@ -111,6 +111,7 @@ class Pkcs11Process:
             self.close()
             raise
         self._public = {k: bytes.fromhex(v) for k, v in reply["public_keys"].items()}
+        self._scanned: frozenset[str] = frozenset()  # key ids the last channel-key scan found
 
     # ------------------------------------------------------------ start-up (blocking)
 
@@ -251,6 +252,16 @@ class Pkcs11Process:
         reply = await self._request({"op": "refresh_keys", "labels": dict(labels)})
         self._public = {k: bytes.fromhex(v) for k, v in reply["public_keys"].items()}
         return dict(self._public)
+
+    async def scan_channel_keys(self, prefix: str) -> dict[str, bytes]:
+        """[channel_keys]: the signing process re-lists the token's key pairs labelled
+        prefix… (backends/pkcs11.py, scan_channel_keys_blocking) and returns them; a key
+        gone from the token leaves public_key() here too."""
+        reply = await self._request({"op": "scan_channel_keys", "prefix": prefix})
+        found = {k: bytes.fromhex(v) for k, v in reply["public_keys"].items()}
+        kept = {k: v for k, v in self._public.items() if k not in self._scanned}
+        self._public, self._scanned = {**kept, **found}, frozenset(found)
+        return found
 
     def close(self) -> None:
         """Closing the pipe ends the signing process (it closes its session first)."""

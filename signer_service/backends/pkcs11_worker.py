@@ -94,6 +94,9 @@ class _Token:
         if op == "refresh_keys":
             public = self._backend.refresh_keys(dict(request["labels"]))
             return {"public_keys": {k: v.hex() for k, v in public.items()}}
+        if op == "scan_channel_keys":
+            found = self._backend.scan_channel_keys_blocking(str(request["prefix"]))
+            return {"public_keys": {k: v.hex() for k, v in found.items()}}
         return {"error": f"unknown request {str(op)[:32]!r}"}
 
     def _sign(self, key_id: str, digest: str) -> list[str | None]:

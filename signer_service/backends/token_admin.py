@@ -128,11 +128,40 @@ def next_numbers(labels: list[str], prefix: str, count: int) -> range:
 def generate_channel_keys(
     module: str, token_label: str, pin: str, prefix: str, count: int
 ) -> list[TokenKey]:
-    """`count` new channel keys labelled `<prefix><n>` in one session."""
+    """`count` new channel keys labelled `<prefix><n>` in one session. A token error part way
+    names the keys already made (they stay; a re-run continues after them)."""
+    made: list[TokenKey] = []
     with _session(module, token_label, pin) as session:
         labels = [str(key[Attribute.LABEL])
                   for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})]
-        return [_generate(session, f"{prefix}{n}") for n in next_numbers(labels, prefix, count)]
+        for n in next_numbers(labels, prefix, count):
+            try:
+                made.append(_generate(session, f"{prefix}{n}"))
+            except PKCS11Error as err:
+                done = ", ".join(f"{k.label} {k.address}" for k in made) or "none"
+                raise BackendError(f"generating {prefix}{n} failed ({type(err).__name__}); "
+                                   f"made before it: {done}; run again for the rest") from None
+    return made
+
+
+def destroy_channel_key(module: str, token_label: str, pin: str, prefix: str, label: str) -> str:
+    """Destroys a retired channel's key pair (after its account was merged home): a running
+    signer stops signing with it at its next refresh. Only labels of the channel prefix, so a
+    typo cannot destroy the paying key. Returns the G... address it had."""
+    if not label.startswith(prefix) or label == prefix:
+        raise BackendError(f"{label!r} is not a channel key label (prefix {prefix!r})")
+    with _session(module, token_label, pin) as session:
+        found = [*session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                       Attribute.LABEL: label}),
+                 *session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                                       Attribute.LABEL: label})]
+        publics = [o for o in found if o[Attribute.CLASS] == ObjectClass.PUBLIC_KEY]
+        if not publics or len(found) != 2:
+            raise BackendError(f"no single key pair labelled {label!r} on the token")
+        raw = raw_public_key(bytes(publics[0][Attribute.EC_POINT]))
+        for obj in found:
+            obj.destroy()
+    return Keypair.from_raw_ed25519_public_key(raw).public_key
 
 
 def import_key(module: str, token_label: str, pin: str, label: str, secret: str) -> TokenKey:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
@@ -12,6 +13,7 @@ from stellar_sdk import Keypair
 
 from payout_service.config import load_config
 from payout_service.main import RunningService, start_service
+from payout_service.migrations import apply_migrations
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 from tests.integration.batch_signing import BatchSigner, running_batch_signer
 
@@ -66,3 +68,13 @@ async def batch_signer(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     """The real signer for batches (SoftHSM2 token, mTLS), one per test module."""
     async with running_batch_signer(tmp_path_factory.mktemp("batch-signer")) as running:
         yield running
+
+
+@pytest.fixture
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on a fresh, migrated database (store-level tests)."""
+    db = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)
+    async with db.acquire() as conn:
+        await apply_migrations(conn)
+    yield db
+    await db.close()

@@ -1,11 +1,10 @@
 """The channel pool against real parts: PostgreSQL, the sandbox over HTTP (stellar-sdk's own
 client), the signer service over mTLS.
 
-What main's signer cannot do yet is said where it matters: it signs only InvokeHostFunction
-(policy rule `operations`), so CreateAccount, Payment and AccountMerge are refused by it
-(tested below). The top-up round trip through the sandbox therefore signs with a stand-in
-signing port holding a key generated in the test: it fakes the signer port only, and the
-sandbox checks the signature like a node would.
+The lifecycle round trips through the sandbox sign with a stand-in signing port holding keys
+generated in the test (it fakes the signer port only, and the sandbox checks the signature
+like a node would); the real signer is used for key roles and policy refusals here, and end
+to end in test_channel_pool_end_to_end.py.
 """
 
 from __future__ import annotations
@@ -22,25 +21,22 @@ from stellar_sdk import Keypair, TransactionEnvelope
 from payout_service.adapters.channel_store import ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.sequences import Sequences, lease_channel
-from payout_service.adapters.signer_client import SignedEnvelope, SignerClient, SigningRefused
-from payout_service.app.channel_pool import ChannelKey, ChannelPool
+from payout_service.adapters.signer_client import (
+    SignedEnvelope,
+    SignerClient,
+    SignerKey,
+    SigningRefused,
+)
+from payout_service.app.channel_pool import ChannelKey, ChannelPool, KeyRoleMismatch
 from payout_service.config import ChannelPoolConfig, SignerClientConfig
-from payout_service.core.channels import ChannelState, OperationKind
-from payout_service.migrations import apply_migrations
+from payout_service.core.channels import ChannelState, KeyRole, OperationKind
+from payout_service.core.validation import ValidationFailed
+from payout_service.grpc_errors import PreconditionFailed
 from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
 
 XLM = 10_000_000
 S = ChannelState
-
-
-@pytest.fixture
-async def pool(fresh_database):
-    db = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)
-    async with db.acquire() as conn:
-        await apply_migrations(conn)
-    yield db
-    await db.close()
 
 
 @pytest.fixture
@@ -163,8 +159,10 @@ class KeySigningPort:
     """Stand-in for the signer port holding test-generated keys (main's signer refuses the
     lifecycle operations; see CHANNELS_SIGNER_NEEDS.md). The sandbox verifies the signature."""
 
-    def __init__(self, passphrase: str, keys: dict[str, Keypair]) -> None:
+    def __init__(self, passphrase: str, keys: dict[str, Keypair],
+                 roles: dict[str, KeyRole] | None = None) -> None:
         self.passphrase, self.keys = passphrase, keys
+        self.roles = roles or {}
         self.requests: list[str] = []
 
     async def sign_transaction(self, envelope_xdr, *, payout_id, attempt, correlation_id,
@@ -176,10 +174,17 @@ class KeySigningPort:
         env.sign(self.keys[key_id])
         return SignedEnvelope(env.to_xdr(), env.hash_hex())
 
-    async def public_key(self, key_id: str) -> str:
+    def _role(self, key_id: str) -> KeyRole:
+        default = KeyRole.FUNDING if key_id == "funding" else KeyRole.CHANNEL
+        return self.roles.get(key_id, default)
+
+    async def key(self, key_id: str) -> SignerKey:
         if key_id not in self.keys:
             raise SigningRefused(f"NOT_FOUND: no key {key_id}")
-        return self.keys[key_id].public_key
+        return SignerKey(key_id, self.keys[key_id].public_key, self._role(key_id))
+
+    async def list_keys(self) -> list[SignerKey]:
+        return [await self.key(k) for k in self.keys]
 
 
 def channel_pool(pool, sandbox, funding: str, signer, *, window: int = 30) -> ChannelPool:
@@ -328,15 +333,17 @@ async def one_dead(pool) -> bool:
         "SELECT count(*) FROM channel_operations WHERE status = 'dead'") == 1
 
 
-async def test_a_retired_channel_to_merge_is_built_an_account_merge_signed_by_its_own_key(
+async def test_a_retired_channel_is_merged_once_into_the_funding_account_by_its_own_key(
     pool, sandbox
 ):
     """Retire with merge: drained, retired, then an AccountMerge with the channel as source,
-    signed by the channel's key. The sandbox refuses AccountMerge (txNOT_SUPPORTED, reported):
-    once proven dead the channel is retired again and held (a permanent rejection)."""
+    signed by the channel's key. The sandbox applies it as stellar-core does (MergeOpFrame):
+    the channel account is deleted, its whole balance lands in the funding account, and the
+    registry records the channel merged, with one operation only."""
     funding, channel = Keypair.random(), Keypair.random()
     for kp in (funding, channel):
         await sandbox.fund(kp.public_key)
+    before = (await sandbox.balances(funding.public_key))["native"]
     signer = KeySigningPort(sandbox.passphrase, {"funding": funding, "ch": channel})
     lifecycle = channel_pool(pool, sandbox, funding.public_key, signer, window=5)
     await lifecycle.add([ChannelKey("ch", channel.public_key)], actor="test")
@@ -345,54 +352,113 @@ async def test_a_retired_channel_to_merge_is_built_an_account_merge_signed_by_it
     op = await pool.fetchrow("SELECT * FROM channel_operations")
     assert op["kind"] == "merge" and op["source_account"] == channel.public_key
     assert await states(pool, [channel.public_key]) == ["merging"]
-    await run_until(lifecycle, lambda: one_dead(pool), within=30)
+
+    async def merged() -> bool:
+        return await states(pool, [channel.public_key]) == ["merged"]
+    await run_until(lifecycle, merged, within=30)
     assert signer.requests[0] == "ch", "a merge is signed by the channel's own key"
-    op = await pool.fetchrow("SELECT * FROM channel_operations WHERE status = 'dead'")
-    assert op["last_rejection"] == "txNOT_SUPPORTED"
-    row = await pool.fetchrow("SELECT state, merge_requested, held_reason FROM channel_accounts")
-    assert (row["state"], row["merge_requested"], row["held_reason"]) == \
-        ("retired", False, "merge rejected: txNOT_SUPPORTED")
+    op = await pool.fetchrow("SELECT * FROM channel_operations")
+    assert op["status"] == "included"
+    assert await sandbox.account(channel.public_key) is None, "the channel account is gone"
+    # The channel paid the merge's fee (100) out of its balance, the rest moved.
+    after = (await sandbox.balances(funding.public_key))["native"]
+    assert after - before == 10_000 * XLM - 100
     await lifecycle.step()
-    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1
+    assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1, "merged once"
     await lifecycle.ledger.close()  # type: ignore[union-attr]
 
 
-async def test_mains_signer_refuses_create_account_and_nothing_is_held(pool, sandbox, tmp_path):
-    """The real signer over mTLS: its policy signs InvokeHostFunction only, so the create is
-    refused before anything is sent; the channels go back to pending and the funding
-    account's sequence number is free again."""
-    funding, new = Keypair.random(), Keypair.random()
+async def test_the_real_signer_vouches_for_key_roles_and_its_policy_refusal_holds_nothing(
+    pool, sandbox, tmp_path
+):
+    """The real signer over mTLS (ListKeys / GetPublicKey report each key's role): a channel
+    key must be of role channel and the funding key of role funding, else the pool refuses
+    before anything is registered or built. A create the funding key's policy refuses
+    (channel_funding: a starting balance over its bound) is refused before anything is sent;
+    the channel goes back to pending, held, and the funding account's number is free again."""
+    funding, new, plain = Keypair.random(), Keypair.random(), Keypair.random()
     await sandbox.fund(funding.public_key)
     async with running_signer(
         tmp_path, network_passphrase=sandbox.passphrase, backend="hot",
-        hot_secret=funding.secret, extra_keys={"new": new.secret},
+        hot_secret=funding.secret, extra_keys={"new": new.secret, "plain": plain.secret},
+        key_settings={
+            "payout": {"role": "funding", "policy": {
+                "payments": {"assets": ["native"]},
+                "channel_funding": {"max_starting_balance_stroops": 2 * XLM,
+                                    "max_top_up_stroops": XLM}}},
+            "new": {"role": "channel", "policy": {"merge_into": funding.public_key}},
+        },  # "plain" keeps the default role, payout
     ) as signer:
         client = SignerClient(SignerClientConfig(
             address=signer.address, ca_cert=str(signer.ca_cert),
             client_cert=str(signer.client_cert), client_key=str(signer.client_key),
             key_id=signer.key_id, server_name=None))
-        lifecycle = ChannelPool(
-            ChannelPoolConfig(funding_account=funding.public_key, funding_key_id=signer.key_id),
-            pool, network_passphrase=sandbox.passphrase, tx_window_seconds=30,
-            ledger=LedgerGateway(sandbox.rpc_url), signer=client,
-        )
+
+        def lifecycle_of(account: str, key_id: str) -> ChannelPool:
+            return ChannelPool(
+                ChannelPoolConfig(funding_account=account, funding_key_id=key_id),
+                pool, network_passphrase=sandbox.passphrase, tx_window_seconds=30,
+                ledger=LedgerGateway(sandbox.rpc_url), signer=client,
+            )
+        lifecycle = lifecycle_of(funding.public_key, signer.key_id)
         # The signer vouches for the key: a wrong address is refused before anything.
-        with pytest.raises(Exception, match="not this account"):
-            await lifecycle.create([ChannelKey("new", g())], 5 * XLM, actor="test")
+        with pytest.raises(ValidationFailed, match="not this account"):
+            await lifecycle.create([ChannelKey("new", g())], XLM, actor="test")
+        with pytest.raises(ValidationFailed) as refused:
+            await lifecycle.create([ChannelKey("plain", plain.public_key)], XLM, actor="test")
+        (violation,) = refused.value.violations
+        assert violation.field == "channels[0].key_id"
+        assert "role 'payout', a channel key needs role 'channel'" in violation.description
+        with pytest.raises(PreconditionFailed) as wrong_funding:
+            await lifecycle_of(plain.public_key, "plain").create(
+                [ChannelKey("new", new.public_key)], XLM, actor="test")
+        assert wrong_funding.value.subject == "PAYOUTS_CHANNEL_FUNDING_KEY_ID"
+        assert "a funding key needs role 'funding'" in wrong_funding.value.description
+        assert await pool.fetchval("SELECT count(*) FROM channel_accounts") == 0
+
         await lifecycle.create([ChannelKey("new", new.public_key)], 5 * XLM, actor="test")
+        await lifecycle.check_key_roles(funding=True)  # one ListKeys: all as they should be
         await lifecycle.step()
+        # A channel registered by the seed with a key of the wrong role: refused at start-up.
+        await ChannelRegistry(pool).seed({plain.public_key: "plain"})
+        with pytest.raises(KeyRoleMismatch, match="plain has role 'payout'"):
+            await lifecycle.check_key_roles(funding=False)
         await client.close()
     op = await pool.fetchrow("SELECT * FROM channel_operations")
     assert op["status"] == "rejected" and op["result_code"] == "signer_refused"
-    assert "operations" in op["proof"]
+    assert "channel_funding" in op["proof"]
     assert await states(pool, [new.public_key]) == ["pending"]
-    held = await pool.fetchval("SELECT held_reason FROM channel_accounts")
+    held = await pool.fetchval(
+        "SELECT held_reason FROM channel_accounts WHERE account = $1", new.public_key)
     assert held.startswith("signer refused: PERMISSION_DENIED")
     seq = int((await sandbox.account(funding.public_key))["sequence"])
     assert await pool.fetchval(
         "SELECT next_sequence FROM source_accounts WHERE account = $1",
         funding.public_key) == seq + 1, "the refused number was given back"
     await lifecycle.ledger.close()  # type: ignore[union-attr]
+
+
+# ---- start-up: key roles -------------------------------------------------------------------
+
+async def test_the_service_refuses_to_start_with_a_channel_key_of_another_role(
+    payout_service_factory, sandbox, tmp_path
+):
+    """PAYOUTS_CHANNEL_ACCOUNTS names a key the signer holds as a paying key (role payout):
+    the service stops at start-up with one configuration error naming the key."""
+    from payout_service.config import ConfigError
+    from tests.integration.test_live_with_signer import channel_world, signer_env
+
+    world = await channel_world(sandbox, channels=1, payouts=0)
+    async with running_signer(
+        tmp_path, network_passphrase=sandbox.passphrase, hot_secret=world.source.secret,
+        extra_keys=world.channel_secrets, policy=world.policy,  # no role: payout
+    ) as signer:
+        with pytest.raises(ConfigError, match="channel-0 has role 'payout', a channel key"):
+            await payout_service_factory(
+                PAYOUT_SOURCE_ACCOUNT=world.source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+                STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+                **signer_env(signer), PAYOUTS_CHANNEL_ACCOUNTS=world.setting,
+            )
 
 
 # ---- the running service: add and retire without a restart ---------------------------------
@@ -411,6 +477,7 @@ async def test_a_channel_added_while_the_service_runs_is_used_and_a_retired_one_
     async with running_signer(
         tmp_path, network_passphrase=sandbox.passphrase, hot_secret=world.source.secret,
         extra_keys=world.channel_secrets, policy=world.policy,
+        key_settings=world.channel_settings,
     ) as signer:
         service = await payout_service_factory(
             PAYOUT_SOURCE_ACCOUNT=world.source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,

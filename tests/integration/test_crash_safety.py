@@ -27,7 +27,7 @@ from tests.integration.batch_worker import (
     create_batch_payouts,
     settled_states,
 )
-from tests.integration.test_live_with_signer import signer_env
+from tests.integration.test_live_with_signer import channel_key_settings, signer_env
 
 PAYOUTS = 4
 CRASH_POINTS = ["after_reserve", "after_sign", "after_send", "before_confirm"]
@@ -156,7 +156,8 @@ async def test_sigkill_at_each_step_pays_exactly_once(fresh_database, tmp_path, 
                 await sandbox.fund(kp.public_key)
             signer = await stack.enter_async_context(running_signer(
                 tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
-                extra_keys={key_id: kp.secret for key_id, kp in channels.items()}))
+                extra_keys={key_id: kp.secret for key_id, kp in channels.items()},
+                key_settings=channel_key_settings(channels, source.public_key)))
             env.update(signer_env(signer))
             if channels:
                 env["PAYOUTS_CHANNEL_ACCOUNTS"] = ",".join(

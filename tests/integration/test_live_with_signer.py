@@ -210,6 +210,17 @@ class ChannelWorld:
     def channel_secrets(self) -> dict[str, str]:
         return {key_id: kp.secret for key_id, kp in self.channels.items()}
 
+    @property
+    def channel_settings(self) -> dict[str, dict]:
+        """The channel keys as the payout service accepts them: role channel, merged home
+        into the paying account."""
+        return channel_key_settings(self.channels, self.source.public_key)
+
+
+def channel_key_settings(channels, merge_into: str) -> dict[str, dict]:
+    return {key_id: {"role": "channel", "policy": {"merge_into": merge_into}}
+            for key_id in channels}
+
 
 async def channel_world(sandbox, channels: int, payouts: int) -> ChannelWorld:
     source = Keypair.random()
@@ -233,6 +244,7 @@ async def test_channel_accounts_carry_several_payouts_per_ledger_exactly_once(
     async with running_signer(
         tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
         extra_keys=world.channel_secrets, policy=world.policy,
+        key_settings=world.channel_settings,
     ) as signer:
         service = await payout_service_factory(
             PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
@@ -271,6 +283,7 @@ async def test_two_replicas_on_one_database_pay_each_payout_once(
     async with running_signer(
         tmp_path, network_passphrase=sandbox.passphrase, hot_secret=source.secret,
         extra_keys=world.channel_secrets, policy=world.policy,
+        key_settings=world.channel_settings,
     ) as signer:
         settings = dict(
             PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,

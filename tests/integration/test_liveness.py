@@ -144,6 +144,7 @@ async def signer_world(
         tmp_path, network_passphrase=sandbox.passphrase, backend="hot",
         hot_secret=cw.source.secret, policy=cw.policy,
         extra_keys={**cw.channel_secrets, "wrong": wrong.secret},
+        key_settings=cw.channel_settings,
     ) as signer:
         settings = {
             **signer_env(signer),

@@ -61,7 +61,7 @@ async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_onc
         signer = await stack.enter_async_context(running_signer(
             tmp_path, network_passphrase=sandbox.passphrase, backend="hot",
             hot_secret=world.source.secret, extra_keys=world.channel_secrets,
-            policy=world.policy))
+            policy=world.policy, key_settings=world.channel_settings))
         env = {
             **signer_env(signer),
             "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": world.source.public_key,

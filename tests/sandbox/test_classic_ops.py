@@ -1,8 +1,10 @@
-"""Classic Payment and CreateAccount as stellar-core applies them, over HTTP with stellar-sdk.
+"""Classic Payment, CreateAccount and AccountMerge as stellar-core applies them, over HTTP
+with stellar-sdk.
 
 Rules from stellar-core src/transactions/PaymentOpFrame.cpp (a PathPaymentStrictReceive with an
-empty path: PathPaymentOpFrameBase.cpp), CreateAccountOpFrame.cpp, OperationFrame.cpp and
-TransactionFrame.cpp (applyOperations, checkValid); each test names the rule it checks.
+empty path: PathPaymentOpFrameBase.cpp), CreateAccountOpFrame.cpp, MergeOpFrame.cpp,
+OperationFrame.cpp and TransactionFrame.cpp (applyOperations, checkValid); each test names the
+rule it checks.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def op_codes(result_xdr: str | None) -> list[str]:
             names.append(r.code.name)
         elif r.tr.payment_result is not None:
             names.append(r.tr.payment_result.code.name)
+        elif r.tr.account_merge_result is not None:
+            names.append(r.tr.account_merge_result.code.name)
         else:
             assert r.tr.create_account_result is not None
             names.append(r.tr.create_account_result.code.name)
@@ -354,3 +358,97 @@ async def test_admin_refuses_a_trustline_to_an_asset_whose_issuer_does_not_exist
         async with session.post(f"{sandbox.base_url}/admin/trustlines", json=body) as resp:
             assert resp.status == 400
             assert "NO_ISSUER" in (await resp.json())["error"]
+
+
+async def merge(
+    server: SorobanServerAsync, sandbox: InProcessSandbox, channel: Keypair, into: str
+) -> TransactionEnvelope:
+    """One AccountMerge of `channel` into `into`, signed by the channel."""
+    tx: TransactionEnvelope = (
+        (await builder(server, sandbox, channel.public_key))
+        .append_account_merge_op(into)
+        .build()
+    )
+    tx.sign(channel)
+    return tx
+
+
+async def test_account_merge_moves_the_whole_balance_and_deletes_the_account(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    """MergeOpFrame::doApplyFromV16: the source's balance (after the fee) goes to the
+    destination, the result carries it, and the account is gone; a SAC transfer is emitted."""
+    channel, funding = await funded(sandbox, 2)
+    tx = await merge(server, sandbox, channel, funding.public_key)
+    landed = await land(server, tx)
+    assert landed.status.value == "SUCCESS", op_codes(landed.result_xdr)
+    (result,) = x.TransactionResult.from_xdr(landed.result_xdr).result.results or []
+    assert result.tr is not None and result.tr.account_merge_result is not None
+    moved = result.tr.account_merge_result.source_account_balance
+    assert moved is not None and moved.int64 == FRIENDBOT - 100
+    assert await sandbox.account(channel.public_key) is None
+    assert (await sandbox.balances(funding.public_key))["native"] == 2 * FRIENDBOT - 100
+    (transfer,) = [t for t in await sandbox.transfers() if t["tx_hash"] == tx.hash_hex()]
+    assert transfer["function"] == "account_merge"
+    assert transfer["amount_stroops"] == FRIENDBOT - 100
+
+
+async def test_account_merge_result_codes_and_the_merged_account_is_gone_for_later_ops(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    _, _, usd = await usd_world(sandbox)
+    channel, funding, holder = await funded(sandbox, 3)
+    await sandbox.open_trustline(holder.public_key, usd)
+    newcomer = Keypair.random()
+    missing = Keypair.random().public_key
+    tx = (
+        (await builder(server, sandbox, funding.public_key))
+        .append_account_merge_op(missing, source=channel.public_key)
+        .append_account_merge_op(funding.public_key, source=holder.public_key)
+        # Created in this very ledger: its sequence number is ledger << 32, so re-creating it
+        # after a merge would not move its sequence forward (isSeqnumTooFar).
+        .append_create_account_op(newcomer.public_key, "5")
+        .append_account_merge_op(funding.public_key, source=newcomer.public_key)
+        .append_account_merge_op(funding.public_key, source=channel.public_key)
+        .append_payment_op(channel.public_key, Asset.native(), "1")
+        .append_payment_op(funding.public_key, Asset.native(), "1", source=channel.public_key)
+        .build()
+    )
+    for signer in (funding, channel, holder, newcomer):
+        tx.sign(signer)
+    landed = await land(server, tx)
+    assert landed.status.value == "FAILED"
+    assert op_codes(landed.result_xdr) == [
+        "ACCOUNT_MERGE_NO_ACCOUNT",
+        "ACCOUNT_MERGE_HAS_SUB_ENTRIES",  # a trustline is a sub-entry
+        "CREATE_ACCOUNT_SUCCESS",
+        "ACCOUNT_MERGE_SEQNUM_TOO_FAR",
+        "ACCOUNT_MERGE_SUCCESS",
+        "PAYMENT_NO_DESTINATION",  # merged by the operation before
+        "opNO_ACCOUNT",
+    ]
+    # Atomic: the merge that succeeded is rolled back with the rest.
+    assert (await sandbox.balances(channel.public_key))["native"] == FRIENDBOT
+    assert await sandbox.account(newcomer.public_key) is None
+
+
+async def test_account_merge_into_a_balance_that_would_overflow_is_dest_full(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    channel, whale = await funded(sandbox, 2)
+    # No public way holds that much XLM: set the balance in the in-process ledger.
+    sandbox.sandbox.ledger.accounts[whale.public_key].balance = 2**63 - 1 - FRIENDBOT // 2
+    tx = await merge(server, sandbox, channel, whale.public_key)
+    landed = await land(server, tx)
+    assert op_codes(landed.result_xdr) == ["ACCOUNT_MERGE_DEST_FULL"]
+    assert await sandbox.account(channel.public_key) is not None
+
+
+async def test_account_merge_into_oneself_is_malformed_at_submission(
+    sandbox: InProcessSandbox, server: SorobanServerAsync
+) -> None:
+    (channel,) = await funded(sandbox, 1)
+    tx = await merge(server, sandbox, channel, channel.public_key)
+    sent = await server.send_transaction(tx)
+    assert sent.status.value == "ERROR"
+    assert op_codes(sent.error_result_xdr) == ["ACCOUNT_MERGE_MALFORMED"]

@@ -328,7 +328,7 @@ def test_classic_lane_holds_its_operation_limit_and_surge_prices_per_operation()
     assert fees == [250, 100]  # per operation, as stellar-rpc's classic fee window
 
 
-def test_classic_other_than_payments_and_create_account_is_refused_loudly() -> None:
+def test_classic_other_than_payment_create_account_and_merge_is_refused_loudly() -> None:
     ledger = new_ledger()
     alice, bob = funded(ledger, 2)
     seq = ledger.accounts[alice.public_key].seq

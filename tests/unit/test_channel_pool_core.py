@@ -19,6 +19,7 @@ from payout_service.core.channels import (
     TRANSITIONS,
     ChannelState,
     IllegalChannelTransition,
+    KeyRole,
     LifecycleTx,
     OperationKind,
     build_lifecycle_transaction,
@@ -26,6 +27,8 @@ from payout_service.core.channels import (
     check_transition,
     chunks,
     created_account_sequence,
+    role_fault,
+    role_faults,
     sources_of,
     top_up_amount,
 )
@@ -222,3 +225,20 @@ def test_the_funding_account_defaults_to_the_paying_account():
 def test_bad_channel_pool_settings_fail_at_start_up_naming_the_variable(overrides, variable):
     with pytest.raises(ConfigError, match=variable):
         load_config({**BASE, **overrides})
+
+
+def test_a_key_serves_only_in_its_own_role_and_the_fault_says_how_to_get_one():
+    assert role_fault("channel-1", KeyRole.CHANNEL, KeyRole.CHANNEL) is None
+    fault = role_fault("payout", KeyRole.PAYOUT, KeyRole.CHANNEL)
+    assert fault is not None and "role 'payout', a channel key needs role 'channel'" in fault
+    assert "signerctl channel-keys generate" in fault
+    funding = role_fault("payout", KeyRole.PAYOUT, KeyRole.FUNDING)
+    assert funding is not None and "a funding key needs role 'funding'" in funding
+
+
+def test_role_faults_judge_only_the_keys_the_signer_lists():
+    wanted = {"ch-1": KeyRole.CHANNEL, "ch-2": KeyRole.CHANNEL, "gone": KeyRole.CHANNEL,
+              "fund": KeyRole.FUNDING}
+    held = {"ch-1": KeyRole.CHANNEL, "ch-2": KeyRole.UNSPECIFIED, "fund": KeyRole.PAYOUT}
+    faults = role_faults(wanted, held)
+    assert [f.split()[3] for f in faults] == ["ch-2", "fund"]
