@@ -47,6 +47,12 @@ class Programs:
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    async def evaluate_alerts(self) -> None:
+        """The alert loop's step: periodic. It answers None, never the alerts still open: to
+        run_loop a step's result is work done (run again at once), so answering the open
+        alerts made the loop spin, evaluating back to back, for as long as any alert held."""
+        await self.monitor.evaluate()
+
     async def stop(self) -> None:
         """Stops the loops (each finishes its current step) and closes the HTTP client."""
         self.halt.set()
@@ -77,7 +83,7 @@ async def start_programs(
         steps: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
             ("settle_rounds", settings.settle_interval, programs.rounds.settle),
             ("scheduler", settings.scheduler_interval, programs.runs.run_if_due),
-            ("alert_evaluation", settings.alert_interval, programs.monitor.evaluate),
+            ("alert_evaluation", settings.alert_interval, programs.evaluate_alerts),
             # Alert notifications carry their own URLs (the alert configuration's).
             ("alert_notifications", settings.outbox_interval, programs.alert_outbox.deliver_due),
         ]
