@@ -248,14 +248,15 @@ _ACTORS_ARG = f"${len(_INSERT_COLUMNS) + 1}"
 _INSERT_SQL = f"""
     WITH inserted AS (
         INSERT INTO payouts ({_INSERT_NAMES}) SELECT * FROM unnest({_INSERT_ARRAYS})
-        ON CONFLICT DO NOTHING RETURNING *),
+        ON CONFLICT DO NOTHING
+        RETURNING id, idempotency_key, state, correlation_id, created_at, updated_at),
     events AS (
         INSERT INTO payout_events (payout_id, from_state, to_state, reason, actor,
                                    correlation_id)
         SELECT inserted.id, NULL, inserted.state, 'created', a.actor, inserted.correlation_id
         FROM inserted JOIN unnest($1::uuid[], {_ACTORS_ARG}::text[]) AS a(id, actor)
             ON a.id = inserted.id)
-    SELECT * FROM inserted"""  # noqa: S608
+    SELECT id, idempotency_key, created_at, updated_at FROM inserted"""  # noqa: S608
 
 
 async def insert_payouts_in(
@@ -270,21 +271,38 @@ async def insert_payouts_in(
     if not news:
         return []
     actors = [actor] * len(news) if isinstance(actor, str) else list(actor)
+    ids = [uuid4() for _ in news]
     values = [
-        (uuid4(), n.payout_id, n.idempotency_key, n.fingerprint, n.parameters, n.destination,
+        (ident, n.payout_id, n.idempotency_key, n.fingerprint, n.parameters, n.destination,
          n.asset, n.gross_stroops, n.fee_stroops, n.net_stroops, n.state.value, n.mode,
          n.unsigned_envelope_xdr, n.metadata, n.reference, n.correlation_id, n.round_id,
          n.batch_id, n.state == PayoutState.ACCEPTED, n.trace_context)
-        for n in news
+        for ident, n in zip(ids, news, strict=True)
     ]
     rows = await db.fetch(_INSERT_SQL, *(list(column) for column in zip(*values, strict=True)),
                           actors)
+    # The row is what was sent plus the defaults and times the database gave it: built here
+    # rather than read back (RETURNING * decoded both jsonb columns of every row again).
     by_key = {r["idempotency_key"]: r for r in rows}
     out: list[Payout | None] = []
-    for n in news:
-        row = by_key.pop(n.idempotency_key, None)
-        out.append(payout_from_row(row) if row is not None else None)
+    for ident, n in zip(ids, news, strict=True):
+        row = by_key.get(n.idempotency_key)
+        out.append(_new_payout(n, row) if row is not None and row["id"] == ident else None)
     return out
+
+
+def _new_payout(n: NewPayout, row: asyncpg.Record) -> Payout:
+    """A just-inserted payout: the values inserted, the column defaults (migration 001)."""
+    return Payout(
+        id=row["id"], payout_id=n.payout_id, idempotency_key=n.idempotency_key,
+        fingerprint=n.fingerprint, parameters=n.parameters, destination=n.destination,
+        asset=n.asset, gross_stroops=n.gross_stroops, fee_stroops=n.fee_stroops,
+        net_stroops=n.net_stroops, state=n.state, mode=n.mode,
+        unsigned_envelope_xdr=n.unsigned_envelope_xdr, attempt_count=0, failure_code=None,
+        failure_message=None, metadata=n.metadata, reference=n.reference,
+        round_id=n.round_id, batch_id=n.batch_id, correlation_id=n.correlation_id,
+        trace_context=n.trace_context, network_fee_stroops=None,
+        created_at=row["created_at"], updated_at=row["updated_at"], confirmed_at=None)
 
 
 async def payouts_by_keys(db: asyncpg.Pool | asyncpg.Connection, keys: Sequence[str],
