@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
@@ -173,12 +173,62 @@ class PayoutStore:
         return payouts, next_token
 
     async def events_after(self, payout_uuid: UUID, after_id: int) -> list[asyncpg.Record]:
-        return list(
-            await self.pool.fetch(
-                "SELECT * FROM payout_events WHERE payout_id = $1 AND id > $2 ORDER BY id",
-                payout_uuid, after_id,
-            )
-        )
+        """The payout's audit trail after event `after_id`, in order: payout_events and, for
+        a payout settled long ago, the archive (migration 060); one index probe in each."""
+        return list(await self.pool.fetch(_EVENTS_AFTER, payout_uuid, after_id))
+
+
+_EVENT_COLUMNS = "id, payout_id, from_state, to_state, attempt, reason, actor, correlation_id, at"
+_EVENTS_AFTER = f"""
+    SELECT {_EVENT_COLUMNS} FROM payout_events WHERE payout_id = $1 AND id > $2
+    UNION ALL
+    SELECT {_EVENT_COLUMNS} FROM payout_events_archive WHERE payout_id = $1 AND id > $2
+    ORDER BY id"""  # noqa: S608 - fixed column names; values are bound parameters
+SETTLED = ("CONFIRMED", "FAILED", "CANCELLED")
+# The next settled payouts past the cursor, their events moved in the same statement.
+_ARCHIVE_EVENTS = f"""
+    WITH batch AS (
+        SELECT id, updated_at FROM payouts
+        WHERE state IN {SETTLED} AND (updated_at, id) > ($1::timestamptz, $2::uuid)
+          AND updated_at < now() - $3::interval
+        ORDER BY updated_at, id LIMIT $4),
+    moved AS (
+        DELETE FROM payout_events WHERE payout_id = ANY(ARRAY(SELECT id FROM batch))
+        RETURNING {_EVENT_COLUMNS}),
+    archived AS (
+        INSERT INTO payout_events_archive ({_EVENT_COLUMNS})
+        SELECT {_EVENT_COLUMNS} FROM moved RETURNING 1),
+    last AS (SELECT updated_at, id FROM batch ORDER BY updated_at DESC, id DESC LIMIT 1)
+    SELECT (SELECT count(*) FROM batch) AS payouts, (SELECT count(*) FROM archived) AS events,
+           (SELECT updated_at FROM last) AS after_updated, (SELECT id FROM last) AS after_payout
+"""  # noqa: S608 - fixed names; values are bound parameters
+
+
+@dataclass(frozen=True)
+class Archived:
+    payouts: int
+    events: int
+
+
+async def archive_settled_events(pool: asyncpg.Pool, *, older_than: timedelta,
+                                 max_payouts: int = 1000) -> Archived:
+    """One step of events retention (migration 060): the events of the next `max_payouts`
+    payouts settled more than `older_than` ago move to payout_events_archive, and the cursor
+    advances past them, in one SQL transaction (the cursor row's lock keeps replicas from
+    running it twice at once). Returns what moved; payouts == 0 when caught up."""
+    async with pool.acquire() as conn, conn.transaction():
+        cursor = await conn.fetchrow(
+            "SELECT after_updated, after_payout FROM payout_events_retention WHERE id = 1 "
+            "FOR UPDATE")
+        row = await conn.fetchrow(_ARCHIVE_EVENTS, cursor["after_updated"],
+                                  cursor["after_payout"], older_than, max_payouts)
+        if row["payouts"]:
+            await conn.execute(
+                """UPDATE payout_events_retention SET after_updated = $1, after_payout = $2,
+                       payouts = payouts + $3, events = events + $4, ran_at = now()
+                   WHERE id = 1""",
+                row["after_updated"], row["after_payout"], row["payouts"], row["events"])
+        return Archived(row["payouts"], row["events"])
 
 
 async def record_event(
