@@ -290,7 +290,8 @@ class _Waiting:
 class GroupCommit:
     """Gathers concurrent CreatePayout calls and commits them together: while one group is
     being written, the calls that arrive queue up and form the next group (no timer: a call
-    that finds nothing in flight goes at once).
+    that finds nothing in flight goes after one turn of the event loop, which lets the calls
+    already read join it).
 
     Each call keeps exactly the outcome it would have had alone, in arrival order:
     - without references, the group is ONE statement (insert ... ON CONFLICT DO NOTHING with
