@@ -176,8 +176,20 @@ def serve_service(profile: str, out: Path) -> None:
         return await bound_execute(self, *args, **kwargs)
 
     conn_class.execute, conn_class._execute = execute, _execute
-    signal.signal(signal.SIGUSR1,
-                  lambda *_: out.with_suffix(".trips").write_text(str(trips[0])))
+    # Group commit: how many statements, for how many calls (so the mean group size shows).
+    from payout_service.app.desk import GroupCommit
+
+    groups = [0, 0]
+    plain_commit = GroupCommit._commit
+
+    async def commit(self: Any, conn: Any, group: list[Any]) -> bool:
+        groups[0] += 1
+        groups[1] += len(group)
+        return await plain_commit(self, conn, group)
+
+    GroupCommit._commit = commit  # type: ignore[method-assign]
+    signal.signal(signal.SIGUSR1, lambda *_: out.with_suffix(".trips").write_text(
+        f"{trips[0]} {groups[0]} {groups[1]}"))
     if profile != "cprofile":
         service_main.main()
         return
@@ -198,13 +210,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def round_trips(service: subprocess.Popen[bytes], log_file: Path) -> int:
+def round_trips(service: subprocess.Popen[bytes], log_file: Path) -> tuple[int, int, int]:
+    """SQL round trips, group-commit statements and the calls they carried, so far."""
     trips = log_file.with_suffix(".trips")
     trips.unlink(missing_ok=True)
     service.send_signal(signal.SIGUSR1)
     for _ in range(100):
         if trips.exists() and trips.read_text():
-            return int(trips.read_text())
+            count, groups, grouped = (int(n) for n in trips.read_text().split())
+            return count, groups, grouped
         time.sleep(0.05)
     raise SystemExit("payout-service did not report its SQL round trips")
 
@@ -303,7 +317,9 @@ def main() -> None:
             cpu_before = cpu_seconds(service.pid)
             single = run_client(f"127.0.0.1:{service_port}", args.calls, args.concurrency, 0)
             service_cpu = cpu_seconds(service.pid) - cpu_before
-            trips = round_trips(service, tmp / "service.log") - trips_before
+            trips_after = round_trips(service, tmp / "service.log")
+            trips, groups, grouped = (a - b for a, b in zip(trips_after, trips_before,
+                                                             strict=True))
             paced = {name: run_client(target, args.calls, args.concurrency, 0, args.rate)
                      for name, target in (("no-op", f"127.0.0.1:{noop_port}"),
                                           ("service", f"127.0.0.1:{service_port}"))
@@ -330,7 +346,8 @@ def main() -> None:
               f"{service_cpu / args.calls * 1e3:.2f} ms, no-op server "
               f"{noop_cpu / args.calls * 1e3:.2f} ms (all threads)")
         print(f"SQL round trips per CreatePayout (background loops included): "
-              f"{trips / (args.calls + 1):.2f}")
+              f"{trips / (args.calls + 1):.2f}; group commits: {groups}, "
+              f"{grouped / max(1, groups):.1f} calls each")
         if batch is not None:
             print(f"payout-service, CreatePayoutBatch of {args.batch_items} "
                   f"({args.batch_concurrency} callers): {batch['rate']:8,.0f} payouts/s  "

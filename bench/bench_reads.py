@@ -28,12 +28,14 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import grpc
 from stellar_sdk import Keypair, StrKey
 
+from payout_service.adapters.payout_store import PayoutStore, archive_settled_events
 from payout_service.adapters.work_queues import WorkQueues
 from payout_service.config import load_config
 from payout_service.embedded_postgres import EmbeddedPostgres, free_port
@@ -134,6 +136,11 @@ async def measure(admin_url: str, n: int, samples: int) -> tuple[float, list[Tim
             def dest(i: int) -> str:
                 return destinations[some(i) % len(destinations)]
 
+            store = PayoutStore(service.pool)
+            uuids = [r["id"] for r in await service.pool.fetch(
+                "SELECT id FROM payouts WHERE payout_id = ANY($1::text[])",
+                [f"bench-{some(i)}" for i in range(samples + 1)])]
+
             checks: list[tuple[str, Callable[[int], Awaitable[Any]]]] = [
                 ("GetPayout", lambda i: payouts.GetPayout(
                     pb.GetPayoutRequest(payout_id=f"bench-{some(i)}"))),
@@ -159,6 +166,12 @@ async def measure(admin_url: str, n: int, samples: int) -> tuple[float, list[Tim
                 ("monitoring: /metrics gauges", lambda i: refresh_gauges(service.pool)),
                 ("pipeline: payouts needing an attempt", lambda i: queues.payouts_needing_attempt(
                     50)),
+                ("WatchPayout's trail read (events_after)", lambda i: store.events_after(
+                    uuids[i % len(uuids)], 0)),
+                # Payouts settled more than a day ago (most of the load): each step moves the
+                # events of the next 50 to the archive, as the retention loop does.
+                ("retention: archive step (50 payouts)", lambda i: archive_settled_events(
+                    service.pool, older_than=timedelta(days=1), max_payouts=50)),
             ]
             for label, check in checks:
                 results.append(await timed(label, samples, check))

@@ -16,6 +16,7 @@ from payout_service import metrics
 from payout_service.core.validation import FieldViolation
 from payout_service.grpc_errors import bad_request, bounded
 from payout_service.request_limits import string_violations
+from payout_service.tracing import caller_trace, end_caller_trace
 
 # Operator actions (seed 001: "resolution admin-only"; seed 003: admin monitoring).
 ADMIN_METHODS = frozenset({
@@ -96,8 +97,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     that decode, strings within their limits and free of control characters); afterwards
     records code and latency."""
 
-    def __init__(self, *, admin_identities: Collection[str], plaintext: bool) -> None:
+    def __init__(self, *, admin_identities: Collection[str], plaintext: bool,
+                 continue_trace: bool = False) -> None:
         self.admins = frozenset(admin_identities)
+        # Without the OpenTelemetry interceptor (tracing.server_interceptors): make the
+        # caller's trace context current here, so a payout still continues the caller's trace.
+        self.continue_trace = continue_trace
         # Plaintext is only for explicit local use, where there is no identity to check.
         self.open_admin = plaintext
         # Per method: (the handler it wrapped, the wrapper). Bounded by the number of methods.
@@ -129,15 +134,25 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     f"{method} needs an admin client identity",
                 )
 
+        # The method's metric children, looked up once (labels() locks and hashes per call).
+        seconds = metrics.GRPC_SECONDS.labels(service, name)
+        handled: dict[str, Any] = {}
+        continue_trace = self.continue_trace
+
         def record(context: grpc.aio.ServicerContext, started: float, default: str) -> None:
-            metrics.GRPC_HANDLED.labels(service, name, _code_name(context, default)).inc()
-            metrics.GRPC_SECONDS.labels(service, name).observe(time.perf_counter() - started)
+            code = _code_name(context, default)
+            counter = handled.get(code)
+            if counter is None:
+                counter = handled[code] = metrics.GRPC_HANDLED.labels(service, name, code)
+            counter.inc()
+            seconds.observe(time.perf_counter() - started)
 
         if handler.unary_unary:
             inner = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started, outcome = time.perf_counter(), "OK"
+                trace = caller_trace(context.invocation_metadata()) if continue_trace else None
                 try:
                     await authorize(context)
                     await check_input(request, context)
@@ -146,6 +161,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     outcome = "UNKNOWN"
                     raise
                 finally:
+                    end_caller_trace(trace)
                     record(context, started, outcome)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -156,6 +172,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 started, outcome = time.perf_counter(), "OK"
+                trace = caller_trace(context.invocation_metadata()) if continue_trace else None
                 try:
                     await authorize(context)
                     await check_input(request, context)
@@ -165,6 +182,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     outcome = "UNKNOWN"
                     raise
                 finally:
+                    end_caller_trace(trace)
                     record(context, started, outcome)
 
             return grpc.unary_stream_rpc_method_handler(

@@ -30,7 +30,7 @@ from payout_service.loops import run_loop
 from payout_service.migrations import apply_migrations
 from payout_service.programs.wiring import Programs, start_programs
 from payout_service.reflection import enable_reflection
-from payout_service.tracing import configure_tracing, server_interceptor
+from payout_service.tracing import configure_tracing, server_interceptors
 from stellar_payouts_pb.payout.v1 import payout_pb2, payout_pb2_grpc
 
 log = logging.getLogger("payout_service")
@@ -106,11 +106,12 @@ async def start_service(config: Config) -> RunningService:
         if config.rpc_url else None
     )
     desk = PayoutDesk(config, PayoutStore(pool), ledger)
+    tracing = server_interceptors()
     server = grpc.aio.server(
         interceptors=[
-            server_interceptor(),
+            *tracing,
             ServiceInterceptor(admin_identities=config.admin_identities,
-                               plaintext=config.tls is None),
+                               plaintext=config.tls is None, continue_trace=not tracing),
         ],
     )
     payout_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(desk), server)

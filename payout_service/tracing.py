@@ -42,6 +42,36 @@ def server_interceptor() -> Any:
     return aio_server_interceptor()  # type: ignore[no-untyped-call]
 
 
+def recording() -> bool:
+    """Whether spans are recorded: a tracer provider has been set (configure_tracing, or a
+    test's). Without one the tracer is a no-op."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def server_interceptors() -> list[Any]:
+    """The OpenTelemetry server interceptor while spans are recorded; none otherwise, for
+    with a no-op tracer all it does is make the caller's trace context current, which
+    ServiceInterceptor then does itself (caller_trace) at a fraction of the cost (measured:
+    a fifth of a no-op server's CPU per call)."""
+    return [server_interceptor()] if recording() else []
+
+
+def caller_trace(metadata: Any) -> object | None:
+    """Makes the caller's W3C trace context (traceparent/tracestate in the call's metadata)
+    current, exactly as the OpenTelemetry interceptor does under a no-op tracer, so
+    current_traceparent() continues it; the token to detach, or None without one."""
+    carrier = {key: value for key, value in metadata or ()
+               if key in ("traceparent", "tracestate") and isinstance(value, str)}
+    if "traceparent" not in carrier:
+        return None
+    return otel_context.attach(propagate.extract(carrier))
+
+
+def end_caller_trace(token: object | None) -> None:
+    if token is not None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
 def client_interceptors() -> list[Any]:
     return list(aio_client_interceptors())  # type: ignore[no-untyped-call]
 

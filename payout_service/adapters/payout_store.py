@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
@@ -173,12 +173,62 @@ class PayoutStore:
         return payouts, next_token
 
     async def events_after(self, payout_uuid: UUID, after_id: int) -> list[asyncpg.Record]:
-        return list(
-            await self.pool.fetch(
-                "SELECT * FROM payout_events WHERE payout_id = $1 AND id > $2 ORDER BY id",
-                payout_uuid, after_id,
-            )
-        )
+        """The payout's audit trail after event `after_id`, in order: payout_events and, for
+        a payout settled long ago, the archive (migration 060); one index probe in each."""
+        return list(await self.pool.fetch(_EVENTS_AFTER, payout_uuid, after_id))
+
+
+_EVENT_COLUMNS = "id, payout_id, from_state, to_state, attempt, reason, actor, correlation_id, at"
+_EVENTS_AFTER = f"""
+    SELECT {_EVENT_COLUMNS} FROM payout_events WHERE payout_id = $1 AND id > $2
+    UNION ALL
+    SELECT {_EVENT_COLUMNS} FROM payout_events_archive WHERE payout_id = $1 AND id > $2
+    ORDER BY id"""  # noqa: S608 - fixed column names; values are bound parameters
+SETTLED = ("CONFIRMED", "FAILED", "CANCELLED")
+# The next settled payouts past the cursor, their events moved in the same statement.
+_ARCHIVE_EVENTS = f"""
+    WITH batch AS (
+        SELECT id, updated_at FROM payouts
+        WHERE state IN {SETTLED} AND (updated_at, id) > ($1::timestamptz, $2::uuid)
+          AND updated_at < now() - $3::interval
+        ORDER BY updated_at, id LIMIT $4),
+    moved AS (
+        DELETE FROM payout_events WHERE payout_id = ANY(ARRAY(SELECT id FROM batch))
+        RETURNING {_EVENT_COLUMNS}),
+    archived AS (
+        INSERT INTO payout_events_archive ({_EVENT_COLUMNS})
+        SELECT {_EVENT_COLUMNS} FROM moved RETURNING 1),
+    last AS (SELECT updated_at, id FROM batch ORDER BY updated_at DESC, id DESC LIMIT 1)
+    SELECT (SELECT count(*) FROM batch) AS payouts, (SELECT count(*) FROM archived) AS events,
+           (SELECT updated_at FROM last) AS after_updated, (SELECT id FROM last) AS after_payout
+"""  # noqa: S608 - fixed names; values are bound parameters
+
+
+@dataclass(frozen=True)
+class Archived:
+    payouts: int
+    events: int
+
+
+async def archive_settled_events(pool: asyncpg.Pool, *, older_than: timedelta,
+                                 max_payouts: int = 1000) -> Archived:
+    """One step of events retention (migration 060): the events of the next `max_payouts`
+    payouts settled more than `older_than` ago move to payout_events_archive, and the cursor
+    advances past them, in one SQL transaction (the cursor row's lock keeps replicas from
+    running it twice at once). Returns what moved; payouts == 0 when caught up."""
+    async with pool.acquire() as conn, conn.transaction():
+        cursor = await conn.fetchrow(
+            "SELECT after_updated, after_payout FROM payout_events_retention WHERE id = 1 "
+            "FOR UPDATE")
+        row = await conn.fetchrow(_ARCHIVE_EVENTS, cursor["after_updated"],
+                                  cursor["after_payout"], older_than, max_payouts)
+        if row["payouts"]:
+            await conn.execute(
+                """UPDATE payout_events_retention SET after_updated = $1, after_payout = $2,
+                       payouts = payouts + $3, events = events + $4, ran_at = now()
+                   WHERE id = 1""",
+                row["after_updated"], row["after_payout"], row["payouts"], row["events"])
+        return Archived(row["payouts"], row["events"])
 
 
 class InvalidPageToken(ValueError):
@@ -229,14 +279,15 @@ _ACTORS_ARG = f"${len(_INSERT_COLUMNS) + 1}"
 _INSERT_SQL = f"""
     WITH inserted AS (
         INSERT INTO payouts ({_INSERT_NAMES}) SELECT * FROM unnest({_INSERT_ARRAYS})
-        ON CONFLICT DO NOTHING RETURNING *),
+        ON CONFLICT DO NOTHING
+        RETURNING id, idempotency_key, state, correlation_id, created_at, updated_at),
     events AS (
         INSERT INTO payout_events (payout_id, from_state, to_state, reason, actor,
                                    correlation_id)
         SELECT inserted.id, NULL, inserted.state, 'created', a.actor, inserted.correlation_id
         FROM inserted JOIN unnest($1::uuid[], {_ACTORS_ARG}::text[]) AS a(id, actor)
             ON a.id = inserted.id)
-    SELECT * FROM inserted"""  # noqa: S608
+    SELECT id, idempotency_key, created_at, updated_at FROM inserted"""  # noqa: S608
 
 
 async def insert_payouts_in(
@@ -251,21 +302,38 @@ async def insert_payouts_in(
     if not news:
         return []
     actors = [actor] * len(news) if isinstance(actor, str) else list(actor)
+    ids = [uuid4() for _ in news]
     values = [
-        (uuid4(), n.payout_id, n.idempotency_key, n.fingerprint, n.parameters, n.destination,
+        (ident, n.payout_id, n.idempotency_key, n.fingerprint, n.parameters, n.destination,
          n.asset, n.gross_stroops, n.fee_stroops, n.net_stroops, n.state.value, n.mode,
          n.unsigned_envelope_xdr, n.metadata, n.reference, n.correlation_id, n.round_id,
          n.batch_id, n.state == PayoutState.ACCEPTED, n.trace_context)
-        for n in news
+        for ident, n in zip(ids, news, strict=True)
     ]
     rows = await db.fetch(_INSERT_SQL, *(list(column) for column in zip(*values, strict=True)),
                           actors)
+    # The row is what was sent plus the defaults and times the database gave it: built here
+    # rather than read back (RETURNING * decoded both jsonb columns of every row again).
     by_key = {r["idempotency_key"]: r for r in rows}
     out: list[Payout | None] = []
-    for n in news:
-        row = by_key.pop(n.idempotency_key, None)
-        out.append(payout_from_row(row) if row is not None else None)
+    for ident, n in zip(ids, news, strict=True):
+        row = by_key.get(n.idempotency_key)
+        out.append(_new_payout(n, row) if row is not None and row["id"] == ident else None)
     return out
+
+
+def _new_payout(n: NewPayout, row: asyncpg.Record) -> Payout:
+    """A just-inserted payout: the values inserted, the column defaults (migration 001)."""
+    return Payout(
+        id=row["id"], payout_id=n.payout_id, idempotency_key=n.idempotency_key,
+        fingerprint=n.fingerprint, parameters=n.parameters, destination=n.destination,
+        asset=n.asset, gross_stroops=n.gross_stroops, fee_stroops=n.fee_stroops,
+        net_stroops=n.net_stroops, state=n.state, mode=n.mode,
+        unsigned_envelope_xdr=n.unsigned_envelope_xdr, attempt_count=0, failure_code=None,
+        failure_message=None, metadata=n.metadata, reference=n.reference,
+        round_id=n.round_id, batch_id=n.batch_id, correlation_id=n.correlation_id,
+        trace_context=n.trace_context, network_fee_stroops=None,
+        created_at=row["created_at"], updated_at=row["updated_at"], confirmed_at=None)
 
 
 async def payouts_by_keys(db: asyncpg.Pool | asyncpg.Connection, keys: Sequence[str],

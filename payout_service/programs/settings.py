@@ -48,6 +48,10 @@ class ProgramSettings:
     alert_interval: float = 30.0
     outbox_interval: float = 1.0
     reconcile_interval: float = 3600.0
+    # Events of payouts settled longer ago than this move to the archive (migration 060);
+    # 0 keeps every event in payout_events.
+    events_retention_days: float = 400.0
+    events_retention_interval: float = 3600.0
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -144,4 +148,7 @@ def load_program_settings(env: Mapping[str, str] | None = None) -> ProgramSettin
         outbox_interval=_number(env, "PAYOUTS_OUTBOX_INTERVAL_SECONDS", 1.0, minimum=0.01),
         reconcile_interval=_number(env, "PAYOUTS_RECONCILE_INTERVAL_SECONDS", 3600.0,
                                    minimum=0.01),
+        events_retention_days=_number(env, "PAYOUTS_EVENTS_RETENTION_DAYS", 400.0),
+        events_retention_interval=_number(env, "PAYOUTS_EVENTS_RETENTION_INTERVAL_SECONDS",
+                                          3600.0, minimum=0.01),
     )

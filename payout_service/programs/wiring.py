@@ -10,10 +10,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 
 from payout_service.adapters.ledger import LedgerGateway
+from payout_service.adapters.payout_store import archive_settled_events
 from payout_service.app.desk import PayoutDesk
 from payout_service.loops import run_loop
 from payout_service.programs.admin_api import AdminServicer
@@ -47,6 +49,21 @@ class Programs:
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    async def evaluate_alerts(self) -> None:
+        """The alert loop's step: periodic. It answers None, never the alerts still open: to
+        run_loop a step's result is work done (run again at once), so answering the open
+        alerts made the loop spin, evaluating back to back, for as long as any alert held."""
+        await self.monitor.evaluate()
+
+    async def archive_events(self) -> int:
+        """The retention loop's step: one batch of settled payouts' events to the archive;
+        busy (run again at once) until caught up."""
+        moved = await archive_settled_events(
+            self.monitor.pool, older_than=timedelta(days=self.settings.events_retention_days))
+        if moved.payouts:
+            log.info("events archived", extra={"payouts": moved.payouts, "events": moved.events})
+        return moved.payouts
+
     async def stop(self) -> None:
         """Stops the loops (each finishes its current step) and closes the HTTP client."""
         self.halt.set()
@@ -77,7 +94,7 @@ async def start_programs(
         steps: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
             ("settle_rounds", settings.settle_interval, programs.rounds.settle),
             ("scheduler", settings.scheduler_interval, programs.runs.run_if_due),
-            ("alert_evaluation", settings.alert_interval, programs.monitor.evaluate),
+            ("alert_evaluation", settings.alert_interval, programs.evaluate_alerts),
             # Alert notifications carry their own URLs (the alert configuration's).
             ("alert_notifications", settings.outbox_interval, programs.alert_outbox.deliver_due),
         ]
@@ -85,6 +102,9 @@ async def start_programs(
             lookup, every = ledger.lookup, settings.reconcile_interval
             steps.append(("reconcile", every,
                           lambda: reconcile_job(pool, lookup, every)))
+        if settings.events_retention_days > 0:
+            steps.append(("events_retention", settings.events_retention_interval,
+                          programs.archive_events))
         if settings.webhooks.urls:
             steps.append(("outbox_delivery", settings.outbox_interval, programs.outbox.deliver_due))
         else:
