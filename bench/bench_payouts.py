@@ -176,6 +176,14 @@ async def run_baseline(sandbox: RunningSandbox, dests: list[str]) -> dict[str, f
             "queued_p99": percentile(since_start, 99), "fee_per_payout": fees / len(dests)}
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of every core since boot (/proc/stat), for the share of the
+    machine a run kept busy: PostgreSQL, the sandbox and the signer included."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 async def latest_ledger(sandbox: RunningSandbox) -> int:
     async with SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient()) as server:
         return int((await server.get_latest_ledger()).sequence)
@@ -246,6 +254,7 @@ async def _run_batched(sandbox: RunningSandbox, database_url: str, args: argpars
         latencies: list[float] = []
         singles: list[float] = []
         first_ledger = await latest_ledger(sandbox)
+        busy_before, total_before = machine_cpu()
         start = time.perf_counter()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
             stub = payout_pb2_grpc.PayoutServiceStub(channel)
@@ -287,6 +296,7 @@ async def _run_batched(sandbox: RunningSandbox, database_url: str, args: argpars
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - start
         ledgers = await latest_ledger(sandbox) - first_ledger
+        busy_after, total_after = machine_cpu()
         fees = await service.pool.fetchrow(
             """SELECT sum(network_fee_stroops) AS fees, count(DISTINCT a.tx_hash) AS txs
                FROM payouts p JOIN payout_attempts a ON a.payout_id = p.id
@@ -302,6 +312,7 @@ async def _run_batched(sandbox: RunningSandbox, database_url: str, args: argpars
     if sample != [AMOUNT_STROOPS] * len(sample):
         raise RuntimeError("a sampled destination was not paid exactly its amount")
     return {"elapsed": elapsed, "create_seconds": created, "ledgers": float(ledgers),
+            "machine_busy": (busy_after - busy_before) / max(1.0, total_after - total_before),
             "singles": len(singles), "singles_rate": len(singles) / singles_seconds,
             "singles_p50": percentile(singles, 50) if singles else 0.0,
             "singles_p99": percentile(singles, 99) if singles else 0.0,
@@ -357,6 +368,10 @@ async def main_batched(args: argparse.Namespace) -> None:
     print(f"CPU per confirmed payout: {cpu / n * 1e3:.2f} ms (pipeline processes "
           f"{run['cpu_workers']:.1f}s + API process {run['cpu_api']:.1f}s; PostgreSQL and the "
           "sandbox not counted)")
+    busy = run["machine_busy"]
+    print(f"machine CPU busy     : {busy:.0%} of {os.cpu_count()} cores during the run (every "
+          f"process: service, PostgreSQL, sandbox, signer); CPU bound of this machine about "
+          f"{rate / max(busy, 0.01):.0f} payouts/s")
     print(f"signer hop           : every batch signed by signer-service over mTLS "
           f"(--backend {args.backend}: channel key, then the payer's; its CPU not counted above)")
     print("rerun: " + shlex.join([sys.executable, *sys.argv]))
