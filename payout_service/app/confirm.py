@@ -23,7 +23,6 @@ from payout_service.core.retry import (
     backoff_seconds,
     judge_on_chain_failure,
     proof_of_death,
-    resend_due,
     sequence_consumed,
     verdict_at_death,
 )
@@ -109,8 +108,6 @@ class Confirming(Stage):
             })
         if attempt.result_code in PERMANENT_REJECTIONS:
             return  # re-sending an envelope the node refuses for good only adds load
-        if not resend_due(attempt.poll_count, self.config.confirm_poll_ms):
-            return
         # Not found and not provably dead: re-send the very same envelope (same hash), which
         # is harmless if the node already has it and recovers one it dropped.
         outcome = await self.ledger.send(attempt.envelope_xdr)

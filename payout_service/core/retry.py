@@ -91,16 +91,3 @@ def verdict_at_death(last_rejection: str | None) -> Verdict:
     if last_rejection is None:
         return Verdict(retry=True, code="expired")
     return judge_rejection(last_rejection)
-
-
-# A node keeps a pending transaction for several ledgers: re-sending it more often than about
-# once a second only adds load (a 100-operation batch is decoded again by the node each time).
-RESEND_EVERY_MS = 1000
-
-
-def resend_due(poll_count: int, poll_ms: int) -> bool:
-    """Whether this poll of a sent envelope that is not found yet re-sends it: not on the
-    first poll after sending (it was just sent), then about once a second whatever the
-    poll interval (every poll when polls are a second or more apart)."""
-    every = max(1, -(-RESEND_EVERY_MS // max(1, poll_ms)))
-    return poll_count > 0 and poll_count % every == 0

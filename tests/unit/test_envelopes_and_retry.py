@@ -7,12 +7,7 @@ import random
 from stellar_sdk import Keypair
 
 from payout_service.core.envelopes import signed_envelope_problem
-from payout_service.core.retry import (
-    backoff_seconds,
-    judge_rejection,
-    proof_of_death,
-    resend_due,
-)
+from payout_service.core.retry import backoff_seconds, judge_rejection, proof_of_death
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 
 NET = "Test SDF Network ; September 2015"
@@ -145,11 +140,3 @@ def test_backoff_grows_but_is_capped_and_jittered():
     samples = [backoff_seconds(n, base=1, cap=30, rng=rng) for n in range(1, 12)]
     assert all(0 <= s <= 30 for s in samples)
     assert max(backoff_seconds(1, base=1, cap=30, rng=random.Random(i)) for i in range(50)) <= 1
-
-
-def test_a_pending_envelope_is_resent_about_once_a_second_never_on_the_first_poll():
-    assert [resend_due(n, 250) for n in range(9)] == [
-        False, False, False, False, True, False, False, False, True]
-    assert [resend_due(n, 150) for n in range(15)].count(True) == 2  # polls 7 and 14
-    assert [resend_due(n, 2500) for n in range(4)] == [False, True, True, True]
-    assert not resend_due(0, 1)
