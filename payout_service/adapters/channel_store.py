@@ -26,9 +26,10 @@ S = ChannelState
 class ChannelConflict(Exception):
     """A channel or key id already registered differently: names what clashes."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, account: str = "") -> None:
         super().__init__(message)
         self.field = field
+        self.account = account  # the channel of the request that clashed
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,44 @@ async def move_channels(
 _LIST = "SELECT c.*, c.in_flight_attempts > 0 AS in_flight FROM channel_accounts c"
 
 
+async def _insert(
+    conn: asyncpg.Connection, account: str, key_id: str, state: ChannelState, origin: str, *,
+    actor: str, starting_balance: int | None = None, clash_ok: bool = False,
+) -> bool:
+    """One channel row and its first event, inside the caller's SQL transaction. False when
+    the same account and key id are already registered; a clash raises ChannelConflict."""
+    existing = await conn.fetchrow(
+        "SELECT account, key_id FROM channel_accounts WHERE account = $1 OR key_id = $2",
+        account, key_id,
+    )
+    if existing is not None:
+        if existing["account"] == account and existing["key_id"] == key_id:
+            return False
+        if existing["account"] == account:
+            raise ChannelConflict("key_id", f"channel {account} is registered with "
+                                  f"key id {existing['key_id']}, not {key_id}", account=account)
+        raise ChannelConflict("key_id", f"key id {key_id} already belongs to channel "
+                              f"{existing['account']}", account=account)
+    try:
+        async with conn.transaction():  # a savepoint: a clash leaves nothing behind
+            await conn.execute(
+                """INSERT INTO channel_accounts (account, key_id, state, origin,
+                       starting_balance_stroops) VALUES ($1, $2, $3, $4, $5)""",
+                account, key_id, state.value, origin, starting_balance,
+            )
+    except asyncpg.UniqueViolationError:
+        if clash_ok:
+            return False  # another replica seeded it at the same time
+        raise ChannelConflict("account", f"channel {account} was registered "
+                              "concurrently", account=account) from None
+    await conn.execute(
+        """INSERT INTO channel_events (account, from_state, to_state, actor, reason)
+           VALUES ($1, NULL, $2, $3, $4)""",
+        account, state.value, actor, origin,
+    )
+    return True
+
+
 class ChannelRegistry:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -91,72 +130,41 @@ class ChannelRegistry:
     async def seed(self, channels: Mapping[str, str]) -> None:
         """PAYOUTS_CHANNEL_ACCOUNTS (account -> key id): registered active once. A channel the
         operators retired stays retired across restarts (the table wins over the seed)."""
-        for account, key_id in channels.items():
-            await self._insert(account, key_id, S.ACTIVE, "seed", actor="seed", clash_ok=True)
-
-    async def _insert(
-        self, account: str, key_id: str, state: ChannelState, origin: str, *, actor: str,
-        starting_balance: int | None = None, clash_ok: bool = False,
-    ) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            existing = await conn.fetchrow(
-                "SELECT account, key_id FROM channel_accounts WHERE account = $1 OR key_id = $2",
-                account, key_id,
-            )
-            if existing is not None:
-                if existing["account"] == account and existing["key_id"] == key_id:
-                    return False
-                if existing["account"] == account:
-                    raise ChannelConflict("key_id", f"channel {account} is registered with "
-                                          f"key id {existing['key_id']}, not {key_id}")
-                raise ChannelConflict("key_id", f"key id {key_id} already belongs to channel "
-                                      f"{existing['account']}")
-            try:
-                async with conn.transaction():  # a savepoint: a clash leaves nothing behind
-                    await conn.execute(
-                        """INSERT INTO channel_accounts (account, key_id, state, origin,
-                               starting_balance_stroops) VALUES ($1, $2, $3, $4, $5)""",
-                        account, key_id, state.value, origin, starting_balance,
-                    )
-            except asyncpg.UniqueViolationError:
-                if clash_ok:
-                    return False  # another replica seeded it at the same time
-                raise ChannelConflict("account", f"channel {account} was registered "
-                                      "concurrently") from None
-            await conn.execute(
-                """INSERT INTO channel_events (account, from_state, to_state, actor, reason)
-                   VALUES ($1, NULL, $2, $3, $4)""",
-                account, state.value, actor, origin,
-            )
-            return True
+            for account, key_id in channels.items():
+                await _insert(conn, account, key_id, S.ACTIVE, "seed", actor="seed",
+                              clash_ok=True)
 
-    async def add_active(self, account: str, key_id: str, *, actor: str) -> bool:
-        """An account already on chain with its key in the signer: leasable at once. A
-        retired one of the same key comes back. False when nothing changed."""
-        if await self._insert(account, key_id, S.ACTIVE, "added", actor=actor):
-            return True
+    async def add_active(self, keys: Sequence[tuple[str, str]], *, actor: str) -> int:
+        """Accounts already on chain with their keys in the signer: leasable at once. A
+        retired one of the same key comes back. All or none: one SQL transaction. Returns how
+        many were new or came back."""
         async with self.pool.acquire() as conn, conn.transaction():
-            moved = await move_channels(conn, [account], S.ACTIVE, actor=actor,
-                                        reason="re-added")
-            return bool(moved)
+            again = [account for account, key_id in keys
+                     if not await _insert(conn, account, key_id, S.ACTIVE, "added", actor=actor)]
+            moved = await move_channels(conn, again, S.ACTIVE, actor=actor, reason="re-added")
+            return len(keys) - len(again) + len(moved)
 
     async def add_pending(
         self, keys: Sequence[tuple[str, str]], starting_balance: int, *, actor: str
     ) -> int:
         """New channels for CreateAccount. Returns how many were new; re-registering a
-        pending one keeps it (its create is retried), any other clash is refused."""
-        new = 0
-        for account, key_id in keys:
-            new += await self._insert(account, key_id, S.PENDING, "created", actor=actor,
-                                      starting_balance=starting_balance)
-        # Asked again: a pending channel held after a permanent failure is retried.
-        await self.pool.execute(
-            """UPDATE channel_accounts SET held_reason = NULL, starting_balance_stroops = $2,
-                   updated_at = now()
-               WHERE account = ANY($1::text[]) AND state = 'pending'""",
-            [a for a, _ in keys], starting_balance,
-        )
-        return new
+        pending one keeps it (its create is retried), any other clash is refused. All or none,
+        in one SQL transaction: the pool loop never sees half a registration (it would fund
+        the first channels in one transaction and the rest in another)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            new = 0
+            for account, key_id in keys:
+                new += await _insert(conn, account, key_id, S.PENDING, "created", actor=actor,
+                                     starting_balance=starting_balance)
+            # Asked again: a pending channel held after a permanent failure is retried.
+            await conn.execute(
+                """UPDATE channel_accounts SET held_reason = NULL, starting_balance_stroops = $2,
+                       updated_at = now()
+                   WHERE account = ANY($1::text[]) AND state = 'pending'""",
+                [a for a, _ in keys], starting_balance,
+            )
+            return new
 
     async def key_of(self, account: str) -> str | None:
         key: str | None = await self.pool.fetchval(

@@ -123,6 +123,13 @@ def check_keys(keys: Sequence[ChannelKey], funding_account: str) -> None:
         raise ValidationFailed(violations)
 
 
+def _conflict(keys: Sequence[ChannelKey], err: ChannelConflict) -> PreconditionFailed:
+    """A registration clash, naming the request's channel that clashed (nothing was written)."""
+    n = next((n for n, k in enumerate(keys) if k.account == err.account), None)
+    where = "channels" if n is None else f"channels[{n}]"
+    return PreconditionFailed(f"{where}.{err.field}", str(err), "CHANNEL")
+
+
 class ChannelPool:
     def __init__(
         self, config: ChannelPoolConfig, pool: asyncpg.Pool, *, network_passphrase: str,
@@ -212,25 +219,29 @@ class ChannelPool:
                 f" (and {len(faults) - 5} more)" if len(faults) > 5 else ""))
 
     async def add(self, keys: Sequence[ChannelKey], *, actor: str) -> list[Channel]:
-        """Accounts already on chain (funded elsewhere) join the pool at once."""
+        """Accounts already on chain (funded elsewhere) join the pool at once. Every key and
+        account is checked before anything is written; then all join, or none."""
         check_keys(keys, self.config.funding_account)
         ledger, _ = self._live()
         await self._verify_keys(keys)
+        on_chain: dict[str, int] = {}
         for n, key in enumerate(keys):
             try:
-                chain_sequence = await ledger.account_sequence(key.account)
+                on_chain[key.account] = await ledger.account_sequence(key.account)
             except SourceAccountMissing:
                 raise PreconditionFailed(
                     f"channels[{n}].public_key",
                     f"account {key.account} does not exist on chain; use create to fund it",
                     "CHANNEL_ACCOUNT",
                 ) from None
-            await self.sequences.ensure_source(key.account, chain_sequence)
-            try:
-                await self.registry.add_active(key.account, key.key_id, actor=actor)
-            except ChannelConflict as err:
-                raise PreconditionFailed(f"channels[{n}].{err.field}", str(err),
-                                         "CHANNEL") from None
+        # Sequence rows first: a channel is leased only with one. A row left by a call
+        # refused below is harmless (ON CONFLICT DO NOTHING keeps the first).
+        for account, chain_sequence in on_chain.items():
+            await self.sequences.ensure_source(account, chain_sequence)
+        try:
+            await self.registry.add_active([(k.account, k.key_id) for k in keys], actor=actor)
+        except ChannelConflict as err:
+            raise _conflict(keys, err) from None
         return await self.registry.get([k.account for k in keys])
 
     async def create(
@@ -251,7 +262,7 @@ class ChannelPool:
                 [(k.account, k.key_id) for k in keys], starting_balance, actor=actor
             )
         except ChannelConflict as err:
-            raise PreconditionFailed(f"channels.{err.field}", str(err), "CHANNEL") from None
+            raise _conflict(keys, err) from None
         return await self.registry.get([k.account for k in keys])
 
     async def top_up(self, below: int, to: int) -> dict[str, int]:

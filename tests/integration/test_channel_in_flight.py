@@ -104,7 +104,7 @@ async def test_a_channel_registered_after_its_account_has_attempts_in_flight_sta
     await pool.execute(
         "INSERT INTO source_accounts (account, next_sequence) VALUES ($1, 1000)", late)
     await attempts(pool, [(late, 1, "sent")])
-    assert await ChannelRegistry(pool).add_active(late, "late", actor="test")
+    assert await ChannelRegistry(pool).add_active([(late, "late")], actor="test") == 1
     assert await counts_match_a_recount(pool) == {a: 0, late: 1}
     async with pool.acquire() as conn, conn.transaction():
         assert await lease_channel(conn, ()) == a

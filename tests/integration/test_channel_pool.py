@@ -18,7 +18,7 @@ import grpc
 import pytest
 from stellar_sdk import Keypair, TransactionEnvelope
 
-from payout_service.adapters.channel_store import ChannelRegistry
+from payout_service.adapters.channel_store import ChannelConflict, ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.sequences import Sequences, lease_channel
 from payout_service.adapters.signer_client import (
@@ -99,6 +99,50 @@ async def test_a_key_id_or_account_registered_differently_is_refused(pool):
         await registry.add_pending([(g(), "channel-1")], 2 * XLM, actor="test")
     with pytest.raises(Exception, match="is registered with key id channel-1"):
         await registry.add_pending([(a, "channel-2")], 2 * XLM, actor="test")
+
+
+async def test_a_registration_is_all_or_nothing(pool):
+    """A clash on the last channel of a call leaves none of the call's channels behind, for
+    channels created (pending) and added (active) alike."""
+    registry = ChannelRegistry(pool)
+    await registry.add_pending([(g(), "taken")], 2 * XLM, actor="test")
+    for register in (
+        lambda keys: registry.add_pending(keys, 2 * XLM, actor="test"),
+        lambda keys: registry.add_active(keys, actor="test"),
+    ):
+        fresh = [g(), g()]
+        with pytest.raises(ChannelConflict) as clash:
+            await register([(fresh[0], "k-0"), (fresh[1], "k-1"), (g(), "taken")])
+        assert clash.value.field == "key_id"
+        assert await states(pool, fresh) == [None, None]
+        assert await pool.fetchval(
+            "SELECT count(*) FROM channel_events WHERE account = ANY($1::text[])", fresh) == 0
+    assert await pool.fetchval("SELECT count(*) FROM channel_accounts") == 1
+
+
+async def test_the_pool_loop_never_sees_half_a_registration(pool):
+    """The loop builds one CreateAccount transaction from the pending channels it sees: a
+    registration committed channel by channel let it fund the first ones in one transaction
+    and the rest in another (seen in CI). A reader polling while 40 channels are registered
+    sees none or all of them."""
+    registry = ChannelRegistry(pool)
+    keys = [(g(), f"channel-{n}") for n in range(40)]
+    seen: set[int] = set()
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            seen.add(await pool.fetchval(
+                "SELECT count(*) FROM channel_accounts WHERE state = 'pending'"))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.05)
+    assert await registry.add_pending(keys, 2 * XLM, actor="test") == 40
+    done.set()
+    await watcher
+    seen.add(await pool.fetchval("SELECT count(*) FROM channel_accounts WHERE state = 'pending'"))
+    assert seen == {0, 40}
 
 
 async def test_the_database_refuses_two_live_lifecycle_transactions_on_one_source(pool):
