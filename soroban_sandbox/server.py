@@ -52,6 +52,14 @@ log = logging.getLogger("soroban_sandbox")
 MAX_TIME_SLIP_SECONDS = 10  # like stellar-core's slip limit: close times never run far ahead
 
 
+def next_trigger(last_trigger: float, interval: float, now: float) -> float:
+    """When the next ledger closes: one interval after the last one was triggered, not after
+    it finished closing (so the time a close takes does not stretch every ledger), or at once
+    if that moment has passed. stellar-core's HerderImpl::setupTriggerNextLedger does the
+    same: trigger = last ledger's starting point + expected close time, never before now."""
+    return max(last_trigger + interval, now)
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     passphrase: str = Network.STANDALONE_NETWORK_PASSPHRASE
@@ -128,15 +136,17 @@ class Sandbox:
             self._stall_until = time.monotonic() + float(stall)
 
     async def _run_clock(self) -> None:
+        loop = asyncio.get_running_loop()
+        trigger = loop.time() + self.config.ledger_interval
         while True:
-            await asyncio.sleep(self.config.ledger_interval)
-            if self.stalled():
-                continue
+            await asyncio.sleep(max(0.0, trigger - loop.time()))
+            anchor = trigger
             # Close times are whole seconds and strictly increasing; with sub-second ledgers
             # they run ahead of the wall clock, so cap the lead instead of letting them drift.
-            if self.ledger.latest.close_time + 1 > time.time() + MAX_TIME_SLIP_SECONDS:
-                continue
-            self.close_ledger()
+            if not self.stalled() and \
+                    self.ledger.latest.close_time + 1 <= time.time() + MAX_TIME_SLIP_SECONDS:
+                self.close_ledger()
+            trigger = next_trigger(anchor, self.config.ledger_interval, loop.time())
 
     async def start_clock(self, _app: web.Application | None = None) -> None:
         self._clock = asyncio.create_task(self._run_clock())
