@@ -16,9 +16,11 @@ import asyncpg
 import pytest
 from stellar_sdk import Keypair
 
+from payout_service.adapters.channel_store import ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import PayoutStore, create_pool
 from payout_service.adapters.signer_client import SignerClient, SignerUnavailable
+from payout_service.app.channel_pool import ChannelKey, ChannelPool
 from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
@@ -58,7 +60,9 @@ async def make_pipeline(
         await apply_migrations(conn)
     ledger = LedgerGateway(sandbox.rpc_url)
     desk = PayoutDesk(config, PayoutStore(pool), ledger)
-    return desk, Pipeline(config, desk.attempts, ledger, SignerClient(config.signer))
+    # As the service wires it: channel keys from the seed, else from the registry.
+    signer = SignerClient(config.signer, channel_registry=ChannelRegistry(pool).key_of)
+    return desk, Pipeline(config, desk.attempts, ledger, signer)
 
 
 async def shut(desk: PayoutDesk, pipeline: Pipeline) -> None:
@@ -278,8 +282,6 @@ async def test_channel_batches_carry_the_channel_key_and_the_payer_signatures(
     """A channel account is the batch's transaction source and the payer every operation's:
     the signer's policy lets the channel key sign it (deny by default otherwise), and the
     sandbox includes it only with both signatures."""
-    from payout_service.adapters.channel_store import ChannelRegistry
-
     desk, pipeline = await make_pipeline(
         fresh_database, sandbox, batch_signer, PAYOUTS_MAX_PAYOUTS_PER_TX="2",
         PAYOUTS_CHANNEL_ACCOUNTS=batch_signer.channel_setting())
@@ -308,6 +310,76 @@ async def test_channel_batches_carry_the_channel_key_and_the_payer_signatures(
     key_of = {address: key_id for key_id, address in batch_signer.channels.items()}
     for row in included:  # the channel's key, then the payer's
         assert by_tx[row["tx_hash"]] == [key_of[row["source_account"]], "payout"]
+    await shut(desk, pipeline)
+
+
+@pytest.mark.parametrize("mode", ["classic", "contract"])
+async def test_channels_added_at_run_time_carry_batches_and_a_retired_pool_hands_them_back(
+    fresh_database: str, sandbox: InProcessSandbox, batch_signer: BatchSigner, mode: str
+) -> None:
+    """No PAYOUTS_CHANNEL_ACCOUNTS: batches go from the payer until channels are added to
+    the registry (ChannelPool.add, as AddChannels does), then from the channels (each batch
+    signed by the channel's key from the registry, then the payer's) while the payer's
+    sequence number stays put, and from the payer again once the whole pool is retired."""
+    extra = {"PAYOUTS_MAX_PAYOUTS_PER_TX": "2"}
+    if mode == "contract":
+        extra |= {"PAYOUTS_BATCH_MODE": "contract",
+                  "PAYOUT_CONTRACT_ID": (await sandbox.config())["payout_contract_id"]}
+    desk, pipeline = await make_pipeline(fresh_database, sandbox, batch_signer, **extra)
+    for address in batch_signer.channels.values():
+        await sandbox.fund(address)
+    phases = {"before": range(0, 2), "pool": range(2, 6), "retired": range(6, 8)}
+    dests = [Keypair.random().public_key for _ in range(8)]
+    for dest in dests:
+        await sandbox.fund(dest)
+    before = [(await sandbox.balances(d))["native"] for d in dests]
+
+    async def pay(phase: str) -> None:
+        for n in phases[phase]:
+            await create(desk, f"rt{n}", dests[n], "2", "XLM")
+        await settle(desk, pipeline)
+
+    async def payer_sequence() -> int:
+        account = await sandbox.account(batch_signer.payer)
+        assert account is not None
+        return int(account["sequence"])
+
+    await pay("before")
+    channels = ChannelPool(
+        pipeline.config.channel_pool, desk.store.pool,
+        network_passphrase=pipeline.config.network_passphrase,
+        tx_window_seconds=pipeline.config.tx_window_seconds, ledger=pipeline.ledger,
+        signer=pipeline.signer)
+    await channels.add([ChannelKey(key_id, address)
+                        for key_id, address in batch_signer.channels.items()], actor="test")
+    payer_at = await payer_sequence()
+    await pay("pool")
+    assert await payer_sequence() == payer_at, "with a pool, the payer is no batch's source"
+    await channels.registry.retire(list(batch_signer.channels.values()), merge=False,
+                                   actor="test")
+    await pay("retired")
+
+    rows = await desk.store.pool.fetch(
+        """SELECT p.payout_id, p.state, a.source_account, a.tx_hash FROM payouts p
+           JOIN payout_attempts a ON a.payout_id = p.id AND a.number = p.attempt_count""")
+    by_payout = {r["payout_id"]: r for r in rows}
+    assert {r["state"] for r in rows} == {"CONFIRMED"}
+    sources = {phase: {by_payout[f"rt{n}"]["source_account"] for n in numbers}
+               for phase, numbers in phases.items()}
+    assert sources["before"] == sources["retired"] == {batch_signer.payer}
+    assert sources["pool"] <= set(batch_signer.channels.values())
+    after = [(await sandbox.balances(d))["native"] for d in dests]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2 * XLM] * 8, \
+        "each paid once"
+    by_tx: dict[str, list[str]] = {}
+    for record in await signatures(batch_signer, desk):
+        assert record["decision"] == "allow", record
+        by_tx.setdefault(record["tx_hash"], []).append(record["key_id"])
+    key_of = {address: key_id for key_id, address in batch_signer.channels.items()}
+    for row in rows:
+        source = row["source_account"]
+        assert by_tx[row["tx_hash"]] == ([key_of[source], "payout"] if source in key_of
+                                         else ["payout"])
     await shut(desk, pipeline)
 
 
