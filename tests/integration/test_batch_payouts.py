@@ -314,13 +314,14 @@ async def test_channel_batches_carry_the_channel_key_and_the_payer_signatures(
 
 
 @pytest.mark.parametrize("mode", ["classic", "contract"])
-async def test_channels_added_at_run_time_carry_batches_and_a_retired_pool_hands_them_back(
+async def test_a_pool_switched_on_and_off_while_batches_are_in_flight_pays_each_once(
     fresh_database: str, sandbox: InProcessSandbox, batch_signer: BatchSigner, mode: str
 ) -> None:
-    """No PAYOUTS_CHANNEL_ACCOUNTS: batches go from the payer until channels are added to
-    the registry (ChannelPool.add, as AddChannels does), then from the channels (each batch
-    signed by the channel's key from the registry, then the payer's) while the payer's
-    sequence number stays put, and from the payer again once the whole pool is retired."""
+    """No PAYOUTS_CHANNEL_ACCOUNTS. Batches go from the payer; channels added to the registry
+    (ChannelPool.add, as AddChannels does) while the payer's batch is still unconfirmed carry
+    the next ones (signed by the channel's key from the registry, then the payer's); the
+    pool retired while those are in flight hands the next batch back to the payer. Each payout
+    is paid once, and the payer's sequence number moved by its own transactions only."""
     extra = {"PAYOUTS_MAX_PAYOUTS_PER_TX": "2"}
     if mode == "contract":
         extra |= {"PAYOUTS_BATCH_MODE": "contract",
@@ -334,17 +335,27 @@ async def test_channels_added_at_run_time_carry_batches_and_a_retired_pool_hands
         await sandbox.fund(dest)
     before = [(await sandbox.balances(d))["native"] for d in dests]
 
-    async def pay(phase: str) -> None:
-        for n in phases[phase]:
-            await create(desk, f"rt{n}", dests[n], "2", "XLM")
-        await settle(desk, pipeline)
-
     async def payer_sequence() -> int:
         account = await sandbox.account(batch_signer.payer)
         assert account is not None
         return int(account["sequence"])
 
-    await pay("before")
+    async def build_and_send(phase: str) -> set[str]:
+        """One prepare and one send pass, no confirmation: the sources the phase's batches
+        were built from."""
+        for n in phases[phase]:
+            await create(desk, f"rt{n}", dests[n], "2", "XLM")
+        await pipeline.prepare_once()
+        await pipeline.send_once()
+        rows = await desk.store.pool.fetch(
+            """SELECT p.state, a.source_account FROM payouts p JOIN payout_attempts a
+                 ON a.payout_id = p.id AND a.number = p.attempt_count
+               WHERE p.payout_id = ANY($1::text[])""", [f"rt{n}" for n in phases[phase]])
+        assert {r["state"] for r in rows} == {"SUBMITTED"}, "all built and sent in one pass"
+        return {r["source_account"] for r in rows}
+
+    payer_at = await payer_sequence()
+    assert await build_and_send("before") == {batch_signer.payer}
     channels = ChannelPool(
         pipeline.config.channel_pool, desk.store.pool,
         network_passphrase=pipeline.config.network_passphrase,
@@ -352,31 +363,28 @@ async def test_channels_added_at_run_time_carry_batches_and_a_retired_pool_hands
         signer=pipeline.signer)
     await channels.add([ChannelKey(key_id, address)
                         for key_id, address in batch_signer.channels.items()], actor="test")
-    payer_at = await payer_sequence()
-    await pay("pool")
-    assert await payer_sequence() == payer_at, "with a pool, the payer is no batch's source"
+    assert await build_and_send("pool") == set(batch_signer.channels.values()), \
+        "one batch on each added channel"
     await channels.registry.retire(list(batch_signer.channels.values()), merge=False,
                                    actor="test")
-    await pay("retired")
+    assert await build_and_send("retired") == {batch_signer.payer}
+    rows = await settle(desk, pipeline)
 
-    rows = await desk.store.pool.fetch(
-        """SELECT p.payout_id, p.state, a.source_account, a.tx_hash FROM payouts p
-           JOIN payout_attempts a ON a.payout_id = p.id AND a.number = p.attempt_count""")
-    by_payout = {r["payout_id"]: r for r in rows}
-    assert {r["state"] for r in rows} == {"CONFIRMED"}
-    sources = {phase: {by_payout[f"rt{n}"]["source_account"] for n in numbers}
-               for phase, numbers in phases.items()}
-    assert sources["before"] == sources["retired"] == {batch_signer.payer}
-    assert sources["pool"] <= set(batch_signer.channels.values())
+    assert {k: r["state"] for k, r in rows.items()} == {f"rt{n}": "CONFIRMED" for n in range(8)}
     after = [(await sandbox.balances(d))["native"] for d in dests]
     assert [a - b for a, b in zip(after, before, strict=True)] == [2 * XLM] * 8, \
         "each paid once"
+    included = await desk.store.pool.fetch(
+        "SELECT DISTINCT tx_hash, source_account FROM payout_attempts WHERE status = 'included'")
+    from_payer = [r for r in included if r["source_account"] == batch_signer.payer]
+    assert await payer_sequence() == payer_at + len(from_payer), \
+        "the payer's sequence number moved by its own transactions only"
     by_tx: dict[str, list[str]] = {}
     for record in await signatures(batch_signer, desk):
         assert record["decision"] == "allow", record
         by_tx.setdefault(record["tx_hash"], []).append(record["key_id"])
     key_of = {address: key_id for key_id, address in batch_signer.channels.items()}
-    for row in rows:
+    for row in included:
         source = row["source_account"]
         assert by_tx[row["tx_hash"]] == ([key_of[source], "payout"] if source in key_of
                                          else ["payout"])
