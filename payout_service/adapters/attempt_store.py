@@ -52,12 +52,12 @@ class NewAttempt:
 class AttemptBuilder:
     """Callable that builds the envelope once the source and sequence number are reserved.
 
-    With `channels`, the transaction's source is whichever channel account has nothing in
-    flight (leased in the reserving SQL transaction); else it is `source_account`.
+    With `from_channel`, the transaction's source is whichever channel account has nothing
+    in flight (leased in the reserving SQL transaction); else it is `source_account`.
     """
 
     source_account: str
-    channels: tuple[str, ...] = ()
+    from_channel: bool = False
 
     def __call__(self, source: str, sequence: int) -> NewAttempt:  # pragma: no cover
         raise NotImplementedError
@@ -84,8 +84,8 @@ class AttemptStore:
                 return None
             payout = payout_from_row(row)
             source = build.source_account
-            if build.channels:
-                leased = await lease_channel(conn, build.channels)
+            if build.from_channel:
+                leased = await lease_channel(conn)
                 if leased is None:
                     return None  # every channel has a transaction in flight
                 source = leased

@@ -60,7 +60,7 @@ class BatchStore:
 
     async def create_batch(
         self, payout_uuids: Sequence[UUID], build: BatchBuilder, *, source_account: str,
-        channels: tuple[str, ...] = (), limit: int | None = None,
+        from_channel: bool = False, limit: int | None = None,
     ) -> list[tuple[Payout, Attempt]]:
         """Locks the payouts that still need an attempt (SKIP LOCKED: another worker's are
         left out; at most `limit`, the first in the planned order), reserves ONE sequence
@@ -82,8 +82,8 @@ class BatchStore:
             if not payouts:
                 return []
             source = source_account
-            if channels:
-                leased = await lease_channel(conn, channels)
+            if from_channel:
+                leased = await lease_channel(conn)
                 if leased is None:
                     return []
                 source = leased

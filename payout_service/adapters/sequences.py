@@ -9,12 +9,21 @@ lock already (lock order: payout, attempt, then these rows).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
 from payout_service.core.sequences import resync
 from payout_service.core.states import HOLDS_SEQUENCE
 
 _HOLDING = [s.value for s in HOLDS_SEQUENCE]
+
+
+@dataclass(frozen=True)
+class SourceCensus:
+    leasable: int  # active channels with a sequence row
+    free: int  # of those, with nothing in flight
+    unsynced: tuple[str, ...]  # the payer or active channels with no sequence row yet
 
 
 class Sequences:
@@ -33,32 +42,35 @@ class Sequences:
             await self.pool.fetchval("SELECT 1 FROM source_accounts WHERE account = $1", account)
         )
 
-    async def unknown_sources(self, accounts: tuple[str, ...]) -> list[str]:
-        """Those of `accounts` with no sequence row yet (one query, however many channels)."""
-        known = {r["account"] for r in await self.pool.fetch(
-            "SELECT account FROM source_accounts WHERE account = ANY($1::text[])", list(accounts))}
-        return [a for a in accounts if a not in known]
-
-    async def free_channels(self, channels: tuple[str, ...]) -> int:
-        """How many active channels have no attempt in flight (an estimate: no locks). The
-        registry (channel_accounts) decides which channels exist; `channels`, the start-up
-        seed, only switches channel mode on."""
-        free: int = await self.pool.fetchval(
-            """SELECT count(*) FROM channel_accounts c
-               JOIN source_accounts s ON s.account = c.account
-               WHERE c.state = 'active' AND c.in_flight_attempts = 0"""
+    async def census(self, payer: str) -> SourceCensus:
+        """What a build pass needs to know about its sources, in one round trip: the active
+        channels that can be leased (with a sequence row) and how many of them have nothing
+        in flight (an estimate: no locks; the lease decides), and the sources still without a
+        sequence row (the payer on a new database, channels seeded at start-up)."""
+        row = await self.pool.fetchrow(
+            """SELECT count(s.account) AS leasable,
+                      count(s.account) FILTER (WHERE c.in_flight_attempts = 0) AS free,
+                      coalesce(array_agg(c.account ORDER BY c.account)
+                               FILTER (WHERE s.account IS NULL), '{}') AS unsynced,
+                      NOT EXISTS (SELECT 1 FROM source_accounts WHERE account = $1)
+                          AS payer_unsynced
+               FROM channel_accounts c LEFT JOIN source_accounts s ON s.account = c.account
+               WHERE c.state = 'active'""",
+            payer,
         )
-        return free
+        unsynced = ((payer,) if row["payer_unsynced"] else ()) + tuple(row["unsynced"])
+        return SourceCensus(row["leasable"], row["free"], unsynced)
 
 
-async def lease_channel(conn: asyncpg.Connection, channels: tuple[str, ...]) -> str | None:
+async def lease_channel(conn: asyncpg.Connection, _unused: tuple[str, ...] = ()) -> str | None:
     """An active channel account with no attempt in flight, locked until the caller's
     transaction ends (SKIP LOCKED: concurrent preparers and replicas take different channels).
 
     Reads the registry, so a channel added or retired while the service runs is used or left
     at the next lease, no restart. The channel row stays locked until the attempt is
     committed, so the registry's drain check (which locks it first) sees that attempt.
-    `channels` (the start-up seed) only switches channel mode on.
+    (The second argument is ignored: the registry alone decides, core/sources.py; it is kept
+    for bench/bench_channel_lease.py.)
 
     "Nothing in flight" is the row's own count (migration 050: triggers on payout_attempts keep
     it in the statement that changes an attempt's status), read from a partial index of the

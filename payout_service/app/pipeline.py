@@ -37,7 +37,9 @@ class Pipeline(Preparing, Sending, Confirming):
         self.ledger = ledger
         self.signer = signer
         self.external = config.signing_mode == "external"
-        self.channels = tuple(config.signer.channel_keys) if config.signer else ()
+        # Decided at each build pass from the channel registry (core/sources.py); the seed
+        # PAYOUTS_CHANNEL_ACCOUNTS only registers channels at start-up (main.py).
+        self.channel_mode = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._poll = timedelta(milliseconds=config.confirm_poll_ms)

@@ -3,6 +3,7 @@ it out for an external signature)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,11 @@ from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters.attempt_store import AttemptBuilder, NewAttempt
-from payout_service.adapters.ledger import SimulationFailed
+from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
 from payout_service.app.prepare_batch import PreparingBatches
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.sources import SourcePlan, plan_sources
 from payout_service.core.states import AttemptStatus
 from payout_service.core.transactions import (
     BASE_INCLUSION_FEE,
@@ -27,6 +29,8 @@ from payout_service.core.transactions import (
 from payout_service.failpoints import failpoint
 from payout_service.tracing import payout_span
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class _PreparedBuilder(AttemptBuilder):
@@ -35,7 +39,7 @@ class _PreparedBuilder(AttemptBuilder):
     passphrase: str
     window_seconds: int
     now: int
-    channels: tuple[str, ...] = ()
+    from_channel: bool = False
     handed_out_at_ledger: int | None = None
 
     def __call__(self, source: str, sequence: int) -> NewAttempt:
@@ -58,9 +62,7 @@ class _PreparedBuilder(AttemptBuilder):
 class Preparing(PreparingBatches):
     async def prepare_once(self) -> int:
         cfg = self.config
-        for source in await self.sequences.unknown_sources((cfg.source_account, *self.channels)):
-            chain_seq = await self.ledger.account_sequence(source)
-            await self.sequences.ensure_source(source, chain_seq)
+        sources = await self._plan_sources()
         work = 0
         if self.signer is not None:
             batches_signed: set[UUID] = set()
@@ -83,10 +85,9 @@ class Preparing(PreparingBatches):
                     delay=timedelta(0), actor="preparer",
                 )
                 work += 1
-        room = cfg.batch_size
-        if self.channels:
-            # One transaction in flight per channel: simulate only what can be leased now.
-            room = min(room, await self.sequences.free_channels(self.channels))
+        # The whole pass builds from one kind of source: its drafts are simulated for it.
+        self.channel_mode = sources.channels
+        room = sources.room  # with channels: simulate only what can be leased now
         batching = cfg.batch_mode != "off"
         if batching:
             room *= cfg.max_payouts_per_tx
@@ -115,6 +116,28 @@ class Preparing(PreparingBatches):
                 work += 1
         return work
 
+    async def _plan_sources(self) -> SourcePlan:
+        """Gives a sequence row to each source without one (the payer on a new database,
+        channels seeded at start-up), then decides where this pass's transactions come from:
+        one census query a pass, none per payout."""
+        cfg = self.config
+        census = await self.sequences.census(cfg.source_account)
+        if census.unsynced:
+            for source in census.unsynced:
+                try:
+                    chain_seq = await self.ledger.account_sequence(source)
+                except SourceAccountMissing:
+                    if source == cfg.source_account:
+                        raise
+                    # A seeded channel that is not on chain is never leased; the others are.
+                    log.warning("channel account not on chain: not leased",
+                                extra={"account": source})
+                    continue
+                await self.sequences.ensure_source(source, chain_seq)
+            census = await self.sequences.census(cfg.source_account)
+        return plan_sources(leasable=census.leasable, free=census.free, wanted=cfg.batch_size,
+                            signs=self.signer is not None and not self.external)
+
     async def _prepare(
         self, payout: Payout, now: int, fee_p90: int | None, ledger: int
     ) -> bool:
@@ -129,7 +152,7 @@ class Preparing(PreparingBatches):
                      cfg.network_passphrase),
             call, payer=cfg.source_account, destination=payout.destination,
             amount_stroops=payout.net_stroops,
-            operation_source=cfg.source_account if self.channels else None,
+            operation_source=cfg.source_account if self.channel_mode else None,
             inclusion_fee=bid,
         )
         try:
@@ -149,7 +172,7 @@ class Preparing(PreparingBatches):
         # External signers take longer; the window bounds how long a sequence number is held.
         window = cfg.external_window_seconds if self.external else cfg.tx_window_seconds
         builder = _PreparedBuilder(
-            prepared, cfg.source_account, cfg.network_passphrase, window, now, self.channels,
+            prepared, cfg.source_account, cfg.network_passphrase, window, now, self.channel_mode,
             # Handed out unsigned: its holder could submit it from this ledger on.
             handed_out_at_ledger=ledger if self.external else None,
         )
@@ -171,18 +194,9 @@ class Preparing(PreparingBatches):
             await self._sign_in_span(payout, attempt)
 
     async def _sign_in_span(self, payout: Payout, attempt: Attempt) -> None:
-        assert self.signer is not None  # noqa: S101
-        # A channel transaction needs the channel's signature (transaction source) and the
-        # paying account's (operation source); otherwise the paying account's alone.
-        channel_key = await self.signer.channel_key(attempt.source_account)
         try:
-            envelope_xdr = attempt.envelope_xdr
-            for key_id in (channel_key, None) if channel_key else (None,):
-                signed = await self.signer.sign_transaction(
-                    envelope_xdr, payout_id=payout.payout_id, attempt=attempt.number,
-                    correlation_id=payout.correlation_id, key_id=key_id,
-                )
-                envelope_xdr = signed.envelope_xdr
+            signed = await self._signed(attempt, payout_id=payout.payout_id,
+                                        correlation_id=payout.correlation_id)
         except SignerUnavailable:
             # The built attempt stays; a later pass signs the same envelope. Raised to the
             # loop runner, which backs off instead of retrying every payout at once.

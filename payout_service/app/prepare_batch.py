@@ -130,7 +130,7 @@ class PreparingBatches(Stage):
                           cfg.network_passphrase)
 
         created = await self.batches.create_batch(
-            list(ops), build, source_account=cfg.source_account, channels=self.channels,
+            list(ops), build, source_account=cfg.source_account, from_channel=self.channel_mode,
             limit=cfg.max_payouts_per_tx)
         await self._after_batch_built(created)
         return created
@@ -143,7 +143,7 @@ class PreparingBatches(Stage):
             chunk = payouts[start:start + cfg.max_payouts_per_tx]
             for group, prepared in await self._simulated_groups(chunk, now, fee_p90):
                 created = await self._store_contract(group, prepared, now)
-                if not created and self.channels:
+                if not created and self.channel_mode:
                     return done  # no free channel now
                 done += len(created)
         return done
@@ -156,7 +156,7 @@ class PreparingBatches(Stage):
                      cfg.network_passphrase),
             contract_id=cfg.contract_id, method_name=cfg.batch_method_name,
             payer=cfg.source_account, items=[_item(p) for p in items],
-            operation_source=cfg.source_account if self.channels else None,
+            operation_source=cfg.source_account if self.channel_mode else None,
             inclusion_fee=bid,
         )
 
@@ -200,7 +200,8 @@ class PreparingBatches(Stage):
 
         try:
             created = await self.batches.create_batch(
-                planned, build, source_account=cfg.source_account, channels=self.channels)
+                planned, build, source_account=cfg.source_account,
+                from_channel=self.channel_mode)
         except BatchChanged:
             return []
         await self._after_batch_built(created)
@@ -217,16 +218,10 @@ class PreparingBatches(Stage):
 
     async def _sign_batch(self, lead: Attempt) -> None:
         """One signature pass for the whole batch (channel key, then the payer's)."""
-        assert self.signer is not None and lead.batch_id is not None  # noqa: S101
-        channel_key = await self.signer.channel_key(lead.source_account)
+        assert lead.batch_id is not None  # noqa: S101
         try:
-            envelope_xdr = lead.envelope_xdr
-            for key_id in (channel_key, None) if channel_key else (None,):
-                signed = await self.signer.sign_transaction(
-                    envelope_xdr, payout_id=f"batch:{lead.batch_id}", attempt=lead.number,
-                    correlation_id=str(lead.batch_id), key_id=key_id,
-                )
-                envelope_xdr = signed.envelope_xdr
+            signed = await self._signed(lead, payout_id=f"batch:{lead.batch_id}",
+                                        correlation_id=str(lead.batch_id))
         except SigningRefused as err:
             await self.batches.refuse_unsent(lead.batch_id, code="signer_refused",
                                              message=str(err))

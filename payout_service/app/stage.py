@@ -13,7 +13,7 @@ from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.batch_store import BatchStore
 from payout_service.adapters.ledger import Included, LedgerGateway
 from payout_service.adapters.sequences import Sequences
-from payout_service.adapters.signer_client import SignerClient
+from payout_service.adapters.signer_client import SignedEnvelope, SignerClient, SigningRefused
 from payout_service.adapters.work_queues import WorkQueues
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
@@ -39,7 +39,9 @@ class Stage:
     ledger: LedgerGateway
     signer: SignerClient | None
     external: bool
-    channels: tuple[str, ...]
+    # Where this build pass's transactions come from (core/sources.py): a leased channel
+    # (True) or the payer. Set once a pass by prepare_once, read by its build steps.
+    channel_mode: bool
     _poll: timedelta
     # Loop name -> its wake-up: set when this process just made work for that loop (a
     # signed envelope for the sender, a freed source or channel for the preparer), so the
@@ -50,6 +52,31 @@ class Stage:
         event = getattr(self, "_nudges", {}).get(loop)
         if event is not None:
             event.set()
+
+    async def _signed(self, attempt: Attempt, *, payout_id: str, correlation_id: str
+                      ) -> SignedEnvelope:
+        """The attempt's envelope with the signatures it needs, decided by its own source (not
+        by the pass that signs it, which may be later, after a crash): a channel transaction
+        the channel's (its source; the key id from the registry) and then the payer's (the
+        operations' source), a payer transaction the payer's alone. Raises SigningRefused and
+        SignerUnavailable."""
+        assert self.signer is not None  # noqa: S101
+        keys: tuple[str | None, ...] = (None,)  # None: the paying key
+        if attempt.source_account != self.config.source_account:
+            channel_key = await self.signer.channel_key(attempt.source_account)
+            if channel_key is None:
+                # Never signed by the payer alone: the network would refuse it anyway.
+                raise SigningRefused(
+                    f"no signer key registered for channel {attempt.source_account}")
+            keys = (channel_key, None)
+        envelope_xdr = attempt.envelope_xdr
+        for key_id in keys:
+            signed = await self.signer.sign_transaction(
+                envelope_xdr, payout_id=payout_id, attempt=attempt.number,
+                correlation_id=correlation_id, key_id=key_id,
+            )
+            envelope_xdr = signed.envelope_xdr
+        return signed
 
     async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
         if attempt.batch_id is not None:

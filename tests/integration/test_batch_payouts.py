@@ -16,9 +16,11 @@ import asyncpg
 import pytest
 from stellar_sdk import Keypair
 
+from payout_service.adapters.channel_store import ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import PayoutStore, create_pool
 from payout_service.adapters.signer_client import SignerClient, SignerUnavailable
+from payout_service.app.channel_pool import ChannelKey, ChannelPool
 from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
@@ -58,7 +60,9 @@ async def make_pipeline(
         await apply_migrations(conn)
     ledger = LedgerGateway(sandbox.rpc_url)
     desk = PayoutDesk(config, PayoutStore(pool), ledger)
-    return desk, Pipeline(config, desk.attempts, ledger, SignerClient(config.signer))
+    # As the service wires it: channel keys from the seed, else from the registry.
+    signer = SignerClient(config.signer, channel_registry=ChannelRegistry(pool).key_of)
+    return desk, Pipeline(config, desk.attempts, ledger, signer)
 
 
 async def shut(desk: PayoutDesk, pipeline: Pipeline) -> None:
@@ -278,8 +282,6 @@ async def test_channel_batches_carry_the_channel_key_and_the_payer_signatures(
     """A channel account is the batch's transaction source and the payer every operation's:
     the signer's policy lets the channel key sign it (deny by default otherwise), and the
     sandbox includes it only with both signatures."""
-    from payout_service.adapters.channel_store import ChannelRegistry
-
     desk, pipeline = await make_pipeline(
         fresh_database, sandbox, batch_signer, PAYOUTS_MAX_PAYOUTS_PER_TX="2",
         PAYOUTS_CHANNEL_ACCOUNTS=batch_signer.channel_setting())
@@ -308,6 +310,84 @@ async def test_channel_batches_carry_the_channel_key_and_the_payer_signatures(
     key_of = {address: key_id for key_id, address in batch_signer.channels.items()}
     for row in included:  # the channel's key, then the payer's
         assert by_tx[row["tx_hash"]] == [key_of[row["source_account"]], "payout"]
+    await shut(desk, pipeline)
+
+
+@pytest.mark.parametrize("mode", ["classic", "contract"])
+async def test_a_pool_switched_on_and_off_while_batches_are_in_flight_pays_each_once(
+    fresh_database: str, sandbox: InProcessSandbox, batch_signer: BatchSigner, mode: str
+) -> None:
+    """No PAYOUTS_CHANNEL_ACCOUNTS. Batches go from the payer; channels added to the registry
+    (ChannelPool.add, as AddChannels does) while the payer's batch is still unconfirmed carry
+    the next ones (signed by the channel's key from the registry, then the payer's); the
+    pool retired while those are in flight hands the next batch back to the payer. Each payout
+    is paid once, and the payer's sequence number moved by its own transactions only."""
+    extra = {"PAYOUTS_MAX_PAYOUTS_PER_TX": "2"}
+    if mode == "contract":
+        extra |= {"PAYOUTS_BATCH_MODE": "contract",
+                  "PAYOUT_CONTRACT_ID": (await sandbox.config())["payout_contract_id"]}
+    desk, pipeline = await make_pipeline(fresh_database, sandbox, batch_signer, **extra)
+    for address in batch_signer.channels.values():
+        await sandbox.fund(address)
+    phases = {"before": range(0, 2), "pool": range(2, 6), "retired": range(6, 8)}
+    dests = [Keypair.random().public_key for _ in range(8)]
+    for dest in dests:
+        await sandbox.fund(dest)
+    before = [(await sandbox.balances(d))["native"] for d in dests]
+
+    async def payer_sequence() -> int:
+        account = await sandbox.account(batch_signer.payer)
+        assert account is not None
+        return int(account["sequence"])
+
+    async def build_and_send(phase: str) -> set[str]:
+        """One prepare and one send pass, no confirmation: the sources the phase's batches
+        were built from."""
+        for n in phases[phase]:
+            await create(desk, f"rt{n}", dests[n], "2", "XLM")
+        await pipeline.prepare_once()
+        await pipeline.send_once()
+        rows = await desk.store.pool.fetch(
+            """SELECT p.state, a.source_account FROM payouts p JOIN payout_attempts a
+                 ON a.payout_id = p.id AND a.number = p.attempt_count
+               WHERE p.payout_id = ANY($1::text[])""", [f"rt{n}" for n in phases[phase]])
+        assert {r["state"] for r in rows} == {"SUBMITTED"}, "all built and sent in one pass"
+        return {r["source_account"] for r in rows}
+
+    payer_at = await payer_sequence()
+    assert await build_and_send("before") == {batch_signer.payer}
+    channels = ChannelPool(
+        pipeline.config.channel_pool, desk.store.pool,
+        network_passphrase=pipeline.config.network_passphrase,
+        tx_window_seconds=pipeline.config.tx_window_seconds, ledger=pipeline.ledger,
+        signer=pipeline.signer)
+    await channels.add([ChannelKey(key_id, address)
+                        for key_id, address in batch_signer.channels.items()], actor="test")
+    assert await build_and_send("pool") == set(batch_signer.channels.values()), \
+        "one batch on each added channel"
+    await channels.registry.retire(list(batch_signer.channels.values()), merge=False,
+                                   actor="test")
+    assert await build_and_send("retired") == {batch_signer.payer}
+    rows = await settle(desk, pipeline)
+
+    assert {k: r["state"] for k, r in rows.items()} == {f"rt{n}": "CONFIRMED" for n in range(8)}
+    after = [(await sandbox.balances(d))["native"] for d in dests]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2 * XLM] * 8, \
+        "each paid once"
+    included = await desk.store.pool.fetch(
+        "SELECT DISTINCT tx_hash, source_account FROM payout_attempts WHERE status = 'included'")
+    from_payer = [r for r in included if r["source_account"] == batch_signer.payer]
+    assert await payer_sequence() == payer_at + len(from_payer), \
+        "the payer's sequence number moved by its own transactions only"
+    by_tx: dict[str, list[str]] = {}
+    for record in await signatures(batch_signer, desk):
+        assert record["decision"] == "allow", record
+        by_tx.setdefault(record["tx_hash"], []).append(record["key_id"])
+    key_of = {address: key_id for key_id, address in batch_signer.channels.items()}
+    for row in included:
+        source = row["source_account"]
+        assert by_tx[row["tx_hash"]] == ([key_of[source], "payout"] if source in key_of
+                                         else ["payout"])
     await shut(desk, pipeline)
 
 

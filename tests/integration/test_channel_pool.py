@@ -10,8 +10,11 @@ to end in test_channel_pool_end_to_end.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import grpc
@@ -32,11 +35,18 @@ from payout_service.config import ChannelPoolConfig, SignerClientConfig
 from payout_service.core.channels import ChannelState, KeyRole, OperationKind
 from payout_service.core.validation import ValidationFailed
 from payout_service.grpc_errors import PreconditionFailed
+from payout_service.main import RunningService
 from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
+from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
+from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from tests.integration.test_live_against_sandbox import wait_for_state
+from tests.integration.test_live_with_signer import ChannelWorld, channel_world, signer_env
 
 XLM = 10_000_000
 S = ChannelState
+FRIENDBOT = 10_000 * XLM  # what the sandbox's friendbot gives a new account
 
 
 @pytest.fixture
@@ -69,10 +79,10 @@ async def test_the_lease_takes_only_active_channels_and_the_seed_never_undoes_a_
     await registry.seed({a: "channel-a", b: "channel-b"})
     assert await states(pool, [a, b]) == ["draining", "active"]
     async with pool.acquire() as conn, conn.transaction():
-        assert await lease_channel(conn, ()) == b
+        assert await lease_channel(conn) == b
         # b is locked by this lease: a concurrent lease finds nothing (SKIP LOCKED).
         async with pool.acquire() as other, other.transaction():
-            assert await lease_channel(other, ()) is None
+            assert await lease_channel(other) is None
     # Nothing in flight on a: the drain check retires it; b stays active.
     assert await registry.retire_drained() == [a]
     assert await states(pool, [a, b]) == ["retired", "active"]
@@ -87,7 +97,29 @@ async def test_a_channel_not_yet_on_chain_is_never_leased(pool):
     pending = g()
     await registry.add_pending([(pending, "channel-p")], 2 * XLM, actor="test")
     async with pool.acquire() as conn, conn.transaction():
-        assert await lease_channel(conn, ()) is None
+        assert await lease_channel(conn) is None
+
+
+async def test_the_census_counts_leasable_channels_and_names_sources_with_no_sequence_row(pool):
+    """One query a build pass decides channel mode (core/sources.py): only active channels
+    with a sequence row count; the payer and a seeded channel without a row are named so the
+    preparer reads their sequence numbers from the chain first."""
+    registry, sequences = ChannelRegistry(pool), Sequences(pool)
+    payer, seeded, added, retired, pending = g(), g(), g(), g(), g()
+    await registry.seed({seeded: "channel-s"})
+    for account in (added, retired):
+        await sequences.ensure_source(account, 100)
+    await registry.add_active([(added, "channel-a"), (retired, "channel-r")], actor="test")
+    await registry.retire([retired], merge=False, actor="test")
+    await registry.add_pending([(pending, "channel-p")], 2 * XLM, actor="test")
+    census = await sequences.census(payer)
+    assert (census.leasable, census.free, census.unsynced) == (1, 1, (payer, seeded))
+    for account in (payer, seeded):
+        await sequences.ensure_source(account, 100)
+    census = await sequences.census(payer)
+    assert (census.leasable, census.free, census.unsynced) == (2, 2, ())
+    await registry.retire([added, seeded], merge=False, actor="test")
+    assert (await sequences.census(payer)).leasable == 0, "a retired pool: from the payer"
 
 
 async def test_a_key_id_or_account_registered_differently_is_refused(pool):
@@ -507,67 +539,120 @@ async def test_the_service_refuses_to_start_with_a_channel_key_of_another_role(
 
 # ---- the running service: add and retire without a restart ---------------------------------
 
-async def test_a_channel_added_while_the_service_runs_is_used_and_a_retired_one_drains(
-    payout_service_factory, sandbox, tmp_path
-):
-    from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
-    from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
-    from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
-    from tests.integration.test_live_against_sandbox import wait_for_state
-    from tests.integration.test_live_with_signer import channel_world, signer_env
-
-    world = await channel_world(sandbox, channels=2, payouts=6)
-    (first_id, first), (second_id, second) = world.channels.items()
+@contextlib.asynccontextmanager
+async def service_with_channel_keys(
+    factory, sandbox, tmp_path, world: ChannelWorld, **env: str
+) -> AsyncIterator[tuple[RunningService, Any, Any]]:
+    """The live service against the real signer (mTLS, the world's paying and channel keys,
+    role channel), and its payout and admin stubs over gRPC."""
     async with running_signer(
         tmp_path, network_passphrase=sandbox.passphrase, hot_secret=world.source.secret,
         extra_keys=world.channel_secrets, policy=world.policy,
         key_settings=world.channel_settings,
     ) as signer:
-        service = await payout_service_factory(
+        service = await factory(
             PAYOUT_SOURCE_ACCOUNT=world.source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
             STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
             PAYOUTS_CONFIRM_POLL_MS="100", PAYOUTS_CHANNEL_POOL_INTERVAL_MS="100",
-            **signer_env(signer), PAYOUTS_CHANNEL_ACCOUNTS=f"{first_id}={first.public_key}",
+            **signer_env(signer), **env,
         )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
-            stub = payout_pb2_grpc.PayoutServiceStub(channel)
-            admin = admin_pb2_grpc.PayoutAdminServiceStub(channel)
+            yield (service, payout_pb2_grpc.PayoutServiceStub(channel),
+                   admin_pb2_grpc.PayoutAdminServiceStub(channel))
 
-            async def pay(n: int) -> None:
-                await stub.CreatePayout(pb.CreatePayoutRequest(
-                    payout_id=f"ch-{n}", destination=world.dests[n], amount="1", asset="XLM",
-                    idempotency_key=f"ch-{n}"))
-                await wait_for_state(stub, f"ch-{n}", pb.PAYOUT_STATE_CONFIRMED)
 
-            await pay(0)
-            added = await admin.AddChannels(apb.AddChannelsRequest(channels=[
-                apb.ChannelKey(key_id=second_id, public_key=second.public_key)]))
-            assert added.channels[0].state == apb.CHANNEL_STATE_ACTIVE
-            retired = await admin.RetireChannels(
-                apb.RetireChannelsRequest(accounts=[first.public_key]))
-            assert retired.channels[0].state in (apb.CHANNEL_STATE_DRAINING,
-                                                 apb.CHANNEL_STATE_RETIRED)
-            for n in range(1, 4):
-                await pay(n)
-            listed = await admin.ListChannels(apb.ListChannelsRequest())
-            by_account = {c.account: c for c in listed.channels}
-            assert by_account[first.public_key].state == apb.CHANNEL_STATE_RETIRED
-            assert by_account[second.public_key].state == apb.CHANNEL_STATE_ACTIVE
-            # Unknown signer key: refused with the field named, nothing registered.
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await admin.AddChannels(apb.AddChannelsRequest(channels=[
-                    apb.ChannelKey(key_id="nope", public_key=g())]))
-            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "channels[0].key_id" in err.value.details()
-        rows = await service.pool.fetch(
-            """SELECT p.payout_id, a.source_account FROM payout_attempts a
-               JOIN payouts p ON p.id = a.payout_id WHERE a.status = 'included'""")
+async def test_a_channel_added_while_the_service_runs_is_used_and_a_retired_one_drains(
+    payout_service_factory, sandbox, tmp_path
+):
+    world = await channel_world(sandbox, channels=2, payouts=6)
+    (first_id, first), (second_id, second) = world.channels.items()
+    async with service_with_channel_keys(
+        payout_service_factory, sandbox, tmp_path, world,
+        PAYOUTS_CHANNEL_ACCOUNTS=f"{first_id}={first.public_key}",
+    ) as (service, stub, admin):
+        async def pay(n: int) -> None:
+            await stub.CreatePayout(pb.CreatePayoutRequest(
+                payout_id=f"ch-{n}", destination=world.dests[n], amount="1", asset="XLM",
+                idempotency_key=f"ch-{n}"))
+            await wait_for_state(stub, f"ch-{n}", pb.PAYOUT_STATE_CONFIRMED)
+
+        await pay(0)
+        added = await admin.AddChannels(apb.AddChannelsRequest(channels=[
+            apb.ChannelKey(key_id=second_id, public_key=second.public_key)]))
+        assert added.channels[0].state == apb.CHANNEL_STATE_ACTIVE
+        retired = await admin.RetireChannels(
+            apb.RetireChannelsRequest(accounts=[first.public_key]))
+        assert retired.channels[0].state in (apb.CHANNEL_STATE_DRAINING,
+                                             apb.CHANNEL_STATE_RETIRED)
+        for n in range(1, 4):
+            await pay(n)
+        listed = await admin.ListChannels(apb.ListChannelsRequest())
+        by_account = {c.account: c for c in listed.channels}
+        assert by_account[first.public_key].state == apb.CHANNEL_STATE_RETIRED
+        assert by_account[second.public_key].state == apb.CHANNEL_STATE_ACTIVE
+        # Unknown signer key: refused with the field named, nothing registered.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await admin.AddChannels(apb.AddChannelsRequest(channels=[
+                apb.ChannelKey(key_id="nope", public_key=g())]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "channels[0].key_id" in err.value.details()
+    rows = await service.pool.fetch(
+        """SELECT p.payout_id, a.source_account FROM payout_attempts a
+           JOIN payouts p ON p.id = a.payout_id WHERE a.status = 'included'""")
     sources = {r["payout_id"]: r["source_account"] for r in rows}
     assert sources["ch-0"] == first.public_key
     assert {sources[f"ch-{n}"] for n in range(1, 4)} == {second.public_key}, \
         "the added channel carries the later payouts; the retired one takes none"
     assert await service.pool.fetchval("SELECT count(*) FROM channel_accounts") == 2
 
+
+async def test_a_pool_added_at_run_time_without_a_seed_carries_payouts_and_a_retired_one_gives_them_back_to_the_payer(  # noqa: E501
+    payout_service_factory, sandbox, tmp_path
+):
+    """No PAYOUTS_CHANNEL_ACCOUNTS: the registry alone switches channel mode. Before any
+    channel, payouts go from the payer; once channels are added (AddChannels, no restart)
+    they carry every payout and the payer's sequence number stays put; once all are retired,
+    payouts settle from the payer again. Each destination is paid once (the sandbox's ledger)."""
+    world = await channel_world(sandbox, channels=2, payouts=8)
+    payer = world.source.public_key
+    phases = {"before": range(0, 2), "pool": range(2, 6), "retired": range(6, 8)}
+    async with service_with_channel_keys(payout_service_factory, sandbox, tmp_path, world
+                                         ) as (service, stub, admin):
+        async def pay(phase: str) -> None:
+            for n in phases[phase]:
+                await stub.CreatePayout(pb.CreatePayoutRequest(
+                    payout_id=f"rt-{n}", destination=world.dests[n], amount="1",
+                    asset="XLM", idempotency_key=f"rt-{n}"))
+            for n in phases[phase]:
+                await wait_for_state(stub, f"rt-{n}", pb.PAYOUT_STATE_CONFIRMED)
+
+        async def payer_sequence() -> int:
+            return int((await sandbox.account(payer))["sequence"])
+
+        await pay("before")
+        await admin.AddChannels(apb.AddChannelsRequest(channels=[
+            apb.ChannelKey(key_id=key_id, public_key=kp.public_key)
+            for key_id, kp in world.channels.items()]))
+        before_pool = await payer_sequence()
+        await pay("pool")
+        assert await payer_sequence() == before_pool, \
+            "with a pool, the payer is never a transaction's source"
+        await admin.RetireChannels(apb.RetireChannelsRequest(
+            accounts=[kp.public_key for kp in world.channels.values()]))
+        await pay("retired")
+    rows = await service.pool.fetch(
+        """SELECT p.payout_id, a.source_account FROM payout_attempts a
+           JOIN payouts p ON p.id = a.payout_id WHERE a.status = 'included'""")
+    sources = {r["payout_id"]: r["source_account"] for r in rows}
+    channels = {kp.public_key for kp in world.channels.values()}
+    assert {sources[f"rt-{n}"] for n in phases["before"]} == {payer}
+    assert {sources[f"rt-{n}"] for n in phases["pool"]} <= channels
+    assert {sources[f"rt-{n}"] for n in phases["retired"]} == {payer}
+    transfers = await sandbox.transfers()
+    assert sorted((t["to"], t["amount_stroops"]) for t in transfers) == \
+        sorted((d, XLM) for d in world.dests), "each destination paid exactly once"
+    for dest in world.dests:
+        assert (await sandbox.balances(dest))["native"] == FRIENDBOT + XLM
 
 
 # ---- payoutctl channels ----------------------------------------------------------------------

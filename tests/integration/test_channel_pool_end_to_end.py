@@ -5,7 +5,8 @@ signs with are generated on its token (and one destroyed) while it runs.
 
 Channels are created by CreateAccount from the funding account (key of role funding), carry
 the payouts (the paying key as operation source), are topped up, and one is retired and
-merged back into the funding account (AccountMerge, signed by the channel's own key).
+merged back into the funding account (AccountMerge, signed by the channel's own key). No
+PAYOUTS_CHANNEL_ACCOUNTS: the pool built with `payoutctl` alone switches channel mode on.
 """
 
 from __future__ import annotations
@@ -50,21 +51,20 @@ async def test_channels_created_in_the_signer_pay_are_topped_up_and_merge_home(
     payout_service_factory, tmp_path
 ):
     async with RunningSandbox(ledger_interval=0.2, seed=1414) as sandbox:
-        payer, funding, seed = Keypair.random(), Keypair.random(), Keypair.random()
+        payer, funding = Keypair.random(), Keypair.random()
         dests = [Keypair.random().public_key for _ in range(PAYOUTS)]
-        for address in (payer.public_key, funding.public_key, seed.public_key, *dests):
+        for address in (payer.public_key, funding.public_key, *dests):
             await sandbox.fund(address)
         home = {"merge_into": funding.public_key}
         async with running_signer(
             tmp_path, network_passphrase=sandbox.passphrase, backend="pkcs11",
             hot_secret=payer.secret,  # imported onto the token: the paying key
-            extra_keys={"funding": funding.secret, "seed-channel": seed.secret},
+            extra_keys={"funding": funding.secret},
             key_settings={
                 "funding": {"role": "funding", "policy": {
                     "payments": {"assets": ["native"]},
                     "channel_funding": {"max_starting_balance_stroops": 10 * XLM,
                                         "max_top_up_stroops": 10 * XLM}}},
-                "seed-channel": {"role": "channel", "policy": home},
             },
             channel_keys={"label_prefix": "channel-", "refresh_seconds": 1, "policy": home},
         ) as signer:
@@ -73,7 +73,6 @@ async def test_channels_created_in_the_signer_pay_are_topped_up_and_merge_home(
                 STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
                 PAYOUTS_CONFIRM_POLL_MS="100", PAYOUTS_CHANNEL_POOL_INTERVAL_MS="100",
                 **signer_env(signer),
-                PAYOUTS_CHANNEL_ACCOUNTS=f"seed-channel={seed.public_key}",
                 PAYOUTS_CHANNEL_FUNDING_ACCOUNT=funding.public_key,
                 PAYOUTS_CHANNEL_FUNDING_KEY_ID="funding",
             )
@@ -102,8 +101,7 @@ async def test_channels_created_in_the_signer_pay_are_topped_up_and_merge_home(
                 for account in created:
                     assert (await sandbox.balances(account))["native"] == 5 * XLM
 
-                # 2. Payouts through the new channels only (the seed channel retired first).
-                await operator(target, "retire", seed.public_key)
+                # 2. Payouts through the new channels, the service never restarted nor seeded.
                 for n, dest in enumerate(dests):
                     await stub.CreatePayout(pb.CreatePayoutRequest(
                         payout_id=f"e2e-{n}", destination=dest, amount="1", asset="XLM",

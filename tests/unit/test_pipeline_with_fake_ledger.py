@@ -16,7 +16,15 @@ from stellar_sdk import Keypair
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service import metrics
-from payout_service.adapters.ledger import Accepted, Included, LedgerInfo, NotFound, Rejected
+from payout_service.adapters.channel_store import ChannelRegistry
+from payout_service.adapters.ledger import (
+    Accepted,
+    Included,
+    LedgerInfo,
+    NotFound,
+    Rejected,
+    SourceAccountMissing,
+)
 from payout_service.adapters.payout_store import PayoutStore, create_pool
 from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
 from payout_service.app.desk import PayoutDesk
@@ -558,3 +566,42 @@ async def test_outbox_events_exist_only_for_confirmed_and_failed_payouts(world):
         ("payout.confirmed", "p1"), ("payout.failed", "p2"),
     ]
     assert rows[0]["payload"]["tx_hash"] and rows[0]["payload"]["ledger"]
+
+
+async def test_a_seeded_channel_missing_on_chain_is_never_leased_and_payouts_go_on(world):
+    """A PAYOUTS_CHANNEL_ACCOUNTS typo (an account not on chain) gets no sequence row, so it
+    is never leased and does not switch channel mode on: the payer pays, nothing stalls."""
+    make, source = world
+    ghost = Keypair.random().public_key
+    desk, pipeline, ledger, _ = make("signer", PAYOUTS_CHANNEL_ACCOUNTS=f"channel-ghost={ghost}")
+    # As start-up does with the seed.
+    await ChannelRegistry(desk.store.pool).seed({ghost: "channel-ghost"})
+    chain_sequence = ledger.account_sequence
+
+    async def account_sequence(account_id: str) -> int:
+        if account_id == ghost:
+            raise SourceAccountMissing(account_id)
+        return await chain_sequence(account_id)
+
+    ledger.account_sequence = account_sequence  # type: ignore[method-assign]
+    for n in range(2):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger, rounds=4)
+    assert set((await states(desk)).values()) == {"CONFIRMED"}
+    sources = await desk.store.pool.fetch("SELECT DISTINCT source_account FROM payout_attempts")
+    assert [r["source_account"] for r in sources] == [source.public_key]
+
+
+async def test_external_signing_builds_from_the_payer_even_with_a_pool(world):
+    """An outside signer signs with the paying key only: active channels are not leased."""
+    make, source = world
+    desk, pipeline, _, _ = make("external")
+    channel = Keypair.random().public_key
+    await pipeline.sequences.ensure_source(channel, START_SEQ)
+    await ChannelRegistry(desk.store.pool).add_active([(channel, "channel-0")], actor="test")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    row = await desk.store.pool.fetchrow(
+        "SELECT p.state, a.source_account FROM payouts p JOIN payout_attempts a "
+        "ON a.payout_id = p.id")
+    assert (row["state"], row["source_account"]) == ("AWAITING_SIGNATURE", source.public_key)
