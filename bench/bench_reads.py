@@ -9,6 +9,7 @@ nothing is asserted on timings. Needs DATABASE_URL (or the machine's PostgreSQL 
     python bench/bench_reads.py --sizes 10000,1000000
     python bench/bench_reads.py --sizes 10000,1000000,10000000
     python bench/bench_reads.py --sizes 10000000 --keep   # keep the database, for EXPLAIN
+    python bench/bench_reads.py --sizes 10000000 --reuse postgresql://.../bench_...  # read it again
 
 The load (read_load.py, which says how it stays realistic): payouts spread over 8 states,
 100,000 destinations (or N/10 if fewer), 3 assets, creation times over the last 30 days, one
@@ -84,10 +85,30 @@ async def timed(label: str, samples: int, call: Callable[[int], Awaitable[Any]])
     return label, statistics.median(took), took[min(len(took) - 1, int(0.99 * len(took)))]
 
 
-async def measure(admin_url: str, n: int, samples: int, keep: bool) -> tuple[float, list[Timing]]:
-    database_url = await fresh_database(admin_url)
-    destinations = destinations_for(n)
-    phases = await load(database_url, n, destinations)
+async def loaded_destinations(database_url: str, n: int) -> list[str]:
+    """The destinations of a database loaded earlier (--reuse): payout bench-i went to
+    destination i % D."""
+    count = max(1, min(100_000, n // 10))
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT payout_id, destination FROM payouts WHERE payout_id = ANY($1::text[])",
+            [f"bench-{i}" for i in range(count, 2 * count)])
+    finally:
+        await conn.close()
+    by_index = {int(r["payout_id"].split("-")[1]) % count: r["destination"] for r in rows}
+    return [by_index[i] for i in range(count)]
+
+
+async def measure(admin_url: str, n: int, samples: int, keep: bool,
+                  reuse: str | None = None) -> tuple[dict[str, float], list[Timing]]:
+    if reuse:
+        database_url, phases = reuse, {}
+        destinations = await loaded_destinations(database_url, n)
+    else:
+        database_url = await fresh_database(admin_url)
+        destinations = destinations_for(n)
+        phases = await load(database_url, n, destinations)
     service = await start_service(load_config({
         "DATABASE_URL": database_url, "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
         "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0", "PAYOUTS_PLAINTEXT": "true",
@@ -154,7 +175,7 @@ async def measure(admin_url: str, n: int, samples: int, keep: bool) -> tuple[flo
                 results.append(await timed(label, samples, check))
     finally:
         await service.stop(grace=0)
-        if keep:
+        if keep or reuse:
             print(f"N = {n:,}: kept {database_url}", flush=True)
         else:
             await drop_database(admin_url, database_url)
@@ -180,15 +201,19 @@ async def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--keep", action="store_true",
                         help="keep each loaded database (default: dropped after its reads)")
+    parser.add_argument("--reuse", metavar="DATABASE_URL",
+                        help="read a database kept earlier (one size: the N it was loaded with)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.reuse and len(sizes) != 1:
+        parser.error("--reuse reads one database: give the one size it was loaded with")
     given_url = os.environ.get("DATABASE_URL")
     embedded = None if given_url else EmbeddedPostgres().start()
     admin_url = given_url or embedded.dsn  # type: ignore[union-attr]
     try:
         table: dict[int, tuple[dict[str, float], list[Timing]]] = {}
         for n in sizes:
-            table[n] = await measure(admin_url, n, args.samples, args.keep)
+            table[n] = await measure(admin_url, n, args.samples, args.keep, args.reuse)
             phases = ", ".join(f"{k} {v:.1f} s" for k, v in table[n][0].items())
             print(f"N = {n:,}: loaded in {sum(table[n][0].values()):.1f} s ({phases})",
                   flush=True)
