@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import asyncpg
@@ -11,6 +12,7 @@ from stellar_sdk import Keypair
 
 from payout_service.adapters.ledger import Included, LedgerUnavailable, NotFound
 from payout_service.migrations import apply_migrations
+from payout_service.programs import reconcile as reconcile_module
 from payout_service.programs.reconcile import confirmed_since
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -119,6 +121,28 @@ async def test_a_transient_rpc_error_does_not_abort_a_run(stack_factory):
     response = await stack.admin.Reconcile(apb.ReconcileRequest())
     assert response.checked == 1 and not response.mismatches
     assert ledger.asked == [tx_hash] and ledger.failures == 0
+
+
+async def test_a_lasting_outage_stops_every_lookup_of_the_run(stack_factory, monkeypatch):
+    """The run aborts at the first lookup that fails for good; the other payouts of the
+    window are not looked up afterwards in the background (7,000 of them at 10^7)."""
+    monkeypatch.setattr(reconcile_module, "LOOKUP_BACKOFF_SECONDS", 0)
+    ledger = FlakyLedger()
+    stack = await stack_factory(ledger=ledger)
+    window = 6 * reconcile_module.CONCURRENT_LOOKUPS
+    for n in range(window):
+        await confirmed(stack, n)
+    ledger.failures = always = 10**9
+
+    def asked() -> int:
+        return always - ledger.failures  # every lookup fails: count the failures
+
+    with pytest.raises(LedgerUnavailable):
+        await reconcile_module.reconcile(stack.pool, ledger.lookup, 1)
+    asked_by_the_run = asked()
+    await asyncio.sleep(0.2)  # lookups left running (no backoff here) would ask again by now
+    assert asked() == asked_by_the_run
+    assert asked_by_the_run < window * reconcile_module.LOOKUP_TRIES
 
 
 async def test_the_window_read_uses_its_index_when_most_history_is_confirmed(fresh_database):
