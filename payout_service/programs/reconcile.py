@@ -78,7 +78,15 @@ async def reconcile(pool: asyncpg.Pool, lookup: Lookup, lookback_hours: int) -> 
         problem = problem_with(p, outcome)
         return Mismatch(p.payout_id, p.tx_hash, problem) if problem else None
 
-    found = await asyncio.gather(*(check(p) for p in payouts))
+    checks = [asyncio.ensure_future(check(p)) for p in payouts]
+    try:
+        found = await asyncio.gather(*checks)
+    except BaseException:
+        # A lasting outage aborts the run: the lookups still waiting are not made (gather
+        # alone would leave them running, each retried, the whole window of them).
+        for c in checks:
+            c.cancel()
+        raise
     return Reconciliation(len(payouts), [m for m in found if m is not None])
 
 

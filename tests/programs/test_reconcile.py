@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import asyncpg
 import grpc
 import pytest
 from stellar_sdk import Keypair
 
 from payout_service.adapters.ledger import Included, LedgerUnavailable, NotFound
+from payout_service.migrations import apply_migrations
+from payout_service.programs import reconcile as reconcile_module
+from payout_service.programs.reconcile import confirmed_since
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 from .conftest import confirm
+from .test_aggregates import Recording, scanned_tables
 
 
 class FakeLedger:
@@ -113,3 +121,67 @@ async def test_a_transient_rpc_error_does_not_abort_a_run(stack_factory):
     response = await stack.admin.Reconcile(apb.ReconcileRequest())
     assert response.checked == 1 and not response.mismatches
     assert ledger.asked == [tx_hash] and ledger.failures == 0
+
+
+async def test_a_lasting_outage_stops_every_lookup_of_the_run(stack_factory, monkeypatch):
+    """The run aborts at the first lookup that fails for good; the other payouts of the
+    window are not looked up afterwards in the background (7,000 of them at 10^7)."""
+    monkeypatch.setattr(reconcile_module, "LOOKUP_BACKOFF_SECONDS", 0)
+    ledger = FlakyLedger()
+    stack = await stack_factory(ledger=ledger)
+    window = 6 * reconcile_module.CONCURRENT_LOOKUPS
+    for n in range(window):
+        await confirmed(stack, n)
+    ledger.failures = always = 10**9
+
+    def asked() -> int:
+        return always - ledger.failures  # every lookup fails: count the failures
+
+    with pytest.raises(LedgerUnavailable):
+        await reconcile_module.reconcile(stack.pool, ledger.lookup, 1)
+    asked_by_the_run = asked()
+    await asyncio.sleep(0.2)  # lookups left running (no backoff here) would ask again by now
+    assert asked() == asked_by_the_run
+    assert asked_by_the_run < window * reconcile_module.LOOKUP_TRIES
+
+
+async def test_the_window_read_uses_its_index_when_most_history_is_confirmed(fresh_database):
+    """At 10^7 payouts the planner guessed a third of all CONFIRMED payouts were in the
+    window (no statistics for a partial index's expression) and scanned the whole table;
+    migration 100's statistics on the expression give it the window's real share."""
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await apply_migrations(conn)
+        # 60,000 payouts, 9 in 10 CONFIRMED, one every ~43 s over 30 days: a 2-hour window
+        # holds ~150 of them. Stored in no particular order (rows move as they are updated).
+        await conn.execute(
+            """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
+                   destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
+                   created_at, updated_at, confirmed_at)
+               SELECT gen_random_uuid(), 'w-' || i, 'w-' || i, 'f', '{}', 'G', 'XLM', 2, 1, 1,
+                      CASE WHEN i % 10 = 0 THEN 'FAILED' ELSE 'CONFIRMED' END, 'EXTERNAL',
+                      now() - i * interval '43 seconds', now() - i * interval '43 seconds',
+                      CASE WHEN i % 10 <> 0 THEN now() - i * interval '43 seconds' END
+               FROM generate_series(1, 60000) AS i ORDER BY random()""")
+        await conn.execute("ANALYZE payouts")
+        rec = Recording(conn)  # type: ignore[arg-type]
+        in_window = len(await confirmed_since(rec, 2))  # type: ignore[arg-type]
+        assert in_window > 100
+        [(sql, args)] = rec.queries
+
+        async def plan() -> tuple[set[str], float, str]:
+            found = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+            top = found[0]["Plan"]
+            return scanned_tables(top), top["Plan Rows"], json.dumps(found)
+
+        scanned, estimate, text = await plan()
+        assert "payouts" not in scanned and "payouts_confirmed_at_idx" in text, text
+        assert estimate < 5 * in_window, "the planner knows the window is small"
+        # The check can fail: without the statistics the planner takes a third of all
+        # CONFIRMED payouts for the window (at 10^7 it then scanned the table).
+        await conn.execute("DROP STATISTICS payouts_confirmed_window_stats")
+        await conn.execute("ANALYZE payouts")
+        scanned, estimate, text = await plan()
+        assert estimate > 50 * in_window, text
+    finally:
+        await conn.close()

@@ -1,0 +1,10 @@
+-- Reconciliation's window read (programs/reconcile.py confirmed_since: CONFIRMED payouts with
+-- COALESCE(confirmed_at, updated_at) in the last hours) must stay O(window) at 10^7 payouts.
+-- payouts_confirmed_at_idx (migration 030) serves it, but the planner keeps no statistics for
+-- the expression of a *partial* index, so it guessed a third of all CONFIRMED payouts matched
+-- and chose a parallel scan of the whole table (bench_reads.py at 10^7: 1.5 s, plus JIT).
+-- Statistics on the expression itself give it the real (tiny) share: the index, ~11 ms for
+-- the ~6,800 rows of a 2-hour window at 10^7. ANALYZE reads a fixed-size sample.
+CREATE STATISTICS payouts_confirmed_window_stats ON (COALESCE(confirmed_at, updated_at))
+    FROM payouts;
+ANALYZE payouts;
