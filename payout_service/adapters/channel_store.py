@@ -87,22 +87,12 @@ _LIST = "SELECT c.*, c.in_flight_attempts > 0 AS in_flight FROM channel_accounts
 
 async def _insert(
     conn: asyncpg.Connection, account: str, key_id: str, state: ChannelState, origin: str, *,
-    actor: str, starting_balance: int | None = None, clash_ok: bool = False,
+    actor: str, starting_balance: int | None = None,
 ) -> bool:
     """One channel row and its first event, inside the caller's SQL transaction. False when
-    the same account and key id are already registered; a clash raises ChannelConflict."""
-    existing = await conn.fetchrow(
-        "SELECT account, key_id FROM channel_accounts WHERE account = $1 OR key_id = $2",
-        account, key_id,
-    )
-    if existing is not None:
-        if existing["account"] == account and existing["key_id"] == key_id:
-            return False
-        if existing["account"] == account:
-            raise ChannelConflict("key_id", f"channel {account} is registered with "
-                                  f"key id {existing['key_id']}, not {key_id}", account=account)
-        raise ChannelConflict("key_id", f"key id {key_id} already belongs to channel "
-                              f"{existing['account']}", account=account)
+    the same account and key id are already registered (also when a concurrent call just
+    registered them); any other clash raises ChannelConflict. Callers insert in account
+    order, so two registrations that overlap wait for each other instead of deadlocking."""
     try:
         async with conn.transaction():  # a savepoint: a clash leaves nothing behind
             await conn.execute(
@@ -111,10 +101,23 @@ async def _insert(
                 account, key_id, state.value, origin, starting_balance,
             )
     except asyncpg.UniqueViolationError:
-        if clash_ok:
-            return False  # another replica seeded it at the same time
-        raise ChannelConflict("account", f"channel {account} was registered "
-                              "concurrently", account=account) from None
+        # Read after the clash: a concurrent winner has committed by now, so this sees it.
+        existing = await conn.fetchrow(
+            """SELECT account, key_id FROM channel_accounts WHERE account = $1 OR key_id = $2
+               ORDER BY account = $1 DESC LIMIT 1""",
+            account, key_id,
+        )
+        if existing is None:  # the clashing row is gone again: nothing to compare with
+            raise ChannelConflict("account", f"channel {account} clashed with a registration "
+                                  "that was then undone; try again", account=account) from None
+        if existing["account"] == account and existing["key_id"] == key_id:
+            return False
+        if existing["account"] == account:
+            raise ChannelConflict("key_id", f"channel {account} is registered with "
+                                  f"key id {existing['key_id']}, not {key_id}",
+                                  account=account) from None
+        raise ChannelConflict("key_id", f"key id {key_id} already belongs to channel "
+                              f"{existing['account']}", account=account) from None
     await conn.execute(
         """INSERT INTO channel_events (account, from_state, to_state, actor, reason)
            VALUES ($1, NULL, $2, $3, $4)""",
@@ -131,16 +134,15 @@ class ChannelRegistry:
         """PAYOUTS_CHANNEL_ACCOUNTS (account -> key id): registered active once. A channel the
         operators retired stays retired across restarts (the table wins over the seed)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            for account, key_id in channels.items():
-                await _insert(conn, account, key_id, S.ACTIVE, "seed", actor="seed",
-                              clash_ok=True)
+            for account, key_id in sorted(channels.items()):
+                await _insert(conn, account, key_id, S.ACTIVE, "seed", actor="seed")
 
     async def add_active(self, keys: Sequence[tuple[str, str]], *, actor: str) -> int:
         """Accounts already on chain with their keys in the signer: leasable at once. A
         retired one of the same key comes back. All or none: one SQL transaction. Returns how
         many were new or came back."""
         async with self.pool.acquire() as conn, conn.transaction():
-            again = [account for account, key_id in keys
+            again = [account for account, key_id in sorted(keys)
                      if not await _insert(conn, account, key_id, S.ACTIVE, "added", actor=actor)]
             moved = await move_channels(conn, again, S.ACTIVE, actor=actor, reason="re-added")
             return len(keys) - len(again) + len(moved)
@@ -154,7 +156,7 @@ class ChannelRegistry:
         the first channels in one transaction and the rest in another)."""
         async with self.pool.acquire() as conn, conn.transaction():
             new = 0
-            for account, key_id in keys:
+            for account, key_id in sorted(keys):
                 new += await _insert(conn, account, key_id, S.PENDING, "created", actor=actor,
                                      starting_balance=starting_balance)
             # Asked again: a pending channel held after a permanent failure is retried.

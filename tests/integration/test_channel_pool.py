@@ -684,3 +684,28 @@ async def test_payoutctl_channels_help_plan_and_clear_errors(payout_service):
     assert code == 2 and "name at least one channel key" in err
     code, out, err = await payoutctl("channels", "retire", "GNOPE", env=target)
     assert code == 1 and "INVALID_ARGUMENT" in err and "not a channel" in err
+
+
+async def test_overlapping_registrations_in_opposite_orders_wait_instead_of_deadlocking(pool):
+    """Two calls naming the same new channels in opposite orders: rows are inserted in
+    account order, so one waits for the other and sees its channels (no DeadlockDetected)."""
+    registry = ChannelRegistry(pool)
+    keys = [(g(), f"overlap-{n}") for n in range(20)]
+    first, second = await asyncio.gather(
+        registry.add_pending(keys, 2 * XLM, actor="test"),
+        registry.add_pending(list(reversed(keys)), 2 * XLM, actor="test"),
+    )
+    assert sorted((first, second)) == [0, 20]
+
+
+async def test_a_key_id_taken_concurrently_is_named_as_the_key_ids_clash(pool):
+    """The unique index on key_id refuses a second channel for one key even when the two
+    registrations race past the pre-check: the clash names key_id, never account."""
+    registry = ChannelRegistry(pool)
+    results = await asyncio.gather(
+        *(registry.add_pending([(g(), "contested")], 2 * XLM, actor="test") for _ in range(6)),
+        return_exceptions=True)
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert [r for r in results if r == 1] == [1]
+    assert refused and all(isinstance(r, ChannelConflict) and r.field == "key_id"
+                           for r in refused), refused
