@@ -12,9 +12,7 @@ from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
-from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
-from tests.integration.test_live_against_sandbox import wait_for_state
-from tests.integration.test_live_with_signer import channel_world, signer_env
+from tests.integration.test_live_with_signer import channel_world, pay_all, signer_env
 
 XLM = 10_000_000
 FRIENDBOT = 10_000 * XLM
@@ -33,7 +31,7 @@ async def test_a_payer_policy_without_the_channel_holds_the_channel_and_fails_no
     """The paying key's `source_accounts` lacks "@channel_keys" and the channel's G...: it
     refuses every channel transaction (rule source_accounts). A channel added at run time is
     held at its first refusal (draining, then retired; its reason in ListChannels) and the
-    payouts, re-queued without counting an attempt, confirm from the payer. Re-adding the
+    payouts, re-queued (not failed), confirm from the payer. Re-adding the
     channel (`payoutctl channels add`) clears the hold."""
     world = await channel_world(sandbox, channels=1, payouts=4)
     payer = world.source.public_key
@@ -52,7 +50,7 @@ async def test_a_payer_policy_without_the_channel_holds_the_channel_and_fails_no
             PAYOUT_SOURCE_ACCOUNT=payer, SOROBAN_RPC_URL=sandbox.rpc_url,
             STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
             PAYOUTS_CONFIRM_POLL_MS="100", PAYOUTS_CHANNEL_POOL_INTERVAL_MS="100",
-            PAYOUTS_MAX_ATTEMPTS="1", PAYOUTS_BATCH_MODE=batch_mode, **signer_env(signer),
+            PAYOUTS_BATCH_MODE=batch_mode, **signer_env(signer),
         )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as conn:
             stub = payout_pb2_grpc.PayoutServiceStub(conn)
@@ -60,12 +58,7 @@ async def test_a_payer_policy_without_the_channel_holds_the_channel_and_fails_no
             added = await admin.AddChannels(apb.AddChannelsRequest(channels=[
                 apb.ChannelKey(key_id=channel_id, public_key=channel.public_key)]))
             assert added.channels[0].state == apb.CHANNEL_STATE_ACTIVE
-            for n, dest in enumerate(world.dests):
-                await stub.CreatePayout(pb.CreatePayoutRequest(
-                    payout_id=f"cb-{n}", destination=dest, amount="1", asset="XLM",
-                    idempotency_key=f"cb-{n}"))
-            for n in range(len(world.dests)):
-                await wait_for_state(stub, f"cb-{n}", pb.PAYOUT_STATE_CONFIRMED)
+            await pay_all(stub, "cb", world.dests)
             [listed] = (await admin.ListChannels(apb.ListChannelsRequest())).channels
             assert listed.state in (apb.CHANNEL_STATE_DRAINING, apb.CHANNEL_STATE_RETIRED)
             assert listed.held_reason.startswith(
@@ -99,3 +92,49 @@ async def test_a_payer_policy_without_the_channel_holds_the_channel_and_fails_no
         sorted((d, XLM) for d in world.dests), "each destination paid exactly once"
     for dest in world.dests:
         assert (await sandbox.balances(dest))["native"] == FRIENDBOT + XLM
+
+
+async def test_a_channel_whose_key_the_signer_lacks_is_held_and_the_others_carry_the_payouts(
+    payout_service_factory, sandbox, tmp_path
+):
+    """Two channels registered at start-up; the signer holds the key of one only. The other
+    (the lowest account, so the lease tries it first) is refused by the signer (NOT_FOUND, no
+    rule) at its first payout and held; every payout confirms through the good channel."""
+    world = await channel_world(sandbox, channels=2, payouts=4)
+    payer = world.source.public_key
+    (bad_id, bad), (good_id, good) = sorted(world.channels.items(),
+                                            key=lambda item: item[1].public_key)
+    async with running_signer(
+        tmp_path, network_passphrase=sandbox.passphrase, hot_secret=world.source.secret,
+        extra_keys={good_id: good.secret}, policy=world.policy,
+        key_settings={good_id: world.channel_settings[good_id]},
+    ) as signer:
+        service = await payout_service_factory(
+            PAYOUT_SOURCE_ACCOUNT=payer, SOROBAN_RPC_URL=sandbox.rpc_url,
+            STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+            PAYOUTS_CONFIRM_POLL_MS="100", **signer_env(signer),
+            PAYOUTS_CHANNEL_ACCOUNTS=world.setting,
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as conn:
+            stub = payout_pb2_grpc.PayoutServiceStub(conn)
+            admin = admin_pb2_grpc.PayoutAdminServiceStub(conn)
+            await pay_all(stub, "nk", world.dests)
+            listed = {c.account: c for c in
+                      (await admin.ListChannels(apb.ListChannelsRequest())).channels}
+    assert listed[good.public_key].state == apb.CHANNEL_STATE_ACTIVE
+    assert listed[good.public_key].held_reason == ""
+    assert listed[bad.public_key].state in (apb.CHANNEL_STATE_DRAINING,
+                                            apb.CHANNEL_STATE_RETIRED)
+    assert listed[bad.public_key].held_reason.startswith(
+        "signer refused with the channel's key: rule none: NOT_FOUND"), listed[bad.public_key]
+    attempts = await service.pool.fetch(
+        "SELECT source_account, status, result_code FROM payout_attempts")
+    assert {(r["source_account"], r["status"], r["result_code"]) for r in attempts
+            if r["status"] != "included"} == {(bad.public_key, "rejected", "channel_held")}
+    assert sum(r["status"] == "rejected" for r in attempts) == 1, \
+        "the bad channel refused once, then was never leased again"
+    assert {r["source_account"] for r in attempts if r["status"] == "included"} == \
+        {good.public_key}
+    transfers = await sandbox.transfers()
+    assert sorted((t["to"], t["amount_stroops"]) for t in transfers) == \
+        sorted((d, XLM) for d in world.dests), "each destination paid exactly once"
