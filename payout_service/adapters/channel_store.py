@@ -84,9 +84,10 @@ async def move_channels(
 async def hold_channel(conn: asyncpg.Connection, account: str, reason: str, *,
                        actor: str) -> bool:
     """An active channel leaves the leasable set (draining, then retired once nothing is in
-    flight) with `held_reason` for operators, inside the caller's SQL transaction; `payoutctl
-    channels reactivate` brings it back. False if it was not active (already held, retired by
-    an operator, or not a channel): its state and reason are left as they are."""
+    flight) with `held_reason` for operators, inside the caller's SQL transaction; re-adding it
+    after the fix (`payoutctl channels add`, AddChannels) brings it back and clears the reason,
+    autosize never does. False if it was not active (already held, retired by an operator, or
+    not a channel): its state and reason are left as they are."""
     if not await move_channels(conn, [account], S.DRAINING, actor=actor, reason=reason[:200],
                                sources=frozenset({S.ACTIVE})):
         return False
@@ -240,7 +241,7 @@ class ChannelRegistry:
 
     async def spare(self, limit: int) -> list[str]:
         """Funded channels not taking work, draining ones first (they are warm). A held one
-        (the signer refused for it) waits for an operator's reactivate."""
+        (the signer refused for it) waits for an operator to add it again."""
         rows = await self.pool.fetch(
             """SELECT account FROM channel_accounts
                WHERE state IN ('draining', 'retired') AND NOT merge_requested
