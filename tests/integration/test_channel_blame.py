@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from stellar_sdk import Keypair
 
+from payout_service.adapters.channel_store import ChannelRegistry, hold_channel
+from payout_service.core.channels import ChannelState
 from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
@@ -16,6 +19,10 @@ from tests.integration.test_live_with_signer import channel_world, pay_all, sign
 
 XLM = 10_000_000
 FRIENDBOT = 10_000 * XLM
+
+
+def g() -> str:
+    return Keypair.random().public_key
 
 
 @pytest.fixture
@@ -138,3 +145,28 @@ async def test_a_channel_whose_key_the_signer_lacks_is_held_and_the_others_carry
     transfers = await sandbox.transfers()
     assert sorted((t["to"], t["amount_stroops"]) for t in transfers) == \
         sorted((d, XLM) for d in world.dests), "each destination paid exactly once"
+
+
+async def test_a_held_channel_is_never_brought_back_by_autosize_only_by_adding_it_again(pool):
+    """hold_channel: active -> draining with its reason, once (a second hold keeps the first
+    reason); autosize's spare channels skip it; AddChannels brings it back and clears it."""
+    registry = ChannelRegistry(pool)
+    held, spare = g(), g()
+    await registry.add_active([(held, "channel-held"), (spare, "channel-spare")], actor="test")
+    await registry.retire([spare], merge=False, actor="test")
+    async with pool.acquire() as conn, conn.transaction():
+        assert await hold_channel(conn, held, "first reason", actor="preparer")
+        assert not await hold_channel(conn, held, "second reason", actor="preparer")
+        assert not await hold_channel(conn, spare, "not active", actor="preparer")
+    [channel] = await registry.get([held])
+    assert (channel.state, channel.held_reason) == (ChannelState.DRAINING, "first reason")
+    assert (await registry.get([spare]))[0].held_reason is None
+    assert await registry.spare(10) == [spare]
+    assert await registry.add_active([(held, "channel-held")], actor="operator") == 1
+    [channel] = await registry.get([held])
+    assert (channel.state, channel.held_reason) == (ChannelState.ACTIVE, None)
+    events = await pool.fetch(
+        "SELECT to_state, actor, reason FROM channel_events WHERE account = $1 ORDER BY id", held)
+    assert [(e["to_state"], e["actor"], e["reason"]) for e in events] == [
+        ("active", "test", "added"), ("draining", "preparer", "first reason"),
+        ("active", "operator", "re-added")]
