@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
@@ -53,12 +53,20 @@ _ROLE_ENUM = {"payout": signer_pb2.KEY_ROLE_PAYOUT, "funding": signer_pb2.KEY_RO
               "channel": signer_pb2.KEY_ROLE_CHANNEL}
 
 
-class RpcFailure(Exception):
-    """Ends an RPC with a status; `field` adds a google.rpc.BadRequest field violation."""
+# google.rpc.ErrorInfo.domain of a refusal: clients read `reason` (the policy rule) from it.
+REFUSAL_DOMAIN = "signer.payouts"
 
-    def __init__(self, code: grpc.StatusCode, message: str, field: str | None = None) -> None:
+
+class RpcFailure(Exception):
+    """Ends an RPC with a status; `field` adds a google.rpc.BadRequest field violation, `rule`
+    (a refusal) a google.rpc.ErrorInfo whose reason is the rule that refused and whose
+    metadata names the key, so a client can tell which rule and key without parsing text."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, field: str | None = None, *,
+                 rule: str | None = None, key_id: str = "") -> None:
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
+        self.rule, self.key_id = rule, key_id
 
 
 def bad_request(field: str, message: str) -> RpcFailure:
@@ -157,16 +165,21 @@ def rpc(method: str) -> Callable[[Handler[R]], Handler[R]]:
 
 
 async def _abort(context: Any, failure: RpcFailure) -> None:
-    if failure.field is None:
+    if failure.field is None and failure.rule is None:
         await context.abort(failure.code, failure.message)
         return
-    detail = error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(
-            field=failure.field, description=failure.message
-        )
-    ])
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=failure.message)
-    status.details.add().Pack(detail)
+    status = status_pb2.Status(code=failure.code.value[0], message=failure.message)
+    if failure.field is not None:
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field=failure.field, description=failure.message
+            )
+        ]))
+    if failure.rule is not None:
+        status.details.add().Pack(error_details_pb2.ErrorInfo(
+            reason=failure.rule, domain=REFUSAL_DOMAIN,
+            metadata={"key_id": failure.key_id} if failure.key_id else {},
+        ))
     await context.abort_with_status(rpc_status.to_status(status))
 
 
@@ -335,7 +348,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                            ctx=ctx, tx_hash=tx_hash, decision="refuse",
                            rule="allowed_clients", detail=detail)
-        return RpcFailure(grpc.StatusCode.PERMISSION_DENIED, detail)
+        return RpcFailure(grpc.StatusCode.PERMISSION_DENIED, detail, rule="allowed_clients",
+                          key_id=handle.config.key_id)
 
     async def _decide_and_sign(
         self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
@@ -361,7 +375,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
                                ctx=ctx, tx_hash=tx_hash, decision="refuse", rule=decision.rule,
                                detail=decision.detail, extra=extra)
-            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, decision.message)
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, decision.message,
+                             rule=decision.rule, key_id=key_id)
         try:
             start = time.perf_counter()
             # The backend verifies the token's signature before returning it (a token that

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
+from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
 from payout_service.adapters.sequences import (
     consumed_through,
@@ -24,6 +25,7 @@ from payout_service.adapters.sequences import (
 )
 from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.refusals import CHANNEL_HELD
 from payout_service.core.states import (
     AttemptMayStillLand,
     AttemptStatus,
@@ -152,6 +154,24 @@ class AttemptStore:
             await release_sequence(conn, attempt.source_account, attempt.sequence)
             await _fail(conn, payout_uuid, code, message, number, actor)
 
+    async def hold_channel_unsent(
+        self, payout_uuid: UUID, number: int, *, reason: str, actor: str
+    ) -> bool:
+        """The signer refused because of the attempt's channel (core/refusals.py), in one SQL
+        transaction: the attempt never left us (REJECTED, its number free at once), the
+        payout goes back to the queue, not failed and its attempt not counted (CHANNEL_HELD),
+        and the channel stops being leased, with `reason`. True if this call held it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            attempt = await move_attempt(conn, payout_uuid, number, A.REJECTED,
+                                         only_from=frozenset({A.BUILT}),
+                                         sets={"result_code": CHANNEL_HELD})
+            await requeue(conn, payout_uuid, attempt=number, reason=f"{CHANNEL_HELD}: rebuilt",
+                          actor=actor, not_before=datetime.now(UTC))
+            held = await hold_channel(conn, attempt.source_account, reason, actor=actor)
+            await release_sequence(conn, attempt.source_account, attempt.sequence)
+            return held
+
     async def fail_before_build(self, payout: Payout, code: str, message: str) -> bool:
         """Simulation failed or too expensive: no attempt, no number. False if another worker
         holds the payout."""
@@ -206,8 +226,9 @@ class AttemptStore:
                 await consumed_through(conn, attempt.source_account, attempt.sequence)
             tries = await conn.fetchval(
                 """SELECT count(*) FROM payout_attempts
-                   WHERE payout_id = $1 AND status <> 'superseded'""",
-                attempt.payout_id,
+                   WHERE payout_id = $1 AND status <> 'superseded'
+                     AND result_code IS DISTINCT FROM $2""",
+                attempt.payout_id, CHANNEL_HELD,
             )
             if retry and tries < max_attempts:
                 await requeue(conn, attempt.payout_id, attempt=attempt.number,

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from payout_service.adapters.attempt_store import NewAttempt
+from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
 from payout_service.adapters.sequences import (
     consumed_through,
@@ -36,6 +37,7 @@ from payout_service.adapters.transitions import (
 from payout_service.adapters.work_queues import supersede_members, supersede_rest
 from payout_service.core.batches import REBATCHED, judge_batch_member
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.refusals import CHANNEL_HELD
 from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
 
 A = AttemptStatus
@@ -149,6 +151,25 @@ class BatchStore:
             await _fail_members(conn, members, code, [message] * len(members), "preparer")
             if moved:
                 await release_sequence(conn, moved[0].source_account, moved[0].sequence)
+
+    async def hold_channel_unsent(self, batch_id: UUID, *, reason: str, actor: str) -> bool:
+        """The signer refused the batch because of its channel (core/refusals.py), in one SQL
+        transaction: nothing left us (every member REJECTED, the number free at once), every
+        payout goes back to the queue to be re-batched, not failed and not counted
+        (CHANNEL_HELD), and the channel stops being leased. True if this call held it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            members = await _lock_members(conn, batch_id)
+            moved = await move_attempts(conn, A.REJECTED, _attempt_moves(members),
+                                        only_from=frozenset({A.BUILT}),
+                                        sets={"result_code": CHANNEL_HELD})
+            await requeue_many(conn, [
+                PayoutMove(m.payout_uuid, f"{CHANNEL_HELD}: re-batched", m.number)
+                for m in members], actor=actor, not_before=datetime.now(UTC))
+            if not moved:
+                return False
+            held = await hold_channel(conn, moved[0].source_account, reason, actor=actor)
+            await release_sequence(conn, moved[0].source_account, moved[0].sequence)
+            return held
 
     async def confirm(self, batch_id: UUID, *, ledger: int, fee_charged: int) -> list[Payout]:
         """The batch landed: every member's payout CONFIRMED, the fee shared out in stroops
@@ -287,13 +308,13 @@ async def _fail_members(conn: asyncpg.Connection, members: Sequence[Member],
 
 
 async def _tries(conn: asyncpg.Connection, members: Sequence[Member]) -> dict[UUID, int]:
-    """Attempts that count towards max_attempts, per member payout (superseded and
-    re-batched ones do not)."""
+    """Attempts that count towards max_attempts, per member payout (superseded, re-batched
+    and channel-held ones do not)."""
     rows = await conn.fetch(
         """SELECT payout_id, count(*) AS tries FROM payout_attempts
            WHERE payout_id = ANY($1::uuid[]) AND status <> 'superseded'
-             AND result_code IS DISTINCT FROM $2 GROUP BY payout_id""",
-        [m.payout_uuid for m in members], REBATCHED,
+             AND coalesce(result_code, '') <> ALL($2::text[]) GROUP BY payout_id""",
+        [m.payout_uuid for m in members], [REBATCHED, CHANNEL_HELD],
     )
     tries = {r["payout_id"]: int(r["tries"]) for r in rows}
     return {m.payout_uuid: tries.get(m.payout_uuid, 0) for m in members}

@@ -81,6 +81,21 @@ async def move_channels(
     return [r["account"] for r in rows]
 
 
+async def hold_channel(conn: asyncpg.Connection, account: str, reason: str, *,
+                       actor: str) -> bool:
+    """An active channel leaves the leasable set (draining, then retired once nothing is in
+    flight) with `held_reason` for operators, inside the caller's SQL transaction; re-adding it
+    after the fix (`payoutctl channels add`, AddChannels) brings it back and clears the reason,
+    autosize never does. False if it was not active (already held, retired by an operator, or
+    not a channel): its state and reason are left as they are."""
+    if not await move_channels(conn, [account], S.DRAINING, actor=actor, reason=reason[:200],
+                               sources=frozenset({S.ACTIVE})):
+        return False
+    await conn.execute(
+        "UPDATE channel_accounts SET held_reason = $2 WHERE account = $1", account, reason)
+    return True
+
+
 # in_flight_attempts: kept by the triggers of migration 050 on payout_attempts.
 _LIST = "SELECT c.*, c.in_flight_attempts > 0 AS in_flight FROM channel_accounts c"
 
@@ -145,6 +160,9 @@ class ChannelRegistry:
             again = [account for account, key_id in sorted(keys)
                      if not await _insert(conn, account, key_id, S.ACTIVE, "added", actor=actor)]
             moved = await move_channels(conn, again, S.ACTIVE, actor=actor, reason="re-added")
+            await conn.execute(
+                "UPDATE channel_accounts SET held_reason = NULL WHERE account = ANY($1::text[])",
+                moved)
             return len(keys) - len(again) + len(moved)
 
     async def add_pending(
@@ -212,8 +230,9 @@ class ChannelRegistry:
 
     async def reactivate(self, accounts: Sequence[str], *, actor: str) -> list[str]:
         async with self.pool.acquire() as conn, conn.transaction():
+            # Re-activated after the fix: a hold's reason (core/refusals.py) is cleared too.
             await conn.execute(
-                """UPDATE channel_accounts SET merge_requested = false
+                """UPDATE channel_accounts SET merge_requested = false, held_reason = NULL
                    WHERE account = ANY($1::text[]) AND state IN ('draining', 'retired')""",
                 list(accounts),
             )
@@ -221,10 +240,12 @@ class ChannelRegistry:
                                sources=frozenset({S.DRAINING, S.RETIRED}))
 
     async def spare(self, limit: int) -> list[str]:
-        """Funded channels not taking work, draining ones first (they are warm)."""
+        """Funded channels not taking work, draining ones first (they are warm). A held one
+        (the signer refused for it) waits for an operator to add it again."""
         rows = await self.pool.fetch(
             """SELECT account FROM channel_accounts
                WHERE state IN ('draining', 'retired') AND NOT merge_requested
+                 AND held_reason IS NULL
                ORDER BY state = 'retired', updated_at LIMIT $1""",
             limit,
         )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from payout_service.config import SignerClientConfig
 from payout_service.core.channels import KeyRole
@@ -20,8 +22,35 @@ from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 log = logging.getLogger(__name__)
 
 
+# google.rpc.ErrorInfo.domain the signer gives its refusals (signer_service/server.py).
+REFUSAL_DOMAIN = "signer.payouts"
+
+
 class SigningRefused(Exception):
-    """The signer's policy refused (PERMISSION_DENIED); the message names the rule."""
+    """The signer refused (PERMISSION_DENIED by policy, or the key or request is not
+    acceptable); the message names the rule. `rule`: the policy rule that refused, from the
+    status's google.rpc.ErrorInfo (None when the signer sent none: an unknown key, a bad
+    request, an older signer). `key_id`: the key that was asked (None: no key could be)."""
+
+    def __init__(self, message: str, *, rule: str | None = None,
+                 key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.rule, self.key_id = rule, key_id
+
+
+def refusal_rule(err: grpc.aio.AioRpcError) -> str | None:
+    """The rule of the signer's google.rpc.ErrorInfo detail, if the status carries one."""
+    try:
+        status = rpc_status.from_call(err)
+    except ValueError:  # details that do not match the status: ignore them
+        return None
+    if status is None:
+        return None
+    for packed in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if packed.Unpack(info) and info.domain == REFUSAL_DOMAIN and info.reason:
+            return str(info.reason)
+    return None
 
 
 class SignerUnavailable(Exception):
@@ -150,8 +179,9 @@ class SignerClient:
         key_id: str | None = None,
     ) -> SignedEnvelope:
         """Adds the signature of `key_id` (default: the paying account's key)."""
+        key_id = key_id or self._key_id
         request = signer_pb2.SignTransactionRequest(
-            key_id=key_id or self._key_id,
+            key_id=key_id,
             envelope_xdr=envelope_xdr,
             request_id=uuid.uuid4().hex,
             context=signer_pb2.SigningContext(
@@ -164,7 +194,8 @@ class SignerClient:
         except grpc.aio.AioRpcError as err:
             if err.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT,
                               grpc.StatusCode.NOT_FOUND):
-                raise SigningRefused(f"{err.code().name}: {err.details()}") from None
+                raise SigningRefused(f"{err.code().name}: {err.details()}",
+                                     rule=refusal_rule(err), key_id=key_id) from None
             raise SignerUnavailable(f"{err.code().name}: {err.details()}") from None
         return SignedEnvelope(response.signed_envelope_xdr, response.tx_hash)
 

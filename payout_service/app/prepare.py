@@ -202,6 +202,8 @@ class Preparing(PreparingBatches):
             # loop runner, which backs off instead of retrying every payout at once.
             raise
         except SigningRefused as err:
+            if await self._held_channel(attempt, err):
+                return
             await self.attempts.refuse_unsent(
                 payout.id, attempt.number, code="signer_refused", message=str(err),
                 actor="preparer",

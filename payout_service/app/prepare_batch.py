@@ -223,6 +223,8 @@ class PreparingBatches(Stage):
             signed = await self._signed(lead, payout_id=f"batch:{lead.batch_id}",
                                         correlation_id=str(lead.batch_id))
         except SigningRefused as err:
+            if await self._held_channel(lead, err):
+                return
             await self.batches.refuse_unsent(lead.batch_id, code="signer_refused",
                                              message=str(err))
             return

@@ -17,6 +17,7 @@ from payout_service.adapters.signer_client import SignedEnvelope, SignerClient, 
 from payout_service.adapters.work_queues import WorkQueues
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.refusals import Blame, blame_refusal, held_reason
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,34 @@ class Stage:
             )
             envelope_xdr = signed.envelope_xdr
         return signed
+
+    async def _held_channel(self, attempt: Attempt, err: SigningRefused) -> bool:
+        """When the refusal blames the attempt's channel (core/refusals.py), holds the
+        channel and sends the payout (or the whole batch) back to the queue, not failed:
+        True. False: the refusal is the payout's, the caller fails it as before."""
+        assert self.signer is not None  # noqa: S101
+        account = attempt.source_account
+        channel_sourced = account != self.config.source_account
+        channel_key = await self.signer.channel_key(account) if channel_sourced else None
+        # No key id: the signer could not be asked (no key registered for the channel).
+        by_channel_key = err.key_id is None or err.key_id == channel_key
+        if blame_refusal(channel_sourced=channel_sourced, by_channel_key=by_channel_key,
+                         rule=err.rule) is not Blame.CHANNEL:
+            return False
+        reason = held_reason(by_channel_key=by_channel_key, rule=err.rule, message=str(err))
+        if attempt.batch_id is not None:
+            held = await self.batches.hold_channel_unsent(attempt.batch_id, reason=reason,
+                                                          actor="preparer")
+        else:
+            held = await self.attempts.hold_channel_unsent(
+                attempt.payout_id, attempt.number, reason=reason, actor="preparer")
+        metrics.ATTEMPTS.labels("channel_held").inc()
+        log.warning("channel held: the signer refused because of it; payout re-queued",
+                    extra={**attempt_ids(attempt), "channel": account, "rule": err.rule,
+                           "refused_by": "channel_key" if by_channel_key else "payer_key",
+                           "newly_held": held})
+        self._nudge("preparer")
+        return True
 
     async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
         if attempt.batch_id is not None:

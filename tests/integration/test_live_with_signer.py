@@ -222,6 +222,16 @@ def channel_key_settings(channels, merge_into: str) -> dict[str, dict]:
             for key_id in channels}
 
 
+async def pay_all(stub, prefix: str, dests: list[str], amount: str = "1") -> None:
+    """One XLM payout of `amount` to each destination, all created first; each must confirm."""
+    for n, dest in enumerate(dests):
+        await stub.CreatePayout(pb.CreatePayoutRequest(
+            payout_id=f"{prefix}-{n}", destination=dest, amount=amount, asset="XLM",
+            idempotency_key=f"{prefix}-{n}"))
+    for n in range(len(dests)):
+        await wait_for_state(stub, f"{prefix}-{n}", pb.PAYOUT_STATE_CONFIRMED)
+
+
 async def channel_world(sandbox, channels: int, payouts: int) -> ChannelWorld:
     source = Keypair.random()
     keys = {f"channel-{i}": Keypair.random() for i in range(channels)}
@@ -254,12 +264,7 @@ async def test_channel_accounts_carry_several_payouts_per_ledger_exactly_once(
         )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
             stub = payout_pb2_grpc.PayoutServiceStub(channel)
-            for n, d in enumerate(dests):
-                await stub.CreatePayout(pb.CreatePayoutRequest(
-                    payout_id=f"ch-{n}", destination=d, amount="2", asset="XLM",
-                    idempotency_key=f"ch-{n}"))
-            for n in range(len(dests)):
-                await wait_for_state(stub, f"ch-{n}", pb.PAYOUT_STATE_CONFIRMED)
+            await pay_all(stub, "ch", dests, amount="2")
         sources = await service.pool.fetch(
             "SELECT source_account, status FROM payout_attempts ORDER BY sequence")
     transfers = await sandbox.transfers()

@@ -101,8 +101,21 @@ async def test_policy_refusals_are_permission_denied_naming_the_rule_and_audited
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert err.value.details().startswith(f"policy rule {rule} refused: ")
     assert "Traceback" not in err.value.details()
+    # Machine-readable too: the rule and the key in a google.rpc.ErrorInfo detail.
+    assert refusal_info(err.value) == (rule, "signer.payouts", {"key_id": pkcs11_signer.key_id})
     record = next(r for r in audit_records(pkcs11_signer) if r["request_id"] == req.request_id)
     assert (record["decision"], record["rule"]) == ("refuse", rule)
+
+
+def refusal_info(err: grpc.aio.AioRpcError) -> tuple[str, str, dict[str, str]] | None:
+    status = rpc_status.from_call(err)
+    assert status is not None, "the refusal carries no google.rpc.Status details"
+    assert status.code == err.code().value[0] and status.message == err.details()
+    for packed in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if packed.Unpack(info):
+            return info.reason, info.domain, dict(info.metadata)
+    return None
 
 
 async def test_the_fee_refusal_message_carries_the_numbers(pkcs11_signer, stub):
@@ -169,6 +182,8 @@ async def test_a_valid_certificate_with_an_identity_not_allowed_is_permission_de
             await intruder.SignTransaction(req)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "intruder" in err.value.details()
+        assert refusal_info(err.value) == (
+            "allowed_clients", "signer.payouts", {"key_id": pkcs11_signer.key_id})
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await intruder.GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id=pkcs11_signer.key_id))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

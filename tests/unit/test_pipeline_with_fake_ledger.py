@@ -605,3 +605,52 @@ async def test_external_signing_builds_from_the_payer_even_with_a_pool(world):
         "SELECT p.state, a.source_account FROM payouts p JOIN payout_attempts a "
         "ON a.payout_id = p.id")
     assert (row["state"], row["source_account"]) == ("AWAITING_SIGNATURE", source.public_key)
+
+
+async def test_a_channel_held_attempt_does_not_count_toward_max_attempts(world):
+    """The payer's key refuses the channel as source (core/refusals.py): the channel is held
+    and the payout rebuilt from the payer. That refused attempt was not the payout's fault,
+    so with PAYOUTS_MAX_ATTEMPTS=2 a payer attempt proven dead still gets a second try."""
+    make, source = world
+    desk, pipeline, ledger, signer = make("signer", PAYOUTS_MAX_ATTEMPTS="2")
+    channel = Keypair.random().public_key
+    await pipeline.sequences.ensure_source(channel, START_SEQ)
+    await ChannelRegistry(desk.store.pool).add_active([(channel, "channel-0")], actor="test")
+    signs = signer.sign_transaction
+
+    async def channel_key(account: str) -> str | None:
+        return "channel-0" if account == channel else None
+
+    async def sign_transaction(envelope_xdr: str, **kwargs: object) -> SignedEnvelope:
+        env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
+        if kwargs.get("key_id") is None and env.transaction.source.account_id == channel:
+            raise SigningRefused("PERMISSION_DENIED: policy rule source_accounts refused",
+                                 rule="source_accounts", key_id="payout")
+        return await signs(envelope_xdr, **kwargs)
+
+    signer.channel_key = channel_key  # type: ignore[method-assign]
+    signer.sign_transaction = sign_transaction  # type: ignore[method-assign]
+    await create(desk, 1)
+    await pipeline.prepare_once()  # from the channel: refused, the channel held
+    held = await desk.store.pool.fetchrow(
+        "SELECT state, held_reason FROM channel_accounts WHERE account = $1", channel)
+    assert held["state"] == "draining" and "rule source_accounts" in held["held_reason"]
+    ledger.drop_next = 10**6  # the payer's attempt never lands
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    ledger.close(seconds=60)  # a ledger closes after its max_time: proven dead
+    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+    await pipeline.confirm_once()
+    assert (await states(desk)) == {"p1": "QUEUED"}, "one counted attempt of two"
+    ledger.drop_next = 0
+    await desk.store.pool.execute("UPDATE payouts SET next_attempt_at = now()")
+    await run_until_settled(pipeline, ledger, rounds=5)
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    rows = await desk.store.pool.fetch(
+        "SELECT source_account, status, result_code FROM payout_attempts ORDER BY number")
+    assert [(r["source_account"], r["status"]) for r in rows] == [
+        (channel, "rejected"), (source.public_key, "dead"), (source.public_key, "included")]
+    assert rows[0]["result_code"] == "channel_held"
+    assert await desk.store.pool.fetchval(
+        "SELECT next_sequence FROM source_accounts WHERE account = $1", channel
+    ) == START_SEQ + 1, "the channel's number was given back"
