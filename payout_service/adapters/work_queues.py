@@ -129,14 +129,15 @@ class WorkQueues:
             groups: dict[UUID, list[asyncpg.Record]] = {}
             for row in rows:
                 groups.setdefault(row["a_batch"] or row["id"], []).append(row)
-            for key in [k for k in groups if k in unsendable]:
-                if unsendable[key]:  # a member was cancelled or superseded: rebuild
-                    await supersede_rest(conn, [(r["id"], r["attempt_count"])
-                                                for r in groups[key]])
-                del groups[key]
+            broken = {key: groups.pop(key) for key in unsendable}
             outgoing = {key: _outgoing(group[0], close_time) for key, group in groups.items()}
+            # Before any other lock of this transaction (the sequence rows that rebuilding
+            # takes): the classic-queue lock is then never waited for while holding one.
             admitted = dict(zip(outgoing, await _admit(conn, list(outgoing.values()),
                                                        classic_capacity), strict=True))
+            for key, group in broken.items():
+                if unsendable[key]:  # a member was cancelled or superseded: rebuild
+                    await supersede_rest(conn, [(r["id"], r["attempt_count"]) for r in group])
             claimed = []
             for key, group in groups.items():
                 members = [(r["id"], r["attempt_count"]) for r in group]
