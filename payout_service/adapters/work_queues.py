@@ -99,6 +99,9 @@ class WorkQueues:
         With `close_time` (the latest ledger's), one that never left us and whose max_time a
         ledger has reached (held too long) is rebuilt: its number goes back, as on
         re-sequencing, instead of being sent only to be refused txTOO_LATE."""
+        if classic_capacity is not None and await _all_held(self.pool, limit, close_time,
+                                                            classic_capacity):
+            return []
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT p.*, a.source_account AS a_source, a.sequence AS a_sequence,
@@ -302,6 +305,29 @@ async def _classic_in_flight(conn: asyncpg.Connection | asyncpg.Pool) -> int:
         """SELECT COALESCE(sum(classic_ops), 0) FROM payout_attempts
            WHERE status = 'sent' AND classic_ops > 0""")
     return found
+
+
+async def _all_held(pool: asyncpg.Pool, limit: int, close_time: int | None, capacity: int
+                    ) -> bool:
+    """True when a claim now would hold every signed transaction (the network's queue is full
+    by our count, none has expired): the claim is skipped instead of locking and reading
+    every member of every held batch on each pass of the sender. A look without locks, at
+    the transactions' lead rows only; the claim itself decides again under its locks."""
+    leads = await pool.fetch(
+        """SELECT a.source_account AS a_source, a.max_time AS a_max_time,
+                  a.envelope_xdr AS a_envelope, p.mode
+           FROM payouts p JOIN payout_attempts a
+             ON a.payout_id = p.id AND a.number = p.attempt_count
+           WHERE p.state = 'QUEUED' AND a.status = 'signed' AND COALESCE(a.op_index, 0) = 0
+           ORDER BY a.source_account, a.sequence LIMIT $1""",
+        limit,
+    )
+    if not leads:
+        return False  # nothing signed: the claim's own look is as cheap
+    outgoing = [_outgoing(lead, close_time) for lead in leads]
+    if any(o.expired for o in outgoing):
+        return False
+    return not any(admit_for_sending(outgoing, await _classic_in_flight(pool), capacity))
 
 
 async def _admit(conn: asyncpg.Connection, outgoing: list[Outgoing], capacity: int | None
