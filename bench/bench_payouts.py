@@ -332,6 +332,7 @@ async def main_batched(args: argparse.Namespace) -> None:
             await sandbox.fund(d)
         baseline = await run_baseline(sandbox, baseline_dests)
         run = await run_batched(sandbox, await fresh_database(admin_url), args)
+        answers = list((await sandbox.submissions()).values())
     n = args.payouts
     rate = n / run["elapsed"]
     # Classic lane: 200 operations per ledger (sandbox default, the published testnet setting).
@@ -374,6 +375,14 @@ async def main_batched(args: argparse.Namespace) -> None:
           f"{rate / max(busy, 0.01):.0f} payouts/s")
     print(f"signer hop           : every batch signed by signer-service over mTLS "
           f"(--backend {args.backend}: channel key, then the payer's; its CPU not counted above)")
+    # What the network was offered (the sandbox counts every sendTransaction answer; the
+    # baseline loop's few transactions are in these counts too).
+    sends = sum(sum(c.values()) for c in answers)
+    queue_refused = sum(c.get("ERROR txINSUFFICIENT_FEE", 0) for c in answers)
+    later = sum(c.get("TRY_AGAIN_LATER", 0) for c in answers)
+    print(f"sendTransaction calls: {sends} for {len(answers)} transactions "
+          f"({sends / max(1, len(answers)):.2f} each); refused by the queue limit "
+          f"(txINSUFFICIENT_FEE) {queue_refused}, TRY_AGAIN_LATER (banned or busy) {later}")
     print("rerun: " + shlex.join([sys.executable, *sys.argv]))
 
 

@@ -119,6 +119,10 @@ class Config:
     batch_mode: str = "off"
     max_payouts_per_tx: int = 1
     batch_method_name: str = "distribute_batch"
+    # PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER: classic operations per ledger when the RPC's
+    # ledger header does not say, or a lower figure to leave room for other submitters; the
+    # sender keeps twice this (the network's queue) in flight at most (core/pacing.py).
+    network_classic_ops_per_ledger: int | None = None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -144,6 +148,13 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int = 0) -> int | None:
+    """None when unset (the code then asks the network); else as `_int`."""
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, minimum, minimum=minimum)
 
 
 def _amount(env: Mapping[str, str], name: str, default: int) -> int:
@@ -250,6 +261,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             if name.strip()
         ),
         channel_pool=_channel_pool(env, source, signer),
+        network_classic_ops_per_ledger=_optional_int(
+            env, "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER", minimum=1),
         **_batching(env, contract, signing_mode),
     )
 

@@ -115,6 +115,10 @@ class Sandbox:
         )
         self._stall_until = 0.0
         self._clock: asyncio.Task[None] | None = None
+        # sendTransaction answers per transaction hash: {hash: {outcome: count}}, the outcome
+        # being the status, and for ERROR its result code too ("ERROR txBAD_SEQ"), so a test
+        # can see how often a client sent (or re-sent) a transaction and what it was told.
+        self.submissions: dict[str, dict[str, int]] = {}
         self._apply_stall(self.faults)
 
     # -- ledger clock -------------------------------------------------------------------------
@@ -203,6 +207,15 @@ class Sandbox:
     def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method != "sendTransaction":
             return self.rpc.call(method, params)
+        answer = self._send(params)
+        outcome = str(answer["status"])
+        if answer.get("errorResultXdr"):
+            outcome += " " + b.result_code_name(answer["errorResultXdr"])
+        counts = self.submissions.setdefault(str(answer["hash"]), {})
+        counts[outcome] = counts.get(outcome, 0) + 1
+        return answer
+
+    def _send(self, params: dict[str, Any]) -> dict[str, Any]:
         faults = self.faults
         if self.dice.roll(faults.try_again_later_rate):
             # Answer like a congested node: the transaction is not queued.
@@ -278,6 +291,9 @@ class Sandbox:
 
     async def pending(self, request: web.Request) -> web.Response:
         return web.json_response(self.ledger.pending_hashes())
+
+    async def submissions_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.submissions)
 
     async def close(self, request: web.Request) -> web.Response:
         return web.json_response(self.close_ledger())
@@ -394,6 +410,7 @@ class Sandbox:
         app.router.add_get("/admin/transactions/{tx_hash}", self.transaction)
         app.router.add_get("/admin/evictions", self.evictions)
         app.router.add_get("/admin/pending", self.pending)
+        app.router.add_get("/admin/submissions", self.submissions_json)
         app.router.add_post("/admin/close-ledger", self.close)
         app.router.add_get("/admin/faults", self.get_faults)
         app.router.add_post("/admin/faults", self.set_faults)

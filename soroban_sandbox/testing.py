@@ -72,6 +72,13 @@ class SandboxClient:
         result: dict[str, Any] | None = await self._request("GET", f"/admin/transactions/{tx_hash}")
         return result
 
+    async def submissions(self) -> dict[str, dict[str, int]]:
+        """sendTransaction answers so far, per transaction hash: ``{hash: {outcome: count}}``,
+        the outcome PENDING, DUPLICATE, TRY_AGAIN_LATER or ``ERROR <code>`` (ERROR
+        txBAD_SEQ)."""
+        result: dict[str, dict[str, int]] = await self._request("GET", "/admin/submissions")
+        return result
+
     async def evictions(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._request("GET", "/admin/evictions")
         return result

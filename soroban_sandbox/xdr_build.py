@@ -38,6 +38,11 @@ def error_result(
     )
 
 
+def result_code_name(result_xdr: str) -> str:
+    """The code of a base64 TransactionResult: "txBAD_SEQ", "txINSUFFICIENT_FEE", …"""
+    return str(x.TransactionResult.from_xdr(result_xdr).result.code.name)
+
+
 def invoke_result(
     *,
     success: bool,

@@ -321,12 +321,17 @@ class AttemptStore:
             attempt.payout_id, attempt.number, code, attempt.batch_id,
         )
 
-    async def record_resend(self, attempt: Attempt) -> None:
-        await self.pool.execute(
-            """UPDATE payout_attempts SET send_count = send_count + 1
-               WHERE payout_id = $1 AND number = $2""",
-            attempt.payout_id, attempt.number,
+    async def record_resend(self, attempt: Attempt, latest_ledger: int) -> bool:
+        """Takes this ledger's one re-send of a sent envelope (core/pacing.resend_due), before
+        it goes out. False if it was already sent or re-sent at this ledger (another confirmer
+        got there first) or is no longer sent: then it is not re-sent."""
+        status = await self.pool.execute(
+            """UPDATE payout_attempts SET send_count = send_count + 1, last_sent_ledger = $3
+               WHERE payout_id = $1 AND number = $2 AND status = 'sent'
+                 AND (last_sent_ledger IS NULL OR last_sent_ledger < $3)""",
+            attempt.payout_id, attempt.number, latest_ledger,
         )
+        return bool(status == "UPDATE 1")
 
     async def attempt(self, payout_uuid: UUID, number: int) -> Attempt | None:
         row = await self.pool.fetchrow(

@@ -46,6 +46,7 @@ class Operation:
     submitted_ledger: int | None
     last_rejection: str | None
     items: tuple[tuple[str, int], ...]
+    last_sent_ledger: int | None = None  # core/pacing.resend_due
 
     @property
     def label(self) -> str:
@@ -60,6 +61,7 @@ def _operation(row: asyncpg.Record, items: list[asyncpg.Record]) -> Operation:
         tx_hash=row["tx_hash"], status=OperationStatus(row["status"]),
         submitted_ledger=row["submitted_ledger"], last_rejection=row["last_rejection"],
         items=tuple((i["account"], i["amount_stroops"]) for i in items),
+        last_sent_ledger=row["last_sent_ledger"],
     )
 
 
@@ -188,7 +190,19 @@ class ChannelOperations:
         async with self.pool.acquire() as conn:
             return await self._set_status(conn, op, OperationStatus.SENT,
                                           frozenset({OperationStatus.SIGNED}),
-                                          submitted_ledger=latest_ledger)
+                                          submitted_ledger=latest_ledger,
+                                          last_sent_ledger=latest_ledger)
+
+    async def record_resend(self, op: Operation, latest_ledger: int) -> bool:
+        """Takes this ledger's one re-send of a sent operation (core/pacing.resend_due);
+        False if it was sent or re-sent at this ledger already, or is no longer sent."""
+        status = await self.pool.execute(
+            """UPDATE channel_operations SET last_sent_ledger = $2, updated_at = now()
+               WHERE id = $1 AND status = 'sent'
+                 AND (last_sent_ledger IS NULL OR last_sent_ledger < $2)""",
+            op.id, latest_ledger,
+        )
+        return bool(status == "UPDATE 1")
 
     async def record_rejection(self, op: Operation, code: str) -> None:
         await self.pool.execute(

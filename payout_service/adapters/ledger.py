@@ -27,6 +27,7 @@ from stellar_sdk.xdr import (
     AccountID,
     LedgerEntryData,
     LedgerEntryType,
+    LedgerHeader,
     LedgerKey,
     LedgerKeyAccount,
     PublicKey,
@@ -98,6 +99,19 @@ LookupOutcome = Included | NotFound
 class LedgerInfo:
     sequence: int
     close_time: int
+    # The ledger header's maxTxSetSize: classic operations per ledger (stellar-core's
+    # surge-pricing limit of the classic phase); None when the RPC did not say.
+    max_tx_set_size: int | None = None
+
+
+def header_max_tx_set_size(header_xdr: str | None) -> int | None:
+    """maxTxSetSize of a base64 LedgerHeader (getLatestLedger's headerXdr), or None."""
+    if not header_xdr:
+        return None
+    try:
+        return int(LedgerHeader.from_xdr(header_xdr).max_tx_set_size.uint32)
+    except Exception:  # noqa: BLE001 - an RPC that sends no usable header: fall back
+        return None
 
 
 def result_code(result_xdr: str) -> tuple[str, int]:
@@ -183,7 +197,9 @@ class LedgerGateway:
         except (BaseRequestError, TimeoutError, OSError) as err:
             raise LedgerUnavailable(type(err).__name__) from None
         close_time = int(getattr(latest, "close_time", 0) or 0)
-        return LedgerInfo(sequence=latest.sequence, close_time=close_time)
+        return LedgerInfo(sequence=latest.sequence, close_time=close_time,
+                          max_tx_set_size=header_max_tx_set_size(
+                              getattr(latest, "header_xdr", None)))
 
     async def inclusion_fee_p90(self, lane: str = "soroban") -> int | None:
         """The network's recent p90 inclusion fee in a lane ("soroban", or "classic": per

@@ -55,6 +55,7 @@ ATTEMPT_COLUMNS = {
     "envelope_xdr": "text", "signed": "boolean", "result_code": "text", "proof": "text",
     "ledger": "integer", "fee_stroops": "bigint", "submitted_at": "timestamptz",
     "submitted_ledger": "integer", "send_count": "integer", "next_poll_at": "timestamptz",
+    "last_sent_ledger": "integer", "classic_ops": "integer",
 }
 _COUNTED = frozenset({S.CONFIRMED, S.FAILED, S.CANCELLED})
 _OUTBOX = {S.CONFIRMED: "payout.confirmed", S.FAILED: "payout.failed"}

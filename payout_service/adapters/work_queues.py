@@ -25,6 +25,12 @@ from payout_service.adapters.transitions import (
     requeue_many,
 )
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.pacing import (
+    Outgoing,
+    admit_for_sending,
+    classic_operations,
+    expired_before_sending,
+)
 from payout_service.core.sequences import must_resequence
 from payout_service.core.states import AttemptStatus, PayoutState
 
@@ -79,15 +85,30 @@ class WorkQueues:
             out.append((payout_from_row(prow, attempt), attempt))
         return out
 
-    async def claim_for_sending(self, limit: int, submitted_ledger: int) -> list[Attempt]:
+    async def claim_for_sending(
+        self, limit: int, submitted_ledger: int, *, close_time: int | None = None,
+        classic_capacity: int | None = None,
+    ) -> list[Attempt]:
         """Signed attempts, lowest sequence first per source, marked sent *before* the network
         call: the envelope and hash are already stored (invariant 3). One that never left us
         and sits above a free number is re-sequenced instead (core/sequences.py). A batch
-        moves as one: one check of its number, one statement per target for its members."""
+        moves as one: one check of its number, one statement per target for its members.
+
+        Paced (core/pacing.py): with `classic_capacity`, the classic operations in flight stay
+        within the network's queue; a transaction over it stays signed, held for a later pass.
+        With `close_time` (the latest ledger's), one that never left us and whose max_time a
+        ledger has reached (held too long) is rebuilt: its number goes back, as on
+        re-sequencing, instead of being sent only to be refused txTOO_LATE."""
+        if classic_capacity is not None and await _all_held(self.pool, limit, close_time,
+                                                            classic_capacity):
+            return []
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT p.*, a.source_account AS a_source, a.sequence AS a_sequence,
-                          a.submitted_ledger AS a_submitted, a.batch_id AS a_batch
+                          a.submitted_ledger AS a_submitted, a.batch_id AS a_batch,
+                          a.max_time AS a_max_time,
+                          CASE WHEN COALESCE(a.op_index, 0) = 0 THEN a.envelope_xdr END
+                            AS a_envelope
                    FROM payouts p JOIN payout_attempts a
                      ON a.payout_id = p.id AND a.number = p.attempt_count
                    WHERE p.state = 'QUEUED' AND a.status = 'signed'
@@ -111,13 +132,18 @@ class WorkQueues:
             groups: dict[UUID, list[asyncpg.Record]] = {}
             for row in rows:
                 groups.setdefault(row["a_batch"] or row["id"], []).append(row)
+            broken = {key: groups.pop(key) for key in unsendable}
+            outgoing = {key: _outgoing(group[0], close_time) for key, group in groups.items()}
+            # Before any other lock of this transaction (the sequence rows that rebuilding
+            # takes): the classic-queue lock is then never waited for while holding one.
+            admitted = dict(zip(outgoing, await _admit(conn, list(outgoing.values()),
+                                                       classic_capacity), strict=True))
+            for key, group in broken.items():
+                if unsendable[key]:  # a member was cancelled or superseded: rebuild
+                    await supersede_rest(conn, [(r["id"], r["attempt_count"]) for r in group])
             claimed = []
             for key, group in groups.items():
                 members = [(r["id"], r["attempt_count"]) for r in group]
-                if key in unsendable:
-                    if unsendable[key]:  # a member was cancelled or superseded: rebuild
-                        await supersede_rest(conn, members)
-                    continue
                 lead = group[0]
                 free = await lowest_free(conn, lead["a_source"])
                 if must_resequence(lead["a_sequence"], free, left_us=lead["mode"] == "EXTERNAL"):
@@ -125,17 +151,31 @@ class WorkQueues:
                                      lead["a_sequence"])
                     await supersede_members(conn, members[1:])
                     continue
+                if outgoing[key].expired:
+                    await supersede_rest(conn, members, reason="max_time reached before it "
+                                         "was sent: rebuilt")
+                    continue
+                if not admitted[key]:
+                    continue  # held, signed: sent once the network's queue has room
+                ops = outgoing[key].classic_ops
                 attempts = await move_attempts(conn, A.SENT, [
                     # A handed-out envelope keeps the earlier ledger it could be sent from.
-                    AttemptMove(r["id"], r["attempt_count"],
-                                {"submitted_ledger": r["a_submitted"] or submitted_ledger})
-                    for r in group
+                    AttemptMove(r["id"], r["attempt_count"], {
+                        "submitted_ledger": r["a_submitted"] or submitted_ledger,
+                        "last_sent_ledger": submitted_ledger,
+                        # Counted once per transaction: on its lead.
+                        "classic_ops": ops if i == 0 else 0})
+                    for i, r in enumerate(group)
                 ], sets={"submitted_at": NOW, "send_count": INCREMENT, "next_poll_at": NOW})
                 payouts = await move_payouts(conn, S.SUBMITTED, [
                     PayoutMove(r["id"], "sent", r["attempt_count"]) for r in group
                 ], actor="sender")
                 claimed += [_with_ids(a, p) for a, p in zip(attempts, payouts, strict=True)]
             return claimed
+
+    async def classic_ops_in_flight(self) -> int:
+        """Classic operations sent and not yet seen included or dead (operators, tests)."""
+        return await _classic_in_flight(self.pool)
 
     async def claim_for_confirming(
         self, limit: int, poll_interval: timedelta, max_polls: int = 2**31 - 1
@@ -191,14 +231,14 @@ async def resequence(
                   not_before=datetime.now(UTC))
 
 
-async def supersede_members(conn: asyncpg.Connection,
-                            members: list[tuple[UUID, int]]) -> None:
+async def supersede_members(conn: asyncpg.Connection, members: list[tuple[UUID, int]],
+                            *, reason: str = "batch rebuilt") -> None:
     """Members of a batch that will never be sent as built (a member was cancelled or
     re-sequenced): superseded and re-batched. Their number was already handled by whoever
     broke the batch up (released on cancel, released on re-sequence, renumbered on resync)."""
     await move_attempts(conn, A.SUPERSEDED, [AttemptMove(*m) for m in members],
                         only_from=frozenset({A.BUILT, A.SIGNED}))
-    await requeue_many(conn, [PayoutMove(u, "batch rebuilt", n) for u, n in members],
+    await requeue_many(conn, [PayoutMove(u, reason, n) for u, n in members],
                        actor="sequencer", not_before=datetime.now(UTC))
 
 
@@ -206,17 +246,19 @@ async def supersede_member(conn: asyncpg.Connection, payout_uuid: UUID, number: 
     await supersede_members(conn, [(payout_uuid, number)])
 
 
-async def supersede_rest(conn: asyncpg.Connection, members: list[tuple[UUID, int]]) -> None:
+async def supersede_rest(conn: asyncpg.Connection, members: list[tuple[UUID, int]],
+                         *, reason: str = "batch rebuilt") -> None:
     """The live members left of a batch that was partly given up (re-sync skipped payouts
-    another worker held): superseded and re-batched. They were the last to hold the batch's
-    number (re-sync counted them as holding it), so it is freed here, once."""
+    another worker held), or a whole transaction that never left us and can no longer land
+    (held past its max_time): superseded and rebuilt. They were the last to hold the
+    transaction's number (re-sync counted them as holding it), so it is freed here, once."""
     if not members:
         return
     row = await conn.fetchrow(
         "SELECT source_account, sequence FROM payout_attempts WHERE payout_id = $1 AND number = $2",
         *members[0],
     )
-    await supersede_members(conn, members)
+    await supersede_members(conn, members, reason=reason)
     await release_sequence(conn, row["source_account"], row["sequence"])
 
 
@@ -242,6 +284,61 @@ async def _incomplete_batches(
         elif count != counts["members"]:
             out[batch] = False
     return out
+
+
+# Serialises the classic-queue check of concurrent senders (any replica): "their count plus
+# mine" must see what the other just claimed. Arbitrary constant: "payout classic queue".
+CLASSIC_QUEUE_LOCK_ID = 0x50415943_51554555
+
+
+def _outgoing(lead: asyncpg.Record, close_time: int | None) -> Outgoing:
+    left_us = lead["mode"] == "EXTERNAL"  # a copy may be elsewhere: never rebuilt here
+    return Outgoing(
+        source=lead["a_source"], classic_ops=classic_operations(lead["a_envelope"] or ""),
+        expired=close_time is not None and not left_us and expired_before_sending(
+            int(lead["a_max_time"].timestamp()), close_time),
+    )
+
+
+async def _classic_in_flight(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    found: int = await conn.fetchval(
+        """SELECT COALESCE(sum(classic_ops), 0) FROM payout_attempts
+           WHERE status = 'sent' AND classic_ops > 0""")
+    return found
+
+
+async def _all_held(pool: asyncpg.Pool, limit: int, close_time: int | None, capacity: int
+                    ) -> bool:
+    """True when a claim now would hold every signed transaction (the network's queue is full
+    by our count, none has expired): the claim is skipped instead of locking and reading
+    every member of every held batch on each pass of the sender. A look without locks, at
+    the transactions' lead rows only; the claim itself decides again under its locks."""
+    leads = await pool.fetch(
+        """SELECT a.source_account AS a_source, a.max_time AS a_max_time,
+                  a.envelope_xdr AS a_envelope, p.mode
+           FROM payouts p JOIN payout_attempts a
+             ON a.payout_id = p.id AND a.number = p.attempt_count
+           WHERE p.state = 'QUEUED' AND a.status = 'signed' AND COALESCE(a.op_index, 0) = 0
+           ORDER BY a.source_account, a.sequence LIMIT $1""",
+        limit,
+    )
+    if not leads:
+        return False  # nothing signed: the claim's own look is as cheap
+    outgoing = [_outgoing(lead, close_time) for lead in leads]
+    if any(o.expired for o in outgoing):
+        return False
+    return not any(admit_for_sending(outgoing, await _classic_in_flight(pool), capacity))
+
+
+async def _admit(conn: asyncpg.Connection, outgoing: list[Outgoing], capacity: int | None
+                 ) -> list[bool]:
+    """core/pacing.admit_for_sending against the classic operations in flight, read under a
+    transaction-scoped lock (held until this claim commits) when any of `outgoing` needs
+    classic room."""
+    if capacity is None or not any(o.classic_ops for o in outgoing):
+        return admit_for_sending(outgoing, 0, 2**62)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", CLASSIC_QUEUE_LOCK_ID)
+    return admit_for_sending(outgoing, await _classic_in_flight(conn), capacity)
 
 
 def _with_ids(attempt: Attempt, payout: Payout) -> Attempt:

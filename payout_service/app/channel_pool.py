@@ -59,6 +59,7 @@ from payout_service.core.channels import (
     role_faults,
     top_up_amount,
 )
+from payout_service.core.pacing import resend_due
 from payout_service.core.retry import judge_on_chain_failure, proof_of_death, verdict_at_death
 from payout_service.core.validation import FieldViolation, ValidationFailed, is_account_id
 from payout_service.grpc_errors import PreconditionFailed
@@ -488,7 +489,11 @@ class ChannelPool:
             oldest_ledger=found.oldest_ledger,
         )
         if proof is None:
-            await self._send(op)  # re-send the same envelope: the node may have dropped it
+            # Re-send the same envelope (the node may have dropped it), once per closed
+            # ledger: a node drops queued transactions only when a ledger closes.
+            if resend_due(op.last_sent_ledger, found.latest_ledger) and \
+                    await self.operations.record_resend(op, found.latest_ledger):
+                await self._send(op)
             return 0
         chain_sequence = None
         if op.last_rejection == "txBAD_SEQ":

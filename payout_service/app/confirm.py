@@ -18,6 +18,7 @@ from payout_service.adapters.ledger import (
 )
 from payout_service.app.stage import Stage, attempt_ids
 from payout_service.core.model import Attempt
+from payout_service.core.pacing import resend_due
 from payout_service.core.retry import (
     PERMANENT_REJECTIONS,
     backoff_seconds,
@@ -84,6 +85,7 @@ class Confirming(Stage):
         if isinstance(found, Included):
             await self._included(attempt, found)
             self._nudge("preparer")  # its source (or channel) is free for the next one
+            self._nudge("sender")  # and its room in the network's queue for a held one
             return
         assert isinstance(found, NotFound)  # noqa: S101
         proof = proof_of_death(
@@ -109,9 +111,14 @@ class Confirming(Stage):
         if attempt.result_code in PERMANENT_REJECTIONS:
             return  # re-sending an envelope the node refuses for good only adds load
         # Not found and not provably dead: re-send the very same envelope (same hash), which
-        # is harmless if the node already has it and recovers one it dropped.
+        # is harmless if the node already has it and recovers one it dropped. A node drops a
+        # queued transaction only when a ledger closes, so once per closed ledger is enough
+        # (not on every poll); the guarded record makes it once across replicas too.
+        if not resend_due(attempt.last_sent_ledger, found.latest_ledger):
+            return
+        if not await self.attempts.record_resend(attempt, found.latest_ledger):
+            return
         outcome = await self.ledger.send(attempt.envelope_xdr)
-        await self.attempts.record_resend(attempt)
         if isinstance(outcome, Rejected):
             await self._rejected(attempt, outcome.code)
         elif not isinstance(outcome, Accepted | Duplicate | RetryLater):

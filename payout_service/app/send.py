@@ -17,6 +17,7 @@ from payout_service.adapters.ledger import (
 )
 from payout_service.app.stage import Stage, attempt_ids
 from payout_service.core.model import Attempt
+from payout_service.core.pacing import classic_queue_capacity
 from payout_service.core.retry import PERMANENT_REJECTIONS, backoff_seconds, sequence_consumed
 from payout_service.core.states import AttemptStatus
 from payout_service.failpoints import failpoint
@@ -29,7 +30,10 @@ class Sending(Stage):
     async def send_once(self) -> int:
         latest = await self.ledger.latest_ledger()
         claimed = await self.queues.claim_for_sending(
-            self.config.batch_size * self.config.max_payouts_per_tx, latest.sequence)
+            self.config.batch_size * self.config.max_payouts_per_tx, latest.sequence,
+            close_time=latest.close_time or None,
+            classic_capacity=classic_queue_capacity(
+                latest.max_tx_set_size, self.config.network_classic_ops_per_ledger))
         # In sequence order within a source account (a node takes N+1 before N+2), sources
         # side by side; a batch's transaction is sent once, through its lead member.
         by_source: dict[str, list[Attempt]] = {}

@@ -35,6 +35,10 @@ class Attempt:
     # and hash; op_index is the payout's operation (or vector item) in it.
     batch_id: UUID | None = None
     op_index: int | None = None
+    # The latest ledger seen when last sent or re-sent (core/pacing.resend_due), and the
+    # classic operations the transaction holds in the network's queue, on its lead row.
+    last_sent_ledger: int | None = None
+    classic_ops: int = 0
     # The payout's caller-facing id and correlation id, for log lines (not attempt columns).
     payout_ref: str = ""
     correlation_id: str = ""

@@ -71,9 +71,10 @@ def batch_policy(payer: str, usd: str, passphrase: str = STANDALONE_PASSPHRASE
 
 
 @contextlib.asynccontextmanager
-async def running_batch_signer(tmp_path: Path) -> AsyncIterator[BatchSigner]:
+async def running_batch_signer(tmp_path: Path, *, channels_on_token: int = CHANNELS
+                               ) -> AsyncIterator[BatchSigner]:
     payer, issuer = Keypair.random(), Keypair.random()
-    channels = {f"channel-{i}": Keypair.random() for i in range(CHANNELS)}
+    channels = {f"channel-{i}": Keypair.random() for i in range(channels_on_token)}
     policy = batch_policy(payer.public_key, f"USD:{issuer.public_key}")
     async with running_signer(
         tmp_path, network_passphrase=STANDALONE_PASSPHRASE, backend="pkcs11",

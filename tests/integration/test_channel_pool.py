@@ -337,6 +337,10 @@ async def test_a_dropped_top_up_is_rebuilt_only_after_it_is_proven_dead(pool, sa
     assert "NOT_FOUND" in op["proof"] and "max_time" in op["proof"]
     assert await pool.fetchval("SELECT count(*) FROM channel_operations") == 1, \
         "no second transaction while the first might still land"
+    # Re-sent while it might still land, but at most once per closed ledger (core/pacing.py).
+    sends = sum((await sandbox.submissions())[op["tx_hash"]].values())
+    latest = (await sandbox.close_ledger())["sequence"] - 1
+    assert 2 <= sends <= latest - op["submitted_ledger"] + 1
     # Its number is free again, and the channel can be topped up anew.
     await sandbox.reset_faults()
     await lifecycle.top_up(below=10_001 * XLM, to=10_005 * XLM)

@@ -104,6 +104,8 @@ async def test_dropped_transaction_says_pending_but_never_lands(
     # The node forgot it, so the very same envelope is accepted again and lands.
     assert (await server.send_transaction(tx)).status == SendTransactionStatus.PENDING
     assert (await wait_for(server, tx.hash_hex())).status == GetTransactionStatus.SUCCESS
+    # Every answer is counted per hash: what a client's re-send pacing is judged by.
+    assert (await sandbox.submissions())[tx.hash_hex()] == {"PENDING": 2}
 
 
 async def test_fail_on_chain_includes_the_transaction_as_failed(

@@ -27,6 +27,9 @@ BASE = {
         ({"PAYOUT_CONTRACT_ID": "C123"}, "PAYOUT_CONTRACT_ID"),
         ({"PAYOUTS_MIN_AMOUNT": "1.123456789"}, "PAYOUTS_MIN_AMOUNT"),
         ({"PAYOUTS_FEE_BPS": "10000"}, "PAYOUTS_FEE_BPS"),
+        ({"PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER": "0"}, "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER"),
+        ({"PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER": "many"},
+         "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER"),
         ({"PAYOUT_HOT_SIGNER_SECRET": "S-anything"}, "PAYOUT_HOT_SIGNER_SECRET"),
         ({"PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc"},
          "PAYOUTS_SIGNER_ADDR"),
@@ -96,3 +99,9 @@ def test_a_logged_database_url_never_shows_its_password():
         "postgresql://payouts:***@db:5432/payouts"
     assert redacted_dsn("postgresql://postgres@127.0.0.1:5432/postgres") == \
         "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def test_the_classic_ops_per_ledger_is_the_network_s_unless_set():
+    assert load_config(BASE).network_classic_ops_per_ledger is None
+    config = load_config({**BASE, "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER": "150"})
+    assert config.network_classic_ops_per_ledger == 150

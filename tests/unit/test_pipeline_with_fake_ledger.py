@@ -654,3 +654,60 @@ async def test_a_channel_held_attempt_does_not_count_toward_max_attempts(world):
     assert await desk.store.pool.fetchval(
         "SELECT next_sequence FROM source_accounts WHERE account = $1", channel
     ) == START_SEQ + 1, "the channel's number was given back"
+
+
+async def poll_now(pipeline: Pipeline) -> None:
+    await pipeline.attempts.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
+    await pipeline.confirm_once()
+
+
+async def test_a_dropped_transaction_is_re_sent_once_per_closed_ledger_not_per_poll(world):
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    ledger.drop_next = 10**6
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    assert ledger.sends == 1
+    for _ in range(5):
+        await poll_now(pipeline)
+    assert ledger.sends == 1, "re-sent on a poll before any ledger closed"
+    for closed in range(1, 4):
+        ledger.close(seconds=1)
+        for _ in range(4):
+            await poll_now(pipeline)
+        assert ledger.sends == 1 + closed, "one re-send per closed ledger"
+    ledger.drop_next = 0
+    ledger.close(seconds=1)
+    await poll_now(pipeline)  # the re-send the node keeps
+    ledger.close(seconds=1)
+    await poll_now(pipeline)
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    assert len(ledger.included) == 1
+    row = await desk.store.pool.fetchrow("SELECT send_count, last_sent_ledger FROM payout_attempts")
+    assert row["send_count"] == 5 and row["last_sent_ledger"] == ledger.ledger - 1
+
+
+async def test_a_signed_envelope_whose_max_time_passed_unsent_is_rebuilt_at_its_number(world):
+    """Held back (or the sender was away) until a ledger closed at its max_time: it never left
+    us, so it is not sent only to be refused; its number goes back and the payout is rebuilt
+    at once, without counting as an attempt."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    ledger.close(seconds=60)  # past the 30 s window, nothing sent
+    await pipeline.send_once()
+    assert ledger.sends == 0, "an envelope that can no longer land was sent"
+    rows = await desk.store.pool.fetch(
+        "SELECT number, status, sequence FROM payout_attempts ORDER BY number")
+    assert [(r["number"], r["status"]) for r in rows] == [(1, "superseded")]
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    ledger.close(seconds=1)
+    await poll_now(pipeline)
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    rows = await desk.store.pool.fetch(
+        "SELECT number, status, sequence FROM payout_attempts ORDER BY number")
+    assert [(r["number"], r["status"]) for r in rows] == [(1, "superseded"), (2, "included")]
+    assert rows[1]["sequence"] == rows[0]["sequence"] == START_SEQ + 1, "its number reused"
