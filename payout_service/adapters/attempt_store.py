@@ -24,8 +24,9 @@ from payout_service.adapters.sequences import (
     reserve_sequence,
 )
 from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
+from payout_service.adapters.work_queues import supersede_rest
 from payout_service.core.model import Attempt, Payout
-from payout_service.core.refusals import CHANNEL_HELD
+from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import (
     AttemptMayStillLand,
     AttemptStatus,
@@ -171,6 +172,21 @@ class AttemptStore:
             held = await hold_channel(conn, attempt.source_account, reason, actor=actor)
             await release_sequence(conn, attempt.source_account, attempt.sequence)
             return held
+
+    async def rebuild_unsent(self, payout_uuid: UUID, number: int) -> bool:
+        """A built, never signed attempt whose max_time has passed (the signer was away
+        longer than the window): it can no longer be signed, and it never left us, so it is
+        superseded, its number given back and the payout re-queued at once, uncounted. False
+        when the attempt is no longer built (signed, cancelled or rebuilt meanwhile)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM payouts WHERE id = $1 FOR UPDATE", payout_uuid)
+            status = await conn.fetchval(
+                "SELECT status FROM payout_attempts WHERE payout_id = $1 AND number = $2",
+                payout_uuid, number)
+            if status != A.BUILT:
+                return False
+            await supersede_rest(conn, [(payout_uuid, number)], reason=EXPIRED_UNSIGNED)
+            return True
 
     async def fail_before_build(self, payout: Payout, code: str, message: str) -> bool:
         """Simulation failed or too expensive: no attempt, no number. False if another worker

@@ -37,7 +37,7 @@ from payout_service.adapters.transitions import (
 from payout_service.adapters.work_queues import supersede_members, supersede_rest
 from payout_service.core.batches import REBATCHED, judge_batch_member
 from payout_service.core.model import Attempt, Payout
-from payout_service.core.refusals import CHANNEL_HELD
+from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
 
 A = AttemptStatus
@@ -170,6 +170,18 @@ class BatchStore:
             held = await hold_channel(conn, moved[0].source_account, reason, actor=actor)
             await release_sequence(conn, moved[0].source_account, moved[0].sequence)
             return held
+
+    async def rebuild_unsent(self, batch_id: UUID) -> bool:
+        """The batch was built and never signed, and its max_time has passed: its built
+        members are superseded and re-batched (uncounted), the number given back once. False
+        when none is built any more."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            members = await _lock_members(conn, batch_id)
+            built = [(m.payout_uuid, m.number) for m in members if m.status is A.BUILT]
+            if not built:
+                return False
+            await supersede_rest(conn, built, reason=EXPIRED_UNSIGNED)
+            return True
 
     async def confirm(self, batch_id: UUID, *, ledger: int, fee_charged: int) -> list[Payout]:
         """The batch landed: every member's payout CONFIRMED, the fee shared out in stroops

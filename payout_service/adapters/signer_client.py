@@ -30,12 +30,14 @@ class SigningRefused(Exception):
     """The signer refused (PERMISSION_DENIED by policy, or the key or request is not
     acceptable); the message names the rule. `rule`: the policy rule that refused, from the
     status's google.rpc.ErrorInfo (None when the signer sent none: an unknown key, a bad
-    request, an older signer). `key_id`: the key that was asked (None: no key could be)."""
+    request, an older signer). `key_id`: the key that was asked (None: no key could be).
+    `code`: the status code's name (NOT_FOUND: no such key), or NO_KEY when no key could be
+    asked."""
 
     def __init__(self, message: str, *, rule: str | None = None,
-                 key_id: str | None = None) -> None:
+                 key_id: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
-        self.rule, self.key_id = rule, key_id
+        self.rule, self.key_id, self.code = rule, key_id, code
 
 
 def refusal_rule(err: grpc.aio.AioRpcError) -> str | None:
@@ -195,7 +197,8 @@ class SignerClient:
             if err.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT,
                               grpc.StatusCode.NOT_FOUND):
                 raise SigningRefused(f"{err.code().name}: {err.details()}",
-                                     rule=refusal_rule(err), key_id=key_id) from None
+                                     rule=refusal_rule(err), key_id=key_id,
+                                     code=err.code().name) from None
             raise SignerUnavailable(f"{err.code().name}: {err.details()}") from None
         return SignedEnvelope(response.signed_envelope_xdr, response.tx_hash)
 

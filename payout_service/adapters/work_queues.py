@@ -137,7 +137,8 @@ class WorkQueues:
             # Before any other lock of this transaction (the sequence rows that rebuilding
             # takes): the classic-queue lock is then never waited for while holding one.
             admitted = dict(zip(outgoing, await _admit(conn, list(outgoing.values()),
-                                                       classic_capacity), strict=True))
+                                                       classic_capacity, close_time),
+                                strict=True))
             for key, group in broken.items():
                 if unsendable[key]:  # a member was cancelled or superseded: rebuild
                     await supersede_rest(conn, [(r["id"], r["attempt_count"]) for r in group])
@@ -300,10 +301,17 @@ def _outgoing(lead: asyncpg.Record, close_time: int | None) -> Outgoing:
     )
 
 
-async def _classic_in_flight(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def _classic_in_flight(conn: asyncpg.Connection | asyncpg.Pool,
+                             close_time: int | None = None) -> int:
+    """Classic operations sent and not yet seen included or dead, of transactions that can
+    still be in a node's queue: one whose max_time a closed ledger has reached is dropped by
+    stellar-core at that close (it can never be included), so it takes no room even while its
+    death is not yet proven (or never can be: history not covering its submission)."""
     found: int = await conn.fetchval(
         """SELECT COALESCE(sum(classic_ops), 0) FROM payout_attempts
-           WHERE status = 'sent' AND classic_ops > 0""")
+           WHERE status = 'sent' AND classic_ops > 0
+             AND ($1::bigint IS NULL OR max_time > to_timestamp($1::bigint))""",
+        close_time)
     return found
 
 
@@ -327,18 +335,19 @@ async def _all_held(pool: asyncpg.Pool, limit: int, close_time: int | None, capa
     outgoing = [_outgoing(lead, close_time) for lead in leads]
     if any(o.expired for o in outgoing):
         return False
-    return not any(admit_for_sending(outgoing, await _classic_in_flight(pool), capacity))
+    return not any(admit_for_sending(outgoing, await _classic_in_flight(pool, close_time),
+                                      capacity))
 
 
-async def _admit(conn: asyncpg.Connection, outgoing: list[Outgoing], capacity: int | None
-                 ) -> list[bool]:
+async def _admit(conn: asyncpg.Connection, outgoing: list[Outgoing], capacity: int | None,
+                 close_time: int | None) -> list[bool]:
     """core/pacing.admit_for_sending against the classic operations in flight, read under a
     transaction-scoped lock (held until this claim commits) when any of `outgoing` needs
     classic room."""
     if capacity is None or not any(o.classic_ops for o in outgoing):
         return admit_for_sending(outgoing, 0, 2**62)
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CLASSIC_QUEUE_LOCK_ID)
-    return admit_for_sending(outgoing, await _classic_in_flight(conn), capacity)
+    return admit_for_sending(outgoing, await _classic_in_flight(conn, close_time), capacity)
 
 
 def _with_ids(attempt: Attempt, payout: Payout) -> Attempt:

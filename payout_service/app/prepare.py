@@ -194,6 +194,8 @@ class Preparing(PreparingBatches):
             await self._sign_in_span(payout, attempt)
 
     async def _sign_in_span(self, payout: Payout, attempt: Attempt) -> None:
+        if await self._expired_unsigned(attempt):
+            return
         try:
             signed = await self._signed(attempt, payout_id=payout.payout_id,
                                         correlation_id=payout.correlation_id)
@@ -202,7 +204,7 @@ class Preparing(PreparingBatches):
             # loop runner, which backs off instead of retrying every payout at once.
             raise
         except SigningRefused as err:
-            if await self._held_channel(attempt, err):
+            if await self._refusal_handled(attempt, err):
                 return
             await self.attempts.refuse_unsent(
                 payout.id, attempt.number, code="signer_refused", message=str(err),

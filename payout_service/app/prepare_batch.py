@@ -219,11 +219,13 @@ class PreparingBatches(Stage):
     async def _sign_batch(self, lead: Attempt) -> None:
         """One signature pass for the whole batch (channel key, then the payer's)."""
         assert lead.batch_id is not None  # noqa: S101
+        if await self._expired_unsigned(lead):
+            return
         try:
             signed = await self._signed(lead, payout_id=f"batch:{lead.batch_id}",
                                         correlation_id=str(lead.batch_id))
         except SigningRefused as err:
-            if await self._held_channel(lead, err):
+            if await self._refusal_handled(lead, err):
                 return
             await self.batches.refuse_unsent(lead.batch_id, code="signer_refused",
                                              message=str(err))

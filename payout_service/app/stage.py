@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from payout_service.adapters.work_queues import WorkQueues
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.refusals import Blame, blame_refusal, held_reason
+from payout_service.core.states import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,8 @@ class Stage:
             if channel_key is None:
                 # Never signed by the payer alone: the network would refuse it anyway.
                 raise SigningRefused(
-                    f"no signer key registered for channel {attempt.source_account}")
+                    f"no signer key registered for channel {attempt.source_account}",
+                    code="NO_KEY")
             keys = (channel_key, None)
         envelope_xdr = attempt.envelope_xdr
         for key_id in keys:
@@ -79,26 +82,60 @@ class Stage:
             envelope_xdr = signed.envelope_xdr
         return signed
 
-    async def _held_channel(self, attempt: Attempt, err: SigningRefused) -> bool:
-        """When the refusal blames the attempt's channel (core/refusals.py), holds the
-        channel and sends the payout (or the whole batch) back to the queue, not failed:
-        True. False: the refusal is the payout's, the caller fails it as before."""
+    async def _expired_unsigned(self, attempt: Attempt) -> bool:
+        """Before asking the signer: an attempt built and never signed whose max_time has
+        passed (the signer was away longer than the window) can no longer be signed. It never
+        left us: superseded and rebuilt, never failed (True). The signer judges max_time by
+        its wall clock, so this does too."""
+        if attempt.max_time.timestamp() > time.time():
+            return False
+        await self._rebuild_unsent(attempt, why="max_time passed before signing")
+        return True
+
+    async def _rebuild_unsent(self, attempt: Attempt, *, why: str) -> None:
+        if attempt.batch_id is not None:
+            rebuilt = await self.batches.rebuild_unsent(attempt.batch_id)
+        else:
+            rebuilt = await self.attempts.rebuild_unsent(attempt.payout_id, attempt.number)
+        metrics.ATTEMPTS.labels("expired_unsigned").inc()
+        log.warning("unsigned envelope past its max_time: rebuilt", extra={
+            **attempt_ids(attempt), "why": why, "rebuilt": rebuilt,
+            "max_time": attempt.max_time.isoformat()})
+        self._nudge("preparer")
+
+    async def _refusal_handled(self, attempt: Attempt, err: SigningRefused) -> bool:
+        """A refusal that is not the payout's (core/refusals.py): the max_time passed (the
+        attempt is rebuilt), or the attempt's channel is at fault (the channel is held and
+        the payout, or the whole batch, goes back to the queue, not failed): True. False: the
+        refusal is the payout's, the caller fails it as before."""
         assert self.signer is not None  # noqa: S101
         account = attempt.source_account
         channel_sourced = account != self.config.source_account
         channel_key = await self.signer.channel_key(account) if channel_sourced else None
         # No key id: the signer could not be asked (no key registered for the channel).
         by_channel_key = err.key_id is None or err.key_id == channel_key
-        if blame_refusal(channel_sourced=channel_sourced, by_channel_key=by_channel_key,
-                         rule=err.rule) is not Blame.CHANNEL:
+        blame = blame_refusal(channel_sourced=channel_sourced, by_channel_key=by_channel_key,
+                              rule=err.rule, code=err.code,
+                              expired=attempt.max_time.timestamp() <= time.time() + 1)
+        if blame is Blame.REBUILD:
+            await self._rebuild_unsent(attempt, why=f"signer: {err}"[:200])
+            return True
+        if blame is not Blame.CHANNEL:
             return False
         reason = held_reason(by_channel_key=by_channel_key, rule=err.rule, message=str(err))
-        if attempt.batch_id is not None:
-            held = await self.batches.hold_channel_unsent(attempt.batch_id, reason=reason,
-                                                          actor="preparer")
-        else:
-            held = await self.attempts.hold_channel_unsent(
-                attempt.payout_id, attempt.number, reason=reason, actor="preparer")
+        try:
+            if attempt.batch_id is not None:
+                held = await self.batches.hold_channel_unsent(attempt.batch_id, reason=reason,
+                                                              actor="preparer")
+            else:
+                held = await self.attempts.hold_channel_unsent(
+                    attempt.payout_id, attempt.number, reason=reason, actor="preparer")
+        except IllegalTransition:
+            # Moved meanwhile (cancelled, or signed by another preparer): nothing to give
+            # back here; the channel is judged again if it is refused again.
+            log.info("channel hold skipped: the attempt moved meanwhile",
+                     extra={**attempt_ids(attempt), "channel": account})
+            return True
         metrics.ATTEMPTS.labels("channel_held").inc()
         log.warning("channel held: the signer refused because of it; payout re-queued",
                     extra={**attempt_ids(attempt), "channel": account, "rule": err.rule,

@@ -16,41 +16,61 @@ from enum import StrEnum
 # and does not count toward PAYOUTS_MAX_ATTEMPTS (the payout was not at fault).
 CHANNEL_HELD = "channel_held"
 
+# Why an attempt built and never signed was superseded once its max_time passed (the signer
+# was away longer than the window): rebuilt, uncounted (superseded attempts never count).
+EXPIRED_UNSIGNED = "max_time passed before it was signed: rebuilt"
+
 # signer_service/policy.py: the rule that refuses a transaction or operation source.
 SOURCE_RULE = "source_accounts"
 
-# Rules a channel key may refuse on because of what this payout pays (its amount, asset or
-# destination), not because of the channel: every channel under the same template would
-# refuse it too, so holding channels for it would empty the pool one channel at a time.
-PAYOUT_CONTENT_RULES = frozenset({
-    "max_amount_stroops_per_tx", "max_amount_stroops_per_op", "arguments", "assets",
-    "destinations", "memo",
-})
+# Channel-key rules that are about the channel itself, not about what the payout pays. All
+# channel keys usually share one policy template, so any other rule (amounts, assets, fees,
+# contracts, daily budgets...) would refuse the payout on every channel in turn: holding
+# channels for it would empty the pool one channel at a time. Only these hold a channel.
+CHANNEL_RULES = frozenset({SOURCE_RULE, "allowed_clients"})
+
+# The transaction can no longer be signed as built: its max_time has passed (the signer was
+# away longer than the window). Nobody's fault: it never left us, so it is rebuilt.
+EXPIRED_RULE = "time_bounds"
+
+# Status codes (grpc.StatusCode names) that mean the signer holds no such key.
+UNKNOWN_KEY_CODES = frozenset({"NOT_FOUND", "NO_KEY"})
 
 
 class Blame(StrEnum):
     PAYOUT = "payout"  # the payout fails (signer_refused), as without channels
     CHANNEL = "channel"  # the channel is held, the payout is built again
+    REBUILD = "rebuild"  # neither: the unsent envelope is superseded and built again
 
 
-def blame_refusal(*, channel_sourced: bool, by_channel_key: bool, rule: str | None) -> Blame:
+def blame_refusal(*, channel_sourced: bool, by_channel_key: bool, rule: str | None,
+                  code: str | None = None, expired: bool = False) -> Blame:
     """`channel_sourced`: the refused transaction's source is a channel account;
     `by_channel_key`: the channel's key refused (or the signer holds no key for it), else the
-    payer's; `rule`: the policy rule the signer named (None: no rule, e.g. unknown key).
+    payer's; `rule`: the policy rule the signer named in its ErrorInfo (None: none sent: an
+    unknown key, a bad request, or an older signer); `code`: the status code's name;
+    `expired`: our own clock agrees the envelope's max_time has passed.
 
+    - The max_time passed (`time_bounds`, either key, and our clock agrees): rebuild, nobody's
+      fault. If our clock disagrees (the signer's runs ahead), a rebuild would be refused
+      again: the rules below apply instead.
     - A payer transaction: the payout, as before.
-    - The channel's key: the channel (its key is missing, not allowed for us, or its policy
-      does not take this shape of transaction), except for a rule about this payout's own
-      amount, asset or destination.
+    - The channel's key unknown to the signer (NOT_FOUND, or none registered): the channel.
+    - The channel's key refusing for a rule about the channel (CHANNEL_RULES): the channel.
     - The payer's key with `source_accounts`: the channel. In a channel transaction the
       operations' source is the payer itself, so the only source the payer's policy can
       refuse is the channel (its list lacks "@channel_keys" or the channel's G...).
-    - The payer's key, any other rule: the payout (amounts, assets, limits, fees).
+    - Anything else, including a refusal with no rule (an older signer): the payout, as
+      without channels; never a guess that could hold the whole pool.
     """
+    if rule == EXPIRED_RULE and expired:
+        return Blame.REBUILD
     if not channel_sourced:
         return Blame.PAYOUT
     if by_channel_key:
-        return Blame.PAYOUT if rule in PAYOUT_CONTENT_RULES else Blame.CHANNEL
+        if code in UNKNOWN_KEY_CODES or rule in CHANNEL_RULES:
+            return Blame.CHANNEL
+        return Blame.PAYOUT
     return Blame.CHANNEL if rule == SOURCE_RULE else Blame.PAYOUT
 
 

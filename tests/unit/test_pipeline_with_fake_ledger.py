@@ -711,3 +711,104 @@ async def test_a_signed_envelope_whose_max_time_passed_unsent_is_rebuilt_at_its_
         "SELECT number, status, sequence FROM payout_attempts ORDER BY number")
     assert [(r["number"], r["status"]) for r in rows] == [(1, "superseded"), (2, "included")]
     assert rows[1]["sequence"] == rows[0]["sequence"] == START_SEQ + 1, "its number reused"
+
+
+async def test_a_signer_away_past_the_window_gets_the_attempt_rebuilt_not_failed(world):
+    """Built, then the signer was away longer than PAYOUTS_TX_WINDOW_SECONDS: the envelope's
+    max_time has passed, so the signer would refuse it (time_bounds) and the payout used to
+    fail signer_refused. It never left us: superseded, its number given back, rebuilt with
+    fresh time bounds and paid; the superseded attempt does not count."""
+    make, source = world
+    desk, pipeline, ledger, signer = make("signer", PAYOUTS_MAX_ATTEMPTS="1")
+    await create(desk, 1)
+    signer.unavailable = True
+    with pytest.raises(SignerUnavailable):
+        await pipeline.prepare_once()
+    # The outage outlasts the window (as if 30 s passed): the stored max_time is behind us.
+    await desk.store.pool.execute(
+        "UPDATE payout_attempts SET max_time = now() - interval '1 second'")
+    signer.unavailable = False
+    signs = signer.sign_transaction
+    asked: list[str] = []
+
+    async def recording(envelope_xdr: str, **kwargs: object) -> SignedEnvelope:
+        asked.append(envelope_xdr)
+        return await signs(envelope_xdr, **kwargs)
+
+    signer.sign_transaction = recording  # type: ignore[method-assign]
+    await pipeline.prepare_once()
+    rows = await desk.store.pool.fetch(
+        "SELECT number, status, sequence FROM payout_attempts ORDER BY number")
+    assert rows[0]["status"] == "superseded", "the expired envelope was never signed"
+    await run_until_settled(pipeline, ledger, rounds=4)
+    assert (await states(desk)) == {"p1": "CONFIRMED"}
+    rows = await desk.store.pool.fetch(
+        "SELECT number, status, sequence FROM payout_attempts ORDER BY number")
+    assert [(r["number"], r["status"]) for r in rows] == [(1, "superseded"), (2, "included")]
+    assert rows[1]["sequence"] == rows[0]["sequence"], "its number given back and reused"
+    assert len(ledger.included) == 1
+
+
+async def test_a_channel_key_refusing_what_the_payout_pays_fails_the_payout_not_the_channel(
+    world,
+):
+    """Channel keys share one policy template: a channel key refusing a payout's amount would
+    refuse it on every channel, so the payout fails (as without channels) and the channel
+    stays active for the next payouts."""
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    channel_keypair = Keypair.random()
+    channel = channel_keypair.public_key
+    await pipeline.sequences.ensure_source(channel, START_SEQ)
+    await ChannelRegistry(desk.store.pool).add_active([(channel, "channel-0")], actor="test")
+    signs = signer.sign_transaction
+
+    async def channel_key(account: str) -> str | None:
+        return "channel-0" if account == channel else None
+
+    async def sign_transaction(envelope_xdr: str, **kwargs: object) -> SignedEnvelope:
+        if kwargs.get("key_id") == "channel-0" and refuse:
+            raise SigningRefused("PERMISSION_DENIED: policy rule max_amount_stroops_per_tx "
+                                 "refused", rule="max_amount_stroops_per_tx",
+                                 key_id="channel-0", code="PERMISSION_DENIED")
+        if kwargs.get("key_id") == "channel-0":
+            env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
+            env.sign(channel_keypair)
+            return SignedEnvelope(env.to_xdr(), env.hash_hex())
+        return await signs(envelope_xdr, **kwargs)
+
+    signer.channel_key = channel_key  # type: ignore[method-assign]
+    signer.sign_transaction = sign_transaction  # type: ignore[method-assign]
+    refuse = True
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    assert (await states(desk)) == {"p1": "FAILED"}
+    assert await desk.store.pool.fetchval(
+        "SELECT state FROM channel_accounts WHERE account = $1", channel) == "active"
+    refuse = False
+    await create(desk, 2)
+    await run_until_settled(pipeline, ledger, rounds=4)
+    assert (await states(desk))["p2"] == "CONFIRMED"
+    assert await desk.store.pool.fetchval(
+        """SELECT a.source_account FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
+           WHERE p.payout_id = 'p2' AND a.status = 'included'""") == channel
+
+
+async def test_a_sent_transaction_past_its_max_time_takes_no_room_in_the_network_queue(world):
+    """stellar-core drops a queued transaction once a ledger closes past its max_time, so it
+    no longer counts against the classic queue, even while its death is not yet proven (or
+    never can be: the RPC's history no longer covering its submission). Counted for ever, a
+    few such transactions would hold every later classic send."""
+    from payout_service.adapters.work_queues import _classic_in_flight
+
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    pool = desk.store.pool
+    await pool.execute("UPDATE payout_attempts SET classic_ops = 100")  # as a classic batch
+    max_time = int((await pool.fetchval("SELECT max_time FROM payout_attempts")).timestamp())
+    assert await _classic_in_flight(pool, max_time - 1) == 100, "still includable"
+    assert await _classic_in_flight(pool, max_time) == 0, "a ledger closed at its max_time"
+    assert await _classic_in_flight(pool) == 100, "no close time known: counted"
