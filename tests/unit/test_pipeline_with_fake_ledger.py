@@ -165,6 +165,21 @@ async def create(desk: PayoutDesk, n: int) -> None:
     await desk.create(req, actor="test", correlation_id=f"c{n}")
 
 
+async def one_channel(desk: PayoutDesk, pipeline: Pipeline, signer: FakeSigner) -> Keypair:
+    """A channel account registered active with key id channel-0, which the fake signer's
+    channel_key names for it."""
+    channel = Keypair.random()
+    await pipeline.sequences.ensure_source(channel.public_key, START_SEQ)
+    await ChannelRegistry(desk.store.pool).add_active([(channel.public_key, "channel-0")],
+                                                      actor="test")
+
+    async def channel_key(account: str) -> str | None:
+        return "channel-0" if account == channel.public_key else None
+
+    signer.channel_key = channel_key  # type: ignore[method-assign]
+    return channel
+
+
 async def run_until_settled(pipeline: Pipeline, ledger: FakeLedger, rounds: int = 40) -> None:
     for _ in range(rounds):
         await pipeline.prepare_once()
@@ -613,13 +628,8 @@ async def test_a_channel_held_attempt_does_not_count_toward_max_attempts(world):
     so with PAYOUTS_MAX_ATTEMPTS=2 a payer attempt proven dead still gets a second try."""
     make, source = world
     desk, pipeline, ledger, signer = make("signer", PAYOUTS_MAX_ATTEMPTS="2")
-    channel = Keypair.random().public_key
-    await pipeline.sequences.ensure_source(channel, START_SEQ)
-    await ChannelRegistry(desk.store.pool).add_active([(channel, "channel-0")], actor="test")
+    channel = (await one_channel(desk, pipeline, signer)).public_key
     signs = signer.sign_transaction
-
-    async def channel_key(account: str) -> str | None:
-        return "channel-0" if account == channel else None
 
     async def sign_transaction(envelope_xdr: str, **kwargs: object) -> SignedEnvelope:
         env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
@@ -628,7 +638,6 @@ async def test_a_channel_held_attempt_does_not_count_toward_max_attempts(world):
                                  rule="source_accounts", key_id="payout")
         return await signs(envelope_xdr, **kwargs)
 
-    signer.channel_key = channel_key  # type: ignore[method-assign]
     signer.sign_transaction = sign_transaction  # type: ignore[method-assign]
     await create(desk, 1)
     await pipeline.prepare_once()  # from the channel: refused, the channel held
@@ -757,14 +766,9 @@ async def test_a_channel_key_refusing_what_the_payout_pays_fails_the_payout_not_
     stays active for the next payouts."""
     make, _ = world
     desk, pipeline, ledger, signer = make("signer")
-    channel_keypair = Keypair.random()
+    channel_keypair = await one_channel(desk, pipeline, signer)
     channel = channel_keypair.public_key
-    await pipeline.sequences.ensure_source(channel, START_SEQ)
-    await ChannelRegistry(desk.store.pool).add_active([(channel, "channel-0")], actor="test")
     signs = signer.sign_transaction
-
-    async def channel_key(account: str) -> str | None:
-        return "channel-0" if account == channel else None
 
     async def sign_transaction(envelope_xdr: str, **kwargs: object) -> SignedEnvelope:
         if kwargs.get("key_id") == "channel-0" and refuse:
@@ -777,7 +781,6 @@ async def test_a_channel_key_refusing_what_the_payout_pays_fails_the_payout_not_
             return SignedEnvelope(env.to_xdr(), env.hash_hex())
         return await signs(envelope_xdr, **kwargs)
 
-    signer.channel_key = channel_key  # type: ignore[method-assign]
     signer.sign_transaction = sign_transaction  # type: ignore[method-assign]
     refuse = True
     await create(desk, 1)
