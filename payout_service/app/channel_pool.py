@@ -60,7 +60,8 @@ from payout_service.core.channels import (
     top_up_amount,
 )
 from payout_service.core.pacing import resend_due
-from payout_service.core.retry import judge_on_chain_failure, proof_of_death, verdict_at_death
+from payout_service.core.proofs import AccountState, Envelope, proof_of_death
+from payout_service.core.retry import judge_on_chain_failure, verdict_at_death
 from payout_service.core.validation import FieldViolation, ValidationFailed, is_account_id
 from payout_service.grpc_errors import PreconditionFailed
 
@@ -85,6 +86,7 @@ class LifecycleLedger(Protocol):
     async def send(self, envelope_xdr: str) -> SendOutcome: ...
     async def lookup(self, tx_hash: str) -> LookupOutcome: ...
     async def account_sequence(self, account_id: str) -> int: ...
+    async def account_state(self, account_id: str) -> AccountState: ...
     async def account_balances(self, account_ids: list[str]) -> dict[str, int | None]: ...
 
 
@@ -483,11 +485,8 @@ class ChannelPool:
                 "result": found.result_code, "ledger": found.ledger})
             return 1
         assert isinstance(found, NotFound)  # noqa: S101
-        proof = proof_of_death(
-            max_time=int(op.max_time.timestamp()), submitted_ledger=op.submitted_ledger,
-            latest_ledger=found.latest_ledger, latest_close_time=found.latest_ledger_close_time,
-            oldest_ledger=found.oldest_ledger,
-        )
+        envelope = Envelope(op.sequence, int(op.max_time.timestamp()), op.submitted_ledger)
+        proof = proof_of_death(envelope, found)
         if proof is None:
             # Re-send the same envelope (the node may have dropped it), once per closed
             # ledger: a node drops queued transactions only when a ledger closes.
@@ -497,7 +496,7 @@ class ChannelPool:
             return 0
         chain_sequence = None
         if op.last_rejection == "txBAD_SEQ":
-            chain_sequence = await self.ledger.account_sequence(op.source_account)
+            chain_sequence = (await self.ledger.account_state(op.source_account)).sequence
         verdict = verdict_at_death(op.last_rejection)
         await self.operations.finish(
             op, OperationStatus.DEAD, proof=proof.text, result_code=verdict.code,
@@ -505,5 +504,6 @@ class ChannelPool:
             give_up=None if verdict.retry else f"{op.kind.value} rejected: {verdict.code}",
         )
         log.info("channel operation proven dead", extra={
-            "operation": str(op.id), "tx_hash": op.tx_hash, "proof": proof.text})
+            "operation": str(op.id), "tx_hash": op.tx_hash, "proof": proof.text,
+            "kind": proof.kind.value})
         return 1

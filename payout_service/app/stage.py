@@ -18,8 +18,10 @@ from payout_service.adapters.signer_client import SignedEnvelope, SignerClient, 
 from payout_service.adapters.work_queues import WorkQueues
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.proofs import DeathProof, Envelope
 from payout_service.core.refusals import Blame, blame_refusal, held_reason
-from payout_service.core.states import IllegalTransition
+from payout_service.core.retry import backoff_seconds, verdict_at_death
+from payout_service.core.states import AttemptStatus, IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,13 @@ def attempt_ids(attempt: Attempt) -> dict[str, Any]:
     return {"payout_id": attempt.payout_ref, "payout_uuid": str(attempt.payout_id),
             "correlation_id": attempt.correlation_id, "attempt": attempt.number,
             "tx_hash": attempt.tx_hash}
+
+
+def envelope_of(attempt: Attempt) -> Envelope:
+    """What a proof of death needs to know of an attempt: its number, its max_time, and the
+    ledger it left us at (first sent, or handed out unsigned; None if it never left us)."""
+    return Envelope(attempt.sequence, int(attempt.max_time.timestamp()),
+                    attempt.submitted_ledger)
 
 
 class Stage:
@@ -144,22 +153,37 @@ class Stage:
         self._nudge("preparer")
         return True
 
-    async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
+    async def _dead(self, attempt: Attempt, proof: DeathProof, *, last_rejection: str | None,
+                    actor: str) -> None:
+        """The one way an attempt whose envelope left us is given up for a new one: the chain
+        proved it can never land (core/proofs.py). Its number is free again; its payout (every
+        payout of its batch) gets a new attempt or fails, as its last rejection decides."""
+        verdict = verdict_at_death(last_rejection)
+        await self._give_up(attempt, status=AttemptStatus.DEAD, code=verdict.code,
+                            proof=f"{proof.kind}: {proof.text}", ledger=None,
+                            retry=verdict.retry, actor=actor)
+
+    async def _give_up(self, attempt: Attempt, *, status: AttemptStatus, code: str, proof: str,
+                       ledger: int | None, retry: bool, actor: str) -> None:
+        """Proven dead or failed on chain: nothing of it can land any more."""
+        delay = timedelta(seconds=backoff_seconds(attempt.number))
         if attempt.batch_id is not None:
             # The proof is about the transaction, so it holds for every payout in it.
-            await self.batches.dead(attempt.batch_id, code=kwargs["code"], proof=kwargs["proof"],
-                                    retry=kwargs["retry"], max_attempts=kwargs["max_attempts"],
-                                    delay=kwargs["delay"], actor=kwargs["actor"])
+            await self.batches.dead(attempt.batch_id, code=code, proof=proof, retry=retry,
+                                    max_attempts=self.config.max_attempts, delay=delay,
+                                    actor=actor)
             self._nudge("preparer")
-            metrics.ATTEMPTS.labels(kwargs["status"]).inc()
-            log.warning("batch dead", extra={**attempt_ids(attempt), "code": kwargs["code"],
+            metrics.ATTEMPTS.labels(status).inc()
+            log.warning("batch dead", extra={**attempt_ids(attempt), "code": code,
                                              "batch_id": str(attempt.batch_id)})
             return
-        state = await self.attempts.attempt_dead(attempt, **kwargs)
+        state = await self.attempts.attempt_dead(
+            attempt, status=status, code=code, proof=proof, ledger=ledger, retry=retry,
+            max_attempts=self.config.max_attempts, delay=delay, actor=actor)
         self._nudge("preparer")
-        metrics.ATTEMPTS.labels(kwargs["status"]).inc()
-        log.warning("attempt dead", extra={**attempt_ids(attempt), "status": kwargs["status"],
-                                           "code": kwargs["code"], "payout_state": state.value})
+        metrics.ATTEMPTS.labels(status).inc()
+        log.warning("attempt dead", extra={**attempt_ids(attempt), "status": status,
+                                           "code": code, "payout_state": state.value})
 
     async def _included(self, attempt: Attempt, found: Included) -> None:
         raise NotImplementedError  # Confirming
