@@ -37,6 +37,7 @@ from payout_service.adapters.signer_client import (
     SignerUnavailable,
     SigningRefused,
 )
+from payout_service.app.chain_memory import ChainMemory
 from payout_service.config import ChannelPoolConfig
 from payout_service.core.channel_plan import (
     MAX_PAYOUTS_PER_LEDGER,
@@ -147,6 +148,7 @@ class ChannelPool:
         self.passphrase = network_passphrase
         self.window = tx_window_seconds
         self.ledger = ledger
+        self.chain = ChainMemory()
         self.signer = signer
 
     # ---- operator use cases ---------------------------------------------------------------
@@ -471,6 +473,7 @@ class ChannelPool:
 
     async def _confirm(self, op: Operation) -> int:
         assert self.ledger is not None  # noqa: S101
+        closed = self.chain.closed()  # seen before the lookup (core/proofs.py)
         found = await self.ledger.lookup(op.tx_hash)
         if isinstance(found, Included):
             status = OperationStatus.INCLUDED if found.successful else \
@@ -486,7 +489,8 @@ class ChannelPool:
             return 1
         assert isinstance(found, NotFound)  # noqa: S101
         envelope = Envelope(op.sequence, int(op.max_time.timestamp()), op.submitted_ledger)
-        proof = proof_of_death(envelope, found)
+        proof = proof_of_death(envelope, found, closed=closed)
+        self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
         if proof is None:
             # Re-send the same envelope (the node may have dropped it), once per closed
             # ledger: a node drops queued transactions only when a ledger closes.

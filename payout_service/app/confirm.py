@@ -47,33 +47,31 @@ class Confirming(Stage):
         external signer (its holder may submit it without telling us), or ABANDONED (a node
         or a holder may still have it). Watched until it lands (then its payout was paid by
         it) or the chain proves it dead (core/proofs.py), whatever the signing mode is now."""
-        account = await self.ledger.account_state(attempt.source_account)
-        found = await self.ledger.lookup(attempt.tx_hash)
+        seen = await self._look(attempt, read_account=True)
         abandoned = attempt.status == AttemptStatus.ABANDONED
-        if isinstance(found, Included):
+        if isinstance(seen, Included):
             if abandoned:
                 payout = await self.attempts.abandoned_landed(
-                    attempt, successful=found.successful, ledger=found.ledger,
-                    code=found.result_code, fee_charged=found.fee_charged)
+                    attempt, successful=seen.successful, ledger=seen.ledger,
+                    code=seen.result_code, fee_charged=seen.fee_charged)
                 log.error("abandoned attempt landed", extra={
-                    **attempt_ids(attempt), "ledger": found.ledger,
+                    **attempt_ids(attempt), "ledger": seen.ledger,
                     "payout_state": payout.state.value if payout else None})
             else:
-                await self._included(attempt, found)
+                await self._included(attempt, seen)
                 log.warning("an envelope handed out unsigned was submitted by its holder",
-                            extra={**attempt_ids(attempt), "ledger": found.ledger,
-                                   "successful": found.successful})
+                            extra={**attempt_ids(attempt), "ledger": seen.ledger,
+                                   "successful": seen.successful})
             return
-        proof = proof_of_death(envelope_of(attempt), found, account)
-        if proof is None:
+        if seen is None:
             return
         if abandoned:
-            await self.attempts.abandoned_dead(attempt, f"{proof.kind}: {proof.text}")
+            await self.attempts.abandoned_dead(attempt, f"{seen.kind}: {seen.text}")
             log.info("abandoned attempt dead", extra={**attempt_ids(attempt),
-                                                      "proof": proof.text})
+                                                      "proof": seen.text})
             return
         # Handed out and never signed back in time: a new envelope is built only now.
-        await self._dead(attempt, proof, last_rejection=None, actor="confirmer")
+        await self._dead(attempt, seen, last_rejection=None, actor="confirmer")
 
     async def _confirm(self, attempt: Attempt) -> None:
         with payout_span("payout.confirm", attempt.trace_context, attempt=attempt.number,
@@ -81,15 +79,18 @@ class Confirming(Stage):
             await self._confirm_in_span(attempt)
 
     async def _confirm_in_span(self, attempt: Attempt) -> None:
+        closed = self.chain.closed()
         found = await self.ledger.lookup(attempt.tx_hash)
         if isinstance(found, Included):
             await self._included(attempt, found)
             self._nudge("preparer")  # its source (or channel) is free for the next one
             self._nudge("sender")  # and its room in the network's queue for a held one
             return
-        # Expiry is proven by this one answer; a consumed number is proven when a re-send is
-        # rejected (the sender reads the account for it).
-        proof = proof_of_death(envelope_of(attempt), found)
+        self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
+        # Expiry needs no account read; a consumed number is proven when a re-send is
+        # rejected (the sender reads the account for it) or from the account's last read.
+        proof = proof_of_death(envelope_of(attempt), found, closed=closed,
+                               account=self.chain.account(attempt.source_account))
         if proof is not None:
             await self._dead(attempt, proof, last_rejection=attempt.result_code,
                              actor="confirmer")

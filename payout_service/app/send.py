@@ -13,10 +13,9 @@ from payout_service.adapters.ledger import (
     RetryLater,
     SendOutcome,
 )
-from payout_service.app.stage import Stage, attempt_ids, envelope_of
+from payout_service.app.stage import Stage, attempt_ids
 from payout_service.core.model import Attempt
 from payout_service.core.pacing import classic_queue_capacity
-from payout_service.core.proofs import proof_of_death
 from payout_service.core.refusals import (
     CHANNEL_HELD,
     Blame,
@@ -34,6 +33,7 @@ log = logging.getLogger(__name__)
 class Sending(Stage):
     async def send_once(self) -> int:
         latest = await self.ledger.latest_ledger()
+        self.chain.saw_ledger(latest.sequence, latest.close_time)
         claimed = await self.queues.claim_for_sending(
             self.config.batch_size * self.config.max_payouts_per_tx, latest.sequence,
             close_time=latest.close_time or None,
@@ -73,10 +73,9 @@ class Sending(Stage):
         also rejected (txBAD_SEQ), and a node may keep one it refused. Look at the chain in
         the safe order (the account, then the transaction: core/proofs.py) and let the proof
         function decide."""
-        account = await self.ledger.account_state(attempt.source_account)
-        found = await self.ledger.lookup(attempt.tx_hash)
-        if isinstance(found, Included):
-            await self._included(attempt, found)
+        seen = await self._look(attempt, read_account=True)
+        if isinstance(seen, Included):
+            await self._included(attempt, seen)
             return
         channel_sourced = attempt.source_account != self.config.source_account
         blame = blame_rejection(code, channel_sourced=channel_sourced)
@@ -84,13 +83,12 @@ class Sending(Stage):
             # The channel's fault: hold it and keep its payouts out of FAILED; they are
             # rebuilt elsewhere, uncounted, once this envelope is proven dead.
             await self._hold_channel_for(attempt, code)
-        proof = proof_of_death(envelope_of(attempt), found, account)
-        if proof is not None:
-            await self._dead(attempt, proof,
+        account = self.chain.account(attempt.source_account)
+        chain_sequence = account.sequence if account is not None else None
+        if seen is not None:
+            await self._dead(attempt, seen,
                              last_rejection=CHANNEL_HELD if blame is Blame.CHANNEL else code,
                              actor="sender")
-            if account.sequence is not None:
-                await self.attempts.resync_source(attempt.source_account, account.sequence)
             return
         if blame is Blame.CHANNEL:
             return
@@ -108,11 +106,11 @@ class Sending(Stage):
         # node may take it later. Keep the envelope; the confirmer re-sends it and, once a
         # ledger closes past max_time, proves it dead (then the code decides).
         await self.attempts.note_rejection(attempt, code)
-        if code == "txBAD_SEQ" and account.sequence is not None:
+        if code == "txBAD_SEQ" and chain_sequence is not None:
             # Too early: some number between the chain's and ours is not on its way. Re-sync
             # so that a hole nobody holds is free for the next reservation (see
             # sequences.renumber_from_chain for why this never rebuilds a live envelope).
-            await self.attempts.resync_source(attempt.source_account, account.sequence)
+            await self.attempts.resync_source(attempt.source_account, chain_sequence)
 
     async def _hold_channel_for(self, attempt: Attempt, code: str) -> None:
         held = await self.attempts.hold_channel_sent(attempt, reason=network_held_reason(code),

@@ -16,9 +16,10 @@ from payout_service.adapters.ledger import Included, LedgerGateway
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.signer_client import SignedEnvelope, SignerClient, SigningRefused
 from payout_service.adapters.work_queues import WorkQueues
+from payout_service.app.chain_memory import ChainMemory
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
-from payout_service.core.proofs import DeathProof, Envelope
+from payout_service.core.proofs import DeathKind, DeathProof, Envelope, proof_of_death
 from payout_service.core.refusals import Blame, blame_refusal, held_reason
 from payout_service.core.retry import backoff_seconds, verdict_at_death
 from payout_service.core.states import AttemptStatus, IllegalTransition
@@ -49,6 +50,8 @@ class Stage:
     queues: WorkQueues
     sequences: Sequences
     ledger: LedgerGateway
+    # What this process has seen of the chain, for proofs of death (app/chain_memory.py).
+    chain: ChainMemory
     signer: SignerClient | None
     external: bool
     # Where this build pass's transactions come from (core/sources.py): a leased channel
@@ -153,6 +156,29 @@ class Stage:
         self._nudge("preparer")
         return True
 
+    async def _look(self, attempt: Attempt, *, read_account: bool) -> Included | DeathProof | None:
+        """Looks at the chain for an envelope that left us, in the safe order: what was seen
+        before (the newest closed ledger, the source account's last read, and with
+        `read_account` a fresh read of it), then getTransaction. Included: it landed. A proof:
+        it never can (core/proofs.py). None: it may still land."""
+        source = attempt.source_account
+        closed = self.chain.closed()
+        accounts = [self.chain.account(source)]
+        if read_account:
+            fresh = await self.ledger.account_state(source)
+            self.chain.saw_account(source, fresh)
+            accounts.append(fresh)
+        found = await self.ledger.lookup(attempt.tx_hash)
+        if isinstance(found, Included):
+            return found
+        self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
+        envelope = envelope_of(attempt)
+        for account in accounts:
+            proof = proof_of_death(envelope, found, closed=closed, account=account)
+            if proof is not None:
+                return proof
+        return None
+
     async def _dead(self, attempt: Attempt, proof: DeathProof, *, last_rejection: str | None,
                     actor: str) -> None:
         """The one way an attempt whose envelope left us is given up for a new one: the chain
@@ -162,6 +188,11 @@ class Stage:
         await self._give_up(attempt, status=AttemptStatus.DEAD, code=verdict.code,
                             proof=f"{proof.kind}: {proof.text}", ledger=None,
                             retry=verdict.retry, actor=actor)
+        account = self.chain.account(attempt.source_account)
+        if proof.kind is DeathKind.SEQUENCE_CONSUMED and account and account.sequence is not None:
+            # Its number was used by another transaction, not freed: numbering restarts from
+            # the chain (sequences.renumber_from_chain), so no stale number is handed out.
+            await self.attempts.resync_source(attempt.source_account, account.sequence)
 
     async def _give_up(self, attempt: Attempt, *, status: AttemptStatus, code: str, proof: str,
                        ledger: int | None, retry: bool, actor: str) -> None:

@@ -12,25 +12,33 @@ history is kept for a moving window and starts afresh on a node that lost its da
 proof never combines two observations without checking that they describe overlapping
 history:
 
-- A getTransaction NOT_FOUND covers the ledgers [oldestLedger, latestLedger] of the node that
-  answered, and says the transaction is in none of them. It is worth something only if that
-  range starts at or before the first ledger the envelope could have been applied in (when it
-  was first sent or handed out).
-- **Expired**: the same answer's latestLedgerCloseTime is past the envelope's max_time. Close
-  times strictly increase, so no later ledger can include it, and no ledger up to latestLedger
-  did.
+- A getTransaction NOT_FOUND says the transaction is in none of the ledgers the answering node
+  had searched. stellar-rpc reads the transaction first and its ledger range second
+  (methods/get_transaction.go), so a ledger ingested between the two reads is reported in
+  `latestLedger` without having been searched: an answer covers [oldestLedger,
+  latestLedger - 1] (ingestion commits one ledger per database transaction, seconds apart;
+  the two reads are microseconds apart). It is worth something only if that range starts at
+  or before the first ledger the envelope could have been applied in (when it was first sent
+  or handed out).
+- **Expired**: some ledger S closed after the envelope's max_time, and the NOT_FOUND covers S.
+  Close times strictly increase, so no ledger after S can include it, and none up to S did.
+  S comes from an earlier observation (any answer's latest ledger and its close time): the
+  NOT_FOUND's own latest ledger is the one it may not have searched.
 - **Sequence consumed**: the account, read at ledger A, is at or past the envelope's sequence
-  number, and the NOT_FOUND's latestLedger is at or past A. Some transaction used the number at
-  or before A, and it was not ours (ours is in none of the ledgers up to A). A NOT_FOUND from a
-  store behind A proves nothing: ours may be the one that used the number.
-- **Source missing**: the account does not exist at ledger A (merged), with the same NOT_FOUND
-  condition. A re-created account starts at sequence (its creation ledger) << 32, above
+  number, and the NOT_FOUND covers A. Some transaction used the number at or before A, and it
+  was not ours. A NOT_FOUND from a store that has not searched A (a transaction store behind
+  the ledger entries, a lagging node behind a load balancer) proves nothing: ours may be the
+  one that used the number.
+- **Source missing**: the account does not exist at ledger A (merged), and the NOT_FOUND
+  covers A. A re-created account starts at sequence (its creation ledger) << 32, above
   A << 32; an envelope numbered at or below that can never apply (stellar-core
   getStartingSequenceNumber; AccountMerge refuses a sequence number that far, SEQNUM_TOO_FAR).
 
-Callers read the account before looking the transaction up, so that the NOT_FOUND tends to be
-the later observation and the condition holds on the first try; the condition, not the order,
-is what makes the proof safe.
+Every observation used with a NOT_FOUND must have been made before that getTransaction was
+sent (an account or ledger read first, or remembered from an earlier look): then the facts it
+states (a ledger's close time, an account's state at a ledger) are about ledgers the NOT_FOUND
+can be checked against. What makes the proof safe is the coverage condition, which needs the
+order only to be satisfied at all.
 """
 
 from __future__ import annotations
@@ -74,26 +82,42 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class ClosedLedger:
+    """A ledger some answer reported, with its close time."""
+
+    sequence: int
+    close_time: int
+
+
+@dataclass(frozen=True)
 class DeathProof:
     kind: DeathKind
     text: str
 
 
+# Ledgers a getTransaction answer may report without having searched them (see above).
+UNSEARCHED_LEDGERS = 1
+
+
 def proof_of_death(
-    envelope: Envelope, not_found: NotFound, account: AccountState | None = None
+    envelope: Envelope, not_found: NotFound, *, closed: ClosedLedger | None = None,
+    account: AccountState | None = None,
 ) -> DeathProof | None:
     """A proof that `envelope` can never land, or None when these observations do not give
-    one (then it may still land: keep it and look again later)."""
+    one (then it may still land: keep it and look again later). `closed` and `account` were
+    observed before the getTransaction that answered `not_found`."""
     if envelope.left_at_ledger is None or not_found.oldest_ledger > envelope.left_at_ledger:
         return None  # the node's history does not reach back to when it could first land
-    seen = (f"NOT_FOUND by a node holding ledgers {not_found.oldest_ledger}.."
-            f"{not_found.latest_ledger} (left us at ledger {envelope.left_at_ledger})")
-    if not_found.latest_ledger_close_time > envelope.max_time:
+    covered_to = not_found.latest_ledger - UNSEARCHED_LEDGERS
+    seen = (f"NOT_FOUND by a node that searched ledgers {not_found.oldest_ledger}.."
+            f"{covered_to} (left us at ledger {envelope.left_at_ledger})")
+    if closed is not None and closed.close_time > envelope.max_time \
+            and closed.sequence <= covered_to:
         return DeathProof(DeathKind.EXPIRED, (
-            f"{seen}; ledger {not_found.latest_ledger} closed at "
-            f"{not_found.latest_ledger_close_time} > max_time {envelope.max_time}"))
-    if account is None or not_found.latest_ledger < account.ledger:
-        return None  # the transactions seen do not reach the ledger the account was read at
+            f"{seen}; ledger {closed.sequence} closed at {closed.close_time} > max_time "
+            f"{envelope.max_time}"))
+    if account is None or account.ledger > covered_to:
+        return None
     if account.sequence is None:
         if envelope.sequence <= account.ledger << 32:
             return DeathProof(DeathKind.SOURCE_MISSING, (

@@ -208,3 +208,12 @@ async def poll_now(pipeline: Pipeline) -> None:
     await pipeline.confirm_once()
 
 
+
+
+async def past_max_time(pipeline: Pipeline, ledger: FakeLedger) -> None:
+    """A ledger closes after the max_time of what is in flight, then one more with a poll
+    after each: the first answer shows a ledger closed past max_time, the next covers it (a
+    getTransaction answer may report a latest ledger it did not search: core/proofs.py)."""
+    for seconds in (60, 5):
+        ledger.close(seconds=seconds)
+        await poll_now(pipeline)
