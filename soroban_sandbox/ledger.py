@@ -103,6 +103,7 @@ class LedgerLimits:
 # What a ledger close keeps of each included transaction, for LedgerCloseMeta.
 Processed = tuple[x.TransactionEnvelope, x.TransactionResultPair, x.TransactionMeta]
 Entry = TypeVar("Entry", Account, Trustline, TokenBalance)
+Envelope = TransactionEnvelope | FeeBumpTransactionEnvelope
 
 
 BEFORE_ALL_TXS = x.TransactionEventStage.TRANSACTION_EVENT_STAGE_BEFORE_ALL_TXS
@@ -250,6 +251,7 @@ class Ledger:
         fail_on_chain: bool = False,
         now: int | None = None,
         validated_at: int | None = None,
+        parsed: Envelope | None = None,
     ) -> Submission:
         """stellar-core TransactionQueue::canAdd (src/herder/TransactionQueue.cpp), in order:
         banned, duplicate, lower sequence than the queued one, one per source, queue limiter,
@@ -258,8 +260,9 @@ class Ledger:
         ``validated_at``: the ledger the receiving node's stellar-core has applied, when it is
         behind the network. checkValid runs against that node's state (its ERROR is the
         answer); what it accepts it floods, and the validators check it against theirs: if they
-        refuse, the client was still told PENDING and the transaction never lands."""
-        envelope = self.parse(envelope_xdr)
+        refuse, the client was still told PENDING and the transaction never lands.
+        ``parsed``: ``envelope_xdr`` already decoded by the caller."""
+        envelope = parsed if parsed is not None else self.parse(envelope_xdr)
         if isinstance(envelope, FeeBumpTransactionEnvelope):
             code = x.TransactionResultCode.txNOT_SUPPORTED
             return Submission("ERROR", envelope.hash_hex(), b.error_result(code).to_xdr())
@@ -363,7 +366,7 @@ class Ledger:
     def _ban(self, hex_hash: str) -> None:
         self._banned[hex_hash] = self._latest_seq + TRANSACTION_QUEUE_BAN_LEDGERS
 
-    def parse(self, envelope_xdr: str) -> TransactionEnvelope | FeeBumpTransactionEnvelope:
+    def parse(self, envelope_xdr: str) -> Envelope:
         try:
             return TransactionBuilder.from_xdr(envelope_xdr, self.passphrase)
         except Exception as exc:  # noqa: BLE001 - any decode failure is the client's bad XDR

@@ -9,11 +9,10 @@ passed, whoever submits it. No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from stellar_sdk import TransactionEnvelope
 
-from .ledger import InvalidEnvelope, Ledger
+from .ledger import Envelope, Ledger
 
 # Bounds memory when envelopes carry no maxTime (the oldest are forgotten first).
 MAX_OPEN_ENVELOPES = 100_000
@@ -32,14 +31,8 @@ class PublicEnvelopes:
     def __init__(self) -> None:
         self._open: dict[str, PublicEnvelope] = {}  # first seen first
 
-    def remember(self, ledger: Ledger, raw: Any) -> None:
+    def remember(self, raw: str, envelope: Envelope) -> None:
         """Every envelope a client sends, whatever the answer: it left the client."""
-        if not isinstance(raw, str):
-            return
-        try:
-            envelope = ledger.parse(raw)
-        except InvalidEnvelope:
-            return
         if not isinstance(envelope, TransactionEnvelope):
             return  # fee bumps are refused (README "Not modelled")
         tx = envelope.transaction

@@ -21,7 +21,7 @@ from stellar_sdk import xdr as x
 
 from . import rpc_history
 from .chain_view import ChainView
-from .ledger import PROTOCOL_VERSION, InvalidEnvelope, Ledger
+from .ledger import PROTOCOL_VERSION, Envelope, InvalidEnvelope, Ledger
 from .rpc_params import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -266,8 +266,14 @@ class StellarRpc:
         }
 
     def send_transaction(
-        self, params: Params, *, drop: bool = False, fail_on_chain: bool = False
+        self,
+        params: Params,
+        *,
+        drop: bool = False,
+        fail_on_chain: bool = False,
+        parsed: Envelope | None = None,
     ) -> dict[str, Any]:
+        """``parsed``: the envelope already decoded from ``params`` by the caller."""
         check_format(params)
         envelope = str_param(params, "transaction")
         try:
@@ -277,6 +283,7 @@ class StellarRpc:
                 fail_on_chain=fail_on_chain,
                 now=int(self.clock()),
                 validated_at=self.view.core_seq,
+                parsed=parsed,
             )
         except InvalidEnvelope:
             raise RpcError(INVALID_PARAMS, "invalid_xdr") from None

@@ -37,7 +37,7 @@ from .issued import (
     open_trustline,
     parse_asset,
 )
-from .ledger import AccountExists, InvalidEnvelope, Ledger, LedgerLimits
+from .ledger import AccountExists, Envelope, InvalidEnvelope, Ledger, LedgerLimits
 from .nodes import RpcNodes
 from .replay import PublicEnvelopes
 from .resources import PUBLISHED_TX_LIMITS, TxLimits
@@ -246,17 +246,26 @@ class Sandbox:
 
     def _send(self, rpc: StellarRpc, params: dict[str, Any]) -> dict[str, Any]:
         faults = self.faults
-        self.public.remember(self.ledger, params.get("transaction"))
+        raw = params.get("transaction")
+        envelope = self._decoded(raw)
+        if envelope is not None:
+            self.public.remember(str(raw), envelope)  # it left the client: anyone may hold it
         if self.dice.roll(faults.try_again_later_rate):
             # Answer like a congested node: the transaction is not queued.
-            try:
-                envelope = self.ledger.parse(str(params.get("transaction", "")))
-            except InvalidEnvelope:
-                raise RpcError(INVALID_PARAMS, "invalid_xdr") from None
+            if envelope is None:
+                raise RpcError(INVALID_PARAMS, "invalid_xdr")
             return rpc.submission_answer("TRY_AGAIN_LATER", envelope.hash_hex())
         drop = self.dice.roll(faults.drop_rate)
         fail = self.dice.roll(faults.fail_on_chain_rate)
-        return rpc.send_transaction(params, drop=drop, fail_on_chain=fail)
+        return rpc.send_transaction(params, drop=drop, fail_on_chain=fail, parsed=envelope)
+
+    def _decoded(self, raw: Any) -> Envelope | None:
+        if not isinstance(raw, str):
+            return None
+        try:
+            return self.ledger.parse(raw)
+        except InvalidEnvelope:
+            return None
 
     # -- friendbot and admin ------------------------------------------------------------------
 
