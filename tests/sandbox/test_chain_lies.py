@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from stellar_sdk import (
     Account,
@@ -27,7 +28,7 @@ from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 
 from soroban_sandbox.faults import Faults
 from soroban_sandbox.server import SandboxConfig
-from soroban_sandbox.testing import InProcessSandbox
+from soroban_sandbox.testing import InProcessSandbox, RunningSandbox
 
 from .helpers import result_code, transfer_tx, wait_for
 
@@ -269,6 +270,8 @@ async def test_a_restarted_node_has_no_history_before_it_came_back(
     for _ in range(2):
         await sandbox.close_ledger()
     assert (await server.get_health()).oldest_ledger == ledger + 1  # its history grows from there
+    with pytest.raises(RuntimeError, match="node: must be 0..0"):
+        await sandbox.restart_node(3)  # there is one node
 
 
 async def test_behind_a_load_balancer_only_the_restarted_node_lost_its_history(
@@ -427,3 +430,38 @@ async def test_pay_outside_moves_funds_nobody_asked_for(
         (t["tx_hash"], t["function"], t["from"], t["to"], t["amount_stroops"]) for t in transfers
     ] == [(paid, "payment", alice.public_key, bob.public_key, 1_234_567)]
     assert (await server.get_transaction(paid)).status == GetTransactionStatus.SUCCESS
+
+
+async def test_lies_are_settable_at_start_up_and_bad_ones_fail_fast() -> None:
+    lies = {"node_lags": [0, 2], "tx_store_lag_ledgers": 1, "entries_follow_store": True}
+    async with RunningSandbox(ledger_interval=0.1, seed=4, faults=lies) as sandbox:
+        faults = await sandbox.faults()
+        assert {name: faults[name] for name in lies} == lies
+        assert len(await sandbox.nodes()) == 2
+    with pytest.raises(RuntimeError, match="exited early"):
+        async with RunningSandbox(faults={"node_lags": [0, 40]}):
+            pass
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"node_lags": []},
+        {"node_lags": [0, -1]},
+        {"node_lags": [True]},
+        {"node_lags": 2},
+        {"tx_store_lag_ledgers": 33},
+        {"retention_ledgers": -1},
+        {"replay_rate": 2},
+        {"ingest_race_rate": -0.1},
+        {"entries_follow_store": 1},
+    ],
+)
+async def test_bad_lie_settings_are_refused_and_named(
+    sandbox: InProcessSandbox, bad: dict[str, object]
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{sandbox.base_url}/admin/faults", json=bad) as resp:
+            assert resp.status == 400
+            assert next(iter(bad)) in (await resp.json())["error"]
+    assert (await sandbox.faults())["node_lags"] == [0]
