@@ -234,8 +234,7 @@ class Ledger:
 
     def account_at(self, account_id: str, ledger_seq: int) -> Account | None:
         """The account as ledger ``ledger_seq`` left it (within ENTRY_HISTORY_LEDGERS)."""
-        current = self.accounts.get(account_id)
-        return self.entry_history.at(account_key(account_id), ledger_seq, current)
+        return self._at(account_key(account_id), self.accounts.get(account_id), ledger_seq)
 
     def token_balance(self, token_id: str, holder: str) -> int:
         held = self.tokens.get((token_id, holder))
