@@ -31,14 +31,14 @@ class PublicEnvelopes:
     def __init__(self) -> None:
         self._open: dict[str, PublicEnvelope] = {}  # first seen first
 
-    def remember(self, raw: str, envelope: Envelope) -> None:
+    def remember(self, raw: str, envelope: Envelope, tx_hash: str) -> None:
         """Every envelope a client sends, whatever the answer: it left the client."""
         if not isinstance(envelope, TransactionEnvelope):
             return  # fee bumps are refused (README "Not modelled")
         tx = envelope.transaction
         bounds = tx.preconditions.time_bounds if tx.preconditions else None
         public = PublicEnvelope(
-            hash=envelope.hash_hex(),
+            hash=tx_hash,
             xdr=raw,
             source=tx.source.account_id,
             seq=tx.sequence,

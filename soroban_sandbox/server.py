@@ -248,16 +248,18 @@ class Sandbox:
         faults = self.faults
         raw = params.get("transaction")
         envelope = self._decoded(raw)
-        if envelope is not None:
-            self.public.remember(str(raw), envelope)  # it left the client: anyone may hold it
         if self.dice.roll(faults.try_again_later_rate):
             # Answer like a congested node: the transaction is not queued.
             if envelope is None:
                 raise RpcError(INVALID_PARAMS, "invalid_xdr")
-            return rpc.submission_answer("TRY_AGAIN_LATER", envelope.hash_hex())
-        drop = self.dice.roll(faults.drop_rate)
-        fail = self.dice.roll(faults.fail_on_chain_rate)
-        return rpc.send_transaction(params, drop=drop, fail_on_chain=fail, parsed=envelope)
+            answer = rpc.submission_answer("TRY_AGAIN_LATER", envelope.hash_hex())
+        else:
+            drop = self.dice.roll(faults.drop_rate)
+            fail = self.dice.roll(faults.fail_on_chain_rate)
+            answer = rpc.send_transaction(params, drop=drop, fail_on_chain=fail, parsed=envelope)
+        if envelope is not None:  # it left the client: anyone may hold it now
+            self.public.remember(str(raw), envelope, str(answer["hash"]))
+        return answer
 
     def _decoded(self, raw: Any) -> Envelope | None:
         if not isinstance(raw, str):
