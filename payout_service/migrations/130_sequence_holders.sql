@@ -37,22 +37,24 @@ CREATE INDEX channel_operations_held_sequence ON channel_operations (source_acco
 -- the chain did, and its replacement at that number can then never land.
 CREATE FUNCTION refuse_second_sequence_holder() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    clash record;
+    taken record;
+    holders text[];
 BEGIN
-    PERFORM 1 FROM source_accounts
-    WHERE account IN (SELECT source_account FROM new_holders)
-    ORDER BY account FOR UPDATE;
-    SELECT h.account, h.sequence, string_agg(DISTINCT h.holder, ', ') AS holders INTO clash
-    FROM (SELECT DISTINCT source_account, sequence FROM new_holders) n
-    JOIN sequence_holders h ON h.account = n.source_account AND h.sequence = n.sequence
-    GROUP BY h.account, h.sequence
-    HAVING count(DISTINCT h.holder) > 1
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'sequence number % of % already held (%)',
-            clash.sequence, clash.account, clash.holders
-            USING ERRCODE = 'unique_violation', CONSTRAINT = 'sequence_holders_one_per_number';
-    END IF;
+    -- One number per statement in practice (an attempt, a batch, an operation): each is
+    -- looked up on its own, through the indexes (a join with the transition table, which
+    -- has no statistics, was planned as a scan of every attempt).
+    FOR taken IN SELECT DISTINCT source_account, sequence FROM new_holders
+                  ORDER BY source_account, sequence LOOP
+        PERFORM 1 FROM source_accounts WHERE account = taken.source_account FOR UPDATE;
+        SELECT array_agg(DISTINCT holder) INTO holders FROM sequence_holders
+        WHERE account = taken.source_account AND sequence = taken.sequence;
+        IF cardinality(holders) > 1 THEN
+            RAISE EXCEPTION 'sequence number % of % already held (%)',
+                taken.sequence, taken.source_account, array_to_string(holders[1:3], ', ')
+                USING ERRCODE = 'unique_violation',
+                      CONSTRAINT = 'sequence_holders_one_per_number';
+        END IF;
+    END LOOP;
     RETURN NULL;
 END $$;
 
