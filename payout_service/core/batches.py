@@ -223,8 +223,9 @@ def judge_failed_batch(op_codes: Sequence[str], op_indexes: Sequence[int], tx_co
     stellar-core applies every operation of a transaction and gives each its own result
     (TransactionFrame::applyOperations); the transaction is txFAILED, and nothing moves, when
     any of them failed. Results exist only for txFAILED (and txSUCCESS): any other code
-    failed the transaction before its operations ran (TransactionResult's union carries no
-    results for it). So, by construction:
+    failed the transaction before its operations ran (Stellar-transaction.x, the union of
+    TransactionResult: `OperationResult results<>` for txSUCCESS and txFAILED, void for every
+    other code). So, by construction:
 
     - an operation that failed is guilty of its own failure: its payout fails at once for a
       permanent code (PERMANENT_OPERATION_FAULTS), else spends a counted attempt. That holds
