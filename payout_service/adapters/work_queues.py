@@ -178,6 +178,20 @@ class WorkQueues:
             limit, poll_interval, max_polls,
         )
 
+    async def live_at_number(self, source: str, sequence: int, *, besides: UUID
+                             ) -> list[Attempt]:
+        """The live transaction (a single attempt, or a batch through its lead) of another
+        payout at this source and sequence number: the replacement of an abandoned envelope,
+        which can never land once the abandoned one did."""
+        rows = await self.pool.fetch(
+            f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
+                 ON p.id = a.payout_id
+               WHERE a.source_account = $1 AND a.sequence = $2 AND a.payout_id <> $3
+                 AND a.status IN ('built', 'signed', 'sent')
+                 AND COALESCE(a.op_index, 0) = 0""",  # noqa: S608 - constant columns
+            source, sequence, besides)
+        return [_attempt(r) for r in rows]
+
     async def claim_outside_envelopes(self, limit: int, poll_interval: timedelta
                                       ) -> list[Attempt]:
         """Envelopes that left us and that we do not send, due for a look: ABANDONED ones, and

@@ -18,7 +18,7 @@ from payout_service.adapters.ledger import (
 from payout_service.app.stage import Stage, attempt_ids, envelope_of
 from payout_service.core.model import Attempt
 from payout_service.core.pacing import resend_due
-from payout_service.core.proofs import proof_of_death
+from payout_service.core.proofs import proof_of_death, replaced_by
 from payout_service.core.retry import (
     backoff_seconds,
     judge_on_chain_failure,
@@ -50,6 +50,7 @@ class Confirming(Stage):
         seen = await self._look(attempt, read_account=True)
         abandoned = attempt.status == AttemptStatus.ABANDONED
         if isinstance(seen, Included):
+            await self._replaced(attempt, seen)
             if abandoned:
                 payout = await self.attempts.abandoned_landed(
                     attempt, successful=seen.successful, ledger=seen.ledger,
@@ -72,6 +73,15 @@ class Confirming(Stage):
             return
         # Handed out and never signed back in time: a new envelope is built only now.
         await self._dead(attempt, seen, last_rejection=None, actor="confirmer")
+
+    async def _replaced(self, landed: Attempt, found: Included) -> None:
+        """An envelope that left us and that we no longer send landed: the live transaction
+        that took its number since (its replacement) can never land, and is proven dead
+        first (the database holds one live transaction per number)."""
+        for other in await self.queues.live_at_number(landed.source_account, landed.sequence,
+                                                      besides=landed.payout_id):
+            proof = replaced_by(envelope_of(other), landed.tx_hash, found.ledger)
+            await self._dead(other, proof, last_rejection=None, actor="confirmer")
 
     async def _confirm(self, attempt: Attempt) -> None:
         with payout_span("payout.confirm", attempt.trace_context, attempt=attempt.number,

@@ -51,6 +51,8 @@ class DeathKind(StrEnum):
     EXPIRED = "expired"
     SEQUENCE_CONSUMED = "sequence_consumed"
     SOURCE_MISSING = "source_missing"
+    # Another transaction with the same source and sequence number was seen included.
+    REPLACED = "replaced"
 
 
 @dataclass(frozen=True)
@@ -128,3 +130,11 @@ def proof_of_death(
             f"{seen}; sequence {envelope.sequence} consumed by another transaction "
             f"(account at {account.sequence} in ledger {account.ledger})"))
     return None
+
+
+def replaced_by(envelope: Envelope, landed_hash: str, ledger: int) -> DeathProof:
+    """A transaction with the same source account and sequence number as `envelope` was
+    included (a getTransaction SUCCESS or FAILED answer, which no lag can fake): the number is
+    consumed, and stellar-core applies a source's number at most once."""
+    return DeathProof(DeathKind.REPLACED, (
+        f"sequence {envelope.sequence} consumed by {landed_hash} included in ledger {ledger}"))

@@ -84,7 +84,8 @@ ATTEMPT_TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
     # us when it was handed out.
     A.BUILT: frozenset({A.SIGNED, A.REJECTED, A.SUPERSEDED, A.CANCELLED, A.ABANDONED, A.DEAD,
                         A.INCLUDED, A.FAILED_ON_CHAIN}),
-    A.SIGNED: frozenset({A.SENT, A.SUPERSEDED, A.CANCELLED, A.ABANDONED}),
+    # SIGNED -> DEAD: another transaction at its number landed (core/proofs.py REPLACED).
+    A.SIGNED: frozenset({A.SENT, A.SUPERSEDED, A.CANCELLED, A.ABANDONED, A.DEAD}),
     A.SENT: frozenset({A.INCLUDED, A.FAILED_ON_CHAIN, A.DEAD, A.ABANDONED}),
     A.ABANDONED: frozenset({A.INCLUDED, A.FAILED_ON_CHAIN, A.DEAD}),
     A.INCLUDED: frozenset(),

@@ -296,3 +296,34 @@ async def test_switching_to_signer_mode_still_proves_a_handed_out_envelope_dead(
     assert (await states(desk)) == {"p1": "CONFIRMED"}
     assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["dead", "included"]
     assert len(ledger.included) == 1
+
+
+async def test_an_abandoned_envelope_landing_ends_its_replacement_and_is_recorded(world):
+    """p1's envelope is refused for good and abandoned; its number goes to p2's transaction.
+    Then a node that kept p1's envelope includes it. p2's transaction can never land at that
+    number any more: it is proven dead (replaced) so p1 can be recorded CONFIRMED (the
+    database holds one live transaction per number), and p2 is paid by a new attempt."""
+    make, _ = world
+    desk, pipeline, fake, _ = make("signer")
+    ledger = lying(pipeline, fake)
+    ledger.reject_code = "txMALFORMED"
+    await create(desk, 1)
+    await pipeline.prepare_once()
+    await pipeline.send_once()
+    ledger.reject_code = None
+    p1_envelope = await desk.store.pool.fetchval(
+        "SELECT envelope_xdr FROM payout_attempts WHERE status = 'abandoned'")
+    await create(desk, 2)
+    await pipeline.prepare_once()  # p2 built and signed at p1's number, not sent yet
+    assert [s for s, _ in (await attempts_by_payout(desk))["p2"]] == ["signed"]
+    env = TransactionEnvelope.from_xdr(p1_envelope, NET)
+    ledger.pending[env.hash_hex()] = env  # a node kept it
+    ledger.close()
+    await poll_now(pipeline)
+    assert (await states(desk))["p1"] == "CONFIRMED"
+    p2 = (await attempts_by_payout(desk))["p2"]
+    assert p2[0][0] == "dead" and p2[0][1].startswith("replaced:"), p2
+    await desk.store.pool.execute("UPDATE payouts SET next_attempt_at = now()")
+    await run_until_settled(pipeline, ledger, rounds=3)
+    assert (await states(desk)) == {"p1": "CONFIRMED", "p2": "CONFIRMED"}
+    assert await paid(desk, ledger) == {"p1": 1, "p2": 1}

@@ -19,6 +19,7 @@ from payout_service.core.proofs import (
     Envelope,
     NotFound,
     proof_of_death,
+    replaced_by,
 )
 
 SEQ = 50 << 32  # an account created in ledger 50
@@ -133,3 +134,8 @@ def test_no_observation_proves_dead_a_transaction_that_landed(case):
     proof = proof_of_death(envelope, not_found, closed=closed, account=account)
     if landed is not None:
         assert proof is None, (landed, not_found, closed, account, proof)
+
+
+def test_another_transaction_at_the_same_number_landing_is_a_proof():
+    proof = replaced_by(ENVELOPE, "ab" * 32, 130)
+    assert proof.kind is DeathKind.REPLACED and f"{ENVELOPE.sequence}" in proof.text
