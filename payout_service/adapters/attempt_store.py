@@ -30,12 +30,15 @@ from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import (
     AttemptMayStillLand,
     AttemptStatus,
+    PayoutMode,
     PayoutState,
     given_up,
 )
 
 A = AttemptStatus
 S = PayoutState
+# The payout states whose current attempt may land: sent by us, or handed out unsigned.
+_LANDS_FROM = frozenset({S.SUBMITTED, S.AWAITING_SIGNATURE})
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,11 @@ class AttemptStore:
                 new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
                 payout.trace_context, new.handed_out_at_ledger,
             )
-            sets: dict[str, object] = {"needs_attempt": False, "attempt_count": number}
+            # The payout's mode is its current attempt's: after a change of signing mode,
+            # rebuilt attempts follow the new one and the old attempt's watch follows its own.
+            sets: dict[str, object] = {"needs_attempt": False, "attempt_count": number,
+                                       "mode": PayoutMode.EXTERNAL if external
+                                       else PayoutMode.SIGNER_SERVICE}
             if external:
                 sets["unsigned_envelope_xdr"] = new.envelope_xdr
             built = await move_payout(
@@ -173,6 +180,25 @@ class AttemptStore:
             await release_sequence(conn, attempt.source_account, attempt.sequence)
             return held
 
+    async def hold_channel_sent(self, attempt: Attempt, *, reason: str, actor: str) -> bool:
+        """The network refused a sent transaction because of its channel (core/refusals.py),
+        in one SQL transaction: the channel stops being leased, with `reason`, and the
+        attempt (every member of its batch) is marked CHANNEL_HELD, so that once it is proven
+        dead its payouts are rebuilt without counting it. It stays sent until then: the
+        envelope left us and may still land. True if this call held the channel."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """SELECT 1 FROM payouts WHERE id = $1 OR id IN (
+                       SELECT payout_id FROM payout_attempts WHERE batch_id = $2)
+                   ORDER BY id FOR UPDATE""",
+                attempt.payout_id, attempt.batch_id)
+            await conn.execute(
+                """UPDATE payout_attempts SET result_code = $3, updated_at = now()
+                   WHERE ((payout_id = $1 AND number = $2) OR batch_id = $4)
+                     AND status = 'sent'""",
+                attempt.payout_id, attempt.number, CHANNEL_HELD, attempt.batch_id)
+            return await hold_channel(conn, attempt.source_account, reason, actor=actor)
+
     async def rebuild_unsent(self, payout_uuid: UUID, number: int) -> bool:
         """A built, never signed attempt whose max_time has passed (the signer was away
         longer than the window): it can no longer be signed, and it never left us, so it is
@@ -204,22 +230,23 @@ class AttemptStore:
     # ---- outcomes -----------------------------------------------------------------------
 
     async def confirm(self, attempt: Attempt, *, ledger: int, fee_charged: int) -> Payout | None:
-        """Marks the payout CONFIRMED; returns it, or None if it was no longer SUBMITTED."""
+        """Marks the payout CONFIRMED; returns it, or None if it was no longer SUBMITTED (or
+        AWAITING_SIGNATURE: its holder submitted the envelope handed out to it)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT state, attempt_count FROM payouts WHERE id = $1 FOR UPDATE",
                 attempt.payout_id,
             )
-            if row["state"] != S.SUBMITTED or row["attempt_count"] != attempt.number:
+            if row["state"] not in _LANDS_FROM or row["attempt_count"] != attempt.number:
                 return None
             await move_attempt(conn, attempt.payout_id, attempt.number, A.INCLUDED,
-                               only_from=frozenset({A.SENT}), sets={
+                               only_from=frozenset({A.SENT, A.BUILT}), sets={
                                    "ledger": ledger, "fee_stroops": fee_charged,
                                    "result_code": "txSUCCESS"})
             await consumed_through(conn, attempt.source_account, attempt.sequence)
             return await move_payout(
                 conn, attempt.payout_id, S.CONFIRMED, reason=f"included in ledger {ledger}",
-                actor="confirmer", attempt=attempt.number, only_from=frozenset({S.SUBMITTED}),
+                actor="confirmer", attempt=attempt.number, only_from=_LANDS_FROM,
                 sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
             )
 
@@ -333,8 +360,9 @@ class AttemptStore:
         attempt and FAILED once the attempt is proven dead."""
         await self.pool.execute(
             """UPDATE payout_attempts SET result_code = $3, updated_at = now()
-               WHERE ((payout_id = $1 AND number = $2) OR batch_id = $4) AND status = 'sent'""",
-            attempt.payout_id, attempt.number, code, attempt.batch_id,
+               WHERE ((payout_id = $1 AND number = $2) OR batch_id = $4) AND status = 'sent'
+                 AND result_code IS DISTINCT FROM $5""",
+            attempt.payout_id, attempt.number, code, attempt.batch_id, CHANNEL_HELD,
         )
 
     async def record_resend(self, attempt: Attempt, latest_ledger: int) -> bool:

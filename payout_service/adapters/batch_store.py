@@ -38,7 +38,7 @@ from payout_service.adapters.work_queues import supersede_members, supersede_res
 from payout_service.core.batches import REBATCHED, judge_failed_batch
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
-from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
+from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutMode, PayoutState
 
 A = AttemptStatus
 S = PayoutState
@@ -138,7 +138,8 @@ class BatchStore:
             )
             attempts = {r["payout_id"]: r for r in arows}
             built: dict[UUID, Payout] = {}
-            # Each payout stays in its state (ACCEPTED or QUEUED), now with an attempt.
+            # Each payout stays in its state (ACCEPTED or QUEUED), now with an attempt, which
+            # the signer service signs (batches are never handed out).
             by_state: dict[PayoutState, list[PayoutMove]] = {}
             for index, (payout, number) in enumerate(zip(payouts, numbers, strict=True)):
                 by_state.setdefault(payout.state, []).append(PayoutMove(
@@ -147,7 +148,8 @@ class BatchStore:
             for state, moves in by_state.items():
                 for payout in await move_payouts(conn, state, moves, actor="preparer",
                                                  only_from=frozenset({state}),
-                                                 sets={"needs_attempt": False}):
+                                                 sets={"needs_attempt": False,
+                                                       "mode": PayoutMode.SIGNER_SERVICE}):
                     built[payout.id] = payout
             return [(built[p.id], _attempt(attempts[p.id], built[p.id])) for p in payouts]
 

@@ -15,7 +15,6 @@ from stellar_sdk import StrKey
 from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.exceptions import (
-    AccountNotFoundException,
     BaseRequestError,
     PrepareTransactionException,
     SorobanRpcErrorResponse,
@@ -35,6 +34,9 @@ from stellar_sdk.xdr import (
     TransactionResult,
     Uint256,
 )
+
+from payout_service.core.proofs import AccountState
+from payout_service.core.proofs import NotFound as NotFound  # one of the lookup outcomes
 
 # stellar-rpc getLedgerEntries accepts at most 200 keys per request.
 MAX_LEDGER_KEYS = 200
@@ -83,13 +85,6 @@ class Included:
     fee_charged: int
     # Each operation's own result code, in order (a batch blames its payouts by these).
     op_codes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class NotFound:
-    latest_ledger: int
-    latest_ledger_close_time: int
-    oldest_ledger: int
 
 
 LookupOutcome = Included | NotFound
@@ -156,15 +151,28 @@ class LedgerGateway:
 
     async def account_sequence(self, account_id: str) -> int:
         """The account's current sequence number (the next transaction uses this + 1)."""
+        state = await self.account_state(account_id)
+        if state.sequence is None:
+            raise SourceAccountMissing(account_id)
+        return state.sequence
+
+    async def account_state(self, account_id: str) -> AccountState:
+        """The account's sequence number (None: no such account) and the ledger that answer
+        reflects: one getLedgerEntries call, so the two belong together (a proof of death
+        compares that ledger with a getTransaction's, core/proofs.py)."""
+        key = LedgerKey(LedgerEntryType.ACCOUNT, account=LedgerKeyAccount(
+            AccountID.from_json_dict(account_id)))
         try:
-            account = await asyncio.wait_for(
-                self._server.load_account(account_id), self._timeout
-            )
-        except AccountNotFoundException:
-            raise SourceAccountMissing(account_id) from None
-        except (BaseRequestError, TimeoutError, OSError) as err:
+            response = await asyncio.wait_for(self._server.get_ledger_entries([key]),
+                                              self._timeout)
+        except (BaseRequestError, SorobanRpcErrorResponse, TimeoutError, OSError) as err:
             raise LedgerUnavailable(type(err).__name__) from None
-        return int(account.sequence)
+        for entry in response.entries or []:
+            data = LedgerEntryData.from_xdr(entry.xdr)
+            if data.account is not None:
+                return AccountState(data.account.seq_num.sequence_number.int64,
+                                    response.latest_ledger)
+        return AccountState(None, response.latest_ledger)
 
     async def account_balances(self, account_ids: list[str]) -> dict[str, int | None]:
         """Native balances in stroops (None: no such account), read with getLedgerEntries

@@ -49,7 +49,7 @@ NOW, INCREMENT = Now(), Increment()
 PAYOUT_COLUMNS = {
     "needs_attempt": "boolean", "next_attempt_at": "timestamptz", "failure_code": "text",
     "failure_message": "text", "attempt_count": "integer", "unsigned_envelope_xdr": "text",
-    "confirmed_at": "timestamptz", "network_fee_stroops": "bigint",
+    "confirmed_at": "timestamptz", "network_fee_stroops": "bigint", "mode": "text",
 }
 ATTEMPT_COLUMNS = {
     "envelope_xdr": "text", "signed": "boolean", "result_code": "text", "proof": "text",

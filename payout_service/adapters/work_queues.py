@@ -56,18 +56,6 @@ class WorkQueues:
         )
         return [payout_from_row(r) for r in rows]
 
-    async def expired_awaiting_signature(self, ledger_close_time: int) -> list[Attempt]:
-        """External attempts whose window passed unsigned: a ledger closed after max_time, so
-        even a copy signed elsewhere can never land."""
-        rows = await self.pool.fetch(
-            f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
-                 ON p.id = a.payout_id AND p.attempt_count = a.number
-               WHERE p.state = 'AWAITING_SIGNATURE' AND a.status = 'built'
-                 AND a.max_time < to_timestamp($1)""",  # noqa: S608 - constant columns
-            ledger_close_time,
-        )
-        return [_attempt(r) for r in rows]
-
     async def unsigned_attempts(self, limit: int) -> list[tuple[Payout, Attempt]]:
         """Built but not signed (signer mode): crash recovery re-signs the same envelope."""
         rows = await self.pool.fetch(
@@ -190,9 +178,30 @@ class WorkQueues:
             limit, poll_interval, max_polls,
         )
 
-    async def claim_abandoned(self, limit: int, poll_interval: timedelta) -> list[Attempt]:
-        """ABANDONED attempts due for a look: each is watched until it lands or is proven dead."""
-        return await self._claim_polls("a.status = 'abandoned'", limit, poll_interval, 2**31 - 1)
+    async def live_at_number(self, source: str, sequence: int, *, besides: UUID
+                             ) -> list[Attempt]:
+        """The live transaction (a single attempt, or a batch through its lead) of another
+        payout at this source and sequence number: the replacement of an abandoned envelope,
+        which can never land once the abandoned one did."""
+        rows = await self.pool.fetch(
+            f"""SELECT a.*, {PAYOUT_IDS} FROM payout_attempts a JOIN payouts p
+                 ON p.id = a.payout_id
+               WHERE a.source_account = $1 AND a.sequence = $2 AND a.payout_id <> $3
+                 AND a.status IN ('built', 'signed', 'sent')
+                 AND COALESCE(a.op_index, 0) = 0""",  # noqa: S608 - constant columns
+            source, sequence, besides)
+        return [_attempt(r) for r in rows]
+
+    async def claim_outside_envelopes(self, limit: int, poll_interval: timedelta
+                                      ) -> list[Attempt]:
+        """Envelopes that left us and that we do not send, due for a look: ABANDONED ones, and
+        the current attempt of a payout awaiting an external signature (handed out unsigned:
+        its holder may sign and submit it without telling us). Each is watched until it lands
+        or is proven dead, in any signing mode."""
+        return await self._claim_polls(
+            "(a.status = 'abandoned' OR (a.status = 'built' AND p.mode = 'EXTERNAL'"
+            " AND p.state = 'AWAITING_SIGNATURE' AND p.attempt_count = a.number))",
+            limit, poll_interval, 2**31 - 1)
 
     async def _claim_polls(
         self, where: str, limit: int, poll_interval: timedelta, max_polls: int

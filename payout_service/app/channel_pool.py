@@ -37,6 +37,7 @@ from payout_service.adapters.signer_client import (
     SignerUnavailable,
     SigningRefused,
 )
+from payout_service.app.chain_memory import ChainMemory
 from payout_service.config import ChannelPoolConfig
 from payout_service.core.channel_plan import (
     MAX_PAYOUTS_PER_LEDGER,
@@ -60,7 +61,8 @@ from payout_service.core.channels import (
     top_up_amount,
 )
 from payout_service.core.pacing import resend_due
-from payout_service.core.retry import judge_on_chain_failure, proof_of_death, verdict_at_death
+from payout_service.core.proofs import AccountState, Envelope, proof_of_death
+from payout_service.core.retry import judge_on_chain_failure, verdict_at_death
 from payout_service.core.validation import FieldViolation, ValidationFailed, is_account_id
 from payout_service.grpc_errors import PreconditionFailed
 
@@ -85,6 +87,7 @@ class LifecycleLedger(Protocol):
     async def send(self, envelope_xdr: str) -> SendOutcome: ...
     async def lookup(self, tx_hash: str) -> LookupOutcome: ...
     async def account_sequence(self, account_id: str) -> int: ...
+    async def account_state(self, account_id: str) -> AccountState: ...
     async def account_balances(self, account_ids: list[str]) -> dict[str, int | None]: ...
 
 
@@ -145,6 +148,7 @@ class ChannelPool:
         self.passphrase = network_passphrase
         self.window = tx_window_seconds
         self.ledger = ledger
+        self.chain = ChainMemory()
         self.signer = signer
 
     # ---- operator use cases ---------------------------------------------------------------
@@ -469,6 +473,7 @@ class ChannelPool:
 
     async def _confirm(self, op: Operation) -> int:
         assert self.ledger is not None  # noqa: S101
+        closed = self.chain.closed()  # seen before the lookup (core/proofs.py)
         found = await self.ledger.lookup(op.tx_hash)
         if isinstance(found, Included):
             status = OperationStatus.INCLUDED if found.successful else \
@@ -483,11 +488,9 @@ class ChannelPool:
                 "result": found.result_code, "ledger": found.ledger})
             return 1
         assert isinstance(found, NotFound)  # noqa: S101
-        proof = proof_of_death(
-            max_time=int(op.max_time.timestamp()), submitted_ledger=op.submitted_ledger,
-            latest_ledger=found.latest_ledger, latest_close_time=found.latest_ledger_close_time,
-            oldest_ledger=found.oldest_ledger,
-        )
+        envelope = Envelope(op.sequence, int(op.max_time.timestamp()), op.submitted_ledger)
+        proof = proof_of_death(envelope, found, closed=closed)
+        self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
         if proof is None:
             # Re-send the same envelope (the node may have dropped it), once per closed
             # ledger: a node drops queued transactions only when a ledger closes.
@@ -497,7 +500,7 @@ class ChannelPool:
             return 0
         chain_sequence = None
         if op.last_rejection == "txBAD_SEQ":
-            chain_sequence = await self.ledger.account_sequence(op.source_account)
+            chain_sequence = (await self.ledger.account_state(op.source_account)).sequence
         verdict = verdict_at_death(op.last_rejection)
         await self.operations.finish(
             op, OperationStatus.DEAD, proof=proof.text, result_code=verdict.code,
@@ -505,5 +508,6 @@ class ChannelPool:
             give_up=None if verdict.retry else f"{op.kind.value} rejected: {verdict.code}",
         )
         log.info("channel operation proven dead", extra={
-            "operation": str(op.id), "tx_hash": op.tx_hash, "proof": proof.text})
+            "operation": str(op.id), "tx_hash": op.tx_hash, "proof": proof.text,
+            "kind": proof.kind.value})
         return 1

@@ -12,20 +12,17 @@ from payout_service.adapters.ledger import (
     Accepted,
     Duplicate,
     Included,
-    NotFound,
     Rejected,
     RetryLater,
 )
-from payout_service.app.stage import Stage, attempt_ids
+from payout_service.app.stage import Stage, attempt_ids, envelope_of
 from payout_service.core.model import Attempt
 from payout_service.core.pacing import resend_due
+from payout_service.core.proofs import proof_of_death, replaced_by
 from payout_service.core.retry import (
-    PERMANENT_REJECTIONS,
     backoff_seconds,
     judge_on_chain_failure,
-    proof_of_death,
-    sequence_consumed,
-    verdict_at_death,
+    worth_resending,
 )
 from payout_service.core.states import AttemptStatus
 from payout_service.failpoints import failpoint
@@ -40,40 +37,51 @@ class Confirming(Stage):
             self.config.batch_size, self._poll, self.config.confirm_max_polls
         )
         await asyncio.gather(*(self._confirm(a) for a in claimed))
-        abandoned = await self.queues.claim_abandoned(self.config.batch_size, self._poll)
-        for attempt in abandoned:
-            await self._watch_abandoned(attempt)
+        outside = await self.queues.claim_outside_envelopes(self.config.batch_size, self._poll)
+        for attempt in outside:
+            await self._watch_outside(attempt)
         return 0  # polling is paced by next_poll_at, not by a busy loop
 
-    async def _watch_abandoned(self, attempt: Attempt) -> None:
-        """An ABANDONED envelope is watched until it lands (then its payout was paid after
-        all) or is proven dead: its number consumed by another transaction (usually its
-        replacement) or a ledger closed past its max_time."""
-        found = await self.ledger.lookup(attempt.tx_hash)
-        if isinstance(found, Included):
-            payout = await self.attempts.abandoned_landed(
-                attempt, successful=found.successful, ledger=found.ledger,
-                code=found.result_code, fee_charged=found.fee_charged,
-            )
-            log.error("abandoned attempt landed", extra={
-                **attempt_ids(attempt), "ledger": found.ledger,
-                "payout_state": payout.state.value if payout else None})
+    async def _watch_outside(self, attempt: Attempt) -> None:
+        """An envelope that left us and that we do not send: handed out unsigned to an
+        external signer (its holder may submit it without telling us), or ABANDONED (a node
+        or a holder may still have it). Watched until it lands (then its payout was paid by
+        it) or the chain proves it dead (core/proofs.py), whatever the signing mode is now."""
+        seen = await self._look(attempt, read_account=True)
+        abandoned = attempt.status == AttemptStatus.ABANDONED
+        if isinstance(seen, Included):
+            await self._replaced(attempt, seen)
+            if abandoned:
+                payout = await self.attempts.abandoned_landed(
+                    attempt, successful=seen.successful, ledger=seen.ledger,
+                    code=seen.result_code, fee_charged=seen.fee_charged)
+                log.error("abandoned attempt landed", extra={
+                    **attempt_ids(attempt), "ledger": seen.ledger,
+                    "payout_state": payout.state.value if payout else None})
+            else:
+                await self._included(attempt, seen)
+                log.warning("an envelope handed out unsigned was submitted by its holder",
+                            extra={**attempt_ids(attempt), "ledger": seen.ledger,
+                                   "successful": seen.successful})
             return
-        assert isinstance(found, NotFound)  # noqa: S101
-        covered = attempt.submitted_ledger is not None and \
-            found.oldest_ledger <= attempt.submitted_ledger
-        chain_seq = await self.ledger.account_sequence(attempt.source_account)
-        proof = sequence_consumed(
-            sequence=attempt.sequence, chain_sequence=chain_seq, history_covers_submission=covered,
-        ) or proof_of_death(
-            max_time=int(attempt.max_time.timestamp()), submitted_ledger=attempt.submitted_ledger,
-            latest_ledger=found.latest_ledger, latest_close_time=found.latest_ledger_close_time,
-            oldest_ledger=found.oldest_ledger,
-        )
-        if proof is not None:
-            await self.attempts.abandoned_dead(attempt, proof.text)
+        if seen is None:
+            return
+        if abandoned:
+            await self.attempts.abandoned_dead(attempt, f"{seen.kind}: {seen.text}")
             log.info("abandoned attempt dead", extra={**attempt_ids(attempt),
-                                                      "proof": proof.text})
+                                                      "proof": seen.text})
+            return
+        # Handed out and never signed back in time: a new envelope is built only now.
+        await self._dead(attempt, seen, last_rejection=None, actor="confirmer")
+
+    async def _replaced(self, landed: Attempt, found: Included) -> None:
+        """An envelope that left us and that we no longer send landed: the live transaction
+        that took its number since (its replacement) can never land, and is proven dead
+        first (the database holds one live transaction per number)."""
+        for other in await self.queues.live_at_number(landed.source_account, landed.sequence,
+                                                      besides=landed.payout_id):
+            proof = replaced_by(envelope_of(other), landed.tx_hash, found.ledger)
+            await self._dead(other, proof, last_rejection=None, actor="confirmer")
 
     async def _confirm(self, attempt: Attempt) -> None:
         with payout_span("payout.confirm", attempt.trace_context, attempt=attempt.number,
@@ -81,25 +89,21 @@ class Confirming(Stage):
             await self._confirm_in_span(attempt)
 
     async def _confirm_in_span(self, attempt: Attempt) -> None:
+        closed = self.chain.closed()
         found = await self.ledger.lookup(attempt.tx_hash)
         if isinstance(found, Included):
             await self._included(attempt, found)
             self._nudge("preparer")  # its source (or channel) is free for the next one
             self._nudge("sender")  # and its room in the network's queue for a held one
             return
-        assert isinstance(found, NotFound)  # noqa: S101
-        proof = proof_of_death(
-            max_time=int(attempt.max_time.timestamp()), submitted_ledger=attempt.submitted_ledger,
-            latest_ledger=found.latest_ledger, latest_close_time=found.latest_ledger_close_time,
-            oldest_ledger=found.oldest_ledger,
-        )
+        self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
+        # Expiry needs no account read; a consumed number is proven when a re-send is
+        # rejected (the sender reads the account for it) or from the account's last read.
+        proof = proof_of_death(envelope_of(attempt), found, closed=closed,
+                               account=self.chain.account(attempt.source_account))
         if proof is not None:
-            verdict = verdict_at_death(attempt.result_code)
-            await self._dead(
-                attempt, status=AttemptStatus.DEAD, code=verdict.code, proof=proof.text,
-                ledger=None, retry=verdict.retry, max_attempts=self.config.max_attempts,
-                delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
-            )
+            await self._dead(attempt, proof, last_rejection=attempt.result_code,
+                             actor="confirmer")
             return
         if attempt.poll_count == self.config.confirm_max_polls:
             # Overdue, but a new attempt now could pay twice: keep polling (slower) and wait
@@ -108,8 +112,8 @@ class Confirming(Stage):
                 **attempt_ids(attempt), "polls": attempt.poll_count,
                 "max_time": attempt.max_time.isoformat(),
             })
-        if attempt.result_code in PERMANENT_REJECTIONS:
-            return  # re-sending an envelope the node refuses for good only adds load
+        if not worth_resending(attempt.result_code):
+            return
         # Not found and not provably dead: re-send the very same envelope (same hash), which
         # is harmless if the node already has it and recovers one it dropped. A node drops a
         # queued transaction only when a ledger closes, so once per closed ledger is enough
@@ -147,12 +151,10 @@ class Confirming(Stage):
                                              "correlation_id": payout.correlation_id})
             return
         verdict = judge_on_chain_failure(found.result_code)
-        await self._dead(
+        await self._give_up(
             attempt, status=AttemptStatus.FAILED_ON_CHAIN, code=found.result_code,
             proof=f"failed on chain in ledger {found.ledger}", ledger=found.ledger,
-            retry=verdict.retry, max_attempts=self.config.max_attempts,
-            delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="confirmer",
-        )
+            retry=verdict.retry, actor="confirmer")
 
     async def _batch_included(self, lead: Attempt, found: Included) -> None:
         """A batch landed: every payout confirmed, or (failed) each judged by its own

@@ -22,7 +22,7 @@ from payout_service.core.envelopes import signed_envelope_problem
 from payout_service.core.fees import split_fee
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
 from payout_service.core.model import Payout
-from payout_service.core.states import IllegalTransition, PayoutState
+from payout_service.core.states import IllegalTransition, PayoutMode, PayoutState
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 from payout_service.core.validation import (
     AmountLimits,
@@ -80,10 +80,10 @@ def _item_fields(
             for v in violations]
 
 
-def mode_for(config: Config) -> str:
+def mode_for(config: Config) -> PayoutMode:
     if not config.live_execution:
-        return "BUILD_ONLY"
-    return "SIGNER_SERVICE" if config.signing_mode == "signer" else "EXTERNAL"
+        return PayoutMode.BUILD_ONLY
+    return PayoutMode.SIGNER_SERVICE if config.signing_mode == "signer" else PayoutMode.EXTERNAL
 
 
 class PayoutDesk:
@@ -119,7 +119,7 @@ class PayoutDesk:
         """The one way a payout is created (CreatePayout). In live modes, concurrent calls
         are committed together (GroupCommit: one statement for many calls, each with its own
         result); build-only mode builds the envelope through RPC first, see create_many."""
-        if mode_for(self.config) != "BUILD_ONLY":
+        if mode_for(self.config) is not PayoutMode.BUILD_ONLY:
             try:
                 new = await self.new_payout(request, correlation_id=correlation_id,
                                             round_id=round_id, batch_id=batch_id)
@@ -213,7 +213,7 @@ class PayoutDesk:
         mode = mode_for(self.config)
         unsigned_xdr = None
         state = PayoutState.ACCEPTED
-        if mode == "BUILD_ONLY":
+        if mode is PayoutMode.BUILD_ONLY:
             # Built before the row is written, so a refused build leaves no row behind.
             unsigned_xdr = await self._build_unsigned(request.destination, split.net, request.asset)
             state = PayoutState.BUILT

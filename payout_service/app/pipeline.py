@@ -15,6 +15,7 @@ from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.adapters.work_queues import WorkQueues
+from payout_service.app.chain_memory import ChainMemory
 from payout_service.app.confirm import Confirming
 from payout_service.app.prepare import Preparing
 from payout_service.app.send import Sending
@@ -35,6 +36,7 @@ class Pipeline(Preparing, Sending, Confirming):
         self.queues = WorkQueues(attempts.pool)
         self.sequences = Sequences(attempts.pool)
         self.ledger = ledger
+        self.chain = ChainMemory()
         self.signer = signer
         self.external = config.signing_mode == "external"
         # Decided at each build pass from the channel registry (core/sources.py); the seed

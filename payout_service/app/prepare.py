@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID
 
 from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
@@ -18,7 +18,6 @@ from payout_service.adapters.signer_client import SignerUnavailable, SigningRefu
 from payout_service.app.prepare_batch import PreparingBatches
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.sources import SourcePlan, plan_sources
-from payout_service.core.states import AttemptStatus
 from payout_service.core.transactions import (
     BASE_INCLUSION_FEE,
     TxParams,
@@ -64,27 +63,22 @@ class Preparing(PreparingBatches):
         cfg = self.config
         sources = await self._plan_sources()
         work = 0
-        if self.signer is not None:
-            batches_signed: set[UUID] = set()
-            for payout, attempt in await self.queues.unsigned_attempts(cfg.batch_size):
-                if attempt.batch_id is None:
-                    await self._sign(payout, attempt)
-                elif attempt.batch_id not in batches_signed:
-                    # Crash recovery: the whole batch signed once, with its stored envelope.
-                    batches_signed.add(attempt.batch_id)
-                    await self._sign_batch(attempt)
-                work += 1
-        if self.external:
-            latest = await self.ledger.latest_ledger()
-            for expired in await self.queues.expired_awaiting_signature(latest.close_time):
-                await self._dead(
-                    expired, status=AttemptStatus.DEAD, code="signature_window_expired",
-                    proof=f"unsigned; ledger {latest.sequence} closed {latest.close_time} "
-                    f"> max_time {int(expired.max_time.timestamp())}",
-                    ledger=None, retry=True, max_attempts=cfg.max_attempts,
-                    delay=timedelta(0), actor="preparer",
-                )
-                work += 1
+        # Built for our signer and not signed yet (a crash, or the signer was away): signed
+        # now with the stored envelope. Without a signer (the service now runs in external
+        # mode) they can never be signed here; they never left us, so they are rebuilt.
+        batches_seen: set[UUID] = set()
+        for payout, attempt in await self.queues.unsigned_attempts(cfg.batch_size):
+            if attempt.batch_id is not None:
+                if attempt.batch_id in batches_seen:
+                    continue
+                batches_seen.add(attempt.batch_id)
+            if self.signer is None:
+                await self._rebuild_unsent(attempt, why="no signer in this signing mode")
+            elif attempt.batch_id is None:
+                await self._sign(payout, attempt)
+            else:
+                await self._sign_batch(attempt)  # the whole batch, once
+            work += 1
         # The whole pass builds from one kind of source: its drafts are simulated for it.
         self.channel_mode = sources.channels
         room = sources.room  # with channels: simulate only what can be leased now

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 from payout_service import metrics
 from payout_service.adapters.ledger import (
     Included,
-    NotFound,
     Rejected,
     RetryLater,
     SendOutcome,
@@ -18,7 +16,13 @@ from payout_service.adapters.ledger import (
 from payout_service.app.stage import Stage, attempt_ids
 from payout_service.core.model import Attempt
 from payout_service.core.pacing import classic_queue_capacity
-from payout_service.core.retry import PERMANENT_REJECTIONS, backoff_seconds, sequence_consumed
+from payout_service.core.refusals import (
+    CHANNEL_HELD,
+    Blame,
+    blame_rejection,
+    network_held_reason,
+)
+from payout_service.core.retry import PERMANENT_REJECTIONS
 from payout_service.core.states import AttemptStatus
 from payout_service.failpoints import failpoint
 from payout_service.tracing import payout_span
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 class Sending(Stage):
     async def send_once(self) -> int:
         latest = await self.ledger.latest_ledger()
+        self.chain.saw_ledger(latest.sequence, latest.close_time)
         claimed = await self.queues.claim_for_sending(
             self.config.batch_size * self.config.max_payouts_per_tx, latest.sequence,
             close_time=latest.close_time or None,
@@ -64,26 +69,28 @@ class Sending(Stage):
             await self._rejected(attempt, outcome.code)
 
     async def _rejected(self, attempt: Attempt, code: str) -> None:
-        # A re-sent transaction that already landed is also "rejected" (txBAD_SEQ): look the
-        # hash up before anything else.
-        found = await self.ledger.lookup(attempt.tx_hash)
-        if isinstance(found, Included):
-            await self._included(attempt, found)
+        """A rejection alone proves nothing: a re-sent transaction that already landed is
+        also rejected (txBAD_SEQ), and a node may keep one it refused. Look at the chain in
+        the safe order (the account, then the transaction: core/proofs.py) and let the proof
+        function decide."""
+        seen = await self._look(attempt, read_account=True)
+        if isinstance(seen, Included):
+            await self._included(attempt, seen)
             return
-        assert isinstance(found, NotFound)  # noqa: S101
-        chain_seq = await self.ledger.account_sequence(attempt.source_account)
-        submitted = attempt.submitted_ledger or found.latest_ledger
-        proof = sequence_consumed(
-            sequence=attempt.sequence, chain_sequence=chain_seq,
-            history_covers_submission=found.oldest_ledger <= submitted,
-        )
-        if proof is not None:
-            await self._dead(
-                attempt, status=AttemptStatus.DEAD, code=code, proof=proof.text, ledger=None,
-                retry=True, max_attempts=self.config.max_attempts,
-                delay=timedelta(seconds=backoff_seconds(attempt.number)), actor="sender",
-            )
-            await self.attempts.resync_source(attempt.source_account, chain_seq)
+        channel_sourced = attempt.source_account != self.config.source_account
+        blame = blame_rejection(code, channel_sourced=channel_sourced)
+        if blame is Blame.CHANNEL:
+            # The channel's fault: hold it and keep its payouts out of FAILED; they are
+            # rebuilt elsewhere, uncounted, once this envelope is proven dead.
+            await self._hold_channel_for(attempt, code)
+        account = self.chain.account(attempt.source_account)
+        chain_sequence = account.sequence if account is not None else None
+        if seen is not None:
+            await self._dead(attempt, seen,
+                             last_rejection=CHANNEL_HELD if blame is Blame.CHANNEL else code,
+                             actor="sender")
+            return
+        if blame is Blame.CHANNEL:
             return
         if code in PERMANENT_REJECTIONS:
             # Can never become valid: fail the payout now and give the number to the next
@@ -99,8 +106,17 @@ class Sending(Stage):
         # node may take it later. Keep the envelope; the confirmer re-sends it and, once a
         # ledger closes past max_time, proves it dead (then the code decides).
         await self.attempts.note_rejection(attempt, code)
-        if code == "txBAD_SEQ":
+        if code == "txBAD_SEQ" and chain_sequence is not None:
             # Too early: some number between the chain's and ours is not on its way. Re-sync
             # so that a hole nobody holds is free for the next reservation (see
             # sequences.renumber_from_chain for why this never rebuilds a live envelope).
-            await self.attempts.resync_source(attempt.source_account, chain_seq)
+            await self.attempts.resync_source(attempt.source_account, chain_sequence)
+
+    async def _hold_channel_for(self, attempt: Attempt, code: str) -> None:
+        held = await self.attempts.hold_channel_sent(attempt, reason=network_held_reason(code),
+                                                     actor="sender")
+        metrics.ATTEMPTS.labels("channel_held").inc()
+        log.warning("channel held: the network refused its transaction; its payouts wait for "
+                    "the proof of death and are rebuilt uncounted", extra={
+                        **attempt_ids(attempt), "channel": attempt.source_account,
+                        "code": code, "newly_held": held})

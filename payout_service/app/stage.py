@@ -16,10 +16,13 @@ from payout_service.adapters.ledger import Included, LedgerGateway
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.signer_client import SignedEnvelope, SignerClient, SigningRefused
 from payout_service.adapters.work_queues import WorkQueues
+from payout_service.app.chain_memory import ChainMemory
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.proofs import DeathKind, DeathProof, Envelope, proof_of_death
 from payout_service.core.refusals import Blame, blame_refusal, held_reason
-from payout_service.core.states import IllegalTransition
+from payout_service.core.retry import backoff_seconds, verdict_at_death
+from payout_service.core.states import AttemptStatus, IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,13 @@ def attempt_ids(attempt: Attempt) -> dict[str, Any]:
             "tx_hash": attempt.tx_hash}
 
 
+def envelope_of(attempt: Attempt) -> Envelope:
+    """What a proof of death needs to know of an attempt: its number, its max_time, and the
+    ledger it left us at (first sent, or handed out unsigned; None if it never left us)."""
+    return Envelope(attempt.sequence, int(attempt.max_time.timestamp()),
+                    attempt.submitted_ledger)
+
+
 class Stage:
     """Base of the prepare, send and confirm steps (composed by Pipeline)."""
 
@@ -40,6 +50,8 @@ class Stage:
     queues: WorkQueues
     sequences: Sequences
     ledger: LedgerGateway
+    # What this process has seen of the chain, for proofs of death (app/chain_memory.py).
+    chain: ChainMemory
     signer: SignerClient | None
     external: bool
     # Where this build pass's transactions come from (core/sources.py): a leased channel
@@ -144,22 +156,65 @@ class Stage:
         self._nudge("preparer")
         return True
 
-    async def _dead(self, attempt: Attempt, **kwargs: Any) -> None:
+    async def _look(self, attempt: Attempt, *, read_account: bool) -> Included | DeathProof | None:
+        """Looks at the chain for an envelope that left us, in the safe order: what was seen
+        before (the newest closed ledger, the source account's last read, and with
+        `read_account` a fresh read of it), then getTransaction. Included: it landed. A proof:
+        it never can (core/proofs.py). None: it may still land."""
+        source = attempt.source_account
+        closed = self.chain.closed()
+        accounts = [self.chain.account(source)]
+        if read_account:
+            fresh = await self.ledger.account_state(source)
+            self.chain.saw_account(source, fresh)
+            accounts.append(fresh)
+        found = await self.ledger.lookup(attempt.tx_hash)
+        if isinstance(found, Included):
+            return found
+        self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
+        envelope = envelope_of(attempt)
+        for account in accounts:
+            proof = proof_of_death(envelope, found, closed=closed, account=account)
+            if proof is not None:
+                return proof
+        return None
+
+    async def _dead(self, attempt: Attempt, proof: DeathProof, *, last_rejection: str | None,
+                    actor: str) -> None:
+        """The one way an attempt whose envelope left us is given up for a new one: the chain
+        proved it can never land (core/proofs.py). Its number is free again; its payout (every
+        payout of its batch) gets a new attempt or fails, as its last rejection decides."""
+        verdict = verdict_at_death(last_rejection)
+        await self._give_up(attempt, status=AttemptStatus.DEAD, code=verdict.code,
+                            proof=f"{proof.kind}: {proof.text}", ledger=None,
+                            retry=verdict.retry, actor=actor)
+        account = self.chain.account(attempt.source_account)
+        if proof.kind is DeathKind.SEQUENCE_CONSUMED and account and account.sequence is not None:
+            # Its number was used by another transaction, not freed: numbering restarts from
+            # the chain (sequences.renumber_from_chain), so no stale number is handed out.
+            await self.attempts.resync_source(attempt.source_account, account.sequence)
+
+    async def _give_up(self, attempt: Attempt, *, status: AttemptStatus, code: str, proof: str,
+                       ledger: int | None, retry: bool, actor: str) -> None:
+        """Proven dead or failed on chain: nothing of it can land any more."""
+        delay = timedelta(seconds=backoff_seconds(attempt.number))
         if attempt.batch_id is not None:
             # The proof is about the transaction, so it holds for every payout in it.
-            await self.batches.dead(attempt.batch_id, code=kwargs["code"], proof=kwargs["proof"],
-                                    retry=kwargs["retry"], max_attempts=kwargs["max_attempts"],
-                                    delay=kwargs["delay"], actor=kwargs["actor"])
+            await self.batches.dead(attempt.batch_id, code=code, proof=proof, retry=retry,
+                                    max_attempts=self.config.max_attempts, delay=delay,
+                                    actor=actor)
             self._nudge("preparer")
-            metrics.ATTEMPTS.labels(kwargs["status"]).inc()
-            log.warning("batch dead", extra={**attempt_ids(attempt), "code": kwargs["code"],
+            metrics.ATTEMPTS.labels(status).inc()
+            log.warning("batch dead", extra={**attempt_ids(attempt), "code": code,
                                              "batch_id": str(attempt.batch_id)})
             return
-        state = await self.attempts.attempt_dead(attempt, **kwargs)
+        state = await self.attempts.attempt_dead(
+            attempt, status=status, code=code, proof=proof, ledger=ledger, retry=retry,
+            max_attempts=self.config.max_attempts, delay=delay, actor=actor)
         self._nudge("preparer")
-        metrics.ATTEMPTS.labels(kwargs["status"]).inc()
-        log.warning("attempt dead", extra={**attempt_ids(attempt), "status": kwargs["status"],
-                                           "code": kwargs["code"], "payout_state": state.value})
+        metrics.ATTEMPTS.labels(status).inc()
+        log.warning("attempt dead", extra={**attempt_ids(attempt), "status": status,
+                                           "code": code, "payout_state": state.value})
 
     async def _included(self, attempt: Attempt, found: Included) -> None:
         raise NotImplementedError  # Confirming

@@ -1,5 +1,6 @@
-"""Whom a signer refusal blames: the payout, or the channel account its transaction came
-from. Pure; the preparer asks it once per refused attempt or batch.
+"""Whom a refusal blames: the payout, or the channel account its transaction came from. Pure;
+the preparer asks it once per attempt or batch the signer refused, the sender once per
+transaction the network rejected.
 
 A channel-sourced transaction is signed twice: by the channel's key (its source) and by the
 payer's key (its operations' source). Failing the payout for a refusal that is about the
@@ -78,3 +79,24 @@ def held_reason(*, by_channel_key: bool, rule: str | None, message: str) -> str:
     """What operators read in ListChannels / `payoutctl channels list`."""
     whose = "the channel's key" if by_channel_key else "the payer's key"
     return f"signer refused with {whose}: rule {rule or 'none'}: {message}"[:500]
+
+
+# Rejections at submission (stellar-core TransactionFrame::commonValid) that are about the
+# transaction's source account, which for a channel transaction is the channel: it cannot pay
+# the fee (txINSUFFICIENT_BALANCE), its signers changed (txBAD_AUTH: the source's signature;
+# an operation source's is opBAD_AUTH), or it no longer exists (txNO_ACCOUNT: merged outside
+# the service). Every transaction from that channel would be refused the same way, and the
+# lease picks it first (nothing in flight), so failing payouts for it would drain the queue.
+CHANNEL_SOURCE_REJECTIONS = frozenset({"txINSUFFICIENT_BALANCE", "txBAD_AUTH", "txNO_ACCOUNT"})
+
+
+def blame_rejection(code: str, *, channel_sourced: bool) -> Blame:
+    """The channel, for a rejection about a channel transaction's source account; else the
+    payout (core/retry.py decides between a new attempt and FAILED)."""
+    if channel_sourced and code in CHANNEL_SOURCE_REJECTIONS:
+        return Blame.CHANNEL
+    return Blame.PAYOUT
+
+
+def network_held_reason(code: str) -> str:
+    return f"network refused the channel's transaction: {code}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from payout_service.core.refusals import CHANNEL_HELD
+
 # Rejected at submission. A rejection alone proves nothing: the same signed envelope may
 # still be queued elsewhere or become valid later (its predecessor lands, fees drop), so it
-# is kept and re-sent until proven dead (see sequence_consumed / proof_of_death). These codes
+# is kept and re-sent until proven dead (core/proofs.py). These codes
 # then decide between a new attempt and FAILED. Retryable ones are transient or fixed by
 # rebuilding (fresh sequence, fresh fee, fresh time bounds).
 RETRYABLE_REJECTIONS = frozenset(
@@ -49,45 +51,19 @@ def backoff_seconds(
     return (rng or random).uniform(0, ceiling)
 
 
-@dataclass(frozen=True)
-class DeathProof:
-    text: str
-
-
-def proof_of_death(
-    *, max_time: int, submitted_ledger: int | None, latest_ledger: int,
-    latest_close_time: int, oldest_ledger: int,
-) -> DeathProof | None:
-    """A NOT_FOUND is proof only after a ledger closed past max_time (close times are
-    strictly monotonic, so the transaction can no longer be included) and the node's history
-    reaches back to when it was sent (else it might have landed and been forgotten)."""
-    if latest_close_time <= max_time:
-        return None
-    if submitted_ledger is not None and oldest_ledger > submitted_ledger:
-        return None
-    return DeathProof(
-        f"NOT_FOUND at ledger {latest_ledger} closed {latest_close_time} > max_time {max_time}; "
-        f"history from ledger {oldest_ledger} covers submission ledger {submitted_ledger}"
-    )
-
-
-def sequence_consumed(
-    *, sequence: int, chain_sequence: int, history_covers_submission: bool
-) -> DeathProof | None:
-    """A rejected envelope is dead at once only when the account's sequence number has
-    reached its own and getTransaction (with history reaching back to the submission) does
-    not know it: another transaction used the number, so this one can never be included."""
-    if sequence > chain_sequence or not history_covers_submission:
-        return None
-    return DeathProof(
-        f"sequence {sequence} consumed by another transaction (account at {chain_sequence}); "
-        "NOT_FOUND with history covering the submission"
-    )
-
-
 def verdict_at_death(last_rejection: str | None) -> Verdict:
     """An attempt proven dead after being rejected keeps that rejection's verdict; one that
-    simply expired (dropped, never included) is worth a new attempt."""
+    simply expired (dropped, never included) is worth a new attempt, and so is one whose
+    channel was held for it (not counted: core/refusals.py)."""
     if last_rejection is None:
         return Verdict(retry=True, code="expired")
+    if last_rejection == CHANNEL_HELD:
+        return Verdict(retry=True, code=CHANNEL_HELD)
     return judge_rejection(last_rejection)
+
+
+def worth_resending(last_rejection: str | None) -> bool:
+    """Re-sending an envelope the network refuses for good only adds load; one whose channel
+    is held waits for its proof of death instead (the channel may be fixed meanwhile, but its
+    payouts are rebuilt on another source, uncounted)."""
+    return last_rejection not in PERMANENT_REJECTIONS and last_rejection != CHANNEL_HELD

@@ -22,13 +22,25 @@ class PayoutState(StrEnum):
 
 S = PayoutState
 
+
+class PayoutMode(StrEnum):
+    """How the payout's current attempt gets its signature (the first: how it was created)."""
+
+    BUILD_ONLY = "BUILD_ONLY"  # unsigned XDR for the caller, never submitted
+    SIGNER_SERVICE = "SIGNER_SERVICE"  # signed by the signer service
+    EXTERNAL = "EXTERNAL"  # handed out unsigned; SubmitSignedTransaction brings it back
+
 TRANSITIONS: dict[PayoutState, frozenset[PayoutState]] = {
     # ACCEPTED -> ACCEPTED: an attempt that never left us was superseded before signing.
     S.ACCEPTED: frozenset(
         {S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED, S.FAILED, S.CANCELLED}
     ),
     S.BUILT: frozenset({S.CANCELLED}),
-    S.AWAITING_SIGNATURE: frozenset({S.QUEUED, S.AWAITING_SIGNATURE, S.FAILED, S.CANCELLED}),
+    # AWAITING_SIGNATURE -> CONFIRMED: the holder of the unsigned envelope signed it and
+    # submitted it to the network itself, without SubmitSignedTransaction.
+    S.AWAITING_SIGNATURE: frozenset(
+        {S.QUEUED, S.AWAITING_SIGNATURE, S.FAILED, S.CANCELLED, S.CONFIRMED}
+    ),
     # QUEUED -> AWAITING_SIGNATURE: a rebuilt attempt in external mode needs a new signature.
     S.QUEUED: frozenset({S.SUBMITTED, S.QUEUED, S.AWAITING_SIGNATURE, S.FAILED, S.CANCELLED}),
     # SUBMITTED -> QUEUED only once the attempt is proven dead (invariant 1).
@@ -67,8 +79,13 @@ class AttemptStatus(StrEnum):
 A = AttemptStatus
 
 ATTEMPT_TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
-    A.BUILT: frozenset({A.SIGNED, A.REJECTED, A.SUPERSEDED, A.CANCELLED, A.ABANDONED, A.DEAD}),
-    A.SIGNED: frozenset({A.SENT, A.SUPERSEDED, A.CANCELLED, A.ABANDONED}),
+    # BUILT -> INCLUDED / FAILED_ON_CHAIN: an envelope handed out unsigned, which its holder
+    # signed and submitted itself. BUILT -> DEAD only with a proof (core/proofs.py): it left
+    # us when it was handed out.
+    A.BUILT: frozenset({A.SIGNED, A.REJECTED, A.SUPERSEDED, A.CANCELLED, A.ABANDONED, A.DEAD,
+                        A.INCLUDED, A.FAILED_ON_CHAIN}),
+    # SIGNED -> DEAD: another transaction at its number landed (core/proofs.py REPLACED).
+    A.SIGNED: frozenset({A.SENT, A.SUPERSEDED, A.CANCELLED, A.ABANDONED, A.DEAD}),
     A.SENT: frozenset({A.INCLUDED, A.FAILED_ON_CHAIN, A.DEAD, A.ABANDONED}),
     A.ABANDONED: frozenset({A.INCLUDED, A.FAILED_ON_CHAIN, A.DEAD}),
     A.INCLUDED: frozenset(),

@@ -10,7 +10,8 @@ import asyncio
 
 import grpc
 import pytest
-from stellar_sdk import Keypair, TransactionEnvelope
+from stellar_sdk import Keypair, SorobanServerAsync, TransactionEnvelope
+from stellar_sdk.client.aiohttp_client import AiohttpClient
 
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -177,4 +178,76 @@ async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_fac
     proofs = await service.pool.fetch(
         "SELECT status, proof FROM payout_attempts WHERE status = 'dead'"
     )
-    assert all("max_time" in (p["proof"] or "") for p in proofs)
+    kinds = ("expired: ", "sequence_consumed: ", "source_missing: ")
+    assert all((p["proof"] or "").startswith(kinds) for p in proofs), proofs
+
+
+async def test_an_envelope_its_holder_submits_itself_is_never_paid_again(
+    payout_service_factory, sandbox, funded_source
+):
+    """Invariant 8, external signing: the holder of the first payout's envelope (a custody
+    tool, Stellar Laboratory's "sign and submit") signs it and submits it to the network
+    itself, never calling SubmitSignedTransaction, and signs every later envelope through
+    the API. Its signing window passes: the service must find the payout paid by that
+    envelope, never build one the holder would then sign and pay a second time."""
+    dests = [Keypair.random().public_key for _ in range(3)]
+    for d in dests:
+        await sandbox.fund(d)
+    service = await payout_service_factory(
+        PAYOUT_SOURCE_ACCOUNT=funded_source.public_key, SOROBAN_RPC_URL=sandbox.rpc_url,
+        STELLAR_NETWORK_PASSPHRASE=sandbox.passphrase, PAYOUTS_LIVE_EXECUTION="true",
+        PAYOUTS_SIGNING_MODE="external", PAYOUTS_CONFIRM_POLL_MS="100",
+        PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS="5",
+    )
+    submitted_itself: set[str] = set()
+    stop = asyncio.Event()
+
+    async def holder(stub) -> None:
+        rpc = SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient())
+        try:
+            while not stop.is_set():
+                page = await stub.ListPayouts(pb.ListPayoutsRequest(
+                    states=[pb.PAYOUT_STATE_AWAITING_SIGNATURE], page_size=100))
+                for payout in page.payouts:
+                    envelope = TransactionEnvelope.from_xdr(payout.unsigned_envelope_xdr,
+                                                            sandbox.passphrase)
+                    envelope.sign(funded_source)
+                    if payout.payout_id == "live-0" and not submitted_itself:
+                        submitted_itself.add(envelope.hash_hex())
+                        await rpc.send_transaction(envelope)  # straight to the network
+                        continue
+                    if envelope.hash_hex() in submitted_itself:
+                        continue
+                    try:
+                        await stub.SubmitSignedTransaction(pb.SubmitSignedTransactionRequest(
+                            payout_id=payout.payout_id, signed_envelope_xdr=envelope.to_xdr()))
+                    except grpc.aio.AioRpcError as err:
+                        assert err.code() in (grpc.StatusCode.FAILED_PRECONDITION,
+                                              grpc.StatusCode.INVALID_ARGUMENT), err
+                await asyncio.sleep(0.1)
+        finally:
+            await rpc.close()
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        signing = asyncio.create_task(holder(stub))
+        try:
+            for n, d in enumerate(dests):
+                await stub.CreatePayout(request(n, d))
+            for n in range(len(dests)):
+                await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED, within=60)
+            # Past the first envelope's window, with the holder still signing whatever the
+            # service hands out: nothing more may be paid.
+            for _ in range(30):
+                await sandbox.close_ledger()
+            await asyncio.sleep(1)
+        finally:
+            stop.set()
+            await signing
+    paid = sorted(t["to"] for t in await sandbox.transfers())
+    assert paid == sorted(dests), "each payout paid exactly once"
+    first = await service.pool.fetch(
+        """SELECT a.status, a.tx_hash FROM payout_attempts a JOIN payouts p
+           ON p.id = a.payout_id WHERE p.payout_id = 'live-0' ORDER BY a.number""")
+    assert [(r["status"], r["tx_hash"]) for r in first] == [
+        ("included", next(iter(submitted_itself)))]

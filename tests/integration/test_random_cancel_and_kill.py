@@ -12,6 +12,8 @@ import random
 
 import grpc
 import pytest
+from stellar_sdk import Keypair, SorobanServerAsync, TransactionEnvelope
+from stellar_sdk.client.aiohttp_client import AiohttpClient
 
 from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.payout_store import create_pool
@@ -31,6 +33,7 @@ from tests.integration.test_crash_safety import BatchWorkerProcess, ServiceProce
 from tests.integration.test_live_with_signer import channel_world, signer_env
 
 PAYOUTS = 16
+EXTERNAL_PAYOUTS = 12
 REPLICAS = 3
 CHAOS_STEPS = 40
 FINAL = {pb.PAYOUT_STATE_CONFIRMED, pb.PAYOUT_STATE_CANCELLED, pb.PAYOUT_STATE_FAILED}
@@ -48,15 +51,23 @@ async def call(target: str, method: str, request: object) -> object | None:
         return None
 
 
+RPC_FAULTS = {"try_again_later_rate": 0.1, "drop_rate": 0.1, "http_503_rate": 0.03}
+# Nodes that disagree as real deployments do (soroban_sandbox/README.md "Faults"): half the
+# calls answered by a node two ledgers behind, transaction stores a ledger behind their
+# ledger entries, a ledger ingested between the two reads of some getTransaction calls,
+# nodes restarting with their history gone, and outsiders re-submitting envelopes they saw.
+LYING_NODES = {**RPC_FAULTS, "node_lags": [0, 2], "tx_store_lag_ledgers": 1,
+               "ingest_race_rate": 0.2, "node_restart_rate": 0.01, "replay_rate": 0.05}
+
+
+@pytest.mark.parametrize("faults", [RPC_FAULTS, LYING_NODES], ids=["rpc_faults", "lying_nodes"])
 async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_once(
-    fresh_database, tmp_path
+    fresh_database, tmp_path, faults
 ):
     rng = random.Random(2024)  # fixed, so a failing run replays the same choices
     async with contextlib.AsyncExitStack() as stack:
         sandbox = await stack.enter_async_context(RunningSandbox(
-            ledger_interval=0.25, seed=77,
-            faults={"try_again_later_rate": 0.1, "drop_rate": 0.1, "http_503_rate": 0.03},
-        ))
+            ledger_interval=0.25, seed=77, faults=faults))
         world = await channel_world(sandbox, channels=2, payouts=PAYOUTS)
         signer = await stack.enter_async_context(running_signer(
             tmp_path, network_passphrase=sandbox.passphrase, backend="hot",
@@ -143,9 +154,11 @@ async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_onc
     assert cancelled and len(cancelled) < PAYOUTS, "the run exercised both outcomes"
 
 
-@pytest.mark.parametrize("mode", ["classic", "contract"])
+@pytest.mark.parametrize(("mode", "faults"), [
+    ("classic", RPC_FAULTS), ("contract", RPC_FAULTS), ("classic", LYING_NODES),
+], ids=["classic", "contract", "classic-lying_nodes"])
 async def test_batch_mode_random_cancels_while_replicas_die_pay_each_payout_once(
-    fresh_database, tmp_path, batch_signer, mode
+    fresh_database, tmp_path, batch_signer, mode, faults
 ):
     """The same chaos in batch mode: three pipeline processes (tests/integration/batch_worker.py)
     on one database with two channels and the real signer, payouts cancelled and retried at
@@ -153,10 +166,7 @@ async def test_batch_mode_random_cancels_while_replicas_die_pay_each_payout_once
     each payout paid at most once, every one confirmed paid once, every one cancelled unpaid,
     and the guilty ones failed with their reason (or cancelled)."""
     rng = random.Random(4048)
-    async with RunningSandbox(
-        ledger_interval=0.25, seed=78,
-        faults={"try_again_later_rate": 0.1, "drop_rate": 0.1, "http_503_rate": 0.03},
-    ) as sandbox:
+    async with RunningSandbox(ledger_interval=0.25, seed=78, faults=faults) as sandbox:
         world = await batch_world(sandbox, batch_signer, mode=mode, channels=True)
         await world.snapshot(sandbox)
         env = batch_worker_env(fresh_database, sandbox, batch_signer, world,
@@ -213,3 +223,121 @@ async def test_batch_mode_random_cancels_while_replicas_die_pay_each_payout_once
             assert state == ("CONFIRMED", None), (planned.payout_id, state, logs)
     assert current[early.payout_id][0] == "CANCELLED"
     assert len(cancelled) < len(world.payouts), "the run paid something too"
+
+
+async def test_external_signing_chaos_with_holders_that_submit_themselves(fresh_database,
+                                                                          tmp_path):
+    """External signing against nodes that disagree: three replicas SIGKILLed at random,
+    payouts cancelled and retried, and an outside signer that, for each envelope it is
+    handed, signs it back through SubmitSignedTransaction, or signs it and submits it to the
+    network itself without telling the service, or never signs it. The ledger shows each
+    payout paid at most once; a payout is CONFIRMED exactly when it was paid (a cancelled
+    one whose holder had already submitted its envelope is recorded CONFIRMED, not hidden);
+    nothing is stuck."""
+    rng = random.Random(1917)
+    async with contextlib.AsyncExitStack() as stack:
+        sandbox = await stack.enter_async_context(RunningSandbox(
+            ledger_interval=0.25, seed=79, faults=LYING_NODES))
+        source = Keypair.random()
+        dests = [Keypair.random().public_key for _ in range(EXTERNAL_PAYOUTS)]
+        for address in (source.public_key, *dests):
+            await sandbox.fund(address)
+        env = {
+            "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
+            "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
+            "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_PLAINTEXT": "true",
+            "PAYOUTS_SIGNING_MODE": "external", "PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS": "5",
+            "PAYOUTS_CONFIRM_POLL_MS": "150", "PAYOUTS_RPC_TIMEOUT_MS": "1000",
+            "PAYOUTS_MAX_ATTEMPTS": "30",
+        }
+        replicas = [ServiceProcess(env, tmp_path / f"replica-{i}.log") for i in range(REPLICAS)]
+        rpc = SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient())
+        stack.push_async_callback(rpc.close)
+        decided: dict[str, str] = {}  # envelope hash -> what its holder does with it
+        stop = asyncio.Event()
+
+        async def holder() -> None:
+            while not stop.is_set():
+                page = await call(targets[0], "ListPayouts", pb.ListPayoutsRequest(
+                    states=[pb.PAYOUT_STATE_AWAITING_SIGNATURE], page_size=100))
+                for payout in getattr(page, "payouts", []):
+                    envelope = TransactionEnvelope.from_xdr(payout.unsigned_envelope_xdr,
+                                                            sandbox.passphrase)
+                    if envelope.hash_hex() in decided:
+                        continue
+                    choice = rng.choices(["api", "itself", "never"], [6, 3, 1])[0]
+                    decided[envelope.hash_hex()] = choice
+                    envelope.sign(source)
+                    if choice == "api":
+                        await call(rng.choice(targets), "SubmitSignedTransaction",
+                                   pb.SubmitSignedTransactionRequest(
+                                       payout_id=payout.payout_id,
+                                       signed_envelope_xdr=envelope.to_xdr()))
+                    elif choice == "itself":
+                        with contextlib.suppress(Exception):  # a faulty node: it tried
+                            await rpc.send_transaction(envelope)
+                await asyncio.sleep(0.1)
+
+        try:
+            for replica in replicas:
+                await replica.start()
+            targets = [f"127.0.0.1:{r.port}" for r in replicas]
+            signing = asyncio.create_task(holder())
+            ids = [f"ext-{n}" for n in range(EXTERNAL_PAYOUTS)]
+            cancelled: set[str] = set()
+            for n, payout_id in enumerate(ids):
+                request = pb.CreatePayoutRequest(payout_id=payout_id, destination=dests[n],
+                                                 amount="1", asset="XLM",
+                                                 idempotency_key=payout_id)
+                for _ in range(50):  # a caller retries with the same idempotency key
+                    if await call(rng.choice(targets), "CreatePayout", request) is not None:
+                        break
+                    await asyncio.sleep(0.1)
+            for _ in range(CHAOS_STEPS):
+                action = rng.random()
+                victim = rng.choice(ids)
+                if action < 0.15:
+                    if await call(rng.choice(targets), "CancelPayout", pb.CancelPayoutRequest(
+                            payout_id=victim, reason="chaos")) is not None:
+                        cancelled.add(victim)
+                elif action < 0.25:
+                    await call(rng.choice(targets), "RetryPayout",
+                               pb.RetryPayoutRequest(payout_id=victim, reason="chaos"))
+                elif action < 0.45:
+                    replica = rng.choice(replicas)
+                    await replica.stop()  # SIGKILL
+                    await replica.start()
+                await asyncio.sleep(rng.uniform(0.05, 0.3))
+            states: dict[str, int] = {}
+            for _ in range(900):
+                page = await call(targets[0], "ListPayouts", pb.ListPayoutsRequest(page_size=100))
+                if page is not None:
+                    states = {p.payout_id: p.state for p in page.payouts}  # type: ignore[attr-defined]
+                    if all(s in FINAL for s in states.values()):
+                        failed = [p for p, s in states.items() if s == pb.PAYOUT_STATE_FAILED]
+                        for payout_id in failed:
+                            await call(targets[0], "RetryPayout",
+                                       pb.RetryPayoutRequest(payout_id=payout_id))
+                        if not failed:
+                            break
+                await asyncio.sleep(0.2)
+            stop.set()
+            await signing
+            logs = "".join(r.log_path.read_text()[-2000:] for r in replicas)
+            assert all(s in FINAL for s in states.values()), (states, logs)
+        finally:
+            stop.set()
+            for replica in replicas:
+                await replica.stop()
+        transfers = await sandbox.transfers()
+    paid: dict[str, int] = {}
+    for t in transfers:
+        paid[t["to"]] = paid.get(t["to"], 0) + 1
+    by_payout = {payout_id: paid.get(dests[n], 0) for n, payout_id in enumerate(ids)}
+    assert all(count <= 1 for count in by_payout.values()), f"paid twice: {by_payout}"
+    for payout_id, state in states.items():
+        assert (state == pb.PAYOUT_STATE_CONFIRMED) == (by_payout[payout_id] == 1), \
+            (payout_id, pb.PayoutState.Name(state), by_payout[payout_id])
+        if state == pb.PAYOUT_STATE_CANCELLED:
+            assert payout_id in cancelled
+    assert "itself" in decided.values(), "some holder submitted an envelope itself"

@@ -7,7 +7,7 @@ import random
 from stellar_sdk import Keypair
 
 from payout_service.core.envelopes import signed_envelope_problem
-from payout_service.core.retry import backoff_seconds, judge_rejection, proof_of_death
+from payout_service.core.retry import backoff_seconds, judge_rejection
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 
 NET = "Test SDF Network ; September 2015"
@@ -112,22 +112,6 @@ def test_garbage_is_refused_without_a_traceback():
         "bm9wZQ==", expected_hash="00", network_passphrase=NET
     )
     assert problem == "is not a base64 TransactionEnvelope XDR"
-
-
-def test_not_found_before_max_time_is_no_proof():
-    assert proof_of_death(max_time=100, submitted_ledger=10, latest_ledger=20,
-                          latest_close_time=100, oldest_ledger=1) is None
-
-
-def test_not_found_after_max_time_with_history_is_proof():
-    proof = proof_of_death(max_time=100, submitted_ledger=10, latest_ledger=20,
-                           latest_close_time=101, oldest_ledger=5)
-    assert proof is not None and "max_time 100" in proof.text
-
-
-def test_not_found_without_history_of_the_submission_is_no_proof():
-    assert proof_of_death(max_time=100, submitted_ledger=10, latest_ledger=20,
-                          latest_close_time=500, oldest_ledger=11) is None
 
 
 def test_bad_auth_is_permanent_and_bad_seq_is_retryable():

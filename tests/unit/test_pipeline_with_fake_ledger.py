@@ -8,8 +8,6 @@ sandbox and the real signer.
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass, field
 
 import pytest
 from stellar_sdk import Keypair
@@ -17,181 +15,22 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service import metrics
 from payout_service.adapters.channel_store import ChannelRegistry
-from payout_service.adapters.ledger import (
-    Accepted,
-    Included,
-    LedgerInfo,
-    NotFound,
-    Rejected,
-    SourceAccountMissing,
-)
-from payout_service.adapters.payout_store import PayoutStore, create_pool
+from payout_service.adapters.ledger import SourceAccountMissing
 from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
-from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
-from payout_service.config import load_config
 from payout_service.core.states import IllegalTransition, PayoutState
-from payout_service.core.validation import AmountLimits, validate_payout_request
-from payout_service.migrations import apply_migrations
-
-NET = "Test SDF Network ; September 2015"
-# Real sequence numbers start at ledger << 32: far beyond int32, as in production.
-START_SEQ = 123 << 32
-RESOURCE_FEE = 150
-
-
-@dataclass
-class FakeLedger:
-    account_seq: int = START_SEQ
-    ledger: int = 10
-    close_time: int = field(default_factory=lambda: int(time.time()))
-    pending: dict[str, TransactionEnvelope] = field(default_factory=dict)
-    included: dict[str, int] = field(default_factory=dict)
-    drop_next: int = 0
-    sends: int = 0
-    # Like a real node's queue: one pending transaction per source, no chains.
-    one_pending: bool = False
-    reject_code: str | None = None
-
-    async def account_sequence(self, account_id: str) -> int:
-        return self.account_seq
-
-    async def latest_ledger(self) -> LedgerInfo:
-        return LedgerInfo(self.ledger, self.close_time)
-
-    fee_p90: int | None = None
-
-    async def inclusion_fee_p90(self, lane: str = "soroban") -> int | None:
-        return self.fee_p90
-
-    simulations: int = 0
-
-    async def prepare(self, envelope: TransactionEnvelope) -> TransactionEnvelope:
-        self.simulations += 1
-        envelope.transaction.fee += RESOURCE_FEE  # the builder's inclusion bid + resources
-        return envelope
-
-    async def send(self, envelope_xdr: str) -> Accepted | Rejected:
-        self.sends += 1
-        env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
-        tx_hash = env.hash_hex()
-        if self.reject_code:
-            return Rejected(self.reject_code)
-        if tx_hash in self.included:
-            return Rejected("txBAD_SEQ")
-        if self.one_pending and self.pending:
-            return Rejected("txBAD_SEQ")
-        if env.transaction.sequence != self.account_seq + 1 + len(self.pending):
-            return Rejected("txBAD_SEQ")
-        if self.drop_next:
-            self.drop_next -= 1
-            return Accepted(self.ledger)
-        self.pending[tx_hash] = env
-        return Accepted(self.ledger)
-
-    def close(self, seconds: int = 5) -> None:
-        self.ledger += 1
-        self.close_time += seconds
-        for tx_hash, env in sorted(self.pending.items(), key=lambda kv: kv[1].transaction.sequence):
-            if env.transaction.preconditions.time_bounds.max_time < self.close_time:
-                continue
-            self.account_seq = env.transaction.sequence
-            self.included[tx_hash] = self.ledger
-        self.pending.clear()
-
-    async def lookup(self, tx_hash: str) -> Included | NotFound:
-        if tx_hash in self.included:
-            return Included(True, self.included[tx_hash], "txSUCCESS", 250)
-        return NotFound(self.ledger, self.close_time, 1)
-
-
-@dataclass
-class FakeSigner:
-    key: Keypair
-    refuse: bool = False
-    refuse_next: int = 0
-    unavailable: bool = False
-
-    async def sign_transaction(self, envelope_xdr: str, **_: object) -> SignedEnvelope:
-        if self.unavailable:
-            raise SignerUnavailable("UNAVAILABLE: connection refused")
-        if self.refuse_next:
-            self.refuse_next -= 1
-            raise SigningRefused("PERMISSION_DENIED: policy rule max_amount refused")
-        if self.refuse:
-            raise SigningRefused("PERMISSION_DENIED: policy rule max_amount refused")
-        env = TransactionEnvelope.from_xdr(envelope_xdr, NET)
-        env.sign(self.key)
-        return SignedEnvelope(env.to_xdr(), env.hash_hex())
-
-    async def channel_key(self, source_account: str) -> str | None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-@pytest.fixture
-async def world(fresh_database):
-    source = Keypair.random()
-    pool = await create_pool(fresh_database)
-    async with pool.acquire() as conn:
-        await apply_migrations(conn)
-
-    def make(mode: str, **extra: str) -> tuple[PayoutDesk, Pipeline, FakeLedger, FakeSigner]:
-        env = {
-            "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": source.public_key,
-            "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://fake",
-            "PAYOUTS_SIGNING_MODE": mode, "PAYOUTS_SIGNER_ADDR": "x", "PAYOUTS_SIGNER_CA_CERT": "x",
-            "PAYOUTS_SIGNER_CLIENT_CERT": "x", "PAYOUTS_SIGNER_CLIENT_KEY": "x",
-            "PAYOUTS_TX_WINDOW_SECONDS": "30", "PAYOUTS_PLAINTEXT": "true", **extra,
-        }
-        config = load_config(env)
-        ledger, signer = FakeLedger(), FakeSigner(source)
-        desk = PayoutDesk(config, PayoutStore(pool), ledger)  # type: ignore[arg-type]
-        pipeline = Pipeline(config, desk.attempts, ledger,  # type: ignore[arg-type]
-                            signer if mode == "signer" else None)  # type: ignore[arg-type]
-        return desk, pipeline, ledger, signer
-
-    yield make, source
-    await pool.close()
-
-
-async def create(desk: PayoutDesk, n: int) -> None:
-    req = validate_payout_request(
-        payout_id=f"p{n}", destination=Keypair.random().public_key, amount="1", asset="XLM",
-        idempotency_key=f"k{n}", metadata={}, reference="", limits=AmountLimits(),
-    )
-    await desk.create(req, actor="test", correlation_id=f"c{n}")
-
-
-async def one_channel(desk: PayoutDesk, pipeline: Pipeline, signer: FakeSigner) -> Keypair:
-    """A channel account registered active with key id channel-0, which the fake signer's
-    channel_key names for it."""
-    channel = Keypair.random()
-    await pipeline.sequences.ensure_source(channel.public_key, START_SEQ)
-    await ChannelRegistry(desk.store.pool).add_active([(channel.public_key, "channel-0")],
-                                                      actor="test")
-
-    async def channel_key(account: str) -> str | None:
-        return "channel-0" if account == channel.public_key else None
-
-    signer.channel_key = channel_key  # type: ignore[method-assign]
-    return channel
-
-
-async def run_until_settled(pipeline: Pipeline, ledger: FakeLedger, rounds: int = 40) -> None:
-    for _ in range(rounds):
-        await pipeline.prepare_once()
-        await pipeline.send_once()
-        ledger.close()
-        await pipeline.attempts.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-        await pipeline.confirm_once()
-
-
-async def states(desk: PayoutDesk) -> dict[str, str]:
-    rows = await desk.store.pool.fetch("SELECT payout_id, state FROM payouts")
-    return {r["payout_id"]: r["state"] for r in rows}
+from tests.unit.fake_pipeline import (
+    NET,
+    RESOURCE_FEE,
+    START_SEQ,
+    attempts_by_payout,
+    create,
+    one_channel,
+    past_max_time,
+    poll_now,
+    run_until_settled,
+    states,
+)
 
 
 async def test_signed_payouts_are_confirmed_once_with_consecutive_sequences(world):
@@ -221,26 +60,13 @@ async def test_a_dropped_transaction_is_rebuilt_only_after_proof_of_death(world)
     attempts = await desk.store.pool.fetch("SELECT status FROM payout_attempts")
     assert [a["status"] for a in attempts] == ["sent"], "no new attempt before proof"
     ledger.drop_next = 0
-    ledger.close(seconds=60)  # a ledger closes after max_time
-    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-    await pipeline.confirm_once()
+    await past_max_time(pipeline, ledger)  # proven dead
     rows = await desk.store.pool.fetch("SELECT status, proof FROM payout_attempts ORDER BY number")
     assert rows[0]["status"] == "dead" and "max_time" in rows[0]["proof"]
     await desk.store.pool.execute("UPDATE payouts SET next_attempt_at = now()")
     await run_until_settled(pipeline, ledger, rounds=5)
     assert (await states(desk)) == {"p1": "CONFIRMED"}
     assert len(ledger.included) == 1
-
-
-async def attempts_by_payout(desk: PayoutDesk) -> dict[str, list[tuple[str, str | None]]]:
-    rows = await desk.store.pool.fetch(
-        """SELECT p.payout_id, a.status, a.proof FROM payout_attempts a
-           JOIN payouts p ON p.id = a.payout_id ORDER BY p.payout_id, a.number"""
-    )
-    out: dict[str, list[tuple[str, str | None]]] = {}
-    for r in rows:
-        out.setdefault(r["payout_id"], []).append((r["status"], r["proof"]))
-    return out
 
 
 async def test_a_too_early_rejection_keeps_the_envelope_until_its_predecessor_lands(world):
@@ -258,13 +84,19 @@ async def test_a_too_early_rejection_keeps_the_envelope_until_its_predecessor_la
     assert all([status for status, _ in a] == ["included"] for a in attempts.values()), attempts
 
 
-async def test_a_sequence_used_by_another_transaction_proves_death_at_once(world):
+async def test_a_sequence_used_by_another_transaction_proves_death_a_ledger_later(world):
+    """Refused txBAD_SEQ with the account past its number: dead once a getTransaction that
+    covers the ledger the account was read at says NOT_FOUND (the next ledger's poll; the
+    answer in the same ledger may not have searched it), long before its max_time."""
     make, _ = world
     desk, pipeline, ledger, _ = make("signer")
     await create(desk, 1)
     await pipeline.prepare_once()
     ledger.account_seq += 5  # someone else used the source account meanwhile
     await pipeline.send_once()
+    assert [s for s, _ in (await attempts_by_payout(desk))["p1"]] == ["sent"]
+    ledger.close(seconds=1)
+    await poll_now(pipeline)
     attempts = (await attempts_by_payout(desk))["p1"]
     assert attempts[0][0] == "dead" and "consumed by another transaction" in attempts[0][1]
     await desk.store.pool.execute("UPDATE payouts SET next_attempt_at = now()")
@@ -407,9 +239,7 @@ async def test_each_new_attempt_bids_more_and_never_past_max_gas(world):
             "SELECT fee_stroops FROM payout_attempts ORDER BY number DESC LIMIT 1"))
         ledger.drop_next = 10**6
         await pipeline.send_once()
-        ledger.close(seconds=60)  # past max_time: proven dead, a new attempt is due
-        await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-        await pipeline.confirm_once()
+        await past_max_time(pipeline, ledger)  # proven dead
     assert fees == [300 + RESOURCE_FEE, 600 + RESOURCE_FEE, 1000, 1000], fees
     assert (await states(desk))["p1"] != "FAILED"
 
@@ -647,9 +477,7 @@ async def test_a_channel_held_attempt_does_not_count_toward_max_attempts(world):
     ledger.drop_next = 10**6  # the payer's attempt never lands
     await pipeline.prepare_once()
     await pipeline.send_once()
-    ledger.close(seconds=60)  # a ledger closes after its max_time: proven dead
-    await desk.store.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-    await pipeline.confirm_once()
+    await past_max_time(pipeline, ledger)  # proven dead
     assert (await states(desk)) == {"p1": "QUEUED"}, "one counted attempt of two"
     ledger.drop_next = 0
     await desk.store.pool.execute("UPDATE payouts SET next_attempt_at = now()")
@@ -663,11 +491,6 @@ async def test_a_channel_held_attempt_does_not_count_toward_max_attempts(world):
     assert await desk.store.pool.fetchval(
         "SELECT next_sequence FROM source_accounts WHERE account = $1", channel
     ) == START_SEQ + 1, "the channel's number was given back"
-
-
-async def poll_now(pipeline: Pipeline) -> None:
-    await pipeline.attempts.pool.execute("UPDATE payout_attempts SET next_poll_at = now()")
-    await pipeline.confirm_once()
 
 
 async def test_a_dropped_transaction_is_re_sent_once_per_closed_ledger_not_per_poll(world):

@@ -46,8 +46,11 @@ def test_every_cancellable_state_can_move_to_cancelled():
         check_transition(state, S.CANCELLED)
 
 
-def test_confirmation_follows_submission_or_an_abandoned_envelope_landing():
-    assert payout_sources(S.CONFIRMED) == {S.SUBMITTED, S.FAILED, S.CANCELLED}
+def test_confirmation_follows_any_envelope_that_left_us_landing():
+    """Sent by us (SUBMITTED), handed out unsigned and submitted by its holder
+    (AWAITING_SIGNATURE), or abandoned and landing after all (FAILED, CANCELLED)."""
+    assert payout_sources(S.CONFIRMED) == {S.SUBMITTED, S.AWAITING_SIGNATURE, S.FAILED,
+                                           S.CANCELLED}
 
 
 def test_attempt_end_states_are_final():

@@ -23,7 +23,7 @@ from payout_service.migrations import apply_migrations
 from payout_service.tracing import server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 from tests.tls_certs import DevCA
-from tests.unit.test_pipeline_with_fake_ledger import NET, FakeLedger, create, run_until_settled
+from tests.unit.fake_pipeline import NET, FakeLedger, create, run_until_settled
 
 EXPORTER = InMemorySpanExporter()
 

@@ -1,0 +1,140 @@
+"""Proofs of death: when a transaction that left us can never land (DESIGN.md invariants 1, 8).
+
+Every envelope that ever left the service (sent by us, or handed out unsigned to an external
+signer, who may submit it without telling us) may land until the chain proves otherwise. This
+module is the one place that decides, from observations of the chain; callers gather them and
+apply the verdict. Pure: no I/O.
+
+Real RPC nodes are not one consistent clock. stellar-rpc serves getLedgerEntries from captive
+core's current state while getTransaction reads the transactions it has ingested into its own
+database, which may be behind; a load balancer answers each call from a node at its own height;
+history is kept for a moving window and starts afresh on a node that lost its database. So a
+proof never combines two observations without checking that they describe overlapping
+history:
+
+- A getTransaction NOT_FOUND says the transaction is in none of the ledgers the answering node
+  had searched. stellar-rpc reads the transaction first and its ledger range second
+  (methods/get_transaction.go), so a ledger ingested between the two reads is reported in
+  `latestLedger` without having been searched: an answer covers [oldestLedger,
+  latestLedger - 1] (ingestion commits one ledger per database transaction, seconds apart;
+  the two reads are microseconds apart). It is worth something only if that range starts at
+  or before the first ledger the envelope could have been applied in (when it was first sent
+  or handed out).
+- **Expired**: some ledger S closed after the envelope's max_time, and the NOT_FOUND covers S.
+  Close times strictly increase, so no ledger after S can include it, and none up to S did.
+  S comes from an earlier observation (any answer's latest ledger and its close time): the
+  NOT_FOUND's own latest ledger is the one it may not have searched.
+- **Sequence consumed**: the account, read at ledger A, is at or past the envelope's sequence
+  number, and the NOT_FOUND covers A. Some transaction used the number at or before A, and it
+  was not ours. A NOT_FOUND from a store that has not searched A (a transaction store behind
+  the ledger entries, a lagging node behind a load balancer) proves nothing: ours may be the
+  one that used the number.
+- **Source missing**: the account does not exist at ledger A (merged), and the NOT_FOUND
+  covers A. A re-created account starts at sequence (its creation ledger) << 32, above
+  A << 32; an envelope numbered at or below that can never apply (stellar-core
+  getStartingSequenceNumber; AccountMerge refuses a sequence number that far, SEQNUM_TOO_FAR).
+
+Every observation used with a NOT_FOUND must have been made before that getTransaction was
+sent (an account or ledger read first, or remembered from an earlier look): then the facts it
+states (a ledger's close time, an account's state at a ledger) are about ledgers the NOT_FOUND
+can be checked against. What makes the proof safe is the coverage condition, which needs the
+order only to be satisfied at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DeathKind(StrEnum):
+    EXPIRED = "expired"
+    SEQUENCE_CONSUMED = "sequence_consumed"
+    SOURCE_MISSING = "source_missing"
+    # Another transaction with the same source and sequence number was seen included.
+    REPLACED = "replaced"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What we know of a transaction we built."""
+
+    sequence: int
+    max_time: int  # unix seconds; every transaction carries one (invariant 2)
+    # The first ledger it could have been applied in: the ledger we first saw when we sent it
+    # or handed it out. None: it never left us, so there is nothing to prove.
+    left_at_ledger: int | None
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """A getTransaction NOT_FOUND, with the range of history of the node that answered."""
+
+    latest_ledger: int
+    latest_ledger_close_time: int
+    oldest_ledger: int
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """A source account as one getLedgerEntries answer showed it."""
+
+    sequence: int | None  # None: no such account at that ledger
+    ledger: int  # the ledger the answer reflects (its latestLedger)
+
+
+@dataclass(frozen=True)
+class ClosedLedger:
+    """A ledger some answer reported, with its close time."""
+
+    sequence: int
+    close_time: int
+
+
+@dataclass(frozen=True)
+class DeathProof:
+    kind: DeathKind
+    text: str
+
+
+# Ledgers a getTransaction answer may report without having searched them (see above).
+UNSEARCHED_LEDGERS = 1
+
+
+def proof_of_death(
+    envelope: Envelope, not_found: NotFound, *, closed: ClosedLedger | None = None,
+    account: AccountState | None = None,
+) -> DeathProof | None:
+    """A proof that `envelope` can never land, or None when these observations do not give
+    one (then it may still land: keep it and look again later). `closed` and `account` were
+    observed before the getTransaction that answered `not_found`."""
+    if envelope.left_at_ledger is None or not_found.oldest_ledger > envelope.left_at_ledger:
+        return None  # the node's history does not reach back to when it could first land
+    covered_to = not_found.latest_ledger - UNSEARCHED_LEDGERS
+    seen = (f"NOT_FOUND by a node that searched ledgers {not_found.oldest_ledger}.."
+            f"{covered_to} (left us at ledger {envelope.left_at_ledger})")
+    if closed is not None and closed.close_time > envelope.max_time \
+            and closed.sequence <= covered_to:
+        return DeathProof(DeathKind.EXPIRED, (
+            f"{seen}; ledger {closed.sequence} closed at {closed.close_time} > max_time "
+            f"{envelope.max_time}"))
+    if account is None or account.ledger > covered_to:
+        return None
+    if account.sequence is None:
+        if envelope.sequence <= account.ledger << 32:
+            return DeathProof(DeathKind.SOURCE_MISSING, (
+                f"{seen}; source account missing at ledger {account.ledger}"))
+        return None
+    if account.sequence >= envelope.sequence:
+        return DeathProof(DeathKind.SEQUENCE_CONSUMED, (
+            f"{seen}; sequence {envelope.sequence} consumed by another transaction "
+            f"(account at {account.sequence} in ledger {account.ledger})"))
+    return None
+
+
+def replaced_by(envelope: Envelope, landed_hash: str, ledger: int) -> DeathProof:
+    """A transaction with the same source account and sequence number as `envelope` was
+    included (a getTransaction SUCCESS or FAILED answer, which no lag can fake): the number is
+    consumed, and stellar-core applies a source's number at most once."""
+    return DeathProof(DeathKind.REPLACED, (
+        f"sequence {envelope.sequence} consumed by {landed_hash} included in ledger {ledger}"))
