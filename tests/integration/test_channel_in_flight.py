@@ -89,7 +89,8 @@ async def test_the_count_follows_every_statement_and_the_lease_skips_busy_channe
     # Two sources in one statement, in and out of flight at once.
     await pool.execute(
         """UPDATE payout_attempts SET status = CASE status WHEN 'sent' THEN 'dead'
-                                                          ELSE 'sent' END
+                                                          ELSE 'sent' END,
+                                      proof = 'a proof of death'
            WHERE source_account = ANY($1::text[])""",
         [b, c],
     )
