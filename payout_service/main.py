@@ -16,8 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from payout_service import metrics
 from payout_service.adapters.channel_store import ChannelConflict, ChannelRegistry
+from payout_service.adapters.database import create_pool_waiting, retry_while_unavailable
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
-from payout_service.adapters.payout_store import PayoutStore, create_pool_waiting
+from payout_service.adapters.payout_store import PayoutStore
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.api import PayoutServicer
 from payout_service.app.channel_pool import ChannelPool, KeyRoleMismatch
@@ -92,8 +93,7 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 async def start_service(config: Config) -> RunningService:
     pool = await create_pool_waiting(config.database_url)
-    async with pool.acquire() as conn:
-        await apply_migrations(conn)
+    await retry_while_unavailable(lambda: migrate(pool), config.database_url)
     registry = ChannelRegistry(pool)
     if config.signer is not None and config.signer.channel_keys:
         try:
@@ -176,6 +176,14 @@ async def start_service(config: Config) -> RunningService:
         "metrics_port": service.metrics_endpoint.port if service.metrics_endpoint else None,
     })
     return service
+
+
+async def migrate(pool: asyncpg.Pool) -> list[str]:
+    """Pending migrations under their advisory lock. A failover during start-up breaks the
+    session (and with it the lock, which lived on the old primary only); the caller tries
+    again on the new primary, where each migration either committed or did not."""
+    async with pool.acquire() as conn:
+        return await apply_migrations(conn)
 
 
 async def dependencies_reachable(service: RunningService) -> dict[str, bool]:
