@@ -7,7 +7,8 @@ lost and restored from the backup, which knows nothing of what was paid after it
 Restored as the runbook says (hold sending, reconcile against the chain and the signer's
 audit log, release), nobody is paid twice: the payouts paid after the backup are recorded
 CONFIRMED with the transactions the chain has, those created after the backup are reported
-(their callers hold acknowledgements this database cannot answer), Reconcile agrees with the
+(their callers hold acknowledgements this database cannot answer; one created again by its
+caller while sending is held is attached to its payment instead), Reconcile agrees with the
 chain, and the audit log's copy verifies against its checkpoint."""
 
 from __future__ import annotations
@@ -85,11 +86,14 @@ async def test_a_restore_older_than_the_last_payouts_pays_nobody_twice(fresh_dat
                 grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}"))
             stubs = [payout_pb2_grpc.PayoutServiceStub(channel)]
 
+            destination: dict[str, str] = {}
+
             async def pay(prefix: str, count: int) -> list[str]:
                 ids = []
                 for _ in range(count):
                     n, dest = next(dests)
                     ids.append(f"{prefix}-{n}")
+                    destination[ids[-1]] = dest
                     await create_acknowledged(stubs, ids[-1], dest, log)
                 return ids
 
@@ -130,26 +134,29 @@ async def test_a_restore_older_than_the_last_payouts_pays_nobody_twice(fresh_dat
             assert (code, held["held"]) == (0, True), held
             await replica.start()  # serves; builds nothing while held
             assert "sending held" in replica.log_path.read_text()
-            # What the callers of the payouts created after the backup now see.
+            # What the callers of the payouts created after the backup now see; one of them
+            # creates it again (same request), while sending is held.
             assert [await answer(stubs[0], p) for p in after] == [grpc.StatusCode.NOT_FOUND] * AFTER
+            recreated, *unknown = after
+            await create_acknowledged(stubs, recreated, destination[recreated], log)
             code, report = await restore_tool(
                 env, "reconcile", "--wait",
                 "--signer-audit-log", str(audit_backup / signer.audit_log.name))
-            assert code == 3, report  # the payouts created after the backup need an operator
-            assert sorted(p["payout_id"] for p in report["needs_operator"]) == sorted(after)
+            assert code == 3, report  # a payout created after the backup needs an operator
+            assert [p["payout_id"] for p in report["needs_operator"]] == unknown
             assert {p["verdict"] for p in report["needs_operator"]} == {"unknown_payout_paid"}
             attached = {a["payout_id"]: a for a in report["actions"]}
-            assert sorted(attached) == sorted(unbuilt), report
+            assert sorted(attached) == sorted([*unbuilt, recreated]), report
             code, refused = await restore_tool(env, "release")
             assert (code, refused["released"]) == (3, False), "not without a clean reconcile"
             # The operator told those callers; sending resumes.
             code, released = await restore_tool(env, "release", "--force")
             assert (code, released["released"]) == (0, True)
-            states = await settled(stubs, BEFORE + UNBUILT_AT_BACKUP, log)
+            states = await settled(stubs, BEFORE + UNBUILT_AT_BACKUP + 1, log)
             reconciliation = await admin_pb2_grpc.PayoutAdminServiceStub(channel).Reconcile(
                 admin_pb2.ReconcileRequest(lookback_hours=1))
             hashes = {}
-            for payout_id in unbuilt:
+            for payout_id in [*unbuilt, recreated]:
                 got = await stubs[0].GetPayout(pb.GetPayoutRequest(payout_id=payout_id))
                 hashes[payout_id] = got.payout.tx_hash
         finally:
@@ -160,10 +167,10 @@ async def test_a_restore_older_than_the_last_payouts_pays_nobody_twice(fresh_dat
                                        str(audit_backup / signer.audit_log.name))
     assert paid == paid_before_loss, "nothing paid again after the restore"
     assert sorted(paid.get(d, 0) for d in world.dests) == [1] * len(world.dests), paid
-    assert set(states) == {*log.acknowledged} - set(after)
+    assert set(states) == {*log.acknowledged} - set(unknown)
     assert set(states.values()) == {pb.PAYOUT_STATE_CONFIRMED}, states
-    assert all(hashes[p] == attached[p]["tx_hash"] for p in unbuilt), (hashes, attached)
-    assert reconciliation.checked == BEFORE + UNBUILT_AT_BACKUP
+    assert all(hashes[p] == attached[p]["tx_hash"] for p in hashes), (hashes, attached)
+    assert reconciliation.checked == BEFORE + UNBUILT_AT_BACKUP + 1
     assert list(reconciliation.mismatches) == [], reconciliation
     assert verified.startswith("ok:"), verified
 
