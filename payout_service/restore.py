@@ -11,7 +11,9 @@ talks to PostgreSQL and Stellar RPC directly: it is run while sending is held, b
 `hold` applies the migrations first (a restored database may predate the hold's table).
 The reconciliation's rules are core/restore.py's; its writes are adapters/restore_store.py's.
 Exit status: 0 done, 2 usage or configuration, 3 something needs an operator (the report says
-what), 4 not yet quiet (envelopes signed before the hold may still land: wait, or --wait).
+what), 4 not yet quiet (envelopes signed before the hold may still land: wait, or --wait),
+5 Stellar RPC unavailable (run again: each write is one transaction, and a second run judges
+what the first one attached as the database's own attempt).
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from stellar_sdk import TransactionEnvelope
 
 from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.database import create_pool
-from payout_service.adapters.ledger import Included, LedgerGateway, LedgerUnavailable
+from payout_service.adapters.ledger import (
+    Included,
+    LedgerGateway,
+    LedgerUnavailable,
+    SourceAccountMissing,
+)
 from payout_service.adapters.restore_store import (
     KnownPayout,
     LandedTransaction,
@@ -172,7 +179,10 @@ async def reconcile(pool: asyncpg.Pool, ledger: LedgerGateway, config: Config,
         judgement = judge(payout.state if payout else None, candidates, confirmed)
         await _apply(pool, ledger, config, label, payout, judgement, landed, report)
     for account in await source_accounts(pool):
-        chain_sequence = await ledger.account_sequence(account)
+        try:
+            chain_sequence = await ledger.account_sequence(account)
+        except SourceAccountMissing:
+            continue  # a channel merged away: nothing will be built from it
         await AttemptStore(pool).resync_source(account, chain_sequence)
         report.resynced_sources[account] = chain_sequence
     if not report.needs_operator:
@@ -274,6 +284,9 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     except NeedsOperator as err:
         _print({"error": str(err)})
         return 4 if str(err).startswith("not yet quiet") else 3
+    except LedgerUnavailable as err:
+        _print({"error": f"Stellar RPC unavailable ({err}): nothing half-done; run again"})
+        return 5
     finally:
         await ledger.close()
         await pool.close()
