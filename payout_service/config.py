@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from payout_service.adapters.database import parse_database_url
 from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.batches import (
     MAX_OPERATIONS_PER_TX,
@@ -184,6 +185,15 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _database_url(env: Mapping[str, str]) -> str:
+    url = _required(env, "DATABASE_URL")
+    try:
+        parse_database_url(url)
+    except ValueError as err:
+        raise ConfigError(f"DATABASE_URL {err}") from None
+    return url
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     if env.get("PAYOUT_HOT_SIGNER_SECRET"):
@@ -229,7 +239,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     tx_window = _window(env, "PAYOUTS_TX_WINDOW_SECONDS", 120, window_floor)
     external_window = _window(env, "PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS", 3600, window_floor)
     return Config(
-        database_url=_required(env, "DATABASE_URL"),
+        database_url=_database_url(env),
         listen_addr=env.get("PAYOUTS_LISTEN_ADDR", "").strip() or "127.0.0.1:50051",
         live_execution=live,
         signing_mode=signing_mode,

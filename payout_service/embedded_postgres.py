@@ -11,10 +11,18 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+
+# Fast and crash-unsafe (a throwaway cluster): no fsync, commits not waited for.
+THROWAWAY_SETTINGS = {
+    "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+    "max_connections": "200",
+}
 
 
 class PostgresNotFound(RuntimeError):
@@ -41,6 +49,14 @@ def find_pg_bin() -> Path:
     )
 
 
+def _parent_of(proc: Path) -> int | None:
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and brackets.
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -48,11 +64,13 @@ def free_port() -> int:
 
 
 class EmbeddedPostgres:
-    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, root: Path | None = None, port: int | None = None,
+                 settings: Mapping[str, str] = THROWAWAY_SETTINGS) -> None:
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="payouts-pg-"))
         self.data = self.root / "data"
         self.port = port or free_port()
+        self.settings = dict(settings)
         self.bin = find_pg_bin()
         self._user = None
         if os.geteuid() == 0:
@@ -62,34 +80,49 @@ class EmbeddedPostgres:
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run(self, *args: str) -> None:
+    def run(self, *args: str) -> str:
+        """A PostgreSQL program of this installation, as the cluster's user; its stdout."""
         cmd = [str(self.bin / args[0]), *args[1:]]
         user = self._user
-        subprocess.run(  # noqa: S603
-            cmd, check=True, capture_output=True,
+        done = subprocess.run(  # noqa: S603
+            cmd, check=True, capture_output=True, text=True,
             user=user.pw_uid if user else None, group=user.pw_gid if user else None,
             cwd=self.root,
         )
+        return done.stdout
 
-    def start(self) -> EmbeddedPostgres:
+    def prepare_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self._user:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+
+    def start(self) -> EmbeddedPostgres:
+        self.prepare_root()
         if not (self.data / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                      "--encoding=UTF8", "--no-instructions")
-        opts = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
-                  "-w", "start")
+            self.run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                     "--encoding=UTF8", "--no-instructions")
+        settings = {"listen_addresses": "127.0.0.1", **self.settings}
+        opts = f"-p {self.port} -k {self.root} " + " ".join(
+            f"-c {name}={value}" for name, value in settings.items())
+        self.run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
+                 "-w", "start")
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every server process at once, as a power cut would:
+        no shutdown checkpoint, no goodbye to the clients or the standby."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = [int(p.name) for p in Path("/proc").iterdir()
+                    if p.name.isdigit() and _parent_of(p) == pid]
+        for victim in (pid, *children):
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+            self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             if self._own_root:
                 shutil.rmtree(self.root, ignore_errors=True)

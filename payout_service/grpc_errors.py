@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from payout_service.adapters.database import database_unavailable
 from payout_service.adapters.ledger import LedgerUnavailable, SimulationFailed, SourceAccountMissing
 from payout_service.adapters.payout_store import InvalidPageToken
 from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded
@@ -32,30 +30,8 @@ MAX_MESSAGE_CHARS = 1024
 MAX_DESCRIPTION_CHARS = 256
 
 
-NETWORK_ERRNOS = frozenset({
-    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED, errno.ECONNRESET,
-    errno.ETIMEDOUT, errno.ENETDOWN, errno.EHOSTDOWN, errno.EPIPE, errno.ECONNABORTED,
-})
-
-
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def database_unavailable(err: BaseException) -> bool:
-    """PostgreSQL cannot be reached right now: the call changed nothing and may be retried."""
-    if isinstance(err, asyncpg.InterfaceError):
-        # Raised by a pool shutting down or a connection lost mid-call.
-        return "pool is clos" in str(err) or "connection is closed" in str(err)
-    if isinstance(err, OSError) and not isinstance(err, TimeoutError):
-        # Refused, reset, unreachable, unknown host: not a file error of ours.
-        return isinstance(err, (ConnectionError, socket.gaierror)) or err.errno in NETWORK_ERRNOS
-    return isinstance(err, (
-        TimeoutError,  # connecting or acquiring a connection timed out
-        asyncpg.PostgresConnectionError,  # SQLSTATE class 08
-        asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
-        asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections
-    ))
 
 
 class NotFoundError(Exception):

@@ -3,6 +3,8 @@ applied to every RPC of every service."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
@@ -170,14 +172,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_stream:
             inner_stream = handler.unary_stream
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            @contextlib.asynccontextmanager
+            async def observed(request: Any, context: grpc.aio.ServicerContext
+                               ) -> AsyncIterator[None]:
                 started, outcome = time.perf_counter(), "OK"
                 trace = caller_trace(context.invocation_metadata()) if continue_trace else None
                 try:
                     await authorize(context)
                     await check_input(request, context)
-                    async for item in inner_stream(request, context):
-                        yield item
+                    yield
                 except BaseException:
                     outcome = "UNKNOWN"
                     raise
@@ -185,7 +188,20 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     end_caller_trace(trace)
                     record(context, started, outcome)
 
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                async with observed(request, context):
+                    async for item in inner_stream(request, context):
+                        yield item
+
+            async def written(request: Any, context: grpc.aio.ServicerContext) -> None:
+                async with observed(request, context):
+                    await inner_stream(request, context)
+
+            # A handler may write its messages with context.write() instead of yielding them:
+            # grpc.health.v1 Health/Watch does, and callers' client-side health checking
+            # (round robin that skips a NOT_SERVING replica) depends on it.
+            wrapper = written if inspect.iscoroutinefunction(inner_stream) else stream
             return grpc.unary_stream_rpc_method_handler(
-                stream, tolerant(handler.request_deserializer), handler.response_serializer
+                wrapper, tolerant(handler.request_deserializer), handler.response_serializer
             )
         return handler

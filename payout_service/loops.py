@@ -6,7 +6,8 @@ never spins: the runner waits `interval`, doubled after each consecutive failure
 MAX_BACKOFF_SECONDS, logs one line per backoff step, counts the failure in
 `payouts_system_errors_total{component}` (or `payouts_rpc_errors_total` when Stellar RPC is
 down) and records it in `system_errors`, which GetSystemHealth and the SYSTEM_ERROR alert
-read.
+read. A step that met a read-only database session (a demoted primary) expires the pool, so
+the retry reconnects to whichever host is primary now.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from payout_service import metrics
+from payout_service.adapters.database import expire_if_read_only
 from payout_service.adapters.ledger import LedgerUnavailable
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,9 @@ async def run_loop(
         except Exception as err:  # noqa: BLE001 - a loop must outlive one bad step
             failures += 1
             wait = backoff_after(failures, interval)
+            if await expire_if_read_only(pool, err):
+                log.warning("database session read-only: reconnecting to the primary",
+                            extra={"loop": name})
             if isinstance(err, LedgerUnavailable):
                 metrics.RPC_ERRORS.labels(str(err) or "unavailable").inc()
             else:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -16,8 +19,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from payout_service import metrics
 from payout_service.adapters.channel_store import ChannelConflict, ChannelRegistry
+from payout_service.adapters.database import (
+    create_pool_waiting,
+    database_unavailable,
+    retry_while_unavailable,
+)
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
-from payout_service.adapters.payout_store import PayoutStore, create_pool_waiting
+from payout_service.adapters.payout_store import PayoutStore
+from payout_service.adapters.restore_store import sending_hold
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.api import PayoutServicer
 from payout_service.app.channel_pool import ChannelPool, KeyRoleMismatch
@@ -55,6 +64,30 @@ class RunningService:
     metrics_endpoint: metrics.MetricsEndpoint | None = None
     stopped: bool = False
     shutdown_delay: float = 0.0
+    # What sends (live execution): the pipeline and the channel pool's loop, stopped while a
+    # sending hold is set (migration 140, payout_service/restore.py).
+    make_pipeline: Callable[[], Pipeline] | None = None
+    channel_loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None
+    channel_halt: asyncio.Event = field(default_factory=asyncio.Event)
+    channel_task: asyncio.Task[None] | None = None
+    sending_held: bool = False
+
+    def start_sending(self) -> None:
+        if self.make_pipeline is not None:
+            self.pipeline = self.make_pipeline()
+            self.pipeline.start()
+        if self.channel_loop is not None:
+            self.channel_halt = asyncio.Event()
+            self.channel_task = asyncio.create_task(self.channel_loop(self.channel_halt))
+
+    async def stop_sending(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+            self.pipeline = None
+        if self.channel_task is not None:
+            self.channel_halt.set()
+            await asyncio.gather(self.channel_task, return_exceptions=True)
+            self.channel_task = None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful: NOT_SERVING first, keep serving for the shutdown delay while load
@@ -70,8 +103,7 @@ class RunningService:
         await asyncio.gather(*self.background, return_exceptions=True)
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
-        if self.pipeline is not None:
-            await self.pipeline.stop()
+        await self.stop_sending()
         if self.programs is not None:
             await self.programs.stop()
         if self.signer is not None:
@@ -92,8 +124,7 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 async def start_service(config: Config) -> RunningService:
     pool = await create_pool_waiting(config.database_url)
-    async with pool.acquire() as conn:
-        await apply_migrations(conn)
+    await retry_while_unavailable(lambda: migrate(pool), config.database_url)
     registry = ChannelRegistry(pool)
     if config.signer is not None and config.signer.channel_keys:
         try:
@@ -136,19 +167,19 @@ async def start_service(config: Config) -> RunningService:
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    pipeline, signer = None, None
-    if config.live_execution and ledger is not None:
+    signer = None
+    live_ledger = ledger if config.live_execution else None
+    if live_ledger is not None:
         signer = SignerClient(config.signer, channel_registry=registry.key_of) \
             if config.signer else None
-        pipeline = Pipeline(config, desk.attempts, ledger, signer)
-        pipeline.start()
-    service = RunningService(server, port, pool, ledger, health_servicer, pipeline, signer,
+    service = RunningService(server, port, pool, ledger, health_servicer, None, signer,
                              programs, shutdown_delay=config.shutdown_delay_seconds)
+    if live_ledger is not None:
+        service.make_pipeline = lambda: Pipeline(config, desk.attempts, live_ledger, signer)
     if config.channel_pool is not None and programs.admin is not None:
         channels = ChannelPool(
             config.channel_pool, pool, network_passphrase=config.network_passphrase,
-            tx_window_seconds=config.tx_window_seconds,
-            ledger=ledger if pipeline else None, signer=signer,
+            tx_window_seconds=config.tx_window_seconds, ledger=live_ledger, signer=signer,
         )
         programs.admin.channels = channels
         pool_config = config.channel_pool
@@ -160,9 +191,10 @@ async def start_service(config: Config) -> RunningService:
         except KeyRoleMismatch as err:
             await service.stop(grace=0)
             raise ConfigError(f"signer key roles: {err}") from None
-        service.background.append(asyncio.create_task(run_loop(
-            "channel_pool", channels.step, interval=config.channel_pool.interval_seconds,
-            halt=service.halt, pool=pool)))
+        interval = config.channel_pool.interval_seconds
+        service.channel_loop = lambda halt: run_loop(
+            "channel_pool", channels.step, interval=interval, halt=halt, pool=pool)
+    await start_sending_unless_held(service, config.database_url)
     if config.metrics_port:
         service.metrics_endpoint = metrics.MetricsEndpoint(config.metrics_port)
     service.background += [
@@ -170,12 +202,54 @@ async def start_service(config: Config) -> RunningService:
         asyncio.create_task(
             watch_dependencies(service, names, config.health_check_seconds)
         ),
+        asyncio.create_task(watch_sending_hold(service, config.health_check_seconds)),
     ]
     log.info("payout-service listening", extra={
         "port": port, "mode": mode_for(config),
         "metrics_port": service.metrics_endpoint.port if service.metrics_endpoint else None,
     })
     return service
+
+
+async def start_sending_unless_held(service: RunningService, database_url: str) -> None:
+    hold = await retry_while_unavailable(lambda: sending_hold(service.pool), database_url)
+    service.sending_held = hold is not None
+    if hold is None:
+        service.start_sending()
+    elif service.make_pipeline is not None or service.channel_loop is not None:
+        log.warning("sending held: nothing is built, signed or sent until it is released",
+                    extra={"reason": hold.reason, "held_at": hold.held_at.isoformat()})
+
+
+async def watch_sending_hold(service: RunningService, interval: float) -> None:
+    """A hold set or lifted while the service runs takes effect within one interval."""
+    if service.make_pipeline is None and service.channel_loop is None:
+        return
+    while not service.halt.is_set():
+        try:
+            hold = await sending_hold(service.pool)
+        except Exception as err:
+            if not database_unavailable(err):
+                raise
+        else:
+            if hold is not None and not service.sending_held:
+                log.warning("sending held: stopping what sends", extra={"reason": hold.reason})
+                service.sending_held = True
+                await service.stop_sending()
+            elif hold is None and service.sending_held:
+                log.warning("sending hold released: sending resumes")
+                service.sending_held = False
+                service.start_sending()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(service.halt.wait(), interval)
+
+
+async def migrate(pool: asyncpg.Pool) -> list[str]:
+    """Pending migrations under their advisory lock. A failover during start-up breaks the
+    session (and with it the lock, which lived on the old primary only); the caller tries
+    again on the new primary, where each migration either committed or did not."""
+    async with pool.acquire() as conn:
+        return await apply_migrations(conn)
 
 
 async def dependencies_reachable(service: RunningService) -> dict[str, bool]:

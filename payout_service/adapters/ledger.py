@@ -19,7 +19,11 @@ from stellar_sdk.exceptions import (
     PrepareTransactionException,
     SorobanRpcErrorResponse,
 )
-from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
+from stellar_sdk.soroban_rpc import (
+    GetTransactionResponse,
+    GetTransactionStatus,
+    SendTransactionStatus,
+)
 from stellar_sdk.soroban_server_async import SorobanServerAsync
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 from stellar_sdk.xdr import (
@@ -258,13 +262,14 @@ class LedgerGateway:
                              if c.startswith("op") and c != "opINNER"), code)
         return Rejected(code)
 
-    async def lookup(self, tx_hash: str) -> LookupOutcome:
+    async def _get_transaction(self, tx_hash: str) -> GetTransactionResponse:
         try:
-            response = await asyncio.wait_for(
-                self._server.get_transaction(tx_hash), self._timeout
-            )
+            return await asyncio.wait_for(self._server.get_transaction(tx_hash), self._timeout)
         except (BaseRequestError, TimeoutError, OSError) as err:
             raise LedgerUnavailable(type(err).__name__) from None
+
+    async def lookup(self, tx_hash: str) -> LookupOutcome:
+        response = await self._get_transaction(tx_hash)
         if response.status == GetTransactionStatus.NOT_FOUND:
             return NotFound(
                 latest_ledger=response.latest_ledger,
@@ -279,6 +284,15 @@ class LedgerGateway:
             fee_charged=fee,
             op_codes=operation_codes(response.result_xdr) if response.result_xdr else (),
         )
+
+    async def included_envelope(self, tx_hash: str) -> str | None:
+        """The envelope XDR of an included transaction as the chain recorded it (signatures
+        and all), or None if it is not found."""
+        response = await self._get_transaction(tx_hash)
+        if response.status == GetTransactionStatus.NOT_FOUND:
+            return None
+        envelope: str | None = response.envelope_xdr
+        return envelope
 
     async def existing_accounts(self, accounts: Sequence[str]) -> set[str]:
         """Which of these G… accounts exist: one getLedgerEntries call for the whole batch."""

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
 import asyncpg
 
+# Pools come from adapters/database.py (failover-aware); re-exported for the stores' callers.
+from payout_service.adapters.database import create_pool as create_pool
+from payout_service.adapters.database import redacted_dsn as redacted_dsn
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import PayoutState
 
@@ -49,50 +49,6 @@ class PayoutFilter:
     destination: str | None = None
     round_id: str | None = None
     batch_id: str | None = None
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
-    )
-    assert pool is not None  # noqa: S101 - asyncpg types the pool as Optional
-    return pool
-
-
-# Reasons to wait rather than exit: the server is not (yet) reachable or not accepting.
-_TRANSIENT_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.CannotConnectNowError,
-                             asyncpg.TooManyConnectionsError)
-
-
-def redacted_dsn(dsn: str) -> str:
-    """The DSN as it may be logged: any password replaced by ***."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-async def create_pool_waiting(dsn: str, *, max_backoff: float = 30.0) -> asyncpg.Pool:
-    """create_pool, waiting with exponential backoff while PostgreSQL is unreachable (a
-    replica started before its database keeps trying instead of exiting). One log line per
-    try, naming DATABASE_URL without its password; other errors (bad credentials, unknown
-    database) are raised at once."""
-    failures = 0
-    while True:
-        try:
-            return await create_pool(dsn)
-        except _TRANSIENT_CONNECT_ERRORS as err:
-            failures += 1
-            wait = min(max_backoff, 0.5 * 2 ** (failures - 1))
-            log.warning("PostgreSQL unreachable; waiting", extra={
-                "database_url": redacted_dsn(dsn), "error": f"{type(err).__name__}: {err}"[:200],
-                "tries": failures, "retry_in_seconds": wait})
-            await asyncio.sleep(wait)
 
 
 _ATTEMPT_COLUMNS = [n for n in Attempt.__dataclass_fields__

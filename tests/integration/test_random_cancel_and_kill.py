@@ -1,8 +1,9 @@
 """Chaos against the ground truth: three payout-service replicas (real processes) on one
 database, channel accounts and a real signer, the sandbox injecting RPC faults. Payouts are
-cancelled and retried at random while replicas are SIGKILLed and restarted. Afterwards the
-sandbox's ledger must show each payout paid at most once, every payout that was not
-cancelled paid, and none stuck in a non-final state."""
+cancelled and retried at random while replicas are SIGKILLed and restarted, and (in one
+variant) the database's primary is SIGKILLed mid-run and its synchronous standby promoted.
+Afterwards the sandbox's ledger must show each payout paid at most once, every payout that
+was not cancelled paid, and none stuck in a non-final state."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from stellar_sdk.client.aiohttp_client import AiohttpClient
 from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.payout_store import create_pool
 from payout_service.core.states import IllegalTransition
-from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
@@ -29,13 +29,17 @@ from tests.integration.batch_worker import (
     create_batch_payouts,
     settled_states,
 )
+from tests.integration.live_stack import live_channel_env
+from tests.integration.replicated_db import replicated_database
 from tests.integration.test_crash_safety import BatchWorkerProcess, ServiceProcess
-from tests.integration.test_live_with_signer import channel_world, signer_env
 
 PAYOUTS = 16
 EXTERNAL_PAYOUTS = 12
 REPLICAS = 3
 CHAOS_STEPS = 40
+# The database fault of the failover variant: the primary dies at one step, the standby is
+# promoted a few steps later (callers are answered UNAVAILABLE in between).
+KILL_PRIMARY_AT, PROMOTE_STANDBY_AT = 12, 16
 FINAL = {pb.PAYOUT_STATE_CONFIRMED, pb.PAYOUT_STATE_CANCELLED, pb.PAYOUT_STATE_FAILED}
 
 
@@ -60,28 +64,22 @@ LYING_NODES = {**RPC_FAULTS, "node_lags": [0, 2], "tx_store_lag_ledgers": 1,
                "ingest_race_rate": 0.2, "node_restart_rate": 0.01, "replay_rate": 0.05}
 
 
-@pytest.mark.parametrize("faults", [RPC_FAULTS, LYING_NODES], ids=["rpc_faults", "lying_nodes"])
+@pytest.mark.parametrize(("database", "faults"), [
+    ("one server", RPC_FAULTS), ("one server", LYING_NODES), ("primary fails over", RPC_FAULTS),
+], ids=["rpc_faults", "lying_nodes", "primary_fails_over"])
 async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_once(
-    fresh_database, tmp_path, faults
+    fresh_database, tmp_path, database, faults
 ):
     rng = random.Random(2024)  # fixed, so a failing run replays the same choices
     async with contextlib.AsyncExitStack() as stack:
+        replicated = None
+        if database == "primary fails over":
+            replicated = await stack.enter_async_context(replicated_database())
+        database_url = replicated.url if replicated else fresh_database
         sandbox = await stack.enter_async_context(RunningSandbox(
             ledger_interval=0.25, seed=77, faults=faults))
-        world = await channel_world(sandbox, channels=2, payouts=PAYOUTS)
-        signer = await stack.enter_async_context(running_signer(
-            tmp_path, network_passphrase=sandbox.passphrase, backend="hot",
-            hot_secret=world.source.secret, extra_keys=world.channel_secrets,
-            policy=world.policy, key_settings=world.channel_settings))
-        env = {
-            **signer_env(signer),
-            "DATABASE_URL": fresh_database, "PAYOUT_SOURCE_ACCOUNT": world.source.public_key,
-            "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
-            "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_PLAINTEXT": "true",
-            "PAYOUTS_CONFIRM_POLL_MS": "150", "PAYOUTS_TX_WINDOW_SECONDS": "8",
-            "PAYOUTS_RPC_TIMEOUT_MS": "1000", "PAYOUTS_MAX_ATTEMPTS": "20",
-            "PAYOUTS_CHANNEL_ACCOUNTS": world.setting,
-        }
+        world, _, env = await live_channel_env(stack, sandbox, tmp_path, database_url,
+                                               payouts=PAYOUTS, PAYOUTS_MAX_ATTEMPTS=20)
         replicas = [ServiceProcess(env, tmp_path / f"replica-{i}.log") for i in range(REPLICAS)]
         try:
             for replica in replicas:
@@ -91,6 +89,10 @@ async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_onc
             cancelled: set[str] = set()
             created: set[str] = set()
             for step in range(CHAOS_STEPS):
+                if replicated and step == KILL_PRIMARY_AT:
+                    await asyncio.to_thread(replicated.pair.kill_primary)
+                if replicated and step == PROMOTE_STANDBY_AT:
+                    await asyncio.to_thread(replicated.pair.promote_standby)
                 if step < PAYOUTS:
                     n = step
                     done = await call(rng.choice(targets), "CreatePayout", pb.CreatePayoutRequest(
