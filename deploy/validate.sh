@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Offline validation of deploy/. Installs its validators from PyPI into a cached virtualenv
-# (nothing else is downloaded) and exits non-zero on the first failing step.
+# Offline validation of deploy/ and the Containerfile. Installs its validators from
+# requirements/validate.txt into a cached virtualenv, and (step 7) the image's runtime lock into
+# a throwaway one; exits non-zero on the first failing step.
 #
 #   deploy/validate.sh              # everything
 #   DEPLOY_VALIDATE_VENV=/some/dir deploy/validate.sh
