@@ -137,21 +137,28 @@ else
     fi
   done
   echo "runtime.txt installed with hashes, wheels only; project wheel installed with --no-deps"
-  "$image/venv/bin/python" - <<'PYEOF'
+  # Isolated (-I) and away from the checkout: the modules must come from the installed wheel,
+  # never from the sources next to the current directory.
+  (cd "$image" && "$image/venv/bin/python" -I - <<'PYEOF'
 from importlib.metadata import distributions, entry_points
+
+import payout_service
+import signer_service
 
 scripts = {ep.name: ep for ep in entry_points(group="console_scripts")
            if ep.dist is not None and ep.dist.name == "stellar-payouts"}
 for name in ("payout-service", "signer-service", "payoutctl", "signerctl"):
     scripts[name].load()
+assert "/venv/lib/" in payout_service.__file__ and "/venv/lib/" in signer_service.__file__
 print(f"{len(list(distributions()))} distributions installed; entry points load:",
       ", ".join(sorted(scripts)))
 PYEOF
+  )
   for cmd in signer-service payoutctl signerctl; do
-    "$image/venv/bin/$cmd" --help >/dev/null
+    (cd "$image" && "$image/venv/bin/$cmd" --help >/dev/null)
   done
   # Without configuration payout-service must refuse to start with a message, not a traceback.
-  if out="$(env -i PATH=/usr/bin:/bin "$image/venv/bin/payout-service" 2>&1)"; then
+  if out="$(cd "$image" && env -i PATH=/usr/bin:/bin "$image/venv/bin/payout-service" 2>&1)"; then
     echo "payout-service started without configuration" >&2; exit 1
   fi
   if grep -q Traceback <<<"$out"; then echo "$out" >&2; exit 1; fi

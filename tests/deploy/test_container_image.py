@@ -228,3 +228,9 @@ def test_healthcheck_tcp_mode_for_the_signer() -> None:
         ok = _run("--tcp", f"0.0.0.0:{port}", env={})
         assert (ok.returncode, ok.stdout.strip()) == (0, "LISTENING"), ok.stderr
     assert _run("--tcp", f"127.0.0.1:{_free_port()}", env={}).returncode == 1
+
+
+def test_the_monitoring_stack_images_are_pinned_by_digest() -> None:
+    compose = load_docs(ROOT / "deploy" / "monitoring" / "docker-compose.yml")[0]
+    for name, service in compose["services"].items():
+        assert DIGEST.search(service["image"]), f"{name}: {service['image']} not pinned"
