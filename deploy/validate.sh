@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Offline validation of deploy/. Installs its validators from PyPI into a cached virtualenv
-# (nothing else is downloaded) and exits non-zero on the first failing step.
+# Offline validation of deploy/ and the Containerfile. Installs its validators from
+# requirements/validate.txt into a cached virtualenv, and (step 7) the image's runtime lock into
+# a throwaway one; exits non-zero on the first failing step.
 #
 #   deploy/validate.sh              # everything
 #   DEPLOY_VALIDATE_VENV=/some/dir deploy/validate.sh
@@ -16,7 +17,12 @@
 #   5. pytest tests/deploy with DEPLOY_REQUIRE_VALIDATORS=1: structural checks plus
 #      promql-parser (every alert and dashboard expression parsed, metric names checked
 #      against METRICS.md), kubernetes-validate, the compose-spec JSON schema, and a real
-#      mTLS gRPC health check run through the probe script.
+#      mTLS gRPC health check run through the probe script and the image's HEALTHCHECK.
+#   6. hadolint over the Containerfile (every rule, info level included, no inline ignores)
+#   7. the image's Python install without a container engine: deploy/container/install-python.sh,
+#      the script the Containerfile runs, into a fresh virtualenv from requirements/runtime.txt
+#      (hashes, wheels only), then the project's wheel with --no-deps; then every entry point
+#      is loaded and run. DEPLOY_SKIP_IMAGE_INSTALL=1 skips this step.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -24,18 +30,9 @@ ROOT="$(cd "$HERE/.." && pwd)"
 VENV="${DEPLOY_VALIDATE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/stellar-payouts/deploy-validate-venv}"
 PY="${PYTHON:-python3}"
 
-# Pinned so that a validator's new release cannot change the verdict silently.
-REQS=(
-  "yamllint==1.38.0"
-  "kubernetes-validate==1.37.0"
-  "promql-parser==0.12.0"
-  "jsonschema>=4.20"
-  "pyyaml>=6"
-  "pytest>=8"
-  "grpcio>=1.60"
-  "grpcio-health-checking>=1.60"
-  "cryptography>=42"
-)
+# The validators are pinned, with hashes, in requirements/validate.txt (scripts/lock), so that
+# a validator's new release cannot change a verdict silently.
+REQS_LOCK="$ROOT/requirements/validate.txt"
 # docker-compose 1.29.2 (PyPI) ships the Compose Specification JSON schema; only the schema is
 # used, the package itself is never installed.
 COMPOSE_WHEEL="docker-compose==1.29.2"
@@ -47,8 +44,10 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.deploy-reqs"
-if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "${REQS[*]} $COMPOSE_WHEEL" ]]; then
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${REQS[@]}"
+want="$(sha256sum "$REQS_LOCK" | cut -d' ' -f1) $COMPOSE_WHEEL"
+if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$want" ]]; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
+    -r "$REQS_LOCK"
   rm -rf "$VENV/share/compose" && mkdir -p "$VENV/share/compose"
   "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
     "$COMPOSE_WHEEL" -d "$VENV/share/compose"
@@ -58,7 +57,7 @@ d = sys.argv[1]
 with zipfile.ZipFile(glob.glob(f"{d}/docker_compose-*.whl")[0]) as z:
     open(f"{d}/compose_spec.json", "wb").write(z.read("compose/config/compose_spec.json"))
 PYEOF
-  echo "${REQS[*]} $COMPOSE_WHEEL" > "$stamp"
+  echo "$want" > "$stamp"
 fi
 COMPOSE_SCHEMA="$VENV/share/compose/compose_spec.json"
 
@@ -106,5 +105,66 @@ step "pytest tests/deploy (promql-parser, kubernetes-validate, compose spec, pro
 DEPLOY_REQUIRE_VALIDATORS=1 DEPLOY_COMPOSE_SCHEMA="$COMPOSE_SCHEMA" \
   "$VENV/bin/python" -m pytest tests/deploy -q --noconftest -p no:cacheprovider \
   -o addopts="" -W ignore::pytest.PytestConfigWarning
+
+step "hadolint (Containerfile)"
+"$VENV/bin/hadolint" --failure-threshold info --disable-ignore-pragma Containerfile
+echo "Containerfile: clean"
+
+step "the image's Python install from the lock (deploy/container/install-python.sh)"
+if [[ "${DEPLOY_SKIP_IMAGE_INSTALL:-}" == 1 ]]; then
+  echo "skipped (DEPLOY_SKIP_IMAGE_INSTALL=1)"
+else
+  "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || { echo "the image and its lock are CPython 3.11; $PY is not" >&2; exit 1; }
+  image="$(mktemp -d)"
+  trap 'rm -rf "$image" ${tmp:+"$tmp"}' EXIT
+  # The build context as the Containerfile sees it: the files git tracks or would track.
+  mkdir "$image/src"
+  if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+      | (cd "$ROOT" && xargs -0 -r -I{} sh -c '[ -e "$1" ] && printf "%s\0" "$1"' _ {}) \
+      | tar -C "$ROOT" --null -T - -cf - | tar -C "$image/src" -xf -
+  else
+    cp -R "$ROOT/." "$image/src" && rm -rf "$image/src/.venv"
+  fi
+  # pip's own output goes to a log, shown when a step fails.
+  for phase in "dependencies requirements" "project $image/src"; do
+    # shellcheck disable=SC2086
+    if ! PYTHON="$PY" sh deploy/container/install-python.sh $phase "$image/venv" \
+        >"$image/pip.log" 2>&1; then
+      grep -v "^WARNING: Location" "$image/pip.log" >&2
+      echo "install-python.sh ${phase%% *} failed" >&2; exit 1
+    fi
+  done
+  echo "runtime.txt installed with hashes, wheels only; project wheel installed with --no-deps"
+  # Isolated (-I) and away from the checkout: the modules must come from the installed wheel,
+  # never from the sources next to the current directory.
+  (cd "$image" && "$image/venv/bin/python" -I - <<'PYEOF'
+from importlib.metadata import distributions, entry_points
+
+import payout_service
+import signer_service
+
+scripts = {ep.name: ep for ep in entry_points(group="console_scripts")
+           if ep.dist is not None and ep.dist.name == "stellar-payouts"}
+for name in ("payout-service", "signer-service", "payoutctl", "signerctl"):
+    scripts[name].load()
+assert "/venv/lib/" in payout_service.__file__ and "/venv/lib/" in signer_service.__file__
+print(f"{len(list(distributions()))} distributions installed; entry points load:",
+      ", ".join(sorted(scripts)))
+PYEOF
+  )
+  for cmd in signer-service payoutctl signerctl; do
+    (cd "$image" && "$image/venv/bin/$cmd" --help >/dev/null)
+  done
+  # Without configuration payout-service must refuse to start with a message, not a traceback.
+  if out="$(cd "$image" && env -i PATH=/usr/bin:/bin "$image/venv/bin/payout-service" 2>&1)"; then
+    echo "payout-service started without configuration" >&2; exit 1
+  fi
+  if grep -q Traceback <<<"$out"; then echo "$out" >&2; exit 1; fi
+  echo "payout-service without configuration: ${out%%$'\n'*}"
+  "$image/venv/bin/python" deploy/container/healthcheck.py --help >/dev/null
+  echo "entry points run from the lock-only install"
+fi
 
 step "deploy/ is valid"

@@ -202,7 +202,7 @@ def test_payout_deployment_shape(objects: list[dict[str, Any]]) -> None:
     d = find(objects, "Deployment", "payout-service", "payouts")
     assert d["spec"]["replicas"] == 3
     c = container(d)
-    assert c["image"] == "ghcr.io/example/stellar-payouts:0.1.0"
+    assert c["image"] == "stellar-payouts:0.1.0"
     assert c["command"] == ["payout-service"]
     assert port_number(c, "grpc") == 50051
     assert port_number(c, "metrics") == 9464

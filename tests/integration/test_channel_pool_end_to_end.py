@@ -11,9 +11,7 @@ PAYOUTS_CHANNEL_ACCOUNTS: the pool built with `payoutctl` alone switches channel
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 
 import grpc
 from stellar_sdk import Keypair
@@ -26,19 +24,13 @@ from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.integration.test_live_against_sandbox import wait_for_state
 from tests.integration.test_live_with_signer import signer_env
 from tests.integration.test_operator_tools import payoutctl
+from tests.waiting import eventually
 
 XLM = 10_000_000
 FRIENDBOT = 10_000 * XLM
 TOKEN = ("--module", SOFTHSM_MODULE, "--token-label", "payouts")
 NEW_CHANNELS = 3
 PAYOUTS = 6
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"not reached in time: {what}"
-        await asyncio.sleep(0.2)
 
 
 async def operator(target: str, *args: str) -> dict:
@@ -97,7 +89,8 @@ async def test_channels_created_in_the_signer_pay_are_topped_up_and_merge_home(
                 async def all_active() -> bool:
                     found = await states()
                     return all(found.get(a) == apb.CHANNEL_STATE_ACTIVE for a in created)
-                await eventually(all_active, "the created channels active")
+                await eventually(all_active, what="the created channels active",
+                                 within=60, interval=0.2)
                 for account in created:
                     assert (await sandbox.balances(account))["native"] == 5 * XLM
 
@@ -123,7 +116,8 @@ async def test_channels_created_in_the_signer_pay_are_topped_up_and_merge_home(
                 async def topped_up() -> bool:
                     balances = [(await sandbox.balances(a))["native"] for a in created]
                     return all(b == 7 * XLM for b in balances)
-                await eventually(topped_up, "the channels topped up to 7 XLM")
+                await eventually(topped_up, what="the channels topped up to 7 XLM",
+                                 within=60, interval=0.2)
 
                 # 4. Retire one with merge: its whole balance goes home, its account is gone.
                 merged = created[0]
@@ -132,7 +126,8 @@ async def test_channels_created_in_the_signer_pay_are_topped_up_and_merge_home(
 
                 async def merged_home() -> bool:
                     return (await states()).get(merged) == apb.CHANNEL_STATE_MERGED
-                await eventually(merged_home, "the retired channel merged")
+                await eventually(merged_home, what="the retired channel merged",
+                                 within=60, interval=0.2)
                 assert await sandbox.account(merged) is None
                 after = (await sandbox.balances(funding.public_key))["native"]
                 assert after - before == 7 * XLM - 100, "its balance less the merge's fee"

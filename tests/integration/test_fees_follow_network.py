@@ -12,7 +12,6 @@ SorobanServerAsync underneath), with one Soroban transaction per ledger so three
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from stellar_sdk import (
@@ -29,6 +28,7 @@ from stellar_sdk.client.aiohttp_client import AiohttpClient
 from payout_service.adapters.ledger import Accepted, Included, LedgerGateway
 from payout_service.core.transactions import inclusion_fee_bid
 from soroban_sandbox.testing import RunningSandbox
+from tests.waiting import eventually
 
 CAP = 100_000
 
@@ -53,12 +53,11 @@ async def bid_transfer(
 
 
 async def included(gateway: LedgerGateway, tx_hash: str) -> Included:
-    for _ in range(200):
+    async def lookup() -> Included | None:
         found = await gateway.lookup(tx_hash)
-        if isinstance(found, Included):
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{tx_hash} not included")
+        return found if isinstance(found, Included) else None
+
+    return await eventually(lookup, what=f"{tx_hash} included", within=30)
 
 
 async def test_fee_bid_follows_surge_priced_fees_and_recorded_fees_are_net_of_refunds() -> None:

@@ -3,9 +3,12 @@ PayoutAdminService, against payout-service as a real process over gRPC on a real
 
 Properties: no answer is INTERNAL or UNKNOWN (nor a hang: every call has a deadline), every
 INVALID_ARGUMENT names its fields in a BadRequest, every status message stays small, the log
-has no traceback, and afterwards the database holds its invariants. Requests mix values the
-service accepts (so calls reach the database) with NUL and control characters, huge strings,
-any unicode, negative and overflowing numbers, unknown enum values and random bytes.
+has no traceback, and afterwards the database holds its invariants. One exact exception: a
+request larger than the server's maximum receive size gets RESOURCE_EXHAUSTED from gRPC itself
+before any handler runs, which is the right answer for it (and the only one it may get).
+Requests mix values the service accepts (so calls reach the database) with NUL and control
+characters, huge strings, any unicode, negative and overflowing numbers, unknown enum values
+and random bytes.
 
 Bounded by FUZZ_EXAMPLES examples (env PAYOUTS_FUZZ_EXAMPLES to go further) so the suite stays
 fast.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,7 +35,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from stellar_sdk import Keypair
 
@@ -40,6 +44,7 @@ from payout_service.embedded_postgres import free_port
 from tests.aggregate_recount import aggregate_differences
 from tests.conftest import _with_database
 from tests.integration.rpcs import Rpc, all_rpcs, status_details
+from tests.waiting import eventually_blocking
 
 FUZZ_EXAMPLES = int(os.environ.get("PAYOUTS_FUZZ_EXAMPLES", "400"))
 CALL_DEADLINE = 5.0
@@ -47,6 +52,12 @@ NEVER = {
     grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DATA_LOSS,
 }
+# gRPC core refuses a received message over the server's limit, by default
+# GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH (4 * 1024 * 1024, include/grpc/impl/grpc_types.h), with
+# RESOURCE_EXHAUSTED "Received message larger than max (N vs. LIMIT)". The service's real limit
+# is read from that answer at start (Service.max_receive_bytes), not assumed.
+GRPC_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
+OVER_LIMIT = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
 
 
 def run_async(coroutine: Any) -> Any:
@@ -182,6 +193,30 @@ def message(
 
 
 RPCS = list(all_rpcs())
+CREATE_BATCH = next(r for r in RPCS if r.name == "PayoutService/CreatePayoutBatch")
+
+
+def _batch_of_size(size: int) -> Message:
+    """A CreatePayoutBatch request of exactly `size` serialized bytes: huge references, the
+    shape of the generated request that first crossed gRPC's receive limit."""
+    request = CREATE_BATCH.request_class()
+    item = request.items.add(payout_id="p-1", destination=DESTINATIONS[0], amount="1",
+                             asset="XLM", idempotency_key="k-1")
+    item.reference = "x" * (size - request.ByteSize() - 8)
+    while request.ByteSize() < size:
+        item.reference += "x"
+    while request.ByteSize() > size:
+        item.reference = item.reference[:-1]
+    assert request.ByteSize() == size
+    return request
+
+
+def over_the_receive_limit() -> Message:
+    return _batch_of_size(GRPC_DEFAULT_MAX_RECEIVE + 100_000)
+
+
+def just_under_the_receive_limit() -> Message:
+    return _batch_of_size(GRPC_DEFAULT_MAX_RECEIVE)
 
 
 def calls() -> st.SearchStrategy[tuple[Rpc, Message | bytes]]:
@@ -218,18 +253,34 @@ class Service:
         )
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self._wait_healthy()
+        self.max_receive_bytes = self._max_receive_bytes()
 
     def _wait_healthy(self) -> None:
         health = health_pb2_grpc.HealthStub(self.channel)
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
+
+        def serving() -> bool:
             assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.1)
-        raise AssertionError("payout-service did not become healthy")
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        eventually_blocking(serving, what="payout-service SERVING", within=60, interval=0.1,
+                            ignoring=(grpc.RpcError,))
+
+    def _max_receive_bytes(self) -> int:
+        """The server's maximum receive size, from its own answer to one byte too many."""
+        check = self.channel.unary_unary(
+            "/grpc.health.v1.Health/Check", request_serializer=lambda b: b,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        try:
+            check(b"\x00" * (GRPC_DEFAULT_MAX_RECEIVE + 1), timeout=CALL_DEADLINE)
+        except grpc.RpcError as err:
+            found = OVER_LIMIT.search(err.details() or "")  # type: ignore[attr-defined]
+            if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and found:  # type: ignore[attr-defined]
+                return int(found.group(2))
+            raise
+        raise AssertionError("the server accepts more than gRPC's default receive size: "
+                             "probe with a larger message")
 
     def stop(self) -> None:
         self.channel.close()
@@ -291,9 +342,18 @@ def service(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.large_base_example])
 @given(call=calls())
+@example(call=(CREATE_BATCH, over_the_receive_limit()))
+@example(call=(CREATE_BATCH, just_under_the_receive_limit()))
 def test_no_request_gets_internal_unknown_or_a_hang(service: Service, call) -> None:
     rpc, request = call
+    size = len(request) if isinstance(request, bytes) else request.ByteSize()
     err = service.call(rpc, request)
+    if size > service.max_receive_bytes:
+        # Refused by gRPC before any handler: the one case RESOURCE_EXHAUSTED is right.
+        assert err is not None, (rpc.name, size, "an over-limit request was accepted")
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (  # type: ignore[attr-defined]
+            rpc.name, size, err.code(), err.details())  # type: ignore[attr-defined]
+        return
     if err is None:
         return
     code, details = err.code(), err.details() or ""  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from stellar_sdk.client.aiohttp_client import AiohttpClient
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -39,15 +40,20 @@ def request(n: int, dest: str, amount: str = "12.5") -> pb.CreatePayoutRequest:
 
 
 async def wait_for_state(stub, payout_id: str, state: int, within: float = 20) -> pb.Payout:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
+    seen: list[pb.Payout] = []
+
+    async def in_state() -> pb.Payout | None:
         payout = (await stub.GetPayout(pb.GetPayoutRequest(payout_id=payout_id))).payout
-        if payout.state == state:
-            return payout
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{payout_id} stuck in {pb.PayoutState.Name(payout.state)}: "
-                                 f"{payout.failure}")
-        await asyncio.sleep(0.1)
+        seen[:] = [payout]
+        return payout if payout.state == state else None
+
+    try:
+        return await eventually(in_state, what=f"{payout_id} {pb.PayoutState.Name(state)}",
+                                within=within, interval=0.1)
+    except AssertionError:
+        last = seen[0]
+        raise AssertionError(f"{payout_id} stuck in {pb.PayoutState.Name(last.state)}: "
+                             f"{last.failure}") from None
 
 
 async def test_build_only_simulates_against_rpc_and_enforces_max_gas(

@@ -37,6 +37,7 @@ from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 from tests.integration.test_live_against_sandbox import wait_for_state
 from tests.integration.test_live_with_signer import channel_world, signer_env
+from tests.waiting import eventually
 
 LEDGER_INTERVAL = 0.25
 # The sandbox's close time advances one second per ledger, so a window of W seconds is W
@@ -236,13 +237,15 @@ async def test_a_never_valid_rejection_is_replaced_within_a_few_ledgers(
         measured = await world.next_five_confirm(at)
         print(f"\n[{mode}] never-valid rejection (ledger {at}): {measured}")
         counts = await world.paid_at_most_once()
-        for _ in range(50):
+
+        async def proven_dead() -> bool:
             attempts = (await world.stub.GetPayout(pb.GetPayoutRequest(
                 payout_id="refused-by-network", include_attempts=True))).attempts
-            if attempts[0].status == "dead":
-                break
-            await asyncio.sleep(0.1)
-    assert attempts[0].status == "dead", "the replacement consumed its number: proven dead"
+            return bool(attempts[0].status == "dead")
+
+        # The replacement consumed its number: the refused attempt is proven dead.
+        await eventually(proven_dead, what="the refused attempt dead", within=30,
+                         interval=0.1)
     assert sum(counts.values()) == NEXT
 
 

@@ -14,6 +14,7 @@ from payout_service.embedded_postgres import free_port
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 from tests.tls_certs import DevCA
+from tests.waiting import eventually
 
 
 def create_request(n: int, amount: str = "1") -> pb.CreatePayoutRequest:
@@ -140,12 +141,12 @@ async def test_health_turns_not_serving_when_the_rpc_is_unreachable(payout_servi
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as ch:
         stub = health_pb2_grpc.HealthStub(ch)
-        for _ in range(50):
+
+        async def not_serving() -> bool:
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=""))
-            if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
-                break
-            await asyncio.sleep(0.1)
-        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            return bool(reply.status == health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        await eventually(not_serving, what="health NOT_SERVING", within=30, interval=0.1)
 
 
 async def health_status(port: int, service: str = "") -> int:
@@ -156,13 +157,11 @@ async def health_status(port: int, service: str = "") -> int:
 
 
 async def wait_for_health(port: int, want: int, within: float = 15) -> int:
-    status = -1
-    for _ in range(int(within / 0.1)):
-        status = await health_status(port, "payout.v1.PayoutService")
-        if status == want:
-            break
-        await asyncio.sleep(0.1)
-    return status
+    async def reached() -> bool:
+        return await health_status(port, "payout.v1.PayoutService") == want
+
+    await eventually(reached, what=f"health status {want}", within=within, interval=0.1)
+    return want
 
 
 async def test_health_follows_postgresql_going_away_and_coming_back(
@@ -230,10 +229,8 @@ async def test_every_log_line_is_json_even_when_grpc_core_refuses_a_handshake(
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "payout_service", env=env, stderr=log)
     try:
-        for _ in range(300):
-            if "payout-service listening" in log_path.read_text():
-                break
-            await asyncio.sleep(0.1)
+        await eventually(lambda: "payout-service listening" in log_path.read_text(),
+                         what="payout-service listening", within=30, interval=0.1)
         # A plaintext caller, then a TLS caller without a client certificate: both refused
         # in the handshake, which gRPC core used to log as plain text.
         payoutctl = str(Path(sys.executable).parent / "payoutctl")

@@ -11,6 +11,7 @@ from payout_service.programs.health import AlertKind, HealthMetrics, Level, cond
 from payout_service.programs.settings import AlertThresholds, load_thresholds
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from tests.waiting import eventually
 
 from .conftest import confirm, fail
 
@@ -161,11 +162,9 @@ async def test_the_evaluation_loop_raises_alerts_by_itself(stack_factory):
         idempotency_key="k-1",
     ))
     await stack.pool.execute("UPDATE payouts SET state = 'QUEUED'")
-    import asyncio
 
-    for _ in range(100):
-        alerts = (await stack.admin.ListAlerts(apb.ListAlertsRequest())).alerts
-        if alerts:
-            break
-        await asyncio.sleep(0.02)
+    async def alerts_raised() -> list[apb.Alert]:
+        return list((await stack.admin.ListAlerts(apb.ListAlertsRequest())).alerts)
+
+    alerts = await eventually(alerts_raised, what="an alert", interval=0.02)
     assert [a.kind for a in alerts] == [apb.ALERT_KIND_PENDING_THRESHOLD]

@@ -10,6 +10,7 @@ from stellar_sdk import Keypair
 
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import rounds_pb2 as rpb
+from tests.waiting import eventually
 
 from .conftest import confirm
 from .helpers import field_violations
@@ -146,16 +147,17 @@ async def test_concurrent_resolves_create_the_payouts_once_and_all_get_them(stac
 
 async def wait_for_state(stack, round_id: str, state: int, within: float = 5.0) -> rpb.Round:
     """Reads through SQL, not GetRound, so only the background loop can have settled it."""
-    deadline = asyncio.get_running_loop().time() + within
     names = {rpb.ROUND_STATE_SETTLED: "SETTLED", rpb.ROUND_STATE_RESOLVED: "RESOLVED"}
-    while asyncio.get_running_loop().time() < deadline:
+
+    async def reached() -> bool:
         current = await stack.pool.fetchval(
             "SELECT state FROM rounds WHERE round_id = $1", round_id
         )
-        if current == names[state]:
-            return (await stack.rounds.GetRound(rpb.GetRoundRequest(round_id=round_id))).round
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"round {round_id} never reached {names[state]}")
+        return bool(current == names[state])
+
+    await eventually(reached, what=f"round {round_id} {names[state]}", within=within,
+                     interval=0.02)
+    return (await stack.rounds.GetRound(rpb.GetRoundRequest(round_id=round_id))).round
 
 
 async def test_round_settles_by_itself_once_every_payout_is_confirmed(stack):

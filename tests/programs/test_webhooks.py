@@ -20,6 +20,7 @@ from payout_service.programs.outbox import claim_due_events
 from payout_service.programs.settings import load_webhooks
 from payout_service.programs.webhooks import backoff_seconds, event_body, signature, verify
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from tests.waiting import eventually
 
 from .conftest import confirm
 
@@ -90,13 +91,7 @@ async def receivers() -> AsyncIterator[tuple[Receiver, Receiver]]:
 
 
 async def wait_until(predicate, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    await eventually(predicate, what="the webhook condition", within=within, interval=0.02)
 
 
 async def test_confirmed_event_is_signed_retried_and_delivered_to_every_url(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from stellar_sdk import (
     Asset,
     Keypair,
@@ -14,6 +12,8 @@ from stellar_sdk import (
     xdr,
 )
 from stellar_sdk.soroban_rpc import GetTransactionResponse, GetTransactionStatus
+
+from tests.waiting import eventually
 
 
 def native_id(passphrase: str) -> str:
@@ -58,14 +58,12 @@ async def wait_for(
     server: SorobanServerAsync, tx_hash: str, within: float = 10.0
 ) -> GetTransactionResponse:
     """Poll getTransaction until the transaction is no longer NOT_FOUND."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        found = await server.get_transaction(tx_hash)
-        if found.status != GetTransactionStatus.NOT_FOUND:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{tx_hash} still NOT_FOUND after {within}s")
-        await asyncio.sleep(0.05)
+
+    async def found() -> GetTransactionResponse | None:
+        answer = await server.get_transaction(tx_hash)
+        return answer if answer.status != GetTransactionStatus.NOT_FOUND else None
+
+    return await eventually(found, what=f"{tx_hash} no longer NOT_FOUND", within=within)
 
 
 def result_code(result_xdr: str) -> xdr.TransactionResultCode:

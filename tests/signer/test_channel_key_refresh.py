@@ -4,7 +4,6 @@ stops signing (signer_service.server.SignerServicer.refresh_keys)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -18,6 +17,7 @@ from stellar_payouts_pb.signer.v1 import signer_pb2 as pb
 from stellar_payouts_pb.signer.v1 import signer_pb2_grpc
 from tests.signer.envelopes import PASSPHRASE
 from tests.signer.test_batch_policy import config_with
+from tests.waiting import eventually
 
 TOKEN = ("--module", SOFTHSM_MODULE, "--token-label", "payouts")
 
@@ -38,12 +38,13 @@ async def sign(stub: signer_pb2_grpc.SignerServiceStub, key_id: str, xdr: str) -
 
 async def until_listed(stub: signer_pb2_grpc.SignerServiceStub, wanted: set[str]) -> set[str]:
     """ListKeys refreshes at most once a second: ask until the listing is `wanted`."""
-    for _ in range(100):
+
+    async def listing() -> set[str] | None:
         listed = {k.key_id for k in (await stub.ListKeys(pb.ListKeysRequest())).keys}
-        if listed == wanted:
-            return listed
-        await asyncio.sleep(0.2)
-    return listed
+        return listed if listed == wanted else None
+
+    return await eventually(listing, what=f"keys {sorted(wanted)} listed", within=20,
+                            interval=0.2)
 
 
 async def test_channel_keys_generated_and_destroyed_on_the_token_need_no_restart(tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import grpc
@@ -29,6 +28,7 @@ from signer_service.testing import (
 from stellar_payouts_pb.signer.v1 import signer_pb2_grpc
 from tests.signer.envelopes import PASSPHRASE
 from tests.signer.test_lifecycle import sign_request
+from tests.waiting import eventually_blocking
 
 
 async def token_with_key(folder: Path, label: str = "pay-key") -> dict[str, str]:
@@ -56,11 +56,8 @@ def proc_file(pid: int, name: str) -> bytes:
 
 def wait_for_line(logs: list[str], text: str, within: float = 30.0) -> None:
     """Until a line containing `text` is logged (a liveness bound, not a timing claim)."""
-    deadline = time.monotonic() + within
-    while not any(text in line for line in logs):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no log line with {text!r}")
-        time.sleep(0.05)
+    eventually_blocking(lambda: any(text in line for line in logs),
+                        what=f"a log line with {text!r}", within=within)
 
 
 def signer_pid(signer: SignerFixture) -> int:

@@ -19,7 +19,7 @@ from payout_service.adapters.ledger import SourceAccountMissing
 from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
 from payout_service.app.pipeline import Pipeline
 from payout_service.core.states import IllegalTransition, PayoutState
-from tests.unit.fake_pipeline import (
+from tests.db.fake_pipeline import (
     NET,
     RESOURCE_FEE,
     START_SEQ,

@@ -22,8 +22,8 @@ from payout_service.embedded_postgres import free_port
 from payout_service.migrations import apply_migrations
 from payout_service.tracing import server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
+from tests.db.fake_pipeline import NET, FakeLedger, create, run_until_settled
 from tests.tls_certs import DevCA
-from tests.unit.fake_pipeline import NET, FakeLedger, create, run_until_settled
 
 EXPORTER = InMemorySpanExporter()
 

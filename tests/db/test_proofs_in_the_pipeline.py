@@ -26,7 +26,7 @@ from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.core.proofs import AccountState
 from payout_service.core.states import PayoutState
-from tests.unit.fake_pipeline import (
+from tests.db.fake_pipeline import (
     NET,
     START_SEQ,
     FakeLedger,

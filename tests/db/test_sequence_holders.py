@@ -1,7 +1,7 @@
 """Every holder of a sequence number, on any source, counts in every re-sync and release:
 payout attempts and channel lifecycle transactions alike (migration 130's sequence_holders).
 
-Real PostgreSQL; the ledger and signer ports faked (tests/unit/fake_pipeline.py).
+Real PostgreSQL; the ledger and signer ports faked (tests/db/fake_pipeline.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from payout_service.app.channel_pool import ChannelPool
 from payout_service.core.channels import HOLDS_SEQUENCE as OPERATION_HOLDS
 from payout_service.core.channels import OperationStatus
 from payout_service.core.states import HOLDS_SEQUENCE, AttemptStatus
-from tests.unit.fake_pipeline import (
+from tests.db.fake_pipeline import (
     NET,
     START_SEQ,
     FakeSigner,
