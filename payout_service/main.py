@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from payout_service import metrics
+from payout_service.adapters.chain_history import ChainHistory
 from payout_service.adapters.channel_store import ChannelConflict, ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.adapters.payout_store import PayoutStore, create_pool_waiting
@@ -28,6 +29,7 @@ from payout_service.interceptors import ServiceInterceptor
 from payout_service.logs import configure_logging
 from payout_service.loops import run_loop
 from payout_service.migrations import apply_migrations
+from payout_service.programs.watchdog import Watchdog
 from payout_service.programs.wiring import Programs, start_programs
 from payout_service.reflection import enable_reflection
 from payout_service.tracing import configure_tracing, server_interceptors
@@ -50,6 +52,7 @@ class RunningService:
     pipeline: Pipeline | None = None
     signer: SignerClient | None = None
     programs: Programs | None = None
+    watchdog: Watchdog | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     metrics_endpoint: metrics.MetricsEndpoint | None = None
@@ -68,6 +71,8 @@ class RunningService:
         await self.server.stop(grace)
         self.halt.set()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.watchdog is not None:
+            await self.watchdog.close()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         if self.pipeline is not None:
@@ -163,6 +168,10 @@ async def start_service(config: Config) -> RunningService:
         service.background.append(asyncio.create_task(run_loop(
             "channel_pool", channels.step, interval=config.channel_pool.interval_seconds,
             halt=service.halt, pool=pool)))
+    if programs.admin is not None:
+        programs.admin.watchdog_settings = config.watchdog
+    if pipeline is not None and config.rpc_url and config.watchdog.enabled:
+        start_watchdog(service, config, programs)
     if config.metrics_port:
         service.metrics_endpoint = metrics.MetricsEndpoint(config.metrics_port)
     service.background += [
@@ -176,6 +185,22 @@ async def start_service(config: Config) -> RunningService:
         "metrics_port": service.metrics_endpoint.port if service.metrics_endpoint else None,
     })
     return service
+
+
+def start_watchdog(service: RunningService, config: Config, programs: Programs) -> None:
+    """The second line of defence (programs/watchdog.py): watches the paying account, the
+    funding account and every registered channel; one replica at a time runs it."""
+    assert config.rpc_url is not None  # noqa: S101 - live mode has an RPC
+    funding = config.channel_pool.funding_account if config.channel_pool else None
+    service.watchdog = Watchdog(
+        config.watchdog, service.pool,
+        ChainHistory(config.rpc_url, timeout_seconds=config.rpc_timeout_seconds),
+        accounts=[a for a in (config.source_account, funding) if a],
+        passphrase=config.network_passphrase, alert_seed=programs.monitor.seed,
+    )
+    service.background.append(asyncio.create_task(run_loop(
+        "watchdog", service.watchdog.step, interval=config.watchdog.interval_seconds,
+        halt=service.halt, pool=service.pool)))
 
 
 async def dependencies_reachable(service: RunningService) -> dict[str, bool]:
