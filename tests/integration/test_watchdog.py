@@ -24,10 +24,12 @@ from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.integration.test_live_against_sandbox import wait_for_state
 from tests.integration.test_live_with_signer import pay_all
+from tests.integration.test_operator_tools import payoutctl
 from tests.integration.watchdog_world import (
     XLM,
     confirmations_checked,
     eventually,
+    eventually_found,
     findings,
     unmatched_confirmed,
     verified_through,
@@ -149,8 +151,7 @@ async def test_a_payment_that_bypasses_the_service_is_caught_within_five_ledgers
             await settled_clean(w, service)
 
             tx_hash, landed = await w.pay_directly(w.payer, dest, 3 * XLM)
-            found = await eventually(lambda: findings(service.pool, "unexplained_outflow"),
-                                     "an unexplained_outflow finding", every=0.02)
+            found = await eventually_found(service.pool, "unexplained_outflow", every=0.02)
             seen_at = await w.latest_ledger()
             assert seen_at - landed <= 5, f"landed in {landed}, reported by ledger {seen_at}"
             [finding] = found
@@ -250,8 +251,7 @@ async def test_a_payout_the_pipeline_pays_again_is_reported_paid_twice(
                     """UPDATE payouts SET state = 'QUEUED', needs_attempt = true,
                            next_attempt_at = now(), confirmed_at = NULL WHERE id = $1""",
                     first["payout_id"])
-            found = await eventually(lambda: findings(service.pool, "paid_twice"),
-                                     "a paid_twice finding")
+            found = await eventually_found(service.pool, "paid_twice")
         second = await service.pool.fetchval(
             "SELECT tx_hash FROM payout_attempts WHERE payout_id = $1 AND number = 2",
             first["payout_id"])
@@ -288,8 +288,7 @@ async def test_a_confirmation_the_chain_does_not_show_is_reported(
                        WHERE p.id = a.payout_id AND p.payout_id = 'unseen-0'""", forged)
                 await conn.execute(
                     "UPDATE payouts SET confirmed_at = now() WHERE payout_id = 'unseen-0'")
-            [finding] = await eventually(lambda: findings(service.pool, "confirmed_unseen"),
-                                         "a confirmed_unseen finding")
+            [finding] = await eventually_found(service.pool, "confirmed_unseen")
             assert finding["tx_hash"] == forged
             health = await admin.GetSystemHealth(apb.GetSystemHealthRequest())
             assert health.level == apb.HEALTH_LEVEL_CRITICAL
@@ -352,8 +351,7 @@ async def test_history_lost_before_it_was_read_is_a_gap_finding(
         oldest = await eventually(history_moved_on, "the RPC's history past the cursor")
 
         second = await payout_service_factory(**w.env())
-        [gap] = await eventually(lambda: findings(second.pool, "watchdog_gap"),
-                                 "a watchdog_gap finding")
+        [gap] = await eventually_found(second.pool, "watchdog_gap")
         assert gap["ledger"] == before["verified_ledger"] + 1
         assert gap["ledger_to"] >= oldest - 1
         await verified_through(second.pool, await w.latest_ledger())
@@ -362,3 +360,72 @@ async def test_history_lost_before_it_was_read_is_a_gap_finding(
             health = await admin.GetSystemHealth(apb.GetSystemHealthRequest())
         assert apb.ALERT_KIND_WATCHDOG_GAP in {a.kind for a in health.active_alerts}
         assert health.level == apb.HEALTH_LEVEL_CRITICAL
+
+
+async def test_operators_pause_resume_and_work_findings_from_payoutctl(payout_service):
+    """payoutctl watchdog …, and the admin RPCs' answers to bad input: INVALID_ARGUMENT naming
+    the field, NOT_FOUND, FAILED_PRECONDITION; every change recorded with the caller."""
+    target = {"PAYOUTCTL_TARGET": f"127.0.0.1:{payout_service.port}"}
+    pool = payout_service.pool
+    ids = [await pool.fetchval(
+        """INSERT INTO watchdog_findings (kind, dedupe_key, tx_hash, ledger, accounts, amount,
+               asset, detail)
+           VALUES ('unexplained_outflow', $1, $2, 7, $3, 50000000, 'native', 'test finding')
+           RETURNING id""", f"k{n}", f"{n}" * 64, [Keypair.random().public_key])
+        for n in range(3)]
+
+    code, out, err = await payoutctl("watchdog", "pause", "--reason", "incident 12", env=target)
+    assert code == 0, err
+    assert json.loads(out)["sending"]["paused"] is True
+    code, out, err = await payoutctl("-o", "table", "watchdog", "status", env=target)
+    assert code == 0, err
+    assert "PAUSED by ipv4:127.0.0.1" in out and "incident 12" in out
+    assert "not started" in out, "build-only: no watchdog runs, the switch still works"
+    code, out, err = await payoutctl("watchdog", "findings", "--limit", "2", env=target)
+    page = json.loads(out)
+    assert [int(f["finding_id"]) for f in page["findings"]] == ids[:0:-1]
+    code, out, err = await payoutctl("watchdog", "findings", "--page-token",
+                                     page["next_page_token"], env=target)
+    assert [int(f["finding_id"]) for f in json.loads(out)["findings"]] == ids[:1]
+    code, out, err = await payoutctl("watchdog", "acknowledge", str(ids[0]), env=target)
+    assert code == 0 and json.loads(out)["finding"]["status"] == \
+        "WATCHDOG_FINDING_STATUS_ACKNOWLEDGED"
+    code, out, err = await payoutctl("watchdog", "resolve", str(ids[0]), "--reason",
+                                     "our own sweep to cold storage", env=target)
+    assert code == 0, err
+    resolved = json.loads(out)["finding"]
+    assert resolved["resolution"] == "our own sweep to cold storage"
+    assert resolved["resolved_by"].startswith("ipv4:127.0.0.1")
+    code, out, err = await payoutctl("watchdog", "resolve", str(ids[0]), "--reason", "again",
+                                     env=target)
+    assert code == 1 and "FAILED_PRECONDITION" in err and "RESOLVED" in err
+    code, out, err = await payoutctl("watchdog", "resume", "--reason", "contained", env=target)
+    assert code == 0 and json.loads(out)["sending"].get("paused") is None  # false: omitted
+
+    async with grpc.aio.insecure_channel(target["PAYOUTCTL_TARGET"]) as channel:
+        admin = admin_pb2_grpc.PayoutAdminServiceStub(channel)
+        bad = [
+            (admin.AcknowledgeWatchdogFinding(apb.AcknowledgeWatchdogFindingRequest()),
+             grpc.StatusCode.INVALID_ARGUMENT, "finding_id"),
+            (admin.ResolveWatchdogFinding(apb.ResolveWatchdogFindingRequest(finding_id=ids[1])),
+             grpc.StatusCode.INVALID_ARGUMENT, "reason"),
+            (admin.PauseSending(apb.PauseSendingRequest()), grpc.StatusCode.INVALID_ARGUMENT,
+             "reason"),
+            (admin.ListWatchdogFindings(apb.ListWatchdogFindingsRequest(page_size=501)),
+             grpc.StatusCode.INVALID_ARGUMENT, "page_size"),
+            (admin.ListWatchdogFindings(apb.ListWatchdogFindingsRequest(page_token="x1")),
+             grpc.StatusCode.INVALID_ARGUMENT, "page_token"),
+            (admin.ListWatchdogFindings(apb.ListWatchdogFindingsRequest(kinds=[99])),
+             grpc.StatusCode.INVALID_ARGUMENT, "kinds"),
+            (admin.AcknowledgeWatchdogFinding(apb.AcknowledgeWatchdogFindingRequest(
+                finding_id=10**9)), grpc.StatusCode.NOT_FOUND, "not found"),
+        ]
+        for call, status, named in bad:
+            with pytest.raises(grpc.aio.AioRpcError) as err_info:
+                await call
+            assert err_info.value.code() == status, named
+            assert named in err_info.value.details(), err_info.value.details()
+    audit = await pool.fetch("SELECT paused, actor, reason FROM sending_pause_audit ORDER BY id")
+    assert [(r["paused"], r["reason"]) for r in audit] == \
+        [(True, "incident 12"), (False, "contained")]
+    assert await pool.fetchval("SELECT count(*) FROM watchdog_findings WHERE status = 'open'") == 2

@@ -53,29 +53,11 @@ class World:
         return settings
 
     async def latest_ledger(self) -> int:
-        async with SorobanServerAsync(self.sandbox.rpc_url) as server:
-            return int((await server.get_latest_ledger()).sequence)
+        return await latest_ledger(self.sandbox)
 
     async def pay_directly(self, source: Keypair, destination: str, stroops: int
                            ) -> tuple[str, int]:
-        """A native Payment built, signed and submitted outside the service; waits for it to
-        land and returns (hash, ledger)."""
-        async with SorobanServerAsync(self.sandbox.rpc_url) as server:
-            account = await server.load_account(source.public_key)
-            tx = (TransactionBuilder(account, self.sandbox.passphrase, base_fee=100)
-                  .append_payment_op(destination, Asset.native(), str(stroops / XLM))
-                  .set_timeout(60).build())
-            tx.sign(source)
-            sent = await server.send_transaction(tx)
-            assert sent.status == SendTransactionStatus.PENDING, sent
-            for _ in range(200):
-                found = await server.get_transaction(sent.hash)
-                if found.status == GetTransactionStatus.SUCCESS:
-                    assert found.ledger is not None
-                    return sent.hash, found.ledger
-                assert found.status == GetTransactionStatus.NOT_FOUND, found
-                await asyncio.sleep(0.05)
-        raise AssertionError("the direct payment never landed")
+        return await pay_directly(self.sandbox, source, destination, stroops)
 
     async def chain_transactions(self, first: int, last: int) -> int:
         """How many transactions the chain holds in ledgers first..last (getTransactions)."""
@@ -88,6 +70,33 @@ class World:
                     assert page.latest_ledger >= last
                     return count
                 cursor = page.cursor
+
+
+async def latest_ledger(sandbox: RunningSandbox) -> int:
+    async with SorobanServerAsync(sandbox.rpc_url) as server:
+        return int((await server.get_latest_ledger()).sequence)
+
+
+async def pay_directly(sandbox: RunningSandbox, source: Keypair, destination: str,
+                       stroops: int) -> tuple[str, int]:
+    """A native Payment built, signed and submitted outside the service; waits for it to
+    land and returns (hash, ledger)."""
+    async with SorobanServerAsync(sandbox.rpc_url) as server:
+        account = await server.load_account(source.public_key)
+        tx = (TransactionBuilder(account, sandbox.passphrase, base_fee=100)
+              .append_payment_op(destination, Asset.native(), str(stroops / XLM))
+              .set_timeout(60).build())
+        tx.sign(source)
+        sent = await server.send_transaction(tx)
+        assert sent.status == SendTransactionStatus.PENDING, sent
+        for _ in range(200):
+            found = await server.get_transaction(sent.hash)
+            if found.status == GetTransactionStatus.SUCCESS:
+                assert found.ledger is not None
+                return sent.hash, found.ledger
+            assert found.status == GetTransactionStatus.NOT_FOUND, found
+            await asyncio.sleep(0.05)
+    raise AssertionError("the direct payment never landed")
 
 
 @contextlib.asynccontextmanager
@@ -152,6 +161,14 @@ async def findings(pool: asyncpg.Pool, kind: str | None = None) -> list[asyncpg.
     return await pool.fetch(
         "SELECT * FROM watchdog_findings WHERE $1::text IS NULL OR kind = $1 ORDER BY id",
         kind)
+
+
+async def eventually_found(pool: asyncpg.Pool, kind: str, every: float = 0.1
+                           ) -> list[asyncpg.Record]:
+    """Waits for findings of `kind`; returns them."""
+    found: list[asyncpg.Record] = await eventually(
+        lambda: findings(pool, kind), f"a {kind} finding", every=every)
+    return found
 
 
 async def unmatched_confirmed(pool: asyncpg.Pool) -> list[str]:
