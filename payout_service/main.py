@@ -15,7 +15,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from payout_service import metrics
-from payout_service.adapters.chain_history import ChainHistory
 from payout_service.adapters.channel_store import ChannelConflict, ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.adapters.payout_store import PayoutStore, create_pool_waiting
@@ -29,7 +28,7 @@ from payout_service.interceptors import ServiceInterceptor
 from payout_service.logs import configure_logging
 from payout_service.loops import run_loop
 from payout_service.migrations import apply_migrations
-from payout_service.programs.watchdog import Watchdog
+from payout_service.programs.watchdog import Watchdog, watchdog_for
 from payout_service.programs.wiring import Programs, start_programs
 from payout_service.reflection import enable_reflection
 from payout_service.tracing import configure_tracing, server_interceptors
@@ -188,16 +187,8 @@ async def start_service(config: Config) -> RunningService:
 
 
 def start_watchdog(service: RunningService, config: Config, programs: Programs) -> None:
-    """The second line of defence (programs/watchdog.py): watches the paying account, the
-    funding account and every registered channel; one replica at a time runs it."""
-    assert config.rpc_url is not None  # noqa: S101 - live mode has an RPC
-    funding = config.channel_pool.funding_account if config.channel_pool else None
-    service.watchdog = Watchdog(
-        config.watchdog, service.pool,
-        ChainHistory(config.rpc_url, timeout_seconds=config.rpc_timeout_seconds),
-        accounts=[a for a in (config.source_account, funding) if a],
-        passphrase=config.network_passphrase, alert_seed=programs.monitor.seed,
-    )
+    """The second line of defence (programs/watchdog.py); one replica at a time runs it."""
+    service.watchdog = watchdog_for(config, service.pool, programs.monitor.seed)
     service.background.append(asyncio.create_task(run_loop(
         "watchdog", service.watchdog.step, interval=config.watchdog.interval_seconds,
         halt=service.halt, pool=service.pool)))

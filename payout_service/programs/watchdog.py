@@ -36,7 +36,7 @@ from payout_service.adapters.chain_history import (
 )
 from payout_service.adapters.ledger import LedgerUnavailable
 from payout_service.adapters.sending_pause import pause_state, set_paused
-from payout_service.config import WatchdogConfig
+from payout_service.config import Config, WatchdogConfig
 from payout_service.core.outflows import WatchedAccounts, inner_hash
 from payout_service.core.watchdog import (
     PAGE_LIMIT,
@@ -233,3 +233,16 @@ class Watchdog:
                 "ledger": f.ledger, "payout_uuid": str(f.payout_id) if f.payout_id else None,
                 "accounts": list(f.accounts), "amount": f.amount, "asset": f.asset,
                 "detail": f.detail[:500]})
+
+
+def watchdog_for(config: Config, pool: asyncpg.Pool, alert_seed: AlertConfig) -> Watchdog:
+    """The watchdog of this configuration: the paying account, the channel funding account
+    and (read at every step) every registered channel."""
+    assert config.rpc_url is not None  # noqa: S101 - live mode has an RPC
+    funding = config.channel_pool.funding_account if config.channel_pool else None
+    return Watchdog(
+        config.watchdog, pool,
+        ChainHistory(config.rpc_url, timeout_seconds=config.rpc_timeout_seconds),
+        accounts=[a for a in (config.source_account, funding) if a],
+        passphrase=config.network_passphrase, alert_seed=alert_seed,
+    )
