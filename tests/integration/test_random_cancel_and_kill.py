@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import random
 
+import asyncpg
 import grpc
 import pytest
 
@@ -29,6 +30,13 @@ from tests.integration.batch_worker import (
 )
 from tests.integration.test_crash_safety import BatchWorkerProcess, ServiceProcess
 from tests.integration.test_live_with_signer import channel_world, signer_env
+from tests.integration.watchdog_world import (
+    confirmations_checked,
+    findings,
+    latest_ledger,
+    unmatched_confirmed,
+    verified_through,
+)
 
 PAYOUTS = 16
 REPLICAS = 3
@@ -124,6 +132,14 @@ async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_onc
             logs = "".join(r.log_path.read_text()[-2000:] for r in replicas)
             assert len(states) == PAYOUTS and all(s in FINAL for s in states.values()), \
                 (states, logs)
+            # The second line of defence agrees: once it has read every ledger, no outflow
+            # it cannot explain, no payout paid twice, no confirmation without its transfer
+            # (replicas died holding its lease, the RPC dropped and refused).
+            pool = await stack.enter_async_context(asyncpg.create_pool(fresh_database))
+            await verified_through(pool, await latest_ledger(sandbox), within=120)
+            await confirmations_checked(pool, within=120)
+            assert [(f["kind"], f["detail"]) for f in await findings(pool)] == []
+            assert await unmatched_confirmed(pool) == []
         finally:
             for replica in replicas:
                 await replica.stop()
