@@ -92,7 +92,13 @@ class Watchdog:
 
     async def step(self) -> int:
         """The loop's step; busy (run again at once) while a full page was just read."""
-        report = await self.run_step()
+        try:
+            report = await self.run_step()
+        except store.LeaseLost:
+            # Another replica took the lease over (this one stalled past it): what this step
+            # read is rolled back and the holder reads the same ledgers.
+            log.warning("watchdog lease lost", extra={"owner": self.owner})
+            return 0
         return 0 if report is None or report.caught_up else report.pages
 
     async def run_step(self) -> StepReport | None:
@@ -146,7 +152,8 @@ class Watchdog:
         async with self.pool.acquire() as conn, conn.transaction():
             await store.advance(conn, self.owner, position, moved_to,
                                 latest_ledger=page.latest_ledger, transactions=len(txs),
-                                fees_stroops=verdict.fees_stroops)
+                                fees_stroops=verdict.fees_stroops,
+                                lease_seconds=self.lease_seconds)
             twice = await store.record_payments(conn, verdict.payments)
             new = await store.add_findings(conn, verdict.findings + twice)
             await self._escalate(conn, new)
@@ -170,7 +177,7 @@ class Watchdog:
         async with self.pool.acquire() as conn, conn.transaction():
             await store.advance(conn, self.owner, position, moved_to,
                                 latest_ledger=window.latest_ledger, transactions=0,
-                                fees_stroops=0)
+                                fees_stroops=0, lease_seconds=self.lease_seconds)
             new = await store.add_findings(conn, [finding])
             await self._escalate(conn, new)
         self._report(new)

@@ -126,19 +126,20 @@ async def release_lease(db: Db, owner: str) -> None:
 
 async def advance(
     conn: asyncpg.Connection, owner: str, read_from: Position, to: Position, *,
-    latest_ledger: int, transactions: int, fees_stroops: int,
+    latest_ledger: int, transactions: int, fees_stroops: int, lease_seconds: float,
 ) -> None:
-    """Moves the position, compare-and-set on the lease and the cursor this step read from.
-    Raises LeaseLost (the caller's SQL transaction then rolls back)."""
+    """Moves the position and renews the lease, compare-and-set on the lease and the cursor
+    this step read from. Raises LeaseLost (the caller's SQL transaction then rolls back)."""
     moved = await conn.fetchval(
         """UPDATE watchdog_state
            SET verified_ledger = $3, cursor = $4, latest_ledger = GREATEST(latest_ledger, $5),
                transactions_read = transactions_read + $6, pages_read = pages_read + 1,
-               fees_charged_stroops = fees_charged_stroops + $7, updated_at = now()
+               fees_charged_stroops = fees_charged_stroops + $7, updated_at = now(),
+               lease_until = now() + make_interval(secs => $8)
            WHERE id = 1 AND lease_owner = $1 AND lease_until >= now() AND cursor = $2
            RETURNING 1""",
         owner, read_from.cursor, to.verified_ledger, to.cursor, latest_ledger, transactions,
-        fees_stroops,
+        fees_stroops, lease_seconds,
     )
     if moved is None:
         raise LeaseLost(owner)
