@@ -10,6 +10,9 @@ names a watched account is decoded (`debits`):
 
 - its source or fee source is watched: it spent our sequence number and our fee;
 - an operation's source is watched: it acted as our account (it needed our signature);
+- a Soroban authorisation entry with a watched account's address credentials: our key
+  signed an authorisation the service did not build (a SAC `approve` of an allowance, say,
+  before any `transfer_from` drains it);
 - a CAP-67 / SEP-41 event debits a watched account: `transfer` (topics [transfer, from, to,
   asset]), `burn` ([burn, from, asset]), `clawback` ([clawback, from, asset]; before
   protocol 23 the SAC put the admin first: [clawback, admin, from, asset]) and `fee`
@@ -34,6 +37,7 @@ from stellar_sdk import xdr as x
 SOURCE = "source"  # the transaction's source: its sequence number and (unless bumped) its fee
 FEE_SOURCE = "fee_source"  # a fee-bump's fee source
 OPERATION_SOURCE = "operation_source"
+AUTHORIZATION = "authorization"  # a Soroban authorisation entry signed for the account
 DEBIT_EVENTS = ("transfer", "burn", "clawback", "fee")
 NATIVE = "native"
 
@@ -61,7 +65,8 @@ class Debit:
 
     def describe(self) -> str:
         what = {SOURCE: "transaction source", FEE_SOURCE: "fee-bump fee source",
-                OPERATION_SOURCE: "operation source"}.get(self.kind, f"{self.kind} event")
+                OPERATION_SOURCE: "operation source",
+                AUTHORIZATION: "authorisation signed for"}.get(self.kind, f"{self.kind} event")
         moved = f" {self.amount} of {self.asset}" if self.amount is not None else ""
         return f"{what} {self.account}{moved}"
 
@@ -98,9 +103,10 @@ def _muxed_key(account: x.MuxedAccount) -> bytes:
 
 
 def _address_key(value: x.SCVal) -> bytes | None:
-    address = value.address
-    if address is None:
-        return None
+    return _sc_address_key(value.address) if value.address is not None else None
+
+
+def _sc_address_key(address: x.SCAddress) -> bytes | None:
     if address.account_id is not None:
         ed25519 = address.account_id.account_id.ed25519
         return bytes(ed25519.uint256) if ed25519 is not None else None
@@ -138,7 +144,20 @@ def envelope_debits(envelope_xdr: str, watched: WatchedAccounts, fee: int) -> li
     for op in operations:
         if op.source_account is not None:
             note(_muxed_key(op.source_account), OPERATION_SOURCE)
+        invoke = op.body.invoke_host_function_op
+        for entry in invoke.auth if invoke is not None else ():
+            key = _signer_key(entry.credentials)
+            if key is not None:
+                note(key, AUTHORIZATION)
     return found
+
+
+def _signer_key(credentials: x.SorobanCredentials) -> bytes | None:
+    """The account an authorisation entry was signed for (None: the transaction's source)."""
+    address = credentials.address or credentials.address_v2 or (
+        credentials.address_with_delegates.address_credentials
+        if credentials.address_with_delegates is not None else None)
+    return _sc_address_key(address.address) if address is not None else None
 
 
 def _events(meta: x.TransactionMeta) -> Iterator[x.ContractEvent]:

@@ -17,8 +17,10 @@ from stellar_sdk import (
     scval,
 )
 from stellar_sdk import xdr as x
+from stellar_sdk.address import Address
 
 from payout_service.core.outflows import (
+    AUTHORIZATION,
     FEE_SOURCE,
     OPERATION_SOURCE,
     SOURCE,
@@ -147,6 +149,29 @@ def test_acting_as_a_watched_account_is_a_debit_even_without_events() -> None:
     tx = payment(STRANGER, DEST.public_key, 5, op_source=CHANNEL.public_key)
     assert [(d.kind, d.account) for d in debits(tx.to_xdr(), result(), "", WATCHED)] == \
         [(OPERATION_SOURCE, CHANNEL.public_key)]
+
+
+def test_an_authorisation_signed_for_a_watched_account_is_a_debit() -> None:
+    """Someone else's contract call carrying an authorisation our key signed (an allowance
+    granted with SAC `approve`): the key acted for us before any money moved."""
+    payer = Address(PAYER.public_key).to_xdr_sc_address()
+    entry = x.SorobanAuthorizationEntry(
+        credentials=x.SorobanCredentials(
+            x.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS,
+            address=x.SorobanAddressCredentials(payer, x.Int64(7), x.Uint32(500),
+                                                scval.to_void())),
+        root_invocation=x.SorobanAuthorizedInvocation(
+            function=x.SorobanAuthorizedFunction(
+                x.SorobanAuthorizedFunctionType.SOROBAN_AUTHORIZED_FUNCTION_TYPE_CONTRACT_FN,
+                contract_fn=x.InvokeContractArgs(
+                    Address(NATIVE_SAC).to_xdr_sc_address(), x.SCSymbol(b"approve"), [])),
+            sub_invocations=[]))
+    tx = (TransactionBuilder(Account(STRANGER.public_key, 9), PASSPHRASE, base_fee=100)
+          .append_invoke_contract_function_op(
+              NATIVE_SAC, "approve", [scval.to_address(PAYER.public_key)], auth=[entry])
+          .set_timeout(60).build())
+    assert [(d.kind, d.account) for d in debits(tx.to_xdr(), result(), "", WATCHED)] == \
+        [(AUTHORIZATION, PAYER.public_key)]
 
 
 def _event(topics: list[x.SCVal], data: x.SCVal) -> x.ContractEvent:
