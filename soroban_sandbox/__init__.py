@@ -11,8 +11,11 @@ hold real funds.
 
 Layout: ``ledger`` (pure state and ledger close), ``admission`` (checks at submission),
 ``execution`` (auth and balance moves at apply time), ``simulation``, ``contracts``,
-``authority`` (signatures), ``xdr_build`` (XDR values), ``faults``; the edge is ``rpc``
-(JSON shapes; ``rpc_history`` for the paginated methods, ``rpc_params`` for parameter checks
-and the real error messages), ``server`` (aiohttp, admin API, ledger clock) and ``main`` (CLI);
+``authority`` (signatures), ``xdr_build`` (XDR values), ``entry_history`` (entries as recent
+ledgers left them), ``faults`` (settings, the seeded dice, which node answers), ``chain_view``
+(one node's view of the chain), ``nodes`` (restarts), ``replay`` (public envelopes); the edge
+is ``rpc`` (JSON shapes; ``rpc_history`` for the paginated methods, ``rpc_params`` for
+parameter checks and the real error messages), ``server`` (aiohttp, admin API, ledger clock)
+and ``main`` (CLI);
 ``testing`` starts it as a subprocess for other components' tests. See README.md.
 """

@@ -47,6 +47,7 @@ from stellar_sdk.operation import AccountMerge, CreateAccount, Operation, Paymen
 
 from . import xdr_build as b
 from .contracts import TokenMove, asset_name
+from .entry_history import account_key, trustline_key
 from .execution import min_balance
 from .records import Account, Trustline
 
@@ -263,6 +264,10 @@ def _move(
 
 def _commit(scratch: _Scratch, seq: int) -> None:
     ledger = scratch.ledger
+    ledger.before_write(
+        *(account_key(a) for a in scratch.merged | scratch.created | set(scratch.balances)),
+        *(trustline_key(holder, asset) for holder, asset in scratch.lines),
+    )
     for account_id in scratch.merged:
         del ledger.accounts[account_id]
     for account_id in scratch.created:

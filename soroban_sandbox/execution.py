@@ -16,6 +16,7 @@ from stellar_sdk.operation import InvokeHostFunction
 from . import xdr_build as b
 from .authority import address_credentials, check_address_entry, invocation_matches
 from .contracts import ContractError, Invocation, TokenMove
+from .entry_history import account_key, token_key
 from .resources import entry_size, instructions_needed
 from .xdr_build import BASE_RESERVE
 
@@ -233,10 +234,12 @@ def _credit(ledger: Ledger, token_id: str, holder: str, delta: int, seq: int) ->
     if not asset.is_native() and holder == asset.issuer:
         return  # issuer sends = mint, issuer receives = burn
     if asset.is_native() and holder.startswith("G"):
+        ledger.before_write(account_key(holder))
         account = ledger.accounts[holder]
         account.balance += delta
         account.last_modified = seq
         return
+    ledger.before_write(token_key(token_id, holder))
     held = ledger.tokens.setdefault((token_id, holder), TokenBalance(0, seq))
     held.amount += delta
     held.last_modified = seq

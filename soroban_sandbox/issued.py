@@ -18,6 +18,7 @@ from stellar_sdk.operation import Payment
 
 from .classic import INT64_MAX, apply_classic
 from .contracts import asset_name
+from .entry_history import account_key, trustline_key
 from .execution import min_balance
 from .records import Trustline
 
@@ -59,7 +60,9 @@ def open_trustline(
     account = ledger.accounts[holder]
     if account.balance < min_balance(account.num_sub_entries + 1):
         raise IssuedAssetError("account: balance below the new minimum balance (LOW_RESERVE)")
+    ledger.before_write(account_key(holder), trustline_key(*key))
     account.num_sub_entries += 1
+    account.last_modified = ledger.latest.seq
     line = Trustline(0, limit, authorized, ledger.latest.seq)
     ledger.trustlines[key] = line
     return line
@@ -71,6 +74,7 @@ def authorize_trustline(
     line = ledger.trustlines.get((holder, asset_name(asset)))
     if line is None:
         raise IssuedAssetError(f"trustline: {holder} does not trust {asset_name(asset)}")
+    ledger.before_write(trustline_key(holder, asset_name(asset)))
     line.authorized = authorized
     line.last_modified = ledger.latest.seq
     return line

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
+from typing import TypeVar
 
 from stellar_sdk import (
     Asset,
@@ -26,6 +27,7 @@ from . import xdr_build as b
 from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid, is_soroban
 from .classic import apply_classic
 from .contracts import ContractRegistry, TokenMove, asset_name
+from .entry_history import EntryHistory, EntryKey, account_key, token_key, trustline_key
 from .execution import TokenBalance, execute, min_balance
 from .fees import EVENT_FEE, non_refundable_fee
 from .records import (
@@ -52,6 +54,10 @@ EXPECTED_CLOSE_TIME_MULT = 2
 # TRANSACTION_QUEUE_BAN_LEDGERS ledgers.
 TRANSACTION_QUEUE_TIMEOUT_LEDGERS = 4
 TRANSACTION_QUEUE_BAN_LEDGERS = 10
+# How many ledgers back the ledger can still answer "what was this entry then" (for RPC nodes
+# behind the network, README "Faults"). A real node further behind than this is unhealthy
+# long before (32 ledgers of 5 s are over stellar-rpc's 30 s max healthy latency).
+ENTRY_HISTORY_LEDGERS = 32
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class LedgerLimits:
 
 # What a ledger close keeps of each included transaction, for LedgerCloseMeta.
 Processed = tuple[x.TransactionEnvelope, x.TransactionResultPair, x.TransactionMeta]
+Entry = TypeVar("Entry", Account, Trustline, TokenBalance)
+Envelope = TransactionEnvelope | FeeBumpTransactionEnvelope
 
 
 BEFORE_ALL_TXS = x.TransactionEventStage.TRANSACTION_EVENT_STAGE_BEFORE_ALL_TXS
@@ -174,6 +182,8 @@ class Ledger:
     _included: dict[str, IncludedTx] = field(default_factory=dict)
     _ledgers: dict[int, ClosedLedger] = field(default_factory=dict)
     _latest_seq: int = 0
+    entry_history: EntryHistory = field(default_factory=EntryHistory)
+    _closing: int = 0  # the ledger being closed, while close() applies it
 
     def __post_init__(self) -> None:
         self._record_ledger(1, self.start_time)
@@ -201,9 +211,30 @@ class Ledger:
         if account_id in self.accounts:
             raise AccountExists(account_id)
         seq = self._latest_seq
+        self.before_write(account_key(account_id))
         account = Account(account_id, amount, seq << 32, seq)
         self.accounts[account_id] = account
         return account
+
+    def before_write(self, *keys: EntryKey) -> None:
+        """Call before creating, changing or deleting these entries: what they were is kept
+        for ENTRY_HISTORY_LEDGERS ledgers, so a node behind the network answers as of its own
+        ledger. A change outside a close belongs to the latest ledger."""
+        seq = self._closing or self._latest_seq
+        for key in keys:
+            self.entry_history.remember(key, seq, self._current(key))
+
+    def _current(self, key: EntryKey) -> Account | Trustline | TokenBalance | None:
+        kind, *ids = key
+        if kind == "account":
+            return self.accounts.get(ids[0])
+        if kind == "trustline":
+            return self.trustlines.get((ids[0], ids[1]))
+        return self.tokens.get((ids[0], ids[1]))
+
+    def account_at(self, account_id: str, ledger_seq: int) -> Account | None:
+        """The account as ledger ``ledger_seq`` left it (within ENTRY_HISTORY_LEDGERS)."""
+        return self._at(account_key(account_id), self.accounts.get(account_id), ledger_seq)
 
     def token_balance(self, token_id: str, holder: str) -> int:
         held = self.tokens.get((token_id, holder))
@@ -218,11 +249,19 @@ class Ledger:
         drop: bool = False,
         fail_on_chain: bool = False,
         now: int | None = None,
+        validated_at: int | None = None,
+        parsed: Envelope | None = None,
     ) -> Submission:
         """stellar-core TransactionQueue::canAdd (src/herder/TransactionQueue.cpp), in order:
         banned, duplicate, lower sequence than the queued one, one per source, queue limiter,
-        checkValid. ``now`` is the wall clock (for the close-time drift of txTOO_LATE)."""
-        envelope = self.parse(envelope_xdr)
+        checkValid. ``now`` is the wall clock (for the close-time drift of txTOO_LATE).
+
+        ``validated_at``: the ledger the receiving node's stellar-core has applied, when it is
+        behind the network. checkValid runs against that node's state (its ERROR is the
+        answer); what it accepts it floods, and the validators check it against theirs: if they
+        refuse, the client was still told PENDING and the transaction never lands.
+        ``parsed``: ``envelope_xdr`` already decoded by the caller."""
+        envelope = parsed if parsed is not None else self.parse(envelope_xdr)
         if isinstance(envelope, FeeBumpTransactionEnvelope):
             code = x.TransactionResultCode.txNOT_SUPPORTED
             return Submission("ERROR", envelope.hash_hex(), b.error_result(code).to_xdr())
@@ -245,11 +284,33 @@ class Ledger:
         refusal = self._queue_limit(envelope, hex_hash)
         if refusal is not None:
             return refusal
-        account = self.accounts.get(source)
-        last_close = self.latest.close_time
+        node_seq = self._latest_seq if validated_at is None else validated_at
+        rejection = admission_error(envelope, tx_hash, self._admission_view(source, node_seq, now))
+        if rejection is not None:
+            result = b.error_result(rejection.code, fee_to_charge(envelope), rejection.op_results)
+            return Submission("ERROR", hex_hash, result.to_xdr())
+        if node_seq != self._latest_seq:
+            network = admission_error(
+                envelope, tx_hash, self._admission_view(source, self._latest_seq, now)
+            )
+            if network is not None:
+                reason = f"network_refused {network.code.name}"
+                self.evictions.append(Eviction(hex_hash, self._latest_seq + 1, reason))
+                return Submission("PENDING", hex_hash)
+        self._make_room(envelope, hex_hash)
+        if not drop:
+            self._pending[hex_hash] = _Pending(
+                hex_hash, envelope, source, fail_on_chain, self._latest_seq
+            )
+        return Submission("PENDING", hex_hash)
+
+    def _admission_view(self, source: str, ledger_seq: int, now: int | None) -> LedgerView:
+        """What checkValid sees on a node whose last closed ledger is ``ledger_seq``."""
+        account = self.account_at(source, ledger_seq)
+        last_close = self._ledgers[ledger_seq].close_time
         drift = max(0, (now if now is not None else last_close) - last_close)
-        view = LedgerView(
-            seq=self._latest_seq,
+        return LedgerView(
+            seq=ledger_seq,
             close_time=last_close,
             source_exists=account is not None,
             source_seq=account.seq if account else 0,
@@ -259,16 +320,6 @@ class Ledger:
             upper_bound_offset=EXPECTED_CLOSE_TIME_MULT * self.limits.expected_close_seconds
             + drift,
         )
-        rejection = admission_error(envelope, tx_hash, view)
-        if rejection is not None:
-            result = b.error_result(rejection.code, fee_to_charge(envelope), rejection.op_results)
-            return Submission("ERROR", hex_hash, result.to_xdr())
-        self._make_room(envelope, hex_hash)
-        if not drop:
-            self._pending[hex_hash] = _Pending(
-                hex_hash, envelope, source, fail_on_chain, self._latest_seq
-            )
-        return Submission("PENDING", hex_hash)
 
     def _lane(self, soroban: bool) -> list[Candidate]:
         return [p.candidate for p in self._pending.values() if is_soroban(p.envelope) == soroban]
@@ -314,7 +365,7 @@ class Ledger:
     def _ban(self, hex_hash: str) -> None:
         self._banned[hex_hash] = self._latest_seq + TRANSACTION_QUEUE_BAN_LEDGERS
 
-    def parse(self, envelope_xdr: str) -> TransactionEnvelope | FeeBumpTransactionEnvelope:
+    def parse(self, envelope_xdr: str) -> Envelope:
         try:
             return TransactionBuilder.from_xdr(envelope_xdr, self.passphrase)
         except Exception as exc:  # noqa: BLE001 - any decode failure is the client's bad XDR
@@ -332,7 +383,13 @@ class Ledger:
         TRANSACTION_QUEUE_TIMEOUT_LEDGERS, then are dropped and banned.
         """
         seq = self._latest_seq + 1
-        close_time = max(close_time, self.latest.close_time + 1)
+        self._closing = seq
+        try:
+            return self._close(seq, max(close_time, self.latest.close_time + 1))
+        finally:
+            self._closing = 0
+
+    def _close(self, seq: int, close_time: int) -> ClosedLedger:
         candidates: list[_Pending] = []
         for pending in list(self._pending.values()):
             reason = self._expired(pending.envelope, seq, close_time)
@@ -374,6 +431,7 @@ class Ledger:
             seq, close_time, processed, lanes[True].base_fee, lanes[False].base_fee
         )
         self._prune()
+        self.entry_history.forget_through(seq - ENTRY_HISTORY_LEDGERS)
         return ledger
 
     def _expired(self, envelope: TransactionEnvelope, seq: int, close_time: int) -> str | None:
@@ -398,6 +456,7 @@ class Ledger:
         self, pending: _Pending, seq: int, close_time: int, order: int, base_fee: int
     ) -> Processed:
         envelope = pending.envelope
+        self.before_write(account_key(pending.source))
         account = self.accounts[pending.source]
         # Fee and sequence number are consumed before the operations run, success or not.
         charged = min(fee_to_charge(envelope, base_fee), account.balance)
@@ -657,11 +716,15 @@ class Ledger:
     def ledger_at(self, seq: int) -> ClosedLedger | None:
         return self._ledgers.get(seq)
 
-    def recent_inclusion_fees(self, ledgers: int, *, soroban: bool = True) -> tuple[list[int], int]:
-        """Soroban inclusion fees charged in the last ``ledgers`` closed ledgers (stellar-rpc
-        feewindow: fee charged minus resource fee charged), and how many ledgers that is."""
-        first = max(self._latest_seq - ledgers + 1, self.oldest.seq)
-        window = range(first, self._latest_seq + 1)
+    def recent_inclusion_fees(
+        self, ledgers: int, *, soroban: bool = True, up_to: int | None = None
+    ) -> tuple[list[int], int]:
+        """Soroban inclusion fees charged in the last ``ledgers`` closed ledgers up to ``up_to``
+        (stellar-rpc feewindow: fee charged minus resource fee charged), and how many ledgers
+        that is."""
+        last = self._latest_seq if up_to is None else up_to
+        first = max(last - ledgers + 1, self.oldest.seq)
+        window = range(first, last + 1)
         fees = [
             self._included[h].inclusion_fee_charged
             for s in window
@@ -670,25 +733,35 @@ class Ledger:
         ]
         return fees, len(window)
 
-    def ledger_entry(self, key: x.LedgerKey) -> tuple[x.LedgerEntryData, int] | None:
-        """Account entries, and SAC balance entries of contract-held or issued-asset balances."""
+    def ledger_entry(
+        self, key: x.LedgerKey, at: int | None = None
+    ) -> tuple[x.LedgerEntryData, int] | None:
+        """Account entries, and SAC balance entries of contract-held or issued-asset balances,
+        as the latest ledger left them or, with ``at``, as that ledger did."""
         if key.type == x.LedgerEntryType.ACCOUNT and key.account is not None:
             raw_key = key.account.account_id.account_id.ed25519
             assert raw_key is not None  # PUBLIC_KEY_TYPE_ED25519 is the only key type
             account_id = StrKey.encode_ed25519_public_key(raw_key.uint256)
-            account = self.accounts.get(account_id)
+            account = self._at(account_key(account_id), self.accounts.get(account_id), at)
             if account is None:
                 return None
             return b.account_entry_data(
                 account_id, account.balance, account.seq, account.num_sub_entries
             ), account.last_modified
         if key.type == x.LedgerEntryType.TRUSTLINE and key.trust_line is not None:
-            return self._trustline_entry(key.trust_line)
+            return self._trustline_entry(key.trust_line, at)
         if key.type == x.LedgerEntryType.CONTRACT_DATA and key.contract_data is not None:
-            return self._balance_entry(key.contract_data)
+            return self._balance_entry(key.contract_data, at)
         return None
 
-    def _trustline_entry(self, key: x.LedgerKeyTrustLine) -> tuple[x.LedgerEntryData, int] | None:
+    def _at(self, key: EntryKey, current: Entry | None, at: int | None) -> Entry | None:
+        if at is None or at >= self._latest_seq:
+            return current
+        return self.entry_history.at(key, at, current)
+
+    def _trustline_entry(
+        self, key: x.LedgerKeyTrustLine, at: int | None
+    ) -> tuple[x.LedgerEntryData, int] | None:
         raw_key = key.account_id.account_id.ed25519
         assert raw_key is not None
         holder = StrKey.encode_ed25519_public_key(raw_key.uint256)
@@ -696,19 +769,22 @@ class Ledger:
             asset = Asset.from_xdr_object(key.asset)
         except (ValueError, AttributeError):
             return None  # pool shares are not modelled
-        line = self.trustlines.get((holder, asset_name(asset)))
+        name = asset_name(asset)
+        line = self._at(trustline_key(holder, name), self.trustlines.get((holder, name)), at)
         if line is None:
             return None
         data = b.trustline_entry_data(holder, asset, line.balance, line.limit, line.authorized)
         return data, line.last_modified
 
-    def _balance_entry(self, key: x.LedgerKeyContractData) -> tuple[x.LedgerEntryData, int] | None:
+    def _balance_entry(
+        self, key: x.LedgerKeyContractData, at: int | None
+    ) -> tuple[x.LedgerEntryData, int] | None:
         token_id = Address.from_xdr_sc_address(key.contract).address
         vec = key.key.vec.sc_vec if key.key.vec is not None else []
         if len(vec) != 2 or vec[0] != scval.to_symbol("Balance") or vec[1].address is None:
             return None
         holder = Address.from_xdr_sc_address(vec[1].address).address
-        held = self.tokens.get((token_id, holder))
+        held = self._at(token_key(token_id, holder), self.tokens.get((token_id, holder)), at)
         if held is None:
             return None
         return b.balance_entry_data(token_id, holder, held.amount), held.last_modified

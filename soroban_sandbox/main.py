@@ -82,7 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="initial fault setting, e.g. drop_rate=0.1 or stall_ledgers=true (repeatable)",
+        help="initial fault setting as JSON, e.g. drop_rate=0.1, stall_ledgers=true or "
+        "node_lags=[0,2] (repeatable)",
     )
     _add_limit_flags(parser)
     args = parser.parse_args(argv)
@@ -156,7 +157,9 @@ def _fault_pair(raw: str) -> tuple[str, Any]:
     try:
         return name.strip(), json.loads(value)
     except ValueError as exc:
-        raise FaultError(f"{name}: value {value!r} is not a number or true/false") from exc
+        raise FaultError(
+            f"{name}: value {value!r} is not JSON (a number, true/false or a list such as [0,2])"
+        ) from exc
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -4,12 +4,14 @@ Encoding follows stellar-rpc (cmd/stellar-rpc/internal/methods/, protocols/rpc/)
 and close times are decimal strings where the real server sends strings (and numbers where it
 sends numbers, as getTransactions' ``createdAt``), ledger sequences are JSON numbers, XDR is
 base64. Params are by name only. History methods live in ``rpc_history``; parameter checks and
-their messages in ``rpc_params``.
+their messages in ``rpc_params``. Every method reads the chain through a ``ChainView``: the
+node that answers (``answering_from``), or the network's own up-to-date view.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -18,7 +20,8 @@ from typing import Any
 from stellar_sdk import xdr as x
 
 from . import rpc_history
-from .ledger import PROTOCOL_VERSION, InvalidEnvelope, Ledger
+from .chain_view import ChainView
+from .ledger import PROTOCOL_VERSION, Envelope, InvalidEnvelope, Ledger
 from .rpc_params import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -40,7 +43,22 @@ SOROBAN_FEE_STATS_LEDGERS = 50  # --soroban-fee-stats-retention-window
 CLASSIC_FEE_STATS_LEDGERS = 10  # --classic-fee-stats-retention-window
 PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99)
 
-__all__ = ["RpcError", "StellarRpc"]
+__all__ = ["METHODS", "RpcError", "StellarRpc"]
+
+METHODS = {  # JSON-RPC method -> StellarRpc method
+    "getHealth": "get_health",
+    "getNetwork": "get_network",
+    "getVersionInfo": "get_version_info",
+    "getLatestLedger": "get_latest_ledger",
+    "getLedgerEntries": "get_ledger_entries",
+    "getFeeStats": "get_fee_stats",
+    "simulateTransaction": "simulate_transaction",
+    "sendTransaction": "send_transaction",
+    "getTransaction": "get_transaction",
+    "getTransactions": "get_transactions",
+    "getLedgers": "get_ledgers",
+    "getEvents": "get_events",
+}
 
 
 def fee_distribution(fees: list[int], ledger_count: int) -> dict[str, Any]:
@@ -79,32 +97,30 @@ class StellarRpc:
         self.friendbot_url = friendbot_url
         self.clock = clock
         self.max_healthy_latency = max_healthy_latency
-        self.methods: dict[str, Callable[[Params], dict[str, Any]]] = {
-            "getHealth": self.get_health,
-            "getNetwork": self.get_network,
-            "getVersionInfo": self.get_version_info,
-            "getLatestLedger": self.get_latest_ledger,
-            "getLedgerEntries": self.get_ledger_entries,
-            "getFeeStats": self.get_fee_stats,
-            "simulateTransaction": self.simulate_transaction,
-            "sendTransaction": self.send_transaction,
-            "getTransaction": self.get_transaction,
-            "getTransactions": lambda p: rpc_history.get_transactions(self.ledger, p),
-            "getLedgers": lambda p: rpc_history.get_ledgers(self.ledger, p),
-            "getEvents": lambda p: rpc_history.get_events(self.ledger, p),
-        }
+        self._node: ChainView | None = None
+
+    def answering_from(self, view: ChainView) -> StellarRpc:
+        """The same methods, answered by the node whose view of the chain is ``view``."""
+        node = copy.copy(self)
+        node._node = view
+        return node
+
+    @property
+    def view(self) -> ChainView:
+        return self._node if self._node is not None else ChainView.of_network(self.ledger)
 
     def call(self, method: str, params: Params) -> dict[str, Any]:
-        handler = self.methods.get(method)
-        if handler is None:
+        name = METHODS.get(method)
+        if name is None:
             # jrpc2 (stellar-rpc's JSON-RPC server): Errorf(MethodNotFound, "no such method %q")
             raise RpcError(METHOD_NOT_FOUND, f"no such method {json.dumps(method)}")
+        handler: Callable[[Params], dict[str, Any]] = getattr(self, name)
         return handler(params)
 
     # -- shared pieces ------------------------------------------------------------------------
 
     def _window(self) -> dict[str, Any]:
-        latest, oldest = self.ledger.latest, self.ledger.oldest
+        latest, oldest = self.view.latest, self.view.oldest
         return {
             "latestLedger": latest.seq,
             "latestLedgerCloseTime": str(latest.close_time),
@@ -117,7 +133,7 @@ class StellarRpc:
     def get_health(self, params: Params) -> dict[str, Any]:
         """get_health.go: unhealthy (-32603) once the latest ledger closed longer ago than the
         max healthy ledger latency (a stalled ledger clock, here)."""
-        latency = self.clock() - self.ledger.latest.close_time
+        latency = self.clock() - self.view.latest.close_time
         if latency > self.max_healthy_latency:
             raise RpcError(
                 INTERNAL_ERROR,
@@ -125,7 +141,7 @@ class StellarRpc:
                 f"(>{go_duration(self.max_healthy_latency)})",
             )
         return {"status": "healthy", **self._window()} | {
-            "ledgerRetentionWindow": self.ledger.retention_ledgers
+            "ledgerRetentionWindow": self.view.retention_ledgers
         }
 
     def get_network(self, params: Params) -> dict[str, Any]:
@@ -145,7 +161,7 @@ class StellarRpc:
         }
 
     def get_latest_ledger(self, params: Params) -> dict[str, Any]:
-        latest = self.ledger.latest
+        latest = self.view.latest
         return {
             "id": latest.hash.hex(),
             "protocolVersion": PROTOCOL_VERSION,
@@ -176,9 +192,10 @@ class StellarRpc:
                 raise RpcError(INVALID_PARAMS, "ledger ttl entries cannot be queried directly")
             decoded.append((raw, key))
         entries = []
-        latest = self.ledger.latest.seq
+        view = self.view
+        latest = view.entries_seq
         for raw, key in decoded:
-            found = self.ledger.ledger_entry(key)
+            found = view.ledger_entry(key)
             if found is None:
                 continue
             data, last_modified = found
@@ -198,19 +215,22 @@ class StellarRpc:
         """Inclusion fees actually charged: for Soroban, fee charged minus resource fee
         charged over the last 50 ledgers; for classic, fee charged per operation over the
         last 10 (stellar-rpc feewindow.IngestFees)."""
-        fees, ledgers = self.ledger.recent_inclusion_fees(SOROBAN_FEE_STATS_LEDGERS)
-        classic, classic_ledgers = self.ledger.recent_inclusion_fees(
+        view = self.view
+        fees, ledgers = view.recent_inclusion_fees(SOROBAN_FEE_STATS_LEDGERS, soroban=True)
+        classic, classic_ledgers = view.recent_inclusion_fees(
             CLASSIC_FEE_STATS_LEDGERS, soroban=False
         )
         return {
             "sorobanInclusionFee": fee_distribution(fees, ledgers),
             "inclusionFee": fee_distribution(classic, classic_ledgers),
-            "latestLedger": self.ledger.latest.seq,
+            "latestLedger": view.latest.seq,
         }
 
     def simulate_transaction(self, params: Params) -> dict[str, Any]:
         """simulate_transaction.go: refusals are results with ``error``, not JSON-RPC errors
-        (except params of the wrong JSON type, which jrpc2 refuses before the method runs)."""
+        (except params of the wrong JSON type, which jrpc2 refuses before the method runs).
+        Simulated against the network's latest state whichever node answers (README "Not
+        modelled")."""
         envelope = str_param(params, "transaction")
         auth_mode = str_param(params, "authMode")
         resource_config = object_param(params, "resourceConfig") or {}
@@ -246,13 +266,24 @@ class StellarRpc:
         }
 
     def send_transaction(
-        self, params: Params, *, drop: bool = False, fail_on_chain: bool = False
+        self,
+        params: Params,
+        *,
+        drop: bool = False,
+        fail_on_chain: bool = False,
+        parsed: Envelope | None = None,
     ) -> dict[str, Any]:
+        """``parsed``: the envelope already decoded from ``params`` by the caller."""
         check_format(params)
         envelope = str_param(params, "transaction")
         try:
             sub = self.ledger.submit(
-                envelope, drop=drop, fail_on_chain=fail_on_chain, now=int(self.clock())
+                envelope,
+                drop=drop,
+                fail_on_chain=fail_on_chain,
+                now=int(self.clock()),
+                validated_at=self.view.core_seq,
+                parsed=parsed,
             )
         except InvalidEnvelope:
             raise RpcError(INVALID_PARAMS, "invalid_xdr") from None
@@ -261,7 +292,7 @@ class StellarRpc:
     def submission_answer(
         self, status: str, tx_hash: str, error_result_xdr: str | None = None
     ) -> dict[str, Any]:
-        latest = self.ledger.latest
+        latest = self.view.latest  # send_transaction.go: the store's range, not core's
         answer: dict[str, Any] = {
             "status": status,
             "hash": tx_hash,
@@ -284,8 +315,8 @@ class StellarRpc:
             message = f"encoding/hex: invalid byte: U+{ord(bad):04X} {bad!r}"
             raise RpcError(INVALID_PARAMS, f"incorrect hash: {message}")
         window = self._window()
-        tx = self.ledger.transaction(tx_hash)
-        if tx is None or tx.ledger < window["oldestLedger"]:
+        tx = self.view.transaction(tx_hash)
+        if tx is None:
             return window | {
                 "status": "NOT_FOUND",
                 "txHash": tx_hash,
@@ -297,3 +328,12 @@ class StellarRpc:
             }
         details = rpc_history.transaction_details(tx) | {"txHash": tx_hash}
         return window | details | {"createdAt": str(tx.created_at)}
+
+    def get_transactions(self, params: Params) -> dict[str, Any]:
+        return rpc_history.get_transactions(self.view, params)
+
+    def get_ledgers(self, params: Params) -> dict[str, Any]:
+        return rpc_history.get_ledgers(self.view, params)
+
+    def get_events(self, params: Params) -> dict[str, Any]:
+        return rpc_history.get_events(self.view, params)

@@ -15,7 +15,7 @@ from typing import Any
 from stellar_sdk import StrKey
 from stellar_sdk import xdr as x
 
-from .ledger import Ledger
+from .chain_view import ChainView
 from .records import Event, IncludedTx
 from .rpc_params import (
     INVALID_PARAMS,
@@ -71,8 +71,8 @@ def transaction_details(tx: IncludedTx) -> dict[str, Any]:
     }
 
 
-def get_transactions(ledger: Ledger, params: Params) -> dict[str, Any]:
-    oldest, latest = ledger.oldest, ledger.latest
+def get_transactions(chain: ChainView, params: Params) -> dict[str, Any]:
+    oldest, latest = chain.oldest, chain.latest
     start_ledger, cursor, limit = ledger_pagination(
         params, max_limit=MAX_TRANSACTIONS_LIMIT, first=oldest.seq, last=latest.seq
     )
@@ -90,7 +90,7 @@ def get_transactions(ledger: Ledger, params: Params) -> dict[str, Any]:
     found: list[dict[str, Any]] = []
     last_cursor = 0  # toid.New(0, 0, 0) when no ledger is scanned
     for seq in range(start[0], latest.seq + 1):
-        closed = ledger.ledger_at(seq)
+        closed = chain.ledger_at(seq)
         if closed is None:
             raise RpcError(
                 INVALID_PARAMS, f"database does not contain metadata for ledger: {seq}"
@@ -98,7 +98,7 @@ def get_transactions(ledger: Ledger, params: Params) -> dict[str, Any]:
         first_tx = start[1] if seq == start[0] else 1
         order = 0
         for order in range(first_tx, len(closed.tx_hashes) + 1):
-            tx = ledger.transaction(closed.tx_hashes[order - 1])
+            tx = chain.transaction(closed.tx_hashes[order - 1])
             assert tx is not None
             found.append(transaction_details(tx) | {"createdAt": tx.created_at})
             if len(found) >= limit:
@@ -116,8 +116,8 @@ def get_transactions(ledger: Ledger, params: Params) -> dict[str, Any]:
     }
 
 
-def get_ledgers(ledger: Ledger, params: Params) -> dict[str, Any]:
-    oldest, latest = ledger.oldest, ledger.latest
+def get_ledgers(chain: ChainView, params: Params) -> dict[str, Any]:
+    oldest, latest = chain.oldest, chain.latest
     start, cursor, limit = ledger_pagination(
         params, max_limit=MAX_LEDGERS_LIMIT, first=oldest.seq, last=latest.seq
     )
@@ -140,7 +140,7 @@ def get_ledgers(ledger: Ledger, params: Params) -> dict[str, Any]:
             )
     ledgers = []
     for seq in range(start, min(start + limit - 1, latest.seq) + 1):
-        closed = ledger.ledger_at(seq)
+        closed = chain.ledger_at(seq)
         assert closed is not None
         ledgers.append(
             {
@@ -172,7 +172,7 @@ def _header_history_entry(meta_xdr: str) -> str:
     return base64.b64encode(meta.v2.ledger_header.to_xdr_bytes()).decode()
 
 
-def get_events(ledger: Ledger, params: Params) -> dict[str, Any]:
+def get_events(chain: ChainView, params: Params) -> dict[str, Any]:
     check_format(params)
     start_ledger = uint_param(params, "startLedger")
     end_ledger = uint_param(params, "endLedger")
@@ -195,7 +195,7 @@ def get_events(ledger: Ledger, params: Params) -> dict[str, Any]:
         problem = _filter_problem(event_filter)
         if problem:
             raise RpcError(INVALID_PARAMS, f"filter {index} invalid: {problem}")
-    oldest, latest = ledger.oldest, ledger.latest
+    oldest, latest = chain.oldest, chain.latest
     limit = limit or DEFAULT_EVENTS_LIMIT
     start = (start_ledger, 0, 0, 0) if cursor is None else (*cursor[:3], cursor[3] + 1)
     end = min(latest.seq + 1, start[0] + LEDGER_SCAN_LIMIT)
@@ -207,7 +207,7 @@ def get_events(ledger: Ledger, params: Params) -> dict[str, Any]:
             f"startLedger must be within the ledger range: {oldest.seq} - {latest.seq}",
         )
     selected: list[Event] = []
-    for event in ledger.events:
+    for event in chain.events:
         if event.position < start:
             continue
         if event.ledger >= end:

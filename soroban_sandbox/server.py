@@ -27,8 +27,9 @@ from .contracts import (
     asset_name,
     default_payout_contract_id,
 )
+from .entry_history import account_key
 from .execution import min_balance
-from .faults import FaultDice, FaultError, Faults, updated
+from .faults import FaultDice, FaultError, Faults, route, updated
 from .issued import (
     IssuedAssetError,
     authorize_trustline,
@@ -36,7 +37,9 @@ from .issued import (
     open_trustline,
     parse_asset,
 )
-from .ledger import AccountExists, InvalidEnvelope, Ledger, LedgerLimits
+from .ledger import AccountExists, Envelope, InvalidEnvelope, Ledger, LedgerLimits
+from .nodes import RpcNodes
+from .replay import PublicEnvelopes
 from .resources import PUBLISHED_TX_LIMITS, TxLimits
 from .rpc import StellarRpc
 from .rpc_params import (
@@ -119,13 +122,37 @@ class Sandbox:
         # being the status, and for ERROR its result code too ("ERROR txBAD_SEQ"), so a test
         # can see how often a client sent (or re-sent) a transaction and what it was told.
         self.submissions: dict[str, dict[str, int]] = {}
+        self.nodes = RpcNodes()
+        self.public = PublicEnvelopes()
+        # What outsiders re-submitted (replay_rate): {hash, ledger, status, error}.
+        self.replays: list[dict[str, Any]] = []
         self._apply_stall(self.faults)
 
     # -- ledger clock -------------------------------------------------------------------------
 
     def close_ledger(self) -> dict[str, Any]:
         closed = self.ledger.close(int(time.time()))
+        faults = self.faults
+        if self.dice.roll(faults.node_restart_rate):
+            self.nodes.restart(self.dice.pick(len(faults.node_lags)), self.ledger, faults)
+        self._replay_public_envelopes()
         return {"sequence": closed.seq, "close_time": closed.close_time}
+
+    def _replay_public_envelopes(self) -> None:
+        """An outsider re-submits envelopes clients sent, straight to an up-to-date node."""
+        for envelope in self.public.still_open(self.ledger):
+            if not self.dice.roll(self.faults.replay_rate):
+                continue
+            sub = self.ledger.submit(envelope.xdr, now=int(time.time()))
+            error = b.result_code_name(sub.error_result_xdr) if sub.error_result_xdr else None
+            self.replays.append(
+                {
+                    "hash": sub.hash,
+                    "ledger": self.ledger.latest.seq,
+                    "status": sub.status,
+                    "error": error,
+                }
+            )
 
     def stalled(self) -> bool:
         return time.monotonic() < self._stall_until
@@ -205,9 +232,11 @@ class Sandbox:
         return web.json_response({"jsonrpc": "2.0", "id": request_id, "result": result})
 
     def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        view = self.nodes.view(self.ledger, route(self.faults, self.dice, method), self.faults)
+        rpc = self.rpc.answering_from(view)
         if method != "sendTransaction":
-            return self.rpc.call(method, params)
-        answer = self._send(params)
+            return rpc.call(method, params)
+        answer = self._send(rpc, params)
         outcome = str(answer["status"])
         if answer.get("errorResultXdr"):
             outcome += " " + b.result_code_name(answer["errorResultXdr"])
@@ -215,18 +244,30 @@ class Sandbox:
         counts[outcome] = counts.get(outcome, 0) + 1
         return answer
 
-    def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _send(self, rpc: StellarRpc, params: dict[str, Any]) -> dict[str, Any]:
         faults = self.faults
+        raw = params.get("transaction")
+        envelope = self._decoded(raw)
         if self.dice.roll(faults.try_again_later_rate):
             # Answer like a congested node: the transaction is not queued.
-            try:
-                envelope = self.ledger.parse(str(params.get("transaction", "")))
-            except InvalidEnvelope:
-                raise RpcError(INVALID_PARAMS, "invalid_xdr") from None
-            return self.rpc.submission_answer("TRY_AGAIN_LATER", envelope.hash_hex())
-        drop = self.dice.roll(faults.drop_rate)
-        fail = self.dice.roll(faults.fail_on_chain_rate)
-        return self.rpc.send_transaction(params, drop=drop, fail_on_chain=fail)
+            if envelope is None:
+                raise RpcError(INVALID_PARAMS, "invalid_xdr")
+            answer = rpc.submission_answer("TRY_AGAIN_LATER", envelope.hash_hex())
+        else:
+            drop = self.dice.roll(faults.drop_rate)
+            fail = self.dice.roll(faults.fail_on_chain_rate)
+            answer = rpc.send_transaction(params, drop=drop, fail_on_chain=fail, parsed=envelope)
+        if envelope is not None:  # it left the client: anyone may hold it now
+            self.public.remember(str(raw), envelope, str(answer["hash"]))
+        return answer
+
+    def _decoded(self, raw: Any) -> Envelope | None:
+        if not isinstance(raw, str):
+            return None
+        try:
+            return self.ledger.parse(raw)
+        except InvalidEnvelope:
+            return None
 
     # -- friendbot and admin ------------------------------------------------------------------
 
@@ -297,6 +338,23 @@ class Sandbox:
 
     async def close(self, request: web.Request) -> web.Response:
         return web.json_response(self.close_ledger())
+
+    async def nodes_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.nodes.describe(self.ledger, self.faults))
+
+    async def restart_node(self, request: web.Request) -> web.Response:
+        """``{node?: index}`` (default 0): that node comes back with an empty history."""
+        try:
+            body = await _json_object(request) if request.can_read_body else {}
+            node = body.get("node", 0)
+            if not isinstance(node, int) or isinstance(node, bool):
+                raise ValueError(f"node: an index into node_lags, got {node!r}")
+            return web.json_response(self.nodes.restart(node, self.ledger, self.faults))
+        except (IssuedAssetError, ValueError) as exc:
+            return _problem(400, str(exc))
+
+    async def replays_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.replays)
 
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults.as_json() | {"seed": self.dice.seed})
@@ -379,6 +437,7 @@ class Sandbox:
         value = body.get("balance_stroops")
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
             return _problem(400, "balance_stroops: an integer number of stroops, 0..INT64_MAX")
+        self.ledger.before_write(account_key(account_id))
         account.balance = value
         account.last_modified = self.ledger.latest.seq
         return web.json_response(_account_json(self, account_id))
@@ -412,6 +471,9 @@ class Sandbox:
         app.router.add_get("/admin/pending", self.pending)
         app.router.add_get("/admin/submissions", self.submissions_json)
         app.router.add_post("/admin/close-ledger", self.close)
+        app.router.add_get("/admin/nodes", self.nodes_json)
+        app.router.add_post("/admin/restart-node", self.restart_node)
+        app.router.add_get("/admin/replays", self.replays_json)
         app.router.add_get("/admin/faults", self.get_faults)
         app.router.add_post("/admin/faults", self.set_faults)
         app.router.add_post("/admin/assets", self.deploy_asset)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from stellar_sdk import Network
+from stellar_sdk import Account, Asset, Keypair, Network, TransactionBuilder
 
 from .faults import Faults, updated
 from .main import READY_MARKER
@@ -145,6 +146,90 @@ class SandboxClient:
     async def config(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/admin/config")
         return result
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Each RPC node behind the URL: ``{node, latest_ledger, oldest_ledger, core_ledger,
+        entries_ledger, restarted_at}``."""
+        result: list[dict[str, Any]] = await self._request("GET", "/admin/nodes")
+        return result
+
+    async def restart_node(self, node: int = 0) -> dict[str, Any]:
+        """Node ``node`` comes back with an empty history (it starts at its current ledger)."""
+        result: dict[str, Any] = await self._request(
+            "POST", "/admin/restart-node", json={"node": node}
+        )
+        return result
+
+    async def replays(self) -> list[dict[str, Any]]:
+        """What outsiders re-submitted under ``replay_rate``: ``{hash, ledger, status, error}``."""
+        result: list[dict[str, Any]] = await self._request("GET", "/admin/replays")
+        return result
+
+    async def submit_as_outsider(self, envelope_xdr: str) -> dict[str, Any]:
+        """Send a signed envelope the way a third party holding it would: a plain JSON-RPC
+        sendTransaction, no SDK and no service in between. Returns the ``result`` object."""
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "sendTransaction",
+            "params": {"transaction": envelope_xdr},
+        }
+        async with aiohttp.ClientSession() as session:
+            async with session.post(self.rpc_url, json=body) as resp:
+                answer = await resp.json()
+        if "result" not in answer:
+            raise RuntimeError(f"sendTransaction refused: {answer.get('error')}")
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    async def pay_outside(
+        self,
+        payer: Keypair,
+        destination: str,
+        amount_stroops: int,
+        *,
+        asset: str = "native",
+        within: float = 30.0,
+    ) -> str:
+        """A payment no service made: ``payer`` (a key the test holds) pays ``destination``
+        with a classic Payment of ``asset`` ("native" or "CODE:ISSUER"), signed here, sent
+        with ``submit_as_outsider`` and waited for until included. Retries while the account
+        has a transaction queued or its sequence number moved under it. Returns the hash."""
+        paid = Asset.native() if asset == "native" else Asset(*asset.split(":", 1))
+        amount = f"{amount_stroops // 10_000_000}.{amount_stroops % 10_000_000:07d}"
+        deadline = asyncio.get_running_loop().time() + within
+        sent: list[str] = []  # every attempt: an earlier one may still land (it is public)
+        while asyncio.get_running_loop().time() < deadline:
+            for tx_hash in sent:
+                landed = await self.transaction(tx_hash)
+                if landed is not None:
+                    if not landed["successful"]:
+                        raise RuntimeError(f"pay_outside: {landed['failure']}")
+                    return tx_hash
+            found = await self.account(payer.public_key)
+            if found is None:
+                raise RuntimeError(f"pay_outside: payer {payer.public_key} does not exist")
+            tx = (
+                TransactionBuilder(
+                    Account(payer.public_key, found["sequence"]), self.passphrase, base_fee=100
+                )
+                .append_payment_op(destination, paid, amount)
+                .set_timeout(max(1, int(within)))
+                .build()
+            )
+            tx.sign(payer)
+            sent.append(tx.hash_hex())
+            if (await self.submit_as_outsider(tx.to_xdr()))["status"] in ("PENDING", "DUPLICATE"):
+                await self._until_not_queued(tx.hash_hex(), deadline)
+            else:
+                await asyncio.sleep(0.05)  # another tx of the payer queued, or a node behind
+        raise RuntimeError(f"pay_outside: not included within {within}s")
+
+    async def _until_not_queued(self, tx_hash: str, deadline: float) -> None:
+        while asyncio.get_running_loop().time() < deadline:
+            if tx_hash not in await self._request("GET", "/admin/pending"):
+                return  # included, or never queued (dropped, refused by the validators)
+            await asyncio.sleep(0.05)
 
 
 class RunningSandbox(SandboxClient):
@@ -281,6 +366,4 @@ class InProcessSandbox(SandboxClient):
 
 
 def _json_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return json.dumps(value)

@@ -10,7 +10,7 @@ refuses a payout in two live batches (migration 020: one live attempt per payout
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -35,7 +35,7 @@ from payout_service.adapters.transitions import (
     requeue_many,
 )
 from payout_service.adapters.work_queues import supersede_members, supersede_rest
-from payout_service.core.batches import REBATCHED, judge_batch_member
+from payout_service.core.batches import REBATCHED, judge_failed_batch
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
@@ -60,14 +60,42 @@ class BatchStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
+    async def accounts_being_created(self, destinations: Sequence[str]) -> set[str]:
+        """Which of these destinations a live attempt (built, signed, sent, or abandoned: it
+        may still land) creates with CreateAccount, on any replica."""
+        if not destinations:
+            return set()
+        rows = await self.pool.fetch(
+            """SELECT creates_account FROM payout_attempts
+               WHERE creates_account = ANY($1::text[])
+                 AND status IN ('built', 'signed', 'sent', 'abandoned')""",
+            list(set(destinations)),
+        )
+        return {r["creates_account"] for r in rows}
+
     async def create_batch(
         self, payout_uuids: Sequence[UUID], build: BatchBuilder, *, source_account: str,
         from_channel: bool = False, limit: int | None = None,
+        creates: Mapping[UUID, str] | None = None,
     ) -> list[tuple[Payout, Attempt]]:
         """Locks the payouts that still need an attempt (SKIP LOCKED: another worker's are
         left out; at most `limit`, the first in the planned order), reserves ONE sequence
-        number, stores one attempt per payout sharing the envelope. Empty if none could be
-        locked or no channel is free."""
+        number, stores one attempt per payout sharing the envelope. `creates` names the
+        account each CreateAccount payout creates. Empty if none could be locked, no channel
+        is free, or another worker put one of these accounts' CreateAccount in flight
+        meanwhile (the database refuses a second: the payouts are planned again next pass)."""
+        try:
+            return await self._create_batch(payout_uuids, build, source_account, from_channel,
+                                             limit, creates or {})
+        except asyncpg.UniqueViolationError as err:
+            if err.constraint_name != "payout_attempts_one_live_create_idx":
+                raise
+            return []
+
+    async def _create_batch(
+        self, payout_uuids: Sequence[UUID], build: BatchBuilder, source_account: str,
+        from_channel: bool, limit: int | None, creates: Mapping[UUID, str],
+    ) -> list[tuple[Payout, Attempt]]:
         async with self.pool.acquire() as conn, conn.transaction():
             # The planned order picks which ones; SKIP LOCKED never waits, so taking them in
             # that order cannot deadlock against the id order everyone else waits in.
@@ -96,15 +124,17 @@ class BatchStore:
             arows = await conn.fetch(
                 """INSERT INTO payout_attempts (payout_id, number, source_account, sequence,
                        min_time, max_time, envelope_xdr, tx_hash, fee_stroops, status,
-                       trace_context, batch_id, op_index)
+                       trace_context, batch_id, op_index, creates_account)
                    SELECT payout_id, number, $3, $4, $5, $6, $7, $8, $9, 'built',
-                          trace_context, $10, op_index
-                   FROM unnest($1::uuid[], $2::integer[], $11::text[], $12::integer[])
-                     AS t(payout_id, number, trace_context, op_index)
+                          trace_context, $10, op_index, creates_account
+                   FROM unnest($1::uuid[], $2::integer[], $11::text[], $12::integer[],
+                               $13::text[])
+                     AS t(payout_id, number, trace_context, op_index, creates_account)
                    RETURNING *""",
                 [p.id for p in payouts], numbers, new.source_account, new.sequence,
                 new.min_time, new.max_time, new.envelope_xdr, new.tx_hash, new.fee_stroops,
                 batch_id, [p.trace_context for p in payouts], list(range(len(payouts))),
+                [creates.get(p.id) for p in payouts],
             )
             attempts = {r["payout_id"]: r for r in arows}
             built: dict[UUID, Payout] = {}
@@ -209,11 +239,12 @@ class BatchStore:
         max_attempts: int, delay: timedelta,
     ) -> dict[UUID, PayoutState]:
         """The batch was included and failed: the number and fee are consumed. Each member is
-        judged by its own operation's result (core/batches.judge_batch_member): the guilty
+        judged by its own operation's result (core/batches.judge_failed_batch): the guilty
         fail with their reason, the innocent get a new attempt (re-batched)."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            verdicts = [judge_batch_member(op_codes, m.op_index, tx_code) for m in members]
+            verdicts = judge_failed_batch(op_codes, [m.op_index for m in members],
+                                          tx_code).verdicts
             moved = await move_attempts(
                 conn, A.FAILED_ON_CHAIN,
                 _attempt_moves(members, result_code=[v.code for v in verdicts]),

@@ -5,6 +5,11 @@ holds the free numbers below it (given back by attempts we gave up on, or holes 
 re-sync). A reservation takes the lowest free number first, so the invariant of
 core/sequences.py holds: no abandoned number stops the account. Callers hold the payout row
 lock already (lock order: payout, attempt, then these rows).
+
+Who holds a number has one definition, the `sequence_holders` view (migration 130): payout
+attempts and channel lifecycle transactions alike, since both reserve here, often on the same
+account (the payer funds channels by default). Re-syncs and releases read it, and the
+database refuses a second holder of one number.
 """
 
 from __future__ import annotations
@@ -14,9 +19,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from payout_service.core.sequences import resync
-from payout_service.core.states import HOLDS_SEQUENCE
-
-_HOLDING = [s.value for s in HOLDS_SEQUENCE]
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,13 @@ async def release_sequence(conn: asyncpg.Connection, account: str, sequence: int
     """An attempt we gave up on frees its number: the top one lowers next_sequence, one below
     is kept for the next reservation (else that hole would hold every later transaction of
     the account at txBAD_SEQ). For an ABANDONED attempt the next reservation is its
-    replacement: whichever of the two lands first consumes the number, the other never can."""
+    replacement: whichever of the two lands first consumes the number, the other never can.
+
+    Called once the caller's own rows no longer hold the number: if anything else still holds
+    it (a re-sync found it free and it was reserved again), it is not free, and stays so."""
     await lock_source(conn, account)
+    if await _held(conn, account, sequence):
+        return
     lowered = await conn.execute(
         """UPDATE source_accounts SET next_sequence = $2
            WHERE account = $1 AND next_sequence = $2::bigint + 1""",
@@ -158,16 +165,16 @@ async def renumber_from_chain(conn: asyncpg.Connection, account: str, chain_sequ
     """After txBAD_SEQ, with the attempts that never left us already superseded by the caller:
     restart numbering from the chain. Returns the new next_sequence.
 
-    Safety: nothing here rebuilds an envelope. Every attempt that may still land (sent,
-    handed out, or reserved meanwhile by another preparer) keeps its number (`held`); only
-    numbers nobody holds become free, and numbers at or below the chain's are dropped (the
-    chain consumed them). A free number reused by a new attempt while an ABANDONED envelope
-    sits at it is safe: one source and sequence number is included at most once."""
+    Safety: nothing here rebuilds an envelope. Every holder that may still land (a payout
+    attempt or a channel lifecycle transaction: sent, handed out, or reserved meanwhile by
+    another worker) keeps its number (`held`); only numbers nobody holds become free, and
+    numbers at or below the chain's are dropped (the chain consumed them). A free number
+    reused by a new attempt while an ABANDONED envelope sits at it is safe: one source and
+    sequence number is included at most once."""
     await lock_source(conn, account)
     held = [r["sequence"] for r in await conn.fetch(
-        """SELECT sequence FROM payout_attempts
-           WHERE source_account = $1 AND status = ANY($2::text[]) AND sequence > $3""",
-        account, _HOLDING, chain_sequence,
+        "SELECT sequence FROM sequence_holders WHERE account = $1 AND sequence > $2",
+        account, chain_sequence,
     )]
     plan = resync(chain_sequence, held)
     await conn.execute(
@@ -181,3 +188,11 @@ async def renumber_from_chain(conn: asyncpg.Connection, account: str, chain_sequ
         account, plan.free,
     )
     return plan.next_sequence
+
+
+async def _held(conn: asyncpg.Connection, account: str, sequence: int) -> bool:
+    """Whether any payout attempt or channel lifecycle transaction holds this number."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM sequence_holders WHERE account = $1 AND sequence = $2)",
+        account, sequence,
+    ))

@@ -156,7 +156,7 @@ class Confirming(Stage):
 
     async def _batch_included(self, lead: Attempt, found: Included) -> None:
         """A batch landed: every payout confirmed, or (failed) each judged by its own
-        operation's result; the innocent are re-batched (core/batches.judge_batch_member)."""
+        operation's result; the innocent are re-batched (core/batches.judge_failed_batch)."""
         assert lead.batch_id is not None  # noqa: S101
         if found.successful:
             confirmed = await self.batches.confirm(lead.batch_id, ledger=found.ledger,

@@ -24,6 +24,7 @@ from payout_service.adapters.signer_client import SigningRefused
 from payout_service.app.stage import Stage
 from payout_service.core.batches import (
     BatchItem,
+    OpKind,
     PlannedOp,
     build_classic_batch,
     build_contract_batch,
@@ -85,12 +86,17 @@ class PreparingBatches(Stage):
             # Twice a batch of candidates: another worker planning the same head locks some.
             head = remaining[: 2 * size]
             existing = await self.ledger.existing_accounts([p.destination for p in head])
-            plan = plan_classic_batch([_item(p) for p in head], existing, size, spare=size)
+            # Asked after every batch this pass stores: its creates are in flight too.
+            being_created = await self.batches.accounts_being_created(
+                [p.destination for p in head if p.destination not in existing])
+            plan = plan_classic_batch([_item(p) for p in head], existing, size, spare=size,
+                                      being_created=being_created)
             by_id = {p.id: p for p in head}
             for refusal in plan.refused:
                 await self.attempts.fail_before_build(by_id[refusal.item.payout_uuid],
                                                       refusal.code, refusal.message)
                 done += 1
+            # Waiting payouts leave this pass: their account's creation lands in a later one.
             deferred = {i.payout_uuid for i in plan.deferred}
             remaining = [p for p in head if p.id in deferred] + remaining[len(head):]
             if not plan.operations:
@@ -131,7 +137,9 @@ class PreparingBatches(Stage):
 
         created = await self.batches.create_batch(
             list(ops), build, source_account=cfg.source_account, from_channel=self.channel_mode,
-            limit=cfg.max_payouts_per_tx)
+            limit=cfg.max_payouts_per_tx, creates={
+                u: op.item.destination for u, op in ops.items()
+                if op.kind is OpKind.CREATE_ACCOUNT})
         await self._after_batch_built(created)
         return created
 

@@ -11,6 +11,7 @@ nothing moves), so one guilty payout must never take the others down with it twi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
@@ -71,6 +72,11 @@ class ClassicPlan:
     # Left for a later batch: a second payout to an account this batch creates would be
     # blamed (PAYMENT_NO_DESTINATION) if the CreateAccount before it failed.
     deferred: list[BatchItem] = field(default_factory=list)
+    # Left for a later pass: their destination is missing on the ledger and a CreateAccount
+    # for it is already in flight (another batch, pass or replica). A second one would fail
+    # CREATE_ACCOUNT_ALREADY_EXIST and its whole batch with it; once the account exists they
+    # are paid by a Payment.
+    waiting: list[BatchItem] = field(default_factory=list)
 
 
 def is_classic_destination(destination: str) -> bool:
@@ -80,6 +86,7 @@ def is_classic_destination(destination: str) -> bool:
 
 def plan_classic_batch(
     items: Iterable[BatchItem], existing: set[str], max_payouts: int, *, spare: int = 0,
+    being_created: AbstractSet[str] = frozenset(),
 ) -> ClassicPlan:
     """One operation per payout, in the given order, at most `max_payouts` of them, plus
     `spare` more candidates (the batch takes the first `max_payouts` it can lock: with
@@ -87,7 +94,10 @@ def plan_classic_batch(
 
     `existing` holds the destinations found on the ledger (one getLedgerEntries call per
     batch). A missing destination gets CreateAccount when it is paid in XLM and the amount
-    covers the reserve; otherwise the payout is refused with the reason, before batching."""
+    covers the reserve; otherwise the payout is refused with the reason, before batching.
+    A missing destination in `being_created` (a live attempt's CreateAccount creates it)
+    gets nothing yet: the payout waits. So a destination is created by one operation at a
+    time, whatever the passes, batches and replicas."""
     if not 1 <= max_payouts <= MAX_OPERATIONS_PER_TX:
         raise ValueError(f"a classic batch holds 1..{MAX_OPERATIONS_PER_TX} payouts")
     plan = ClassicPlan()
@@ -101,6 +111,8 @@ def plan_classic_batch(
                                         f"{item.destination} is not a G… account"))
         elif item.destination in existing:
             plan.operations.append(PlannedOp(item, OpKind.PAYMENT))
+        elif item.destination in being_created:
+            plan.waiting.append(item)
         elif item.destination in created:
             plan.deferred.append(item)
         elif item.asset != "XLM":
@@ -174,6 +186,10 @@ PAYER_FAULTS = frozenset({
     "PAYMENT_UNDERFUNDED", "PAYMENT_SRC_NO_TRUST", "PAYMENT_SRC_NOT_AUTHORIZED",
     "CREATE_ACCOUNT_UNDERFUNDED",
 })
+# A failed operation with one of these codes fails its payout at once; any other failed
+# operation (CREATE_ACCOUNT_ALREADY_EXIST, opNO_ACCOUNT, a code this list does not know) is a
+# counted retry of its payout.
+PERMANENT_OPERATION_FAULTS = DESTINATION_FAULTS | PAYER_FAULTS
 SUCCESS_CODES = frozenset({"PAYMENT_SUCCESS", "CREATE_ACCOUNT_SUCCESS"})
 # The result code stored on an innocent member's attempt: it does not count toward
 # PAYOUTS_MAX_ATTEMPTS.
@@ -189,22 +205,56 @@ class MemberVerdict:
     counts_as_attempt: bool  # innocent payouts re-batched do not spend their attempts
 
 
-def judge_batch_member(op_codes: Sequence[str], op_index: int, tx_code: str) -> MemberVerdict:
-    """The verdict for the payout at `op_index` of a batch included as failed.
+@dataclass(frozen=True)
+class FailedBatch:
+    """The judgement of a batch included as failed: one verdict per member."""
 
-    Guilty payouts fail with their operation's code. Innocent ones (their operation would
-    have succeeded, or it was the account created meanwhile: CREATE_ACCOUNT_ALREADY_EXIST, next
-    time a Payment) are re-batched without spending an attempt: every failed batch fails at
-    least one guilty payout, so re-batching ends. A failure no operation explains (the
-    operation source missing, a transaction-level code) is a retry for all, within
-    max_attempts."""
-    code = op_codes[op_index] if op_index < len(op_codes) else tx_code
-    if code in DESTINATION_FAULTS or code in PAYER_FAULTS:
-        return MemberVerdict(fail=True, code=code, counts_as_attempt=True)
-    blamed = any(c in DESTINATION_FAULTS or c in PAYER_FAULTS for c in op_codes)
-    if blamed and (code in SUCCESS_CODES or code == "CREATE_ACCOUNT_ALREADY_EXIST"):
+    verdicts: tuple[MemberVerdict, ...]
+    # No operation failed: the transaction failed as a whole (txINSUFFICIENT_BALANCE of its
+    # source, txBAD_AUTH, txNO_ACCOUNT, ...). The source's fault, not a payout's.
+    source_fault: bool
+
+
+def judge_failed_batch(op_codes: Sequence[str], op_indexes: Sequence[int], tx_code: str
+                       ) -> FailedBatch:
+    """The verdicts for the members of a batch included as failed (the member at op_indexes[k]
+    gets verdicts[k]), from the transaction's per-operation results.
+
+    stellar-core applies every operation of a transaction and gives each its own result
+    (TransactionFrame::applyOperations); the transaction is txFAILED, and nothing moves, when
+    any of them failed. Results exist only for txFAILED (and txSUCCESS): any other code
+    failed the transaction before its operations ran (Stellar-transaction.x, the union of
+    TransactionResult: `OperationResult results<>` for txSUCCESS and txFAILED, void for every
+    other code). So, by construction:
+
+    - an operation that failed is guilty of its own failure: its payout fails at once for a
+      permanent code (PERMANENT_OPERATION_FAULTS), else spends a counted attempt. That holds
+      for CREATE_ACCOUNT_ALREADY_EXIST too (the account appeared after planning: someone else
+      created it, or a node behind the ledger said it was missing): the next attempt is
+      planned from the ledger, so it becomes a Payment, and counting it keeps the loop
+      bounded by PAYOUTS_MAX_ATTEMPTS however long a lagging node keeps saying "missing".
+    - an operation that succeeded is innocent: re-batched, no attempt spent. A member with no
+      result of its own (a contract batch: one operation pays every member) is not proven
+      innocent: counted.
+    - no operation failed (no results, or none that names a failure): the source's fault;
+      every member gets a counted retry.
+
+    So every failed batch fails or counts at least one payout, or is a source fault; and no
+    payout whose own operation succeeded ever spends an attempt (tests/unit/test_batches.py
+    checks both over random result vectors)."""
+    if all(code in SUCCESS_CODES for code in op_codes):
+        retry = MemberVerdict(fail=False, code=tx_code, counts_as_attempt=True)
+        return FailedBatch(verdicts=(retry,) * len(op_indexes), source_fault=True)
+    return FailedBatch(verdicts=tuple(
+        _member_verdict(op_codes[i] if 0 <= i < len(op_codes) else tx_code)
+        for i in op_indexes), source_fault=False)
+
+
+def _member_verdict(code: str) -> MemberVerdict:
+    if code in SUCCESS_CODES:
         return MemberVerdict(fail=False, code=REBATCHED, counts_as_attempt=False)
-    return MemberVerdict(fail=False, code=code, counts_as_attempt=True)
+    return MemberVerdict(fail=code in PERMANENT_OPERATION_FAULTS, code=code,
+                         counts_as_attempt=True)
 
 
 # Contract batch (BATCH_INTERFACE.md): `distribute_batch(from, Vec<(Address, i128)>)` writes the

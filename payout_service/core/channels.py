@@ -121,6 +121,9 @@ class OperationStatus(StrEnum):
 
 
 LIVE = frozenset({OperationStatus.BUILT, OperationStatus.SIGNED, OperationStatus.SENT})
+# Statuses that hold their sequence number on the source (as payout attempts' HOLDS_SEQUENCE):
+# a live one may still land, an included or failed one consumed it.
+HOLDS_SEQUENCE = LIVE | {OperationStatus.INCLUDED, OperationStatus.FAILED_ON_CHAIN}
 
 
 # What happens to the channels of an operation when it ends.

@@ -162,7 +162,21 @@ async def test_transaction_expiring_while_queued_is_evicted_not_included(
 
 @pytest.mark.parametrize(
     "bad",
-    [{"drop_rate": 1.5}, {"latency_ms": -1}, {"nonsense": 1}, {"stall_ledgers": "soon"}],
+    [
+        {"drop_rate": 1.5},
+        {"latency_ms": -1},
+        {"nonsense": 1},
+        {"stall_ledgers": "soon"},
+        {"node_lags": []},
+        {"node_lags": [0, -1]},
+        {"node_lags": [True]},
+        {"node_lags": 2},
+        {"tx_store_lag_ledgers": 33},
+        {"retention_ledgers": -1},
+        {"replay_rate": 2},
+        {"ingest_race_rate": -0.1},
+        {"entries_follow_store": 1},
+    ],
 )
 async def test_bad_fault_settings_are_refused_and_named(
     sandbox: InProcessSandbox, bad: dict[str, object]

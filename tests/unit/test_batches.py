@@ -5,18 +5,24 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stellar_sdk import Keypair, Network
 from stellar_sdk.operation import CreateAccount, InvokeHostFunction, Payment
 
 from payout_service.core.batches import (
+    MAX_OPERATIONS_PER_TX,
     MIN_STARTING_BALANCE_STROOPS,
+    PERMANENT_OPERATION_FAULTS,
     REBATCHED,
+    SUCCESS_CODES,
     BatchItem,
+    MemberVerdict,
     OpKind,
     build_classic_batch,
     build_contract_batch,
     contract_batch_capacity,
-    judge_batch_member,
+    judge_failed_batch,
     plan_classic_batch,
     stroops_to_amount,
 )
@@ -55,6 +61,19 @@ def test_a_second_payout_to_an_account_the_batch_creates_waits_for_the_next_batc
     plan = plan_classic_batch([first, second], set(), 100)
     assert [op.item for op in plan.operations] == [first]
     assert plan.deferred == [second]
+
+
+def test_a_payout_to_an_account_being_created_elsewhere_waits_for_a_later_pass() -> None:
+    """Another batch (this pass, an earlier one, another replica) creates the account: no
+    second CreateAccount; once it exists the payout gets a Payment."""
+    waiting, other = item(), item()
+    plan = plan_classic_batch([waiting, other], set(), 100,
+                              being_created={waiting.destination})
+    assert [(op.item, op.kind) for op in plan.operations] == [(other, OpKind.CREATE_ACCOUNT)]
+    assert plan.waiting == [waiting] and plan.deferred == []
+    later = plan_classic_batch([waiting], {waiting.destination}, 100,
+                               being_created={waiting.destination})
+    assert [(op.item, op.kind) for op in later.operations] == [(waiting, OpKind.PAYMENT)]
 
 
 def test_the_batch_holds_at_most_max_payouts_and_defers_the_rest() -> None:
@@ -119,27 +138,96 @@ CODES = ["PAYMENT_SUCCESS", "PAYMENT_NO_DESTINATION", "PAYMENT_NO_TRUST", "PAYME
          "CREATE_ACCOUNT_SUCCESS", "PAYMENT_LINE_FULL"]
 
 
+TX_FAILED = "txFAILED"
+
+
+def judge(codes: list[str], tx_code: str = TX_FAILED) -> list[MemberVerdict]:
+    return list(judge_failed_batch(codes, range(len(codes)), tx_code).verdicts)
+
+
 @pytest.mark.parametrize(("index", "fail", "code"), [
     (1, True, "PAYMENT_NO_DESTINATION"), (2, True, "PAYMENT_NO_TRUST"),
     (3, True, "PAYMENT_UNDERFUNDED"), (5, True, "PAYMENT_LINE_FULL"),
 ])
 def test_guilty_payouts_fail_with_their_operations_code(index: int, fail: bool, code: str
                                                         ) -> None:
-    verdict = judge_batch_member(CODES, index, "txFAILED")
+    verdict = judge(CODES)[index]
     assert verdict.fail is fail and verdict.code == code
 
 
 def test_innocent_payouts_are_rebatched_without_spending_an_attempt() -> None:
     for index in (0, 4):
-        verdict = judge_batch_member(CODES, index, "txFAILED")
+        verdict = judge(CODES)[index]
         assert not verdict.fail and verdict.code == REBATCHED and not verdict.counts_as_attempt
 
 
-def test_a_failure_no_operation_explains_is_a_counted_retry_for_everyone() -> None:
-    verdict = judge_batch_member(["opNO_ACCOUNT", "opNO_ACCOUNT"], 1, "txFAILED")
-    assert not verdict.fail and verdict.counts_as_attempt and verdict.code == "opNO_ACCOUNT"
-    verdict = judge_batch_member([], 0, "txTOO_LATE")
-    assert not verdict.fail and verdict.code == "txTOO_LATE"
+def test_an_account_created_meanwhile_counts_against_its_create_only() -> None:
+    """CREATE_ACCOUNT_ALREADY_EXIST is no known fault, but it is this operation's failure:
+    a counted retry (planned from the ledger, it becomes a Payment); the others are innocent."""
+    created, paid = judge(["CREATE_ACCOUNT_ALREADY_EXIST", "PAYMENT_SUCCESS"])
+    assert (created.fail, created.counts_as_attempt, created.code) == (
+        False, True, "CREATE_ACCOUNT_ALREADY_EXIST")
+    assert (paid.fail, paid.counts_as_attempt, paid.code) == (False, False, REBATCHED)
+
+
+def test_an_unknown_operation_failure_blames_its_own_payout() -> None:
+    unknown, ok = judge(["opNO_ACCOUNT", "CREATE_ACCOUNT_SUCCESS"])
+    assert unknown.counts_as_attempt and not unknown.fail and unknown.code == "opNO_ACCOUNT"
+    assert not ok.counts_as_attempt and ok.code == REBATCHED
+
+
+def test_a_failure_without_operation_results_is_the_sources_fault() -> None:
+    judged = judge_failed_batch([], [0, 1], "txINSUFFICIENT_BALANCE")
+    assert judged.source_fault
+    assert [(v.fail, v.counts_as_attempt, v.code) for v in judged.verdicts] == [
+        (False, True, "txINSUFFICIENT_BALANCE")] * 2
+    assert not judge_failed_batch(["opNO_ACCOUNT"], [0], TX_FAILED).source_fault
+
+
+def test_a_contract_batch_failure_counts_every_member() -> None:
+    """One operation pays every member: none has a result of its own that proves it innocent."""
+    judged = judge_failed_batch(["INVOKE_HOST_FUNCTION_TRAPPED"], [0, 1, 2], TX_FAILED)
+    assert not judged.source_fault
+    assert all(v.counts_as_attempt and not v.fail for v in judged.verdicts)
+
+
+OPERATION_CODES = st.one_of(
+    st.sampled_from(sorted(SUCCESS_CODES)),
+    st.sampled_from(sorted(PERMANENT_OPERATION_FAULTS)),
+    st.sampled_from(["CREATE_ACCOUNT_ALREADY_EXIST", "CREATE_ACCOUNT_MALFORMED",
+                     "PAYMENT_MALFORMED", "opNO_ACCOUNT", "opBAD_AUTH", "opNOT_SUPPORTED",
+                     "opTOO_MANY_SUBENTRIES", "INVOKE_HOST_FUNCTION_TRAPPED"]),
+    st.text(min_size=1, max_size=30),
+)
+TX_CODES = st.sampled_from([TX_FAILED, "txINSUFFICIENT_BALANCE", "txBAD_AUTH", "txNO_ACCOUNT",
+                            "txTOO_LATE", "txBAD_SEQ", "txINTERNAL_ERROR"])
+
+
+@given(codes=st.lists(OPERATION_CODES, max_size=MAX_OPERATIONS_PER_TX), tx_code=TX_CODES)
+@settings(max_examples=500, deadline=None)
+def test_every_failed_batch_blames_a_member_or_its_source_and_never_an_innocent(
+    codes: list[str], tx_code: str
+) -> None:
+    """Over random operation results: a failed batch fails or counts at least one payout,
+    unless no operation failed (the source's fault: every payout retried, counted); no payout
+    whose own operation succeeded is failed or counted; each failed operation's payout is."""
+    judged = judge_failed_batch(codes, range(len(codes)), tx_code)
+    verdicts = judged.verdicts
+    assert len(verdicts) == len(codes)
+    failed_ops = [i for i, code in enumerate(codes) if code not in SUCCESS_CODES]
+    assert judged.source_fault == (not failed_ops)
+    if judged.source_fault:
+        assert all(v.counts_as_attempt and not v.fail for v in verdicts)
+        return
+    assert any(v.fail or v.counts_as_attempt for v in verdicts), "nobody blamed"
+    for i, (code, verdict) in enumerate(zip(codes, verdicts, strict=True)):
+        if i in failed_ops:
+            assert verdict.counts_as_attempt, f"op {i} failed ({code}) but was not counted"
+            assert verdict.fail == (code in PERMANENT_OPERATION_FAULTS)
+        else:
+            assert not verdict.counts_as_attempt and not verdict.fail, \
+                f"op {i} succeeded but its payout was blamed"
+            assert verdict.code == REBATCHED
 
 
 CONFIG = {"DATABASE_URL": "postgresql://x/y", "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
