@@ -34,7 +34,6 @@ from payout_service.adapters.chain_history import (
     CursorBeforeHistory,
     TransactionsPage,
 )
-from payout_service.adapters.ledger import LedgerUnavailable
 from payout_service.adapters.sending_pause import pause_state, set_paused
 from payout_service.config import Config, WatchdogConfig
 from payout_service.core.outflows import WatchedAccounts, inner_hash
@@ -61,6 +60,10 @@ log = logging.getLogger(__name__)
 MAX_PAGES_PER_STEP = 50
 # Confirmations judged per step; above the largest batch (100 payouts share one timestamp).
 CONFIRMED_PER_STEP = 5000
+# Answers in a row (getTransactions refusing our next ledger, then getHealth placing the
+# history after it) before the ledgers in between are declared a gap: with one node of two
+# restarted behind a balancer, a false gap takes 2 x 8 unlucky draws (1 in 65,536).
+GAP_CONFIRMATIONS = 8
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,12 @@ class Watchdog:
         watched = await self._watched_accounts()
         position, pages, transactions, findings, caught_up = state.position, 0, 0, 0, False
         while pages < MAX_PAGES_PER_STEP and not caught_up:
-            try:
-                page = await self.history.page(position.cursor, PAGE_LIMIT)
-            except CursorBeforeHistory:
-                position, found = await self._gap(position)
+            page = await self._page(position)
+            if page is None:  # the RPC could not serve the next ledger; no gap is proven
+                caught_up = True
+                break
+            if isinstance(page, tuple):  # a gap was declared
+                position, found = page
                 pages, findings = pages + 1, findings + found
                 continue
             position, found = await self._read(position, page, watched)
@@ -164,14 +169,23 @@ class Watchdog:
         self._report(new)
         return moved_to, len(new)
 
-    async def _gap(self, position: Position) -> tuple[Position, int]:
-        window = await self.history.window()
-        if window.oldest_ledger <= position.next_ledger:
-            # Another node (behind a load balancer) refused what this one still has: no gap
-            # proven; try again next step.
-            raise LedgerUnavailable(
-                f"getTransactions could not serve ledger {position.next_ledger}, which the "
-                f"RPC's history ({window.oldest_ledger}-{window.latest_ledger}) holds")
+    async def _page(self, position: Position
+                    ) -> TransactionsPage | tuple[Position, int] | None:
+        """The next page. If the RPC cannot serve our next ledger, a gap only once getHealth
+        says its history starts after it, GAP_CONFIRMATIONS times in a row: behind a load
+        balancer one restarted node lacks what the others still have, and each call may go
+        to another node. Then the position after the declared gap (and the finding count);
+        None when nothing is proven (the step ends, the next one asks again)."""
+        for _ in range(GAP_CONFIRMATIONS):
+            try:
+                return await self.history.page(position.cursor, PAGE_LIMIT)
+            except CursorBeforeHistory:
+                window = await self.history.window()
+                if window.oldest_ledger <= position.next_ledger:
+                    log.warning("watchdog: the RPC could not serve a ledger its history "
+                                "holds", extra={"ledger": position.next_ledger,
+                                                "oldest_ledger": window.oldest_ledger})
+                    return None
         finding = gap(position, window.oldest_ledger)
         moved_to = after_gap(position, window.oldest_ledger)
         async with self.pool.acquire() as conn, conn.transaction():

@@ -429,3 +429,70 @@ async def test_operators_pause_resume_and_work_findings_from_payoutctl(payout_se
     assert [(r["paused"], r["reason"]) for r in audit] == \
         [(True, "incident 12"), (False, "contained")]
     assert await pool.fetchval("SELECT count(*) FROM watchdog_findings WHERE status = 'open'") == 2
+
+
+async def test_behind_a_balancer_the_watchdog_reports_exactly_what_the_chain_paid_twice(
+    payout_service_factory, tmp_path
+):
+    """The sandbox lies as a real deployment does: half the answers from a node two ledgers
+    behind, every node's transaction store a ledger behind its core. Answers from behind never
+    move the watchdog past what they cover, so it reads every transaction exactly once, and
+    what it reports is the chain's truth: the payouts the ledger shows paid more than once
+    (the first line of defence can be fooled by these lies into proving a landed batch dead
+    and paying it again) are exactly its paid_twice findings, and nothing else is found."""
+    lies = {"node_lags": [0, 2], "tx_store_lag_ledgers": 1}
+    async with world(tmp_path, channels=2, batch=True, faults=lies) as w:
+        service = await payout_service_factory(**w.env(PAYOUTS_BATCH_MODE="classic"))
+        await eventually(lambda: watchdog_state(service.pool), "the watchdog started")
+        dests = [Keypair.random().public_key for _ in range(12)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            await pay_all(payout_pb2_grpc.PayoutServiceStub(channel), "lies", dests, amount="2")
+        await verified_through(service.pool, await w.latest_ledger())
+        await confirmations_checked(service.pool)
+        state = await watchdog_state(service.pool)
+        on_chain = await w.chain_transactions(state["start_ledger"], state["verified_ledger"])
+        payments: dict[str, set[str]] = {}
+        for t in await w.sandbox.transfers():
+            if t["from"] == w.payer.public_key:
+                payments.setdefault(t["to"], set()).add(t["tx_hash"])
+        payouts = {r["destination"]: r["id"] for r in await service.pool.fetch(
+            "SELECT id, destination FROM payouts")}
+        found = await findings(service.pool)
+        assert await unmatched_confirmed(service.pool) == []
+    assert set(payments) == set(dests), "every payout paid"
+    paid_more_than_once = {payouts[d] for d, hashes in payments.items() if len(hashes) > 1}
+    assert {f["kind"] for f in found} <= {"paid_twice"}, [f["detail"] for f in found]
+    assert {f["payout_id"] for f in found} == paid_more_than_once
+    assert state["transactions_read"] == on_chain, "each transaction read exactly once"
+
+
+async def test_a_restarted_node_behind_a_balancer_is_no_gap(payout_service_factory, tmp_path):
+    """Two nodes; one restarts with an empty history while the service is down. Behind the
+    balancer the other one still has the ledgers the watchdog has not read: it reads them
+    there (no watchdog_gap), each transaction once."""
+    async with world(tmp_path, faults={"node_lags": [0, 0]}) as w:
+        first = await payout_service_factory(**w.env())
+        dest = Keypair.random().public_key
+        await w.sandbox.fund(dest)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+            await pay_all(payout_pb2_grpc.PayoutServiceStub(channel), "before", [dest])
+        await settled_clean(w, first)
+        before = await watchdog_state(first.pool)
+        await first.stop()
+        stranger, friend = Keypair.random(), Keypair.random()
+        for kp in (stranger, friend):
+            await w.sandbox.fund(kp.public_key)
+        _, landed = await w.pay_directly(stranger, friend.public_key, XLM)
+        await eventually(lambda: _ledger_at_least(w, landed + 2), "2 more ledgers")
+        restarted = await w.sandbox.restart_node(1)  # node 0 alone keeps the stranger's tx
+        assert restarted["oldest_ledger"] > before["verified_ledger"] + 1, \
+            "node 1 lost ledgers the watchdog has not read"
+        start = await w.latest_ledger()
+        await eventually(lambda: _ledger_at_least(w, start + 4), "4 more ledgers")
+
+        second = await payout_service_factory(**w.env())
+        await settled_clean(w, second)
+        state = await watchdog_state(second.pool)
+        on_chain = await w.chain_transactions(state["start_ledger"], state["verified_ledger"])
+    assert await findings(second.pool) == [], f"no gap: node 1 restarted at {restarted}"
+    assert state["transactions_read"] == on_chain
