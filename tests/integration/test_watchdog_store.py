@@ -5,7 +5,9 @@ reads past a transaction still open."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -13,6 +15,7 @@ import pytest
 
 from payout_service.core.watchdog import ChainPayment, Position, toid
 from payout_service.programs import watchdog_store as store
+from tests.programs.test_aggregates import Recording, scanned_tables
 
 
 async def test_one_replica_moves_the_position_and_a_stale_one_cannot(pool: asyncpg.Pool):
@@ -84,3 +87,50 @@ async def test_the_confirmation_walk_stops_at_the_oldest_open_transaction(
         await tx.rollback()
     _, later = await store.confirmed_after(pool, datetime(2020, 1, 1, tzinfo=UTC), 10)
     assert later > started
+
+
+async def test_the_watchdog_s_reads_use_indexes_on_a_large_history(pool: asyncpg.Pool):
+    """What a step reads stays flat as history grows: the page's hashes through the hash
+    index on payout_attempts (whatever the attempts' status), the confirmations since the
+    last step through payouts_confirmed_at_idx, the chain payment by its key."""
+    # 60,000 payouts over 30 days, 9 in 10 CONFIRMED with an included attempt.
+    await pool.execute(
+        """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
+               destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
+               created_at, updated_at, confirmed_at)
+           SELECT gen_random_uuid(), 'w-' || i, 'w-' || i, 'f', '{}', 'G', 'XLM', 2, 1, 1,
+                  CASE WHEN i % 10 = 0 THEN 'FAILED' ELSE 'CONFIRMED' END, 'EXTERNAL',
+                  now() - i * interval '43 seconds', now() - i * interval '43 seconds',
+                  CASE WHEN i % 10 <> 0 THEN now() - i * interval '43 seconds' END
+           FROM generate_series(1, 60000) AS i ORDER BY random()""")
+    await pool.execute(
+        """INSERT INTO payout_attempts (payout_id, number, source_account, sequence, min_time,
+               max_time, envelope_xdr, tx_hash, fee_stroops, status, ledger)
+           SELECT id, 1, 'G', row_number() OVER (), now(), now(), 'AAAA',
+                  md5(payout_id) || md5(payout_id || 'x'),  100,
+                  CASE WHEN state = 'CONFIRMED' THEN 'included' ELSE 'dead' END, 5
+           FROM payouts""")
+    await pool.execute("ANALYZE payouts; ANALYZE payout_attempts")
+    hashes = [r["tx_hash"] for r in await pool.fetch(
+        "SELECT tx_hash FROM payout_attempts ORDER BY random() LIMIT 200")]
+    recorded = Recording(pool)
+    assert len(await store.known(recorded, hashes)) == 200  # type: ignore[arg-type]
+    await store.confirmed_after(  # type: ignore[arg-type]
+        recorded, datetime.now(UTC) - timedelta(minutes=2), 5000)
+    plans = [await plan(pool, sql, args) for sql, args in recorded.queries
+             if "pg_stat_activity" not in sql]
+    assert len(plans) == 2
+    for scanned, text in plans:
+        assert not scanned & {"payouts", "payout_attempts", "chain_payments"}, text
+    assert "payout_attempts_tx_hash_idx" in plans[0][1]
+    assert "payouts_confirmed_at_idx" in plans[1][1]
+    # The check can fail: without the hash index the lookup reads every attempt.
+    await pool.execute("DROP INDEX payout_attempts_tx_hash_idx")
+    scanned, text = await plan(pool, *recorded.queries[0])
+    assert "payout_attempts" in scanned, text
+
+
+async def plan(pool: asyncpg.Pool, sql: str, args: tuple[Any, ...]) -> tuple[set[str], str]:
+    """The tables the plan scans sequentially, and the whole plan as text."""
+    found = json.loads(await pool.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+    return scanned_tables(found[0]["Plan"]), json.dumps(found)
