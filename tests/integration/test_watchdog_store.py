@@ -15,6 +15,7 @@ import pytest
 
 from payout_service.core.watchdog import ChainPayment, Position, toid
 from payout_service.programs import watchdog_store as store
+from tests.programs.helpers import confirmed_history
 from tests.programs.test_aggregates import Recording, scanned_tables
 
 
@@ -93,16 +94,7 @@ async def test_the_watchdog_s_reads_use_indexes_on_a_large_history(pool: asyncpg
     """What a step reads stays flat as history grows: the page's hashes through the hash
     index on payout_attempts (whatever the attempts' status), the confirmations since the
     last step through payouts_confirmed_at_idx, the chain payment by its key."""
-    # 60,000 payouts over 30 days, 9 in 10 CONFIRMED with an included attempt.
-    await pool.execute(
-        """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
-               destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
-               created_at, updated_at, confirmed_at)
-           SELECT gen_random_uuid(), 'w-' || i, 'w-' || i, 'f', '{}', 'G', 'XLM', 2, 1, 1,
-                  CASE WHEN i % 10 = 0 THEN 'FAILED' ELSE 'CONFIRMED' END, 'EXTERNAL',
-                  now() - i * interval '43 seconds', now() - i * interval '43 seconds',
-                  CASE WHEN i % 10 <> 0 THEN now() - i * interval '43 seconds' END
-           FROM generate_series(1, 60000) AS i ORDER BY random()""")
+    await confirmed_history(pool)  # 60,000 payouts; each gets one attempt below
     await pool.execute(
         """INSERT INTO payout_attempts (payout_id, number, source_account, sequence, min_time,
                max_time, envelope_xdr, tx_hash, fee_stroops, status, ledger)
