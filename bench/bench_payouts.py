@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -238,11 +240,24 @@ async def _run_batched(sandbox: RunningSandbox, database_url: str, args: argpars
         "PAYOUTS_BATCH_MODE": "classic", "PAYOUTS_MAX_PAYOUTS_PER_TX": str(args.max_per_tx),
         "PAYOUTS_CHANNEL_ACCOUNTS": ",".join(
             f"{k}={kp.public_key}" for k, kp in channel_keys.items()),
+        # The watchdog runs in a process of its own (--watchdog process), so its CPU is its
+        # own; the API process does not run one.
+        "PAYOUTS_WATCHDOG_ENABLED": "false",
     }
     service = await start_service(load_config(env))
     assert service.pipeline is not None
     await service.pipeline.stop()
     workers: list[asyncio.subprocess.Process] = []
+    watchdog = None
+    if args.watchdog == "process":
+        watchdog = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).with_name("watchdog_process.py")),
+            env={**os.environ, **env, "PAYOUTS_WATCHDOG_ENABLED": "true"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        while True:  # it starts at the latest ledger: before the first payout
+            if await service.pool.fetchval("SELECT count(*) FROM watchdog_state"):
+                break
+            await asyncio.sleep(0.05)
     cpu_children = cpu_seconds(resource.RUSAGE_CHILDREN)
     cpu_self = cpu_seconds(resource.RUSAGE_SELF)
     try:
@@ -301,11 +316,17 @@ async def _run_batched(sandbox: RunningSandbox, database_url: str, args: argpars
             """SELECT sum(network_fee_stroops) AS fees, count(DISTINCT a.tx_hash) AS txs
                FROM payouts p JOIN payout_attempts a ON a.payout_id = p.id
                AND a.status = 'included'""")
+        watched = await watchdog_verdict(service.pool, sandbox, watchdog, len(dests)) \
+            if watchdog is not None else {}
     finally:
         for worker in workers:
             worker.kill()
             await worker.wait()
-        cpu_children = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_children
+        if watchdog is not None and watchdog.returncode is None:
+            watchdog.kill()
+            await watchdog.wait()
+        cpu_children = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_children \
+            - watched.get("cpu_total", 0.0)
         cpu_self = cpu_seconds(resource.RUSAGE_SELF) - cpu_self
         await service.stop(grace=1)
     sample = [(await sandbox.balances(d)).get("native") for d in dests[:50]]
@@ -318,7 +339,39 @@ async def _run_batched(sandbox: RunningSandbox, database_url: str, args: argpars
             "singles_p99": percentile(singles, 99) if singles else 0.0,
             "batch_rate": (len(dests) - len(singles)) / batch_seconds,
             "request_p99": percentile(latencies, 99), "fees": float(fees["fees"]),
-            "txs": float(fees["txs"]), "cpu_workers": cpu_children, "cpu_api": cpu_self}
+            "txs": float(fees["txs"]), "cpu_workers": cpu_children, "cpu_api": cpu_self,
+            **{f"watchdog_{k}": v for k, v in watched.items()}}
+
+
+async def watchdog_verdict(pool: asyncpg.Pool, sandbox: RunningSandbox,
+                           watchdog: asyncio.subprocess.Process, payouts: int
+                           ) -> dict[str, float]:
+    """Once every payout is confirmed: how many ledgers later the watchdog had read the last
+    one and judged every confirmation, what it found, and its CPU (then it is stopped)."""
+    done_at = await latest_ledger(sandbox)
+    while True:
+        if await pool.fetchval(
+                """SELECT s.verified_ledger >= $1 AND s.confirmed_checked_until >=
+                          (SELECT max(confirmed_at) FROM payouts)
+                   FROM watchdog_state s""", done_at):
+            break
+        await asyncio.sleep(0.05)
+    trailing = await latest_ledger(sandbox) - done_at
+    state = await pool.fetchrow(
+        """SELECT transactions_read, pages_read,
+                  (SELECT count(*) FROM chain_payments) AS matched,
+                  (SELECT count(*) FROM watchdog_findings) AS findings
+           FROM watchdog_state""")
+    watchdog.send_signal(signal.SIGTERM)
+    out, _ = await watchdog.communicate()
+    cpu = json.loads(out.decode().strip().splitlines()[-1])
+    if state["matched"] != payouts or state["findings"]:
+        raise RuntimeError(f"the watchdog matched {state['matched']} of {payouts} payouts and "
+                           f"found {state['findings']} things on a clean run")
+    return {"cpu": cpu["cpu_seconds"], "cpu_total": cpu["cpu_total"],
+            "steps": float(cpu["steps"]), "trailing_ledgers": float(trailing),
+            "transactions": float(state["transactions_read"]),
+            "pages": float(state["pages_read"])}
 
 
 async def main_batched(args: argparse.Namespace) -> None:
@@ -369,6 +422,13 @@ async def main_batched(args: argparse.Namespace) -> None:
     print(f"CPU per confirmed payout: {cpu / n * 1e3:.2f} ms (pipeline processes "
           f"{run['cpu_workers']:.1f}s + API process {run['cpu_api']:.1f}s; PostgreSQL and the "
           "sandbox not counted)")
+    if "watchdog_cpu" in run:
+        print(f"watchdog             : {run['watchdog_cpu'] / n * 1e6:.0f} us CPU per confirmed "
+              f"payout ({run['watchdog_cpu']:.2f}s in its own process over "
+              f"{run['watchdog_steps']:.0f} steps, {run['watchdog_pages']:.0f} pages, "
+              f"{run['watchdog_transactions']:.0f} transactions; start-up not counted); every "
+              f"payout matched, nothing found; it had verified the last confirmation's ledger "
+              f"{run['watchdog_trailing_ledgers']:.0f} ledger(s) after it")
     busy = run["machine_busy"]
     print(f"machine CPU busy     : {busy:.0%} of {os.cpu_count()} cores during the run (every "
           f"process: service, PostgreSQL, sandbox, signer); CPU bound of this machine about "
@@ -452,5 +512,8 @@ if __name__ == "__main__":
                         help="payouts per CreatePayoutBatch (PAYOUTS_MAX_BATCH_ITEMS caps it)")
     parser.add_argument("--baseline-payouts", type=int, default=15,
                         help="payouts of the plain loop in batch mode")
+    parser.add_argument("--watchdog", choices=["process", "off"], default="process",
+                        help="batch mode: the watchdog in a process of its own (its CPU "
+                             "measured), or not at all")
     parsed = parser.parse_args()
     asyncio.run(main_batched(parsed) if parsed.batch == "classic" else main(parsed))

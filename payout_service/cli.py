@@ -1,6 +1,7 @@
 """payoutctl: run the payout flow from a shell (create, get, list, watch, cancel, retry, and
 external signing with unsigned / submit-signed), see health and set the alert
-configuration (health, alert-config), and run the channel pool (channels ...)."""
+configuration (health, alert-config), run the channel pool (channels ...), and see the
+watchdog and pause or resume sending (watchdog ...)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from payout_service import cli_channels
+from payout_service import cli_channels, cli_watchdog
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -290,6 +291,8 @@ async def _run(args: argparse.Namespace) -> int:
             print(render(await _admin(channel, args), args.output))
         elif args.command == "channels":
             print(cli_channels.render(await cli_channels.run(channel, args), args.output))
+        elif args.command == "watchdog":
+            print(cli_watchdog.render(await cli_watchdog.run(channel, args), args.output))
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -439,6 +442,11 @@ def parser() -> argparse.ArgumentParser:
         return c
 
     cli_channels.add_parsers(channels, channel_command)
+    watchdog = sub.add_parser(
+        "watchdog", help="the watchdog's position and findings; pause and resume sending "
+        "(admin identity)", description=cli_watchdog.__doc__, epilog=CONNECTION_HELP,
+        formatter_class=formatter)
+    cli_watchdog.add_parsers(watchdog, channel_command)
     return p
 
 

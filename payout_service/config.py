@@ -77,6 +77,18 @@ class ChannelPoolConfig:
 
 
 @dataclass(frozen=True)
+class WatchdogConfig:
+    """The watchdog (DESIGN.md invariant 9): live mode only, one replica at a time."""
+
+    enabled: bool = True
+    interval_seconds: float = 1.0
+    # An unexplained outflow or a payout paid twice pauses sending until an operator resumes.
+    pause_on_finding: bool = False
+    # CONFIRMED payouts are checked against the chain for this long after confirmation.
+    confirmed_window_seconds: int = 3600
+
+
+@dataclass(frozen=True)
 class ServerTls:
     cert: str
     key: str
@@ -124,6 +136,7 @@ class Config:
     # ledger header does not say, or a lower figure to leave room for other submitters; the
     # sender keeps twice this (the network's queue) in flight at most (core/pacing.py).
     network_classic_ops_per_ledger: int | None = None
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -273,7 +286,22 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         channel_pool=_channel_pool(env, source, signer),
         network_classic_ops_per_ledger=_optional_int(
             env, "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER", minimum=1),
+        watchdog=_watchdog(env, live),
         **_batching(env, contract, signing_mode),
+    )
+
+
+def _watchdog(env: Mapping[str, str], live: bool) -> WatchdogConfig:
+    enabled = _bool(env, "PAYOUTS_WATCHDOG_ENABLED", live)
+    if enabled and not live:
+        raise ConfigError("PAYOUTS_WATCHDOG_ENABLED=true needs PAYOUTS_LIVE_EXECUTION=true "
+                          "(it reads the chain the live pipeline pays on)")
+    return WatchdogConfig(
+        enabled=enabled,
+        interval_seconds=_int(env, "PAYOUTS_WATCHDOG_INTERVAL_MS", 1000, minimum=10) / 1000,
+        pause_on_finding=_bool(env, "PAYOUTS_WATCHDOG_PAUSE_ON_FINDING", False),
+        confirmed_window_seconds=_int(env, "PAYOUTS_WATCHDOG_CONFIRMED_WINDOW_SECONDS", 3600,
+                                      minimum=60),
     )
 
 

@@ -37,6 +37,7 @@ from payout_service.interceptors import ServiceInterceptor
 from payout_service.logs import configure_logging
 from payout_service.loops import run_loop
 from payout_service.migrations import apply_migrations
+from payout_service.programs.watchdog import Watchdog, watchdog_for
 from payout_service.programs.wiring import Programs, start_programs
 from payout_service.reflection import enable_reflection
 from payout_service.tracing import configure_tracing, server_interceptors
@@ -59,6 +60,7 @@ class RunningService:
     pipeline: Pipeline | None = None
     signer: SignerClient | None = None
     programs: Programs | None = None
+    watchdog: Watchdog | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     metrics_endpoint: metrics.MetricsEndpoint | None = None
@@ -101,6 +103,8 @@ class RunningService:
         await self.server.stop(grace)
         self.halt.set()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.watchdog is not None:
+            await self.watchdog.close()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         await self.stop_sending()
@@ -194,6 +198,10 @@ async def start_service(config: Config) -> RunningService:
         interval = config.channel_pool.interval_seconds
         service.channel_loop = lambda halt: run_loop(
             "channel_pool", channels.step, interval=interval, halt=halt, pool=pool)
+    if programs.admin is not None:
+        programs.admin.watchdog_settings = config.watchdog
+    if live_ledger is not None and config.watchdog.enabled:
+        start_watchdog(service, config, programs)
     await start_sending_unless_held(service, config.database_url)
     if config.metrics_port:
         service.metrics_endpoint = metrics.MetricsEndpoint(config.metrics_port)
@@ -250,6 +258,14 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
     again on the new primary, where each migration either committed or did not."""
     async with pool.acquire() as conn:
         return await apply_migrations(conn)
+
+
+def start_watchdog(service: RunningService, config: Config, programs: Programs) -> None:
+    """The second line of defence (programs/watchdog.py); one replica at a time runs it."""
+    service.watchdog = watchdog_for(config, service.pool, programs.monitor.seed)
+    service.background.append(asyncio.create_task(run_loop(
+        "watchdog", service.watchdog.step, interval=config.watchdog.interval_seconds,
+        halt=service.halt, pool=service.pool)))
 
 
 async def dependencies_reachable(service: RunningService) -> dict[str, bool]:

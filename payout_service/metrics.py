@@ -19,6 +19,9 @@ from prometheus_client import (
     start_http_server,
 )
 
+from payout_service.core.watchdog import FINDING_KINDS
+from payout_service.programs.watchdog_store import open_findings
+
 log = logging.getLogger(__name__)
 
 # prometheus_client adds a `<name>_created` timestamp series to every counter: for the
@@ -81,6 +84,37 @@ RECONCILE_MISMATCHES = Gauge(
     registry=REGISTRY,
 )
 
+# The watchdog (programs/watchdog.py). Counters: what this replica's watchdog did; gauges: the
+# shared watchdog state and findings, the same from every replica (aggregate with max()).
+WATCHDOG_FINDINGS = Counter(
+    "payouts_watchdog_findings", "Findings the watchdog recorded, by kind", ["kind"],
+    registry=REGISTRY,
+)
+WATCHDOG_TRANSACTIONS = Counter(
+    "payouts_watchdog_transactions", "Network transactions the watchdog read", registry=REGISTRY,
+)
+WATCHDOG_OPEN_FINDINGS = Gauge(
+    "payouts_watchdog_open_findings", "Unresolved watchdog findings, by kind", ["kind"],
+    registry=REGISTRY,
+)
+WATCHDOG_CURSOR = Gauge(
+    "payouts_watchdog_cursor_ledger", "Every ledger up to this one is verified by the watchdog",
+    registry=REGISTRY,
+)
+WATCHDOG_LAG = Gauge(
+    "payouts_watchdog_lag_ledgers",
+    "Ledgers between the RPC's latest (as last read) and the watchdog's verified ledger",
+    registry=REGISTRY,
+)
+WATCHDOG_LAST_READ_AGE = Gauge(
+    "payouts_watchdog_last_read_age_seconds",
+    "Seconds since the watchdog last read a page of transactions", registry=REGISTRY,
+)
+SENDING_PAUSED = Gauge(
+    "payouts_sending_paused", "1 while sending is paused (PauseSending or the watchdog)",
+    registry=REGISTRY,
+)
+
 ALL_STATES = ("ACCEPTED", "BUILT", "AWAITING_SIGNATURE", "QUEUED", "SUBMITTED", "CONFIRMED",
               "FAILED", "CANCELLED")
 
@@ -117,6 +151,24 @@ async def refresh_gauges(pool: asyncpg.Pool) -> None:
     )
     OLDEST_SUBMITTED.set(float(ages["submitted"] or 0))
     OLDEST_PENDING.set(float(ages["pending"] or 0))
+    await refresh_watchdog_gauges(pool)
+
+
+async def refresh_watchdog_gauges(pool: asyncpg.Pool) -> None:
+    """The watchdog's position, open findings and the pause flag (a few rows, indexed)."""
+    row = await pool.fetchrow(
+        """SELECT s.verified_ledger, s.latest_ledger,
+                  EXTRACT(EPOCH FROM now() - s.updated_at)::float8 AS age
+           FROM watchdog_state s WHERE s.id = 1""")
+    if row is not None:
+        WATCHDOG_CURSOR.set(row["verified_ledger"])
+        WATCHDOG_LAG.set(max(0, row["latest_ledger"] - row["verified_ledger"]))
+        WATCHDOG_LAST_READ_AGE.set(max(0.0, row["age"]))
+    counts = await open_findings(pool)
+    for kind in FINDING_KINDS:
+        WATCHDOG_OPEN_FINDINGS.labels(kind).set(counts.get(kind, 0))
+    paused = await pool.fetchval("SELECT paused FROM sending_pause WHERE id = 1")
+    SENDING_PAUSED.set(1 if paused else 0)
 
 
 async def gauge_loop(pool: asyncpg.Pool, stop: asyncio.Event, interval: float = 5.0) -> None:

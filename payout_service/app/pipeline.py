@@ -12,6 +12,7 @@ from datetime import timedelta
 from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.batch_store import BatchStore
 from payout_service.adapters.ledger import LedgerGateway
+from payout_service.adapters.sending_pause import SendingPause
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.adapters.work_queues import WorkQueues
@@ -35,6 +36,7 @@ class Pipeline(Preparing, Sending, Confirming):
         self.batches = BatchStore(attempts.pool)
         self.queues = WorkQueues(attempts.pool)
         self.sequences = Sequences(attempts.pool)
+        self.sending_pause = SendingPause(attempts.pool)
         self.ledger = ledger
         self.chain = ChainMemory()
         self.signer = signer

@@ -13,6 +13,7 @@ from payout_service.adapters.ledger import (
     RetryLater,
     SendOutcome,
 )
+from payout_service.adapters.sending_pause import SendingPause
 from payout_service.app.stage import Stage, attempt_ids
 from payout_service.core.model import Attempt
 from payout_service.core.pacing import classic_queue_capacity
@@ -31,7 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class Sending(Stage):
+    # Paused by an operator or the watchdog (invariant 9): nothing new leaves until resumed.
+    sending_pause: SendingPause | None = None
+
     async def send_once(self) -> int:
+        if self.sending_pause is not None and await self.sending_pause.paused():
+            return 0
         latest = await self.ledger.latest_ledger()
         self.chain.saw_ledger(latest.sequence, latest.close_time)
         claimed = await self.queues.claim_for_sending(

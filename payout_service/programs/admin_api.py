@@ -22,6 +22,7 @@ from payout_service.programs.run_store import RunRecord
 from payout_service.programs.schedule import Frequency, Schedule
 from payout_service.programs.scheduled_runs import ScheduledRuns
 from payout_service.programs.settings import AlertThresholds
+from payout_service.programs.watchdog_api import WatchdogAdmin
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -142,7 +143,10 @@ def _run_fields(r: RunRecord) -> apb.Run:
     )
 
 
-class AdminServicer(ChannelAdmin, admin_pb2_grpc.PayoutAdminServiceServicer):  # type: ignore[misc]
+class AdminServicer(
+    ChannelAdmin, WatchdogAdmin,
+    admin_pb2_grpc.PayoutAdminServiceServicer,  # type: ignore[misc]
+):
     def __init__(self, monitor: Monitor, runs: ScheduledRuns, lookup: Lookup | None) -> None:
         self.monitor = monitor
         self.runs = runs
@@ -161,6 +165,7 @@ class AdminServicer(ChannelAdmin, admin_pb2_grpc.PayoutAdminServiceServicer):  #
                 oldest_pending_age_seconds=m.oldest_pending_age_seconds,
                 amount_last_24h=total(m.amount_last_24h_stroops),
                 system_errors_last_hour=m.system_errors_last_hour,
+                open_watchdog_findings=dict(m.open_findings), sending_paused=m.sending_paused,
             ),
             active_alerts=[alert_to_pb(a) for a in h.active_alerts],
         )

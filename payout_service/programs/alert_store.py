@@ -9,10 +9,12 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from payout_service.adapters.sending_pause import pause_state
 from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.health import AlertKind, Condition, HealthMetrics, Level
 from payout_service.programs.settings import AlertThresholds
 from payout_service.programs.stats import PENDING_STATES, state_totals
+from payout_service.programs.watchdog_store import open_findings
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -74,12 +76,15 @@ async def health_metrics(db: Db) -> HealthMetrics:
     )
     assert row is not None
     settled = row["failed"] + row["confirmed"]
+    paused = await pause_state(db)
     return HealthMetrics(
         failure_rate=row["failed"] / settled if settled else 0.0,
         pending_count=sum(int(pending[s]["count"]) for s in PENDING_STATES if s in pending),
         oldest_pending_age_seconds=max(row["oldest"], 0.0),
         amount_last_24h_stroops=int(row["amount_24h"]),
         system_errors_last_hour=row["system_errors"],
+        open_findings=await open_findings(db), sending_paused=paused.paused,
+        paused_reason=paused.reason,
     )
 
 

@@ -5,7 +5,8 @@ Every comparison is "strictly above the threshold", as in the Prometheus alert r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from payout_service.core.amounts import format_amount
@@ -18,6 +19,24 @@ class AlertKind(StrEnum):
     PROCESSING_DELAY = "PROCESSING_DELAY"
     AMOUNT_THRESHOLD = "AMOUNT_THRESHOLD"
     SYSTEM_ERROR = "SYSTEM_ERROR"
+    # The watchdog's findings (core/watchdog.py), one kind each, and a paused sender.
+    UNEXPLAINED_OUTFLOW = "UNEXPLAINED_OUTFLOW"
+    PAID_TWICE = "PAID_TWICE"
+    CONFIRMED_UNSEEN = "CONFIRMED_UNSEEN"
+    WATCHDOG_GAP = "WATCHDOG_GAP"
+    SENDING_PAUSED = "SENDING_PAUSED"
+
+
+FINDING_ALERTS = {
+    "unexplained_outflow": (AlertKind.UNEXPLAINED_OUTFLOW,
+                            "money left a watched account in a transaction the service did "
+                            "not build"),
+    "paid_twice": (AlertKind.PAID_TWICE, "a payout was paid by two transactions"),
+    "confirmed_unseen": (AlertKind.CONFIRMED_UNSEEN,
+                         "a CONFIRMED payout has no matching transfer on chain"),
+    "watchdog_gap": (AlertKind.WATCHDOG_GAP,
+                     "ledgers left the RPC's history before the watchdog read them"),
+}
 
 
 class Level(IntEnum):
@@ -33,6 +52,10 @@ class HealthMetrics:
     oldest_pending_age_seconds: float
     amount_last_24h_stroops: int
     system_errors_last_hour: int
+    # Unresolved watchdog findings per kind (core/watchdog.py FINDING_KINDS).
+    open_findings: Mapping[str, int] = field(default_factory=dict)
+    sending_paused: bool = False
+    paused_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,23 @@ def conditions(m: HealthMetrics, t: AlertThresholds) -> list[Condition]:
             AlertKind.SYSTEM_ERROR, Level.CRITICAL,
             f"{m.system_errors_last_hour} system errors in the last hour",
         ))
+    return found + watchdog_conditions(m.open_findings, m.sending_paused, m.paused_reason)
+
+
+def watchdog_conditions(
+    open_findings: Mapping[str, int], sending_paused: bool, paused_reason: str
+) -> list[Condition]:
+    """Critical while a finding is unresolved (no threshold: one is one too many); a paused
+    sender is a warning of its own (its cause, if a finding, is critical already)."""
+    found = [
+        Condition(kind, Level.CRITICAL,
+                  f"{what}: {open_findings[name]} unresolved watchdog finding(s) "
+                  f"(ListWatchdogFindings)")
+        for name, (kind, what) in FINDING_ALERTS.items() if open_findings.get(name, 0) > 0
+    ]
+    if sending_paused:
+        found.append(Condition(AlertKind.SENDING_PAUSED, Level.WARNING,
+                               f"sending is paused: {paused_reason}"[:500]))
     return found
 
 

@@ -46,10 +46,15 @@ CONTRACT_METRICS = [
     "payouts_attempts_total", "payouts_rpc_errors_total", "payouts_system_errors_total",
     "grpc_server_handled_total", "grpc_server_handling_seconds", "signer_decisions_total",
     "signer_backend_sign_seconds", "payouts_rounds_total",
+    "payouts_watchdog_open_findings", "payouts_watchdog_findings_total",
+    "payouts_watchdog_cursor_ledger", "payouts_watchdog_lag_ledgers",
+    "payouts_watchdog_last_read_age_seconds", "payouts_watchdog_transactions_total",
+    "payouts_sending_paused",
 ]
 REQUIRED_ALERTS = [
     "PayoutFailureRateHigh", "PayoutPendingHigh", "PayoutProcessingDelay", "PayoutAmountHigh",
     "PayoutSystemErrors", "PayoutStuckSubmitted", "SignerRefusals", "ServiceDown",
+    "PayoutWatchdogFinding", "PayoutWatchdogBehind", "PayoutSendingPaused",
 ]
 NAMESPACED = {"ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget",
               "NetworkPolicy", "PersistentVolumeClaim"}
@@ -671,6 +676,8 @@ def test_alert_thresholds() -> None:
     assert "> 100000000000" in by[("PayoutAmountHigh", "warning")]
     assert 'decision="refuse"' in by[("SignerRefusals", "warning")]
     assert "== 0" in by[("ServiceDown", "critical")]
+    assert "payouts_watchdog_open_findings) > 0" in by[("PayoutWatchdogFinding", "critical")]
+    assert "> 0" in by[("PayoutSendingPaused", "warning")]
 
 
 def test_promql_parses_and_uses_only_contract_metrics() -> None:

@@ -24,6 +24,13 @@ from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.integration.test_live_against_sandbox import wait_for_state
 from tests.integration.test_live_with_signer import signer_env
 from tests.integration.test_operator_tools import payoutctl
+from tests.integration.watchdog_world import (
+    eventually_found,
+    findings,
+    latest_ledger,
+    pay_directly,
+    verified_through,
+)
 from tests.waiting import eventually
 
 XLM = 10_000_000
@@ -136,5 +143,17 @@ async def test_channels_created_in_the_signer_pay_are_topped_up_and_merge_home(
                        WHERE status = 'included' GROUP BY kind""")
                 assert {r["kind"]: r["n"] for r in kinds} == {"create": 1, "top_up": 1,
                                                              "merge": 1}
+
+                # 5. The watchdog explained every outflow of the payer, the funding account
+                # and the channels: creates, payouts, top-ups, the merge.
+                await verified_through(service.pool, await latest_ledger(sandbox))
+                assert await findings(service.pool) == []
+                assert await service.pool.fetchval(
+                    "SELECT count(*) FROM chain_payments") == PAYOUTS
+                # ...and sees the funding account pay someone behind the service's back.
+                tx_hash, _ = await pay_directly(sandbox, funding, dests[0], XLM)
+                [outflow] = await eventually_found(service.pool, "unexplained_outflow")
+                assert (outflow["tx_hash"], outflow["accounts"]) == \
+                    (tx_hash, [funding.public_key])
             starts = [line for line in signer.logs if '"signer-service started"' in line]
             assert len(starts) == 1, "the signer was never restarted"

@@ -188,6 +188,14 @@ def minimal_requests() -> dict[str, object]:
         "PayoutAdminService/RetireChannels": apb.RetireChannelsRequest(accounts=[dest]),
         "PayoutAdminService/PlanChannels": apb.PlanChannelsRequest(
             queued_payouts_per_ledger=10, payouts_per_transaction=1, close_time_ms=5000),
+        "PayoutAdminService/GetWatchdogStatus": apb.GetWatchdogStatusRequest(),
+        "PayoutAdminService/ListWatchdogFindings": apb.ListWatchdogFindingsRequest(),
+        "PayoutAdminService/AcknowledgeWatchdogFinding": apb.AcknowledgeWatchdogFindingRequest(
+            finding_id=1),
+        "PayoutAdminService/ResolveWatchdogFinding": apb.ResolveWatchdogFindingRequest(
+            finding_id=1, reason="explained"),
+        "PayoutAdminService/PauseSending": apb.PauseSendingRequest(reason="incident"),
+        "PayoutAdminService/ResumeSending": apb.ResumeSendingRequest(reason="done"),
     }
 
 

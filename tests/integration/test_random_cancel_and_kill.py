@@ -32,6 +32,13 @@ from tests.integration.batch_worker import (
 from tests.integration.live_stack import live_channel_env
 from tests.integration.replicated_db import replicated_database
 from tests.integration.test_crash_safety import BatchWorkerProcess, ServiceProcess
+from tests.integration.watchdog_world import (
+    confirmations_checked,
+    findings,
+    latest_ledger,
+    unmatched_confirmed,
+    verified_through,
+)
 
 PAYOUTS = 16
 EXTERNAL_PAYOUTS = 12
@@ -137,6 +144,15 @@ async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_onc
             logs = "".join(r.log_path.read_text()[-2000:] for r in replicas)
             assert len(states) == PAYOUTS and all(s in FINAL for s in states.values()), \
                 (states, logs)
+            # The second line of defence agrees: once it has read every ledger, no outflow
+            # it cannot explain, no payout paid twice, no confirmation without its transfer
+            # (replicas died holding its lease, the RPC dropped and refused).
+            pool = await create_pool(database_url)
+            stack.push_async_callback(pool.close)
+            await verified_through(pool, await latest_ledger(sandbox), within=120)
+            await confirmations_checked(pool, within=120)
+            assert [(f["kind"], f["detail"]) for f in await findings(pool)] == []
+            assert await unmatched_confirmed(pool) == []
         finally:
             for replica in replicas:
                 await replica.stop()
@@ -327,6 +343,14 @@ async def test_external_signing_chaos_with_holders_that_submit_themselves(fresh_
             await signing
             logs = "".join(r.log_path.read_text()[-2000:] for r in replicas)
             assert all(s in FINAL for s in states.values()), (states, logs)
+            # The watchdog agrees: every outflow explained (the holders' own submissions are
+            # envelopes the service built), nothing paid twice, every confirmation seen.
+            pool = await create_pool(fresh_database)
+            stack.push_async_callback(pool.close)
+            await verified_through(pool, await latest_ledger(sandbox), within=120)
+            await confirmations_checked(pool, within=120)
+            assert [(f["kind"], f["detail"]) for f in await findings(pool)] == []
+            assert await unmatched_confirmed(pool) == []
         finally:
             stop.set()
             for replica in replicas:

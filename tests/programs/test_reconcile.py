@@ -18,6 +18,7 @@ from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 from .conftest import confirm
+from .helpers import confirmed_history
 from .test_aggregates import Recording, scanned_tables
 
 
@@ -152,17 +153,7 @@ async def test_the_window_read_uses_its_index_when_most_history_is_confirmed(fre
     conn = await asyncpg.connect(fresh_database)
     try:
         await apply_migrations(conn)
-        # 60,000 payouts, 9 in 10 CONFIRMED, one every ~43 s over 30 days: a 2-hour window
-        # holds ~150 of them. Stored in no particular order (rows move as they are updated).
-        await conn.execute(
-            """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
-                   destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
-                   created_at, updated_at, confirmed_at)
-               SELECT gen_random_uuid(), 'w-' || i, 'w-' || i, 'f', '{}', 'G', 'XLM', 2, 1, 1,
-                      CASE WHEN i % 10 = 0 THEN 'FAILED' ELSE 'CONFIRMED' END, 'EXTERNAL',
-                      now() - i * interval '43 seconds', now() - i * interval '43 seconds',
-                      CASE WHEN i % 10 <> 0 THEN now() - i * interval '43 seconds' END
-               FROM generate_series(1, 60000) AS i ORDER BY random()""")
+        await confirmed_history(conn)
         await conn.execute("ANALYZE payouts")
         rec = Recording(conn)  # type: ignore[arg-type]
         in_window = len(await confirmed_since(rec, 2))  # type: ignore[arg-type]

@@ -31,6 +31,13 @@ BASE = {
         ({"PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER": "many"},
          "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER"),
         ({"PAYOUT_HOT_SIGNER_SECRET": "S-anything"}, "PAYOUT_HOT_SIGNER_SECRET"),
+        ({"PAYOUTS_WATCHDOG_ENABLED": "true"}, "PAYOUTS_WATCHDOG_ENABLED"),
+        ({"PAYOUTS_WATCHDOG_ENABLED": "sometimes"}, "PAYOUTS_WATCHDOG_ENABLED"),
+        ({"PAYOUTS_WATCHDOG_INTERVAL_MS": "5"}, "PAYOUTS_WATCHDOG_INTERVAL_MS"),
+        ({"PAYOUTS_WATCHDOG_PAUSE_ON_FINDING": "yes please"},
+         "PAYOUTS_WATCHDOG_PAUSE_ON_FINDING"),
+        ({"PAYOUTS_WATCHDOG_CONFIRMED_WINDOW_SECONDS": "10"},
+         "PAYOUTS_WATCHDOG_CONFIRMED_WINDOW_SECONDS"),
         ({"PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc"},
          "PAYOUTS_SIGNER_ADDR"),
         ({"PAYOUTS_PLAINTEXT": ""}, "PAYOUTS_TLS_CERT"),
@@ -105,3 +112,16 @@ def test_the_classic_ops_per_ledger_is_the_network_s_unless_set():
     assert load_config(BASE).network_classic_ops_per_ledger is None
     config = load_config({**BASE, "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER": "150"})
     assert config.network_classic_ops_per_ledger == 150
+
+
+def test_the_watchdog_runs_in_live_mode_unless_turned_off():
+    assert not load_config(BASE).watchdog.enabled, "build-only: nothing to watch"
+    signer = {"PAYOUTS_SIGNER_ADDR": "h:1", "PAYOUTS_SIGNER_CA_CERT": "ca",
+              "PAYOUTS_SIGNER_CLIENT_CERT": "c", "PAYOUTS_SIGNER_CLIENT_KEY": "k"}
+    live = {**BASE, **signer, "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": "http://rpc"}
+    watchdog = load_config(live).watchdog
+    assert (watchdog.enabled, watchdog.interval_seconds, watchdog.pause_on_finding,
+            watchdog.confirmed_window_seconds) == (True, 1.0, False, 3600)
+    assert not load_config({**live, "PAYOUTS_WATCHDOG_ENABLED": "false"}).watchdog.enabled
+    assert load_config({**live, "PAYOUTS_WATCHDOG_PAUSE_ON_FINDING": "true"}
+                       ).watchdog.pause_on_finding

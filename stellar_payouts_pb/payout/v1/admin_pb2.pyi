@@ -26,6 +26,11 @@ class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_KIND_PROCESSING_DELAY: _ClassVar[AlertKind]
     ALERT_KIND_AMOUNT_THRESHOLD: _ClassVar[AlertKind]
     ALERT_KIND_SYSTEM_ERROR: _ClassVar[AlertKind]
+    ALERT_KIND_UNEXPLAINED_OUTFLOW: _ClassVar[AlertKind]
+    ALERT_KIND_PAID_TWICE: _ClassVar[AlertKind]
+    ALERT_KIND_CONFIRMED_UNSEEN: _ClassVar[AlertKind]
+    ALERT_KIND_WATCHDOG_GAP: _ClassVar[AlertKind]
+    ALERT_KIND_SENDING_PAUSED: _ClassVar[AlertKind]
 
 class AlertStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +56,21 @@ class ChannelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANNEL_STATE_RETIRED: _ClassVar[ChannelState]
     CHANNEL_STATE_MERGING: _ClassVar[ChannelState]
     CHANNEL_STATE_MERGED: _ClassVar[ChannelState]
+
+class WatchdogFindingKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WATCHDOG_FINDING_KIND_UNSPECIFIED: _ClassVar[WatchdogFindingKind]
+    WATCHDOG_FINDING_KIND_UNEXPLAINED_OUTFLOW: _ClassVar[WatchdogFindingKind]
+    WATCHDOG_FINDING_KIND_PAID_TWICE: _ClassVar[WatchdogFindingKind]
+    WATCHDOG_FINDING_KIND_CONFIRMED_UNSEEN: _ClassVar[WatchdogFindingKind]
+    WATCHDOG_FINDING_KIND_WATCHDOG_GAP: _ClassVar[WatchdogFindingKind]
+
+class WatchdogFindingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WATCHDOG_FINDING_STATUS_UNSPECIFIED: _ClassVar[WatchdogFindingStatus]
+    WATCHDOG_FINDING_STATUS_OPEN: _ClassVar[WatchdogFindingStatus]
+    WATCHDOG_FINDING_STATUS_ACKNOWLEDGED: _ClassVar[WatchdogFindingStatus]
+    WATCHDOG_FINDING_STATUS_RESOLVED: _ClassVar[WatchdogFindingStatus]
 HEALTH_LEVEL_UNSPECIFIED: HealthLevel
 HEALTH_LEVEL_HEALTHY: HealthLevel
 HEALTH_LEVEL_WARNING: HealthLevel
@@ -61,6 +81,11 @@ ALERT_KIND_PENDING_THRESHOLD: AlertKind
 ALERT_KIND_PROCESSING_DELAY: AlertKind
 ALERT_KIND_AMOUNT_THRESHOLD: AlertKind
 ALERT_KIND_SYSTEM_ERROR: AlertKind
+ALERT_KIND_UNEXPLAINED_OUTFLOW: AlertKind
+ALERT_KIND_PAID_TWICE: AlertKind
+ALERT_KIND_CONFIRMED_UNSEEN: AlertKind
+ALERT_KIND_WATCHDOG_GAP: AlertKind
+ALERT_KIND_SENDING_PAUSED: AlertKind
 ALERT_STATUS_UNSPECIFIED: AlertStatus
 ALERT_STATUS_ACTIVE: AlertStatus
 ALERT_STATUS_ACKNOWLEDGED: AlertStatus
@@ -77,6 +102,15 @@ CHANNEL_STATE_DRAINING: ChannelState
 CHANNEL_STATE_RETIRED: ChannelState
 CHANNEL_STATE_MERGING: ChannelState
 CHANNEL_STATE_MERGED: ChannelState
+WATCHDOG_FINDING_KIND_UNSPECIFIED: WatchdogFindingKind
+WATCHDOG_FINDING_KIND_UNEXPLAINED_OUTFLOW: WatchdogFindingKind
+WATCHDOG_FINDING_KIND_PAID_TWICE: WatchdogFindingKind
+WATCHDOG_FINDING_KIND_CONFIRMED_UNSEEN: WatchdogFindingKind
+WATCHDOG_FINDING_KIND_WATCHDOG_GAP: WatchdogFindingKind
+WATCHDOG_FINDING_STATUS_UNSPECIFIED: WatchdogFindingStatus
+WATCHDOG_FINDING_STATUS_OPEN: WatchdogFindingStatus
+WATCHDOG_FINDING_STATUS_ACKNOWLEDGED: WatchdogFindingStatus
+WATCHDOG_FINDING_STATUS_RESOLVED: WatchdogFindingStatus
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "kind", "severity", "status", "message", "raised_at", "acknowledged_at", "resolved_at", "acknowledged_by")
@@ -101,18 +135,29 @@ class Alert(_message.Message):
     def __init__(self, alert_id: _Optional[str] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[HealthLevel, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., message: _Optional[str] = ..., raised_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ...) -> None: ...
 
 class HealthMetrics(_message.Message):
-    __slots__ = ("failure_rate", "pending_count", "oldest_pending_age_seconds", "amount_last_24h", "system_errors_last_hour")
+    __slots__ = ("failure_rate", "pending_count", "oldest_pending_age_seconds", "amount_last_24h", "system_errors_last_hour", "open_watchdog_findings", "sending_paused")
+    class OpenWatchdogFindingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     FAILURE_RATE_FIELD_NUMBER: _ClassVar[int]
     PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
     OLDEST_PENDING_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_LAST_24H_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_ERRORS_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    OPEN_WATCHDOG_FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    SENDING_PAUSED_FIELD_NUMBER: _ClassVar[int]
     failure_rate: float
     pending_count: int
     oldest_pending_age_seconds: float
     amount_last_24h: _payout_pb2.Amount
     system_errors_last_hour: int
-    def __init__(self, failure_rate: _Optional[float] = ..., pending_count: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., amount_last_24h: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., system_errors_last_hour: _Optional[int] = ...) -> None: ...
+    open_watchdog_findings: _containers.ScalarMap[str, int]
+    sending_paused: bool
+    def __init__(self, failure_rate: _Optional[float] = ..., pending_count: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., amount_last_24h: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., system_errors_last_hour: _Optional[int] = ..., open_watchdog_findings: _Optional[_Mapping[str, int]] = ..., sending_paused: _Optional[bool] = ...) -> None: ...
 
 class GetSystemHealthRequest(_message.Message):
     __slots__ = ()
@@ -519,3 +564,163 @@ class PlanChannelsResponse(_message.Message):
     drain: int
     create: int
     def __init__(self, needed: _Optional[int] = ..., target: _Optional[int] = ..., queued_payouts_per_ledger: _Optional[int] = ..., transactions_per_ledger: _Optional[int] = ..., ceiling_payouts_per_minute: _Optional[int] = ..., limited_by: _Optional[str] = ..., queued_payouts: _Optional[int] = ..., active: _Optional[int] = ..., spare: _Optional[int] = ..., reactivate: _Optional[int] = ..., drain: _Optional[int] = ..., create: _Optional[int] = ...) -> None: ...
+
+class WatchdogFinding(_message.Message):
+    __slots__ = ("finding_id", "kind", "status", "tx_hash", "ledger", "ledger_to", "payout_id", "accounts", "amount", "asset", "detail", "first_seen", "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "resolution")
+    FINDING_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_TO_FIELD_NUMBER: _ClassVar[int]
+    PAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    finding_id: int
+    kind: WatchdogFindingKind
+    status: WatchdogFindingStatus
+    tx_hash: str
+    ledger: int
+    ledger_to: int
+    payout_id: str
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    amount: _payout_pb2.Amount
+    asset: str
+    detail: str
+    first_seen: _timestamp_pb2.Timestamp
+    acknowledged_by: str
+    acknowledged_at: _timestamp_pb2.Timestamp
+    resolved_by: str
+    resolved_at: _timestamp_pb2.Timestamp
+    resolution: str
+    def __init__(self, finding_id: _Optional[int] = ..., kind: _Optional[_Union[WatchdogFindingKind, str]] = ..., status: _Optional[_Union[WatchdogFindingStatus, str]] = ..., tx_hash: _Optional[str] = ..., ledger: _Optional[int] = ..., ledger_to: _Optional[int] = ..., payout_id: _Optional[str] = ..., accounts: _Optional[_Iterable[str]] = ..., amount: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., asset: _Optional[str] = ..., detail: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., acknowledged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ...) -> None: ...
+
+class SendingPause(_message.Message):
+    __slots__ = ("paused", "reason", "changed_by", "changed_at", "finding_id")
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINDING_ID_FIELD_NUMBER: _ClassVar[int]
+    paused: bool
+    reason: str
+    changed_by: str
+    changed_at: _timestamp_pb2.Timestamp
+    finding_id: int
+    def __init__(self, paused: _Optional[bool] = ..., reason: _Optional[str] = ..., changed_by: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finding_id: _Optional[int] = ...) -> None: ...
+
+class GetWatchdogStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetWatchdogStatusResponse(_message.Message):
+    __slots__ = ("enabled", "started", "start_ledger", "verified_ledger", "cursor", "latest_ledger", "lag_ledgers", "last_read_at", "lease_owner", "transactions_read", "pages_read", "fees_charged", "sending", "pause_on_finding", "open_findings")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    START_LEDGER_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_LEDGER_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LATEST_LEDGER_FIELD_NUMBER: _ClassVar[int]
+    LAG_LEDGERS_FIELD_NUMBER: _ClassVar[int]
+    LAST_READ_AT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_OWNER_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_READ_FIELD_NUMBER: _ClassVar[int]
+    PAGES_READ_FIELD_NUMBER: _ClassVar[int]
+    FEES_CHARGED_FIELD_NUMBER: _ClassVar[int]
+    SENDING_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_ON_FINDING_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    started: bool
+    start_ledger: int
+    verified_ledger: int
+    cursor: str
+    latest_ledger: int
+    lag_ledgers: int
+    last_read_at: _timestamp_pb2.Timestamp
+    lease_owner: str
+    transactions_read: int
+    pages_read: int
+    fees_charged: _payout_pb2.Amount
+    sending: SendingPause
+    pause_on_finding: bool
+    open_findings: _containers.RepeatedCompositeFieldContainer[WatchdogFinding]
+    def __init__(self, enabled: _Optional[bool] = ..., started: _Optional[bool] = ..., start_ledger: _Optional[int] = ..., verified_ledger: _Optional[int] = ..., cursor: _Optional[str] = ..., latest_ledger: _Optional[int] = ..., lag_ledgers: _Optional[int] = ..., last_read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_owner: _Optional[str] = ..., transactions_read: _Optional[int] = ..., pages_read: _Optional[int] = ..., fees_charged: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., sending: _Optional[_Union[SendingPause, _Mapping]] = ..., pause_on_finding: _Optional[bool] = ..., open_findings: _Optional[_Iterable[_Union[WatchdogFinding, _Mapping]]] = ...) -> None: ...
+
+class ListWatchdogFindingsRequest(_message.Message):
+    __slots__ = ("statuses", "kinds", "page_size", "page_token")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[WatchdogFindingStatus]
+    kinds: _containers.RepeatedScalarFieldContainer[WatchdogFindingKind]
+    page_size: int
+    page_token: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[WatchdogFindingStatus, str]]] = ..., kinds: _Optional[_Iterable[_Union[WatchdogFindingKind, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListWatchdogFindingsResponse(_message.Message):
+    __slots__ = ("findings", "next_page_token")
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    findings: _containers.RepeatedCompositeFieldContainer[WatchdogFinding]
+    next_page_token: str
+    def __init__(self, findings: _Optional[_Iterable[_Union[WatchdogFinding, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class AcknowledgeWatchdogFindingRequest(_message.Message):
+    __slots__ = ("finding_id",)
+    FINDING_ID_FIELD_NUMBER: _ClassVar[int]
+    finding_id: int
+    def __init__(self, finding_id: _Optional[int] = ...) -> None: ...
+
+class AcknowledgeWatchdogFindingResponse(_message.Message):
+    __slots__ = ("finding",)
+    FINDING_FIELD_NUMBER: _ClassVar[int]
+    finding: WatchdogFinding
+    def __init__(self, finding: _Optional[_Union[WatchdogFinding, _Mapping]] = ...) -> None: ...
+
+class ResolveWatchdogFindingRequest(_message.Message):
+    __slots__ = ("finding_id", "reason")
+    FINDING_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    finding_id: int
+    reason: str
+    def __init__(self, finding_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResolveWatchdogFindingResponse(_message.Message):
+    __slots__ = ("finding",)
+    FINDING_FIELD_NUMBER: _ClassVar[int]
+    finding: WatchdogFinding
+    def __init__(self, finding: _Optional[_Union[WatchdogFinding, _Mapping]] = ...) -> None: ...
+
+class PauseSendingRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class PauseSendingResponse(_message.Message):
+    __slots__ = ("sending",)
+    SENDING_FIELD_NUMBER: _ClassVar[int]
+    sending: SendingPause
+    def __init__(self, sending: _Optional[_Union[SendingPause, _Mapping]] = ...) -> None: ...
+
+class ResumeSendingRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ResumeSendingResponse(_message.Message):
+    __slots__ = ("sending",)
+    SENDING_FIELD_NUMBER: _ClassVar[int]
+    sending: SendingPause
+    def __init__(self, sending: _Optional[_Union[SendingPause, _Mapping]] = ...) -> None: ...

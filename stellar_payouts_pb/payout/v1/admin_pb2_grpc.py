@@ -126,6 +126,36 @@ class PayoutAdminServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsResponse.FromString,
                 _registered_method=True)
+        self.GetWatchdogStatus = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/GetWatchdogStatus',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetWatchdogStatusRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetWatchdogStatusResponse.FromString,
+                _registered_method=True)
+        self.ListWatchdogFindings = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/ListWatchdogFindings',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWatchdogFindingsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWatchdogFindingsResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeWatchdogFinding = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/AcknowledgeWatchdogFinding',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AcknowledgeWatchdogFindingRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AcknowledgeWatchdogFindingResponse.FromString,
+                _registered_method=True)
+        self.ResolveWatchdogFinding = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/ResolveWatchdogFinding',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResolveWatchdogFindingRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResolveWatchdogFindingResponse.FromString,
+                _registered_method=True)
+        self.PauseSending = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/PauseSending',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PauseSendingRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PauseSendingResponse.FromString,
+                _registered_method=True)
+        self.ResumeSending = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/ResumeSending',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutAdminServiceServicer:
@@ -263,6 +293,55 @@ class PayoutAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWatchdogStatus(self, request, context):
+        """The watchdog (DESIGN.md invariant 9) reads the chain's record of every transaction and
+        matches each outflow of the paying, channel and funding accounts to a payout attempt or
+        a channel operation; what it cannot explain is a finding (a critical alert).
+        Where it stands, whether sending is paused and why, and the unresolved findings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWatchdogFindings(self, request, context):
+        """Findings, newest first, filtered by status and kind.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeWatchdogFinding(self, request, context):
+        """An OPEN finding is being looked at (recorded with the caller); its alert stays until it
+        is resolved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveWatchdogFinding(self, request, context):
+        """The finding is explained or dealt with (`reason` required, recorded with the caller).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSending(self, request, context):
+        """Stops sending on every replica (within a second) until ResumeSending: nothing new leaves
+        for the network; payouts wait QUEUED, envelopes already sent are still confirmed.
+        `reason` required; audited with the caller. Pausing a paused sender changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSending(self, request, context):
+        """Resumes sending (`reason` required; audited with the caller). Resuming a running sender
+        changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -355,6 +434,36 @@ def add_PayoutAdminServiceServicer_to_server(servicer, server):
                     servicer.PlanChannels,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsResponse.SerializeToString,
+            ),
+            'GetWatchdogStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWatchdogStatus,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetWatchdogStatusRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetWatchdogStatusResponse.SerializeToString,
+            ),
+            'ListWatchdogFindings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWatchdogFindings,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWatchdogFindingsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWatchdogFindingsResponse.SerializeToString,
+            ),
+            'AcknowledgeWatchdogFinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeWatchdogFinding,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AcknowledgeWatchdogFindingRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AcknowledgeWatchdogFindingResponse.SerializeToString,
+            ),
+            'ResolveWatchdogFinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveWatchdogFinding,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResolveWatchdogFindingRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResolveWatchdogFindingResponse.SerializeToString,
+            ),
+            'PauseSending': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSending,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PauseSendingRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PauseSendingResponse.SerializeToString,
+            ),
+            'ResumeSending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSending,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -845,6 +954,168 @@ class PayoutAdminService:
             '/payout.v1.PayoutAdminService/PlanChannels',
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PlanChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWatchdogStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/GetWatchdogStatus',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetWatchdogStatusRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.GetWatchdogStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWatchdogFindings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/ListWatchdogFindings',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWatchdogFindingsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWatchdogFindingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeWatchdogFinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/AcknowledgeWatchdogFinding',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AcknowledgeWatchdogFindingRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AcknowledgeWatchdogFindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveWatchdogFinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/ResolveWatchdogFinding',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResolveWatchdogFindingRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResolveWatchdogFindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/PauseSending',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PauseSendingRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.PauseSendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/ResumeSending',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingResponse.FromString,
             options,
             channel_credentials,
             insecure,
