@@ -26,7 +26,7 @@ from payout_service.adapters.database import (
 )
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.adapters.payout_store import PayoutStore
-from payout_service.adapters.restore_store import sending_hold
+from payout_service.adapters.sending_pause import pause_state
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.api import PayoutServicer
 from payout_service.app.channel_pool import ChannelPool, KeyRoleMismatch
@@ -220,32 +220,35 @@ async def start_service(config: Config) -> RunningService:
 
 
 async def start_sending_unless_held(service: RunningService, database_url: str) -> None:
-    hold = await retry_while_unavailable(lambda: sending_hold(service.pool), database_url)
-    service.sending_held = hold is not None
-    if hold is None:
+    paused = await retry_while_unavailable(lambda: pause_state(service.pool), database_url)
+    service.sending_held = paused.paused
+    if not paused.paused:
         service.start_sending()
     elif service.make_pipeline is not None or service.channel_loop is not None:
-        log.warning("sending held: nothing is built, signed or sent until it is released",
-                    extra={"reason": hold.reason, "held_at": hold.held_at.isoformat()})
+        log.warning("sending paused: nothing is built, signed or sent until it is resumed",
+                    extra={"reason": paused.reason, "changed_by": paused.changed_by})
 
 
 async def watch_sending_hold(service: RunningService, interval: float) -> None:
-    """A hold set or lifted while the service runs takes effect within one interval."""
+    """Sending paused or resumed while the service runs (PauseSending, the watchdog, a
+    restore hold: adapters/sending_pause.py) stops or starts every loop that builds, signs or
+    sends within one interval (the sender itself stops within a second)."""
     if service.make_pipeline is None and service.channel_loop is None:
         return
     while not service.halt.is_set():
         try:
-            hold = await sending_hold(service.pool)
+            paused = await pause_state(service.pool)
         except Exception as err:
             if not database_unavailable(err):
                 raise
         else:
-            if hold is not None and not service.sending_held:
-                log.warning("sending held: stopping what sends", extra={"reason": hold.reason})
+            if paused.paused and not service.sending_held:
+                log.warning("sending paused: stopping what sends",
+                            extra={"reason": paused.reason, "changed_by": paused.changed_by})
                 service.sending_held = True
                 await service.stop_sending()
-            elif hold is None and service.sending_held:
-                log.warning("sending hold released: sending resumes")
+            elif not paused.paused and service.sending_held:
+                log.warning("sending resumed")
                 service.sending_held = False
                 service.start_sending()
         with contextlib.suppress(TimeoutError):

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from payout_service.adapters.sending_pause import set_paused
 from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
 from payout_service.core.restore import path_to_submitted
 from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
@@ -41,16 +42,20 @@ async def sending_hold(pool: asyncpg.Pool | asyncpg.Connection) -> SendingHold |
 
 async def hold_sending(pool: asyncpg.Pool, *, reason: str, restore_point: datetime | None,
                        quiet_after: int) -> SendingHold:
-    """Arms the hold (again): any earlier reconciliation no longer counts."""
-    row = await pool.fetchrow(
-        """INSERT INTO sending_hold (reason, restore_point, quiet_after) VALUES ($1, $2, $3)
-           ON CONFLICT (only_row) DO UPDATE SET reason = $1,
-               restore_point = COALESCE($2, sending_hold.restore_point),
-               quiet_after = GREATEST($3, sending_hold.quiet_after),
-               held_at = now(), reconciled_at = NULL
-           RETURNING reason, restore_point, quiet_after, held_at, reconciled_at""",
-        reason, restore_point, quiet_after)
-    return SendingHold(**dict(row))
+    """Arms the hold (again): any earlier reconciliation no longer counts. Sending is paused
+    through the one switch every replica obeys (adapters/sending_pause.py), in the same SQL
+    transaction, and ResumeSending refuses to lift it until the hold is reconciled."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """INSERT INTO sending_hold (reason, restore_point, quiet_after) VALUES ($1, $2, $3)
+               ON CONFLICT (only_row) DO UPDATE SET reason = $1,
+                   restore_point = COALESCE($2, sending_hold.restore_point),
+                   quiet_after = GREATEST($3, sending_hold.quiet_after),
+                   held_at = now(), reconciled_at = NULL
+               RETURNING reason, restore_point, quiet_after, held_at, reconciled_at""",
+            reason, restore_point, quiet_after)
+        await set_paused(conn, True, reason=f"restore: {reason}"[:500], actor=ACTOR)
+        return SendingHold(**dict(row))
 
 
 async def mark_reconciled(pool: asyncpg.Pool, held_at: datetime) -> bool:
@@ -61,9 +66,23 @@ async def mark_reconciled(pool: asyncpg.Pool, held_at: datetime) -> bool:
 
 
 async def release_sending(pool: asyncpg.Pool, *, force: bool) -> bool:
-    done = await pool.execute(
-        "DELETE FROM sending_hold WHERE reconciled_at IS NOT NULL OR $1", force)
-    return bool(done == "DELETE 1")
+    """Ends a reconciled hold (or any, with `force`) and resumes sending, in one SQL
+    transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        done = await conn.execute(
+            "DELETE FROM sending_hold WHERE reconciled_at IS NOT NULL OR $1", force)
+        if done != "DELETE 1":
+            return False
+        await set_paused(conn, False, reason="restore released", actor=ACTOR)
+        return True
+
+
+async def unreconciled_restore(db: asyncpg.Pool | asyncpg.Connection) -> str | None:
+    """The reason of a restore hold not yet reconciled against the chain, if there is one:
+    sending must not resume before it is."""
+    reason: str | None = await db.fetchval(
+        "SELECT reason FROM sending_hold WHERE reconciled_at IS NULL")
+    return reason
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import logging
 
 import grpc
 
+from payout_service.adapters.restore_store import unreconciled_restore
 from payout_service.adapters.sending_pause import PauseState, pause_state, set_paused
 from payout_service.api import caller_identity
 from payout_service.config import WatchdogConfig
@@ -178,6 +179,11 @@ class WatchdogAdmin:
                    corr: str) -> apb.SendingPause:
         reason, actor = _reason(reason_text), caller_identity(context)
         pool = self.monitor.pool
+        restore = None if paused else await unreconciled_restore(pool)
+        if restore is not None:
+            raise PreconditionFailed(
+                "sending_hold", f"a restored database is held until it is reconciled with "
+                f"the chain ({restore[:80]}): python -m payout_service.restore reconcile")
         changed = await set_paused(pool, paused, reason=reason, actor=actor,
                                    correlation_id=corr)
         if changed is not None:

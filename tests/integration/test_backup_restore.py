@@ -133,7 +133,7 @@ async def test_a_restore_older_than_the_last_payouts_pays_nobody_twice(fresh_dat
                                             "--restore-point", restore_point.isoformat())
             assert (code, held["held"]) == (0, True), held
             await replica.start()  # serves; builds nothing while held
-            assert "sending held" in replica.log_path.read_text()
+            assert "sending paused" in replica.log_path.read_text()
             # What the callers of the payouts created after the backup now see; one of them
             # creates it again (same request), while sending is held.
             assert [await answer(stubs[0], p) for p in after] == [grpc.StatusCode.NOT_FOUND] * AFTER

@@ -97,10 +97,11 @@ async def test_the_watchdog_s_reads_use_indexes_on_a_large_history(pool: asyncpg
     await confirmed_history(pool)  # 60,000 payouts; each gets one attempt below
     await pool.execute(
         """INSERT INTO payout_attempts (payout_id, number, source_account, sequence, min_time,
-               max_time, envelope_xdr, tx_hash, fee_stroops, status, ledger)
+               max_time, envelope_xdr, tx_hash, fee_stroops, status, ledger, proof)
            SELECT id, 1, 'G', row_number() OVER (), now(), now(), 'AAAA',
                   md5(payout_id) || md5(payout_id || 'x'),  100,
-                  CASE WHEN state = 'CONFIRMED' THEN 'included' ELSE 'dead' END, 5
+                  CASE WHEN state = 'CONFIRMED' THEN 'included' ELSE 'dead' END, 5,
+                  'a proof of death' 
            FROM payouts""")
     await pool.execute("ANALYZE payouts; ANALYZE payout_attempts")
     hashes = [r["tx_hash"] for r in await pool.fetch(
