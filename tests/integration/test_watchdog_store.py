@@ -101,7 +101,7 @@ async def test_the_watchdog_s_reads_use_indexes_on_a_large_history(pool: asyncpg
            SELECT id, 1, 'G', row_number() OVER (), now(), now(), 'AAAA',
                   md5(payout_id) || md5(payout_id || 'x'),  100,
                   CASE WHEN state = 'CONFIRMED' THEN 'included' ELSE 'dead' END, 5,
-                  'a proof of death' 
+                  'a proof of death'
            FROM payouts""")
     await pool.execute("ANALYZE payouts; ANALYZE payout_attempts")
     hashes = [r["tx_hash"] for r in await pool.fetch(
