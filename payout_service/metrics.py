@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from payout_service.core.watchdog import FINDING_KINDS
+from payout_service.programs.alert_store import channels_held
 from payout_service.programs.watchdog_store import open_findings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,11 @@ WATCHDOG_LAST_READ_AGE = Gauge(
     "payouts_watchdog_last_read_age_seconds",
     "Seconds since the watchdog last read a page of transactions", registry=REGISTRY,
 )
+CHANNELS_HELD = Gauge(
+    "payouts_channels_held",
+    "Channels held for a fault of their own (signer refusal or network rejection) that no "
+    "operator has re-added or merged away yet", registry=REGISTRY,
+)
 SENDING_PAUSED = Gauge(
     "payouts_sending_paused", "1 while sending is paused (PauseSending or the watchdog)",
     registry=REGISTRY,
@@ -169,6 +175,7 @@ async def refresh_watchdog_gauges(pool: asyncpg.Pool) -> None:
         WATCHDOG_OPEN_FINDINGS.labels(kind).set(counts.get(kind, 0))
     paused = await pool.fetchval("SELECT paused FROM sending_pause WHERE id = 1")
     SENDING_PAUSED.set(1 if paused else 0)
+    CHANNELS_HELD.set((await channels_held(pool)).count)
 
 
 async def gauge_loop(pool: asyncpg.Pool, stop: asyncio.Event, interval: float = 5.0) -> None:

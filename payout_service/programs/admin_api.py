@@ -166,6 +166,7 @@ class AdminServicer(
                 amount_last_24h=total(m.amount_last_24h_stroops),
                 system_errors_last_hour=m.system_errors_last_hour,
                 open_watchdog_findings=dict(m.open_findings), sending_paused=m.sending_paused,
+                channels_held=m.channels_held,
             ),
             active_alerts=[alert_to_pb(a) for a in h.active_alerts],
         )

@@ -77,6 +77,7 @@ async def health_metrics(db: Db) -> HealthMetrics:
     assert row is not None
     settled = row["failed"] + row["confirmed"]
     paused = await pause_state(db)
+    held = await channels_held(db)
     return HealthMetrics(
         failure_rate=row["failed"] / settled if settled else 0.0,
         pending_count=sum(int(pending[s]["count"]) for s in PENDING_STATES if s in pending),
@@ -84,8 +85,26 @@ async def health_metrics(db: Db) -> HealthMetrics:
         amount_last_24h_stroops=int(row["amount_24h"]),
         system_errors_last_hour=row["system_errors"],
         open_findings=await open_findings(db), sending_paused=paused.paused,
-        paused_reason=paused.reason,
+        paused_reason=paused.reason, channels_held=held.count, held_reason=held.reason,
     )
+
+
+@dataclass(frozen=True)
+class HeldChannels:
+    count: int
+    reason: str  # the most recent one's
+
+
+async def channels_held(db: Db) -> HeldChannels:
+    """Channels that stopped being leased for a fault of their own (held_reason set) that no
+    operator has re-added or asked to merge away since."""
+    row = await db.fetchrow(
+        """SELECT count(*) AS n, (array_agg(held_reason ORDER BY updated_at DESC))[1] AS why
+           FROM channel_accounts
+           WHERE held_reason IS NOT NULL AND state IN ('draining', 'retired')
+             AND NOT merge_requested""")
+    assert row is not None
+    return HeldChannels(int(row["n"]), row["why"] or "")
 
 
 async def drop_old_minutes(db: Db) -> None:

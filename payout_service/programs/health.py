@@ -25,6 +25,7 @@ class AlertKind(StrEnum):
     CONFIRMED_UNSEEN = "CONFIRMED_UNSEEN"
     WATCHDOG_GAP = "WATCHDOG_GAP"
     SENDING_PAUSED = "SENDING_PAUSED"
+    CHANNELS_HELD = "CHANNELS_HELD"
 
 
 FINDING_ALERTS = {
@@ -56,6 +57,9 @@ class HealthMetrics:
     open_findings: Mapping[str, int] = field(default_factory=dict)
     sending_paused: bool = False
     paused_reason: str = ""
+    # Channels held for a fault of their own, and the reason of one of them.
+    channels_held: int = 0
+    held_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,11 @@ def conditions(m: HealthMetrics, t: AlertThresholds) -> list[Condition]:
             AlertKind.SYSTEM_ERROR, Level.CRITICAL,
             f"{m.system_errors_last_hour} system errors in the last hour",
         ))
+    if m.channels_held:
+        found.append(Condition(
+            AlertKind.CHANNELS_HELD, Level.WARNING,
+            f"{m.channels_held} channel(s) held, the pool carries fewer payouts until they "
+            f"are fixed and re-added (payoutctl channels list): {m.held_reason}"[:500]))
     return found + watchdog_conditions(m.open_findings, m.sending_paused, m.paused_reason)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
+from payout_service import metrics
 from payout_service.adapters.ledger import (
     Accepted,
     Included,
@@ -26,6 +27,9 @@ from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.core.proofs import AccountState
 from payout_service.core.states import PayoutState
+from payout_service.programs.alert_store import health_metrics
+from payout_service.programs.health import AlertKind, Level, conditions
+from payout_service.programs.settings import AlertThresholds
 from tests.db.fake_pipeline import (
     NET,
     START_SEQ,
@@ -217,6 +221,13 @@ async def test_a_channel_the_network_refuses_is_held_and_its_payouts_are_paid_un
     held = await desk.store.pool.fetchrow(
         "SELECT state, held_reason FROM channel_accounts WHERE account = $1", channel)
     assert held["state"] in ("draining", "retired") and code in held["held_reason"]
+    # Operators hear of it: GetSystemHealth's metrics and a warning, and the gauge.
+    health = await health_metrics(desk.store.pool)
+    assert health.channels_held == 1 and code in health.held_reason
+    assert [(c.kind, c.severity) for c in conditions(health, AlertThresholds())] == [
+        (AlertKind.CHANNELS_HELD, Level.WARNING)]
+    await metrics.refresh_gauges(desk.store.pool)
+    assert metrics.CHANNELS_HELD._value.get() == 1
     for _ in range(12):  # past the 30 s window: the envelope is proven dead
         ledger.close()
         await poll_now(pipeline)

@@ -31,6 +31,7 @@ class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_KIND_CONFIRMED_UNSEEN: _ClassVar[AlertKind]
     ALERT_KIND_WATCHDOG_GAP: _ClassVar[AlertKind]
     ALERT_KIND_SENDING_PAUSED: _ClassVar[AlertKind]
+    ALERT_KIND_CHANNELS_HELD: _ClassVar[AlertKind]
 
 class AlertStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -86,6 +87,7 @@ ALERT_KIND_PAID_TWICE: AlertKind
 ALERT_KIND_CONFIRMED_UNSEEN: AlertKind
 ALERT_KIND_WATCHDOG_GAP: AlertKind
 ALERT_KIND_SENDING_PAUSED: AlertKind
+ALERT_KIND_CHANNELS_HELD: AlertKind
 ALERT_STATUS_UNSPECIFIED: AlertStatus
 ALERT_STATUS_ACTIVE: AlertStatus
 ALERT_STATUS_ACKNOWLEDGED: AlertStatus
@@ -135,7 +137,7 @@ class Alert(_message.Message):
     def __init__(self, alert_id: _Optional[str] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[HealthLevel, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., message: _Optional[str] = ..., raised_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ...) -> None: ...
 
 class HealthMetrics(_message.Message):
-    __slots__ = ("failure_rate", "pending_count", "oldest_pending_age_seconds", "amount_last_24h", "system_errors_last_hour", "open_watchdog_findings", "sending_paused")
+    __slots__ = ("failure_rate", "pending_count", "oldest_pending_age_seconds", "amount_last_24h", "system_errors_last_hour", "open_watchdog_findings", "sending_paused", "channels_held")
     class OpenWatchdogFindingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +152,7 @@ class HealthMetrics(_message.Message):
     SYSTEM_ERRORS_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
     OPEN_WATCHDOG_FINDINGS_FIELD_NUMBER: _ClassVar[int]
     SENDING_PAUSED_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_HELD_FIELD_NUMBER: _ClassVar[int]
     failure_rate: float
     pending_count: int
     oldest_pending_age_seconds: float
@@ -157,7 +160,8 @@ class HealthMetrics(_message.Message):
     system_errors_last_hour: int
     open_watchdog_findings: _containers.ScalarMap[str, int]
     sending_paused: bool
-    def __init__(self, failure_rate: _Optional[float] = ..., pending_count: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., amount_last_24h: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., system_errors_last_hour: _Optional[int] = ..., open_watchdog_findings: _Optional[_Mapping[str, int]] = ..., sending_paused: _Optional[bool] = ...) -> None: ...
+    channels_held: int
+    def __init__(self, failure_rate: _Optional[float] = ..., pending_count: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., amount_last_24h: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., system_errors_last_hour: _Optional[int] = ..., open_watchdog_findings: _Optional[_Mapping[str, int]] = ..., sending_paused: _Optional[bool] = ..., channels_held: _Optional[int] = ...) -> None: ...
 
 class GetSystemHealthRequest(_message.Message):
     __slots__ = ()
