@@ -99,14 +99,27 @@ class EmbeddedPostgres:
     def start(self) -> EmbeddedPostgres:
         self.prepare_root()
         if not (self.data / "PG_VERSION").exists():
-            self.run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                     "--encoding=UTF8", "--no-instructions")
+            self._initdb()
         settings = {"listen_addresses": "127.0.0.1", **self.settings}
         opts = f"-p {self.port} -k {self.root} " + " ".join(
             f"-c {name}={value}" for name, value in settings.items())
         self.run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
                  "-w", "start")
         return self
+
+    def _initdb(self, tries: int = 3) -> None:
+        """initdb, again from an empty folder if it was killed by a signal: on a loaded
+        machine it has died of SIGSEGV while probing shared memory, once in hundreds of runs;
+        a throwaway cluster has nothing to lose by starting over."""
+        for attempt in range(1, tries + 1):
+            try:
+                self.run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                         "--encoding=UTF8", "--no-instructions")
+                return
+            except subprocess.CalledProcessError as err:
+                if err.returncode >= 0 or attempt == tries:
+                    raise
+                shutil.rmtree(self.data, ignore_errors=True)
 
     def kill(self) -> None:
         """SIGKILL the postmaster and every server process at once, as a power cut would:
