@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -53,6 +54,14 @@ from tests.integration.test_live_with_signer import signer_env  # noqa: E402
 AMOUNT = "1.5"
 AMOUNT_STROOPS = 15_000_000
 CLASSIC_OPS_PER_LEDGER = 200  # soroban_sandbox LedgerLimits default (published testnet)
+
+
+def fault_setting(text: str) -> tuple[str, Any]:
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=JSON") from None
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -379,7 +388,8 @@ async def main_batched(args: argparse.Namespace) -> None:
     if not admin_url:
         raise SystemExit("--batch classic needs DATABASE_URL (a running PostgreSQL)")
     async with RunningSandbox(ledger_interval=args.ledger_interval, seed=1, extra_args=[
-            "--classic-ops-per-ledger", str(args.classic_ops_per_ledger)]) as sandbox:
+            "--classic-ops-per-ledger", str(args.classic_ops_per_ledger)],
+            faults=dict(args.fault)) as sandbox:
         baseline_dests = [Keypair.random().public_key for _ in range(args.baseline_payouts)]
         for d in baseline_dests:
             await sandbox.fund(d)
@@ -393,6 +403,8 @@ async def main_batched(args: argparse.Namespace) -> None:
     ceiling = per_ledger / args.ledger_interval
     baseline_rate = args.baseline_payouts / baseline["elapsed"]
     cpu = run["cpu_workers"] + run["cpu_api"]
+    if args.fault:
+        print("sandbox faults       : " + ", ".join(f"{k}={json.dumps(v)}" for k, v in args.fault))
     print(f"payouts={n} ledger_interval={args.ledger_interval}s channels={args.channels} "
           f"payouts/tx<={args.max_per_tx} workers={args.workers} (classic batches, ledger "
           f"limits on: {args.classic_ops_per_ledger} classic operations per ledger)")
@@ -508,6 +520,10 @@ if __name__ == "__main__":
     parser.add_argument("--classic-ops-per-ledger", type=int, default=CLASSIC_OPS_PER_LEDGER,
                         help="the sandbox's classic lane limit (testnet 200 by default)")
     parser.add_argument("--workers", type=int, default=2, help="pipeline processes (batch)")
+    parser.add_argument(
+        "--fault", type=fault_setting, action="append", default=[], metavar="NAME=JSON",
+        help="a sandbox fault for the batch run, e.g. node_lags=[0,2] (half the calls answered "
+             "by a node two ledgers behind: soroban_sandbox/README.md, Faults); repeatable")
     parser.add_argument("--request-items", type=int, default=500,
                         help="payouts per CreatePayoutBatch (PAYOUTS_MAX_BATCH_ITEMS caps it)")
     parser.add_argument("--baseline-payouts", type=int, default=15,
