@@ -20,6 +20,7 @@ from signer_service.policy import (
     iter_nodes,
     ledger_ceiling,
     operations_walk,
+    served_payers,
 )
 
 
@@ -51,13 +52,16 @@ def explain(
         envelope = None
     if envelope is not None:
         tx = envelope.tx
-        walk = operations_walk(tx, policy, account)
+        # A channel key: the accounts its policy names (the signer adds its payout keys'
+        # accounts, which only the token knows).
+        payers = served_payers(policy, frozenset()) if key.role == "channel" else None
+        walk = operations_walk(tx, policy, account, channel_payers=payers)
         lines = [f"transaction {envelope.hash(passphrase).hex()} for key {key.key_id}"]
         if isinstance(walk, TreeWalk):
             lines += list(iter_nodes(walk))
         decision = check_transaction(tx, policy, network_passphrase=passphrase,
                                      spent_last_24h=spent, now=int(now),
-                                     signer_account=account)
+                                     signer_account=account, channel_payers=payers)
     else:
         try:
             entry = sx.SorobanAuthorizationEntry.from_xdr(xdr)
@@ -73,7 +77,7 @@ def explain(
         claim = LedgerClaim(current_ledger, expiration_ledger, ledger_ceiling(now, None))
         decision = check_authorization(entry, policy, network_passphrase=passphrase,
                                        signer_account=address, spent_last_24h=spent,
-                                       ledgers=claim)
+                                       ledgers=claim, channel=key.role == "channel")
         lines.append("(the entry's address is taken as the key's account; the signer checks it "
                      "against the key's public key)")
     if isinstance(decision, Allow):
