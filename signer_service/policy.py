@@ -23,14 +23,12 @@ from dataclasses import dataclass, field
 from stellar_sdk import Address, StrKey
 from stellar_sdk import xdr as sx
 
+from signer_service.ledger_claims import LedgerClaim
+
 WILDCARD = "*"
 # In source_accounts: any account of this signer's role = "channel" keys, so a channel added
 # to the signer needs no edit of the paying key's policy.
 CHANNEL_KEYS = "@channel_keys"
-
-# Stellar's first ledger closed on 2015-09-30; close times rise by at least one second a
-# ledger (stellar-core), so no network's ledger number can exceed the seconds since then.
-STELLAR_EPOCH = 1_443_571_200
 
 # stellar-core MAX_OPS_PER_TX: a transaction carries at most 100 operations.
 MAX_OPERATIONS = 100
@@ -729,45 +727,6 @@ def _check_time_bounds(tx: sx.Transaction, policy: KeyPolicy, now: int) -> Refus
             f"max_time is {max_time - now}s ahead > {policy.max_time_window_seconds}s",
         )
     return None
-
-
-@dataclass(frozen=True)
-class LedgerClaim:
-    """What SignAuthorizationEntry knows about ledgers: the caller's claimed current ledger,
-    the expiration it asks for, and the highest ledger the signer believes possible now."""
-
-    current: int
-    expiration: int
-    ceiling: int
-
-
-@dataclass(frozen=True)
-class LedgerAnchor:
-    """The first current_ledger claim the audit log accepted, and when (unix time): the one
-    point every later claim is measured from. It never moves, so accepted claims cannot
-    raise the bound: slack does not add up per request."""
-
-    ledger: int
-    at: float
-
-
-# Ledgers a claim may run ahead of the anchor's pace: a caller's view of the latest ledger
-# (and so the anchor itself) may be up to a minute stale at 5-second ledgers.
-LEDGER_CLAIM_SLACK = 12
-
-
-def ledger_ceiling(now: float, anchor: LedgerAnchor | None, min_close_seconds: int = 1) -> int:
-    """The highest current ledger plausible at `now`. Close times are strictly increasing
-    whole seconds (stellar-core refuses a close time not after the last one), so at most one
-    ledger closes per second: never more than the seconds since Stellar's epoch, nor more
-    than the anchor plus the seconds elapsed since it (`min_close_seconds` per ledger when
-    the operator knows the network is slower) plus a fixed slack."""
-    ceiling = int(now) - STELLAR_EPOCH
-    if anchor is not None:
-        elapsed = max(0.0, now - anchor.at)
-        ceiling = min(ceiling, anchor.ledger + int(elapsed // min_close_seconds)
-                      + LEDGER_CLAIM_SLACK)
-    return ceiling
 
 
 def check_expiration(claim: LedgerClaim, policy: KeyPolicy) -> Refuse | None:

@@ -10,15 +10,14 @@ from stellar_sdk import xdr as sx
 
 from signer_service.config import ConfigError, KeyConfig, load_config
 from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
+from signer_service.ledger_claims import LedgerClaim, ledger_ceiling
 from signer_service.policy import (
     Allow,
-    LedgerClaim,
     TreeWalk,
     authorization_walk,
     check_authorization,
     check_transaction,
     iter_nodes,
-    ledger_ceiling,
     operations_walk,
     served_payers,
 )

@@ -28,17 +28,15 @@ from signer_service.decide import Decider, SigningRequest
 from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
 from signer_service.idempotency import SignedRequests
 from signer_service.keys import KeyHandle, KeyRegistry
+from signer_service.ledger_claims import LedgerAnchor, LedgerClaim, ledger_ceiling
 from signer_service.logs import log_event
 from signer_service.peer import Peer, caller
 from signer_service.policy import (
     NATIVE,
     Allow,
     Decision,
-    LedgerAnchor,
-    LedgerClaim,
     check_authorization,
     check_transaction,
-    ledger_ceiling,
 )
 from signer_service.rpc import SERVICE_NAME, RpcFailure, bad_request, echo, rpc
 from signer_service.spending import SpentLedger

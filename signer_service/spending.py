@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from signer_service.policy import LedgerAnchor
+from signer_service.ledger_claims import LedgerAnchor
 
 DAY_SECONDS = 86_400
 

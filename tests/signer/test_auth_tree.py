@@ -16,19 +16,21 @@ from hypothesis import strategies as st
 from stellar_sdk import Address, Keypair, scval
 from stellar_sdk import xdr as sx
 
-from signer_service.policy import (
+from signer_service.ledger_claims import (
     LEDGER_CLAIM_SLACK,
+    LedgerAnchor,
+    LedgerClaim,
+    ledger_ceiling,
+)
+from signer_service.policy import (
     TRANSFER_ARGS,
     Allow,
     ArgSpec,
     CallRule,
     KeyPolicy,
-    LedgerAnchor,
-    LedgerClaim,
     Refuse,
     check_authorization,
     check_transaction,
-    ledger_ceiling,
 )
 from tests.signer.envelopes import (
     DESTINATION,

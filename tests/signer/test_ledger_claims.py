@@ -9,7 +9,7 @@ import uuid
 
 import grpc
 
-from signer_service.policy import LEDGER_CLAIM_SLACK
+from signer_service.ledger_claims import LEDGER_CLAIM_SLACK
 from signer_service.testing import SignerFixture, running_signer, serving
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 from tests.signer.envelopes import PASSPHRASE
