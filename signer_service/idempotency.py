@@ -4,9 +4,10 @@ refused. Rebuilt from the verified audit log (each `allow` record carries its re
 what was signed and the signature), so it survives a restart as the daily limits do.
 
 Bound to the caller's identity and kept for WINDOW_SECONDS: long enough for any retry of a
-transaction the signer would sign (max_time at most max_time_window_seconds ahead, minutes),
-short enough to hold in memory at any rate the signer can sign. An id older than that is
-forgotten: the same request is then decided and counted anew.
+transaction the signer would sign (max_time at most max_time_window_seconds ahead, minutes).
+At most MAX_REMEMBERED ids are kept (the oldest go first), so a flood of small signatures
+cannot exhaust the signer's memory. An id forgotten is a new id: the same request is then
+decided and counted anew (never less than once).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WINDOW_SECONDS = 3_600.0
+MAX_REMEMBERED = 200_000  # a few hundred bytes each
 SIGNING_KINDS = ("transaction", "authorization")
 
 
@@ -70,6 +72,8 @@ class SignedRequests:
         entry = SignedRequest(print_, now)
         self._by_id[(client, request_id)] = entry
         self._order.append((now, (client, request_id)))
+        while len(self._order) > MAX_REMEMBERED:
+            self._forget_oldest()
         return entry
 
     def abandon(self, client: str, request_id: str, entry: SignedRequest) -> None:
@@ -81,7 +85,10 @@ class SignedRequests:
 
     def _forget_before(self, cutoff: float) -> None:
         while self._order and self._order[0][0] <= cutoff:
-            at, key = self._order.popleft()
-            entry = self._by_id.get(key)
-            if entry is not None and entry.at == at:
-                del self._by_id[key]
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        at, key = self._order.popleft()
+        entry = self._by_id.get(key)
+        if entry is not None and entry.at == at:
+            del self._by_id[key]
