@@ -39,9 +39,9 @@ async def verify(signer: SignerFixture) -> tuple[int, str]:
 
 
 async def test_a_duplicate_key_in_front_of_a_signed_record_fails_verify_and_start(tmp_path):
-    """The issue's edit: `"decision":"refuse",` inserted at the front of a record that signed.
-    A reader taking the first key sees a refusal; the MAC used to cover the parsed record
-    (the last key wins), so verify and start-up accepted it."""
+    """`"decision":"refuse",` inserted at the front of a record that signed: a reader taking
+    the first key sees a refusal, a MAC over the parsed record (last key wins) would still
+    match. The MAC covers the line's bytes."""
     async with running_signer(tmp_path, network_passphrase=PASSPHRASE,
                               backend="pkcs11") as signer:
         async with grpc.aio.secure_channel(signer.address, signer.channel_credentials()) as ch:
@@ -141,8 +141,8 @@ def checkpoint_of(signer: SignerFixture) -> tuple[int, str]:
 
 
 async def test_the_checkpoint_file_matches_the_head_as_soon_as_a_request_is_answered(tmp_path):
-    """It lagged one batch behind while idle (rewritten at most every 0.1 s, after the
-    answers): rolling the log back by the last records went unseen until the next request."""
+    """A checkpoint that lags the answers (say, rewritten at most every 0.1 s) lets a
+    rollback of the log by its last records go unseen until the next request."""
     async with running_signer(tmp_path, network_passphrase=PASSPHRASE,
                               backend="pkcs11") as signer, \
             grpc.aio.secure_channel(signer.address, signer.channel_credentials()) as ch:

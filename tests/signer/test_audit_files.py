@@ -71,9 +71,9 @@ async def test_a_fifo_planted_as_the_checkpoint_does_not_block_the_start(tmp_pat
 
 
 async def test_the_checkpoints_old_temporary_name_planted_as_a_symlink_is_never_used(tmp_path):
-    """The signer wrote `audit.log.checkpoint.tmp` (O_TRUNC, following links) after each
-    batch: a planted link truncated and overwrote its target. The checkpoint is now written
-    in place through the descriptor opened at start; no temporary file exists."""
+    """A temporary file of a fixed name opened with O_TRUNC through a planted link would
+    truncate and overwrite its target. The checkpoint is written in place through the
+    descriptor opened at start: there is no temporary file."""
     target = victim(tmp_path)
     async with running_signer(tmp_path, network_passphrase=PASSPHRASE,
                               backend="pkcs11") as signer:
@@ -85,8 +85,8 @@ async def test_the_checkpoints_old_temporary_name_planted_as_a_symlink_is_never_
 
 
 async def test_a_torn_tail_goes_to_a_new_file_never_through_a_planted_name(tmp_path):
-    """The torn tail went to `audit.log.torn-<unix time>`, a predictable name opened following
-    links: links planted for the next minutes' names received the attacker's bytes."""
+    """Links planted for every `audit.log.torn-<unix time>` of the next two minutes: a
+    predictable name opened following links would hand the attacker's bytes to the target."""
     target = victim(tmp_path)
     async with running_signer(tmp_path, network_passphrase=PASSPHRASE,
                               backend="pkcs11") as signer:

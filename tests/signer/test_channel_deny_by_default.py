@@ -35,7 +35,7 @@ async def test_a_channel_signs_the_payout_it_is_the_source_of(channel_world):  #
 
 
 @pytest.mark.parametrize("envelope, account", [
-    # The case: a transfer whose `from` is a stranger (useless on chain, since the
+    # A transfer whose `from` is a stranger (useless on chain, since the
     # stranger's authorisation is missing, but nothing a channel needs).
     (lambda: payout_envelope(sender=STRANGER), STRANGER),
     (lambda: payout_envelope(sender=STRANGER, auth=[

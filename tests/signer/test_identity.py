@@ -46,8 +46,8 @@ async def sign_with(signer: SignerFixture, creds: grpc.ChannelCredentials):
     x509.UniformResourceIdentifier("spiffe://payout-service"),
 ])
 async def test_no_other_san_type_makes_an_identity(pkcs11_signer, other_san):
-    """The issue's attack: CN=intruder with a URI or e-mail SAN equal to the allowed client
-    was signed for. Only the CN (and DNS names) count: the caller is `intruder`."""
+    """CN=intruder with a URI or e-mail SAN equal to the allowed client is `intruder`: only
+    the CN and DNS names make an identity."""
     creds = issue(pkcs11_signer, "intruder", common_names=["intruder"], sans=[other_san])
     req, err = await sign_with(pkcs11_signer, creds)
     assert err is not None, "signed for a certificate whose identity is intruder"

@@ -35,9 +35,9 @@ async def claim(stub: signer_pb2_grpc.SignerServiceStub, signer: SignerFixture,
 
 
 async def test_claims_one_ledger_higher_each_request_do_not_walk_past_the_anchors_pace(tmp_path):
-    """The issue's attack: 60 requests, each claiming one ledger more than the last, were all
-    signed within 0.4 s (the bound moved with each accepted claim). Now the first claim
-    anchors the bound: anchor + seconds elapsed + a fixed slack, whatever was accepted since."""
+    """60 requests in well under a minute, each claiming one ledger more than the last: a
+    bound that moved with each accepted claim would sign them all. The first claim anchors
+    the bound (anchor + seconds elapsed + a fixed slack), whatever is accepted after it."""
     async with running_signer(tmp_path, network_passphrase=PASSPHRASE, backend="pkcs11",
                               policy={"max_signature_expiration_ledgers": WINDOW}) as signer:
         async with grpc.aio.secure_channel(signer.address, signer.channel_credentials()) as ch:

@@ -85,7 +85,8 @@ async def raw_channel(pkcs11_signer):
 
 
 async def test_invalid_utf8_in_request_id_is_invalid_argument_naming_it(raw_channel):
-    """It was UNKNOWN: protobuf refused the bytes before any of the signer's code ran."""
+    """protobuf refuses the bytes before any handler runs; the signer's deserializer turns
+    that into an answer naming the field (grpc alone would say UNKNOWN)."""
     raw = length_delimited(1, b"payout") + length_delimited(3, b"\xff\xfe")
     code, err = await call(raw_channel, "SignTransaction", raw)
     assert code == grpc.StatusCode.INVALID_ARGUMENT, code
@@ -161,7 +162,8 @@ async def test_mutated_envelopes_and_entries_never_crash_the_policy(pkcs11_signe
 
 
 async def test_a_muxed_address_entry_is_refused_by_the_policy_and_audited(pkcs11_signer, stub):
-    """It was INTERNAL (a ValueError building the preimage) with no audit record."""
+    """stellar-sdk cannot build a preimage for an M... address (ValueError): the policy
+    refuses the entry (credentials) and audits it, with no hash."""
     entry = auth_entry(pkcs11_signer.public_key)
     muxed = MuxedAccount(pkcs11_signer.public_key, 7).account_muxed
     assert muxed is not None and muxed.startswith("M")
