@@ -55,6 +55,12 @@ class SigningRequest:
         return self.digest.hex() if self.digest is not None else ""
 
 
+def _retrieved(task: asyncio.Future[bytes]) -> None:
+    """Marks a shielded signing's outcome as seen when its caller has gone."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Decider:
     def __init__(self, audit: AuditLog, spent: SpentLedger, signed: SignedRequests,
                  clock: Callable[[], float] = time.time) -> None:
@@ -165,7 +171,12 @@ class Decider:
             return await self._replay(req, prior, print_)
         if isinstance(decision, Refuse):
             raise await self._refuse(req, decision)
-        return await self._sign_allowed(req, decision, spends, entry, now)
+        # Shielded: a caller that goes away (deadline, cancel) must not leave a reservation
+        # and a request id half done; the signature and its record complete, or are undone,
+        # whoever is still waiting (a retry of the same request id waits for this one).
+        signing = asyncio.ensure_future(self._sign_allowed(req, decision, spends, entry, now))
+        signing.add_done_callback(_retrieved)
+        return await asyncio.shield(signing)
 
     async def _sign_allowed(self, req: SigningRequest, decision: Allow,
                             spends: list[tuple[str, int]], entry: SignedRequest,

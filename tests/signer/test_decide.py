@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import grpc
 import pytest
@@ -54,3 +55,45 @@ async def test_a_decision_that_raises_is_a_refusal_naming_the_field_and_audited(
     records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert [(r["decision"], r["rule"]) for r in records] == [
         ("refuse", "undecodable"), ("allow", "none")]
+
+
+class GatedBackend(HotKeyBackend):
+    """A hot key whose signatures wait for the test to let them through."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__({"k": secret})
+        self.called, self.gate = asyncio.Event(), asyncio.Event()
+
+    async def sign(self, key_id: str, data: bytes) -> bytes:
+        self.called.set()
+        await self.gate.wait()
+        return await super().sign(key_id, data)
+
+
+async def test_a_caller_gone_mid_signature_leaves_no_half_done_request_id(tmp_path):
+    """A deadline cancels the RPC while the token signs: the signature and its record still
+    complete, and the retry of the same request id gets that signature, counted once (it
+    would otherwise wait for a result nobody sets)."""
+    keypair = Keypair.random()
+    backend = GatedBackend(keypair.secret)
+    log = AuditLog(tmp_path / "audit.log", ChainKey(backend.audit_chain_key("k")))
+    log.open()
+    config = KeyConfig("k", "hot", None, None, "X", frozenset({"payout-service"}), POLICY)
+    handle = KeyHandle(config, backend, Keypair.from_public_key(keypair.public_key),
+                       asyncio.Lock())
+    spent = SpentLedger()
+    decider = Decider(log, spent, SignedRequests())
+    req = SigningRequest("transaction", handle, Peer("payout-service"), "r-1",
+                         signer_pb2.SigningContext(), bytes(32), "envelope_xdr",
+                         lambda spent, now: Allow(5))
+    first = asyncio.create_task(decider.sign(req))
+    await asyncio.wait_for(backend.called.wait(), 10)
+    first.cancel()
+    retry = asyncio.create_task(decider.sign(req))
+    backend.gate.set()
+    signature = await asyncio.wait_for(retry, 10)
+    keypair.verify(bytes(32), signature)
+    assert spent.spent("k", time.time()) == 5
+    log.close()
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [r["decision"] for r in records] == ["allow", "replay"]
