@@ -234,11 +234,16 @@ class AuditLog:
         return self._chain_and_write([fields])[0]
 
     async def append(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return await self.submit(fields)
+
+    def submit(self, fields: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Queue a record: the future is its written record (or the write's OSError). It is
+        written whether or not anyone still waits for it."""
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending.append(({"time": time.time(), **fields}, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._flush())
-        return await done
+        return done
 
     async def _flush(self) -> None:
         while self._pending:

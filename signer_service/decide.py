@@ -55,12 +55,6 @@ class SigningRequest:
         return self.digest.hex() if self.digest is not None else ""
 
 
-def _retrieved(task: asyncio.Future[bytes]) -> None:
-    """Marks a shielded signing's outcome as seen when its caller has gone."""
-    if not task.cancelled():
-        task.exception()
-
-
 class Decider:
     def __init__(self, audit: AuditLog, spent: SpentLedger, signed: SignedRequests,
                  clock: Callable[[], float] = time.time) -> None:
@@ -68,6 +62,22 @@ class Decider:
 
     async def record(self, req: SigningRequest, decision: str, rule: str, detail: str = "",
                      amount: int = 0, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The decision's audit record, durable; UNAVAILABLE when it cannot be written."""
+        return await self.written(self.submit(req, decision, rule, detail, amount, extra))
+
+    @staticmethod
+    async def written(record: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        # Shielded: a caller that goes away does not stop (or hide) the write.
+        try:
+            return await asyncio.shield(record)
+        except OSError:
+            # Without its audit record a decision must not take effect.
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "audit log unavailable") from None
+
+    def submit(self, req: SigningRequest, decision: str, rule: str, detail: str = "",
+               amount: int = 0, extra: dict[str, Any] | None = None
+               ) -> asyncio.Future[dict[str, Any]]:
+        """Queue the decision's audit record; counted and logged once written."""
         fields: dict[str, Any] = {
             "kind": req.kind,
             "client": req.peer.identity,
@@ -86,22 +96,25 @@ class Decider:
             **req.extra,
             **(extra or {}),
         }
-        try:
-            record = await self._audit.append(fields)
-        except OSError as err:
-            log_event("audit write failed", logging.ERROR, error=type(err).__name__)
-            # Without its audit record a decision must not take effect.
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "audit log unavailable") from None
-        metrics.DECISIONS.labels(decision if decision != "allow" else "sign", rule).inc()
-        log_event(
-            "signing decision",
-            logging.INFO if decision in ("allow", "replay", "would_sign") else logging.WARNING,
-            kind=req.kind, request_id=req.request_id, payout_id=req.context.payout_id,
-            attempt=req.context.attempt, correlation_id=req.context.correlation_id,
-            trace_id=fields["trace_id"], key_id=req.handle.key_id, client=req.peer.identity,
-            tx_hash=req.tx_hash, decision=decision, rule=rule, detail=detail,
-            amount_stroops=amount,
-        )
+        record = self._audit.submit(fields)
+
+        def logged(done: asyncio.Future[dict[str, Any]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                log_event("audit write failed", logging.ERROR, request_id=req.request_id)
+                return
+            metrics.DECISIONS.labels(decision if decision != "allow" else "sign", rule).inc()
+            log_event(
+                "signing decision",
+                logging.INFO if decision in ("allow", "replay", "would_sign") else
+                logging.WARNING,
+                kind=req.kind, request_id=req.request_id, payout_id=req.context.payout_id,
+                attempt=req.context.attempt, correlation_id=req.context.correlation_id,
+                trace_id=fields["trace_id"], key_id=req.handle.key_id,
+                client=req.peer.identity, tx_hash=req.tx_hash, decision=decision, rule=rule,
+                detail=detail, amount_stroops=amount,
+            )
+
+        record.add_done_callback(logged)
         return record
 
     async def admit(self, req: SigningRequest) -> str | None:
@@ -171,16 +184,15 @@ class Decider:
             return await self._replay(req, prior, print_)
         if isinstance(decision, Refuse):
             raise await self._refuse(req, decision)
-        # Shielded: a caller that goes away (deadline, cancel) must not leave a reservation
-        # and a request id half done; the signature and its record complete, or are undone,
-        # whoever is still waiting (a retry of the same request id waits for this one).
-        signing = asyncio.ensure_future(self._sign_allowed(req, decision, spends, entry, now))
-        signing.add_done_callback(_retrieved)
-        return await asyncio.shield(signing)
+        return await self._sign_allowed(req, decision, spends, entry, now)
 
     async def _sign_allowed(self, req: SigningRequest, decision: Allow,
                             spends: list[tuple[str, int]], entry: SignedRequest,
                             now: float) -> bytes:
+        """Sign, then write the allow record. A caller that goes away (a deadline, a cancel)
+        leaves nothing half done: before the signature everything is undone; once its record
+        is queued, the record's outcome settles the reservation and the request id, so a
+        retry under the same id waiting on `entry` gets the signature or decides anew."""
         handle, key_id = req.handle, req.handle.key_id
 
         def undo() -> None:
@@ -200,17 +212,23 @@ class Decider:
             undo()
             await self.record(req, "error", "backend", type(err).__name__)
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "signing backend failed") from None
+        except asyncio.CancelledError:
+            undo()
+            raise
         extra: dict[str, Any] = {"signature": signature.hex()}
         if decision.asset_amounts:
             extra["asset_amounts"] = dict(decision.asset_amounts)
-        try:
-            record = await self.record(req, "allow", "none", amount=decision.amount_stroops,
-                                       extra=extra)
-        except RpcFailure:
-            undo()  # not recorded, so not handed out: the amount was never spent
-            raise
-        entry.seq = int(record["seq"])
-        entry.signature.set_result(signature)
+        record = self.submit(req, "allow", "none", amount=decision.amount_stroops, extra=extra)
+
+        def settle(done: asyncio.Future[dict[str, Any]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                undo()  # not recorded, so not handed out: the amount was never spent
+                return
+            entry.seq = int(done.result()["seq"])
+            entry.signature.set_result(signature)
+
+        record.add_done_callback(settle)
+        await self.written(record)
         return signature
 
     async def _replay(self, req: SigningRequest, prior: SignedRequest, print_: str) -> bytes:

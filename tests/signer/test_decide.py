@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import grpc
@@ -70,13 +71,29 @@ class GatedBackend(HotKeyBackend):
         return await super().sign(key_id, data)
 
 
-async def test_a_caller_gone_mid_signature_leaves_no_half_done_request_id(tmp_path):
-    """A deadline cancels the RPC while the token signs: the signature and its record still
-    complete, and the retry of the same request id gets that signature, counted once (it
-    would otherwise wait for a result nobody sets)."""
+class GatedLog(AuditLog):
+    """An audit log whose writes (in their worker thread) wait for the test."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.writing, self.gate = threading.Event(), threading.Event()
+
+    def _chain_and_write(self, batch):  # noqa: ANN001, ANN202
+        self.writing.set()
+        self.gate.wait(30)
+        return super()._chain_and_write(batch)
+
+
+@pytest.mark.parametrize("gone_while", ["signing", "recording"])
+async def test_a_caller_gone_mid_request_leaves_no_half_done_request_id(tmp_path, gone_while):
+    """A deadline cancels the RPC while the token signs (nothing is kept: the retry decides
+    anew) or while its allow record is written (the record completes: the retry gets that
+    signature). Either way the amount counts once and the retry does not wait for a result
+    nobody sets."""
     keypair = Keypair.random()
     backend = GatedBackend(keypair.secret)
-    log = AuditLog(tmp_path / "audit.log", ChainKey(backend.audit_chain_key("k")))
+    log = GatedLog(tmp_path / "audit.log", ChainKey(backend.audit_chain_key("k")))
+    log.gate.set()
     log.open()
     config = KeyConfig("k", "hot", None, None, "X", frozenset({"payout-service"}), POLICY)
     handle = KeyHandle(config, backend, Keypair.from_public_key(keypair.public_key),
@@ -88,12 +105,19 @@ async def test_a_caller_gone_mid_signature_leaves_no_half_done_request_id(tmp_pa
                          lambda spent, now: Allow(5))
     first = asyncio.create_task(decider.sign(req))
     await asyncio.wait_for(backend.called.wait(), 10)
+    if gone_while == "recording":
+        log.gate.clear()
+        log.writing.clear()
+        backend.gate.set()
+        await asyncio.to_thread(log.writing.wait, 10)
     first.cancel()
     retry = asyncio.create_task(decider.sign(req))
     backend.gate.set()
+    log.gate.set()
     signature = await asyncio.wait_for(retry, 10)
     keypair.verify(bytes(32), signature)
     assert spent.spent("k", time.time()) == 5
     log.close()
     records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-    assert [r["decision"] for r in records] == ["allow", "replay"]
+    assert [r["decision"] for r in records] == \
+        (["allow"] if gone_while == "signing" else ["allow", "replay"])
