@@ -46,6 +46,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class SignerClientConfig:
+    # One signer instance's host:port, or several, comma-separated (failover, in order).
     address: str
     ca_cert: str
     client_cert: str
@@ -55,6 +56,11 @@ class SignerClientConfig:
     server_name: str | None
     # Channel account address -> the signer key id that holds its key.
     channel_keys: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The signer instances, in the order they are tried first."""
+        return tuple(a.strip() for a in self.address.split(","))
 
 
 @dataclass(frozen=True)
@@ -407,8 +413,12 @@ def parse_channels(raw: str, source_account: str) -> dict[str, str]:
 
 
 def _signer_config(env: Mapping[str, str], source_account: str) -> SignerClientConfig:
+    addresses = [a.strip() for a in _required(env, "PAYOUTS_SIGNER_ADDR").split(",")]
+    if not all(addresses) or len(set(addresses)) != len(addresses):
+        raise ConfigError("PAYOUTS_SIGNER_ADDR must be host:port, or several signer instances "
+                          "as host:port,host:port (no empty or repeated entry)")
     return SignerClientConfig(
-        address=_required(env, "PAYOUTS_SIGNER_ADDR"),
+        address=",".join(addresses),
         ca_cert=_required(env, "PAYOUTS_SIGNER_CA_CERT"),
         client_cert=_required(env, "PAYOUTS_SIGNER_CLIENT_CERT"),
         client_key=_required(env, "PAYOUTS_SIGNER_CLIENT_KEY"),

@@ -1,97 +1,53 @@
-"""Append-only audit log, keyed: one JSON line per signing decision.
+"""Append-only audit log, keyed: one line per signing decision (format: audit_format.py).
 
-Each record carries `prev_hash` (the previous record's `hash`) and its own `hash`, the
-HMAC-SHA256 of its canonical JSON (without `hash`) under the *chain key*. The chain key comes
-from the signing backend (derived by the HSM from a non-extractable HMAC key, or from the hot
-key's seed), never from anything on the audit disk: whoever can write the file cannot recompute
-a valid chain, so edits, rechaining, deleted first records and forged appends all show.
+Each record carries `prev_hash` (the previous record's `hash`) and its own `hash`, a MAC of
+its line under the *chain key*. The chain key comes from the signing backend (derived by
+the HSM from a non-extractable HMAC key, or from the hot key's seed), never from anything on
+the audit disk: whoever can write the file cannot recompute a valid chain, so edits,
+rechaining, deleted first records and forged appends all show.
 
 Truncation cannot be seen in a chain, so the head is checkpointed outside the log:
-- a checkpoint file beside it (`<log>.checkpoint`: records, head, MAC), rewritten after a
-  flushed batch at most every 0.1 s and on close; a log shorter than its checkpoint, or
-  different at the checkpoint, is refused;
+- a checkpoint file beside it (`<log>.checkpoint`: records, head, MAC), rewritten in place
+  with every durable append, after the log's fsync and before any caller has its answer:
+  it matches the log's head whenever nothing is being written;
 - for PKCS#11, the same checkpoint on the token every few seconds (survives deleting both files);
 - published: the `signer_audit_records` / `signer_audit_head_prefix` metrics and the
   GetAuditCheckpoint RPC (with its MAC), for a monitor to keep and compare later.
 
-A torn final line (a write cut short: no newline) is moved aside on open with a `repair`
-record; anything else that does not verify fails closed.
+Every file is opened through audit_files.AuditDir (no symbolic or hard links, no FIFOs,
+fresh names created exclusively). A torn final line (a write cut short: no newline) is
+moved aside on open with a `repair` record; anything else that does not verify fails closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-GENESIS = "0" * 64
-# The checkpoint file is rewritten (write, fsync, rename) at most this often; between two
-# writes it lags the log by less than this, which weakens no check: a log may be longer than
-# its checkpoint, never shorter.
-CHECKPOINT_EVERY_SECONDS = 0.1
-CHAIN_KEY_CONTEXT = b"stellar-payouts signer audit chain v1"
+from signer_service.audit_files import AuditDir, AuditFileError
+from signer_service.audit_format import (
+    CHECKPOINT_SIZE,
+    GENESIS,
+    ChainKey,
+    Checkpoint,
+    CheckpointUnreadable,
+    read_line,
+    seal,
+)
+
+__all__ = ["GENESIS", "AuditError", "AuditLog", "ChainKey", "Checkpoint", "VerifyResult",
+           "checkpoint_path", "read_records", "verify_bytes", "verify_log"]
 
 
 class AuditError(Exception):
     """The log on disk does not verify; the message names the first bad line and why."""
-
-
-class ChainKey:
-    """HMAC-SHA256 under the audit chain key. Held in memory by the signer process only."""
-
-    def __init__(self, secret: bytes) -> None:
-        if len(secret) < 32:
-            raise ValueError("audit chain key must be at least 32 bytes")
-        self._secret = secret
-
-    def mac(self, data: bytes) -> str:
-        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
-
-    @property
-    def key_id(self) -> str:
-        """A fingerprint that names the key without revealing it."""
-        return self.mac(b"audit key id")[:16]
-
-
-def canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def record_hash(key: ChainKey, record: dict[str, Any]) -> str:
-    return key.mac(canonical({k: v for k, v in record.items() if k != "hash"}))
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    records: int
-    head: str
-
-    def mac(self, key: ChainKey) -> str:
-        return key.mac(f"checkpoint|{self.records}|{self.head}".encode())
-
-    def to_json(self, key: ChainKey) -> bytes:
-        return canonical({"records": self.records, "head": self.head, "mac": self.mac(key)})
-
-    @classmethod
-    def from_json(cls, raw: bytes, key: ChainKey) -> Checkpoint:
-        try:
-            body = json.loads(raw)
-            cp = cls(int(body["records"]), str(body["head"]))
-            valid = hmac.compare_digest(str(body["mac"]), cp.mac(key))
-        except (ValueError, KeyError, TypeError):
-            raise AuditError("audit checkpoint is not readable") from None
-        if not valid:
-            raise AuditError("audit checkpoint MAC does not verify (edited, or another key)")
-        return cp
 
 
 def checkpoint_path(log: Path) -> Path:
@@ -113,32 +69,27 @@ class VerifyResult:
         return self.first_bad_line is None
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """(line number, record or None, reason) for every complete line of the log."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                return  # a torn final record is not a record
-            record = _parse(raw)
-            yield number, record, "" if record is not None else "not a JSON object"
+def read_records(path: Path) -> list[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, record or None, reason) for every complete line of the log, MACs not
+    checked (no key): for tests and tools that read what the signer decided."""
+    data = AuditDir(path.parent, check_owner=False).read(path.name) or b""
+    lines = data.split(b"\n")[:-1]
+    out = []
+    for number, raw in enumerate(lines, start=1):
+        line = read_line(raw, None)
+        out.append((number, line.record, line.reason))
+    return out
 
 
 def verify_bytes(
     data: bytes, key: ChainKey | None, checkpoints: list[Checkpoint]
 ) -> VerifyResult:
     """The chain, line by line, then each checkpoint against it. Without the key only the
-    links and the sequence are checked (anyone can recompute those: not tamper evidence)."""
+    form, the links and the sequence are checked (anyone can recompute those: not tamper
+    evidence)."""
     lines = data.split(b"\n")
     torn = lines.pop()  # b"" when the data ends with a newline
-    prev, count, offset = GENESIS, 0, 0
+    prev, count, offset, upgraded = GENESIS, 0, 0, False
     heads: dict[int, str] = {0: GENESIS}
     verified: list[dict[str, Any]] = []
     wanted = {cp.records for cp in checkpoints}
@@ -147,17 +98,17 @@ def verify_bytes(
         return VerifyResult(count, number, reason, prev, offset, b"", verified)
 
     for number, raw in enumerate(lines, start=1):
-        record = _parse(raw)
+        line = read_line(raw, key)
+        record = line.record
         if record is None:
-            return bad(number, "not a JSON object")
+            return bad(number, line.reason)
+        if line.legacy and upgraded:
+            return bad(number, "a line of the older format after the current one")
+        upgraded = upgraded or not line.legacy
         if record.get("prev_hash") != prev:
             return bad(number, "prev_hash does not match the line before")
         if record.get("seq") != count + 1:
             return bad(number, f"seq is {str(record.get('seq'))[:20]}, expected {count + 1}")
-        if key is not None and \
-                not hmac.compare_digest(str(record.get("hash")), record_hash(key, record)):
-            return bad(number, "hash is not this log's keyed MAC of the record "
-                               "(edited, rechained or forged)")
         prev, count, offset = record["hash"], count + 1, offset + len(raw) + 1
         verified.append(record)
         if count in wanted:
@@ -172,30 +123,34 @@ def verify_bytes(
     return VerifyResult(count, None, "ok", prev, offset, torn, verified)
 
 
-def read_checkpoint(log: Path, key: ChainKey) -> Checkpoint | None:
+def _verify_in(folder: AuditDir, name: str, key: ChainKey | None,
+               extra: list[Checkpoint]) -> VerifyResult:
     try:
-        raw = checkpoint_path(log).read_bytes()
-    except FileNotFoundError:
-        return None
-    return Checkpoint.from_json(raw, key)
+        data = folder.read(name) or b""
+        checkpoints = list(extra)
+        if key is None:
+            return verify_bytes(data, None, [])
+        raw = folder.read(checkpoint_path(Path(name)).name)
+        if raw is not None:
+            checkpoints.append(Checkpoint.from_json(raw, key))
+        elif b"\n" in data:  # a complete record exists, so a checkpoint was written after it
+            return VerifyResult(0, 1, f"checkpoint file {checkpoint_path(Path(name)).name} is "
+                                      "missing beside a non-empty log", GENESIS)
+    except (AuditFileError, CheckpointUnreadable) as err:
+        raise AuditError(str(err)) from None
+    return verify_bytes(data, key, checkpoints)
 
 
 def verify_log(
     path: Path, key: ChainKey | None = None, extra: list[Checkpoint] | None = None
 ) -> VerifyResult:
     """What `signerctl audit verify` and the signer's start both run (with the key; without
-    it, structure only)."""
-    data = path.read_bytes() if path.exists() else b""
-    checkpoints = list(extra or [])
-    if key is None:
-        return verify_bytes(data, None, [])
-    file_cp = read_checkpoint(path, key)
-    if file_cp is not None:
-        checkpoints.append(file_cp)
-    elif b"\n" in data:  # a complete record exists, so a checkpoint was written after it
-        return VerifyResult(0, 1, f"checkpoint file {checkpoint_path(path).name} is missing "
-                                  "beside a non-empty log", GENESIS)
-    return verify_bytes(data, key, checkpoints)
+    it, structure only). Reads copies anywhere: no ownership check of the folder."""
+    folder = AuditDir(path.parent, check_owner=False)
+    try:
+        return _verify_in(folder, path.name, key, list(extra or []))
+    finally:
+        folder.close()
 
 
 # Called with the new checkpoint after every durable batch (metrics, HSM copy).
@@ -203,10 +158,11 @@ CheckpointListener = Callable[[Checkpoint], None]
 
 
 class AuditLog:
-    """The signer's writer. A record is fsync'd before `append` returns, so before the caller
-    may hand out a signature. Concurrent appends share one write + fsync (group commit).
-    Records are chained when written, so a failed write leaves no gap: the file is cut back to
-    its last good length and the next batch continues the chain from there."""
+    """The signer's writer. A record is fsync'd, and the checkpoint file rewritten to count
+    it, before `append` returns, so before the caller may hand out a signature. Concurrent
+    appends share one write + fsync (group commit). Records are chained when written, so a
+    failed write leaves no gap: the file is cut back to its last good length and the next
+    batch continues the chain from there."""
 
     def __init__(self, path: Path, key: ChainKey,
                  on_checkpoint: CheckpointListener | None = None) -> None:
@@ -217,31 +173,44 @@ class AuditLog:
         self._seq = 0
         self._size = 0
         self._fd = -1
+        self._checkpoint_fd = -1
+        self._dir: AuditDir | None = None
         self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.repairs: list[str] = []
-        self._checkpoint_at = 0.0
-        self._checkpoint_lock = threading.Lock()
+        self._io_lock = threading.Lock()
 
     def open(self, anchor: Checkpoint | None = None) -> list[dict[str, Any]]:
-        """Verify the existing log against its checkpoints (file, and `anchor` from the HSM),
-        repair a torn final line, open for appending; return the verified records."""
-        result = verify_log(self.path, self.key, [anchor] if anchor else [])
+        """Check the audit directory, verify the existing log against its checkpoints (file,
+        and `anchor` from the HSM), repair a torn final line, open for appending; return the
+        verified records. AuditDirectoryError: the directory is unsafe; AuditError: the files
+        do not verify."""
+        self._dir = AuditDir(self.path.parent, check_owner=True)
+        result = _verify_in(self._dir, self.path.name, self.key, [anchor] if anchor else [])
         if not result.ok:
             raise AuditError(f"audit log {self.path} does not verify at line "
                              f"{result.first_bad_line}: {result.reason}")
         self._prev, self._seq, self._size = result.last_hash, result.records, result.good_bytes
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            self._fd = self._dir.open_for_writing(self.path.name, append=True)
+            self._checkpoint_fd = self._dir.open_for_writing(
+                checkpoint_path(self.path).name, append=False)
+        except AuditFileError as err:
+            raise AuditError(str(err)) from None
         records = result.verified
         if result.torn_tail:
-            aside = self.path.with_name(f"{self.path.name}.torn-{int(time.time())}")
-            aside.write_bytes(result.torn_tail)
+            aside = self._dir.create_new(f"{self.path.name}.torn-{int(time.time())}",
+                                         result.torn_tail)
             os.ftruncate(self._fd, result.good_bytes)
             records.append(self._write_now({
                 "kind": "repair", "decision": "repair", "rule": "torn_record",
-                "detail": f"{len(result.torn_tail)} bytes without newline moved to {aside.name}",
+                "detail": f"{len(result.torn_tail)} bytes without newline moved to {aside}",
             }))
-            self.repairs.append(aside.name)
+            self.repairs.append(aside)
+        with self._io_lock:
+            self._store_checkpoint()
+            os.ftruncate(self._checkpoint_fd, CHECKPOINT_SIZE)  # nothing after the slot
+            os.fsync(self._checkpoint_fd)
         self._publish()
         return records
 
@@ -257,23 +226,24 @@ class AuditLog:
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(self._seq, self._prev)
 
-    def _chain(self, fields: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
-        record = {"time": time.time(), **fields, "seq": seq, "prev_hash": prev}
-        record["hash"] = record_hash(self.key, record)
-        return record
+    def _chain(self, fields: dict[str, Any], seq: int, prev: str
+               ) -> tuple[dict[str, Any], bytes]:
+        return seal(self.key, {"time": time.time(), **fields, "seq": seq, "prev_hash": prev})
 
     def _write_now(self, fields: dict[str, Any]) -> dict[str, Any]:
-        record = self._chain(fields, self._seq + 1, self._prev)
-        self._write_batch([record])
-        self._store_checkpoint()
-        return record
+        return self._chain_and_write([fields])[0]
 
     async def append(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return await self.submit(fields)
+
+    def submit(self, fields: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Queue a record: the future is its written record (or the write's OSError). It is
+        written whether or not anyone still waits for it."""
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending.append(({"time": time.time(), **fields}, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._flush())
-        return await done
+        return done
 
     async def _flush(self) -> None:
         while self._pending:
@@ -291,24 +261,23 @@ class AuditLog:
                 if not done.done():
                     done.set_result(record)
             self._publish()
-            if time.monotonic() - self._checkpoint_at >= CHECKPOINT_EVERY_SECONDS:
-                # After the callers have their records: the checkpoint may lag, never lead.
-                await asyncio.to_thread(self._store_checkpoint)
 
     def _chain_and_write(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        records, seq, prev = [], self._seq, self._prev
+        records, lines, seq, prev = [], [], self._seq, self._prev
         for fields in batch:
             seq += 1
-            record = self._chain(fields, seq, prev)
+            record, line = self._chain(fields, seq, prev)
             prev = record["hash"]
             records.append(record)
-        self._write_batch(records)
+            lines.append(line)
+        with self._io_lock:
+            self._write_batch(b"".join(lines), seq, prev)
         return records
 
-    def _write_batch(self, records: list[dict[str, Any]]) -> None:
-        """Write, fsync, then advance the chain; on any failure cut the file back to the last
-        good length (also retried first thing next time) and leave the chain where it was."""
-        data = b"".join(canonical(r) + b"\n" for r in records)
+    def _write_batch(self, data: bytes, seq: int, head: str) -> None:
+        """Write, fsync, advance the chain, then the checkpoint (so it never leads the log);
+        on a failed log write cut the file back to the last good length (also retried first
+        thing next time) and leave the chain where it was."""
         try:
             if os.fstat(self._fd).st_size != self._size:
                 os.ftruncate(self._fd, self._size)  # a cut left over from a failed write
@@ -322,30 +291,26 @@ class AuditLog:
                 os.ftruncate(self._fd, self._size)
             raise
         self._size += len(data)
-        self._seq, self._prev = records[-1]["seq"], records[-1]["hash"]
+        self._seq, self._prev = seq, head
+        # The records are durable: a failure here still fails the callers (no answer before
+        # the checkpoint counts them); the next batch rewrites the checkpoint.
+        self._store_checkpoint()
 
     def _store_checkpoint(self) -> None:
-        # Best effort: a checkpoint that lags the log is still a sound lower bound. One writer
-        # at a time (the flush task's thread and close() may meet).
-        self._checkpoint_at = time.monotonic()
-        target = checkpoint_path(self.path)
-        tmp = target.with_name(target.name + ".tmp")
-        with self._checkpoint_lock, contextlib.suppress(OSError):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            try:
-                os.write(fd, self.checkpoint.to_json(self.key))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
+        slot = self.checkpoint.to_slot(self.key)
+        if os.pwrite(self._checkpoint_fd, slot, 0) != len(slot):
+            raise OSError("short checkpoint write")
+        os.fdatasync(self._checkpoint_fd)
 
     def _publish(self) -> None:
         if self._on_checkpoint is not None:
             self._on_checkpoint(self.checkpoint)
 
     def close(self) -> None:
-        if self._fd >= 0 and self._seq:
-            self._store_checkpoint()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._io_lock:
+            for fd in (self._fd, self._checkpoint_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._fd = self._checkpoint_fd = -1
+            if self._dir is not None:
+                self._dir.close()

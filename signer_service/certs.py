@@ -77,25 +77,34 @@ class DevCA:
 
     def issue(
         self, cn: str, *, server: bool = False, days: int = 30, expired: bool = False,
-        stem: str | None = None,
+        stem: str | None = None, common_names: list[str] | None = None,
+        sans: list[x509.GeneralName] | None = None,
     ) -> CertPair:
+        """A certificate for `cn` (CN and DNS name). Tests of identity rules may set the
+        subject's common names (`common_names`, [] for none) and the subject alternative
+        names (`sans`, [] for none) themselves."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=days)
         if expired:
             start, end = now - dt.timedelta(days=3), now - dt.timedelta(days=1)
-        sans: list[x509.GeneralName] = [x509.DNSName(cn)]
-        if server:
-            sans += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        if sans is None:
+            sans = [x509.DNSName(cn)]
+            if server:
+                sans += [x509.DNSName("localhost"),
+                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)
+                             for name in (common_names if common_names is not None else [cn])])
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        cert = (
-            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .sign(self.key, hashes.SHA256())
         )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
         stem = stem or cn
         pair = CertPair(self.folder / f"{stem}.pem", self.folder / f"{stem}.key")
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

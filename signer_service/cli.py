@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 from pathlib import Path
 
-from signer_service.audit import AuditError, Checkpoint, verify_log
+from signer_service.audit import AuditError, Checkpoint, VerifyResult, verify_log
+from signer_service.audit_files import AuditDirectoryError
 from signer_service.backends import Backend, BackendError
 from signer_service.certs import generate_dev_certs
 from signer_service.config import (
@@ -23,6 +25,8 @@ from signer_service.config import (
     config_path_from,
     load_config,
 )
+from signer_service.policy import NATIVE
+from signer_service.spending import spending_bucket
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 MODULE_ENV = "PAYOUTS_SIGNER_PKCS11_MODULE"
@@ -129,46 +133,89 @@ def cmd_certs_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_backends(args: argparse.Namespace) -> tuple[SignerConfig, dict[str, Backend]]:
+def _audit_backends(config_path: str | None) -> tuple[SignerConfig, dict[str, Backend]]:
     from signer_service.main import open_backends
 
-    config = load_config(config_path_from(args.config, os.environ))
+    config = load_config(config_path_from(config_path, os.environ))
     return config, open_backends(config, os.environ, only={config.audit_key_id})
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Chain MACs under the audit key, the checkpoint file, the HSM checkpoint, and (when
-    given) a checkpoint published earlier (GetAuditCheckpoint / metrics)."""
+def _verify_one(config_path: str | None, log: str | None, expect: Checkpoint | None
+                ) -> tuple[SignerConfig, VerifyResult | None, list[str]]:
+    """One instance's log against its key and checkpoints: its result and report lines."""
     from signer_service.main import audit_key, hsm_checkpoint
 
-    config, backends = _audit_backends(args)
+    config, backends = _audit_backends(config_path)
     try:
         key = audit_key(config, backends)
         anchors = [cp for cp in [hsm_checkpoint(config, backends)] if cp]
     finally:
         for backend in set(backends.values()):
             backend.close()
-    if (args.expect_records is None) != (args.expect_head is None):
-        raise CliError("--expect-records and --expect-head go together")
-    if args.expect_records is not None:
-        anchors.append(Checkpoint(args.expect_records, args.expect_head))
-    path = Path(args.log) if args.log else config.audit_path
+    if expect is not None:
+        anchors.append(expect)
+    path = Path(log) if log else config.audit_path
+    where = f" [{config.instance_name}]" if config.instance_name else ""
     try:
         result = verify_log(path, key, anchors)
-    except AuditError as err:
-        print(f"TAMPERED: {err}")
-        return 1
+    except (AuditError, AuditDirectoryError) as err:
+        return config, None, [f"TAMPERED{where}: {err}"]
     if not result.ok:
-        print(f"TAMPERED: line {result.first_bad_line}: {result.reason} "
-              f"({result.records} good records before it)")
-        return 1
-    print(f"ok: {result.records} records, head {result.last_hash}, audit key {key.key_id}")
-    for cp in anchors:
-        print(f"  matches checkpoint at record {cp.records}")
+        return config, None, [f"TAMPERED{where}: line {result.first_bad_line}: {result.reason} "
+                              f"({result.records} good records before it)"]
+    lines = [f"ok{where}: {result.records} records, head {result.last_hash}, audit key "
+             f"{key.key_id}"]
+    lines += [f"  matches checkpoint at record {cp.records}" for cp in anchors]
     if result.torn_tail:
-        print(f"  note: a torn final record ({len(result.torn_tail)} bytes without newline); "
-              "the signer moves it aside at start")
-    return 0
+        lines.append(f"  note: a torn final record ({len(result.torn_tail)} bytes without "
+                     "newline); the signer moves it aside at start")
+    return config, result, lines
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Chain MACs under the audit key, the checkpoint file, the HSM checkpoint, and (when
+    given) a checkpoint published earlier (GetAuditCheckpoint / metrics); with several
+    --config (one per instance), each log on its own, then one merged report."""
+    configs = args.config or [None]
+    if (args.expect_records is None) != (args.expect_head is None):
+        raise CliError("--expect-records and --expect-head go together")
+    if len(configs) > 1 and (args.log or args.expect_records is not None):
+        raise CliError("--log and --expect-* take one --config")
+    expect = Checkpoint(args.expect_records, args.expect_head) \
+        if args.expect_records is not None else None
+    verified: list[tuple[SignerConfig, VerifyResult]] = []
+    failed = False
+    for config_path in configs:
+        config, result, lines = _verify_one(config_path, args.log, expect)
+        print("\n".join(lines))
+        if result is None:
+            failed = True
+        else:
+            verified.append((config, result))
+    if len(configs) > 1 and not failed:
+        _print_merged(verified, args.records)
+    return 1 if failed else 0
+
+
+def _print_merged(verified: list[tuple[SignerConfig, VerifyResult]], records: bool) -> None:
+    from signer_service.audit_report import InstanceLog, merged, report_lines
+
+    logs = [InstanceLog(config.instance_name or str(config.audit_path), result.verified)
+            for config, result in verified]
+    last = max((float(r.get("time", 0.0)) for log in logs for r in log.records), default=0.0)
+    limits: dict[str, int] = {}
+    for config, _ in verified:  # the instances' shares together: the deployment's limit
+        for key in config.keys:
+            policy = key.policy
+            limits[key.key_id] = policy.max_amount_stroops_per_day * config.instances
+            for asset, asset_limits in policy.payment_assets.items():
+                if asset != NATIVE:
+                    limits[spending_bucket(key.key_id, asset)] = \
+                        asset_limits.per_day * config.instances
+    print("\n".join(report_lines(logs, last, limits)))
+    if records:
+        for row in merged(logs):
+            print(json.dumps(row, sort_keys=True, separators=(",", ":")))
 
 
 def cmd_audit_key_generate(args: argparse.Namespace) -> int:
@@ -183,7 +230,7 @@ def cmd_audit_reset_checkpoint(args: argparse.Namespace) -> int:
     """Operator procedure only: forget the HSM's checkpoint before starting a new log."""
     from signer_service.backends.pkcs11 import Pkcs11Backend
 
-    config, backends = _audit_backends(args)
+    config, backends = _audit_backends(args.config)
     try:
         backend = backends[config.audit_key_id]
         if not isinstance(backend, Pkcs11Backend):
@@ -282,7 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="cmd", required=True)
     p = audit.add_parser("verify", help="check the keyed chain and the checkpoints; exit 1 "
                                         "on tampering (needs the audit key: PIN or hot secret)")
-    p.add_argument("--config", help="signer TOML config (default: $PAYOUTS_SIGNER_CONFIG)")
+    p.add_argument("--config", action="append",
+                   help="signer TOML config (default: $PAYOUTS_SIGNER_CONFIG); repeat it, one "
+                        "per instance, to verify each log and merge them into one report")
+    p.add_argument("--records", action="store_true",
+                   help="with several --config: print the merged records, one JSON line "
+                        "each, ordered by time, with their instance")
     p.add_argument("--log", help="audit log (default: the config's audit.path)")
     p.add_argument("--expect-records", type=int,
                    help="a published checkpoint's record count (GetAuditCheckpoint, metrics)")

@@ -90,6 +90,13 @@ class SignerConfig:
     pkcs11: Pkcs11Config | None
     keys: tuple[KeyConfig, ...]
     channel_keys: ChannelKeysConfig | None = None
+    # Signer instances holding these keys; each signs at most 1/instances of every daily
+    # limit (the policies here are already divided), so together they never exceed it.
+    instances: int = 1
+    # Names this instance's audit chain (its chain key and HSM checkpoint); "" alone.
+    instance_name: str = ""
+    # Seconds per ledger a current_ledger claim may advance (policy.ledger_ceiling).
+    min_ledger_close_seconds: int = 1
 
 
 def config_path_from(cli_value: str | None, env: Mapping[str, str]) -> Path:
@@ -126,6 +133,11 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
     metrics_addr = server.get("metrics_addr", "0.0.0.0")  # noqa: S104 - scrape port, by design
     if not isinstance(metrics_addr, str):
         raise ConfigError("server.metrics_addr must be a string")
+    instances, instance_name = _instances(server)
+    min_close = server.get("min_ledger_close_seconds", 1)
+    if isinstance(min_close, bool) or not isinstance(min_close, int) or not 1 <= min_close <= 60:
+        raise ConfigError("server.min_ledger_close_seconds must be a whole number of seconds "
+                          "from 1 to 60")
 
     tls_t = _table(raw, "tls")
     tls = TlsConfig(
@@ -164,6 +176,12 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
     audit_hmac_label = audit_t.get("hmac_label", DEFAULT_AUDIT_LABEL)
     if not isinstance(audit_hmac_label, str) or not audit_hmac_label:
         raise ConfigError("audit.hmac_label must be a non-empty string")
+    keys = tuple(replace(k, policy=daily_share(k.policy, instances, f"keys.{k.key_id}.policy"))
+                 for k in keys)
+    if channel_keys is not None:
+        template = channel_keys.template
+        channel_keys = replace(channel_keys, template=replace(template, policy=daily_share(
+            template.policy, instances, "channel_keys.policy")))
     return SignerConfig(
         listen_addr=listen,
         metrics_port=metrics_port,
@@ -176,7 +194,46 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
         pkcs11=pkcs11,
         keys=keys,
         channel_keys=channel_keys,
+        instances=instances,
+        instance_name=instance_name,
+        min_ledger_close_seconds=min_close,
     )
+
+
+INSTANCE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _instances(server: Mapping[str, Any]) -> tuple[int, str]:
+    instances = server.get("instances", 1)
+    if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances <= 16:
+        raise ConfigError("server.instances must be a whole number from 1 to 16")
+    name = server.get("instance_name", "")
+    if not isinstance(name, str) or len(name) > 32 or not set(name) <= INSTANCE_NAME_CHARS:
+        raise ConfigError("server.instance_name must be up to 32 of a-z, 0-9, '-' and '_'")
+    if instances > 1 and not name:
+        raise ConfigError("server.instance_name is required with server.instances > 1 (each "
+                          "instance keeps its own audit chain)")
+    return instances, name
+
+
+def daily_share(policy: KeyPolicy, instances: int, where: str) -> KeyPolicy:
+    """What one of `instances` signers may sign per rolling day: the configured daily limits
+    divided (rounded down), so that the instances together never exceed them. Per-operation
+    and per-transaction limits bound each signature wherever it is made: not divided."""
+    if instances == 1:
+        return policy
+
+    def share(limit: int, name: str) -> int:
+        if limit < instances:
+            raise ConfigError(f"{where}.{name} ({limit}) cannot be shared by {instances} "
+                              "instances")
+        return limit // instances
+
+    assets = {asset: replace(limits, per_day=share(limits.per_day, "max_amount_stroops_per_day"
+                                                   if asset == NATIVE else f"limits.{asset}"))
+              for asset, limits in policy.payment_assets.items()}
+    return replace(policy, max_amount_stroops_per_day=share(
+        policy.max_amount_stroops_per_day, "max_amount_stroops_per_day"), payment_assets=assets)
 
 
 def _channel_keys(

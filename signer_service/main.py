@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+from signer_service.peer import require_tls13
+
 # gRPC core writes its own glog-style lines (e.g. every failed mTLS handshake at INFO) to
 # stderr, which would break "one JSON object per line". It reads this before it starts.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+require_tls13()  # before grpc builds its TLS credentials (peer.py says how)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -14,10 +17,12 @@ import contextlib  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 
 from signer_service import metrics  # noqa: E402
 from signer_service.audit import AuditError, AuditLog, ChainKey, Checkpoint  # noqa: E402
+from signer_service.audit_files import AuditDirectoryError  # noqa: E402
 from signer_service.backends import AuditAnchor, Backend, BackendError  # noqa: E402
 from signer_service.backends.hot import HotKeyBackend  # noqa: E402
 from signer_service.config import (  # noqa: E402
@@ -29,9 +34,10 @@ from signer_service.config import (  # noqa: E402
     read_hot_secret,
     read_pin,
 )
+from signer_service.idempotency import SignedRequests  # noqa: E402
 from signer_service.logs import log_event, setup_logging  # noqa: E402
 from signer_service.server import SignerServicer, build_server  # noqa: E402
-from signer_service.spending import SpentLedger, ledger_watermark  # noqa: E402
+from signer_service.spending import SpentLedger, ledger_anchor  # noqa: E402
 from signer_service.tracing import configure_tracing  # noqa: E402
 
 HSM_CHECKPOINT_SECONDS = 5.0
@@ -64,6 +70,7 @@ def open_backends(
             pkcs11_backend = Pkcs11Process(
                 str(config.pkcs11.module), config.pkcs11.token_label,
                 read_pin(config.pkcs11, env), labels, config.audit_hmac_label, env, secret_env,
+                instance=config.instance_name,
             )
         else:
             # Imported here so a hot-key-only signer does not need the PKCS#11 module at all.
@@ -72,6 +79,7 @@ def open_backends(
             pkcs11_backend = Pkcs11Backend(
                 str(config.pkcs11.module), config.pkcs11.token_label,
                 read_pin(config.pkcs11, env), labels, audit_label=config.audit_hmac_label,
+                instance=config.instance_name,
             )
         by_key.update(dict.fromkeys(labels, pkcs11_backend))
         if config.channel_keys is not None and only is None:
@@ -80,7 +88,8 @@ def open_backends(
 
 
 def audit_key(config: SignerConfig, backends: Mapping[str, Backend]) -> ChainKey:
-    return ChainKey(backends[config.audit_key_id].audit_chain_key(config.audit_key_id))
+    secret = backends[config.audit_key_id].audit_chain_key(config.audit_key_id)
+    return ChainKey(secret).for_instance(config.instance_name)
 
 
 def hsm_checkpoint(config: SignerConfig, backends: Mapping[str, Backend]) -> Checkpoint | None:
@@ -113,7 +122,8 @@ async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool
         audit = AuditLog(config.audit_path, key,
                          on_checkpoint=lambda cp: metrics.publish_audit_checkpoint(
                              cp.records, cp.head))
-        # The daily limits and the ledger watermark come only from records that verified.
+        # The daily limits, the ledger anchor and the request ids signed come only from
+        # records that verified.
         records = audit.open(hsm_checkpoint(config, backends))
         for aside in audit.repairs:
             log_event("audit log repaired: torn final record moved aside", logging.WARNING,
@@ -121,10 +131,11 @@ async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool
         spent = SpentLedger.from_audit(records)
         channel_source = backends.get(CHANNEL_KEYS_BACKEND)
         servicer = SignerServicer(config, backends, audit, spent,
-                                  ledger_watermark=ledger_watermark(records),
+                                  ledger_anchor=ledger_anchor(records),
+                                  signed=SignedRequests.from_audit(records, time.time()),
                                   channel_source=channel_source)  # type: ignore[arg-type]
-        await servicer.refresh_keys()
-        keys_task = asyncio.create_task(servicer.keep_keys_fresh())
+        await servicer.keys.refresh()
+        keys_task = asyncio.create_task(servicer.keys.keep_fresh())
         server, port, _health = await build_server(servicer, config.listen_addr, config.tls,
                                                    trace_export=trace_export)
         anchor_task = asyncio.create_task(keep_hsm_checkpoint(
@@ -134,8 +145,9 @@ async def serve(config: SignerConfig, env: Mapping[str, str], trace_export: bool
             metrics_port = metrics.serve_metrics(config.metrics_port, config.metrics_addr)
         log_event(
             "signer-service started", port=port, metrics_port=metrics_port, pid=os.getpid(),
-            keys=servicer.public_keys(), audit_records=audit.seq, audit_last_hash=audit.last_hash,
-            audit_key_id=key.key_id,
+            keys=servicer.keys.public_keys(), audit_records=audit.seq,
+            audit_last_hash=audit.last_hash,
+            audit_key_id=key.key_id, instance=config.instance_name, instances=config.instances,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -183,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"signer-service: {err}; signing stopped (see the signer README, 'When the audit "
               "log does not verify')", file=sys.stderr)
         return 3
-    except (ConfigError, BackendError) as err:
+    except (ConfigError, BackendError, AuditDirectoryError) as err:
         # One line naming the setting; no traceback (it could only show our own code).
         print(f"signer-service: {err}", file=sys.stderr)
         return 2

@@ -23,14 +23,12 @@ from dataclasses import dataclass, field
 from stellar_sdk import Address, StrKey
 from stellar_sdk import xdr as sx
 
+from signer_service.ledger_claims import LedgerClaim
+
 WILDCARD = "*"
 # In source_accounts: any account of this signer's role = "channel" keys, so a channel added
 # to the signer needs no edit of the paying key's policy.
 CHANNEL_KEYS = "@channel_keys"
-
-# Stellar's first ledger closed on 2015-09-30; close times rise by at least one second a
-# ledger (stellar-core), so no network's ledger number can exceed the seconds since then.
-STELLAR_EPOCH = 1_443_571_200
 
 # stellar-core MAX_OPS_PER_TX: a transaction carries at most 100 operations.
 MAX_OPERATIONS = 100
@@ -172,6 +170,9 @@ class Allow:
 class Refuse:
     rule: str
     detail: str
+    # source_accounts: the account that was not allowed (a transaction source, an operation
+    # source, an auth entry's address or a `from` argument), for the caller to act on.
+    account: str = ""
 
     @property
     def message(self) -> str:
@@ -190,6 +191,7 @@ class NodeVerdict:
     amounts: tuple[int, ...] = ()
     refusal: Refuse | None = None
     asset: str = NATIVE  # whose limits the amounts count toward
+    payers: tuple[str, ...] = ()  # the addresses of its `from` arguments (whose money)
 
 
 @dataclass
@@ -212,6 +214,34 @@ def _short(text: str, limit: int = 64) -> str:
 def check_call(call: sx.InvokeContractArgs, policy: KeyPolicy) -> tuple[int, ...] | Refuse:
     """The amounts of one contract call, or the rule it breaks. The only place a node of any
     tree (root call, auth entry, sub-invocation) is judged."""
+    return judge_call(call, policy)[0]
+
+
+# The argument name that says whose money a call moves (SEP-41 `transfer(from, to, amount)`,
+# the payout contract's methods): a channel key serves only the payers it knows.
+PAYER_ARG = "from"
+
+
+def judge_call(call: sx.InvokeContractArgs, policy: KeyPolicy
+               ) -> tuple[tuple[int, ...] | Refuse, tuple[str, ...]]:
+    """check_call's verdict and the addresses of the call's `from` arguments."""
+    rule = _call_rule(call, policy)
+    if isinstance(rule, Refuse):
+        return rule, ()
+    judged = decode_args(call.args, rule)
+    if isinstance(judged, Refuse):
+        return judged, ()
+    payers = []
+    for value, spec in zip(call.args, rule.args, strict=True):
+        if spec.name == PAYER_ARG and value.address is not None:
+            try:
+                payers.append(address_text(value.address))
+            except ValueError:
+                payers.append("(not an account)")
+    return judged, tuple(payers)
+
+
+def _call_rule(call: sx.InvokeContractArgs, policy: KeyPolicy) -> CallRule | Refuse:
     try:
         contract = address_text(call.contract_address)
     except ValueError:
@@ -226,7 +256,7 @@ def check_call(call: sx.InvokeContractArgs, policy: KeyPolicy) -> tuple[int, ...
     if rule is None:
         return Refuse("function_names", f"function {_short(function)!r} is not allowed on "
                                         f"contract {contract}")
-    return decode_args(call.args, rule)
+    return rule
 
 
 def decode_args(args: list[sx.SCVal], rule: CallRule) -> tuple[int, ...] | Refuse:
@@ -279,13 +309,13 @@ def walk_invocation(
             walk.verdicts.append(NodeVerdict(where, fn.type.name, refusal=Refuse(
                 "function_names", f"authorised {fn.type.name} at {where} is not a contract call")))
             continue
-        judged = check_call(fn.contract_fn, policy)
+        judged, payers = judge_call(fn.contract_fn, policy)
         name = _call_name(fn.contract_fn)
         if isinstance(judged, Refuse):
             walk.verdicts.append(NodeVerdict(where, name, refusal=Refuse(
                 judged.rule, f"{judged.detail} (at {where})")))
         else:
-            walk.verdicts.append(NodeVerdict(where, name, judged))
+            walk.verdicts.append(NodeVerdict(where, name, judged, payers=payers))
         for i, sub in reversed(list(enumerate(node.sub_invocations))):
             stack.append((f"{where}.sub[{i}]", sub))
 
@@ -371,16 +401,10 @@ def _channel_funding_refusal(
     return None
 
 
-def _operation_payers(tx: sx.Transaction, policy: KeyPolicy, payer: str,
-                      channels: frozenset[str]) -> frozenset[str]:
-    """Whose operations this key may sign in a classic batch: its own account's; a channel
-    key that is the transaction's source also the accounts its policy lists by name (the
-    paying account). The channel's signature covers the sequence number and the fee; each
-    such operation still needs its own source's signature, and its amount counts here too."""
-    source, _ = account_id(tx.source_account)
-    if payer not in channels or source != payer:
-        return frozenset({payer})
-    return frozenset({payer}) | (policy.source_accounts - {WILDCARD, CHANNEL_KEYS})
+def served_payers(policy: KeyPolicy, payout_accounts: frozenset[str]) -> frozenset[str]:
+    """Whose money a channel key's transactions may move: the accounts its source_accounts
+    names (never "*") and the accounts of this signer's payout keys."""
+    return (policy.source_accounts - {WILDCARD, CHANNEL_KEYS}) | payout_accounts
 
 
 def _classic_operation(
@@ -392,8 +416,8 @@ def _classic_operation(
     if op.source_account is not None:
         source, muxed = account_id(op.source_account)
         if muxed or source not in payers:
-            return Refuse("source_accounts", f"{where} source {source} is not the key's "
-                                             f"account {payer}")
+            return Refuse("source_accounts", f"{where} source {source} is not a payer of "
+                                             f"key {payer}", source)
     body = op.body
     if body.type == sx.OperationType.PAYMENT and body.payment_op is not None:
         destination, muxed = account_id(body.payment_op.destination)
@@ -421,10 +445,14 @@ def _classic_operation(
 
 def classic_walk(
     tx: sx.Transaction, policy: KeyPolicy, payer: str, channels: frozenset[str] = frozenset(),
+    channel_payers: frozenset[str] | None = None,
 ) -> TreeWalk | Refuse:
     """Every operation of a classic payment batch, one verdict each. `payer` is the key's
-    account: the source of every operation (explicit, or the transaction's when absent), or
-    for a channel key that is the transaction source an account its policy lists by name."""
+    account: the source of every operation (explicit, or the transaction's when absent). A
+    channel key (`channel_payers` given; it is the transaction source) signs only operations
+    whose explicit source is one of `channel_payers`: its signature covers the sequence
+    number and the fee, each operation still needs its own source's signature, and its
+    amount counts here too. The channel's own balance never pays."""
     if not policy.payment_assets:
         kinds = ", ".join(sorted({op.body.type.name for op in tx.operations}))
         return Refuse("operations", f"operations {kinds}: this key signs only one "
@@ -438,7 +466,7 @@ def classic_walk(
         return Refuse("channel_funding", "a funding transaction is all CREATE_ACCOUNT or all "
                                          "PAYMENT")
     walk = TreeWalk()
-    payers = _operation_payers(tx, policy, payer, channels)
+    payers = frozenset({payer}) if channel_payers is None else channel_payers
     for i, op in enumerate(tx.operations):
         where = f"op[{i}]"
         if op.body.type not in CLASSIC_PAYMENTS:
@@ -448,10 +476,10 @@ def classic_walk(
             continue
         if op.source_account is None:
             source, _ = account_id(tx.source_account)
-            if source != payer:
+            if source != payer or channel_payers is not None:
                 walk.verdicts.append(NodeVerdict(where, op.body.type.name, refusal=Refuse(
                     "source_accounts", f"{where} has no source and the transaction source "
-                                       f"{source} is not the key's account {payer}")))
+                                       f"{source} is not a payer of key {payer}", source)))
                 continue
         judged = _classic_operation(op, where, policy, payer, channels, payers)
         if isinstance(judged, Refuse):
@@ -473,7 +501,7 @@ def merge_walk(tx: sx.Transaction, merge_into: str, account: str) -> TreeWalk:
     refusal = None
     if source != account:
         refusal = Refuse("source_accounts", f"{where} merges {source}, not the key's account "
-                                            f"{account}")
+                                            f"{account}", source)
     elif muxed or destination != merge_into:
         refusal = Refuse("merge_destination", f"{where} merges into {destination}, only "
                                               f"{merge_into} is allowed")
@@ -500,15 +528,17 @@ def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse
     if op_source is not None:
         address, _ = account_id(op_source)
         if not _allowed(policy.source_accounts, address):
-            return Refuse("source_accounts", f"operation source {address} is not allowed")
+            return Refuse("source_accounts", f"operation source {address} is not allowed",
+                          address)
     fn = op.host_function
     if fn.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT or not fn.invoke_contract:
         return Refuse("operations", f"host function {fn.type.name} is not INVOKE_CONTRACT")
     walk = TreeWalk()
     root = fn.invoke_contract
-    judged = check_call(root, policy)
+    judged, payers = judge_call(root, policy)
     walk.verdicts.append(NodeVerdict("call", _call_name(root), () if isinstance(judged, Refuse)
-                                     else judged, judged if isinstance(judged, Refuse) else None))
+                                     else judged, judged if isinstance(judged, Refuse) else None,
+                                     payers=payers))
     root_counted_by_entry = False
     for i, entry in enumerate(op.auth):
         where = f"auth[{i}]"
@@ -524,7 +554,8 @@ def transaction_walk(tx: sx.Transaction, policy: KeyPolicy) -> TreeWalk | Refuse
             root_counted_by_entry = True
             first_node = walk.verdicts[first]
             walk.verdicts[first] = NodeVerdict(first_node.path, first_node.call + " (= call)",
-                                               (), first_node.refusal)
+                                               (), first_node.refusal,
+                                               payers=first_node.payers)
     return walk
 
 
@@ -570,28 +601,38 @@ def check_transaction(
     signer_account: str | None = None,
     spent_of_asset: Callable[[str], int] | None = None,
     channel_accounts: frozenset[str] = frozenset(),
+    channel_payers: frozenset[str] | None = None,
 ) -> Decision:
     """Decide on a transaction whose hash was computed for `network_passphrase`.
 
     `signer_account` is the key's G... account, the only payer of classic operations (None:
     the policy's single listed source account). `spent_of_asset(asset)` is what the key
     signed in that asset in the last 24 h (default: `spent_last_24h` for any asset).
-    `channel_accounts` are this signer's channel keys, a funding key's only destinations."""
+    `channel_accounts` are this signer's channel keys, a funding key's only destinations.
+    `channel_payers`, for a channel key only: whose money its transactions may move
+    (served_payers); see channel_refusal."""
     if network_passphrase != policy.network_passphrase:
         return Refuse("network_passphrase", "the signer's network is not this key's network")
     source, muxed = account_id(tx.source_account)
     if muxed:
         # Soroban transactions may not have a muxed source (txSOROBAN_INVALID).
-        return Refuse("source_accounts", "muxed transaction source is not allowed")
+        return Refuse("source_accounts", "muxed transaction source is not allowed", source)
     if not _allowed(policy.source_accounts, source) and not (
         CHANNEL_KEYS in policy.source_accounts and source in channel_accounts
     ):
-        return Refuse("source_accounts", f"transaction source {source} is not allowed")
-    walk = operations_walk(tx, policy, signer_account, channel_accounts)
+        return Refuse("source_accounts", f"transaction source {source} is not allowed", source)
+    if channel_payers is not None and source != signer_account:
+        return Refuse("source_accounts", f"a channel key signs only as the transaction source; "
+                                         f"the source is {source}", source)
+    walk = operations_walk(tx, policy, signer_account, channel_accounts, channel_payers)
     if isinstance(walk, Refuse):
         return walk
     if walk.refusal is not None:
         return walk.refusal
+    if channel_payers is not None and _is_soroban(tx):
+        refusal = channel_refusal(tx, walk, channel_payers)
+        if refusal is not None:
+            return refusal
     totals: dict[str, int] = {}
     for asset, amounts in amounts_by_asset(walk).items():
         limits = policy.native_limits() if asset == NATIVE else policy.payment_assets[asset]
@@ -611,6 +652,7 @@ def check_transaction(
 def operations_walk(
     tx: sx.Transaction, policy: KeyPolicy, signer_account: str | None,
     channel_accounts: frozenset[str] = frozenset(),
+    channel_payers: frozenset[str] | None = None,
 ) -> TreeWalk | Refuse:
     """The verdict on every node: one InvokeHostFunction's tree, or a classic batch."""
     if _is_soroban(tx):
@@ -618,7 +660,42 @@ def operations_walk(
     if len(tx.operations) == 1 and tx.operations[0].body.type == sx.OperationType.ACCOUNT_MERGE \
             and policy.merge_into is not None:
         return merge_walk(tx, policy.merge_into, signer_account or _single_source(policy))
-    return classic_walk(tx, policy, signer_account or _single_source(policy), channel_accounts)
+    return classic_walk(tx, policy, signer_account or _single_source(policy), channel_accounts,
+                        channel_payers)
+
+
+def channel_refusal(tx: sx.Transaction, walk: TreeWalk, payers: frozenset[str]
+                    ) -> Refuse | None:
+    """Deny by default for a channel key (already checked to be the transaction source) on
+    a Soroban transaction: the operation's source, every account an auth entry authorises
+    and every `from` argument in the tree must be a payer it serves. A SOURCE_ACCOUNT entry
+    authorises the operation's source, so that too is a payer, never the channel: the
+    channel's signature pays the fee and moves nobody else's money."""
+    op = tx.operations[0]
+    op_source = account_id(op.source_account)[0] if op.source_account is not None else ""
+    if op_source not in payers:
+        who = op_source or "absent (the channel itself)"
+        return Refuse("source_accounts", f"operation source {who} is not a payer this channel "
+                                         "key serves", op_source or account_id(
+                                             tx.source_account)[0])
+    invoke = op.body.invoke_host_function_op
+    for i, entry in enumerate(invoke.auth if invoke is not None else []):
+        creds = entry.credentials.address
+        if creds is None:
+            continue  # SOURCE_ACCOUNT: the operation's source, checked above
+        try:
+            address = address_text(creds.address)
+        except ValueError:
+            address = "(not an account)"
+        if address not in payers:
+            return Refuse("source_accounts", f"auth[{i}] authorises {address}, not a payer "
+                                             "this channel key serves", address)
+    for verdict in walk.verdicts:
+        for payer in verdict.payers:
+            if payer not in payers:
+                return Refuse("source_accounts", f"{verdict.path} moves money from {payer}, "
+                                                 "not a payer this channel key serves", payer)
+    return None
 
 
 def _single_source(policy: KeyPolicy) -> str:
@@ -652,27 +729,6 @@ def _check_time_bounds(tx: sx.Transaction, policy: KeyPolicy, now: int) -> Refus
     return None
 
 
-@dataclass(frozen=True)
-class LedgerClaim:
-    """What SignAuthorizationEntry knows about ledgers: the caller's claimed current ledger,
-    the expiration it asks for, and the highest ledger the signer believes possible now."""
-
-    current: int
-    expiration: int
-    ceiling: int
-
-
-def ledger_ceiling(now: float, watermark: tuple[int, float] | None) -> int:
-    """The highest current ledger plausible at `now`: ledgers close at most once a second, so
-    never more than the seconds since Stellar's epoch, nor more than the seconds elapsed since
-    the highest ledger already accepted (`watermark` = (ledger, unix time accepted))."""
-    ceiling = int(now) - STELLAR_EPOCH
-    if watermark is not None:
-        ledger, at = watermark
-        ceiling = min(ceiling, ledger + max(0, int(now - at)) + 1)
-    return ceiling
-
-
 def check_expiration(claim: LedgerClaim, policy: KeyPolicy) -> Refuse | None:
     rule = "max_signature_expiration_ledgers"
     if claim.current > claim.ceiling:
@@ -701,15 +757,25 @@ def check_authorization(
     signer_account: str,
     spent_last_24h: int,
     ledgers: LedgerClaim,
+    channel: bool = False,
 ) -> Decision:
-    """Decide on an address-credentials authorization entry signed by `signer_account`."""
+    """Decide on an address-credentials authorization entry signed by `signer_account`. A
+    channel key (`channel`) signs none: a channel pays fees as a transaction source and
+    authorises nothing (its auth would move its own balance)."""
     if network_passphrase != policy.network_passphrase:
         return Refuse("network_passphrase", "the signer's network is not this key's network")
+    if channel:
+        return Refuse("credentials", "a channel key signs transactions as their source, never "
+                                     "an authorization entry")
     creds = entry.credentials.address
     if entry.credentials.type != sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS or not creds:
         return Refuse("credentials", "only SOROBAN_CREDENTIALS_ADDRESS entries are signed")
-    address = address_text(creds.address)
+    try:
+        address = address_text(creds.address)
+    except ValueError:
+        address = f"(a {creds.address.type.name} address)"
     if address != signer_account:
+        # A muxed M... address, a contract or another account: only the key's own G... signs.
         return Refuse("credentials", f"entry address {address} is not this key's account")
     expiry = check_expiration(ledgers, policy)
     if expiry is not None:

@@ -10,16 +10,16 @@ from stellar_sdk import xdr as sx
 
 from signer_service.config import ConfigError, KeyConfig, load_config
 from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
+from signer_service.ledger_claims import LedgerClaim, ledger_ceiling
 from signer_service.policy import (
     Allow,
-    LedgerClaim,
     TreeWalk,
     authorization_walk,
     check_authorization,
     check_transaction,
     iter_nodes,
-    ledger_ceiling,
     operations_walk,
+    served_payers,
 )
 
 
@@ -51,13 +51,16 @@ def explain(
         envelope = None
     if envelope is not None:
         tx = envelope.tx
-        walk = operations_walk(tx, policy, account)
+        # A channel key: the accounts its policy names (the signer adds its payout keys'
+        # accounts, which only the token knows).
+        payers = served_payers(policy, frozenset()) if key.role == "channel" else None
+        walk = operations_walk(tx, policy, account, channel_payers=payers)
         lines = [f"transaction {envelope.hash(passphrase).hex()} for key {key.key_id}"]
         if isinstance(walk, TreeWalk):
             lines += list(iter_nodes(walk))
         decision = check_transaction(tx, policy, network_passphrase=passphrase,
                                      spent_last_24h=spent, now=int(now),
-                                     signer_account=account)
+                                     signer_account=account, channel_payers=payers)
     else:
         try:
             entry = sx.SorobanAuthorizationEntry.from_xdr(xdr)
@@ -73,7 +76,7 @@ def explain(
         claim = LedgerClaim(current_ledger, expiration_ledger, ledger_ceiling(now, None))
         decision = check_authorization(entry, policy, network_passphrase=passphrase,
                                        signer_account=address, spent_last_24h=spent,
-                                       ledgers=claim)
+                                       ledgers=claim, channel=key.role == "channel")
         lines.append("(the entry's address is taken as the key's account; the signer checks it "
                      "against the key's public key)")
     if isinstance(decision, Allow):

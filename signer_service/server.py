@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
-import functools
-import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from grpc_status import rpc_status
-from stellar_sdk import Keypair, scval
+from stellar_sdk import scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.auth import (
     authorization_payload_hash,
@@ -27,178 +21,41 @@ from stellar_sdk.auth import (
     build_authorization_preimage,
 )
 
-from signer_service import metrics
 from signer_service.audit import AuditLog
-from signer_service.backends import BackendError, ChannelKeySource, SigningBackend
-from signer_service.config import KeyConfig, SignerConfig, TlsConfig
-from signer_service.envelope import EnvelopeProblem, parse_envelope
+from signer_service.backends import ChannelKeySource, SigningBackend
+from signer_service.config import SignerConfig, TlsConfig
+from signer_service.decide import Decider, SigningRequest
+from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
+from signer_service.idempotency import SignedRequests
+from signer_service.keys import KeyHandle, KeyRegistry
+from signer_service.ledger_claims import LedgerAnchor, LedgerClaim, ledger_ceiling
 from signer_service.logs import log_event
+from signer_service.peer import Peer, caller
 from signer_service.policy import (
     NATIVE,
     Allow,
     Decision,
-    LedgerClaim,
-    Refuse,
     check_authorization,
     check_transaction,
-    ledger_ceiling,
 )
-from signer_service.spending import SpentLedger, spending_bucket, spent_amounts
-from signer_service.tracing import request_trace_id, server_interceptor
+from signer_service.rpc import SERVICE_NAME, RpcFailure, bad_request, echo, rpc
+from signer_service.spending import SpentLedger
+from signer_service.tracing import server_interceptor
+from signer_service.wire import add_service
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 
-SERVICE_NAME = "signer.v1.SignerService"
 _BACKEND_ENUM = {"pkcs11": signer_pb2.KEY_BACKEND_PKCS11, "hot": signer_pb2.KEY_BACKEND_HOT}
 _ROLE_ENUM = {"payout": signer_pb2.KEY_ROLE_PAYOUT, "funding": signer_pb2.KEY_ROLE_FUNDING,
               "channel": signer_pb2.KEY_ROLE_CHANNEL}
-
-
-# google.rpc.ErrorInfo.domain of a refusal: clients read `reason` (the policy rule) from it.
-REFUSAL_DOMAIN = "signer.payouts"
-
-
-class RpcFailure(Exception):
-    """Ends an RPC with a status; `field` adds a google.rpc.BadRequest field violation, `rule`
-    (a refusal) a google.rpc.ErrorInfo whose reason is the rule that refused and whose
-    metadata names the key, so a client can tell which rule and key without parsing text."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, field: str | None = None, *,
-                 rule: str | None = None, key_id: str = "") -> None:
-        super().__init__(message)
-        self.code, self.message, self.field = code, message, field
-        self.rule, self.key_id = rule, key_id
-
-
-def bad_request(field: str, message: str) -> RpcFailure:
-    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field)
-
-
-# Longest accepted value of each request field, in UTF-8 bytes; any other string field gets
-# DEFAULT_FIELD_MAX_BYTES. Ids match payout-service's (1-128 characters). A Soroban
-# transaction is at most 132,096 bytes on mainnet (tx_max_size_bytes), ~176 KiB in base64.
-FIELD_MAX_BYTES = {
-    "key_id": 64, "request_id": 128, "payout_id": 128, "correlation_id": 128,
-    "envelope_xdr": 256 * 1024, "entry_xdr": 64 * 1024,
-}
-DEFAULT_FIELD_MAX_BYTES = 256
-ECHO_CHARS = 32  # no error message repeats more of an input than this
 MAX_BATCH = 100  # SignTransactions requests per call
 
 
-def echo(value: str) -> str:
-    """A short, printable prefix of caller input, for error messages."""
-    short = value[:ECHO_CHARS] + ("..." if len(value) > ECHO_CHARS else "")
-    return repr(short)
-
-
-def oversized_field(message: Any, prefix: str = "") -> tuple[str, int] | None:
-    """The first string field (at any depth) longer than its limit, as (path, limit)."""
-    for field, value in message.ListFields():
-        path = prefix + field.name
-        values = value if field.is_repeated else [value]
-        for item in values:
-            if isinstance(item, str | bytes):
-                size = len(item.encode()) if isinstance(item, str) else len(item)
-                limit = FIELD_MAX_BYTES.get(field.name, DEFAULT_FIELD_MAX_BYTES)
-                if size > limit:
-                    return path, limit
-            elif field.message_type is not None:
-                found = oversized_field(item, path + ".")
-                if found:
-                    return found
-    return None
-
-
-def client_identities(context: grpc.aio.ServicerContext[Any, Any]) -> list[str]:
-    """Certificate CN first, then SAN entries; grpc has verified the chain against our CA."""
-    auth = context.auth_context()
-    names = list(auth.get("x509_common_name", [])) + list(
-        auth.get("x509_subject_alternative_name", [])
-    )
-    seen: list[str] = []
-    for raw in names:
-        name = raw.decode("utf-8", "replace")
-        if name not in seen:
-            seen.append(name)
-    return seen
-
-
-# The caller's trace id, for the audit record and the decision log of this call.
-TRACE_ID: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
-R = TypeVar("R")
-Handler = Callable[[Any, Any, Any], Awaitable[R]]
-
-
-def rpc(method: str) -> Callable[[Handler[R]], Handler[R]]:
-    """Counts the call by status code and turns RpcFailure (or a bug) into a clean status."""
-
-    def wrap(fn: Handler[R]) -> Handler[R]:
-        @functools.wraps(fn)
-        async def run(self: Any, request: Any, context: Any) -> R:
-            start, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                TRACE_ID.set(request_trace_id(context))
-                too_long = oversized_field(request)
-                if too_long is not None:
-                    raise bad_request(too_long[0], f"is longer than {too_long[1]} bytes")
-                return await fn(self, request, context)
-            except RpcFailure as failure:
-                code = failure.code
-                await _abort(context, failure)
-                raise AssertionError("unreachable") from None
-            except Exception as err:
-                code = grpc.StatusCode.INTERNAL
-                log_event("unexpected error", logging.ERROR, method=method,
-                          error=type(err).__name__)
-                # No stack trace or exception text crosses the wire.
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-                raise AssertionError("unreachable") from None
-            finally:
-                metrics.GRPC_HANDLED.labels(SERVICE_NAME, method, code.name).inc()
-                metrics.GRPC_SECONDS.labels(SERVICE_NAME, method).observe(
-                    time.perf_counter() - start
-                )
-
-        return run
-
-    return wrap
-
-
-async def _abort(context: Any, failure: RpcFailure) -> None:
-    if failure.field is None and failure.rule is None:
-        await context.abort(failure.code, failure.message)
-        return
-    status = status_pb2.Status(code=failure.code.value[0], message=failure.message)
-    if failure.field is not None:
-        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(
-                field=failure.field, description=failure.message
-            )
-        ]))
-    if failure.rule is not None:
-        status.details.add().Pack(error_details_pb2.ErrorInfo(
-            reason=failure.rule, domain=REFUSAL_DOMAIN,
-            metadata={"key_id": failure.key_id} if failure.key_id else {},
-        ))
-    await context.abort_with_status(rpc_status.to_status(status))
-
-
-# One token listing per second at most, whatever asks for a refresh of the channel keys.
-MIN_REFRESH_SECONDS = 1.0
-
-
-@dataclass
-class KeyHandle:
-    config: KeyConfig
-    backend: SigningBackend
-    keypair: Keypair  # public half only
-    lock: asyncio.Lock
-    address: str = ""  # G..., computed once (StrKey encoding is not free)
-    hint: bytes = b""
-
-    def __post_init__(self) -> None:
-        self.address = self.keypair.public_key
-        self.hint = self.keypair.signature_hint()
+def _identified(context: Any) -> Peer:
+    """The caller of an RPC that decides nothing (ListKeys, GetPublicKey): one identity."""
+    peer = caller(context)
+    if peer.problem:
+        raise RpcFailure(grpc.StatusCode.UNAUTHENTICATED, peer.problem)
+    return peer
 
 
 class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[misc]
@@ -209,205 +66,67 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         audit: AuditLog,
         spent: SpentLedger,
         clock: Callable[[], float] = time.time,
-        ledger_watermark: tuple[int, float] | None = None,
+        ledger_anchor: LedgerAnchor | None = None,
         channel_source: ChannelKeySource | None = None,
+        signed: SignedRequests | None = None,
     ) -> None:
         self._passphrase = config.network_passphrase
         self._audit = audit
-        self._spent = spent
         self._clock = clock
-        # Highest current_ledger claim accepted so far and when (see policy.ledger_ceiling).
-        self._ledger_watermark = ledger_watermark
-        self._keys: dict[str, KeyHandle] = {}
-        for key in config.keys:
-            backend = backends[key.key_id]
-            public = Keypair.from_raw_ed25519_public_key(backend.public_key(key.key_id))
-            self._keys[key.key_id] = KeyHandle(key, backend, public, asyncio.Lock())
-        # A funding key's only destinations: the accounts of this signer's channel keys.
-        self._channel_accounts = frozenset(
-            h.address for h in self._keys.values() if h.config.role == "channel")
-        # [channel_keys]: the token's channel keys, re-listed by refresh_keys().
-        self._channel_config = config.channel_keys
-        self._channel_source = channel_source
-        self._found: frozenset[str] = frozenset()  # key ids refresh_keys() manages
-        self._refresh_lock = asyncio.Lock()
-        self._refreshed_at = float("-inf")
+        self._min_close = config.min_ledger_close_seconds
+        # The first current_ledger claim this log accepted (see policy.ledger_ceiling).
+        self._ledger_anchor = ledger_anchor
+        self.keys = KeyRegistry(config.keys, backends, config.channel_keys, channel_source)
+        self._decider = Decider(audit, spent, signed or SignedRequests(), clock)
 
-    async def refresh_keys(self, *, wait: bool = False) -> None:
-        """The key registry follows the token: a channel key generated on it (`signerctl
-        channel-keys generate`) signs from the next refresh on, one destroyed on it stops
-        signing (its handle leaves the registry; the backend has dropped it). Called by the
-        periodic refresh, ListKeys and a GetPublicKey of an unknown key id; one token listing
-        per second at most, whoever asks (`wait`: list once that second has passed, for a
-        caller that must see a key generated just now). Configured [[keys]] are never
-        touched."""
-        config, source = self._channel_config, self._channel_source
-        if config is None or source is None:
-            return
-        async with self._refresh_lock:
-            early = MIN_REFRESH_SECONDS - (time.monotonic() - self._refreshed_at)
-            if early > 0 and not wait:
-                return
-            if early > 0:
-                await asyncio.sleep(early)
-            try:
-                found = await source.scan_channel_keys(config.label_prefix)
-            except BackendError as err:
-                # The registry stays as it was; the next refresh tries again.
-                log_event("channel key refresh failed", logging.WARNING, error=str(err))
-                return
-            finally:
-                self._refreshed_at = time.monotonic()
-            keys = {k: h for k, h in self._keys.items() if k not in self._found}
-            for key_id, raw in sorted(found.items()):
-                handle = self._keys.get(key_id)
-                if handle is None or key_id not in self._found or \
-                        handle.keypair.raw_public_key() != raw:
-                    public = Keypair.from_raw_ed25519_public_key(raw)
-                    handle = KeyHandle(config.key(key_id), source, public, asyncio.Lock())
-                keys[key_id] = handle
-            added, removed = set(found) - self._found, self._found - set(found)
-            # Swapped whole: a call already holding a handle finishes with it.
-            self._keys, self._found = keys, frozenset(found)
-            self._channel_accounts = frozenset(
-                h.address for h in keys.values() if h.config.role == "channel")
-        if added or removed:
-            log_event("channel keys refreshed", added=sorted(added)[:50],
-                      removed=sorted(removed)[:50], channel_keys=len(found))
+    # ---------------------------------------------------------------- transactions
 
-    async def keep_keys_fresh(self) -> None:
-        """The periodic refresh: catches keys destroyed on the token (no call names them)."""
-        if self._channel_config is None:
-            return
-        while True:
-            await asyncio.sleep(self._channel_config.refresh_seconds)
-            await self.refresh_keys()
-
-    def public_keys(self) -> dict[str, str]:
-        return {k: h.address for k, h in self._keys.items()}
-
-    # ---------------------------------------------------------------- helpers
-
-    def _key_for(self, key_id: str) -> KeyHandle:
-        if not key_id:
-            raise bad_request("key_id", "is required")
-        handle = self._keys.get(key_id)
-        if handle is None:
-            raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"key {echo(key_id)} is not configured")
-        return handle
-
-    @staticmethod
-    def _may_use(handle: KeyHandle, clients: list[str]) -> bool:
-        return any(c in handle.config.allowed_clients for c in clients)
-
-    async def _record(
-        self, *, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
-        ctx: signer_pb2.SigningContext, tx_hash: str, decision: str, rule: str,
-        detail: str = "", amount: int = 0, extra: dict[str, Any] | None = None,
-    ) -> None:
-        fields: dict[str, Any] = {
-            "kind": kind,
-            "client": clients[0] if clients else "",
-            "key_id": handle.config.key_id,
-            "public_key": handle.address,
-            "tx_hash": tx_hash,
-            "decision": decision,
-            "rule": rule,
-            "detail": detail,
-            "amount_stroops": amount,
-            "request_id": request_id,
-            "payout_id": ctx.payout_id,
-            "attempt": ctx.attempt,
-            "correlation_id": ctx.correlation_id,
-            "trace_id": TRACE_ID.get(),
-            **(extra or {}),
-        }
+    def _transaction_request(
+        self, request: signer_pb2.SignTransactionRequest | signer_pb2.CheckTransactionRequest,
+        peer: Peer, kind: str,
+    ) -> tuple[SigningRequest, ParsedEnvelope]:
+        handle = self.keys.get(request.key_id)
+        if not request.request_id:
+            raise bad_request("request_id", "is required")
+        if not request.envelope_xdr:
+            raise bad_request("envelope_xdr", "is required")
         try:
-            await self._audit.append(fields)
-        except OSError as err:
-            log_event("audit write failed", logging.ERROR, error=type(err).__name__)
-            # Without its audit record a decision must not take effect.
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "audit log unavailable") from None
-        metrics.DECISIONS.labels(decision if decision != "allow" else "sign", rule).inc()
-        log_event(
-            "signing decision",
-            logging.INFO if decision == "allow" else logging.WARNING,
-            kind=kind, request_id=request_id, payout_id=ctx.payout_id, attempt=ctx.attempt,
-            correlation_id=ctx.correlation_id, trace_id=fields["trace_id"],
-            key_id=handle.config.key_id,
-            client=fields["client"], tx_hash=tx_hash, decision=decision, rule=rule,
-            detail=detail, amount_stroops=amount,
+            envelope = parse_envelope(request.envelope_xdr)
+        except EnvelopeProblem as problem:
+            raise bad_request("envelope_xdr", str(problem)) from None
+        payers = self.keys.channel_payers(handle)
+        channels = self.keys.channel_accounts
+
+        def decide(spent: Callable[[str], int], now: float) -> Decision:
+            return check_transaction(
+                envelope.tx, handle.config.policy, network_passphrase=self._passphrase,
+                spent_last_24h=spent(NATIVE), now=int(now), signer_account=handle.address,
+                spent_of_asset=spent, channel_accounts=channels, channel_payers=payers,
+            )
+
+        return SigningRequest(kind, handle, peer, request.request_id, request.context,
+                              envelope.hash(self._passphrase), "envelope_xdr", decide), envelope
+
+    async def _sign_transaction(
+        self, request: signer_pb2.SignTransactionRequest, peer: Peer
+    ) -> signer_pb2.SignTransactionResponse:
+        req, envelope = self._transaction_request(request, peer, "transaction")
+        await self._decider.admit(req)
+        signature = await self._decider.sign(req)
+        handle = req.handle
+        decorated = sx.DecoratedSignature(sx.SignatureHint(handle.hint), sx.Signature(signature))
+        return signer_pb2.SignTransactionResponse(
+            signed_envelope_xdr=base64.b64encode(envelope.with_signature(decorated)).decode(),
+            decorated_signature_xdr=decorated.to_xdr(),
+            tx_hash=req.tx_hash,
+            public_key=handle.address,
         )
-
-    async def _refuse_client(
-        self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
-        ctx: signer_pb2.SigningContext, tx_hash: str,
-    ) -> RpcFailure:
-        who = echo(clients[0]) if clients else "(no identity)"
-        detail = f"client {who} may not use key {handle.config.key_id}"
-        await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
-                           ctx=ctx, tx_hash=tx_hash, decision="refuse",
-                           rule="allowed_clients", detail=detail)
-        return RpcFailure(grpc.StatusCode.PERMISSION_DENIED, detail, rule="allowed_clients",
-                          key_id=handle.config.key_id)
-
-    async def _decide_and_sign(
-        self, kind: str, handle: KeyHandle, clients: list[str], request_id: str,
-        ctx: signer_pb2.SigningContext, digest: bytes,
-        decide: Callable[[Callable[[str], int], float], Decision],
-        extra: dict[str, Any] | None = None,
-    ) -> bytes:
-        """Policy check and daily reservation under the key's lock, then sign, then audit.
-        `decide` gets what the key spent in the last 24 h, per asset, and the time."""
-        key_id, tx_hash = handle.config.key_id, digest.hex()
-        async with handle.lock:
-            now = self._clock()
-            decision = decide(lambda asset: self._spent.spent(spending_bucket(key_id, asset),
-                                                              now), now)
-            if isinstance(decision, Allow):
-                spends = spent_amounts(key_id, decision.amount_stroops,
-                                       decision.asset_amounts)
-                for bucket, amount in spends:
-                    self._spent.add(bucket, now, amount)
-                if decision.asset_amounts:
-                    extra = {**(extra or {}), "asset_amounts": dict(decision.asset_amounts)}
-        if isinstance(decision, Refuse):
-            await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
-                               ctx=ctx, tx_hash=tx_hash, decision="refuse", rule=decision.rule,
-                               detail=decision.detail, extra=extra)
-            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, decision.message,
-                             rule=decision.rule, key_id=key_id)
-        try:
-            start = time.perf_counter()
-            # The backend verifies the token's signature before returning it (a token that
-            # returns a wrong signature must not hand it out), off the event loop.
-            signature = await handle.backend.sign(key_id, digest)
-            metrics.BACKEND_SIGN_SECONDS.observe(time.perf_counter() - start)
-        except BackendError as err:
-            for bucket, amount in spends:
-                self._spent.remove(bucket, now, amount)
-            await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
-                               ctx=ctx, tx_hash=tx_hash, decision="error", rule="backend",
-                               detail=type(err).__name__)
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "signing backend failed") from None
-        try:
-            await self._record(kind=kind, handle=handle, clients=clients, request_id=request_id,
-                               ctx=ctx, tx_hash=tx_hash, decision="allow", rule="none",
-                               amount=decision.amount_stroops, extra=extra)
-        except RpcFailure:
-            # Not recorded, so not handed out: the amount was never spent.
-            for bucket, amount in spends:
-                self._spent.remove(bucket, now, amount)
-            raise
-        return signature
-
-    # ---------------------------------------------------------------- RPCs
 
     @rpc("SignTransaction")
     async def SignTransaction(  # noqa: N802 - gRPC method name
         self, request: signer_pb2.SignTransactionRequest, context: Any
     ) -> signer_pb2.SignTransactionResponse:
-        return await self._sign_transaction(request, client_identities(context))
+        return await self._sign_transaction(request, caller(context))
 
     @rpc("SignTransactions")
     async def SignTransactions(  # noqa: N802 - gRPC method name
@@ -417,59 +136,50 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             raise bad_request("requests", "is required (1 to 100 requests)")
         if len(request.requests) > MAX_BATCH:
             raise bad_request("requests", f"{len(request.requests)} requests, at most {MAX_BATCH}")
-        clients = client_identities(context)
+        peer = caller(context)
 
         async def one(item: signer_pb2.SignTransactionRequest) -> signer_pb2.SignTransactionResult:
             try:
                 return signer_pb2.SignTransactionResult(
-                    signed=await self._sign_transaction(item, clients))
+                    signed=await self._sign_transaction(item, peer))
             except RpcFailure as failure:
                 return signer_pb2.SignTransactionResult(error=signer_pb2.SigningError(
                     code=failure.code.value[0], message=failure.message,
-                    field=failure.field or ""))
+                    field=failure.field or "", rule=failure.rule or "",
+                    account=failure.account))
 
-        # Concurrently: the batch shares the PKCS#11 thread's pass and the audit log's fsync.
+        # Concurrently: the batch shares the PKCS#11 process's frames and the audit's fsync.
         results = await asyncio.gather(*(one(item) for item in request.requests))
         return signer_pb2.SignTransactionsResponse(results=results)
 
-    async def _sign_transaction(
-        self, request: signer_pb2.SignTransactionRequest, clients: list[str]
-    ) -> signer_pb2.SignTransactionResponse:
-        handle = self._key_for(request.key_id)
-        if not request.request_id:
-            raise bad_request("request_id", "is required")
-        if not request.envelope_xdr:
-            raise bad_request("envelope_xdr", "is required")
-        try:
-            envelope = parse_envelope(request.envelope_xdr)
-        except EnvelopeProblem as problem:
-            raise bad_request("envelope_xdr", str(problem)) from None
-        digest = envelope.hash(self._passphrase)
-        if not self._may_use(handle, clients):
-            raise await self._refuse_client("transaction", handle, clients, request.request_id,
-                                            request.context, digest.hex())
-        signature = await self._decide_and_sign(
-            "transaction", handle, clients, request.request_id, request.context, digest,
-            lambda spent, now: check_transaction(
-                envelope.tx, handle.config.policy, network_passphrase=self._passphrase,
-                spent_last_24h=spent(NATIVE), now=int(now), signer_account=handle.address,
-                spent_of_asset=spent, channel_accounts=self._channel_accounts,
-            ),
-        )
-        decorated = sx.DecoratedSignature(sx.SignatureHint(handle.hint), sx.Signature(signature))
-        return signer_pb2.SignTransactionResponse(
-            signed_envelope_xdr=base64.b64encode(envelope.with_signature(decorated)).decode(),
-            decorated_signature_xdr=decorated.to_xdr(),
-            tx_hash=digest.hex(),
-            public_key=handle.address,
-        )
+    @rpc("CheckTransaction")
+    async def CheckTransaction(  # noqa: N802 - gRPC method name
+        self, request: signer_pb2.CheckTransactionRequest, context: Any
+    ) -> signer_pb2.CheckTransactionResponse:
+        req, _ = self._transaction_request(request, caller(context), "check")
+        answer = signer_pb2.CheckTransactionResponse(key_id=req.handle.key_id,
+                                                     tx_hash=req.tx_hash)
+        not_allowed = await self._decider.admit(req)
+        if not_allowed is not None:
+            answer.rule, answer.message = "allowed_clients", not_allowed
+            return answer
+        decision = await self._decider.check(req)
+        if isinstance(decision, Allow):
+            answer.would_sign = True
+            answer.message = f"would sign: amount {decision.amount_stroops} stroops" + "".join(
+                f", {n} stroops of {a}" for a, n in decision.asset_amounts)
+        else:
+            answer.rule, answer.account, answer.message = \
+                decision.rule, decision.account, decision.message
+        return answer
+
+    # ---------------------------------------------------------------- authorization entries
 
     @rpc("SignAuthorizationEntry")
     async def SignAuthorizationEntry(  # noqa: N802 - gRPC method name
         self, request: signer_pb2.SignAuthorizationEntryRequest, context: Any
     ) -> signer_pb2.SignAuthorizationEntryResponse:
-        clients = client_identities(context)
-        handle = self._key_for(request.key_id)
+        handle = self.keys.get(request.key_id)
         if not request.request_id:
             raise bad_request("request_id", "is required")
         if request.signature_expiration_ledger == 0:
@@ -483,30 +193,26 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
                 from None
         if entry.credentials.type != sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS:
             raise bad_request("entry_xdr", "only address credentials can be signed")
-        expiration = request.signature_expiration_ledger
-        preimage = build_authorization_preimage(entry, expiration, self._passphrase)
-        digest = authorization_payload_hash(preimage)
-        if not self._may_use(handle, clients):
-            raise await self._refuse_client("authorization", handle, clients,
-                                            request.request_id, request.context, digest.hex())
-        current = request.current_ledger
+        expiration, current = request.signature_expiration_ledger, request.current_ledger
+        try:
+            digest: bytes | None = authorization_payload_hash(
+                build_authorization_preimage(entry, expiration, self._passphrase))
+        except ValueError:
+            digest = None  # not a G.../C... address: the policy refuses it (credentials)
+        req = SigningRequest(
+            "authorization", handle, caller(context), request.request_id, request.context,
+            digest, "entry_xdr", self._authorization_decision(entry, handle, current,
+                                                              expiration),
+            extra={"current_ledger": current, "expiration_ledger": expiration})
+        anchor_before = self._ledger_anchor
 
-        def decide(spent: Callable[[str], int], now: float) -> Decision:
-            claim = LedgerClaim(current, expiration, ledger_ceiling(now, self._ledger_watermark))
-            decision = check_authorization(
-                entry, handle.config.policy, network_passphrase=self._passphrase,
-                signer_account=handle.address, spent_last_24h=spent(NATIVE), ledgers=claim,
-            )
-            if isinstance(decision, Allow) and (
-                self._ledger_watermark is None or current > self._ledger_watermark[0]
-            ):
-                self._ledger_watermark = (current, now)
-            return decision
+        def forget_anchor() -> None:
+            if anchor_before is None:
+                self._ledger_anchor = None
 
-        signature = await self._decide_and_sign(
-            "authorization", handle, clients, request.request_id, request.context, digest,
-            decide, extra={"current_ledger": current, "expiration_ledger": expiration},
-        )
+        req.undo = forget_anchor
+        await self._decider.admit(req)
+        signature = await self._decider.sign(req)
         # The default Stellar account's signature shape: Vec<Map{public_key, signature}>.
         signature_val = scval.to_vec([scval.to_map({
             scval.to_symbol("public_key"): scval.to_bytes(handle.keypair.raw_public_key()),
@@ -523,28 +229,48 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             signed_entry_xdr=signed.to_xdr(), public_key=handle.address
         )
 
+    def _authorization_decision(
+        self, entry: sx.SorobanAuthorizationEntry, handle: KeyHandle, current: int,
+        expiration: int,
+    ) -> Callable[[Callable[[str], int], float], Decision]:
+        def decide(spent: Callable[[str], int], now: float) -> Decision:
+            claim = LedgerClaim(current, expiration,
+                                ledger_ceiling(now, self._ledger_anchor, self._min_close))
+            decision = check_authorization(
+                entry, handle.config.policy, network_passphrase=self._passphrase,
+                signer_account=handle.address, spent_last_24h=spent(NATIVE), ledgers=claim,
+                channel=handle.config.role == "channel",
+            )
+            if isinstance(decision, Allow) and self._ledger_anchor is None:
+                self._ledger_anchor = LedgerAnchor(current, now)
+            return decision
+
+        return decide
+
+    # ---------------------------------------------------------------- keys and audit
+
     @rpc("ListKeys")
     async def ListKeys(  # noqa: N802 - gRPC method name
         self, request: signer_pb2.ListKeysRequest, context: Any
     ) -> signer_pb2.ListKeysResponse:
-        clients = client_identities(context)
-        await self.refresh_keys()
+        peer = _identified(context)
+        await self.keys.refresh()
         return signer_pb2.ListKeysResponse(keys=[
-            self._key_message(h) for h in self._keys.values() if self._may_use(h, clients)
+            self._key_message(h) for h in self.keys.handles()
+            if peer.identity in h.config.allowed_clients
         ])
 
     @rpc("GetPublicKey")
     async def GetPublicKey(  # noqa: N802 - gRPC method name
         self, request: signer_pb2.GetPublicKeyRequest, context: Any
     ) -> signer_pb2.GetPublicKeyResponse:
-        clients = client_identities(context)
-        if request.key_id not in self._keys:
-            await self.refresh_keys(wait=True)  # a channel key generated since the last one
-        handle = self._key_for(request.key_id)
-        if not self._may_use(handle, clients):
-            who = echo(clients[0]) if clients else "(no identity)"
+        peer = _identified(context)
+        if not self.keys.known(request.key_id):
+            await self.keys.refresh(wait=True)  # a channel key generated since the last one
+        handle = self.keys.get(request.key_id)
+        if peer.identity not in handle.config.allowed_clients:
             raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED,
-                             f"client {who} may not use key {handle.config.key_id}")
+                             f"client {echo(peer.identity)} may not use key {handle.key_id}")
         return signer_pb2.GetPublicKeyResponse(key=self._key_message(handle))
 
     @rpc("GetAuditCheckpoint")
@@ -561,7 +287,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
     @staticmethod
     def _key_message(handle: KeyHandle) -> signer_pb2.Key:
         return signer_pb2.Key(
-            key_id=handle.config.key_id, public_key=handle.address,
+            key_id=handle.key_id, public_key=handle.address,
             backend=_BACKEND_ENUM[handle.config.backend], role=_ROLE_ENUM[handle.config.role],
         )
 
@@ -609,7 +335,10 @@ async def build_server(
     servicer: SignerServicer, listen_addr: str, tls: TlsConfig, *, trace_export: bool = False
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     server = grpc.aio.server(interceptors=[server_interceptor()] if trace_export else [])
-    signer_pb2_grpc.add_SignerServiceServicer_to_server(servicer, server)
+    # Like the generated add_SignerServiceServicer_to_server, with deserializers that turn
+    # bytes protobuf refuses into INVALID_ARGUMENT (wire.py) instead of grpc's UNKNOWN.
+    add_service(server, servicer, signer_pb2.DESCRIPTOR.services_by_name["SignerService"],
+                signer_pb2)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -6,6 +6,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from signer_service.ledger_claims import LedgerAnchor
+
 DAY_SECONDS = 86_400
 
 
@@ -64,14 +66,13 @@ class SpentLedger:
         return self._totals[key_id]
 
 
-def ledger_watermark(records: Iterable[dict[str, Any]]) -> tuple[int, float] | None:
-    """The highest current_ledger an allowed authorization claimed, and when: the signer's
-    only knowledge of the network's ledger, rebuilt from the verified log like the spending."""
-    best: tuple[int, float] | None = None
+def ledger_anchor(records: Iterable[dict[str, Any]]) -> LedgerAnchor | None:
+    """The first current_ledger an allowed authorization claimed in this log, and when: the
+    signer's only knowledge of the network's ledger (policy.ledger_ceiling), rebuilt from the
+    verified log like the spending, so a restart does not make a new first claim."""
     for r in records:
         ledger = r.get("current_ledger")
-        if r.get("decision") == "allow" and isinstance(ledger, int) and (
-            best is None or ledger > best[0]
-        ):
-            best = (ledger, float(r.get("time", 0.0)))
-    return best
+        if r.get("decision") == "allow" and isinstance(ledger, int) and \
+                not isinstance(ledger, bool):
+            return LedgerAnchor(ledger, float(r.get("time", 0.0)))
+    return None

@@ -17,7 +17,7 @@ import os
 import secrets
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from stellar_sdk import Keypair
 
-from signer_service.certs import CertPair, generate_dev_certs
+from signer_service.certs import CertPair, DevCerts, generate_dev_certs
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -62,6 +62,8 @@ class SignerFixture:
     metrics_port: int | None = None
     logs: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+    pid: int = 0
 
     def channel_credentials(self, client: str | None = None) -> grpc.ChannelCredentials:
         pair = self.clients[client] if client else CertPair(self.client_cert, self.client_key)
@@ -137,8 +139,47 @@ async def make_softhsm_token(folder: Path, env: dict[str, str], token_label: str
                         "--token-label", token_label)
 
 
-@contextlib.asynccontextmanager
-async def running_signer(
+@dataclass
+class SignerSetup:
+    """A token (or hot keys), certificates and [[keys]] ready for one or more signer configs."""
+
+    folder: Path
+    certs: DevCerts
+    env: dict[str, str]
+    clients: list[str]
+    key_id: str
+    public_key: str
+    tables: dict[str, dict[str, Any]]
+    keys: list[dict[str, Any]]
+    network_passphrase: str
+
+    def config(self, name: str, *, metrics_port: int | None = None,
+               server: Mapping[str, Any] | None = None) -> SignerFixture:
+        """A config of its own (own audit directory, 0700, and listen port) for one signer,
+        in the folder `name` ("": the setup's own folder, beside the keys)."""
+        folder = self.folder / name
+        audit_log = folder / "audit" / "audit.log"
+        audit_log.parent.mkdir(parents=True, mode=0o700)
+        config_path = folder / "signer.toml"
+        settings = {"listen_addr": "127.0.0.1:0", "network_passphrase": self.network_passphrase,
+                    "metrics_port": metrics_port, "metrics_addr": "127.0.0.1", **(server or {})}
+        certs = self.certs
+        config_path.write_text(render_config({
+            "server": settings,
+            "tls": {"cert": certs.server.cert, "key": certs.server.key,
+                    "client_ca": certs.ca_cert},
+            "audit": {"path": audit_log},
+            **self.tables,
+        }, self.keys))
+        return SignerFixture(
+            address="", ca_cert=certs.ca_cert, client_cert=certs.clients[self.clients[0]].cert,
+            client_key=certs.clients[self.clients[0]].key, key_id=self.key_id,
+            public_key=self.public_key, audit_log=audit_log, config_path=config_path,
+            clients=certs.clients, env=self.env,
+        )
+
+
+async def prepare_signer(
     tmp_path: Path,
     *,
     network_passphrase: str,
@@ -146,19 +187,18 @@ async def running_signer(
     policy: dict[str, Any] | None = None,
     client_names: list[str] | None = None,
     key_id: str = "payout",
-    metrics_port: int | None = None,
     hot_secret: str | None = None,
     allowed_clients: list[str] | None = None,
-    startup_timeout: float = 30.0,
     extra_keys: Mapping[str, str] | None = None,
     key_settings: Mapping[str, Mapping[str, Any]] | None = None,
     channel_keys: Mapping[str, Any] | None = None,
-) -> AsyncIterator[SignerFixture]:
-    """`extra_keys` maps more key ids to secrets (e.g. channel accounts), held by the same
-    backend (imported onto the token for pkcs11) under the same policy. `key_settings` adds
-    [[keys]] settings per key id (e.g. role), its "policy" entry merged into the policy.
-    `channel_keys` writes a [channel_keys] table (pkcs11: the token's channel keys found by
-    label prefix), its "policy" entry merged into the policy."""
+) -> SignerSetup:
+    """A token (or hot keys), certificates and [[keys]] for signers. `extra_keys` maps more
+    key ids to secrets (e.g. channel accounts), held by the same backend (imported onto the
+    token for pkcs11) under the same policy. `key_settings` adds [[keys]] settings per key
+    id (e.g. role), its "policy" entry merged into the policy. `channel_keys` writes a
+    [channel_keys] table (pkcs11: the token's channel keys found by label prefix), its
+    "policy" entry merged into the policy."""
     clients = list(client_names or ["payout-service"])
     folder = tmp_path / f"signer-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
@@ -223,32 +263,65 @@ async def running_signer(
         settings = dict((key_settings or {}).get(entry["id"], {}))
         entry["policy"] = {**entry["policy"], **settings.pop("policy", {})}
         entry.update(settings)
-    audit_log = folder / "audit" / "audit.log"
-    audit_log.parent.mkdir()
-    config_path = folder / "signer.toml"
-    server = {"listen_addr": "127.0.0.1:0", "network_passphrase": network_passphrase,
-              "metrics_port": metrics_port, "metrics_addr": "127.0.0.1"}
-    config_path.write_text(render_config({
-        "server": server,
-        "tls": {"cert": certs.server.cert, "key": certs.server.key, "client_ca": certs.ca_cert},
-        "audit": {"path": audit_log},
-        **tables,
-    }, [key, *more]))
-    fixture = SignerFixture(
-        address="", ca_cert=certs.ca_cert, client_cert=certs.clients[clients[0]].cert,
-        client_key=certs.clients[clients[0]].key, key_id=key_id, public_key=public_key,
-        audit_log=audit_log, config_path=config_path, clients=certs.clients, env=env,
-    )
+    return SignerSetup(folder, certs, env, clients, key_id, public_key, tables, [key, *more],
+                       network_passphrase)
+
+
+@contextlib.asynccontextmanager
+async def running_signer(
+    tmp_path: Path,
+    *,
+    metrics_port: int | None = None,
+    startup_timeout: float = 30.0,
+    server: Mapping[str, Any] | None = None,
+    before_start: Callable[[SignerFixture], None] | None = None,
+    **setup: Any,
+) -> AsyncIterator[SignerFixture]:
+    """A signer-service process with the keys prepare_signer(tmp_path, **setup) makes.
+    `server` adds [server] settings; `before_start` runs on the fixture (config written,
+    audit directory made) before the process starts."""
+    prepared = await prepare_signer(tmp_path, **setup)
+    fixture = prepared.config("", metrics_port=metrics_port, server=server)
+    if before_start is not None:
+        before_start(fixture)
+    async with serving(fixture, startup_timeout) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def running_signers(
+    tmp_path: Path, count: int, *, startup_timeout: float = 30.0, **kwargs: Any
+) -> AsyncIterator[list[SignerFixture]]:
+    """`count` signer instances of one deployment: the same token (one SoftHSM token
+    directory) and keys, certificates and policy, each with its own audit log, port and
+    instance name (`signer-0`, ...), `instances = count`. kwargs: as running_signer."""
+    setup = await prepare_signer(tmp_path, **kwargs)
+    fixtures = [setup.config(f"signer-{i}", server={"instances": count,
+                                                    "instance_name": f"signer-{i}"})
+                for i in range(count)]
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(serving(f, startup_timeout)) for f in fixtures]
+
+
+@contextlib.asynccontextmanager
+async def serving(fixture: SignerFixture, startup_timeout: float = 30.0
+                  ) -> AsyncIterator[SignerFixture]:
+    """signer-service on `fixture`'s config until the block ends (SIGTERM, then SIGKILL);
+    `fixture.process` is the process (a test may kill it), and the fixture may be served
+    again after the block to restart it on the same audit log."""
+    fixture.logs.clear()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "signer_service", "--config", str(config_path), env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", "signer_service", "--config", str(fixture.config_path),
+        env=fixture.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
+    fixture.process = proc
     drain: asyncio.Task[None] | None = None
     try:
         started = await asyncio.wait_for(_read_start(proc, fixture), startup_timeout)
         fixture.address = f"127.0.0.1:{started['port']}"
         fixture.metrics_port = started.get("metrics_port")
+        fixture.pid = int(started["pid"])
         drain = asyncio.create_task(_drain(proc, fixture))
         await asyncio.wait_for(_wait_serving(fixture), startup_timeout)
         yield fixture

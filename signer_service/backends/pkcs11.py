@@ -28,8 +28,10 @@ ED25519_OID = "1.3.101.112"
 CHAIN_KEY_CONTEXT = b"stellar-payouts signer audit chain v1"
 
 
-def checkpoint_label(audit_label: str) -> str:
-    return f"{audit_label}-checkpoint"
+def checkpoint_label(audit_label: str, instance: str = "") -> str:
+    """The token's checkpoint object of one audit log: one per named instance, so instances
+    sharing a token never read each other's head."""
+    return f"{audit_label}-checkpoint" + (f"-{instance}" if instance else "")
 
 
 def raw_public_key(ec_point: bytes) -> bytes:
@@ -67,10 +69,11 @@ class _Session:
 
 class Pkcs11Backend:
     def __init__(self, module: str, token_label: str, pin: str, labels: dict[str, str],
-                 audit_label: str = "signer-audit-hmac") -> None:
+                 audit_label: str = "signer-audit-hmac", instance: str = "") -> None:
         token = open_token(module, token_label)
         self._labels = dict(labels)
         self._audit_label = audit_label
+        self._checkpoint_label = checkpoint_label(audit_label, instance)
         self._free: queue.SimpleQueue[_Session] = queue.SimpleQueue()
         self._sessions: list[_Session] = []
         try:
@@ -203,7 +206,7 @@ class Pkcs11Backend:
     def _checkpoint_objects(self) -> list[Any]:
         session = self._sessions[0].session
         return list(session.get_objects({Attribute.CLASS: ObjectClass.DATA,
-                                         Attribute.LABEL: checkpoint_label(self._audit_label)}))
+                                         Attribute.LABEL: self._checkpoint_label}))
 
     def load_checkpoint(self) -> tuple[int, str] | None:
         best: tuple[int, str] | None = None
@@ -219,7 +222,7 @@ class Pkcs11Backend:
         old = self._checkpoint_objects()
         self._sessions[0].session.create_object({
             Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True, Attribute.PRIVATE: True,
-            Attribute.LABEL: checkpoint_label(self._audit_label),
+            Attribute.LABEL: self._checkpoint_label,
             Attribute.VALUE: f"{records}|{head}".encode(),
         })
         for obj in old:

@@ -85,8 +85,8 @@ class Pkcs11Process:
     """A Backend (signs, keys the audit log, keeps the HSM checkpoint) over the pipe."""
 
     def __init__(self, module: str, token_label: str, pin: str, labels: Mapping[str, str],
-                 audit_label: str, env: Mapping[str, str], secret_env: Iterable[str] = ()
-                 ) -> None:
+                 audit_label: str, env: Mapping[str, str], secret_env: Iterable[str] = (),
+                 instance: str = "") -> None:
         self._proc = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
             [sys.executable, "-m", WORKER_MODULE], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=child_environment(env, secret_env), bufsize=0,
@@ -105,7 +105,7 @@ class Pkcs11Process:
         try:
             reply = self._call_blocking({
                 "op": "open", "module": module, "token_label": token_label, "pin": pin,
-                "labels": dict(labels), "audit_label": audit_label,
+                "labels": dict(labels), "audit_label": audit_label, "instance": instance,
             })
         except BaseException:
             self.close()

@@ -114,7 +114,8 @@ def _open(request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     pin = str(request.pop("pin", ""))
     try:
         backend = Pkcs11Backend(str(request["module"]), str(request["token_label"]), pin,
-                                dict(request["labels"]), audit_label=str(request["audit_label"]))
+                                dict(request["labels"]), audit_label=str(request["audit_label"]),
+                                instance=str(request.get("instance", "")))
     finally:
         del pin
     return backend, {"public_keys": {k: v.hex() for k, v in backend.refresh_keys({}).items()}}

@@ -19,12 +19,11 @@ from signer_service.audit import (
     AuditLog,
     ChainKey,
     Checkpoint,
-    canonical,
     checkpoint_path,
-    record_hash,
     verify_bytes,
     verify_log,
 )
+from signer_service.audit_format import canonical, line_of, seal
 from signer_service.backends.hot import HotKeyBackend
 from signer_service.certs import generate_dev_certs
 from signer_service.spending import DAY_SECONDS, SpentLedger
@@ -89,7 +88,7 @@ class World:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def save(self, records: list[dict]) -> None:
-        self.log.write_bytes(b"".join(canonical(r) + b"\n" for r in records))
+        self.log.write_bytes(b"".join(line_of(r) for r in records))
 
 
 def rechain(records: list[dict], start: int = 0, key: ChainKey | None = None) -> list[dict]:
@@ -99,8 +98,9 @@ def rechain(records: list[dict], start: int = 0, key: ChainKey | None = None) ->
     prev = records[start - 1]["hash"] if start else GENESIS
     for i, r in enumerate(records[start:], start=start):
         r["seq"], r["prev_hash"] = i + 1, prev
-        r["hash"] = record_hash(key, r)
-        prev = r["hash"]
+        r.pop("hash", None)
+        records[i], _ = seal(key, r)
+        prev = records[i]["hash"]
     return records
 
 
@@ -211,7 +211,7 @@ async def test_an_edited_checkpoint_file_fails_closed(world):
     path = checkpoint_path(world.log)
     body = json.loads(path.read_text())
     body["records"] = 2
-    path.write_text(json.dumps(body))
+    path.write_bytes(canonical(body))  # well formed, so only the MAC can tell
     out = world.verify()
     assert out.returncode == 1 and "MAC does not verify" in out.stdout
 

@@ -16,17 +16,21 @@ from hypothesis import strategies as st
 from stellar_sdk import Address, Keypair, scval
 from stellar_sdk import xdr as sx
 
+from signer_service.ledger_claims import (
+    LEDGER_CLAIM_SLACK,
+    LedgerAnchor,
+    LedgerClaim,
+    ledger_ceiling,
+)
 from signer_service.policy import (
     TRANSFER_ARGS,
     Allow,
     ArgSpec,
     CallRule,
     KeyPolicy,
-    LedgerClaim,
     Refuse,
     check_authorization,
     check_transaction,
-    ledger_ceiling,
 )
 from tests.signer.envelopes import (
     DESTINATION,
@@ -261,11 +265,15 @@ def test_an_expiration_of_2_pow_32_minus_1_is_refused():
         "max_signature_expiration_ledgers"
 
 
-def test_the_ledger_ceiling_grows_at_most_one_ledger_a_second_after_an_accepted_claim():
-    t = 1_800_000_000.0
+def test_the_ledger_ceiling_grows_at_most_one_ledger_a_second_from_the_anchor():
+    t, slack = 1_800_000_000.0, LEDGER_CLAIM_SLACK
     assert ledger_ceiling(t, None) == int(t) - 1_443_571_200
-    assert ledger_ceiling(t + 10, (50_000_000, t)) == 50_000_011
-    assert ledger_ceiling(t, (50_000_000, t + 5)) == 50_000_001  # clock stepped back
+    anchor = LedgerAnchor(50_000_000, t)
+    assert ledger_ceiling(t + 10, anchor) == 50_000_010 + slack
+    assert ledger_ceiling(t + 10.9, anchor) == 50_000_010 + slack
+    assert ledger_ceiling(t, LedgerAnchor(50_000_000, t + 5)) == 50_000_000 + slack  # clock back
+    # An operator who knows the network closes a ledger every 5 s at most tightens the pace.
+    assert ledger_ceiling(t + 50, anchor, min_close_seconds=5) == 50_000_010 + slack
 
 
 # ---------------------------------------------------------------- property test

@@ -23,6 +23,7 @@ from signer_service.policy import (
     KeyPolicy,
     Refuse,
     check_transaction,
+    served_payers,
 )
 from tests.signer.envelopes import DESTINATION, PASSPHRASE, SOURCE, XLM_SAC, now
 
@@ -568,19 +569,26 @@ def test_a_channel_key_signs_the_batch_it_is_the_transaction_source_of_paid_by_a
     policy = dataclasses.replace(POLICY, source_accounts=frozenset({SOURCE, "@channel_keys"}))
     tx = batch([("pay", XLM, 5), ("pay", USDC, 7)], source=CHANNEL_A, op_source=SOURCE)
 
-    def as_channel(tx: sx.Transaction, *, key: str = CHANNEL_A,
-                   channels: frozenset[str] = frozenset({CHANNEL_A}),
-                   policy: KeyPolicy = policy) -> Allow | Refuse:
+    def as_channel(tx: sx.Transaction, *, key: str = CHANNEL_A, channel: bool = True,
+                   policy: KeyPolicy = policy,
+                   payout_accounts: frozenset[str] = frozenset()) -> Allow | Refuse:
+        payers = served_payers(policy, payout_accounts) if channel else None
         return check_transaction(tx, policy, network_passphrase=PASSPHRASE, spent_last_24h=0,
-                                 now=now(), signer_account=key, channel_accounts=channels)
+                                 now=now(), signer_account=key,
+                                 channel_accounts=frozenset({CHANNEL_A, CHANNEL_B}),
+                                 channel_payers=payers)
 
     assert as_channel(tx) == Allow(5, ((USDC_NAME, 7),))
     # Deny by default around it: an operation source the policy does not name, a key that
-    # is not a channel key, a channel key that is not the transaction source.
+    # is not a channel key, a channel key that is not the transaction source, no operation
+    # source (the channel's own balance would pay).
     assert OTHER in refused(as_channel(batch([("pay", XLM, 5)], source=CHANNEL_A,
                                              op_source=OTHER)), "source_accounts")
-    refused(as_channel(tx, channels=frozenset()), "source_accounts")
-    refused(as_channel(tx, key=CHANNEL_B, channels=frozenset({CHANNEL_A, CHANNEL_B})),
-            "source_accounts")
+    refused(as_channel(tx, channel=False), "source_accounts")
+    assert CHANNEL_A in refused(as_channel(tx, key=CHANNEL_B), "source_accounts")
+    refused(as_channel(batch([("pay", XLM, 5)], source=CHANNEL_A)), "source_accounts")
+    # "*" names no payer; the account of one of this signer's payout keys is one.
     wildcard = dataclasses.replace(POLICY, source_accounts=frozenset({"*"}))
     refused(as_channel(tx, policy=wildcard), "source_accounts")
+    assert as_channel(tx, policy=wildcard, payout_accounts=frozenset({SOURCE})) == \
+        Allow(5, ((USDC_NAME, 7),))

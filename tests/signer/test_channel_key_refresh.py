@@ -1,6 +1,6 @@
 """[channel_keys] against a real signer-service (SoftHSM token, mTLS): channel keys generated
 on the token while the signer runs sign without a restart, and a key destroyed on the token
-stops signing (signer_service.server.SignerServicer.refresh_keys)."""
+stops signing (signer_service.keys.KeyRegistry.refresh)."""
 
 from __future__ import annotations
 

@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from stellar_sdk import Address, Keypair, Network, scval
 from stellar_sdk import xdr as sx
 
+from signer_service.ledger_claims import LedgerClaim
 from signer_service.policy import (
     TRANSFER_ARGS,
     Allow,
     CallRule,
     KeyPolicy,
-    LedgerClaim,
     Refuse,
     check_authorization,
     check_transaction,

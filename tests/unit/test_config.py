@@ -71,6 +71,21 @@ SIGNER_MODE = {
 }
 
 
+def test_several_signer_instances_are_one_comma_separated_address_list():
+    config = load_config({**SIGNER_MODE, "PAYOUTS_SIGNER_ADDR": "signer-a:443, signer-b:443"})
+    assert config.signer is not None
+    assert config.signer.addresses == ("signer-a:443", "signer-b:443")
+    single = load_config(SIGNER_MODE).signer
+    assert single is not None and single.addresses == ("signer:443",)
+
+
+@pytest.mark.parametrize("raw", ["signer-a:443,", "signer-a:443,,signer-b:443",
+                                 "signer-a:443,signer-a:443", " , "])
+def test_an_empty_or_repeated_signer_address_is_refused(raw):
+    with pytest.raises(ConfigError, match="PAYOUTS_SIGNER_ADDR must be host:port"):
+        load_config({**SIGNER_MODE, "PAYOUTS_SIGNER_ADDR": raw})
+
+
 def test_channel_accounts_map_addresses_to_signer_keys():
     a, b = Keypair.random().public_key, Keypair.random().public_key
     config = load_config({**SIGNER_MODE, "PAYOUTS_CHANNEL_ACCOUNTS": f"ch-a={a}, ch-b={b}"})

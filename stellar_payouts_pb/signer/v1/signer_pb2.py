@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)stellar_payouts_pb/signer/v1/signer.proto\x12\tsigner.v1\"L\n\x0eSigningContext\x12\x11\n\tpayout_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x16\n\x0e\x63orrelation_id\x18\x03 \x01(\t\"s\n\x03Key\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12&\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x15.signer.v1.KeyBackend\x12 \n\x04role\x18\x04 \x01(\x0e\x32\x12.signer.v1.KeyRole\"~\n\x16SignTransactionRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65nvelope_xdr\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12*\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x19.signer.v1.SigningContext\"|\n\x17SignTransactionResponse\x12\x1b\n\x13signed_envelope_xdr\x18\x01 \x01(\t\x12\x1f\n\x17\x64\x65\x63orated_signature_xdr\x18\x02 \x01(\t\x12\x0f\n\x07tx_hash\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\t\"N\n\x17SignTransactionsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.signer.v1.SignTransactionRequest\"<\n\x0cSigningError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\x82\x01\n\x15SignTransactionResult\x12\x34\n\x06signed\x18\x01 \x01(\x0b\x32\".signer.v1.SignTransactionResponseH\x00\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.signer.v1.SigningErrorH\x00\x42\t\n\x07outcome\"M\n\x18SignTransactionsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .signer.v1.SignTransactionResult\"\xbf\x01\n\x1dSignAuthorizationEntryRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tentry_xdr\x18\x02 \x01(\t\x12#\n\x1bsignature_expiration_ledger\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12*\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x19.signer.v1.SigningContext\x12\x16\n\x0e\x63urrent_ledger\x18\x06 \x01(\r\"N\n\x1eSignAuthorizationEntryResponse\x12\x18\n\x10signed_entry_xdr\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\"\x11\n\x0fListKeysRequest\"0\n\x10ListKeysResponse\x12\x1c\n\x04keys\x18\x01 \x03(\x0b\x32\x0e.signer.v1.Key\"%\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"3\n\x14GetPublicKeyResponse\x12\x1b\n\x03key\x18\x01 \x01(\x0b\x32\x0e.signer.v1.Key\"\x1b\n\x19GetAuditCheckpointRequest\"n\n\x1aGetAuditCheckpointResponse\x12\x0f\n\x07records\x18\x01 \x01(\x04\x12\x11\n\thead_hash\x18\x02 \x01(\t\x12\x16\n\x0e\x63heckpoint_mac\x18\x03 \x01(\t\x12\x14\n\x0c\x61udit_key_id\x18\x04 \x01(\t*V\n\nKeyBackend\x12\x1b\n\x17KEY_BACKEND_UNSPECIFIED\x10\x00\x12\x16\n\x12KEY_BACKEND_PKCS11\x10\x01\x12\x13\n\x0fKEY_BACKEND_HOT\x10\x02*d\n\x07KeyRole\x12\x18\n\x14KEY_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_ROLE_FUNDING\x10\x01\x12\x14\n\x10KEY_ROLE_CHANNEL\x10\x02\x12\x13\n\x0fKEY_ROLE_PAYOUT\x10\x03\x32\xae\x04\n\rSignerService\x12X\n\x0fSignTransaction\x12!.signer.v1.SignTransactionRequest\x1a\".signer.v1.SignTransactionResponse\x12[\n\x10SignTransactions\x12\".signer.v1.SignTransactionsRequest\x1a#.signer.v1.SignTransactionsResponse\x12m\n\x16SignAuthorizationEntry\x12(.signer.v1.SignAuthorizationEntryRequest\x1a).signer.v1.SignAuthorizationEntryResponse\x12\x43\n\x08ListKeys\x12\x1a.signer.v1.ListKeysRequest\x1a\x1b.signer.v1.ListKeysResponse\x12O\n\x0cGetPublicKey\x12\x1e.signer.v1.GetPublicKeyRequest\x1a\x1f.signer.v1.GetPublicKeyResponse\x12\x61\n\x12GetAuditCheckpoint\x12$.signer.v1.GetAuditCheckpointRequest\x1a%.signer.v1.GetAuditCheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)stellar_payouts_pb/signer/v1/signer.proto\x12\tsigner.v1\"L\n\x0eSigningContext\x12\x11\n\tpayout_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x16\n\x0e\x63orrelation_id\x18\x03 \x01(\t\"s\n\x03Key\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12&\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x15.signer.v1.KeyBackend\x12 \n\x04role\x18\x04 \x01(\x0e\x32\x12.signer.v1.KeyRole\"~\n\x16SignTransactionRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65nvelope_xdr\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12*\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x19.signer.v1.SigningContext\"|\n\x17SignTransactionResponse\x12\x1b\n\x13signed_envelope_xdr\x18\x01 \x01(\t\x12\x1f\n\x17\x64\x65\x63orated_signature_xdr\x18\x02 \x01(\t\x12\x0f\n\x07tx_hash\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\t\"N\n\x17SignTransactionsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.signer.v1.SignTransactionRequest\"[\n\x0cSigningError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x05 \x01(\t\"\x82\x01\n\x15SignTransactionResult\x12\x34\n\x06signed\x18\x01 \x01(\x0b\x32\".signer.v1.SignTransactionResponseH\x00\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.signer.v1.SigningErrorH\x00\x42\t\n\x07outcome\"M\n\x18SignTransactionsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .signer.v1.SignTransactionResult\"\xbf\x01\n\x1dSignAuthorizationEntryRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tentry_xdr\x18\x02 \x01(\t\x12#\n\x1bsignature_expiration_ledger\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12*\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x19.signer.v1.SigningContext\x12\x16\n\x0e\x63urrent_ledger\x18\x06 \x01(\r\"N\n\x1eSignAuthorizationEntryResponse\x12\x18\n\x10signed_entry_xdr\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\"\x11\n\x0fListKeysRequest\"0\n\x10ListKeysResponse\x12\x1c\n\x04keys\x18\x01 \x03(\x0b\x32\x0e.signer.v1.Key\"%\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"3\n\x14GetPublicKeyResponse\x12\x1b\n\x03key\x18\x01 \x01(\x0b\x32\x0e.signer.v1.Key\"\x1b\n\x19GetAuditCheckpointRequest\"n\n\x1aGetAuditCheckpointResponse\x12\x0f\n\x07records\x18\x01 \x01(\x04\x12\x11\n\thead_hash\x18\x02 \x01(\t\x12\x16\n\x0e\x63heckpoint_mac\x18\x03 \x01(\t\x12\x14\n\x0c\x61udit_key_id\x18\x04 \x01(\t\"\x7f\n\x17\x43heckTransactionRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65nvelope_xdr\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12*\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x19.signer.v1.SigningContext\"\x7f\n\x18\x43heckTransactionResponse\x12\x12\n\nwould_sign\x18\x01 \x01(\x08\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0f\n\x07tx_hash\x18\x06 \x01(\t*V\n\nKeyBackend\x12\x1b\n\x17KEY_BACKEND_UNSPECIFIED\x10\x00\x12\x16\n\x12KEY_BACKEND_PKCS11\x10\x01\x12\x13\n\x0fKEY_BACKEND_HOT\x10\x02*d\n\x07KeyRole\x12\x18\n\x14KEY_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_ROLE_FUNDING\x10\x01\x12\x14\n\x10KEY_ROLE_CHANNEL\x10\x02\x12\x13\n\x0fKEY_ROLE_PAYOUT\x10\x03\x32\x8b\x05\n\rSignerService\x12X\n\x0fSignTransaction\x12!.signer.v1.SignTransactionRequest\x1a\".signer.v1.SignTransactionResponse\x12[\n\x10SignTransactions\x12\".signer.v1.SignTransactionsRequest\x1a#.signer.v1.SignTransactionsResponse\x12m\n\x16SignAuthorizationEntry\x12(.signer.v1.SignAuthorizationEntryRequest\x1a).signer.v1.SignAuthorizationEntryResponse\x12\x43\n\x08ListKeys\x12\x1a.signer.v1.ListKeysRequest\x1a\x1b.signer.v1.ListKeysResponse\x12O\n\x0cGetPublicKey\x12\x1e.signer.v1.GetPublicKeyRequest\x1a\x1f.signer.v1.GetPublicKeyResponse\x12\x61\n\x12GetAuditCheckpoint\x12$.signer.v1.GetAuditCheckpointRequest\x1a%.signer.v1.GetAuditCheckpointResponse\x12[\n\x10\x43heckTransaction\x12\".signer.v1.CheckTransactionRequest\x1a#.signer.v1.CheckTransactionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stellar_payouts_pb.signer.v1.signer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYBACKEND']._serialized_start=1435
-  _globals['_KEYBACKEND']._serialized_end=1521
-  _globals['_KEYROLE']._serialized_start=1523
-  _globals['_KEYROLE']._serialized_end=1623
+  _globals['_KEYBACKEND']._serialized_start=1724
+  _globals['_KEYBACKEND']._serialized_end=1810
+  _globals['_KEYROLE']._serialized_start=1812
+  _globals['_KEYROLE']._serialized_end=1912
   _globals['_SIGNINGCONTEXT']._serialized_start=56
   _globals['_SIGNINGCONTEXT']._serialized_end=132
   _globals['_KEY']._serialized_start=134
@@ -46,27 +46,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNTRANSACTIONSREQUEST']._serialized_start=505
   _globals['_SIGNTRANSACTIONSREQUEST']._serialized_end=583
   _globals['_SIGNINGERROR']._serialized_start=585
-  _globals['_SIGNINGERROR']._serialized_end=645
-  _globals['_SIGNTRANSACTIONRESULT']._serialized_start=648
-  _globals['_SIGNTRANSACTIONRESULT']._serialized_end=778
-  _globals['_SIGNTRANSACTIONSRESPONSE']._serialized_start=780
-  _globals['_SIGNTRANSACTIONSRESPONSE']._serialized_end=857
-  _globals['_SIGNAUTHORIZATIONENTRYREQUEST']._serialized_start=860
-  _globals['_SIGNAUTHORIZATIONENTRYREQUEST']._serialized_end=1051
-  _globals['_SIGNAUTHORIZATIONENTRYRESPONSE']._serialized_start=1053
-  _globals['_SIGNAUTHORIZATIONENTRYRESPONSE']._serialized_end=1131
-  _globals['_LISTKEYSREQUEST']._serialized_start=1133
-  _globals['_LISTKEYSREQUEST']._serialized_end=1150
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1152
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1200
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=1202
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1239
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1241
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1292
-  _globals['_GETAUDITCHECKPOINTREQUEST']._serialized_start=1294
-  _globals['_GETAUDITCHECKPOINTREQUEST']._serialized_end=1321
-  _globals['_GETAUDITCHECKPOINTRESPONSE']._serialized_start=1323
-  _globals['_GETAUDITCHECKPOINTRESPONSE']._serialized_end=1433
-  _globals['_SIGNERSERVICE']._serialized_start=1626
-  _globals['_SIGNERSERVICE']._serialized_end=2184
+  _globals['_SIGNINGERROR']._serialized_end=676
+  _globals['_SIGNTRANSACTIONRESULT']._serialized_start=679
+  _globals['_SIGNTRANSACTIONRESULT']._serialized_end=809
+  _globals['_SIGNTRANSACTIONSRESPONSE']._serialized_start=811
+  _globals['_SIGNTRANSACTIONSRESPONSE']._serialized_end=888
+  _globals['_SIGNAUTHORIZATIONENTRYREQUEST']._serialized_start=891
+  _globals['_SIGNAUTHORIZATIONENTRYREQUEST']._serialized_end=1082
+  _globals['_SIGNAUTHORIZATIONENTRYRESPONSE']._serialized_start=1084
+  _globals['_SIGNAUTHORIZATIONENTRYRESPONSE']._serialized_end=1162
+  _globals['_LISTKEYSREQUEST']._serialized_start=1164
+  _globals['_LISTKEYSREQUEST']._serialized_end=1181
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1183
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1231
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=1233
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1270
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1272
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1323
+  _globals['_GETAUDITCHECKPOINTREQUEST']._serialized_start=1325
+  _globals['_GETAUDITCHECKPOINTREQUEST']._serialized_end=1352
+  _globals['_GETAUDITCHECKPOINTRESPONSE']._serialized_start=1354
+  _globals['_GETAUDITCHECKPOINTRESPONSE']._serialized_end=1464
+  _globals['_CHECKTRANSACTIONREQUEST']._serialized_start=1466
+  _globals['_CHECKTRANSACTIONREQUEST']._serialized_end=1593
+  _globals['_CHECKTRANSACTIONRESPONSE']._serialized_start=1595
+  _globals['_CHECKTRANSACTIONRESPONSE']._serialized_end=1722
+  _globals['_SIGNERSERVICE']._serialized_start=1915
+  _globals['_SIGNERSERVICE']._serialized_end=2566
 # @@protoc_insertion_point(module_scope)

@@ -80,14 +80,18 @@ class SignTransactionsRequest(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[SignTransactionRequest, _Mapping]]] = ...) -> None: ...
 
 class SigningError(_message.Message):
-    __slots__ = ("code", "message", "field")
+    __slots__ = ("code", "message", "field", "rule", "account")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     field: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    rule: str
+    account: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., rule: _Optional[str] = ..., account: _Optional[str] = ...) -> None: ...
 
 class SignTransactionResult(_message.Message):
     __slots__ = ("signed", "error")
@@ -164,3 +168,31 @@ class GetAuditCheckpointResponse(_message.Message):
     checkpoint_mac: str
     audit_key_id: str
     def __init__(self, records: _Optional[int] = ..., head_hash: _Optional[str] = ..., checkpoint_mac: _Optional[str] = ..., audit_key_id: _Optional[str] = ...) -> None: ...
+
+class CheckTransactionRequest(_message.Message):
+    __slots__ = ("key_id", "envelope_xdr", "request_id", "context")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_XDR_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    envelope_xdr: str
+    request_id: str
+    context: SigningContext
+    def __init__(self, key_id: _Optional[str] = ..., envelope_xdr: _Optional[str] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ...) -> None: ...
+
+class CheckTransactionResponse(_message.Message):
+    __slots__ = ("would_sign", "rule", "key_id", "account", "message", "tx_hash")
+    WOULD_SIGN_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    would_sign: bool
+    rule: str
+    key_id: str
+    account: str
+    message: str
+    tx_hash: str
+    def __init__(self, would_sign: _Optional[bool] = ..., rule: _Optional[str] = ..., key_id: _Optional[str] = ..., account: _Optional[str] = ..., message: _Optional[str] = ..., tx_hash: _Optional[str] = ...) -> None: ...

@@ -67,6 +67,11 @@ class SignerServiceStub:
                 request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.FromString,
                 _registered_method=True)
+        self.CheckTransaction = channel.unary_unary(
+                '/signer.v1.SignerService/CheckTransaction',
+                request_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.CheckTransactionRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.CheckTransactionResponse.FromString,
+                _registered_method=True)
 
 
 class SignerServiceServicer:
@@ -121,6 +126,15 @@ class SignerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckTransaction(self, request, context):
+        """Says whether SignTransaction would sign this envelope now, and if not which rule refuses,
+        without signing: the same decision as SignTransaction (one code path), never counted toward
+        the daily limits, audited as a check. For a caller to vet a channel before using it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +167,11 @@ def add_SignerServiceServicer_to_server(servicer, server):
                     servicer.GetAuditCheckpoint,
                     request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.SerializeToString,
+            ),
+            'CheckTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckTransaction,
+                    request_deserializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.CheckTransactionRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.CheckTransactionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +339,33 @@ class SignerService:
             '/signer.v1.SignerService/GetAuditCheckpoint',
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointRequest.SerializeToString,
             stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.GetAuditCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signer.v1.SignerService/CheckTransaction',
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.CheckTransactionRequest.SerializeToString,
+            stellar__payouts__pb_dot_signer_dot_v1_dot_signer__pb2.CheckTransactionResponse.FromString,
             options,
             channel_credentials,
             insecure,
