@@ -29,7 +29,7 @@ from payout_service.adapters.payout_store import PayoutStore
 from payout_service.adapters.sending_pause import pause_state
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.api import PayoutServicer
-from payout_service.app.channel_pool import ChannelPool, KeyRoleMismatch
+from payout_service.app.channel_pool import ChannelPool, KeyRoleMismatch, channel_sample_for
 from payout_service.app.desk import PayoutDesk, mode_for
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import Config, ConfigError, ServerTls, load_config
@@ -184,6 +184,7 @@ async def start_service(config: Config) -> RunningService:
         channels = ChannelPool(
             config.channel_pool, pool, network_passphrase=config.network_passphrase,
             tx_window_seconds=config.tx_window_seconds, ledger=live_ledger, signer=signer,
+            sample=channel_sample_for(config),
         )
         programs.admin.channels = channels
         pool_config = config.channel_pool
@@ -195,6 +196,8 @@ async def start_service(config: Config) -> RunningService:
         except KeyRoleMismatch as err:
             await service.stop(grace=0)
             raise ConfigError(f"signer key roles: {err}") from None
+        if live_ledger is not None:
+            await channels.hold_refused_channels()
         interval = config.channel_pool.interval_seconds
         service.channel_loop = lambda halt: run_loop(
             "channel_pool", channels.step, interval=interval, halt=halt, pool=pool)

@@ -239,6 +239,12 @@ class ChannelRegistry:
             return await move_channels(conn, accounts, S.ACTIVE, actor=actor, reason="re-activated",
                                sources=frozenset({S.DRAINING, S.RETIRED}))
 
+    async def hold(self, account: str, reason: str, *, actor: str) -> bool:
+        """hold_channel in a SQL transaction of its own (a channel found at fault before any
+        attempt uses it). True if this call held it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await hold_channel(conn, account, reason, actor=actor)
+
     async def spare(self, limit: int) -> list[str]:
         """Funded channels not taking work, draining ones first (they are warm). A held one
         (the signer refused for it) waits for an operator to add it again."""

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+from uuid import uuid4
 
 import asyncpg
+from stellar_sdk import StrKey
+from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters.channel_operations import ChannelOperations, Operation
 from payout_service.adapters.channel_store import Channel, ChannelConflict, ChannelRegistry
@@ -32,13 +35,15 @@ from payout_service.adapters.ledger import (
 )
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.signer_client import (
+    CheckResult,
     SignedEnvelope,
     SignerKey,
     SignerUnavailable,
     SigningRefused,
 )
 from payout_service.app.chain_memory import ChainMemory
-from payout_service.config import ChannelPoolConfig
+from payout_service.config import ChannelPoolConfig, Config
+from payout_service.core.batches import BatchItem, BatchMode, OpKind, PlannedOp, build_classic_batch
 from payout_service.core.channel_plan import (
     MAX_PAYOUTS_PER_LEDGER,
     PoolLoad,
@@ -62,7 +67,9 @@ from payout_service.core.channels import (
 )
 from payout_service.core.pacing import resend_due
 from payout_service.core.proofs import AccountState, Envelope, proof_of_death
+from payout_service.core.refusals import channel_policy_fault
 from payout_service.core.retry import judge_on_chain_failure, verdict_at_death
+from payout_service.core.transactions import TxParams, channel_sample, payout_call
 from payout_service.core.validation import FieldViolation, ValidationFailed, is_account_id
 from payout_service.grpc_errors import PreconditionFailed
 
@@ -80,6 +87,11 @@ class LifecycleSigner(Protocol):
 
     async def key(self, key_id: str) -> SignerKey: ...
     async def list_keys(self) -> list[SignerKey]: ...
+
+    async def check_transaction(
+        self, envelope_xdr: str, *, payout_id: str = "", correlation_id: str = "",
+        key_id: str | None = None,
+    ) -> CheckResult: ...
 
 
 class LifecycleLedger(Protocol):
@@ -139,6 +151,7 @@ class ChannelPool:
         self, config: ChannelPoolConfig, pool: asyncpg.Pool, *, network_passphrase: str,
         tx_window_seconds: int, ledger: LifecycleLedger | None,
         signer: LifecycleSigner | None,
+        sample: Callable[[str], TransactionEnvelope] | None = None,
     ) -> None:
         self.config = config
         self.registry = ChannelRegistry(pool)
@@ -150,6 +163,9 @@ class ChannelPool:
         self.ledger = ledger
         self.chain = ChainMemory()
         self.signer = signer
+        # A transaction of the shape a given channel would carry, asked of the signer
+        # (CheckTransaction) before that channel is used.
+        self.sample = sample
 
     # ---- operator use cases ---------------------------------------------------------------
 
@@ -223,12 +239,64 @@ class ChannelPool:
             raise KeyRoleMismatch("; ".join(faults[:5]) + (
                 f" (and {len(faults) - 5} more)" if len(faults) > 5 else ""))
 
+    async def policy_faults(self, channels: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """For each (account, key id): why the signer would refuse the channel's payout
+        transactions (core/refusals.channel_policy_fault), asked without signing
+        (CheckTransaction) with the channel's key and with the payer's. Empty when every
+        channel would do, or when there is no sample to ask with."""
+        if self.sample is None or self.signer is None:
+            return {}
+        faults: dict[str, str] = {}
+        for account, key_id in channels:
+            envelope = self.sample(account).to_xdr()
+            for key, by_channel_key in ((key_id, True), (None, False)):
+                try:
+                    found = await self.signer.check_transaction(
+                        envelope, key_id=key, payout_id=f"channel check {account}")
+                except SigningRefused as err:
+                    rule, code, refused, message = err.rule, err.code, err.account, str(err)
+                else:
+                    if found.would_sign:
+                        continue
+                    rule, code, refused, message = found.rule, None, found.account, \
+                        found.message
+                reason = channel_policy_fault(
+                    by_channel_key=by_channel_key, rule=rule, code=code,
+                    refused_account=refused, channel=account, message=message)
+                if reason is not None:
+                    faults[account] = reason
+                    break
+        return faults
+
+    async def hold_refused_channels(self) -> dict[str, str]:
+        """At start-up: every active channel the signer's policy would refuse is held with
+        the reason (GetSystemHealth warns, payoutctl channels list shows it), before a payout
+        is built on it. An unreachable signer is not a fault here (asked again at add)."""
+        active = await self.registry.in_states([ChannelState.ACTIVE])
+        try:
+            faults = await self.policy_faults([(c.account, c.key_id) for c in active])
+        except SignerUnavailable as err:
+            log.warning("channels not checked against the signer's policy at start-up: "
+                        "signer unavailable", extra={"error": str(err)})
+            return {}
+        for account, reason in faults.items():
+            if await self.registry.hold(account, reason, actor=ACTOR):
+                log.warning("channel held: the signer's policy would refuse its transactions",
+                            extra={"channel": account, "reason": reason})
+        return faults
+
     async def add(self, keys: Sequence[ChannelKey], *, actor: str) -> list[Channel]:
         """Accounts already on chain (funded elsewhere) join the pool at once. Every key and
-        account is checked before anything is written; then all join, or none."""
+        account is checked before anything is written, the signer's policy included; then all
+        join, or none."""
         check_keys(keys, self.config.funding_account)
         ledger, _ = self._live()
         await self._verify_keys(keys)
+        faults = await self.policy_faults([(k.account, k.key_id) for k in keys])
+        if faults:
+            raise ValidationFailed([
+                FieldViolation(f"channels[{n}].key_id", faults[k.account][:200])
+                for n, k in enumerate(keys) if k.account in faults])
         on_chain: dict[str, int] = {}
         for n, key in enumerate(keys):
             try:
@@ -511,3 +579,25 @@ class ChannelPool:
             "operation": str(op.id), "tx_hash": op.tx_hash, "proof": proof.text,
             "kind": proof.kind.value})
         return 1
+
+
+def channel_sample_for(config: Config) -> Callable[[str], TransactionEnvelope]:
+    """How a channel's payout transactions look in this configuration (a classic Payment batch
+    or the contract call), for the signer to judge before the channel is used."""
+    destination = StrKey.encode_ed25519_public_key(bytes(32))  # any account but the payer's
+
+    def sample(channel: str) -> TransactionEnvelope:
+        now, window = int(time.time()), config.tx_window_seconds
+        if config.batch_mode == BatchMode.CLASSIC:
+            params = TxParams(channel, 1, 0, now + window, config.network_passphrase)
+            item = BatchItem(uuid4(), destination, "XLM", 1)
+            return build_classic_batch(params, [PlannedOp(item, OpKind.PAYMENT)],
+                                       operation_source=config.source_account)
+        call = payout_call("XLM", config.network_passphrase, config.contract_id,
+                           config.method_name)
+        return channel_sample(channel, call, payer=config.source_account,
+                              destination=destination,
+                              network_passphrase=config.network_passphrase, now=now,
+                              window_seconds=window)
+
+    return sample

@@ -128,7 +128,8 @@ class Stage:
         by_channel_key = err.key_id is None or err.key_id == channel_key
         blame = blame_refusal(channel_sourced=channel_sourced, by_channel_key=by_channel_key,
                               rule=err.rule, code=err.code,
-                              expired=attempt.max_time.timestamp() <= time.time() + 1)
+                              expired=attempt.max_time.timestamp() <= time.time() + 1,
+                              refused_account=err.account, channel=account)
         if blame is Blame.REBUILD:
             await self._rebuild_unsent(attempt, why=f"signer: {err}"[:200])
             return True

@@ -45,12 +45,15 @@ class Blame(StrEnum):
 
 
 def blame_refusal(*, channel_sourced: bool, by_channel_key: bool, rule: str | None,
-                  code: str | None = None, expired: bool = False) -> Blame:
+                  code: str | None = None, expired: bool = False,
+                  refused_account: str | None = None, channel: str | None = None) -> Blame:
     """`channel_sourced`: the refused transaction's source is a channel account;
     `by_channel_key`: the channel's key refused (or the signer holds no key for it), else the
     payer's; `rule`: the policy rule the signer named in its ErrorInfo (None: none sent: an
     unknown key, a bad request, or an older signer); `code`: the status code's name;
-    `expired`: our own clock agrees the envelope's max_time has passed.
+    `expired`: our own clock agrees the envelope's max_time has passed; `refused_account`:
+    for `source_accounts`, the account the signer did not allow (None: it did not say, an
+    older signer); `channel`: the transaction's source when `channel_sourced`.
 
     - The max_time passed (`time_bounds`, either key, and our clock agrees): rebuild, nobody's
       fault. If our clock disagrees (the signer's runs ahead), a rebuild would be refused
@@ -58,9 +61,11 @@ def blame_refusal(*, channel_sourced: bool, by_channel_key: bool, rule: str | No
     - A payer transaction: the payout, as before.
     - The channel's key unknown to the signer (NOT_FOUND, or none registered): the channel.
     - The channel's key refusing for a rule about the channel (CHANNEL_RULES): the channel.
-    - The payer's key with `source_accounts`: the channel. In a channel transaction the
-      operations' source is the payer itself, so the only source the payer's policy can
-      refuse is the channel (its list lacks "@channel_keys" or the channel's G...).
+    - The payer's key with `source_accounts` refusing the channel (its list lacks
+      "@channel_keys" or the channel's G...): the channel. Refusing the payer itself as the
+      operations' source (a list of "@channel_keys" only) is the payer's policy at fault for
+      every transaction: the payout, as without channels, never every channel in turn. A
+      signer that does not name the refused account: the channel, as before.
     - Anything else, including a refusal with no rule (an older signer): the payout, as
       without channels; never a guess that could hold the whole pool.
     """
@@ -72,7 +77,9 @@ def blame_refusal(*, channel_sourced: bool, by_channel_key: bool, rule: str | No
         if code in UNKNOWN_KEY_CODES or rule in CHANNEL_RULES:
             return Blame.CHANNEL
         return Blame.PAYOUT
-    return Blame.CHANNEL if rule == SOURCE_RULE else Blame.PAYOUT
+    if rule != SOURCE_RULE:
+        return Blame.PAYOUT
+    return Blame.CHANNEL if refused_account in (None, channel) else Blame.PAYOUT
 
 
 def held_reason(*, by_channel_key: bool, rule: str | None, message: str) -> str:
@@ -100,3 +107,17 @@ def blame_rejection(code: str, *, channel_sourced: bool) -> Blame:
 
 def network_held_reason(code: str) -> str:
     return f"network refused the channel's transaction: {code}"
+
+
+def channel_policy_fault(*, by_channel_key: bool, rule: str | None, code: str | None,
+                         refused_account: str | None, channel: str, message: str) -> str | None:
+    """Asked before a channel is used (the signer explains a decision without signing: a
+    sample of the transactions the channel would carry, checked with the channel's key and
+    with the payer's): the reason the channel cannot be used, or None. The same blame as a
+    real refusal: a refusal that would be the payout's (an amount rule the sample happens to
+    break) says nothing about the channel."""
+    blame = blame_refusal(channel_sourced=True, by_channel_key=by_channel_key, rule=rule,
+                          code=code, refused_account=refused_account, channel=channel)
+    if blame is not Blame.CHANNEL:
+        return None
+    return held_reason(by_channel_key=by_channel_key, rule=rule, message=message)

@@ -80,3 +80,14 @@ def build_payout_transaction(
         source=operation_source,
     )
     return builder.build()
+
+
+def channel_sample(channel: str, call: PayoutCall, *, payer: str, destination: str,
+                   network_passphrase: str, now: int, window_seconds: int
+                   ) -> TransactionEnvelope:
+    """A transaction of the shape a channel carries (the channel its source, the payer the
+    operation's source, one stroop to `destination`), never sent: the signer is asked whether
+    it would sign it (CheckTransaction) before the channel is used."""
+    return build_payout_transaction(
+        TxParams(channel, 1, 0, now + window_seconds, network_passphrase), call, payer=payer,
+        destination=destination, amount_stroops=1, operation_source=payer)

@@ -47,9 +47,19 @@ def test_a_max_time_the_signer_and_our_clock_both_see_passed_is_rebuilt_not_blam
 
 
 def test_the_payer_key_refusing_the_channel_as_source_blames_the_channel() -> None:
-    # Its operations' source is the payer itself: the only source it can refuse is the channel.
+    assert blame_refusal(channel_sourced=True, by_channel_key=False, rule="source_accounts",
+                         refused_account="GCHANNEL", channel="GCHANNEL") is Blame.CHANNEL
+    # A signer that does not say which account it refused: the channel, as before.
     assert blame_refusal(channel_sourced=True, by_channel_key=False,
                          rule="source_accounts") is Blame.CHANNEL
+
+
+def test_the_payer_key_refusing_the_payer_itself_blames_the_payout_not_every_channel() -> None:
+    """A paying-key policy listing only "@channel_keys" refuses the payer as the operations'
+    source: no channel would do better, so holding them one after the other would only
+    empty the pool."""
+    assert blame_refusal(channel_sourced=True, by_channel_key=False, rule="source_accounts",
+                         refused_account="GPAYER", channel="GCHANNEL") is Blame.PAYOUT
 
 
 @pytest.mark.parametrize("rule", [r for r in POLICY_RULES if r != "source_accounts"])
