@@ -10,7 +10,10 @@ and injects faults on demand. It runs no WASM, keeps state in memory only, and m
 hold real funds.
 
 Layout: ``ledger`` (pure state and ledger close), ``admission`` (checks at submission),
-``execution`` (auth and balance moves at apply time), ``simulation``, ``contracts``,
+``execution`` (archived entries, auth and the call at apply time), ``sac`` (the Stellar Asset
+Contract's balance rules), ``classic`` (classic operations), ``asset_events`` (the CAP-67
+event of each movement), ``archival`` (TTLs, archive and restore), ``frozen`` (CAP-77 frozen
+keys), ``protocol`` (which rules each protocol version has), ``simulation``, ``contracts``,
 ``authority`` (signatures), ``xdr_build`` (XDR values), ``entry_history`` (entries as recent
 ledgers left them), ``faults`` (settings, the seeded dice, which node answers), ``chain_view``
 (one node's view of the chain), ``nodes`` (restarts), ``replay`` (public envelopes); the edge

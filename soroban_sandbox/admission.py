@@ -21,8 +21,11 @@ from stellar_sdk.operation import (
 )
 
 from . import xdr_build as b
+from .archival import archived_indices, archived_indices_error
 from .authority import first_valid_signature
 from .fees import non_refundable_fee
+from .frozen import accesses_frozen_key
+from .protocol import LATEST, Protocol
 from .resources import PUBLISHED_TX_LIMITS, TxLimits, limit_error
 from .xdr_build import BASE_FEE, BASE_RESERVE
 
@@ -44,6 +47,8 @@ class LedgerView:
     # time since the last close. A maxTime below close_time + this offset is txTOO_LATE.
     upper_bound_offset: int = 0
     tx_limits: TxLimits = PUBLISHED_TX_LIMITS
+    protocol: Protocol = LATEST
+    frozen_keys: frozenset[bytes] = frozenset()  # CAP-77 frozenLedgerKeys, XDR-encoded
 
 
 def resource_fee_of(envelope: TransactionEnvelope) -> int:
@@ -81,10 +86,54 @@ def is_soroban(envelope: TransactionEnvelope) -> bool:
     return envelope.transaction.soroban_data is not None
 
 
+ADDRESS_V2 = x.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2
+WITH_DELEGATES = x.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_WITH_DELEGATES
+
+
+def credentials_error(envelope: TransactionEnvelope, protocol: Protocol) -> Code | None:
+    """CAP-71's credential types exist from protocol 27: before, the envelope does not parse
+    for the ledger's protocol and checkValid starts with txMALFORMED
+    (TransactionFrame::checkValidImpl, validateXDRForProtocol). From 27 the sandbox takes
+    ADDRESS_V2 (checked at apply with the address-bound payload) and refuses the delegates
+    form loudly (txNOT_SUPPORTED: custom-account delegation is not modelled)."""
+    for op in envelope.transaction.operations:
+        if not isinstance(op, InvokeHostFunction):
+            continue
+        for entry in op.auth:
+            kind = entry.credentials.type
+            if kind in (ADDRESS_V2, WITH_DELEGATES) and not protocol.address_v2_credentials:
+                return Code.txMALFORMED
+            if kind == WITH_DELEGATES:
+                return Code.txNOT_SUPPORTED
+    return None
+
+
+def soroban_memo_error(envelope: TransactionEnvelope) -> Code | None:
+    """TransactionFrame::validateSorobanMemo: a Soroban invocation carries no memo and no muxed
+    source (the transaction's or the operation's): txSOROBAN_INVALID."""
+    tx = envelope.transaction
+    if tx.soroban_data is None or len(tx.operations) != 1:
+        return None
+    op = tx.operations[0]
+    if not isinstance(op, InvokeHostFunction):
+        return None
+    muxed_source = tx.source.account_muxed_id is not None or (
+        op.source is not None and op.source.account_muxed_id is not None
+    )
+    if not isinstance(tx.memo, NoneMemo) or muxed_source:
+        return Code.txSOROBAN_INVALID
+    return None
+
+
 def structure_error(
-    envelope: TransactionEnvelope, limits: TxLimits = PUBLISHED_TX_LIMITS
+    envelope: TransactionEnvelope,
+    limits: TxLimits = PUBLISHED_TX_LIMITS,
+    protocol: Protocol = LATEST,
 ) -> Code | None:
-    """Soroban shape rules (CAP-46-7): one InvokeHostFunction op, sorobanData, no memo, no mux."""
+    """Soroban shape rules (CAP-46-7), in TransactionFrame::commonValidPreSeqNum's order: one
+    InvokeHostFunction op with sorobanData (txMALFORMED), no memo and no muxed source (from
+    protocol 25), resources within the limits and valid ``archivedSorobanEntries``
+    (checkSorobanResources), then the resource fee."""
     tx = envelope.transaction
     ops = tx.operations
     if not ops:
@@ -98,17 +147,14 @@ def structure_error(
         return Code.txMALFORMED if tx.soroban_data is not None else None
     if len(ops) != 1 or tx.soroban_data is None:
         return Code.txMALFORMED
-    if not isinstance(tx.memo, NoneMemo):
+    if protocol.soroban_memo_in_check_valid and soroban_memo_error(envelope) is not None:
         return Code.txSOROBAN_INVALID
-    op = ops[0]
-    if tx.source.account_muxed_id is not None or (
-        op.source is not None and op.source.account_muxed_id is not None
-    ):
-        return Code.txSOROBAN_INVALID
-    # TransactionFrame::checkSorobanResources, before the resource fee checks.
     data = tx.soroban_data
     size = len(envelope.to_xdr_object().to_xdr_bytes())
-    if limit_error(data.resources, size, limits) is not None:
+    marked = len(archived_indices(data))
+    if limit_error(data.resources, size, limits, marked) is not None:
+        return Code.txSOROBAN_INVALID
+    if archived_indices_error(data) is not None:
         return Code.txSOROBAN_INVALID
     return resource_fee_error(envelope)
 
@@ -122,7 +168,8 @@ def resource_fee_error(envelope: TransactionEnvelope) -> Code | None:
     assert data is not None
     declared = data.resource_fee.int64
     footprint = data.resources.footprint
-    if declared > tx.fee or declared < non_refundable_fee(len(footprint.read_write)):
+    fixed = non_refundable_fee(len(footprint.read_write), len(archived_indices(data)))
+    if declared > tx.fee or declared < fixed:
         return Code.txSOROBAN_INVALID
     keys = [k.to_xdr_bytes() for k in [*footprint.read_only, *footprint.read_write]]
     if len(set(keys)) != len(keys):
@@ -157,7 +204,11 @@ def admission_error(
 ) -> Rejection | None:
     """The first rule the transaction breaks, in stellar-core's order, or None."""
     tx = envelope.transaction
-    code = structure_error(envelope, view.tx_limits) or time_bounds_error(envelope, view)
+    code = (
+        credentials_error(envelope, view.protocol)
+        or structure_error(envelope, view.tx_limits, view.protocol)
+        or time_bounds_error(envelope, view)
+    )
     if code is not None:
         return Rejection(code)
     # Inclusion fee (fee minus declared resource fee) must reach the base fee per operation.
@@ -165,6 +216,12 @@ def admission_error(
         return Rejection(Code.txINSUFFICIENT_FEE)
     if not view.source_exists:
         return Rejection(Code.txNO_ACCOUNT)
+    # CAP-77: after the source account is found, before its sequence number is checked
+    # (commonValidPreSeqNum, accessesFrozenKey).
+    if view.frozen_keys and accesses_frozen_key(
+        envelope, lambda key: key.to_xdr_bytes() in view.frozen_keys
+    ):
+        return Rejection(Code.txFROZEN_KEY_ACCESSED)
     if tx.sequence != view.source_seq + 1:
         return Rejection(Code.txBAD_SEQ)
     signatures = envelope.to_xdr_object().v1.signatures  # type: ignore[union-attr]
@@ -188,6 +245,10 @@ def admission_error(
         return failed
     if len(used) < len(signatures):
         return Rejection(Code.txBAD_AUTH_EXTRA)
+    # Before protocol 25 the memo rule was the queue's flooding filter, after checkValid and
+    # the fee-source balance (TransactionQueue::canAdd).
+    if not view.protocol.soroban_memo_in_check_valid and soroban_memo_error(envelope):
+        return Rejection(Code.txSOROBAN_INVALID)
     return None
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from stellar_sdk import xdr as x
 
 from .faults import UP_TO_DATE, Route
-from .ledger import Ledger
+from .ledger import FoundEntry, Ledger
 from .records import ClosedLedger, Event, IncludedTx
 
 
@@ -86,7 +86,7 @@ class ChainView:
         """In order; callers stop at the end of the range they asked for (within the store's)."""
         return self.ledger.events
 
-    def ledger_entry(self, key: x.LedgerKey) -> tuple[x.LedgerEntryData, int] | None:
+    def ledger_entry(self, key: x.LedgerKey) -> FoundEntry | None:
         return self.ledger.ledger_entry(key, at=self.entries_seq)
 
     def recent_inclusion_fees(self, ledgers: int, *, soroban: bool) -> tuple[list[int], int]:

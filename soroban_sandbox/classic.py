@@ -32,8 +32,12 @@ view committed only when every operation succeeded.
 - An operation whose source account does not exist at apply time: opNO_ACCOUNT
   (OperationFrame::checkValid with forApply).
 
-Since protocol 23 (CAP-67) each payment and account creation emits the asset's SAC
-``transfer`` event.
+Since protocol 23 (CAP-67) each payment, account creation and merge emits the asset's SAC
+event (``asset_events.py``). A Payment's or AccountMerge's destination may be a muxed ``M...``
+account: the G account is credited and the event carries the muxed id; CreateAccount's
+destination is an AccountID, never muxed (Stellar-transaction.x ``CreateAccountOp``). To a
+plain destination the event carries the transaction memo instead, if it has one (CAP-67 rule
+2; stellar-core EventManager.cpp ``getPossibleMuxedData``).
 """
 
 from __future__ import annotations
@@ -41,15 +45,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from stellar_sdk import Asset
+from stellar_sdk import Asset, MuxedAccount
 from stellar_sdk import xdr as x
+from stellar_sdk.memo import Memo, NoneMemo
 from stellar_sdk.operation import AccountMerge, CreateAccount, Operation, Payment
 
 from . import xdr_build as b
-from .contracts import TokenMove, asset_name
+from .asset_events import memo_muxed_id
+from .contracts import MuxedId, TokenMove, asset_name
 from .entry_history import account_key, trustline_key
-from .execution import min_balance
-from .records import Account, Trustline
+from .records import INT64_MAX, NEW_ACCOUNT_MIN_BALANCE, Account, Trustline, min_balance
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -57,8 +62,6 @@ if TYPE_CHECKING:
 Pay = x.PaymentResultCode
 Create = x.CreateAccountResultCode
 Merge = x.AccountMergeResultCode
-INT64_MAX = 2**63 - 1
-NEW_ACCOUNT_MIN_BALANCE = min_balance(0)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class _Scratch:
     """The nested LedgerTxn: what the transaction's operations changed so far."""
 
     ledger: Ledger
+    memo: Memo
     balances: dict[str, int] = field(default_factory=dict)
     lines: dict[tuple[str, str], int] = field(default_factory=dict)
     created: set[str] = field(default_factory=set)
@@ -110,10 +114,18 @@ class _Scratch:
     def line_balance(self, account_id: str, asset: str, line: Trustline) -> int:
         return self.lines.get((account_id, asset), line.balance)
 
+    def to_muxed_id(self, destination: MuxedAccount | None) -> MuxedId | None:
+        """CAP-67: a muxed destination's id (rule 1), else the transaction memo (rule 2)."""
+        if destination is not None and destination.account_muxed_id is not None:
+            return MuxedId("u64", destination.account_muxed_id)
+        return memo_muxed_id(self.memo)
 
-def apply_classic(ledger: Ledger, tx_source: str, ops: list[Operation], seq: int) -> ClassicRun:
+
+def apply_classic(
+    ledger: Ledger, tx_source: str, ops: list[Operation], seq: int, *, memo: Memo | None = None
+) -> ClassicRun:
     run = ClassicRun()
-    scratch = _Scratch(ledger)
+    scratch = _Scratch(ledger, memo or NoneMemo())
     for index, op in enumerate(ops):
         source = op.source.account_id if op.source else tx_source
         moves: list[TokenMove] = []
@@ -148,7 +160,8 @@ def _payment(scratch: _Scratch, source: str, op: Payment, moves: list[TokenMove]
     assert body is not None
     amount = body.amount.int64
     asset = op.asset
-    move = _move(scratch.ledger, asset, "payment", source, destination, amount)
+    muxed = scratch.to_muxed_id(op.destination)
+    move = _move(scratch.ledger, asset, "payment", source, destination, amount, muxed)
     if asset.is_native():
         if destination == source:
             moves.append(move)  # PaymentOpFrame: instant success
@@ -222,8 +235,11 @@ def _create_account(
     scratch.merged.discard(destination)  # merged earlier in this transaction, now re-created
     scratch.created.add(destination)
     scratch.balances[destination] = starting
+    muxed = scratch.to_muxed_id(None)  # CreateAccountOp.destination is never muxed
     moves.append(
-        _move(scratch.ledger, Asset.native(), "create_account", source, destination, starting)
+        _move(
+            scratch.ledger, Asset.native(), "create_account", source, destination, starting, muxed
+        )
     )
     return Create.CREATE_ACCOUNT_SUCCESS
 
@@ -247,19 +263,27 @@ def _account_merge(
     del scratch.balances[source]
     scratch.created.discard(source)
     scratch.merged.add(source)
+    muxed = scratch.to_muxed_id(op.destination)
     moves.append(
-        _move(scratch.ledger, Asset.native(), "account_merge", source, destination, balance)
+        _move(scratch.ledger, Asset.native(), "account_merge", source, destination, balance, muxed)
     )
     return Merge.ACCOUNT_MERGE_SUCCESS, balance
 
 
 def _move(
-    ledger: Ledger, asset: Asset, function: str, source: str, destination: str, amount: int
+    ledger: Ledger,
+    asset: Asset,
+    function: str,
+    source: str,
+    destination: str,
+    amount: int,
+    to_muxed_id: MuxedId | None,
 ) -> TokenMove:
     token_id = (
         ledger.registry.native_id if asset.is_native() else asset.contract_id(ledger.passphrase)
     )
-    return TokenMove(token_id, function, token_id, asset_name(asset), source, destination, amount)
+    name = asset_name(asset)
+    return TokenMove(token_id, function, token_id, name, source, destination, amount, to_muxed_id)
 
 
 def _commit(scratch: _Scratch, seq: int) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
-from stellar_sdk import Asset, MuxedAccount, StrKey, scval
+from stellar_sdk import Asset, StrKey, scval
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address, AddressType
 
@@ -28,6 +29,24 @@ class ContractError(Exception):
 
 
 @dataclass(frozen=True)
+class MuxedId:
+    """The ``to_muxed_id`` of a CAP-67 transfer or mint event: a muxed account's id (u64), or
+    for a classic payment to a plain account the transaction memo (MEMO_ID as u64, MEMO_TEXT
+    as string, MEMO_HASH and MEMO_RETURN as bytes)."""
+
+    kind: Literal["u64", "string", "bytes"]
+    value: int | bytes
+
+    def as_json(self) -> int | str:
+        """u64 as a number, string as its text, bytes as hex."""
+        if isinstance(self.value, int):
+            return self.value
+        if self.kind == "string":
+            return self.value.decode(errors="replace")
+        return self.value.hex()
+
+
+@dataclass(frozen=True)
 class TokenMove:
     """What one successful invocation does to balances."""
 
@@ -38,6 +57,11 @@ class TokenMove:
     from_: str
     to: str  # G or C address; a muxed M address is resolved to its G account
     amount: int
+    to_muxed_id: MuxedId | None = None  # what the CAP-67 event carries besides ``to``
+
+    @property
+    def issuer(self) -> str | None:
+        return None if self.asset == "native" else self.asset.partition(":")[2]
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,11 @@ class Invocation:
     @property
     def total(self) -> int:
         return sum(m.amount for m in self.moves)
+
+    @property
+    def is_sac_call(self) -> bool:
+        """A call of the Stellar Asset Contract itself (not of the payout contract)."""
+        return self.contract_id == self.token_id
 
 
 def asset_name(asset: Asset) -> str:
@@ -102,17 +131,26 @@ class ContractRegistry:
         if contract_id == self.payout_contract_id and function == self.payout_batch_method:
             from_, payouts = _batch_args(call.args)
         else:
-            from_, to, amount = _transfer_args(call.args)
+            # Only the SAC's ``to`` is a MuxedAddress; the payout contract takes an Address.
+            from_, to, amount = _transfer_args(call.args, muxed_to=token_id == contract_id)
             payouts = [(to, amount)]
         asset = asset_name(self.assets[token_id])
         moves = tuple(
-            TokenMove(contract_id, function, token_id, asset, from_, to, amount)
+            TokenMove(contract_id, function, token_id, asset, from_, to.account, amount, to.muxed)
             for to, amount in payouts
         )
         return Invocation(contract_id, function, token_id, from_, moves)
 
 
-def _batch_args(args: list[x.SCVal]) -> tuple[str, list[tuple[str, int]]]:
+@dataclass(frozen=True)
+class Destination:
+    """A ``to`` argument: the account or contract credited, and the muxed id it carried."""
+
+    account: str
+    muxed: MuxedId | None = None
+
+
+def _batch_args(args: list[x.SCVal]) -> tuple[str, list[tuple[Destination, int]]]:
     """``(from: Address, payouts: Vec<(Address, i128)>)``; the host refuses any other shape
     (a trap), and the contract traps on a negative amount."""
     if len(args) != 2:
@@ -132,7 +170,9 @@ def _batch_args(args: list[x.SCVal]) -> tuple[str, list[tuple[str, int]]]:
     return from_, payouts
 
 
-def _transfer_args(args: list[x.SCVal]) -> tuple[str, str, int]:
+def _transfer_args(
+    args: list[x.SCVal], *, muxed_to: bool = False
+) -> tuple[str, Destination, int]:
     if len(args) != 3:
         raise ContractError(
             f"expected (from: Address, to: Address, amount: i128), got {len(args)} args"
@@ -146,16 +186,32 @@ def _transfer_args(args: list[x.SCVal]) -> tuple[str, str, int]:
     from_addr = Address.from_xdr_sc_address(from_val.address)
     if from_addr.type not in (AddressType.ACCOUNT, AddressType.CONTRACT):
         raise ContractError("from must be an account or contract address")
-    to_addr = Address.from_xdr_sc_address(to_val.address)
-    to = to_addr.address
-    if to_addr.type == AddressType.MUXED_ACCOUNT:
-        # CAP-67: a muxed destination credits the underlying G account; the id is for indexers.
-        to = MuxedAccount.from_account(to).account_id
-    elif to_addr.type not in (AddressType.ACCOUNT, AddressType.CONTRACT):
-        raise ContractError("to must be an account, muxed account or contract address")
+    to = _destination(to_val.address, muxed_to=muxed_to)
     parts = amount_val.i128
     amount = (parts.hi.int64 << 64) | parts.lo.uint64
     if amount < 0:
         # The SAC rejects negative amounts (check_nonnegative_amount).
         raise ContractError("amount must not be negative")
     return from_addr.address, to, amount
+
+
+def _destination(address: x.SCAddress, *, muxed_to: bool) -> Destination:
+    """CAP-67: the SAC's ``to`` is a MuxedAddress: an SC_ADDRESS_TYPE_MUXED_ACCOUNT credits its
+    G account exactly as that account would be credited; only the event carries the id
+    (soroban-env-host stellar_asset_contract/contract.rs ``transfer``: ``to_mux.address()``,
+    event.rs ``transfer_maybe_with_issuer``). A parameter of type Address does not take a
+    muxed address: the host fails the call (CAP-67 "MuxedAddressObject host object")."""
+    if address.type == x.SCAddressType.SC_ADDRESS_TYPE_MUXED_ACCOUNT:
+        if not muxed_to:
+            raise ContractError(
+                "Error(Value, UnexpectedType): a muxed address where the function takes an "
+                "Address (only the Stellar Asset Contract's transfer takes a MuxedAddress)"
+            )
+        muxed = address.muxed_account
+        assert muxed is not None
+        account = StrKey.encode_ed25519_public_key(muxed.ed25519.uint256)
+        return Destination(account, MuxedId("u64", muxed.id.uint64))
+    to_addr = Address.from_xdr_sc_address(address)
+    if to_addr.type not in (AddressType.ACCOUNT, AddressType.CONTRACT):
+        raise ContractError("to must be an account, muxed account or contract address")
+    return Destination(to_addr.address)

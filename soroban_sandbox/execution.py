@@ -1,7 +1,9 @@
-"""Running one InvokeHostFunction against the ledger: authorization, then the balance move.
+"""Running one InvokeHostFunction against the ledger, in stellar-core's order: the footprint's
+archived entries (restored when marked, else the call fails), then the host: authorization,
+the Stellar Asset Contract's balance rules (``sac.py``), the declared resources.
 
-A host failure rolls back everything the invocation did (balances, consumed nonces); the caller
-has already charged the fee and consumed the sequence number, as stellar-core does.
+A host failure rolls back everything the invocation did (balances, consumed nonces, restores);
+the caller has already charged the fee and consumed the sequence number, as stellar-core does.
 """
 
 from __future__ import annotations
@@ -14,42 +16,26 @@ from stellar_sdk.address import Address
 from stellar_sdk.operation import InvokeHostFunction
 
 from . import xdr_build as b
+from .archival import archived_indices
 from .authority import address_credentials, check_address_entry, invocation_matches
 from .contracts import ContractError, Invocation, TokenMove
-from .entry_history import account_key, token_key
 from .resources import entry_size, instructions_needed
-from .xdr_build import BASE_RESERVE
+from .sac import WrittenEntry, run_invocation
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .ledger import ArchivedEntry, Ledger
 
-
-def min_balance(num_sub_entries: int) -> int:
-    """stellar-core getMinBalance: (2 + sub-entries) base reserves; with none, 1 XLM."""
-    return (2 + num_sub_entries) * BASE_RESERVE
-
-
-MIN_BALANCE = min_balance(0)  # an account with no sub-entries must keep 1 XLM
-
-
-@dataclass
-class TokenBalance:
-    """A SAC balance kept in contract storage (contract holders, issued assets)."""
-
-    amount: int
-    last_modified: int
+Result = x.InvokeHostFunctionResultCode
 
 
 @dataclass
 class Execution:
     error: str | None = None
     moves: list[TokenMove] = field(default_factory=list)
-    # The host used more than the transaction declared: RESOURCE_LIMIT_EXCEEDED, not TRAPPED.
-    resource_limit_exceeded: bool = False
-
-    @property
-    def move(self) -> TokenMove | None:
-        return self.moves[0] if self.moves else None
+    # Why a failed call failed: TRAPPED, or RESOURCE_LIMIT_EXCEEDED when the host needed more
+    # than declared, or ENTRY_ARCHIVED for an archived entry the transaction did not mark.
+    failure: x.InvokeHostFunctionResultCode = Result.INVOKE_HOST_FUNCTION_TRAPPED
+    restored: int = 0  # archived entries restored before the call (CAP-66)
 
 
 def contract_call(op: InvokeHostFunction) -> x.InvokeContractArgs:
@@ -62,73 +48,60 @@ def contract_call(op: InvokeHostFunction) -> x.InvokeContractArgs:
     return fn.invoke_contract
 
 
+def archived_error(data: x.SorobanTransactionData, archived: list[ArchivedEntry]) -> str | None:
+    """InvokeHostFunctionOpFrame ``handleArchivedEntry``: an archived entry may be used only if
+    the read-write footprint holds it and ``archivedSorobanEntries`` marks its index."""
+    marked = set(archived_indices(data))
+    for entry in archived:
+        if entry.read_write_index is None or entry.read_write_index not in marked:
+            return "trying to access an archived contract data entry"
+    return None
+
+
 def execute(
     ledger: Ledger,
     op: InvokeHostFunction,
     op_source: str,
     seq: int,
-    resources: x.SorobanResources,
+    data: x.SorobanTransactionData,
     *,
     fail_on_chain: bool,
 ) -> Execution:
     if fail_on_chain:
         return Execution(error="injected fault: fail_on_chain")
+    resources = data.resources
+    archived = ledger.archived_entries(resources.footprint, seq)
+    refused = archived_error(data, archived)
+    if refused is not None:
+        return Execution(error=refused, failure=Result.INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED)
+    # A restore is a disk read of the whole entry, metered before the host runs
+    # (meterDiskReadResource).
+    read_bytes = sum(a.size for a in archived)
+    if read_bytes > resources.disk_read_bytes.uint32:
+        return Execution(
+            error=f"disk read bytes {read_bytes} exceed the declared "
+            f"{resources.disk_read_bytes.uint32}",
+            failure=Result.INVOKE_HOST_FUNCTION_RESOURCE_LIMIT_EXCEEDED,
+        )
     try:
         call = contract_call(op)
         invocation = ledger.registry.interpret(call)
         nonce = require_auth(ledger, invocation.from_, call, op.auth, op_source, seq)
-        check_invocation(ledger, invocation)
-        written = written_entries(ledger, invocation)
+        run = run_invocation(ledger, invocation, seq)
+        written = run.written()
         exceeded = _beyond_declared(resources, invocation, written)
         if exceeded is not None:
-            return Execution(error=exceeded, resource_limit_exceeded=True)
+            return Execution(
+                error=exceeded, failure=Result.INVOKE_HOST_FUNCTION_RESOURCE_LIMIT_EXCEEDED
+            )
         _within_footprint(resources.footprint, written, nonce, invocation.from_)
     except ContractError as exc:
         return Execution(error=str(exc))
-    for move in invocation.moves:
-        apply_move(ledger, move, seq)
+    ledger.restore([a.key for a in archived], seq)
+    run.commit()
     if nonce is not None:
         ledger.used_nonces.add((invocation.from_, nonce))
-    return Execution(moves=list(invocation.moves))
-
-
-@dataclass(frozen=True)
-class WrittenEntry:
-    holder: str
-    key: x.LedgerKey
-    after: x.LedgerEntryData
-
-
-def _holders(ledger: Ledger, invocation: Invocation) -> list[str]:
-    """Whose balance entries the invocation writes: ``from`` and each destination, once; the
-    issuer of an issued asset mints and burns, so it has none."""
-    asset = ledger.registry.assets[invocation.token_id]
-    holders = dict.fromkeys([invocation.from_, *(m.to for m in invocation.moves)])
-    return [h for h in holders if asset.is_native() or h != asset.issuer]
-
-
-def written_entries(ledger: Ledger, invocation: Invocation) -> list[WrittenEntry]:
-    """Native XLM of G accounts lives in account entries; everything else in SAC storage."""
-    asset = ledger.registry.assets[invocation.token_id]
-    deltas: dict[str, int] = {}
-    for move in invocation.moves:
-        deltas[move.from_] = deltas.get(move.from_, 0) - move.amount
-        deltas[move.to] = deltas.get(move.to, 0) + move.amount
-    written = []
-    for holder in _holders(ledger, invocation):
-        delta = deltas.get(holder, 0)
-        if asset.is_native() and holder.startswith("G"):
-            account = ledger.accounts[holder]  # check_invocation refused missing accounts
-            key = b.account_key(holder)
-            after = b.account_entry_data(
-                holder, account.balance + delta, account.seq, account.num_sub_entries
-            )
-        else:
-            key = b.balance_key(invocation.token_id, holder)
-            held = ledger.token_balance(invocation.token_id, holder)
-            after = b.balance_entry_data(invocation.token_id, holder, held + delta)
-        written.append(WrittenEntry(holder, key, after))
-    return written
+    return Execution(moves=list(invocation.moves), restored=len(archived))
 
 
 def _beyond_declared(
@@ -175,15 +148,16 @@ def require_auth(
     signature); any other address needs an address-credential entry it signed.
     """
     problems: list[str] = []
+    source_credentials = x.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT
     for entry in entries:
         if not invocation_matches(entry, call):
             continue
-        creds = address_credentials(entry)
-        if creds is None:
+        if entry.credentials.type == source_credentials:
             if address == op_source:
                 return None
             continue
-        if Address.from_xdr_sc_address(creds.address).address != address:
+        creds = address_credentials(entry)
+        if creds is None or Address.from_xdr_sc_address(creds.address).address != address:
             continue
         nonce = creds.nonce.int64
         if (address, nonce) in ledger.used_nonces:
@@ -195,56 +169,3 @@ def require_auth(
         problems.append(reason)
     detail = "; ".join(problems) or "no matching authorization entry"
     raise ContractError(f"Error(Auth, InvalidAction): {address} did not authorize: {detail}")
-
-
-def _spendable(ledger: Ledger, token_id: str, holder: str) -> int | None:
-    """What ``holder`` can send; None means unlimited (the issuer mints)."""
-    asset = ledger.registry.assets[token_id]
-    if not asset.is_native() and holder == asset.issuer:
-        return None
-    if asset.is_native() and holder.startswith("G"):
-        account = ledger.accounts.get(holder)
-        return account.balance - min_balance(account.num_sub_entries) if account else 0
-    return ledger.token_balance(token_id, holder)
-
-
-def check_invocation(ledger: Ledger, invocation: Invocation) -> None:
-    """The whole call or nothing: ``from`` must cover the sum of its moves (a batch traps when
-    it is underfunded for the sum), and every destination must be able to receive."""
-    spendable = _spendable(ledger, invocation.token_id, invocation.from_)
-    if spendable is not None and spendable < invocation.total:
-        # SAC: "balance is not sufficient to spend" (Error(Contract, #10)).
-        raise ContractError("Error(Contract, #10): balance is not sufficient to spend")
-    asset = ledger.registry.assets[invocation.token_id]
-    for move in invocation.moves:
-        if asset.is_native() and move.to.startswith("G") and move.to not in ledger.accounts:
-            # Native XLM lives in the account entry; the SAC cannot create accounts.
-            raise ContractError(
-                f"Error(Storage, MissingValue): destination account {move.to} does not exist"
-            )
-        for holder in (move.from_, move.to):
-            if holder.startswith("G") and not asset.is_native() and holder not in ledger.accounts:
-                raise ContractError(
-                    f"Error(Storage, MissingValue): account {holder} does not exist"
-                )
-
-
-def _credit(ledger: Ledger, token_id: str, holder: str, delta: int, seq: int) -> None:
-    asset = ledger.registry.assets[token_id]
-    if not asset.is_native() and holder == asset.issuer:
-        return  # issuer sends = mint, issuer receives = burn
-    if asset.is_native() and holder.startswith("G"):
-        ledger.before_write(account_key(holder))
-        account = ledger.accounts[holder]
-        account.balance += delta
-        account.last_modified = seq
-        return
-    ledger.before_write(token_key(token_id, holder))
-    held = ledger.tokens.setdefault((token_id, holder), TokenBalance(0, seq))
-    held.amount += delta
-    held.last_modified = seq
-
-
-def apply_move(ledger: Ledger, move: TokenMove, seq: int) -> None:
-    _credit(ledger, move.token_id, move.from_, -move.amount, seq)
-    _credit(ledger, move.token_id, move.to, move.amount, seq)

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 from stellar_sdk import Asset, StrKey
 from stellar_sdk.operation import Payment
 
-from .classic import INT64_MAX, apply_classic
+from .classic import apply_classic
 from .contracts import asset_name
 from .entry_history import account_key, trustline_key
-from .execution import min_balance
-from .records import Trustline
+from .records import INT64_MAX, Trustline, min_balance
 
 if TYPE_CHECKING:
     from .ledger import Ledger

@@ -25,11 +25,15 @@ from stellar_sdk.operation import InvokeHostFunction
 
 from . import xdr_build as b
 from .admission import LedgerView, admission_error, fee_to_charge, inclusion_bid, is_soroban
+from .archival import archived_indices, created_live_until, is_live, is_persistent
+from .asset_events import asset_event
 from .classic import apply_classic
 from .contracts import ContractRegistry, TokenMove, asset_name
 from .entry_history import EntryHistory, EntryKey, account_key, token_key, trustline_key
-from .execution import TokenBalance, execute, min_balance
-from .fees import EVENT_FEE, non_refundable_fee
+from .execution import execute
+from .fees import non_refundable_fee, refundable_fee
+from .frozen import SETTING_KEY, FrozenKeys, accesses_frozen_key
+from .protocol import Protocol
 from .records import (
     Account,
     ClosedLedger,
@@ -37,14 +41,15 @@ from .records import (
     Eviction,
     IncludedTx,
     Submission,
+    TokenBalance,
     Transfer,
     Trustline,
+    min_balance,
 )
-from .resources import TxLimits, disk_read_entries
+from .resources import TxLimits, disk_read_entries, entry_size
 from .txset import Candidate, Resources, choose, fits, plus, to_evict
 
 FRIENDBOT_STARTING_BALANCE = 10_000 * 10_000_000  # 10,000 XLM in stroops
-PROTOCOL_VERSION = 23
 
 # stellar-core src/transactions/TransactionUtils.h: maxTime must outlast this many expected
 # ledger close times (plus the drift since the last close) to be accepted.
@@ -117,6 +122,28 @@ class AccountExists(ValueError):
     pass
 
 
+class ArchiveError(ValueError):
+    """The admin asked to archive what cannot be archived; the message says why."""
+
+
+@dataclass(frozen=True)
+class FoundEntry:
+    """A ledger entry as getLedgerEntries serves it."""
+
+    data: x.LedgerEntryData
+    last_modified: int
+    live_until: int | None = None  # Soroban entries only: their TTL
+
+
+@dataclass(frozen=True)
+class ArchivedEntry:
+    """An archived entry in a transaction's footprint."""
+
+    key: x.LedgerKey
+    read_write_index: int | None  # its index in the read-write footprint; None if read-only
+    size: int  # the entry's XDR size: what restoring it reads from disk
+
+
 @dataclass
 class _Pending:
     hash: str
@@ -152,7 +179,7 @@ def candidate_of(tx_hash: str, envelope: TransactionEnvelope) -> Candidate:
         1,
         resources.instructions.uint32,
         len(resources.footprint.read_write),
-        disk_read_entries(resources.footprint),
+        disk_read_entries(resources.footprint, len(archived_indices(data))),
         resources.write_bytes.uint32,
         len(envelope.to_xdr_object().to_xdr_bytes()),
     )
@@ -166,6 +193,8 @@ class Ledger:
     retention_ledgers: int = 120_960  # about 7 days of 5 s ledgers, like getTransaction history
     limits: LedgerLimits = field(default_factory=LedgerLimits)
     tx_limits: TxLimits = field(default_factory=TxLimits)
+    protocol: Protocol = field(default_factory=Protocol)
+    frozen: FrozenKeys = field(default_factory=FrozenKeys)
     accounts: dict[str, Account] = field(default_factory=dict)
     tokens: dict[tuple[str, str], TokenBalance] = field(default_factory=dict)
     # Classic trustlines by (holder G..., "CODE:ISSUER").
@@ -235,10 +264,6 @@ class Ledger:
     def account_at(self, account_id: str, ledger_seq: int) -> Account | None:
         """The account as ledger ``ledger_seq`` left it (within ENTRY_HISTORY_LEDGERS)."""
         return self._at(account_key(account_id), self.accounts.get(account_id), ledger_seq)
-
-    def token_balance(self, token_id: str, holder: str) -> int:
-        held = self.tokens.get((token_id, holder))
-        return held.amount if held else 0
 
     # -- submission -------------------------------------------------------------------------
 
@@ -319,6 +344,8 @@ class Ledger:
             tx_limits=self.tx_limits,
             upper_bound_offset=EXPECTED_CLOSE_TIME_MULT * self.limits.expected_close_seconds
             + drift,
+            protocol=self.protocol,
+            frozen_keys=self.frozen.snapshot(),
         )
 
     def _lane(self, soroban: bool) -> list[Candidate]:
@@ -392,10 +419,11 @@ class Ledger:
     def _close(self, seq: int, close_time: int) -> ClosedLedger:
         candidates: list[_Pending] = []
         for pending in list(self._pending.values()):
-            reason = self._expired(pending.envelope, seq, close_time)
+            reason = self._invalid_at_close(pending.envelope, seq, close_time)
             if reason is not None:
-                # Expired transactions are trimmed from the tx set: never included, nothing
-                # charged, seq not consumed. getTransaction stays NOT_FOUND for ever.
+                # Invalid transactions are trimmed from the tx set (TxSetUtils::trimInvalid):
+                # never included, nothing charged, seq not consumed. getTransaction stays
+                # NOT_FOUND for ever.
                 del self._pending[pending.hash]
                 self.evictions.append(Eviction(pending.hash, seq, reason))
                 continue
@@ -434,7 +462,13 @@ class Ledger:
         self.entry_history.forget_through(seq - ENTRY_HISTORY_LEDGERS)
         return ledger
 
-    def _expired(self, envelope: TransactionEnvelope, seq: int, close_time: int) -> str | None:
+    def _invalid_at_close(
+        self, envelope: TransactionEnvelope, seq: int, close_time: int
+    ) -> str | None:
+        """What checkValid finds wrong with a queued transaction when the next tx set is
+        built: its time bounds have passed, or it accesses a key frozen since it was queued."""
+        if self.frozen.keys and accesses_frozen_key(envelope, self.frozen.__contains__):
+            return "txFROZEN_KEY_ACCESSED"
         cond = envelope.transaction.preconditions
         if cond is None:
             return None
@@ -471,18 +505,18 @@ class Ledger:
         op_source = op.source.account_id if op.source else pending.source
         data = envelope.transaction.soroban_data
         assert data is not None
-        run = execute(
-            self, op, op_source, seq, data.resources, fail_on_chain=pending.fail_on_chain
-        )
+        run = execute(self, op, op_source, seq, data, fail_on_chain=pending.fail_on_chain)
         self._record_moves([(0, run.moves)], pending.hash, seq, close_time, order)
-        events = [b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in run.moves]
+        events = [asset_event(m) for m in run.moves]
         # Refundable resources (stellar-core RefundableFeeTracker): the declared resource fee
-        # minus the non-refundable part; what events consumed is kept, the rest is refunded
-        # after apply, and feeCharged in the result is lowered by the refund
+        # minus the non-refundable part; what events and restores' rent consumed is kept, the
+        # rest is refunded after apply, and feeCharged in the result is lowered by the refund
         # (MutableTransactionResult::finalizeFeeRefund). A failed call consumes none of it.
         declared = data.resource_fee.int64
-        fixed = min(declared, non_refundable_fee(len(data.resources.footprint.read_write)))
-        consumed = min(declared - fixed, EVENT_FEE * len(events)) if run.error is None else 0
+        marked = len(archived_indices(data))
+        fixed = min(declared, non_refundable_fee(len(data.resources.footprint.read_write), marked))
+        used = refundable_fee(len(events), run.restored)
+        consumed = min(declared - fixed, used) if run.error is None else 0
         refund = min(declared - fixed - consumed, charged)
         account.balance += refund
         if refund:
@@ -503,9 +537,7 @@ class Ledger:
             success=run.error is None,
             fee_charged=fee_charged,
             success_hash=digest,
-            failure=x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_RESOURCE_LIMIT_EXCEEDED
-            if run.resource_limit_exceeded
-            else x.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED,
+            failure=run.failure,
         )
         return self._include(
             pending,
@@ -528,22 +560,20 @@ class Ledger:
         charged: int,
         fee_events: list[x.TransactionEvent],
     ) -> Processed:
-        ops = pending.envelope.transaction.operations
+        tx = pending.envelope.transaction
+        ops = tx.operations
         if pending.fail_on_chain:
             run = apply_classic(self, pending.source, [], seq)
             run.results = [_underfunded(op.to_xdr_object().body.type) for op in ops]
             failure: str | None = "injected fault: fail_on_chain"
         else:
-            run = apply_classic(self, pending.source, ops, seq)
+            run = apply_classic(self, pending.source, ops, seq, memo=tx.memo)
             failure = None if run.successful else "an operation failed (see the operation results)"
         per_op: list[list[TokenMove]] = [[] for _ in ops]
         for index, move in zip(run.op_indexes, run.moves, strict=True):
             per_op[index].append(move)
         self._record_moves(list(enumerate(per_op)), pending.hash, seq, close_time, order)
-        events = [
-            [b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in moves]
-            for moves in per_op
-        ]
+        events = [[asset_event(m) for m in moves] for moves in per_op]
         meta = b.classic_transaction_meta(events, fee_events)
         result = b.classic_result(success=failure is None, fee_charged=charged, results=run.results)
         return self._include(
@@ -636,9 +666,7 @@ class Ledger:
     ) -> None:
         for op_index, moves in per_op:
             for index, move in enumerate(moves):
-                event = b.transfer_event(
-                    move.token_id, move.from_, move.to, move.amount, move.asset
-                )
+                event = asset_event(move)
                 body = event.body.v0
                 assert body is not None
                 self.events.append(
@@ -654,6 +682,7 @@ class Ledger:
                         event_index=index,
                     )
                 )
+                muxed = move.to_muxed_id
                 self.transfers.append(
                     Transfer(
                         tx_hash,
@@ -664,6 +693,8 @@ class Ledger:
                         move.to,
                         move.amount,
                         move.asset,
+                        muxed.as_json() if muxed else None,
+                        muxed.kind if muxed else None,
                     )
                 )
 
@@ -678,7 +709,7 @@ class Ledger:
         processed = processed or []
         previous = self._ledgers[seq - 1].hash if seq - 1 in self._ledgers else b"\x00" * 32
         header = b.ledger_header(
-            protocol=PROTOCOL_VERSION,
+            protocol=self.protocol.version,
             seq=seq,
             close_time=close_time,
             previous_hash=previous,
@@ -733,11 +764,9 @@ class Ledger:
         ]
         return fees, len(window)
 
-    def ledger_entry(
-        self, key: x.LedgerKey, at: int | None = None
-    ) -> tuple[x.LedgerEntryData, int] | None:
-        """Account entries, and SAC balance entries of contract-held or issued-asset balances,
-        as the latest ledger left them or, with ``at``, as that ledger did."""
+    def ledger_entry(self, key: x.LedgerKey, at: int | None = None) -> FoundEntry | None:
+        """Account, trustline and SAC balance entries, and the frozen-keys configuration
+        setting, as the latest ledger left them or, with ``at``, as that ledger did."""
         if key.type == x.LedgerEntryType.ACCOUNT and key.account is not None:
             raw_key = key.account.account_id.account_id.ed25519
             assert raw_key is not None  # PUBLIC_KEY_TYPE_ED25519 is the only key type
@@ -745,13 +774,17 @@ class Ledger:
             account = self._at(account_key(account_id), self.accounts.get(account_id), at)
             if account is None:
                 return None
-            return b.account_entry_data(
+            data = b.account_entry_data(
                 account_id, account.balance, account.seq, account.num_sub_entries
-            ), account.last_modified
+            )
+            return FoundEntry(data, account.last_modified)
         if key.type == x.LedgerEntryType.TRUSTLINE and key.trust_line is not None:
             return self._trustline_entry(key.trust_line, at)
         if key.type == x.LedgerEntryType.CONTRACT_DATA and key.contract_data is not None:
             return self._balance_entry(key.contract_data, at)
+        if key.to_xdr_bytes() == SETTING_KEY.to_xdr_bytes() and self.protocol.frozen_keys:
+            # The setting exists from the protocol 26 upgrade on (CAP-77).
+            return FoundEntry(self.frozen.setting(), self.frozen.last_modified)
         return None
 
     def _at(self, key: EntryKey, current: Entry | None, at: int | None) -> Entry | None:
@@ -759,9 +792,7 @@ class Ledger:
             return current
         return self.entry_history.at(key, at, current)
 
-    def _trustline_entry(
-        self, key: x.LedgerKeyTrustLine, at: int | None
-    ) -> tuple[x.LedgerEntryData, int] | None:
+    def _trustline_entry(self, key: x.LedgerKeyTrustLine, at: int | None) -> FoundEntry | None:
         raw_key = key.account_id.account_id.ed25519
         assert raw_key is not None
         holder = StrKey.encode_ed25519_public_key(raw_key.uint256)
@@ -774,17 +805,86 @@ class Ledger:
         if line is None:
             return None
         data = b.trustline_entry_data(holder, asset, line.balance, line.limit, line.authorized)
-        return data, line.last_modified
+        return FoundEntry(data, line.last_modified)
 
-    def _balance_entry(
-        self, key: x.LedgerKeyContractData, at: int | None
-    ) -> tuple[x.LedgerEntryData, int] | None:
-        token_id = Address.from_xdr_sc_address(key.contract).address
+    def _balance_key(self, key: x.LedgerKeyContractData) -> EntryKey | None:
+        """The entry a persistent SAC ``Balance`` key names, if it is one."""
         vec = key.key.vec.sc_vec if key.key.vec is not None else []
-        if len(vec) != 2 or vec[0] != scval.to_symbol("Balance") or vec[1].address is None:
+        if (
+            key.durability != x.ContractDataDurability.PERSISTENT
+            or len(vec) != 2
+            or vec[0] != scval.to_symbol("Balance")
+            or vec[1].address is None
+        ):
             return None
-        holder = Address.from_xdr_sc_address(vec[1].address).address
-        held = self._at(token_key(token_id, holder), self.tokens.get((token_id, holder)), at)
+        token_id = Address.from_xdr_sc_address(key.contract).address
+        return token_key(token_id, Address.from_xdr_sc_address(vec[1].address).address)
+
+    def _balance_entry(self, key: x.LedgerKeyContractData, at: int | None) -> FoundEntry | None:
+        entry_key = self._balance_key(key)
+        if entry_key is None:
+            return None
+        _, token_id, holder = entry_key
+        held = self._at(entry_key, self.tokens.get((token_id, holder)), at)
         if held is None:
             return None
-        return b.balance_entry_data(token_id, holder, held.amount), held.last_modified
+        data = b.balance_entry_data(token_id, holder, held.amount)
+        return FoundEntry(data, held.last_modified, held.live_until)
+
+    # -- archival (CAP-62, CAP-66) -----------------------------------------------------------
+
+    def _persistent(self, key: x.LedgerKey) -> TokenBalance | None:
+        if key.contract_data is None:
+            return None
+        entry_key = self._balance_key(key.contract_data)
+        if entry_key is None:
+            return None
+        return self.tokens.get((entry_key[1], entry_key[2]))
+
+    def archived_entries(self, footprint: x.LedgerFootprint, seq: int) -> list[ArchivedEntry]:
+        """The footprint's entries that are archived at ledger ``seq``, in footprint order."""
+        found = []
+        keyed: list[tuple[x.LedgerKey, int | None]] = [(k, None) for k in footprint.read_only]
+        keyed += [(k, i) for i, k in enumerate(footprint.read_write)]
+        for key, index in keyed:
+            held = self._persistent(key)
+            if held is not None and not is_live(held.live_until, seq):
+                data = self.ledger_entry(key)
+                assert data is not None
+                found.append(ArchivedEntry(key, index, entry_size(data.data)))
+        return found
+
+    def restore(self, keys: list[x.LedgerKey], seq: int) -> None:
+        """Bring archived entries back with the network's minimum TTL from ``seq``."""
+        for key in keys:
+            held = self._persistent(key)
+            assert held is not None and key.contract_data is not None
+            entry_key = self._balance_key(key.contract_data)
+            assert entry_key is not None
+            self.before_write(entry_key)
+            held.live_until = created_live_until(seq)
+
+    def archive(self, key: x.LedgerKey) -> TokenBalance:
+        """Let the entry's TTL lapse: its last live ledger is the one before the latest, so
+        getLedgerEntries reports it archived and a transaction must restore it. Only
+        persistent contract data can be (CAP-62)."""
+        if not is_persistent(key):
+            raise ArchiveError(
+                "key: only persistent contract entries are archived (CAP-62); accounts and "
+                "trustlines never are, temporary entries are deleted instead"
+            )
+        held = self._persistent(key)
+        if held is None:
+            raise ArchiveError("key: no such entry (the sandbox archives SAC Balance entries)")
+        assert key.contract_data is not None
+        entry_key = self._balance_key(key.contract_data)
+        assert entry_key is not None
+        self.before_write(entry_key)
+        held.live_until = min(held.live_until, self._latest_seq - 1)
+        return held
+
+    def freeze(self, freeze: list[x.LedgerKey], unfreeze: list[x.LedgerKey]) -> None:
+        """A CONFIG_SETTING_FROZEN_LEDGER_KEYS_DELTA upgrade (CAP-77), taking effect from the
+        next ledger's validation on."""
+        self.protocol.require("frozen ledger keys", 26, "CAP-77")
+        self.frozen.apply_delta(freeze, unfreeze, self._latest_seq)

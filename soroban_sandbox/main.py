@@ -28,6 +28,7 @@ from stellar_sdk import Asset, StrKey
 
 from .faults import FaultError, Faults, updated
 from .ledger import LedgerLimits
+from .protocol import NEWEST, OLDEST
 from .resources import PUBLISHED_TX_LIMITS, TxLimits
 from .server import Sandbox, SandboxConfig
 
@@ -52,6 +53,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the payout contract's batch method (from: Address, payouts: Vec<(Address, i128)>)",
     )
     parser.add_argument("--retention-ledgers", type=int, default=120_960)
+    parser.add_argument(
+        "--protocol",
+        type=int,
+        default=NEWEST,
+        help=f"the protocol version modelled, {OLDEST} to {NEWEST} (default {NEWEST}); 26 "
+        "brings CAP-73 and CAP-77, 27 CAP-71's ADDRESS_V2 credentials",
+    )
     parser.add_argument(
         "--soroban-txs-per-ledger",
         type=int,
@@ -95,6 +103,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--classic-ops-per-ledger must be at least 100 (one full transaction)")
     if args.max_healthy_ledger_latency <= 0:
         parser.error("--max-healthy-ledger-latency must be positive")
+    if not OLDEST <= args.protocol <= NEWEST:
+        parser.error(f"--protocol must be {OLDEST} to {NEWEST} (the protocols the sandbox models)")
     args.tx_limits = TxLimits(**{f: getattr(args, f"tx_max_{f}") for f in TX_LIMIT_FIELDS})
     for limit, tx_field in LEDGER_OVER_TX.items():
         if getattr(args, limit) < getattr(args.tx_limits, tx_field):
@@ -176,6 +186,7 @@ async def serve(args: argparse.Namespace) -> None:
         soroban_txs_per_ledger=args.soroban_txs_per_ledger,
         classic_ops_per_ledger=args.classic_ops_per_ledger,
         max_healthy_latency=args.max_healthy_ledger_latency,
+        protocol=args.protocol,
     )
     sandbox = Sandbox(config, args.faults)
     for asset in args.assets:

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .xdr_build import BASE_RESERVE
+
+INT64_MAX = 2**63 - 1  # the most any balance or trustline limit can hold, in stroops
+
+
+def min_balance(num_sub_entries: int) -> int:
+    """stellar-core getMinBalance: (2 + sub-entries) base reserves; with none, 1 XLM."""
+    return (2 + num_sub_entries) * BASE_RESERVE
+
+
+NEW_ACCOUNT_MIN_BALANCE = min_balance(0)  # what a new account must start with
+
 
 @dataclass
 class Account:
@@ -25,6 +37,15 @@ class Trustline:
     last_modified: int
 
 
+@dataclass
+class TokenBalance:
+    """A SAC ``Balance`` entry (persistent contract data) of a contract holder."""
+
+    amount: int
+    last_modified: int
+    live_until: int  # its TTL (liveUntilLedgerSeq): archived once a ledger passes it
+
+
 @dataclass(frozen=True)
 class Transfer:
     tx_hash: str
@@ -35,6 +56,8 @@ class Transfer:
     to: str
     amount: int
     asset: str
+    to_muxed_id: int | str | None = None  # MuxedId.as_json() of the move, if it had one
+    to_muxed_id_type: str | None = None  # "u64", "string" or "bytes" (hex)
 
 
 @dataclass(frozen=True)

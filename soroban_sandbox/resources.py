@@ -24,8 +24,9 @@ from stellar_sdk import xdr as x
 BASE_INSTRUCTIONS = 3_000_000
 INSTRUCTIONS_PER_EXTRA_MOVE = 1_000_000
 KIB = 1024
-# Since protocol 23, classic entries (accounts, trustlines) in the footprint are disk reads;
-# live contract state is in memory (getNumDiskReadEntries).
+# Since protocol 23, classic entries (accounts, trustlines) in the footprint are disk reads,
+# and so are the archived entries a transaction restores; live contract state is in memory
+# (stellar-core TransactionFrame.cpp getNumDiskReadEntries, CAP-66).
 DISK_READ_TYPES = (x.LedgerEntryType.ACCOUNT, x.LedgerEntryType.TRUSTLINE)
 
 
@@ -55,12 +56,14 @@ def entry_size(data: x.LedgerEntryData) -> int:
     return len(entry.to_xdr_bytes())
 
 
-def disk_read_entries(footprint: x.LedgerFootprint) -> int:
+def disk_read_entries(footprint: x.LedgerFootprint, marked_archived: int = 0) -> int:
     keys = [*footprint.read_only, *footprint.read_write]
-    return sum(1 for k in keys if k.type in DISK_READ_TYPES)
+    return sum(1 for k in keys if k.type in DISK_READ_TYPES) + marked_archived
 
 
-def limit_error(resources: x.SorobanResources, tx_size: int, limits: TxLimits) -> str | None:
+def limit_error(
+    resources: x.SorobanResources, tx_size: int, limits: TxLimits, marked_archived: int = 0
+) -> str | None:
     """stellar-core checkSorobanResources, in its order, with its diagnostic message and the
     (value, limit) pair it attaches; None when every resource is within its limit."""
     footprint = resources.footprint
@@ -86,7 +89,7 @@ def limit_error(resources: x.SorobanResources, tx_size: int, limits: TxLimits) -
             "the number of entries in transaction footprint exceeds the network config limit",
         ),
         (
-            disk_read_entries(footprint),
+            disk_read_entries(footprint, marked_archived),
             limits.disk_read_entries,
             "transaction entry-disk-read resources exceed network config limit",
         ),

@@ -20,8 +20,9 @@ from typing import Any
 from stellar_sdk import xdr as x
 
 from . import rpc_history
+from .archival import is_live
 from .chain_view import ChainView
-from .ledger import PROTOCOL_VERSION, Envelope, InvalidEnvelope, Ledger
+from .ledger import Envelope, InvalidEnvelope, Ledger
 from .rpc_params import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -148,7 +149,7 @@ class StellarRpc:
         return {
             "friendbotUrl": self.friendbot_url,
             "passphrase": self.ledger.passphrase,
-            "protocolVersion": PROTOCOL_VERSION,
+            "protocolVersion": self.ledger.protocol.version,
         }
 
     def get_version_info(self, params: Params) -> dict[str, Any]:
@@ -157,14 +158,14 @@ class StellarRpc:
             "commitHash": "",
             "buildTimestamp": "",
             "captiveCoreVersion": "none (test harness)",
-            "protocolVersion": PROTOCOL_VERSION,
+            "protocolVersion": self.ledger.protocol.version,
         }
 
     def get_latest_ledger(self, params: Params) -> dict[str, Any]:
         latest = self.view.latest
         return {
             "id": latest.hash.hex(),
-            "protocolVersion": PROTOCOL_VERSION,
+            "protocolVersion": self.ledger.protocol.version,
             "sequence": latest.seq,
             "closeTime": str(latest.close_time),
             "headerXdr": latest.header_xdr,
@@ -172,7 +173,10 @@ class StellarRpc:
         }
 
     def get_ledger_entries(self, params: Params) -> dict[str, Any]:
-        """get_ledger_entries.go: no keys is an empty answer; TTL keys are refused."""
+        """get_ledger_entries.go: no keys is an empty answer; TTL keys are refused. A Soroban
+        entry carries ``liveUntilLedgerSeq``: its TTL while live, 0 once archived (core's
+        query server answers an archived persistent entry with state "archived" and TTL 0,
+        QueryServer::getLedgerEntry; ledgerentries/main.go passes it on)."""
         check_format(params)
         keys = list_param(params, "keys")
         if len(keys) > MAX_LEDGER_KEYS:
@@ -198,16 +202,15 @@ class StellarRpc:
             found = view.ledger_entry(key)
             if found is None:
                 continue
-            data, last_modified = found
             entry: dict[str, Any] = {
                 "key": raw,
-                "xdr": data.to_xdr(),
-                "lastModifiedLedgerSeq": last_modified,
+                "xdr": found.data.to_xdr(),
+                "lastModifiedLedgerSeq": found.last_modified,
                 "extXdr": base64.b64encode(x.LedgerEntryExt(0).to_xdr_bytes()).decode(),
             }
-            if key.type == x.LedgerEntryType.CONTRACT_DATA:
-                # Soroban entries have a TTL; persistent balances get a generous one.
-                entry["liveUntilLedgerSeq"] = latest + 2_073_600
+            if found.live_until is not None:
+                live = is_live(found.live_until, latest)
+                entry["liveUntilLedgerSeq"] = found.live_until if live else 0
             entries.append(entry)
         return {"entries": entries, "latestLedger": latest}
 
@@ -241,6 +244,13 @@ class StellarRpc:
                 "invalid parameters: json: cannot unmarshal into field "
                 "resourceConfig.instructionLeeway of type uint64",
             )
+        upgraded_auth = params.get("useUpgradedAuth", False)
+        if not isinstance(upgraded_auth, bool):
+            raise RpcError(
+                INVALID_PARAMS,
+                "invalid parameters: json: cannot unmarshal into field useUpgradedAuth of "
+                "type bool",
+            )
         problem = format_error(params)
         if problem is None and params.get("authV2"):
             problem = "authV2 is not modelled by soroban-sandbox (a test harness)"
@@ -250,7 +260,13 @@ class StellarRpc:
             # Refused before the ledger is read, as IsValidFormat is: latestLedger 0.
             return {"error": problem, "latestLedger": 0}
         try:
-            sim = simulate(self.ledger, envelope, auth_mode=auth_mode, instruction_leeway=leeway)
+            sim = simulate(
+                self.ledger,
+                envelope,
+                auth_mode=auth_mode,
+                instruction_leeway=leeway,
+                upgraded_auth=upgraded_auth,
+            )
         except SimulationRefused as exc:
             return {"error": str(exc), "latestLedger": 0}
         result: dict[str, Any] = {"latestLedger": sim.latest_ledger}

@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 from stellar_sdk import Asset, Network, StrKey
+from stellar_sdk import xdr as x
 
 from . import xdr_build as b
-from .classic import INT64_MAX
 from .contracts import (
     DEFAULT_PAYOUT_BATCH_METHOD,
     ContractRegistry,
@@ -28,8 +28,8 @@ from .contracts import (
     default_payout_contract_id,
 )
 from .entry_history import account_key
-from .execution import min_balance
 from .faults import FaultDice, FaultError, Faults, route, updated
+from .frozen import FreezeError, freezable
 from .issued import (
     IssuedAssetError,
     authorize_trustline,
@@ -37,8 +37,10 @@ from .issued import (
     open_trustline,
     parse_asset,
 )
-from .ledger import AccountExists, Envelope, InvalidEnvelope, Ledger, LedgerLimits
+from .ledger import AccountExists, ArchiveError, Envelope, InvalidEnvelope, Ledger, LedgerLimits
 from .nodes import RpcNodes
+from .protocol import NEWEST, Protocol, ProtocolError
+from .records import INT64_MAX, min_balance
 from .replay import PublicEnvelopes
 from .resources import PUBLISHED_TX_LIMITS, TxLimits
 from .rpc import StellarRpc
@@ -82,6 +84,7 @@ class SandboxConfig:
     ledger_disk_read_entries: int = LedgerLimits.ledger_disk_read_entries
     ledger_write_bytes: int = LedgerLimits.ledger_write_bytes
     ledger_tx_size_bytes: int = LedgerLimits.ledger_tx_size_bytes
+    protocol: int = NEWEST
 
 
 class Sandbox:
@@ -110,6 +113,7 @@ class Sandbox:
                 ledger_tx_size_bytes=config.ledger_tx_size_bytes,
             ),
             tx_limits=config.tx_limits,
+            protocol=Protocol(config.protocol),
         )
         self.faults = faults or Faults()
         self.dice = FaultDice(config.seed)
@@ -442,6 +446,46 @@ class Sandbox:
         account.last_modified = self.ledger.latest.seq
         return web.json_response(_account_json(self, account_id))
 
+    async def archive(self, request: web.Request) -> web.Response:
+        """``{key: LedgerKey base64}``: the entry's TTL lapses (CAP-62); it is archived and a
+        transaction must restore it (CAP-66). Answers ``{key, live_until_ledger, archived}``."""
+        try:
+            body = await _json_object(request)
+        except IssuedAssetError as exc:
+            return _problem(400, str(exc))
+        try:
+            key = x.LedgerKey.from_xdr(str(body.get("key", "")))
+        except Exception:  # noqa: BLE001 - any decode failure is the caller's bad key
+            return _problem(400, "key: must be a base64 LedgerKey")
+        try:
+            held = self.ledger.archive(key)
+        except ArchiveError as exc:
+            return _problem(400, str(exc))
+        return web.json_response(
+            {"key": key.to_xdr(), "live_until_ledger": held.live_until, "archived": True}
+        )
+
+    async def frozen_keys(self, request: web.Request) -> web.Response:
+        return web.json_response(self._frozen_json())
+
+    async def change_frozen_keys(self, request: web.Request) -> web.Response:
+        """``{freeze: [LedgerKey base64], unfreeze: [...]}``: a CAP-77
+        CONFIG_SETTING_FROZEN_LEDGER_KEYS_DELTA upgrade."""
+        try:
+            body = await _json_object(request)
+            lists = [body.get(name, []) for name in ("freeze", "unfreeze")]
+            if not all(isinstance(keys, list) for keys in lists):
+                raise FreezeError("freeze, unfreeze: lists of base64 LedgerKeys")
+            freeze, unfreeze = ([freezable(str(k)) for k in keys] for keys in lists)
+            self.ledger.freeze(freeze, unfreeze)
+        except (IssuedAssetError, FreezeError, ProtocolError) as exc:
+            return _problem(400, str(exc))
+        return web.json_response(self._frozen_json())
+
+    def _frozen_json(self) -> dict[str, Any]:
+        keys = [x.LedgerKey.from_xdr_bytes(k).to_xdr() for k in self.ledger.frozen.keys]
+        return {"frozen": keys, "protocol": self.ledger.protocol.version}
+
     async def config_json(self, request: web.Request) -> web.Response:
         registry = self.ledger.registry
         return web.json_response(
@@ -456,6 +500,7 @@ class Sandbox:
                 "assets": {cid: asset_name(a) for cid, a in registry.assets.items()},
                 "ledger_interval": self.config.ledger_interval,
                 "seed": self.dice.seed,
+                "protocol": self.ledger.protocol.version,
             }
         )
 
@@ -482,6 +527,9 @@ class Sandbox:
         app.router.add_post("/admin/issue", self.issue)
         app.router.add_post("/admin/accounts/{account_id}/balance", self.set_balance)
         app.router.add_get("/admin/config", self.config_json)
+        app.router.add_post("/admin/archive", self.archive)
+        app.router.add_get("/admin/frozen-keys", self.frozen_keys)
+        app.router.add_post("/admin/frozen-keys", self.change_frozen_keys)
         app.on_startup.append(self.start_clock)
         app.on_cleanup.append(self.stop_clock)
         return app

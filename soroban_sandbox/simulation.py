@@ -20,17 +20,14 @@ from stellar_sdk.memo import NoneMemo
 from stellar_sdk.operation import ExtendFootprintTTL, InvokeHostFunction, RestoreFootprint
 
 from . import xdr_build as b
+from .archival import with_archived
+from .asset_events import asset_event
 from .contracts import ContractError
-from .execution import (
-    WrittenEntry,
-    check_invocation,
-    contract_call,
-    require_auth,
-    written_entries,
-)
-from .fees import EVENT_FEE, non_refundable_fee
+from .execution import contract_call, require_auth
+from .fees import non_refundable_fee, refundable_fee
 from .ledger import InvalidEnvelope, Ledger
 from .resources import entry_size, instructions_needed, limit_error
+from .sac import WrittenEntry, run_invocation
 
 # soroban-simulation's default adjustment (used by stellar-rpc's preflight,
 # cmd/stellar-rpc/lib/preflight/src/shared.rs): the refundable fee gets a 15% margin, the
@@ -64,8 +61,13 @@ def simulate(
     *,
     auth_mode: str = "",
     instruction_leeway: int = 0,
+    upgraded_auth: bool = False,
 ) -> Simulation:
-    """Raises SimulationRefused where stellar-rpc refuses before running the host."""
+    """Raises SimulationRefused where stellar-rpc refuses before running the host.
+
+    ``upgraded_auth``: stellar-rpc's ``useUpgradedAuth`` (v27.1.0, simulate_transaction.go):
+    recording mode writes SOROBAN_CREDENTIALS_ADDRESS_V2 entries (CAP-71-02) instead of
+    ADDRESS."""
     try:
         envelope = ledger.parse(envelope_xdr)
     except InvalidEnvelope:
@@ -95,6 +97,9 @@ def simulate(
         name = f"OperationType{type(op).__name__}"  # Go's xdr.OperationType String()
         raise SimulationRefused(f"Transaction contains unsupported operation type: {name}")
     mode = _auth_mode(auth_mode, has_auth=bool(op.auth))
+    # Best effort: a host that cannot emit ADDRESS_V2 (before protocol 27) ignores the flag
+    # (go-stellar-sdk protocols/rpc SimulateTransactionRequest.UseUpgradedAuth).
+    upgraded_auth = upgraded_auth and ledger.protocol.address_v2_credentials
     latest = ledger.latest.seq
     source = op.source.account_id if op.source else tx.source.account_id
     try:
@@ -102,7 +107,7 @@ def simulate(
         invocation = ledger.registry.interpret(call)
         if mode == "enforce":
             require_auth(ledger, invocation.from_, call, op.auth, source, latest + 1)
-        check_invocation(ledger, invocation)
+        run = run_invocation(ledger, invocation, latest + 1)
     except ContractError as exc:
         return Simulation(
             latest_ledger=latest,
@@ -114,19 +119,23 @@ def simulate(
         entries = list(op.auth)
     else:
         nonce = None if invocation.from_ == source else _nonce(envelope_xdr, latest)
-        entries = [_auth_entry(call, invocation.from_, nonce)]
-    written = written_entries(ledger, invocation)
+        entries = [_auth_entry(call, invocation.from_, nonce, upgraded=upgraded_auth)]
+    written = run.written()
     read_write = [w.key for w in written]
     if nonce is not None:
         read_write.append(b.nonce_key(invocation.from_, nonce))
     read_only = [b.instance_key(invocation.contract_id)]
     if invocation.token_id != invocation.contract_id:
         read_only.append(b.instance_key(invocation.token_id))
-    transfers = [
-        b.transfer_event(m.token_id, m.from_, m.to, m.amount, m.asset) for m in invocation.moves
-    ]
-    refundable = math.ceil(EVENT_FEE * len(transfers) * REFUNDABLE_FEE_MARGIN)
-    fee = non_refundable_fee(len(read_write)) + refundable
+    # Archived entries the call reads are restored by it (CAP-66): soroban-simulation marks
+    # their read-write indices and declares their disk reads and rent (e2e_invoke.rs
+    # ``restored_rw_entry_indices``, resources.rs).
+    footprint = x.LedgerFootprint(read_only=read_only, read_write=read_write)
+    archived = ledger.archived_entries(footprint, latest + 1)
+    restored = [a.read_write_index for a in archived if a.read_write_index is not None]
+    transfers = [asset_event(m) for m in invocation.moves]
+    refundable = math.ceil(refundable_fee(len(transfers), len(restored)) * REFUNDABLE_FEE_MARGIN)
+    fee = non_refundable_fee(len(read_write), len(restored)) + refundable
     data = b.soroban_data(
         read_only=read_only,
         read_write=read_write,
@@ -134,9 +143,11 @@ def simulate(
         instructions=instructions_needed(len(invocation.moves))
         + max(INSTRUCTIONS_ADDITIVE, instruction_leeway),
         write_bytes=sum(entry_size(w.after) for w in written),
+        disk_read_bytes=sum(a.size for a in archived),
     )
+    data = with_archived(data, restored)
     exceeded = limit_error(
-        data.resources, _assembled_size(envelope, data, entries), ledger.tx_limits
+        data.resources, _assembled_size(envelope, data, entries), ledger.tx_limits, len(restored)
     )
     if exceeded is not None:
         # The transaction could never be accepted (stellar-core checkSorobanResources); the
@@ -200,22 +211,28 @@ def _nonce(envelope_xdr: str, latest: int) -> int:
 
 
 def _auth_entry(
-    call: x.InvokeContractArgs, from_: str, nonce: int | None
+    call: x.InvokeContractArgs, from_: str, nonce: int | None, *, upgraded: bool
 ) -> x.SorobanAuthorizationEntry:
     """Recording-mode auth: source-account credentials when ``from`` is the operation source,
-    otherwise unsigned address credentials (signature void, expiration 0) for the signer to fill."""
+    otherwise unsigned address credentials (signature void, expiration 0) for the signer to
+    fill: ADDRESS, or ADDRESS_V2 when the request asked for upgraded auth."""
     if nonce is None:
         creds = x.SorobanCredentials(x.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT)
     else:
-        creds = x.SorobanCredentials(
-            x.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS,
-            address=x.SorobanAddressCredentials(
-                address=Address(from_).to_xdr_sc_address(),
-                nonce=x.Int64(nonce),
-                signature_expiration_ledger=x.Uint32(0),
-                signature=scval.to_void(),
-            ),
+        address = x.SorobanAddressCredentials(
+            address=Address(from_).to_xdr_sc_address(),
+            nonce=x.Int64(nonce),
+            signature_expiration_ledger=x.Uint32(0),
+            signature=scval.to_void(),
         )
+        if upgraded:
+            creds = x.SorobanCredentials(
+                x.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2, address_v2=address
+            )
+        else:
+            creds = x.SorobanCredentials(
+                x.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS, address=address
+            )
     invocation = x.SorobanAuthorizedInvocation(
         function=x.SorobanAuthorizedFunction(
             x.SorobanAuthorizedFunctionType.SOROBAN_AUTHORIZED_FUNCTION_TYPE_CONTRACT_FN,
@@ -238,7 +255,7 @@ def _state_changes(
             {
                 "type": "updated" if found else "created",
                 "key": entry.key.to_xdr(),
-                "before": _entry(*found) if found else None,
+                "before": _entry(found.data, found.last_modified) if found else None,
                 "after": _entry(entry.after, next_seq),
             }
         )

@@ -147,6 +147,30 @@ class SandboxClient:
         result: dict[str, Any] = await self._request("GET", "/admin/config")
         return result
 
+    async def archive(self, key_xdr: str) -> dict[str, Any]:
+        """Let a persistent contract entry's TTL lapse (a base64 LedgerKey, e.g.
+        ``xdr_build.balance_key(token_id, holder).to_xdr()``): ``{key, live_until_ledger,
+        archived}``."""
+        result: dict[str, Any] = await self._request(
+            "POST", "/admin/archive", json={"key": key_xdr}
+        )
+        return result
+
+    async def freeze(self, *keys_xdr: str) -> list[str]:
+        """Freeze ledger keys (CAP-77; base64 LedgerKeys); returns every frozen key."""
+        return await self._frozen_delta({"freeze": list(keys_xdr)})
+
+    async def unfreeze(self, *keys_xdr: str) -> list[str]:
+        return await self._frozen_delta({"unfreeze": list(keys_xdr)})
+
+    async def frozen_keys(self) -> list[str]:
+        result: dict[str, Any] = await self._request("GET", "/admin/frozen-keys")
+        return list(result["frozen"])
+
+    async def _frozen_delta(self, body: dict[str, list[str]]) -> list[str]:
+        result: dict[str, Any] = await self._request("POST", "/admin/frozen-keys", json=body)
+        return list(result["frozen"])
+
     async def nodes(self) -> list[dict[str, Any]]:
         """Each RPC node behind the URL: ``{node, latest_ledger, oldest_ledger, core_ledger,
         entries_ledger, restarted_at}``."""
@@ -247,6 +271,7 @@ class RunningSandbox(SandboxClient):
         faults: dict[str, Any] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
+        protocol: int | None = None,
     ) -> None:
         self.passphrase = passphrase
         self.base_url = ""
@@ -268,6 +293,8 @@ class RunningSandbox(SandboxClient):
         ]
         if payout_contract_id:
             self._args += ["--payout-contract-id", payout_contract_id]
+        if protocol is not None:
+            self._args += ["--protocol", str(protocol)]
         for name, value in (faults or {}).items():
             self._args += ["--fault", f"{name}={_json_value(value)}"]
         self._args += list(extra_args)

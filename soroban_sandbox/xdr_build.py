@@ -294,11 +294,12 @@ def soroban_data(
     resource_fee: int,
     instructions: int = 3_000_000,
     write_bytes: int | None = None,
+    disk_read_bytes: int = 0,
 ) -> x.SorobanTransactionData:
     resources = x.SorobanResources(
         footprint=x.LedgerFootprint(read_only=read_only, read_write=read_write),
         instructions=x.Uint32(instructions),
-        disk_read_bytes=x.Uint32(0),
+        disk_read_bytes=x.Uint32(disk_read_bytes),
         write_bytes=x.Uint32(400 * len(read_write) if write_bytes is None else write_bytes),
     )
     return x.SorobanTransactionData(
@@ -306,27 +307,28 @@ def soroban_data(
     )
 
 
-def transfer_event(
-    contract_id: str, from_: str, to: str, amount: int, asset_name: str
-) -> x.ContractEvent:
-    """The SAC ``transfer`` event (CAP-46-6, CAP-67): topics [transfer, from, to, asset]."""
+def contract_event(contract_id: str, topics: list[x.SCVal], data: x.SCVal) -> x.ContractEvent:
     return x.ContractEvent(
         ext=x.ExtensionPoint(0),
         contract_id=x.ContractID(x.Hash(Address(contract_id).key)),
         type=x.ContractEventType.CONTRACT,
-        body=x.ContractEventBody(
-            0,
-            v0=x.ContractEventV0(
-                topics=[
-                    scval.to_symbol("transfer"),
-                    scval.to_address(from_),
-                    scval.to_address(to),
-                    scval.to_string(asset_name),
-                ],
-                data=scval.to_int128(amount),
-            ),
-        ),
+        body=x.ContractEventBody(0, v0=x.ContractEventV0(topics=topics, data=data)),
     )
+
+
+def transfer_event(
+    contract_id: str, from_: str, to: str, amount: int, asset_name: str
+) -> x.ContractEvent:
+    """A SAC ``transfer`` event without a muxed id (CAP-46-6, CAP-67): topics
+    [transfer, from, to, asset], data i128. ``asset_events.asset_event`` decides the event of
+    a movement; this builds the plain case for tests."""
+    topics = [
+        scval.to_symbol("transfer"),
+        scval.to_address(from_),
+        scval.to_address(to),
+        scval.to_string(asset_name),
+    ]
+    return contract_event(contract_id, topics, scval.to_int128(amount))
 
 
 def fee_event(native_id: str, fee_source: str, amount: int, stage: int) -> x.TransactionEvent:
@@ -336,18 +338,8 @@ def fee_event(native_id: str, fee_source: str, amount: int, stage: int) -> x.Tra
     stage AFTER_TX the refund as a negative amount (as in the stellar-docs getTransaction
     example, openrpc/src/stellar-rpc/examples/Transactions.json, protocol 23).
     """
-    event = x.ContractEvent(
-        ext=x.ExtensionPoint(0),
-        contract_id=x.ContractID(x.Hash(Address(native_id).key)),
-        type=x.ContractEventType.CONTRACT,
-        body=x.ContractEventBody(
-            0,
-            v0=x.ContractEventV0(
-                topics=[scval.to_symbol("fee"), scval.to_address(fee_source)],
-                data=scval.to_int128(amount),
-            ),
-        ),
-    )
+    topics = [scval.to_symbol("fee"), scval.to_address(fee_source)]
+    event = contract_event(native_id, topics, scval.to_int128(amount))
     return x.TransactionEvent(stage=x.TransactionEventStage(stage), event=event)
 
 

@@ -14,13 +14,14 @@ import struct
 from typing import Any
 
 import aiohttp
-from stellar_sdk import Asset, Keypair, SorobanServerAsync, TransactionBuilder, TransactionEnvelope
+from stellar_sdk import Asset, Keypair, SorobanServerAsync, TransactionEnvelope
 from stellar_sdk import xdr as x
 
 from soroban_sandbox.testing import InProcessSandbox
 from soroban_sandbox.xdr_build import account_key, trustline_key
 
-from .helpers import wait_for
+from .helpers import classic_builder as builder
+from .helpers import funded, wait_for
 
 XLM = 10_000_000  # stroops
 FRIENDBOT = 10_000 * XLM
@@ -48,13 +49,6 @@ def tx_code(result_xdr: str | None) -> str:
     return x.TransactionResult.from_xdr(result_xdr).result.code.name
 
 
-async def funded(sandbox: InProcessSandbox, count: int) -> list[Keypair]:
-    keys = [Keypair.random() for _ in range(count)]
-    for kp in keys:
-        await sandbox.fund(kp.public_key)
-    return keys
-
-
 async def usd_world(sandbox: InProcessSandbox) -> tuple[Keypair, Keypair, str]:
     """An issuer of USD and a payer holding 100 USD on an authorised trustline."""
     issuer, payer = await funded(sandbox, 2)
@@ -68,11 +62,6 @@ async def land(server: SorobanServerAsync, tx: TransactionEnvelope) -> Any:
     sent = await server.send_transaction(tx)
     assert sent.status.value == "PENDING", sent
     return await wait_for(server, tx.hash_hex())
-
-
-async def builder(server: SorobanServerAsync, sandbox: InProcessSandbox, source: str) -> Any:
-    account = await server.load_account(source)
-    return TransactionBuilder(account, sandbox.passphrase, base_fee=100).set_timeout(30)
 
 
 async def test_a_batch_names_each_guilty_payment_and_moves_nothing(

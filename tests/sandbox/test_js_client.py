@@ -4,8 +4,10 @@ Requirement: the JS rpc client cannot tell the sandbox from a real node for the 
 system makes. ``js/payout_flow.mjs`` makes those calls with ``rpc.Server`` (getHealth,
 requestAirdrop, getNetwork, getLatestLedger, getAccount, getFeeStats, prepareTransaction,
 sendTransaction, getTransaction, getTransactions, getLedgers, getEvents, and the DUPLICATE /
-ERROR answers of a re-send) and checks that the
-SDK parses every answer; this test then checks the effect through the sandbox's own admin API.
+ERROR answers of a re-send), then pays an exchange deposit (a muxed ``M...`` address) through
+the SAC and as a classic Payment and reads the muxed id back from each transfer event, and
+checks that the SDK parses every answer; this test then checks the effect through the
+sandbox's own admin API.
 
 Needs Node.js >= 20 and npm (``scripts/test`` installs them); the pinned SDK is installed from
 ``js/package-lock.json`` with ``npm ci`` on first use (needs the npm registry once).
@@ -36,6 +38,8 @@ SCRIPT = JS_DIR / "payout_flow.mjs"
 SDK_PACKAGE = "@stellar/stellar-sdk"
 START = 10_000 * 10_000_000  # friendbot balance, stroops
 AMOUNT = 12_345_678
+MUXED_ID = 2**64 - 3  # past int64: the id must travel as a u64 all the way
+CLASSIC_DEPOSIT = 100  # stroops, the script's classic Payment of "0.0000100"
 NODE_TIMEOUT = 90.0
 
 
@@ -91,7 +95,12 @@ def _redacted(text: bytes, source: Keypair) -> str:
 
 
 async def _run_payout_flow(
-    node: str, sandbox: RunningSandbox, source: Keypair, destination: str, passphrase: str
+    node: str,
+    sandbox: RunningSandbox,
+    source: Keypair,
+    destination: str,
+    passphrase: str,
+    *extra: str,
 ) -> tuple[int, str, str]:
     """Runs payout_flow.mjs; returns (exit code, stdout, stderr), the secret redacted."""
     process = await asyncio.create_subprocess_exec(
@@ -107,6 +116,7 @@ async def _run_payout_flow(
         str(AMOUNT),
         "--timeout",
         str(NODE_TIMEOUT - 10),
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=_node_env(source),
@@ -130,7 +140,13 @@ async def test_js_rpc_client_pays_out_through_the_sandbox(js_client: str) -> Non
         await sandbox.fund(source.public_key)
         await sandbox.fund(destination.public_key)
         code, out, err = await _run_payout_flow(
-            js_client, sandbox, source, destination.public_key, sandbox.passphrase
+            js_client,
+            sandbox,
+            source,
+            destination.public_key,
+            sandbox.passphrase,
+            "--muxed-id",
+            str(MUXED_ID),
         )
         if code != 0:
             pytest.fail(f"payout_flow.mjs exited {code}:\n{err}\nstdout:\n{out}", pytrace=False)
@@ -187,24 +203,48 @@ async def test_js_rpc_client_pays_out_through_the_sandbox(js_client: str) -> Non
     assert summary["badSequence"]["hash"] != tx_hash
     assert int(summary["badSequence"]["sequence"]) == int(summary["accounts"]["sourceSequence"]) + 6
 
-    # The sandbox's own record: exactly one transfer of AMOUNT to the destination was applied.
-    assert [t for t in transfers if t["to"] == destination.public_key] == [
-        {
-            "tx_hash": tx_hash,
-            "ledger": landed["ledger"],
-            "contract_id": native_id(sandbox.passphrase),
-            "function": "transfer",
-            "from": source.public_key,
-            "to": destination.public_key,
-            "amount_stroops": AMOUNT,
-            "asset": "native",
-        }
-    ]
-    assert len(transfers) == 1
-    assert destination_row is not None and destination_row["balance_stroops"] == START + AMOUNT
+    # The exchange deposit: the JS SDK read the muxed id back from both transfer events.
+    deposit = summary["deposit"]
+    assert deposit["address"].startswith("M")
+    for paid, amount in ((deposit["sac"], AMOUNT), (deposit["classic"], CLASSIC_DEPOSIT)):
+        seen = {"amount": str(amount), "toMuxedId": str(MUXED_ID)}
+        assert paid["transaction"] == paid["events"] == seen
+    assert deposit["classic"]["envelopeDestination"] == deposit["address"]
+
+    # The sandbox's own record: the payout, then the two deposits, credited to the G account.
+    native = native_id(sandbox.passphrase)
+    payout = {
+        "tx_hash": tx_hash,
+        "ledger": landed["ledger"],
+        "contract_id": native,
+        "function": "transfer",
+        "from": source.public_key,
+        "to": destination.public_key,
+        "amount_stroops": AMOUNT,
+        "asset": "native",
+        "to_muxed_id": None,
+        "to_muxed_id_type": None,
+    }
+    sac_deposit = payout | {
+        "tx_hash": deposit["sac"]["hash"],
+        "ledger": deposit["sac"]["ledger"],
+        "to_muxed_id": MUXED_ID,
+        "to_muxed_id_type": "u64",
+    }
+    classic_deposit = sac_deposit | {
+        "tx_hash": deposit["classic"]["hash"],
+        "ledger": deposit["classic"]["ledger"],
+        "function": "payment",
+        "amount_stroops": CLASSIC_DEPOSIT,
+    }
+    assert transfers == [payout, sac_deposit, classic_deposit]
+    received = AMOUNT + AMOUNT + CLASSIC_DEPOSIT
+    assert destination_row is not None and destination_row["balance_stroops"] == START + received
+    fees = sum(int(f) for f in (landed["feeCharged"], deposit["sac"]["feeCharged"],
+                                 deposit["classic"]["feeCharged"]))
     assert source_row is not None
-    assert source_row["balance_stroops"] == START - AMOUNT - int(landed["feeCharged"])
-    assert str(source_row["sequence"]) == summary["accounts"]["sourceSequenceAfter"]
+    assert source_row["balance_stroops"] == START - received - fees
+    assert source_row["sequence"] == int(summary["accounts"]["sourceSequenceAfter"]) + 2
 
 
 async def test_js_payout_flow_refuses_a_network_with_another_passphrase(js_client: str) -> None:

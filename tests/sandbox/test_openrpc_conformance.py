@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from stellar_sdk import Keypair, SorobanServerAsync, scval, xdr
+from stellar_sdk import Keypair, MuxedAccount, SorobanServerAsync, scval, xdr
 
 from soroban_sandbox.testing import InProcessSandbox
 from soroban_sandbox.xdr_build import balance_key
@@ -153,6 +153,14 @@ async def replay(sandbox: InProcessSandbox, server: SorobanServerAsync) -> dict[
     await server.send_transaction(failing)
     await wait_for(server, failing.hash_hex())
     await sandbox.set_faults(fail_on_chain_rate=0.0)
+    # An exchange deposit: a SAC transfer to a muxed address (CAP-67), whose event's data is
+    # the map {amount, to_muxed_id} the "Native XLM Transfer Events" example is replayed on.
+    deposit = await transfer_tx(
+        server, sandbox.passphrase, bob, MuxedAccount(alice.public_key, 77).account_muxed or "", 3
+    )
+    deposit.sign(bob)
+    await server.send_transaction(deposit)
+    await wait_for(server, deposit.hash_hex())
     first_tx = await rpc(sandbox, "getTransactions", {"startLedger": start})
     cursor = first_tx["transactions"][0]
 
@@ -161,13 +169,26 @@ async def replay(sandbox: InProcessSandbox, server: SorobanServerAsync) -> dict[
     leeway = {"instructionLeeway": 3_000_000}
     balance = balance_key(xlm, vault).to_xdr()
     transfer = scval.to_symbol("transfer").to_xdr()
+    to_alice = scval.to_address(alice.public_key).to_xdr()
+    # The vault's balance live, then archived (CAP-62: TTL 0); the simulations below then
+    # restore it (CAP-66: transactionData with archivedSorobanEntries).
+    live_entry = await rpc(sandbox, "getLedgerEntries", {"keys": [balance]})
+    await sandbox.archive(balance)
+    answers["getLedgerEntries"] = [
+        live_entry,
+        *[await rpc(sandbox, "getLedgerEntries", {"keys": [balance]}) for _ in range(2)],
+    ]
     from_cursor = str(((cursor["ledger"] << 32) | (cursor["applicationOrder"] << 12) | 1) - 4096)
     params: dict[str, list[dict[str, Any]]] = {
         "getEvents": [
             {
                 "startLedger": start,
                 "filters": [
-                    {"type": "contract", "contractIds": [xlm], "topics": [[transfer, "*"]]}
+                    {
+                        "type": "contract",
+                        "contractIds": [xlm],
+                        "topics": [[transfer, "*", to_alice, "*"]],
+                    }
                 ],
                 "pagination": {"limit": 2},
             },
@@ -227,3 +248,17 @@ async def test_sandbox_answers_each_documented_example_in_its_shape(
         path = f"{method}/{example['name']}"
         assert actual.get("status") == documented.get("status"), path
         compare(method, documented, actual, path, "")
+
+
+async def test_the_replay_covers_a_muxed_deposit_an_archived_balance_and_its_restore(
+    answers: dict[str, list[Any]],
+) -> None:
+    (event, *_) = answers["getEvents"][0]["events"]
+    assert scval.to_native(xdr.SCVal.from_xdr(event["value"])) == {"amount": 3, "to_muxed_id": 77}
+    live, archived, _ = answers["getLedgerEntries"]
+    assert live["entries"][0]["liveUntilLedgerSeq"] > live["latestLedger"]
+    assert archived["entries"][0]["liveUntilLedgerSeq"] == 0
+    simulated = answers["simulateTransaction"][0]
+    data = xdr.SorobanTransactionData.from_xdr(simulated["transactionData"])
+    assert data.ext.v == 1 and data.ext.resource_ext is not None
+    assert len(data.ext.resource_ext.archived_soroban_entries) == 1

@@ -19,21 +19,22 @@ from stellar_sdk import (
 )
 from stellar_sdk.auth import authorize_entry
 from stellar_sdk.exceptions import PrepareTransactionException
-from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
+from stellar_sdk.soroban_rpc import EventFilter, GetTransactionStatus, SendTransactionStatus
 
 from soroban_sandbox.testing import InProcessSandbox
 
-from .helpers import native_id, result_code, transfer_tx, wait_for
+from .helpers import (
+    TRANSFER_TOPIC,
+    funded,
+    native_id,
+    result_code,
+    transfer_tx,
+    wait_for,
+    xlm_transfers_to,
+)
 
 Code = xdr.TransactionResultCode
 START = 10_000 * 10_000_000
-
-
-async def funded(sandbox: InProcessSandbox, count: int = 2) -> list[Keypair]:
-    keys = [Keypair.random() for _ in range(count)]
-    for kp in keys:
-        await sandbox.fund(kp.public_key)
-    return keys
 
 
 async def send_signed(
@@ -60,7 +61,7 @@ async def test_friendbot_account_starts_at_ledger_shifted_sequence(
 async def test_xlm_transfer_lands_moves_balances_and_is_listed(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1_234_567)
     resource_fee = tx.transaction.soroban_data.resource_fee.int64  # type: ignore[union-attr]
     assert tx.transaction.fee == 100 + resource_fee
@@ -101,6 +102,8 @@ async def test_xlm_transfer_lands_moves_balances_and_is_listed(
             "to": bob.public_key,
             "amount_stroops": 1_234_567,
             "asset": "native",
+            "to_muxed_id": None,
+            "to_muxed_id_type": None,
         }
     ]
     envelope = TransactionEnvelope.from_xdr(landed.envelope_xdr or "", sandbox.passphrase)
@@ -111,32 +114,19 @@ async def test_xlm_transfer_lands_moves_balances_and_is_listed(
 async def test_transfer_event_is_served_by_get_events_with_topic_filter(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     start = (await server.get_latest_ledger()).sequence
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 42)
     _, tx_hash, _ = await send_signed(server, tx, alice)
     await wait_for(server, tx_hash)
-    from stellar_sdk.soroban_rpc import EventFilter, EventFilterType
 
-    transfer_topic = scval.to_symbol("transfer").to_xdr()
-    to_bob = scval.to_address(bob.public_key).to_xdr()
-    found = await server.get_events(
-        start_ledger=start,
-        filters=[
-            EventFilter(
-                event_type=EventFilterType.CONTRACT,
-                contract_ids=[native_id(sandbox.passphrase)],
-                topics=[[transfer_topic, "*", to_bob, "*"]],
-            )
-        ],
-    )
-    assert len(found.events) == 1
-    event = found.events[0]
+    (event,) = await xlm_transfers_to(server, sandbox.passphrase, start, bob.public_key)
     assert event.transaction_hash == tx_hash
     assert scval.to_native(xdr.SCVal.from_xdr(event.value)) == 42
     assert scval.to_native(xdr.SCVal.from_xdr(event.topic[3])) == "native"
+    to_bob = scval.to_address(bob.public_key).to_xdr()
     other = await server.get_events(
-        start_ledger=start, filters=[EventFilter(topics=[[transfer_topic, to_bob, "*", "*"]])]
+        start_ledger=start, filters=[EventFilter(topics=[[TRANSFER_TOPIC, to_bob, "*", "*"]])]
     )
     assert other.events == []
 
@@ -144,7 +134,7 @@ async def test_transfer_event_is_served_by_get_events_with_topic_filter(
 async def test_payout_method_moves_xlm_like_a_transfer(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     payout_id = (await sandbox.config())["payout_contract_id"]
     tx = await transfer_tx(
         server,
@@ -181,7 +171,8 @@ async def test_channel_account_pays_with_address_credentials_signed_by_from(
     )
     op = tx.transaction.operations[0]
     (entry,) = op.auth  # type: ignore[attr-defined]
-    assert entry.credentials.type == xdr.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS
+    # stellar-sdk asks for upgraded auth (useUpgradedAuth) by default: protocol 27 records V2.
+    assert entry.credentials.type == xdr.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2
     latest = (await server.get_latest_ledger()).sequence
     op.auth = [authorize_entry(entry, distributor, latest + 100, sandbox.passphrase)]  # type: ignore[attr-defined]
     _, tx_hash, _ = await send_signed(server, tx, channel)
@@ -219,6 +210,8 @@ async def test_issued_asset_transfer_mints_from_issuer_then_moves_to_a_contract(
     vault = (await sandbox.config())["payout_contract_id"]
     contract_id = await sandbox.deploy_asset("USDC", issuer.public_key)
     assert contract_id == Asset("USDC", issuer.public_key).contract_id(sandbox.passphrase)
+    # A G holder's SAC balance is its classic trustline (soroban-env-host balance.rs).
+    await sandbox.open_trustline(holder.public_key, f"USDC:{issuer.public_key}")
     mint = await transfer_tx(
         server, sandbox.passphrase, issuer, holder.public_key, 900, contract_id=contract_id
     )
@@ -231,7 +224,8 @@ async def test_issued_asset_transfer_mints_from_issuer_then_moves_to_a_contract(
     assert (await wait_for(server, h2)).status == GetTransactionStatus.SUCCESS
     holder_row = await sandbox.account(holder.public_key)
     assert holder_row is not None
-    assert holder_row["token_balances"] == {f"USDC:{issuer.public_key}": 500}
+    assert holder_row["balances"][f"USDC:{issuer.public_key}"] == 500
+    assert holder_row["token_balances"] == {}
     usdc = Asset("USDC", issuer.public_key)
     balance = await server.get_sac_balance(vault, usdc, sandbox.passphrase)
     assert balance.balance_entry is not None and balance.balance_entry.amount == 400
@@ -240,7 +234,7 @@ async def test_issued_asset_transfer_mints_from_issuer_then_moves_to_a_contract(
 async def test_wrong_sequence_number_is_rejected_with_bad_seq(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1)
     tx.transaction.sequence += 1
     status, _, error = await send_signed(server, tx, alice)
@@ -251,7 +245,7 @@ async def test_wrong_sequence_number_is_rejected_with_bad_seq(
 async def test_transaction_signed_for_another_network_is_bad_auth(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1)
     foreign = TransactionEnvelope(tx.transaction, Network.TESTNET_NETWORK_PASSPHRASE)
     foreign.sign(alice)
@@ -263,7 +257,7 @@ async def test_transaction_signed_for_another_network_is_bad_auth(
 async def test_signature_by_another_key_is_bad_auth(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1)
     status, _, error = await send_signed(server, tx, bob)
     assert status == SendTransactionStatus.ERROR
@@ -273,7 +267,7 @@ async def test_signature_by_another_key_is_bad_auth(
 async def test_fee_below_resource_fee_plus_base_fee_is_insufficient_fee(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1)
     tx.transaction.fee -= 1
     status, _, error = await send_signed(server, tx, alice)
@@ -284,7 +278,7 @@ async def test_fee_below_resource_fee_plus_base_fee_is_insufficient_fee(
 async def test_expired_and_future_time_bounds_are_rejected(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     closed = int((await server.get_latest_ledger()).close_time)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1)
     tx.transaction.preconditions.time_bounds.max_time = closed - 1  # type: ignore[union-attr]
@@ -301,7 +295,7 @@ async def test_expired_and_future_time_bounds_are_rejected(
 async def test_memo_on_soroban_transaction_is_soroban_invalid(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1)
     from stellar_sdk import TextMemo
 
@@ -314,7 +308,7 @@ async def test_memo_on_soroban_transaction_is_soroban_invalid(
 async def test_muxed_source_is_soroban_invalid_but_muxed_destination_pays_base_account(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     muxed_bob = MuxedAccount(bob.public_key, 7).account_muxed
     tx = await transfer_tx(server, sandbox.passphrase, alice, muxed_bob, 10)
     tx.transaction.source = MuxedAccount(alice.public_key, 9)
@@ -332,7 +326,7 @@ async def test_muxed_source_is_soroban_invalid_but_muxed_destination_pays_base_a
 async def test_one_pending_transaction_per_source_and_duplicates(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     await sandbox.set_faults(stall_ledgers=True)
     first = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1)
     first.sign(alice)
@@ -353,7 +347,7 @@ async def test_one_pending_transaction_per_source_and_duplicates(
 async def test_insufficient_balance_fails_on_chain_and_still_consumes_seq_and_fee(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     tx = await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, 1, prepare=True)
     # Raise the amount after simulation: simulation would have refused it.
     args = tx.transaction.operations[0].host_function.invoke_contract.args  # type: ignore[attr-defined]
@@ -373,16 +367,16 @@ async def test_insufficient_balance_fails_on_chain_and_still_consumes_seq_and_fe
     assert row["balance_stroops"] == START - result.fee_charged.int64
     assert await sandbox.transfers() == []
     detail = await sandbox.transaction(tx_hash)
-    assert detail is not None and "balance is not sufficient" in detail["failure"]
+    assert detail is not None and "Error(Contract, #10)" in detail["failure"]
 
 
 async def test_simulation_reports_host_errors_in_the_result(
     sandbox: InProcessSandbox, server: SorobanServerAsync
 ) -> None:
-    alice, bob = await funded(sandbox)
+    alice, bob = await funded(sandbox, 2)
     with pytest.raises(PrepareTransactionException) as too_much:
         await transfer_tx(server, sandbox.passphrase, alice, bob.public_key, START * 2)
-    assert "balance is not sufficient" in (too_much.value.simulate_transaction_response.error or "")
+    assert "Error(Contract, #10)" in (too_much.value.simulate_transaction_response.error or "")
     with pytest.raises(PrepareTransactionException) as missing:
         await transfer_tx(
             server,
@@ -465,13 +459,8 @@ async def test_address_v2_credentials_are_accepted_and_nonces_cannot_be_replayed
         server, sandbox.passphrase, channel, winner.public_key, 50, from_=distributor.public_key
     )
     op = tx.transaction.operations[0]
-    legacy = op.auth[0].credentials.address  # type: ignore[attr-defined]
-    upgraded = xdr.SorobanAuthorizationEntry(
-        credentials=xdr.SorobanCredentials(
-            xdr.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2, address_v2=legacy
-        ),
-        root_invocation=op.auth[0].root_invocation,  # type: ignore[attr-defined]
-    )
+    (upgraded,) = op.auth  # type: ignore[attr-defined]
+    assert upgraded.credentials.type == xdr.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2
     latest = (await server.get_latest_ledger()).sequence
     signed = authorize_entry(upgraded, distributor, latest + 100, sandbox.passphrase)
     op.auth = [signed]  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from stellar_sdk import Asset, Keypair, SorobanServerAsync
 from stellar_sdk.client.aiohttp_client import AiohttpClient
@@ -20,6 +22,7 @@ async def test_subprocess_sandbox_serves_rpc_admin_and_stops_on_exit() -> None:
         faults={"latency_ms": 1},
         payout_method="pay_winner",
         extra_args=["--asset", f"USDC:{issuer}"],
+        protocol=25,
     )
     async with sandbox:
         config = await sandbox.config()
@@ -30,6 +33,7 @@ async def test_subprocess_sandbox_serves_rpc_admin_and_stops_on_exit() -> None:
         server = SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient())
         try:
             network = await server.get_network()
+            assert (network.protocol_version, config["protocol"]) == (25, 25)
             assert network.passphrase == sandbox.passphrase
             assert network.friendbot_url == f"{sandbox.base_url}/friendbot"
             alice, bob = Keypair.random(), Keypair.random()
@@ -54,9 +58,12 @@ async def test_subprocess_sandbox_serves_rpc_admin_and_stops_on_exit() -> None:
     assert process.returncode is not None  # the subprocess is gone after the block
 
 
-async def test_bad_start_up_flags_fail_fast() -> None:
+@pytest.mark.parametrize(
+    "bad", [{"faults": {"drop_rate": 3}}, {"protocol": 22}, {"protocol": 28}]
+)
+async def test_bad_start_up_flags_fail_fast(bad: dict[str, Any]) -> None:
     with pytest.raises(RuntimeError, match="exited early"):
-        async with RunningSandbox(faults={"drop_rate": 3}):
+        async with RunningSandbox(**bad):
             pass
 
 

@@ -8,6 +8,8 @@
 //   --passphrase TEXT      or NETWORK_PASSPHRASE
 //   --destination G...     or PAYOUT_DESTINATION
 //   --amount STROOPS       or PAYOUT_AMOUNT (default 1234567)
+//   --muxed-id ID          or PAYOUT_MUXED_ID (optional, a u64): afterwards, pay the destination
+//                          as an exchange deposit, the muxed M... address with this id
 //   --timeout SECONDS      or PAYOUT_FLOW_TIMEOUT (default 60; whole run)
 //   PAYOUT_SOURCE_SECRET   the source account's secret seed: environment ONLY, never argv, so it
 //                          does not show up in process listings or test logs. Never printed.
@@ -20,6 +22,9 @@
 // over the landing ledger; then the error paths a retrying
 // payout system meets: the same envelope again while pending (DUPLICATE) and after it landed
 // (ERROR, txBAD_SEQ), and a transaction whose sequence number skips ahead (ERROR, txBAD_SEQ).
+// With --muxed-id: an exchange deposit to the muxed address, once through the SAC `transfer`
+// (its `to` is a MuxedAddress, CAP-67) and once as a classic Payment, each confirmed by the
+// `to_muxed_id` of its transfer event, read from getTransaction and from getEvents.
 //
 // Prints ONE JSON object summarising what the SDK returned on stdout and exits 0; on any
 // mismatch prints "payout_flow: FAIL: ..." on stderr and exits 1.
@@ -32,6 +37,7 @@ import {
   Address,
   Asset,
   Keypair,
+  MuxedAccount,
   Operation,
   StrKey,
   TransactionBuilder,
@@ -59,6 +65,7 @@ function inputs() {
       destination: { type: "string" },
       amount: { type: "string" },
       timeout: { type: "string" },
+      "muxed-id": { type: "string" },
     },
     strict: true,
   });
@@ -70,6 +77,7 @@ function inputs() {
     destination: values.destination ?? process.env.PAYOUT_DESTINATION ?? "",
     amount: values.amount ?? process.env.PAYOUT_AMOUNT ?? "1234567",
     timeout: Number(values.timeout ?? process.env.PAYOUT_FLOW_TIMEOUT ?? "60"),
+    muxedId: values["muxed-id"] ?? process.env.PAYOUT_MUXED_ID ?? null,
   };
   check(found.rpcUrl, "no RPC URL: pass --rpc-url or set SOROBAN_RPC_URL");
   check(found.passphrase, "no network passphrase: pass --passphrase or set NETWORK_PASSPHRASE");
@@ -79,6 +87,8 @@ function inputs() {
   );
   check(/^[1-9][0-9]*$/.test(found.amount), "--amount must be a positive integer of stroops");
   check(found.timeout > 0, "--timeout must be a positive number of seconds");
+  check(found.muxedId === null || (/^[0-9]+$/.test(found.muxedId) && BigInt(found.muxedId) < 2n ** 64n),
+    "--muxed-id must be a u64");
   // The message must not echo the value: it is a secret.
   check(StrKey.isValidEd25519SecretSeed(secret), "PAYOUT_SOURCE_SECRET must hold an S... secret seed");
   return { ...found, source: Keypair.fromSecret(secret), amount: BigInt(found.amount) };
@@ -130,6 +140,72 @@ async function waitFinal(server, hash, deadlineMs) {
     check(Date.now() < deadlineMs, `transaction ${hash} still NOT_FOUND at the deadline`);
     await sleep(100);
   }
+}
+
+// The CAP-67 data of a transfer event to a muxed destination: {amount: i128, to_muxed_id: u64}.
+function muxedData(scVal, what) {
+  check(scVal.switch().name === "scvMap", `${what}: event data is ${scVal.switch().name}, not a map`);
+  const data = scValToNative(scVal);
+  check(typeof data.amount === "bigint" && typeof data.to_muxed_id === "bigint",
+    `${what}: data ${JSON.stringify(Object.keys(data))} is not {amount, to_muxed_id}`);
+  return { amount: data.amount.toString(), toMuxedId: data.to_muxed_id.toString() };
+}
+
+async function confirmDeposit(server, tx, cfg, deadlineMs, what) {
+  const hash = tx.hash().toString("hex");
+  const sent = await server.sendTransaction(tx);
+  check(sent.status === "PENDING", `${what}: sendTransaction ${sent.status}`);
+  const landed = await waitFinal(server, hash, deadlineMs);
+  check(landed.status === rpc.Api.GetTransactionStatus.SUCCESS, `${what}: ${landed.status}`);
+  const [[event]] = landed.events.contractEventsXdr;
+  const [name, , to] = event.body().v0().topics().map((t) => scValToNative(t));
+  check(name === "transfer" && to === cfg.destination,
+    `${what}: event ${name} to ${to}, expected a transfer to the G account`);
+  const fromMeta = muxedData(event.body().v0().data(), `${what} getTransaction`);
+  const found = await server.getEvents({
+    startLedger: landed.ledger,
+    endLedger: landed.ledger + 1,
+    filters: [{
+      type: "contract",
+      topics: [["*", "*", new Address(cfg.destination).toScVal().toXDR("base64"), "*"]],
+    }],
+    limit: 10,
+  });
+  const ours = found.events.filter((e) => e.txHash === hash);
+  check(ours.length === 1, `${what}: getEvents found ${ours.length} events of ${hash}`);
+  const fromEvents = muxedData(ours[0].value, `${what} getEvents`);
+  return {
+    hash,
+    ledger: landed.ledger,
+    feeCharged: landed.resultXdr.feeCharged().toBigInt().toString(),
+    transaction: fromMeta,
+    events: fromEvents,
+    envelopeDestination: null,
+  };
+}
+
+async function payExchangeDeposit(server, cfg, contractId, fee, deadlineMs) {
+  const base = await server.getAccount(cfg.destination);
+  const deposit = new MuxedAccount(base, cfg.muxedId).accountId();
+  check(StrKey.isValidMed25519PublicKey(deposit), "the muxed address is not an M... address");
+  const viaSac = await buildTransfer(
+    server, await server.getAccount(cfg.source.publicKey()), { ...cfg, destination: deposit },
+    contractId, fee,
+  );
+  const sac = await confirmDeposit(server, viaSac, cfg, deadlineMs, "SAC deposit");
+  const classic = new TransactionBuilder(await server.getAccount(cfg.source.publicKey()), {
+    fee: "100",
+    networkPassphrase: cfg.passphrase,
+  })
+    .addOperation(Operation.payment({ destination: deposit, asset: Asset.native(), amount: "0.0000100" }))
+    .setTimeout(30)
+    .build();
+  classic.sign(cfg.source);
+  const payment = await confirmDeposit(server, classic, cfg, deadlineMs, "classic deposit");
+  const echoed = (await server.getTransaction(payment.hash)).envelopeXdr;
+  payment.envelopeDestination = TransactionBuilder.fromXDR(echoed, cfg.passphrase)
+    .operations[0].destination;
+  return { address: deposit, sac, classic: payment };
 }
 
 async function main() {
@@ -423,6 +499,10 @@ async function main() {
   summary.accounts.sourceSequenceAfter = after.sequenceNumber();
   check(BigInt(after.sequenceNumber()) === startSequence + 1n,
     `getAccount after: sequence ${after.sequenceNumber()}, expected ${startSequence + 1n}`);
+
+  if (cfg.muxedId !== null) {
+    summary.deposit = await payExchangeDeposit(server, cfg, contractId, fee, deadlineMs);
+  }
 
   clearTimeout(watchdog);
   process.stdout.write(`${JSON.stringify(summary)}\n`);
