@@ -49,6 +49,10 @@ class Faults:
     tx_store_lag_ledgers: int = 0  # each node's transaction store is K ledgers behind its core
     entries_follow_store: bool = False  # getLedgerEntries at the store's ledger, not the core's
     node_lags: list[int] = field(default_factory=lambda: [0])  # one entry per node behind an LB
+    # The methods the load balancer spreads over node_lags' nodes; every other call goes to
+    # the first node (e.g. a provider routing reads to a replica pool, sendTransaction to a
+    # primary). Empty: every method.
+    balanced_methods: list[str] = field(default_factory=list)
     ingest_race_rate: float = 0.0  # getTransaction looks up before the ledger it reports
     retention_ledgers: int = 0  # 0: the --retention-ledgers window; N: serve only the last N
     node_restart_rate: float = 0.0  # per ledger close: a node restarts with an empty history
@@ -82,6 +86,10 @@ def updated(current: Faults, changes: dict[str, Any]) -> Faults:
     ):
         raise FaultError(f"stall_ledgers must be true, false or a number of seconds, got {stall!r}")
     _check_lags(values)
+    balanced = values["balanced_methods"]
+    if not isinstance(balanced, list) or not all(isinstance(m, str) for m in balanced):
+        raise FaultError(f"balanced_methods must be a list of method names, got {balanced!r}")
+    values["balanced_methods"] = list(balanced)
     retention = values["retention_ledgers"]
     if not _is_int(retention) or retention < 0:
         raise FaultError(
@@ -166,6 +174,7 @@ def node_route(faults: Faults, node: int, *, ingest_race: bool = False) -> Route
 def route(faults: Faults, dice: FaultDice, method: str) -> Route:
     """The load balancer and the node's own lags, decided in one place for every call: a
     node picked uniformly (no draw with one node), and for getTransaction the ingestion race."""
-    node = dice.pick(len(faults.node_lags))
+    balanced = not faults.balanced_methods or method in faults.balanced_methods
+    node = dice.pick(len(faults.node_lags)) if balanced else 0
     race = method == "getTransaction" and dice.roll(faults.ingest_race_rate)
     return node_route(faults, node, ingest_race=race)

@@ -440,3 +440,20 @@ async def test_lies_are_settable_at_start_up_and_bad_ones_fail_fast() -> None:
     with pytest.raises(RuntimeError, match="exited early"):
         async with RunningSandbox(faults={"node_lags": [0, 40]}):
             pass
+
+
+async def test_balanced_methods_spread_only_those_calls_over_the_lagging_nodes():
+    """node_lags with balanced_methods: getTransaction answers come from either node, every
+    other method from the first (current) one."""
+    async with RunningSandbox(ledger_interval=0.1, seed=5, faults={
+            "node_lags": [0, 3], "balanced_methods": ["getTransaction"]}) as sandbox:
+        for _ in range(6):
+            await sandbox.close_ledger()
+        server = SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient())
+        try:
+            latest = {(await server.get_latest_ledger()).sequence for _ in range(12)}
+            seen = {(await server.get_transaction("00" * 32)).latest_ledger for _ in range(24)}
+        finally:
+            await server.close()
+    assert len(latest) <= 2, "getLatestLedger comes from the current node only"
+    assert max(seen) - min(seen) >= 3, "getTransaction answers come from both nodes"
