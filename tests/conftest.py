@@ -82,12 +82,17 @@ INTEGRATION_MODULES = {
     "tests/sandbox/test_chain_lies.py",
     "tests/sandbox/test_running_sandbox.py",
     "tests/signer/test_audit.py",
+    "tests/signer/test_audit_bytes.py",
+    "tests/signer/test_audit_files.py",
     "tests/signer/test_audit_service.py",
     "tests/signer/test_channel_key_refresh.py",
     "tests/signer/test_channel_keys_cli.py",
+    "tests/signer/test_ledger_claims.py",
     "tests/signer/test_lifecycle.py",
     "tests/signer/test_policy_check.py",
+    "tests/signer/test_request_ids.py",
     "tests/signer/test_signing_process.py",
+    "tests/signer/test_two_instances.py",
     "tests/unit/test_caller_trace.py",
 }
 # Measured with the 30 slowest that scripts/test prints: ten seconds or more on the shared
