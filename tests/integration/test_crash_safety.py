@@ -1,6 +1,6 @@
 """Crash safety: SIGKILL the payout service at each step of the pipeline, against the sandbox
 with faults on, restart it, and prove with the sandbox's ledger that every payout was paid
-exactly once and none was lost (DESIGN.md section 3, invariants 1 and 3)."""
+exactly once and none was lost (docs/design.md, invariants 1 and 3)."""
 
 from __future__ import annotations
 
