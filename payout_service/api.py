@@ -11,10 +11,11 @@ import grpc
 from payout_service.adapters.payout_store import PayoutFilter
 from payout_service.app.desk import PayoutDesk
 from payout_service.convert import PB_TO_STATE, STATE_TO_PB, attempt_to_pb, payout_to_pb, timestamp
+from payout_service.core.errors import FieldViolation, NotFoundError, ValidationFailed
 from payout_service.core.model import Payout
 from payout_service.core.states import TERMINAL, PayoutState
-from payout_service.core.validation import FieldViolation, ValidationFailed, quote
-from payout_service.grpc_errors import NotFoundError, handles_errors, streams_errors
+from payout_service.core.validation import quote
+from payout_service.grpc_errors import handles_errors, streams_errors
 from payout_service.programs.payout_api import create_batch, get_stats
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc

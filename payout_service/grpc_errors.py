@@ -1,4 +1,5 @@
-"""Domain errors -> gRPC status with google.rpc details. Never a stack trace to the caller."""
+"""Domain errors -> gRPC status with google.rpc details, in one place. Never a stack trace to the
+caller."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from payout_service.adapters.database import database_unavailable
-from payout_service.adapters.ledger import LedgerUnavailable, SimulationFailed, SourceAccountMissing
-from payout_service.adapters.payout_store import InvalidPageToken
-from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded
-from payout_service.core.states import IllegalTransition
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.errors import (
+    Conflict,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFoundError,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +36,6 @@ MAX_DESCRIPTION_CHARS = 256
 
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class NotFoundError(Exception):
-    pass
-
-
-class PreconditionFailed(Exception):
-    def __init__(self, subject: str, description: str, kind: str = "STATE") -> None:
-        super().__init__(description)
-        self.subject, self.description, self.kind = subject, description, kind
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -74,34 +68,22 @@ def precondition(kind: str, subject: str, description: str) -> status_pb2.Status
 
 
 def status_for(err: Exception) -> status_pb2.Status | None:
-    """The status a known domain error maps to; None for unexpected errors."""
-    if isinstance(err, ValidationFailed):
-        return bad_request(code_pb2.INVALID_ARGUMENT, f"invalid request: {err}", err.violations)
-    if isinstance(err, IdempotencyConflict):
+    """The status a known domain error maps to; None for unexpected errors.
+
+    The one table from the domain's kinds of error (core/errors.py) to gRPC codes."""
+    if isinstance(err, InvalidArgument):
+        return bad_request(code_pb2.INVALID_ARGUMENT, err.message, err.violations)
+    if isinstance(err, Conflict):
         return bad_request(code_pb2.ALREADY_EXISTS, str(err), err.violations)
-    if isinstance(err, InvalidPageToken):
-        return bad_request(
-            code_pb2.INVALID_ARGUMENT, str(err), [FieldViolation("page_token", str(err))]
-        )
-    if isinstance(err, MaxGasExceeded):
-        return precondition("MAX_GAS", "PAYOUTS_MAX_GAS_STROOPS", str(err))
-    if isinstance(err, SimulationFailed):
-        return precondition("SIMULATION", "transaction", f"simulation failed: {err}")
-    if isinstance(err, SourceAccountMissing):
-        return precondition(
-            "SOURCE_ACCOUNT", "PAYOUT_SOURCE_ACCOUNT", "the payout source account does not exist"
-        )
-    if isinstance(err, IllegalTransition):
-        return precondition("STATE", "payout", str(err))
-    if isinstance(err, PreconditionFailed):
+    if isinstance(err, FailedPrecondition):
         return precondition(err.kind, err.subject, err.description)
     if isinstance(err, NotFoundError):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(err))
     if isinstance(err, NotImplementedError):
         return status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=str(err))
-    if isinstance(err, LedgerUnavailable):
+    if isinstance(err, Unavailable):
         return status_pb2.Status(
-            code=code_pb2.UNAVAILABLE, message="Stellar RPC is unavailable; retry later"
+            code=code_pb2.UNAVAILABLE, message=f"{err.dependency} is unavailable; retry later"
         )
     if database_unavailable(err):
         return status_pb2.Status(

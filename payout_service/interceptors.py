@@ -15,7 +15,7 @@ from google.rpc import code_pb2
 from grpc_status import rpc_status
 
 from payout_service import metrics
-from payout_service.core.validation import FieldViolation
+from payout_service.core.errors import FieldViolation
 from payout_service.grpc_errors import bad_request, bounded
 from payout_service.request_limits import string_violations
 from payout_service.tracing import caller_trace, end_caller_trace

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from payout_service.core.validation import FieldViolation, quote
+from payout_service.core.errors import FieldViolation
+from payout_service.core.validation import quote
 
 # Characters (Unicode code points), by field name, wherever the field appears.
 FIELD_LIMITS: dict[str, int] = {

@@ -9,9 +9,9 @@ import grpc
 from payout_service.api import caller_identity
 from payout_service.convert import amount, payout_to_pb, timestamp, total
 from payout_service.core.amounts import AmountError, parse_amount
+from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
 from payout_service.core.model import Payout
-from payout_service.core.validation import FieldViolation, ValidationFailed
-from payout_service.grpc_errors import PreconditionFailed, handles_errors
+from payout_service.grpc_errors import handles_errors
 from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.alert_store import AlertRecord
 from payout_service.programs.channel_api import ChannelAdmin

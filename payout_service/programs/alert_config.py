@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from payout_service.core.amounts import INT64_MAX
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.errors import FieldViolation, ValidationFailed
 from payout_service.programs.settings import AlertThresholds
 from payout_service.programs.webhooks import redacted
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from payout_service.app.desk import PayoutDesk
+from payout_service.core.errors import FieldViolation, ValidationFailed
 from payout_service.core.model import Payout
-from payout_service.core.validation import IDENTIFIER, FieldViolation, ValidationFailed
+from payout_service.core.validation import IDENTIFIER
 
 
 class Outcome(StrEnum):

@@ -13,8 +13,8 @@ from payout_service.app.channel_pool import ChannelKey, ChannelPool
 from payout_service.convert import amount, timestamp, total
 from payout_service.core.channel_plan import PlanError, resize
 from payout_service.core.channels import ChannelState
-from payout_service.core.validation import FieldViolation, ValidationFailed
-from payout_service.grpc_errors import PreconditionFailed, handles_errors
+from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
+from payout_service.grpc_errors import handles_errors
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 

@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 import asyncpg
 
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.errors import FieldViolation, ValidationFailed
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

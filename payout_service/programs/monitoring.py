@@ -9,8 +9,12 @@ from uuid import UUID
 
 import asyncpg
 
-from payout_service.core.validation import FieldViolation, ValidationFailed
-from payout_service.grpc_errors import NotFoundError, PreconditionFailed
+from payout_service.core.errors import (
+    FieldViolation,
+    NotFoundError,
+    PreconditionFailed,
+    ValidationFailed,
+)
 from payout_service.programs import alert_store
 from payout_service.programs.alert_config import AlertConfig, validate_alert_config
 from payout_service.programs.alert_store import AlertRecord

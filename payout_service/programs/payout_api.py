@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from payout_service.app.desk import PayoutDesk
 from payout_service.convert import payout_to_pb, total
-from payout_service.core.validation import FieldViolation, ValidationFailed, destination_problem
+from payout_service.core.errors import FieldViolation, ValidationFailed
+from payout_service.core.validation import destination_problem
 from payout_service.programs.batch import Outcome, create_payout_batch
 from payout_service.programs.settings import max_batch_items
 from payout_service.programs.stats import payout_stats

@@ -6,7 +6,7 @@ import grpc
 
 from payout_service.api import caller_identity
 from payout_service.convert import payout_to_pb, timestamp, total
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.errors import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import handles_errors
 from payout_service.programs import round_store
 from payout_service.programs.round_states import RoundState, WinnerInput

@@ -7,12 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from payout_service.core.validation import (
-    FieldViolation,
-    PayoutRequest,
-    ValidationFailed,
-    quote,
-)
+from payout_service.core.errors import FieldViolation, ValidationFailed
+from payout_service.core.validation import PayoutRequest, quote
 
 # A payout_id is "{round_id}-winner-{rank}" and must stay within 128 characters.
 ROUND_ID = re.compile(r"^[A-Za-z0-9:_.\-]{1,96}$")

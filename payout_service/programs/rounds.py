@@ -8,17 +8,15 @@ from dataclasses import dataclass
 from payout_service import metrics
 from payout_service.adapters.payout_store import NewPayout
 from payout_service.app.desk import IdempotencyConflict, PayoutDesk
+from payout_service.core.errors import (
+    FieldViolation,
+    NotFoundError,
+    PreconditionFailed,
+    ValidationFailed,
+)
 from payout_service.core.idempotency import canonical_parameters, fingerprint
 from payout_service.core.model import Payout
-from payout_service.core.validation import (
-    FieldViolation,
-    PayoutRequest,
-    ValidationFailed,
-    asset_problem,
-    normalize_asset,
-    quote,
-)
-from payout_service.grpc_errors import NotFoundError, PreconditionFailed
+from payout_service.core.validation import PayoutRequest, asset_problem, normalize_asset, quote
 from payout_service.programs import round_store
 from payout_service.programs.round_states import (
     IllegalRoundTransition,

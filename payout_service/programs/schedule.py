@@ -12,7 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from payout_service.core.validation import FieldViolation, ValidationFailed, quote
+from payout_service.core.errors import FieldViolation, ValidationFailed
+from payout_service.core.validation import quote
 
 
 class Frequency(StrEnum):

@@ -17,18 +17,16 @@ from typing import Any
 from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
 from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded, PayoutDesk
 from payout_service.core.amounts import AmountError, format_amount, parse_amount
+from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
 from payout_service.core.fees import split_fee
 from payout_service.core.model import Payout
 from payout_service.core.validation import (
     IDENTIFIER,
-    FieldViolation,
     PayoutRequest,
-    ValidationFailed,
     asset_problem,
     destination_problem,
     normalize_asset,
 )
-from payout_service.grpc_errors import PreconditionFailed
 from payout_service.programs import run_store
 from payout_service.programs.run_store import (
     Balance,

@@ -13,9 +13,14 @@ from payout_service.adapters.sending_pause import PauseState, pause_state, set_p
 from payout_service.api import caller_identity
 from payout_service.config import WatchdogConfig
 from payout_service.convert import timestamp, total
-from payout_service.core.validation import FieldViolation, ValidationFailed
+from payout_service.core.errors import (
+    FieldViolation,
+    NotFoundError,
+    PreconditionFailed,
+    ValidationFailed,
+)
 from payout_service.core.watchdog import FINDING_KINDS
-from payout_service.grpc_errors import NotFoundError, PreconditionFailed, handles_errors
+from payout_service.grpc_errors import handles_errors
 from payout_service.programs import watchdog_store as store
 from payout_service.programs.monitoring import Monitor
 from payout_service.programs.watchdog_store import FINDING_STATUSES, FindingRecord

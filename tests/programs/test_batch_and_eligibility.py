@@ -8,7 +8,7 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.core.validation import ValidationFailed
+from payout_service.core.errors import ValidationFailed
 from payout_service.programs.eligibility import check_reference_unpaid
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 

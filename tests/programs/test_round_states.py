@@ -7,7 +7,8 @@ import itertools
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.core.validation import AmountLimits, ValidationFailed, validate_payout_request
+from payout_service.core.errors import ValidationFailed
+from payout_service.core.validation import AmountLimits, validate_payout_request
 from payout_service.programs.round_states import (
     IllegalRoundTransition,
     RoundState,

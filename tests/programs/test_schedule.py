@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payout_service.core.validation import ValidationFailed
+from payout_service.core.errors import ValidationFailed
 from payout_service.programs.schedule import (
     Frequency,
     Schedule,
