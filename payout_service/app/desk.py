@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.eligibility import lock_references, reference_problems
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import (
     NewPayout,
@@ -32,7 +33,6 @@ from payout_service.core.states import IllegalTransition, PayoutMode, PayoutStat
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 from payout_service.core.validation import AmountLimits, PayoutRequest, validate_payout_request
 from payout_service.failpoints import failpoint
-from payout_service.programs.eligibility import lock_references, reference_problems
 from payout_service.tracing import current_traceparent
 
 

@@ -9,16 +9,16 @@ from uuid import UUID
 
 import asyncpg
 
+from payout_service.adapters import alert_store
+from payout_service.adapters.alert_store import AlertRecord
+from payout_service.core.alert_config import AlertConfig, validate_alert_config
 from payout_service.core.errors import (
     FieldViolation,
     NotFoundError,
     PreconditionFailed,
     ValidationFailed,
 )
-from payout_service.programs import alert_store
-from payout_service.programs.alert_config import AlertConfig, validate_alert_config
-from payout_service.programs.alert_store import AlertRecord
-from payout_service.programs.health import HealthMetrics, Level, conditions, level_of
+from payout_service.core.health import HealthMetrics, Level, conditions, level_of
 from payout_service.programs.settings import AlertThresholds
 
 log = logging.getLogger(__name__)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import grpc
 
-from payout_service.api import caller_identity
-from payout_service.convert import payout_to_pb, timestamp, total
+from payout_service.adapters import round_store
+from payout_service.adapters.round_store import Round
+from payout_service.api.convert import payout_to_pb, timestamp, total
+from payout_service.api.errors import handles_errors
+from payout_service.api.identity import caller_identity
+from payout_service.app.rounds import RoundDesk
 from payout_service.core.errors import FieldViolation, ValidationFailed
-from payout_service.grpc_errors import handles_errors
-from payout_service.programs import round_store
-from payout_service.programs.round_states import RoundState, WinnerInput
-from payout_service.programs.round_store import Round
-from payout_service.programs.rounds import RoundDesk
+from payout_service.core.rounds import RoundState, WinnerInput
 from stellar_payouts_pb.payout.v1 import rounds_pb2 as rpb
 from stellar_payouts_pb.payout.v1 import rounds_pb2_grpc
 

@@ -11,7 +11,7 @@ import asyncpg
 
 from payout_service.adapters.payout_store import payout_from_row
 from payout_service.core.model import Payout
-from payout_service.programs.schedule import Frequency, Schedule
+from payout_service.core.schedule import Frequency, Schedule
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

@@ -16,15 +16,15 @@ import grpc
 
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import archive_settled_events
+from payout_service.api.admin import AdminServicer
+from payout_service.api.rounds import RoundServicer
 from payout_service.app.desk import PayoutDesk
-from payout_service.loops import run_loop
-from payout_service.programs.admin_api import AdminServicer
-from payout_service.programs.monitoring import Monitor
-from payout_service.programs.outbox import ALERT_NOTIFICATIONS, OutboxDelivery
-from payout_service.programs.reconcile import reconcile_job
-from payout_service.programs.round_api import RoundServicer
-from payout_service.programs.rounds import RoundDesk
-from payout_service.programs.scheduled_runs import ScheduledRuns
+from payout_service.app.loops import run_loop
+from payout_service.app.monitoring import Monitor
+from payout_service.app.outbox import ALERT_NOTIFICATIONS, OutboxDelivery
+from payout_service.app.reconcile import reconcile_job
+from payout_service.app.rounds import RoundDesk
+from payout_service.app.scheduled_runs import ScheduledRuns
 from payout_service.programs.settings import ProgramSettings, load_program_settings
 from stellar_payouts_pb.payout.v1 import admin_pb2, admin_pb2_grpc, rounds_pb2, rounds_pb2_grpc
 

@@ -9,14 +9,21 @@ from collections.abc import AsyncIterator
 import grpc
 
 from payout_service.adapters.payout_store import PayoutFilter
+from payout_service.api.convert import (
+    PB_TO_STATE,
+    STATE_TO_PB,
+    attempt_to_pb,
+    payout_to_pb,
+    timestamp,
+)
+from payout_service.api.errors import handles_errors, streams_errors
+from payout_service.api.identity import caller_identity
+from payout_service.api.payout_requests import create_batch, get_stats
 from payout_service.app.desk import PayoutDesk
-from payout_service.convert import PB_TO_STATE, STATE_TO_PB, attempt_to_pb, payout_to_pb, timestamp
 from payout_service.core.errors import FieldViolation, NotFoundError, ValidationFailed
 from payout_service.core.model import Payout
 from payout_service.core.states import TERMINAL, PayoutState
 from payout_service.core.validation import quote
-from payout_service.grpc_errors import handles_errors, streams_errors
-from payout_service.programs.payout_api import create_batch, get_stats
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 
@@ -25,15 +32,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 WATCH_POLL_SECONDS = 0.2
-
-
-def caller_identity(context: grpc.aio.ServicerContext) -> str:
-    """Client certificate CN when the caller uses mTLS, else its peer address."""
-    auth = context.auth_context() or {}
-    names = auth.get("x509_common_name") or auth.get("x509_subject_alternative_name")
-    if names:
-        return str(names[0].decode())
-    return str(context.peer())
 
 
 class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[misc]

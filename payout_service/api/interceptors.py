@@ -15,9 +15,9 @@ from google.rpc import code_pb2
 from grpc_status import rpc_status
 
 from payout_service import metrics
+from payout_service.api.errors import bad_request, bounded
+from payout_service.api.request_limits import string_violations
 from payout_service.core.errors import FieldViolation
-from payout_service.grpc_errors import bad_request, bounded
-from payout_service.request_limits import string_violations
 from payout_service.tracing import caller_trace, end_caller_trace
 
 # Operator actions (seed 001: "resolution admin-only"; seed 003: admin monitoring).

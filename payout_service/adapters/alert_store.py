@@ -10,11 +10,11 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from payout_service.adapters.sending_pause import pause_state
-from payout_service.programs.alert_config import AlertConfig
-from payout_service.programs.health import AlertKind, Condition, HealthMetrics, Level
+from payout_service.adapters.stats import PENDING_STATES, state_totals
+from payout_service.adapters.watchdog_store import open_findings
+from payout_service.core.alert_config import AlertConfig
+from payout_service.core.health import AlertKind, Condition, HealthMetrics, Level
 from payout_service.programs.settings import AlertThresholds
-from payout_service.programs.stats import PENDING_STATES, state_totals
-from payout_service.programs.watchdog_store import open_findings
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

@@ -14,12 +14,21 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from payout_service.adapters import run_store
 from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
+from payout_service.adapters.run_store import (
+    Balance,
+    Earning,
+    RunError,
+    RunRecord,
+    RunSummary,
+)
 from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded, PayoutDesk
 from payout_service.core.amounts import AmountError, format_amount, parse_amount
 from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
 from payout_service.core.fees import split_fee
 from payout_service.core.model import Payout
+from payout_service.core.schedule import Schedule, next_run_after, validate_schedule
 from payout_service.core.validation import (
     IDENTIFIER,
     PayoutRequest,
@@ -27,15 +36,6 @@ from payout_service.core.validation import (
     destination_problem,
     normalize_asset,
 )
-from payout_service.programs import run_store
-from payout_service.programs.run_store import (
-    Balance,
-    Earning,
-    RunError,
-    RunRecord,
-    RunSummary,
-)
-from payout_service.programs.schedule import Schedule, next_run_after, validate_schedule
 
 log = logging.getLogger(__name__)
 

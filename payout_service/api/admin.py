@@ -6,23 +6,23 @@ from typing import Any
 
 import grpc
 
-from payout_service.api import caller_identity
-from payout_service.convert import amount, payout_to_pb, timestamp, total
+from payout_service.adapters.alert_store import AlertRecord
+from payout_service.adapters.run_store import RunRecord
+from payout_service.api.channels import ChannelAdmin
+from payout_service.api.convert import amount, payout_to_pb, timestamp, total
+from payout_service.api.errors import handles_errors
+from payout_service.api.identity import caller_identity
+from payout_service.api.watchdog import WatchdogAdmin
+from payout_service.app.monitoring import Monitor
+from payout_service.app.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
+from payout_service.app.scheduled_runs import ScheduledRuns
+from payout_service.core.alert_config import AlertConfig
 from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
+from payout_service.core.health import AlertKind, Level
 from payout_service.core.model import Payout
-from payout_service.grpc_errors import handles_errors
-from payout_service.programs.alert_config import AlertConfig
-from payout_service.programs.alert_store import AlertRecord
-from payout_service.programs.channel_api import ChannelAdmin
-from payout_service.programs.health import AlertKind, Level
-from payout_service.programs.monitoring import Monitor
-from payout_service.programs.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
-from payout_service.programs.run_store import RunRecord
-from payout_service.programs.schedule import Frequency, Schedule
-from payout_service.programs.scheduled_runs import ScheduledRuns
+from payout_service.core.schedule import Frequency, Schedule
 from payout_service.programs.settings import AlertThresholds
-from payout_service.programs.watchdog_api import WatchdogAdmin
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from payout_service.core.amounts import INT64_MAX
 from payout_service.core.errors import FieldViolation, ValidationFailed
+from payout_service.core.webhooks import redacted
 from payout_service.programs.settings import AlertThresholds
-from payout_service.programs.webhooks import redacted
 
 MAX_WEBHOOK_URLS = 10
 MAX_URL_CHARS = 2048

@@ -29,6 +29,8 @@ from uuid import uuid4
 import asyncpg
 
 from payout_service import metrics
+from payout_service.adapters import alert_store
+from payout_service.adapters import watchdog_store as store
 from payout_service.adapters.chain_history import (
     ChainHistory,
     CursorBeforeHistory,
@@ -36,6 +38,8 @@ from payout_service.adapters.chain_history import (
 )
 from payout_service.adapters.sending_pause import pause_state, set_paused
 from payout_service.config import Config, WatchdogConfig
+from payout_service.core.alert_config import AlertConfig
+from payout_service.core.health import FINDING_ALERTS, AlertKind, watchdog_conditions
 from payout_service.core.outflows import WatchedAccounts, inner_hash
 from payout_service.core.watchdog import (
     PAGE_LIMIT,
@@ -48,10 +52,6 @@ from payout_service.core.watchdog import (
     gap,
     judge_page,
 )
-from payout_service.programs import alert_store
-from payout_service.programs import watchdog_store as store
-from payout_service.programs.alert_config import AlertConfig
-from payout_service.programs.health import FINDING_ALERTS, AlertKind, watchdog_conditions
 
 log = logging.getLogger(__name__)
 

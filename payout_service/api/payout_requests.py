@@ -1,14 +1,14 @@
-"""CreatePayoutBatch and GetPayoutStats, called from PayoutServicer (payout_service.api)."""
+"""CreatePayoutBatch and GetPayoutStats, called from PayoutServicer (payout_service.api.payout)."""
 
 from __future__ import annotations
 
+from payout_service.adapters.stats import payout_stats
+from payout_service.api.convert import payout_to_pb, total
+from payout_service.app.batch import Outcome, create_payout_batch
 from payout_service.app.desk import PayoutDesk
-from payout_service.convert import payout_to_pb, total
 from payout_service.core.errors import FieldViolation, ValidationFailed
 from payout_service.core.validation import destination_problem
-from payout_service.programs.batch import Outcome, create_payout_batch
 from payout_service.programs.settings import max_batch_items
-from payout_service.programs.stats import payout_stats
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 OUTCOME_TO_PB = {

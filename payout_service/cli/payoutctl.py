@@ -19,7 +19,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from payout_service import cli_channels, cli_watchdog
+from payout_service.cli import channels as cli_channels
+from payout_service.cli import watchdog as cli_watchdog
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

@@ -22,8 +22,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from payout_service.programs.settings import WebhookSettings
-from payout_service.programs.webhooks import (
+from payout_service.core.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     backoff_seconds,
@@ -31,6 +30,7 @@ from payout_service.programs.webhooks import (
     redacted,
     signature,
 )
+from payout_service.programs.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
 CLAIM_BATCH = 20

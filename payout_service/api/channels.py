@@ -8,13 +8,13 @@ from collections.abc import Iterable
 import grpc
 
 from payout_service.adapters.channel_store import Channel
-from payout_service.api import caller_identity
+from payout_service.api.convert import amount, timestamp, total
+from payout_service.api.errors import handles_errors
+from payout_service.api.identity import caller_identity
 from payout_service.app.channel_pool import ChannelKey, ChannelPool
-from payout_service.convert import amount, timestamp, total
 from payout_service.core.channel_plan import PlanError, resize
 from payout_service.core.channels import ChannelState
 from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
-from payout_service.grpc_errors import handles_errors
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
@@ -39,7 +39,7 @@ def keys_from_pb(keys: Iterable[apb.ChannelKey]) -> list[ChannelKey]:
 
 def input_amount(msg: pb.Amount, name: str) -> int:
     """Imported late: admin_api imports this module."""
-    from payout_service.programs.admin_api import amount_from_pb
+    from payout_service.api.admin import amount_from_pb
 
     violations: list[FieldViolation] = []
     stroops = amount_from_pb(msg, name, violations)

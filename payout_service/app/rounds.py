@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from payout_service import metrics
+from payout_service.adapters import round_store
 from payout_service.adapters.payout_store import NewPayout
+from payout_service.adapters.round_store import Round
 from payout_service.app.desk import IdempotencyConflict, PayoutDesk
 from payout_service.core.errors import (
     FieldViolation,
@@ -16,9 +18,7 @@ from payout_service.core.errors import (
 )
 from payout_service.core.idempotency import canonical_parameters, fingerprint
 from payout_service.core.model import Payout
-from payout_service.core.validation import PayoutRequest, asset_problem, normalize_asset, quote
-from payout_service.programs import round_store
-from payout_service.programs.round_states import (
+from payout_service.core.rounds import (
     IllegalRoundTransition,
     RoundState,
     WinnerInput,
@@ -26,7 +26,7 @@ from payout_service.programs.round_states import (
     round_id_problem,
     validate_winners,
 )
-from payout_service.programs.round_store import Round
+from payout_service.core.validation import PayoutRequest, asset_problem, normalize_asset, quote
 
 
 class _ResolvedMeanwhile(Exception):

@@ -12,7 +12,7 @@ import asyncpg
 
 from payout_service.adapters.payout_store import InvalidPageToken, payout_from_row, token_time
 from payout_service.core.model import Payout
-from payout_service.programs.round_states import RoundState, round_id_problem
+from payout_service.core.rounds import RoundState, round_id_problem
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from payout_service.embedded_postgres import EmbeddedPostgres
+from payout_service.adapters.embedded_postgres import EmbeddedPostgres
 
 STANDBY_NAME = "payouts_standby"
 # Durable commits (a failover test judges them); fsync stays off: a killed process does not

@@ -8,11 +8,15 @@ import logging
 
 import grpc
 
+from payout_service.adapters import watchdog_store as store
 from payout_service.adapters.restore_store import unreconciled_restore
 from payout_service.adapters.sending_pause import PauseState, pause_state, set_paused
-from payout_service.api import caller_identity
+from payout_service.adapters.watchdog_store import FINDING_STATUSES, FindingRecord
+from payout_service.api.convert import timestamp, total
+from payout_service.api.errors import handles_errors
+from payout_service.api.identity import caller_identity
+from payout_service.app.monitoring import Monitor
 from payout_service.config import WatchdogConfig
-from payout_service.convert import timestamp, total
 from payout_service.core.errors import (
     FieldViolation,
     NotFoundError,
@@ -20,10 +24,6 @@ from payout_service.core.errors import (
     ValidationFailed,
 )
 from payout_service.core.watchdog import FINDING_KINDS
-from payout_service.grpc_errors import handles_errors
-from payout_service.programs import watchdog_store as store
-from payout_service.programs.monitoring import Monitor
-from payout_service.programs.watchdog_store import FINDING_STATUSES, FindingRecord
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class WatchdogAdmin:
         if restore is not None:
             raise PreconditionFailed(
                 "sending_hold", f"a restored database is held until it is reconciled with "
-                f"the chain ({restore[:80]}): python -m payout_service.restore reconcile")
+                f"the chain ({restore[:80]}): python -m payout_service.cli.restore reconcile")
         changed = await set_paused(pool, paused, reason=reason, actor=actor,
                                    correlation_id=corr)
         if changed is not None:
