@@ -9,7 +9,7 @@ import grpc
 from payout_service.adapters.alert_store import AlertRecord
 from payout_service.adapters.run_store import RunRecord
 from payout_service.api.channels import ChannelAdmin
-from payout_service.api.convert import amount, payout_to_pb, timestamp, total
+from payout_service.api.convert import amount, amount_from_pb, payout_to_pb, timestamp, total
 from payout_service.api.errors import handles_errors
 from payout_service.api.identity import caller_identity
 from payout_service.api.watchdog import WatchdogAdmin
@@ -17,7 +17,6 @@ from payout_service.app.monitoring import Monitor
 from payout_service.app.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
 from payout_service.app.scheduled_runs import ScheduledRuns
 from payout_service.core.alert_config import AlertConfig
-from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
 from payout_service.core.health import AlertKind, Level
 from payout_service.core.model import Payout
@@ -54,21 +53,6 @@ def schedule_to_pb(s: Schedule) -> apb.Schedule:
         minimum_threshold=amount(s.minimum_threshold_stroops),
         next_run_at=timestamp(s.next_run_at),
     )
-
-
-def amount_from_pb(msg: pb.Amount, name: str, violations: list[FieldViolation]) -> int:
-    """An input Amount: its decimal or its stroops (both only if they agree)."""
-    stroops = int(msg.stroops)
-    if msg.decimal:
-        try:
-            stroops = parse_amount(msg.decimal)
-        except AmountError as err:
-            violations.append(FieldViolation(f"{name}.decimal", str(err)))
-        if msg.stroops and msg.stroops != stroops:
-            violations.append(FieldViolation(name, "decimal and stroops disagree; give one"))
-    elif stroops < 0:
-        violations.append(FieldViolation(f"{name}.stroops", "must not be negative"))
-    return stroops
 
 
 def schedule_from_pb(msg: apb.Schedule) -> Schedule:

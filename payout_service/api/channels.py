@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import grpc
 
 from payout_service.adapters.channel_store import Channel
-from payout_service.api.convert import amount, timestamp, total
+from payout_service.api.convert import amount, amount_from_pb, timestamp, total
 from payout_service.api.errors import handles_errors
 from payout_service.api.identity import caller_identity
 from payout_service.app.channel_pool import ChannelKey, ChannelPool
@@ -38,9 +38,7 @@ def keys_from_pb(keys: Iterable[apb.ChannelKey]) -> list[ChannelKey]:
 
 
 def input_amount(msg: pb.Amount, name: str) -> int:
-    """Imported late: admin_api imports this module."""
-    from payout_service.api.admin import amount_from_pb
-
+    """An input Amount in stroops, or INVALID_ARGUMENT naming the field."""
     violations: list[FieldViolation] = []
     stroops = amount_from_pb(msg, name, violations)
     if violations:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from payout_service.core.amounts import INT64_MAX, format_amount
+from payout_service.core.amounts import INT64_MAX, AmountError, format_amount, parse_amount
+from payout_service.core.errors import FieldViolation
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import PayoutState
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -73,3 +74,18 @@ def payout_to_pb(p: Payout) -> pb.Payout:
         msg.tx_hash = p.current_attempt.tx_hash
         msg.ledger = p.current_attempt.ledger or 0
     return msg
+
+
+def amount_from_pb(msg: pb.Amount, name: str, violations: list[FieldViolation]) -> int:
+    """An input Amount: its decimal or its stroops (both only if they agree)."""
+    stroops = int(msg.stroops)
+    if msg.decimal:
+        try:
+            stroops = parse_amount(msg.decimal)
+        except AmountError as err:
+            violations.append(FieldViolation(f"{name}.decimal", str(err)))
+        if msg.stroops and msg.stroops != stroops:
+            violations.append(FieldViolation(name, "decimal and stroops disagree; give one"))
+    elif stroops < 0:
+        violations.append(FieldViolation(f"{name}.stroops", "must not be negative"))
+    return stroops
