@@ -33,7 +33,7 @@ from typing import Any
 import grpc
 from stellar_sdk import Keypair
 
-from payout_service.embedded_postgres import EmbeddedPostgres, free_port
+from payout_service.adapters.embedded_postgres import EmbeddedPostgres, free_port
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 

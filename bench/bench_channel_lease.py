@@ -22,8 +22,8 @@ import asyncpg
 from stellar_sdk import Keypair
 
 from payout_service.adapters.channel_store import ChannelRegistry
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.sequences import lease_channel, reserve_sequence
-from payout_service.migrations import apply_migrations
 
 
 async def fresh_database(url: str) -> str:

@@ -10,7 +10,7 @@ import time
 
 from stellar_sdk import Keypair
 
-from payout_service.request_limits import string_violations
+from payout_service.api.request_limits import string_violations
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 

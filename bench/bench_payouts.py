@@ -38,8 +38,8 @@ from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 from stellar_sdk.xdr import TransactionResult
 
+from payout_service.adapters.embedded_postgres import EmbeddedPostgres
 from payout_service.config import load_config
-from payout_service.embedded_postgres import EmbeddedPostgres
 from payout_service.main import start_service
 from signer_service.testing import SignerFixture, running_signer
 from soroban_sandbox.testing import RunningSandbox

@@ -37,15 +37,15 @@ import asyncpg
 import grpc
 from stellar_sdk import Keypair, StrKey
 
+from payout_service.adapters import alert_store
+from payout_service.adapters.embedded_postgres import EmbeddedPostgres, free_port
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import PayoutStore, archive_settled_events
 from payout_service.adapters.work_queues import WorkQueues
+from payout_service.app.reconcile import confirmed_since
 from payout_service.config import load_config
-from payout_service.embedded_postgres import EmbeddedPostgres, free_port
 from payout_service.main import start_service
 from payout_service.metrics import refresh_gauges
-from payout_service.migrations import apply_migrations
-from payout_service.programs import alert_store
-from payout_service.programs.reconcile import confirmed_since
 from stellar_payouts_pb.payout.v1 import admin_pb2 as admin
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -194,7 +194,7 @@ async def drop_database(admin_url: str, database_url: str) -> None:
 async def main() -> None:
     logging.getLogger("payout_service").setLevel(logging.ERROR)  # loops find no RPC: expected
     # The loaded CONFIRMED payouts have no transaction: reconciliation logs each as a mismatch.
-    logging.getLogger("payout_service.programs.reconcile").setLevel(logging.CRITICAL)
+    logging.getLogger("payout_service.app.reconcile").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000",
                         help="comma-separated payout counts (e.g. 10000,1000000,10000000)")

@@ -19,7 +19,7 @@ import uuid
 
 import asyncpg
 
-from payout_service.migrations import apply_migrations
+from payout_service.adapters.migrations import apply_migrations
 
 SOURCE = "G" + "A" * 55
 CHECK = "payout_attempts_one_holder_per_number"

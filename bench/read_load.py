@@ -35,7 +35,7 @@ from datetime import datetime
 
 import asyncpg
 
-from payout_service.programs.alert_store import drop_old_minutes
+from payout_service.adapters.alert_store import drop_old_minutes
 
 CHUNK = 1_000_000  # payouts per INSERT: the aggregate trigger sees each chunk as one statement
 TABLES = ("payouts", "payout_events")  # their indexes and keys are built after the insert

@@ -13,10 +13,10 @@ import resource
 import signal
 
 from payout_service.adapters.payout_store import create_pool
+from payout_service.app.loops import run_loop
+from payout_service.app.watchdog import watchdog_for
 from payout_service.config import load_config
-from payout_service.loops import run_loop
-from payout_service.programs.alert_config import AlertConfig
-from payout_service.programs.watchdog import watchdog_for
+from payout_service.core.alert_config import AlertConfig
 
 
 def cpu_seconds() -> float:

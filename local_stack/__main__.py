@@ -34,8 +34,8 @@ from typing import Any
 
 from stellar_sdk import Asset, Keypair
 
+from payout_service.adapters.embedded_postgres import EmbeddedPostgres
 from payout_service.config import load_config
-from payout_service.embedded_postgres import EmbeddedPostgres
 from payout_service.logs import configure_logging
 from payout_service.main import start_service
 from payout_service.tracing import configure_tracing

@@ -25,22 +25,22 @@ from payout_service.adapters.database import (
     retry_while_unavailable,
 )
 from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import PayoutStore
 from payout_service.adapters.sending_pause import pause_state
 from payout_service.adapters.signer_client import SignerClient
-from payout_service.api import PayoutServicer
+from payout_service.api.interceptors import ServiceInterceptor
+from payout_service.api.payout import PayoutServicer
+from payout_service.api.reflection import enable_reflection
 from payout_service.app.channel_pool import ChannelPool, KeyRoleMismatch, channel_sample_for
 from payout_service.app.desk import PayoutDesk, mode_for
+from payout_service.app.loops import run_loop
 from payout_service.app.pipeline import Pipeline
+from payout_service.app.watchdog import Watchdog, watchdog_for
 from payout_service.config import Config, ConfigError, ServerTls, load_config
-from payout_service.interceptors import ServiceInterceptor
 from payout_service.logs import configure_logging
-from payout_service.loops import run_loop
-from payout_service.migrations import apply_migrations
-from payout_service.programs.watchdog import Watchdog, watchdog_for
-from payout_service.programs.wiring import Programs, start_programs
-from payout_service.reflection import enable_reflection
 from payout_service.tracing import configure_tracing, server_interceptors
+from payout_service.wiring import Programs, start_programs
 from stellar_payouts_pb.payout.v1 import payout_pb2, payout_pb2_grpc
 
 log = logging.getLogger("payout_service")
@@ -67,7 +67,7 @@ class RunningService:
     stopped: bool = False
     shutdown_delay: float = 0.0
     # What sends (live execution): the pipeline and the channel pool's loop, stopped while a
-    # sending hold is set (migration 140, payout_service/restore.py).
+    # sending hold is set (migration 140, payout_service/app/restore.py).
     make_pipeline: Callable[[], Pipeline] | None = None
     channel_loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None
     channel_halt: asyncio.Event = field(default_factory=asyncio.Event)
@@ -267,7 +267,7 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
 
 
 def start_watchdog(service: RunningService, config: Config, programs: Programs) -> None:
-    """The second line of defence (programs/watchdog.py); one replica at a time runs it."""
+    """The second line of defence (app/watchdog.py); one replica at a time runs it."""
     service.watchdog = watchdog_for(config, service.pool, programs.monitor.seed)
     service.background.append(asyncio.create_task(run_loop(
         "watchdog", service.watchdog.step, interval=config.watchdog.interval_seconds,

@@ -19,9 +19,9 @@ from prometheus_client import (
     start_http_server,
 )
 
+from payout_service.adapters.alert_store import channels_held
+from payout_service.adapters.watchdog_store import open_findings
 from payout_service.core.watchdog import FINDING_KINDS
-from payout_service.programs.alert_store import channels_held
-from payout_service.programs.watchdog_store import open_findings
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ RECONCILE_MISMATCHES = Gauge(
     registry=REGISTRY,
 )
 
-# The watchdog (programs/watchdog.py). Counters: what this replica's watchdog did; gauges: the
+# The watchdog (app/watchdog.py). Counters: what this replica's watchdog did; gauges: the
 # shared watchdog state and findings, the same from every replica (aggregate with max()).
 WATCHDOG_FINDINGS = Counter(
     "payouts_watchdog_findings", "Findings the watchdog recorded, by kind", ["kind"],

@@ -40,8 +40,8 @@ from stellar_sdk import Asset, Keypair, SorobanServerAsync, scval, xdr
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, GetTransactionStatus
 
+from payout_service.adapters.embedded_postgres import EmbeddedPostgres
 from payout_service.config import load_config
-from payout_service.embedded_postgres import EmbeddedPostgres
 from payout_service.main import start_service
 from signer_service.testing import running_signer
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

@@ -43,7 +43,6 @@ plain destination the event carries the transaction memo instead, if it has one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from stellar_sdk import Asset, MuxedAccount
 from stellar_sdk import xdr as x
@@ -54,10 +53,8 @@ from . import xdr_build as b
 from .asset_events import memo_muxed_id
 from .contracts import MuxedId, TokenMove, asset_name
 from .entry_history import account_key, trustline_key
+from .ledger_state import LedgerState
 from .records import INT64_MAX, NEW_ACCOUNT_MIN_BALANCE, Account, Trustline, min_balance
-
-if TYPE_CHECKING:
-    from .ledger import Ledger
 
 Pay = x.PaymentResultCode
 Create = x.CreateAccountResultCode
@@ -76,7 +73,7 @@ class ClassicRun:
 class _Scratch:
     """The nested LedgerTxn: what the transaction's operations changed so far."""
 
-    ledger: Ledger
+    ledger: LedgerState
     memo: Memo
     balances: dict[str, int] = field(default_factory=dict)
     lines: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -122,7 +119,7 @@ class _Scratch:
 
 
 def apply_classic(
-    ledger: Ledger, tx_source: str, ops: list[Operation], seq: int, *, memo: Memo | None = None
+    ledger: LedgerState, tx_source: str, ops: list[Operation], seq: int, *, memo: Memo | None = None
 ) -> ClassicRun:
     run = ClassicRun()
     scratch = _Scratch(ledger, memo or NoneMemo())
@@ -271,7 +268,7 @@ def _account_merge(
 
 
 def _move(
-    ledger: Ledger,
+    ledger: LedgerState,
     asset: Asset,
     function: str,
     source: str,

@@ -9,7 +9,6 @@ the caller has already charged the fee and consumed the sequence number, as stel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from stellar_sdk import xdr as x
 from stellar_sdk.address import Address
@@ -19,11 +18,9 @@ from . import xdr_build as b
 from .archival import archived_indices
 from .authority import address_credentials, check_address_entry, invocation_matches
 from .contracts import ContractError, Invocation, TokenMove
+from .ledger_state import ArchivedEntry, LedgerState
 from .resources import entry_size, instructions_needed
 from .sac import WrittenEntry, run_invocation
-
-if TYPE_CHECKING:
-    from .ledger import ArchivedEntry, Ledger
 
 Result = x.InvokeHostFunctionResultCode
 
@@ -59,7 +56,7 @@ def archived_error(data: x.SorobanTransactionData, archived: list[ArchivedEntry]
 
 
 def execute(
-    ledger: Ledger,
+    ledger: LedgerState,
     op: InvokeHostFunction,
     op_source: str,
     seq: int,
@@ -135,7 +132,7 @@ def _within_footprint(
 
 
 def require_auth(
-    ledger: Ledger,
+    ledger: LedgerState,
     address: str,
     call: x.InvokeContractArgs,
     entries: list[x.SorobanAuthorizationEntry],

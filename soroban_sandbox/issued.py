@@ -11,18 +11,14 @@ LINE_FULL).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from stellar_sdk import Asset, StrKey
 from stellar_sdk.operation import Payment
 
 from .classic import apply_classic
 from .contracts import asset_name
 from .entry_history import account_key, trustline_key
+from .ledger_state import LedgerState
 from .records import INT64_MAX, Trustline, min_balance
-
-if TYPE_CHECKING:
-    from .ledger import Ledger
 
 
 class IssuedAssetError(ValueError):
@@ -41,7 +37,8 @@ def parse_asset(name: str) -> Asset:
 
 
 def open_trustline(
-    ledger: Ledger, holder: str, asset: Asset, limit: int = INT64_MAX, *, authorized: bool = True
+    ledger: LedgerState, holder: str, asset: Asset, limit: int = INT64_MAX, *,
+    authorized: bool = True,
 ) -> Trustline:
     if asset.is_native():
         raise IssuedAssetError("asset: native XLM needs no trustline")
@@ -68,7 +65,7 @@ def open_trustline(
 
 
 def authorize_trustline(
-    ledger: Ledger, holder: str, asset: Asset, *, authorized: bool
+    ledger: LedgerState, holder: str, asset: Asset, *, authorized: bool
 ) -> Trustline:
     line = ledger.trustlines.get((holder, asset_name(asset)))
     if line is None:
@@ -79,7 +76,7 @@ def authorize_trustline(
     return line
 
 
-def issue(ledger: Ledger, asset: Asset, holder: str, amount: int) -> None:
+def issue(ledger: LedgerState, asset: Asset, holder: str, amount: int) -> None:
     """The issuer pays ``amount`` stroops of ``asset`` to ``holder`` under the Payment rules."""
     if asset.issuer is None or amount <= 0:
         raise IssuedAssetError("asset and amount: an issued asset and a positive amount")

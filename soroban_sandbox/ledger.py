@@ -33,6 +33,7 @@ from .entry_history import EntryHistory, EntryKey, account_key, token_key, trust
 from .execution import execute
 from .fees import non_refundable_fee, refundable_fee
 from .frozen import SETTING_KEY, FrozenKeys, accesses_frozen_key
+from .ledger_state import ArchivedEntry
 from .protocol import Protocol
 from .records import (
     Account,
@@ -133,15 +134,6 @@ class FoundEntry:
     data: x.LedgerEntryData
     last_modified: int
     live_until: int | None = None  # Soroban entries only: their TTL
-
-
-@dataclass(frozen=True)
-class ArchivedEntry:
-    """An archived entry in a transaction's footprint."""
-
-    key: x.LedgerKey
-    read_write_index: int | None  # its index in the read-write footprint; None if read-only
-    size: int  # the entry's XDR size: what restoring it reads from disk
 
 
 @dataclass

@@ -24,7 +24,6 @@ failure traps the whole invocation and nothing is written (a host failure rolls 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from stellar_sdk import Asset
 from stellar_sdk import xdr as x
@@ -33,10 +32,8 @@ from . import xdr_build as b
 from .archival import created_live_until, touched_live_until
 from .contracts import ContractError, Invocation, asset_name
 from .entry_history import account_key, token_key, trustline_key
+from .ledger_state import LedgerState
 from .records import INT64_MAX, NEW_ACCOUNT_MIN_BALANCE, Account, TokenBalance, min_balance
-
-if TYPE_CHECKING:
-    from .ledger import Ledger
 
 
 def _error(code: int, message: str) -> ContractError:
@@ -61,7 +58,7 @@ class WrittenEntry:
 class SacRun:
     """The balances one invocation leaves, before they are committed."""
 
-    ledger: Ledger
+    ledger: LedgerState
     token_id: str
     asset: Asset
     seq: int  # the ledger the invocation is applied in
@@ -228,7 +225,7 @@ class SacRun:
             held.live_until = touched_live_until(held.live_until, seq)
 
 
-def run_invocation(ledger: Ledger, invocation: Invocation, seq: int) -> SacRun:
+def run_invocation(ledger: LedgerState, invocation: Invocation, seq: int) -> SacRun:
     """Apply every move of ``invocation`` to a scratch view (nothing is written); raises
     ContractError where the host would trap."""
     asset = ledger.registry.assets[invocation.token_id]

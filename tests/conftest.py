@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from payout_service.embedded_postgres import EmbeddedPostgres
+from payout_service.adapters.embedded_postgres import EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,12 @@ payout row, then its attempts, then source_accounts / released_sequences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
+from payout_service.adapters.batch_store import rebuild_without
 from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
 from payout_service.adapters.sequences import (
@@ -25,7 +25,7 @@ from payout_service.adapters.sequences import (
 )
 from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
 from payout_service.adapters.work_queues import supersede_rest
-from payout_service.core.model import Attempt, Payout
+from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import (
     AttemptMayStillLand,
@@ -39,20 +39,6 @@ A = AttemptStatus
 S = PayoutState
 # The payout states whose current attempt may land: sent by us, or handed out unsigned.
 _LANDS_FROM = frozenset({S.SUBMITTED, S.AWAITING_SIGNATURE})
-
-
-@dataclass(frozen=True)
-class NewAttempt:
-    source_account: str
-    sequence: int
-    min_time: datetime
-    max_time: datetime
-    envelope_xdr: str
-    tx_hash: str
-    fee_stroops: int
-    # Set when the envelope is handed out unsigned (external signing): its holder could
-    # submit it from this ledger on, so proofs of death need history back to it.
-    handed_out_at_ledger: int | None = None
 
 
 class AttemptBuilder:
@@ -431,8 +417,6 @@ class AttemptStore:
             await move_attempt(conn, payout_uuid, row["attempt_count"], target,
                                sets={"next_poll_at": NOW} if target == A.ABANDONED else {})
             if attempt["batch_id"] is not None:
-                # Local import: batch_store builds on this module.
-                from payout_service.adapters.batch_store import rebuild_without
                 await rebuild_without(conn, attempt["batch_id"], payout_uuid)
             await release_sequence(conn, attempt["source_account"], attempt["sequence"])
         return cancelled

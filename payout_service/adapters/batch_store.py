@@ -17,7 +17,6 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from payout_service.adapters.attempt_store import NewAttempt
 from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
 from payout_service.adapters.sequences import (
@@ -36,7 +35,7 @@ from payout_service.adapters.transitions import (
 )
 from payout_service.adapters.work_queues import supersede_members, supersede_rest
 from payout_service.core.batches import REBATCHED, judge_failed_batch
-from payout_service.core.model import Attempt, Payout
+from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutMode, PayoutState
 

@@ -39,6 +39,7 @@ from stellar_sdk.xdr import (
     Uint256,
 )
 
+from payout_service.core.errors import FailedPrecondition, Unavailable
 from payout_service.core.proofs import AccountState
 from payout_service.core.proofs import NotFound as NotFound  # one of the lookup outcomes
 
@@ -46,16 +47,28 @@ from payout_service.core.proofs import NotFound as NotFound  # one of the lookup
 MAX_LEDGER_KEYS = 200
 
 
-class LedgerUnavailable(Exception):
+class LedgerUnavailable(Unavailable):
     """RPC unreachable, timing out or answering 5xx: retry later, nothing is known."""
 
+    dependency = "Stellar RPC"
 
-class SimulationFailed(Exception):
+
+class SimulationFailed(FailedPrecondition):
     """The contract call would fail (bad contract, function, arguments or balance)."""
 
+    kind, subject = "SIMULATION", "transaction"
 
-class SourceAccountMissing(Exception):
-    pass
+    @property
+    def description(self) -> str:
+        return f"simulation failed: {self}"
+
+
+class SourceAccountMissing(FailedPrecondition):
+    kind, subject = "SOURCE_ACCOUNT", "PAYOUT_SOURCE_ACCOUNT"
+
+    @property
+    def description(self) -> str:
+        return "the payout source account does not exist"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import asyncpg
 # Pools come from adapters/database.py (failover-aware); re-exported for the stores' callers.
 from payout_service.adapters.database import create_pool as create_pool
 from payout_service.adapters.database import redacted_dsn as redacted_dsn
+from payout_service.core.errors import FieldViolation, InvalidArgument
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import PayoutState
 
@@ -201,8 +202,10 @@ async def archive_settled_events(pool: asyncpg.Pool, *, older_than: timedelta,
         return Archived(row["payouts"], row["events"])
 
 
-class InvalidPageToken(ValueError):
-    pass
+class InvalidPageToken(InvalidArgument, ValueError):
+    @property
+    def violations(self) -> list[FieldViolation]:  # type: ignore[override]
+        return [FieldViolation("page_token", str(self))]
 
 
 def encode_page_token(created_at: datetime, payout_uuid: UUID) -> str:

@@ -65,13 +65,13 @@ from payout_service.core.channels import (
     role_faults,
     top_up_amount,
 )
+from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
 from payout_service.core.pacing import resend_due
 from payout_service.core.proofs import AccountState, Envelope, proof_of_death
 from payout_service.core.refusals import channel_policy_fault
 from payout_service.core.retry import judge_on_chain_failure, verdict_at_death
 from payout_service.core.transactions import TxParams, channel_sample, payout_call
-from payout_service.core.validation import FieldViolation, ValidationFailed, is_account_id
-from payout_service.grpc_errors import PreconditionFailed
+from payout_service.core.validation import is_account_id
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from payout_service.adapters.attempt_store import AttemptStore
+from payout_service.adapters.eligibility import lock_references, reference_problems
 from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import (
     NewPayout,
@@ -19,30 +20,31 @@ from payout_service.adapters.payout_store import (
 )
 from payout_service.config import Config
 from payout_service.core.envelopes import signed_envelope_problem
+from payout_service.core.errors import (
+    Conflict,
+    FailedPrecondition,
+    FieldViolation,
+    ValidationFailed,
+)
 from payout_service.core.fees import split_fee
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
 from payout_service.core.model import Payout
 from payout_service.core.states import IllegalTransition, PayoutMode, PayoutState
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
-from payout_service.core.validation import (
-    AmountLimits,
-    FieldViolation,
-    PayoutRequest,
-    ValidationFailed,
-    validate_payout_request,
-)
+from payout_service.core.validation import AmountLimits, PayoutRequest, validate_payout_request
 from payout_service.failpoints import failpoint
-from payout_service.programs.eligibility import lock_references, reference_problems
 from payout_service.tracing import current_traceparent
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(Conflict):
     def __init__(self, violations: list[FieldViolation]) -> None:
         super().__init__("idempotency key already used with different parameters")
         self.violations = violations
 
 
-class MaxGasExceeded(Exception):
+class MaxGasExceeded(FailedPrecondition):
+    kind, subject = "MAX_GAS", "PAYOUTS_MAX_GAS_STROOPS"
+
     def __init__(self, fee: int, limit: int) -> None:
         super().__init__(
             f"prepared transaction fee {fee} stroops exceeds max gas "

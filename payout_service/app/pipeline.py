@@ -18,10 +18,10 @@ from payout_service.adapters.signer_client import SignerClient
 from payout_service.adapters.work_queues import WorkQueues
 from payout_service.app.chain_memory import ChainMemory
 from payout_service.app.confirm import Confirming
+from payout_service.app.loops import run_loop
 from payout_service.app.prepare import Preparing
 from payout_service.app.send import Sending
 from payout_service.config import Config
-from payout_service.loops import run_loop
 
 
 class Pipeline(Preparing, Sending, Confirming):

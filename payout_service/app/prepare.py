@@ -12,11 +12,11 @@ from uuid import UUID
 from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
-from payout_service.adapters.attempt_store import AttemptBuilder, NewAttempt
+from payout_service.adapters.attempt_store import AttemptBuilder
 from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
 from payout_service.app.prepare_batch import PreparingBatches
-from payout_service.core.model import Attempt, Payout
+from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.sources import SourcePlan, plan_sources
 from payout_service.core.transactions import (
     BASE_INCLUSION_FEE,

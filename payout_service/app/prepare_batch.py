@@ -18,7 +18,6 @@ from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service import metrics
-from payout_service.adapters.attempt_store import NewAttempt
 from payout_service.adapters.ledger import SimulationFailed
 from payout_service.adapters.signer_client import SigningRefused
 from payout_service.app.stage import Stage
@@ -31,7 +30,7 @@ from payout_service.core.batches import (
     is_classic_destination,
     plan_classic_batch,
 )
-from payout_service.core.model import Attempt, Payout
+from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.transactions import BASE_INCLUSION_FEE, TxParams, inclusion_fee_bid
 from payout_service.failpoints import failpoint
 

@@ -6,7 +6,8 @@ import hashlib
 import json
 from typing import Any
 
-from payout_service.core.validation import FieldViolation, PayoutRequest
+from payout_service.core.errors import FieldViolation
+from payout_service.core.validation import PayoutRequest
 
 FINGERPRINT_FIELDS = (
     "payout_id", "destination", "amount_stroops", "asset", "metadata", "reference",

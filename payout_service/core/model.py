@@ -73,3 +73,19 @@ class Payout:
     updated_at: datetime
     confirmed_at: datetime | None
     current_attempt: Attempt | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    """An attempt built and ready to be stored: its envelope, hash and time bounds."""
+
+    source_account: str
+    sequence: int
+    min_time: datetime
+    max_time: datetime
+    envelope_xdr: str
+    tx_hash: str
+    fee_stroops: int
+    # Set when the envelope is handed out unsigned (external signing): its holder could
+    # submit it from this ledger on, so proofs of death need history back to it.
+    handed_out_at_ledger: int | None = None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from payout_service.core.errors import FailedPrecondition
+
 
 class PayoutState(StrEnum):
     ACCEPTED = "ACCEPTED"
@@ -103,7 +105,9 @@ IN_FLIGHT = frozenset({A.BUILT, A.SIGNED, A.SENT})
 HOLDS_SEQUENCE = frozenset({A.BUILT, A.SIGNED, A.SENT, A.INCLUDED, A.FAILED_ON_CHAIN})
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(FailedPrecondition):
+    kind, subject = "STATE", "payout"
+
     def __init__(self, current: StrEnum | None, target: StrEnum, what: str = "payout") -> None:
         where = f"in state {current}" if current is not None else "not found"
         super().__init__(f"{what} {where} cannot move to {target}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from stellar_sdk import StrKey
 
 from payout_service.core.amounts import AmountError, parse_amount
+from payout_service.core.errors import FieldViolation, ValidationFailed
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9:_.\-]{1,128}$")
 ASSET_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
@@ -28,18 +29,6 @@ def quote(value: str) -> str:
     """A short, printable rendering of caller input for an error message."""
     text = repr(value[:QUOTE_CHARS])
     return text[:-1] + "…" + text[-1] if len(value) > QUOTE_CHARS else text
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
-
-
-class ValidationFailed(Exception):
-    def __init__(self, violations: list[FieldViolation]) -> None:
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
-        self.violations = violations
 
 
 @dataclass(frozen=True)

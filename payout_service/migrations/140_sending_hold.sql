@@ -3,7 +3,7 @@
 -- creates payouts, which wait. Set before a restored database (or a standby promoted after
 -- asynchronous replication) is used: it may not know transactions the service sent after its
 -- restore point, and building again for their payouts would pay them twice
--- (core/restore.py). Lifted by `python -m payout_service.restore release`, which refuses
+-- (core/restore.py). Lifted by `python -m payout_service.cli.restore release`, which refuses
 -- until a reconciliation against the chain has found nothing left for an operator.
 CREATE TABLE sending_hold (
     only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),

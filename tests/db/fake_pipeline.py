@@ -20,6 +20,7 @@ from payout_service.adapters.ledger import (
     NotFound,
     Rejected,
 )
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import PayoutStore, create_pool
 from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable, SigningRefused
 from payout_service.app.desk import PayoutDesk
@@ -27,7 +28,6 @@ from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
 from payout_service.core.proofs import AccountState
 from payout_service.core.validation import AmountLimits, validate_payout_request
-from payout_service.migrations import apply_migrations
 
 NET = "Test SDF Network ; September 2015"
 # Real sequence numbers start at ledger << 32: far beyond int32, as in production.

@@ -13,13 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from stellar_sdk import Keypair
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
+from payout_service.adapters.embedded_postgres import free_port
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import PayoutStore, create_pool
 from payout_service.adapters.signer_client import SignerClient
 from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import SignerClientConfig, load_config
-from payout_service.embedded_postgres import free_port
-from payout_service.migrations import apply_migrations
 from payout_service.tracing import server_interceptor
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 from tests.db.fake_pipeline import NET, FakeLedger, create, run_until_settled

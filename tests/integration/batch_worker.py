@@ -147,10 +147,10 @@ def batch_worker_env(database: str, sandbox: SandboxClient, keys: BatchSigner,
 
 async def create_batch_payouts(env: dict[str, str], world: BatchWorld) -> None:
     """CreatePayoutBatch's own path (PayoutDesk.create_many), all in one SQL transaction."""
+    from payout_service.adapters.migrations import apply_migrations
     from payout_service.adapters.payout_store import PayoutStore
     from payout_service.app.desk import PayoutDesk
     from payout_service.core.validation import AmountLimits, validate_payout_request
-    from payout_service.migrations import apply_migrations
 
     pool = await create_pool(env["DATABASE_URL"])
     try:

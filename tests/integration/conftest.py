@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 from stellar_sdk import Keypair
 
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.config import load_config
 from payout_service.main import RunningService, start_service
-from payout_service.migrations import apply_migrations
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 from tests.integration.batch_signing import BatchSigner, running_batch_signer
 

@@ -1,4 +1,4 @@
-"""A database on a primary with a synchronous standby (payout_service/embedded_standby.py),
+"""A database on a primary with a synchronous standby (payout_service/adapters/embedded_standby.py),
 and the failover an operator or Patroni would make: kill the primary, promote the standby."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from payout_service.embedded_standby import ReplicatedPostgres
+from payout_service.adapters.embedded_standby import ReplicatedPostgres
 
 DATABASE = "payouts"
 

@@ -26,8 +26,8 @@ import asyncpg
 import grpc
 from stellar_sdk import Keypair
 
+from payout_service.adapters.embedded_postgres import find_pg_bin
 from payout_service.adapters.restore_store import hold_sending, release_sending
-from payout_service.embedded_postgres import find_pg_bin
 from signer_service.testing import run_signerctl
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import admin_pb2, admin_pb2_grpc, payout_pb2_grpc
@@ -47,7 +47,7 @@ BEFORE, UNBUILT_AT_BACKUP, AFTER = 3, 4, 2
 
 async def restore_tool(env: dict[str, str], *args: str) -> tuple[int, dict]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "payout_service.restore", *args, env={**os.environ, **env},
+        sys.executable, "-m", "payout_service.cli.restore", *args, env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None

@@ -14,9 +14,8 @@ from stellar_sdk import Keypair
 from stellar_sdk.operation import CreateAccount
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
-from payout_service.adapters.attempt_store import NewAttempt
 from payout_service.core.batches import REBATCHED
-from payout_service.core.model import Payout
+from payout_service.core.model import NewAttempt, Payout
 from soroban_sandbox.testing import InProcessSandbox
 from tests.integration.batch_signing import XLM, BatchSigner
 from tests.integration.test_batch_payouts import create, make_pipeline, settle, shut

@@ -17,7 +17,9 @@ import pytest
 from stellar_sdk import Keypair
 
 from payout_service.adapters.channel_store import ChannelRegistry
+from payout_service.adapters.embedded_postgres import free_port
 from payout_service.adapters.ledger import LedgerGateway
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import PayoutStore, create_pool
 from payout_service.adapters.signer_client import SignerClient, SignerUnavailable
 from payout_service.app.channel_pool import ChannelKey, ChannelPool
@@ -25,8 +27,6 @@ from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
 from payout_service.core.validation import AmountLimits, validate_payout_request
-from payout_service.embedded_postgres import free_port
-from payout_service.migrations import apply_migrations
 from signer_service.audit import read_records
 from soroban_sandbox.server import SandboxConfig
 from soroban_sandbox.testing import InProcessSandbox

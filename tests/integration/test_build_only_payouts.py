@@ -242,7 +242,7 @@ async def test_correlation_id_is_echoed_and_stored(payout_stub, payout_service):
 
 
 async def test_migrations_are_safe_with_concurrent_replicas(fresh_database):
-    from payout_service.migrations import apply_migrations
+    from payout_service.adapters.migrations import apply_migrations
 
     conns = [await asyncpg.connect(fresh_database) for _ in range(4)]
     try:
@@ -260,7 +260,7 @@ async def test_migrations_leave_the_planner_to_size_new_tables_itself(fresh_data
     until the next ANALYZE. With autovacuum off, migration 100's ANALYZE slowed the
     group-commit insert as payouts grew (bench_api.py at 1,000/s offered: 598/s done, p99
     13 s). Never analysed, the planner sizes a table from its pages at plan time."""
-    from payout_service.migrations import apply_migrations
+    from payout_service.adapters.migrations import apply_migrations
 
     conn = await asyncpg.connect(fresh_database)
     try:

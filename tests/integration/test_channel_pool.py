@@ -33,8 +33,7 @@ from payout_service.adapters.signer_client import (
 from payout_service.app.channel_pool import ChannelKey, ChannelPool, KeyRoleMismatch
 from payout_service.config import ChannelPoolConfig, SignerClientConfig
 from payout_service.core.channels import ChannelState, KeyRole, OperationKind
-from payout_service.core.validation import ValidationFailed
-from payout_service.grpc_errors import PreconditionFailed
+from payout_service.core.errors import PreconditionFailed, ValidationFailed
 from payout_service.main import RunningService
 from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox

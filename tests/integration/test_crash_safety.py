@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from stellar_sdk import Keypair, TransactionEnvelope
 
-from payout_service.embedded_postgres import free_port
+from payout_service.adapters.embedded_postgres import free_port
 from signer_service.testing import running_signer
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

@@ -16,8 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from stellar_sdk import Keypair
 
 from payout_service.adapters.database import create_pool, database_unavailable
+from payout_service.adapters.embedded_postgres import free_port
 from payout_service.config import load_config
-from payout_service.embedded_postgres import free_port
 from payout_service.main import start_service
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from payout_service.embedded_postgres import free_port
+from payout_service.adapters.embedded_postgres import free_port
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 

@@ -39,8 +39,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from stellar_sdk import Keypair
 
+from payout_service.adapters.embedded_postgres import free_port
 from payout_service.core.amounts import INT64_MAX, format_amount
-from payout_service.embedded_postgres import free_port
 from tests.aggregate_recount import aggregate_differences
 from tests.conftest import _with_database
 from tests.integration.rpcs import Rpc, all_rpcs, status_details

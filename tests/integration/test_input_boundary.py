@@ -12,7 +12,7 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.embedded_postgres import free_port
+from payout_service.adapters.embedded_postgres import free_port
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import rounds_pb2 as rpb

@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from stellar_sdk import Keypair
 
-from payout_service.embedded_postgres import free_port
+from payout_service.adapters.embedded_postgres import free_port
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
 from tests.tls_certs import DevCA

@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from stellar_sdk import Keypair
 
-from payout_service.embedded_postgres import free_port
+from payout_service.adapters.embedded_postgres import free_port
 
 PASSWORD = "never-log-me-7f3a"
 

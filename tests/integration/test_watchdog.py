@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from stellar_sdk import Keypair
 
-from payout_service.embedded_postgres import free_port
+from payout_service.adapters.embedded_postgres import free_port
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

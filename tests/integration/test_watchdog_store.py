@@ -1,4 +1,4 @@
-"""The watchdog's PostgreSQL guarantees (programs/watchdog_store.py) on a real database: one
+"""The watchdog's PostgreSQL guarantees (adapters/watchdog_store.py) on a real database: one
 replica at a time moves the position, a page read twice is recorded once, a second paying
 transaction is found by the one statement that records it, and the confirmation walk never
 reads past a transaction still open."""
@@ -13,8 +13,8 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from payout_service.adapters import watchdog_store as store
 from payout_service.core.watchdog import ChainPayment, Position, toid
-from payout_service.programs import watchdog_store as store
 from tests.programs.helpers import confirmed_history
 from tests.programs.test_aggregates import Recording, scanned_tables
 

@@ -17,12 +17,12 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import PayoutStore, create_pool
-from payout_service.api import PayoutServicer
+from payout_service.api.payout import PayoutServicer
 from payout_service.app.desk import PayoutDesk
 from payout_service.config import load_config
-from payout_service.migrations import apply_migrations
-from payout_service.programs.wiring import Programs, start_programs
+from payout_service.wiring import Programs, start_programs
 from stellar_payouts_pb.payout.v1 import (
     admin_pb2_grpc,
     payout_pb2_grpc,

@@ -15,18 +15,18 @@ import grpc
 from stellar_sdk import Keypair
 
 from payout_service import metrics
+from payout_service.adapters import alert_store
 from payout_service.adapters.payout_store import (
     PayoutFilter,
     PayoutStore,
     get_payout_in,
     payouts_by_keys,
 )
+from payout_service.adapters.run_store import list_runs, run_payouts
+from payout_service.adapters.stats import payout_stats
 from payout_service.adapters.transitions import PayoutMove, move_payout, move_payouts
+from payout_service.app.reconcile import confirmed_since
 from payout_service.core.states import IllegalTransition, PayoutState, payout_sources
-from payout_service.programs import alert_store
-from payout_service.programs.reconcile import confirmed_since
-from payout_service.programs.run_store import list_runs, run_payouts
-from payout_service.programs.stats import payout_stats
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 from ..aggregate_recount import aggregate_differences

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from payout_service.programs.monitoring import Monitor
+from payout_service.app.monitoring import Monitor
 
 
 async def test_open_alerts_do_not_make_the_alert_loop_spin(stack_factory, monkeypatch):

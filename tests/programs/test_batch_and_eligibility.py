@@ -8,8 +8,8 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.core.validation import ValidationFailed
-from payout_service.programs.eligibility import check_reference_unpaid
+from payout_service.adapters.eligibility import check_reference_unpaid
+from payout_service.core.errors import ValidationFailed
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 from .conftest import fail

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.migrations import apply_migrations
+from payout_service.adapters.migrations import apply_migrations
 
 from ..aggregate_recount import aggregate_differences
 

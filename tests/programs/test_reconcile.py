@@ -11,9 +11,9 @@ import pytest
 from stellar_sdk import Keypair
 
 from payout_service.adapters.ledger import Included, LedgerUnavailable, NotFound
-from payout_service.migrations import apply_migrations
-from payout_service.programs import reconcile as reconcile_module
-from payout_service.programs.reconcile import confirmed_since
+from payout_service.adapters.migrations import apply_migrations
+from payout_service.app import reconcile as reconcile_module
+from payout_service.app.reconcile import confirmed_since
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
@@ -80,14 +80,14 @@ async def test_reconcile_without_a_ledger_is_failed_precondition(stack):
 
 async def test_the_periodic_job_exports_and_logs_what_it_found(stack_factory, caplog):
     from payout_service import metrics
-    from payout_service.programs.reconcile import job_lookback_hours, reconcile_job
+    from payout_service.app.reconcile import job_lookback_hours, reconcile_job
 
     ledger = FakeLedger()
     stack = await stack_factory(ledger=ledger)
     ok = await confirmed(stack, 1)
     missing = await confirmed(stack, 2)
     ledger.answers = {ok: Included(True, 1000, "txSUCCESS", 100)}
-    with caplog.at_level("INFO", logger="payout_service.programs.reconcile"):
+    with caplog.at_level("INFO", logger="payout_service.app.reconcile"):
         await reconcile_job(stack.pool, ledger.lookup, interval_seconds=3600)
     assert metrics.RECONCILE_MISMATCHES._value.get() == 1
     errors = [r for r in caplog.records if r.msg == "reconciliation mismatch"]

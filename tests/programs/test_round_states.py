@@ -7,8 +7,8 @@ import itertools
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.core.validation import AmountLimits, ValidationFailed, validate_payout_request
-from payout_service.programs.round_states import (
+from payout_service.core.errors import ValidationFailed
+from payout_service.core.rounds import (
     IllegalRoundTransition,
     RoundState,
     WinnerInput,
@@ -17,6 +17,7 @@ from payout_service.programs.round_states import (
     winner_idempotency_key,
     winner_payout_id,
 )
+from payout_service.core.validation import AmountLimits, validate_payout_request
 
 R = RoundState
 LEGAL = {(R.OPEN, R.CLOSED), (R.CLOSED, R.RESOLVED), (R.RESOLVED, R.SETTLED)}

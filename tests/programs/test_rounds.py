@@ -187,8 +187,8 @@ async def test_unknown_round_is_not_found_and_bad_ids_are_invalid(stack):
 
 
 async def test_round_counts_per_state_for_metrics(stack):
-    from payout_service.programs.round_states import RoundState
-    from payout_service.programs.round_store import round_counts_by_state
+    from payout_service.adapters.round_store import round_counts_by_state
+    from payout_service.core.rounds import RoundState
 
     await stack.rounds.CreateRound(rpb.CreateRoundRequest(round_id="a"))
     await closed_round(stack, "b")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payout_service.core.validation import ValidationFailed
-from payout_service.programs.schedule import (
+from payout_service.core.errors import ValidationFailed
+from payout_service.core.schedule import (
     Frequency,
     Schedule,
     next_run_after,

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.programs.scheduled_runs import RUN_LOCK_ID
+from payout_service.app.scheduled_runs import RUN_LOCK_ID
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 

@@ -14,13 +14,13 @@ import pytest
 from stellar_sdk import Keypair
 
 from payout_service import metrics
-from payout_service.adapters.attempt_store import AttemptStore, NewAttempt
+from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.batch_store import BatchStore
 from payout_service.adapters.payout_store import create_pool
 from payout_service.adapters.sequences import Sequences
 from payout_service.adapters.transitions import PayoutMove, move_payouts
 from payout_service.adapters.work_queues import WorkQueues
-from payout_service.core.model import Payout
+from payout_service.core.model import NewAttempt, Payout
 from payout_service.core.states import IllegalTransition, PayoutState
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from payout_service.interceptors import ServiceInterceptor
+from payout_service.api.interceptors import ServiceInterceptor
 from payout_service.tracing import current_traceparent, server_interceptor
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc

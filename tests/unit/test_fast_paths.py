@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stellar_sdk import Keypair, StrKey
 
-from payout_service.convert import timestamp
+from payout_service.api.convert import timestamp
 from payout_service.core.validation import is_account_id
 
 BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"

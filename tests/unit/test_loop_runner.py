@@ -7,9 +7,9 @@ import asyncio
 
 from payout_service import metrics
 from payout_service.adapters.ledger import LedgerUnavailable
+from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import create_pool
-from payout_service.loops import backoff_after, run_loop
-from payout_service.migrations import apply_migrations
+from payout_service.app.loops import backoff_after, run_loop
 
 
 def test_backoff_doubles_from_the_interval_up_to_a_cap():

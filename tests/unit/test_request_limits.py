@@ -7,14 +7,14 @@ from pathlib import Path
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from payout_service.core.validation import quote
-from payout_service.request_limits import (
+from payout_service.api.request_limits import (
     DEFAULT_LIMIT,
     FIELD_LIMITS,
     MAP_KEY_LIMITS,
     MAP_VALUE_LIMITS,
     string_violations,
 )
+from payout_service.core.validation import quote
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import rounds_pb2 as rpb

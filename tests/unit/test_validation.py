@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from stellar_sdk import Keypair
 
+from payout_service.core.errors import ValidationFailed
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
 from payout_service.core.validation import (
     AmountLimits,
-    ValidationFailed,
     asset_problem,
     destination_problem,
     validate_payout_request,
