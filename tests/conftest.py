@@ -77,17 +77,24 @@ SERVER_FIXTURES = {
     "pkcs11_signer", "stub", "batch_signer", "pool_signer", "signer_server", "sandbox",
     "server", "stalled_sandbox", "js_client", "answers", "payout_service", "stack",
 }
-# Modules outside the directories above whose tests start a server or process inline.
+# Modules (or test ids without parameters) outside the directories above whose tests start a
+# server or process inline.
 INTEGRATION_MODULES = {
     "tests/sandbox/test_chain_lies.py",
     "tests/sandbox/test_running_sandbox.py",
     "tests/signer/test_audit.py",
+    "tests/signer/test_audit_bytes.py",
+    "tests/signer/test_audit_files.py",
     "tests/signer/test_audit_service.py",
     "tests/signer/test_channel_key_refresh.py",
     "tests/signer/test_channel_keys_cli.py",
+    "tests/signer/test_ledger_claims.py::test_claims_one_ledger_higher_each_request_do_not_walk_"
+    "past_the_anchors_pace",
     "tests/signer/test_lifecycle.py",
     "tests/signer/test_policy_check.py",
+    "tests/signer/test_request_ids.py",
     "tests/signer/test_signing_process.py",
+    "tests/signer/test_two_instances.py",
     "tests/unit/test_caller_trace.py",
 }
 # Measured with the 30 slowest that scripts/test prints: ten seconds or more on the shared
@@ -120,7 +127,8 @@ def _marks_for(item: pytest.Item) -> list[str]:
     marks = []
     if "postgres_url" in uses:
         marks.append("db")
-    if directory in INTEGRATION_DIRS or uses & SERVER_FIXTURES or module in INTEGRATION_MODULES:
+    inline = module in INTEGRATION_MODULES or item.nodeid.partition("[")[0] in INTEGRATION_MODULES
+    if directory in INTEGRATION_DIRS or uses & SERVER_FIXTURES or inline:
         marks.append("integration")
     if not marks:
         marks.append("unit")
