@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 
 from payout_service.api import caller_identity
+from payout_service.config import AlertThresholds
 from payout_service.convert import amount, payout_to_pb, timestamp, total
 from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.model import Payout
@@ -21,7 +22,6 @@ from payout_service.programs.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconc
 from payout_service.programs.run_store import RunRecord
 from payout_service.programs.schedule import Frequency, Schedule
 from payout_service.programs.scheduled_runs import ScheduledRuns
-from payout_service.programs.settings import AlertThresholds
 from payout_service.programs.watchdog_api import WatchdogAdmin
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc

@@ -10,9 +10,9 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from payout_service.adapters.sending_pause import pause_state
+from payout_service.config import AlertThresholds
 from payout_service.programs.alert_config import AlertConfig
 from payout_service.programs.health import AlertKind, Condition, HealthMetrics, Level
-from payout_service.programs.settings import AlertThresholds
 from payout_service.programs.stats import PENDING_STATES, state_totals
 from payout_service.programs.watchdog_store import open_findings
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from payout_service.config import AlertThresholds
 from payout_service.core.amounts import format_amount
-from payout_service.programs.settings import AlertThresholds
 
 
 class AlertKind(StrEnum):

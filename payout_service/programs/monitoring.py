@@ -9,13 +9,13 @@ from uuid import UUID
 
 import asyncpg
 
+from payout_service.config import AlertThresholds
 from payout_service.core.validation import FieldViolation, ValidationFailed
 from payout_service.grpc_errors import NotFoundError, PreconditionFailed
 from payout_service.programs import alert_store
 from payout_service.programs.alert_config import AlertConfig, validate_alert_config
 from payout_service.programs.alert_store import AlertRecord
 from payout_service.programs.health import HealthMetrics, Level, conditions, level_of
-from payout_service.programs.settings import AlertThresholds
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from payout_service.programs.settings import WebhookSettings
+from payout_service.config import WebhookSettings
 from payout_service.programs.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,

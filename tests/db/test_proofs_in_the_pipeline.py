@@ -25,11 +25,11 @@ from payout_service.adapters.ledger import (
 from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable
 from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
+from payout_service.config import AlertThresholds
 from payout_service.core.proofs import AccountState
 from payout_service.core.states import PayoutState
 from payout_service.programs.alert_store import health_metrics
 from payout_service.programs.health import AlertKind, Level, conditions
-from payout_service.programs.settings import AlertThresholds
 from tests.db.fake_pipeline import (
     NET,
     START_SEQ,

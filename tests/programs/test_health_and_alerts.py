@@ -6,9 +6,8 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.config import ConfigError
+from payout_service.config import AlertThresholds, ConfigError, load_thresholds
 from payout_service.programs.health import AlertKind, HealthMetrics, Level, conditions, level_of
-from payout_service.programs.settings import AlertThresholds, load_thresholds
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.waiting import eventually
