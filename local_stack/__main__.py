@@ -3,10 +3,13 @@
 - PostgreSQL: a throwaway cluster from the machine's binaries (or DATABASE_URL),
 - soroban-sandbox: the local Stellar RPC test harness, ledgers every --ledger-interval s,
 - signer-service: its own process, mTLS, key generated on a throwaway SoftHSM2 token (a hot
-  key with --hot-key or when softhsm2 is missing), policy limited to XLM SAC `transfer`,
+  key with --hot-key or when softhsm2 is missing), policy limited to XLM SAC `transfer` (and,
+  with --channels or --batch, the channel keys and the batch shapes those modes build),
 - payout-service: live execution, automatic signing through the signer (or, with
   --external-signing, signatures brought back with SubmitSignedTransaction), mTLS for callers
-  (certificates under .devstack/certs; `admin` is the admin identity), /metrics on 9464.
+  (certificates under .devstack/certs; `admin` is the admin identity), /metrics on 9464;
+  with --channels N, N funded channel accounts (keys on the signer's token) as transaction
+  sources, and with --batch classic|contract up to 100 payouts per transaction.
 
 Ctrl-C stops everything and removes the throwaway database, token and keys; the caller
 certificates stay under .devstack/ so the README's grpcurl lines keep working. No CA private
@@ -27,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from stellar_sdk import Asset, Keypair
 
@@ -45,6 +49,40 @@ XLM = 10_000_000
 DEMO_DESTINATION = "GBRS5V6BMZW7K4ZTO4DKG27UFCY4KSOHTU3UVCOSQZ6QVDFP7GAAJ7OM"
 # --external-signing: the paying account's secret, for local_stack.sign; deleted on Ctrl-C.
 EXTERNAL_KEY_FILE = "external-signer.secret"
+# --channels / --batch: the payer holds enough for many thousand demo payouts.
+PAYER_BALANCE_STROOPS = 1_000_000 * XLM
+ADDRESS_TO_AMOUNT = ["from: address", "to: address", "amount: amount"]
+
+
+def signer_policy(passphrase: str, payer: str, channels: int, batch: str,
+                  payout_contract: str) -> dict[str, Any]:
+    """Deny by default: the shapes this stack's settings build and nothing else. A single
+    payout is the XLM contract's `transfer` (the payout contract's `distribute_winnings` in
+    contract mode); a classic batch is native Payment/CreateAccount operations; a contract
+    batch is `distribute_batch(from, payouts)`. With channels, the channel keys' accounts may
+    be the transaction source while the payer stays the source of the money."""
+    calls: list[dict[str, Any]] = [{
+        "contract_ids": [Asset.native().contract_id(passphrase)], "function": "transfer",
+        "args": ADDRESS_TO_AMOUNT}]
+    if batch == "contract":
+        calls += [
+            {"contract_ids": [payout_contract], "function": "distribute_winnings",
+             "args": ADDRESS_TO_AMOUNT},
+            {"contract_ids": [payout_contract], "function": "distribute_batch",
+             "args": ["from: address", "payouts: payouts"]},
+        ]
+    policy: dict[str, Any] = {
+        "source_accounts": [payer, "@channel_keys"] if channels else [payer],
+        "contract_ids": None, "function_names": None, "calls": calls,
+        "max_fee_stroops": 10 * XLM,
+        "max_amount_stroops_per_op": 10_000 * XLM,
+        "max_amount_stroops_per_tx": 100_000 * XLM,
+        "max_amount_stroops_per_day": 1_000_000 * XLM,
+        "max_time_window_seconds": 300,
+    }
+    if batch == "classic":
+        policy["payments"] = {"assets": ["native"]}
+    return policy
 
 
 def caller_env(certs_dir: Path, port: int, identity: str) -> dict[str, str]:
@@ -88,6 +126,14 @@ def signer_tracing_env() -> Iterator[None]:
             os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = before
 
 
+def pool_line(args: argparse.Namespace) -> str:
+    sources = (f"{args.channels} channel accounts as transaction sources" if args.channels
+               else "the paying account as the only transaction source")
+    batching = (f"{args.batch} batches of up to {args.max_payouts_per_tx} payouts"
+                if args.batch != "off" else "one payout per transaction")
+    return f"{sources}, {batching}"
+
+
 def banner(args: argparse.Namespace, port: int, certs: Path, demo_dest: str,
            database_url: str, rpc_url: str, signer_backend: str, paying: str) -> str:
     rel = os.path.relpath(certs)
@@ -112,6 +158,7 @@ def banner(args: argparse.Namespace, port: int, certs: Path, demo_dest: str,
         f"  soroban-sandbox {rpc_url} (ledger every {args.ledger_interval}s)",
         f"  metrics http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port else "",
         f"  funded demo destination {demo_dest}",
+        f"  {pool_line(args)}",
         "",
         f"  grpcurl {tls} localhost:{port} list",
         f"  grpcurl {tls} -d {create} localhost:{port} payout.v1.PayoutService/CreatePayout",
@@ -121,6 +168,45 @@ def banner(args: argparse.Namespace, port: int, certs: Path, demo_dest: str,
         *external,
         "Ctrl-C to stop.",
     ])
+
+
+def pool_settings(args: argparse.Namespace, channel_keys: dict[str, Keypair],
+                  payout_contract: str) -> dict[str, str]:
+    """payout-service's settings for --channels and --batch."""
+    settings: dict[str, str] = {}
+    if channel_keys:
+        settings["PAYOUTS_CHANNEL_ACCOUNTS"] = ",".join(
+            f"{key_id}={kp.public_key}" for key_id, kp in channel_keys.items())
+    if args.batch != "off":
+        settings["PAYOUTS_BATCH_MODE"] = args.batch
+        settings["PAYOUTS_MAX_PAYOUTS_PER_TX"] = str(args.max_payouts_per_tx)
+    if args.batch == "contract":
+        settings["PAYOUT_CONTRACT_ID"] = payout_contract
+    return settings
+
+
+def signer_setup(args: argparse.Namespace, passphrase: str, channel_keys: dict[str, Keypair],
+                 payout_contract: str) -> dict[str, Any]:
+    """running_signer's keys and policy: the paying key alone, limited to the XLM contract's
+    `transfer`; with --channels or --batch, the paying key (imported, so its account is known
+    to the policy) and the channel keys (role "channel"), under signer_policy."""
+    if not channel_keys and args.batch == "off":
+        return {"policy": {
+            "contract_ids": [Asset.native().contract_id(passphrase)],
+            "function_names": ["transfer"],
+            "max_amount_stroops_per_tx": 10_000 * XLM,
+            "max_amount_stroops_per_day": 100_000 * XLM,
+            "max_time_window_seconds": 300,
+        }}
+    payer = Keypair.random()
+    return {
+        "policy": signer_policy(passphrase, payer.public_key, len(channel_keys), args.batch,
+                                payout_contract),
+        "hot_secret": payer.secret,
+        "extra_keys": {key_id: kp.secret for key_id, kp in channel_keys.items()},
+        "key_settings": {key_id: {"role": "channel", "policy": {"merge_into": payer.public_key}}
+                         for key_id in channel_keys},
+    }
 
 
 async def run(args: argparse.Namespace, state_dir: Path, backend: str) -> None:
@@ -148,18 +234,16 @@ async def run(args: argparse.Namespace, state_dir: Path, backend: str) -> None:
             env.update({"PAYOUTS_SIGNING_MODE": "external",
                         "PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS": "600"})
         else:
-            policy = {
-                "contract_ids": [Asset.native().contract_id(sandbox.passphrase)],
-                "function_names": ["transfer"],
-                "max_amount_stroops_per_tx": 10_000 * XLM,
-                "max_amount_stroops_per_day": 100_000 * XLM,
-                "max_time_window_seconds": 300,
-            }
+            payout_contract = str((await sandbox.config())["payout_contract_id"])
+            channel_keys = {f"channel-{i}": Keypair.random() for i in range(args.channels)}
             with signer_tracing_env():
                 signer = await stack.enter_async_context(running_signer(
-                    tmp, network_passphrase=sandbox.passphrase, backend=backend, policy=policy))
+                    tmp, network_passphrase=sandbox.passphrase, backend=backend,
+                    **signer_setup(args, sandbox.passphrase, channel_keys, payout_contract)))
             drop_ca_key(signer.ca_cert)
             paying_account = signer.public_key
+            for channel in channel_keys.values():
+                await sandbox.fund(channel.public_key)
             env.update({
                 "PAYOUTS_SIGNING_MODE": "signer",
                 "PAYOUTS_SIGNER_ADDR": signer.address,
@@ -167,8 +251,11 @@ async def run(args: argparse.Namespace, state_dir: Path, backend: str) -> None:
                 "PAYOUTS_SIGNER_CLIENT_CERT": str(signer.client_cert),
                 "PAYOUTS_SIGNER_CLIENT_KEY": str(signer.client_key),
                 "PAYOUTS_SIGNER_KEY_ID": signer.key_id,
+                **pool_settings(args, channel_keys, payout_contract),
             })
         await sandbox.fund(paying_account)
+        if args.channels or args.batch != "off":
+            await sandbox.set_balance(paying_account, PAYER_BALANCE_STROOPS)
         demo_dest = DEMO_DESTINATION
         await sandbox.fund(demo_dest)
 
@@ -224,9 +311,21 @@ def main() -> None:
     parser.add_argument("--external-signing", action="store_true",
                         help="no signer: payouts wait in AWAITING_SIGNATURE; sign them with "
                              "python -m local_stack.sign (the banner shows the pipeline)")
+    parser.add_argument("--channels", type=int, default=0, metavar="N",
+                        help="N channel accounts (keys on the signer, funded on the sandbox) "
+                             "as transaction sources: up to N transactions per ledger")
+    parser.add_argument("--batch", choices=("off", "classic", "contract"), default="off",
+                        help="many payouts per transaction: classic Payment/CreateAccount "
+                             "operations, or the sandbox payout contract's distribute_batch")
+    parser.add_argument("--max-payouts-per-tx", type=int, default=100, metavar="N",
+                        help="payouts per batch transaction (1-100; --batch only)")
     parser.add_argument("--state-dir", default=".devstack",
                         help="where caller certificates and payoutctl env files are written")
     args = parser.parse_args()
+    if args.channels < 0:
+        parser.error("--channels must be 0 or more")
+    if (args.channels or args.batch != "off") and args.external_signing:
+        parser.error("--channels and --batch need the signer (not --external-signing)")
     configure_logging("dev-stack", os.environ.get("PAYOUTS_LOG_LEVEL", "WARNING"))
     state_dir = Path(args.state_dir).resolve()
     (state_dir / "certs").mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Configuration from the environment (DESIGN.md section 7), parsed once at start-up.
+"""Configuration from the environment (every variable: docs/configuration.md), parsed once at
+start-up.
 
 Bad configuration fails at start-up with one line naming the variable and the rule
 (ConfigError). Renamed variables are read under their old name too, for one release, with a
@@ -168,7 +169,7 @@ class ChannelPoolConfig:
 
 @dataclass(frozen=True)
 class WatchdogConfig:
-    """The watchdog (DESIGN.md invariant 9): live mode only, one replica at a time."""
+    """The watchdog (docs/design.md, invariant 9): live mode only, one replica at a time."""
 
     enabled: bool = True
     interval_seconds: float = 1.0
@@ -263,7 +264,7 @@ class Config:
     # On SIGTERM: NOT_SERVING first, keep answering this long (load balancers catch up).
     shutdown_delay_seconds: float = 0.0
     channel_pool: ChannelPoolConfig | None = None
-    # Issue 14: "off" (one payout per transaction), "classic" (Payment/CreateAccount
+    # "off" (one payout per transaction), "classic" (Payment/CreateAccount
     # operations) or "contract" (the payout contract's batch method).
     batch_mode: str = "off"
     max_payouts_per_tx: int = 1
@@ -370,7 +371,8 @@ def _database_url(env: Mapping[str, str]) -> str:
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     env, renamed_in_use = resolve_renamed(os.environ if env is None else env)
     if env.get("PAYOUT_HOT_SIGNER_SECRET"):
-        # The payout process must never hold a key (DESIGN.md section 2).
+        # The payout process must never hold a key (docs/design.md, "Processes and trust
+        # boundaries").
         raise ConfigError(
             "PAYOUT_HOT_SIGNER_SECRET is set in payout-service's environment; it belongs to "
             "signer-service only: remove it"
@@ -571,7 +573,7 @@ def _channel_pool(
 
 def _batching(env: Mapping[str, str], contract: str | None, signing_mode: str) -> dict[str, Any]:
     """PAYOUTS_BATCH_MODE, PAYOUTS_MAX_PAYOUTS_PER_TX, PAYOUTS_TX_MAX_WRITE_ENTRIES,
-    PAYOUT_BATCH_METHOD_NAME (issue 14)."""
+    PAYOUT_BATCH_METHOD_NAME: many payouts in one transaction."""
     mode = env.get("PAYOUTS_BATCH_MODE", "").strip().lower() or "off"
     if mode not in ("off", "classic", "contract"):
         raise ConfigError(f"PAYOUTS_BATCH_MODE must be off, classic or contract, got {mode!r}")

@@ -20,7 +20,8 @@ from payout_service.grpc_errors import bad_request, bounded
 from payout_service.request_limits import string_violations
 from payout_service.tracing import caller_trace, end_caller_trace
 
-# Operator actions (seed 001: "resolution admin-only"; seed 003: admin monitoring).
+# Operator actions: resolving rounds, retries, monitoring, alerts, channels and the watchdog
+# change what is paid or how, so only admin identities may call them.
 ADMIN_METHODS = frozenset({
     "/payout.v1.RoundService/ResolveRound",
     "/payout.v1.PayoutService/RetryPayout",

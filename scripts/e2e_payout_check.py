@@ -1,7 +1,7 @@
 """End-to-end payout check against whatever Stellar RPC ``SOROBAN_RPC_URL`` names.
 
 The same run for the local sandbox (CI: tests/integration/test_e2e_payout_check.py) and for
-Stellar testnet (README "Testnet profile"): nothing in it knows which one it talks to.
+Stellar testnet (docs/operations.md, "Testnet profile"): nothing in it knows which one it talks to.
 
 1. getHealth must be healthy; getNetwork gives the passphrase (``STELLAR_NETWORK_PASSPHRASE``,
    if set, must match) and the friendbot URL; getFeeStats is read.
@@ -117,7 +117,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         check(not wanted or wanted == passphrase,
               f"STELLAR_NETWORK_PASSPHRASE {wanted!r} but the RPC serves {passphrase!r}")
         check(bool(network.friendbot_url),
-              "the network has no friendbot: fund the accounts yourself (README testnet profile)")
+              "the network has no friendbot: fund the accounts yourself "
+              "(docs/operations.md, Testnet profile)")
         assert network.friendbot_url is not None
         fee_stats = await server.get_fee_stats()
         summary |= {"passphrase": passphrase, "protocol": network.protocol_version,

@@ -1,1 +1,1 @@
-"""Isolated signer: holds payout keys, policy-checks and audits every signature (DESIGN.md §5)."""
+"""Isolated signer: holds payout keys, policy-checks and audits every signature (docs/design.md)."""

@@ -115,10 +115,11 @@ def load_config(path: Path) -> SignerConfig:
         raise ConfigError(f"config file {path} cannot be read: {err.__class__.__name__}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-    return parse_config(raw)
+    return parse_config(raw, os.environ)
 
 
-def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
+def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> SignerConfig:
+    """`env` supplies what the file names by variable (server.instance_name_env)."""
     server = _table(raw, "server")
     passphrase = _str(server, "server.network_passphrase")
     listen = _str(server, "server.listen_addr")
@@ -133,7 +134,7 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
     metrics_addr = server.get("metrics_addr", "0.0.0.0")  # noqa: S104 - scrape port, by design
     if not isinstance(metrics_addr, str):
         raise ConfigError("server.metrics_addr must be a string")
-    instances, instance_name = _instances(server)
+    instances, instance_name = _instances(server, env or {})
     min_close = server.get("min_ledger_close_seconds", 1)
     if isinstance(min_close, bool) or not isinstance(min_close, int) or not 1 <= min_close <= 60:
         raise ConfigError("server.min_ledger_close_seconds must be a whole number of seconds "
@@ -203,11 +204,23 @@ def parse_config(raw: Mapping[str, Any]) -> SignerConfig:
 INSTANCE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def _instances(server: Mapping[str, Any]) -> tuple[int, str]:
+def _instances(server: Mapping[str, Any], env: Mapping[str, str]) -> tuple[int, str]:
     instances = server.get("instances", 1)
     if isinstance(instances, bool) or not isinstance(instances, int) or not 1 <= instances <= 16:
         raise ConfigError("server.instances must be a whole number from 1 to 16")
     name = server.get("instance_name", "")
+    # One configuration file for every replica of a StatefulSet: each takes its name from
+    # its own environment (the pod name through the Downward API).
+    name_env = server.get("instance_name_env")
+    if name_env is not None:
+        if not isinstance(name_env, str) or not name_env:
+            raise ConfigError("server.instance_name_env must name an environment variable")
+        if name:
+            raise ConfigError("server.instance_name and server.instance_name_env exclude "
+                              "each other")
+        name = env.get(name_env, "")
+        if not name:
+            raise ConfigError(f"{name_env} is not set (server.instance_name_env)")
     if not isinstance(name, str) or len(name) > 32 or not set(name) <= INSTANCE_NAME_CHARS:
         raise ConfigError("server.instance_name must be up to 32 of a-z, 0-9, '-' and '_'")
     if instances > 1 and not name:

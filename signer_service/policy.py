@@ -5,7 +5,7 @@ every auth entry (sub-invocations at any depth) and every SignAuthorizationEntry
 allowed (contract, function) whose arguments decode by that function's schema in the policy.
 Every `amount` argument anywhere counts toward the per-transaction and daily limits.
 
-Classic payment batches (issue 14) are the other shape a key may sign: 1..100 `Payment` /
+Classic payment batches are the other shape a key may sign: 1..100 `Payment` /
 `CreateAccount` operations paid by the key's own account in allowed assets, nothing else.
 Every operation's amount counts toward the per-operation, per-transaction and daily limits of
 its asset (each asset its own sums: stroops of different assets are not added up).
@@ -714,7 +714,7 @@ def _max_time(cond: sx.Preconditions) -> int:
 
 
 def _check_time_bounds(tx: sx.Transaction, policy: KeyPolicy, now: int) -> Refuse | None:
-    # DESIGN.md §3 invariant 2: a bounded max_time is what lets the payout service prove an
+    # docs/design.md, invariant 2: a bounded max_time is what lets the payout service prove an
     # attempt dead, so the signer never signs an unbounded transaction.
     max_time = _max_time(tx.cond)
     if max_time == 0:

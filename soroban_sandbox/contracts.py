@@ -4,8 +4,9 @@ Both are modelled by their effect only: ``fn(from: Address, to: Address, amount:
 ``amount`` of one asset from ``from`` to ``to``; the payout contract's batch method
 ``distribute_batch(from: Address, payouts: Vec<(Address, i128)>)`` (a Soroban tuple is an
 ``SCV_VEC``) moves each amount of XLM from ``from`` to each destination, atomically
-(/work/notes/BATCH_INTERFACE.md, issue 14). There is no WASM here; anything else a client
-invokes is an unknown contract or function and traps on chain, as a missing contract would.
+(the interface payout-service's contract batch mode calls). There is no WASM here; anything
+else a client invokes is an unknown contract or function and traps on chain, as a missing
+contract would.
 """
 
 from __future__ import annotations

@@ -77,8 +77,7 @@ SERVER_FIXTURES = {
     "pkcs11_signer", "stub", "batch_signer", "pool_signer", "signer_server", "sandbox",
     "server", "stalled_sandbox", "js_client", "answers", "payout_service", "stack",
 }
-# Modules (or test ids without parameters) outside the directories above whose tests start a
-# server or process inline.
+# Modules outside the directories above whose tests start a server or process inline.
 INTEGRATION_MODULES = {
     "tests/sandbox/test_chain_lies.py",
     "tests/sandbox/test_running_sandbox.py",
@@ -88,8 +87,7 @@ INTEGRATION_MODULES = {
     "tests/signer/test_audit_service.py",
     "tests/signer/test_channel_key_refresh.py",
     "tests/signer/test_channel_keys_cli.py",
-    "tests/signer/test_ledger_claims.py::test_claims_one_ledger_higher_each_request_do_not_walk_"
-    "past_the_anchors_pace",
+    "tests/signer/test_ledger_claims.py",
     "tests/signer/test_lifecycle.py",
     "tests/signer/test_policy_check.py",
     "tests/signer/test_request_ids.py",
@@ -127,8 +125,7 @@ def _marks_for(item: pytest.Item) -> list[str]:
     marks = []
     if "postgres_url" in uses:
         marks.append("db")
-    inline = module in INTEGRATION_MODULES or item.nodeid.partition("[")[0] in INTEGRATION_MODULES
-    if directory in INTEGRATION_DIRS or uses & SERVER_FIXTURES or inline:
+    if directory in INTEGRATION_DIRS or uses & SERVER_FIXTURES or module in INTEGRATION_MODULES:
         marks.append("integration")
     if not marks:
         marks.append("unit")

@@ -79,8 +79,8 @@ class AttemptStore:
         self, payout_uuid: UUID, build: AttemptBuilder, *, external: bool
     ) -> tuple[Payout, Attempt] | None:
         """Locks the payout, reserves the next sequence number, stores the built envelope:
-        one SQL transaction (DESIGN.md section 4). None if another worker got there first,
-        or no source can take a transaction now."""
+        one SQL transaction (docs/design.md, "Sequence numbers never block the account"). None if
+        another worker got there first, or no source can take a transaction now."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT * FROM payouts WHERE id = $1 AND needs_attempt FOR UPDATE SKIP LOCKED",

@@ -1,4 +1,4 @@
-"""Batch attempts in PostgreSQL (issue 14): one transaction, one attempt row per payout.
+"""Batch attempts in PostgreSQL: one transaction, one attempt row per payout.
 
 The members of a batch share its source, sequence number, envelope and hash, and move
 together: every function here locks all the batch's payout rows (in id order: the documented

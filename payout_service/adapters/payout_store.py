@@ -122,12 +122,26 @@ class PayoutStore:
             f"LIMIT {arg(page_size + 1)}"
         )
         rows = await self.pool.fetch(sql, *args)
-        payouts = [payout_from_row(r) for r in rows[:page_size]]
+        attempts = await self._current_attempts(rows[:page_size])
+        payouts = [payout_from_row(r, attempts.get(r["id"])) for r in rows[:page_size]]
         next_token = None
         if len(rows) > page_size:
             last = payouts[-1]
             next_token = encode_page_token(last.created_at, last.id)
         return payouts, next_token
+
+    async def _current_attempts(self, rows: list[asyncpg.Record]) -> dict[UUID, Attempt]:
+        """Each listed payout's current attempt (its hash and ledger), one primary-key probe
+        per payout in a single statement, as GetPayout shows it."""
+        keys = [(r["id"], r["attempt_count"]) for r in rows if r["attempt_count"]]
+        if not keys:
+            return {}
+        found = await self.pool.fetch(
+            "SELECT a.* FROM unnest($1::uuid[], $2::int[]) AS k(payout_id, number)"
+            " JOIN payout_attempts a USING (payout_id, number)",
+            [k[0] for k in keys], [k[1] for k in keys],
+        )
+        return {row["payout_id"]: _attempt(row) for row in found}
 
     async def events_after(self, payout_uuid: UUID, after_id: int) -> list[asyncpg.Record]:
         """The payout's audit trail after event `after_id`, in order: payout_events and, for

@@ -1,4 +1,5 @@
-"""Sequence numbers and channel accounts in PostgreSQL (DESIGN.md section 4).
+"""Sequence numbers and channel accounts in PostgreSQL (docs/design.md, "Sequence numbers
+never block the account").
 
 `source_accounts.next_sequence` is the next fresh number of a source; `released_sequences`
 holds the free numbers below it (given back by attempts we gave up on, or holes found on

@@ -1,11 +1,11 @@
 """The channel pool's use cases: register (add, create), retire, top up, merge, plan, and the
 loop that builds, signs, sends and confirms the lifecycle transactions.
 
-Lifecycle transactions follow the payout rules (DESIGN.md section 3): the envelope and its
-sequence reservation are stored in one SQL transaction, the signed envelope is stored before
-it is sent, and a channel is funded or merged again only after the previous transaction
-failed on chain or is proven dead (a ledger closed past its max_time and getTransaction, with
-history covering the submission, says NOT_FOUND).
+Lifecycle transactions follow the payout rules (docs/design.md, "Exactly once, step by
+step"): the envelope and its sequence reservation are stored in one SQL transaction, the
+signed envelope is stored before it is sent, and a channel is funded or merged again only
+after the previous transaction failed on chain or is proven dead (a ledger closed past its
+max_time and getTransaction, with history covering the submission, says NOT_FOUND).
 """
 
 from __future__ import annotations

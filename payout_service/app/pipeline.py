@@ -1,4 +1,4 @@
-"""The live pipeline: prepare (build + sign), send, confirm: separate loops (seed 004).
+"""The live pipeline: prepare (build + sign), send, confirm: separate loops.
 
 Sending never waits for confirmation. Each loop claims its work from PostgreSQL with
 SKIP LOCKED, so any number of replicas can run them against one database.

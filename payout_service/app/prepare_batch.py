@@ -1,4 +1,4 @@
-"""Prepare in batch mode (issue 14): plan, reserve ONE sequence number for many payouts,
+"""Prepare in batch mode: plan, reserve ONE sequence number for many payouts,
 build their shared transaction, sign it once.
 
 Classic: a Payment (or CreateAccount) per payout; destinations are checked with one

@@ -1,4 +1,4 @@
-"""Many payouts in one transaction (issue 14; DESIGN.md section 4). Pure: no I/O.
+"""Many payouts in one transaction (docs/design.md, "Batching"). Pure: no I/O.
 
 Plans a classic batch (one `Payment` or `CreateAccount` operation per payout), builds its
 transaction, and judges a failed batch from its per-operation results: which payouts caused

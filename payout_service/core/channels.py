@@ -2,7 +2,7 @@
 channel needs next, and the lifecycle transactions (create, top-up, merge). No I/O.
 
 A channel account is the source of payout transactions, one in flight at a time
-(DESIGN.md section 4). Its lifecycle:
+(docs/channels.md). Its lifecycle:
 
     pending ─▶ funding ─▶ active ◀─▶ draining ─▶ retired ─▶ merging ─▶ merged
        ▲          │                                 ▲  │        │

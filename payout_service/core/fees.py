@@ -1,4 +1,4 @@
-"""Platform fee as basis points of the gross amount (seed 002: gross, fee, net)."""
+"""Platform fee as basis points of the gross amount (gross, fee and net stored; net paid)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class Attempt:
     poll_count: int
     proof: str | None
     trace_context: str
-    # Set on the attempts of one batch transaction (issue 14): the same batch_id, envelope
+    # Set on the attempts of one batch transaction: the same batch_id, envelope
     # and hash; op_index is the payout's operation (or vector item) in it.
     batch_id: UUID | None = None
     op_index: int | None = None

@@ -1,4 +1,4 @@
-"""Proofs of death: when a transaction that left us can never land (DESIGN.md invariants 1, 8).
+"""Proofs of death: when a transaction that left us can never land (docs/design.md invariants 1, 8).
 
 Every envelope that ever left the service (sent by us, or handed out unsigned to an external
 signer, who may submit it without telling us) may land until the chain proves otherwise. This

@@ -1,4 +1,4 @@
-"""Sequence-number rules (DESIGN.md section 4, invariant 6). Pure: no I/O.
+"""Sequence-number rules (docs/design.md, invariant 6). Pure: no I/O.
 
 Stellar includes a transaction only when `tx.seq == account.seq + 1`, so one number that is
 reserved and then never used stops every later transaction of the account. The invariant

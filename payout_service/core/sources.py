@@ -1,5 +1,6 @@
 """Which account a payout transaction comes from: the paying account, or a channel account
-leased from the registry (DESIGN.md section 4). Pure; decided once per build pass.
+leased from the registry (docs/design.md, "Sequence numbers and throughput"). Pure; decided
+once per build pass.
 
 The registry (`channel_accounts`) alone decides: `PAYOUTS_CHANNEL_ACCOUNTS` only registers
 channels at start-up, and `payoutctl channels add|create|retire` change the pool while the

@@ -1,4 +1,4 @@
-"""Payout and attempt lifecycles as tables of allowed transitions (DESIGN.md section 3).
+"""Payout and attempt lifecycles as tables of allowed transitions (docs/design.md).
 
 Pure: the store applies these with one guarded UPDATE each (payout_service/adapters/transitions.py),
 so no state change can skip the table.

@@ -72,7 +72,7 @@ def is_account_id(value: str) -> bool:
     """StrKey.is_valid_ed25519_public_key, 6x faster (it was a third of a batch's validation
     time): 56 base32 characters are 280 bits, 35 bytes exactly, so the text is canonical by
     itself and decodes as one integer. Then the version byte and the CRC16-XMODEM checksum,
-    little-endian, as stellar-sdk checks them (tests/unit/test_account_id.py compares)."""
+    little-endian, as stellar-sdk checks them (tests/unit/test_fast_paths.py compares)."""
     if not _ACCOUNT_BASE32.fullmatch(value):
         return False
     raw = int(value.translate(_TO_INT_DIGITS), 32).to_bytes(35, "big")

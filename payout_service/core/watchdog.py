@@ -1,4 +1,4 @@
-"""The watchdog's rules (DESIGN.md invariant 9): where it stands in the chain's history, what a
+"""The watchdog's rules (docs/design.md invariant 9): where it stands in the chain's history, what a
 page of transactions means, and when a CONFIRMED payout is unseen. Pure: no I/O.
 
 Position. getTransactions pages through history by TOID cursor (ledger << 32 | tx << 12 | op;

@@ -84,8 +84,8 @@ CREATE UNIQUE INDEX payout_attempts_live_sequence_idx ON payout_attempts (source
 CREATE UNIQUE INDEX payout_attempts_live_hash_idx ON payout_attempts (tx_hash)
     WHERE status NOT IN ('rejected', 'superseded', 'dead', 'cancelled');
 
--- Next sequence number to use per source account (DESIGN.md section 4), reserved in the
--- SQL transaction that creates the attempt.
+-- Next sequence number to use per source account, reserved in the SQL transaction that
+-- creates the attempt (docs/design.md, "Sequence numbers never block the account").
 CREATE TABLE source_accounts (
     account        text PRIMARY KEY,
     next_sequence  bigint NOT NULL,

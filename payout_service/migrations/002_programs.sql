@@ -1,5 +1,5 @@
--- Programs built on payouts: game rounds (seed 001), scheduled runs of accrued earnings,
--- health alerts and system errors (seed 003). Amounts are bigint stroops.
+-- Programs built on payouts: game rounds, scheduled runs of accrued earnings,
+-- health alerts and system errors. Amounts are bigint stroops.
 
 CREATE TABLE rounds (
     round_id      text PRIMARY KEY,

@@ -1,4 +1,4 @@
--- Issue 14: many payouts in one transaction. A batch is one Stellar transaction shared by the
+-- Many payouts in one transaction. A batch is one Stellar transaction shared by the
 -- attempts of its payouts: every payout keeps its own attempt row (its own lifecycle, moved
 -- only by adapters/transitions.py), and the rows of one batch carry the same batch_id,
 -- source, sequence number, envelope and hash, plus the index of the payout's operation.

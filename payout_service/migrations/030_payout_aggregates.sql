@@ -1,4 +1,4 @@
--- Aggregates that keep reads flat as history grows (issue 14): GetPayoutStats, GetSystemHealth,
+-- Aggregates that keep reads flat as history grows: GetPayoutStats, GetSystemHealth,
 -- the monitoring loop and the /metrics gauges read these few rows instead of scanning payouts.
 --
 -- They are maintained by the database itself, by statement-level triggers on payouts that see

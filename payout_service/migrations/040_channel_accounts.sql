@@ -1,4 +1,4 @@
--- The channel pool (issue 14): channel accounts are the sources of payout transactions, one
+-- The channel pool: channel accounts are the sources of payout transactions, one
 -- transaction in flight each. The registry is the one list the lease reads, so adding or
 -- retiring a channel needs no restart. PAYOUTS_CHANNEL_ACCOUNTS seeds it at start-up.
 CREATE TABLE channel_accounts (

@@ -1,4 +1,4 @@
--- The channel lease in O(1) of the pool (issue 14): each channel row counts its payout attempts
+-- The channel lease in O(1) of the pool: each channel row counts its payout attempts
 -- in flight, so the lease reads "active and nothing in flight" from a partial index instead of
 -- probing payout_attempts for every busy channel (bench/bench_channel_lease.py: 1.2 -> 4.1 ms
 -- from 8 to 512 channels). The count is kept by triggers on payout_attempts, so whichever

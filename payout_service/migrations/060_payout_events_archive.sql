@@ -1,4 +1,4 @@
--- Retention of the audit trail (issue 14): payout_events keeps the events of payouts that are
+-- Retention of the audit trail: payout_events keeps the events of payouts that are
 -- live or settled recently; the events of payouts settled (CONFIRMED, FAILED, CANCELLED) more
 -- than PAYOUTS_EVENTS_RETENTION_DAYS ago are moved, whole payout by whole payout, to
 -- payout_events_archive by the retention loop (payout_store.archive_settled_events).

@@ -1,4 +1,4 @@
--- Send pacing (issue 14 follow-up).
+-- Send pacing: what is offered to the network follows what its queue takes.
 --
 -- last_sent_ledger: the latest ledger seen when the envelope was last sent or re-sent. A node
 -- drops a queued transaction only at a ledger boundary, so a NOT_FOUND attempt is re-sent at

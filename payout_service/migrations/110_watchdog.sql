@@ -1,4 +1,4 @@
--- The watchdog (DESIGN.md invariant 9), the second line of defence: it reads the chain's own
+-- The watchdog (docs/design.md invariant 9), the second line of defence: it reads the chain's own
 -- record of every transaction (getTransactions, ledger after ledger) and matches each outflow
 -- of the paying, channel and funding accounts to a payout attempt or a channel lifecycle
 -- operation, whatever the pipeline believes. app/watchdog.py runs it, core/outflows.py judges.

@@ -5,7 +5,7 @@
 -- number the other still holds: the next reservation would take it and collide.
 
 -- The statuses that hold their number: core/states.py HOLDS_SEQUENCE and core/channels.py
--- HOLDS_SEQUENCE (tests/unit/test_sequence_holders.py checks they agree).
+-- HOLDS_SEQUENCE (tests/db/test_sequence_holders.py checks they agree).
 CREATE FUNCTION attempt_holds_sequence(status text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN status IN ('built', 'signed', 'sent', 'included', 'failed_on_chain');

@@ -1,4 +1,4 @@
-"""CreatePayoutBatch (seed 002 executeBulkPayments): one SQL transaction, all or nothing."""
+"""CreatePayoutBatch (a bulk request): one SQL transaction, all or nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Eligibility (seed 002): a non-empty reference is paid at most once.
+"""Eligibility: a non-empty reference is paid at most once.
 
 A payout "holds" its reference unless it is FAILED or CANCELLED. The creation path
 (PayoutDesk.insert_many) checks and inserts in one SQL transaction under transaction-scoped

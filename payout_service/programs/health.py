@@ -1,4 +1,4 @@
-"""Health levels and alert conditions (seed 003) from metrics and thresholds. Pure.
+"""Health levels and alert conditions from metrics and thresholds. Pure.
 
 Every comparison is "strictly above the threshold", as in the Prometheus alert rules.
 """

@@ -1,4 +1,4 @@
-"""Round lifecycle (seed 001) as a table, and the rules of a resolution. No I/O here."""
+"""Round lifecycle as a table, and the rules of a resolution. No I/O here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The payout schedule (seed 003): validation and next-run computation. Pure; zoneinfo only.
+"""The payout schedule: validation and next-run computation. Pure; zoneinfo only.
 
 Local wall-clock times follow the timezone's rules: a time that does not exist on a
 spring-forward day runs at the same instant shifted by the gap (02:30 -> 03:30 in Paris),

@@ -1,4 +1,4 @@
-"""Scheduled runs (seed 003): earnings accrue; a run pays each balance over the threshold.
+"""Scheduled runs: earnings accrue; a run pays each balance over the threshold.
 
 One run at a time across replicas: a session advisory lock held for the whole run. A real run
 creates each destination's payout and marks its earnings paid in one SQL transaction, so an

@@ -1,4 +1,4 @@
-"""Payout statistics (seed 002 getWorkerPaymentStats), overall or per destination.
+"""Payout statistics, overall or per destination.
 
 Money stays integer stroops; only the success rate is a float.
 - pending: not terminal (ACCEPTED, AWAITING_SIGNATURE, QUEUED, SUBMITTED);

@@ -1,4 +1,4 @@
-"""The watchdog loop (DESIGN.md invariant 9): the second line of defence.
+"""The watchdog loop (docs/design.md, invariant 9): the second line of defence.
 
 Independently of what the pipeline believes, each step reads the chain's record of every
 transaction since its persisted position (getTransactions, pages of 200) and matches every

@@ -547,8 +547,8 @@ async def test_a_signed_envelope_whose_max_time_passed_unsent_is_rebuilt_at_its_
 
 async def test_a_signer_away_past_the_window_gets_the_attempt_rebuilt_not_failed(world):
     """Built, then the signer was away longer than PAYOUTS_TX_WINDOW_SECONDS: the envelope's
-    max_time has passed, so the signer would refuse it (time_bounds) and the payout used to
-    fail signer_refused. It never left us: superseded, its number given back, rebuilt with
+    max_time has passed, so the signer would refuse it (time_bounds), which must not fail the payout
+    signer_refused. It never left us: superseded, its number given back, rebuilt with
     fresh time bounds and paid; the superseded attempt does not count."""
     make, source = world
     desk, pipeline, ledger, signer = make("signer", PAYOUTS_MAX_ATTEMPTS="1")

@@ -106,9 +106,9 @@ def test_final_stages_run_as_their_manifest_user(target: str, uid: str) -> None:
     users = [rest for word, rest in stages()[target] if word == "USER"]
     assert users and users[-1] == f"{uid}:{uid}", users
     objects = [d for p in manifest_files() for d in load_docs(p)]
-    deploy = {"10001": ("payout-service", "payouts"),
-              "10002": ("signer-service", "payout-signer")}[uid]
-    d = find(objects, "Deployment", *deploy)
+    kind, name, namespace = {"10001": ("Deployment", "payout-service", "payouts"),
+                             "10002": ("StatefulSet", "signer-service", "payout-signer")}[uid]
+    d = find(objects, kind, name, namespace)
     assert str(d["spec"]["template"]["spec"]["securityContext"]["runAsUser"]) == uid
 
 
@@ -130,15 +130,15 @@ def _kustomize_images(path: Path) -> dict[str, dict[str, Any]]:
     return {i["name"]: i for i in load_docs(path)[0].get("images", [])}
 
 
-@pytest.mark.parametrize("ns,name,image", [
-    ("payouts", "payout-service", "stellar-payouts"),
-    ("payout-signer", "signer-service", "stellar-payouts-signer"),
+@pytest.mark.parametrize("kind,ns,name,image", [
+    ("Deployment", "payouts", "payout-service", "stellar-payouts"),
+    ("StatefulSet", "payout-signer", "signer-service", "stellar-payouts-signer"),
 ])
 def test_manifests_name_the_built_image_and_kustomize_maps_it(
-    ns: str, name: str, image: str
+    kind: str, ns: str, name: str, image: str
 ) -> None:
     objects = [d for p in manifest_files() for d in load_docs(p)]
-    c = container(find(objects, "Deployment", name, ns))
+    c = container(find(objects, kind, name, ns))
     assert c["image"].partition(":")[0] == image
     assert c["image"].partition(":")[2] == tomllib.loads(
         (ROOT / "pyproject.toml").read_text())["project"]["version"]

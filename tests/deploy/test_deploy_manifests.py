@@ -56,7 +56,7 @@ REQUIRED_ALERTS = [
     "PayoutSystemErrors", "PayoutStuckSubmitted", "SignerRefusals", "ServiceDown",
     "PayoutWatchdogFinding", "PayoutWatchdogBehind", "PayoutSendingPaused",
 ]
-NAMESPACED = {"ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget",
+NAMESPACED = {"ConfigMap", "Secret", "Deployment", "StatefulSet", "Service", "PodDisruptionBudget",
               "NetworkPolicy", "PersistentVolumeClaim"}
 
 
@@ -169,10 +169,12 @@ def pod_security_problems(deploy: dict[str, Any]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("ns,name", [("payouts", "payout-service"),
-                                     ("payout-signer", "signer-service")])
-def test_deployment_hardening(objects: list[dict[str, Any]], ns: str, name: str) -> None:
-    assert pod_security_problems(find(objects, "Deployment", name, ns)) == []
+@pytest.mark.parametrize("kind,ns,name", [("Deployment", "payouts", "payout-service"),
+                                          ("StatefulSet", "payout-signer", "signer-service")])
+def test_deployment_hardening(
+    objects: list[dict[str, Any]], kind: str, ns: str, name: str
+) -> None:
+    assert pod_security_problems(find(objects, kind, name, ns)) == []
 
 
 def test_hardening_check_can_fail(objects: list[dict[str, Any]]) -> None:
@@ -185,8 +187,9 @@ def test_hardening_check_can_fail(objects: list[dict[str, Any]]) -> None:
 
 
 def test_services_and_pdb_select_their_pods(objects: list[dict[str, Any]]) -> None:
-    for ns, name in (("payouts", "payout-service"), ("payout-signer", "signer-service")):
-        d = find(objects, "Deployment", name, ns)
+    for kind, ns, name in (("Deployment", "payouts", "payout-service"),
+                           ("StatefulSet", "payout-signer", "signer-service")):
+        d = find(objects, kind, name, ns)
         labels = d["spec"]["template"]["metadata"]["labels"]
         assert labels_match(d["spec"]["selector"]["matchLabels"], labels)
         svc = find(objects, "Service", name, ns)
@@ -268,13 +271,34 @@ def test_payout_cert_paths_are_mounted(objects: list[dict[str, Any]]) -> None:
     assert not file_in_mounts(objects, d, "/etc/payouts/nowhere/tls.crt")
 
 
-def test_signer_addr_points_at_signer_service(objects: list[dict[str, Any]]) -> None:
+def test_signer_addr_lists_every_signer_instance(objects: list[dict[str, Any]]) -> None:
+    """payout-service dials each instance of the signer's StatefulSet by its own name, as many
+    as the StatefulSet runs and the signer's configuration divides its daily limits by."""
     cm = find(objects, "ConfigMap", "payout-service-config", "payouts")["data"]
-    host, _, port = cm["PAYOUTS_SIGNER_ADDR"].rpartition(":")
+    signers = find(objects, "StatefulSet", "signer-service", "payout-signer")
     svc = find(objects, "Service", "signer-service", "payout-signer")
-    assert host.split(".")[:2] == ["signer-service", "payout-signer"]
-    assert int(port) in [p["port"] for p in svc["spec"]["ports"]]
-    assert int(port) == 50052
+    assert svc["spec"].get("clusterIP") == "None"
+    assert signers["spec"]["serviceName"] == "signer-service"
+    replicas = signers["spec"]["replicas"]
+    hosts = []
+    for address in cm["PAYOUTS_SIGNER_ADDR"].split(","):
+        host, _, port = address.rpartition(":")
+        assert int(port) == 50052 and int(port) in [p["port"] for p in svc["spec"]["ports"]]
+        hosts.append(host.split(".")[:3])
+    assert hosts == [[f"signer-service-{i}", "signer-service", "payout-signer"]
+                     for i in range(replicas)]
+    assert replicas >= 2
+    signer_toml = tomllib.loads(
+        find(objects, "ConfigMap", "signer-config", "payout-signer")["data"]["signer.toml"])
+    assert signer_toml["server"]["instances"] == replicas
+    assert signer_toml["server"]["instance_name_env"] == "POD_NAME"
+    env = {e["name"]: e for e in container(signers)["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    anti = signers["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == \
+        "kubernetes.io/hostname"
+    pdb = find(objects, "PodDisruptionBudget", "signer-service", "payout-signer")
+    assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_payout_probes(objects: list[dict[str, Any]]) -> None:
@@ -302,17 +326,14 @@ def test_payout_probes(objects: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------- signer
 
 def test_signer_deployment_shape(objects: list[dict[str, Any]]) -> None:
-    d = find(objects, "Deployment", "signer-service", "payout-signer")
+    d = find(objects, "StatefulSet", "signer-service", "payout-signer")
     c = container(d)
     assert c["command"] == ["signer-service", "--config", "/etc/signer/signer.toml"]
     assert port_number(c, "grpc-mtls") == 50052
     assert port_number(c, "metrics") == 9465
-    replicas = d["spec"]["replicas"]
-    assert replicas in (1, 2)
-    if replicas == 2:
-        assert d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
-    else:
-        assert d["spec"]["strategy"]["type"] == "Recreate"
+    assert d["spec"]["replicas"] == 2 and d["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+    data = [t for t in d["spec"]["volumeClaimTemplates"] if t["metadata"]["name"] == "data"]
+    assert data and data[0]["spec"]["accessModes"] == ["ReadWriteOnce"], "a volume per instance"
     assert file_in_mounts(objects, d, "/etc/signer/signer.toml")
     pin = [e for e in c["env"] if e["name"] == "PAYOUTS_SIGNER_PKCS11_PIN"]
     assert len(pin) == 1
@@ -321,7 +342,7 @@ def test_signer_deployment_shape(objects: list[dict[str, Any]]) -> None:
 
 
 def test_signer_probes_do_not_use_plaintext_grpc(objects: list[dict[str, Any]]) -> None:
-    c = container(find(objects, "Deployment", "signer-service", "payout-signer"))
+    c = container(find(objects, "StatefulSet", "signer-service", "payout-signer"))
     for kind in ("livenessProbe", "readinessProbe"):
         probe = c[kind]
         assert "grpc" not in probe, "the kubelet's gRPC probe cannot do mTLS"
@@ -331,7 +352,7 @@ def test_signer_probes_do_not_use_plaintext_grpc(objects: list[dict[str, Any]]) 
 
 
 def test_signer_toml_example(objects: list[dict[str, Any]]) -> None:
-    d = find(objects, "Deployment", "signer-service", "payout-signer")
+    d = find(objects, "StatefulSet", "signer-service", "payout-signer")
     cm = find(objects, "ConfigMap", "signer-config", "payout-signer")
     cfg = tomllib.loads(cm["data"]["signer.toml"])
     assert cfg["server"]["listen_addr"].endswith(":50052")
@@ -363,7 +384,7 @@ def test_secrets_are_placeholders_only(objects: list[dict[str, Any]]) -> None:
 
 def netpol_problems(objs: list[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
-    signer = find(objs, "Deployment", "signer-service", "payout-signer")
+    signer = find(objs, "StatefulSet", "signer-service", "payout-signer")
     payout = find(objs, "Deployment", "payout-service", "payouts")
     signer_labels = signer["spec"]["template"]["metadata"]["labels"]
     payout_labels = payout["spec"]["template"]["metadata"]["labels"]

@@ -1,4 +1,4 @@
-"""Many payouts in one transaction (issue 14), judged by the sandbox's ledger.
+"""Many payouts in one transaction, judged by the sandbox's ledger.
 
 Real PostgreSQL, the real pipeline and ledger gateway, the sandbox over HTTP through
 stellar-sdk, and the real signer-service over mTLS with the payer's key on a SoftHSM2 token

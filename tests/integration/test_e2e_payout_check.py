@@ -1,4 +1,4 @@
-"""scripts/e2e-payout-check, the README's testnet-profile check, run against the sandbox.
+"""scripts/e2e-payout-check, docs/operations.md's testnet-profile check, against the sandbox.
 
 The script is the same one a user points at Stellar testnet; here SOROBAN_RPC_URL is a local
 sandbox (never the real network from tests). It must confirm one payout and prove it on chain,

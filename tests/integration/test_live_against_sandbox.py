@@ -111,6 +111,10 @@ async def test_external_signing_pays_exactly_once(payout_service_factory, sandbo
             await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED)
             for n in range(len(dests))
         ]
+        listed = await stub.ListPayouts(pb.ListPayoutsRequest(states=[pb.PAYOUT_STATE_CONFIRMED]))
+        assert sorted((p.payout_id, p.tx_hash, p.ledger) for p in listed.payouts) == sorted(
+            (p.payout_id, p.tx_hash, p.ledger) for p in confirmed
+        ), "a listing shows each payout's transaction as GetPayout does"
     transfers = await sandbox.transfers()
     paid = sorted((t["to"], t["amount_stroops"]) for t in transfers)
     assert paid == sorted((d, 125_000_000) for d in dests), "each destination paid exactly once"

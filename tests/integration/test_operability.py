@@ -232,7 +232,7 @@ async def test_every_log_line_is_json_even_when_grpc_core_refuses_a_handshake(
         await eventually(lambda: "payout-service listening" in log_path.read_text(),
                          what="payout-service listening", within=30, interval=0.1)
         # A plaintext caller, then a TLS caller without a client certificate: both refused
-        # in the handshake, which gRPC core used to log as plain text.
+        # in the handshake, which gRPC core would log as plain text unless told not to.
         payoutctl = str(Path(sys.executable).parent / "payoutctl")
         for extra in ([], ["--ca-cert", str(pki["ca"].path)]):
             client = await asyncio.create_subprocess_exec(

@@ -1,4 +1,4 @@
-"""The watchdog, DESIGN.md invariant 9: every outflow of the paying, channel and funding
+"""The watchdog, invariant 9 of docs/design.md: every outflow of the paying, channel and funding
 accounts, as the chain records it, is matched to one payout attempt or channel operation;
 anything else is a critical finding (alert, webhook, metric, log) and can pause sending.
 

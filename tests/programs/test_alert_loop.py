@@ -1,6 +1,6 @@
 """The alert evaluation loop is periodic: while alerts stay open it still waits its interval
-between evaluations (it used to run back to back, since run_loop reads a step's result as work
-done: under load that was most of payout-service's SQL and a sixth of its CPU)."""
+between evaluations (run_loop reads a step's result as work done and runs again at once:
+back to back, the alert step would be most of payout-service's SQL and a sixth of its CPU)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CreatePayoutBatch (seed 002 bulk payments) and reference eligibility, over gRPC."""
+"""CreatePayoutBatch (bulk requests) and reference eligibility, over gRPC."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Health levels and alerts (seed 003): pure conditions, then raise/ack/resolve over gRPC."""
+"""Health levels and alerts: pure conditions, then raise/ack/resolve over gRPC."""
 
 from __future__ import annotations
 

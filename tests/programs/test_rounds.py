@@ -1,4 +1,4 @@
-"""RoundService over gRPC and PostgreSQL: OPEN -> CLOSED -> RESOLVED -> SETTLED (seed 001)."""
+"""RoundService over gRPC and PostgreSQL: OPEN -> CLOSED -> RESOLVED -> SETTLED."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Earnings, schedule and scheduled runs through PayoutAdminService (seed 003)."""
+"""Earnings, schedule and scheduled runs through PayoutAdminService."""
 
 from __future__ import annotations
 

@@ -166,9 +166,9 @@ async def test_a_batch_costs_the_same_statements_for_3_payouts_as_for_60(
 
 async def test_cancelling_a_batch_member_takes_the_batch_locks_in_id_order(stack_factory):
     """A batch step locks all members in id order. A cancel of the member with the highest
-    id used to lock its own row first and then the lower ids: the two waited on each other
-    (PostgreSQL's deadlock detector killed one). Now the cancel queues behind the first
-    lock, and both finish."""
+    id that locked its own row first and then the lower ids would wait on the step while the
+    step waits on it (PostgreSQL's deadlock detector kills one): the cancel takes the same
+    order, queues behind the first lock, and both finish."""
     stack = await stack_factory(**LIVE)
     await Sequences(stack.pool).ensure_source(SOURCE, 100)
     ids = await _accepted(stack, 4, "lock")

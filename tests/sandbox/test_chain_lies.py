@@ -1,7 +1,7 @@
 """The lies of a real stellar-rpc deployment, each as a client sees it through stellar-sdk.
 
 A proof that a transaction can never land must come from one consistent view of the chain
-(DESIGN invariant 8). Each fault here breaks one assumption a client could make: that the
+(docs/design.md invariant 8). Each fault here breaks one assumption a client could make: that the
 transaction store is as recent as the ledger entries, that successive calls reach the same
 node, that a node's history reaches back to the submission, that txBAD_SEQ means "never
 landed", that an envelope nobody re-sends stays unsent. README "Faults" cites the sources.

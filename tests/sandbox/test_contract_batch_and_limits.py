@@ -1,7 +1,7 @@
 """The payout contract's batch method and the Soroban resource limits, over HTTP with stellar-sdk.
 
-``distribute_batch(from: Address, payouts: Vec<(Address, i128)>)`` as fixed in
-/work/notes/BATCH_INTERFACE.md; per-transaction limits as stellar-core checkSorobanResources
+``distribute_batch(from: Address, payouts: Vec<(Address, i128)>)`` as payout-service's
+contract batch mode calls it; per-transaction limits as stellar-core checkSorobanResources
 (txSOROBAN_INVALID at submission) and the host at apply (RESOURCE_LIMIT_EXCEEDED, a trap outside
 the footprint); ledger-wide limits as the Soroban lane of stellar-core's tx set.
 """

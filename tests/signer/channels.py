@@ -30,8 +30,8 @@ class ChannelWorld:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def channel_world(tmp_path_factory) -> AsyncIterator[ChannelWorld]:
-    """The paying key (id payout) lists the payer and the channel as sources, as the README
-    says; the channel key (id channel-1, role channel) serves the payer."""
+    """The paying key (id payout) lists the payer and the channel as sources, as
+    signer_service/README.md says; the channel key (id channel-1, role channel) serves the payer."""
     policy = {"source_accounts": [PAYER.public_key, CHANNEL.public_key],
               "max_amount_stroops_per_day": DAILY}
     async with running_signer(

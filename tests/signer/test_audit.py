@@ -1,4 +1,4 @@
-"""The keyed audit log: the eight tamperings of issue 12 (finding 2) are each detected by
+"""The keyed audit log: eight ways of tampering with it are each detected by
 `signerctl audit verify`, and the writer survives torn records and failed writes."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The audit trail against the real signer process (issue 12, findings 2 and 3): rewriting the
-log no longer resets the daily limit, a torn record no longer bricks the signer, and a failed
+"""The audit trail against the real signer process: rewriting the log does not reset the
+daily limit, a torn record does not stop the signer for good, and a failed
 write heals itself once the disk takes writes again."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Deny by default over the whole authorisation tree (issue 12, finding 1), pure policy.
+"""Deny by default over the whole authorisation tree, pure policy.
 
-Each test reproduces one transaction or entry the old signer signed and shows it refused with
-the rule named; the property test compares the signer's decision on random trees with a small
-independent specification written over plain Python values.
+Each test builds one transaction or entry a policy that checked only the root call would sign,
+and shows it refused with the rule named; the property test compares the signer's decision on
+random trees with a small independent specification written over plain Python values.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ TRANSFER_FROM = call(XLM_SAC, "transfer_from", [
     scval.to_address(STRANGER), scval.to_address(SOURCE), scval.to_address(STRANGER),
     scval.to_int128(5)])
 
-# Every sub-invocation the old signer let through under a legitimate root transfer(5).
+# Every sub-invocation a root-only check would let through under a legitimate root transfer(5).
 NESTED_HOLES = {
     "approve 2^100": (node(APPROVE), "function_names"),
     "transfer with u128 amount": (node(transfer(scval.to_uint128(10**10))), "arguments"),

@@ -1,4 +1,4 @@
-"""Issue 14: classic payment batches and the contract batch under deny by default (no I/O)."""
+"""Classic payment batches and the contract batch under deny by default (no I/O)."""
 
 from __future__ import annotations
 

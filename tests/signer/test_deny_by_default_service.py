@@ -1,4 +1,5 @@
-"""Issue 12 finding 1 against the real signer (SoftHSM, mTLS): what it signed is now refused."""
+"""Deny by default against the real signer (SoftHSM, mTLS): what the policy does not allow is
+refused."""
 
 from __future__ import annotations
 

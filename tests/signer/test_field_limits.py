@@ -1,4 +1,4 @@
-"""Issue 12 finding 4: every request field is bounded (INVALID_ARGUMENT naming the field), and
+"""Every request field is bounded (INVALID_ARGUMENT naming the field), and
 no error message repeats more than a short prefix of its input."""
 
 from __future__ import annotations

@@ -166,3 +166,19 @@ def test_each_instance_enforces_its_share_of_every_daily_limit(tmp_path):
     del config["server"]["instance_name"]
     with pytest.raises(ConfigError, match="server.instance_name is required"):
         parse_config(config)
+
+
+def test_replicas_of_one_configuration_take_their_names_from_the_environment(tmp_path):
+    """A StatefulSet mounts one signer.toml in every pod: each instance's name (and so its
+    audit chain) comes from its own pod name."""
+    config = config_with({"assets": ["native"]}, tmp_path)
+    config["server"].update(instances=2, instance_name_env="POD_NAME")
+    assert parse_config(config, {"POD_NAME": "signer-service-1"}).instance_name == \
+        "signer-service-1"
+    with pytest.raises(ConfigError, match="POD_NAME is not set"):
+        parse_config(config, {})
+    with pytest.raises(ConfigError, match="server.instance_name must be up to 32"):
+        parse_config(config, {"POD_NAME": "Signer/1"})
+    config["server"]["instance_name"] = "signer-a"
+    with pytest.raises(ConfigError, match="exclude each other"):
+        parse_config(config, {"POD_NAME": "signer-service-1"})

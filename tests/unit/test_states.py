@@ -1,4 +1,4 @@
-"""The payout lifecycle table (DESIGN.md section 3)."""
+"""The payout lifecycle table (docs/design.md, "Payout lifecycle")."""
 
 from __future__ import annotations
 

@@ -294,7 +294,7 @@ class PayoutAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetWatchdogStatus(self, request, context):
-        """The watchdog (DESIGN.md invariant 9) reads the chain's record of every transaction and
+        """The watchdog (docs/design.md, invariant 9) reads the chain's record of every transaction and
         matches each outflow of the paying, channel and funding accounts to a payout attempt or
         a channel operation; what it cannot explain is a finding (a critical alert).
         Where it stands, whether sending is paused and why, and the unresolved findings.

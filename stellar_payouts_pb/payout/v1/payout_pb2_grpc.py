@@ -150,7 +150,9 @@ class PayoutServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreatePayoutBatch(self, request, context):
-        """Creates many payouts; valid items are created even when others are invalid.
+        """Creates many payouts in one database transaction, all or nothing: any invalid item
+        refuses the whole request (INVALID_ARGUMENT naming items[i].field); an item repeating
+        an existing idempotency key is answered as DUPLICATE with the payout it repeats.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
