@@ -231,7 +231,7 @@ def start_payout_service(database_url: str, port: int, profile: str, log_file: P
         "PAYOUTS_LISTEN_ADDR": f"127.0.0.1:{port}", "PAYOUTS_PLAINTEXT": "true",
         "PAYOUTS_LIVE_EXECUTION": "true", "PAYOUTS_SIGNING_MODE": "external",
         "SOROBAN_RPC_URL": f"http://127.0.0.1:{free_port()}",
-        "PAYOUTS_MAX_BATCH_ITEMS": "1000", "PAYOUTS_METRICS_PORT": "0",
+        "PAYOUTS_MAX_BULK_ITEMS": "1000", "PAYOUTS_METRICS_PORT": "0",
     }
     command = [sys.executable, str(HERE), "--serve-service", profile, str(log_file)]
     if profile == "pyinstrument":

@@ -37,8 +37,8 @@ def item(prefix: str, n: int, dest: str) -> pb.CreatePayoutRequest:
 
 
 async def measure(admin_url: str, items: int) -> tuple[float, float]:
-    os.environ["PAYOUTS_MAX_BATCH_ITEMS"] = str(items)  # read from the process environment
     service = await start_service(load_config({
+        "PAYOUTS_MAX_BULK_ITEMS": str(items),
         "DATABASE_URL": await fresh_database(admin_url),
         "PAYOUT_SOURCE_ACCOUNT": Keypair.random().public_key,
         "PAYOUTS_LISTEN_ADDR": "127.0.0.1:0", "PAYOUTS_PLAINTEXT": "true",

@@ -528,7 +528,7 @@ if __name__ == "__main__":
         help="a sandbox fault for the batch run, e.g. node_lags=[0,2] (half the calls answered "
              "by a node two ledgers behind: soroban_sandbox/README.md, Faults); repeatable")
     parser.add_argument("--request-items", type=int, default=500,
-                        help="payouts per CreatePayoutBatch (PAYOUTS_MAX_BATCH_ITEMS caps it)")
+                        help="payouts per CreatePayoutBatch (PAYOUTS_MAX_BULK_ITEMS caps it)")
     parser.add_argument("--baseline-payouts", type=int, default=15,
                         help="payouts of the plain loop in batch mode")
     parser.add_argument("--watchdog", choices=["process", "off"], default="process",

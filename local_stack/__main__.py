@@ -220,8 +220,9 @@ async def run(args: argparse.Namespace, state_dir: Path, backend: str) -> None:
             database_url = cluster.dsn
         sandbox = await stack.enter_async_context(
             RunningSandbox(ledger_interval=args.ledger_interval, seed=0))
-        # PAYOUTS_OTLP_ENDPOINT and OTEL_* stay in os.environ, read by configure_tracing.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUT")}
+        # The caller's tracing endpoint goes through; other PAYOUT* settings are the stack's.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("PAYOUT") or k == "PAYOUTS_OTLP_ENDPOINT"}
         if args.external_signing:
             paying = Keypair.random()
             secret_file = state_dir / EXTERNAL_KEY_FILE
@@ -285,8 +286,9 @@ async def run(args: argparse.Namespace, state_dir: Path, backend: str) -> None:
                 settings = caller_env(certs_dir, args.port, identity)
                 settings["STELLAR_NETWORK_PASSPHRASE"] = sandbox.passphrase
                 (state_dir / f"{identity}.env").write_text(env_file(settings))
-        configure_tracing("payout-service")
-        service = await start_service(load_config(env))
+        config = load_config(env)
+        configure_tracing("payout-service", config.otlp_endpoint)
+        service = await start_service(config)
         stack.push_async_callback(service.stop)
         print(banner(args, service.port, certs_dir, demo_dest, database_url, sandbox.rpc_url,
                      backend, paying_account), flush=True)

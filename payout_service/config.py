@@ -1,12 +1,16 @@
-"""Configuration from the environment (every variable: docs/configuration.md).
+"""Configuration from the environment (every variable: docs/configuration.md), parsed once at
+start-up.
 
-Bad configuration fails at start-up with one line naming the variable (ConfigError).
+Bad configuration fails at start-up with one line naming the variable and the rule
+(ConfigError). Renamed variables are read under their old name too, for one release, with a
+warning naming the new one (RENAMED).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +21,9 @@ from payout_service.core.batches import (
     PUBLISHED_TX_WRITE_ENTRIES,
     contract_batch_capacity,
 )
+from payout_service.core.health import AlertThresholds
 from payout_service.core.validation import is_account_id, is_contract_id
+from payout_service.failpoints import NAMES as FAILPOINTS
 
 TESTNET_PASSPHRASE = "Test SDF Network ; September 2015"  # noqa: S105 - public
 # Networks with SDF's 5 s ledger close target (mainnet, testnet, futurenet).
@@ -40,8 +46,88 @@ def min_tx_window_seconds(passphrase: str) -> int:
     return 3 * 5 if passphrase in FIVE_SECOND_NETWORKS else 5
 
 
+DEFAULT_MAX_BULK_ITEMS = 500
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class ConfigError(Exception):
     """One clear line naming the variable at fault."""
+
+
+def _hot_key_as_signing_mode(raw: str) -> str:
+    # The seed's "hot key" signing meant signing automatically, now by the signer service
+    # (whose backend, HSM or hot key, is the signer's own business); false meant external.
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return "signer"
+    if lowered in ("0", "false", "no", "off"):
+        return "external"
+    raise ConfigError(f"PAYOUTS_SIGN_WITH_HOT_KEY must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Renamed:
+    new: str
+    # The old variable's value as the new variable spells it.
+    translate: Callable[[str], str] = str.strip
+
+
+# Old name -> new name. The old name still works for one release, with a warning at start-up;
+# set together with the new one to a different value, it is a configuration error.
+RENAMED: Mapping[str, Renamed] = {
+    # Rows claimed per loop iteration of the prepare, send and confirm loops.
+    "PAYOUTS_BATCH_SIZE": Renamed("PAYOUTS_CLAIM_SIZE"),
+    # Items in one CreatePayoutBatch request (a "bulk"; a "batch" is a transaction).
+    "PAYOUTS_MAX_BATCH_ITEMS": Renamed("PAYOUTS_MAX_BULK_ITEMS"),
+    "PAYOUTS_SIGN_WITH_HOT_KEY": Renamed("PAYOUTS_SIGNING_MODE", _hot_key_as_signing_mode),
+}
+
+
+class _Environment(dict[str, str]):
+    """The environment with renamed variables under their new names; remembers which old
+    name each value came from, for error messages."""
+
+    def __init__(self, values: Mapping[str, str], renamed_from: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.renamed_from = dict(renamed_from)
+
+
+def _label(env: Mapping[str, str], name: str) -> str:
+    """The variable as the operator set it (errors name what is in their environment)."""
+    old = env.renamed_from.get(name) if isinstance(env, _Environment) else None
+    return f"{old} (renamed {name})" if old else name
+
+
+def resolve_renamed(env: Mapping[str, str]) -> tuple[_Environment, tuple[str, ...]]:
+    """The environment under the new names, and the old names in use (to warn about)."""
+    values = dict(env)
+    renamed_from: dict[str, str] = {}
+    used: list[str] = []
+    for old, rename in RENAMED.items():
+        raw = env.get(old, "")
+        if not raw.strip():
+            continue
+        used.append(old)
+        value = rename.translate(raw)
+        current = env.get(rename.new, "").strip()
+        if current and current != value:
+            raise ConfigError(
+                f"{old} (deprecated) and {rename.new} are both set and disagree "
+                f"({old}={raw.strip()!r} means {rename.new}={value!r}, but {rename.new}="
+                f"{current!r}): unset {old}"
+            )
+        if not current:
+            values[rename.new] = value
+            renamed_from[rename.new] = old
+    return _Environment(values, renamed_from), tuple(used)
+
+
+def warn_renamed(config: Config, log: logging.Logger) -> None:
+    """One structured line per old variable name still in use (names only, never values)."""
+    for old in config.renamed_in_use:
+        log.warning("deprecated environment variable", extra={
+            "variable": old, "use_instead": RENAMED[old].new,
+        })
 
 
 @dataclass(frozen=True)
@@ -95,6 +181,38 @@ class WatchdogConfig:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """PAYOUTS_WEBHOOK_*: where payout events are delivered, and how retries back off."""
+
+    urls: tuple[str, ...] = ()
+    secret: str = ""
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    timeout_seconds: float = 10.0
+
+    def __repr__(self) -> str:
+        # Never let the secret reach a log line through a repr.
+        return f"WebhookSettings(urls={self.urls!r}, secret=<{len(self.secret)} chars>)"
+
+
+@dataclass(frozen=True)
+class ProgramsConfig:
+    """The programs' background loops (programs/wiring.py): alerts, webhooks, intervals."""
+
+    thresholds: AlertThresholds = AlertThresholds()
+    webhooks: WebhookSettings = WebhookSettings()
+    scheduler_interval: float = 30.0
+    settle_interval: float = 5.0
+    alert_interval: float = 30.0
+    outbox_interval: float = 1.0
+    reconcile_interval: float = 3600.0
+    # Events of payouts settled longer ago than this move to the archive (migration 060);
+    # 0 keeps every event in payout_events.
+    events_retention_days: float = 400.0
+    events_retention_interval: float = 3600.0
+
+
+@dataclass(frozen=True)
 class ServerTls:
     cert: str
     key: str
@@ -123,7 +241,8 @@ class Config:
     fee_bps: int
     tx_window_seconds: int
     external_window_seconds: int
-    batch_size: int
+    # PAYOUTS_CLAIM_SIZE: rows claimed per iteration of the prepare, send and confirm loops.
+    claim_size: int
     metrics_port: int | None
     signer: SignerClientConfig | None
     tls: ServerTls | None = None
@@ -143,6 +262,16 @@ class Config:
     # sender keeps twice this (the network's queue) in flight at most (core/pacing.py).
     network_classic_ops_per_ledger: int | None = None
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    # PAYOUTS_MAX_BULK_ITEMS: items in one CreatePayoutBatch request.
+    max_bulk_items: int = DEFAULT_MAX_BULK_ITEMS
+    programs: ProgramsConfig = field(default_factory=ProgramsConfig)
+    log_level: str = "INFO"
+    # Where spans go (OTLP gRPC); None: tracing off.
+    otlp_endpoint: str | None = None
+    # Tests only: the crash point (failpoints.NAMES) where the process kills itself.
+    failpoint: str | None = None
+    # Old variable names found in the environment (RENAMED), warned about at start-up.
+    renamed_in_use: tuple[str, ...] = ()
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -154,19 +283,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    raise ConfigError(f"{_label(env, name)} must be true or false, got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    raw = env.get(name, "").strip()
+    if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{_label(env, name)} must be an integer, got {raw!r}") from None
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{_label(env, name)} must be at least {minimum}, got {value}")
     return value
 
 
@@ -177,9 +306,23 @@ def _optional_int(env: Mapping[str, str], name: str, *, minimum: int = 0) -> int
     return _int(env, name, minimum, minimum=minimum)
 
 
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{_label(env, name)} must be a number, got {raw!r}") from None
+    if value != value or value < minimum:  # NaN or below the minimum
+        raise ConfigError(
+            f"{_label(env, name)} must be a number of at least {minimum}, got {raw!r}")
+    return value
+
+
 def _amount(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    raw = env.get(name, "").strip()
+    if not raw:
         return default
     try:
         return parse_amount(raw)
@@ -214,7 +357,7 @@ def _database_url(env: Mapping[str, str]) -> str:
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if env is None else env
+    env, renamed_in_use = resolve_renamed(os.environ if env is None else env)
     if env.get("PAYOUT_HOT_SIGNER_SECRET"):
         # The payout process must never hold a key (docs/design.md, "Processes and trust
         # boundaries").
@@ -232,14 +375,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     rpc_url = env.get("SOROBAN_RPC_URL", "").strip() or None
     if live and rpc_url is None:
         raise ConfigError("SOROBAN_RPC_URL is required when PAYOUTS_LIVE_EXECUTION=true")
-    # Seed name kept: "hot key" signing now means automatic signing by the signer service,
-    # whose backend (HSM or hot key) is the signer's own business.
-    auto_sign = _bool(env, "PAYOUTS_SIGN_WITH_HOT_KEY", True)
-    signing_mode = env.get("PAYOUTS_SIGNING_MODE", "").strip() or (
-        "signer" if auto_sign else "external"
-    )
+    signing_mode = env.get("PAYOUTS_SIGNING_MODE", "").strip() or "signer"
     if signing_mode not in ("signer", "external"):
-        raise ConfigError("PAYOUTS_SIGNING_MODE must be 'signer' or 'external'")
+        raise ConfigError(f"{_label(env, 'PAYOUTS_SIGNING_MODE')} must be 'signer' or "
+                          f"'external', got {signing_mode!r}")
     signer = _signer_config(env, source) if live and signing_mode == "signer" else None
     if env.get("PAYOUTS_CHANNEL_ACCOUNTS", "").strip() and signer is None:
         raise ConfigError(
@@ -279,7 +418,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         fee_bps=fee_bps,
         tx_window_seconds=tx_window,
         external_window_seconds=external_window,
-        batch_size=_int(env, "PAYOUTS_BATCH_SIZE", 25, minimum=1),
+        claim_size=_int(env, "PAYOUTS_CLAIM_SIZE", 25, minimum=1),
         metrics_port=metrics_port or None,
         signer=signer,
         tls=_server_tls(env),
@@ -295,6 +434,86 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             env, "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER", minimum=1),
         watchdog=_watchdog(env, live),
         **_batching(env, contract, signing_mode),
+        max_bulk_items=_int(env, "PAYOUTS_MAX_BULK_ITEMS", DEFAULT_MAX_BULK_ITEMS, minimum=1),
+        programs=_programs(env),
+        log_level=_log_level(env),
+        otlp_endpoint=(env.get("PAYOUTS_OTLP_ENDPOINT", "").strip()
+                       or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or None),
+        failpoint=_failpoint(env),
+        renamed_in_use=renamed_in_use,
+    )
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = env.get("PAYOUTS_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"PAYOUTS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                          f"got {level!r}")
+    return level
+
+
+def _failpoint(env: Mapping[str, str]) -> str | None:
+    name = env.get("PAYOUTS_FAILPOINT", "").strip() or None
+    if name is not None and name not in FAILPOINTS:
+        raise ConfigError(f"PAYOUTS_FAILPOINT must be one of {', '.join(sorted(FAILPOINTS))}, "
+                          f"got {name!r}")
+    return name
+
+
+def load_thresholds(env: Mapping[str, str]) -> AlertThresholds:
+    warning = _number(env, "PAYOUTS_ALERT_FAILURE_RATE", 0.10)
+    critical = _number(env, "PAYOUTS_ALERT_FAILURE_RATE_CRITICAL", 0.25)
+    delay = _number(env, "PAYOUTS_ALERT_DELAY_SECONDS", 900.0)
+    delay_critical = _number(env, "PAYOUTS_ALERT_DELAY_SECONDS_CRITICAL", 3600.0)
+    if warning > 1 or critical > 1:
+        raise ConfigError("PAYOUTS_ALERT_FAILURE_RATE(_CRITICAL) must be between 0 and 1")
+    if critical < warning:
+        raise ConfigError(
+            "PAYOUTS_ALERT_FAILURE_RATE_CRITICAL must not be below PAYOUTS_ALERT_FAILURE_RATE"
+        )
+    if delay_critical < delay:
+        raise ConfigError(
+            "PAYOUTS_ALERT_DELAY_SECONDS_CRITICAL must not be below PAYOUTS_ALERT_DELAY_SECONDS"
+        )
+    return AlertThresholds(
+        failure_rate_warning=warning,
+        failure_rate_critical=critical,
+        pending_count=_int(env, "PAYOUTS_ALERT_PENDING_COUNT", 50),
+        delay_seconds_warning=delay,
+        delay_seconds_critical=delay_critical,
+        amount_24h_stroops=_amount(env, "PAYOUTS_ALERT_AMOUNT_24H", 10_000 * 10_000_000),
+    )
+
+
+def load_webhooks(env: Mapping[str, str]) -> WebhookSettings:
+    urls = tuple(u.strip() for u in env.get("PAYOUTS_WEBHOOK_URLS", "").split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"PAYOUTS_WEBHOOK_URLS entry {url!r} must be an http(s) URL")
+    secret = env.get("PAYOUTS_WEBHOOK_SECRET", "")
+    if urls and not secret:
+        raise ConfigError("PAYOUTS_WEBHOOK_SECRET is required when PAYOUTS_WEBHOOK_URLS is set")
+    base = _number(env, "PAYOUTS_WEBHOOK_BACKOFF_SECONDS", 1.0, minimum=0.001)
+    cap = _number(env, "PAYOUTS_WEBHOOK_MAX_BACKOFF_SECONDS", 300.0, minimum=0.001)
+    return WebhookSettings(
+        urls=urls, secret=secret, backoff_base_seconds=base, backoff_max_seconds=max(cap, base),
+        timeout_seconds=_number(env, "PAYOUTS_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+    )
+
+
+def _programs(env: Mapping[str, str]) -> ProgramsConfig:
+    return ProgramsConfig(
+        thresholds=load_thresholds(env),
+        webhooks=load_webhooks(env),
+        scheduler_interval=_number(env, "PAYOUTS_SCHEDULER_INTERVAL_SECONDS", 30.0, minimum=0.01),
+        settle_interval=_number(env, "PAYOUTS_SETTLE_INTERVAL_SECONDS", 5.0, minimum=0.01),
+        alert_interval=_number(env, "PAYOUTS_ALERT_INTERVAL_SECONDS", 30.0, minimum=0.01),
+        outbox_interval=_number(env, "PAYOUTS_OUTBOX_INTERVAL_SECONDS", 1.0, minimum=0.01),
+        reconcile_interval=_number(env, "PAYOUTS_RECONCILE_INTERVAL_SECONDS", 3600.0,
+                                   minimum=0.01),
+        events_retention_days=_number(env, "PAYOUTS_EVENTS_RETENTION_DAYS", 400.0),
+        events_retention_interval=_number(env, "PAYOUTS_EVENTS_RETENTION_INTERVAL_SECONDS",
+                                          3600.0, minimum=0.01),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -17,7 +16,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from payout_service import metrics
+from payout_service import failpoints, metrics
 from payout_service.adapters.channel_store import ChannelConflict, ChannelRegistry
 from payout_service.adapters.database import (
     create_pool_waiting,
@@ -37,7 +36,7 @@ from payout_service.app.desk import PayoutDesk, mode_for
 from payout_service.app.loops import run_loop
 from payout_service.app.pipeline import Pipeline
 from payout_service.app.watchdog import Watchdog, watchdog_for
-from payout_service.config import Config, ConfigError, ServerTls, load_config
+from payout_service.config import Config, ConfigError, ServerTls, load_config, warn_renamed
 from payout_service.logs import configure_logging
 from payout_service.tracing import configure_tracing, server_interceptors
 from payout_service.wiring import Programs, start_programs
@@ -127,6 +126,7 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
 
 
 async def start_service(config: Config) -> RunningService:
+    failpoints.arm(config.failpoint)
     pool = await create_pool_waiting(config.database_url)
     await retry_while_unavailable(lambda: migrate(pool), config.database_url)
     registry = ChannelRegistry(pool)
@@ -151,7 +151,7 @@ async def start_service(config: Config) -> RunningService:
     )
     payout_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(desk), server)
     try:
-        programs = await start_programs(server, desk, ledger)
+        programs = await start_programs(server, desk, ledger, config.programs)
     except ConfigError:
         await pool.close()
         raise
@@ -325,10 +325,15 @@ async def _serve(config: Config) -> None:
 
 
 def main() -> None:
-    configure_logging("payout-service", os.environ.get("PAYOUTS_LOG_LEVEL", "INFO"))
-    configure_tracing("payout-service")
     try:
         config = load_config()
+    except ConfigError as err:
+        print(f"payout-service: configuration error: {err}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging("payout-service", config.log_level)
+    warn_renamed(config, log)
+    configure_tracing("payout-service", config.otlp_endpoint)
+    try:
         asyncio.run(_serve(config))
     except ConfigError as err:
         print(f"payout-service: configuration error: {err}", file=sys.stderr)

@@ -7,7 +7,6 @@ one trace across the loops and, through gRPC metadata, across the signer hop.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,12 +18,10 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 TRACER = trace.get_tracer("payout_service")
 
 
-def configure_tracing(service_name: str) -> bool:
-    """Installs an OTLP exporter when PAYOUTS_OTLP_ENDPOINT (or the standard
-    OTEL_EXPORTER_OTLP_ENDPOINT) is set. Returns whether tracing is exporting."""
-    endpoint = os.environ.get("PAYOUTS_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
+def configure_tracing(service_name: str, endpoint: str | None) -> bool:
+    """Installs an OTLP exporter when an endpoint is configured (Config.otlp_endpoint:
+    PAYOUTS_OTLP_ENDPOINT or the standard OTEL_EXPORTER_OTLP_ENDPOINT). Returns whether
+    tracing is exporting."""
     if not endpoint:
         return False
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

@@ -1,14 +1,15 @@
 """Registers RoundService and PayoutAdminService and starts the programs' background loops.
 
-main.start_service calls start_programs(server, desk, ledger) before server.start(), adds
-Programs.service_names to reflection and health, and awaits Programs.stop() on shutdown.
+main.start_service calls start_programs(server, desk, ledger, config.programs) before
+server.start(), adds Programs.service_names to reflection and health, and awaits
+Programs.stop() on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -25,7 +26,7 @@ from payout_service.app.outbox import ALERT_NOTIFICATIONS, OutboxDelivery
 from payout_service.app.reconcile import reconcile_job
 from payout_service.app.rounds import RoundDesk
 from payout_service.app.scheduled_runs import ScheduledRuns
-from payout_service.programs.settings import ProgramSettings, load_program_settings
+from payout_service.config import ProgramsConfig
 from stellar_payouts_pb.payout.v1 import admin_pb2, admin_pb2_grpc, rounds_pb2, rounds_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ SERVICE_NAMES = (
 
 @dataclass
 class Programs:
-    settings: ProgramSettings
+    config: ProgramsConfig
     rounds: RoundDesk
     runs: ScheduledRuns
     monitor: Monitor
@@ -59,7 +60,7 @@ class Programs:
         """The retention loop's step: one batch of settled payouts' events to the archive;
         busy (run again at once) until caught up."""
         moved = await archive_settled_events(
-            self.monitor.pool, older_than=timedelta(days=self.settings.events_retention_days))
+            self.monitor.pool, older_than=timedelta(days=self.config.events_retention_days))
         if moved.payouts:
             log.info("events archived", extra={"payouts": moved.payouts, "events": moved.events})
         return moved.payouts
@@ -74,14 +75,12 @@ class Programs:
 
 
 async def start_programs(
-    server: grpc.aio.Server, desk: PayoutDesk, ledger: LedgerGateway | None, *,
-    env: Mapping[str, str] | None = None, loops: bool = True,
+    server: grpc.aio.Server, desk: PayoutDesk, ledger: LedgerGateway | None,
+    settings: ProgramsConfig, *, loops: bool = True,
 ) -> Programs:
-    """Raises payout_service.config.ConfigError for bad PAYOUTS_* program settings."""
-    settings = load_program_settings(env)
     pool = desk.store.pool
     programs = Programs(
-        settings=settings, rounds=RoundDesk(desk), runs=ScheduledRuns(desk),
+        config=settings, rounds=RoundDesk(desk), runs=ScheduledRuns(desk),
         monitor=Monitor(pool, settings.thresholds, can_sign=bool(settings.webhooks.secret)),
         outbox=OutboxDelivery(pool, settings.webhooks),
         alert_outbox=OutboxDelivery(pool, settings.webhooks, ALERT_NOTIFICATIONS),

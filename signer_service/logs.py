@@ -6,22 +6,45 @@ import json
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 LOGGER = logging.getLogger("signer_service")
 
 
+# LogRecord attributes that are not "extra" fields.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def rfc3339_utc(created: float) -> str:
+    """2026-01-31T12:00:00.123Z: RFC 3339, UTC, milliseconds (the payout service's match)."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line: timestamp, level, logger, message, service, then the record's
+    fields (log_event's, or `extra=`) flat at the top level. The payout service writes the same
+    shape with a formatter of its own: the signer imports nothing from it."""
+
+    def __init__(self, service: str = "signer-service") -> None:
+        super().__init__()
+        self.service = service
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "timestamp": rfc3339_utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "message": record.getMessage(),
+            "service": self.service,
         }
-        fields = getattr(record, "fields", None)
+        extra = {k: v for k, v in vars(record).items()
+                 if k not in _STANDARD and not k.startswith("_")}
+        fields = extra.pop("fields", None)
         if isinstance(fields, dict):
-            line.update(fields)
+            extra.update(fields)
+        for key, value in extra.items():
+            line.setdefault(key, value)
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type only: messages of third-party errors are not vetted for secrets.
             line["error"] = record.exc_info[0].__name__

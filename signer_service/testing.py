@@ -350,7 +350,7 @@ async def _read_start(proc: asyncio.subprocess.Process, fixture: SignerFixture) 
         fixture.logs.append(line)
         with contextlib.suppress(ValueError):
             event = json.loads(line)
-            if isinstance(event, dict) and event.get("msg") == "signer-service started":
+            if isinstance(event, dict) and event.get("message") == "signer-service started":
                 return event
 
 

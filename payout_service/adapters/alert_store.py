@@ -14,7 +14,7 @@ from payout_service.adapters.stats import PENDING_STATES, state_totals
 from payout_service.adapters.watchdog_store import open_findings
 from payout_service.core.alert_config import AlertConfig
 from payout_service.core.health import AlertKind, Condition, HealthMetrics, Level
-from payout_service.programs.settings import AlertThresholds
+from payout_service.core.health import AlertThresholds
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

@@ -17,7 +17,7 @@ from payout_service.adapters.database import create_pool as create_pool
 from payout_service.adapters.database import redacted_dsn as redacted_dsn
 from payout_service.core.errors import FieldViolation, InvalidArgument
 from payout_service.core.model import Attempt, Payout
-from payout_service.core.states import PayoutState
+from payout_service.core.states import AttemptStatus, PayoutState
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ PAYOUT_IDS = "p.payout_id AS payout_ref, p.correlation_id"
 
 def _attempt(row: asyncpg.Record, payout: Payout | None = None) -> Attempt:
     fields = {name: row[name] for name in _ATTEMPT_COLUMNS}
+    fields["status"] = AttemptStatus(row["status"])
     if payout is not None:
         fields.update(payout_ref=payout.payout_id, correlation_id=payout.correlation_id)
     elif "payout_ref" in row.keys():

@@ -21,7 +21,7 @@ from payout_service.core.errors import FieldViolation, PreconditionFailed, Valid
 from payout_service.core.health import AlertKind, Level
 from payout_service.core.model import Payout
 from payout_service.core.schedule import Frequency, Schedule
-from payout_service.programs.settings import AlertThresholds
+from payout_service.core.health import AlertThresholds
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

@@ -48,7 +48,7 @@ def attempt_to_pb(a: Attempt) -> pb.Attempt:
     return pb.Attempt(
         number=a.number, source_account=a.source_account, sequence=a.sequence,
         min_time=timestamp(a.min_time), max_time=timestamp(a.max_time), tx_hash=a.tx_hash,
-        fee_stroops=a.fee_stroops, status=a.status, result_code=a.result_code or "",
+        fee_stroops=a.fee_stroops, status=a.status.value, result_code=a.result_code or "",
         ledger=a.ledger or 0, submitted_at=timestamp(a.submitted_at), proof=a.proof or "",
     )
 

@@ -8,7 +8,6 @@ from payout_service.app.batch import Outcome, create_payout_batch
 from payout_service.app.desk import PayoutDesk
 from payout_service.core.errors import FieldViolation, ValidationFailed
 from payout_service.core.validation import destination_problem
-from payout_service.programs.settings import max_batch_items
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 OUTCOME_TO_PB = {
@@ -31,7 +30,7 @@ async def create_batch(
     ]
     batch_id, results = await create_payout_batch(
         desk, items, request.batch_id, actor=actor, correlation_id=correlation_id,
-        max_items=max_batch_items(),
+        max_items=desk.config.max_bulk_items,
     )
     response = pb.CreatePayoutBatchResponse(batch_id=batch_id)
     for r in results:

@@ -34,7 +34,7 @@ def check_batch(item_count: int, batch_id: str, max_items: int) -> str:
         violations.append(FieldViolation("items", "at least one item is required"))
     if item_count > max_items:
         violations.append(FieldViolation(
-            "items", f"at most {max_items} items per batch (PAYOUTS_MAX_BATCH_ITEMS), "
+            "items", f"at most {max_items} items per batch (PAYOUTS_MAX_BULK_ITEMS), "
             f"got {item_count}",
         ))
     if batch_id and not IDENTIFIER.fullmatch(batch_id):

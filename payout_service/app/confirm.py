@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 class Confirming(Stage):
     async def confirm_once(self) -> int:
         claimed = await self.queues.claim_for_confirming(
-            self.config.batch_size, self._poll, self.config.confirm_max_polls
+            self.config.claim_size, self._poll, self.config.confirm_max_polls
         )
         await asyncio.gather(*(self._confirm(a) for a in claimed))
-        outside = await self.queues.claim_outside_envelopes(self.config.batch_size, self._poll)
+        outside = await self.queues.claim_outside_envelopes(self.config.claim_size, self._poll)
         for attempt in outside:
             await self._watch_outside(attempt)
         return 0  # polling is paced by next_poll_at, not by a busy loop

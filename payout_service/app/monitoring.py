@@ -19,7 +19,7 @@ from payout_service.core.errors import (
     ValidationFailed,
 )
 from payout_service.core.health import HealthMetrics, Level, conditions, level_of
-from payout_service.programs.settings import AlertThresholds
+from payout_service.core.health import AlertThresholds
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from payout_service.core.webhooks import (
     redacted,
     signature,
 )
-from payout_service.programs.settings import WebhookSettings
+from payout_service.config import WebhookSettings
 
 log = logging.getLogger(__name__)
 CLAIM_BATCH = 20

@@ -67,7 +67,7 @@ class Preparing(PreparingBatches):
         # now with the stored envelope. Without a signer (the service now runs in external
         # mode) they can never be signed here; they never left us, so they are rebuilt.
         batches_seen: set[UUID] = set()
-        for payout, attempt in await self.queues.unsigned_attempts(cfg.batch_size):
+        for payout, attempt in await self.queues.unsigned_attempts(cfg.claim_size):
             if attempt.batch_id is not None:
                 if attempt.batch_id in batches_seen:
                     continue
@@ -129,7 +129,7 @@ class Preparing(PreparingBatches):
                     continue
                 await self.sequences.ensure_source(source, chain_seq)
             census = await self.sequences.census(cfg.source_account)
-        return plan_sources(leasable=census.leasable, free=census.free, wanted=cfg.batch_size,
+        return plan_sources(leasable=census.leasable, free=census.free, wanted=cfg.claim_size,
                             signs=self.signer is not None and not self.external)
 
     async def _prepare(

@@ -41,7 +41,7 @@ class Sending(Stage):
         latest = await self.ledger.latest_ledger()
         self.chain.saw_ledger(latest.sequence, latest.close_time)
         claimed = await self.queues.claim_for_sending(
-            self.config.batch_size * self.config.max_payouts_per_tx, latest.sequence,
+            self.config.claim_size * self.config.max_payouts_per_tx, latest.sequence,
             close_time=latest.close_time or None,
             classic_capacity=classic_queue_capacity(
                 latest.max_tx_set_size, self.config.network_classic_ops_per_ledger))

@@ -1,7 +1,8 @@
 """Seed 003's alert configuration, changeable at run time: the rules of a valid one. Pure.
 
-The PAYOUTS_ALERT_* variables seed it on first start (settings.load_thresholds); from then on
-the stored configuration is in force and PayoutAdminService/UpdateAlertConfig changes it.
+The PAYOUTS_ALERT_* variables seed it on first start (config.py, ProgramsConfig.thresholds);
+from then on the stored configuration is in force and PayoutAdminService/UpdateAlertConfig
+changes it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from payout_service.config import AlertThresholds
 from payout_service.core.amounts import INT64_MAX
 from payout_service.core.errors import FieldViolation, ValidationFailed
 from payout_service.core.webhooks import redacted
-from payout_service.programs.settings import AlertThresholds
+from payout_service.core.health import AlertThresholds
 
 MAX_WEBHOOK_URLS = 10
 MAX_URL_CHARS = 2048

@@ -10,7 +10,19 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from payout_service.core.amounts import format_amount
-from payout_service.programs.settings import AlertThresholds
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """Names and defaults match the Prometheus alert rules (deploy/)."""
+
+    failure_rate_warning: float = 0.10
+    failure_rate_critical: float = 0.25
+    pending_count: int = 50
+    delay_seconds_warning: float = 900.0
+    delay_seconds_critical: float = 3600.0
+    amount_24h_stroops: int = 10_000 * 10_000_000
+    system_errors: int = 0
 
 
 class AlertKind(StrEnum):

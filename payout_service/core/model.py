@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from payout_service.core.states import PayoutState
+from payout_service.core.states import AttemptStatus, PayoutState
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Attempt:
     signed: bool
     tx_hash: str
     fee_stroops: int
-    status: str
+    status: AttemptStatus
     result_code: str | None
     ledger: int | None
     submitted_at: datetime | None

@@ -29,7 +29,7 @@ from payout_service.app.pipeline import Pipeline
 from payout_service.core.health import AlertKind, Level, conditions
 from payout_service.core.proofs import AccountState
 from payout_service.core.states import PayoutState
-from payout_service.programs.settings import AlertThresholds
+from payout_service.core.health import AlertThresholds
 from tests.db.fake_pipeline import (
     NET,
     START_SEQ,

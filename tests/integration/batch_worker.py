@@ -19,6 +19,7 @@ from decimal import Decimal
 import asyncpg
 from stellar_sdk import Keypair
 
+from payout_service import failpoints
 from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.channel_store import ChannelRegistry
 from payout_service.adapters.ledger import LedgerGateway
@@ -193,6 +194,7 @@ async def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     config = load_config(os.environ)
     assert config.signer is not None, "batch mode signs through the signer service"
+    failpoints.arm(config.failpoint)  # as payout-service's start_service does
     pool = await create_pool(config.database_url)
     registry = ChannelRegistry(pool)
     # As payout-service's start-up does: the lease reads the channel registry, which

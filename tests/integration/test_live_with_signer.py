@@ -38,7 +38,7 @@ class LogLines(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.setFormatter(JsonFormatter())
+        self.setFormatter(JsonFormatter("payout-service"))
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -150,7 +150,7 @@ async def test_signer_mode_pays_exactly_once_audits_and_leaks_nothing(
         assert not leaked, f"{what} appears in a log line: {leaked[0][:80]}..."
     for line in lines:
         json.loads(line)  # one JSON object per line, so shipping never splits a record
-    sent = [json.loads(line) for line in payout_logs if '"msg":"sent"' in line]
+    sent = [json.loads(line) for line in payout_logs if '"message":"sent"' in line]
     assert sent and all(e["payout_id"].startswith("auto-") and e["correlation_id"]
                         and e["tx_hash"] and e["attempt"] for e in sent), \
         "pipeline lines carry the ids on-call searches by"

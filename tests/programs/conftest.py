@@ -73,7 +73,7 @@ async def stack_factory(fresh_database: str) -> AsyncIterator[StackFactory]:
         desk = PayoutDesk(config, PayoutStore(pool), None)
         server = grpc.aio.server()
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(PayoutServicer(desk), server)
-        programs = await start_programs(server, desk, ledger, env=settings)
+        programs = await start_programs(server, desk, ledger, config.programs)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

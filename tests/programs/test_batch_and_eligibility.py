@@ -83,15 +83,14 @@ async def test_batch_id_is_generated_when_empty(stack):
     assert response.results[0].payout.batch_id == response.batch_id
 
 
-async def test_batch_over_the_limit_is_rejected_whole(stack_factory, monkeypatch):
-    monkeypatch.setenv("PAYOUTS_MAX_BATCH_ITEMS", "3")
-    stack = await stack_factory()
+async def test_batch_over_the_limit_is_rejected_whole(stack_factory):
+    stack = await stack_factory(PAYOUTS_MAX_BULK_ITEMS=3)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.payouts.CreatePayoutBatch(
             pb.CreatePayoutBatchRequest(items=[item(n) for n in range(4)])
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "PAYOUTS_MAX_BATCH_ITEMS" in field_violations(err.value)["items"]
+    assert "PAYOUTS_MAX_BULK_ITEMS" in field_violations(err.value)["items"]
     assert await stack.pool.fetchval("SELECT count(*) FROM payouts") == 0
     ok = await stack.payouts.CreatePayoutBatch(
         pb.CreatePayoutBatchRequest(items=[item(n) for n in range(3)])

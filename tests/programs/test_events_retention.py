@@ -111,7 +111,7 @@ async def test_the_retention_loop_step_archives_until_caught_up(stack_factory):
     await confirm(stack.pool, "p-0")
     await age(stack.pool, "p-0", 31)
     programs = stack.programs
-    programs.settings = replace(programs.settings, events_retention_days=30)
+    programs.config = replace(programs.config, events_retention_days=30)
     assert await programs.archive_events() == 1, "busy: run again at once"
     assert await programs.archive_events() == 0, "caught up: wait the interval"
     assert (await where_events_are(stack.pool))["p-0"][0] == 0

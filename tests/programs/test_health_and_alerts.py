@@ -6,9 +6,9 @@ import grpc
 import pytest
 from stellar_sdk import Keypair
 
-from payout_service.config import ConfigError
+from payout_service.config import ConfigError, load_thresholds
 from payout_service.core.health import AlertKind, HealthMetrics, Level, conditions, level_of
-from payout_service.programs.settings import AlertThresholds, load_thresholds
+from payout_service.core.health import AlertThresholds
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.waiting import eventually

@@ -16,9 +16,8 @@ from aiohttp import web
 from stellar_sdk import Keypair
 
 from payout_service.app.outbox import claim_due_events
-from payout_service.config import ConfigError
+from payout_service.config import ConfigError, load_webhooks
 from payout_service.core.webhooks import backoff_seconds, event_body, signature, verify
-from payout_service.programs.settings import load_webhooks
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.waiting import eventually
 

@@ -64,7 +64,7 @@ async def restart(signer: SignerFixture) -> AsyncIterator[Restarted]:
             lines.append(raw.decode().rstrip())
             with contextlib.suppress(ValueError):
                 event = json.loads(lines[-1])
-                if isinstance(event, dict) and event.get("msg") == "signer-service started":
+                if isinstance(event, dict) and event.get("message") == "signer-service started":
                     started = event
         yield Restarted(proc, started, "\n".join(lines))
     finally:

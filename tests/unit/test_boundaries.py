@@ -53,12 +53,11 @@ def test_payout_service_never_calls_sign():
 # ---- layers ------------------------------------------------------------------------------------
 # core (pure) < adapters (I/O) < app (use cases, loops) < api (the gRPC edge) / cli (payoutctl);
 # main and wiring compose them. SHARED modules are configuration and observability that every
-# layer may use. programs.settings is configuration too (PAYOUTS_ALERT_*, webhooks): core's
-# alert and health rules read its value types until it is merged into config.py.
+# layer above core may use.
 LAYERS = ("core", "adapters", "app", "api", "cli")
-SHARED = {"config", "logs", "metrics", "tracing", "failpoints", "programs.settings"}
+SHARED = {"config", "logs", "metrics", "tracing", "failpoints"}
 ALLOWED = {
-    "core": {"core", "programs.settings"},
+    "core": {"core"},
     "adapters": {"core", "adapters", *SHARED},
     "app": {"core", "adapters", "app", *SHARED},
     "api": {"core", "adapters", "app", "api", *SHARED},
