@@ -13,8 +13,7 @@ from payout_service.adapters.sending_pause import pause_state
 from payout_service.adapters.stats import PENDING_STATES, state_totals
 from payout_service.adapters.watchdog_store import open_findings
 from payout_service.core.alert_config import AlertConfig
-from payout_service.core.health import AlertKind, Condition, HealthMetrics, Level
-from payout_service.core.health import AlertThresholds
+from payout_service.core.health import AlertKind, AlertThresholds, Condition, HealthMetrics, Level
 
 Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

@@ -18,10 +18,9 @@ from payout_service.app.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
 from payout_service.app.scheduled_runs import ScheduledRuns
 from payout_service.core.alert_config import AlertConfig
 from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
-from payout_service.core.health import AlertKind, Level
+from payout_service.core.health import AlertKind, AlertThresholds, Level
 from payout_service.core.model import Payout
 from payout_service.core.schedule import Frequency, Schedule
-from payout_service.core.health import AlertThresholds
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb

@@ -18,8 +18,7 @@ from payout_service.core.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from payout_service.core.health import HealthMetrics, Level, conditions, level_of
-from payout_service.core.health import AlertThresholds
+from payout_service.core.health import AlertThresholds, HealthMetrics, Level, conditions, level_of
 
 log = logging.getLogger(__name__)
 

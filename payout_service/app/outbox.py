@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from payout_service.config import WebhookSettings
 from payout_service.core.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -30,7 +31,6 @@ from payout_service.core.webhooks import (
     redacted,
     signature,
 )
-from payout_service.config import WebhookSettings
 
 log = logging.getLogger(__name__)
 CLAIM_BATCH = 20

@@ -13,11 +13,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from payout_service.config import AlertThresholds
 from payout_service.core.amounts import INT64_MAX
 from payout_service.core.errors import FieldViolation, ValidationFailed
-from payout_service.core.webhooks import redacted
 from payout_service.core.health import AlertThresholds
+from payout_service.core.webhooks import redacted
 
 MAX_WEBHOOK_URLS = 10
 MAX_URL_CHARS = 2048

@@ -26,10 +26,9 @@ from payout_service.adapters.ledger import (
 from payout_service.adapters.signer_client import SignedEnvelope, SignerUnavailable
 from payout_service.app.desk import PayoutDesk
 from payout_service.app.pipeline import Pipeline
-from payout_service.core.health import AlertKind, Level, conditions
+from payout_service.core.health import AlertKind, AlertThresholds, Level, conditions
 from payout_service.core.proofs import AccountState
 from payout_service.core.states import PayoutState
-from payout_service.core.health import AlertThresholds
 from tests.db.fake_pipeline import (
     NET,
     START_SEQ,

@@ -7,8 +7,14 @@ import pytest
 from stellar_sdk import Keypair
 
 from payout_service.config import ConfigError, load_thresholds
-from payout_service.core.health import AlertKind, HealthMetrics, Level, conditions, level_of
-from payout_service.core.health import AlertThresholds
+from payout_service.core.health import (
+    AlertKind,
+    AlertThresholds,
+    HealthMetrics,
+    Level,
+    conditions,
+    level_of,
+)
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.waiting import eventually
