@@ -176,15 +176,18 @@ async def batch_states(database: str) -> dict[str, tuple[str, str | None]]:
     return {r["payout_id"]: (r["state"], r["failure_code"]) for r in rows}
 
 
-async def settled_states(database: str, rounds: int = 600, pause: float = 0.1
+async def settled_states(database: str, within: float = 300, pause: float = 0.1
                          ) -> dict[str, tuple[str, str | None]]:
-    """The payouts' states once every one is final (or as they are after `rounds` polls)."""
-    for _ in range(rounds):
+    """The payouts' states once every one is final (or as they are after `within` seconds: a
+    liveness bound, so the caller's assertion names what never settled)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
         current = await batch_states(database)
         if {s for s, _ in current.values()} <= FINAL_STATES:
-            break
+            return current
+        if asyncio.get_running_loop().time() >= deadline:
+            return current
         await asyncio.sleep(pause)
-    return current
 
 
 # ---- the process ----------------------------------------------------------------------------

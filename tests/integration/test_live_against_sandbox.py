@@ -177,7 +177,7 @@ async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_fac
                 # one waits for its max_time plus a jittered retry backoff (up to 60 s) before
                 # the next attempt: under these faults one payout can take well over a minute.
                 for n in range(len(dests)):
-                    await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED, within=180)
+                    await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED, within=300)
             finally:
                 stop.set()
                 await signer
