@@ -48,6 +48,8 @@ def min_tx_window_seconds(passphrase: str) -> int:
 
 DEFAULT_MAX_BULK_ITEMS = 500
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Spellings Python's logging (and so signer-service, which shares the variable) also accepts.
+LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "NOTSET": "DEBUG"}
 
 
 class ConfigError(Exception):
@@ -446,6 +448,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
 
 def _log_level(env: Mapping[str, str]) -> str:
     level = env.get("PAYOUTS_LOG_LEVEL", "").strip().upper() or "INFO"
+    level = LOG_LEVEL_ALIASES.get(level, level)
     if level not in LOG_LEVELS:
         raise ConfigError(f"PAYOUTS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                           f"got {level!r}")

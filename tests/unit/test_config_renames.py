@@ -148,3 +148,14 @@ def test_process_settings_are_read_once_into_the_config():
     assert load_config({**BASE, "PAYOUTS_OTLP_ENDPOINT": "http://mine:4317",
                         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4317"}
                        ).otlp_endpoint == "http://mine:4317"
+
+
+@pytest.mark.parametrize(("spelling", "level"), [
+    ("warn", "WARNING"), ("WARN", "WARNING"), ("fatal", "CRITICAL"), ("notset", "DEBUG"),
+    ("error", "ERROR"),
+])
+def test_every_level_spelling_logging_accepts_is_accepted(spelling, level):
+    """signer-service hands the same variable to logging as it is: a spelling one service
+    takes must not stop the other from starting."""
+    assert logging.getLevelName(spelling.upper()) != f"Level {spelling.upper()}"
+    assert load_config({**BASE, "PAYOUTS_LOG_LEVEL": spelling}).log_level == level
