@@ -126,18 +126,17 @@ async def scrape(port: int) -> str:
             return await resp.text()
 
 
-async def test_a_payment_that_bypasses_the_service_is_caught_within_five_ledgers_and_pauses(
-    payout_service_factory, tmp_path, monkeypatch
+async def test_a_payment_that_bypasses_the_service_is_caught_when_its_ledger_is_read_and_pauses(
+    payout_service_factory, tmp_path
 ):
     """Someone holding the paying key pays a payout's destination a second time, outside the
-    service: the watchdog raises unexplained_outflow within 5 ledgers, the metric, health and
+    service: the watchdog raises unexplained_outflow as it reads that ledger, the metric, health and
     an alert.raised webhook say so, and sending stops until an operator resumes it."""
-    monkeypatch.setenv("PAYOUTS_WEBHOOK_SECRET", "watchdog-test-secret")
-    monkeypatch.setenv("PAYOUTS_OUTBOX_INTERVAL_SECONDS", "0.1")
     metrics_port = free_port()
     async with world(tmp_path) as w, Receiver() as hooks:
         service = await payout_service_factory(**w.env(
-            PAYOUTS_WATCHDOG_PAUSE_ON_FINDING="true", PAYOUTS_METRICS_PORT=metrics_port))
+            PAYOUTS_WATCHDOG_PAUSE_ON_FINDING="true", PAYOUTS_METRICS_PORT=metrics_port,
+            PAYOUTS_WEBHOOK_SECRET="watchdog-test-secret", PAYOUTS_OUTBOX_INTERVAL_SECONDS="0.1"))
         dest, later = Keypair.random().public_key, Keypair.random().public_key
         for d in (dest, later):
             await w.sandbox.fund(d)
@@ -151,10 +150,12 @@ async def test_a_payment_that_bypasses_the_service_is_caught_within_five_ledgers
             await settled_clean(w, service)
 
             tx_hash, landed = await w.pay_directly(w.payer, dest, 3 * XLM)
-            found = await eventually_found(service.pool, "unexplained_outflow", every=0.02)
-            seen_at = await w.latest_ledger()
-            assert seen_at - landed <= 5, f"landed in {landed}, reported by ledger {seen_at}"
-            [finding] = found
+            # The finding is written in the SQL transaction that moves the watchdog past the
+            # ledger holding the payment: once it has read that ledger, the finding is there,
+            # however slow the machine. How many ledgers the watchdog trails the chain is a
+            # figure of bench/bench_payouts.py ("watchdog: ... verified ... N ledger(s) after").
+            await verified_through(service.pool, landed, within=120)
+            [finding] = await findings(service.pool, "unexplained_outflow")
             assert (finding["tx_hash"], finding["ledger"]) == (tx_hash, landed)
             assert finding["accounts"] == [w.payer.public_key]
             assert (finding["amount"], finding["asset"]) == (3 * XLM, "native")
