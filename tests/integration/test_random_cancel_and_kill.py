@@ -74,14 +74,7 @@ LYING_NODES = {**RPC_FAULTS, "node_lags": [0, 2], "tx_store_lag_ledgers": 1,
 @pytest.mark.parametrize(("database", "faults"), [
     pytest.param("one server", RPC_FAULTS, id="rpc_faults"),
     pytest.param("one server", LYING_NODES, id="lying_nodes"),
-    # Known open defect, not a passing test: this campaign failed in 2 of 4 fresh-clone runs.
-    # In the one whose logs were read, no payout was confirmed twice and the watchdog found
-    # nothing; the replicas logged asyncpg "another operation is in progress" after the
-    # promotion. It still runs and reports XPASS when it passes; make it strict once the
-    # cause is found and fixed.
-    pytest.param("primary fails over", RPC_FAULTS, id="primary_fails_over",
-                 marks=pytest.mark.xfail(strict=False, reason="intermittent after failover: "
-                                         "cause not yet found (see the comment above)")),
+    pytest.param("primary fails over", RPC_FAULTS, id="primary_fails_over"),
 ])
 async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_once(
     fresh_database, tmp_path, database, faults

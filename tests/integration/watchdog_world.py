@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 from stellar_sdk import Keypair
-from stellar_sdk.exceptions import SorobanRpcErrorResponse
+from stellar_sdk.exceptions import BadResponseError, BaseRequestError, SorobanRpcErrorResponse
 from stellar_sdk.soroban_server_async import SorobanServerAsync
 
 from signer_service.testing import SignerFixture, running_signer
@@ -25,6 +25,7 @@ from tests.integration.test_live_with_signer import (
     signer_env,
     strict_policy,
 )
+from tests.waiting import eventually as poll
 
 XLM = 10_000_000
 
@@ -80,8 +81,15 @@ class World:
 
 
 async def latest_ledger(sandbox: RunningSandbox) -> int:
+    """The chain's latest ledger, asked until an answer comes: the sandbox may be injecting
+    faults (a 503, a dropped connection) that a test's own reads must ride out too."""
     async with SorobanServerAsync(sandbox.rpc_url) as server:
-        return int((await server.get_latest_ledger()).sequence)
+        async def ask() -> int:
+            return int((await server.get_latest_ledger()).sequence)
+        ledger: int = await poll(ask, what="the latest ledger", within=60,
+                                 ignoring=(BaseRequestError, BadResponseError,
+                                           ConnectionError, SorobanRpcErrorResponse))
+        return ledger
 
 
 async def pay_directly(sandbox: RunningSandbox, source: Keypair, destination: str,
