@@ -207,7 +207,7 @@ def cpu_seconds(who: int) -> float:
 
 async def run_batched(sandbox: RunningSandbox, database_url: str, args: argparse.Namespace,
                       ) -> dict[str, float]:
-    """Issue 14's benchmark: N payouts through CreatePayout and CreatePayoutBatch (gRPC), paid
+    """The batch benchmark: N payouts through CreatePayout and CreatePayoutBatch (gRPC), paid
     in classic batches by `--workers` pipeline processes over `--channels` channel accounts,
     every batch signed by signer-service over mTLS (its channel key, then the payer's, on a
     SoftHSM2 token with --backend pkcs11) under a policy that allows these batches only.
@@ -518,7 +518,7 @@ if __name__ == "__main__":
                         help="channel accounts for the second service run")
     parser.add_argument("--backend", choices=["pkcs11", "hot"], default="pkcs11")
     parser.add_argument("--batch", choices=["off", "classic"], default="off",
-                        help="classic: issue 14's benchmark (payouts in classic batches)")
+                        help="classic: the batch benchmark (payouts in classic batches)")
     parser.add_argument("--max-per-tx", type=int, default=100)
     parser.add_argument("--classic-ops-per-ledger", type=int, default=CLASSIC_OPS_PER_LEDGER,
                         help="the sandbox's classic lane limit (testnet 200 by default)")

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 class PayoutAdminServiceStub:
     """PayoutAdminService is for operators: health and alerts, scheduled runs, earnings,
-    reconciliation (seed 003). Every RPC needs an admin client identity when mTLS is on.
+    reconciliation. Every RPC needs an admin client identity when mTLS is on.
     """
 
     def __init__(self, channel):
@@ -160,7 +160,7 @@ class PayoutAdminServiceStub:
 
 class PayoutAdminServiceServicer:
     """PayoutAdminService is for operators: health and alerts, scheduled runs, earnings,
-    reconciliation (seed 003). Every RPC needs an admin client identity when mTLS is on.
+    reconciliation. Every RPC needs an admin client identity when mTLS is on.
     """
 
     def GetSystemHealth(self, request, context):
@@ -475,7 +475,7 @@ def add_PayoutAdminServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PayoutAdminService:
     """PayoutAdminService is for operators: health and alerts, scheduled runs, earnings,
-    reconciliation (seed 003). Every RPC needs an admin client identity when mTLS is on.
+    reconciliation. Every RPC needs an admin client identity when mTLS is on.
     """
 
     @staticmethod

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class RoundServiceStub:
-    """RoundService runs game rounds: OPEN -> CLOSED -> RESOLVED -> SETTLED (seed 001).
+    """RoundService runs game rounds: OPEN -> CLOSED -> RESOLVED -> SETTLED.
     Resolving is admin-only and creates every winner's payout in one SQL transaction.
     """
 
@@ -64,7 +64,7 @@ class RoundServiceStub:
 
 
 class RoundServiceServicer:
-    """RoundService runs game rounds: OPEN -> CLOSED -> RESOLVED -> SETTLED (seed 001).
+    """RoundService runs game rounds: OPEN -> CLOSED -> RESOLVED -> SETTLED.
     Resolving is admin-only and creates every winner's payout in one SQL transaction.
     """
 
@@ -137,7 +137,7 @@ def add_RoundServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RoundService:
-    """RoundService runs game rounds: OPEN -> CLOSED -> RESOLVED -> SETTLED (seed 001).
+    """RoundService runs game rounds: OPEN -> CLOSED -> RESOLVED -> SETTLED.
     Resolving is admin-only and creates every winner's payout in one SQL transaction.
     """
 
