@@ -37,8 +37,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_") and key not in entry:
                 entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[0] is not None:
+            # A caller's short "error" field stays searchable; the stack goes beside it.
+            entry.setdefault("error", record.exc_info[0].__name__)
+            entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry, separators=(",", ":"))
 
 

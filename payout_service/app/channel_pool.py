@@ -67,7 +67,13 @@ from payout_service.core.channels import (
 )
 from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
 from payout_service.core.pacing import resend_due
-from payout_service.core.proofs import AccountState, Envelope, proof_of_death
+from payout_service.core.proofs import (
+    AccountState,
+    Envelope,
+    expired_unused,
+    history_misses,
+    proof_of_death,
+)
 from payout_service.core.refusals import channel_policy_fault
 from payout_service.core.retry import judge_on_chain_failure, verdict_at_death
 from payout_service.core.transactions import TxParams, channel_sample, payout_call
@@ -541,7 +547,8 @@ class ChannelPool:
 
     async def _confirm(self, op: Operation) -> int:
         assert self.ledger is not None  # noqa: S101
-        closed = self.chain.closed()  # seen before the lookup (core/proofs.py)
+        envelope = Envelope(op.sequence, int(op.max_time.timestamp()), op.submitted_ledger)
+        closed = self.chain.closed_past(envelope.max_time)  # seen before the lookup
         found = await self.ledger.lookup(op.tx_hash)
         if isinstance(found, Included):
             status = OperationStatus.INCLUDED if found.successful else \
@@ -556,9 +563,14 @@ class ChannelPool:
                 "result": found.result_code, "ledger": found.ledger})
             return 1
         assert isinstance(found, NotFound)  # noqa: S101
-        envelope = Envelope(op.sequence, int(op.max_time.timestamp()), op.submitted_ledger)
         proof = proof_of_death(envelope, found, closed=closed)
         self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
+        past = self.chain.closed_past(envelope.max_time)
+        if proof is None and history_misses(envelope, found.oldest_ledger) \
+                and past is not None and past.close_time > envelope.max_time:
+            # No NOT_FOUND can prove it any more; its source's number can (core/proofs.py).
+            proof = expired_unused(envelope, closed=past,
+                                   account=await self.ledger.account_state(op.source_account))
         if proof is None:
             # Re-send the same envelope (the node may have dropped it), once per closed
             # ledger: a node drops queued transactions only when a ledger closes.

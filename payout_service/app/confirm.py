@@ -18,7 +18,14 @@ from payout_service.adapters.ledger import (
 from payout_service.app.stage import Stage, attempt_ids, envelope_of
 from payout_service.core.model import Attempt
 from payout_service.core.pacing import resend_due
-from payout_service.core.proofs import proof_of_death, replaced_by
+from payout_service.core.proofs import (
+    DeathProof,
+    Envelope,
+    expired_unused,
+    history_misses,
+    proof_of_death,
+    replaced_by,
+)
 from payout_service.core.retry import (
     backoff_seconds,
     judge_on_chain_failure,
@@ -74,6 +81,17 @@ class Confirming(Stage):
         # Handed out and never signed back in time: a new envelope is built only now.
         await self._dead(attempt, seen, last_rejection=None, actor="confirmer")
 
+    async def _expired_unused(self, attempt: Attempt, envelope: Envelope) -> DeathProof | None:
+        """No node's history reaches back to when it left us (a node restarted without its
+        history, or the retention window is shorter than the wait): no NOT_FOUND can prove it
+        dead, but a read of its source past max_time can (core/proofs.py, expired unused)."""
+        closed = self.chain.closed_past(envelope.max_time)
+        if closed is None or closed.close_time <= envelope.max_time:
+            return None  # not expired yet: nothing to read
+        account = await self.ledger.account_state(attempt.source_account)
+        self.chain.saw_account(attempt.source_account, account)
+        return expired_unused(envelope, closed=closed, account=account)
+
     async def _replaced(self, landed: Attempt, found: Included) -> None:
         """An envelope that left us and that we no longer send landed: the live transaction
         that took its number since (its replacement) can never land, and is proven dead
@@ -89,7 +107,8 @@ class Confirming(Stage):
             await self._confirm_in_span(attempt)
 
     async def _confirm_in_span(self, attempt: Attempt) -> None:
-        closed = self.chain.closed()
+        envelope = envelope_of(attempt)
+        closed = self.chain.closed_past(envelope.max_time)
         found = await self.ledger.lookup(attempt.tx_hash)
         if isinstance(found, Included):
             await self._included(attempt, found)
@@ -99,8 +118,10 @@ class Confirming(Stage):
         self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
         # Expiry needs no account read; a consumed number is proven when a re-send is
         # rejected (the sender reads the account for it) or from the account's last read.
-        proof = proof_of_death(envelope_of(attempt), found, closed=closed,
+        proof = proof_of_death(envelope, found, closed=closed,
                                account=self.chain.account(attempt.source_account))
+        if proof is None and history_misses(envelope, found.oldest_ledger):
+            proof = await self._expired_unused(attempt, envelope)
         if proof is not None:
             await self._dead(attempt, proof, last_rejection=attempt.result_code,
                              actor="confirmer")

@@ -19,7 +19,13 @@ from payout_service.adapters.work_queues import WorkQueues
 from payout_service.app.chain_memory import ChainMemory
 from payout_service.config import Config
 from payout_service.core.model import Attempt, Payout
-from payout_service.core.proofs import DeathKind, DeathProof, Envelope, proof_of_death
+from payout_service.core.proofs import (
+    DeathKind,
+    DeathProof,
+    Envelope,
+    expired_unused,
+    proof_of_death,
+)
 from payout_service.core.refusals import Blame, blame_refusal, held_reason
 from payout_service.core.retry import backoff_seconds, verdict_at_death
 from payout_service.core.states import AttemptStatus, IllegalTransition
@@ -159,11 +165,12 @@ class Stage:
 
     async def _look(self, attempt: Attempt, *, read_account: bool) -> Included | DeathProof | None:
         """Looks at the chain for an envelope that left us, in the safe order: what was seen
-        before (the newest closed ledger, the source account's last read, and with
-        `read_account` a fresh read of it), then getTransaction. Included: it landed. A proof:
-        it never can (core/proofs.py). None: it may still land."""
+        before (the earliest ledger seen closed past max_time, the source account's last
+        read, and with `read_account` a fresh read of it), then getTransaction. Included: it
+        landed. A proof: it never can (core/proofs.py). None: it may still land."""
         source = attempt.source_account
-        closed = self.chain.closed()
+        envelope = envelope_of(attempt)
+        closed = self.chain.closed_past(envelope.max_time)
         accounts = [self.chain.account(source)]
         if read_account:
             fresh = await self.ledger.account_state(source)
@@ -173,12 +180,14 @@ class Stage:
         if isinstance(found, Included):
             return found
         self.chain.saw_ledger(found.latest_ledger, found.latest_ledger_close_time)
-        envelope = envelope_of(attempt)
         for account in accounts:
             proof = proof_of_death(envelope, found, closed=closed, account=account)
             if proof is not None:
                 return proof
-        return None
+        # Expired unused needs no order between its observations: the NOT_FOUND's own
+        # ledger may be the first one seen past max_time.
+        return expired_unused(envelope, closed=self.chain.closed_past(envelope.max_time),
+                              account=self.chain.account(source))
 
     async def _dead(self, attempt: Attempt, proof: DeathProof, *, last_rejection: str | None,
                     actor: str) -> None:

@@ -34,6 +34,18 @@ history:
   A << 32; an envelope numbered at or below that can never apply (stellar-core
   getStartingSequenceNumber; AccountMerge refuses a sequence number that far, SEQNUM_TOO_FAR).
 
+One proof needs no transaction history at all, so it still holds when every node's history
+starts after the envelope left us (a node restarted without backfill, a retention window
+shorter than an external signer's delay):
+
+- **Expired unused**: the account, read at ledger A, is below the envelope's sequence number,
+  and some ledger S <= A closed after its max_time. Applying a transaction (successful or
+  failed) sets its source's sequence number to the transaction's, and a source's number only
+  grows (BumpSequence raises it; a merged and re-created account starts at its creation
+  ledger << 32, above any number the old one could reach, since AccountMerge refuses a
+  number that far): so it was not applied in any ledger up to A, and no ledger after S
+  accepts it.
+
 Every observation used with a NOT_FOUND must have been made before that getTransaction was
 sent (an account or ledger read first, or remembered from an earlier look): then the facts it
 states (a ledger's close time, an account's state at a ledger) are about ledgers the NOT_FOUND
@@ -51,6 +63,7 @@ class DeathKind(StrEnum):
     EXPIRED = "expired"
     SEQUENCE_CONSUMED = "sequence_consumed"
     SOURCE_MISSING = "source_missing"
+    EXPIRED_UNUSED = "expired_unused"
     # Another transaction with the same source and sequence number was seen included.
     REPLACED = "replaced"
 
@@ -108,7 +121,10 @@ def proof_of_death(
     """A proof that `envelope` can never land, or None when these observations do not give
     one (then it may still land: keep it and look again later). `closed` and `account` were
     observed before the getTransaction that answered `not_found`."""
-    if envelope.left_at_ledger is None or not_found.oldest_ledger > envelope.left_at_ledger:
+    unused = expired_unused(envelope, closed=closed, account=account)
+    if unused is not None:
+        return unused
+    if envelope.left_at_ledger is None or history_misses(envelope, not_found.oldest_ledger):
         return None  # the node's history does not reach back to when it could first land
     covered_to = not_found.latest_ledger - UNSEARCHED_LEDGERS
     seen = (f"NOT_FOUND by a node that searched ledgers {not_found.oldest_ledger}.."
@@ -129,6 +145,30 @@ def proof_of_death(
         return DeathProof(DeathKind.SEQUENCE_CONSUMED, (
             f"{seen}; sequence {envelope.sequence} consumed by another transaction "
             f"(account at {account.sequence} in ledger {account.ledger})"))
+    return None
+
+
+def history_misses(envelope: Envelope, oldest_ledger: int) -> bool:
+    """A node whose history starts at `oldest_ledger` can never prove `envelope` dead by a
+    NOT_FOUND: it left us before that history starts."""
+    return envelope.left_at_ledger is not None and oldest_ledger > envelope.left_at_ledger
+
+
+def expired_unused(
+    envelope: Envelope, *, closed: ClosedLedger | None, account: AccountState | None,
+) -> DeathProof | None:
+    """The proof that needs no getTransaction (see above): `account` read at a ledger at or
+    after `closed`, which closed past max_time, and still below the envelope's number."""
+    if envelope.left_at_ledger is None or closed is None or account is None:
+        return None
+    if account.sequence is None:  # merged: it may have been applied before
+        return None
+    if closed.close_time > envelope.max_time and closed.sequence <= account.ledger \
+            and account.sequence < envelope.sequence:
+        return DeathProof(DeathKind.EXPIRED_UNUSED, (
+            f"ledger {closed.sequence} closed at {closed.close_time} > max_time "
+            f"{envelope.max_time}; source account at {account.sequence} < {envelope.sequence} "
+            f"in ledger {account.ledger}"))
     return None
 
 

@@ -297,7 +297,9 @@ async def signing(world: World, skip: set[str]) -> AsyncIterator[None]:
         await task
 
 
-EXTERNAL_CASES = ["cancelled", "never_signed", "invalid_signature"]
+# history_lost: never signed, and the node restarts without its history once the envelope is
+# out, so no getTransaction can ever cover it; its source's number still proves it dead.
+EXTERNAL_CASES = ["cancelled", "never_signed", "invalid_signature", "history_lost"]
 
 
 @pytest.mark.parametrize("case", EXTERNAL_CASES)
@@ -321,6 +323,12 @@ async def test_an_external_reservation_abandoned_never_blocks_the_account(
                     payout_id="held", signed_envelope_xdr=envelope.to_xdr()))
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "txBAD_AUTH_EXTRA" in refused.value.details()
+        elif case == "history_lost":
+            async def past_hand_out() -> bool:
+                return await world.latest_ledger() > at + 1
+            await eventually(past_hand_out, what="a ledger after the hand-out", within=30)
+            restarted = await sandbox.restart_node(0)
+            assert restarted["oldest_ledger"] > at + 1, restarted
         if case != "cancelled":
             # Nobody signs it: its number is held for one signing window, no longer.
             bound += EXTERNAL_WINDOW

@@ -247,11 +247,6 @@ async def test_batch_mode_random_cancels_while_replicas_die_pay_each_payout_once
     assert len(cancelled) < len(world.payouts), "the run paid something too"
 
 
-# Known open defect, not a passing test: failed in 1 of 3 fresh-clone runs that reached it
-# (passed in the two others). In the failing run the replicas logged no confirmation in seven
-# minutes while the sandbox answered normally; whether the payouts or the test's holder stalled
-# is not yet known. It still runs and reports XPASS when it passes; make it strict once fixed.
-@pytest.mark.xfail(strict=False, reason="intermittent stall: cause not yet found (see above)")
 async def test_external_signing_chaos_with_holders_that_submit_themselves(fresh_database,
                                                                           tmp_path):
     """External signing against nodes that disagree: three replicas SIGKILLed at random,

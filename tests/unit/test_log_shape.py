@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 
 from payout_service.logs import JsonFormatter as PayoutFormatter
 from signer_service.logs import JsonFormatter as SignerFormatter
@@ -50,3 +51,17 @@ def test_an_extra_field_never_overwrites_the_core_ones():
     for formatter in (PayoutFormatter("payout-service"), SignerFormatter()):
         line = json.loads(formatter.format(record(extra)))
         assert line["service"] != "spoofed" and line["level"] == "warning"
+
+
+def test_an_exception_keeps_the_callers_error_field_and_puts_the_stack_beside_it():
+    try:
+        raise TimeoutError("node slow")
+    except TimeoutError:
+        made = record({"error": "LedgerUnavailable: TimeoutError"})
+        made.exc_info = sys.exc_info()
+    line = json.loads(PayoutFormatter("payout-service").format(made))
+    assert line["error"] == "LedgerUnavailable: TimeoutError"
+    assert "Traceback" in line["traceback"] and "node slow" in line["traceback"]
+    plain = record({})
+    plain.exc_info = made.exc_info
+    assert json.loads(PayoutFormatter("payout-service").format(plain))["error"] == "TimeoutError"

@@ -18,6 +18,8 @@ from payout_service.core.proofs import (
     DeathKind,
     Envelope,
     NotFound,
+    expired_unused,
+    history_misses,
     proof_of_death,
     replaced_by,
 )
@@ -82,6 +84,36 @@ def test_a_missing_source_proves_nothing_for_a_number_a_recreated_account_could_
     # Numbered above ledger << 32: a re-created account could start below it.
     far = Envelope(sequence=(110 << 32) + 1, max_time=1_000, left_at_ledger=100)
     assert proof_of_death(far, NotFound(111, 900, 50), account=AccountState(None, 110)) is None
+
+
+def test_expired_unused_needs_no_history_reaching_back():
+    """Every node's history starts after the envelope left us (ledger 100): no NOT_FOUND can
+    cover it, but the source read at or after a ledger closed past max_time, still below the
+    envelope's number, proves it was never applied and never can be."""
+    late_history = NotFound(200, 5_000, 150)
+    assert history_misses(ENVELOPE, late_history.oldest_ledger)
+    unused = AccountState(sequence=SEQ + 6, ledger=160)
+    proof = proof_of_death(ENVELOPE, late_history, closed=ClosedLedger(160, 1_001),
+                           account=unused)
+    assert proof is not None and proof.kind is DeathKind.EXPIRED_UNUSED
+    assert proof_of_death(ENVELOPE, late_history, closed=ClosedLedger(160, 1_001)) is None
+
+
+def test_expired_unused_needs_the_account_read_at_or_after_the_late_ledger():
+    late = ClosedLedger(160, 1_001)
+    assert expired_unused(ENVELOPE, closed=late,
+                          account=AccountState(sequence=SEQ + 6, ledger=159)) is None
+    assert expired_unused(ENVELOPE, closed=ClosedLedger(160, 1_000),
+                          account=AccountState(sequence=SEQ + 6, ledger=170)) is None
+
+
+def test_expired_unused_is_no_proof_once_the_number_was_reached_or_the_source_is_gone():
+    late = ClosedLedger(160, 1_001)
+    for account in (AccountState(SEQ + 7, 170), AccountState(SEQ + 9, 170),
+                    AccountState(None, 170)):
+        assert expired_unused(ENVELOPE, closed=late, account=account) is None
+    never_sent = Envelope(sequence=SEQ + 7, max_time=1_000, left_at_ledger=None)
+    assert expired_unused(never_sent, closed=late, account=AccountState(SEQ, 170)) is None
 
 
 @st.composite
