@@ -235,7 +235,8 @@ class AdminServicer(
                 "lookback_hours", f"must be at most {MAX_LOOKBACK_HOURS} (RPC history)"
             )])
         result = await reconcile(self.runs.pool, self.lookup, request.lookback_hours or 24)
-        return apb.ReconcileResponse(checked=result.checked, mismatches=[
+        return apb.ReconcileResponse(checked=result.checked, unverified=result.unverified,
+                                     mismatches=[
             apb.Mismatch(payout_id=m.payout_id, tx_hash=m.tx_hash, problem=m.problem)
             for m in result.mismatches
         ])

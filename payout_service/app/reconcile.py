@@ -12,6 +12,7 @@ import asyncpg
 
 from payout_service import metrics
 from payout_service.adapters.ledger import Included, LedgerUnavailable, LookupOutcome, NotFound
+from payout_service.core.proofs import searched
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ class Mismatch:
 class Reconciliation:
     checked: int
     mismatches: list[Mismatch]
+    # NOT_FOUND only from nodes whose history misses the recorded ledger (restarted without
+    # backfill, lagging, pruned): no evidence either way, so neither a match nor a mismatch.
+    unverified: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,16 @@ async def confirmed_since(pool: asyncpg.Pool, hours: int) -> list[ConfirmedPayou
     return [ConfirmedPayout(r["payout_id"], r["tx_hash"], r["ledger"]) for r in rows]
 
 
+def unverifiable(p: ConfirmedPayout, outcome: LookupOutcome) -> bool:
+    """Pure: the answer says nothing about the recorded ledger (core/proofs.py, searched)."""
+    return isinstance(outcome, NotFound) and p.ledger is not None \
+        and not searched(outcome, p.ledger)
+
+
 def problem_with(p: ConfirmedPayout, outcome: LookupOutcome) -> str | None:
     """Pure: what is wrong between our record and the chain's answer, if anything."""
+    if unverifiable(p, outcome):
+        return None
     if isinstance(outcome, NotFound):
         return "not found on chain"
     assert isinstance(outcome, Included)
@@ -70,11 +82,22 @@ async def reconcile(pool: asyncpg.Pool, lookup: Lookup, lookback_hours: int) -> 
     payouts = await confirmed_since(pool, lookback_hours)
     gate = asyncio.Semaphore(CONCURRENT_LOOKUPS)
 
+    unverified = 0
+
     async def check(p: ConfirmedPayout) -> Mismatch | None:
+        nonlocal unverified
         if not p.tx_hash:
             return Mismatch(p.payout_id, "", "confirmed without a transaction hash")
         async with gate:
             outcome = await lookup_retrying(lookup, p.tx_hash)
+            # Behind a load balancer, another node may hold the history this one lacks.
+            for _ in range(LOOKUP_TRIES - 1):
+                if not unverifiable(p, outcome):
+                    break
+                await asyncio.sleep(LOOKUP_BACKOFF_SECONDS)
+                outcome = await lookup_retrying(lookup, p.tx_hash)
+        if unverifiable(p, outcome):
+            unverified += 1
         problem = problem_with(p, outcome)
         return Mismatch(p.payout_id, p.tx_hash, problem) if problem else None
 
@@ -87,7 +110,7 @@ async def reconcile(pool: asyncpg.Pool, lookup: Lookup, lookback_hours: int) -> 
         for c in checks:
             c.cancel()
         raise
-    return Reconciliation(len(payouts), [m for m in found if m is not None])
+    return Reconciliation(len(payouts), [m for m in found if m is not None], unverified)
 
 
 async def lookup_retrying(lookup: Lookup, tx_hash: str) -> LookupOutcome:
@@ -119,4 +142,5 @@ async def reconcile_job(pool: asyncpg.Pool, lookup: Lookup, interval_seconds: fl
         log.error("reconciliation mismatch", extra={
             "payout_id": m.payout_id, "tx_hash": m.tx_hash, "problem": m.problem})
     log.info("reconciliation done", extra={
-        "checked": result.checked, "mismatches": len(result.mismatches)})
+        "checked": result.checked, "mismatches": len(result.mismatches),
+        "unverified": result.unverified})

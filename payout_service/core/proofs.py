@@ -148,6 +148,12 @@ def proof_of_death(
     return None
 
 
+def searched(not_found: NotFound, ledger: int) -> bool:
+    """The NOT_FOUND searched `ledger`: it is in the answering node's history, and not the
+    latest ledger it reported (which it may not have searched, see above)."""
+    return not_found.oldest_ledger <= ledger <= not_found.latest_ledger - UNSEARCHED_LEDGERS
+
+
 def history_misses(envelope: Envelope, oldest_ledger: int) -> bool:
     """A node whose history starts at `oldest_ledger` can never prove `envelope` dead by a
     NOT_FOUND: it left us before that history starts."""

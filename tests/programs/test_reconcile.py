@@ -71,6 +71,39 @@ async def test_reconcile_reports_missing_failed_and_moved_transactions(stack_fac
     assert wider.checked == 5 and len(wider.mismatches) == 4
 
 
+async def test_a_not_found_from_a_node_whose_history_misses_the_ledger_is_unverified(
+        stack_factory):
+    """A node restarted without its history (oldest ledger after the recorded one), or one
+    behind it, proves nothing missing: asked again (another node may answer), and counted
+    unverified if none covers it, never reported as a mismatch. One that covers it is."""
+    healed_answers = iter([NotFound(2000, 0, 1500), Included(True, 1000, "txSUCCESS", 100)])
+
+    class TwoNodes(FakeLedger):
+        async def lookup(self, tx_hash: str):
+            if tx_hash == healed:  # the second node asked has the history the first lost
+                self.asked.append(tx_hash)
+                return next(healed_answers)
+            return await super().lookup(tx_hash)
+
+    ledger = TwoNodes()
+    stack = await stack_factory(ledger=ledger)
+    restarted = await confirmed(stack, 1, ledger=1000)
+    lagging = await confirmed(stack, 2, ledger=1000)
+    healed = await confirmed(stack, 3, ledger=1000)
+    missing = await confirmed(stack, 4, ledger=1000)
+    ledger.answers = {
+        restarted: NotFound(2000, 0, 1500),
+        lagging: NotFound(1000, 0, 1),  # its latest ledger may not have been searched
+        missing: NotFound(1001, 0, 1000),
+    }
+    response = await stack.admin.Reconcile(apb.ReconcileRequest())
+    assert response.checked == 4 and response.unverified == 2
+    assert {m.payout_id: m.problem for m in response.mismatches} == {
+        "p-4": "not found on chain"}
+    assert ledger.asked.count(restarted) == reconcile_module.LOOKUP_TRIES
+    assert ledger.asked.count(healed) == 2
+
+
 async def test_reconcile_without_a_ledger_is_failed_precondition(stack):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.admin.Reconcile(apb.ReconcileRequest())

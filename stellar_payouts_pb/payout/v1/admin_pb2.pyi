@@ -402,12 +402,14 @@ class Mismatch(_message.Message):
     def __init__(self, payout_id: _Optional[str] = ..., tx_hash: _Optional[str] = ..., problem: _Optional[str] = ...) -> None: ...
 
 class ReconcileResponse(_message.Message):
-    __slots__ = ("checked", "mismatches")
+    __slots__ = ("checked", "mismatches", "unverified")
     CHECKED_FIELD_NUMBER: _ClassVar[int]
     MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    UNVERIFIED_FIELD_NUMBER: _ClassVar[int]
     checked: int
     mismatches: _containers.RepeatedCompositeFieldContainer[Mismatch]
-    def __init__(self, checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[Mismatch, _Mapping]]] = ...) -> None: ...
+    unverified: int
+    def __init__(self, checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[Mismatch, _Mapping]]] = ..., unverified: _Optional[int] = ...) -> None: ...
 
 class Channel(_message.Message):
     __slots__ = ("account", "key_id", "state", "balance", "in_flight", "merge_requested", "top_up", "updated_at", "origin", "held_reason")
