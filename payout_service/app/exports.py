@@ -14,7 +14,7 @@ from payout_service.core.exports import (
     ExportRequest,
     encode_cursor,
     export_row,
-    render_chunk,
+    render_fitting,
 )
 
 
@@ -32,15 +32,14 @@ async def export_chunks(pool: asyncpg.Pool, request: ExportRequest) -> AsyncIter
     header = after is None
     while True:
         page = await export_page(pool, request.filter, after, request.rows_per_chunk)
-        if page:
-            last = page[-1]
-            after = ExportPosition(last["created_at"], last["id"])
-        if page or header:
-            data = render_chunk([export_row(r) for r in page], request.format,
-                                header=header)
-            if data:
-                yield ExportChunk(data, len(page),
-                                  encode_cursor(after) if after is not None else "")
-            header = False
+        rows = [export_row(r) for r in page]
+        sent = 0
+        for data, count in render_fitting(rows, request.format, header=header):
+            sent += count
+            if count:
+                last = page[sent - 1]
+                after = ExportPosition(last["created_at"], last["id"])
+            yield ExportChunk(data, count, encode_cursor(after) if after is not None else "")
+        header = False
         if len(page) < request.rows_per_chunk:
             return

@@ -34,8 +34,10 @@ _STROOP_COLUMNS = ("gross_stroops", "fee_stroops", "net_stroops", "network_fee_s
 _TIME_COLUMNS = ("created_at", "updated_at", "confirmed_at")
 
 DEFAULT_ROWS_PER_CHUNK = 500
-# A chunk is one gRPC message: 1,000 rows of the widest metadata stay under the 4 MiB limit.
 MAX_ROWS_PER_CHUNK = 1000
+# A chunk is one gRPC message, and clients receive at most 4 MiB by default: a page whose
+# text passes this many characters (at most 4 UTF-8 bytes each) goes out in smaller chunks.
+MAX_CHUNK_CHARS = 1 << 20
 # Times PostgreSQL's timestamptz and this service's cursors can hold.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -171,6 +173,19 @@ def render_chunk(rows: Sequence[Mapping[str, Any]], fmt: ExportFormat, *,
     for r in rows:
         writer.writerow(_csv_cell(r[name]) for name in EXPORT_COLUMNS)
     return out.getvalue()
+
+
+def render_fitting(rows: Sequence[Mapping[str, Any]], fmt: ExportFormat, *, header: bool,
+                   max_chars: int = MAX_CHUNK_CHARS) -> list[tuple[str, int]]:
+    """The rows as (text, row count) chunks of at most `max_chars` each (a single row always
+    fits: every field of a payout is bounded far below it), in order; the header, when asked
+    for, opens the first."""
+    text = render_chunk(rows, fmt, header=header)
+    if len(text) <= max_chars or len(rows) <= 1:
+        return [(text, len(rows))] if text else []
+    half = len(rows) // 2
+    return (render_fitting(rows[:half], fmt, header=header, max_chars=max_chars)
+            + render_fitting(rows[half:], fmt, header=False, max_chars=max_chars))
 
 
 def _csv_cell(value: Any) -> str:

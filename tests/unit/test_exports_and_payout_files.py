@@ -18,6 +18,7 @@ from payout_service.core.exports import (
     encode_cursor,
     export_row,
     render_chunk,
+    render_fitting,
     validate_export_request,
 )
 from payout_service.core.payout_file import parse_payout_file
@@ -102,3 +103,13 @@ def test_a_payout_file_with_unknown_or_missing_columns_is_refused_at_the_header(
     rows, problems = parse_payout_file("id,amount,memo,colour\n")
     assert [(p.line, p.field) for p in problems] == [
         (1, "destination"), (1, "memo"), (1, "colour")]
+
+
+def test_a_page_too_large_for_one_message_goes_out_in_smaller_chunks_in_order():
+    rows = [export_row(stored(payout_id=f"p-{i}", metadata={"note": "x" * 400}))
+            for i in range(20)]
+    whole = render_chunk(rows, ExportFormat.CSV, header=True)
+    parts = render_fitting(rows, ExportFormat.CSV, header=True, max_chars=2000)
+    assert len(parts) > 1 and all(len(text) <= 2000 for text, _ in parts)
+    assert "".join(text for text, _ in parts) == whole
+    assert sum(count for _, count in parts) == 20
