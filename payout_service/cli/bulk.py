@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from payout_service.core.amounts import format_amount
 from payout_service.core.payout_file import FileRow, parse_payout_file
@@ -89,6 +91,23 @@ class Progress:
         self.out.flush()
 
 
+def _refused_lines(error: grpc.aio.AioRpcError, chunk: Sequence[FileRow],
+                   ) -> list[tuple[int, str]]:
+    """The server's items[i].field violations (a rule only it knows: its amount limits, a
+    reference already paid) as the file's lines."""
+    found = []
+    status = rpc_status.from_call(error)
+    for packed in status.details if status else ():
+        bad = error_details_pb2.BadRequest()
+        if not packed.Unpack(bad):
+            continue
+        for violation in bad.field_violations:
+            index, _, rest = violation.field.removeprefix("items[").partition("].")
+            if index.isdigit() and int(index) < len(chunk):
+                found.append((chunk[int(index)].line, f"{rest}: {violation.description}"))
+    return found
+
+
 async def _send(stub: payout_pb2_grpc.PayoutServiceStub, rows: Sequence[FileRow],
                 chunk_size: int, err: TextIO) -> dict[str, str]:
     """Creates the rows chunk by chunk; returns each payout id's bulk request id (the one
@@ -100,8 +119,10 @@ async def _send(stub: payout_pb2_grpc.PayoutServiceStub, rows: Sequence[FileRow]
         try:
             reply = await stub.CreatePayoutBatch(pb.CreatePayoutBatchRequest(
                 items=[_request(r) for r in chunk]), timeout=CALL_TIMEOUT)
-        except grpc.aio.AioRpcError:
-            err.write(f"\npayoutctl: the chunk starting at line {chunk[0].line} was refused; "
+        except grpc.aio.AioRpcError as error:
+            err.write("\n" + "".join(f"line {line}: {problem}\n"
+                                     for line, problem in _refused_lines(error, chunk)))
+            err.write(f"payoutctl: the chunk starting at line {chunk[0].line} was refused; "
                       f"{start} payouts before it were sent (run the file again once fixed: "
                       "they are not created twice)\n")
             raise

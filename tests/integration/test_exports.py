@@ -54,14 +54,18 @@ class Secured:
                 "PAYOUTCTL_CLIENT_KEY": str(self.operator.key)}
 
 
-@pytest.fixture
-async def service(payout_service_factory, tmp_path) -> Secured:
-    ca = DevCA(tmp_path)
+async def secured(payout_service_factory, folder: Path, **env: Any) -> Secured:
+    ca = DevCA(folder)
     server = ca.issue("localhost", server=True)
     running = await payout_service_factory(
         PAYOUTS_PLAINTEXT="", PAYOUTS_TLS_CERT=server.cert, PAYOUTS_TLS_KEY=server.key,
-        PAYOUTS_TLS_CLIENT_CA=ca.path, PAYOUTS_ADMIN_IDENTITIES="ops-admin")
+        PAYOUTS_TLS_CLIENT_CA=ca.path, PAYOUTS_ADMIN_IDENTITIES="ops-admin", **env)
     return Secured(running.port, ca.path, ca.issue("operator"), ca.issue("ops-admin"))
+
+
+@pytest.fixture
+async def service(payout_service_factory, tmp_path) -> Secured:
+    return await secured(payout_service_factory, tmp_path)
 
 
 @pytest.fixture
@@ -312,3 +316,16 @@ async def test_bulk_create_names_every_bad_line_creates_nothing_then_nothing_twi
     code, out, err = await payoutctl(service.env(), "bulk", "create", str(fixed), "--follow",
                                      "--skip-invalid")
     assert code == 0 and json.loads(out)["states"] == {"BUILT": 10}
+
+
+async def test_bulk_create_names_the_line_of_a_row_only_the_server_refuses(
+    payout_service_factory, tmp_path
+):
+    service = await secured(payout_service_factory, tmp_path, PAYOUTS_MAX_AMOUNT="5")
+    rows = [[f"cap-{i}", Keypair.random().public_key, amount, "", ""]
+            for i, amount in enumerate(["1", "2", "3", "9", "4"])]
+    code, out, err = await payoutctl(service.env(), "bulk", "create", "--chunk-size", "2",
+                                     str(payout_file(tmp_path / "cap.csv", rows)))
+    assert code == 1 and "Traceback" not in err
+    assert "line 5: amount: is above the maximum" in err, err
+    assert "chunk starting at line 4 was refused; 2 payouts before it were sent" in err
