@@ -86,9 +86,14 @@ class Progress:
         width = 30
         filled = width * done // max(self.total, 1)
         detail = ", ".join(f"{n} {name}" for name, n in sorted(self.counts.items()))
-        self.out.write(f"\r{what} [{'#' * filled}{'.' * (width - filled)}] "
-                       f"{done}/{self.total} {detail}\033[K")
+        line = f"{what} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {detail}"
+        # A terminal gets one line redrawn in place; a log file one line per step.
+        self.out.write(f"\r{line}\033[K" if self.out.isatty() else line + "\n")
         self.out.flush()
+
+    def end(self) -> None:
+        if self.out.isatty():
+            self.out.write("\n")
 
 
 def _refused_lines(error: grpc.aio.AioRpcError, chunk: Sequence[FileRow],
@@ -120,7 +125,8 @@ async def _send(stub: payout_pb2_grpc.PayoutServiceStub, rows: Sequence[FileRow]
             reply = await stub.CreatePayoutBatch(pb.CreatePayoutBatchRequest(
                 items=[_request(r) for r in chunk]), timeout=CALL_TIMEOUT)
         except grpc.aio.AioRpcError as error:
-            err.write("\n" + "".join(f"line {line}: {problem}\n"
+            progress.end()
+            err.write("".join(f"line {line}: {problem}\n"
                                      for line, problem in _refused_lines(error, chunk)))
             err.write(f"payoutctl: the chunk starting at line {chunk[0].line} was refused; "
                       f"{start} payouts before it were sent (run the file again once fixed: "
@@ -132,7 +138,7 @@ async def _send(stub: payout_pb2_grpc.PayoutServiceStub, rows: Sequence[FileRow]
             progress.counts[name] += 1
             batches[result.payout.payout_id] = result.payout.batch_id
         progress.show("creating")
-    err.write("\n")
+    progress.end()
     return batches
 
 
@@ -161,7 +167,7 @@ async def _follow(stub: payout_pb2_grpc.PayoutServiceStub, batches: dict[str, st
                                   for p in latest.values() if p.state in SETTLED)
         progress.show("settling")
         if len(latest) == len(batches) and all(p.state in SETTLED for p in latest.values()):
-            err.write("\n")
+            progress.end()
             return latest
         await asyncio.sleep(FOLLOW_POLL_SECONDS)
 

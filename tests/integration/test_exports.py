@@ -318,7 +318,7 @@ async def test_bulk_create_names_every_bad_line_creates_nothing_then_nothing_twi
     assert code == 0 and json.loads(out)["states"] == {"BUILT": 10}
 
 
-async def test_bulk_create_names_the_line_of_a_row_only_the_server_refuses(
+async def test_bulk_create_interrupted_by_a_refused_chunk_finishes_on_a_rerun_without_doubles(
     payout_service_factory, tmp_path
 ):
     service = await secured(payout_service_factory, tmp_path, PAYOUTS_MAX_AMOUNT="5")
@@ -329,3 +329,13 @@ async def test_bulk_create_names_the_line_of_a_row_only_the_server_refuses(
     assert code == 1 and "Traceback" not in err
     assert "line 5: amount: is above the maximum" in err, err
     assert "chunk starting at line 4 was refused; 2 payouts before it were sent" in err
+
+    rows[3][2] = "5"
+    code, out, err = await payoutctl(service.env(), "bulk", "create", "--chunk-size", "2",
+                                     str(payout_file(tmp_path / "cap.csv", rows)))
+    assert code == 0, err
+    assert "5/5 2 already there, 3 created" in err, err
+    async with service.channel(service.operator) as channel:
+        listed = await payout_pb2_grpc.PayoutServiceStub(channel).ListPayouts(
+            pb.ListPayoutsRequest(page_size=100), timeout=TIMEOUT)
+    assert sorted(p.payout_id for p in listed.payouts) == [f"cap-{i}" for i in range(5)]
