@@ -17,6 +17,7 @@ from payout_service.api.convert import (
     timestamp,
 )
 from payout_service.api.errors import handles_errors, streams_errors
+from payout_service.api.exports import export_payouts
 from payout_service.api.identity import caller_identity
 from payout_service.api.payout_requests import create_batch, get_stats
 from payout_service.app.desk import PayoutDesk
@@ -185,3 +186,10 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
         self, request: pb.GetPayoutStatsRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.GetPayoutStatsResponse:
         return await get_stats(self.desk, request)
+
+    @streams_errors
+    async def ExportPayouts(  # noqa: N802
+        self, request: pb.ExportPayoutsRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> AsyncIterator[pb.ExportPayoutsResponse]:
+        async for chunk in export_payouts(self.desk, request):
+            yield chunk

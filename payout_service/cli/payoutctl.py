@@ -1,5 +1,6 @@
 """payoutctl: run the payout flow from a shell (create, get, list, watch, cancel, retry, and
-external signing with unsigned / submit-signed), see health and set the alert
+external signing with unsigned / submit-signed), create payouts from a CSV file (bulk create),
+export payouts as CSV or JSON Lines (export), see health and set the alert
 configuration (health, alert-config), run the channel pool (channels ...), and see the
 watchdog and pause or resume sending (watchdog ...)."""
 
@@ -19,7 +20,9 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from payout_service.cli import bulk as cli_bulk
 from payout_service.cli import channels as cli_channels
+from payout_service.cli import exports as cli_exports
 from payout_service.cli import watchdog as cli_watchdog
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
@@ -294,6 +297,10 @@ async def _run(args: argparse.Namespace) -> int:
             print(cli_channels.render(await cli_channels.run(channel, args), args.output))
         elif args.command == "watchdog":
             print(cli_watchdog.render(await cli_watchdog.run(channel, args), args.output))
+        elif args.command == "export":
+            return await cli_exports.run(channel, args)
+        elif args.command == "bulk":
+            return await cli_bulk.run(channel, args)
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -409,6 +416,7 @@ def parser() -> argparse.ArgumentParser:
     x = command("cancel", "cancel a payout while no attempt of it can land")
     x.add_argument("payout_id")
     x.add_argument("--reason", help="recorded in the payout's audit trail")
+    cli_exports.add_parser(command, state_name, STATE_NAMES)
     command("health", "health level, metrics and active alerts (admin identity)")
     a = command("alert-config", "show the alert configuration, or change it with the flags "
                 "below (admin identity); unset flags keep their value")
@@ -448,6 +456,10 @@ def parser() -> argparse.ArgumentParser:
         "(admin identity)", description=cli_watchdog.__doc__, epilog=CONNECTION_HELP,
         formatter_class=formatter)
     cli_watchdog.add_parsers(watchdog, channel_command)
+    bulk = sub.add_parser(
+        "bulk", help="create payouts from a CSV file", description=cli_bulk.__doc__,
+        epilog=CONNECTION_HELP, formatter_class=formatter)
+    cli_bulk.add_parsers(bulk, channel_command)
     return p
 
 

@@ -154,6 +154,7 @@ def minimal_requests() -> dict[str, object]:
         "PayoutService/CreatePayoutBatch": pb.CreatePayoutBatchRequest(
             items=[create_request(payout_id="b-9", idempotency_key="b-9")]),
         "PayoutService/GetPayoutStats": pb.GetPayoutStatsRequest(),
+        "PayoutService/ExportPayouts": pb.ExportPayoutsRequest(format=pb.EXPORT_FORMAT_CSV),
         "RoundService/CreateRound": rpb.CreateRoundRequest(round_id="r1"),
         "RoundService/GetRound": rpb.GetRoundRequest(round_id="r1"),
         "RoundService/ListRounds": rpb.ListRoundsRequest(),

@@ -35,6 +35,12 @@ class BatchItemOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_ITEM_OUTCOME_ACCEPTED: _ClassVar[BatchItemOutcome]
     BATCH_ITEM_OUTCOME_DUPLICATE: _ClassVar[BatchItemOutcome]
     BATCH_ITEM_OUTCOME_INVALID: _ClassVar[BatchItemOutcome]
+
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_JSONL: _ClassVar[ExportFormat]
 PAYOUT_STATE_UNSPECIFIED: PayoutState
 PAYOUT_STATE_ACCEPTED: PayoutState
 PAYOUT_STATE_BUILT: PayoutState
@@ -52,6 +58,9 @@ BATCH_ITEM_OUTCOME_UNSPECIFIED: BatchItemOutcome
 BATCH_ITEM_OUTCOME_ACCEPTED: BatchItemOutcome
 BATCH_ITEM_OUTCOME_DUPLICATE: BatchItemOutcome
 BATCH_ITEM_OUTCOME_INVALID: BatchItemOutcome
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_CSV: ExportFormat
+EXPORT_FORMAT_JSONL: ExportFormat
 
 class Amount(_message.Message):
     __slots__ = ("decimal", "stroops")
@@ -358,3 +367,35 @@ class GetPayoutStatsResponse(_message.Message):
     STATS_FIELD_NUMBER: _ClassVar[int]
     stats: PayoutStats
     def __init__(self, stats: _Optional[_Union[PayoutStats, _Mapping]] = ...) -> None: ...
+
+class ExportPayoutsRequest(_message.Message):
+    __slots__ = ("format", "created_from", "created_before", "states", "round_id", "run_id", "destination", "rows_per_chunk", "resume_cursor")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_PER_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    format: ExportFormat
+    created_from: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    states: _containers.RepeatedScalarFieldContainer[PayoutState]
+    round_id: str
+    run_id: str
+    destination: str
+    rows_per_chunk: int
+    resume_cursor: str
+    def __init__(self, format: _Optional[_Union[ExportFormat, str]] = ..., created_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., states: _Optional[_Iterable[_Union[PayoutState, str]]] = ..., round_id: _Optional[str] = ..., run_id: _Optional[str] = ..., destination: _Optional[str] = ..., rows_per_chunk: _Optional[int] = ..., resume_cursor: _Optional[str] = ...) -> None: ...
+
+class ExportPayoutsResponse(_message.Message):
+    __slots__ = ("data", "row_count", "resume_cursor")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    data: str
+    row_count: int
+    resume_cursor: str
+    def __init__(self, data: _Optional[str] = ..., row_count: _Optional[int] = ..., resume_cursor: _Optional[str] = ...) -> None: ...

@@ -87,6 +87,11 @@ class PayoutServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatsRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatsResponse.FromString,
                 _registered_method=True)
+        self.ExportPayouts = channel.unary_stream(
+                '/payout.v1.PayoutService/ExportPayouts',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutServiceServicer:
@@ -165,6 +170,17 @@ class PayoutServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportPayouts(self, request, context):
+        """Streams the payouts matching the filters, oldest first (created_at, then id), as CSV or
+        JSON Lines in chunks of rows, with the column set of docs/api.md (Exports). Memory stays
+        flat however many rows match. Each chunk carries a resume cursor: a new call with the
+        same filters and that cursor continues after the chunk's last row, with no duplicate
+        and no gap. A bad filter is INVALID_ARGUMENT naming the field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +228,11 @@ def add_PayoutServiceServicer_to_server(servicer, server):
                     servicer.GetPayoutStats,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatsRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatsResponse.SerializeToString,
+            ),
+            'ExportPayouts': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportPayouts,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -465,6 +486,33 @@ class PayoutService:
             '/payout.v1.PayoutService/GetPayoutStats',
             stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatsRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/payout.v1.PayoutService/ExportPayouts',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsResponse.FromString,
             options,
             channel_credentials,
             insecure,
