@@ -1,7 +1,8 @@
 """payoutctl: run the payout flow from a shell (create, get, list, watch, cancel, retry, and
 external signing with unsigned / submit-signed), see health and set the alert
-configuration (health, alert-config), run the channel pool (channels ...), and see the
-watchdog and pause or resume sending (watchdog ...)."""
+configuration (health, alert-config), run the channel pool (channels ...), see the
+watchdog and pause or resume sending (watchdog ...), and follow and redeliver webhooks
+(webhooks ...)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from grpc_status import rpc_status
 
 from payout_service.cli import channels as cli_channels
 from payout_service.cli import watchdog as cli_watchdog
+from payout_service.cli import webhooks as cli_webhooks
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -294,6 +296,8 @@ async def _run(args: argparse.Namespace) -> int:
             print(cli_channels.render(await cli_channels.run(channel, args), args.output))
         elif args.command == "watchdog":
             print(cli_watchdog.render(await cli_watchdog.run(channel, args), args.output))
+        elif args.command == "webhooks":
+            print(cli_webhooks.render(await cli_webhooks.run(channel, args), args.output))
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -448,6 +452,11 @@ def parser() -> argparse.ArgumentParser:
         "(admin identity)", description=cli_watchdog.__doc__, epilog=CONNECTION_HELP,
         formatter_class=formatter)
     cli_watchdog.add_parsers(watchdog, channel_command)
+    webhooks = sub.add_parser(
+        "webhooks", help="webhook deliveries and their attempts; redeliver an event "
+        "(admin identity)", description=cli_webhooks.__doc__, epilog=CONNECTION_HELP,
+        formatter_class=formatter)
+    cli_webhooks.add_parsers(webhooks, channel_command)
     return p
 
 
