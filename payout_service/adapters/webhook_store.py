@@ -87,23 +87,26 @@ async def record_delivered(
 
 async def record_failed(
     pool: asyncpg.Pool, ref: EventRef, attempt: int, outcomes: list[AttemptOutcome],
-    error: str, *, retry_in_seconds: float | None,
+    error: str, *, retry_in_seconds: float | None, attempts_at_requeue: int,
 ) -> None:
-    """retry_in_seconds None: the budget is spent, the event is dead-lettered."""
+    """retry_in_seconds None: the budget is spent, the event is dead-lettered. The state
+    changes only if the event is still as this attempt claimed it (no later claim, no
+    redelivery meanwhile): a stale outcome is logged and changes nothing else."""
     async with pool.acquire() as conn, conn.transaction():
         await _log_attempts(conn, ref, attempt, outcomes)
         if retry_in_seconds is None:
             await conn.execute(
                 f"""UPDATE {_table(ref)} SET dead_lettered_at = now(), last_error = $2
-                    WHERE id = $1 AND delivered_at IS NULL""",  # noqa: S608
-                ref.row_id, error[:1000],
+                    WHERE id = $1 AND delivered_at IS NULL AND dead_lettered_at IS NULL
+                      AND attempts = $3 AND attempts_at_requeue = $4""",  # noqa: S608
+                ref.row_id, error[:1000], attempt, attempts_at_requeue,
             )
         else:
             await conn.execute(
                 f"""UPDATE {_table(ref)}
                     SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                    WHERE id = $1""",  # noqa: S608
-                ref.row_id, retry_in_seconds, error[:1000],
+                    WHERE id = $1 AND attempts = $4""",  # noqa: S608
+                ref.row_id, retry_in_seconds, error[:1000], attempt,
             )
 
 

@@ -142,7 +142,8 @@ class OutboxDelivery:
         error = "; ".join(errors)
         if budget_spent(event.attempts - event.attempts_at_requeue, self.settings.max_attempts):
             await record_failed(self.pool, ref, event.attempts, outcomes, error,
-                                retry_in_seconds=None)
+                                retry_in_seconds=None,
+                                attempts_at_requeue=event.attempts_at_requeue)
             log.error("webhook dead-lettered: retry budget spent", extra={
                 "outbox_event_id": shown_id, "attempts": event.attempts, "errors": errors,
             })
@@ -152,7 +153,7 @@ class OutboxDelivery:
             cap=self.settings.backoff_max_seconds,
         )
         await record_failed(self.pool, ref, event.attempts, outcomes, error,
-                            retry_in_seconds=delay)
+                            retry_in_seconds=delay, attempts_at_requeue=event.attempts_at_requeue)
         log.warning("webhook delivery failed; will retry", extra={
             "outbox_event_id": shown_id, "attempts": event.attempts,
             "retry_in_seconds": round(delay, 3), "errors": errors,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ import pytest
 from stellar_sdk import Keypair
 
 from examples.webhook_receiver import Receiver
+from payout_service.cli import payoutctl
+from payout_service.cli import webhooks as cli_webhooks
 from payout_service.core.health import AlertKind
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -141,6 +144,10 @@ async def test_a_signature_with_a_rotated_out_secret_is_refused(stack_factory, s
     await _pay(stack, "p-1")
     await _until(lambda: recorder.requests, "the delivery")
     assert recorder.requests[0][2] == 401 and recorder.processed == []
+
+    async def logged() -> bool:
+        return bool(await stack.pool.fetchval("SELECT count(*) FROM webhook_delivery_attempts"))
+    await eventually(logged, what="the attempt logged", within=10, interval=0.05)
     row = await stack.pool.fetchrow(
         "SELECT status_code, error FROM webhook_delivery_attempts")
     assert (row["status_code"], row["error"]) == (401, "HTTP 401")
@@ -231,3 +238,21 @@ async def test_deliveries_are_listed_newest_first_page_by_page(stack):
     pending = await stack.admin.ListWebhookDeliveries(apb.ListWebhookDeliveriesRequest(
         states=[apb.WEBHOOK_DELIVERY_STATE_PENDING]))
     assert len(pending.deliveries) == 5, "no URL configured: nothing leaves the outbox"
+
+
+async def test_payoutctl_webhooks_lists_and_redelivers(stack):
+    await _pay(stack, "p-1")
+    [delivery] = (await stack.admin.ListWebhookDeliveries(
+        apb.ListWebhookDeliveriesRequest())).deliveries
+
+    async def ctl(*argv: str) -> str:
+        args = payoutctl.parser().parse_args(list(argv))
+        return cli_webhooks.render(await cli_webhooks.run(stack.channel, args), args.output)
+
+    listed = await ctl("-o", "table", "webhooks", "list", "--state", "pending")
+    assert listed.splitlines()[0].split()[:3] == ["EVENT_ID", "TYPE", "STATE"]
+    assert listed.splitlines()[1].split()[:4] == [delivery.event_id, "payout.confirmed",
+                                                  "pending", "0"]
+    assert "next page" not in listed
+    again = await ctl("webhooks", "redeliver", delivery.event_id)
+    assert json.loads(again)["delivery"]["event_id"] == delivery.event_id

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 
 import pytest
 
 from examples.webhook_receiver import Rejected as ExampleRejected
 from examples.webhook_receiver import verify as example_verify
 from payout_service.config import ConfigError, load_webhooks
+from payout_service.core.health import (
+    AlertKind,
+    AlertThresholds,
+    HealthMetrics,
+    Level,
+    conditions,
+)
 from payout_service.core.webhooks import (
     DEFAULT_TOLERANCE_SECONDS,
     SignatureRejected,
@@ -136,3 +144,12 @@ def test_the_readme_receiver_example_verifies_what_the_service_signs():
                                (BODY, [NEW], T + 301)]:
         with pytest.raises(ExampleRejected):
             example_verify(body, header, secrets, now=now)
+
+
+def test_a_dead_lettered_webhook_is_an_alert_of_its_own_kind():
+    quiet = HealthMetrics(failure_rate=0.0, pending_count=0, oldest_pending_age_seconds=0.0,
+                          amount_last_24h_stroops=0, system_errors_last_hour=0)
+    assert conditions(quiet, AlertThresholds()) == []
+    [found] = conditions(replace(quiet, webhooks_dead_lettered=2), AlertThresholds())
+    assert (found.kind, found.severity) == (AlertKind.WEBHOOKS_DEAD_LETTERED, Level.WARNING)
+    assert "2 webhook event(s) dead-lettered" in found.message
