@@ -74,14 +74,18 @@ async def _log_attempts(
 
 
 async def record_delivered(
-    pool: asyncpg.Pool, ref: EventRef, attempt: int, outcomes: list[AttemptOutcome]
+    pool: asyncpg.Pool, ref: EventRef, attempt: int, outcomes: list[AttemptOutcome], *,
+    attempts_at_requeue: int,
 ) -> None:
+    """Marks the event delivered unless it was claimed again or redelivered meanwhile: a
+    redelivery asked for during this attempt is still sent."""
     async with pool.acquire() as conn, conn.transaction():
         await _log_attempts(conn, ref, attempt, outcomes)
         await conn.execute(
             f"""UPDATE {_table(ref)} SET delivered_at = now(), last_error = NULL
-                WHERE id = $1 AND dead_lettered_at IS NULL""",  # noqa: S608 - fixed names
-            ref.row_id,
+                WHERE id = $1 AND dead_lettered_at IS NULL AND attempts = $2
+                  AND attempts_at_requeue = $3""",  # noqa: S608 - fixed names
+            ref.row_id, attempt, attempts_at_requeue,
         )
 
 
@@ -105,8 +109,8 @@ async def record_failed(
             await conn.execute(
                 f"""UPDATE {_table(ref)}
                     SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                    WHERE id = $1 AND attempts = $4""",  # noqa: S608
-                ref.row_id, retry_in_seconds, error[:1000], attempt,
+                    WHERE id = $1 AND attempts = $4 AND attempts_at_requeue = $5""",  # noqa: S608
+                ref.row_id, retry_in_seconds, error[:1000], attempt, attempts_at_requeue,
             )
 
 
@@ -119,12 +123,10 @@ async def dead_lettered_count(db: Db) -> int:
 
 async def redeliver(db: Db, ref: EventRef) -> bool:
     """Queues the event again, due now, with a fresh retry budget; False if it does not
-    exist. A pending event is only made due now (its budget is not reset)."""
+    exist. An attempt in flight meanwhile no longer changes the event's state (its outcome
+    is logged), so the redelivery is sent whatever that attempt's answer."""
     row = await db.fetchrow(
-        f"""UPDATE {_table(ref)} SET
-               attempts_at_requeue = CASE WHEN delivered_at IS NULL
-                                           AND dead_lettered_at IS NULL
-                                          THEN attempts_at_requeue ELSE attempts END,
+        f"""UPDATE {_table(ref)} SET attempts_at_requeue = attempts,
                delivered_at = NULL, dead_lettered_at = NULL, next_attempt_at = now()
             WHERE id = $1 RETURNING id""",  # noqa: S608
         ref.row_id,
@@ -132,18 +134,25 @@ async def redeliver(db: Db, ref: EventRef) -> bool:
     return row is not None
 
 
-_DELIVERIES = """
-    SELECT event_id, event_type, created_at, attempts, next_attempt_at, delivered_at,
-           dead_lettered_at, COALESCE(last_error, '') AS last_error,
-           CASE WHEN delivered_at IS NOT NULL THEN 'DELIVERED'
+_STATE = """CASE WHEN delivered_at IS NOT NULL THEN 'DELIVERED'
                 WHEN dead_lettered_at IS NOT NULL THEN 'DEAD_LETTERED'
-                ELSE 'PENDING' END AS state
-    FROM (SELECT id::text AS event_id, event_type, created_at, attempts, next_attempt_at,
-                 delivered_at, dead_lettered_at, last_error FROM outbox_events
-          UNION ALL
-          SELECT 'alert-' || id, event_type, created_at, attempts, next_attempt_at,
-                 delivered_at, dead_lettered_at, last_error FROM alert_notifications) d
-"""
+                ELSE 'PENDING' END"""
+
+
+def _newest_of(ref_alert: bool) -> str:
+    """One outbox's next page, read backwards along its (created_at, id) index from the
+    token: pages cost the page, not the rows before it. Ties on created_at are ordered by
+    outbox (alerts after payouts), then id, as in list_deliveries."""
+    table, source, prefix = (("alert_notifications", 1, "alert-") if ref_alert
+                             else ("outbox_events", 0, ""))
+    return f"""(SELECT {source} AS source, id, '{prefix}' || id AS event_id, event_type,
+                   created_at, attempts, next_attempt_at, delivered_at, dead_lettered_at,
+                   COALESCE(last_error, '') AS last_error, {_STATE} AS state
+               FROM {table}
+               WHERE (cardinality($1::text[]) = 0 OR {_STATE} = ANY($1::text[]))
+                 AND ($2::timestamptz IS NULL OR (created_at <= $2 AND (created_at < $2
+                      OR ({source}, id) < ($3::int, $4::bigint))))
+               ORDER BY created_at DESC, id DESC LIMIT $5)"""  # noqa: S608 - fixed names
 
 
 class InvalidDeliveryPageToken(ValueError):
@@ -168,19 +177,14 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
 async def list_deliveries(
     db: Db, *, states: list[str], limit: int, after: tuple[datetime, str] | None,
 ) -> list[Delivery]:
-    """Newest first; `after` is the (created_at, event_id) of the last row of the previous
-    page."""
+    """Both outboxes, newest first; `after` is the (created_at, event_id) of the last row of
+    the previous page."""
+    last = parse_event_id(after[1]) if after else None
     rows = await db.fetch(
-        _DELIVERIES + """
-        WHERE (cardinality($1::text[]) = 0 OR
-               CASE WHEN delivered_at IS NOT NULL THEN 'DELIVERED'
-                    WHEN dead_lettered_at IS NOT NULL THEN 'DEAD_LETTERED'
-                    ELSE 'PENDING' END = ANY($1::text[]))
-          AND ($2::timestamptz IS NULL
-               OR (created_at, event_id COLLATE "C") < ($2, $3::text COLLATE "C"))
-        ORDER BY created_at DESC, event_id COLLATE "C" DESC
-        LIMIT $4""",
-        states, after[0] if after else None, after[1] if after else "", limit,
+        f"""SELECT * FROM ({_newest_of(False)} UNION ALL {_newest_of(True)}) d
+            ORDER BY created_at DESC, source DESC, id DESC LIMIT $5""",  # noqa: S608
+        states, after[0] if after else None, int(last.alert) if last else 0,
+        last.row_id if last else 0, limit,
     )
     logs = await _attempt_logs(db, [r["event_id"] for r in rows])
     return [_delivery(r, logs.get(r["event_id"], ())) for r in rows]

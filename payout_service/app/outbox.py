@@ -137,7 +137,8 @@ class OutboxDelivery:
                     for url in (self.settings.urls if event.urls is None else event.urls)]
         errors = [f"{o.url}: {o.error}" for o in outcomes if o.error]
         if not errors:
-            await record_delivered(self.pool, ref, event.attempts, outcomes)
+            await record_delivered(self.pool, ref, event.attempts, outcomes,
+                                   attempts_at_requeue=event.attempts_at_requeue)
             return True
         error = "; ".join(errors)
         if budget_spent(event.attempts - event.attempts_at_requeue, self.settings.max_attempts):

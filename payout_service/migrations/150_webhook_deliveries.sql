@@ -49,3 +49,7 @@ ALTER TABLE alerts ADD CONSTRAINT alerts_kind_check CHECK (kind IN (
     'FAILURE_RATE', 'PENDING_THRESHOLD', 'PROCESSING_DELAY', 'AMOUNT_THRESHOLD', 'SYSTEM_ERROR',
     'UNEXPLAINED_OUTFLOW', 'PAID_TWICE', 'CONFIRMED_UNSEEN', 'WATCHDOG_GAP', 'SENDING_PAUSED',
     'CHANNELS_HELD', 'WEBHOOKS_DEAD_LETTERED'));
+
+-- ListWebhookDeliveries pages through each outbox newest first.
+CREATE INDEX outbox_events_created_idx ON outbox_events (created_at, id);
+CREATE INDEX alert_notifications_created_idx ON alert_notifications (created_at, id);

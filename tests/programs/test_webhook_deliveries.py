@@ -11,6 +11,7 @@ import base64
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,9 +21,12 @@ import pytest
 from stellar_sdk import Keypair
 
 from examples.webhook_receiver import Receiver
+from payout_service.adapters import webhook_store
+from payout_service.app.outbox import claim_due_events
 from payout_service.cli import payoutctl
 from payout_service.cli import webhooks as cli_webhooks
 from payout_service.core.health import AlertKind
+from payout_service.core.webhooks import EventRef
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.waiting import eventually
@@ -80,6 +84,18 @@ async def _until(predicate, what: str, within: float = 15.0) -> None:
     async def check() -> bool:
         return bool(predicate())
     await eventually(check, what=what, within=within, interval=0.02)
+
+
+async def _event_ids_page_by_page(stack, page_size: int) -> list[str]:
+    seen: list[str] = []
+    token = ""
+    while True:
+        reply = await stack.admin.ListWebhookDeliveries(
+            apb.ListWebhookDeliveriesRequest(page_size=page_size, page_token=token))
+        seen += [d.event_id for d in reply.deliveries]
+        token = reply.next_page_token
+        if not token:
+            return seen
 
 
 async def _post(url: str, headers: dict[str, str], body: bytes) -> int:
@@ -224,15 +240,7 @@ async def test_webhook_admin_rpcs_name_the_bad_field_and_unknown_events(stack):
 async def test_deliveries_are_listed_newest_first_page_by_page(stack):
     for n in range(5):
         await _pay(stack, f"p-{n}")
-    seen: list[str] = []
-    token = ""
-    while True:
-        reply = await stack.admin.ListWebhookDeliveries(
-            apb.ListWebhookDeliveriesRequest(page_size=2, page_token=token))
-        seen += [d.event_id for d in reply.deliveries]
-        token = reply.next_page_token
-        if not token:
-            break
+    seen = await _event_ids_page_by_page(stack, 2)
     assert len(seen) == 5 and len(set(seen)) == 5
     assert [int(i) for i in seen] == sorted((int(i) for i in seen), reverse=True)
     pending = await stack.admin.ListWebhookDeliveries(apb.ListWebhookDeliveriesRequest(
@@ -256,3 +264,38 @@ async def test_payoutctl_webhooks_lists_and_redelivers(stack):
     assert "next page" not in listed
     again = await ctl("webhooks", "redeliver", delivery.event_id)
     assert json.loads(again)["delivery"]["event_id"] == delivery.event_id
+
+
+async def test_a_redelivery_asked_for_during_an_attempt_is_still_sent(stack):
+    await _pay(stack, "p-1")
+    [claimed] = await claim_due_events(stack.pool, 1, 60)
+    ref = EventRef(False, claimed.id)
+    assert await webhook_store.redeliver(stack.pool, ref)
+    # The attempt that was in flight succeeds: logged, but the event stays due for the
+    # redelivery.
+    await webhook_store.record_delivered(
+        stack.pool, ref, claimed.attempts,
+        [webhook_store.AttemptOutcome("http://127.0.0.1/hook", 204, 3, "")],
+        attempts_at_requeue=claimed.attempts_at_requeue)
+    found = await webhook_store.get_delivery(stack.pool, ref)
+    assert found is not None and found.state == "PENDING" and len(found.log) == 1
+    [again] = await claim_due_events(stack.pool, 1, 60)
+    assert (again.id, again.attempts, again.attempts_at_requeue) == (claimed.id, 2, 1)
+
+
+async def test_payout_events_and_alert_notifications_page_together(stack):
+    await _pay(stack, "p-1")
+    alert_id = uuid.uuid4()
+    await stack.pool.execute(
+        "INSERT INTO alerts (alert_id, kind, severity, message) "
+        "VALUES ($1, 'SYSTEM_ERROR', 'CRITICAL', 'test')", alert_id)
+    for _ in range(2):
+        await stack.pool.execute(
+            "INSERT INTO alert_notifications (alert_id, event_type, payload, urls) "
+            "VALUES ($1, 'alert.raised', '{}', ARRAY['http://127.0.0.1:1/x'])", alert_id)
+    await _pay(stack, "p-2")
+    seen = await _event_ids_page_by_page(stack, 1)
+    first, second = (await stack.pool.fetch("SELECT id FROM alert_notifications ORDER BY id"))
+    payouts = await stack.pool.fetch("SELECT id FROM outbox_events ORDER BY id")
+    assert seen == [str(payouts[1]["id"]), f"alert-{second['id']}", f"alert-{first['id']}",
+                    str(payouts[0]["id"])]
