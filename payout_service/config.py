@@ -187,14 +187,18 @@ class WebhookSettings:
     """PAYOUTS_WEBHOOK_*: where payout events are delivered, and how retries back off."""
 
     urls: tuple[str, ...] = ()
-    secret: str = ""
+    # Every active secret signs each delivery (one v1= each); the first also signs the older
+    # X-Payout-Signature header.
+    secrets: tuple[str, ...] = ()
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
     timeout_seconds: float = 10.0
+    # Failed attempts before an event is dead-lettered (and an alert raised).
+    max_attempts: int = 30
 
     def __repr__(self) -> str:
-        # Never let the secret reach a log line through a repr.
-        return f"WebhookSettings(urls={self.urls!r}, secret=<{len(self.secret)} chars>)"
+        # Never let a secret reach a log line through a repr.
+        return f"WebhookSettings(urls={self.urls!r}, secrets=<{len(self.secrets)}>)"
 
 
 @dataclass(frozen=True)
@@ -493,15 +497,33 @@ def load_webhooks(env: Mapping[str, str]) -> WebhookSettings:
     for url in urls:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"PAYOUTS_WEBHOOK_URLS entry {url!r} must be an http(s) URL")
-    secret = env.get("PAYOUTS_WEBHOOK_SECRET", "")
-    if urls and not secret:
-        raise ConfigError("PAYOUTS_WEBHOOK_SECRET is required when PAYOUTS_WEBHOOK_URLS is set")
+    secrets = _webhook_secrets(env)
+    if urls and not secrets:
+        raise ConfigError("PAYOUTS_WEBHOOK_SECRETS (or PAYOUTS_WEBHOOK_SECRET) is required "
+                          "when PAYOUTS_WEBHOOK_URLS is set")
     base = _number(env, "PAYOUTS_WEBHOOK_BACKOFF_SECONDS", 1.0, minimum=0.001)
     cap = _number(env, "PAYOUTS_WEBHOOK_MAX_BACKOFF_SECONDS", 300.0, minimum=0.001)
     return WebhookSettings(
-        urls=urls, secret=secret, backoff_base_seconds=base, backoff_max_seconds=max(cap, base),
+        urls=urls, secrets=secrets, backoff_base_seconds=base,
+        backoff_max_seconds=max(cap, base),
         timeout_seconds=_number(env, "PAYOUTS_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+        max_attempts=_int(env, "PAYOUTS_WEBHOOK_MAX_ATTEMPTS", 30, minimum=1),
     )
+
+
+def _webhook_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    """PAYOUTS_WEBHOOK_SECRETS, comma-separated, for rotation; PAYOUTS_WEBHOOK_SECRET stays
+    one secret read whole (never split: a secret already in use may contain a comma)."""
+    listed = tuple(s.strip() for s in env.get("PAYOUTS_WEBHOOK_SECRETS", "").split(",")
+                   if s.strip())
+    single = env.get("PAYOUTS_WEBHOOK_SECRET", "")
+    if listed and single and single not in listed:
+        raise ConfigError("PAYOUTS_WEBHOOK_SECRET and PAYOUTS_WEBHOOK_SECRETS are both set and "
+                          "PAYOUTS_WEBHOOK_SECRET is not one of PAYOUTS_WEBHOOK_SECRETS: unset "
+                          "PAYOUTS_WEBHOOK_SECRET")
+    if len(set(listed)) != len(listed):
+        raise ConfigError("PAYOUTS_WEBHOOK_SECRETS names a secret twice")
+    return listed or ((single,) if single else ())
 
 
 def _programs(env: Mapping[str, str]) -> ProgramsConfig:

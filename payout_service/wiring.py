@@ -81,7 +81,7 @@ async def start_programs(
     pool = desk.store.pool
     programs = Programs(
         config=settings, rounds=RoundDesk(desk), runs=ScheduledRuns(desk),
-        monitor=Monitor(pool, settings.thresholds, can_sign=bool(settings.webhooks.secret)),
+        monitor=Monitor(pool, settings.thresholds, can_sign=bool(settings.webhooks.secrets)),
         outbox=OutboxDelivery(pool, settings.webhooks),
         alert_outbox=OutboxDelivery(pool, settings.webhooks, ALERT_NOTIFICATIONS),
     )

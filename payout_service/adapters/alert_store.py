@@ -12,6 +12,7 @@ import asyncpg
 from payout_service.adapters.sending_pause import pause_state
 from payout_service.adapters.stats import PENDING_STATES, state_totals
 from payout_service.adapters.watchdog_store import open_findings
+from payout_service.adapters.webhook_store import dead_lettered_count
 from payout_service.core.alert_config import AlertConfig
 from payout_service.core.health import AlertKind, AlertThresholds, Condition, HealthMetrics, Level
 
@@ -85,6 +86,7 @@ async def health_metrics(db: Db) -> HealthMetrics:
         system_errors_last_hour=row["system_errors"],
         open_findings=await open_findings(db), sending_paused=paused.paused,
         paused_reason=paused.reason, channels_held=held.count, held_reason=held.reason,
+        webhooks_dead_lettered=await dead_lettered_count(db),
     )
 
 

@@ -13,6 +13,7 @@ from payout_service.api.convert import amount, amount_from_pb, payout_to_pb, tim
 from payout_service.api.errors import handles_errors
 from payout_service.api.identity import caller_identity
 from payout_service.api.watchdog import WatchdogAdmin
+from payout_service.api.webhooks import WebhookAdmin
 from payout_service.app.monitoring import Monitor
 from payout_service.app.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
 from payout_service.app.scheduled_runs import ScheduledRuns
@@ -127,7 +128,7 @@ def _run_fields(r: RunRecord) -> apb.Run:
 
 
 class AdminServicer(
-    ChannelAdmin, WatchdogAdmin,
+    ChannelAdmin, WatchdogAdmin, WebhookAdmin,
     admin_pb2_grpc.PayoutAdminServiceServicer,  # type: ignore[misc]
 ):
     def __init__(self, monitor: Monitor, runs: ScheduledRuns, lookup: Lookup | None) -> None:

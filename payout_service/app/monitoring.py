@@ -45,7 +45,7 @@ class Monitor:
     def __init__(self, pool: asyncpg.Pool, seed: AlertThresholds, *, can_sign: bool = True) -> None:
         self.pool = pool
         self.seed = AlertConfig(thresholds=seed)
-        self.can_sign = can_sign  # PAYOUTS_WEBHOOK_SECRET is set
+        self.can_sign = can_sign  # a webhook secret is set
 
     async def config(self) -> AlertConfig:
         return await alert_store.alert_config(self.pool, self.seed)
@@ -56,8 +56,9 @@ class Monitor:
         validate_alert_config(wanted)
         if wanted.webhook_urls and not self.can_sign:
             raise PreconditionFailed(
-                "PAYOUTS_WEBHOOK_SECRET",
-                "alert notifications are signed with PAYOUTS_WEBHOOK_SECRET, which is not set",
+                "PAYOUTS_WEBHOOK_SECRETS",
+                "alert notifications are signed with PAYOUTS_WEBHOOK_SECRETS (or "
+                "PAYOUTS_WEBHOOK_SECRET), which is not set",
                 "WEBHOOK_SECRET",
             )
         try:

@@ -1,8 +1,9 @@
 """payoutctl: run the payout flow from a shell (create, get, list, watch, cancel, retry, and
 external signing with unsigned / submit-signed), create payouts from a CSV file (bulk create),
 export payouts as CSV or JSON Lines (export), see health and set the alert
-configuration (health, alert-config), run the channel pool (channels ...), and see the
-watchdog and pause or resume sending (watchdog ...)."""
+configuration (health, alert-config), run the channel pool (channels ...), see the
+watchdog and pause or resume sending (watchdog ...), and follow and redeliver webhooks
+(webhooks ...)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from payout_service.cli import bulk as cli_bulk
 from payout_service.cli import channels as cli_channels
 from payout_service.cli import exports as cli_exports
 from payout_service.cli import watchdog as cli_watchdog
+from payout_service.cli import webhooks as cli_webhooks
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
 from stellar_payouts_pb.payout.v1 import admin_pb2_grpc, payout_pb2_grpc
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -301,6 +303,8 @@ async def _run(args: argparse.Namespace) -> int:
             return await cli_exports.run(channel, args)
         elif args.command == "bulk":
             return await cli_bulk.run(channel, args)
+        elif args.command == "webhooks":
+            print(cli_webhooks.render(await cli_webhooks.run(channel, args), args.output))
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -460,6 +464,11 @@ def parser() -> argparse.ArgumentParser:
         "bulk", help="create payouts from a CSV file", description=cli_bulk.__doc__,
         epilog=CONNECTION_HELP, formatter_class=formatter)
     cli_bulk.add_parsers(bulk, channel_command)
+    webhooks = sub.add_parser(
+        "webhooks", help="webhook deliveries and their attempts; redeliver an event "
+        "(admin identity)", description=cli_webhooks.__doc__, epilog=CONNECTION_HELP,
+        formatter_class=formatter)
+    cli_webhooks.add_parsers(webhooks, channel_command)
     return p
 
 

@@ -38,6 +38,7 @@ class AlertKind(StrEnum):
     WATCHDOG_GAP = "WATCHDOG_GAP"
     SENDING_PAUSED = "SENDING_PAUSED"
     CHANNELS_HELD = "CHANNELS_HELD"
+    WEBHOOKS_DEAD_LETTERED = "WEBHOOKS_DEAD_LETTERED"
 
 
 FINDING_ALERTS = {
@@ -72,6 +73,8 @@ class HealthMetrics:
     # Channels held for a fault of their own, and the reason of one of them.
     channels_held: int = 0
     held_reason: str = ""
+    # Webhook events whose retry budget is spent, not yet redelivered.
+    webhooks_dead_lettered: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,13 @@ def conditions(m: HealthMetrics, t: AlertThresholds) -> list[Condition]:
             AlertKind.CHANNELS_HELD, Level.WARNING,
             f"{m.channels_held} channel(s) held, the pool carries fewer payouts until they "
             f"are fixed and re-added (payoutctl channels list): {m.held_reason}"[:500]))
+    if m.webhooks_dead_lettered:
+        # No threshold: each one is an event a receiver never got.
+        found.append(Condition(
+            AlertKind.WEBHOOKS_DEAD_LETTERED, Level.WARNING,
+            f"{m.webhooks_dead_lettered} webhook event(s) dead-lettered after the retry budget "
+            f"(payoutctl webhooks list --state dead_lettered; redeliver once the receiver is "
+            f"back)"))
     return found + watchdog_conditions(m.open_findings, m.sending_paused, m.paused_reason)
 
 

@@ -197,6 +197,8 @@ def minimal_requests() -> dict[str, object]:
             finding_id=1, reason="explained"),
         "PayoutAdminService/PauseSending": apb.PauseSendingRequest(reason="incident"),
         "PayoutAdminService/ResumeSending": apb.ResumeSendingRequest(reason="done"),
+        "PayoutAdminService/ListWebhookDeliveries": apb.ListWebhookDeliveriesRequest(),
+        "PayoutAdminService/RedeliverWebhook": apb.RedeliverWebhookRequest(event_id="1"),
     }
 
 

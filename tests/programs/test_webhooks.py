@@ -17,7 +17,12 @@ from stellar_sdk import Keypair
 
 from payout_service.app.outbox import claim_due_events
 from payout_service.config import ConfigError, load_webhooks
-from payout_service.core.webhooks import backoff_seconds, event_body, signature, verify
+from payout_service.core.webhooks import (
+    backoff_seconds,
+    event_body,
+    legacy_signature,
+    verify_legacy,
+)
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from tests.waiting import eventually
 
@@ -26,12 +31,12 @@ from .conftest import confirm
 SECRET = "whsec-test-0123456789"
 
 
-def test_signature_is_hmac_sha256_of_the_body():
+def test_legacy_signature_is_hmac_sha256_of_the_body():
     body = b'{"id":1}'
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert signature(body, SECRET) == f"sha256={expected}"
-    assert verify(body, SECRET, f"sha256={expected}")
-    assert not verify(body + b" ", SECRET, f"sha256={expected}")
+    assert legacy_signature(body, SECRET) == f"sha256={expected}"
+    assert verify_legacy(body, SECRET, f"sha256={expected}")
+    assert not verify_legacy(body + b" ", SECRET, f"sha256={expected}")
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
@@ -64,7 +69,7 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if not verify(body, SECRET, request.headers.get("X-Payout-Signature", "")):
+        if not verify_legacy(body, SECRET, request.headers.get("X-Payout-Signature", "")):
             self.bad_signatures += 1
             return web.Response(status=401)
         self.received.append(json.loads(body))

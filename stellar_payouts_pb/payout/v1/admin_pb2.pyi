@@ -32,6 +32,7 @@ class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_KIND_WATCHDOG_GAP: _ClassVar[AlertKind]
     ALERT_KIND_SENDING_PAUSED: _ClassVar[AlertKind]
     ALERT_KIND_CHANNELS_HELD: _ClassVar[AlertKind]
+    ALERT_KIND_WEBHOOKS_DEAD_LETTERED: _ClassVar[AlertKind]
 
 class AlertStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -72,6 +73,13 @@ class WatchdogFindingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WATCHDOG_FINDING_STATUS_OPEN: _ClassVar[WatchdogFindingStatus]
     WATCHDOG_FINDING_STATUS_ACKNOWLEDGED: _ClassVar[WatchdogFindingStatus]
     WATCHDOG_FINDING_STATUS_RESOLVED: _ClassVar[WatchdogFindingStatus]
+
+class WebhookDeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WEBHOOK_DELIVERY_STATE_UNSPECIFIED: _ClassVar[WebhookDeliveryState]
+    WEBHOOK_DELIVERY_STATE_PENDING: _ClassVar[WebhookDeliveryState]
+    WEBHOOK_DELIVERY_STATE_DELIVERED: _ClassVar[WebhookDeliveryState]
+    WEBHOOK_DELIVERY_STATE_DEAD_LETTERED: _ClassVar[WebhookDeliveryState]
 HEALTH_LEVEL_UNSPECIFIED: HealthLevel
 HEALTH_LEVEL_HEALTHY: HealthLevel
 HEALTH_LEVEL_WARNING: HealthLevel
@@ -88,6 +96,7 @@ ALERT_KIND_CONFIRMED_UNSEEN: AlertKind
 ALERT_KIND_WATCHDOG_GAP: AlertKind
 ALERT_KIND_SENDING_PAUSED: AlertKind
 ALERT_KIND_CHANNELS_HELD: AlertKind
+ALERT_KIND_WEBHOOKS_DEAD_LETTERED: AlertKind
 ALERT_STATUS_UNSPECIFIED: AlertStatus
 ALERT_STATUS_ACTIVE: AlertStatus
 ALERT_STATUS_ACKNOWLEDGED: AlertStatus
@@ -113,6 +122,10 @@ WATCHDOG_FINDING_STATUS_UNSPECIFIED: WatchdogFindingStatus
 WATCHDOG_FINDING_STATUS_OPEN: WatchdogFindingStatus
 WATCHDOG_FINDING_STATUS_ACKNOWLEDGED: WatchdogFindingStatus
 WATCHDOG_FINDING_STATUS_RESOLVED: WatchdogFindingStatus
+WEBHOOK_DELIVERY_STATE_UNSPECIFIED: WebhookDeliveryState
+WEBHOOK_DELIVERY_STATE_PENDING: WebhookDeliveryState
+WEBHOOK_DELIVERY_STATE_DELIVERED: WebhookDeliveryState
+WEBHOOK_DELIVERY_STATE_DEAD_LETTERED: WebhookDeliveryState
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "kind", "severity", "status", "message", "raised_at", "acknowledged_at", "resolved_at", "acknowledged_by")
@@ -730,3 +743,75 @@ class ResumeSendingResponse(_message.Message):
     SENDING_FIELD_NUMBER: _ClassVar[int]
     sending: SendingPause
     def __init__(self, sending: _Optional[_Union[SendingPause, _Mapping]] = ...) -> None: ...
+
+class WebhookDeliveryAttempt(_message.Message):
+    __slots__ = ("attempt", "url", "status_code", "latency_ms", "error", "attempted_at")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTED_AT_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    url: str
+    status_code: int
+    latency_ms: int
+    error: str
+    attempted_at: _timestamp_pb2.Timestamp
+    def __init__(self, attempt: _Optional[int] = ..., url: _Optional[str] = ..., status_code: _Optional[int] = ..., latency_ms: _Optional[int] = ..., error: _Optional[str] = ..., attempted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WebhookDelivery(_message.Message):
+    __slots__ = ("event_id", "event_type", "state", "attempts", "created_at", "next_attempt_at", "delivered_at", "dead_lettered_at", "last_error", "log")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    event_type: str
+    state: WebhookDeliveryState
+    attempts: int
+    created_at: _timestamp_pb2.Timestamp
+    next_attempt_at: _timestamp_pb2.Timestamp
+    delivered_at: _timestamp_pb2.Timestamp
+    dead_lettered_at: _timestamp_pb2.Timestamp
+    last_error: str
+    log: _containers.RepeatedCompositeFieldContainer[WebhookDeliveryAttempt]
+    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., state: _Optional[_Union[WebhookDeliveryState, str]] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., log: _Optional[_Iterable[_Union[WebhookDeliveryAttempt, _Mapping]]] = ...) -> None: ...
+
+class ListWebhookDeliveriesRequest(_message.Message):
+    __slots__ = ("event_id", "states", "page_size", "page_token")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    states: _containers.RepeatedScalarFieldContainer[WebhookDeliveryState]
+    page_size: int
+    page_token: str
+    def __init__(self, event_id: _Optional[str] = ..., states: _Optional[_Iterable[_Union[WebhookDeliveryState, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListWebhookDeliveriesResponse(_message.Message):
+    __slots__ = ("deliveries", "next_page_token")
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[WebhookDelivery]
+    next_page_token: str
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[WebhookDelivery, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RedeliverWebhookRequest(_message.Message):
+    __slots__ = ("event_id",)
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    def __init__(self, event_id: _Optional[str] = ...) -> None: ...
+
+class RedeliverWebhookResponse(_message.Message):
+    __slots__ = ("delivery",)
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    delivery: WebhookDelivery
+    def __init__(self, delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ...) -> None: ...

@@ -156,6 +156,16 @@ class PayoutAdminServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingResponse.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/ListWebhookDeliveries',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverWebhook = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/RedeliverWebhook',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutAdminServiceServicer:
@@ -342,6 +352,23 @@ class PayoutAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """Webhook deliveries (payout events and alert notifications), newest first, each with its
+        latest attempts (status code, latency, error). Filtered by event id or by state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhook(self, request, context):
+        """Queues an event again, due now, with the same event id, body and a fresh retry budget
+        (a dead-lettered event included); the receiver de-duplicates on the id. NOT_FOUND for an
+        unknown event id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -464,6 +491,16 @@ def add_PayoutAdminServiceServicer_to_server(servicer, server):
                     servicer.ResumeSending,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhook,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1116,6 +1153,60 @@ class PayoutAdminService:
             '/payout.v1.PayoutAdminService/ResumeSending',
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ResumeSendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/ListWebhookDeliveries',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/RedeliverWebhook',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,
