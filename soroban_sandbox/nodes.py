@@ -17,6 +17,8 @@ from .ledger import Ledger
 class RpcNodes:
     def __init__(self) -> None:
         self.restarted_at: dict[int, int] = {}
+        # Every restart, oldest first: the ledger each node's history started at again.
+        self.restarts: dict[int, list[int]] = {}
 
     def view(self, ledger: Ledger, route: Route, faults: Faults) -> ChainView:
         return ChainView.of_node(
@@ -32,6 +34,7 @@ class RpcNodes:
         if not 0 <= node < len(faults.node_lags):
             raise ValueError(f"node: must be 0..{len(faults.node_lags) - 1}, got {node!r}")
         self.restarted_at[node] = self.view(ledger, node_route(faults, node), faults).store_seq
+        self.restarts.setdefault(node, []).append(self.restarted_at[node])
         return self.describe(ledger, faults)[node]
 
     def describe(self, ledger: Ledger, faults: Faults) -> list[dict[str, Any]]:
@@ -46,6 +49,7 @@ class RpcNodes:
                     "core_ledger": view.core_seq,
                     "entries_ledger": view.entries_seq,
                     "restarted_at": self.restarted_at.get(node),
+                    "restarts": list(self.restarts.get(node, [])),
                 }
             )
         return nodes

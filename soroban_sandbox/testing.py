@@ -173,7 +173,8 @@ class SandboxClient:
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Each RPC node behind the URL: ``{node, latest_ledger, oldest_ledger, core_ledger,
-        entries_ledger, restarted_at}``."""
+        entries_ledger, restarted_at, restarts}`` (``restarts``: the ledger each restart's
+        history began at, oldest first)."""
         result: list[dict[str, Any]] = await self._request("GET", "/admin/nodes")
         return result
 

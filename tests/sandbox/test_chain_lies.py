@@ -293,8 +293,13 @@ async def test_random_restarts_happen_at_ledger_close(
     await stalled_pair(sandbox)
     await sandbox.set_faults(node_restart_rate=1.0, node_lags=[0, 0, 0])
     closed = [(await sandbox.close_ledger())["sequence"] for _ in range(4)]
-    restarted = {n["restarted_at"] for n in await sandbox.nodes()} - {None}
+    nodes = await sandbox.nodes()
+    restarted = {n["restarted_at"] for n in nodes} - {None}
     assert restarted and restarted <= set(closed)
+    every = [r for n in nodes for r in n["restarts"]]
+    assert len(every) == len(closed) and set(every) <= set(closed)  # one restart a close
+    assert all(n["restarts"][-1:] == ([n["restarted_at"]] if n["restarts"] else [])
+               for n in nodes)
 
 
 async def payment(
