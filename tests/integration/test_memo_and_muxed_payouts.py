@@ -1,0 +1,178 @@
+"""Exchange deposits paid and confirmed, judged by the sandbox's ledger: a muxed (M...)
+destination and a memo, in classic batches and in Soroban mode (the SAC `transfer` to a
+MuxedAddress, CAP-67).
+
+Real PostgreSQL, the real pipeline and ledger gateway, the sandbox over HTTP, and the real
+signer-service over mTLS (a hot key: its policy is what these tests are about, not the token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stellar_sdk import Keypair, MuxedAccount, SorobanServerAsync, TransactionEnvelope
+from stellar_sdk import xdr as sx
+from stellar_sdk.client.aiohttp_client import AiohttpClient
+
+from payout_service.adapters.ledger import LedgerGateway
+from payout_service.adapters.migrations import apply_migrations
+from payout_service.adapters.payout_store import PayoutStore, create_pool
+from payout_service.adapters.signer_client import SignerClient
+from payout_service.app.desk import PayoutDesk
+from payout_service.app.pipeline import Pipeline
+from payout_service.config import load_config
+from payout_service.core.errors import PreconditionFailed
+from signer_service.testing import SignerFixture, running_signer
+from soroban_sandbox.server import SandboxConfig
+from soroban_sandbox.testing import STANDALONE_PASSPHRASE, InProcessSandbox
+from tests.integration.test_batch_payouts import settle, shut
+from tests.integration.test_live_with_signer import signer_env
+
+XLM = 10_000_000
+
+
+def deposit_policy(payer: str, *, allow_muxed: bool = True) -> dict[str, Any]:
+    """Classic native payments and the SAC transfer, from the payer only; memos and muxed
+    destinations as the test asks."""
+    return {
+        "source_accounts": [payer],
+        "payments": {"assets": ["native"], "allow_memo": True,
+                     "allow_muxed_destinations": allow_muxed},
+        "max_amount_stroops_per_tx": 1_000 * XLM,
+        "max_time_window_seconds": 900,
+    }
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[InProcessSandbox]:
+    async with InProcessSandbox(SandboxConfig(ledger_interval=0.3)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def payer() -> Keypair:
+    return Keypair.random()
+
+
+@pytest.fixture(scope="module")
+async def signer(tmp_path_factory: pytest.TempPathFactory, payer: Keypair
+                 ) -> AsyncIterator[SignerFixture]:
+    async with running_signer(
+        Path(tmp_path_factory.mktemp("signer")), network_passphrase=STANDALONE_PASSPHRASE,
+        backend="hot", hot_secret=payer.secret, policy=deposit_policy(payer.public_key),
+    ) as running:
+        yield running
+
+
+async def make_pipeline(database: str, sandbox: InProcessSandbox, signer: SignerFixture,
+                        **extra: str) -> tuple[PayoutDesk, Pipeline]:
+    await sandbox.fund(signer.public_key)
+    config = load_config({
+        **signer_env(signer), "DATABASE_URL": database,
+        "PAYOUT_SOURCE_ACCOUNT": signer.public_key, "PAYOUTS_LIVE_EXECUTION": "true",
+        "SOROBAN_RPC_URL": sandbox.rpc_url, "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase,
+        "PAYOUTS_PLAINTEXT": "true", "PAYOUTS_CONFIRM_POLL_MS": "50", **extra,
+    })
+    assert config.signer is not None
+    pool = await create_pool(database)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn)
+    ledger = LedgerGateway(sandbox.rpc_url)
+    desk = PayoutDesk(config, PayoutStore(pool), ledger)
+    return desk, Pipeline(config, desk.attempts, ledger, SignerClient(config.signer))
+
+
+async def create(desk: PayoutDesk, key: str, destination: str, amount: str,
+                 memo: tuple[str, object] | None = None) -> None:
+    request = desk.validate({"payout_id": key, "destination": destination, "amount": amount,
+                             "asset": "XLM", "idempotency_key": key, "memo": memo})
+    await desk.create(request, actor="test", correlation_id=key)
+
+
+async def settle_with_hashes(desk: PayoutDesk, pipeline: Pipeline) -> dict[str, Any]:
+    """settle's rows, each with the hash of the payout's last transaction."""
+    rows = await settle(desk, pipeline)
+    hashes = dict(await desk.store.pool.fetch(
+        """SELECT p.payout_id, a.tx_hash FROM payouts p JOIN payout_attempts a
+             ON a.payout_id = p.id AND a.number = p.attempt_count"""))
+    return {k: {**dict(r), "tx_hash": hashes.get(k)} for k, r in rows.items()}
+
+
+async def landed_memo(sandbox: InProcessSandbox, tx_hash: str) -> sx.Memo:
+    """The memo of the transaction the ledger holds under this hash (getTransaction)."""
+    async with SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient()) as server:
+        found = await server.get_transaction(tx_hash)
+    assert found.envelope_xdr is not None
+    envelope = TransactionEnvelope.from_xdr(found.envelope_xdr, sandbox.passphrase)
+    memo: sx.Memo = envelope.transaction.to_xdr_object().memo
+    return memo
+
+
+async def test_muxed_and_memo_payouts_are_paid_in_a_classic_batch_as_the_exchange_needs(
+    fresh_database: str, sandbox: InProcessSandbox, signer: SignerFixture
+) -> None:
+    desk, pipeline = await make_pipeline(fresh_database, sandbox, signer,
+                                         PAYOUTS_BATCH_MODE="classic")
+    exchange, plain = Keypair.random().public_key, Keypair.random().public_key
+    for account in (exchange, plain):
+        await sandbox.fund(account)
+    before = (await sandbox.balances(exchange))["native"]
+    customer_a = MuxedAccount(exchange, 1001).account_muxed
+    customer_b = MuxedAccount(exchange, 2**64 - 1).account_muxed
+    try:
+        await create(desk, "plain", plain, "1")
+        await create(desk, "muxed-a", customer_a, "2")
+        await create(desk, "muxed-b", customer_b, "3")
+        await create(desk, "memo-text", exchange, "4", ("text", "customer 7"))
+        await create(desk, "memo-id", exchange, "5", ("id", 2**64 - 1))
+        rows = await settle_with_hashes(desk, pipeline)
+    finally:
+        await shut(desk, pipeline)
+
+    assert {k: r["state"] for k, r in rows.items()} == dict.fromkeys(rows, "CONFIRMED"), rows
+    # The memo payouts each in a transaction of their own; the others share one.
+    hashes = {k: r["tx_hash"] for k, r in rows.items()}
+    assert hashes["plain"] == hashes["muxed-a"] == hashes["muxed-b"]
+    assert len({hashes["plain"], hashes["memo-text"], hashes["memo-id"]}) == 3
+    # The ledger: the exchange's account credited once per payout.
+    assert (await sandbox.balances(exchange))["native"] == before + 14 * XLM
+    # Each deposit carries what identifies its customer (CAP-67: the muxed id, else the
+    # transaction memo, in the payment event's to_muxed_id).
+    moved = {(t["tx_hash"], t["amount_stroops"]): t for t in await sandbox.transfers()}
+    assert moved[(hashes["muxed-a"], 2 * XLM)]["to_muxed_id"] == 1001
+    assert moved[(hashes["muxed-b"], 3 * XLM)]["to_muxed_id"] == 2**64 - 1
+    assert moved[(hashes["memo-text"], 4 * XLM)]["to_muxed_id"] == "customer 7"
+    assert moved[(hashes["memo-text"], 4 * XLM)]["to_muxed_id_type"] == "string"
+    assert moved[(hashes["memo-id"], 5 * XLM)]["to_muxed_id"] == 2**64 - 1
+    assert moved[(hashes["plain"], 1 * XLM)]["to_muxed_id"] is None
+    text = await landed_memo(sandbox, hashes["memo-text"])
+    assert (text.type, text.text) == (sx.MemoType.MEMO_TEXT, b"customer 7")
+    assert (await landed_memo(sandbox, hashes["plain"])).type == sx.MemoType.MEMO_NONE
+
+
+async def test_a_muxed_payout_in_soroban_mode_is_a_sac_transfer_to_the_muxed_address(
+    fresh_database: str, sandbox: InProcessSandbox, signer: SignerFixture
+) -> None:
+    desk, pipeline = await make_pipeline(fresh_database, sandbox, signer)
+    exchange = Keypair.random().public_key
+    await sandbox.fund(exchange)
+    before = (await sandbox.balances(exchange))["native"]
+    try:
+        await create(desk, "soroban-muxed", MuxedAccount(exchange, 77).account_muxed, "2")
+        # A memo cannot ride on a Soroban transaction: refused before anything is stored.
+        with pytest.raises(PreconditionFailed) as refused:
+            await create(desk, "soroban-memo", exchange, "1", ("id", 5))
+        assert refused.value.subject == "memo"
+        rows = await settle_with_hashes(desk, pipeline)
+    finally:
+        await shut(desk, pipeline)
+
+    assert list(rows) == ["soroban-muxed"]
+    assert rows["soroban-muxed"]["state"] == "CONFIRMED", rows
+    assert (await sandbox.balances(exchange))["native"] == before + 2 * XLM
+    (moved,) = [t for t in await sandbox.transfers()
+                if t["tx_hash"] == rows["soroban-muxed"]["tx_hash"]]
+    assert (moved["function"], moved["to"], moved["to_muxed_id"]) == ("transfer", exchange, 77)
