@@ -213,14 +213,17 @@ class PayoutDesk:
         so callers can insert many in one SQL transaction (rounds) or one at a time."""
         params = canonical_parameters(request)
         cfg = self.config
+        mode = mode_for(cfg)
+        # Build-only mode hands out the single-payout Soroban transaction, whatever the batch
+        # mode: it pays as batching off does.
+        paid_as = BatchMode.OFF if mode is PayoutMode.BUILD_ONLY else BatchMode(cfg.batch_mode)
         if route := payee_route_problem(
-                BatchMode(cfg.batch_mode), destination=request.destination,
-                has_memo=request.memo is not None, payout_contract=bool(cfg.contract_id)):
+                paid_as, destination=request.destination, has_memo=request.memo is not None,
+                payout_contract=bool(cfg.contract_id)):
             raise PreconditionFailed(route[0], route[1], kind="PAYEE")
         split = split_fee(request.amount_stroops, self.config.fee_bps)
         if split.net <= 0:
             raise ValidationFailed([FieldViolation("amount", "is too small to cover the fee")])
-        mode = mode_for(self.config)
         unsigned_xdr = None
         state = PayoutState.ACCEPTED
         if mode is PayoutMode.BUILD_ONLY:

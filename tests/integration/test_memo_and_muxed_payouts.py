@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from stellar_sdk import Keypair, MuxedAccount, SorobanServerAsync, TransactionEnvelope
 from stellar_sdk import xdr as sx
@@ -21,13 +22,17 @@ from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.payout_store import PayoutStore, create_pool
 from payout_service.adapters.signer_client import SignerClient
-from payout_service.app.desk import PayoutDesk
+from payout_service.app.desk import IdempotencyConflict, PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
 from payout_service.core.errors import PreconditionFailed
+from payout_service.main import RunningService
 from signer_service.testing import SignerFixture, running_signer
 from soroban_sandbox.server import SandboxConfig
 from soroban_sandbox.testing import STANDALONE_PASSPHRASE, InProcessSandbox
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
+from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+from tests.integration.rpcs import status_details
 from tests.integration.test_batch_payouts import settle, shut
 from tests.integration.test_live_with_signer import signer_env
 
@@ -128,6 +133,10 @@ async def test_muxed_and_memo_payouts_are_paid_in_a_classic_batch_as_the_exchang
         await create(desk, "muxed-b", customer_b, "3")
         await create(desk, "memo-text", exchange, "4", ("text", "customer 7"))
         await create(desk, "memo-id", exchange, "5", ("id", 2**64 - 1))
+        # The same idempotency key with another memo is the existing conflict, naming it.
+        with pytest.raises(IdempotencyConflict) as conflict:
+            await create(desk, "memo-text", exchange, "4", ("text", "customer 8"))
+        assert [v.field for v in conflict.value.violations] == ["memo"]
         rows = await settle_with_hashes(desk, pipeline)
     finally:
         await shut(desk, pipeline)
@@ -176,3 +185,47 @@ async def test_a_muxed_payout_in_soroban_mode_is_a_sac_transfer_to_the_muxed_add
     (moved,) = [t for t in await sandbox.transfers()
                 if t["tx_hash"] == rows["soroban-muxed"]["tx_hash"]]
     assert (moved["function"], moved["to"], moved["to_muxed_id"]) == ("transfer", exchange, 77)
+
+
+async def test_over_grpc_a_29_byte_memo_is_invalid_argument_naming_the_field_and_nothing_is_stored(
+    payout_stub: payout_pb2_grpc.PayoutServiceStub, payout_service: RunningService
+) -> None:
+    request = pb.CreatePayoutRequest(
+        payout_id="p-29", destination=Keypair.random().public_key, amount="1", asset="XLM",
+        idempotency_key="p-29", memo=pb.Memo(text="x" * 29))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await payout_stub.CreatePayout(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert status_details(caught.value) == [("memo.text", "29 bytes, at most 28")]
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await payout_stub.GetPayout(pb.GetPayoutRequest(payout_id="p-29"), timeout=10)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_over_grpc_a_muxed_payout_shows_its_id_and_a_memo_off_classic_is_refused(
+    payout_stub: payout_pb2_grpc.PayoutServiceStub
+) -> None:
+    account = Keypair.random().public_key
+    muxed = MuxedAccount(account, 2**64 - 1).account_muxed
+    created = await payout_stub.CreatePayout(pb.CreatePayoutRequest(
+        payout_id="m-1", destination=muxed, amount="1", asset="XLM", idempotency_key="m-1"),
+        timeout=10)
+    got = (await payout_stub.GetPayout(pb.GetPayoutRequest(payout_id="m-1"), timeout=10)).payout
+    listed = (await payout_stub.ListPayouts(pb.ListPayoutsRequest(), timeout=10)).payouts
+    for shown in (created.payout, got, *listed):
+        assert (shown.destination, shown.muxed_id) == (muxed, 2**64 - 1)
+        assert not shown.HasField("memo")
+    # Another muxed id under the same key is the conflict, naming the destination.
+    with pytest.raises(grpc.aio.AioRpcError) as conflict:
+        await payout_stub.CreatePayout(pb.CreatePayoutRequest(
+            payout_id="m-1", destination=MuxedAccount(account, 1).account_muxed, amount="1",
+            asset="XLM", idempotency_key="m-1"), timeout=10)
+    assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert [f for f, _ in status_details(conflict.value)] == ["destination"]
+    # This service hands out single Soroban transactions (build-only): no memo rides on them.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await payout_stub.CreatePayout(pb.CreatePayoutRequest(
+            payout_id="memo-1", destination=account, amount="1", asset="XLM",
+            idempotency_key="memo-1", memo=pb.Memo(id=5)), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "PAYOUTS_BATCH_MODE=classic" in refused.value.details()
