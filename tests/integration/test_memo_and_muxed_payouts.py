@@ -103,7 +103,9 @@ async def settle_with_hashes(desk: PayoutDesk, pipeline: Pipeline) -> dict[str, 
     hashes = dict(await desk.store.pool.fetch(
         """SELECT p.payout_id, a.tx_hash FROM payouts p JOIN payout_attempts a
              ON a.payout_id = p.id AND a.number = p.attempt_count"""))
-    return {k: {**dict(r), "tx_hash": hashes.get(k)} for k, r in rows.items()}
+    messages = dict(await desk.store.pool.fetch("SELECT payout_id, failure_message FROM payouts"))
+    return {k: {**dict(r), "tx_hash": hashes.get(k), "failure_message": messages[k]}
+            for k, r in rows.items()}
 
 
 async def landed_memo(sandbox: InProcessSandbox, tx_hash: str) -> sx.Memo:
@@ -229,3 +231,29 @@ async def test_over_grpc_a_muxed_payout_shows_its_id_and_a_memo_off_classic_is_r
             idempotency_key="memo-1", memo=pb.Memo(id=5)), timeout=10)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "PAYOUTS_BATCH_MODE=classic" in refused.value.details()
+
+
+@pytest.mark.parametrize("batch_mode", ["classic", "off"])
+async def test_a_signer_whose_policy_forbids_muxed_destinations_refuses_them_naming_the_rule(
+    fresh_database: str, sandbox: InProcessSandbox, tmp_path: Path, batch_mode: str
+) -> None:
+    payer = Keypair.random()
+    async with running_signer(
+        tmp_path, network_passphrase=STANDALONE_PASSPHRASE, backend="hot",
+        hot_secret=payer.secret, policy=deposit_policy(payer.public_key, allow_muxed=False),
+    ) as strict:
+        desk, pipeline = await make_pipeline(fresh_database, sandbox, strict,
+                                             PAYOUTS_BATCH_MODE=batch_mode)
+        exchange = Keypair.random().public_key
+        await sandbox.fund(exchange)
+        before = (await sandbox.balances(exchange))["native"]
+        try:
+            await create(desk, "muxed", MuxedAccount(exchange, 5).account_muxed, "1")
+            rows = await settle_with_hashes(desk, pipeline)
+        finally:
+            await shut(desk, pipeline)
+
+    (row,) = rows.values()
+    assert (row["state"], row["failure_code"]) == ("FAILED", "signer_refused")
+    assert "destinations" in row["failure_message"] and "muxed" in row["failure_message"]
+    assert (await sandbox.balances(exchange))["native"] == before
