@@ -31,8 +31,9 @@ from payout_service.core.batches import (
     plan_classic_batch,
 )
 from payout_service.core.model import Attempt, NewAttempt, Payout
+from payout_service.core.payees import payee_memo
 from payout_service.core.transactions import BASE_INCLUSION_FEE, TxParams, inclusion_fee_bid
-from payout_service.core.validation import Memo, MemoKind, paid_account
+from payout_service.core.validation import paid_account
 from payout_service.failpoints import failpoint
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,8 @@ class BatchChanged(Exception):
 
 
 def _item(payout: Payout) -> BatchItem:
-    memo = None
-    if payout.memo_type is not None and payout.memo_value is not None:
-        memo = Memo(MemoKind(payout.memo_type), payout.memo_value)
-    return BatchItem(payout.id, payout.destination, payout.asset, payout.net_stroops, memo)
+    return BatchItem(payout.id, payout.destination, payout.asset, payout.net_stroops,
+                     payee_memo(payout.memo_type, payout.memo_value))
 
 
 def _stamp(tx_envelope: TransactionEnvelope, source: str, sequence: int, now: int,

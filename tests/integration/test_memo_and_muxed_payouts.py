@@ -8,13 +8,14 @@ signer-service over mTLS (a hot key: its policy is what these tests are about, n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from stellar_sdk import Keypair, MuxedAccount, SorobanServerAsync, TransactionEnvelope
+from stellar_sdk import Keypair, MuxedAccount, SorobanServerAsync
 from stellar_sdk import xdr as sx
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 
@@ -26,7 +27,10 @@ from payout_service.app.desk import IdempotencyConflict, PayoutDesk
 from payout_service.app.pipeline import Pipeline
 from payout_service.config import load_config
 from payout_service.core.errors import PreconditionFailed
+from payout_service.core.payees import landed_payee_problem
+from payout_service.core.validation import Memo, MemoKind
 from payout_service.main import RunningService
+from payout_service.metrics import REGISTRY
 from signer_service.testing import SignerFixture, running_signer
 from soroban_sandbox.server import SandboxConfig
 from soroban_sandbox.testing import STANDALONE_PASSPHRASE, InProcessSandbox
@@ -108,25 +112,42 @@ async def settle_with_hashes(desk: PayoutDesk, pipeline: Pipeline) -> dict[str, 
             for k, r in rows.items()}
 
 
-async def landed_memo(sandbox: InProcessSandbox, tx_hash: str) -> sx.Memo:
-    """The memo of the transaction the ledger holds under this hash (getTransaction)."""
+async def landed(sandbox: InProcessSandbox, tx_hash: str) -> tuple[str, str]:
+    """(envelope, meta) of the transaction the ledger holds under this hash (getTransaction)."""
     async with SorobanServerAsync(sandbox.rpc_url, client=AiohttpClient()) as server:
         found = await server.get_transaction(tx_hash)
-    assert found.envelope_xdr is not None
-    envelope = TransactionEnvelope.from_xdr(found.envelope_xdr, sandbox.passphrase)
-    memo: sx.Memo = envelope.transaction.to_xdr_object().memo
+    assert found.envelope_xdr is not None and found.result_meta_xdr is not None
+    return found.envelope_xdr, found.result_meta_xdr
+
+
+def landed_memo(envelope_xdr: str) -> sx.Memo:
+    memo: sx.Memo = sx.TransactionEnvelope.from_xdr(envelope_xdr).v1.tx.memo
     return memo
 
 
+def mismatches() -> float:
+    """Confirmed payouts whose memo or muxed id the confirmer found not as asked."""
+    return REGISTRY.get_sample_value("payouts_payee_mismatches_total") or 0.0
+
+
+def checked(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The payouts whose memo or muxed id the confirmer read back and found as asked."""
+    return sorted(getattr(r, "payout_id", "") for r in caplog.records
+                  if r.getMessage() == "payee identification landed")
+
+
 async def test_muxed_and_memo_payouts_are_paid_in_a_classic_batch_as_the_exchange_needs(
-    fresh_database: str, sandbox: InProcessSandbox, signer: SignerFixture
+    fresh_database: str, sandbox: InProcessSandbox, signer: SignerFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="payout_service.app.confirm")
     desk, pipeline = await make_pipeline(fresh_database, sandbox, signer,
                                          PAYOUTS_BATCH_MODE="classic")
     exchange, plain = Keypair.random().public_key, Keypair.random().public_key
     for account in (exchange, plain):
         await sandbox.fund(account)
     before = (await sandbox.balances(exchange))["native"]
+    mismatches_before = mismatches()
     customer_a = MuxedAccount(exchange, 1001).account_muxed
     customer_b = MuxedAccount(exchange, 2**64 - 1).account_muxed
     try:
@@ -159,18 +180,38 @@ async def test_muxed_and_memo_payouts_are_paid_in_a_classic_batch_as_the_exchang
     assert moved[(hashes["memo-text"], 4 * XLM)]["to_muxed_id_type"] == "string"
     assert moved[(hashes["memo-id"], 5 * XLM)]["to_muxed_id"] == 2**64 - 1
     assert moved[(hashes["plain"], 1 * XLM)]["to_muxed_id"] is None
-    text = await landed_memo(sandbox, hashes["memo-text"])
+    text_envelope, _ = await landed(sandbox, hashes["memo-text"])
+    text = landed_memo(text_envelope)
     assert (text.type, text.text) == (sx.MemoType.MEMO_TEXT, b"customer 7")
-    assert (await landed_memo(sandbox, hashes["plain"])).type == sx.MemoType.MEMO_NONE
+    plain_envelope, plain_meta = await landed(sandbox, hashes["plain"])
+    assert landed_memo(plain_envelope).type == sx.MemoType.MEMO_NONE
+    # The confirmer read each back from the chain and found it as asked; the same judge
+    # tells a wrong one.
+    assert mismatches() == mismatches_before
+    assert checked(caplog) == ["memo-id", "memo-text", "muxed-a", "muxed-b"]
+    assert landed_payee_problem(text_envelope, "", op_index=0,
+                                memo=Memo(MemoKind.TEXT, "customer 8"), muxed_id=None) == (
+        "memo text:customer 7 landed, text:customer 8 was asked")
+    ops = sx.TransactionEnvelope.from_xdr(plain_envelope).v1.tx.operations
+    muxed_b = next(i for i, op in enumerate(ops)
+                   if op.body.payment_op.destination.med25519 is not None
+                   and op.body.payment_op.destination.med25519.id.uint64 == 2**64 - 1)
+    assert landed_payee_problem(plain_envelope, plain_meta, op_index=muxed_b, memo=None,
+                                muxed_id=2**64 - 1) is None
+    assert "muxed id" in (landed_payee_problem(plain_envelope, plain_meta, op_index=muxed_b,
+                                               memo=None, muxed_id=1001) or "")
 
 
 async def test_a_muxed_payout_in_soroban_mode_is_a_sac_transfer_to_the_muxed_address(
-    fresh_database: str, sandbox: InProcessSandbox, signer: SignerFixture
+    fresh_database: str, sandbox: InProcessSandbox, signer: SignerFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="payout_service.app.confirm")
     desk, pipeline = await make_pipeline(fresh_database, sandbox, signer)
     exchange = Keypair.random().public_key
     await sandbox.fund(exchange)
     before = (await sandbox.balances(exchange))["native"]
+    mismatches_before = mismatches()
     try:
         await create(desk, "soroban-muxed", MuxedAccount(exchange, 77).account_muxed, "2")
         # A memo cannot ride on a Soroban transaction: refused before anything is stored.
@@ -187,6 +228,13 @@ async def test_a_muxed_payout_in_soroban_mode_is_a_sac_transfer_to_the_muxed_add
     (moved,) = [t for t in await sandbox.transfers()
                 if t["tx_hash"] == rows["soroban-muxed"]["tx_hash"]]
     assert (moved["function"], moved["to"], moved["to_muxed_id"]) == ("transfer", exchange, 77)
+    # The confirmer found to_muxed_id 77 in the transfer event; the same judge tells a wrong one.
+    assert mismatches() == mismatches_before
+    assert checked(caplog) == ["soroban-muxed"]
+    envelope, meta = await landed(sandbox, rows["soroban-muxed"]["tx_hash"])
+    assert landed_payee_problem(envelope, meta, op_index=0, memo=None, muxed_id=77) is None
+    assert landed_payee_problem(envelope, meta, op_index=0, memo=None, muxed_id=78) == (
+        "muxed id 77 landed, 78 was asked")
 
 
 async def test_over_grpc_a_29_byte_memo_is_invalid_argument_naming_the_field_and_nothing_is_stored(

@@ -19,6 +19,7 @@ from payout_service.core.batches import (
 )
 from payout_service.core.errors import ValidationFailed
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
+from payout_service.core.payees import landed_payee_problem
 from payout_service.core.transactions import TxParams
 from payout_service.core.validation import (
     AmountLimits,
@@ -192,3 +193,17 @@ def test_the_payee_route_rule(mode: BatchMode, destination: str, memo: bool, con
     problem = payee_route_problem(mode, destination=destination, has_memo=memo,
                                   payout_contract=contract)
     assert (problem[0] if problem else None) == field
+
+
+@pytest.mark.parametrize("memo", [Memo(MemoKind.TEXT, "é 7"), Memo(MemoKind.ID, str(2**64 - 1)),
+                                  Memo(MemoKind.HASH, "ab" * 32),
+                                  Memo(MemoKind.RETURN, "cd" * 32)])
+def test_the_confirmer_reads_each_memo_kind_back_as_it_was_stored(memo: Memo) -> None:
+    plan = plan_classic_batch([item(MUXED, memo)], {ACCOUNT}, 100)
+    envelope = build_classic_batch(TxParams(SOURCE, 2, 0, 10**10, PASS), plan.operations,
+                                   operation_source=None).to_xdr()
+    assert landed_payee_problem(envelope, "", op_index=0, memo=memo, muxed_id=2**64 - 1) is None
+    assert landed_payee_problem(envelope, "", op_index=0, memo=None, muxed_id=2**64 - 1) == (
+        f"memo {memo.kind.value}:{memo.value} landed, none was asked")
+    assert landed_payee_problem(envelope, "", op_index=0, memo=memo, muxed_id=None) == (
+        f"muxed id {2**64 - 1} landed, None was asked")
