@@ -84,14 +84,15 @@ def payout_to_pb(p: Payout) -> pb.Payout:
 MEMO_KINDS = {"text": "text", "id": "id", "hash": "hash", "return_hash": "return"}
 
 
-def memo_from_pb(request: pb.CreatePayoutRequest) -> tuple[str, object] | None:
-    """The request's memo as (kind, value) for core validation, or None without one."""
-    if not request.HasField("memo"):
+def memo_from_pb(memo: pb.Memo | None) -> tuple[str, object] | None:
+    """A request's memo (None when the field is unset) as (kind, value) for core
+    validation."""
+    if memo is None:
         return None
-    which = request.memo.WhichOneof("value")
+    which = memo.WhichOneof("value")
     if which is None:
         return ("", None)  # an empty Memo message: validation names it
-    return MEMO_KINDS[which], getattr(request.memo, which)
+    return MEMO_KINDS[which], getattr(memo, which)
 
 
 def memo_to_pb(kind: str, value: str) -> pb.Memo:

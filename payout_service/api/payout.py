@@ -49,7 +49,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
                 "amount": request.amount, "asset": request.asset,
                 "idempotency_key": request.idempotency_key,
                 "metadata": dict(request.metadata), "reference": request.reference,
-                "memo": memo_from_pb(request),
+                "memo": memo_from_pb(request.memo if request.HasField("memo") else None),
             }
         )
         result = await self.desk.create(

@@ -24,7 +24,8 @@ async def create_batch(
         {
             "payout_id": i.payout_id, "destination": i.destination, "amount": i.amount,
             "asset": i.asset, "idempotency_key": i.idempotency_key,
-            "metadata": dict(i.metadata), "reference": i.reference, "memo": memo_from_pb(i),
+            "metadata": dict(i.metadata), "reference": i.reference,
+            "memo": memo_from_pb(i.memo if i.HasField("memo") else None),
         }
         for i in request.items
     ]

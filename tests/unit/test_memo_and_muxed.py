@@ -20,6 +20,7 @@ from payout_service.core.batches import (
 from payout_service.core.errors import ValidationFailed
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
 from payout_service.core.payees import landed_payee_problem
+from payout_service.core.rounds import WinnerInput, validate_winners
 from payout_service.core.transactions import TxParams
 from payout_service.core.validation import (
     AmountLimits,
@@ -207,3 +208,23 @@ def test_the_confirmer_reads_each_memo_kind_back_as_it_was_stored(memo: Memo) ->
         f"memo {memo.kind.value}:{memo.value} landed, none was asked")
     assert landed_payee_problem(envelope, "", op_index=0, memo=memo, muxed_id=None) == (
         f"muxed id {2**64 - 1} landed, None was asked")
+
+
+def _validate(fields):  # noqa: ANN001, ANN202 - as PayoutDesk.validate, without a service
+    return validate_payout_request(
+        payout_id=str(fields["payout_id"]), destination=str(fields["destination"]),
+        amount=str(fields["amount"]), asset=str(fields["asset"]),
+        idempotency_key=str(fields["idempotency_key"]), metadata=dict(fields["metadata"]),
+        reference="", limits=AmountLimits(), memo=fields.get("memo"))
+
+
+def test_a_round_winner_takes_a_memo_and_a_bad_one_names_the_winner() -> None:
+    (request,) = validate_winners("r1", "XLM", [WinnerInput(1, MUXED, "1", ("id", 9))],
+                                  _validate)
+    assert (request.memo, request.muxed_id) == (Memo(MemoKind.ID, "9"), 2**64 - 1)
+    with pytest.raises(ValidationFailed) as err:
+        validate_winners("r1", "XLM", [WinnerInput(1, ACCOUNT, "1"),
+                                       WinnerInput(2, ACCOUNT, "1", ("text", "x" * 29))],
+                         _validate)
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("winners[1].memo.text", "29 bytes, at most 28")]
