@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 from stellar_sdk import Keypair, MuxedAccount, SorobanServerAsync
@@ -305,3 +306,34 @@ async def test_a_signer_whose_policy_forbids_muxed_destinations_refuses_them_nam
     assert (row["state"], row["failure_code"]) == ("FAILED", "signer_refused")
     assert "destinations" in row["failure_message"] and "muxed" in row["failure_message"]
     assert (await sandbox.balances(exchange))["native"] == before
+
+
+@pytest.mark.parametrize(("destination", "memo_type", "memo_value", "muxed_id", "constraint"), [
+    ("G", "text", "x" * 29, None, "memo_value_fits_its_type"),
+    ("G", "text", "€" * 10, None, "memo_value_fits_its_type"),  # 10 characters, 30 bytes
+    ("G", "id", str(2**64), None, "memo_value_fits_its_type"),
+    ("G", "hash", "ab" * 31, None, "memo_value_fits_its_type"),
+    ("G", "return", "AB" * 32, None, "memo_value_fits_its_type"),  # stored lower-case
+    ("G", "text", None, None, "memo_type_and_value_together"),
+    ("G", None, "x", None, "memo_type_and_value_together"),
+    # Breaks two constraints: either may be the one reported.
+    ("G", "note", "x", None, "payouts_memo_type_check|memo_value_fits_its_type"),
+    ("M", None, None, None, "muxed_id_iff_muxed_destination"),
+    ("G", None, None, 5, "muxed_id_iff_muxed_destination"),
+    ("M", None, None, 2**64, "payouts_muxed_id_check"),
+])
+async def test_the_database_refuses_a_memo_or_muxed_id_the_network_could_not_carry(
+    pool: asyncpg.Pool, destination: str, memo_type: str | None, memo_value: str | None,
+    muxed_id: int | None, constraint: str,
+) -> None:
+    account = Keypair.random().public_key
+    address = MuxedAccount(account, 1).account_muxed if destination == "M" else account
+    with pytest.raises(asyncpg.CheckViolationError) as refused:
+        await pool.execute(
+            """INSERT INTO payouts (id, payout_id, idempotency_key, fingerprint, parameters,
+                   destination, asset, gross_stroops, fee_stroops, net_stroops, state, mode,
+                   memo_type, memo_value, muxed_id)
+               VALUES (gen_random_uuid(), 'p', 'k', 'f', '{}', $1, 'XLM', 1, 0, 1, 'ACCEPTED',
+                       'SIGNER_SERVICE', $2, $3, $4)""",
+            address, memo_type, memo_value, muxed_id)
+    assert refused.value.constraint_name in constraint.split("|")

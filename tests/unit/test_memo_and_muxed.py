@@ -3,12 +3,14 @@ Pure: no database, no network."""
 
 from __future__ import annotations
 
+import argparse
 from uuid import uuid4
 
 import pytest
 from stellar_sdk import Keypair, MuxedAccount, Network, TransactionEnvelope
 from stellar_sdk import xdr as sx
 
+from payout_service.cli.payoutctl import memo_arg, memo_text
 from payout_service.core.batches import (
     BatchItem,
     BatchMode,
@@ -29,6 +31,7 @@ from payout_service.core.validation import (
     destination_problem,
     validate_payout_request,
 )
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 ACCOUNT = Keypair.random().public_key
 MUXED = MuxedAccount(ACCOUNT, 2**64 - 1).account_muxed
@@ -228,3 +231,21 @@ def test_a_round_winner_takes_a_memo_and_a_bad_one_names_the_winner() -> None:
                          _validate)
     assert [(v.field, v.description) for v in err.value.violations] == [
         ("winners[1].memo.text", "29 bytes, at most 28")]
+
+
+@pytest.mark.parametrize(("flag", "memo"), [
+    ("text:customer 7", pb.Memo(text="customer 7")),
+    ("text:a:b", pb.Memo(text="a:b")),
+    (f"id:{2**64 - 1}", pb.Memo(id=2**64 - 1)),
+    ("hash:" + "ab" * 32, pb.Memo(hash=bytes.fromhex("ab" * 32))),
+    ("return:" + "cd" * 32, pb.Memo(return_hash=bytes.fromhex("cd" * 32))),
+])
+def test_payoutctl_takes_a_memo_and_shows_it_as_it_was_given(flag: str, memo: pb.Memo) -> None:
+    assert memo_arg(flag) == memo
+    assert memo_text(memo) == flag
+
+
+@pytest.mark.parametrize("flag", ["customer 7", "id:seven", "hash:zz", "note:x"])
+def test_payoutctl_refuses_a_memo_flag_it_cannot_read(flag: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        memo_arg(flag)
