@@ -162,10 +162,18 @@ async def test_muxed_and_memo_payouts_are_paid_in_a_classic_batch_as_the_exchang
             await create(desk, "memo-text", exchange, "4", ("text", "customer 8"))
         assert [v.field for v in conflict.value.violations] == ["memo"]
         rows = await settle_with_hashes(desk, pipeline)
+        webhooks = {r["payload"]["payout_id"]: r["payload"] for r in await desk.store.pool.fetch(
+            """SELECT payload::jsonb AS payload FROM outbox_events
+               WHERE event_type = 'payout.confirmed'""")}
     finally:
         await shut(desk, pipeline)
 
     assert {k: r["state"] for k, r in rows.items()} == dict.fromkeys(rows, "CONFIRMED"), rows
+    # The confirmation webhooks carry what the payee is credited by.
+    assert [(webhooks[k]["memo"], webhooks[k]["muxed_id"]) for k in
+            ("plain", "muxed-b", "memo-text", "memo-id")] == [
+        (None, None), (None, str(2**64 - 1)), ({"type": "text", "value": "customer 7"}, None),
+        ({"type": "id", "value": str(2**64 - 1)}, None)]
     # The memo payouts each in a transaction of their own; the others share one.
     hashes = {k: r["tx_hash"] for k, r in rows.items()}
     assert hashes["plain"] == hashes["muxed-a"] == hashes["muxed-b"]
