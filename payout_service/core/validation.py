@@ -101,9 +101,7 @@ def memo_problem(kind: str, value: object) -> tuple[str, str] | None:
 def stored_memo(kind: str, value: object) -> Memo:
     """A memo that passed memo_problem, in its stored form."""
     memo_kind = MemoKind(kind)
-    if memo_kind is MemoKind.TEXT:
-        return Memo(memo_kind, str(value))
-    if memo_kind is MemoKind.ID:
+    if memo_kind in (MemoKind.TEXT, MemoKind.ID):
         return Memo(memo_kind, str(value))
     assert isinstance(value, bytes)  # noqa: S101 - memo_problem checked it
     return Memo(memo_kind, value.hex())
@@ -232,12 +230,12 @@ def validate_payout_request(
             check("destination", "must differ from the payout source account")
     elif source_account and destination == source_account:
         check("destination", "must differ from the payout source account")
-    memo_value = None
+    valid_memo = None
     if memo is not None:
         if problem := memo_problem(*memo):
             violations.append(FieldViolation(*problem))
         else:
-            memo_value = stored_memo(*memo)
+            valid_memo = stored_memo(*memo)
     check("asset", asset_problem(asset) if asset else "is required")
     stroops = 0
     try:
@@ -265,6 +263,6 @@ def validate_payout_request(
         idempotency_key=idempotency_key,
         metadata=dict(metadata),
         reference=reference,
-        memo=memo_value,
+        memo=valid_memo,
         muxed_id=muxed_id,
     )
