@@ -65,6 +65,11 @@ AMOUNT = Counter(
     "payouts_amount_stroops", "Net amounts of payouts reaching a terminal state (stroops)",
     ["state"], registry=REGISTRY,
 )
+PAYEE_MISMATCHES = Counter(
+    "payouts_payee_mismatches",
+    "Confirmed payouts whose memo or muxed id did not land as the payee asked",
+    registry=REGISTRY,
+)
 ATTEMPTS = Counter(
     "payouts_attempts", "Submission attempts by outcome", ["outcome"], registry=REGISTRY
 )

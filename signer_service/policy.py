@@ -231,6 +231,8 @@ def judge_call(call: sx.InvokeContractArgs, policy: KeyPolicy
     judged = decode_args(call.args, rule)
     if isinstance(judged, Refuse):
         return judged, ()
+    if not policy.allow_muxed_destinations and (muxed := _muxed_argument(call.args, rule)):
+        return muxed, ()
     payers = []
     for value, spec in zip(call.args, rule.args, strict=True):
         if spec.name == PAYER_ARG and value.address is not None:
@@ -239,6 +241,27 @@ def judge_call(call: sx.InvokeContractArgs, policy: KeyPolicy
             except ValueError:
                 payers.append("(not an account)")
     return judged, tuple(payers)
+
+
+def _is_muxed(v: sx.SCVal) -> bool:
+    return (v.address is not None
+            and v.address.type == sx.SCAddressType.SC_ADDRESS_TYPE_MUXED_ACCOUNT)
+
+
+def _muxed_argument(args: list[sx.SCVal], rule: CallRule) -> Refuse | None:
+    """The refusal of a muxed (M...) address among the call's addresses, when the key's policy
+    does not allow muxed destinations: since protocol 23 the SAC `transfer` takes one as `to`
+    (CAP-67), so the classic rule (a Payment's muxed destination) holds for calls too."""
+    for value, spec in zip(args, rule.args, strict=True):
+        items = [value]
+        if spec.type == "payouts" and value.vec is not None:
+            items = [item.vec.sc_vec[0] for item in value.vec.sc_vec if item.vec is not None]
+        for item in items:
+            if item.type == sx.SCValType.SCV_ADDRESS and _is_muxed(item):
+                assert item.address is not None  # noqa: S101 - _is_muxed checked it
+                return Refuse("destinations", f"{rule.function} argument {spec.name}: muxed "
+                              f"destination {address_text(item.address)} is not allowed")
+    return None
 
 
 def _call_rule(call: sx.InvokeContractArgs, policy: KeyPolicy) -> CallRule | Refuse:

@@ -235,6 +235,12 @@ class BatchStore:
                 await consumed_through(conn, moved[0].source_account, moved[0].sequence)
             return confirmed
 
+    async def op_indexes(self, batch_id: UUID) -> dict[UUID, int]:
+        """Each member payout's operation in the batch transaction."""
+        rows = await self.pool.fetch(
+            "SELECT payout_id, op_index FROM payout_attempts WHERE batch_id = $1", batch_id)
+        return {r["payout_id"]: r["op_index"] for r in rows if r["op_index"] is not None}
+
     async def failed_on_chain(
         self, batch_id: UUID, *, ledger: int, tx_code: str, op_codes: Sequence[str],
         max_attempts: int, delay: timedelta,

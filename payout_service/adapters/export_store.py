@@ -18,7 +18,8 @@ _SELECT = """
     SELECT p.id, p.payout_id, p.idempotency_key, p.destination, p.asset, p.gross_stroops,
            p.fee_stroops, p.net_stroops, p.state, p.created_at, p.updated_at, p.confirmed_at,
            a.tx_hash, a.ledger, p.network_fee_stroops, p.failure_code, p.failure_message,
-           p.round_id, p.batch_id, p.reference, p.correlation_id, p.metadata
+           p.round_id, p.batch_id, p.reference, p.correlation_id, p.metadata,
+           p.memo_type, p.memo_value, p.muxed_id
     FROM payouts p
     LEFT JOIN payout_attempts a ON a.payout_id = p.id AND a.number = p.attempt_count"""
 

@@ -102,6 +102,9 @@ class Included:
     fee_charged: int
     # Each operation's own result code, in order (a batch blames its payouts by these).
     op_codes: tuple[str, ...] = ()
+    # The transaction as the chain recorded it, and its meta (events): what a payee sees.
+    envelope_xdr: str = ""
+    meta_xdr: str = ""
 
 
 LookupOutcome = Included | NotFound
@@ -296,6 +299,7 @@ class LedgerGateway:
             result_code=code,
             fee_charged=fee,
             op_codes=operation_codes(response.result_xdr) if response.result_xdr else (),
+            envelope_xdr=response.envelope_xdr or "", meta_xdr=response.result_meta_xdr or "",
         )
 
     async def included_envelope(self, tx_hash: str) -> str | None:

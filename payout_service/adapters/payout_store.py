@@ -42,6 +42,9 @@ class NewPayout:
     round_id: str | None = None
     batch_id: str | None = None
     trace_context: str = ""
+    memo_type: str | None = None
+    memo_value: str | None = None
+    muxed_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def _attempt(row: asyncpg.Record, payout: Payout | None = None) -> Attempt:
 def payout_from_row(row: asyncpg.Record, attempt: Attempt | None = None) -> Payout:
     fields = {n: row[n] for n in Payout.__dataclass_fields__ if n != "current_attempt"}
     fields["state"] = PayoutState(fields["state"])
+    if fields["muxed_id"] is not None:
+        fields["muxed_id"] = int(fields["muxed_id"])  # numeric(20, 0): a uint64
     return Payout(**fields, current_attempt=attempt)
 
 
@@ -241,7 +246,8 @@ _INSERT_COLUMNS = (
     ("net_stroops", "bigint"), ("state", "text"), ("mode", "text"),
     ("unsigned_envelope_xdr", "text"), ("metadata", "jsonb"), ("reference", "text"),
     ("correlation_id", "text"), ("round_id", "text"), ("batch_id", "text"),
-    ("needs_attempt", "boolean"), ("trace_context", "text"),
+    ("needs_attempt", "boolean"), ("trace_context", "text"), ("memo_type", "text"),
+    ("memo_value", "text"), ("muxed_id", "numeric"),
 )
 # One statement, one round trip: the payouts and, for each row actually inserted, its
 # creation event (the aggregates follow by trigger, migration 030).
@@ -281,7 +287,8 @@ async def insert_payouts_in(
         (ident, n.payout_id, n.idempotency_key, n.fingerprint, n.parameters, n.destination,
          n.asset, n.gross_stroops, n.fee_stroops, n.net_stroops, n.state.value, n.mode,
          n.unsigned_envelope_xdr, n.metadata, n.reference, n.correlation_id, n.round_id,
-         n.batch_id, n.state == PayoutState.ACCEPTED, n.trace_context)
+         n.batch_id, n.state == PayoutState.ACCEPTED, n.trace_context, n.memo_type,
+         n.memo_value, n.muxed_id)
         for ident, n in zip(ids, news, strict=True)
     ]
     rows = await db.fetch(_INSERT_SQL, *(list(column) for column in zip(*values, strict=True)),
@@ -307,7 +314,8 @@ def _new_payout(n: NewPayout, row: asyncpg.Record) -> Payout:
         failure_message=None, metadata=n.metadata, reference=n.reference,
         round_id=n.round_id, batch_id=n.batch_id, correlation_id=n.correlation_id,
         trace_context=n.trace_context, network_fee_stroops=None,
-        created_at=row["created_at"], updated_at=row["updated_at"], confirmed_at=None)
+        created_at=row["created_at"], updated_at=row["updated_at"], confirmed_at=None,
+        memo_type=n.memo_type, memo_value=n.memo_value, muxed_id=n.muxed_id)
 
 
 async def payouts_by_keys(db: asyncpg.Pool | asyncpg.Connection, keys: Sequence[str],

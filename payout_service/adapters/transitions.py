@@ -268,6 +268,11 @@ async def _outbox(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record],
             "ledger": attempt["ledger"] if attempt else None,
             "failure_code": row["failure_code"], "correlation_id": row["correlation_id"],
             "round_id": row["round_id"], "batch_id": row["batch_id"],
+            # What the payee is credited by (exchange deposits); the muxed id is a uint64, as
+            # text so a JSON reader with doubles keeps every digit.
+            "memo": ({"type": row["memo_type"], "value": row["memo_value"]}
+                     if row["memo_type"] is not None else None),
+            "muxed_id": str(row["muxed_id"]) if row["muxed_id"] is not None else None,
         }))
     await conn.executemany(
         "INSERT INTO outbox_events (payout_id, event_type, payload) VALUES ($1, $2, $3)",

@@ -65,6 +65,10 @@ def payout_to_pb(p: Payout) -> pb.Payout:
         confirmed_at=timestamp(p.confirmed_at), reference=p.reference,
         network_fee_stroops=p.network_fee_stroops or 0,
     )
+    if p.memo_type is not None and p.memo_value is not None:
+        msg.memo.CopyFrom(memo_to_pb(p.memo_type, p.memo_value))
+    if p.muxed_id is not None:
+        msg.muxed_id = p.muxed_id
     if p.failure_code:
         msg.failure.CopyFrom(
             pb.Failure(code=p.failure_code, message=p.failure_message or "", retryable=False)
@@ -74,6 +78,31 @@ def payout_to_pb(p: Payout) -> pb.Payout:
         msg.tx_hash = p.current_attempt.tx_hash
         msg.ledger = p.current_attempt.ledger or 0
     return msg
+
+
+# Memo oneof field -> core/validation.MemoKind value.
+MEMO_KINDS = {"text": "text", "id": "id", "hash": "hash", "return_hash": "return"}
+
+
+def memo_from_pb(memo: pb.Memo | None) -> tuple[str, object] | None:
+    """A request's memo (None when the field is unset) as (kind, value) for core
+    validation."""
+    if memo is None:
+        return None
+    which = memo.WhichOneof("value")
+    if which is None:
+        return ("", None)  # an empty Memo message: validation names it
+    return MEMO_KINDS[which], getattr(memo, which)
+
+
+def memo_to_pb(kind: str, value: str) -> pb.Memo:
+    if kind == "text":
+        return pb.Memo(text=value)
+    if kind == "id":
+        return pb.Memo(id=int(value))
+    if kind == "hash":
+        return pb.Memo(hash=bytes.fromhex(value))
+    return pb.Memo(return_hash=bytes.fromhex(value))
 
 
 def amount_from_pb(msg: pb.Amount, name: str, violations: list[FieldViolation]) -> int:

@@ -13,6 +13,7 @@ from payout_service.api.convert import (
     PB_TO_STATE,
     STATE_TO_PB,
     attempt_to_pb,
+    memo_from_pb,
     payout_to_pb,
     timestamp,
 )
@@ -49,6 +50,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
                 "amount": request.amount, "asset": request.asset,
                 "idempotency_key": request.idempotency_key,
                 "metadata": dict(request.metadata), "reference": request.reference,
+                "memo": memo_from_pb(request.memo if request.HasField("memo") else None),
             }
         )
         result = await self.desk.create(

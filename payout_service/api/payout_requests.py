@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from payout_service.adapters.stats import payout_stats
-from payout_service.api.convert import payout_to_pb, total
+from payout_service.api.convert import memo_from_pb, payout_to_pb, total
 from payout_service.app.batch import Outcome, create_payout_batch
 from payout_service.app.desk import PayoutDesk
 from payout_service.core.errors import FieldViolation, ValidationFailed
@@ -25,6 +25,7 @@ async def create_batch(
             "payout_id": i.payout_id, "destination": i.destination, "amount": i.amount,
             "asset": i.asset, "idempotency_key": i.idempotency_key,
             "metadata": dict(i.metadata), "reference": i.reference,
+            "memo": memo_from_pb(i.memo if i.HasField("memo") else None),
         }
         for i in request.items
     ]

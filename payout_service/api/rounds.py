@@ -6,7 +6,7 @@ import grpc
 
 from payout_service.adapters import round_store
 from payout_service.adapters.round_store import Round
-from payout_service.api.convert import payout_to_pb, timestamp, total
+from payout_service.api.convert import memo_from_pb, payout_to_pb, timestamp, total
 from payout_service.api.errors import handles_errors
 from payout_service.api.identity import caller_identity
 from payout_service.app.rounds import RoundDesk
@@ -81,7 +81,9 @@ class RoundServicer(rounds_pb2_grpc.RoundServiceServicer):  # type: ignore[misc]
     async def ResolveRound(  # noqa: N802 - admin-only: enforced by the server interceptor
         self, request: rpb.ResolveRoundRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> rpb.ResolveRoundResponse:
-        winners = [WinnerInput(w.rank, w.destination, w.amount) for w in request.winners]
+        winners = [WinnerInput(w.rank, w.destination, w.amount,
+                               memo_from_pb(w.memo if w.HasField("memo") else None))
+                   for w in request.winners]
         result = await self.rounds.resolve(
             request.round_id, winners, actor=caller_identity(context), correlation_id=corr
         )

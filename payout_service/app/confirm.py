@@ -16,8 +16,9 @@ from payout_service.adapters.ledger import (
     RetryLater,
 )
 from payout_service.app.stage import Stage, attempt_ids, envelope_of
-from payout_service.core.model import Attempt
+from payout_service.core.model import Attempt, Payout
 from payout_service.core.pacing import resend_due
+from payout_service.core.payees import landed_payee_problem, payee_memo
 from payout_service.core.proofs import (
     DeathProof,
     Envelope,
@@ -160,6 +161,7 @@ class Confirming(Stage):
                 attempt, ledger=found.ledger, fee_charged=found.fee_charged
             )
             if payout is not None:
+                self._check_payee(payout, found, op_index=0)
                 metrics.ATTEMPTS.labels("included").inc()
                 metrics.AMOUNT.labels("confirmed").inc(payout.net_stroops)
                 metrics.FEES.inc(found.fee_charged)
@@ -177,6 +179,24 @@ class Confirming(Stage):
             proof=f"failed on chain in ledger {found.ledger}", ledger=found.ledger,
             retry=verdict.retry, actor="confirmer")
 
+    def _check_payee(self, payout: Payout, found: Included, *, op_index: int) -> None:
+        """The memo and muxed id an exchange credits by, read back from the chain's record.
+        The money has moved by now: a mismatch cannot be undone here, so it is reported
+        loudly for an operator (the payee's support needs the transaction)."""
+        memo = payee_memo(payout.memo_type, payout.memo_value)
+        if (memo is None and payout.muxed_id is None) or not found.envelope_xdr:
+            return
+        problem = landed_payee_problem(found.envelope_xdr, found.meta_xdr, op_index=op_index,
+                                       memo=memo, muxed_id=payout.muxed_id)
+        if problem is None:
+            log.info("payee identification landed", extra={
+                "payout_id": payout.payout_id, "ledger": found.ledger})
+            return
+        metrics.PAYEE_MISMATCHES.inc()
+        log.error("payee identification did not land as asked", extra={
+            "payout_id": payout.payout_id, "problem": problem, "ledger": found.ledger,
+            "correlation_id": payout.correlation_id})
+
     async def _batch_included(self, lead: Attempt, found: Included) -> None:
         """A batch landed: every payout confirmed, or (failed) each judged by its own
         operation's result; the innocent are re-batched (core/batches.judge_failed_batch)."""
@@ -187,7 +207,9 @@ class Confirming(Stage):
             metrics.ATTEMPTS.labels("included").inc(len(confirmed))
             metrics.FEES.inc(found.fee_charged)
             now = datetime.now(UTC)
+            op_indexes = await self.batches.op_indexes(lead.batch_id)
             for payout in confirmed:
+                self._check_payee(payout, found, op_index=op_indexes.get(payout.id, 0))
                 metrics.AMOUNT.labels("confirmed").inc(payout.net_stroops)
                 metrics.CONFIRMATION_SECONDS.observe((now - payout.created_at).total_seconds())
             log.info("batch confirmed", extra={**attempt_ids(lead), "ledger": found.ledger,

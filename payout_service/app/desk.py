@@ -19,11 +19,13 @@ from payout_service.adapters.payout_store import (
     payouts_by_keys,
 )
 from payout_service.config import Config
+from payout_service.core.batches import BatchMode, payee_route_problem
 from payout_service.core.envelopes import signed_envelope_problem
 from payout_service.core.errors import (
     Conflict,
     FailedPrecondition,
     FieldViolation,
+    PreconditionFailed,
     ValidationFailed,
 )
 from payout_service.core.fees import split_fee
@@ -112,6 +114,7 @@ class PayoutDesk:
             reference=str(fields.get("reference", "")),
             limits=self.limits,
             source_account=self.config.source_account,
+            memo=fields.get("memo"),  # type: ignore[arg-type]
         )
 
     async def create(
@@ -209,10 +212,18 @@ class PayoutDesk:
         """The row to insert: fee split and, in build-only mode, the built XDR. Writes nothing,
         so callers can insert many in one SQL transaction (rounds) or one at a time."""
         params = canonical_parameters(request)
+        cfg = self.config
+        mode = mode_for(cfg)
+        # Build-only mode hands out the single-payout Soroban transaction, whatever the batch
+        # mode: it pays as batching off does.
+        paid_as = BatchMode.OFF if mode is PayoutMode.BUILD_ONLY else BatchMode(cfg.batch_mode)
+        if route := payee_route_problem(
+                paid_as, destination=request.destination, has_memo=request.memo is not None,
+                payout_contract=bool(cfg.contract_id)):
+            raise PreconditionFailed(route[0], route[1], kind="PAYEE")
         split = split_fee(request.amount_stroops, self.config.fee_bps)
         if split.net <= 0:
             raise ValidationFailed([FieldViolation("amount", "is too small to cover the fee")])
-        mode = mode_for(self.config)
         unsigned_xdr = None
         state = PayoutState.ACCEPTED
         if mode is PayoutMode.BUILD_ONLY:
@@ -227,6 +238,8 @@ class PayoutDesk:
             metadata=dict(request.metadata), reference=request.reference,
             correlation_id=correlation_id, round_id=round_id, batch_id=batch_id,
             trace_context=current_traceparent(),
+            memo_type=request.memo.kind.value if request.memo else None,
+            memo_value=request.memo.value if request.memo else None, muxed_id=request.muxed_id,
         )
 
     async def _build_unsigned(self, destination: str, amount: int, asset: str) -> str:

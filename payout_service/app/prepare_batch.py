@@ -31,7 +31,9 @@ from payout_service.core.batches import (
     plan_classic_batch,
 )
 from payout_service.core.model import Attempt, NewAttempt, Payout
+from payout_service.core.payees import payee_memo
 from payout_service.core.transactions import BASE_INCLUSION_FEE, TxParams, inclusion_fee_bid
+from payout_service.core.validation import paid_account
 from payout_service.failpoints import failpoint
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ class BatchChanged(Exception):
 
 
 def _item(payout: Payout) -> BatchItem:
-    return BatchItem(payout.id, payout.destination, payout.asset, payout.net_stroops)
+    return BatchItem(payout.id, payout.destination, payout.asset, payout.net_stroops,
+                     payee_memo(payout.memo_type, payout.memo_value))
 
 
 def _stamp(tx_envelope: TransactionEnvelope, source: str, sequence: int, now: int,
@@ -84,10 +87,12 @@ class PreparingBatches(Stage):
         while remaining:
             # Twice a batch of candidates: another worker planning the same head locks some.
             head = remaining[: 2 * size]
-            existing = await self.ledger.existing_accounts([p.destination for p in head])
+            # Looked up by the G... account an M... destination credits.
+            accounts = [paid_account(p.destination) for p in head]
+            existing = await self.ledger.existing_accounts(accounts)
             # Asked after every batch this pass stores: its creates are in flight too.
             being_created = await self.batches.accounts_being_created(
-                [p.destination for p in head if p.destination not in existing])
+                [a for a in accounts if a not in existing])
             plan = plan_classic_batch([_item(p) for p in head], existing, size, spare=size,
                                       being_created=being_created)
             by_id = {p.id: p for p in head}

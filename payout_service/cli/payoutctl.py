@@ -84,12 +84,45 @@ def table(rows: list[list[str]]) -> str:
 
 def payout_block(p: pb.Payout) -> str:
     fields = [("payout_id", p.payout_id), ("id", p.id), ("state", _state(p.state)),
-              ("destination", p.destination), ("asset", p.asset),
+              ("destination", p.destination),
+              ("muxed_id", str(p.muxed_id) if p.HasField("muxed_id") else ""),
+              ("memo", memo_text(p.memo) if p.HasField("memo") else ""), ("asset", p.asset),
               ("gross", p.gross.decimal), ("fee", p.fee.decimal), ("net", p.net.decimal),
               ("attempts", str(p.attempt_count)), ("tx_hash", p.tx_hash),
               ("ledger", str(p.ledger or "")), ("failure", p.failure.code),
               ("correlation_id", p.correlation_id)]
     return "\n".join(f"{name + ':':16}{value}" for name, value in fields if value)
+
+
+def memo_text(memo: pb.Memo) -> str:
+    """`kind:value` as `create --memo` takes it; hash and return in hex."""
+    which = memo.WhichOneof("value")
+    if which is None:
+        return ""
+    value = getattr(memo, which)
+    return f"{MEMO_FLAG_KINDS[which]}:{value.hex() if isinstance(value, bytes) else value}"
+
+
+# The oneof field of pb.Memo -> the kind `--memo` names it by.
+MEMO_FLAG_KINDS = {"text": "text", "id": "id", "hash": "hash", "return_hash": "return"}
+
+
+def memo_arg(text: str) -> pb.Memo:
+    """`--memo text:…`, `id:123`, `hash:<64 hex>` or `return:<64 hex>`."""
+    kind, sep, value = text.partition(":")
+    try:
+        if sep and kind == "text":
+            return pb.Memo(text=value)
+        if sep and kind == "id":
+            return pb.Memo(id=int(value))
+        if sep and kind == "hash":
+            return pb.Memo(hash=bytes.fromhex(value))
+        if sep and kind == "return":
+            return pb.Memo(return_hash=bytes.fromhex(value))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        "expected text:TEXT, id:NUMBER, hash:HEX or return:HEX (the service checks the limits)")
 
 
 def render(message: Message, output: str) -> str:
@@ -209,7 +242,7 @@ async def _create(stub: payout_pb2_grpc.PayoutServiceStub, args: argparse.Namesp
     return await stub.CreatePayout(pb.CreatePayoutRequest(
         payout_id=args.payout_id, destination=args.destination, amount=args.amount,
         asset=args.asset, idempotency_key=args.idempotency_key or args.payout_id,
-        metadata=dict(args.meta or []), reference=args.reference or "",
+        metadata=dict(args.meta or []), reference=args.reference or "", memo=args.memo,
     ), timeout=CALL_TIMEOUT)
 
 
@@ -391,13 +424,15 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("create", "create a payout (a replay with the same idempotency key returns it)")
     c.add_argument("payout_id", help="your id for the payout, 1-128 of A-Z a-z 0-9 : _ . -")
-    c.add_argument("destination", help="G... account or C... contract")
+    c.add_argument("destination", help="G... account, M... muxed address or C... contract")
     c.add_argument("amount", help="positive decimal, at most 7 places, e.g. 100.5")
     c.add_argument("--asset", default="XLM", help="XLM (default) or CODE:ISSUER")
     c.add_argument("--idempotency-key", help="defaults to the payout id")
     c.add_argument("--reference", help="paid at most once (eligibility), e.g. a task id")
     c.add_argument("--meta", action="append", type=meta_pair, metavar="KEY=VALUE",
                    help="metadata, repeatable")
+    c.add_argument("--memo", type=memo_arg, metavar="KIND:VALUE",
+                   help="transaction memo: text:TEXT, id:NUMBER, hash:HEX or return:HEX")
     g = command("get", "show one payout")
     g.add_argument("payout_id", help="your payout id or the server id (UUID)")
     g.add_argument("--attempts", action="store_true", help="also show every attempt")

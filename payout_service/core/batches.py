@@ -21,6 +21,7 @@ from stellar_sdk.operation import CreateAccount, Payment
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.core.transactions import BASE_INCLUSION_FEE, TxParams
+from payout_service.core.validation import Memo, MemoKind, is_muxed_account_id, paid_account
 
 # stellar-core: at most 100 operations per transaction (MAX_OPS_PER_TX).
 MAX_OPERATIONS_PER_TX = 100
@@ -43,6 +44,12 @@ class BatchItem:
     destination: str
     asset: str  # "XLM" or "CODE:ISSUER"
     amount_stroops: int
+    memo: Memo | None = None
+
+    @property
+    def account(self) -> str:
+        """The G... account credited (an M... destination's own account)."""
+        return paid_account(self.destination)
 
 
 class OpKind(StrEnum):
@@ -80,8 +87,36 @@ class ClassicPlan:
 
 
 def is_classic_destination(destination: str) -> bool:
-    """Classic operations pay G… accounts; C… (contract) destinations need a Soroban call."""
-    return StrKey.is_valid_ed25519_public_key(destination)
+    """Classic operations pay G… accounts and M… muxed addresses (a Payment's destination is a
+    MuxedAccount); C… (contract) destinations need a Soroban call."""
+    return (StrKey.is_valid_ed25519_public_key(destination)
+            or is_muxed_account_id(destination))
+
+
+def payee_route_problem(batch_mode: BatchMode, *, destination: str, has_memo: bool,
+                        payout_contract: bool) -> tuple[str, str] | None:
+    """(field, rule) when this service, as configured, cannot pay the payee as asked; None
+    when it can. Decided when the payout is created, so it is refused before it is stored.
+
+    - A memo rides only on a classic transaction: the network refuses a Soroban transaction
+      with a memo (txSOROBAN_INVALID, stellar-core validateSorobanMemo from protocol 25;
+      stellar-rpc 25.1.0 refuses it in simulation). So a memo needs PAYOUTS_BATCH_MODE=classic
+      and a destination a classic Payment can pay (G... or M...). It is refused rather than
+      paid on a different path than the one configured: the operator chose the path.
+    - A muxed destination is a MuxedAddress, which only the SAC `transfer` (CAP-67, protocol
+      23) and classic operations accept; the payout contract's `Address` parameters trap on it
+      (CAP-67 "MuxedAddressObject host object")."""
+    if has_memo and (batch_mode is not BatchMode.CLASSIC
+                     or not is_classic_destination(destination)):
+        return ("memo", "a memo is paid only by a classic transaction: it needs "
+                "PAYOUTS_BATCH_MODE=classic and a G... or M... destination (a Soroban "
+                "transaction cannot carry a memo)")
+    if is_muxed_account_id(destination) and (batch_mode is BatchMode.CONTRACT
+                                             or (batch_mode is BatchMode.OFF
+                                                 and payout_contract)):
+        return ("destination", "a muxed (M...) destination is paid by the SAC transfer or a "
+                "classic Payment; the payout contract takes no muxed address")
+    return None
 
 
 def plan_classic_batch(
@@ -97,24 +132,43 @@ def plan_classic_batch(
     covers the reserve; otherwise the payout is refused with the reason, before batching.
     A missing destination in `being_created` (a live attempt's CreateAccount creates it)
     gets nothing yet: the payout waits. So a destination is created by one operation at a
-    time, whatever the passes, batches and replicas."""
+    time, whatever the passes, batches and replicas. `existing` and `being_created` hold
+    G... accounts: an M... destination is looked up by the account inside it.
+
+    A memo belongs to the whole transaction (Stellar-transaction.x: `Memo memo` is a field of
+    Transaction, not of an operation), so a payout with a memo is the only payout of its
+    batch: it is planned when it comes first, and ends the plan; met later, it waits for the
+    next batch. Alone, because exchanges credit a deposit by the transaction's memo and
+    the payment in it: a second payment under the same memo would be a second deposit the
+    exchange may not credit, and under another payout's memo it would credit the wrong
+    customer."""
     if not 1 <= max_payouts <= MAX_OPERATIONS_PER_TX:
         raise ValueError(f"a classic batch holds 1..{MAX_OPERATIONS_PER_TX} payouts")
     plan = ClassicPlan()
     created: set[str] = set()
     for item in items:
-        if len(plan.operations) == max_payouts + spare:
+        alone = bool(plan.operations) and plan.operations[0].item.memo is not None
+        if (len(plan.operations) == max_payouts + spare or alone
+                or (item.memo is not None and plan.operations)):
             plan.deferred.append(item)
             continue
-        if not is_classic_destination(item.destination):
+        account = item.account if is_classic_destination(item.destination) else ""
+        if not account:
             plan.refused.append(Refusal(item, "CLASSIC_NEEDS_ACCOUNT",
                                         f"{item.destination} is not a G… account"))
-        elif item.destination in existing:
+        elif account in existing:
             plan.operations.append(PlannedOp(item, OpKind.PAYMENT))
-        elif item.destination in being_created:
+        elif account in being_created:
             plan.waiting.append(item)
-        elif item.destination in created:
+        elif account in created:
             plan.deferred.append(item)
+        elif account != item.destination:
+            # CreateAccount's destination is an AccountID, never muxed (CAP-67 "Create
+            # Account"): creating the account would credit it without the muxed id.
+            plan.refused.append(Refusal(
+                item, "DESTINATION_MISSING",
+                f"{account} (the account of the muxed destination) does not exist; a muxed "
+                "destination must be an existing account"))
         elif item.asset != "XLM":
             plan.refused.append(Refusal(
                 item, "DESTINATION_MISSING",
@@ -126,7 +180,7 @@ def plan_classic_batch(
                 f"{item.destination} does not exist and {item.amount_stroops} stroops do not "
                 f"cover the {MIN_STARTING_BALANCE_STROOPS} stroops a new account needs"))
         else:
-            created.add(item.destination)
+            created.add(account)
             plan.operations.append(PlannedOp(item, OpKind.CREATE_ACCOUNT))
     return plan
 
@@ -161,6 +215,11 @@ def build_classic_batch(
         network_passphrase=params.network_passphrase, base_fee=inclusion_fee,
     )
     builder.add_time_bounds(params.min_time, params.max_time)
+    memos = {op.item.memo for op in operations}
+    if len(memos) > 1:
+        raise ValueError("a transaction carries one memo: its payouts must share it")
+    if (memo := memos.pop()) is not None:
+        _add_memo(builder, memo)
     for op in operations:
         amount = stroops_to_amount(op.item.amount_stroops)
         if op.kind == OpKind.CREATE_ACCOUNT:
@@ -170,6 +229,17 @@ def build_classic_batch(
             builder.append_operation(Payment(op.item.destination, _asset(op.item.asset), amount,
                                              source=operation_source))
     return builder.build()
+
+
+def _add_memo(builder: TransactionBuilder, memo: Memo) -> None:
+    if memo.kind is MemoKind.TEXT:
+        builder.add_text_memo(memo.value)
+    elif memo.kind is MemoKind.ID:
+        builder.add_id_memo(int(memo.value))
+    elif memo.kind is MemoKind.HASH:
+        builder.add_hash_memo(bytes.fromhex(memo.value))
+    else:
+        builder.add_return_hash_memo(bytes.fromhex(memo.value))
 
 
 # Per-operation results that blame the payout itself: its destination cannot receive it.

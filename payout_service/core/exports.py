@@ -27,6 +27,7 @@ EXPORT_COLUMNS = (
     "fee_stroops", "net_stroops", "state", "created_at", "updated_at", "confirmed_at",
     "tx_hash", "ledger", "network_fee_stroops", "failure_code", "failure_message",
     "round_id", "batch_id", "reference", "correlation_id", "metadata",
+    "memo_type", "memo_value", "muxed_id",
 )
 # Amounts leave as integer strings: a JSON reader parsing numbers as doubles would round
 # anything above 2**53 stroops.
@@ -153,6 +154,8 @@ def export_row(stored: Mapping[str, Any]) -> dict[str, Any]:
     for name in _TIME_COLUMNS:
         row[name] = None if row[name] is None else _utc(row[name])
     row["metadata"] = dict(row["metadata"] or {})
+    # A uint64: text, like the amounts, so no reader rounds it.
+    row["muxed_id"] = None if row["muxed_id"] is None else str(row["muxed_id"])
     return row
 
 

@@ -10,14 +10,15 @@ from payout_service.core.errors import FieldViolation
 from payout_service.core.validation import PayoutRequest
 
 FINGERPRINT_FIELDS = (
-    "payout_id", "destination", "amount_stroops", "asset", "metadata", "reference",
+    "payout_id", "destination", "amount_stroops", "asset", "metadata", "reference", "memo",
+    "muxed_id",
 )
 # A conflict names the field as the request does (CreatePayoutRequest.amount), not as stored.
-REQUEST_FIELD = {"amount_stroops": "amount"}
+REQUEST_FIELD = {"amount_stroops": "amount", "muxed_id": "destination"}
 
 
 def canonical_parameters(request: PayoutRequest) -> dict[str, Any]:
-    return {
+    params: dict[str, Any] = {
         "payout_id": request.payout_id,
         "destination": request.destination,
         "amount_stroops": request.amount_stroops,
@@ -25,6 +26,13 @@ def canonical_parameters(request: PayoutRequest) -> dict[str, Any]:
         "metadata": dict(sorted(request.metadata.items())),
         "reference": request.reference,
     }
+    # Present only when set, so a payout without them keeps the fingerprint it was stored
+    # with before memos and muxed destinations existed.
+    if request.memo is not None:
+        params["memo"] = {"type": request.memo.kind.value, "value": request.memo.value}
+    if request.muxed_id is not None:
+        params["muxed_id"] = str(request.muxed_id)  # uint64: beyond a JSON double
+    return params
 
 
 def fingerprint(params: dict[str, Any]) -> str:
@@ -34,11 +42,9 @@ def fingerprint(params: dict[str, Any]) -> str:
 
 def differing_fields(stored: dict[str, Any], incoming: dict[str, Any]) -> list[FieldViolation]:
     """Explains an idempotency conflict field by field, without echoing stored values."""
+    fields = dict.fromkeys(REQUEST_FIELD.get(name, name) for name in FINGERPRINT_FIELDS
+                           if stored.get(name) != incoming.get(name))
     return [
-        FieldViolation(
-            REQUEST_FIELD.get(name, name),
-            "differs from the payout already created with this idempotency key",
-        )
-        for name in FINGERPRINT_FIELDS
-        if stored.get(name) != incoming.get(name)
+        FieldViolation(name, "differs from the payout already created with this idempotency key")
+        for name in fields
     ]

@@ -72,6 +72,11 @@ class Payout:
     created_at: datetime
     updated_at: datetime
     confirmed_at: datetime | None
+    # The transaction memo (core/validation.MemoKind value and stored text), and a muxed
+    # destination's id (its G... account is the one credited).
+    memo_type: str | None = None
+    memo_value: str | None = None
+    muxed_id: int | None = None
     current_attempt: Attempt | None = field(default=None)
 
 

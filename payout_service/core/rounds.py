@@ -65,6 +65,7 @@ class WinnerInput:
     rank: int
     destination: str
     amount: str
+    memo: tuple[str, object] | None = None  # as validate_payout_request takes it
 
 
 # desk.validate: fields -> PayoutRequest, raising ValidationFailed.
@@ -97,11 +98,12 @@ def validate_winners(
                 "idempotency_key": winner_idempotency_key(round_id, winner.rank),
                 "destination": winner.destination, "amount": winner.amount, "asset": asset,
                 "metadata": {"round_id": round_id, "rank": str(winner.rank)},
-                "reference": "",
+                "reference": "", "memo": winner.memo,
             }))
         except ValidationFailed as err:
             for v in err.violations:
-                name = _WINNER_FIELDS.get(v.field, "rank")
+                name = v.field if v.field.startswith("memo") else _WINNER_FIELDS.get(
+                    v.field, "rank")
                 violations.append(FieldViolation(f"winners[{i}].{name}", v.description))
     if violations:
         raise ValidationFailed(violations)

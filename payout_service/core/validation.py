@@ -6,8 +6,9 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from stellar_sdk import StrKey
+from stellar_sdk import MuxedAccount, StrKey
 
 from payout_service.core.amounts import AmountError, parse_amount
 from payout_service.core.errors import FieldViolation, ValidationFailed
@@ -48,6 +49,79 @@ class PayoutRequest:
     idempotency_key: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     reference: str = ""
+    memo: Memo | None = None
+    # The id a muxed (M...) destination carries; the account paid is its G... key.
+    muxed_id: int | None = None
+
+
+# The memo limits of Stellar-transaction.x: `string text<28>` (bytes, not characters),
+# `uint64 id`, `Hash hash` and `Hash retHash` (32 bytes each).
+MAX_MEMO_TEXT_BYTES = 28
+MEMO_HASH_BYTES = 32
+MAX_MEMO_ID = 2**64 - 1
+
+
+class MemoKind(StrEnum):
+    TEXT = "text"
+    ID = "id"
+    HASH = "hash"
+    RETURN = "return"
+
+
+@dataclass(frozen=True)
+class Memo:
+    """A transaction memo as stored: text as given, id in decimal, hash and return in
+    lowercase hex."""
+
+    kind: MemoKind
+    value: str
+
+
+def memo_problem(kind: str, value: object) -> tuple[str, str] | None:
+    """(field, problem) of a memo as the caller sent it, or None when it fits the network's
+    limits. `value` is str for text, int for id, bytes for hash and return."""
+    where = f"memo.{kind}"
+    if kind == MemoKind.TEXT:
+        size = len(str(value).encode())
+        if size > MAX_MEMO_TEXT_BYTES:
+            return where, f"{size} bytes, at most {MAX_MEMO_TEXT_BYTES}"
+        return None
+    if kind == MemoKind.ID:
+        if not isinstance(value, int) or not 0 <= value <= MAX_MEMO_ID:
+            return where, f"must be an unsigned 64-bit integer (0..{MAX_MEMO_ID})"
+        return None
+    if kind in (MemoKind.HASH, MemoKind.RETURN):
+        size = len(value) if isinstance(value, bytes) else -1
+        if size != MEMO_HASH_BYTES:
+            return where, f"{max(size, 0)} bytes, must be exactly {MEMO_HASH_BYTES}"
+        return None
+    return "memo", "must be one of text, id, hash, return"
+
+
+def stored_memo(kind: str, value: object) -> Memo:
+    """A memo that passed memo_problem, in its stored form."""
+    memo_kind = MemoKind(kind)
+    if memo_kind in (MemoKind.TEXT, MemoKind.ID):
+        return Memo(memo_kind, str(value))
+    assert isinstance(value, bytes)  # noqa: S101 - memo_problem checked it
+    return Memo(memo_kind, value.hex())
+
+
+def is_muxed_account_id(value: str) -> bool:
+    return StrKey.is_valid_med25519_public_key(value)
+
+
+def muxed_parts(value: str) -> tuple[str, int]:
+    """(G... account, muxed id) of a valid M... address (SEP-23)."""
+    account = MuxedAccount.from_account(value)
+    assert account.account_muxed_id is not None  # noqa: S101 - an M... address carries one
+    return account.account_id, account.account_muxed_id
+
+
+def paid_account(destination: str) -> str:
+    """The address whose balance a payout credits: an M... address's G... account, else the
+    destination itself."""
+    return muxed_parts(destination)[0] if is_muxed_account_id(destination) else destination
 
 
 _ACCOUNT_VERSION = 6 << 3  # StrKey version byte of an ed25519 public key ("G...")
@@ -77,12 +151,13 @@ def destination_problem(value: str) -> str | None:
     if not value:
         return "is required"
     if value.startswith("M"):
-        return "muxed (M...) destinations are not supported; use the G... account"
+        valid = is_muxed_account_id(value)
+        return None if valid else "is not a valid M... muxed address (checksum)"
     if value.startswith("G"):
         return None if is_account_id(value) else "is not a valid G... account id (checksum)"
     if value.startswith("C"):
         return None if is_contract_id(value) else "is not a valid C... contract id (checksum)"
-    return "must be a G... account or a C... contract"
+    return "must be a G... account, an M... muxed address or a C... contract"
 
 
 def asset_problem(value: str) -> str | None:
@@ -135,6 +210,7 @@ def validate_payout_request(
     reference: str,
     limits: AmountLimits,
     source_account: str | None = None,
+    memo: tuple[str, object] | None = None,
 ) -> PayoutRequest:
     """Returns the validated request or raises ValidationFailed listing every bad field."""
     violations: list[FieldViolation] = []
@@ -145,9 +221,21 @@ def validate_payout_request(
 
     check("payout_id", _identifier_problem(payout_id))
     check("idempotency_key", _identifier_problem(idempotency_key))
-    check("destination", destination_problem(destination))
-    if source_account and destination == source_account:
+    destination_problem_text = destination_problem(destination)
+    check("destination", destination_problem_text)
+    muxed_id = None
+    if destination_problem_text is None and is_muxed_account_id(destination):
+        account, muxed_id = muxed_parts(destination)
+        if source_account and account == source_account:
+            check("destination", "must differ from the payout source account")
+    elif source_account and destination == source_account:
         check("destination", "must differ from the payout source account")
+    valid_memo = None
+    if memo is not None:
+        if problem := memo_problem(*memo):
+            violations.append(FieldViolation(*problem))
+        else:
+            valid_memo = stored_memo(*memo)
     check("asset", asset_problem(asset) if asset else "is required")
     stroops = 0
     try:
@@ -175,4 +263,6 @@ def validate_payout_request(
         idempotency_key=idempotency_key,
         metadata=dict(metadata),
         reference=reference,
+        memo=valid_memo,
+        muxed_id=muxed_id,
     )

@@ -213,6 +213,28 @@ def test_a_muxed_destination_is_refused_unless_allowed():
     assert isinstance(decide(tx.to_xdr_object(), policy=allowing), Allow)
 
 
+def test_a_sac_transfer_to_a_muxed_address_is_refused_unless_allowed():
+    # Since protocol 23 the SAC `transfer` takes a MuxedAddress `to` (CAP-67): the policy's
+    # muxed-destination rule holds for it as for a classic Payment.
+    muxed = MuxedAccount(DESTINATION, 7).account_muxed
+    builder = TransactionBuilder(Account(SOURCE, 1), PASSPHRASE, base_fee=100)
+    builder.append_invoke_contract_function_op(XLM_SAC, "transfer", [
+        scval.to_address(SOURCE), scval.to_address(muxed), scval.to_int128(5)])
+    tx = builder.set_timeout(60).build().transaction.to_xdr_object()
+    detail = refused(decide(tx), "destinations")
+    assert muxed in detail and "argument to" in detail
+    allowing = dataclasses.replace(POLICY, allow_muxed_destinations=True)
+    assert decide(tx, policy=allowing) == Allow(5)
+
+
+def test_a_muxed_address_in_a_contract_batch_is_refused_unless_allowed():
+    muxed = MuxedAccount(DESTINATION, 9).account_muxed
+    tx = contract_batch([item(10), item(20, to=muxed)])
+    refused(decide(tx), "destinations")
+    allowing = dataclasses.replace(POLICY, allow_muxed_destinations=True)
+    assert decide(tx, policy=allowing) == Allow(30)
+
+
 def test_missing_time_bounds_and_a_fee_over_the_cap_are_refused():
     refused(decide(batch([("pay", XLM, 5)], bounded=False)), "time_bounds")
     refused(decide(batch([("pay", XLM, 5)] * 2, fee=10_001)), "max_fee_stroops")

@@ -113,3 +113,13 @@ def test_a_page_too_large_for_one_message_goes_out_in_smaller_chunks_in_order():
     assert len(parts) > 1 and all(len(text) <= 2000 for text, _ in parts)
     assert "".join(text for text, _ in parts) == whole
     assert sum(count for _, count in parts) == 20
+
+
+def test_an_exchange_deposit_exports_its_memo_and_muxed_id_as_text():
+    row = export_row(stored(memo_type="id", memo_value="18446744073709551615",
+                            muxed_id=2**64 - 1))
+    assert (row["memo_type"], row["memo_value"]) == ("id", "18446744073709551615")
+    assert row["muxed_id"] == "18446744073709551615"  # a uint64: no reader may round it
+    line = json.loads(render_chunk([row], ExportFormat.JSONL, header=False))
+    assert line["muxed_id"] == "18446744073709551615"
+    assert export_row(stored())["muxed_id"] is None

@@ -109,7 +109,7 @@ class Attempt(_message.Message):
     def __init__(self, number: _Optional[int] = ..., source_account: _Optional[str] = ..., sequence: _Optional[int] = ..., min_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tx_hash: _Optional[str] = ..., fee_stroops: _Optional[int] = ..., status: _Optional[str] = ..., result_code: _Optional[str] = ..., ledger: _Optional[int] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., proof: _Optional[str] = ...) -> None: ...
 
 class Payout(_message.Message):
-    __slots__ = ("id", "payout_id", "idempotency_key", "destination", "asset", "gross", "fee", "net", "state", "mode", "unsigned_envelope_xdr", "tx_hash", "ledger", "failure", "attempt_count", "current_attempt", "metadata", "round_id", "batch_id", "correlation_id", "created_at", "updated_at", "confirmed_at", "reference", "network_fee_stroops")
+    __slots__ = ("id", "payout_id", "idempotency_key", "destination", "asset", "gross", "fee", "net", "state", "mode", "unsigned_envelope_xdr", "tx_hash", "ledger", "failure", "attempt_count", "current_attempt", "metadata", "round_id", "batch_id", "correlation_id", "created_at", "updated_at", "confirmed_at", "reference", "network_fee_stroops", "memo", "muxed_id")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,8 @@ class Payout(_message.Message):
     CONFIRMED_AT_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FEE_STROOPS_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    MUXED_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     payout_id: str
     idempotency_key: str
@@ -167,10 +169,24 @@ class Payout(_message.Message):
     confirmed_at: _timestamp_pb2.Timestamp
     reference: str
     network_fee_stroops: int
-    def __init__(self, id: _Optional[str] = ..., payout_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., destination: _Optional[str] = ..., asset: _Optional[str] = ..., gross: _Optional[_Union[Amount, _Mapping]] = ..., fee: _Optional[_Union[Amount, _Mapping]] = ..., net: _Optional[_Union[Amount, _Mapping]] = ..., state: _Optional[_Union[PayoutState, str]] = ..., mode: _Optional[_Union[ExecutionMode, str]] = ..., unsigned_envelope_xdr: _Optional[str] = ..., tx_hash: _Optional[str] = ..., ledger: _Optional[int] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., attempt_count: _Optional[int] = ..., current_attempt: _Optional[_Union[Attempt, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., round_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference: _Optional[str] = ..., network_fee_stroops: _Optional[int] = ...) -> None: ...
+    memo: Memo
+    muxed_id: int
+    def __init__(self, id: _Optional[str] = ..., payout_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., destination: _Optional[str] = ..., asset: _Optional[str] = ..., gross: _Optional[_Union[Amount, _Mapping]] = ..., fee: _Optional[_Union[Amount, _Mapping]] = ..., net: _Optional[_Union[Amount, _Mapping]] = ..., state: _Optional[_Union[PayoutState, str]] = ..., mode: _Optional[_Union[ExecutionMode, str]] = ..., unsigned_envelope_xdr: _Optional[str] = ..., tx_hash: _Optional[str] = ..., ledger: _Optional[int] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., attempt_count: _Optional[int] = ..., current_attempt: _Optional[_Union[Attempt, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., round_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference: _Optional[str] = ..., network_fee_stroops: _Optional[int] = ..., memo: _Optional[_Union[Memo, _Mapping]] = ..., muxed_id: _Optional[int] = ...) -> None: ...
+
+class Memo(_message.Message):
+    __slots__ = ("text", "id", "hash", "return_hash")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    RETURN_HASH_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    id: int
+    hash: bytes
+    return_hash: bytes
+    def __init__(self, text: _Optional[str] = ..., id: _Optional[int] = ..., hash: _Optional[bytes] = ..., return_hash: _Optional[bytes] = ...) -> None: ...
 
 class CreatePayoutRequest(_message.Message):
-    __slots__ = ("payout_id", "destination", "amount", "asset", "idempotency_key", "metadata", "reference")
+    __slots__ = ("payout_id", "destination", "amount", "asset", "idempotency_key", "metadata", "reference", "memo")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +201,7 @@ class CreatePayoutRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
     payout_id: str
     destination: str
     amount: str
@@ -192,7 +209,8 @@ class CreatePayoutRequest(_message.Message):
     idempotency_key: str
     metadata: _containers.ScalarMap[str, str]
     reference: str
-    def __init__(self, payout_id: _Optional[str] = ..., destination: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., reference: _Optional[str] = ...) -> None: ...
+    memo: Memo
+    def __init__(self, payout_id: _Optional[str] = ..., destination: _Optional[str] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., reference: _Optional[str] = ..., memo: _Optional[_Union[Memo, _Mapping]] = ...) -> None: ...
 
 class CreatePayoutResponse(_message.Message):
     __slots__ = ("payout", "created")

@@ -26,39 +26,39 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from stellar_payouts_pb.payout.v1 import payout_pb2 as stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)stellar_payouts_pb/payout/v1/rounds.proto\x12\tpayout.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a)stellar_payouts_pb/payout/v1/payout.proto\"\xdb\x02\n\x05Round\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.payout.v1.RoundState\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x14\n\x0cwinner_count\x18\x04 \x01(\r\x12 \n\x05total\x18\x05 \x01(\x0b\x32\x11.payout.v1.Amount\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\n \x01(\t\";\n\x06Winner\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\"5\n\x12\x43reateRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\"6\n\x13\x43reateRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"W\n\x10GetRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\x12\"\n\x07payouts\x18\x02 \x03(\x0b\x32\x11.payout.v1.Payout\"a\n\x11ListRoundsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.payout.v1.RoundState\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x12ListRoundsResponse\x12 \n\x06rounds\x18\x01 \x03(\x0b\x32\x10.payout.v1.Round\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x11\x43loseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"5\n\x12\x43loseRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\"K\n\x13ResolveRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\"\n\x07winners\x18\x02 \x03(\x0b\x32\x11.payout.v1.Winner\"[\n\x14ResolveRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\x12\"\n\x07payouts\x18\x02 \x03(\x0b\x32\x11.payout.v1.Payout*\x8a\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10ROUND_STATE_OPEN\x10\x01\x12\x16\n\x12ROUND_STATE_CLOSED\x10\x02\x12\x18\n\x14ROUND_STATE_RESOLVED\x10\x03\x12\x17\n\x13ROUND_STATE_SETTLED\x10\x04\x32\x88\x03\n\x0cRoundService\x12L\n\x0b\x43reateRound\x12\x1d.payout.v1.CreateRoundRequest\x1a\x1e.payout.v1.CreateRoundResponse\x12\x43\n\x08GetRound\x12\x1a.payout.v1.GetRoundRequest\x1a\x1b.payout.v1.GetRoundResponse\x12I\n\nListRounds\x12\x1c.payout.v1.ListRoundsRequest\x1a\x1d.payout.v1.ListRoundsResponse\x12I\n\nCloseRound\x12\x1c.payout.v1.CloseRoundRequest\x1a\x1d.payout.v1.CloseRoundResponse\x12O\n\x0cResolveRound\x12\x1e.payout.v1.ResolveRoundRequest\x1a\x1f.payout.v1.ResolveRoundResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)stellar_payouts_pb/payout/v1/rounds.proto\x12\tpayout.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a)stellar_payouts_pb/payout/v1/payout.proto\"\xdb\x02\n\x05Round\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.payout.v1.RoundState\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x14\n\x0cwinner_count\x18\x04 \x01(\r\x12 \n\x05total\x18\x05 \x01(\x0b\x32\x11.payout.v1.Amount\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\n \x01(\t\"Z\n\x06Winner\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x1d\n\x04memo\x18\x04 \x01(\x0b\x32\x0f.payout.v1.Memo\"5\n\x12\x43reateRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\"6\n\x13\x43reateRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"W\n\x10GetRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\x12\"\n\x07payouts\x18\x02 \x03(\x0b\x32\x11.payout.v1.Payout\"a\n\x11ListRoundsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.payout.v1.RoundState\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x12ListRoundsResponse\x12 \n\x06rounds\x18\x01 \x03(\x0b\x32\x10.payout.v1.Round\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x11\x43loseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"5\n\x12\x43loseRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\"K\n\x13ResolveRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\"\n\x07winners\x18\x02 \x03(\x0b\x32\x11.payout.v1.Winner\"[\n\x14ResolveRoundResponse\x12\x1f\n\x05round\x18\x01 \x01(\x0b\x32\x10.payout.v1.Round\x12\"\n\x07payouts\x18\x02 \x03(\x0b\x32\x11.payout.v1.Payout*\x8a\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10ROUND_STATE_OPEN\x10\x01\x12\x16\n\x12ROUND_STATE_CLOSED\x10\x02\x12\x18\n\x14ROUND_STATE_RESOLVED\x10\x03\x12\x17\n\x13ROUND_STATE_SETTLED\x10\x04\x32\x88\x03\n\x0cRoundService\x12L\n\x0b\x43reateRound\x12\x1d.payout.v1.CreateRoundRequest\x1a\x1e.payout.v1.CreateRoundResponse\x12\x43\n\x08GetRound\x12\x1a.payout.v1.GetRoundRequest\x1a\x1b.payout.v1.GetRoundResponse\x12I\n\nListRounds\x12\x1c.payout.v1.ListRoundsRequest\x1a\x1d.payout.v1.ListRoundsResponse\x12I\n\nCloseRound\x12\x1c.payout.v1.CloseRoundRequest\x1a\x1d.payout.v1.CloseRoundResponse\x12O\n\x0cResolveRound\x12\x1e.payout.v1.ResolveRoundRequest\x1a\x1f.payout.v1.ResolveRoundResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stellar_payouts_pb.payout.v1.rounds_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUNDSTATE']._serialized_start=1225
-  _globals['_ROUNDSTATE']._serialized_end=1363
+  _globals['_ROUNDSTATE']._serialized_start=1256
+  _globals['_ROUNDSTATE']._serialized_end=1394
   _globals['_ROUND']._serialized_start=133
   _globals['_ROUND']._serialized_end=480
   _globals['_WINNER']._serialized_start=482
-  _globals['_WINNER']._serialized_end=541
-  _globals['_CREATEROUNDREQUEST']._serialized_start=543
-  _globals['_CREATEROUNDREQUEST']._serialized_end=596
-  _globals['_CREATEROUNDRESPONSE']._serialized_start=598
-  _globals['_CREATEROUNDRESPONSE']._serialized_end=652
-  _globals['_GETROUNDREQUEST']._serialized_start=654
-  _globals['_GETROUNDREQUEST']._serialized_end=689
-  _globals['_GETROUNDRESPONSE']._serialized_start=691
-  _globals['_GETROUNDRESPONSE']._serialized_end=778
-  _globals['_LISTROUNDSREQUEST']._serialized_start=780
-  _globals['_LISTROUNDSREQUEST']._serialized_end=877
-  _globals['_LISTROUNDSRESPONSE']._serialized_start=879
-  _globals['_LISTROUNDSRESPONSE']._serialized_end=958
-  _globals['_CLOSEROUNDREQUEST']._serialized_start=960
-  _globals['_CLOSEROUNDREQUEST']._serialized_end=997
-  _globals['_CLOSEROUNDRESPONSE']._serialized_start=999
-  _globals['_CLOSEROUNDRESPONSE']._serialized_end=1052
-  _globals['_RESOLVEROUNDREQUEST']._serialized_start=1054
-  _globals['_RESOLVEROUNDREQUEST']._serialized_end=1129
-  _globals['_RESOLVEROUNDRESPONSE']._serialized_start=1131
-  _globals['_RESOLVEROUNDRESPONSE']._serialized_end=1222
-  _globals['_ROUNDSERVICE']._serialized_start=1366
-  _globals['_ROUNDSERVICE']._serialized_end=1758
+  _globals['_WINNER']._serialized_end=572
+  _globals['_CREATEROUNDREQUEST']._serialized_start=574
+  _globals['_CREATEROUNDREQUEST']._serialized_end=627
+  _globals['_CREATEROUNDRESPONSE']._serialized_start=629
+  _globals['_CREATEROUNDRESPONSE']._serialized_end=683
+  _globals['_GETROUNDREQUEST']._serialized_start=685
+  _globals['_GETROUNDREQUEST']._serialized_end=720
+  _globals['_GETROUNDRESPONSE']._serialized_start=722
+  _globals['_GETROUNDRESPONSE']._serialized_end=809
+  _globals['_LISTROUNDSREQUEST']._serialized_start=811
+  _globals['_LISTROUNDSREQUEST']._serialized_end=908
+  _globals['_LISTROUNDSRESPONSE']._serialized_start=910
+  _globals['_LISTROUNDSRESPONSE']._serialized_end=989
+  _globals['_CLOSEROUNDREQUEST']._serialized_start=991
+  _globals['_CLOSEROUNDREQUEST']._serialized_end=1028
+  _globals['_CLOSEROUNDRESPONSE']._serialized_start=1030
+  _globals['_CLOSEROUNDRESPONSE']._serialized_end=1083
+  _globals['_RESOLVEROUNDREQUEST']._serialized_start=1085
+  _globals['_RESOLVEROUNDREQUEST']._serialized_end=1160
+  _globals['_RESOLVEROUNDRESPONSE']._serialized_start=1162
+  _globals['_RESOLVEROUNDRESPONSE']._serialized_end=1253
+  _globals['_ROUNDSERVICE']._serialized_start=1397
+  _globals['_ROUNDSERVICE']._serialized_end=1789
 # @@protoc_insertion_point(module_scope)

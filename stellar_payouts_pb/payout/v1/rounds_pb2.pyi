@@ -49,14 +49,16 @@ class Round(_message.Message):
     def __init__(self, round_id: _Optional[str] = ..., state: _Optional[_Union[RoundState, str]] = ..., asset: _Optional[str] = ..., winner_count: _Optional[int] = ..., total: _Optional[_Union[_payout_pb2.Amount, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., settled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ...) -> None: ...
 
 class Winner(_message.Message):
-    __slots__ = ("rank", "destination", "amount")
+    __slots__ = ("rank", "destination", "amount", "memo")
     RANK_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
     rank: int
     destination: str
     amount: str
-    def __init__(self, rank: _Optional[int] = ..., destination: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+    memo: _payout_pb2.Memo
+    def __init__(self, rank: _Optional[int] = ..., destination: _Optional[str] = ..., amount: _Optional[str] = ..., memo: _Optional[_Union[_payout_pb2.Memo, _Mapping]] = ...) -> None: ...
 
 class CreateRoundRequest(_message.Message):
     __slots__ = ("round_id", "asset")
