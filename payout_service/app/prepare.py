@@ -16,6 +16,7 @@ from payout_service.adapters.attempt_store import AttemptBuilder
 from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
 from payout_service.app.prepare_batch import PreparingBatches
+from payout_service.core.batches import BatchMode, payee_route_problem
 from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.sources import SourcePlan, plan_sources
 from payout_service.core.transactions import (
@@ -86,6 +87,7 @@ class Preparing(PreparingBatches):
         if batching:
             room *= cfg.max_payouts_per_tx
         needing = await self.queues.payouts_needing_attempt(room) if room else []
+        needing = await self._payable(needing)
         if needing and batching:
             latest = await self.ledger.latest_ledger()
             now = max(int(time.time()), latest.close_time)
@@ -109,6 +111,25 @@ class Preparing(PreparingBatches):
                     break
                 work += 1
         return work
+
+    async def _payable(self, payouts: list[Payout]) -> list[Payout]:
+        """The payouts this configuration can pay as asked. Checked at creation too, but the
+        configuration may have changed since (a memo payout accepted in classic mode, the
+        service restarted with batching off): such a payout fails before anything is built,
+        never paid without its memo or muxed id (core/batches.payee_route_problem)."""
+        payable = []
+        for payout in payouts:
+            problem = payee_route_problem(
+                BatchMode(self.config.batch_mode), destination=payout.destination,
+                has_memo=payout.memo_type is not None,
+                payout_contract=bool(self.config.contract_id))
+            if problem is None:
+                payable.append(payout)
+                continue
+            log.error("payout cannot be paid as asked in this configuration: failed unbuilt",
+                      extra={"payout_id": payout.payout_id, "field": problem[0]})
+            await self._refuse_before_build(payout, "payee_route", f"{problem[0]}: {problem[1]}")
+        return payable
 
     async def _plan_sources(self) -> SourcePlan:
         """Gives a sequence row to each source without one (the payer on a new database,
