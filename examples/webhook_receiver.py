@@ -11,7 +11,9 @@ processed again, so the sender stops retrying.
     PAYOUTS_WEBHOOK_SECRETS=whsec-new,whsec-old python examples/webhook_receiver.py 8080
 
 In production keep the seen ids in your database, inserted with a unique key in the same
-transaction as the processing, for longer than the tolerance.
+transaction as the processing, for as long as the event can arrive again: every retry (hours
+apart) and every operator redelivery is signed afresh, so the timestamp check alone does not
+stop it. In practice: keep them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ SIGNATURE_HEADER = "Stellar-Payouts-Signature"
 EVENT_ID_HEADER = "Stellar-Payouts-Event-Id"
 
 
+# Far above any event the service sends; a larger body is refused before it is read.
+MAX_BODY_BYTES = 1 << 20
+
+
 class Rejected(Exception):
     pass
 
@@ -41,8 +47,12 @@ def verify(body: bytes, header: str, secrets: Sequence[str], now: float,
     """The delivery's timestamp, or Rejected. `body`: the bytes as received, unparsed."""
     pairs = [item.strip().split("=", 1) for item in header.split(",") if "=" in item]
     timestamps = [value for key, value in pairs if key == "t"]
-    signatures = [value for key, value in pairs if key == "v1"]
-    if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
+    # Lowercase hex only: anything else can match nothing (and compare_digest raises on
+    # non-ASCII text). ASCII digits only for t: "²".isdigit() is True.
+    signatures = [value for key, value in pairs
+                  if key == "v1" and value and all(c in "0123456789abcdef" for c in value)]
+    stamp_ok = len(timestamps) == 1 and timestamps[0].isascii() and timestamps[0].isdigit()
+    if not stamp_ok or not signatures:
         raise Rejected("malformed signature header")
     signed = timestamps[0].encode() + b"." + body
     expected = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in secrets if s]
@@ -83,8 +93,11 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, text = receiver.handle(self.headers, body)
+                length = self.headers.get("Content-Length", "0")
+                if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+                    status, text = 413, "body too large or no length"  # read nothing
+                else:
+                    status, text = receiver.handle(self.headers, self.rfile.read(int(length)))
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(text.encode())))
                 self.end_headers()

@@ -177,8 +177,10 @@ class OutboxDelivery:
         try:
             async with self._client().post(url, data=body,
                                            headers=self._headers(body, event_id)) as response:
-                status = response.status
-                problem = "" if 200 <= status < 300 else f"HTTP {status}"
+                problem = "" if 200 <= response.status < 300 else f"HTTP {response.status}"
+                # HTTP status codes are 100-599; the log keeps only those (a parser accepts
+                # any three digits, and an odd one is still a failure, named in `problem`).
+                status = response.status if 100 <= response.status <= 599 else None
         except (aiohttp.ClientError, TimeoutError) as err:
             problem = type(err).__name__
         latency_ms = max(0, round((time.monotonic() - started) * 1000))

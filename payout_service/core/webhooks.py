@@ -90,8 +90,12 @@ def parse_signature_header(header: str) -> ParsedSignature:
             timestamps.append(value)
         elif key == SIGNATURE_SCHEME:
             signatures.append(value)
-    if len(timestamps) != 1 or not timestamps[0].isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if len(timestamps) != 1 or not (timestamps[0].isascii() and timestamps[0].isdigit()):
         raise SignatureRejected(f"{SIGNATURE_HEADER} needs exactly one t=<unix seconds>")
+    # A value that is not lowercase hex can match nothing; compare_digest would raise on a
+    # non-ASCII one, so it is dropped here.
+    signatures = [v for v in signatures if v and all(c in "0123456789abcdef" for c in v)]
     if not signatures:
         raise SignatureRejected(f"{SIGNATURE_HEADER} carries no {SIGNATURE_SCHEME} signature")
     return ParsedSignature(int(timestamps[0]), tuple(signatures))

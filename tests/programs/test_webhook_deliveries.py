@@ -39,17 +39,19 @@ NEW, OLD = "whsec-new-0123456789", "whsec-old-0123456789"
 class Recorder:
     """What the receiver processed and every request it got (headers and raw body)."""
 
-    def __init__(self, secrets: list[str], failing: bool = False) -> None:
+    def __init__(self, secrets: list[str], failing: bool = False,
+                 failing_status: int = 503) -> None:
         self.processed: list[dict[str, Any]] = []
         self.requests: list[tuple[dict[str, str], bytes, int]] = []
-        self.failing = failing
+        self.failing, self.failing_status = failing, failing_status
         self.clock_offset = 0.0
         self.receiver = Receiver(secrets, self.processed.append,
                                  clock=lambda: time.time() + self.clock_offset)
         original = self.receiver.handle
 
         def handle(headers: Any, body: bytes) -> tuple[int, str]:
-            answer = (503, "down") if self.failing else original(headers, body)
+            answer = (self.failing_status, "down") if self.failing \
+                else original(headers, body)
             self.requests.append((dict(headers.items()), body, answer[0]))
             return answer
 
@@ -169,10 +171,13 @@ async def test_a_signature_with_a_rotated_out_secret_is_refused(stack_factory, s
     assert (row["status_code"], row["error"]) == (401, "HTTP 401")
 
 
+# 700: not an HTTP status, but three digits a client's parser accepts; it must fail the
+# attempt like any other, be logged without a status code, and still reach the dead letter.
+@pytest.mark.parametrize("answer", [503, 700])
 async def test_after_the_retry_budget_an_event_is_dead_lettered_with_an_alert(
-    stack_factory, served
+    stack_factory, served, answer
 ):
-    recorder = Recorder([NEW], failing=True)
+    recorder = Recorder([NEW], failing=True, failing_status=answer)
     url = served(recorder)
     stack = await stack_factory(PAYOUTS_WEBHOOK_URLS=url, PAYOUTS_WEBHOOK_SECRETS=NEW,
                                 PAYOUTS_WEBHOOK_BACKOFF_SECONDS="0.02",
@@ -188,8 +193,9 @@ async def test_after_the_retry_budget_an_event_is_dead_lettered_with_an_alert(
     assert len(recorder.requests) == 3, "no retry after the budget"
     [delivery] = (await stack.admin.ListWebhookDeliveries(
         apb.ListWebhookDeliveriesRequest())).deliveries
-    assert delivery.attempts == 3 and "HTTP 503" in delivery.last_error
-    assert [a.status_code for a in delivery.log] == [503, 503, 503]
+    assert delivery.attempts == 3 and f"HTTP {answer}" in delivery.last_error
+    logged = answer if answer <= 599 else 0  # 0: no status code in the log
+    assert [a.status_code for a in delivery.log] == [logged] * 3
     assert all(a.latency_ms >= 0 for a in delivery.log)
 
     monitor = stack.programs.monitor

@@ -78,10 +78,15 @@ def test_a_rotated_out_secret_no_longer_verifies():
 
 @pytest.mark.parametrize("header", [
     "", "garbage", "v1=abc", "t=abc,v1=abc", f"t={T}", f"t={T},t={T},v1=abc",
+    # Anything a stranger can send is a refusal, never another exception: a non-ASCII
+    # signature (compare_digest raises TypeError on it), a digit int() refuses.
+    f"t={T},v1=é", f"t={T},v1=", "t=²,v1=ab", f"t={T},v1=ABCDEF\u00e9",
 ])
 def test_a_malformed_header_is_refused(header):
     with pytest.raises(SignatureRejected):
         verify(BODY, header, [NEW], now=T)
+    with pytest.raises(ExampleRejected):
+        example_verify(BODY, header, [NEW], now=T)
 
 
 def test_unknown_schemes_beside_v1_are_skipped():
