@@ -13,7 +13,8 @@ File columns (header line required, any order):
   idempotency_key  defaults to the id
   reference        paid at most once, e.g. a task id
   metadata.<key>   one column per metadata key, e.g. metadata.region
-Memos and muxed (M...) destinations are not supported by the API.
+A muxed (M...) destination is given in the destination column; memo columns are not read
+from files yet (a file with one is refused: create memo payouts with CreatePayout).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """`payoutctl export`: ExportPayouts to stdout as CSV or JSON Lines, resuming from the last
-chunk's cursor when the connection drops, so the file ends up with every row exactly once."""
+chunk's cursor when the connection drops, so a cut adds no row twice and skips none of the
+rows the export would have read uncut (docs/api.md#exports: rows committed late)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def add_parser(
                    help=f"repeatable; one of {', '.join(states)}")
     e.add_argument("--round", dest="round_id", help="only this round's payouts")
     e.add_argument("--run", dest="run_id", help="only this scheduled run's payouts")
-    e.add_argument("--destination", help="only payouts to this G.../C... address")
+    e.add_argument("--destination", help="only payouts to exactly this G..., M... or C... address")
     e.add_argument("--rows-per-chunk", type=int, default=0, metavar="N",
                    help="1-1000 (server default 500)")
     e.add_argument("--resume", metavar="CURSOR", help="continue after this cursor (no CSV "

@@ -16,9 +16,11 @@ from payout_service.core.validation import AmountLimits, PayoutRequest, validate
 REQUIRED_COLUMNS = ("id", "destination", "amount")
 OPTIONAL_COLUMNS = ("asset", "idempotency_key", "reference")
 METADATA_PREFIX = "metadata."
-# The API refuses muxed (M...) destinations and has no memo today: say so, not "unknown".
-UNSUPPORTED_COLUMNS = {"memo": "memos are not supported: pay the G... account",
-                       "memo_type": "memos are not supported: pay the G... account"}
+# Files carry no memo yet (M... destinations are read as any destination): say so, not
+# "unknown". Dropping the memo would lose an exchange deposit, so the file is refused.
+UNSUPPORTED_COLUMNS = {
+    "memo": "memos are not read from files yet: create these payouts with CreatePayout",
+    "memo_type": "memos are not read from files yet: create these payouts with CreatePayout"}
 
 
 @dataclass(frozen=True)

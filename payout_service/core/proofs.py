@@ -44,7 +44,8 @@ shorter than an external signer's delay):
   grows (BumpSequence raises it; a merged and re-created account starts at its creation
   ledger << 32, above any number the old one could reach, since AccountMerge refuses a
   number that far): so it was not applied in any ledger up to A, and no ledger after S
-  accepts it.
+  accepts it. Like sequence consumed, it takes A from the same getLedgerEntries answer as
+  the account's state (its latestLedger), so the state is never older than A.
 
 Every observation used with a NOT_FOUND must have been made before that getTransaction was
 sent (an account or ledger read first, or remembered from an earlier look): then the facts it

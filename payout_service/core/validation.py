@@ -80,7 +80,8 @@ class Memo:
 def memo_problem(kind: str, value: object) -> tuple[str, str] | None:
     """(field, problem) of a memo as the caller sent it, or None when it fits the network's
     limits. `value` is str for text, int for id, bytes for hash and return."""
-    where = f"memo.{kind}"
+    # The proto's field names: `return` is a Python keyword there, so it is `return_hash`.
+    where = "memo.return_hash" if kind == MemoKind.RETURN else f"memo.{kind}"
     if kind == MemoKind.TEXT:
         size = len(str(value).encode())
         if size > MAX_MEMO_TEXT_BYTES:
