@@ -137,6 +137,11 @@ def scalar(field: FieldDescriptor, hostile: bool) -> st.SearchStrategy[Any]:
         return st.one_of(known, st.integers(-5, 50)) if hostile else known
     if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return st.floats(allow_nan=True)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        # 32 bytes is what a hash memo takes; the others test its length check.
+        plausible_bytes = st.binary(min_size=32, max_size=32)
+        return st.one_of(plausible_bytes, st.binary(max_size=300)) if hostile \
+            else plausible_bytes
     raise AssertionError(f"no strategy for {field.full_name}")
 
 
