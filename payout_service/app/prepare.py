@@ -6,16 +6,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from uuid import UUID
 
-from stellar_sdk import MuxedAccount, Preconditions, TimeBounds
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters.attempt_store import AttemptBuilder
 from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
-from payout_service.app.prepare_batch import PreparingBatches
+from payout_service.app.prepare_batch import PreparingBatches, stamp_attempt
 from payout_service.core.batches import BatchMode, payee_route_problem
 from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.sources import SourcePlan, plan_sources
@@ -43,20 +41,8 @@ class _PreparedBuilder(AttemptBuilder):
     handed_out_at_ledger: int | None = None
 
     def __call__(self, source: str, sequence: int) -> NewAttempt:
-        now = self.now
-        tx = self.template.transaction
-        tx.source = MuxedAccount(source)
-        tx.sequence = sequence
-        # Invariant 2: every transaction carries a max_time, so "proven dead" is reachable.
-        tx.preconditions = Preconditions(time_bounds=TimeBounds(0, now + self.window_seconds))
-        envelope = TransactionEnvelope(tx, self.passphrase)
-        return NewAttempt(
-            source_account=source, sequence=sequence,
-            min_time=datetime.fromtimestamp(0, UTC),
-            max_time=datetime.fromtimestamp(now + self.window_seconds, UTC),
-            envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(), fee_stroops=tx.fee,
-            handed_out_at_ledger=self.handed_out_at_ledger,
-        )
+        return stamp_attempt(self.template, source, sequence, self.now, self.window_seconds,
+                             self.passphrase, handed_out_at_ledger=self.handed_out_at_ledger)
 
 
 class Preparing(PreparingBatches):

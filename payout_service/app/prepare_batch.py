@@ -11,6 +11,7 @@ error), so one bad payout never holds the others.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -49,19 +50,25 @@ def _item(payout: Payout) -> BatchItem:
                      payee_memo(payout.memo_type, payout.memo_value))
 
 
-def _stamp(tx_envelope: TransactionEnvelope, source: str, sequence: int, now: int,
-           window: int, passphrase: str) -> NewAttempt:
-    """Source, sequence number and time bounds, set inside the reserving SQL transaction."""
+def stamp_attempt(tx_envelope: TransactionEnvelope, source: str, sequence: int, now: int,
+                  window: int, passphrase: str, *,
+                  handed_out_at_ledger: int | None = None) -> NewAttempt:
+    """Source, sequence number and time bounds, set inside the reserving SQL transaction.
+    The window counts from this moment, not from the start of the pass: simulating a pass's
+    payouts (slow against a struggling RPC) must not eat into the time the envelope has to
+    land, which for a 5 s external signing window can be all of it."""
     tx = tx_envelope.transaction
     tx.source = MuxedAccount(source)
     tx.sequence = sequence
+    max_time = max(now, int(time.time())) + window
     # Invariant 2: every transaction carries a max_time, so "proven dead" is reachable.
-    tx.preconditions = Preconditions(time_bounds=TimeBounds(0, now + window))
+    tx.preconditions = Preconditions(time_bounds=TimeBounds(0, max_time))
     envelope = TransactionEnvelope(tx, passphrase)
     return NewAttempt(
         source_account=source, sequence=sequence, min_time=datetime.fromtimestamp(0, UTC),
-        max_time=datetime.fromtimestamp(now + window, UTC), envelope_xdr=envelope.to_xdr(),
+        max_time=datetime.fromtimestamp(max_time, UTC), envelope_xdr=envelope.to_xdr(),
         tx_hash=envelope.hash_hex(), fee_stroops=tx.fee,
+        handed_out_at_ledger=handed_out_at_ledger,
     )
 
 
@@ -136,7 +143,7 @@ class PreparingBatches(Stage):
                 operation_source=cfg.source_account if source != cfg.source_account else None,
                 inclusion_fee=bid,
             )
-            return _stamp(envelope, source, sequence, now, cfg.tx_window_seconds,
+            return stamp_attempt(envelope, source, sequence, now, cfg.tx_window_seconds,
                           cfg.network_passphrase)
 
         created = await self.batches.create_batch(
@@ -207,7 +214,7 @@ class PreparingBatches(Stage):
         def build(locked: list[Payout], source: str, sequence: int) -> NewAttempt:
             if [p.id for p in locked] != planned:
                 raise BatchChanged
-            return _stamp(prepared, source, sequence, now, cfg.tx_window_seconds,
+            return stamp_attempt(prepared, source, sequence, now, cfg.tx_window_seconds,
                           cfg.network_passphrase)
 
         try:

@@ -149,6 +149,20 @@ async def sign_whatever_awaits(stub, sandbox, source: Keypair, stop: asyncio.Eve
     return signed
 
 
+async def attempt_history(pool) -> str:
+    """Each payout's attempts, for a failure message: how long each lived and how it ended."""
+    rows = await pool.fetch(
+        """SELECT p.payout_id, a.number, a.status, a.signed, a.send_count, a.created_at,
+                  a.submitted_at, a.max_time, a.result_code, a.proof
+           FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
+           ORDER BY p.payout_id, a.number""")
+    return "\n".join(
+        f"{r['payout_id']} #{r['number']} {r['status']} signed={r['signed']} "
+        f"sends={r['send_count']} created {r['created_at']:%T.%f} submitted "
+        f"{r['submitted_at'] and format(r['submitted_at'], '%T.%f')} max_time "
+        f"{r['max_time']:%T} {r['result_code']} {(r['proof'] or '')[:90]}" for r in rows)
+
+
 async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_factory):
     async with RunningSandbox(ledger_interval=0.25, seed=2026, faults={
         "try_again_later_rate": 0.3, "http_503_rate": 0.15, "latency_ms": 10,
@@ -163,7 +177,11 @@ async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_fac
             PAYOUT_SOURCE_ACCOUNT=source.public_key, SOROBAN_RPC_URL=faulty.rpc_url,
             STELLAR_NETWORK_PASSPHRASE=faulty.passphrase, PAYOUTS_LIVE_EXECUTION="true",
             PAYOUTS_SIGNING_MODE="external", PAYOUTS_CONFIRM_POLL_MS="150",
-            PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS="5", PAYOUTS_RPC_TIMEOUT_MS="800",
+            # Ledger time, not wall time: the sandbox's close times advance by at least a
+            # second per ledger, four times faster than the clock at 0.25 s a ledger, so a
+            # 5 s window left a holder 1.25 s to list, sign and land the envelope through
+            # these faults, and a loaded machine ran out of attempts.
+            PAYOUTS_EXTERNAL_SIGNING_WINDOW_SECONDS="20", PAYOUTS_RPC_TIMEOUT_MS="800",
             PAYOUTS_MAX_ATTEMPTS="10",
         )
         stop = asyncio.Event()
@@ -177,7 +195,12 @@ async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_fac
                 # one waits for its max_time plus a jittered retry backoff (up to 60 s) before
                 # the next attempt: under these faults one payout can take well over a minute.
                 for n in range(len(dests)):
-                    await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED, within=300)
+                    try:
+                        await wait_for_state(stub, f"live-{n}", pb.PAYOUT_STATE_CONFIRMED,
+                                             within=300)
+                    except AssertionError as err:
+                        raise AssertionError(f"{err}\n{await attempt_history(service.pool)}"
+                                             ) from None
             finally:
                 stop.set()
                 await signer
@@ -188,7 +211,7 @@ async def test_faulty_rpc_never_double_pays_and_loses_nothing(payout_service_fac
     proofs = await service.pool.fetch(
         "SELECT status, proof FROM payout_attempts WHERE status = 'dead'"
     )
-    kinds = ("expired: ", "sequence_consumed: ", "source_missing: ")
+    kinds = ("expired: ", "expired_unused: ", "sequence_consumed: ", "source_missing: ")
     assert all((p["proof"] or "").startswith(kinds) for p in proofs), proofs
 
 

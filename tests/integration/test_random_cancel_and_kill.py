@@ -156,7 +156,7 @@ async def test_random_cancels_and_retries_while_replicas_die_pay_each_payout_onc
             await verified_through(pool, await latest_ledger(sandbox), within=120)
             await confirmations_checked(pool, within=120)
             assert await findings_besides_lost_history(pool, sandbox) == []
-            assert await unmatched_confirmed(pool) == []
+            assert await unmatched_confirmed(pool, sandbox) == []
         finally:
             for replica in replicas:
                 await replica.stop()
@@ -355,7 +355,7 @@ async def test_external_signing_chaos_with_holders_that_submit_themselves(fresh_
             await verified_through(pool, await latest_ledger(sandbox), within=120)
             await confirmations_checked(pool, within=120)
             assert await findings_besides_lost_history(pool, sandbox) == []
-            assert await unmatched_confirmed(pool) == []
+            assert await unmatched_confirmed(pool, sandbox) == []
         finally:
             stop.set()
             for replica in replicas:
