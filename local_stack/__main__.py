@@ -15,7 +15,9 @@ Ctrl-C stops everything and removes the throwaway database, token and keys; the 
 certificates stay under .devstack/ so the README's grpcurl lines keep working. No CA private
 key is kept: each is deleted as soon as its certificates are issued, so nobody can mint an
 `admin` certificate from what the dev stack leaves behind. Tracing settings
-(PAYOUTS_OTLP_ENDPOINT, PAYOUTS_SIGNER_OTLP_ENDPOINT, OTEL_*) reach both services.
+(PAYOUTS_OTLP_ENDPOINT, PAYOUTS_SIGNER_OTLP_ENDPOINT, OTEL_*) reach both services, and the
+webhook, alert, watchdog, retention and log-level settings reach payout-service
+(CALLER_SETTINGS).
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ EXTERNAL_KEY_FILE = "external-signer.secret"
 # --channels / --batch: the payer holds enough for many thousand demo payouts.
 PAYER_BALANCE_STROOPS = 1_000_000 * XLM
 ADDRESS_TO_AMOUNT = ["from: address", "to: address", "amount: amount"]
+
+# Settings of the caller's environment that reach payout-service: what to tell (webhooks,
+# alerts, tracing, watchdog) and how much to log. Every other PAYOUT* setting is the stack's,
+# so a stray PAYOUT_SOURCE_ACCOUNT or batch mode in a shell cannot break it.
+CALLER_SETTINGS = ("PAYOUTS_WEBHOOK_", "PAYOUTS_ALERT_", "PAYOUTS_OTLP_ENDPOINT",
+                   "PAYOUTS_WATCHDOG_", "PAYOUTS_LOG_LEVEL", "PAYOUTS_EVENTS_RETENTION_")
+
+
+def passed_through(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The caller's environment as payout-service gets it, before the stack's settings."""
+    return {k: v for k, v in environ.items()
+            if not k.startswith("PAYOUT") or k.startswith(CALLER_SETTINGS)}
 
 
 def signer_policy(passphrase: str, payer: str, channels: int, batch: str,
@@ -220,9 +234,7 @@ async def run(args: argparse.Namespace, state_dir: Path, backend: str) -> None:
             database_url = cluster.dsn
         sandbox = await stack.enter_async_context(
             RunningSandbox(ledger_interval=args.ledger_interval, seed=0))
-        # The caller's tracing endpoint goes through; other PAYOUT* settings are the stack's.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("PAYOUT") or k == "PAYOUTS_OTLP_ENDPOINT"}
+        env = passed_through(os.environ)
         if args.external_signing:
             paying = Keypair.random()
             secret_file = state_dir / EXTERNAL_KEY_FILE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,12 @@ def _label(env: Mapping[str, str], name: str) -> str:
     return f"{old} (renamed {name})" if old else name
 
 
+def _canonical(value: str) -> str:
+    """A value as the parser reads it: ` 50`, `50` and `050` agree."""
+    stripped = value.strip()
+    return str(int(stripped)) if stripped.isascii() and stripped.isdigit() else stripped
+
+
 def resolve_renamed(env: Mapping[str, str]) -> tuple[_Environment, tuple[str, ...]]:
     """The environment under the new names, and the old names in use (to warn about)."""
     values = dict(env)
@@ -112,7 +119,7 @@ def resolve_renamed(env: Mapping[str, str]) -> tuple[_Environment, tuple[str, ..
         used.append(old)
         value = rename.translate(raw)
         current = env.get(rename.new, "").strip()
-        if current and current != value:
+        if current and _canonical(current) != _canonical(value):
             raise ConfigError(
                 f"{old} (deprecated) and {rename.new} are both set and disagree "
                 f"({old}={raw.strip()!r} means {rename.new}={value!r}, but {rename.new}="
@@ -124,12 +131,16 @@ def resolve_renamed(env: Mapping[str, str]) -> tuple[_Environment, tuple[str, ..
     return _Environment(values, renamed_from), tuple(used)
 
 
-def warn_renamed(config: Config, log: logging.Logger) -> None:
-    """One structured line per old variable name still in use (names only, never values)."""
+def warn_renamed(config: Config, log: logging.Logger | None = None) -> None:
+    """One line per old variable name still in use (names only, never values): structured
+    through `log` in the service, on stderr in a command-line tool."""
     for old in config.renamed_in_use:
-        log.warning("deprecated environment variable", extra={
-            "variable": old, "use_instead": RENAMED[old].new,
-        })
+        if log is None:
+            print(f"warning: {old} is deprecated: use {RENAMED[old].new}", file=sys.stderr)
+        else:
+            log.warning("deprecated environment variable", extra={
+                "variable": old, "use_instead": RENAMED[old].new,
+            })
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from payout_service.adapters.ledger import LedgerGateway, LedgerUnavailable
 from payout_service.adapters.migrations import apply_migrations
 from payout_service.adapters.restore_store import hold_sending, release_sending, sending_hold
 from payout_service.app.restore import NeedsOperator, reconcile, signing_window_seconds
-from payout_service.config import Config, ConfigError, load_config
+from payout_service.config import Config, ConfigError, load_config, warn_renamed
 
 
 async def _run(args: argparse.Namespace, config: Config) -> int:
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as err:
         print(f"payout-restore: configuration error: {err}", file=sys.stderr)
         sys.exit(2)
+    warn_renamed(config)
     sys.exit(asyncio.run(_run(args, config)))
 
 

@@ -159,3 +159,21 @@ def test_every_level_spelling_logging_accepts_is_accepted(spelling, level):
     takes must not stop the other from starting."""
     assert logging.getLevelName(spelling.upper()) != f"Level {spelling.upper()}"
     assert load_config({**BASE, "PAYOUTS_LOG_LEVEL": spelling}).log_level == level
+
+
+@pytest.mark.parametrize(("old", "new", "raw", "attribute", "expected"), RENAMES)
+def test_old_and_new_spelled_differently_but_meaning_the_same_are_accepted(
+    old, new, raw, attribute, expected
+):
+    # The parser reads `050` as 50 and ` external ` as external: only a different value
+    # disagrees.
+    spelled = " external " if new == "PAYOUTS_SIGNING_MODE" else f"0{expected}"
+    config = load_config({**BASE, old: raw, new: spelled})
+    assert getattr(config, attribute) == expected
+
+
+def test_a_command_line_tool_warns_on_stderr_naming_both_variables(capsys):
+    config = load_config({**BASE, "PAYOUTS_BATCH_SIZE": "7"})
+    warn_renamed(config)
+    err = capsys.readouterr().err
+    assert "PAYOUTS_BATCH_SIZE" in err and "PAYOUTS_CLAIM_SIZE" in err and "7" not in err
