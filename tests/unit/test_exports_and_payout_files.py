@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime
 from uuid import uuid4
@@ -17,6 +19,7 @@ from payout_service.core.exports import (
     decode_cursor,
     encode_cursor,
     export_row,
+    neutralize_formula,
     render_chunk,
     render_fitting,
     validate_export_request,
@@ -123,3 +126,25 @@ def test_an_exchange_deposit_exports_its_memo_and_muxed_id_as_text():
     line = json.loads(render_chunk([row], ExportFormat.JSONL, header=False))
     assert line["muxed_id"] == "18446744073709551615"
     assert export_row(stored())["muxed_id"] is None
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx",
+                                  "=HYPERLINK(\"http://x\")"])
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_gets_a_leading_apostrophe(text):
+    assert neutralize_formula(text) == "'" + text
+
+
+@pytest.mark.parametrize("text", ["", "p1", "100", "'quoted", " =1", "a=b", "{\"a\":\"=1\"}"])
+def test_any_other_cell_is_left_as_it_is(text):
+    assert neutralize_formula(text) == text
+
+
+def test_only_csv_neutralizes_formulas_json_lines_keeps_the_value():
+    row = export_row(stored(reference="=cmd|' /C calc'!A0", memo_type="text",
+                            memo_value="-5", metadata={"note": "@x"}))
+    line = json.loads(render_chunk([row], ExportFormat.JSONL, header=False))
+    assert line["reference"] == "=cmd|' /C calc'!A0" and line["memo_value"] == "-5"
+    text = render_chunk([row], ExportFormat.CSV, header=True)
+    cells = dict(zip(*csv.reader(io.StringIO(text)), strict=True))
+    assert cells["reference"] == "'=cmd|' /C calc'!A0" and cells["memo_value"] == "'-5"
+    assert cells["metadata"] == '{"note":"@x"}' and cells["gross_stroops"] == str(2**62)
