@@ -84,9 +84,9 @@ async def payoutctl(*args: str, env: dict[str, str] | None = None) -> tuple[int,
 
 async def test_payoutctl_help_explains_the_connection_on_every_command():
     commands = ["", "create", "get", "list", "watch", "unsigned", "submit-signed", "retry",
-                "cancel", "health", "alert-config"]
+                "cancel", "health", "alert-config", "rounds resolve"]
     for command in commands:
-        code, out, err = await payoutctl(*([command] if command else []), "--help")
+        code, out, err = await payoutctl(*command.split(), "--help")
         assert code == 0, err
         for needed in ("--target", "PAYOUTCTL_TARGET", "--ca-cert", "PAYOUTCTL_CA_CERT",
                        "PAYOUTCTL_CLIENT_CERT", "PAYOUTCTL_CLIENT_KEY", "operator.env",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 
 import grpc
 import pytest
@@ -207,3 +209,42 @@ async def test_list_rounds_pages_newest_first(stack):
     ids = [r.round_id for r in first.rounds] + [r.round_id for r in second.rounds]
     assert ids == [f"page-{i}" for i in reversed(range(5))]
     assert not second.next_page_token
+
+
+async def test_payoutctl_rounds_resolves_from_a_file_only_when_every_row_is_good(
+    stack, tmp_path
+):
+    from payout_service.cli import payoutctl
+    from payout_service.cli import rounds as cli_rounds
+
+    async def ctl(*argv: str, err=None) -> str:
+        args = payoutctl.parser().parse_args(list(argv))
+        return cli_rounds.render(await cli_rounds.run(stack.channel, args, err=err),
+                                 args.output)
+
+    created = await ctl("-o", "table", "rounds", "create", "round-f")
+    assert "state:          OPEN" in created
+    await ctl("rounds", "close", "round-f")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"rank,destination,amount\n1,{A},100\n2,{B},-1\n2,G,1\n")
+    errors = io.StringIO()
+    with pytest.raises(cli_rounds.WinnerFileRefused, match="2 bad rows; nothing was sent"):
+        await ctl("rounds", "resolve", "round-f", str(bad), err=errors)
+    assert [line.split(":")[1:3] for line in errors.getvalue().splitlines()] == [
+        [" line 3", " amount"], [" line 4", " rank"], [" line 4", " destination"]]
+    assert await payouts_in_db(stack, "round-f") == 0
+    good = tmp_path / "good.csv"
+    good.write_text(f"rank,destination,amount\n2,{B},50.5\n1,{A},100\n")
+    resolved = json.loads(await ctl("rounds", "resolve", "round-f", str(good)))
+    assert resolved["round"]["state"] == "ROUND_STATE_RESOLVED"
+    assert resolved["round"]["total"]["stroops"] == str(1_505_000_000)
+    again = json.loads(await ctl("rounds", "resolve", "round-f", str(good)))
+    assert [p["id"] for p in again["payouts"]] == [p["id"] for p in resolved["payouts"]]
+    shown = (await ctl("-o", "table", "rounds", "show", "round-f")).splitlines()
+    table = shown[shown.index("") + 1:]
+    assert [row.split()[:4] for row in table] == [
+        ["RANK", "PAYOUT_ID", "STATE", "AMOUNT"],
+        ["1", "round-f-winner-1", "BUILT", "100.0000000"],
+        ["2", "round-f-winner-2", "BUILT", "50.5000000"]]
+    listed = await ctl("-o", "table", "rounds", "list", "--state", "resolved")
+    assert listed.splitlines()[1].split()[:4] == ["round-f", "RESOLVED", "XLM", "2"]

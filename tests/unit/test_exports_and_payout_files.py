@@ -24,7 +24,7 @@ from payout_service.core.exports import (
     render_fitting,
     validate_export_request,
 )
-from payout_service.core.payout_file import parse_payout_file
+from payout_service.core.payout_file import parse_payout_file, parse_winner_file
 from payout_service.core.states import PayoutState
 
 DEST = Keypair.random().public_key
@@ -100,6 +100,36 @@ def test_a_payout_file_names_each_bad_line_and_field():
         "line 6: id: repeats line 2", "line 6: idempotency_key: repeats line 2"]
     assert [(r.line, r.request.amount_stroops, dict(r.request.metadata)) for r in rows] == [
         (2, 15_000_000, {"team": "x"})]
+
+
+def test_a_winner_file_names_every_bad_line_and_field_and_keeps_no_row():
+    text = ("rank,destination,amount\n"
+            f"1,{DEST},100\n"
+            f"2,{DEST},-1\n"
+            f"x,{DEST},1\n"
+            "\n"
+            f"1,G,5\n"
+            "4,oops\n")
+    rows, problems = parse_winner_file(text, "round-7", "XLM")
+    assert rows == []
+    assert [(p.line, p.field) for p in problems] == [
+        (3, "amount"), (4, "rank"), (6, "rank"), (6, "destination"), (7, "row")]
+    assert "used by another winner" in str(problems[2])
+
+
+def test_a_good_winner_file_becomes_the_round_s_winners_in_file_order():
+    rows, problems = parse_winner_file(
+        f"amount,rank,destination\n0.5,2,{DEST}\n100,1,{DEST}\n", "round-7", "XLM")
+    assert problems == []
+    assert [(r.line, r.winner.rank, r.winner.amount) for r in rows] == [
+        (2, 2, "0.5"), (3, 1, "100")]
+
+
+def test_a_winner_file_takes_no_payout_columns_and_at_least_one_winner():
+    _, problems = parse_winner_file("rank,destination,amount,metadata.x,id\n", "r", "XLM")
+    assert [(p.line, p.field) for p in problems] == [(1, "metadata.x"), (1, "id")]
+    _, problems = parse_winner_file("rank,destination,amount\n", "r", "XLM")
+    assert [str(p) for p in problems] == ["line 1: rows: at least one winner is required"]
 
 
 def test_a_payout_file_with_unknown_or_missing_columns_is_refused_at_the_header():
