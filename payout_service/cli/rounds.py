@@ -1,6 +1,7 @@
-"""`payoutctl rounds create|close|resolve|show|list`: game rounds from a shell
-(RoundService). A round goes OPEN -> CLOSED -> RESOLVED -> SETTLED; resolving creates every
-winner's payout in one transaction, all or none, and needs the admin identity.
+"""`payoutctl rounds create|close|resolve|show|list|statement`: game rounds from a shell
+(RoundService; statements: payoutctl runs --help). A round goes OPEN -> CLOSED -> RESOLVED
+-> SETTLED; resolving creates every winner's payout in one transaction, all or none, and
+needs the admin identity.
 
 `rounds resolve ROUND FILE.csv` reads the winners from a CSV file (header line required,
 any order):
@@ -28,6 +29,7 @@ from google.protobuf.message import Message
 
 from payout_service.cli.bulk import read_file, refused_lines
 from payout_service.cli.channels import _table
+from payout_service.cli.statements import add_statement_parser
 from payout_service.cli.watchdog import _choice
 from payout_service.core.payout_file import parse_winner_file
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
@@ -66,6 +68,7 @@ def add_parsers(
                     help=f"repeatable; one of {', '.join(STATES)}")
     ls.add_argument("--limit", type=int, default=50, help="1-500 (default 50)")
     ls.add_argument("--page-token", help="from the previous page")
+    add_statement_parser(sub, command, "round")
 
 
 async def _resolve(stub: rounds_pb2_grpc.RoundServiceStub, args: argparse.Namespace,
