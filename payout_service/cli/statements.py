@@ -108,7 +108,7 @@ def line_rows(lines: Any, first: str = "STATE") -> list[list[str]]:
     rows = [[first, "ASSET", "COUNT", "GROSS", "FEES", "NET", "NETWORK_FEES", "FEES_KNOWN"]]
     for ln in lines:
         state = pb.PayoutState.Name(ln.state).removeprefix("PAYOUT_STATE_")
-        rows.append(["TOTAL" if state == "UNSPECIFIED" else state, ln.asset[:12],
+        rows.append(["TOTAL" if state == "UNSPECIFIED" else state, ln.asset,
                      str(ln.count), ln.gross.decimal, ln.fees.decimal, ln.net.decimal,
                      ln.network_fees.decimal, str(ln.network_fees_known)])
     return rows
