@@ -1,4 +1,5 @@
-"""Payout statistics, overall or per destination.
+"""Payout statistics, overall or per destination, and the sums of a round's or a run's
+statement.
 
 Money stays integer stroops; only the success rate is a float.
 - pending: not terminal (ACCEPTED, AWAITING_SIGNATURE, QUEUED, SUBMITTED);
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
+from payout_service.core.statements import StatementLine, StatementScope
 from payout_service.core.states import TERMINAL, PayoutState
 
 PENDING_STATES = tuple(s.value for s in PayoutState if s not in TERMINAL)
@@ -68,3 +71,38 @@ async def payout_stats(db: asyncpg.Pool | asyncpg.Connection, destination: str =
         total_fees_stroops=amount("fee", live),
         total_net_confirmed_stroops=amount("net", ["CONFIRMED"]),
     )
+
+
+# A column name per scope; each has its own index (migration 030).
+_SCOPE_COLUMN = {"round": "round_id", "run": "batch_id"}
+_SCOPE_TABLE = {"round": "rounds", "run": "scheduled_runs"}
+
+
+async def statement_lines(
+    pool: asyncpg.Pool, scope: StatementScope
+) -> tuple[list[StatementLine], datetime] | None:
+    """The scope's payouts summed by state and asset, and when they were read; None when no
+    such round or run exists. One snapshot: the existence check and the sums agree. Unlike
+    the stats above it reads the payouts themselves, through the scope's index: the cost
+    is the size of the round or run, not of the history."""
+    kind, key = ("round", scope.round_id) if scope.round_id else ("run", scope.run_id)
+    column, table = _SCOPE_COLUMN[kind], _SCOPE_TABLE[kind]
+    id_column = "round_id" if kind == "round" else "run_id"
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                        readonly=True):
+        # Names come from the fixed tables above; the key is a bound parameter.
+        found = await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {id_column} = $1)", key)  # noqa: S608
+        if not found:
+            return None
+        rows = await conn.fetch(
+            f"""SELECT state, asset, count(*) AS count, sum(gross_stroops) AS gross,
+                       sum(fee_stroops) AS fee, sum(net_stroops) AS net,
+                       coalesce(sum(network_fee_stroops), 0) AS network_fee,
+                       count(network_fee_stroops) AS network_fee_known
+                FROM payouts WHERE {column} = $1 GROUP BY state, asset""",  # noqa: S608
+            key)
+        as_of: datetime = await conn.fetchval("SELECT now()")
+    return [StatementLine(PayoutState(r["state"]), r["asset"], int(r["count"]), int(r["gross"]),
+                          int(r["fee"]), int(r["net"]), int(r["network_fee"]),
+                          int(r["network_fee_known"])) for r in rows], as_of

@@ -20,7 +20,7 @@ from payout_service.api.convert import (
 from payout_service.api.errors import handles_errors, streams_errors
 from payout_service.api.exports import export_payouts
 from payout_service.api.identity import caller_identity
-from payout_service.api.payout_requests import create_batch, get_stats
+from payout_service.api.payout_requests import create_batch, get_statement, get_stats
 from payout_service.app.desk import PayoutDesk
 from payout_service.core.errors import FieldViolation, NotFoundError, ValidationFailed
 from payout_service.core.model import Payout
@@ -188,6 +188,12 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):  # type: ignore[mis
         self, request: pb.GetPayoutStatsRequest, context: grpc.aio.ServicerContext, corr: str
     ) -> pb.GetPayoutStatsResponse:
         return await get_stats(self.desk, request)
+
+    @handles_errors
+    async def GetPayoutStatement(  # noqa: N802
+        self, request: pb.GetPayoutStatementRequest, context: grpc.aio.ServicerContext, corr: str
+    ) -> pb.GetPayoutStatementResponse:
+        return await get_statement(self.desk, request)
 
     @streams_errors
     async def ExportPayouts(  # noqa: N802

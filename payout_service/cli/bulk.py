@@ -97,10 +97,10 @@ class Progress:
             self.out.write("\n")
 
 
-def _refused_lines(error: grpc.aio.AioRpcError, chunk: Sequence[FileRow],
-                   ) -> list[tuple[int, str]]:
+def refused_lines(error: grpc.aio.AioRpcError, lines: Sequence[int], items: str = "items",
+                  ) -> list[tuple[int, str]]:
     """The server's items[i].field violations (a rule only it knows: its amount limits, a
-    reference already paid) as the file's lines."""
+    reference already paid) as the file's lines; `lines[i]` is the line item i came from."""
     found = []
     status = rpc_status.from_call(error)
     for packed in status.details if status else ():
@@ -108,9 +108,9 @@ def _refused_lines(error: grpc.aio.AioRpcError, chunk: Sequence[FileRow],
         if not packed.Unpack(bad):
             continue
         for violation in bad.field_violations:
-            index, _, rest = violation.field.removeprefix("items[").partition("].")
-            if index.isdigit() and int(index) < len(chunk):
-                found.append((chunk[int(index)].line, f"{rest}: {violation.description}"))
+            index, _, rest = violation.field.removeprefix(f"{items}[").partition("].")
+            if index.isdigit() and int(index) < len(lines):
+                found.append((lines[int(index)], f"{rest}: {violation.description}"))
     return found
 
 
@@ -127,8 +127,9 @@ async def _send(stub: payout_pb2_grpc.PayoutServiceStub, rows: Sequence[FileRow]
                 items=[_request(r) for r in chunk]), timeout=CALL_TIMEOUT)
         except grpc.aio.AioRpcError as error:
             progress.end()
+            lines = [r.line for r in chunk]
             err.write("".join(f"line {line}: {problem}\n"
-                                     for line, problem in _refused_lines(error, chunk)))
+                              for line, problem in refused_lines(error, lines)))
             err.write(f"payoutctl: the chunk starting at line {chunk[0].line} was refused; "
                       f"{start} payouts before it were sent (run the file again once fixed: "
                       "they are not created twice)\n")
@@ -193,7 +194,7 @@ def summary(payouts: Sequence[pb.Payout]) -> dict[str, Any]:
     }
 
 
-def _read_file(path: str) -> str:
+def read_file(path: str) -> str:
     # utf-8-sig: spreadsheets save CSV with a byte order mark.
     with open(path, encoding="utf-8-sig", newline="") as handle:  # noqa: PTH123
         return handle.read()
@@ -202,7 +203,7 @@ def _read_file(path: str) -> str:
 async def run(channel: grpc.aio.Channel, args: argparse.Namespace,
               out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     try:
-        text = _read_file(args.file)
+        text = read_file(args.file)
     except (OSError, UnicodeDecodeError) as error:
         err.write(f"payoutctl: cannot read {args.file!r}: {error}\n")
         return 2

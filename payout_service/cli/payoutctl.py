@@ -2,8 +2,10 @@
 external signing with unsigned / submit-signed), create payouts from a CSV file (bulk create),
 export payouts as CSV or JSON Lines (export), see health and set the alert
 configuration (health, alert-config), run the channel pool (channels ...), see the
-watchdog and pause or resume sending (watchdog ...), and follow and redeliver webhooks
-(webhooks ...)."""
+watchdog and pause or resume sending (watchdog ...), follow and redeliver webhooks
+(webhooks ...), run game rounds: create, close, resolve from a file of winners, show,
+list (rounds ...), and print a round's or a scheduled run's statement (rounds statement,
+runs statement)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from grpc_status import rpc_status
 from payout_service.cli import bulk as cli_bulk
 from payout_service.cli import channels as cli_channels
 from payout_service.cli import exports as cli_exports
+from payout_service.cli import rounds as cli_rounds
+from payout_service.cli import statements as cli_statements
 from payout_service.cli import watchdog as cli_watchdog
 from payout_service.cli import webhooks as cli_webhooks
 from stellar_payouts_pb.payout.v1 import admin_pb2 as apb
@@ -338,6 +342,14 @@ async def _run(args: argparse.Namespace) -> int:
             return await cli_bulk.run(channel, args)
         elif args.command == "webhooks":
             print(cli_webhooks.render(await cli_webhooks.run(channel, args), args.output))
+        elif args.command == "runs" or getattr(args, "rounds_command", "") == "statement":
+            return await cli_statements.run(channel, args)
+        elif args.command == "rounds":
+            try:
+                print(cli_rounds.render(await cli_rounds.run(channel, args), args.output))
+            except cli_rounds.WinnerFileRefused as refused:
+                print(f"payoutctl: {refused}", file=sys.stderr)
+                return 1
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -504,6 +516,15 @@ def parser() -> argparse.ArgumentParser:
         "(admin identity)", description=cli_webhooks.__doc__, epilog=CONNECTION_HELP,
         formatter_class=formatter)
     cli_webhooks.add_parsers(webhooks, channel_command)
+    rounds = sub.add_parser(
+        "rounds", help="game rounds: create, close, resolve from a file of winners (admin "
+        "identity), show, list", description=cli_rounds.__doc__, epilog=CONNECTION_HELP,
+        formatter_class=formatter)
+    cli_rounds.add_parsers(rounds, channel_command)
+    runs = sub.add_parser(
+        "runs", help="scheduled runs: a run's statement", description=cli_statements.__doc__,
+        epilog=CONNECTION_HELP, formatter_class=formatter)
+    cli_statements.add_runs_parsers(runs, channel_command)
     return p
 
 

@@ -191,10 +191,24 @@ def render_fitting(rows: Sequence[Mapping[str, Any]], fmt: ExportFormat, *, head
             + render_fitting(rows[half:], fmt, header=False, max_chars=max_chars))
 
 
+# A spreadsheet opening the CSV runs a cell starting with one of these as a formula (OWASP,
+# "CSV Injection"): a payee's reference or metadata could then reach the finance team's
+# machine as `=HYPERLINK(...)` or worse.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formula(text: str) -> str:
+    """The text with a leading apostrophe when a spreadsheet would read it as a formula;
+    unchanged otherwise. The apostrophe is what spreadsheets show a text cell with, and no
+    value this service writes itself (amounts, ids, times, hashes) starts with a trigger."""
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
 def _csv_cell(value: Any) -> str:
-    """Absent is an empty cell; the metadata map is compact JSON with sorted keys."""
+    """Absent is an empty cell; the metadata map is compact JSON with sorted keys; a cell a
+    spreadsheet would run as a formula is neutralized (JSON Lines keeps values as they are)."""
     if value is None:
         return ""
     if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return str(value)
+    return neutralize_formula(str(value))

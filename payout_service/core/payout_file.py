@@ -1,17 +1,23 @@
-"""A CSV file of payouts (`payoutctl bulk create`): its columns, and every row checked with
-the API's own validation before anything is sent. Pure: text in, rows and problems out.
+"""A CSV file of payouts (`payoutctl bulk create`) or of a round's winners (`payoutctl rounds
+resolve`): its columns, and every row checked with the API's own validation before anything
+is sent. Pure: text in, rows and problems out.
 
-The columns are documented in `payoutctl bulk --help` (payout_service/cli/bulk.py).
+The columns are documented in `payoutctl bulk --help` (payout_service/cli/bulk.py) and
+`payoutctl rounds --help` (payout_service/cli/rounds.py).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from payout_service.core.errors import ValidationFailed
+from payout_service.core.rounds import WinnerInput, validate_winners
 from payout_service.core.validation import AmountLimits, PayoutRequest, validate_payout_request
+
+WINNER_COLUMNS = ("rank", "destination", "amount")
 
 REQUIRED_COLUMNS = ("id", "destination", "amount")
 OPTIONAL_COLUMNS = ("asset", "idempotency_key", "reference")
@@ -30,6 +36,12 @@ class FileRow:
 
 
 @dataclass(frozen=True)
+class WinnerRow:
+    line: int
+    winner: WinnerInput
+
+
+@dataclass(frozen=True)
 class RowProblem:
     line: int
     field: str
@@ -39,9 +51,10 @@ class RowProblem:
         return f"line {self.line}: {self.field}: {self.description}"
 
 
-def _header_problems(header: list[str]) -> list[RowProblem]:
+def _header_problems(header: list[str], required: tuple[str, ...],
+                     optional: tuple[str, ...], command: str, metadata: bool) -> list[RowProblem]:
     problems = [RowProblem(1, name, "required column is missing")
-                for name in REQUIRED_COLUMNS if name not in header]
+                for name in required if name not in header]
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -49,28 +62,28 @@ def _header_problems(header: list[str]) -> list[RowProblem]:
         seen.add(name)
         if name in UNSUPPORTED_COLUMNS:
             problems.append(RowProblem(1, name, UNSUPPORTED_COLUMNS[name]))
-        elif not (name in REQUIRED_COLUMNS or name in OPTIONAL_COLUMNS
-                  or (name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX))):
-            problems.append(RowProblem(1, name, "unknown column (see payoutctl bulk create "
+        elif not (name in required or name in optional
+                  or (metadata and name.startswith(METADATA_PREFIX)
+                      and len(name) > len(METADATA_PREFIX))):
+            problems.append(RowProblem(1, name, f"unknown column (see payoutctl {command} "
                                        "--help)"))
     return problems
 
 
-def parse_payout_file(
-    text: str, limits: AmountLimits | None = None
-) -> tuple[list[FileRow], list[RowProblem]]:
-    """Every valid row and every problem, in file order. A row's line is the line it starts
-    on (1 is the header). The file is one unit: the caller sends nothing while any problem
-    is left, unless told to skip the bad rows."""
+def read_rows(
+    text: str, required: tuple[str, ...], optional: tuple[str, ...], command: str, *,
+    metadata: bool = True,
+) -> tuple[list[tuple[int, dict[str, str]]], list[RowProblem]]:
+    """Each non-blank row as (the line it starts on, column -> cell), and the rows whose
+    shape is wrong. A bad header is the only problem returned, with no rows."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [name.strip() for name in next(reader, [])]
     if not header:
         return [], [RowProblem(1, "header", "the file is empty")]
-    problems = _header_problems(header)
+    problems = _header_problems(header, required, optional, command, metadata)
     if problems:
         return [], problems
-    rows: list[FileRow] = []
-    first_line: dict[tuple[str, str], int] = {}
+    rows: list[tuple[int, dict[str, str]]] = []
     line = reader.line_num + 1
     for cells in reader:
         row_line, line = line, reader.line_num + 1
@@ -80,7 +93,20 @@ def parse_payout_file(
             problems.append(RowProblem(row_line, "row", f"has {len(cells)} cells, the header "
                                        f"{len(header)}"))
             continue
-        fields = dict(zip(header, cells, strict=True))
+        rows.append((row_line, dict(zip(header, cells, strict=True))))
+    return rows, problems
+
+
+def parse_payout_file(
+    text: str, limits: AmountLimits | None = None
+) -> tuple[list[FileRow], list[RowProblem]]:
+    """Every valid row and every problem, in file order. A row's line is the line it starts
+    on (1 is the header). The file is one unit: the caller sends nothing while any problem
+    is left, unless told to skip the bad rows."""
+    table, problems = read_rows(text, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, "bulk create")
+    rows: list[FileRow] = []
+    first_line: dict[tuple[str, str], int] = {}
+    for row_line, fields in table:
         payout_id = fields["id"]
         try:
             request = validate_payout_request(
@@ -108,4 +134,48 @@ def parse_payout_file(
         first_line[("id", request.payout_id)] = row_line
         first_line[("idempotency_key", request.idempotency_key)] = row_line
         rows.append(FileRow(row_line, request))
-    return rows, problems
+    return rows, sorted(problems, key=lambda p: p.line)
+
+
+def parse_winner_file(
+    text: str, round_id: str, asset: str, limits: AmountLimits | None = None
+) -> tuple[list[WinnerRow], list[RowProblem]]:
+    """A round's winners (`payoutctl rounds resolve`), checked as ResolveRound checks them
+    (the round's rules in core.rounds, the API's payout validation): every winner, or every
+    problem by line and column. Columns: rank, destination, amount; the payout id, key,
+    asset and metadata are the round's."""
+    table, problems = read_rows(text, WINNER_COLUMNS, (), "rounds resolve", metadata=False)
+    if problems and problems[0].line == 1:
+        return [], problems
+    rows: list[WinnerRow] = []
+    for row_line, fields in table:
+        rank = fields["rank"].strip()
+        if not rank.isascii() or not rank.isdigit():
+            problems.append(RowProblem(row_line, "rank", "must be a whole number, 1 or more"))
+            continue
+        rows.append(WinnerRow(row_line, WinnerInput(
+            int(rank), fields["destination"].strip(), fields["amount"].strip())))
+
+    def validate(fields: Mapping[str, object]) -> PayoutRequest:
+        return validate_payout_request(
+            payout_id=str(fields["payout_id"]), destination=str(fields["destination"]),
+            amount=str(fields["amount"]), asset=str(fields["asset"]),
+            idempotency_key=str(fields["idempotency_key"]),
+            metadata=dict(fields["metadata"]),  # type: ignore[call-overload]
+            reference="", limits=limits or AmountLimits())
+
+    if rows or not problems:
+        try:
+            validate_winners(round_id, asset, [r.winner for r in rows], validate)
+        except ValidationFailed as err:
+            problems += [_winner_problem(v.field, v.description, rows) for v in err.violations]
+    return ([] if problems else rows), sorted(problems, key=lambda p: p.line)
+
+
+def _winner_problem(field: str, description: str, rows: list[WinnerRow]) -> RowProblem:
+    """`winners[i].column` as the file's line and column; a rule about the whole list (none,
+    too many) on the header's line."""
+    index, _, column = field.removeprefix("winners[").partition("].")
+    if index.isdigit() and int(index) < len(rows):
+        return RowProblem(rows[int(index)].line, column, description)
+    return RowProblem(1, "rows", description)

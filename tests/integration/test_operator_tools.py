@@ -84,9 +84,9 @@ async def payoutctl(*args: str, env: dict[str, str] | None = None) -> tuple[int,
 
 async def test_payoutctl_help_explains_the_connection_on_every_command():
     commands = ["", "create", "get", "list", "watch", "unsigned", "submit-signed", "retry",
-                "cancel", "health", "alert-config"]
+                "cancel", "health", "alert-config", "rounds resolve", "runs statement"]
     for command in commands:
-        code, out, err = await payoutctl(*([command] if command else []), "--help")
+        code, out, err = await payoutctl(*command.split(), "--help")
         assert code == 0, err
         for needed in ("--target", "PAYOUTCTL_TARGET", "--ca-cert", "PAYOUTCTL_CA_CERT",
                        "PAYOUTCTL_CLIENT_CERT", "PAYOUTCTL_CLIENT_KEY", "operator.env",
@@ -138,6 +138,27 @@ async def test_payoutctl_tables_and_field_errors(payout_service):
     assert row.split()[:3] == ["t-1", "BUILT", "2.5000000"]
     code, out, err = await payoutctl("get", "t-1", "--output", "table", env=target)
     assert code == 0 and "state:" in out and "BUILT" in out
+
+
+async def test_payoutctl_rounds_refuses_a_bad_winners_file_by_line_and_sends_nothing(
+    payout_service, tmp_path
+):
+    target = {"PAYOUTCTL_TARGET": f"127.0.0.1:{payout_service.port}"}
+    for argv in (("rounds", "create", "r-1"), ("rounds", "close", "r-1")):
+        code, out, err = await payoutctl(*argv, env=target)
+        assert code == 0, err
+    winners = tmp_path / "winners.csv"
+    winners.write_text(f"rank,destination,amount\n1,{Keypair.random().public_key},1\n"
+                       "0,G,1\n")
+    code, out, err = await payoutctl("rounds", "resolve", "r-1", str(winners), env=target)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert f"{winners}: line 3: rank: must be 1 or more" in err
+    assert f"{winners}: line 3: destination:" in err
+    assert "payoutctl: 1 bad rows; nothing was sent" in err
+    code, out, err = await payoutctl("-o", "table", "rounds", "show", "r-1", env=target)
+    assert code == 0 and "state:          CLOSED" in out and "RANK" not in out
+    code, out, err = await payoutctl("rounds", "statement", "nope", env=target)
+    assert code == 1 and "NOT_FOUND: round 'nope' not found" in err
 
 
 async def test_reflection_is_served_as_v1_and_v1alpha(payout_service):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 
 import grpc
 import pytest
@@ -207,3 +209,88 @@ async def test_list_rounds_pages_newest_first(stack):
     ids = [r.round_id for r in first.rounds] + [r.round_id for r in second.rounds]
     assert ids == [f"page-{i}" for i in reversed(range(5))]
     assert not second.next_page_token
+
+
+async def test_payoutctl_rounds_resolves_from_a_file_only_when_every_row_is_good(
+    stack, tmp_path
+):
+    from payout_service.cli import payoutctl
+    from payout_service.cli import rounds as cli_rounds
+
+    async def ctl(*argv: str, err=None) -> str:
+        args = payoutctl.parser().parse_args(list(argv))
+        return cli_rounds.render(await cli_rounds.run(stack.channel, args, err=err),
+                                 args.output)
+
+    created = await ctl("-o", "table", "rounds", "create", "round-f")
+    assert "state:          OPEN" in created
+    await ctl("rounds", "close", "round-f")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"rank,destination,amount\n1,{A},100\n2,{B},-1\n2,G,1\n")
+    errors = io.StringIO()
+    with pytest.raises(cli_rounds.WinnerFileRefused, match="2 bad rows; nothing was sent"):
+        await ctl("rounds", "resolve", "round-f", str(bad), err=errors)
+    assert [line.split(":")[1:3] for line in errors.getvalue().splitlines()] == [
+        [" line 3", " amount"], [" line 4", " rank"], [" line 4", " destination"]]
+    assert await payouts_in_db(stack, "round-f") == 0
+    good = tmp_path / "good.csv"
+    good.write_text(f"rank,destination,amount\n2,{B},50.5\n1,{A},100\n")
+    resolved = json.loads(await ctl("rounds", "resolve", "round-f", str(good)))
+    assert resolved["round"]["state"] == "ROUND_STATE_RESOLVED"
+    assert resolved["round"]["total"]["stroops"] == str(1_505_000_000)
+    again = json.loads(await ctl("rounds", "resolve", "round-f", str(good)))
+    assert [p["id"] for p in again["payouts"]] == [p["id"] for p in resolved["payouts"]]
+    shown = (await ctl("-o", "table", "rounds", "show", "round-f")).splitlines()
+    table = shown[shown.index("") + 1:]
+    assert [row.split()[:4] for row in table] == [
+        ["RANK", "PAYOUT_ID", "STATE", "AMOUNT"],
+        ["1", "round-f-winner-1", "BUILT", "100.0000000"],
+        ["2", "round-f-winner-2", "BUILT", "50.5000000"]]
+    listed = await ctl("-o", "table", "rounds", "list", "--state", "resolved")
+    assert listed.splitlines()[1].split()[:4] == ["round-f", "RESOLVED", "XLM", "2"]
+
+
+async def test_a_round_statement_sums_by_state_and_lists_the_same_payouts(stack):
+    from payout_service.cli import payoutctl
+    from payout_service.cli import statements as cli_statements
+
+    await closed_round(stack, "round-s")
+    await stack.rounds.ResolveRound(rpb.ResolveRoundRequest(round_id="round-s",
+                                                            winners=WINNERS))
+    await confirm(stack.pool, "round-s-winner-1")
+    await stack.pool.execute(
+        "UPDATE payouts SET network_fee_stroops = 100 WHERE payout_id = 'round-s-winner-1'")
+    got = await stack.payouts.GetPayoutStatement(
+        pb.GetPayoutStatementRequest(round_id="round-s"))
+    assert [(ln.state, ln.asset, ln.count, ln.gross.stroops, ln.net.stroops,
+             ln.network_fees.stroops, ln.network_fees_known) for ln in got.lines] == [
+        (pb.PAYOUT_STATE_BUILT, "XLM", 2, 507_500_000, 507_500_000, 0, 0),
+        (pb.PAYOUT_STATE_CONFIRMED, "XLM", 1, 1_000_000_000, 1_000_000_000, 100, 1)]
+    [total] = got.totals
+    assert (total.state, total.count, total.gross.decimal, total.network_fees.stroops) == (
+        pb.PAYOUT_STATE_UNSPECIFIED, 3, "150.7500000", 100)
+    assert got.count == 3 and got.HasField("as_of")
+
+    for request, code in [
+        (pb.GetPayoutStatementRequest(round_id="nope"), grpc.StatusCode.NOT_FOUND),
+        (pb.GetPayoutStatementRequest(round_id="round-s", run_id="r"),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.GetPayoutStatementRequest(), grpc.StatusCode.INVALID_ARGUMENT)]:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.payouts.GetPayoutStatement(request)
+        assert err.value.code() == code
+
+    async def ctl(*argv: str) -> tuple[int, str]:
+        args = payoutctl.parser().parse_args(list(argv))
+        out = io.StringIO()
+        return await cli_statements.run(stack.channel, args, out, io.StringIO()), out.getvalue()
+
+    code, text = await ctl("-o", "table", "rounds", "statement", "round-s")
+    assert code == 0 and text.startswith("statement of round round-s, as of ")
+    assert "TOTAL      XLM    3      150.7500000" in text
+    assert "round-s-winner-3  BUILT      0.2500000" in text
+    code, text = await ctl("rounds", "statement", "round-s")
+    found = json.loads(text)
+    assert code == 0 and found["statement"]["count"] == "3"
+    assert sorted(p["payout_id"] for p in found["payouts"]) == [
+        "round-s-winner-1", "round-s-winner-2", "round-s-winner-3"]

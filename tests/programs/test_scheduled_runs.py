@@ -187,3 +187,27 @@ async def test_scheduler_runs_a_due_schedule_once_and_moves_next_run(stack):
     schedule = (await stack.admin.GetSchedule(apb.GetScheduleRequest())).schedule
     assert schedule.next_run_at.ToDatetime(tzinfo=UTC) > datetime.now(UTC)
     assert await stack.programs.runs.run_if_due() is None, "not due any more"
+
+
+async def test_a_run_statement_counts_the_payouts_the_run_created(stack):
+    import io
+    import json
+
+    from payout_service.cli import payoutctl
+    from payout_service.cli import statements as cli_statements
+
+    await set_threshold(stack, "1")
+    await earn(stack, "e-1", A, "3")
+    await earn(stack, "e-2", B, "2")
+    run = await trigger(stack)
+    got = await stack.payouts.GetPayoutStatement(pb.GetPayoutStatementRequest(run_id=run.run_id))
+    assert [(ln.state, ln.count, ln.gross.stroops) for ln in got.lines] == [
+        (pb.PAYOUT_STATE_BUILT, 2, 50_000_000)]
+    args = payoutctl.parser().parse_args(["runs", "statement", run.run_id, "--summary-only"])
+    out = io.StringIO()
+    assert await cli_statements.run(stack.channel, args, out, io.StringIO()) == 0
+    found = json.loads(out.getvalue())
+    assert found["statement"]["run_id"] == run.run_id and "payouts" not in found
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.payouts.GetPayoutStatement(pb.GetPayoutStatementRequest(run_id="no-run"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime
 from uuid import uuid4
@@ -17,11 +19,12 @@ from payout_service.core.exports import (
     decode_cursor,
     encode_cursor,
     export_row,
+    neutralize_formula,
     render_chunk,
     render_fitting,
     validate_export_request,
 )
-from payout_service.core.payout_file import parse_payout_file
+from payout_service.core.payout_file import parse_payout_file, parse_winner_file
 from payout_service.core.states import PayoutState
 
 DEST = Keypair.random().public_key
@@ -99,6 +102,36 @@ def test_a_payout_file_names_each_bad_line_and_field():
         (2, 15_000_000, {"team": "x"})]
 
 
+def test_a_winner_file_names_every_bad_line_and_field_and_keeps_no_row():
+    text = ("rank,destination,amount\n"
+            f"1,{DEST},100\n"
+            f"2,{DEST},-1\n"
+            f"x,{DEST},1\n"
+            "\n"
+            f"1,G,5\n"
+            "4,oops\n")
+    rows, problems = parse_winner_file(text, "round-7", "XLM")
+    assert rows == []
+    assert [(p.line, p.field) for p in problems] == [
+        (3, "amount"), (4, "rank"), (6, "rank"), (6, "destination"), (7, "row")]
+    assert "used by another winner" in str(problems[2])
+
+
+def test_a_good_winner_file_becomes_the_round_s_winners_in_file_order():
+    rows, problems = parse_winner_file(
+        f"amount,rank,destination\n0.5,2,{DEST}\n100,1,{DEST}\n", "round-7", "XLM")
+    assert problems == []
+    assert [(r.line, r.winner.rank, r.winner.amount) for r in rows] == [
+        (2, 2, "0.5"), (3, 1, "100")]
+
+
+def test_a_winner_file_takes_no_payout_columns_and_at_least_one_winner():
+    _, problems = parse_winner_file("rank,destination,amount,metadata.x,id\n", "r", "XLM")
+    assert [(p.line, p.field) for p in problems] == [(1, "metadata.x"), (1, "id")]
+    _, problems = parse_winner_file("rank,destination,amount\n", "r", "XLM")
+    assert [str(p) for p in problems] == ["line 1: rows: at least one winner is required"]
+
+
 def test_a_payout_file_with_unknown_or_missing_columns_is_refused_at_the_header():
     rows, problems = parse_payout_file("id,amount,memo,colour\n")
     assert [(p.line, p.field) for p in problems] == [
@@ -123,3 +156,25 @@ def test_an_exchange_deposit_exports_its_memo_and_muxed_id_as_text():
     line = json.loads(render_chunk([row], ExportFormat.JSONL, header=False))
     assert line["muxed_id"] == "18446744073709551615"
     assert export_row(stored())["muxed_id"] is None
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx",
+                                  "=HYPERLINK(\"http://x\")"])
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_gets_a_leading_apostrophe(text):
+    assert neutralize_formula(text) == "'" + text
+
+
+@pytest.mark.parametrize("text", ["", "p1", "100", "'quoted", " =1", "a=b", "{\"a\":\"=1\"}"])
+def test_any_other_cell_is_left_as_it_is(text):
+    assert neutralize_formula(text) == text
+
+
+def test_only_csv_neutralizes_formulas_json_lines_keeps_the_value():
+    row = export_row(stored(reference="=cmd|' /C calc'!A0", memo_type="text",
+                            memo_value="-5", metadata={"note": "@x"}))
+    line = json.loads(render_chunk([row], ExportFormat.JSONL, header=False))
+    assert line["reference"] == "=cmd|' /C calc'!A0" and line["memo_value"] == "-5"
+    text = render_chunk([row], ExportFormat.CSV, header=True)
+    cells = dict(zip(*csv.reader(io.StringIO(text)), strict=True))
+    assert cells["reference"] == "'=cmd|' /C calc'!A0" and cells["memo_value"] == "'-5"
+    assert cells["metadata"] == '{"note":"@x"}' and cells["gross_stroops"] == str(2**62)

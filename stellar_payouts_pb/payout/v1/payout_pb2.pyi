@@ -417,3 +417,47 @@ class ExportPayoutsResponse(_message.Message):
     row_count: int
     resume_cursor: str
     def __init__(self, data: _Optional[str] = ..., row_count: _Optional[int] = ..., resume_cursor: _Optional[str] = ...) -> None: ...
+
+class GetPayoutStatementRequest(_message.Message):
+    __slots__ = ("round_id", "run_id")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    run_id: str
+    def __init__(self, round_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class StatementLine(_message.Message):
+    __slots__ = ("state", "asset", "count", "gross", "fees", "net", "network_fees", "network_fees_known")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    GROSS_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
+    NET_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FEES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FEES_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    state: PayoutState
+    asset: str
+    count: int
+    gross: Amount
+    fees: Amount
+    net: Amount
+    network_fees: Amount
+    network_fees_known: int
+    def __init__(self, state: _Optional[_Union[PayoutState, str]] = ..., asset: _Optional[str] = ..., count: _Optional[int] = ..., gross: _Optional[_Union[Amount, _Mapping]] = ..., fees: _Optional[_Union[Amount, _Mapping]] = ..., net: _Optional[_Union[Amount, _Mapping]] = ..., network_fees: _Optional[_Union[Amount, _Mapping]] = ..., network_fees_known: _Optional[int] = ...) -> None: ...
+
+class GetPayoutStatementResponse(_message.Message):
+    __slots__ = ("round_id", "run_id", "lines", "totals", "count", "as_of")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    run_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[StatementLine]
+    totals: _containers.RepeatedCompositeFieldContainer[StatementLine]
+    count: int
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, round_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ..., count: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

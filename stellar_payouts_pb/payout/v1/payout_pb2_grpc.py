@@ -92,6 +92,11 @@ class PayoutServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsResponse.FromString,
                 _registered_method=True)
+        self.GetPayoutStatement = channel.unary_unary(
+                '/payout.v1.PayoutService/GetPayoutStatement',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatementRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatementResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutServiceServicer:
@@ -181,6 +186,17 @@ class PayoutServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPayoutStatement(self, request, context):
+        """A statement of one round or one scheduled run for accounting: its payouts counted and
+        summed by state and asset, with the service fees and the network fees known so far, read
+        in one SQL statement. The payouts themselves: ExportPayouts with the same round_id or
+        run_id (`payoutctl rounds statement` / `runs statement` print both). Exactly one of
+        round_id and run_id, else INVALID_ARGUMENT naming the field; an unknown one is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +249,11 @@ def add_PayoutServiceServicer_to_server(servicer, server):
                     servicer.ExportPayouts,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsResponse.SerializeToString,
+            ),
+            'GetPayoutStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPayoutStatement,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatementRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -513,6 +534,33 @@ class PayoutService:
             '/payout.v1.PayoutService/ExportPayouts',
             stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.ExportPayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPayoutStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutService/GetPayoutStatement',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatementRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_payout__pb2.GetPayoutStatementResponse.FromString,
             options,
             channel_credentials,
             insecure,
