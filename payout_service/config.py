@@ -281,6 +281,9 @@ class Config:
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     # PAYOUTS_MAX_BULK_ITEMS: items in one CreatePayoutBatch request.
     max_bulk_items: int = DEFAULT_MAX_BULK_ITEMS
+    # PAYOUTS_SCREENING_ALLOWLIST_ONLY: only destinations on the allow list are paid
+    # (core/screening.py); the deny list applies either way.
+    screening_allowlist_only: bool = False
     programs: ProgramsConfig = field(default_factory=ProgramsConfig)
     log_level: str = "INFO"
     # Where spans go (OTLP gRPC); None: tracing off.
@@ -452,6 +455,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         watchdog=_watchdog(env, live),
         **_batching(env, contract, signing_mode),
         max_bulk_items=_int(env, "PAYOUTS_MAX_BULK_ITEMS", DEFAULT_MAX_BULK_ITEMS, minimum=1),
+        screening_allowlist_only=_bool(env, "PAYOUTS_SCREENING_ALLOWLIST_ONLY", False),
         programs=_programs(env),
         log_level=_log_level(env),
         otlp_endpoint=(env.get("PAYOUTS_OTLP_ENDPOINT", "").strip()

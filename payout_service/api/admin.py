@@ -12,6 +12,7 @@ from payout_service.api.channels import ChannelAdmin
 from payout_service.api.convert import amount, amount_from_pb, payout_to_pb, timestamp, total
 from payout_service.api.errors import handles_errors
 from payout_service.api.identity import caller_identity
+from payout_service.api.screening import ScreeningAdmin
 from payout_service.api.watchdog import WatchdogAdmin
 from payout_service.api.webhooks import WebhookAdmin
 from payout_service.app.monitoring import Monitor
@@ -128,7 +129,7 @@ def _run_fields(r: RunRecord) -> apb.Run:
 
 
 class AdminServicer(
-    ChannelAdmin, WatchdogAdmin, WebhookAdmin,
+    ChannelAdmin, ScreeningAdmin, WatchdogAdmin, WebhookAdmin,
     admin_pb2_grpc.PayoutAdminServiceServicer,  # type: ignore[misc]
 ):
     def __init__(self, monitor: Monitor, runs: ScheduledRuns, lookup: Lookup | None) -> None:

@@ -18,6 +18,7 @@ from payout_service.adapters.payout_store import (
     insert_payouts_in,
     payouts_by_keys,
 )
+from payout_service.adapters.screening_store import entries_for
 from payout_service.config import Config
 from payout_service.core.batches import BatchMode, payee_route_problem
 from payout_service.core.envelopes import signed_envelope_problem
@@ -26,11 +27,13 @@ from payout_service.core.errors import (
     FailedPrecondition,
     FieldViolation,
     PreconditionFailed,
+    ScreeningDenied,
     ValidationFailed,
 )
 from payout_service.core.fees import split_fee
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
 from payout_service.core.model import Payout
+from payout_service.core.screening import screen, screened_addresses
 from payout_service.core.states import IllegalTransition, PayoutMode, PayoutState
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 from payout_service.core.validation import AmountLimits, PayoutRequest, validate_payout_request
@@ -164,6 +167,10 @@ class PayoutDesk:
                     batch_id=batch_id))
             except ValidationFailed as err:
                 violations += _item_fields(item_field, index, err.violations)
+            except ScreeningDenied as err:
+                if not item_field:
+                    raise
+                raise err.at(f"{item_field}[{index}].destination") from None
         if violations:
             raise ValidationFailed(violations)
         async with self.store.pool.acquire() as conn, conn.transaction():
@@ -221,6 +228,7 @@ class PayoutDesk:
                 paid_as, destination=request.destination, has_memo=request.memo is not None,
                 payout_contract=bool(cfg.contract_id)):
             raise PreconditionFailed(route[0], route[1], kind="PAYEE")
+        await self.screen(request.destination)
         split = split_fee(request.amount_stroops, self.config.fee_bps)
         if split.net <= 0:
             raise ValidationFailed([FieldViolation("amount", "is too small to cover the fee")])
@@ -241,6 +249,14 @@ class PayoutDesk:
             memo_type=request.memo.kind.value if request.memo else None,
             memo_value=request.memo.value if request.memo else None, muxed_id=request.muxed_id,
         )
+
+    async def screen(self, destination: str) -> None:
+        """Raises ScreeningDenied for a destination the allow and deny lists refuse."""
+        entries = await entries_for(self.store.pool, screened_addresses(destination))
+        decision = screen(destination, entries,
+                          allowlist_only=self.config.screening_allowlist_only)
+        if not decision.allowed:
+            raise ScreeningDenied(decision.reason)
 
     async def _build_unsigned(self, destination: str, amount: int, asset: str) -> str:
         cfg = self.config

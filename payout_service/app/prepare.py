@@ -12,10 +12,12 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters.attempt_store import AttemptBuilder
 from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
+from payout_service.adapters.screening_store import entries_for
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
 from payout_service.app.prepare_batch import PreparingBatches, stamp_attempt
 from payout_service.core.batches import BatchMode, payee_route_problem
 from payout_service.core.model import Attempt, NewAttempt, Payout
+from payout_service.core.screening import ScreeningEntry, screen, screened_addresses
 from payout_service.core.sources import SourcePlan, plan_sources
 from payout_service.core.transactions import (
     BASE_INCLUSION_FEE,
@@ -99,23 +101,41 @@ class Preparing(PreparingBatches):
         return work
 
     async def _payable(self, payouts: list[Payout]) -> list[Payout]:
-        """The payouts this configuration can pay as asked. Checked at creation too, but the
-        configuration may have changed since (a memo payout accepted in classic mode, the
-        service restarted with batching off): such a payout fails before anything is built,
-        never paid without its memo or muxed id (core/batches.payee_route_problem)."""
+        """The payouts that may be paid as asked, now. Checked at creation too, but things may
+        have changed since, and such a payout fails before anything is built, never reaching
+        the signer: the configuration (a memo payout accepted in classic mode, the service
+        restarted with batching off: `payee_route`, core/batches.payee_route_problem), or the
+        screening lists (a destination denied after the payout was accepted:
+        `screening_denied`, core/screening.py). One lookup of the lists for the whole pass."""
+        if not payouts:
+            return payouts
+        entries = await entries_for(self.queues.pool, [
+            a for p in payouts for a in screened_addresses(p.destination)])
         payable = []
         for payout in payouts:
-            problem = payee_route_problem(
-                BatchMode(self.config.batch_mode), destination=payout.destination,
-                has_memo=payout.memo_type is not None,
-                payout_contract=bool(self.config.contract_id))
-            if problem is None:
+            refusal = self._refusal(payout, entries)
+            if refusal is None:
                 payable.append(payout)
                 continue
-            log.error("payout cannot be paid as asked in this configuration: failed unbuilt",
-                      extra={"payout_id": payout.payout_id, "field": problem[0]})
-            await self._refuse_before_build(payout, "payee_route", f"{problem[0]}: {problem[1]}")
+            code, field, message = refusal
+            log.error("payout cannot be paid as asked now: failed unbuilt",
+                      extra={"payout_id": payout.payout_id, "field": field, "code": code})
+            await self._refuse_before_build(payout, code, f"{field}: {message}")
         return payable
+
+    def _refusal(self, payout: Payout, entries: list[ScreeningEntry]
+                 ) -> tuple[str, str, str] | None:
+        """(failure code, field, why) for a payout that must not be built, else None."""
+        problem = payee_route_problem(
+            BatchMode(self.config.batch_mode), destination=payout.destination,
+            has_memo=payout.memo_type is not None, payout_contract=bool(self.config.contract_id))
+        if problem is not None:
+            return "payee_route", problem[0], problem[1]
+        decision = screen(payout.destination, entries,
+                          allowlist_only=self.config.screening_allowlist_only)
+        if not decision.allowed:
+            return "screening_denied", "destination", decision.reason
+        return None
 
     async def _plan_sources(self) -> SourcePlan:
         """Gives a sequence row to each source without one (the payer on a new database,

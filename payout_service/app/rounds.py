@@ -14,6 +14,7 @@ from payout_service.core.errors import (
     FieldViolation,
     NotFoundError,
     PreconditionFailed,
+    ScreeningDenied,
     ValidationFailed,
 )
 from payout_service.core.idempotency import canonical_parameters, fingerprint
@@ -136,6 +137,8 @@ class RoundDesk:
                 FieldViolation(f"winners[{index}].{v.field}", v.description)
                 for v in err.violations
             ]) from None
+        except ScreeningDenied as err:
+            raise err.at(f"winners[{index}].destination") from None
 
     @staticmethod
     def _own(index: int, payout: Payout, round_id: str) -> Payout:

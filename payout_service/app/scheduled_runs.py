@@ -25,7 +25,12 @@ from payout_service.adapters.run_store import (
 )
 from payout_service.app.desk import IdempotencyConflict, MaxGasExceeded, PayoutDesk
 from payout_service.core.amounts import AmountError, format_amount, parse_amount
-from payout_service.core.errors import FieldViolation, PreconditionFailed, ValidationFailed
+from payout_service.core.errors import (
+    FieldViolation,
+    PreconditionFailed,
+    ScreeningDenied,
+    ValidationFailed,
+)
 from payout_service.core.fees import split_fee
 from payout_service.core.model import Payout
 from payout_service.core.schedule import Schedule, next_run_after, validate_schedule
@@ -210,7 +215,8 @@ class ScheduledRuns:
                 total += balance.amount_stroops
             except (ValidationFailed, IdempotencyConflict) as err:
                 errors.append(RunError(balance.destination, str(err)))
-            except (RunStepFailed, MaxGasExceeded, SimulationFailed, SourceAccountMissing) as err:
+            except (RunStepFailed, MaxGasExceeded, SimulationFailed, SourceAccountMissing,
+                    ScreeningDenied) as err:
                 errors.append(RunError(balance.destination, str(err) or type(err).__name__))
         return replace(run, payout_count=len(payouts) + len(planned), skipped=skipped,
                        total_stroops=total, errors=errors, planned=planned)

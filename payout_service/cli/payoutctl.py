@@ -27,6 +27,7 @@ from payout_service.cli import bulk as cli_bulk
 from payout_service.cli import channels as cli_channels
 from payout_service.cli import exports as cli_exports
 from payout_service.cli import rounds as cli_rounds
+from payout_service.cli import screening as cli_screening
 from payout_service.cli import statements as cli_statements
 from payout_service.cli import watchdog as cli_watchdog
 from payout_service.cli import webhooks as cli_webhooks
@@ -350,6 +351,8 @@ async def _run(args: argparse.Namespace) -> int:
             except cli_rounds.WinnerFileRefused as refused:
                 print(f"payoutctl: {refused}", file=sys.stderr)
                 return 1
+        elif args.command == "screening":
+            print(cli_screening.render(await cli_screening.run(channel, args), args.output))
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -525,6 +528,10 @@ def parser() -> argparse.ArgumentParser:
         "runs", help="scheduled runs: a run's statement", description=cli_statements.__doc__,
         epilog=CONNECTION_HELP, formatter_class=formatter)
     cli_statements.add_runs_parsers(runs, channel_command)
+    screening = sub.add_parser(
+        "screening", help="allow and deny lists of destinations (admin identity)",
+        description=cli_screening.__doc__, epilog=CONNECTION_HELP, formatter_class=formatter)
+    cli_screening.add_parsers(screening, channel_command)
     return p
 
 

@@ -81,3 +81,17 @@ class Unavailable(PayoutServiceError):
     """A dependency is down: nothing is known, the caller retries later."""
 
     dependency = "a dependency"
+
+
+class ScreeningDenied(FailedPrecondition):
+    """The destination is refused by the allow and deny lists (core/screening.py). `field` is
+    where the request named it: `destination`, or `payouts[2].destination` in a bulk."""
+
+    kind = "SCREENING"
+
+    def __init__(self, reason: str, field: str = "destination") -> None:
+        super().__init__(f"{field}: {reason}")
+        self.subject, self.reason = field, reason
+
+    def at(self, field: str) -> ScreeningDenied:
+        return ScreeningDenied(self.reason, field)

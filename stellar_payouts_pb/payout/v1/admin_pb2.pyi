@@ -80,6 +80,12 @@ class WebhookDeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WEBHOOK_DELIVERY_STATE_PENDING: _ClassVar[WebhookDeliveryState]
     WEBHOOK_DELIVERY_STATE_DELIVERED: _ClassVar[WebhookDeliveryState]
     WEBHOOK_DELIVERY_STATE_DEAD_LETTERED: _ClassVar[WebhookDeliveryState]
+
+class ScreeningList(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCREENING_LIST_UNSPECIFIED: _ClassVar[ScreeningList]
+    SCREENING_LIST_ALLOW: _ClassVar[ScreeningList]
+    SCREENING_LIST_DENY: _ClassVar[ScreeningList]
 HEALTH_LEVEL_UNSPECIFIED: HealthLevel
 HEALTH_LEVEL_HEALTHY: HealthLevel
 HEALTH_LEVEL_WARNING: HealthLevel
@@ -126,6 +132,9 @@ WEBHOOK_DELIVERY_STATE_UNSPECIFIED: WebhookDeliveryState
 WEBHOOK_DELIVERY_STATE_PENDING: WebhookDeliveryState
 WEBHOOK_DELIVERY_STATE_DELIVERED: WebhookDeliveryState
 WEBHOOK_DELIVERY_STATE_DEAD_LETTERED: WebhookDeliveryState
+SCREENING_LIST_UNSPECIFIED: ScreeningList
+SCREENING_LIST_ALLOW: ScreeningList
+SCREENING_LIST_DENY: ScreeningList
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "kind", "severity", "status", "message", "raised_at", "acknowledged_at", "resolved_at", "acknowledged_by")
@@ -815,3 +824,69 @@ class RedeliverWebhookResponse(_message.Message):
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     delivery: WebhookDelivery
     def __init__(self, delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ...) -> None: ...
+
+class ScreeningEntry(_message.Message):
+    __slots__ = ("destination", "list", "reason", "added_by", "created_at")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ADDED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    list: ScreeningList
+    reason: str
+    added_by: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, destination: _Optional[str] = ..., list: _Optional[_Union[ScreeningList, str]] = ..., reason: _Optional[str] = ..., added_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddScreeningEntryRequest(_message.Message):
+    __slots__ = ("destination", "list", "reason")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    list: ScreeningList
+    reason: str
+    def __init__(self, destination: _Optional[str] = ..., list: _Optional[_Union[ScreeningList, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AddScreeningEntryResponse(_message.Message):
+    __slots__ = ("entry", "created")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    entry: ScreeningEntry
+    created: bool
+    def __init__(self, entry: _Optional[_Union[ScreeningEntry, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class RemoveScreeningEntryRequest(_message.Message):
+    __slots__ = ("destination", "list", "reason")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    list: ScreeningList
+    reason: str
+    def __init__(self, destination: _Optional[str] = ..., list: _Optional[_Union[ScreeningList, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RemoveScreeningEntryResponse(_message.Message):
+    __slots__ = ("entry",)
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    entry: ScreeningEntry
+    def __init__(self, entry: _Optional[_Union[ScreeningEntry, _Mapping]] = ...) -> None: ...
+
+class ListScreeningEntriesRequest(_message.Message):
+    __slots__ = ("list", "page_size", "page_token")
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    list: ScreeningList
+    page_size: int
+    page_token: str
+    def __init__(self, list: _Optional[_Union[ScreeningList, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListScreeningEntriesResponse(_message.Message):
+    __slots__ = ("entries", "next_page_token")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[ScreeningEntry]
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[ScreeningEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -166,6 +166,21 @@ class PayoutAdminServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookResponse.FromString,
                 _registered_method=True)
+        self.AddScreeningEntry = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/AddScreeningEntry',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddScreeningEntryRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddScreeningEntryResponse.FromString,
+                _registered_method=True)
+        self.RemoveScreeningEntry = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/RemoveScreeningEntry',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RemoveScreeningEntryRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RemoveScreeningEntryResponse.FromString,
+                _registered_method=True)
+        self.ListScreeningEntries = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/ListScreeningEntries',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutAdminServiceServicer:
@@ -369,6 +384,31 @@ class PayoutAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddScreeningEntry(self, request, context):
+        """Destination screening: allow and deny lists, checked when a payout is created and again
+        before it is built. The deny list always wins; with PAYOUTS_SCREENING_ALLOWLIST_ONLY=true
+        only destinations on the allow list are paid. An M... destination is screened by its own
+        address and by its G... account. Every change is audited with the caller's identity.
+        Adding an address already on that list changes nothing (created = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveScreeningEntry(self, request, context):
+        """NOT_FOUND when the address is not on that list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScreeningEntries(self, request, context):
+        """Ordered by address, then list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -501,6 +541,21 @@ def add_PayoutAdminServiceServicer_to_server(servicer, server):
                     servicer.RedeliverWebhook,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookResponse.SerializeToString,
+            ),
+            'AddScreeningEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddScreeningEntry,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddScreeningEntryRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddScreeningEntryResponse.SerializeToString,
+            ),
+            'RemoveScreeningEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveScreeningEntry,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RemoveScreeningEntryRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RemoveScreeningEntryResponse.SerializeToString,
+            ),
+            'ListScreeningEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScreeningEntries,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1207,6 +1262,87 @@ class PayoutAdminService:
             '/payout.v1.PayoutAdminService/RedeliverWebhook',
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RedeliverWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddScreeningEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/AddScreeningEntry',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddScreeningEntryRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.AddScreeningEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveScreeningEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/RemoveScreeningEntry',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RemoveScreeningEntryRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RemoveScreeningEntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScreeningEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/ListScreeningEntries',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
