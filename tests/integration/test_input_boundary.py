@@ -199,6 +199,11 @@ def minimal_requests() -> dict[str, object]:
         "PayoutAdminService/ResumeSending": apb.ResumeSendingRequest(reason="done"),
         "PayoutAdminService/ListWebhookDeliveries": apb.ListWebhookDeliveriesRequest(),
         "PayoutAdminService/RedeliverWebhook": apb.RedeliverWebhookRequest(event_id="1"),
+        "PayoutAdminService/AddScreeningEntry": apb.AddScreeningEntryRequest(
+            destination=dest, list=apb.SCREENING_LIST_DENY, reason="sanctions"),
+        "PayoutAdminService/RemoveScreeningEntry": apb.RemoveScreeningEntryRequest(
+            destination=dest, list=apb.SCREENING_LIST_DENY, reason="cleared"),
+        "PayoutAdminService/ListScreeningEntries": apb.ListScreeningEntriesRequest(),
     }
 
 
@@ -254,3 +259,55 @@ async def test_page_tokens_the_service_never_issued_are_invalid_argument(
         err = await refused(rpc(name).call(channel, request_, deadline=TIMEOUT))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, err.details())
         assert [f for f, _ in status_details(err)] == ["page_token"]
+
+
+def precondition_of(err: grpc.aio.AioRpcError) -> list[tuple[str, str, str]]:
+    """(type, subject, description) of the PreconditionFailure detail of an error."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    found: list[tuple[str, str, str]] = []
+    for packed in status.details if status else ():
+        if packed.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            detail = error_details_pb2.PreconditionFailure()
+            packed.Unpack(detail)
+            found += [(v.type, v.subject, v.description) for v in detail.violations]
+    return found
+
+
+async def test_a_denied_destination_is_refused_at_creation_naming_the_field_and_nothing_is_stored(
+    channel
+):
+    denied = Keypair.random().public_key
+    (added,) = await rpc("PayoutAdminService/AddScreeningEntry").call(
+        channel, apb.AddScreeningEntryRequest(
+            destination=f" {denied.lower()} ", list=apb.SCREENING_LIST_DENY,
+            reason="sanctions"), deadline=TIMEOUT)
+    assert added.created and added.entry.destination == denied and added.entry.added_by
+    err = await refused(rpc("PayoutService/CreatePayout").call(
+        channel, create_request(destination=denied), deadline=TIMEOUT))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+    assert precondition_of(err) == [
+        ("SCREENING", "destination", "destination: on the deny list: sanctions")]
+    bulk = pb.CreatePayoutBatchRequest(items=[
+        create_request(payout_id="b-2", idempotency_key="b-2"),
+        create_request(destination=denied)])
+    err = await refused(rpc("PayoutService/CreatePayoutBatch").call(
+        channel, bulk, deadline=TIMEOUT))
+    assert [v[1] for v in precondition_of(err)] == ["items[1].destination"]
+    for payout_id in ("b-1", "b-2"):
+        err = await refused(rpc("PayoutService/GetPayout").call(
+            channel, pb.GetPayoutRequest(payout_id=payout_id), deadline=TIMEOUT))
+        assert err.code() == grpc.StatusCode.NOT_FOUND, "nothing was written"
+    (listed,) = await rpc("PayoutAdminService/ListScreeningEntries").call(
+        channel, apb.ListScreeningEntriesRequest(list=apb.SCREENING_LIST_DENY),
+        deadline=TIMEOUT)
+    assert [e.destination for e in listed.entries] == [denied]
+    await rpc("PayoutAdminService/RemoveScreeningEntry").call(
+        channel, apb.RemoveScreeningEntryRequest(
+            destination=denied, list=apb.SCREENING_LIST_DENY, reason="cleared"),
+        deadline=TIMEOUT)
+    (created,) = await rpc("PayoutService/CreatePayout").call(
+        channel, create_request(destination=denied), deadline=TIMEOUT)
+    assert created.payout.destination == denied
