@@ -202,17 +202,25 @@ class BatchStore:
             await release_sequence(conn, moved[0].source_account, moved[0].sequence)
             return held
 
-    async def rebuild_unsent(self, batch_id: UUID) -> bool:
-        """The batch was built and never signed, and its max_time has passed: its built
-        members are superseded and re-batched (uncounted), the number given back once. False
-        when none is built any more."""
+    async def rebuild_unsent(self, batch_id: UUID, *, reason: str = EXPIRED_UNSIGNED) -> bool:
+        """The batch was built and never signed, and can no longer be signed as built (its
+        max_time has passed, or one of its destinations was denied since): its built members
+        are superseded and re-batched (uncounted), the number given back once. False when
+        none is built any more."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
             built = [(m.payout_uuid, m.number) for m in members if m.status is A.BUILT]
             if not built:
                 return False
-            await supersede_rest(conn, built, reason=EXPIRED_UNSIGNED)
+            await supersede_rest(conn, built, reason=reason)
             return True
+
+    async def destinations(self, batch_id: UUID) -> list[str]:
+        """The destinations a batch pays, one per member."""
+        rows = await self.pool.fetch(
+            """SELECT p.destination FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id
+               WHERE a.batch_id = $1""", batch_id)
+        return [r["destination"] for r in rows]
 
     async def confirm(self, batch_id: UUID, *, ledger: int, fee_charged: int) -> list[Payout]:
         """The batch landed: every member's payout CONFIRMED, the fee shared out in stroops

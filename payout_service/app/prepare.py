@@ -15,6 +15,7 @@ from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissin
 from payout_service.adapters.screening_store import entries_for
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
 from payout_service.app.prepare_batch import PreparingBatches, stamp_attempt
+from payout_service.app.stage import attempt_ids
 from payout_service.core.batches import BatchMode, payee_route_problem
 from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.screening import ScreeningEntry, screen, screened_addresses
@@ -63,6 +64,8 @@ class Preparing(PreparingBatches):
                 batches_seen.add(attempt.batch_id)
             if self.signer is None:
                 await self._rebuild_unsent(attempt, why="no signer in this signing mode")
+            elif await self._screened_out(payout, attempt):
+                pass  # failed, or its batch rebuilt: nothing to sign
             elif attempt.batch_id is None:
                 await self._sign(payout, attempt)
             else:
@@ -136,6 +139,32 @@ class Preparing(PreparingBatches):
         if not decision.allowed:
             return "screening_denied", "destination", decision.reason
         return None
+
+    async def _screened_out(self, payout: Payout, attempt: Attempt) -> bool:
+        """A built, unsigned attempt paying a destination denied since it was built (the
+        signer was away, or we crashed before signing) is never signed: a single payout
+        fails with `screening_denied`; a batch is rebuilt, so the next pass fails its denied
+        payouts unbuilt (_payable) and batches the others again. True when so."""
+        destinations = ([payout.destination] if attempt.batch_id is None
+                        else await self.batches.destinations(attempt.batch_id))
+        entries = await entries_for(self.queues.pool, [
+            a for d in destinations for a in screened_addresses(d)])
+        decisions = [screen(d, entries, allowlist_only=self.config.screening_allowlist_only)
+                     for d in destinations]
+        denied = next((d for d in decisions if not d.allowed), None)
+        if denied is None:
+            return False
+        log.error("built attempt pays a destination denied since: not signed",
+                  extra={**attempt_ids(attempt), "code": "screening_denied"})
+        if attempt.batch_id is None:
+            await self.attempts.refuse_unsent(
+                payout.id, attempt.number, code="screening_denied",
+                message=f"destination: {denied.reason}", actor="preparer")
+        else:
+            await self.batches.rebuild_unsent(attempt.batch_id,
+                                              reason="a destination was denied by screening")
+            self._nudge("preparer")
+        return True
 
     async def _plan_sources(self) -> SourcePlan:
         """Gives a sequence row to each source without one (the payer on a new database,

@@ -5,10 +5,11 @@ never sees it (the lists are read again by the preparer, as the payee route is).
 from __future__ import annotations
 
 import pytest
-from stellar_sdk import Keypair, MuxedAccount
+from stellar_sdk import Keypair, MuxedAccount, StrKey
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters import screening_store as store
+from payout_service.adapters.signer_client import SignerUnavailable
 from payout_service.core.errors import ScreeningDenied
 from payout_service.core.screening import ListKind, ScreeningEntry
 from payout_service.core.validation import AmountLimits, validate_payout_request
@@ -61,6 +62,33 @@ async def test_a_destination_denied_after_creation_fails_unbuilt_and_never_reach
     assert signed and denied not in seen and muxed_over not in seen
 
 
+async def test_an_attempt_built_before_the_denial_is_never_signed(world):
+    """The signer was away when the attempt was built; the destination is denied before it
+    comes back: the built envelope is not signed, the payout fails with screening_denied."""
+    make, _ = world
+    desk, pipeline, ledger, signer = make("signer")
+    denied = Keypair.random().public_key
+    await desk.create(request("late", denied), actor="test", correlation_id="c")
+    signer.unavailable = True
+    with pytest.raises(SignerUnavailable):
+        await pipeline.prepare_once()
+    assert [s for s, _ in (await attempts_by_payout(desk))["late"]] == ["built"]
+    await deny(desk.store.pool, denied)
+    signer.unavailable = False
+    signed: list[str] = []
+
+    async def recording(envelope_xdr: str, **_: object):  # type: ignore[no-untyped-def]
+        signed.append(envelope_xdr)
+        raise AssertionError("a denied destination reached the signer")
+
+    signer.sign_transaction = recording  # type: ignore[method-assign]
+    await run_until_settled(pipeline, ledger, rounds=3)
+    assert await states(desk) == {"late": "FAILED"} and not signed
+    row = await desk.store.pool.fetchrow("SELECT failure_code FROM payouts")
+    assert row["failure_code"] == "screening_denied"
+    assert [s for s, _ in (await attempts_by_payout(desk))["late"]] == ["rejected"]
+
+
 async def test_a_denied_destination_is_refused_at_creation_and_nothing_is_stored(world):
     make, _ = world
     desk, _, _, _ = make("signer")
@@ -106,3 +134,27 @@ async def test_every_change_is_audited_with_its_actor(world):
         "SELECT change, reason, actor, correlation_id FROM screening_changes ORDER BY id")
     assert [tuple(r) for r in changes] == [("added", "sanctions", "alice", "c1"),
                                            ("removed", "cleared", "carol", "c3")]
+
+
+async def test_a_batch_built_before_the_denial_is_rebuilt_without_the_denied_payout(world):
+    make, _ = world
+    contract = StrKey.encode_contract(bytes(32))
+    desk, pipeline, ledger, signer = make("signer", PAYOUTS_BATCH_MODE="contract",
+                                          PAYOUT_CONTRACT_ID=contract)
+    denied = Keypair.random().public_key
+    await desk.create(request("late", denied), actor="test", correlation_id="c")
+    await desk.create(request("fine", Keypair.random().public_key), actor="test",
+                      correlation_id="c")
+    signer.unavailable = True
+    with pytest.raises(SignerUnavailable):
+        await pipeline.prepare_once()
+    batched = await desk.store.pool.fetchval(
+        "SELECT count(DISTINCT batch_id) FROM payout_attempts WHERE status = 'built'")
+    assert batched == 1
+    await deny(desk.store.pool, denied)
+    signer.unavailable = False
+    await run_until_settled(pipeline, ledger, rounds=6)
+    assert await states(desk) == {"late": "FAILED", "fine": "CONFIRMED"}
+    row = await desk.store.pool.fetchrow(
+        "SELECT failure_code FROM payouts WHERE payout_id = 'late'")
+    assert row["failure_code"] == "screening_denied"
