@@ -10,7 +10,9 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from payout_service.adapters import screening_store as store
 from payout_service.adapters.signer_client import SignerUnavailable
+from payout_service.app.rounds import RoundDesk
 from payout_service.core.errors import ScreeningDenied
+from payout_service.core.rounds import WinnerInput
 from payout_service.core.screening import ListKind, ScreeningEntry
 from payout_service.core.validation import AmountLimits, validate_payout_request
 from tests.db.fake_pipeline import NET, attempts_by_payout, run_until_settled, states, world
@@ -158,3 +160,19 @@ async def test_a_batch_built_before_the_denial_is_rebuilt_without_the_denied_pay
     row = await desk.store.pool.fetchrow(
         "SELECT failure_code FROM payouts WHERE payout_id = 'late'")
     assert row["failure_code"] == "screening_denied"
+
+
+async def test_a_round_with_a_denied_winner_is_not_resolved_and_pays_nobody(world):
+    make, _ = world
+    desk, _, _, _ = make("signer")
+    rounds = RoundDesk(desk)
+    denied = Keypair.random().public_key
+    await deny(desk.store.pool, denied)
+    await rounds.create("r1", "XLM")
+    await rounds.close("r1")
+    winners = [WinnerInput(1, Keypair.random().public_key, "5"), WinnerInput(2, denied, "3")]
+    with pytest.raises(ScreeningDenied) as refused:
+        await rounds.resolve("r1", winners, actor="admin-cn", correlation_id="c")
+    assert refused.value.subject == "winners[1].destination"
+    assert (await rounds.get("r1")).state == "CLOSED" and await states(desk) == {}
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from stellar_sdk import Keypair, MuxedAccount
 
+from payout_service.cli.payoutctl import parser
 from payout_service.core.screening import (
     ListKind,
     ScreeningEntry,
@@ -78,3 +79,10 @@ def test_a_reason_is_required_and_bounded():
     assert reason_problem("  ") is not None
     assert reason_problem("x" * 513) is not None
     assert reason_problem("sanctions") is None
+
+
+def test_payoutctl_screening_commands_parse():
+    args = parser().parse_args(["screening", "add", "GABC", "--list", "DENY", "--reason", "x"])
+    assert (args.screening_command, args.list, args.reason) == ("add", "deny", "x")
+    args = parser().parse_args(["screening", "list"])
+    assert args.screening_command == "list" and args.list is None
