@@ -131,8 +131,10 @@ class PayoutDesk:
             try:
                 new = await self.new_payout(request, correlation_id=correlation_id,
                                             round_id=round_id, batch_id=batch_id)
-            except ValidationFailed:
-                new = None  # maybe a replay of a payout stored under other settings
+            except (ValidationFailed, ScreeningDenied):
+                # Maybe a replay of a payout stored under other settings or lists: answered
+                # with the stored payout (create_many), which the preparer screens again.
+                new = None
             if new is not None:
                 return await self.group.create(request, new, actor)
         (result,) = await self.create_many(

@@ -176,3 +176,15 @@ async def test_a_round_with_a_denied_winner_is_not_resolved_and_pays_nobody(worl
     assert refused.value.subject == "winners[1].destination"
     assert (await rounds.get("r1")).state == "CLOSED" and await states(desk) == {}
 
+
+
+async def test_a_retry_of_a_payout_created_before_the_denial_gets_the_stored_payout(world):
+    """Idempotency holds: the caller whose answer was lost gets the payout it created; the
+    preparer fails it (screening_denied) instead."""
+    make, _ = world
+    desk, _, _, _ = make("signer")
+    denied = Keypair.random().public_key
+    first = await desk.create(request("once", denied), actor="test", correlation_id="c")
+    await deny(desk.store.pool, denied)
+    again = await desk.create(request("once", denied), actor="test", correlation_id="c")
+    assert not again.created and again.payout.id == first.payout.id
