@@ -85,7 +85,7 @@ class Unavailable(PayoutServiceError):
 
 class ScreeningDenied(FailedPrecondition):
     """The destination is refused by the allow and deny lists (core/screening.py). `field` is
-    where the request named it: `destination`, or `payouts[2].destination` in a bulk."""
+    where the request named it: `destination`, or `items[2].destination` in a bulk."""
 
     kind = "SCREENING"
 
