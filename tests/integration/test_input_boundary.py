@@ -155,6 +155,7 @@ def minimal_requests() -> dict[str, object]:
             items=[create_request(payout_id="b-9", idempotency_key="b-9")]),
         "PayoutService/GetPayoutStats": pb.GetPayoutStatsRequest(),
         "PayoutService/ExportPayouts": pb.ExportPayoutsRequest(format=pb.EXPORT_FORMAT_CSV),
+        "PayoutService/GetPayoutStatement": pb.GetPayoutStatementRequest(round_id="r1"),
         "RoundService/CreateRound": rpb.CreateRoundRequest(round_id="r1"),
         "RoundService/GetRound": rpb.GetRoundRequest(round_id="r1"),
         "RoundService/ListRounds": rpb.ListRoundsRequest(),
