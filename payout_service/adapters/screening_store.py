@@ -29,6 +29,8 @@ def _stored(row: asyncpg.Record) -> StoredEntry:
 
 async def entries_for(db: Db, addresses: Sequence[str]) -> list[ScreeningEntry]:
     """The entries of these addresses, on either list (the primary key serves the lookup)."""
+    if not addresses:
+        return []
     rows = await db.fetch(
         "SELECT address, list_kind, reason FROM screening_entries WHERE address = ANY($1)",
         list(addresses))

@@ -33,7 +33,7 @@ from payout_service.core.errors import (
 from payout_service.core.fees import split_fee
 from payout_service.core.idempotency import canonical_parameters, differing_fields, fingerprint
 from payout_service.core.model import Payout
-from payout_service.core.screening import screen, screened_addresses
+from payout_service.core.screening import ScreeningEntry, screen, screened_addresses
 from payout_service.core.states import IllegalTransition, PayoutMode, PayoutState
 from payout_service.core.transactions import TxParams, build_payout_transaction, payout_call
 from payout_service.core.validation import AmountLimits, PayoutRequest, validate_payout_request
@@ -157,6 +157,10 @@ class PayoutDesk:
         """Creates (or replays) every request in ONE SQL transaction: all or nothing.
         Violations name the item as `{item_field}[i].field` when item_field is given."""
         known = await payouts_by_keys(self.store.pool, [r.idempotency_key for r in requests])
+        # One read of the screening lists for the whole request, not one per item.
+        entries = await entries_for(self.store.pool, [
+            a for r in requests if r.idempotency_key not in known
+            for a in screened_addresses(r.destination)])
         news: list[NewPayout | None] = []
         violations: list[FieldViolation] = []
         for index, request in enumerate(requests):
@@ -166,7 +170,7 @@ class PayoutDesk:
             try:
                 news.append(await self.new_payout(
                     request, correlation_id=correlation_id, round_id=round_id,
-                    batch_id=batch_id))
+                    batch_id=batch_id, screening=entries))
             except ValidationFailed as err:
                 violations += _item_fields(item_field, index, err.violations)
             except ScreeningDenied as err:
@@ -216,10 +220,11 @@ class PayoutDesk:
 
     async def new_payout(
         self, request: PayoutRequest, *, correlation_id: str, round_id: str | None = None,
-        batch_id: str | None = None,
+        batch_id: str | None = None, screening: Sequence[ScreeningEntry] | None = None,
     ) -> NewPayout:
         """The row to insert: fee split and, in build-only mode, the built XDR. Writes nothing,
-        so callers can insert many in one SQL transaction (rounds) or one at a time."""
+        so callers can insert many in one SQL transaction (rounds) or one at a time.
+        `screening`: the list entries already read for this destination (else read here)."""
         params = canonical_parameters(request)
         cfg = self.config
         mode = mode_for(cfg)
@@ -230,7 +235,7 @@ class PayoutDesk:
                 paid_as, destination=request.destination, has_memo=request.memo is not None,
                 payout_contract=bool(cfg.contract_id)):
             raise PreconditionFailed(route[0], route[1], kind="PAYEE")
-        await self.screen(request.destination)
+        await self.screen(request.destination, screening)
         split = split_fee(request.amount_stroops, self.config.fee_bps)
         if split.net <= 0:
             raise ValidationFailed([FieldViolation("amount", "is too small to cover the fee")])
@@ -252,9 +257,11 @@ class PayoutDesk:
             memo_value=request.memo.value if request.memo else None, muxed_id=request.muxed_id,
         )
 
-    async def screen(self, destination: str) -> None:
+    async def screen(self, destination: str,
+                     entries: Sequence[ScreeningEntry] | None = None) -> None:
         """Raises ScreeningDenied for a destination the allow and deny lists refuse."""
-        entries = await entries_for(self.store.pool, screened_addresses(destination))
+        if entries is None:
+            entries = await entries_for(self.store.pool, screened_addresses(destination))
         decision = screen(destination, entries,
                           allowlist_only=self.config.screening_allowlist_only)
         if not decision.allowed:
