@@ -127,8 +127,16 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
             return approvals_refusal(envelope.tx, handle.config.policy, self._passphrase,
                                      approvals, int(now)) or decision
 
+        extra: dict[str, Any] = {}
+        if approvals:
+            # What the caller presented, for whoever reads the log: who approved which
+            # operation (the decision says whether they counted).
+            extra["approvals"] = [
+                {"operation_index": i, "approver": a.approver, "payout_id": a.payout_id,
+                 "expires_at": a.expires_at} for i, a in approvals]
         return SigningRequest(kind, handle, peer, request.request_id, request.context,
-                              envelope.hash(self._passphrase), "envelope_xdr", decide), envelope
+                              envelope.hash(self._passphrase), "envelope_xdr", decide,
+                              extra), envelope
 
     async def _sign_transaction(
         self, request: signer_pb2.SignTransactionRequest, peer: Peer

@@ -101,7 +101,10 @@ async def test_two_distinct_approvers_sign_a_payment_above_the_threshold(approva
     me, amount = approvals_signer.public_key, 10 * XLM
     approvals = [approve(k, me, amount) for k in APPROVERS[:2]]
     request, _ = await sign(stub, approvals_signer, payments(me, [amount]), approvals)
-    assert audited(approvals_signer, request.request_id)["decision"] == "allow"
+    record = audited(approvals_signer, request.request_id)
+    assert record["decision"] == "allow"
+    assert [(a["operation_index"], a["approver"]) for a in record["approvals"]] == [
+        (0, k.public_key) for k in APPROVERS[:2]]
 
 
 async def test_not_enough_approvals_are_refused_and_audited(approvals_signer, stub):
