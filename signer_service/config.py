@@ -17,6 +17,7 @@ from signer_service.policy import (
     NATIVE,
     TRANSFER_ARGS,
     WILDCARD,
+    ApprovalRule,
     ArgSpec,
     AssetLimits,
     CallRule,
@@ -378,7 +379,7 @@ POLICY_SETTINGS = frozenset({
     "network_passphrase", "source_accounts", "contract_ids", "function_names", "calls",
     "max_fee_stroops", "max_amount_stroops_per_tx", "max_amount_stroops_per_day",
     "max_time_window_seconds", "max_signature_expiration_ledgers", "max_amount_stroops_per_op",
-    "payments", "merge_into", "channel_funding",
+    "payments", "merge_into", "channel_funding", "approvals",
 })
 PAYMENT_SETTINGS = frozenset({"assets", "allow_muxed_destinations", "allow_memo", "limits"})
 LIMIT_SETTINGS = ("max_amount_stroops_per_op", "max_amount_stroops_per_tx",
@@ -429,6 +430,7 @@ def _policy(value: dict[str, Any], where: str, passphrase: str) -> KeyPolicy:
         allow_memo=_bool(payments, f"{where}.payments.allow_memo"),
         merge_into=merge_into,
         channel_funding=_channel_funding(value, f"{where}.channel_funding"),
+        approvals=_approvals(value, f"{where}.approvals"),
     )
 
 
@@ -470,22 +472,69 @@ def _payment_assets(
     return assets
 
 
-def _channel_funding(value: Mapping[str, Any], where: str) -> ChannelFunding | None:
-    """A funding key: only native payments to this signer's channel keys, each bounded."""
-    table = value.get("channel_funding")
+def _optional_table(value: Mapping[str, Any], where: str, settings: frozenset[str]
+                    ) -> dict[str, Any] | None:
+    """The policy's table named by `where`'s last part, None when absent; a misspelt setting
+    in it is an error."""
+    table = value.get(_leaf(where))
     if table is None:
         return None
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    settings = ("max_starting_balance_stroops", "max_top_up_stroops")
-    unknown = sorted(set(table) - set(settings))
+    unknown = sorted(set(table) - settings)
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0][:64]!r}")
+    return table
+
+
+def _channel_funding(value: Mapping[str, Any], where: str) -> ChannelFunding | None:
+    """A funding key: only native payments to this signer's channel keys, each bounded."""
+    settings = ("max_starting_balance_stroops", "max_top_up_stroops")
+    table = _optional_table(value, where, frozenset(settings))
+    if table is None:
+        return None
     payments = value.get("payments", {})
     if not isinstance(payments, dict) or payments.get("assets") != ["native"]:
         raise ConfigError(f"{where} needs payments.assets = [\"native\"] (channels are "
                           "funded in XLM only)")
     return ChannelFunding(*(_positive_int(table, f"{where}.{n}") for n in settings))
+
+
+APPROVAL_SETTINGS = frozenset({"approvers", "required", "thresholds"})
+
+
+def _approvals(value: Mapping[str, Any], where: str) -> ApprovalRule | None:
+    """Four-eyes approvals: off unless the policy names approvers."""
+    table = _optional_table(value, where, APPROVAL_SETTINGS)
+    if table is None:
+        return None
+    approvers = _str_list(table, f"{where}.approvers", allow_wildcard=False)
+    for approver in approvers:
+        if not StrKey.is_valid_ed25519_public_key(approver):
+            raise ConfigError(f"{where}.approvers: {approver[:64]!r} is not a G... public key")
+    if len(set(approvers)) != len(approvers):
+        raise ConfigError(f"{where}.approvers lists a key twice")
+    required = _positive_int(table, f"{where}.required")
+    if required > len(approvers):
+        raise ConfigError(f"{where}.required {required} is more than the "
+                          f"{len(approvers)} approvers listed")
+    thresholds_t = table.get("thresholds", {})
+    if not isinstance(thresholds_t, dict):
+        raise ConfigError(f"{where}.thresholds must be a table of assets")
+    thresholds: dict[str, int] = {}
+    for asset, limit in thresholds_t.items():
+        code, _, issuer = asset.partition(":")
+        if asset != NATIVE and not StrKey.is_valid_contract(asset) and not (
+            1 <= len(code) <= 12 and code.isalnum()
+            and StrKey.is_valid_ed25519_public_key(issuer)
+        ):
+            raise ConfigError(f"{where}.thresholds: {asset[:64]!r} is not 'native', "
+                              "CODE:ISSUER or a C... contract id")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ConfigError(f"{where}.thresholds.{code[:12]} must be an integer >= 0 "
+                              "(stroops)")
+        thresholds[asset] = limit
+    return ApprovalRule(frozenset(approvers), required, thresholds)
 
 
 def _bool(table: Mapping[str, Any], name: str) -> bool:

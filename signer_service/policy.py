@@ -131,6 +131,21 @@ class ChannelFunding:
 
 
 @dataclass(frozen=True)
+class ApprovalRule:
+    """Approver public keys (G...), how many must approve, and per asset ("native",
+    "CODE:ISSUER", or a token contract's C... id for contract calls) the amount in stroops
+    above which an operation needs approval. An asset without a threshold needs approval for
+    every amount: the rule is deny by default once it names approvers."""
+
+    approvers: frozenset[str]
+    required: int
+    thresholds: Mapping[str, int]
+
+    def needs_approval(self, asset: str, amount: int) -> bool:
+        return amount > self.thresholds.get(asset, 0)
+
+
+@dataclass(frozen=True)
 class KeyPolicy:
     network_passphrase: str
     source_accounts: frozenset[str]
@@ -151,6 +166,8 @@ class KeyPolicy:
     # A channel key: the one account its AccountMerge may pay into (the funding account).
     merge_into: str | None = None
     channel_funding: ChannelFunding | None = None
+    # Four-eyes approvals (signer_service.approvals); None: no approval is asked for.
+    approvals: ApprovalRule | None = None
 
     def native_limits(self) -> AssetLimits:
         per_op = self.max_amount_stroops_per_op or self.max_amount_stroops_per_tx

@@ -8,6 +8,7 @@ from pathlib import Path
 from stellar_sdk import Address
 from stellar_sdk import xdr as sx
 
+from signer_service.approvals import approvals_refusal
 from signer_service.config import ConfigError, KeyConfig, load_config
 from signer_service.envelope import EnvelopeProblem, ParsedEnvelope, parse_envelope
 from signer_service.ledger_claims import LedgerClaim, ledger_ceiling
@@ -61,6 +62,9 @@ def explain(
         decision = check_transaction(tx, policy, network_passphrase=passphrase,
                                      spent_last_24h=spent, now=int(now),
                                      signer_account=account, channel_payers=payers)
+        if isinstance(decision, Allow):
+            # An XDR carries no approvals: what needs them is refused, as the signer would.
+            decision = approvals_refusal(tx, policy, passphrase, (), int(now)) or decision
     else:
         try:
             entry = sx.SorobanAuthorizationEntry.from_xdr(xdr)

@@ -21,6 +21,8 @@ from stellar_sdk.auth import (
     build_authorization_preimage,
 )
 
+from payout_approvals.statement import Approval
+from signer_service.approvals import approvals_refusal
 from signer_service.audit import AuditLog
 from signer_service.backends import ChannelKeySource, SigningBackend
 from signer_service.config import SignerConfig, TlsConfig
@@ -35,6 +37,7 @@ from signer_service.policy import (
     NATIVE,
     Allow,
     Decision,
+    Refuse,
     check_authorization,
     check_transaction,
 )
@@ -48,6 +51,20 @@ _BACKEND_ENUM = {"pkcs11": signer_pb2.KEY_BACKEND_PKCS11, "hot": signer_pb2.KEY_
 _ROLE_ENUM = {"payout": signer_pb2.KEY_ROLE_PAYOUT, "funding": signer_pb2.KEY_ROLE_FUNDING,
               "channel": signer_pb2.KEY_ROLE_CHANNEL}
 MAX_BATCH = 100  # SignTransactions requests per call
+
+
+# More approvals than 100 operations x a generous approver group is not a real request.
+MAX_APPROVALS = 1000
+
+
+def request_approvals(
+    request: signer_pb2.SignTransactionRequest | signer_pb2.CheckTransactionRequest,
+) -> tuple[tuple[int, Approval], ...]:
+    """The request's approvals, (operation index, approval); judged by the approvals rule."""
+    if len(request.approvals) > MAX_APPROVALS:
+        raise bad_request("approvals", f"at most {MAX_APPROVALS} approvals")
+    return tuple((a.operation_index, Approval(a.approver_public_key, a.signature, a.payout_id,
+                                              a.expires_at)) for a in request.approvals)
 
 
 def _identified(context: Any) -> Peer:
@@ -97,15 +114,29 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):  # type: ignore[mis
         payers = self.keys.channel_payers(handle)
         channels = self.keys.channel_accounts
 
+        approvals = request_approvals(request)
+
         def decide(spent: Callable[[str], int], now: float) -> Decision:
-            return check_transaction(
+            decision = check_transaction(
                 envelope.tx, handle.config.policy, network_passphrase=self._passphrase,
                 spent_last_24h=spent(NATIVE), now=int(now), signer_account=handle.address,
                 spent_of_asset=spent, channel_accounts=channels, channel_payers=payers,
             )
+            if isinstance(decision, Refuse):
+                return decision
+            return approvals_refusal(envelope.tx, handle.config.policy, self._passphrase,
+                                     approvals, int(now)) or decision
 
+        extra: dict[str, Any] = {}
+        if approvals:
+            # What the caller presented, for whoever reads the log: who approved which
+            # operation (the decision says whether they counted).
+            extra["approvals"] = [
+                {"operation_index": i, "approver": a.approver, "payout_id": a.payout_id,
+                 "expires_at": a.expires_at} for i, a in approvals]
         return SigningRequest(kind, handle, peer, request.request_id, request.context,
-                              envelope.hash(self._passphrase), "envelope_xdr", decide), envelope
+                              envelope.hash(self._passphrase), "envelope_xdr", decide,
+                              extra), envelope
 
     async def _sign_transaction(
         self, request: signer_pb2.SignTransactionRequest, peer: Peer

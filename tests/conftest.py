@@ -81,6 +81,7 @@ SERVER_FIXTURES = {
 INTEGRATION_MODULES = {
     "tests/sandbox/test_chain_lies.py",
     "tests/sandbox/test_running_sandbox.py",
+    "tests/signer/test_approvals_service.py",
     "tests/signer/test_audit.py",
     "tests/signer/test_audit_bytes.py",
     "tests/signer/test_audit_files.py",

@@ -50,16 +50,32 @@ class Key(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[str] = ..., backend: _Optional[_Union[KeyBackend, str]] = ..., role: _Optional[_Union[KeyRole, str]] = ...) -> None: ...
 
 class SignTransactionRequest(_message.Message):
-    __slots__ = ("key_id", "envelope_xdr", "request_id", "context")
+    __slots__ = ("key_id", "envelope_xdr", "request_id", "context", "approvals")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_XDR_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     envelope_xdr: str
     request_id: str
     context: SigningContext
-    def __init__(self, key_id: _Optional[str] = ..., envelope_xdr: _Optional[str] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ...) -> None: ...
+    approvals: _containers.RepeatedCompositeFieldContainer[Approval]
+    def __init__(self, key_id: _Optional[str] = ..., envelope_xdr: _Optional[str] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ...) -> None: ...
+
+class Approval(_message.Message):
+    __slots__ = ("operation_index", "approver_public_key", "signature", "payout_id", "expires_at")
+    OPERATION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    operation_index: int
+    approver_public_key: str
+    signature: bytes
+    payout_id: str
+    expires_at: int
+    def __init__(self, operation_index: _Optional[int] = ..., approver_public_key: _Optional[str] = ..., signature: _Optional[bytes] = ..., payout_id: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class SignTransactionResponse(_message.Message):
     __slots__ = ("signed_envelope_xdr", "decorated_signature_xdr", "tx_hash", "public_key")
@@ -170,16 +186,18 @@ class GetAuditCheckpointResponse(_message.Message):
     def __init__(self, records: _Optional[int] = ..., head_hash: _Optional[str] = ..., checkpoint_mac: _Optional[str] = ..., audit_key_id: _Optional[str] = ...) -> None: ...
 
 class CheckTransactionRequest(_message.Message):
-    __slots__ = ("key_id", "envelope_xdr", "request_id", "context")
+    __slots__ = ("key_id", "envelope_xdr", "request_id", "context", "approvals")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_XDR_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     envelope_xdr: str
     request_id: str
     context: SigningContext
-    def __init__(self, key_id: _Optional[str] = ..., envelope_xdr: _Optional[str] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ...) -> None: ...
+    approvals: _containers.RepeatedCompositeFieldContainer[Approval]
+    def __init__(self, key_id: _Optional[str] = ..., envelope_xdr: _Optional[str] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[SigningContext, _Mapping]] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ...) -> None: ...
 
 class CheckTransactionResponse(_message.Message):
     __slots__ = ("would_sign", "rule", "key_id", "account", "message", "tx_hash")

@@ -1,0 +1,1 @@
+"""Four-eyes approvals shared by payout-service and signer-service (pure, no I/O)."""
