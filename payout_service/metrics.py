@@ -65,6 +65,11 @@ AMOUNT = Counter(
     "payouts_amount_stroops", "Net amounts of payouts reaching a terminal state (stroops)",
     ["state"], registry=REGISTRY,
 )
+PROOFS_MISSING = Counter(
+    "payouts_proofs_missing",
+    "Confirmed payouts whose proof of payment could not be read from the chain's record",
+    registry=REGISTRY,
+)
 PAYEE_MISMATCHES = Counter(
     "payouts_payee_mismatches",
     "Confirmed payouts whose memo or muxed id did not land as the payee asked",

@@ -105,6 +105,10 @@ class Included:
     # The transaction as the chain recorded it, and its meta (events): what a payee sees.
     envelope_xdr: str = ""
     meta_xdr: str = ""
+    # The ledger's close time (getTransaction's createdAt, unix seconds) and the
+    # transaction's 1-based position in it (applicationOrder): part of a proof of payment.
+    close_time: int = 0
+    application_order: int = 0
 
 
 LookupOutcome = Included | NotFound
@@ -300,6 +304,8 @@ class LedgerGateway:
             fee_charged=fee,
             op_codes=operation_codes(response.result_xdr) if response.result_xdr else (),
             envelope_xdr=response.envelope_xdr or "", meta_xdr=response.result_meta_xdr or "",
+            close_time=int(response.create_at or 0),
+            application_order=int(response.application_order or 0),
         )
 
     async def included_envelope(self, tx_hash: str) -> str | None:
