@@ -4,9 +4,9 @@ confirmation and stored with it, never recomputed. Pure: no I/O.
 An auditor or a payee checks a payment by its transaction hash and ledger, the operation that
 moved the money (a classic batch carries up to 100 payments in one transaction, a Soroban
 payout is operation 0) and the CAP-67 transfer event that operation emitted. Event ids are
-the ones stellar-rpc's getEvents gives (its cursor: the TOID of ledger, application order and
-operation, then the event's index among that operation's events), so an id found here can be
-looked up there.
+the ones stellar-rpc's getEvents gives (db/event.go InsertEvents: the TOID of ledger,
+application order and operation, then the event's index among that operation's events), so
+an id found here can be looked up there.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from signer_service.audit import read_records
 from soroban_sandbox.server import SandboxConfig
 from soroban_sandbox.testing import InProcessSandbox
 from tests.integration.batch_signing import BatchSigner
+from tests.integration.chain_proofs import assert_proofs_match_the_ledger
 from tests.integration.test_live_with_signer import signer_env
 
 XLM = 10_000_000
@@ -158,6 +159,12 @@ async def test_a_batch_pays_the_innocent_once_and_fails_the_guilty_with_their_re
     assert len(confirmed_tx) == 1
     landed = await sandbox.transaction(confirmed_tx[0]["tx_hash"])
     assert landed is not None
+    # Each confirmed payout's proof is what the ledger says of its operation.
+    proofs = await assert_proofs_match_the_ledger(
+        desk.store.pool, sandbox.rpc_url, ["usd-ok", "xlm-existing", "xlm-new-account"])
+    assert sorted(p["op_index"] for p in proofs) == [0, 1, 2]
+    assert {p["treasury"] for p in proofs} == {batch_signer.payer}
+    assert all(p["event_id"] for p in proofs if p["payout_id"] != "xlm-new-account")
     await shut(desk, pipeline)
 
 
