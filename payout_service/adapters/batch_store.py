@@ -230,7 +230,9 @@ class BatchStore:
     ) -> list[Payout]:
         """The batch landed: every member's payout CONFIRMED, the fee shared out in stroops
         (core/payment_proofs.fee_shares, so the shares add up), and each one's proof of
-        payment, `proof_of(op_index, fee_share)`, recorded in the same SQL transaction."""
+        payment, `proof_of(op_index, fee_share)` (op_index: the member's place in the
+        transaction, an item of the call in a contract batch), recorded in the same SQL
+        transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
             by_op = sorted(members, key=lambda m: m.op_index)

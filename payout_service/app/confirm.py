@@ -40,7 +40,7 @@ from payout_service.tracing import payout_span
 log = logging.getLogger(__name__)
 
 
-def proof_of_payment(attempt: Attempt, found: Included, *, op_index: int,
+def proof_of_payment(attempt: Attempt, found: Included, *, position: int,
                      fee_share: int) -> PaymentProof | None:
     """The proof read from the chain's record of the transaction. The money has moved: a
     record that cannot be read (no envelope from the RPC) confirms the payout without a
@@ -49,11 +49,11 @@ def proof_of_payment(attempt: Attempt, found: Included, *, op_index: int,
         return read_proof(
             found.envelope_xdr, found.meta_xdr, tx_hash=attempt.tx_hash, ledger=found.ledger,
             ledger_close_time=found.close_time, application_order=found.application_order,
-            op_index=op_index, fee_charged=found.fee_charged, fee_share=fee_share)
+            position=position, fee_charged=found.fee_charged, fee_share=fee_share)
     except Exception as err:  # noqa: BLE001 - any unreadable record: confirm without
         metrics.PROOFS_MISSING.inc()
         log.error("no proof of payment could be read", extra={
-            **attempt_ids(attempt), "op_index": op_index, "ledger": found.ledger,
+            **attempt_ids(attempt), "position": position, "ledger": found.ledger,
             "error": str(err)[:200]})
         return None
 
@@ -82,7 +82,7 @@ class Confirming(Stage):
                 payout = await self.attempts.abandoned_landed(
                     attempt, successful=seen.successful, ledger=seen.ledger,
                     code=seen.result_code, fee_charged=seen.fee_charged,
-                    proof=proof_of_payment(attempt, seen, op_index=0,
+                    proof=proof_of_payment(attempt, seen, position=0,
                                            fee_share=seen.fee_charged))
                 log.error("abandoned attempt landed", extra={
                     **attempt_ids(attempt), "ledger": seen.ledger,
@@ -180,7 +180,7 @@ class Confirming(Stage):
         if found.successful:
             payout = await self.attempts.confirm(
                 attempt, ledger=found.ledger, fee_charged=found.fee_charged,
-                proof=proof_of_payment(attempt, found, op_index=0,
+                proof=proof_of_payment(attempt, found, position=0,
                                        fee_share=found.fee_charged),
             )
             if payout is not None:
@@ -227,8 +227,8 @@ class Confirming(Stage):
         if found.successful:
             confirmed = await self.batches.confirm(
                 lead.batch_id, ledger=found.ledger, fee_charged=found.fee_charged,
-                proof_of=lambda op_index, share: proof_of_payment(
-                    lead, found, op_index=op_index, fee_share=share))
+                proof_of=lambda position, share: proof_of_payment(
+                    lead, found, position=position, fee_share=share))
             metrics.ATTEMPTS.labels("included").inc(len(confirmed))
             metrics.FEES.inc(found.fee_charged)
             now = datetime.now(UTC)

@@ -76,32 +76,40 @@ def _account_of(muxed: x.MuxedAccount) -> str:
     return MuxedAccount.from_xdr_object(muxed).account_id
 
 
-def _transfer_event(events: list[x.ContractEvent]) -> tuple[int, x.ContractEvent] | None:
+def _transfer_events(events: list[x.ContractEvent]) -> list[tuple[int, x.ContractEvent]]:
+    """The `transfer` events among an operation's, with their index among all of them."""
+    found = []
     for index, event in enumerate(events):
         body = event.body.v0
         if body is not None and body.topics and body.topics[0].sym is not None \
                 and body.topics[0].sym.sc_symbol == b"transfer":
-            return index, event
-    return None
+            found.append((index, event))
+    return found
 
 
 def read_proof(envelope_xdr: str, meta_xdr: str, *, tx_hash: str, ledger: int,
-               ledger_close_time: int, application_order: int, op_index: int,
+               ledger_close_time: int, application_order: int, position: int,
                fee_charged: int, fee_share: int) -> PaymentProof:
-    """The proof of the payment at `op_index` of an included transaction, from the envelope
-    and meta the chain recorded. The treasury is the transfer event's `from` (who paid, even
-    when a channel account is the transaction's source); without an event, the operation's
-    source, else the transaction's."""
+    """The proof of the payment at `position` of an included transaction, from the envelope
+    and meta the chain recorded. `position` is the payout's operation in a classic
+    transaction; in a Soroban one (a single InvokeHostFunction, operation 0) it is the
+    payout's item in the call, paid by the call's transfer event of that rank (a single
+    payout: the first). The treasury is the transfer event's `from` (who paid, even when a
+    channel account is the transaction's source); without an event, the operation's source,
+    else the transaction's."""
     tx = x.TransactionEnvelope.from_xdr(envelope_xdr).v1
     if tx is None:
         raise ValueError("the included envelope is not a v1 transaction")
     operations = tx.tx.operations
+    soroban = len(operations) == 1 and operations[0].body.invoke_host_function_op is not None
+    op_index, rank = (0, position) if soroban else (position, 0)
     if not 0 <= op_index < len(operations):
         raise ValueError(f"no operation {op_index} in the included transaction")
     operation = operations[op_index]
     events = operation_events(x.TransactionMeta.from_xdr(meta_xdr), op_index) if meta_xdr \
         else []
-    found = _transfer_event(events)
+    transfers = _transfer_events(events)
+    found = transfers[rank] if rank < len(transfers) else None
     event_id, treasury = "", ""
     if found is not None and application_order > 0:
         event_id = stellar_rpc_event_id(ledger, application_order, op_index, found[0])
@@ -116,7 +124,7 @@ def read_proof(envelope_xdr: str, meta_xdr: str, *, tx_hash: str, ledger: int,
     if body.payment_op is not None and body.payment_op.destination.med25519 is not None:
         muxed_id: int | None = body.payment_op.destination.med25519.id.uint64
     else:
-        muxed_id = transfer_muxed_id(events)[1] if found is not None else None
+        muxed_id = transfer_muxed_id([found[1]])[1] if found is not None else None
     return PaymentProof(
         tx_hash=tx_hash, ledger=ledger, ledger_close_time=ledger_close_time,
         op_index=op_index, event_id=event_id, fee_charged=fee_charged, fee_share=fee_share,

@@ -42,6 +42,8 @@ class FakeLedger:
     close_time: int = field(default_factory=lambda: int(time.time()))
     pending: dict[str, TransactionEnvelope] = field(default_factory=dict)
     included: dict[str, int] = field(default_factory=dict)
+    # What getTransaction would show of an included one: its envelope and its ledger's close.
+    landed: dict[str, tuple[str, int]] = field(default_factory=dict)
     drop_next: int = 0
     sends: int = 0
     # Like a real node's queue: one pending transaction per source, no chains.
@@ -95,11 +97,15 @@ class FakeLedger:
                 continue
             self.account_seq = env.transaction.sequence
             self.included[tx_hash] = self.ledger
+            self.landed[tx_hash] = (env.to_xdr(), self.close_time)
         self.pending.clear()
 
     async def lookup(self, tx_hash: str) -> Included | NotFound:
         if tx_hash in self.included:
-            return Included(True, self.included[tx_hash], "txSUCCESS", 250)
+            envelope_xdr, closed_at = self.landed.get(tx_hash, ("", 0))
+            return Included(True, self.included[tx_hash], "txSUCCESS", 250,
+                            envelope_xdr=envelope_xdr, close_time=closed_at,
+                            application_order=1)
         return NotFound(self.ledger, self.close_time, 1)
 
 

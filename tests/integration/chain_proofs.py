@@ -25,8 +25,11 @@ async def stored_proofs(pool: asyncpg.Pool, payout_ids: Sequence[str]) -> list[d
     return [dict(r) for r in rows]
 
 
-async def assert_proofs_match_the_ledger(pool: asyncpg.Pool, rpc_url: str,
-                                         payout_ids: Sequence[str]) -> list[dict[str, Any]]:
+async def assert_proofs_match_the_ledger(
+    pool: asyncpg.Pool, rpc_url: str, payout_ids: Sequence[str], *, contract_batch: bool = False,
+) -> list[dict[str, Any]]:
+    """A contract batch is one InvokeHostFunction (operation 0): its payout built as item k is
+    paid by that operation's k-th transfer event."""
     proofs = await stored_proofs(pool, payout_ids)
     assert len(proofs) == len(payout_ids)
     server = SorobanServerAsync(rpc_url)
@@ -35,7 +38,7 @@ async def assert_proofs_match_the_ledger(pool: asyncpg.Pool, rpc_url: str,
         for proof in proofs:
             assert proof["tx_hash"] is not None, f"{proof['payout_id']} has no proof"
             assert proof["tx_hash"] == proof["attempt_tx_hash"]
-            assert proof["op_index"] == proof["built_op"]
+            assert proof["op_index"] == (0 if contract_batch else proof["built_op"])
             tx = await server.get_transaction(proof["tx_hash"])
             assert tx.status == GetTransactionStatus.SUCCESS
             assert tx.ledger == proof["ledger"]
@@ -51,7 +54,9 @@ async def assert_proofs_match_the_ledger(pool: asyncpg.Pool, rpc_url: str,
                          if e.transaction_hash == proof["tx_hash"]
                          and e.operation_index == proof["op_index"]
                          and scval.to_native(SCVal.from_xdr(e.topic[0])) == "transfer"]
-            assert proof["event_id"] == (transfers[0] if transfers else ""), (proof, transfers)
+            rank = proof["built_op"] if contract_batch else 0
+            expected = sorted(transfers)[rank] if rank < len(transfers) else ""
+            assert proof["event_id"] == expected, (proof, transfers)
         for tx_hash, total in shares.items():
             tx = await server.get_transaction(tx_hash)
             assert tx.result_xdr is not None

@@ -245,6 +245,9 @@ async def test_contract_batches_pay_through_one_call_and_isolate_a_failing_payou
         """SELECT count(*) AS n FROM payout_attempts WHERE status = 'included'
            GROUP BY tx_hash ORDER BY n DESC""")
     assert [s["n"] for s in sizes] == [3, 1]
+    proofs = await assert_proofs_match_the_ledger(
+        desk.store.pool, sandbox.rpc_url, [f"ok{n}" for n in range(4)], contract_batch=True)
+    assert all(p["event_id"] and p["op_index"] == 0 for p in proofs)
     await shut(desk, pipeline)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from stellar_sdk import Account, Asset, Keypair, MuxedAccount, Network, TransactionBuilder
 
-from payout_service.cli.proofs import explorer_link
+from payout_service.api.convert import proof_to_pb
+from payout_service.cli.proofs import explorer_link, render
 from payout_service.core.payment_proofs import (
     PaymentProof,
     fee_shares,
@@ -15,6 +18,7 @@ from payout_service.core.payment_proofs import (
     read_proof,
     stellar_rpc_event_id,
 )
+from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
 pytestmark = pytest.mark.unit
 
@@ -75,7 +79,7 @@ def test_a_batch_payments_proof_names_its_operation_memo_muxed_id_and_treasury()
     assert muxed is not None
     envelope = _batch_envelope(treasury, channel, muxed)
     proof = read_proof(envelope, "", tx_hash="ab" * 32, ledger=77, ledger_close_time=1_700_000,
-                       application_order=3, op_index=1, fee_charged=201, fee_share=100)
+                       application_order=3, position=1, fee_charged=201, fee_share=100)
     assert (proof.op_index, proof.ledger, proof.ledger_close_time) == (1, 77, 1_700_000)
     assert proof.memo == "text:invoice 7"
     assert proof.muxed_id == 42
@@ -89,7 +93,7 @@ def test_an_operation_the_transaction_does_not_have_is_refused():
     envelope = _batch_envelope(treasury, treasury, Keypair.random().public_key)
     with pytest.raises(ValueError, match="no operation 5"):
         read_proof(envelope, "", tx_hash="ab" * 32, ledger=1, ledger_close_time=1,
-                   application_order=1, op_index=5, fee_charged=1, fee_share=1)
+                   application_order=1, position=5, fee_charged=1, fee_share=1)
 
 
 def test_the_explorer_link_names_public_and_testnet_and_nothing_else():
@@ -109,3 +113,24 @@ def test_a_proof_document_keeps_every_digit_of_a_muxed_id():
     assert document["muxed_id"] == "18446744073709551615"
     assert document["memo"] == {"type": "id", "value": "7"}
     assert document["ledger_closed_at"] == "1970-01-01T00:00:00Z"
+
+
+def _confirmed(network_hash: str = "cd" * 32) -> pb.Payout:
+    proof = proof_to_pb(PaymentProof(
+        tx_hash=network_hash, ledger=12, ledger_close_time=1_700_000_000, op_index=3,
+        event_id=stellar_rpc_event_id(12, 1, 3, 0), fee_charged=400, fee_share=100,
+        memo="text:invoice 7", muxed_id=None, treasury="G" + "A" * 55))
+    return pb.Payout(payout_id="p-1", proof=proof)
+
+
+def test_payoutctl_proof_prints_the_proof_and_an_explorer_link():
+    payout = _confirmed()
+    text = render(payout, "testnet", "table", memo="text:invoice 7")
+    assert "op_index:       3" in text and "fee_share:      100 stroops" in text
+    assert "closed_at:      2023-11-14T22:13:20Z" in text
+    assert f"explorer:       https://stellar.expert/explorer/testnet/tx/{'cd' * 32}" in text
+    document = json.loads(render(payout, "Standalone Network ; February 2017", "json", memo=""))
+    assert document["explorer_url"] is None  # a custom network: the hash is what to look up
+    assert document["proof"]["tx_hash"] == "cd" * 32
+    assert document["proof"]["memo"] == {"text": "invoice 7"}
+    assert document["proof"]["fee_share_stroops"] == "100"  # int64 in proto JSON: text
