@@ -120,11 +120,14 @@ def read_proof(envelope_xdr: str, meta_xdr: str, *, tx_hash: str, ledger: int,
     if not treasury:
         source = operation.source_account or tx.tx.source_account
         treasury = _account_of(source)
+    # Classic: the Payment's M... destination (the event's to_muxed_id would be the memo id
+    # of a plain G... payment, CAP-67). Soroban: the transfer event's to_muxed_id.
     body = operation.body
+    muxed_id: int | None = None
     if body.payment_op is not None and body.payment_op.destination.med25519 is not None:
-        muxed_id: int | None = body.payment_op.destination.med25519.id.uint64
-    else:
-        muxed_id = transfer_muxed_id([found[1]])[1] if found is not None else None
+        muxed_id = body.payment_op.destination.med25519.id.uint64
+    elif soroban and found is not None:
+        muxed_id = transfer_muxed_id([found[1]])[1]
     return PaymentProof(
         tx_hash=tx_hash, ledger=ledger, ledger_close_time=ledger_close_time,
         op_index=op_index, event_id=event_id, fee_charged=fee_charged, fee_share=fee_share,
