@@ -20,6 +20,8 @@ class PayoutState(StrEnum):
     CONFIRMED = "CONFIRMED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # The paying account cannot cover it now (core/funds.py); nothing built, nothing spent.
+    AWAITING_FUNDS = "AWAITING_FUNDS"
 
 
 S = PayoutState
@@ -35,8 +37,11 @@ class PayoutMode(StrEnum):
 TRANSITIONS: dict[PayoutState, frozenset[PayoutState]] = {
     # ACCEPTED -> ACCEPTED: an attempt that never left us was superseded before signing.
     S.ACCEPTED: frozenset(
-        {S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED, S.FAILED, S.CANCELLED}
+        {S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED, S.FAILED, S.CANCELLED,
+         S.AWAITING_FUNDS}
     ),
+    # Held before anything was built: released to ACCEPTED once a balance read covers it.
+    S.AWAITING_FUNDS: frozenset({S.ACCEPTED, S.CANCELLED}),
     S.BUILT: frozenset({S.CANCELLED}),
     # AWAITING_SIGNATURE -> CONFIRMED: the holder of the unsigned envelope signed it and
     # submitted it to the network itself, without SubmitSignedTransaction.
@@ -58,7 +63,7 @@ TRANSITIONS: dict[PayoutState, frozenset[PayoutState]] = {
 
 TERMINAL = frozenset({S.BUILT, S.CONFIRMED, S.FAILED, S.CANCELLED})
 # A payout in these states has no attempt that we could still send.
-CANCELLABLE = frozenset({S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED})
+CANCELLABLE = frozenset({S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED, S.AWAITING_FUNDS})
 
 
 class AttemptStatus(StrEnum):
