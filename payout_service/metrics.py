@@ -84,6 +84,11 @@ RPC_ERRORS = Counter(
 SYSTEM_ERRORS = Counter(
     "payouts_system_errors", "Unexpected errors by component", ["component"], registry=REGISTRY
 )
+FUNDS_READ_FAILURES = Counter(
+    "payouts_funds_read_failures",
+    "Preparer passes whose balance read failed: nothing was held (the chain checks funds)",
+    registry=REGISTRY,
+)
 ROUNDS = Counter(
     "payouts_rounds", "Rounds reaching a state (open, closed, resolved, settled)", ["state"],
     registry=REGISTRY,
@@ -132,7 +137,7 @@ SENDING_PAUSED = Gauge(
 )
 
 ALL_STATES = ("ACCEPTED", "BUILT", "AWAITING_SIGNATURE", "QUEUED", "SUBMITTED", "CONFIRMED",
-              "FAILED", "CANCELLED")
+              "FAILED", "CANCELLED", "AWAITING_FUNDS")
 
 
 class MetricsEndpoint:

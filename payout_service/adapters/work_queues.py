@@ -32,7 +32,7 @@ from payout_service.core.pacing import (
     expired_before_sending,
 )
 from payout_service.core.sequences import must_resequence
-from payout_service.core.states import AttemptStatus, PayoutState
+from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
 
 A = AttemptStatus
 S = PayoutState
@@ -55,6 +55,25 @@ class WorkQueues:
             limit,
         )
         return [payout_from_row(r) for r in rows]
+
+    async def in_flight(self, payer: str) -> tuple[dict[str, int], int]:
+        """What the payer has committed that the chain may not show yet: per asset, the
+        amounts of payouts whose current attempt is built, signed or sent, and the fees of
+        those attempts it pays itself (one per transaction; a channel pays its own)."""
+        rows = await self.pool.fetch(
+            """SELECT p.asset, sum(p.net_stroops)::bigint AS amount
+               FROM payouts p JOIN payout_attempts a
+                 ON a.payout_id = p.id AND a.number = p.attempt_count
+               WHERE a.status = ANY($1::text[]) GROUP BY p.asset""",
+            [s.value for s in IN_FLIGHT],
+        )
+        fees = await self.pool.fetchval(
+            """SELECT COALESCE(sum(fee), 0)::bigint FROM (
+                 SELECT DISTINCT ON (tx_hash) fee_stroops AS fee FROM payout_attempts
+                 WHERE status = ANY($1::text[]) AND source_account = $2) t""",
+            [s.value for s in IN_FLIGHT], payer,
+        )
+        return {r["asset"]: int(r["amount"]) for r in rows}, int(fees)
 
     async def unsigned_attempts(self, limit: int) -> list[tuple[Payout, Attempt]]:
         """Built but not signed (signer mode): crash recovery re-signs the same envelope."""

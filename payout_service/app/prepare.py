@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
+from payout_service import metrics
 from payout_service.adapters.attempt_store import AttemptBuilder
-from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
+from payout_service.adapters.ledger import (
+    LedgerUnavailable,
+    SimulationFailed,
+    SourceAccountMissing,
+)
 from payout_service.adapters.screening_store import entries_for
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
+from payout_service.adapters.transitions import move_for_funds
 from payout_service.app.prepare_batch import PreparingBatches, stamp_attempt
 from payout_service.app.stage import attempt_ids
 from payout_service.core.batches import BatchMode, payee_route_problem
+from payout_service.core.funds import Claim, decide_funds
 from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.screening import ScreeningEntry, screen, screened_addresses
 from payout_service.core.sources import SourcePlan, plan_sources
+from payout_service.core.states import PayoutState as S
 from payout_service.core.transactions import (
     BASE_INCLUSION_FEE,
     TxParams,
@@ -79,6 +87,7 @@ class Preparing(PreparingBatches):
             room *= cfg.max_payouts_per_tx
         needing = await self.queues.payouts_needing_attempt(room) if room else []
         needing = await self._payable(needing)
+        needing = await self._funded(needing)
         if needing and batching:
             latest = await self.ledger.latest_ledger()
             now = max(int(time.time()), latest.close_time)
@@ -165,6 +174,52 @@ class Preparing(PreparingBatches):
                                               reason="a destination was denied by screening")
             self._nudge("preparer")
         return True
+
+    async def _funded(self, payouts: list[Payout]) -> list[Payout]:
+        """The payouts the paying account can cover now, after what is in flight; the others
+        wait in AWAITING_FUNDS, nothing built (core/funds.py). One balance read a pass. A
+        failed read holds nothing: the chain's own check stands, and it is logged and
+        counted. Off (PAYOUTS_FUNDS_CHECK=false), or with a payout contract that pays from
+        its own balance, every held payout is released."""
+        if not payouts:
+            return payouts
+        cfg = self.config
+        go = [p.id for p in payouts]
+        short: dict[str, tuple[int, int]] = {}
+        if cfg.funds_check and not cfg.contract_id:
+            try:
+                spendable = await self.ledger.payer_funds(
+                    cfg.source_account, [p.asset for p in payouts])
+            except LedgerUnavailable as err:
+                metrics.FUNDS_READ_FAILURES.inc()
+                log.warning("balance read failed: payouts are not held for funds",
+                            extra={"error": str(err)})
+            else:
+                amounts, fees = await self.queues.in_flight(cfg.source_account)
+                per_tx = cfg.max_payouts_per_tx if cfg.batch_mode != "off" else 1
+                # The payer pays each transaction's fee unless a channel does; at most max
+                # gas, shared by the payouts of a batch.
+                fee_each = 0 if self.channel_mode else -(-cfg.max_gas_stroops // per_tx)
+                decision = decide_funds(spendable, [
+                    Claim(p.id, p.asset, p.net_stroops,
+                          holdable=p.state in (S.ACCEPTED, S.AWAITING_FUNDS))
+                    for p in payouts], in_flight=amounts, in_flight_fees=fees,
+                    fee_each=fee_each)
+                go, short = decision.go, decision.short
+        going = set(go)
+        hold = [p.id for p in payouts if p.id not in going and p.state == S.ACCEPTED]
+        release = [p.id for p in payouts if p.id in going and p.state == S.AWAITING_FUNDS]
+        why = "; ".join(f"{asset}: needs {need}, {have} left" for asset, (need, have)
+                        in short.items())
+        held, released = await move_for_funds(self.queues.pool, hold, release,
+                                              reason=f"awaiting_funds ({why})"[:500])
+        if held or released:
+            log.info("payouts held for funds or released", extra={
+                "held": held, "released": released, "short": why})
+        # A payout released here is built in this pass; a held or moved one is not.
+        moved = {p.id for p in payouts if p.state == S.AWAITING_FUNDS and p.id in going}
+        return [replace(p, state=S.ACCEPTED) if p.id in moved else p
+                for p in payouts if p.id in going]
 
     async def _plan_sources(self) -> SourcePlan:
         """Gives a sequence row to each source without one (the payer on a new database,

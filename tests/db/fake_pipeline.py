@@ -17,6 +17,7 @@ from payout_service.adapters.ledger import (
     Accepted,
     Included,
     LedgerInfo,
+    LedgerUnavailable,
     NotFound,
     Rejected,
 )
@@ -49,6 +50,18 @@ class FakeLedger:
     # Like a real node's queue: one pending transaction per source, no chains.
     one_pending: bool = False
     reject_code: str | None = None
+
+    # What the payer can send per asset (payer_funds); None: not limited. The fake never
+    # debits it: a test sets it.
+    funds: dict[str, int | None] | None = None
+    funds_unavailable: bool = False
+    funds_reads: int = 0
+
+    async def payer_funds(self, account_id: str, assets: list[str]) -> dict[str, int | None]:
+        self.funds_reads += 1
+        if self.funds_unavailable:
+            raise LedgerUnavailable("ClientConnectorError")
+        return dict(self.funds or {})
 
     async def account_sequence(self, account_id: str) -> int:
         return self.account_seq
