@@ -12,6 +12,7 @@ from payout_service.core.funds import (
     native_spendable,
     trustline_spendable,
 )
+from payout_service.core.health import AlertKind, AlertThresholds, HealthMetrics, conditions
 
 USDC = "USDC:GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN"
 
@@ -90,3 +91,12 @@ def test_rejects_non_positive_amounts() -> None:
     [a] = ids(1)
     with pytest.raises(ValueError):
         decide_funds({}, [Claim(a, USDC, 0)], in_flight={}, in_flight_fees=0, fee_each=0)
+
+
+def test_the_alert_holds_while_any_payout_awaits_funds() -> None:
+    def kinds(waiting: int) -> list[AlertKind]:
+        metrics = HealthMetrics(0, 0, 0, 0, 0, awaiting_funds=waiting)
+        return [c.kind for c in conditions(metrics, AlertThresholds())]
+
+    assert kinds(1) == [AlertKind.AWAITING_FUNDS]
+    assert kinds(0) == []
