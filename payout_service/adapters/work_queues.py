@@ -47,13 +47,21 @@ class WorkQueues:
         external signature never came does not jump ahead of those waiting behind it. A
         payout with an ABANDONED attempt that may still land gets none (invariant 1)."""
         rows = await self.pool.fetch(
-            """SELECT * FROM payouts p WHERE needs_attempt
+            """SELECT * FROM payouts p WHERE needs_attempt AND state <> 'AWAITING_FUNDS'
                  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
                  AND NOT EXISTS (SELECT 1 FROM payout_attempts a
                                  WHERE a.payout_id = p.id AND a.status = 'abandoned')
                ORDER BY COALESCE(next_attempt_at, created_at) LIMIT $1""",
             limit,
         )
+        return [payout_from_row(r) for r in rows]
+
+    async def awaiting_funds(self, limit: int) -> list[Payout]:
+        """Payouts held for funds, oldest first: read apart from payouts_needing_attempt, so
+        held payouts of one asset never fill a pass and starve the others."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM payouts WHERE state = 'AWAITING_FUNDS'
+               ORDER BY created_at, id LIMIT $1""", limit)
         return [payout_from_row(r) for r in rows]
 
     async def in_flight(self, payer: str) -> tuple[dict[str, int], int]:

@@ -17,9 +17,9 @@ XLM = 10_000_000
 FEE = 2_000_000  # PAYOUTS_MAX_GAS_STROOPS' default: what the payer may pay per transaction
 
 
-async def create(desk, name: str, amount: str = "1") -> None:
+async def create(desk, name: str, amount: str = "1", asset: str = "XLM") -> None:
     request = validate_payout_request(
-        payout_id=name, destination=Keypair.random().public_key, amount=amount, asset="XLM",
+        payout_id=name, destination=Keypair.random().public_key, amount=amount, asset=asset,
         idempotency_key=name, metadata={}, reference="", limits=AmountLimits())
     await desk.create(request, actor="test", correlation_id="c")
 
@@ -46,6 +46,9 @@ async def test_a_short_payer_holds_payouts_unbuilt_and_releases_them_after_a_top
 
     ledger.funds = {"XLM": XLM + FEE}  # exactly the first: it goes, the others keep waiting
     await pipeline.prepare_once()
+    assert await states(desk) == {"p1": "ACCEPTED", "p2": "AWAITING_FUNDS",
+                                  "p3": "AWAITING_FUNDS"}
+    await pipeline.prepare_once()  # released payouts are built from the next pass on
     assert await states(desk) == {"p1": "QUEUED", "p2": "AWAITING_FUNDS",
                                   "p3": "AWAITING_FUNDS"}
     assert list(await attempts_by_payout(desk)) == ["p1"]
@@ -65,6 +68,17 @@ async def test_a_later_payout_never_overtakes_a_held_one_of_the_same_asset(world
     await pipeline.prepare_once()
     assert await states(desk) == {"big": "AWAITING_FUNDS", "small": "AWAITING_FUNDS"}
     assert await attempts_by_payout(desk) == {}
+
+
+async def test_a_short_asset_never_holds_back_another(world):
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    usd = f"USD:{Keypair.random().public_key}"
+    await create(desk, "usd", asset=usd)
+    await create(desk, "xlm")
+    ledger.funds = {"XLM": 100 * XLM, usd: 0}
+    await run_until_settled(pipeline, ledger, rounds=4)
+    assert await states(desk) == {"usd": "AWAITING_FUNDS", "xlm": "CONFIRMED"}
 
 
 async def held_one(make):
