@@ -204,8 +204,10 @@ class Preparing(PreparingBatches):
             else:
                 go, short = await self._decide_funds(queue, spendable)
                 if len(held) == HELD_READ:
-                    # Held payouts beyond this read come first: nothing newer may go past them.
-                    go = [i for i in go if i not in {p.id for p in payouts}]
+                    # Held payouts beyond this read come first: no new payout may go past
+                    # them (a retry is never held: it goes as decided).
+                    fresh = {p.id for p in payouts if p.state == S.ACCEPTED}
+                    go = [i for i in go if i not in fresh]
         going = set(go)
         hold = [p.id for p in payouts if p.id not in going and p.state == S.ACCEPTED]
         release = [p.id for p in held if p.id in going]
