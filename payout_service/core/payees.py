@@ -8,6 +8,8 @@ payment's muxed destination (classic), or the `to_muxed_id` of the SAC transfer 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from stellar_sdk import xdr as x
 
 from payout_service.core.validation import Memo, MemoKind
@@ -28,6 +30,20 @@ def memo_text(memo: x.Memo) -> str:
 
 def _expected_memo(memo: Memo | None) -> str:
     return f"{memo.kind.value}:{memo.value}" if memo is not None else ""
+
+
+@lru_cache(maxsize=4)
+def parsed_envelope(envelope_xdr: str) -> x.TransactionEnvelope:
+    """The envelope decoded once: a batch's proofs and read-backs all read the same record,
+    and decoding a 100-operation envelope per payout made confirmation quadratic. Callers
+    only read the result."""
+    return x.TransactionEnvelope.from_xdr(envelope_xdr)
+
+
+@lru_cache(maxsize=4)
+def parsed_meta(meta_xdr: str) -> x.TransactionMeta:
+    """The transaction meta decoded once (see parsed_envelope); callers only read it."""
+    return x.TransactionMeta.from_xdr(meta_xdr)
 
 
 def operation_events(meta: x.TransactionMeta, op_index: int) -> list[x.ContractEvent]:
@@ -64,7 +80,7 @@ def landed_payee_problem(envelope_xdr: str, meta_xdr: str, *, op_index: int,
     Classic: the transaction's memo, and the muxed id of the Payment's destination at
     `op_index`. Soroban (an InvokeHostFunction operation): the transfer event's
     `to_muxed_id`; such a transaction never carries a memo (txSOROBAN_INVALID)."""
-    tx = x.TransactionEnvelope.from_xdr(envelope_xdr).v1
+    tx = parsed_envelope(envelope_xdr).v1
     if tx is None:
         return "the included envelope is not a v1 transaction"
     landed_memo, asked_memo = memo_text(tx.tx.memo), _expected_memo(memo)
@@ -79,7 +95,7 @@ def landed_payee_problem(envelope_xdr: str, meta_xdr: str, *, op_index: int,
         landed = destination.med25519.id.uint64 if destination.med25519 is not None else None
     elif body.invoke_host_function_op is not None:
         found, landed = transfer_muxed_id(
-            operation_events(x.TransactionMeta.from_xdr(meta_xdr), op_index))
+            operation_events(parsed_meta(meta_xdr), op_index))
         if not found:
             return "no transfer event in the included transaction"
     else:

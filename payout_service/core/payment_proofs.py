@@ -18,7 +18,13 @@ from typing import Any
 from stellar_sdk import Address, MuxedAccount
 from stellar_sdk import xdr as x
 
-from payout_service.core.payees import memo_text, operation_events, transfer_muxed_id
+from payout_service.core.payees import (
+    memo_text,
+    operation_events,
+    parsed_envelope,
+    parsed_meta,
+    transfer_muxed_id,
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def read_proof(envelope_xdr: str, meta_xdr: str, *, tx_hash: str, ledger: int,
     payout: the first). The treasury is the transfer event's `from` (who paid, even when a
     channel account is the transaction's source); without an event, the operation's source,
     else the transaction's."""
-    tx = x.TransactionEnvelope.from_xdr(envelope_xdr).v1
+    tx = parsed_envelope(envelope_xdr).v1
     if tx is None:
         raise ValueError("the included envelope is not a v1 transaction")
     operations = tx.tx.operations
@@ -106,7 +112,7 @@ def read_proof(envelope_xdr: str, meta_xdr: str, *, tx_hash: str, ledger: int,
     if not 0 <= op_index < len(operations):
         raise ValueError(f"no operation {op_index} in the included transaction")
     operation = operations[op_index]
-    events = operation_events(x.TransactionMeta.from_xdr(meta_xdr), op_index) if meta_xdr \
+    events = operation_events(parsed_meta(meta_xdr), op_index) if meta_xdr \
         else []
     transfers = _transfer_events(events)
     found = transfers[rank] if rank < len(transfers) else None
