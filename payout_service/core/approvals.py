@@ -1,0 +1,119 @@
+"""Four-eyes approval rules on the payout service's side: which payouts need approval, and the
+payment an approver signs for one. Pure.
+
+The signer is the enforcement (signer_service/approvals.py): it rebuilds the statement from
+the decoded transaction. So the payment built here from a stored payout must be the one the
+signer decodes from the transaction the preparer builds for it, field for field, or every
+approval would be refused; tests/unit/test_payout_approvals.py checks both sides agree.
+Thresholds use the signer's table: stroops, keyed by "native", "CODE:ISSUER" (classic
+operations) or the token contract's C... id (a contract transfer), and an asset without a
+threshold needs approval for every amount, as in the signer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from payout_approvals.statement import Payment, memo_text
+from payout_service.core.model import Payout
+from payout_service.core.transactions import asset_contract_id
+from payout_service.core.validation import MemoKind, is_account_id, paid_account
+
+
+@dataclass(frozen=True)
+class ApprovalRules:
+    thresholds: Mapping[str, int]  # statement asset -> stroops above which approval is needed
+    required: int  # distinct approvers
+    approvers: Mapping[str, str]  # caller certificate identity -> its G... approval key
+
+
+def statement_asset(asset: str, network_passphrase: str, *, classic: bool) -> str:
+    """The asset as the signer names it: "native" or "CODE:ISSUER" in a classic operation,
+    the Stellar Asset Contract's C... id in a contract transfer."""
+    if not classic:
+        return asset_contract_id(asset, network_passphrase)
+    return "native" if asset in ("XLM", "native") else asset
+
+
+def statement_memo(memo_type: str | None, memo_value: str | None) -> str:
+    """The stored memo (text as given, id in decimal, hash and return in hex) spelled as the
+    statement spells the transaction's memo."""
+    if memo_type is None:
+        return memo_text("none")
+    kind = MemoKind(memo_type)
+    value = memo_value or ""
+    if kind is MemoKind.TEXT:
+        return memo_text("text", value.encode())
+    if kind is MemoKind.ID:
+        return memo_text("id", int(value))
+    return memo_text(kind.value, bytes.fromhex(value))
+
+
+def approval_payment(payout: Payout, *, network_passphrase: str, treasury: str,
+                     classic: bool) -> Payment:
+    """What an approver of `payout` signs: the payment the signer will decode from its
+    operation. `treasury` is the account whose money moves (the payer); `classic`: paid by a
+    classic Payment / CreateAccount rather than a SAC transfer."""
+    return Payment(
+        network_passphrase=network_passphrase,
+        treasury=treasury,
+        destination=paid_account(payout.destination),
+        muxed_id=payout.muxed_id,
+        memo=statement_memo(payout.memo_type, payout.memo_value),
+        asset=statement_asset(payout.asset, network_passphrase, classic=classic),
+        amount_stroops=payout.net_stroops,
+    )
+
+
+def needs_approval(payout: Payout, rules: ApprovalRules | None, *, network_passphrase: str,
+                   classic: bool) -> bool:
+    """Whether `payout` must wait for approvals before it is built: its paid amount is above
+    its asset's threshold (no threshold: every amount). No rules: never."""
+    if rules is None:
+        return False
+    asset = statement_asset(payout.asset, network_passphrase, classic=classic)
+    return payout.net_stroops > rules.thresholds.get(asset, 0)
+
+
+def _pairs(name: str, text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        key, sep, value = entry.rpartition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{name}: {entry!r} is not KEY=VALUE")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def parse_approval_rules(thresholds: str, required: str, approvers: str
+                         ) -> ApprovalRules | None:
+    """Rules from their text form ("native=1000000000,USDC:G...=5000000000";
+    "2"; "alice=G...,bob=G..."), or None when no approver is named (approvals off).
+    Raises ValueError naming the bad part."""
+    named = _pairs("approvers", approvers)
+    if not named:
+        return None
+    by_identity: dict[str, str] = {}
+    for identity, key in named:
+        if not is_account_id(key):
+            raise ValueError(f"approvers: {identity}'s key must be a G... public key")
+        if identity in by_identity:
+            raise ValueError(f"approvers: {identity} is named twice")
+        by_identity[identity] = key
+    if len(set(by_identity.values())) != len(by_identity):
+        raise ValueError("approvers: two identities share one key (each must approve alone)")
+    try:
+        count = int(required)
+    except ValueError:
+        raise ValueError("required: must be a whole number") from None
+    if not 1 <= count <= len(by_identity):
+        raise ValueError(f"required: must be 1 to {len(by_identity)} (the approvers named)")
+    limits: dict[str, int] = {}
+    for asset, stroops in _pairs("thresholds", thresholds):
+        if not stroops.isdigit():
+            raise ValueError(f"thresholds: {asset} must be whole stroops")
+        limits["native" if asset == "XLM" else asset] = int(stroops)
+    return ApprovalRules(limits, count, by_identity)
