@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from payout_approvals.statement import Payment, memo_text
+from payout_service.core.batches import BatchMode, is_classic_destination
 from payout_service.core.model import Payout
 from payout_service.core.transactions import asset_contract_id
 from payout_service.core.validation import MemoKind, is_account_id, paid_account
@@ -26,6 +27,19 @@ class ApprovalRules:
     thresholds: Mapping[str, int]  # statement asset -> stroops above which approval is needed
     required: int  # distinct approvers
     approvers: Mapping[str, str]  # caller certificate identity -> its G... approval key
+
+
+def paid_by_classic_operation(batch_mode: BatchMode, contract_id: str | None,
+                              destination: str) -> bool | None:
+    """How the preparer will pay a destination, as far as approvals care: True by a classic
+    Payment / CreateAccount (a classic batch), False by the Stellar Asset Contract's
+    `transfer`, None by the payout contract (its `pay` or batch method), which no approval can
+    cover: the signer binds an approval only to a `transfer(from, to, amount)` call."""
+    if batch_mode is BatchMode.CLASSIC and is_classic_destination(destination):
+        return True
+    if batch_mode is BatchMode.CONTRACT or contract_id:
+        return None
+    return False
 
 
 def statement_asset(asset: str, network_passphrase: str, *, classic: bool) -> str:

@@ -17,9 +17,16 @@ from payout_service.core.approvals import (
     ApprovalRules,
     approval_payment,
     needs_approval,
+    paid_by_classic_operation,
     parse_approval_rules,
 )
-from payout_service.core.batches import BatchItem, OpKind, PlannedOp, build_classic_batch
+from payout_service.core.batches import (
+    BatchItem,
+    BatchMode,
+    OpKind,
+    PlannedOp,
+    build_classic_batch,
+)
 from payout_service.core.model import Payout
 from payout_service.core.states import PayoutState
 from payout_service.core.transactions import (
@@ -79,6 +86,23 @@ def test_a_contract_transfer_is_judged_by_the_token_contracts_threshold():
     # The classic threshold does not apply to the contract transfer of the same asset.
     assert needs_approval(payout(net_stroops=11), RULES, network_passphrase=PASSPHRASE,
                           classic=False)
+
+
+CONTRACT = asset_contract_id("XLM", PASSPHRASE)
+
+
+@pytest.mark.parametrize(("mode", "contract_id", "destination", "expected"), [
+    (BatchMode.CLASSIC, None, DESTINATION, True),
+    (BatchMode.CLASSIC, "CPAYOUTS", DESTINATION, True),
+    (BatchMode.CLASSIC, None, CONTRACT, False),  # a C... destination: the SAC transfer
+    (BatchMode.CLASSIC, "CPAYOUTS", CONTRACT, None),
+    (BatchMode.OFF, None, DESTINATION, False),
+    (BatchMode.OFF, "CPAYOUTS", DESTINATION, None),
+    (BatchMode.CONTRACT, None, DESTINATION, None),
+])
+def test_the_route_says_whether_approvals_can_cover_the_payment(mode, contract_id,
+                                                                 destination, expected):
+    assert paid_by_classic_operation(mode, contract_id, destination) is expected
 
 
 def test_rules_parse_from_their_text_form():
