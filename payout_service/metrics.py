@@ -127,7 +127,7 @@ SENDING_PAUSED = Gauge(
 )
 
 ALL_STATES = ("ACCEPTED", "BUILT", "AWAITING_SIGNATURE", "QUEUED", "SUBMITTED", "CONFIRMED",
-              "FAILED", "CANCELLED")
+              "FAILED", "CANCELLED", "AWAITING_APPROVAL")
 
 
 class MetricsEndpoint:

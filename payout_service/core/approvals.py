@@ -14,12 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from payout_approvals.statement import Payment, memo_text
 from payout_service.core.batches import BatchMode, is_classic_destination
+from payout_service.core.errors import PreconditionFailed
 from payout_service.core.model import Payout
 from payout_service.core.transactions import asset_contract_id
 from payout_service.core.validation import MemoKind, is_account_id, paid_account
+
+
+class Paid(Protocol):
+    """What the decision reads of a payout, stored (Payout) or about to be (NewPayout)."""
+
+    @property
+    def asset(self) -> str: ...
+    @property
+    def net_stroops(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,7 @@ def approval_payment(payout: Payout, *, network_passphrase: str, treasury: str,
     )
 
 
-def needs_approval(payout: Payout, rules: ApprovalRules | None, *, network_passphrase: str,
+def needs_approval(payout: Paid, rules: ApprovalRules | None, *, network_passphrase: str,
                    classic: bool) -> bool:
     """Whether `payout` must wait for approvals before it is built: its paid amount is above
     its asset's threshold (no threshold: every amount). No rules: never."""
@@ -88,6 +99,43 @@ def needs_approval(payout: Payout, rules: ApprovalRules | None, *, network_passp
         return False
     asset = statement_asset(payout.asset, network_passphrase, classic=classic)
     return payout.net_stroops > rules.thresholds.get(asset, 0)
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the preparer pays with, as far as approvals care (from the configuration)."""
+
+    batch_mode: BatchMode
+    contract_id: str | None
+    network_passphrase: str
+    treasury: str
+
+
+def waits_for_approval(payout: Paid, destination: str, rules: ApprovalRules | None,
+                       route: Route) -> bool:
+    """Whether a new payout enters AWAITING_APPROVAL instead of ACCEPTED. Raises
+    PreconditionFailed when approvals are on and the payout would be paid by the payout
+    contract, which no approval can cover (the signer would refuse it whatever we send)."""
+    if rules is None:
+        return False
+    classic = paid_by_classic_operation(route.batch_mode, route.contract_id, destination)
+    if classic is None:
+        raise PreconditionFailed(
+            "destination", "approvals are on (PAYOUTS_APPROVERS) and this payout would be paid "
+            "by the payout contract, whose calls no approval can cover: use the SAC transfer "
+            "(no PAYOUT_CONTRACT_ID) or a classic batch", kind="APPROVAL")
+    return needs_approval(payout, rules, network_passphrase=route.network_passphrase,
+                          classic=classic)
+
+
+def route_payment(payout: Payout, route: Route) -> Payment | None:
+    """The statement's payment of a stored payout paid by `route`; None when the route
+    cannot carry approvals."""
+    classic = paid_by_classic_operation(route.batch_mode, route.contract_id, payout.destination)
+    if classic is None:
+        return None
+    return approval_payment(payout, network_passphrase=route.network_passphrase,
+                            treasury=route.treasury, classic=classic)
 
 
 def _pairs(name: str, text: str) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ class PayoutState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYOUT_STATE_CONFIRMED: _ClassVar[PayoutState]
     PAYOUT_STATE_FAILED: _ClassVar[PayoutState]
     PAYOUT_STATE_CANCELLED: _ClassVar[PayoutState]
+    PAYOUT_STATE_AWAITING_APPROVAL: _ClassVar[PayoutState]
 
 class ExecutionMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -50,6 +51,7 @@ PAYOUT_STATE_SUBMITTED: PayoutState
 PAYOUT_STATE_CONFIRMED: PayoutState
 PAYOUT_STATE_FAILED: PayoutState
 PAYOUT_STATE_CANCELLED: PayoutState
+PAYOUT_STATE_AWAITING_APPROVAL: PayoutState
 EXECUTION_MODE_UNSPECIFIED: ExecutionMode
 EXECUTION_MODE_BUILD_ONLY: ExecutionMode
 EXECUTION_MODE_SIGNER_SERVICE: ExecutionMode
