@@ -325,7 +325,11 @@ class PayoutDesk:
 
     async def retry(self, payout: Payout, *, actor: str, reason: str) -> Payout:
         """RetryPayout: FAILED back to QUEUED for a new attempt, once no earlier attempt of
-        the payout may still land."""
+        the payout may still land. A payout an approver rejected is never retried: that would
+        pay it past the rejection."""
+        if payout.failure_code == "rejected":
+            raise PreconditionFailed("payout", "an approver rejected this payout; create a new "
+                                     "one to ask again", kind="APPROVAL")
         return await self.attempts.retry_failed(payout.id, actor=actor, reason=reason)
 
 

@@ -16,7 +16,7 @@ from payout_approvals.statement import approval_by
 from payout_service.api.convert import payout_to_pb
 from payout_service.app.approvals import Approvals
 from payout_service.cli.approvals import payment_of
-from payout_service.core.errors import PermissionDenied, ValidationFailed
+from payout_service.core.errors import PermissionDenied, PreconditionFailed, ValidationFailed
 from payout_service.core.states import IllegalTransition
 from payout_service.core.validation import AmountLimits, validate_payout_request
 from signer_service.approvals import approvals_refusal
@@ -141,6 +141,8 @@ async def test_a_rejected_or_cancelled_payout_is_never_built(world):
     rejected = await approvals.reject("rejected", identity="bob", reason="unknown payee")
     assert (rejected.state, rejected.failure_code, rejected.failure_message) == (
         "FAILED", "rejected", "unknown payee")
+    with pytest.raises(PreconditionFailed, match="rejected"):
+        await desk.retry(rejected, actor="admin", reason="try again")
     await desk.cancel(await desk.store.get_payout("cancelled"), actor="alice", reason="duplicate")
     await run_until_settled(pipeline, ledger, rounds=3)
     assert await states(desk) == {"rejected": "FAILED", "cancelled": "CANCELLED"}
