@@ -274,6 +274,8 @@ class Config:
     # operations) or "contract" (the payout contract's batch method).
     batch_mode: str = "off"
     max_payouts_per_tx: int = 1
+    # PAYOUTS_FUNDS_CHECK: hold payouts the paying account cannot cover (core/funds.py).
+    funds_check: bool = True
     batch_method_name: str = "distribute_batch"
     # PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER: classic operations per ledger when the RPC's
     # ledger header does not say, or a lower figure to leave room for other submitters; the
@@ -468,6 +470,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             env, "PAYOUTS_NETWORK_CLASSIC_OPS_PER_LEDGER", minimum=1),
         watchdog=_watchdog(env, live),
         **_batching(env, contract, signing_mode),
+        funds_check=_bool(env, "PAYOUTS_FUNDS_CHECK", True),
         max_bulk_items=_int(env, "PAYOUTS_MAX_BULK_ITEMS", DEFAULT_MAX_BULK_ITEMS, minimum=1),
         screening_allowlist_only=_bool(env, "PAYOUTS_SCREENING_ALLOWLIST_ONLY", False),
         approval_rules=_approval_rules(env),

@@ -65,6 +65,11 @@ AMOUNT = Counter(
     "payouts_amount_stroops", "Net amounts of payouts reaching a terminal state (stroops)",
     ["state"], registry=REGISTRY,
 )
+PROOFS_MISSING = Counter(
+    "payouts_proofs_missing",
+    "Confirmed payouts whose proof of payment could not be read from the chain's record",
+    registry=REGISTRY,
+)
 PAYEE_MISMATCHES = Counter(
     "payouts_payee_mismatches",
     "Confirmed payouts whose memo or muxed id did not land as the payee asked",
@@ -78,6 +83,11 @@ RPC_ERRORS = Counter(
 )
 SYSTEM_ERRORS = Counter(
     "payouts_system_errors", "Unexpected errors by component", ["component"], registry=REGISTRY
+)
+FUNDS_READ_FAILURES = Counter(
+    "payouts_funds_read_failures",
+    "Preparer passes whose balance read failed: nothing was held (the chain checks funds)",
+    registry=REGISTRY,
 )
 ROUNDS = Counter(
     "payouts_rounds", "Rounds reaching a state (open, closed, resolved, settled)", ["state"],
@@ -127,7 +137,7 @@ SENDING_PAUSED = Gauge(
 )
 
 ALL_STATES = ("ACCEPTED", "BUILT", "AWAITING_SIGNATURE", "QUEUED", "SUBMITTED", "CONFIRMED",
-              "FAILED", "CANCELLED", "AWAITING_APPROVAL")
+              "FAILED", "CANCELLED", "AWAITING_APPROVAL", "AWAITING_FUNDS")
 
 
 class MetricsEndpoint:

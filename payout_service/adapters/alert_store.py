@@ -87,6 +87,8 @@ async def health_metrics(db: Db) -> HealthMetrics:
         open_findings=await open_findings(db), sending_paused=paused.paused,
         paused_reason=paused.reason, channels_held=held.count, held_reason=held.reason,
         webhooks_dead_lettered=await dead_lettered_count(db),
+        awaiting_funds=int(pending["AWAITING_FUNDS"]["count"]) if "AWAITING_FUNDS" in pending
+        else 0,
     )
 
 

@@ -15,6 +15,7 @@ import asyncpg
 from payout_service.adapters.batch_store import rebuild_without
 from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
+from payout_service.adapters.proof_store import record_proof
 from payout_service.adapters.sequences import (
     consumed_through,
     lease_channel,
@@ -26,6 +27,7 @@ from payout_service.adapters.sequences import (
 from payout_service.adapters.transitions import NOW, move_attempt, move_payout, requeue
 from payout_service.adapters.work_queues import supersede_rest
 from payout_service.core.model import Attempt, NewAttempt, Payout
+from payout_service.core.payment_proofs import PaymentProof
 from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import (
     AttemptMayStillLand,
@@ -215,9 +217,11 @@ class AttemptStore:
 
     # ---- outcomes -----------------------------------------------------------------------
 
-    async def confirm(self, attempt: Attempt, *, ledger: int, fee_charged: int) -> Payout | None:
-        """Marks the payout CONFIRMED; returns it, or None if it was no longer SUBMITTED (or
-        AWAITING_SIGNATURE: its holder submitted the envelope handed out to it)."""
+    async def confirm(self, attempt: Attempt, *, ledger: int, fee_charged: int,
+                      proof: PaymentProof | None = None) -> Payout | None:
+        """Marks the payout CONFIRMED, with its proof of payment in the same SQL transaction;
+        returns it, or None if it was no longer SUBMITTED (or AWAITING_SIGNATURE: its holder
+        submitted the envelope handed out to it)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT state, attempt_count FROM payouts WHERE id = $1 FOR UPDATE",
@@ -230,11 +234,14 @@ class AttemptStore:
                                    "ledger": ledger, "fee_stroops": fee_charged,
                                    "result_code": "txSUCCESS"})
             await consumed_through(conn, attempt.source_account, attempt.sequence)
-            return await move_payout(
+            payout = await move_payout(
                 conn, attempt.payout_id, S.CONFIRMED, reason=f"included in ledger {ledger}",
                 actor="confirmer", attempt=attempt.number, only_from=_LANDS_FROM,
                 sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
             )
+            if payout is not None and proof is not None:
+                await record_proof(conn, attempt.payout_id, proof)
+            return payout
 
     async def attempt_dead(
         self, attempt: Attempt, *, status: AttemptStatus, code: str, proof: str | None,
@@ -286,6 +293,7 @@ class AttemptStore:
 
     async def abandoned_landed(
         self, attempt: Attempt, *, successful: bool, ledger: int, code: str, fee_charged: int,
+        proof: PaymentProof | None = None,
     ) -> Payout | None:
         """An ABANDONED envelope was included after all. Successful: the payout was paid, and
         the record says so (FAILED/CANCELLED -> CONFIRMED)."""
@@ -301,12 +309,15 @@ class AttemptStore:
             await consumed_through(conn, attempt.source_account, attempt.sequence)
             if not successful:
                 return None
-            return await move_payout(
+            payout = await move_payout(
                 conn, attempt.payout_id, S.CONFIRMED, actor="confirmer", attempt=attempt.number,
                 reason=f"abandoned attempt {attempt.number} landed in ledger {ledger}",
                 only_from=frozenset({S.FAILED, S.CANCELLED}),
                 sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
             )
+            if payout is not None and proof is not None:
+                await record_proof(conn, attempt.payout_id, proof)
+            return payout
 
     async def abandoned_dead(self, attempt: Attempt, proof: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -19,6 +19,7 @@ import asyncpg
 
 from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
+from payout_service.adapters.proof_store import record_proof
 from payout_service.adapters.sequences import (
     consumed_through,
     lease_channel,
@@ -36,6 +37,7 @@ from payout_service.adapters.transitions import (
 from payout_service.adapters.work_queues import supersede_members, supersede_rest
 from payout_service.core.batches import REBATCHED, judge_failed_batch
 from payout_service.core.model import Attempt, NewAttempt, Payout
+from payout_service.core.payment_proofs import PaymentProof, fee_shares
 from payout_service.core.refusals import CHANNEL_HELD, EXPIRED_UNSIGNED
 from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutMode, PayoutState
 
@@ -222,13 +224,21 @@ class BatchStore:
                WHERE a.batch_id = $1""", batch_id)
         return [r["destination"] for r in rows]
 
-    async def confirm(self, batch_id: UUID, *, ledger: int, fee_charged: int) -> list[Payout]:
+    async def confirm(
+        self, batch_id: UUID, *, ledger: int, fee_charged: int,
+        proof_of: Callable[[int, int], PaymentProof | None] | None = None,
+    ) -> list[Payout]:
         """The batch landed: every member's payout CONFIRMED, the fee shared out in stroops
-        (the remainder to the first operation, so the shares add up)."""
+        (core/payment_proofs.fee_shares, so the shares add up), and each one's proof of
+        payment, `proof_of(op_index, fee_share)` (op_index: the member's place in the
+        transaction, an item of the call in a contract batch), recorded in the same SQL
+        transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             members = await _lock_members(conn, batch_id)
-            share, rest = divmod(fee_charged, max(1, len(members)))
-            fees = [share + (rest if m.op_index == 0 else 0) for m in members]
+            by_op = sorted(members, key=lambda m: m.op_index)
+            shares = dict(zip((m.payout_uuid for m in by_op),
+                              fee_shares(fee_charged, max(1, len(members))), strict=False))
+            fees = [shares[m.payout_uuid] for m in members]
             moved = await move_attempts(
                 conn, A.INCLUDED, _attempt_moves(members, fee_stroops=fees),
                 only_from=frozenset({A.SENT}),
@@ -241,6 +251,13 @@ class BatchStore:
                 sets={"confirmed_at": NOW})
             if moved:
                 await consumed_through(conn, moved[0].source_account, moved[0].sequence)
+            if proof_of is not None:
+                landed = {p.id for p in confirmed}
+                for member, fee in zip(members, fees, strict=True):
+                    proof = proof_of(member.op_index, fee) if member.payout_uuid in landed \
+                        else None
+                    if proof is not None:
+                        await record_proof(conn, member.payout_uuid, proof)
             return confirmed
 
     async def op_indexes(self, batch_id: UUID) -> dict[UUID, int]:

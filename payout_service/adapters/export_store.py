@@ -13,15 +13,19 @@ import asyncpg
 
 from payout_service.core.exports import ExportFilter, ExportPosition
 
-# The payout's current attempt holds the transaction hash and ledger, as GetPayout shows them.
+# The payout's current attempt holds the transaction hash and ledger, as GetPayout shows them;
+# payout_proofs what the chain recorded at confirmation.
 _SELECT = """
     SELECT p.id, p.payout_id, p.idempotency_key, p.destination, p.asset, p.gross_stroops,
            p.fee_stroops, p.net_stroops, p.state, p.created_at, p.updated_at, p.confirmed_at,
            a.tx_hash, a.ledger, p.network_fee_stroops, p.failure_code, p.failure_message,
            p.round_id, p.batch_id, p.reference, p.correlation_id, p.metadata,
-           p.memo_type, p.memo_value, p.muxed_id
+           p.memo_type, p.memo_value, p.muxed_id,
+           pr.ledger_closed_at, pr.op_index, pr.event_id, pr.fee_charged AS fee_charged_stroops,
+           pr.fee_share AS fee_share_stroops, pr.treasury
     FROM payouts p
-    LEFT JOIN payout_attempts a ON a.payout_id = p.id AND a.number = p.attempt_count"""
+    LEFT JOIN payout_attempts a ON a.payout_id = p.id AND a.number = p.attempt_count
+    LEFT JOIN payout_proofs pr ON pr.payout_id = p.id"""
 
 
 async def export_page(

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stellar_sdk import StrKey
+from stellar_sdk import Asset, StrKey
 from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.exceptions import (
@@ -40,11 +40,13 @@ from stellar_sdk.xdr import (
 )
 
 from payout_service.core.errors import FailedPrecondition, Unavailable
+from payout_service.core.funds import NATIVE, native_spendable, trustline_spendable
 from payout_service.core.proofs import AccountState
 from payout_service.core.proofs import NotFound as NotFound  # one of the lookup outcomes
 
 # stellar-rpc getLedgerEntries accepts at most 200 keys per request.
 MAX_LEDGER_KEYS = 200
+DEFAULT_BASE_RESERVE = 5_000_000  # 0.5 XLM, the pubnet and testnet base reserve
 
 
 class LedgerUnavailable(Unavailable):
@@ -105,6 +107,10 @@ class Included:
     # The transaction as the chain recorded it, and its meta (events): what a payee sees.
     envelope_xdr: str = ""
     meta_xdr: str = ""
+    # The ledger's close time (getTransaction's createdAt, unix seconds) and the
+    # transaction's 1-based position in it (applicationOrder): part of a proof of payment.
+    close_time: int = 0
+    application_order: int = 0
 
 
 LookupOutcome = Included | NotFound
@@ -119,14 +125,41 @@ class LedgerInfo:
     max_tx_set_size: int | None = None
 
 
-def header_max_tx_set_size(header_xdr: str | None) -> int | None:
-    """maxTxSetSize of a base64 LedgerHeader (getLatestLedger's headerXdr), or None."""
+def _header(header_xdr: str | None) -> LedgerHeader | None:
+    """A base64 LedgerHeader (getLatestLedger's headerXdr), or None when absent or unusable."""
     if not header_xdr:
         return None
     try:
-        return int(LedgerHeader.from_xdr(header_xdr).max_tx_set_size.uint32)
+        return LedgerHeader.from_xdr(header_xdr)
     except Exception:  # noqa: BLE001 - an RPC that sends no usable header: fall back
         return None
+
+
+def header_max_tx_set_size(header_xdr: str | None) -> int | None:
+    """maxTxSetSize of getLatestLedger's header, or None."""
+    header = _header(header_xdr)
+    return int(header.max_tx_set_size.uint32) if header is not None else None
+
+
+def header_base_reserve(header_xdr: str | None) -> int:
+    """baseReserve of getLatestLedger's header, or the pubnet/testnet value when absent."""
+    header = _header(header_xdr)
+    return int(header.base_reserve.uint32) if header is not None else DEFAULT_BASE_RESERVE
+
+
+def _account_key(account_id: str) -> LedgerKey:
+    return LedgerKey(LedgerEntryType.ACCOUNT,
+                     account=LedgerKeyAccount(AccountID.from_json_dict(account_id)))
+
+
+def _native_spendable(account: stellar_xdr.AccountEntry, reserve: int) -> int:
+    v1 = account.ext.v1
+    v2 = v1.ext.v2 if v1 is not None else None
+    return native_spendable(
+        account.balance.int64, base_reserve=reserve, subentries=account.num_sub_entries.uint32,
+        selling_liabilities=v1.liabilities.selling.int64 if v1 is not None else 0,
+        sponsoring=v2.num_sponsoring.uint32 if v2 is not None else 0,
+        sponsored=v2.num_sponsored.uint32 if v2 is not None else 0)
 
 
 def result_code(result_xdr: str) -> tuple[str, int]:
@@ -219,6 +252,51 @@ class LedgerGateway:
                     found[account.account_id.to_json_dict()] = account.balance.int64
         return found
 
+    async def payer_funds(self, account_id: str, assets: Sequence[str]) -> dict[str, int | None]:
+        """What `account_id` can send of each asset ('XLM' or 'CODE:ISSUER'), in stroops:
+        XLM less the minimum balance and selling liabilities, a trustline's balance less its
+        selling liabilities, 0 without a trustline, None for an asset the account issues (it
+        mints). One getLedgerEntries call for the account and its trustlines, and the base
+        reserve from getLatestLedger's header (the network default when the RPC sends none)."""
+        wanted = list(dict.fromkeys(a for a in assets if a != NATIVE))[:MAX_LEDGER_KEYS - 1]
+        found: dict[str, int | None] = {NATIVE: 0}
+        keys = [_account_key(account_id)]
+        lines: dict[str, str] = {}
+        for asset in wanted:
+            code, _, issuer = asset.partition(":")
+            if issuer == account_id:
+                found[asset] = None
+                continue
+            found[asset] = 0
+            key = stellar_xdr.LedgerKey(
+                LedgerEntryType.TRUSTLINE, trust_line=stellar_xdr.LedgerKeyTrustLine(
+                    AccountID.from_json_dict(account_id),
+                    Asset(code, issuer).to_trust_line_asset_xdr_object()))
+            keys.append(key)
+            lines[key.to_xdr()] = asset
+        try:
+            latest = await asyncio.wait_for(self._server.get_latest_ledger(), self._timeout)
+            response = await asyncio.wait_for(self._server.get_ledger_entries(keys),
+                                              self._timeout)
+        except (BaseRequestError, SorobanRpcErrorResponse, TimeoutError, OSError) as err:
+            raise LedgerUnavailable(type(err).__name__) from None
+        reserve = header_base_reserve(getattr(latest, "header_xdr", None))
+        seen_account = False
+        for entry in response.entries or []:
+            data = LedgerEntryData.from_xdr(entry.xdr)
+            if data.account is not None:
+                seen_account = True
+                found[NATIVE] = _native_spendable(data.account, reserve)
+            elif data.trust_line is not None and entry.key in lines:
+                line = data.trust_line
+                v1 = line.ext.v1
+                found[lines[entry.key]] = trustline_spendable(
+                    line.balance.int64,
+                    selling_liabilities=v1.liabilities.selling.int64 if v1 else 0)
+        if not seen_account:
+            raise SourceAccountMissing(account_id)
+        return found
+
     async def latest_ledger(self) -> LedgerInfo:
         try:
             latest = await asyncio.wait_for(self._server.get_latest_ledger(), self._timeout)
@@ -300,6 +378,8 @@ class LedgerGateway:
             fee_charged=fee,
             op_codes=operation_codes(response.result_xdr) if response.result_xdr else (),
             envelope_xdr=response.envelope_xdr or "", meta_xdr=response.result_meta_xdr or "",
+            close_time=int(response.create_at or 0),
+            application_order=int(response.application_order or 0),
         )
 
     async def included_envelope(self, tx_hash: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,6 +15,7 @@ import asyncpg
 # Pools come from adapters/database.py (failover-aware); re-exported for the stores' callers.
 from payout_service.adapters.database import create_pool as create_pool
 from payout_service.adapters.database import redacted_dsn as redacted_dsn
+from payout_service.adapters.proof_store import proofs_of
 from payout_service.core.errors import FieldViolation, InvalidArgument
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.states import AttemptStatus, PayoutState
@@ -72,7 +73,8 @@ def _attempt(row: asyncpg.Record, payout: Payout | None = None) -> Attempt:
 
 
 def payout_from_row(row: asyncpg.Record, attempt: Attempt | None = None) -> Payout:
-    fields = {n: row[n] for n in Payout.__dataclass_fields__ if n != "current_attempt"}
+    fields = {n: row[n] for n in Payout.__dataclass_fields__
+              if n not in ("current_attempt", "proof")}
     fields["state"] = PayoutState(fields["state"])
     if fields["muxed_id"] is not None:
         fields["muxed_id"] = int(fields["muxed_id"])  # numeric(20, 0): a uint64
@@ -129,7 +131,10 @@ class PayoutStore:
         )
         rows = await self.pool.fetch(sql, *args)
         attempts = await self._current_attempts(rows[:page_size])
-        payouts = [payout_from_row(r, attempts.get(r["id"])) for r in rows[:page_size]]
+        proofs = await proofs_of(self.pool, [r["id"] for r in rows[:page_size]
+                                             if r["state"] == PayoutState.CONFIRMED])
+        payouts = [replace(payout_from_row(r, attempts.get(r["id"])), proof=proofs.get(r["id"]))
+                   for r in rows[:page_size]]
         next_token = None
         if len(rows) > page_size:
             last = payouts[-1]
@@ -343,4 +348,7 @@ async def get_payout_in(db: asyncpg.Pool | asyncpg.Connection, ident: str) -> Pa
             row["id"], row["attempt_count"],
         )
         attempt = _attempt(arow) if arow else None
-    return payout_from_row(row, attempt)
+    proof = None
+    if row["state"] == PayoutState.CONFIRMED:
+        proof = (await proofs_of(db, [row["id"]])).get(row["id"])
+    return replace(payout_from_row(row, attempt), proof=proof)

@@ -317,3 +317,24 @@ async def requeue_many(
                                          only_from=frozenset({state}), sets=sets):
             out[payout.id] = payout
     return [out[m.payout_uuid] for m in moves]
+
+
+async def move_for_funds(pool: asyncpg.Pool, hold: Sequence[UUID], release: Sequence[UUID],
+                         *, reason: str) -> tuple[int, int]:
+    """The one place payouts enter and leave AWAITING_FUNDS: `hold` from ACCEPTED, `release`
+    back to ACCEPTED (nothing was built, so it is built as if new). Each payout moves in a
+    statement of its own, skipped if another worker changed it meanwhile (cancelled, or
+    already moved). Returns (held, released)."""
+    counts = [0, 0]
+    for i, (ids, target, source) in enumerate((
+            (hold, S.AWAITING_FUNDS, S.ACCEPTED), (release, S.ACCEPTED, S.AWAITING_FUNDS))):
+        for payout_uuid in ids:
+            async with pool.acquire() as conn, conn.transaction():
+                try:
+                    await move_payout(conn, payout_uuid, target, actor="preparer",
+                                      reason=reason if target == S.AWAITING_FUNDS
+                                      else "funds_available", only_from=frozenset({source}))
+                except IllegalTransition:
+                    continue
+            counts[i] += 1
+    return counts[0], counts[1]

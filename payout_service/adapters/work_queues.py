@@ -32,7 +32,7 @@ from payout_service.core.pacing import (
     expired_before_sending,
 )
 from payout_service.core.sequences import must_resequence
-from payout_service.core.states import AttemptStatus, PayoutState
+from payout_service.core.states import IN_FLIGHT, AttemptStatus, PayoutState
 
 A = AttemptStatus
 S = PayoutState
@@ -47,7 +47,7 @@ class WorkQueues:
         external signature never came does not jump ahead of those waiting behind it. A
         payout with an ABANDONED attempt that may still land gets none (invariant 1)."""
         rows = await self.pool.fetch(
-            """SELECT * FROM payouts p WHERE needs_attempt
+            """SELECT * FROM payouts p WHERE needs_attempt AND state <> 'AWAITING_FUNDS'
                  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
                  AND NOT EXISTS (SELECT 1 FROM payout_attempts a
                                  WHERE a.payout_id = p.id AND a.status = 'abandoned')
@@ -55,6 +55,33 @@ class WorkQueues:
             limit,
         )
         return [payout_from_row(r) for r in rows]
+
+    async def awaiting_funds(self, limit: int) -> list[Payout]:
+        """Payouts held for funds, oldest first: read apart from payouts_needing_attempt, so
+        held payouts of one asset never fill a pass and starve the others."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM payouts WHERE state = 'AWAITING_FUNDS'
+               ORDER BY created_at, id LIMIT $1""", limit)
+        return [payout_from_row(r) for r in rows]
+
+    async def in_flight(self, payer: str) -> tuple[dict[str, int], int]:
+        """What the payer has committed that the chain may not show yet: per asset, the
+        amounts of payouts whose current attempt is built, signed or sent, and the fees of
+        those attempts it pays itself (one per transaction; a channel pays its own)."""
+        rows = await self.pool.fetch(
+            """SELECT p.asset, sum(p.net_stroops)::bigint AS amount
+               FROM payouts p JOIN payout_attempts a
+                 ON a.payout_id = p.id AND a.number = p.attempt_count
+               WHERE a.status = ANY($1::text[]) GROUP BY p.asset""",
+            [s.value for s in IN_FLIGHT],
+        )
+        fees = await self.pool.fetchval(
+            """SELECT COALESCE(sum(fee), 0)::bigint FROM (
+                 SELECT DISTINCT ON (tx_hash) fee_stroops AS fee FROM payout_attempts
+                 WHERE status = ANY($1::text[]) AND source_account = $2) t""",
+            [s.value for s in IN_FLIGHT], payer,
+        )
+        return {r["asset"]: int(r["amount"]) for r in rows}, int(fees)
 
     async def unsigned_attempts(self, limit: int) -> list[tuple[Payout, Attempt]]:
         """Built but not signed (signer mode): crash recovery re-signs the same envelope."""

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from payout_service.core.amounts import INT64_MAX, AmountError, format_amount, parse_amount
 from payout_service.core.errors import FieldViolation
 from payout_service.core.model import Attempt, Payout
+from payout_service.core.payment_proofs import PaymentProof
 from payout_service.core.states import PayoutState
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 
@@ -77,6 +78,23 @@ def payout_to_pb(p: Payout) -> pb.Payout:
         msg.current_attempt.CopyFrom(attempt_to_pb(p.current_attempt))
         msg.tx_hash = p.current_attempt.tx_hash
         msg.ledger = p.current_attempt.ledger or 0
+    if p.proof is not None:
+        msg.proof.CopyFrom(proof_to_pb(p.proof))
+    return msg
+
+
+def proof_to_pb(proof: PaymentProof) -> pb.PaymentProof:
+    msg = pb.PaymentProof(
+        tx_hash=proof.tx_hash, ledger=proof.ledger,
+        ledger_closed_at=Timestamp(seconds=proof.ledger_close_time), op_index=proof.op_index,
+        event_id=proof.event_id, fee_charged_stroops=proof.fee_charged,
+        fee_share_stroops=proof.fee_share, treasury=proof.treasury,
+    )
+    if proof.memo:
+        kind, _, value = proof.memo.partition(":")
+        msg.memo.CopyFrom(memo_to_pb(kind, value))
+    if proof.muxed_id is not None:
+        msg.muxed_id = proof.muxed_id
     return msg
 
 

@@ -19,6 +19,7 @@ from payout_service.app.stage import Stage, attempt_ids, envelope_of
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.pacing import resend_due
 from payout_service.core.payees import landed_payee_problem, payee_memo
+from payout_service.core.payment_proofs import PaymentProof, read_proof
 from payout_service.core.proofs import (
     DeathProof,
     Envelope,
@@ -37,6 +38,24 @@ from payout_service.failpoints import failpoint
 from payout_service.tracing import payout_span
 
 log = logging.getLogger(__name__)
+
+
+def proof_of_payment(attempt: Attempt, found: Included, *, position: int,
+                     fee_share: int) -> PaymentProof | None:
+    """The proof read from the chain's record of the transaction. The money has moved: a
+    record that cannot be read (no envelope from the RPC) confirms the payout without a
+    proof, loudly, rather than leaving it unconfirmed."""
+    try:
+        return read_proof(
+            found.envelope_xdr, found.meta_xdr, tx_hash=attempt.tx_hash, ledger=found.ledger,
+            ledger_close_time=found.close_time, application_order=found.application_order,
+            position=position, fee_charged=found.fee_charged, fee_share=fee_share)
+    except Exception as err:  # noqa: BLE001 - any unreadable record: confirm without
+        metrics.PROOFS_MISSING.inc()
+        log.error("no proof of payment could be read", extra={
+            **attempt_ids(attempt), "position": position, "ledger": found.ledger,
+            "error": str(err)[:200]})
+        return None
 
 
 class Confirming(Stage):
@@ -62,7 +81,9 @@ class Confirming(Stage):
             if abandoned:
                 payout = await self.attempts.abandoned_landed(
                     attempt, successful=seen.successful, ledger=seen.ledger,
-                    code=seen.result_code, fee_charged=seen.fee_charged)
+                    code=seen.result_code, fee_charged=seen.fee_charged,
+                    proof=proof_of_payment(attempt, seen, position=0,
+                                           fee_share=seen.fee_charged))
                 log.error("abandoned attempt landed", extra={
                     **attempt_ids(attempt), "ledger": seen.ledger,
                     "payout_state": payout.state.value if payout else None})
@@ -158,7 +179,9 @@ class Confirming(Stage):
             return
         if found.successful:
             payout = await self.attempts.confirm(
-                attempt, ledger=found.ledger, fee_charged=found.fee_charged
+                attempt, ledger=found.ledger, fee_charged=found.fee_charged,
+                proof=proof_of_payment(attempt, found, position=0,
+                                       fee_share=found.fee_charged),
             )
             if payout is not None:
                 self._check_payee(payout, found, op_index=0)
@@ -202,8 +225,10 @@ class Confirming(Stage):
         operation's result; the innocent are re-batched (core/batches.judge_failed_batch)."""
         assert lead.batch_id is not None  # noqa: S101
         if found.successful:
-            confirmed = await self.batches.confirm(lead.batch_id, ledger=found.ledger,
-                                                   fee_charged=found.fee_charged)
+            confirmed = await self.batches.confirm(
+                lead.batch_id, ledger=found.ledger, fee_charged=found.fee_charged,
+                proof_of=lambda position, share: proof_of_payment(
+                    lead, found, position=position, fee_share=share))
             metrics.ATTEMPTS.labels("included").inc(len(confirmed))
             metrics.FEES.inc(found.fee_charged)
             now = datetime.now(UTC)

@@ -10,16 +10,24 @@ from uuid import UUID
 
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
+from payout_service import metrics
 from payout_service.adapters.attempt_store import AttemptBuilder
-from payout_service.adapters.ledger import SimulationFailed, SourceAccountMissing
+from payout_service.adapters.ledger import (
+    LedgerUnavailable,
+    SimulationFailed,
+    SourceAccountMissing,
+)
 from payout_service.adapters.screening_store import entries_for
 from payout_service.adapters.signer_client import SignerUnavailable, SigningRefused
+from payout_service.adapters.transitions import move_for_funds
 from payout_service.app.prepare_batch import PreparingBatches, stamp_attempt
 from payout_service.app.stage import attempt_ids
 from payout_service.core.batches import BatchMode, payee_route_problem
+from payout_service.core.funds import Claim, decide_funds
 from payout_service.core.model import Attempt, NewAttempt, Payout
 from payout_service.core.screening import ScreeningEntry, screen, screened_addresses
 from payout_service.core.sources import SourcePlan, plan_sources
+from payout_service.core.states import PayoutState as S
 from payout_service.core.transactions import (
     BASE_INCLUSION_FEE,
     TxParams,
@@ -31,6 +39,9 @@ from payout_service.failpoints import failpoint
 from payout_service.tracing import payout_span
 
 log = logging.getLogger(__name__)
+
+# Held payouts read a pass, oldest first.
+HELD_READ = 1000
 
 
 @dataclass
@@ -79,6 +90,7 @@ class Preparing(PreparingBatches):
             room *= cfg.max_payouts_per_tx
         needing = await self.queues.payouts_needing_attempt(room) if room else []
         needing = await self._payable(needing)
+        needing = await self._funded(needing)
         if needing and batching:
             latest = await self.ledger.latest_ledger()
             now = max(int(time.time()), latest.close_time)
@@ -165,6 +177,65 @@ class Preparing(PreparingBatches):
                                               reason="a destination was denied by screening")
             self._nudge("preparer")
         return True
+
+    async def _funded(self, payouts: list[Payout]) -> list[Payout]:
+        """The payouts the paying account can cover now, after what is in flight and what
+        held payouts need first; the others wait in AWAITING_FUNDS, nothing built
+        (core/funds.py). One balance read a pass. A failed read holds nothing: the chain's
+        own check stands, and it is logged and counted. Off (PAYOUTS_FUNDS_CHECK=false), or
+        with a payout contract that pays from its own balance, held payouts are released."""
+        cfg = self.config
+        held = await self.queues.awaiting_funds(HELD_READ)
+        if not payouts and not held:
+            return payouts
+        # In creation order, held or not: a payout created later never takes the funds of
+        # one created earlier.
+        queue = sorted(held + payouts, key=lambda p: (p.created_at, p.id))
+        go = [p.id for p in queue]
+        short: dict[str, tuple[int, int]] = {}
+        if cfg.funds_check and not cfg.contract_id:
+            try:
+                spendable = await self.ledger.payer_funds(
+                    cfg.source_account, [p.asset for p in queue])
+            except LedgerUnavailable as err:
+                metrics.FUNDS_READ_FAILURES.inc()
+                log.warning("balance read failed: payouts are not held for funds",
+                            extra={"error": str(err)})
+            else:
+                go, short = await self._decide_funds(queue, spendable)
+                if len(held) == HELD_READ:
+                    # Held payouts beyond this read come first: no new payout may go past
+                    # them (a retry is never held: it goes as decided).
+                    fresh = {p.id for p in payouts if p.state == S.ACCEPTED}
+                    go = [i for i in go if i not in fresh]
+        going = set(go)
+        hold = [p.id for p in payouts if p.id not in going and p.state == S.ACCEPTED]
+        release = [p.id for p in held if p.id in going]
+        why = "; ".join(f"{asset}: needs {need}, {have} left" for asset, (need, have)
+                        in short.items())
+        moved_in, moved_out = await move_for_funds(self.queues.pool, hold, release,
+                                                   reason=f"awaiting_funds ({why})"[:500])
+        if moved_in or moved_out:
+            log.info("payouts held for funds or released", extra={
+                "held": moved_in, "released": moved_out, "short": why})
+        # Released payouts are built from the next pass on, first (they are the oldest due):
+        # until then no payout of their asset is built, so none overtakes them.
+        released_assets = {p.asset for p in held if p.id in going}
+        return [p for p in payouts if p.id in going and p.asset not in released_assets]
+
+    async def _decide_funds(self, queue: list[Payout], spendable: dict[str, int | None]
+                            ) -> tuple[list[UUID], dict[str, tuple[int, int]]]:
+        cfg = self.config
+        amounts, fees = await self.queues.in_flight(cfg.source_account)
+        per_tx = cfg.max_payouts_per_tx if cfg.batch_mode != "off" else 1
+        # The payer pays each transaction's fee unless a channel does: at most max gas,
+        # shared by the payouts of a batch.
+        fee_each = 0 if self.channel_mode else -(-cfg.max_gas_stroops // per_tx)
+        decision = decide_funds(spendable, [
+            Claim(p.id, p.asset, p.net_stroops,
+                  holdable=p.state in (S.ACCEPTED, S.AWAITING_FUNDS)) for p in queue],
+            in_flight=amounts, in_flight_fees=fees, fee_each=fee_each)
+        return decision.go, decision.short
 
     async def _plan_sources(self) -> SourcePlan:
         """Gives a sequence row to each source without one (the payer on a new database,

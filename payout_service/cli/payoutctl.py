@@ -1,5 +1,6 @@
 """payoutctl: run the payout flow from a shell (create, get, list, watch, cancel, retry, and
-external signing with unsigned / submit-signed), create payouts from a CSV file (bulk create),
+external signing with unsigned / submit-signed), show a payout's proof of payment (proof),
+create payouts from a CSV file (bulk create),
 export payouts as CSV or JSON Lines (export), see health and set the alert
 configuration (health, alert-config), run the channel pool (channels ...), see the
 watchdog and pause or resume sending (watchdog ...), follow and redeliver webhooks
@@ -27,6 +28,7 @@ from payout_service.cli import approvals as cli_approvals
 from payout_service.cli import bulk as cli_bulk
 from payout_service.cli import channels as cli_channels
 from payout_service.cli import exports as cli_exports
+from payout_service.cli import proofs as cli_proofs
 from payout_service.cli import rounds as cli_rounds
 from payout_service.cli import screening as cli_screening
 from payout_service.cli import statements as cli_statements
@@ -368,6 +370,16 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"payoutctl: payout is {state}, not AWAITING_SIGNATURE", file=sys.stderr)
                 return 1
             print(got.payout.unsigned_envelope_xdr)
+        elif args.command == "proof":
+            got = await stub.GetPayout(pb.GetPayoutRequest(payout_id=args.payout_id),
+                                       timeout=CALL_TIMEOUT)
+            if not got.payout.HasField("proof"):
+                state = _state(got.payout.state)
+                print(f"payoutctl: payout is {state}: no proof of payment (only a CONFIRMED "
+                      "payout has one)", file=sys.stderr)
+                return 1
+            print(cli_proofs.render(got.payout, args.network, args.output,
+                                    memo=memo_text(got.payout.proof.memo)))
         elif args.command == "watch":
             async for event in stub.WatchPayout(pb.WatchPayoutRequest(payout_id=args.payout_id)):
                 print(render(event, args.output), flush=True)
@@ -475,6 +487,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--reason", help="recorded in the payout's audit trail")
     cli_exports.add_parser(command, state_name, STATE_NAMES)
     cli_approvals.add_parsers(command)
+    cli_proofs.add_parser(command)
     command("health", "health level, metrics and active alerts (admin identity)")
     a = command("alert-config", "show the alert configuration, or change it with the flags "
                 "below (admin identity); unset flags keep their value")

@@ -28,11 +28,15 @@ EXPORT_COLUMNS = (
     "tx_hash", "ledger", "network_fee_stroops", "failure_code", "failure_message",
     "round_id", "batch_id", "reference", "correlation_id", "metadata",
     "memo_type", "memo_value", "muxed_id",
+    # The proof of payment (core/payment_proofs.py), empty until the payout is CONFIRMED.
+    "ledger_closed_at", "op_index", "event_id", "fee_charged_stroops", "fee_share_stroops",
+    "treasury",
 )
 # Amounts leave as integer strings: a JSON reader parsing numbers as doubles would round
 # anything above 2**53 stroops.
-_STROOP_COLUMNS = ("gross_stroops", "fee_stroops", "net_stroops", "network_fee_stroops")
-_TIME_COLUMNS = ("created_at", "updated_at", "confirmed_at")
+_STROOP_COLUMNS = ("gross_stroops", "fee_stroops", "net_stroops", "network_fee_stroops",
+                   "fee_charged_stroops", "fee_share_stroops")
+_TIME_COLUMNS = ("created_at", "updated_at", "confirmed_at", "ledger_closed_at")
 
 DEFAULT_ROWS_PER_CHUNK = 500
 MAX_ROWS_PER_CHUNK = 1000

@@ -39,6 +39,7 @@ class AlertKind(StrEnum):
     SENDING_PAUSED = "SENDING_PAUSED"
     CHANNELS_HELD = "CHANNELS_HELD"
     WEBHOOKS_DEAD_LETTERED = "WEBHOOKS_DEAD_LETTERED"
+    AWAITING_FUNDS = "AWAITING_FUNDS"
 
 
 FINDING_ALERTS = {
@@ -75,6 +76,8 @@ class HealthMetrics:
     held_reason: str = ""
     # Webhook events whose retry budget is spent, not yet redelivered.
     webhooks_dead_lettered: int = 0
+    # Payouts the paying account cannot cover now (core/funds.py).
+    awaiting_funds: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,12 @@ def conditions(m: HealthMetrics, t: AlertThresholds) -> list[Condition]:
             f"{m.webhooks_dead_lettered} webhook event(s) dead-lettered after the retry budget "
             f"(payoutctl webhooks list --state dead_lettered; redeliver once the receiver is "
             f"back)"))
+    if m.awaiting_funds:
+        # No threshold: a held payout is money a payee waits for until the payer tops up.
+        found.append(Condition(
+            AlertKind.AWAITING_FUNDS, Level.WARNING,
+            f"{m.awaiting_funds} payout(s) awaiting funds: the paying account cannot cover "
+            f"them; top it up and they go out in creation order"))
     return found + watchdog_conditions(m.open_findings, m.sending_paused, m.paused_reason)
 
 

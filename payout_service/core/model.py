@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from payout_service.core.payment_proofs import PaymentProof
 from payout_service.core.states import AttemptStatus, PayoutState
 
 
@@ -78,6 +79,8 @@ class Payout:
     memo_value: str | None = None
     muxed_id: int | None = None
     current_attempt: Attempt | None = field(default=None)
+    # What the chain recorded, for a confirmed payout (payout_proofs); loaded where shown.
+    proof: PaymentProof | None = field(default=None)
 
 
 @dataclass(frozen=True)

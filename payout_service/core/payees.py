@@ -13,7 +13,7 @@ from stellar_sdk import xdr as x
 from payout_service.core.validation import Memo, MemoKind
 
 
-def _memo_text(memo: x.Memo) -> str:
+def memo_text(memo: x.Memo) -> str:
     """A transaction memo in the stored form of core/validation (kind:value), '' for none."""
     if memo.type == x.MemoType.MEMO_TEXT and memo.text is not None:
         return f"text:{memo.text.decode('utf-8', 'replace')}"
@@ -30,7 +30,7 @@ def _expected_memo(memo: Memo | None) -> str:
     return f"{memo.kind.value}:{memo.value}" if memo is not None else ""
 
 
-def _operation_events(meta: x.TransactionMeta, op_index: int) -> list[x.ContractEvent]:
+def operation_events(meta: x.TransactionMeta, op_index: int) -> list[x.ContractEvent]:
     if meta.v4 is not None:
         ops = meta.v4.operations
         return list(ops[op_index].events) if op_index < len(ops) else []
@@ -39,7 +39,7 @@ def _operation_events(meta: x.TransactionMeta, op_index: int) -> list[x.Contract
     return []
 
 
-def _transfer_muxed_id(events: list[x.ContractEvent]) -> tuple[bool, int | None]:
+def transfer_muxed_id(events: list[x.ContractEvent]) -> tuple[bool, int | None]:
     """(a transfer event was found, its to_muxed_id as u64 or None)."""
     for event in events:
         body = event.body.v0
@@ -67,7 +67,7 @@ def landed_payee_problem(envelope_xdr: str, meta_xdr: str, *, op_index: int,
     tx = x.TransactionEnvelope.from_xdr(envelope_xdr).v1
     if tx is None:
         return "the included envelope is not a v1 transaction"
-    landed_memo, asked_memo = _memo_text(tx.tx.memo), _expected_memo(memo)
+    landed_memo, asked_memo = memo_text(tx.tx.memo), _expected_memo(memo)
     if landed_memo != asked_memo:
         return f"memo {landed_memo or 'none'} landed, {asked_memo or 'none'} was asked"
     operations = tx.tx.operations
@@ -78,8 +78,8 @@ def landed_payee_problem(envelope_xdr: str, meta_xdr: str, *, op_index: int,
         destination = body.payment_op.destination
         landed = destination.med25519.id.uint64 if destination.med25519 is not None else None
     elif body.invoke_host_function_op is not None:
-        found, landed = _transfer_muxed_id(
-            _operation_events(x.TransactionMeta.from_xdr(meta_xdr), op_index))
+        found, landed = transfer_muxed_id(
+            operation_events(x.TransactionMeta.from_xdr(meta_xdr), op_index))
         if not found:
             return "no transfer event in the included transaction"
     else:

@@ -22,6 +22,8 @@ class PayoutState(StrEnum):
     CANCELLED = "CANCELLED"
     # Above an approval threshold: waits for N distinct approvers before it is built.
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    # The paying account cannot cover it now (core/funds.py); nothing built, nothing spent.
+    AWAITING_FUNDS = "AWAITING_FUNDS"
 
 
 S = PayoutState
@@ -37,8 +39,11 @@ class PayoutMode(StrEnum):
 TRANSITIONS: dict[PayoutState, frozenset[PayoutState]] = {
     # ACCEPTED -> ACCEPTED: an attempt that never left us was superseded before signing.
     S.ACCEPTED: frozenset(
-        {S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED, S.FAILED, S.CANCELLED}
+        {S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED, S.FAILED, S.CANCELLED,
+         S.AWAITING_FUNDS}
     ),
+    # Held before anything was built: released to ACCEPTED once a balance read covers it.
+    S.AWAITING_FUNDS: frozenset({S.ACCEPTED, S.CANCELLED}),
     S.BUILT: frozenset({S.CANCELLED}),
     # AWAITING_SIGNATURE -> CONFIRMED: the holder of the unsigned envelope signed it and
     # submitted it to the network itself, without SubmitSignedTransaction.
@@ -63,7 +68,7 @@ TRANSITIONS: dict[PayoutState, frozenset[PayoutState]] = {
 TERMINAL = frozenset({S.BUILT, S.CONFIRMED, S.FAILED, S.CANCELLED})
 # A payout in these states has no attempt that we could still send.
 CANCELLABLE = frozenset({S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED,
-                         S.AWAITING_APPROVAL})
+                         S.AWAITING_APPROVAL, S.AWAITING_FUNDS})
 
 
 class AttemptStatus(StrEnum):

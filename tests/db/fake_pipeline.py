@@ -17,6 +17,7 @@ from payout_service.adapters.ledger import (
     Accepted,
     Included,
     LedgerInfo,
+    LedgerUnavailable,
     NotFound,
     Rejected,
 )
@@ -42,11 +43,25 @@ class FakeLedger:
     close_time: int = field(default_factory=lambda: int(time.time()))
     pending: dict[str, TransactionEnvelope] = field(default_factory=dict)
     included: dict[str, int] = field(default_factory=dict)
+    # What getTransaction would show of an included one: its envelope and its ledger's close.
+    landed: dict[str, tuple[str, int]] = field(default_factory=dict)
     drop_next: int = 0
     sends: int = 0
     # Like a real node's queue: one pending transaction per source, no chains.
     one_pending: bool = False
     reject_code: str | None = None
+
+    # What the payer can send per asset (payer_funds); None: not limited. The fake never
+    # debits it: a test sets it.
+    funds: dict[str, int | None] | None = None
+    funds_unavailable: bool = False
+    funds_reads: int = 0
+
+    async def payer_funds(self, account_id: str, assets: list[str]) -> dict[str, int | None]:
+        self.funds_reads += 1
+        if self.funds_unavailable:
+            raise LedgerUnavailable("ClientConnectorError")
+        return dict(self.funds or {})
 
     async def account_sequence(self, account_id: str) -> int:
         return self.account_seq
@@ -95,11 +110,15 @@ class FakeLedger:
                 continue
             self.account_seq = env.transaction.sequence
             self.included[tx_hash] = self.ledger
+            self.landed[tx_hash] = (env.to_xdr(), self.close_time)
         self.pending.clear()
 
     async def lookup(self, tx_hash: str) -> Included | NotFound:
         if tx_hash in self.included:
-            return Included(True, self.included[tx_hash], "txSUCCESS", 250)
+            envelope_xdr, closed_at = self.landed.get(tx_hash, ("", 0))
+            return Included(True, self.included[tx_hash], "txSUCCESS", 250,
+                            envelope_xdr=envelope_xdr, close_time=closed_at,
+                            application_order=1)
         return NotFound(self.ledger, self.close_time, 1)
 
 

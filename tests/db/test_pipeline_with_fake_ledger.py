@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from stellar_sdk import Keypair
 from stellar_sdk.transaction_envelope import TransactionEnvelope
@@ -638,3 +639,33 @@ async def test_a_sent_transaction_past_its_max_time_takes_no_room_in_the_network
     assert await _classic_in_flight(pool, max_time - 1) == 100, "still includable"
     assert await _classic_in_flight(pool, max_time) == 0, "a ledger closed at its max_time"
     assert await _classic_in_flight(pool) == 100, "no close time known: counted"
+
+
+async def test_a_confirmed_payout_carries_its_proof_and_the_table_refuses_a_bad_one(world):
+    make, source = world
+    desk, pipeline, ledger, _ = make("signer")
+    for n in range(2):
+        await create(desk, n)
+    await run_until_settled(pipeline, ledger)
+    rows = await desk.store.pool.fetch(
+        """SELECT pr.*, a.tx_hash AS attempt_hash, a.ledger AS attempt_ledger
+           FROM payout_proofs pr JOIN payouts p ON p.id = pr.payout_id
+           JOIN payout_attempts a ON a.payout_id = p.id AND a.number = p.attempt_count""")
+    assert len(rows) == 2, "a proof for every confirmed payout"
+    for row in rows:
+        assert (row["tx_hash"], row["ledger"]) == (row["attempt_hash"], row["attempt_ledger"])
+        assert (row["op_index"], row["fee_charged"], row["fee_share"]) == (0, 250, 250)
+        assert row["treasury"] == source.public_key
+        assert int(row["ledger_closed_at"].timestamp()) == ledger.landed[row["tx_hash"]][1]
+    payout = await desk.store.get_payout(str(rows[0]["payout_id"]))
+    assert payout is not None and payout.proof is not None
+    assert payout.proof.tx_hash == rows[0]["tx_hash"]
+    webhook = await desk.store.pool.fetchval(
+        "SELECT payload->'proof'->>'tx_hash' FROM outbox_events WHERE payout_id = $1",
+        rows[0]["payout_id"])
+    assert webhook == rows[0]["tx_hash"]
+    for column, value in (("fee_share", -1), ("op_index", -1), ("fee_share", 251)):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await desk.store.pool.execute(
+                f"UPDATE payout_proofs SET {column} = $1 WHERE payout_id = $2",  # noqa: S608
+                value, rows[0]["payout_id"])

@@ -138,6 +138,8 @@ def batch_worker_env(database: str, sandbox: SandboxClient, keys: BatchSigner,
         "PAYOUTS_CONFIRM_POLL_MS": "150", "PAYOUTS_TX_WINDOW_SECONDS": "5",
         "PAYOUTS_RPC_TIMEOUT_MS": "1000", "PAYOUTS_MAX_ATTEMPTS": "10",
         "PAYOUTS_BATCH_MODE": world.mode,
+        # The guilty payouts include one the chain refuses as PAYMENT_UNDERFUNDED: not held.
+        "PAYOUTS_FUNDS_CHECK": "false",
     }
     if world.mode == "contract":
         env["PAYOUT_CONTRACT_ID"] = default_payout_contract_id(sandbox.passphrase)

@@ -31,6 +31,7 @@ from signer_service.audit import read_records
 from soroban_sandbox.server import SandboxConfig
 from soroban_sandbox.testing import InProcessSandbox
 from tests.integration.batch_signing import BatchSigner
+from tests.integration.chain_proofs import assert_proofs_match_the_ledger
 from tests.integration.test_live_with_signer import signer_env
 
 XLM = 10_000_000
@@ -51,7 +52,10 @@ async def make_pipeline(
         "DATABASE_URL": database, "PAYOUT_SOURCE_ACCOUNT": keys.payer,
         "PAYOUTS_LIVE_EXECUTION": "true", "SOROBAN_RPC_URL": sandbox.rpc_url,
         "STELLAR_NETWORK_PASSPHRASE": sandbox.passphrase, "PAYOUTS_PLAINTEXT": "true",
-        "PAYOUTS_CONFIRM_POLL_MS": "50", "PAYOUTS_BATCH_MODE": "classic", **extra,
+        "PAYOUTS_CONFIRM_POLL_MS": "50", "PAYOUTS_BATCH_MODE": "classic",
+        # The chain's own PAYMENT_UNDERFUNDED blame is what these tests check, the path a
+        # failed balance read falls back to: no payout is held for funds first.
+        "PAYOUTS_FUNDS_CHECK": "false", **extra,
     }
     config = load_config(env)
     assert config.signer is not None
@@ -158,6 +162,12 @@ async def test_a_batch_pays_the_innocent_once_and_fails_the_guilty_with_their_re
     assert len(confirmed_tx) == 1
     landed = await sandbox.transaction(confirmed_tx[0]["tx_hash"])
     assert landed is not None
+    # Each confirmed payout's proof is what the ledger says of its operation.
+    proofs = await assert_proofs_match_the_ledger(
+        desk.store.pool, sandbox.rpc_url, ["usd-ok", "xlm-existing", "xlm-new-account"])
+    assert sorted(p["op_index"] for p in proofs) == [0, 1, 2]
+    assert {p["treasury"] for p in proofs} == {batch_signer.payer}
+    assert all(p["event_id"] for p in proofs if p["payout_id"] != "xlm-new-account")
     await shut(desk, pipeline)
 
 
@@ -238,6 +248,9 @@ async def test_contract_batches_pay_through_one_call_and_isolate_a_failing_payou
         """SELECT count(*) AS n FROM payout_attempts WHERE status = 'included'
            GROUP BY tx_hash ORDER BY n DESC""")
     assert [s["n"] for s in sizes] == [3, 1]
+    proofs = await assert_proofs_match_the_ledger(
+        desk.store.pool, sandbox.rpc_url, [f"ok{n}" for n in range(4)], contract_batch=True)
+    assert all(p["event_id"] and p["op_index"] == 0 for p in proofs)
     await shut(desk, pipeline)
 
 

@@ -16,6 +16,7 @@ from stellar_sdk.client.aiohttp_client import AiohttpClient
 from soroban_sandbox.testing import RunningSandbox
 from stellar_payouts_pb.payout.v1 import payout_pb2 as pb
 from stellar_payouts_pb.payout.v1 import payout_pb2_grpc
+from tests.integration.chain_proofs import assert_proofs_match_the_ledger
 from tests.waiting import eventually
 
 
@@ -123,6 +124,22 @@ async def test_external_signing_pays_exactly_once(payout_service_factory, sandbo
         "SELECT count(*) FROM outbox_events WHERE event_type = 'payout.confirmed'"
     )
     assert outbox == len(dests)
+    # Single Soroban payouts: each proof is operation 0 of its own transaction, as the
+    # ledger recorded it, and GetPayout, ListPayouts and the webhook event carry it.
+    proofs = await assert_proofs_match_the_ledger(
+        service.pool, sandbox.rpc_url, [f"live-{n}" for n in range(len(dests))])
+    by_id = {p.payout_id: p for p in listed.payouts}
+    for stored in proofs:
+        shown = by_id[stored["payout_id"]].proof
+        assert (shown.tx_hash, shown.ledger, shown.op_index, shown.event_id,
+                shown.fee_charged_stroops, shown.fee_share_stroops, shown.treasury) == (
+            stored["tx_hash"], stored["ledger"], 0, stored["event_id"],
+            stored["fee_charged"], stored["fee_charged"], funded_source.public_key)
+        assert stored["event_id"], "a SAC transfer emits a transfer event"
+    webhook_proofs = await service.pool.fetch(
+        "SELECT payload->'proof'->>'event_id' AS event_id FROM outbox_events "
+        "WHERE event_type = 'payout.confirmed' ORDER BY payload->>'payout_id'")
+    assert [r["event_id"] for r in webhook_proofs] == [p["event_id"] for p in proofs]
 
 
 async def sign_whatever_awaits(stub, sandbox, source: Keypair, stop: asyncio.Event) -> int:

@@ -174,6 +174,11 @@ async def test_muxed_and_memo_payouts_are_paid_in_a_classic_batch_as_the_exchang
             ("plain", "muxed-b", "memo-text", "memo-id")] == [
         (None, None), (None, str(2**64 - 1)), ({"type": "text", "value": "customer 7"}, None),
         ({"type": "id", "value": str(2**64 - 1)}, None)]
+    # Their proofs of payment say the same, as read from the landed transactions.
+    assert [(webhooks[k]["proof"]["memo"], webhooks[k]["proof"]["muxed_id"]) for k in
+            ("plain", "muxed-b", "memo-text", "memo-id")] == [
+        (None, None), (None, str(2**64 - 1)), ({"type": "text", "value": "customer 7"}, None),
+        ({"type": "id", "value": str(2**64 - 1)}, None)]
     # The memo payouts each in a transaction of their own; the others share one.
     hashes = {k: r["tx_hash"] for k, r in rows.items()}
     assert hashes["plain"] == hashes["muxed-a"] == hashes["muxed-b"]
@@ -228,6 +233,7 @@ async def test_a_muxed_payout_in_soroban_mode_is_a_sac_transfer_to_the_muxed_add
             await create(desk, "soroban-memo", exchange, "1", ("id", 5))
         assert refused.value.subject == "memo"
         rows = await settle_with_hashes(desk, pipeline)
+        proof = await desk.store.pool.fetchrow("SELECT op_index, muxed_id, memo FROM payout_proofs")
     finally:
         await shut(desk, pipeline)
 
@@ -242,6 +248,7 @@ async def test_a_muxed_payout_in_soroban_mode_is_a_sac_transfer_to_the_muxed_add
     assert checked(caplog) == ["soroban-muxed"]
     envelope, meta = await landed(sandbox, rows["soroban-muxed"]["tx_hash"])
     assert landed_payee_problem(envelope, meta, op_index=0, memo=None, muxed_id=77) is None
+    assert (proof["op_index"], proof["muxed_id"], proof["memo"]) == (0, 77, "")
     assert landed_payee_problem(envelope, meta, op_index=0, memo=None, muxed_id=78) == (
         "muxed id 77 landed, 78 was asked")
 

@@ -84,7 +84,8 @@ async def payoutctl(*args: str, env: dict[str, str] | None = None) -> tuple[int,
 
 async def test_payoutctl_help_explains_the_connection_on_every_command():
     commands = ["", "create", "get", "list", "watch", "unsigned", "submit-signed", "retry",
-                "cancel", "health", "alert-config", "rounds resolve", "runs statement"]
+                "cancel", "health", "alert-config", "rounds resolve", "runs statement",
+                "proof"]
     for command in commands:
         code, out, err = await payoutctl(*command.split(), "--help")
         assert code == 0, err
@@ -138,6 +139,8 @@ async def test_payoutctl_tables_and_field_errors(payout_service):
     assert row.split()[:3] == ["t-1", "BUILT", "2.5000000"]
     code, out, err = await payoutctl("get", "t-1", "--output", "table", env=target)
     assert code == 0 and "state:" in out and "BUILT" in out
+    code, out, err = await payoutctl("proof", "t-1", env=target)
+    assert code == 1 and "BUILT: no proof of payment" in err and "Traceback" not in err
 
 
 async def test_payoutctl_rounds_refuses_a_bad_winners_file_by_line_and_sends_nothing(

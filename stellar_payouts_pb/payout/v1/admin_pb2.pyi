@@ -33,6 +33,7 @@ class AlertKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALERT_KIND_SENDING_PAUSED: _ClassVar[AlertKind]
     ALERT_KIND_CHANNELS_HELD: _ClassVar[AlertKind]
     ALERT_KIND_WEBHOOKS_DEAD_LETTERED: _ClassVar[AlertKind]
+    ALERT_KIND_AWAITING_FUNDS: _ClassVar[AlertKind]
 
 class AlertStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -103,6 +104,7 @@ ALERT_KIND_WATCHDOG_GAP: AlertKind
 ALERT_KIND_SENDING_PAUSED: AlertKind
 ALERT_KIND_CHANNELS_HELD: AlertKind
 ALERT_KIND_WEBHOOKS_DEAD_LETTERED: AlertKind
+ALERT_KIND_AWAITING_FUNDS: AlertKind
 ALERT_STATUS_UNSPECIFIED: AlertStatus
 ALERT_STATUS_ACTIVE: AlertStatus
 ALERT_STATUS_ACKNOWLEDGED: AlertStatus

@@ -22,6 +22,7 @@ class PayoutState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYOUT_STATE_FAILED: _ClassVar[PayoutState]
     PAYOUT_STATE_CANCELLED: _ClassVar[PayoutState]
     PAYOUT_STATE_AWAITING_APPROVAL: _ClassVar[PayoutState]
+    PAYOUT_STATE_AWAITING_FUNDS: _ClassVar[PayoutState]
 
 class ExecutionMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -52,6 +53,7 @@ PAYOUT_STATE_CONFIRMED: PayoutState
 PAYOUT_STATE_FAILED: PayoutState
 PAYOUT_STATE_CANCELLED: PayoutState
 PAYOUT_STATE_AWAITING_APPROVAL: PayoutState
+PAYOUT_STATE_AWAITING_FUNDS: PayoutState
 EXECUTION_MODE_UNSPECIFIED: ExecutionMode
 EXECUTION_MODE_BUILD_ONLY: ExecutionMode
 EXECUTION_MODE_SIGNER_SERVICE: ExecutionMode
@@ -111,7 +113,7 @@ class Attempt(_message.Message):
     def __init__(self, number: _Optional[int] = ..., source_account: _Optional[str] = ..., sequence: _Optional[int] = ..., min_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tx_hash: _Optional[str] = ..., fee_stroops: _Optional[int] = ..., status: _Optional[str] = ..., result_code: _Optional[str] = ..., ledger: _Optional[int] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., proof: _Optional[str] = ...) -> None: ...
 
 class Payout(_message.Message):
-    __slots__ = ("id", "payout_id", "idempotency_key", "destination", "asset", "gross", "fee", "net", "state", "mode", "unsigned_envelope_xdr", "tx_hash", "ledger", "failure", "attempt_count", "current_attempt", "metadata", "round_id", "batch_id", "correlation_id", "created_at", "updated_at", "confirmed_at", "reference", "network_fee_stroops", "memo", "muxed_id")
+    __slots__ = ("id", "payout_id", "idempotency_key", "destination", "asset", "gross", "fee", "net", "state", "mode", "unsigned_envelope_xdr", "tx_hash", "ledger", "failure", "attempt_count", "current_attempt", "metadata", "round_id", "batch_id", "correlation_id", "created_at", "updated_at", "confirmed_at", "reference", "network_fee_stroops", "memo", "muxed_id", "proof")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +148,7 @@ class Payout(_message.Message):
     NETWORK_FEE_STROOPS_FIELD_NUMBER: _ClassVar[int]
     MEMO_FIELD_NUMBER: _ClassVar[int]
     MUXED_ID_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     id: str
     payout_id: str
     idempotency_key: str
@@ -173,7 +176,32 @@ class Payout(_message.Message):
     network_fee_stroops: int
     memo: Memo
     muxed_id: int
-    def __init__(self, id: _Optional[str] = ..., payout_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., destination: _Optional[str] = ..., asset: _Optional[str] = ..., gross: _Optional[_Union[Amount, _Mapping]] = ..., fee: _Optional[_Union[Amount, _Mapping]] = ..., net: _Optional[_Union[Amount, _Mapping]] = ..., state: _Optional[_Union[PayoutState, str]] = ..., mode: _Optional[_Union[ExecutionMode, str]] = ..., unsigned_envelope_xdr: _Optional[str] = ..., tx_hash: _Optional[str] = ..., ledger: _Optional[int] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., attempt_count: _Optional[int] = ..., current_attempt: _Optional[_Union[Attempt, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., round_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference: _Optional[str] = ..., network_fee_stroops: _Optional[int] = ..., memo: _Optional[_Union[Memo, _Mapping]] = ..., muxed_id: _Optional[int] = ...) -> None: ...
+    proof: PaymentProof
+    def __init__(self, id: _Optional[str] = ..., payout_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., destination: _Optional[str] = ..., asset: _Optional[str] = ..., gross: _Optional[_Union[Amount, _Mapping]] = ..., fee: _Optional[_Union[Amount, _Mapping]] = ..., net: _Optional[_Union[Amount, _Mapping]] = ..., state: _Optional[_Union[PayoutState, str]] = ..., mode: _Optional[_Union[ExecutionMode, str]] = ..., unsigned_envelope_xdr: _Optional[str] = ..., tx_hash: _Optional[str] = ..., ledger: _Optional[int] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., attempt_count: _Optional[int] = ..., current_attempt: _Optional[_Union[Attempt, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., round_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference: _Optional[str] = ..., network_fee_stroops: _Optional[int] = ..., memo: _Optional[_Union[Memo, _Mapping]] = ..., muxed_id: _Optional[int] = ..., proof: _Optional[_Union[PaymentProof, _Mapping]] = ...) -> None: ...
+
+class PaymentProof(_message.Message):
+    __slots__ = ("tx_hash", "ledger", "ledger_closed_at", "op_index", "event_id", "fee_charged_stroops", "fee_share_stroops", "memo", "muxed_id", "treasury")
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_CLOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    OP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FEE_CHARGED_STROOPS_FIELD_NUMBER: _ClassVar[int]
+    FEE_SHARE_STROOPS_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    MUXED_ID_FIELD_NUMBER: _ClassVar[int]
+    TREASURY_FIELD_NUMBER: _ClassVar[int]
+    tx_hash: str
+    ledger: int
+    ledger_closed_at: _timestamp_pb2.Timestamp
+    op_index: int
+    event_id: str
+    fee_charged_stroops: int
+    fee_share_stroops: int
+    memo: Memo
+    muxed_id: int
+    treasury: str
+    def __init__(self, tx_hash: _Optional[str] = ..., ledger: _Optional[int] = ..., ledger_closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., op_index: _Optional[int] = ..., event_id: _Optional[str] = ..., fee_charged_stroops: _Optional[int] = ..., fee_share_stroops: _Optional[int] = ..., memo: _Optional[_Union[Memo, _Mapping]] = ..., muxed_id: _Optional[int] = ..., treasury: _Optional[str] = ...) -> None: ...
 
 class Memo(_message.Message):
     __slots__ = ("text", "id", "hash", "return_hash")
