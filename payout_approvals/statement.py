@@ -99,3 +99,11 @@ def approvers_who_approved(payment: Payment, approvals: Iterable[Approval],
     several approvals count once, an unlisted key's not at all."""
     return frozenset(a.approver for a in approvals
                      if a.approver in approvers and is_valid(payment, a, now))
+
+
+def approval_by(secret: str, payment: Payment, payout_id: str, expires_at: int) -> Approval:
+    """An approver's approval of `payment`, signed here with its Ed25519 secret (S...):
+    for the approver's own machine (payoutctl approve), never for a service."""
+    key = Keypair.from_secret(secret)
+    return Approval(key.public_key, key.sign(statement(payment, payout_id, expires_at)),
+                    payout_id, expires_at)

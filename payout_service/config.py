@@ -17,6 +17,7 @@ from typing import Any
 
 from payout_service.adapters.database import parse_database_url
 from payout_service.core.amounts import AmountError, parse_amount
+from payout_service.core.approvals import ApprovalRules, parse_approval_rules
 from payout_service.core.batches import (
     MAX_OPERATIONS_PER_TX,
     PUBLISHED_TX_WRITE_ENTRIES,
@@ -286,6 +287,9 @@ class Config:
     # PAYOUTS_SCREENING_ALLOWLIST_ONLY: only destinations on the allow list are paid
     # (core/screening.py); the deny list applies either way.
     screening_allowlist_only: bool = False
+    # PAYOUTS_APPROVERS / _APPROVALS_REQUIRED / _APPROVAL_THRESHOLDS (core/approvals.py);
+    # None: no payout waits for approval.
+    approval_rules: ApprovalRules | None = None
     programs: ProgramsConfig = field(default_factory=ProgramsConfig)
     log_level: str = "INFO"
     # Where spans go (OTLP gRPC); None: tracing off.
@@ -378,6 +382,16 @@ def _database_url(env: Mapping[str, str]) -> str:
     return url
 
 
+def _approval_rules(env: Mapping[str, str]) -> ApprovalRules | None:
+    try:
+        return parse_approval_rules(env.get("PAYOUTS_APPROVAL_THRESHOLDS", ""),
+                                    env.get("PAYOUTS_APPROVALS_REQUIRED", "1"),
+                                    env.get("PAYOUTS_APPROVERS", ""))
+    except ValueError as err:
+        raise ConfigError(f"PAYOUTS_APPROVERS / PAYOUTS_APPROVALS_REQUIRED / "
+                          f"PAYOUTS_APPROVAL_THRESHOLDS: {err}") from None
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     env, renamed_in_use = resolve_renamed(os.environ if env is None else env)
     if env.get("PAYOUT_HOT_SIGNER_SECRET"):
@@ -459,6 +473,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         funds_check=_bool(env, "PAYOUTS_FUNDS_CHECK", True),
         max_bulk_items=_int(env, "PAYOUTS_MAX_BULK_ITEMS", DEFAULT_MAX_BULK_ITEMS, minimum=1),
         screening_allowlist_only=_bool(env, "PAYOUTS_SCREENING_ALLOWLIST_ONLY", False),
+        approval_rules=_approval_rules(env),
         programs=_programs(env),
         log_level=_log_level(env),
         otlp_endpoint=(env.get("PAYOUTS_OTLP_ENDPOINT", "").strip()

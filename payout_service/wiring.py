@@ -19,6 +19,7 @@ from payout_service.adapters.ledger import LedgerGateway
 from payout_service.adapters.payout_store import archive_settled_events
 from payout_service.api.admin import AdminServicer
 from payout_service.api.rounds import RoundServicer
+from payout_service.app.approvals import Approvals
 from payout_service.app.desk import PayoutDesk
 from payout_service.app.loops import run_loop
 from payout_service.app.monitoring import Monitor
@@ -86,8 +87,9 @@ async def start_programs(
         alert_outbox=OutboxDelivery(pool, settings.webhooks, ALERT_NOTIFICATIONS),
     )
     rounds_pb2_grpc.add_RoundServiceServicer_to_server(RoundServicer(programs.rounds), server)
-    programs.admin = AdminServicer(programs.monitor, programs.runs,
-                                   ledger.lookup if ledger else None)
+    programs.admin = AdminServicer(
+        programs.monitor, programs.runs, ledger.lookup if ledger else None,
+        Approvals(pool, desk.config) if desk.config.approval_rules is not None else None)
     admin_pb2_grpc.add_PayoutAdminServiceServicer_to_server(programs.admin, server)
     if loops:
         steps: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from payout_approvals.statement import Approval
 from payout_service.config import SignerClientConfig
 from payout_service.core.channels import KeyRole
 from payout_service.tracing import client_interceptors
@@ -234,11 +235,12 @@ class SignerClient:
 
     async def sign_transaction(
         self, envelope_xdr: str, *, payout_id: str, attempt: int, correlation_id: str,
-        key_id: str | None = None,
+        key_id: str | None = None, approvals: Sequence[tuple[int, Approval]] = (),
     ) -> SignedEnvelope:
         """Adds the signature of `key_id` (default: the paying account's key). One request
         id for every instance asked, so an instance that already signed it answers with the
-        same signature without counting it again."""
+        same signature without counting it again. `approvals`: (operation index, approval),
+        for a key whose policy asks for approvals above a threshold."""
         key_id = key_id or self._key_id
         request = signer_pb2.SignTransactionRequest(
             key_id=key_id,
@@ -247,6 +249,7 @@ class SignerClient:
             context=signer_pb2.SigningContext(
                 payout_id=payout_id, attempt=attempt, correlation_id=correlation_id
             ),
+            approvals=_approvals(approvals),
         )
         try:
             response = await self._call("SignTransaction", request)
@@ -256,7 +259,7 @@ class SignerClient:
 
     async def check_transaction(
         self, envelope_xdr: str, *, payout_id: str = "", correlation_id: str = "",
-        key_id: str | None = None,
+        key_id: str | None = None, approvals: Sequence[tuple[int, Approval]] = (),
     ) -> CheckResult:
         """Would the signer sign this envelope with `key_id` now (CheckTransaction)? Nothing
         is signed or counted; a refusal's rule and account say what is not allowed."""
@@ -264,7 +267,8 @@ class SignerClient:
         request = signer_pb2.CheckTransactionRequest(
             key_id=key_id, envelope_xdr=envelope_xdr, request_id=uuid.uuid4().hex,
             context=signer_pb2.SigningContext(payout_id=payout_id,
-                                              correlation_id=correlation_id))
+                                              correlation_id=correlation_id),
+            approvals=_approvals(approvals))
         try:
             response = await self._call("CheckTransaction", request)
         except grpc.aio.AioRpcError as err:
@@ -279,6 +283,13 @@ class SignerClient:
         except grpc.aio.AioRpcError:
             return False
         return True
+
+
+def _approvals(approvals: Sequence[tuple[int, Approval]]) -> list[signer_pb2.Approval]:
+    return [signer_pb2.Approval(operation_index=index, approver_public_key=a.approver,
+                                signature=a.signature, payout_id=a.payout_id,
+                                expires_at=a.expires_at)
+            for index, a in approvals]
 
 
 def _signing_error(err: grpc.aio.AioRpcError, key_id: str) -> Exception:

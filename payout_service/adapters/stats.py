@@ -2,7 +2,7 @@
 statement.
 
 Money stays integer stroops; only the success rate is a float.
-- pending: not terminal (ACCEPTED, AWAITING_SIGNATURE, QUEUED, SUBMITTED);
+- pending: not terminal (ACCEPTED, AWAITING_APPROVAL, AWAITING_SIGNATURE, QUEUED, SUBMITTED);
 - total_gross / total_fees: every payout that is not FAILED or CANCELLED (paid or on its way);
 - total_net_confirmed: what destinations actually received (CONFIRMED only).
 Amounts of different assets are added as stroops; ask per destination for a single asset.

@@ -8,6 +8,7 @@ import grpc
 
 from payout_service.adapters.alert_store import AlertRecord
 from payout_service.adapters.run_store import RunRecord
+from payout_service.api.approvals import ApprovalAdmin
 from payout_service.api.channels import ChannelAdmin
 from payout_service.api.convert import amount, amount_from_pb, payout_to_pb, timestamp, total
 from payout_service.api.errors import handles_errors
@@ -15,6 +16,7 @@ from payout_service.api.identity import caller_identity
 from payout_service.api.screening import ScreeningAdmin
 from payout_service.api.watchdog import WatchdogAdmin
 from payout_service.api.webhooks import WebhookAdmin
+from payout_service.app.approvals import Approvals
 from payout_service.app.monitoring import Monitor
 from payout_service.app.reconcile import MAX_LOOKBACK_HOURS, Lookup, reconcile
 from payout_service.app.scheduled_runs import ScheduledRuns
@@ -129,13 +131,15 @@ def _run_fields(r: RunRecord) -> apb.Run:
 
 
 class AdminServicer(
-    ChannelAdmin, ScreeningAdmin, WatchdogAdmin, WebhookAdmin,
+    ApprovalAdmin, ChannelAdmin, ScreeningAdmin, WatchdogAdmin, WebhookAdmin,
     admin_pb2_grpc.PayoutAdminServiceServicer,  # type: ignore[misc]
 ):
-    def __init__(self, monitor: Monitor, runs: ScheduledRuns, lookup: Lookup | None) -> None:
+    def __init__(self, monitor: Monitor, runs: ScheduledRuns, lookup: Lookup | None,
+                 approvals: Approvals | None = None) -> None:
         self.monitor = monitor
         self.runs = runs
         self.lookup = lookup
+        self.approvals = approvals
 
     @handles_errors
     async def GetSystemHealth(  # noqa: N802 - gRPC method name

@@ -21,6 +21,7 @@ from payout_service.core.errors import (
     FieldViolation,
     InvalidArgument,
     NotFoundError,
+    PermissionDenied,
     Unavailable,
 )
 
@@ -79,6 +80,8 @@ def status_for(err: Exception) -> status_pb2.Status | None:
         return precondition(err.kind, err.subject, err.description)
     if isinstance(err, NotFoundError):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(err))
+    if isinstance(err, PermissionDenied):
+        return status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=str(err))
     if isinstance(err, NotImplementedError):
         return status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=str(err))
     if isinstance(err, Unavailable):

@@ -19,7 +19,9 @@ from payout_service.adapters.payout_store import (
     payouts_by_keys,
 )
 from payout_service.adapters.screening_store import entries_for
+from payout_service.app.approvals import approval_route
 from payout_service.config import Config
+from payout_service.core.approvals import waits_for_approval
 from payout_service.core.batches import BatchMode, payee_route_problem
 from payout_service.core.envelopes import signed_envelope_problem
 from payout_service.core.errors import (
@@ -40,6 +42,11 @@ from payout_service.core.validation import AmountLimits, PayoutRequest, validate
 from payout_service.failpoints import failpoint
 from payout_service.tracing import current_traceparent
 
+
+@dataclass(frozen=True)
+class _Paid:
+    asset: str
+    net_stroops: int
 
 class IdempotencyConflict(Conflict):
     def __init__(self, violations: list[FieldViolation]) -> None:
@@ -245,6 +252,9 @@ class PayoutDesk:
             # Built before the row is written, so a refused build leaves no row behind.
             unsigned_xdr = await self._build_unsigned(request.destination, split.net, request.asset)
             state = PayoutState.BUILT
+        elif waits_for_approval(_Paid(request.asset, split.net), request.destination,
+                                cfg.approval_rules, approval_route(cfg)):
+            state = PayoutState.AWAITING_APPROVAL
         return NewPayout(
             payout_id=request.payout_id, idempotency_key=request.idempotency_key,
             fingerprint=fingerprint(params), parameters=params, destination=request.destination,
@@ -315,7 +325,11 @@ class PayoutDesk:
 
     async def retry(self, payout: Payout, *, actor: str, reason: str) -> Payout:
         """RetryPayout: FAILED back to QUEUED for a new attempt, once no earlier attempt of
-        the payout may still land."""
+        the payout may still land. A payout an approver rejected is never retried: that would
+        pay it past the rejection."""
+        if payout.failure_code == "rejected":
+            raise PreconditionFailed("payout", "an approver rejected this payout; create a new "
+                                     "one to ask again", kind="APPROVAL")
         return await self.attempts.retry_failed(payout.id, actor=actor, reason=reason)
 
 

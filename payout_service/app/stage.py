@@ -9,7 +9,9 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from payout_approvals.statement import Approval
 from payout_service import metrics
+from payout_service.adapters.approval_store import approvals_of
 from payout_service.adapters.attempt_store import AttemptStore
 from payout_service.adapters.batch_store import BatchStore
 from payout_service.adapters.ledger import Included, LedgerGateway
@@ -92,13 +94,25 @@ class Stage:
                     code="NO_KEY")
             keys = (channel_key, None)
         envelope_xdr = attempt.envelope_xdr
+        approvals = await self._approvals(attempt)
         for key_id in keys:
             signed = await self.signer.sign_transaction(
                 envelope_xdr, payout_id=payout_id, attempt=attempt.number,
-                correlation_id=correlation_id, key_id=key_id,
+                correlation_id=correlation_id, key_id=key_id, approvals=approvals,
             )
             envelope_xdr = signed.envelope_xdr
         return signed
+
+    async def _approvals(self, attempt: Attempt) -> list[tuple[int, Approval]]:
+        """The stored, unexpired approvals of the attempt's payouts, each with its payout's
+        operation index (a single payout's transfer is operation 0): the signer needs them
+        for an operation above its approval threshold and ignores them otherwise."""
+        if self.config.approval_rules is None:
+            return []
+        indexes = ({attempt.payout_id: 0} if attempt.batch_id is None
+                   else await self.batches.op_indexes(attempt.batch_id))
+        stored = await approvals_of(self.queues.pool, list(indexes))
+        return [(indexes[payout], a) for payout, approvals in stored.items() for a in approvals]
 
     async def _expired_unsigned(self, attempt: Attempt) -> bool:
         """Before asking the signer: an attempt built and never signed whose max_time has

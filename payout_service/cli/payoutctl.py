@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from payout_service.cli import approvals as cli_approvals
 from payout_service.cli import bulk as cli_bulk
 from payout_service.cli import channels as cli_channels
 from payout_service.cli import exports as cli_exports
@@ -355,6 +356,8 @@ async def _run(args: argparse.Namespace) -> int:
                 return 1
         elif args.command == "screening":
             print(cli_screening.render(await cli_screening.run(channel, args), args.output))
+        elif args.command in ("approve", "reject"):
+            print(render(await cli_approvals.run(channel, args), args.output))
         elif args.command in SIMPLE:
             print(render(await SIMPLE[args.command](stub, args), args.output))
         elif args.command == "unsigned":
@@ -483,6 +486,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("payout_id")
     x.add_argument("--reason", help="recorded in the payout's audit trail")
     cli_exports.add_parser(command, state_name, STATE_NAMES)
+    cli_approvals.add_parsers(command)
     cli_proofs.add_parser(command)
     command("health", "health level, metrics and active alerts (admin identity)")
     a = command("alert-config", "show the alert configuration, or change it with the flags "
@@ -555,6 +559,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (UsageError, cli_channels.ChannelUsageError) as err:
         print(f"payoutctl: {err}", file=sys.stderr)
         sys.exit(2)
+    except cli_approvals.ApprovalRefused as err:
+        print(f"payoutctl: {err}", file=sys.stderr)
+        sys.exit(1)
     except grpc.aio.AioRpcError as err:
         print(explain(err, args), file=sys.stderr)
         sys.exit(1)

@@ -44,6 +44,10 @@ class NotFoundError(PayoutServiceError):
     """The named thing does not exist."""
 
 
+class PermissionDenied(PayoutServiceError):
+    """The caller is known but may not do this (an approver approving its own payout)."""
+
+
 class Conflict(PayoutServiceError):
     """The request collides with what already exists (an idempotency key used differently)."""
 

@@ -20,6 +20,8 @@ class PayoutState(StrEnum):
     CONFIRMED = "CONFIRMED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Above an approval threshold: waits for N distinct approvers before it is built.
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
     # The paying account cannot cover it now (core/funds.py); nothing built, nothing spent.
     AWAITING_FUNDS = "AWAITING_FUNDS"
 
@@ -59,11 +61,14 @@ TRANSITIONS: dict[PayoutState, frozenset[PayoutState]] = {
     S.FAILED: frozenset({S.QUEUED, S.AWAITING_SIGNATURE, S.CONFIRMED}),
     S.CONFIRMED: frozenset(),
     S.CANCELLED: frozenset({S.CONFIRMED}),
+    # -> ACCEPTED once approved; -> FAILED when an approver rejects it (RejectPayout).
+    S.AWAITING_APPROVAL: frozenset({S.ACCEPTED, S.FAILED, S.CANCELLED}),
 }
 
 TERMINAL = frozenset({S.BUILT, S.CONFIRMED, S.FAILED, S.CANCELLED})
 # A payout in these states has no attempt that we could still send.
-CANCELLABLE = frozenset({S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED, S.AWAITING_FUNDS})
+CANCELLABLE = frozenset({S.ACCEPTED, S.BUILT, S.AWAITING_SIGNATURE, S.QUEUED,
+                         S.AWAITING_APPROVAL, S.AWAITING_FUNDS})
 
 
 class AttemptStatus(StrEnum):

@@ -59,8 +59,9 @@ async def scan_stats(pool: asyncpg.Pool, destination: str = "") -> tuple[int, ..
     row = await pool.fetchrow(
         """SELECT count(*), count(*) FILTER (WHERE state = 'CONFIRMED'),
                   count(*) FILTER (WHERE state = 'FAILED'),
-                  count(*) FILTER (WHERE state IN ('ACCEPTED', 'AWAITING_SIGNATURE', 'QUEUED',
-                                                   'SUBMITTED')),
+                  count(*) FILTER (WHERE state IN ('ACCEPTED', 'AWAITING_APPROVAL',
+                                                   'AWAITING_FUNDS', 'AWAITING_SIGNATURE',
+                                                   'QUEUED', 'SUBMITTED')),
                   COALESCE(sum(gross_stroops) FILTER (
                       WHERE state NOT IN ('FAILED', 'CANCELLED')), 0),
                   COALESCE(sum(fee_stroops) FILTER (

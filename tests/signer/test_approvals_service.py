@@ -13,13 +13,19 @@ import pytest
 import pytest_asyncio
 from stellar_sdk import Account, Asset, Keypair, TransactionBuilder, TransactionEnvelope
 
-from payout_approvals.statement import Payment, memo_text, statement
+from payout_approvals.statement import Approval, Payment, memo_text, statement
+from payout_service.adapters.signer_client import SigningRefused
+from payout_service.core.approvals import approval_payment
+from payout_service.core.batches import BatchItem, OpKind, PlannedOp, build_classic_batch
+from payout_service.core.transactions import TxParams
 from signer_service.testing import SignerFixture, running_signer
 from stellar_payouts_pb.signer.v1 import signer_pb2, signer_pb2_grpc
 from tests.signer.conftest import SESSION_POLICY
 from tests.signer.envelopes import DESTINATION, PASSPHRASE, XLM_SAC, build_tx
 from tests.signer.test_batch_policy import units
 from tests.signer.test_deny_by_default_service import audited
+from tests.signer.test_two_instances import client_for
+from tests.unit.test_payout_approvals import payout
 
 XLM = 10**7
 APPROVERS = [Keypair.from_raw_ed25519_seed(bytes([i] * 32)) for i in (11, 12, 13)]
@@ -160,3 +166,34 @@ async def test_a_sac_transfer_is_bound_to_its_contract_from_to_and_amount(approv
     approvals = [approve(k, me, amount, asset=XLM_SAC) for k in APPROVERS[:2]]
     request, _ = await sign(stub, approvals_signer, envelope, approvals)
     assert audited(approvals_signer, request.request_id)["decision"] == "allow"
+
+
+async def test_the_payout_services_client_carries_approvals_of_its_own_statements(
+        approvals_signer):
+    """The payout service's side: statements built from stored payouts (core.approvals), sent
+    by its signer client with the operation index of each payout in a classic batch."""
+    me = approvals_signer.public_key
+    small, big = payout(net_stroops=XLM, payout_id="p-small"), payout(net_stroops=10 * XLM)
+    ops = [PlannedOp(BatchItem(p.id, p.destination, p.asset, p.net_stroops), OpKind.PAYMENT)
+           for p in (small, big)]
+    envelope = build_classic_batch(TxParams(me, 42, 0, int(time.time()) + 60, PASSPHRASE), ops,
+                                   operation_source=None).to_xdr()
+    expires_at = int(time.time()) + 600
+    statement_of_big = statement(approval_payment(big, network_passphrase=PASSPHRASE,
+                                                  treasury=me, classic=True),
+                                 big.payout_id, expires_at)
+    approvals = [(1, Approval(k.public_key, k.sign(statement_of_big), big.payout_id, expires_at))
+                 for k in APPROVERS[:2]]
+    client = client_for(approvals_signer)
+    try:
+        check = await client.check_transaction(envelope, approvals=approvals)
+        assert check.would_sign, check.message
+        with pytest.raises(SigningRefused) as err:
+            await client.sign_transaction(envelope, payout_id=big.payout_id, attempt=1,
+                                          correlation_id="c", approvals=approvals[:1])
+        assert err.value.rule == "approvals"
+        signed = await client.sign_transaction(envelope, payout_id=big.payout_id, attempt=1,
+                                               correlation_id="c", approvals=approvals)
+        assert signed.tx_hash
+    finally:
+        await client.close()

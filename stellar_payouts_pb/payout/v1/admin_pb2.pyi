@@ -892,3 +892,39 @@ class ListScreeningEntriesResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[ScreeningEntry]
     next_page_token: str
     def __init__(self, entries: _Optional[_Iterable[_Union[ScreeningEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ApprovePayoutRequest(_message.Message):
+    __slots__ = ("payout_id", "approver_public_key", "signature", "expires_at")
+    PAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    payout_id: str
+    approver_public_key: str
+    signature: bytes
+    expires_at: int
+    def __init__(self, payout_id: _Optional[str] = ..., approver_public_key: _Optional[str] = ..., signature: _Optional[bytes] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
+class ApprovePayoutResponse(_message.Message):
+    __slots__ = ("payout", "approvals", "required")
+    PAYOUT_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    payout: _payout_pb2.Payout
+    approvals: int
+    required: int
+    def __init__(self, payout: _Optional[_Union[_payout_pb2.Payout, _Mapping]] = ..., approvals: _Optional[int] = ..., required: _Optional[int] = ...) -> None: ...
+
+class RejectPayoutRequest(_message.Message):
+    __slots__ = ("payout_id", "reason")
+    PAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payout_id: str
+    reason: str
+    def __init__(self, payout_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RejectPayoutResponse(_message.Message):
+    __slots__ = ("payout",)
+    PAYOUT_FIELD_NUMBER: _ClassVar[int]
+    payout: _payout_pb2.Payout
+    def __init__(self, payout: _Optional[_Union[_payout_pb2.Payout, _Mapping]] = ...) -> None: ...

@@ -181,6 +181,16 @@ class PayoutAdminServiceStub:
                 request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesRequest.SerializeToString,
                 response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesResponse.FromString,
                 _registered_method=True)
+        self.ApprovePayout = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/ApprovePayout',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ApprovePayoutRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ApprovePayoutResponse.FromString,
+                _registered_method=True)
+        self.RejectPayout = channel.unary_unary(
+                '/payout.v1.PayoutAdminService/RejectPayout',
+                request_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RejectPayoutRequest.SerializeToString,
+                response_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RejectPayoutResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutAdminServiceServicer:
@@ -409,6 +419,27 @@ class PayoutAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApprovePayout(self, request, context):
+        """Four-eyes approvals (PAYOUTS_APPROVERS; docs/api.md#approvals). A payout above its
+        asset's threshold waits in PAYOUT_STATE_AWAITING_APPROVAL (ListPayouts with that state is
+        the approvers' queue) until enough distinct approvers approved it; then it is ACCEPTED
+        and built, and its approvals go to the signer with the signing request. The caller must
+        be a configured approver using its own key and not the payout's creator
+        (PERMISSION_DENIED); a signature that does not verify over the payout's statement is
+        INVALID_ARGUMENT naming `signature`. Approving again with the same key replaces the
+        earlier approval. `payoutctl approve` builds and signs the statement locally.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectPayout(self, request, context):
+        """AWAITING_APPROVAL -> FAILED (failure code `rejected`); any configured approver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -556,6 +587,16 @@ def add_PayoutAdminServiceServicer_to_server(servicer, server):
                     servicer.ListScreeningEntries,
                     request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesRequest.FromString,
                     response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesResponse.SerializeToString,
+            ),
+            'ApprovePayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApprovePayout,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ApprovePayoutRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ApprovePayoutResponse.SerializeToString,
+            ),
+            'RejectPayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectPayout,
+                    request_deserializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RejectPayoutRequest.FromString,
+                    response_serializer=stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RejectPayoutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1343,6 +1384,60 @@ class PayoutAdminService:
             '/payout.v1.PayoutAdminService/ListScreeningEntries',
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesRequest.SerializeToString,
             stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ListScreeningEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApprovePayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/ApprovePayout',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ApprovePayoutRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.ApprovePayoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectPayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payout.v1.PayoutAdminService/RejectPayout',
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RejectPayoutRequest.SerializeToString,
+            stellar__payouts__pb_dot_payout_dot_v1_dot_admin__pb2.RejectPayoutResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,6 +21,7 @@ class PayoutState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYOUT_STATE_CONFIRMED: _ClassVar[PayoutState]
     PAYOUT_STATE_FAILED: _ClassVar[PayoutState]
     PAYOUT_STATE_CANCELLED: _ClassVar[PayoutState]
+    PAYOUT_STATE_AWAITING_APPROVAL: _ClassVar[PayoutState]
     PAYOUT_STATE_AWAITING_FUNDS: _ClassVar[PayoutState]
 
 class ExecutionMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -51,6 +52,7 @@ PAYOUT_STATE_SUBMITTED: PayoutState
 PAYOUT_STATE_CONFIRMED: PayoutState
 PAYOUT_STATE_FAILED: PayoutState
 PAYOUT_STATE_CANCELLED: PayoutState
+PAYOUT_STATE_AWAITING_APPROVAL: PayoutState
 PAYOUT_STATE_AWAITING_FUNDS: PayoutState
 EXECUTION_MODE_UNSPECIFIED: ExecutionMode
 EXECUTION_MODE_BUILD_ONLY: ExecutionMode
