@@ -15,7 +15,7 @@ import asyncpg
 from payout_service.adapters.batch_store import rebuild_without
 from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
-from payout_service.adapters.proof_store import record_proof
+from payout_service.adapters.proof_store import record_proofs
 from payout_service.adapters.sequences import (
     consumed_through,
     lease_channel,
@@ -240,7 +240,7 @@ class AttemptStore:
                 sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
             )
             if payout is not None and proof is not None:
-                await record_proof(conn, attempt.payout_id, proof)
+                await record_proofs(conn, [(attempt.payout_id, proof)])
             return payout
 
     async def attempt_dead(
@@ -316,7 +316,7 @@ class AttemptStore:
                 sets={"confirmed_at": NOW, "network_fee_stroops": fee_charged},
             )
             if payout is not None and proof is not None:
-                await record_proof(conn, attempt.payout_id, proof)
+                await record_proofs(conn, [(attempt.payout_id, proof)])
             return payout
 
     async def abandoned_dead(self, attempt: Attempt, proof: str) -> None:

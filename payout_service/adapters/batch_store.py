@@ -19,7 +19,7 @@ import asyncpg
 
 from payout_service.adapters.channel_store import hold_channel
 from payout_service.adapters.payout_store import _attempt, payout_from_row
-from payout_service.adapters.proof_store import record_proof
+from payout_service.adapters.proof_store import record_proofs
 from payout_service.adapters.sequences import (
     consumed_through,
     lease_channel,
@@ -253,11 +253,10 @@ class BatchStore:
                 await consumed_through(conn, moved[0].source_account, moved[0].sequence)
             if proof_of is not None:
                 landed = {p.id for p in confirmed}
-                for member, fee in zip(members, fees, strict=True):
-                    proof = proof_of(member.op_index, fee) if member.payout_uuid in landed \
-                        else None
-                    if proof is not None:
-                        await record_proof(conn, member.payout_uuid, proof)
+                proofs = [(member.payout_uuid, proof_of(member.op_index, fee))
+                          for member, fee in zip(members, fees, strict=True)
+                          if member.payout_uuid in landed]
+                await record_proofs(conn, [(u, p) for u, p in proofs if p is not None])
             return confirmed
 
     async def op_indexes(self, batch_id: UUID) -> dict[UUID, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
@@ -14,23 +15,37 @@ _COLUMNS = ("tx_hash, ledger, ledger_closed_at, op_index, event_id, fee_charged,
             "memo, muxed_id, treasury")
 
 
-async def record_proof(conn: asyncpg.Connection, payout_uuid: UUID, proof: PaymentProof) -> None:
+async def record_proofs(conn: asyncpg.Connection,
+                        proofs: Sequence[tuple[UUID, PaymentProof]]) -> None:
     """Once per payout: a payout is confirmed once, and a proof is never recomputed. Called
-    in the SQL transaction that confirmed it, after the move: the payout.confirmed webhook
-    event that move queued gets the proof too, so a receiver never sees one without it."""
-    inserted = await conn.fetchval(
+    in the SQL transaction that confirmed them, after the move: the payout.confirmed webhook
+    event that move queued gets the proof too, so a receiver never sees one without it.
+    Two statements for a whole batch, whatever its size."""
+    if not proofs:
+        return
+    inserted = await conn.fetch(
         f"""INSERT INTO payout_proofs (payout_id, {_COLUMNS})
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-            ON CONFLICT (payout_id) DO NOTHING RETURNING true""",  # noqa: S608 - fixed columns
-        payout_uuid, proof.tx_hash, proof.ledger,
-        datetime.fromtimestamp(proof.ledger_close_time, UTC), proof.op_index, proof.event_id,
-        proof.fee_charged, proof.fee_share, proof.memo, proof.muxed_id, proof.treasury)
-    if inserted:
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::timestamptz[],
+                                 $5::integer[], $6::text[], $7::bigint[], $8::bigint[],
+                                 $9::text[], $10::numeric[], $11::text[])
+            ON CONFLICT (payout_id) DO NOTHING RETURNING payout_id""",  # noqa: S608
+        [u for u, _ in proofs], [p.tx_hash for _, p in proofs], [p.ledger for _, p in proofs],
+        [datetime.fromtimestamp(p.ledger_close_time, UTC) for _, p in proofs],
+        [p.op_index for _, p in proofs], [p.event_id for _, p in proofs],
+        [p.fee_charged for _, p in proofs], [p.fee_share for _, p in proofs],
+        [p.memo for _, p in proofs], [p.muxed_id for _, p in proofs],
+        [p.treasury for _, p in proofs])
+    new = {r["payout_id"] for r in inserted}
+    documents = [(u, json.dumps(proof_document(p))) for u, p in proofs if u in new]
+    if documents:
         await conn.execute(
-            """UPDATE outbox_events SET payload = payload || jsonb_build_object('proof', $2::jsonb)
-               WHERE id = (SELECT max(id) FROM outbox_events
-                           WHERE payout_id = $1 AND event_type = 'payout.confirmed')""",
-            payout_uuid, proof_document(proof))
+            """UPDATE outbox_events o
+               SET payload = o.payload || jsonb_build_object('proof', k.doc::jsonb)
+               FROM unnest($1::uuid[], $2::text[]) AS k(payout_id, doc)
+               WHERE o.id = (SELECT max(e.id) FROM outbox_events e
+                             WHERE e.payout_id = k.payout_id
+                               AND e.event_type = 'payout.confirmed')""",
+            [u for u, _ in documents], [d for _, d in documents])
 
 
 def _proof(row: asyncpg.Record) -> PaymentProof:

@@ -21,3 +21,8 @@ CREATE TABLE payout_proofs (
 );
 
 CREATE INDEX payout_proofs_tx_hash ON payout_proofs (tx_hash);
+
+-- The proof joins its payout.confirmed webhook event in the confirming transaction: found by
+-- payout, not by scanning an outbox that grows with every event.
+CREATE INDEX outbox_events_confirmed_payout_idx ON outbox_events (payout_id, id)
+    WHERE event_type = 'payout.confirmed';
