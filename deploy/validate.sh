@@ -40,7 +40,13 @@ COMPOSE_WHEEL="docker-compose==1.29.2"
 step() { printf '\n== %s\n' "$*"; }
 
 step "validator environment: $VENV"
-if [[ ! -x "$VENV/bin/python" ]]; then
+# One setup at a time (two checkouts on one machine share the cache), and a venv left half
+# made by an interrupted run (no pip in it) is made again instead of failing every later run.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
+if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  rm -rf "$VENV"
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.deploy-reqs"
@@ -59,6 +65,7 @@ with zipfile.ZipFile(glob.glob(f"{d}/docker_compose-*.whl")[0]) as z:
 PYEOF
   echo "$want" > "$stamp"
 fi
+flock -u 9
 COMPOSE_SCHEMA="$VENV/share/compose/compose_spec.json"
 
 cd "$ROOT"

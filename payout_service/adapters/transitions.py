@@ -323,13 +323,20 @@ async def move_for_funds(pool: asyncpg.Pool, hold: Sequence[UUID], release: Sequ
                          *, reason: str) -> tuple[int, int]:
     """The one place payouts enter and leave AWAITING_FUNDS: `hold` from ACCEPTED, `release`
     back to ACCEPTED (nothing was built, so it is built as if new). Each payout moves in a
-    statement of its own, skipped if another worker changed it meanwhile (cancelled, or
-    already moved). Returns (held, released)."""
+    statement of its own, skipped if another worker changed it meanwhile (cancelled, built,
+    or already moved). Returns (held, released)."""
     counts = [0, 0]
     for i, (ids, target, source) in enumerate((
             (hold, S.AWAITING_FUNDS, S.ACCEPTED), (release, S.ACCEPTED, S.AWAITING_FUNDS))):
         for payout_uuid in ids:
             async with pool.acquire() as conn, conn.transaction():
+                # Only a payout with nothing built is held: another replica may have built
+                # this one since it was read (its attempt then counts as in flight, and a
+                # built payout in AWAITING_FUNDS could be neither signed nor rebuilt).
+                if target == S.AWAITING_FUNDS and not await conn.fetchval(
+                        "SELECT needs_attempt FROM payouts WHERE id = $1 FOR UPDATE",
+                        payout_uuid):
+                    continue
                 try:
                     await move_payout(conn, payout_uuid, target, actor="preparer",
                                       reason=reason if target == S.AWAITING_FUNDS

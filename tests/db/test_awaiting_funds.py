@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from stellar_sdk import Keypair
 
+from payout_service.adapters.transitions import move_for_funds
 from payout_service.app.monitoring import Monitor
 from payout_service.core.health import AlertKind, AlertThresholds
 from payout_service.core.validation import AmountLimits, validate_payout_request
@@ -115,3 +116,22 @@ async def test_a_held_payout_can_be_cancelled(world):
     payout_uuid = await desk.store.pool.fetchval("SELECT id FROM payouts")
     await desk.attempts.cancel(payout_uuid, actor="test", reason="not needed")
     assert await states(desk) == {"p1": "CANCELLED"}
+
+
+async def test_a_payout_another_replica_built_meanwhile_is_never_held(world):
+    """A replica decides to hold from a list read before another replica built the payout:
+    the hold is skipped, so a built payout never sits in AWAITING_FUNDS, where it could be
+    neither signed nor rebuilt."""
+    make, _ = world
+    desk, pipeline, ledger, _ = make("signer")
+    await create(desk, "p1")
+    ledger.funds = {"XLM": 10 * (XLM + FEE)}
+    await pipeline.prepare_once()  # built (and signed): needs_attempt is false now
+    built = await states(desk)
+    assert built == {"p1": "QUEUED"}
+    [payout_uuid] = [r["id"] for r in await desk.store.pool.fetch("SELECT id FROM payouts")]
+    await desk.store.pool.execute(  # as if the stale replica saw it ACCEPTED
+        "UPDATE payouts SET state = 'ACCEPTED' WHERE id = $1", payout_uuid)
+    held, released = await move_for_funds(desk.store.pool, [payout_uuid], [], reason="stale")
+    assert (held, released) == (0, 0)
+    assert await states(desk) == {"p1": "ACCEPTED"}
