@@ -80,10 +80,16 @@ def memo_text(kind: str, value: bytes | int | None = None) -> str:
     return f"{kind}:{value.hex()}"
 
 
+# The longest an approval may be valid for: it can be used again for the same payment until
+# it expires (the signer keeps no record of approvals used), so a long life widens that.
+MAX_APPROVAL_SECONDS = 7 * 24 * 3600
+
+
 def is_valid(payment: Payment, approval: Approval, now: int) -> bool:
     """Whether `approval` is an unexpired Ed25519 signature by its approver over the
     statement of `payment`."""
-    if approval.expires_at <= now or not StrKey.is_valid_ed25519_public_key(approval.approver):
+    if not now < approval.expires_at <= now + MAX_APPROVAL_SECONDS or \
+            not StrKey.is_valid_ed25519_public_key(approval.approver):
         return False
     try:
         message = statement(payment, approval.payout_id, approval.expires_at)

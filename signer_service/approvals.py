@@ -15,7 +15,13 @@ from collections.abc import Sequence
 
 from stellar_sdk import xdr as sx
 
-from payout_approvals.statement import Approval, Payment, approvers_who_approved, memo_text
+from payout_approvals.statement import (
+    Approval,
+    Payment,
+    approvers_who_approved,
+    is_valid,
+    memo_text,
+)
 from signer_service.policy import (
     NATIVE,
     ApprovalRule,
@@ -112,21 +118,30 @@ def approvals_refusal(
     if len(ops) == 1 and ops[0].body.type == sx.OperationType.INVOKE_HOST_FUNCTION:
         payment, amount = _transfer_payment(tx, passphrase)
         if payment is None:
-            # Amounts of a call the rule cannot bind to one destination and asset.
-            if amount > 0:
-                return Refuse(RULE, f"op[0] moves {amount} in a call that is not a transfer "
-                                    "(from, to, amount): no approval can cover it")
-            return None
+            # A call the rule cannot bind to one destination and asset; its amounts may be
+            # nested where no decoder here looks (a batch call's vector), so none is signed.
+            return Refuse(RULE, "op[0] is a contract call that is not a transfer (from, to, "
+                                f"amount){f' moving {amount}' if amount else ''}: no approval "
+                                "can cover it")
         payments = [(0, payment)]
     else:
         payments = [(i, p) for i, op in enumerate(ops)
                     if (p := _classic_payment(tx, op, passphrase)) is not None]
+    used_by: dict[str, int] = {}  # payout id -> the operation whose approvals name it
     for index, payment in payments:
         if not rule.needs_approval(payment.asset, payment.amount_stroops):
             continue
-        approved = approvers_who_approved(payment, by_op.get(index, ()), rule.approvers, now)
+        valid = [a for a in by_op.get(index, ())
+                 if a.approver in rule.approvers and is_valid(payment, a, now)]
+        approved = approvers_who_approved(payment, valid, rule.approvers, now)
         if len(approved) < rule.required:
             return Refuse(RULE, f"op[{index}] pays {payment.amount_stroops} "
                                 f"{payment.asset[:16]} to {payment.destination}: "
                                 f"{len(approved)} of {rule.required} approvals valid")
+        # An approval is for one payout: the same approval (or another one naming the same
+        # payout) at two operations would pay that payout twice in one transaction.
+        for payout_id in {a.payout_id for a in valid}:
+            if used_by.setdefault(payout_id, index) != index:
+                return Refuse(RULE, f"op[{used_by[payout_id]}] and op[{index}] are both "
+                                    f"approved as payout {payout_id[:64]!r}")
     return None

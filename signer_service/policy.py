@@ -823,6 +823,14 @@ def check_authorization(
     walk = authorization_walk(entry, policy)
     if walk.refusal is not None:
         return walk.refusal
+    if policy.approvals is not None:
+        # An entry carries no approvals, and it can be put in any transaction: a key whose
+        # payments need approval authorises no amount above its threshold this way.
+        over = next(((v, a) for v in walk.verdicts for a in v.amounts
+                     if policy.approvals.needs_approval(v.asset, a)), None)
+        if over is not None:
+            return Refuse("approvals", f"{over[0].path} {over[0].call} moves {over[1]}: an "
+                                       "authorization entry carries no approvals")
     return _limits(walk_amounts(walk), policy.native_limits(), spent_last_24h)
 
 

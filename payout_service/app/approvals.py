@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from payout_approvals.statement import Approval, is_valid
+from payout_approvals.statement import MAX_APPROVAL_SECONDS, Approval, is_valid
 from payout_service.adapters import approval_store as store
 from payout_service.adapters.payout_store import get_payout_in
 from payout_service.config import Config
@@ -76,8 +76,12 @@ class Approvals:
         if public_key != key:
             raise PermissionDenied(f"{identity} approves with {key}, not {public_key}")
         violations = []
-        if expires_at <= int(time.time()):
+        now = int(time.time())
+        if expires_at <= now:
             violations.append(FieldViolation("expires_at", "must be in the future"))
+        elif expires_at > now + MAX_APPROVAL_SECONDS:
+            violations.append(FieldViolation(
+                "expires_at", f"at most {MAX_APPROVAL_SECONDS} s from now (7 days)"))
         if len(signature) != 64:
             violations.append(FieldViolation("signature", "must be a 64-byte Ed25519 signature"))
         if violations:

@@ -19,7 +19,7 @@ from payout_service.app.stage import Stage, attempt_ids, envelope_of
 from payout_service.core.model import Attempt, Payout
 from payout_service.core.pacing import resend_due
 from payout_service.core.payees import landed_payee_problem, payee_memo
-from payout_service.core.payment_proofs import PaymentProof, read_proof
+from payout_service.core.payment_proofs import PaymentProof, fee_shares, read_proof
 from payout_service.core.proofs import (
     DeathProof,
     Envelope,
@@ -69,6 +69,18 @@ class Confirming(Stage):
             await self._watch_outside(attempt)
         return 0  # polling is paced by next_poll_at, not by a busy loop
 
+    async def _share_of(self, attempt: Attempt, fee_charged: int) -> tuple[int, int]:
+        """(its place in the transaction, its share of the fee) for one payout's attempt: a
+        batch member's op index and share (core/payment_proofs.fee_shares, as when a batch
+        is confirmed whole), or (0, the whole fee) for a transaction of its own."""
+        if attempt.batch_id is None or attempt.op_index is None:
+            return 0, fee_charged
+        members = await self.batches.op_indexes(attempt.batch_id)
+        shares = fee_shares(fee_charged, max(1, len(members)))
+        rank = sorted(members.values()).index(attempt.op_index) \
+            if attempt.op_index in members.values() else 0
+        return attempt.op_index, shares[rank]
+
     async def _watch_outside(self, attempt: Attempt) -> None:
         """An envelope that left us and that we do not send: handed out unsigned to an
         external signer (its holder may submit it without telling us), or ABANDONED (a node
@@ -79,11 +91,11 @@ class Confirming(Stage):
         if isinstance(seen, Included):
             await self._replaced(attempt, seen)
             if abandoned:
+                position, share = await self._share_of(attempt, seen.fee_charged)
                 payout = await self.attempts.abandoned_landed(
                     attempt, successful=seen.successful, ledger=seen.ledger,
-                    code=seen.result_code, fee_charged=seen.fee_charged,
-                    proof=proof_of_payment(attempt, seen, position=0,
-                                           fee_share=seen.fee_charged))
+                    code=seen.result_code, fee_charged=share,
+                    proof=proof_of_payment(attempt, seen, position=position, fee_share=share))
                 log.error("abandoned attempt landed", extra={
                     **attempt_ids(attempt), "ledger": seen.ledger,
                     "payout_state": payout.state.value if payout else None})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +21,8 @@ from uuid import UUID
 import grpc
 from google.protobuf.message import Message
 
-from payout_approvals.statement import Payment, approval_by
+from payout_approvals.statement import MAX_APPROVAL_SECONDS, Payment, approval_by
+from payout_service.core.amounts import AmountError, format_amount, parse_amount
 from payout_service.core.approvals import Route, route_payment
 from payout_service.core.batches import BatchMode
 from payout_service.core.model import Payout
@@ -47,6 +49,11 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     a.add_argument("--ttl", type=int, default=DEFAULT_TTL, metavar="SECONDS",
                    help="how long the approval stays valid (default 86400); it must still be "
                         "valid when the payout is signed")
+    a.add_argument("--expect-amount", metavar="AMOUNT",
+                   help="refuse to sign unless the payout pays exactly this amount (checked "
+                        "against what the service reports, before signing)")
+    a.add_argument("--expect-destination", metavar="ADDRESS",
+                   help="refuse to sign unless the payout pays this destination")
     a.add_argument("--treasury", default=os.environ.get("PAYOUT_SOURCE_ACCOUNT", ""),
                    help="the paying account (default $PAYOUT_SOURCE_ACCOUNT)")
     a.add_argument("--network-passphrase",
@@ -98,6 +105,22 @@ def payment_of(p: pb.Payout, args: argparse.Namespace) -> Payment:
     return payment
 
 
+def check_expected(payment: Payment, args: argparse.Namespace) -> None:
+    """--expect-amount / --expect-destination: the approver's own figures, compared with
+    what the service reports before anything is signed."""
+    if args.expect_destination and args.expect_destination.strip() != payment.destination:
+        raise ApprovalRefused(f"the payout pays {payment.destination}, not "
+                              f"{args.expect_destination.strip()}: not signed")
+    if args.expect_amount:
+        try:
+            expected = parse_amount(args.expect_amount)
+        except AmountError as err:
+            raise ApprovalRefused(f"--expect-amount: {err}") from None
+        if expected != payment.amount_stroops:
+            raise ApprovalRefused(f"the payout pays {format_amount(payment.amount_stroops)}, "
+                                  f"not {format_amount(expected)}: not signed")
+
+
 def read_secret(path: Path) -> str:
     try:
         secret = path.read_text().strip()
@@ -121,7 +144,17 @@ async def run(channel: grpc.aio.Channel, args: argparse.Namespace) -> Message:
         raise ApprovalRefused(f"payout is {pb.PayoutState.Name(got.payout.state)}, "
                               "not awaiting approval")
     payment = payment_of(got.payout, args)
-    expires_at = int(time.time()) + max(1, args.ttl)
+    check_expected(payment, args)
+    if not 0 < args.ttl <= MAX_APPROVAL_SECONDS:
+        raise ApprovalRefused(f"--ttl must be 1 to {MAX_APPROVAL_SECONDS} seconds (7 days)")
+    expires_at = int(time.time()) + args.ttl
+    # What is signed, said before signing: the approver's own check of what the service
+    # reported (a compromised service could report another payment).
+    print(f"approving payout {got.payout.payout_id}: {format_amount(payment.amount_stroops)} "
+          f"{payment.asset} to {payment.destination}"
+          f"{f' (muxed id {payment.muxed_id})' if payment.muxed_id is not None else ''}"
+          f", memo {payment.memo}, from {payment.treasury}, valid {args.ttl} s",
+          file=sys.stderr)
     try:
         approval = approval_by(read_secret(args.key_file), payment, got.payout.payout_id,
                                expires_at)

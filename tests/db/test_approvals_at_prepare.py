@@ -88,6 +88,11 @@ async def test_a_payout_above_the_threshold_is_paid_only_after_two_distinct_appr
     with pytest.raises(ValidationFailed) as bad:
         await approve(approvals, "bob", other_treasury)
     assert [v.field for v in bad.value.violations] == ["signature"]
+    for far in (int(time.time()) + 8 * 24 * 3600, 2**62):  # beyond 7 days, beyond year 9999
+        with pytest.raises(ValidationFailed) as too_long:
+            await approvals.approve("big", identity="bob", public_key=BOB.public_key,
+                                    signature=bytes(64), expires_at=far, correlation_id="c")
+        assert [v.field for v in too_long.value.violations] == ["expires_at"]
 
     first = await approve(approvals, "bob", await approval_of(desk, "big", BOB,
                                                                source.public_key))

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from stellar_sdk import Account, Asset, Keypair, MuxedAccount, TransactionBuilder
+from stellar_sdk import Account, Asset, Keypair, MuxedAccount, TransactionBuilder, scval
 
-from payout_approvals.statement import Approval, Payment, memo_text, statement
+from payout_approvals.statement import (
+    MAX_APPROVAL_SECONDS,
+    Approval,
+    Payment,
+    memo_text,
+    statement,
+)
 from signer_service.approvals import approvals_refusal
 from signer_service.policy import ApprovalRule, KeyPolicy
 from signer_service.policy_check import explain
@@ -89,3 +95,39 @@ def test_policy_check_explains_an_approvals_refusal(tmp_path):
     lines, would_sign = explain(path, envelope, key_id=None, current_ledger=0,
                                 expiration_ledger=0, spent=0)
     assert not would_sign and "policy rule approvals refused" in lines[-1]
+
+
+def two_payments_tx():
+    builder = TransactionBuilder(Account(PAYER, 1), PASSPHRASE, base_fee=100)
+    for _ in range(2):
+        builder.append_payment_op(DESTINATION, Asset.native(), "0.0001000")
+    return builder.set_timeout(60).build().transaction.to_xdr_object()
+
+
+def test_one_approval_at_two_operations_is_refused():
+    """Two identical payments, the same approval at both: that payout would be paid twice."""
+    _, one = approval(payment())
+    refusal = approvals_refusal(two_payments_tx(), POLICY, PASSPHRASE, [(0, one), (1, one)],
+                                NOW)
+    assert refusal is not None and refusal.rule == "approvals"
+    assert "both approved as payout" in refusal.detail
+
+
+def test_a_batch_call_with_its_amounts_in_a_vector_cannot_be_approved():
+    """A call whose amounts are nested (a batch's vector) is refused even though no top-level
+    argument is an amount."""
+    nested = scval.to_vec([scval.to_vec([scval.to_address(DESTINATION),
+                                         scval.to_int128(10**12)])])
+    call = build_tx(source=PAYER, contract=OTHER_CONTRACT, function="pay_batch",
+                    args=[scval.to_address(PAYER), nested])
+    refusal = approvals_refusal(call.to_xdr_object(), POLICY, PASSPHRASE, [], NOW)
+    assert refusal is not None and refusal.rule == "approvals"
+
+
+def test_an_approval_valid_for_longer_than_the_maximum_does_not_count():
+    expires = NOW + MAX_APPROVAL_SECONDS + 1
+    long_lived = Approval(APPROVER.public_key,
+                          APPROVER.sign(statement(payment(), "p-1", expires)), "p-1", expires)
+    assert approvals_refusal(tx(), POLICY, PASSPHRASE, [(0, long_lived)], NOW) is not None
+    _, fine = approval(payment())
+    assert approvals_refusal(tx(), POLICY, PASSPHRASE, [(0, fine)], NOW) is None

@@ -153,7 +153,10 @@ async def test_each_operation_of_a_batch_needs_its_own_approvals(approvals_signe
     first = [approve(k, me, big, index=1) for k in APPROVERS[:2]]
     envelope = payments(me, [XLM, big, big])
     await refused(stub, approvals_signer, envelope, first)
-    both = first + [approve(k, me, big, index=2) for k in APPROVERS[1:]]
+    # Approvals naming the first operation's payout are no approval of another payment.
+    await refused(stub, approvals_signer, envelope,
+                  first + [approve(k, me, big, index=2) for k in APPROVERS[1:]])
+    both = first + [approve(k, me, big, index=2, payout_id="p-2") for k in APPROVERS[1:]]
     request, _ = await sign(stub, approvals_signer, envelope, both)
     assert audited(approvals_signer, request.request_id)["decision"] == "allow"
 

@@ -14,6 +14,7 @@ from signer_service.ledger_claims import LedgerClaim
 from signer_service.policy import (
     TRANSFER_ARGS,
     Allow,
+    ApprovalRule,
     CallRule,
     KeyPolicy,
     Refuse,
@@ -295,3 +296,19 @@ def test_a_transaction_whose_auth_entries_move_too_much_is_refused():
     assert refused_by(d) == "max_amount_stroops_per_tx"
     tx.operations[0].auth = [auth_entry(SOURCE, amount=1)]
     assert decide_sdk_tx(tx) == Allow(1)
+
+
+def test_a_key_whose_payments_need_approval_authorises_no_amount_above_it_by_entry():
+    """An authorization entry carries no approvals and can be put in any transaction: with
+    an approvals rule, an entry moving more than the threshold is refused, below it allowed."""
+    rule = ApprovalRule(frozenset({Keypair.random().public_key}), 1,
+                        {"native": 100, XLM_SAC: 100})
+    policy = dataclasses.replace(POLICY, approvals=rule)
+
+    def decide(amount: int) -> Allow | Refuse:
+        return check_authorization(auth_entry(SOURCE, amount=amount), policy,
+                                   network_passphrase=PASSPHRASE, signer_account=SOURCE,
+                                   spent_last_24h=0, ledgers=LEDGERS)
+
+    assert decide(100) == Allow(100)
+    assert refused_by(decide(101)) == "approvals"
