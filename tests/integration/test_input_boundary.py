@@ -205,11 +205,18 @@ def minimal_requests() -> dict[str, object]:
         "PayoutAdminService/RemoveScreeningEntry": apb.RemoveScreeningEntryRequest(
             destination=dest, list=apb.SCREENING_LIST_DENY, reason="cleared"),
         "PayoutAdminService/ListScreeningEntries": apb.ListScreeningEntriesRequest(),
+        "PayoutAdminService/ApprovePayout": apb.ApprovePayoutRequest(
+            payout_id="p1", approver_public_key=dest, signature=bytes(64),
+            expires_at=2_000_000_000),
+        "PayoutAdminService/RejectPayout": apb.RejectPayoutRequest(payout_id="p1",
+                                                                   reason="not ours"),
     }
 
 
 # Channel lifecycle RPCs answer FAILED_PRECONDITION at once when the service has no signer.
 LIFECYCLE_NEEDS_SIGNER = {f"PayoutAdminService/{m}Channels" for m in ("Add", "Create", "TopUp")}
+# Approvals answer FAILED_PRECONDITION at once when the service has no approvers configured.
+APPROVALS_NEED_APPROVERS = {"PayoutAdminService/ApprovePayout", "PayoutAdminService/RejectPayout"}
 
 
 async def test_postgresql_unreachable_is_unavailable_on_every_rpc(
@@ -230,8 +237,9 @@ async def test_postgresql_unreachable_is_unavailable_on_every_rpc(
                 continue
             err = await refused(r.call(channel, requests[r.name], deadline=TIMEOUT))
             # Reconcile needs no database to say it has no Stellar RPC configured.
-            if r.name in LIFECYCLE_NEEDS_SIGNER:
-                # Refused before any database work: this service runs without the signer.
+            if r.name in LIFECYCLE_NEEDS_SIGNER | APPROVALS_NEED_APPROVERS:
+                # Refused before any database work: this service runs without the signer
+                # and without approvers.
                 assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, (r.name, err.details())
                 continue
             assert err.code() == grpc.StatusCode.UNAVAILABLE, (r.name, err.code(), err.details())
