@@ -94,7 +94,7 @@ async def test_a_payer_policy_without_the_channel_holds_the_channel_and_fails_no
                 await admin.AddChannels(request)
             assert again.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     attempts = await service.pool.fetch(
-        """SELECT p.payout_id, a.source_account, a.status, a.result_code
+        """SELECT p.payout_id, a.source_account, a.status, a.result_code, a.submitted_at
            FROM payout_attempts a JOIN payouts p ON p.id = a.payout_id""")
     included = {r["payout_id"]: r["source_account"] for r in attempts
                 if r["status"] == "included"}
@@ -103,7 +103,11 @@ async def test_a_payer_policy_without_the_channel_holds_the_channel_and_fails_no
     assert refused, "the channel was leased and refused at least once"
     assert {(r["source_account"], r["result_code"]) for r in refused} == {
         (channel.public_key, "channel_held")}
-    assert {r["status"] for r in attempts} == {"included", "rejected"}
+    # Besides those: on a loaded machine an attempt may be re-sequenced before it left us
+    # (superseded, never sent); nothing else.
+    assert {"included", "rejected"} <= {r["status"] for r in attempts} <= {
+        "included", "rejected", "superseded"}, [dict(r) for r in attempts]
+    assert all(r["submitted_at"] is None for r in attempts if r["status"] == "superseded")
     # The channel's number was given back: its next transaction is the chain's next one.
     chain_seq = int((await sandbox.account(channel.public_key))["sequence"])
     assert await service.pool.fetchval(
