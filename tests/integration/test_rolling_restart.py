@@ -27,7 +27,8 @@ from tests.integration.retrying_callers import (
 from tests.integration.test_crash_safety import ServiceProcess
 
 CALLERS = 4
-MAX_PAYOUTS = 160  # destinations funded; callers stop earlier once the deploy is over
+MAX_PAYOUTS = 400  # destinations funded; callers stop earlier once the deploy is over (under
+# load a replica can take well over 10 s to restart, and 160 could run out before the end)
 SHUTDOWN_DELAY_MS = 1000
 
 

@@ -73,7 +73,8 @@ async def test_fast_load_equals_a_load_with_every_index_and_trigger_in_place(
             "totals_differ_from_recount": 0, "minutes_differ_from_recount": 0}
 
         await conn.execute("""TRUNCATE payouts, payout_events, payout_attempts, outbox_events,
-                                       payout_totals, payout_minutes""")
+                                       payout_proofs, payout_approvals, payout_totals,
+                                       payout_minutes""")
         phases = await read_load.load_payouts(conn, n, DESTINATIONS, AT)
         assert set(phases) >= {"payouts", "indexes"}
         assert await read_load.schema_of(conn) == migrated, "same indexes, keys, triggers"
